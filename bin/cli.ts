@@ -1,0 +1,30 @@
+/**
+ * Shared conventions for `ovnkube-route` commands: every command module exports a Command;
+ * errors that are the user's fault are thrown as UsageError / InputError and printed on
+ * stderr by the dispatcher (stdout stays empty on failure).
+ */
+export interface Command {
+  name: string;
+  /** One line for the top-level --help. */
+  summary: string;
+  /** Full --help text of the command. */
+  help: string;
+  /** Runs the command; resolves to the exit code. */
+  run(argv: string[], io: CommandIO): Promise<number>;
+}
+
+export interface CommandIO {
+  stdout: NodeJS.WritableStream;
+  stderr: NodeJS.WritableStream;
+  stdin: NodeJS.ReadableStream;
+}
+
+/** Bad flags or arguments: exit 2, print the message and a pointer to --help. */
+export class UsageError extends Error {
+  override name = 'UsageError';
+}
+
+/** Bad input data (file contents, objects): exit 1, message names file/entry/field. */
+export class InputError extends Error {
+  override name = 'InputError';
+}

@@ -1,0 +1,153 @@
+/**
+ * IPv4/IPv6 address and CIDR parsing with the same acceptance rules as Kubernetes' CEL
+ * `isIP` / `isCIDR` (Go netip): no IPv4 leading zeros, no zones, no IPv4-mapped IPv6,
+ * no leading zeros in a prefix length. Surrounding whitespace is trimmed (config files
+ * carry strays such as "172.16.0.0/16 "); host bits set in a CIDR are an error, never masked.
+ */
+
+export type Family = 4 | 6;
+
+export interface IP { family: Family; value: bigint }
+export interface CIDR { family: Family; value: bigint; bits: number }
+
+export type Parsed<T> = { ok: true; value: T } | { ok: false; error: string };
+
+const V4_OCTET = /^(0|[1-9][0-9]{0,2})$/;
+
+function parseV4(s: string): bigint | null {
+  const parts = s.split('.');
+  if (parts.length !== 4) return null;
+  let v = 0n;
+  for (const p of parts) {
+    if (!V4_OCTET.test(p)) return null;
+    const n = Number(p);
+    if (n > 255) return null;
+    v = (v << 8n) | BigInt(n);
+  }
+  return v;
+}
+
+function parseV6(s: string): bigint | null {
+  if (s.includes('%')) return null; // zones are not accepted (Kubernetes CEL rule)
+  let head = s;
+  let tailV4: bigint | null = null;
+  if (s.includes('.')) {
+    const lastColon = s.lastIndexOf(':');
+    tailV4 = parseV4(s.slice(lastColon + 1));
+    if (tailV4 === null) return null;
+    head = s.slice(0, lastColon + 1); // "1:2:3:4:5:6:" or "64:ff9b::" or "::"
+    if (!head.endsWith('::')) head = head.slice(0, -1);
+  }
+  const groupsWanted = tailV4 === null ? 8 : 6;
+  const dbl = head.indexOf('::');
+  if (dbl !== head.lastIndexOf('::')) return null;
+  const splitGroups = (x: string): string[] | null => (x === '' ? [] : x.split(':'));
+  let groups: string[];
+  if (dbl >= 0) {
+    const left = splitGroups(head.slice(0, dbl));
+    const right = splitGroups(head.slice(dbl + 2));
+    if (!left || !right) return null;
+    const missing = groupsWanted - left.length - right.length;
+    if (missing < 1) return null;
+    groups = [...left, ...Array<string>(missing).fill('0'), ...right];
+  } else {
+    groups = head.split(':');
+  }
+  if (groups.length !== groupsWanted) return null;
+  let v = 0n;
+  for (const g of groups) {
+    if (!/^[0-9a-fA-F]{1,4}$/.test(g)) return null;
+    v = (v << 16n) | BigInt(parseInt(g, 16));
+  }
+  if (tailV4 !== null) v = (v << 32n) | tailV4;
+  return v;
+}
+
+/** Parse an IP address (trimmed). */
+export function parseIP(input: string): Parsed<IP> {
+  const s = input.trim();
+  if (s === '') return { ok: false, error: 'empty IP address' };
+  if (s.includes(':')) {
+    const v = parseV6(s);
+    if (v === null) return { ok: false, error: `"${s}" is not a valid IPv6 address` };
+    if (v >> 32n === 0xffffn) return { ok: false, error: `"${s}" is an IPv4-mapped IPv6 address; write the IPv4 address instead` };
+    return { ok: true, value: { family: 6, value: v } };
+  }
+  const v = parseV4(s);
+  if (v === null) return { ok: false, error: `"${s}" is not a valid IPv4 address (four decimal octets 0-255, no leading zeros)` };
+  return { ok: true, value: { family: 4, value: v } };
+}
+
+/** Parse a CIDR (trimmed); host bits set is an error naming the network it should be. */
+export function parseCIDR(input: string): Parsed<CIDR> {
+  const s = input.trim();
+  const slash = s.indexOf('/');
+  if (slash < 0) return { ok: false, error: `"${s}" is not a CIDR: expected ADDRESS/PREFIX, e.g. 172.16.10.0/24` };
+  const ip = parseIP(s.slice(0, slash));
+  if (!ip.ok) return { ok: false, error: `"${s}" is not a valid CIDR: ${ip.error}` };
+  const bitsStr = s.slice(slash + 1);
+  const max = ip.value.family === 4 ? 32 : 128;
+  if (!/^(0|[1-9][0-9]{0,2})$/.test(bitsStr) || Number(bitsStr) > max) {
+    return { ok: false, error: `"${s}" is not a valid CIDR: prefix length must be 0-${max}` };
+  }
+  const bits = Number(bitsStr);
+  const width = BigInt(max);
+  const hostMask = (1n << (width - BigInt(bits))) - 1n;
+  if ((ip.value.value & hostMask) !== 0n) {
+    const net = formatCIDR({ family: ip.value.family, value: ip.value.value & ~hostMask, bits });
+    return { ok: false, error: `"${s}" has host bits set: did you mean ${net}?` };
+  }
+  return { ok: true, value: { family: ip.value.family, value: ip.value.value, bits } };
+}
+
+/** Format an address canonically (IPv6 per RFC 5952: lowercase, longest zero run compressed). */
+export function formatIP(ip: IP): string {
+  if (ip.family === 4) {
+    const v = ip.value;
+    return [24n, 16n, 8n, 0n].map((sh) => String((v >> sh) & 0xffn)).join('.');
+  }
+  const groups: number[] = [];
+  for (let i = 7; i >= 0; i--) groups.push(Number((ip.value >> BigInt(i * 16)) & 0xffffn));
+  let bestStart = -1;
+  let bestLen = 0;
+  for (let i = 0; i < 8;) {
+    if (groups[i] !== 0) { i++; continue; }
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > bestLen && j - i >= 2) { bestStart = i; bestLen = j - i; }
+    i = j;
+  }
+  const hex = groups.map((g) => g.toString(16));
+  if (bestStart < 0) return hex.join(':');
+  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLen).join(':')}`;
+}
+
+export function formatCIDR(c: CIDR): string {
+  return `${formatIP(c)}/${c.bits}`;
+}
+
+/** Canonical text of a CIDR, or throws with the parse error. */
+export function canonicalCIDR(input: string): string {
+  const r = parseCIDR(input);
+  if (!r.ok) throw new Error(r.error);
+  return formatCIDR(r.value);
+}
+
+/** Canonical text of an IP, or throws with the parse error. */
+export function canonicalIP(input: string): string {
+  const r = parseIP(input);
+  if (!r.ok) throw new Error(r.error);
+  return formatIP(r.value);
+}
+
+/** The host route (/32 or /128) for an address. */
+export function hostCIDR(ip: IP): string {
+  return `${formatIP(ip)}/${ip.family === 4 ? 32 : 128}`;
+}
+
+/** Order CIDRs: IPv4 before IPv6, then by address, then by prefix length. */
+export function compareCIDR(a: CIDR, b: CIDR): number {
+  if (a.family !== b.family) return a.family - b.family;
+  if (a.value !== b.value) return a.value < b.value ? -1 : 1;
+  return a.bits - b.bits;
+}

@@ -1,0 +1,196 @@
+/**
+ * The plan annotation codec: `routes.k8s.ovn.org/plan` on a pod.
+ *
+ * Value (JSON, canonical key order, v=1):
+ *   {"v":1,"routes":[{"dst":"10.86.69.17/32","dev":"eth0"},...],"default":{"dev":"eth0","via":"169.254.1.1"},
+ *    "sig":"hmac-sha256:<kid>:<base64url>"}
+ *
+ * Authentication: HMAC-SHA256 keyed by the cluster's plan key over
+ *   "ovnkube-route/plan/v1\n" + <pod namespace> + "\n" + <canonical JSON without "sig">.
+ * Any pod author can write any annotation on their own pod, so the injector verifies the
+ * signature against the pod's real namespace and refuses what the system did not write.
+ * The namespace (not the name) is bound because pods made with generateName have no name
+ * at admission time. `kid` (first 12 hex chars of sha256(key)) lets several keys be
+ * accepted during a rotation.
+ *
+ * Bounds: at most MAX_PLAN_ROUTES routes and MAX_PLAN_BYTES bytes encoded, well under the
+ * 256 KiB that all of a pod's annotations together may use. Past either, encoding fails
+ * with a clear error; a plan is never truncated.
+ */
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { Ajv } from 'ajv';
+import { formatCIDR, formatIP, parseCIDR, parseIP } from './ip.js';
+import type { Plan, PlanRoute } from './types.js';
+
+export const PLAN_VERSION = 1 as const;
+export const MAX_PLAN_ROUTES = 512;
+export const MAX_PLAN_BYTES = 32 * 1024;
+const SIG_PREFIX = 'hmac-sha256';
+const DOMAIN = 'ovnkube-route/plan/v1';
+
+/** A plan-signing key; the first key of a ring signs, every key of it verifies. */
+export interface PlanKey { id: string; secret: Buffer }
+
+/** Build a key from its secret bytes (at least 32). */
+export function planKeyFromSecret(secret: Buffer): PlanKey {
+  if (secret.length < 32) throw new Error(`plan key too short: ${secret.length} bytes, expected at least 32`);
+  return { id: createHash('sha256').update(secret).digest('hex').slice(0, 12), secret };
+}
+
+/** Parse a key file's text: base64 (or base64url) of at least 32 random bytes, whitespace ignored. */
+export function parsePlanKey(text: string): PlanKey {
+  const t = text.replace(/\s+/g, '');
+  if (!/^[A-Za-z0-9+/_-]+={0,2}$/.test(t)) throw new Error('plan key is not base64 text');
+  return planKeyFromSecret(Buffer.from(t.replace(/-/g, '+').replace(/_/g, '/'), 'base64'));
+}
+
+const DEV_PATTERN = '^[\\x21-\\x2e\\x30-\\x39\\x3b-\\x7e]{1,15}$';
+const planSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['v', 'routes'],
+  properties: {
+    v: { const: PLAN_VERSION },
+    routes: {
+      type: 'array',
+      maxItems: MAX_PLAN_ROUTES,
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['dst', 'dev'],
+        properties: {
+          dst: { type: 'string', maxLength: 64 },
+          dev: { type: 'string', pattern: DEV_PATTERN },
+          via: { type: 'string', maxLength: 64 },
+        },
+      },
+    },
+    default: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['dev'],
+      properties: { dev: { type: 'string', pattern: DEV_PATTERN }, via: { type: 'string', maxLength: 64 } },
+    },
+    sig: { type: 'string', maxLength: 200 },
+  },
+} as const;
+
+const ajv = new Ajv({ allErrors: false, strict: true });
+const validatePlanShape = ajv.compile(planSchema);
+
+function orderedRoute(r: PlanRoute): PlanRoute {
+  return r.via === undefined ? { dst: r.dst, dev: r.dev } : { dst: r.dst, dev: r.dev, via: r.via };
+}
+
+/** Canonical JSON of a plan (fixed key order, no signature). */
+export function canonicalPlanJSON(plan: Plan): string {
+  const body: Record<string, unknown> = { v: plan.v, routes: plan.routes.map(orderedRoute) };
+  if (plan.default) body.default = plan.default.via === undefined ? { dev: plan.default.dev } : { dev: plan.default.dev, via: plan.default.via };
+  return JSON.stringify(body);
+}
+
+/** Short content hash of a plan (ignores the signature); used to report what was applied. */
+export function planHash(plan: Plan): string {
+  return createHash('sha256').update(canonicalPlanJSON(plan)).digest('hex').slice(0, 16);
+}
+
+function mac(key: PlanKey, namespace: string, canonical: string): string {
+  return createHmac('sha256', key.secret).update(`${DOMAIN}\n${namespace}\n${canonical}`).digest('base64url');
+}
+
+/** Error thrown when a plan cannot be encoded (too large, not canonical). */
+export class PlanEncodeError extends Error {
+  override name = 'PlanEncodeError';
+}
+
+/**
+ * Encode a plan as the annotation value, signed for `namespace` when a key is given.
+ * Throws PlanEncodeError past the bounds.
+ */
+export function encodePlan(plan: Plan, opts: { key?: PlanKey; namespace: string }): string {
+  if (plan.routes.length > MAX_PLAN_ROUTES) {
+    throw new PlanEncodeError(`plan has ${plan.routes.length} routes; at most ${MAX_PLAN_ROUTES} are allowed`);
+  }
+  const canonical = canonicalPlanJSON(plan);
+  const semantic = checkSemantics(JSON.parse(canonical) as Plan);
+  if (semantic) throw new PlanEncodeError(`plan is not valid: ${semantic}`);
+  const value = opts.key
+    ? `${canonical.slice(0, -1)},"sig":"${SIG_PREFIX}:${opts.key.id}:${mac(opts.key, opts.namespace, canonical)}"}`
+    : canonical;
+  const size = Buffer.byteLength(value);
+  if (size > MAX_PLAN_BYTES) {
+    throw new PlanEncodeError(`encoded plan is ${size} bytes (${plan.routes.length} routes); at most ${MAX_PLAN_BYTES} bytes are allowed`);
+  }
+  return value;
+}
+
+export type DecodeErrorCode = 'too-large' | 'malformed-json' | 'invalid' | 'unsigned' | 'unknown-key' | 'bad-signature';
+export type DecodeResult =
+  | { ok: true; plan: Plan; signed: boolean; keyId?: string }
+  | { ok: false; code: DecodeErrorCode; error: string };
+
+export interface DecodeOptions {
+  namespace: string;
+  /** Keys accepted for verification. */
+  keys: PlanKey[];
+  /** When true (the injector's default), a plan without a signature is refused. */
+  requireSignature: boolean;
+}
+
+function checkSemantics(p: Plan): string | null {
+  const seen = new Set<string>();
+  for (const [i, r] of p.routes.entries()) {
+    const c = parseCIDR(r.dst);
+    if (!c.ok) return `routes[${i}].dst: ${c.error}`;
+    if (formatCIDR(c.value) !== r.dst) return `routes[${i}].dst: "${r.dst}" is not canonical (expected "${formatCIDR(c.value)}")`;
+    if (seen.has(r.dst)) return `routes[${i}].dst: duplicate destination ${r.dst}`;
+    seen.add(r.dst);
+    if (r.via !== undefined) {
+      const v = parseIP(r.via);
+      if (!v.ok) return `routes[${i}].via: ${v.error}`;
+      if (formatIP(v.value) !== r.via) return `routes[${i}].via: "${r.via}" is not canonical`;
+      if (v.value.family !== c.value.family) return `routes[${i}].via: ${r.via} is IPv${v.value.family} but dst ${r.dst} is IPv${c.value.family}`;
+    }
+  }
+  if (p.default?.via !== undefined) {
+    const v = parseIP(p.default.via);
+    if (!v.ok) return `default.via: ${v.error}`;
+    if (formatIP(v.value) !== p.default.via) return `default.via: "${p.default.via}" is not canonical`;
+  }
+  return null;
+}
+
+/** Decode and verify an annotation value. Never throws. */
+export function decodePlan(value: string, opts: DecodeOptions): DecodeResult {
+  if (Buffer.byteLength(value) > MAX_PLAN_BYTES) {
+    return { ok: false, code: 'too-large', error: `plan annotation is ${Buffer.byteLength(value)} bytes; at most ${MAX_PLAN_BYTES} are allowed` };
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(value);
+  } catch (e) {
+    return { ok: false, code: 'malformed-json', error: `plan annotation is not JSON: ${(e as Error).message}` };
+  }
+  if (!validatePlanShape(raw)) {
+    const err = validatePlanShape.errors?.[0];
+    return { ok: false, code: 'invalid', error: `plan annotation ${err?.instancePath || '/'} ${err?.message ?? 'is invalid'}` };
+  }
+  const { sig, ...rest } = raw as Plan & { sig?: string };
+  const plan = rest as Plan;
+  const semantic = checkSemantics(plan);
+  if (semantic) return { ok: false, code: 'invalid', error: `plan annotation: ${semantic}` };
+  if (sig === undefined) {
+    if (opts.requireSignature) return { ok: false, code: 'unsigned', error: 'plan annotation carries no signature' };
+    return { ok: true, plan, signed: false };
+  }
+  const m = /^hmac-sha256:([0-9a-f]{12}):([A-Za-z0-9_-]{43})$/.exec(sig);
+  if (!m) return { ok: false, code: 'bad-signature', error: 'plan signature is not of the form hmac-sha256:<kid>:<mac>' };
+  const key = opts.keys.find((k) => k.id === m[1]);
+  if (!key) return { ok: false, code: 'unknown-key', error: `plan is signed with key ${m[1]}, which is not one of the accepted keys` };
+  const expected = Buffer.from(mac(key, opts.namespace, canonicalPlanJSON(plan)), 'base64url');
+  const got = Buffer.from(m[2]!, 'base64url');
+  if (got.length !== expected.length || !timingSafeEqual(got, expected)) {
+    return { ok: false, code: 'bad-signature', error: `plan signature does not verify for namespace "${opts.namespace}"` };
+  }
+  return { ok: true, plan, signed: true, keyId: key.id };
+}

@@ -1,0 +1,146 @@
+/**
+ * Shared types of ovnkube-route. Kubernetes objects are described structurally (the subset
+ * we read), so core/ never depends on a client library and accepts both plain JSON from
+ * `kubectl get -o yaml` and the objects @kubernetes/client-node returns.
+ */
+
+/** Pod/namespace label that opts in or out: `enabled` or `disabled`. */
+export const INJECT_LABEL = 'routes.k8s.ovn.org/inject';
+/** Pod annotation holding the signed route plan (core/plan-codec.ts). */
+export const PLAN_ANNOTATION = 'routes.k8s.ovn.org/plan';
+/** Pod annotation where the injector reports what it applied (hash + skipped items). */
+export const STATUS_ANNOTATION = 'routes.k8s.ovn.org/status';
+/** Pod label asking the webhook for the `routes.k8s.ovn.org/ready` readiness gate. */
+export const READINESS_GATE_LABEL = 'routes.k8s.ovn.org/readiness-gate';
+/** Pod condition type the injector sets once the plan's routes are in place. */
+export const READY_CONDITION = 'routes.k8s.ovn.org/ready';
+export const API_GROUP = 'k8s.ovn.org';
+export const API_VERSION = 'v1';
+export const ROUTE_PLURAL = 'routes';
+
+export interface ObjectMeta {
+  name?: string;
+  generateName?: string;
+  namespace?: string;
+  uid?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+  ownerReferences?: OwnerReference[];
+  generation?: number;
+  resourceVersion?: string;
+}
+
+export interface OwnerReference {
+  apiVersion?: string;
+  kind: string;
+  name: string;
+  uid?: string;
+  controller?: boolean;
+}
+
+export interface KubeObject {
+  apiVersion?: string;
+  kind?: string;
+  metadata?: ObjectMeta;
+}
+
+export interface Pod extends KubeObject {
+  spec?: { hostNetwork?: boolean; nodeName?: string; [k: string]: unknown };
+  status?: { phase?: string; [k: string]: unknown };
+}
+
+export interface Namespace extends KubeObject {}
+
+export interface Service extends KubeObject {
+  spec?: {
+    type?: string;
+    clusterIP?: string;
+    clusterIPs?: string[];
+    ipFamilies?: string[];
+    externalName?: string;
+    [k: string]: unknown;
+  };
+}
+
+export interface LabelSelectorRequirement {
+  key: string;
+  operator: 'In' | 'NotIn' | 'Exists' | 'DoesNotExist';
+  values?: string[];
+}
+
+export interface LabelSelector {
+  matchLabels?: Record<string, string>;
+  matchExpressions?: LabelSelectorRequirement[];
+}
+
+export type OwnerKind = 'Deployment' | 'DaemonSet' | 'StatefulSet' | 'ReplicaSet' | 'Job' | 'CronJob';
+
+export interface OwnerSelector {
+  kind: OwnerKind;
+  namespace?: string;
+  name: string;
+}
+
+/** One entry of include/exclude: matches when every given field matches. */
+export interface PodSelectorTerm {
+  namespaces?: string[];
+  namespaceSelector?: LabelSelector;
+  pods?: string[];
+  podSelector?: LabelSelector;
+  owners?: OwnerSelector[];
+}
+
+export interface CidrRule { dst: string; dev: string; via?: string }
+export interface SvcRule { namespace: string; name: string; dev: string; via?: string }
+export interface DefaultRouteRule { dev: string; via?: string }
+
+export interface RouteSpec {
+  route?: CidrRule[];
+  svc?: SvcRule[];
+  defaultRoute?: DefaultRouteRule;
+  include?: PodSelectorTerm[];
+  exclude?: PodSelectorTerm[];
+  priority?: number;
+  feature_gate?: Record<string, string>;
+}
+
+export interface RouteCondition {
+  type: string;
+  status: 'True' | 'False' | 'Unknown';
+  reason: string;
+  message: string;
+  lastTransitionTime: string;
+  observedGeneration?: number;
+}
+
+export interface RouteStatus {
+  status?: string;
+  conditions?: RouteCondition[];
+  observedGeneration?: number;
+  matchedPods?: number;
+  appliedPods?: number;
+  unresolvedServices?: { namespace: string; name: string; reason: string }[];
+  conflicts?: { dst: string; route: string; winner: string; message: string }[];
+}
+
+/** The Route custom resource (cluster-scoped). */
+export interface Route extends KubeObject {
+  spec?: RouteSpec;
+  status?: RouteStatus;
+}
+
+/** One route of a plan: dst is a canonical CIDR; no `via` means a link-scope route on dev. */
+export interface PlanRoute { dst: string; dev: string; via?: string }
+
+/** The plan the webhook/controller resolve for a pod and the injector applies. */
+export interface Plan {
+  /** Format version; see PLAN_VERSION in core/plan-codec.ts. */
+  v: 1;
+  /** Sorted by (family, dst); deterministic. */
+  routes: PlanRoute[];
+  /** Present only when the pod's default route is to be replaced. */
+  default?: { dev: string; via?: string };
+}
+
+/** A workload object a pod belongs to, direct owner first. */
+export interface OwnerRef { kind: string; namespace: string; name: string }
