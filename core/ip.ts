@@ -65,7 +65,11 @@ function parseV6(s: string): bigint | null {
 
 /** Parse an IP address (trimmed). */
 export function parseIP(input: string): Parsed<IP> {
-  const s = input.trim();
+  return parseAddr(input.trim());
+}
+
+/** Parse an IP address exactly as written, as Kubernetes' CEL `ip()` does. */
+export function parseAddr(s: string): Parsed<IP> {
   if (s === '') return { ok: false, error: 'empty IP address' };
   if (s.includes(':')) {
     const v = parseV6(s);
@@ -78,26 +82,41 @@ export function parseIP(input: string): Parsed<IP> {
   return { ok: true, value: { family: 4, value: v } };
 }
 
-/** Parse a CIDR (trimmed); host bits set is an error naming the network it should be. */
-export function parseCIDR(input: string): Parsed<CIDR> {
-  const s = input.trim();
+/**
+ * Parse ADDRESS/PREFIX exactly as written (no trimming) with host bits allowed, as
+ * Kubernetes' CEL `cidr()` does. Use parseCIDR for user input.
+ */
+export function parsePrefix(s: string): Parsed<CIDR> {
   const slash = s.indexOf('/');
   if (slash < 0) return { ok: false, error: `"${s}" is not a CIDR: expected ADDRESS/PREFIX, e.g. 172.16.10.0/24` };
-  const ip = parseIP(s.slice(0, slash));
+  const addr = s.slice(0, slash);
+  if (addr !== addr.trim()) return { ok: false, error: `"${s}" is not a valid CIDR: stray whitespace` };
+  const ip = parseIP(addr);
   if (!ip.ok) return { ok: false, error: `"${s}" is not a valid CIDR: ${ip.error}` };
   const bitsStr = s.slice(slash + 1);
   const max = ip.value.family === 4 ? 32 : 128;
   if (!/^(0|[1-9][0-9]{0,2})$/.test(bitsStr) || Number(bitsStr) > max) {
     return { ok: false, error: `"${s}" is not a valid CIDR: prefix length must be 0-${max}` };
   }
-  const bits = Number(bitsStr);
-  const width = BigInt(max);
-  const hostMask = (1n << (width - BigInt(bits))) - 1n;
-  if ((ip.value.value & hostMask) !== 0n) {
-    const net = formatCIDR({ family: ip.value.family, value: ip.value.value & ~hostMask, bits });
-    return { ok: false, error: `"${s}" has host bits set: did you mean ${net}?` };
+  return { ok: true, value: { family: ip.value.family, value: ip.value.value, bits: Number(bitsStr) } };
+}
+
+/** The network of a prefix (host bits cleared). */
+export function maskCIDR(c: CIDR): CIDR {
+  const width = BigInt(c.family === 4 ? 32 : 128);
+  const hostMask = (1n << (width - BigInt(c.bits))) - 1n;
+  return { family: c.family, value: c.value & ~hostMask, bits: c.bits };
+}
+
+/** Parse a CIDR (trimmed); host bits set is an error naming the network it should be. */
+export function parseCIDR(input: string): Parsed<CIDR> {
+  const p = parsePrefix(input.trim());
+  if (!p.ok) return p;
+  const net = maskCIDR(p.value);
+  if (net.value !== p.value.value) {
+    return { ok: false, error: `"${input.trim()}" has host bits set: did you mean ${formatCIDR(net)}?` };
   }
-  return { ok: true, value: { family: ip.value.family, value: ip.value.value, bits } };
+  return p;
 }
 
 /** Format an address canonically (IPv6 per RFC 5952: lowercase, longest zero run compressed). */

@@ -1,0 +1,134 @@
+/**
+ * The filter chain. Every predicate returns a reason string: "" means "matches / allowed",
+ * anything else explains why not, so each skip can be logged, counted and shown by the CLI.
+ * Name-based checks are tri-state because pods made with generateName have no name yet at
+ * admission (see match.ts); a Route whose decision hangs on the final name is deferred.
+ */
+import { describeSelector, globMatch, globMatchPrefix, labelSelectorMatches, type Tri } from './match.js';
+import { INJECT_LABEL, type Namespace, type OwnerRef, type Pod, type PodSelectorTerm } from './types.js';
+
+export type InjectMode = 'default' | 'opt-in';
+
+/** What the filters look at for one pod. */
+export interface Subject {
+  pod: Pod;
+  namespace: Namespace | undefined;
+  owners: OwnerRef[];
+}
+
+/** A pod-level predicate: "" when the pod may get routes, else the reason it may not. */
+export type PodPredicate = (s: Subject, mode: InjectMode) => string;
+
+export function podRef(pod: Pod): string {
+  const m = pod.metadata ?? {};
+  const name = m.name || (m.generateName ? `${m.generateName}<generated>` : '<unnamed>');
+  return `${m.namespace ?? '<no namespace>'}/${name}`;
+}
+
+export const notHostNetwork: PodPredicate = (s) =>
+  s.pod.spec?.hostNetwork === true ? 'pod uses the host network (hostNetwork: true)' : '';
+
+export const notOptedOut: PodPredicate = (s) => {
+  if (s.pod.metadata?.labels?.[INJECT_LABEL] === 'disabled') return `pod is labelled ${INJECT_LABEL}=disabled`;
+  if (s.namespace?.metadata?.labels?.[INJECT_LABEL] === 'disabled') {
+    return `namespace ${s.namespace.metadata.name ?? ''} is labelled ${INJECT_LABEL}=disabled`;
+  }
+  return '';
+};
+
+export const optedInIfRequired: PodPredicate = (s, mode) => {
+  if (mode !== 'opt-in') return '';
+  if (s.pod.metadata?.labels?.[INJECT_LABEL] === 'enabled') return '';
+  if (s.namespace?.metadata?.labels?.[INJECT_LABEL] === 'enabled') return '';
+  return `opt-in mode: neither the pod nor its namespace is labelled ${INJECT_LABEL}=enabled`;
+};
+
+/** The pod-level chain, in order; the first non-empty reason wins. */
+export const podChain: { code: 'host-network' | 'opted-out' | 'not-opted-in'; check: PodPredicate }[] = [
+  { code: 'host-network', check: notHostNetwork },
+  { code: 'opted-out', check: notOptedOut },
+  { code: 'not-opted-in', check: optedInIfRequired },
+];
+
+/** Result of matching: tri-state plus the reason (empty when it is 'yes'). */
+export interface Verdict { match: Tri; reason: string }
+
+const YES: Verdict = { match: 'yes', reason: '' };
+
+function nameTri(pattern: string, pod: Pod): Tri {
+  const m = pod.metadata ?? {};
+  if (m.name) return globMatch(pattern, m.name) ? 'yes' : 'no';
+  if (m.generateName) return globMatchPrefix(pattern, m.generateName);
+  return 'unknown';
+}
+
+function anyTri(values: Tri[]): Tri {
+  if (values.includes('yes')) return 'yes';
+  return values.includes('unknown') ? 'unknown' : 'no';
+}
+
+/** Whether a pod matches one include/exclude term: every field given must match. */
+export function termMatches(term: PodSelectorTerm, s: Subject): Verdict {
+  const ns = s.pod.metadata?.namespace ?? '';
+  const verdicts: Verdict[] = [];
+  if (term.namespaces) {
+    verdicts.push(term.namespaces.some((p) => globMatch(p, ns))
+      ? YES : { match: 'no', reason: `namespace "${ns}" is not in namespaces [${term.namespaces.join(', ')}]` });
+  }
+  if (term.namespaceSelector) {
+    verdicts.push(labelSelectorMatches(term.namespaceSelector, s.namespace?.metadata?.labels)
+      ? YES : { match: 'no', reason: `namespace "${ns}" labels do not match namespaceSelector {${describeSelector(term.namespaceSelector)}}` });
+  }
+  if (term.pods) {
+    const tris = term.pods.map((p): Tri => {
+      const slash = p.indexOf('/');
+      if (slash < 0 || !globMatch(p.slice(0, slash), ns)) return 'no';
+      return nameTri(p.slice(slash + 1), s.pod);
+    });
+    const t = anyTri(tris);
+    verdicts.push(t === 'yes' ? YES : {
+      match: t,
+      reason: t === 'no' ? `pod ${podRef(s.pod)} is not in pods [${term.pods.join(', ')}]`
+        : `pod name not known yet (generateName "${s.pod.metadata?.generateName ?? ''}"), pods [${term.pods.join(', ')}] decided once the pod exists`,
+    });
+  }
+  if (term.podSelector) {
+    verdicts.push(labelSelectorMatches(term.podSelector, s.pod.metadata?.labels)
+      ? YES : { match: 'no', reason: `pod labels do not match podSelector {${describeSelector(term.podSelector)}}` });
+  }
+  if (term.owners) {
+    const ok = term.owners.some((o) => s.owners.some((w) => w.kind === o.kind && globMatch(o.name, w.name)
+      && (o.namespace === undefined || globMatch(o.namespace, w.namespace))));
+    verdicts.push(ok ? YES : {
+      match: 'no',
+      reason: `pod's owners [${s.owners.map((w) => `${w.kind}/${w.name}`).join(', ') || 'none'}] match none of owners [${term.owners.map((o) => `${o.kind}/${o.namespace ? o.namespace + '/' : ''}${o.name}`).join(', ')}]`,
+    });
+  }
+  const no = verdicts.find((v) => v.match === 'no');
+  if (no) return no;
+  return verdicts.find((v) => v.match === 'unknown') ?? YES;
+}
+
+/**
+ * Whether a Route's include/exclude select the pod. No include selects every pod; a pod
+ * matches a list when any term matches; exclude wins over include.
+ */
+export function routeSelects(include: PodSelectorTerm[] | undefined, exclude: PodSelectorTerm[] | undefined, s: Subject): Verdict {
+  let inc: Verdict = YES;
+  if (include) {
+    const vs = include.map((t) => termMatches(t, s));
+    const hit = vs.find((v) => v.match === 'yes');
+    if (hit) inc = hit;
+    else inc = vs.find((v) => v.match === 'unknown') ?? {
+      match: 'no',
+      reason: `not included: ${vs.map((v, i) => `include[${i}]: ${v.reason}`).join('; ') || 'include is empty'}`,
+    };
+  }
+  if (inc.match === 'no') return inc;
+  for (const [i, t] of (exclude ?? []).entries()) {
+    const v = termMatches(t, s);
+    if (v.match === 'yes') return { match: 'no', reason: `excluded by exclude[${i}]` };
+    if (v.match === 'unknown') return { match: 'unknown', reason: `exclude[${i}]: ${v.reason}` };
+  }
+  return inc;
+}

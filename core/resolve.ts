@@ -1,0 +1,183 @@
+/**
+ * Plan resolution: (Routes, pod, namespace, Services, owner chain) -> plan | skipped(reason).
+ * Deterministic: Routes are visited in name order and the plan is sorted, so the same
+ * inputs in any order give a byte-identical plan.
+ */
+import { podChain, podRef, routeSelects, type InjectMode, type Subject } from './filters.js';
+import { compareCIDR, formatCIDR, formatIP, hostCIDR, parseCIDR, parseIP, type CIDR, type IP } from './ip.js';
+import type { Namespace, OwnerRef, Plan, PlanRoute, Pod, Route, Service } from './types.js';
+
+export type { InjectMode } from './filters.js';
+
+export interface ResolveContext {
+  /** Every Route CR. */
+  routes: Route[];
+  /** The pod's Namespace (for labels); undefined when not known. */
+  namespace: Namespace | undefined;
+  service: (namespace: string, name: string) => Service | undefined;
+  /** From ownerChain(), direct owner first. */
+  owners: OwnerRef[];
+  mode: InjectMode;
+}
+
+/** Two Routes (or two rules) disagree about one destination; the loser is reported. */
+export interface Conflict { dst: string; route: string; winner: string; message: string }
+/** A Service rule that produced no route, with why. */
+export interface UnresolvedService { route: string; namespace: string; name: string; reason: string }
+/** A rule that could not be used because it is malformed (the API server normally refuses these). */
+export interface InvalidRule { route: string; field: string; error: string }
+
+export type SkipCode = 'host-network' | 'opted-out' | 'not-opted-in' | 'no-route' | 'name-unknown';
+
+export type Resolution =
+  | {
+    kind: 'plan'; plan: Plan; routes: string[]; conflicts: Conflict[]; unresolved: UnresolvedService[];
+    invalid: InvalidRule[]; deferred: string[];
+  }
+  | { kind: 'skipped'; code: SkipCode; reason: string; conflicts: Conflict[]; unresolved: UnresolvedService[]; invalid: InvalidRule[]; deferred: string[] };
+
+interface Candidate { cidr: CIDR; dst: string; dev: string; via?: string; route: string; priority: number; source: string }
+
+function routeName(r: Route): string {
+  return r.metadata?.name ?? '';
+}
+
+/** Resolve the IPs a Service rule pins, reporting what cannot be resolved (never guessed). */
+export function serviceIPs(svc: Service | undefined): { ips: IP[]; reason: string } {
+  if (!svc) return { ips: [], reason: 'Service not found' };
+  if (svc.spec?.type === 'ExternalName') return { ips: [], reason: `ExternalName Service (${svc.spec.externalName ?? ''}) has no ClusterIP` };
+  const raw = svc.spec?.clusterIPs?.length ? svc.spec.clusterIPs : svc.spec?.clusterIP ? [svc.spec.clusterIP] : [];
+  if (raw.length === 0) return { ips: [], reason: 'Service has no ClusterIP yet' };
+  if (raw.every((ip) => ip === 'None')) return { ips: [], reason: 'headless Service (clusterIP: None) has no ClusterIP' };
+  const ips: IP[] = [];
+  for (const s of raw) {
+    const p = parseIP(s);
+    if (p.ok) ips.push(p.value);
+  }
+  return ips.length ? { ips, reason: '' } : { ips: [], reason: `Service ClusterIPs [${raw.join(', ')}] are not IP addresses` };
+}
+
+function gatherCandidates(route: Route, ctx: ResolveContext, out: {
+  cands: Candidate[]; defaults: Candidate[]; unresolved: UnresolvedService[]; invalid: InvalidRule[];
+}): void {
+  const name = routeName(route);
+  const priority = route.spec?.priority ?? 0;
+  const viaOf = (via: string | undefined, field: string): { ok: boolean; ip?: IP } => {
+    if (via === undefined) return { ok: true };
+    const p = parseIP(via);
+    if (!p.ok) { out.invalid.push({ route: name, field, error: p.error }); return { ok: false }; }
+    return { ok: true, ip: p.value };
+  };
+  for (const [i, r] of (route.spec?.route ?? []).entries()) {
+    const c = parseCIDR(r.dst);
+    if (!c.ok) { out.invalid.push({ route: name, field: `spec.route[${i}].dst`, error: c.error }); continue; }
+    const v = viaOf(r.via, `spec.route[${i}].via`);
+    if (!v.ok) continue;
+    if (v.ip && v.ip.family !== c.value.family) {
+      out.invalid.push({ route: name, field: `spec.route[${i}].via`, error: `via ${r.via} is IPv${v.ip.family} but dst ${r.dst} is IPv${c.value.family}` });
+      continue;
+    }
+    out.cands.push({ cidr: c.value, dst: formatCIDR(c.value), dev: r.dev, ...(v.ip ? { via: formatIP(v.ip) } : {}), route: name, priority, source: `spec.route[${i}]` });
+  }
+  for (const [i, s] of (route.spec?.svc ?? []).entries()) {
+    const v = viaOf(s.via, `spec.svc[${i}].via`);
+    if (!v.ok) continue;
+    const { ips, reason } = serviceIPs(ctx.service(s.namespace, s.name));
+    if (reason) { out.unresolved.push({ route: name, namespace: s.namespace, name: s.name, reason }); continue; }
+    for (const ip of ips) {
+      if (v.ip && v.ip.family !== ip.family) {
+        out.unresolved.push({ route: name, namespace: s.namespace, name: s.name, reason: `ClusterIP ${formatIP(ip)} is IPv${ip.family} but via ${s.via} is IPv${v.ip.family}` });
+        continue;
+      }
+      const dst = hostCIDR(ip);
+      out.cands.push({ cidr: { family: ip.family, value: ip.value, bits: ip.family === 4 ? 32 : 128 }, dst, dev: s.dev, ...(v.ip ? { via: formatIP(v.ip) } : {}), route: name, priority, source: `spec.svc[${i}] ${s.namespace}/${s.name}` });
+    }
+  }
+  const d = route.spec?.defaultRoute;
+  if (d) {
+    const v = viaOf(d.via, 'spec.defaultRoute.via');
+    if (v.ok) {
+      const fam = v.ip?.family ?? 4;
+      out.defaults.push({ cidr: { family: fam, value: 0n, bits: 0 }, dst: fam === 4 ? '0.0.0.0/0' : '::/0', dev: d.dev, ...(v.ip ? { via: formatIP(v.ip) } : {}), route: name, priority, source: 'spec.defaultRoute' });
+    }
+  }
+}
+
+const target = (c: Candidate): string => `${c.dev}${c.via ? ` via ${c.via}` : ''}`;
+
+/** Higher priority first, then Route name, then rule target: a total, input-order-free order. */
+function better(a: Candidate, b: Candidate): number {
+  if (a.priority !== b.priority) return b.priority - a.priority;
+  if (a.route !== b.route) return a.route < b.route ? -1 : 1;
+  const ta = target(a); const tb = target(b);
+  return ta < tb ? -1 : ta > tb ? 1 : 0;
+}
+
+/** Pick one winner per key, reporting every candidate that disagrees with it. */
+function decide(cands: Candidate[], key: (c: Candidate) => string, conflicts: Conflict[], what: (c: Candidate) => string): Candidate[] {
+  const groups = new Map<string, Candidate[]>();
+  for (const c of cands) {
+    const k = key(c);
+    const g = groups.get(k);
+    if (g) g.push(c); else groups.set(k, [c]);
+  }
+  const winners: Candidate[] = [];
+  for (const g of groups.values()) {
+    g.sort(better);
+    const w = g[0]!;
+    winners.push(w);
+    const seen = new Set<string>();
+    for (const c of g.slice(1)) {
+      if (target(c) === target(w)) continue;
+      const id = `${c.route}|${target(c)}`;
+      if (seen.has(id)) continue;
+      seen.add(id);
+      conflicts.push({
+        dst: w.dst, route: c.route, winner: w.route,
+        message: `${what(w)}: Route ${c.route} (${c.source}, priority ${c.priority}) wants ${target(c)}, Route ${w.route} (${w.source}, priority ${w.priority}) wins with ${target(w)}`,
+      });
+    }
+  }
+  return winners;
+}
+
+/** Resolve the plan for one pod. */
+export function resolvePlan(pod: Pod, ctx: ResolveContext): Resolution {
+  const subject: Subject = { pod, namespace: ctx.namespace, owners: ctx.owners };
+  const empty = { conflicts: [], unresolved: [], invalid: [], deferred: [] };
+  for (const { code, check } of podChain) {
+    const reason = check(subject, ctx.mode);
+    if (reason) return { kind: 'skipped', code, reason, ...empty };
+  }
+  const out = { cands: [] as Candidate[], defaults: [] as Candidate[], unresolved: [] as UnresolvedService[], invalid: [] as InvalidRule[] };
+  const contributing: string[] = [];
+  const deferred: string[] = [];
+  const notSelected: string[] = [];
+  const routes = [...ctx.routes].sort((a, b) => (routeName(a) < routeName(b) ? -1 : routeName(a) > routeName(b) ? 1 : 0));
+  for (const r of routes) {
+    const v = routeSelects(r.spec?.include, r.spec?.exclude, subject);
+    if (v.match === 'unknown') { deferred.push(routeName(r)); continue; }
+    if (v.match === 'no') { notSelected.push(`${routeName(r)}: ${v.reason}`); continue; }
+    contributing.push(routeName(r));
+    gatherCandidates(r, ctx, out);
+  }
+  const conflicts: Conflict[] = [];
+  const winners = decide(out.cands, (c) => c.dst, conflicts, (w) => `destination ${w.dst}`);
+  winners.sort((a, b) => compareCIDR(a.cidr, b.cidr));
+  const defaults = decide(out.defaults, () => 'default', conflicts, () => 'default route');
+  const routesOut: PlanRoute[] = winners.map((w) => (w.via ? { dst: w.dst, dev: w.dev, via: w.via } : { dst: w.dst, dev: w.dev }));
+  const plan: Plan = { v: 1, routes: routesOut };
+  const d = defaults[0];
+  if (d) plan.default = d.via ? { dev: d.dev, via: d.via } : { dev: d.dev };
+  const rest = { conflicts, unresolved: out.unresolved, invalid: out.invalid, deferred };
+  if (routesOut.length === 0 && !plan.default) {
+    if (deferred.length) {
+      return { kind: 'skipped', code: 'name-unknown', reason: `Routes [${deferred.join(', ')}] depend on the pod's final name; resolved again once ${podRef(pod)} exists`, ...rest };
+    }
+    const why = contributing.length
+      ? `Routes [${contributing.join(', ')}] select the pod but yield no route (see unresolved/invalid)`
+      : ctx.routes.length === 0 ? 'no Route exists' : `no Route selects the pod (${notSelected.join('; ')})`;
+    return { kind: 'skipped', code: 'no-route', reason: why, ...rest };
+  }
+  return { kind: 'plan', plan, routes: contributing, ...rest };
+}

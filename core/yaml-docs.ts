@@ -1,0 +1,42 @@
+/**
+ * YAML/JSON parsing that keeps line numbers, so errors can point at the entry a user wrote.
+ * JSON is parsed by the same YAML 1.2 parser (JSON is a subset), so both formats get lines.
+ */
+import { isMap, isSeq, LineCounter, parseAllDocuments, type Document, type Node } from 'yaml';
+
+/** Error in an input file, already phrased with file, entry, line and field. */
+export class InputFileError extends Error {
+  override name = 'InputFileError';
+}
+
+export interface ParsedDoc { doc: Document.Parsed; value: unknown; lines: LineCounter }
+
+/** Parse every document of a YAML/JSON text; syntax errors name the file and line. */
+export function parseDocs(text: string, file: string): ParsedDoc[] {
+  const lines = new LineCounter();
+  const docs = parseAllDocuments(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  const list = Array.isArray(docs) ? docs : [docs];
+  const out: ParsedDoc[] = [];
+  for (const doc of list) {
+    const err = doc.errors[0];
+    if (err) {
+      const pos = lines.linePos(err.pos[0]);
+      throw new InputFileError(`${file}: line ${pos.line}, column ${pos.col}: not valid ${/\.json$/i.test(file) ? 'JSON' : 'YAML'}: ${err.message.split('\n')[0]}`);
+    }
+    if (doc.contents === null) continue; // empty document (e.g. trailing ---)
+    out.push({ doc, value: doc.toJS({ maxAliasCount: 1000 }), lines });
+  }
+  return out;
+}
+
+/** 1-based line where the n-th item of a top-level sequence (or the path's node) starts. */
+export function lineOf(d: ParsedDoc, path: (string | number)[]): number | undefined {
+  let node: unknown = d.doc.contents;
+  for (const key of path) {
+    if (isSeq(node) && typeof key === 'number') node = node.items[key];
+    else if (isMap(node)) node = node.get(key, true);
+    else return undefined;
+  }
+  const range = (node as Node | undefined)?.range;
+  return range ? d.lines.linePos(range[0]).line : undefined;
+}
