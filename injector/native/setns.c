@@ -1,0 +1,78 @@
+/*
+ * setns.node: the one syscall Node cannot make, setns(2), exposed to JavaScript.
+ *
+ * Only injector/netns.ts calls it (through withNetns), so entering and restoring a network
+ * namespace lives in one place. setns(2) switches the *calling thread* only; JavaScript runs
+ * on one thread, so everything done synchronously between enter and restore (for example
+ * creating a netlink socket) happens inside the target namespace.
+ *
+ *   setns(fd: number, nstype: number): void   throws Error with .code = "EINVAL" etc.
+ *   gettid(): number                          the calling thread's kernel id (for tests/logs)
+ *   CLONE_NEWNET: number
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+#include <node_api.h>
+
+static napi_value throw_errno(napi_env env, int err, const char *syscall) {
+  char msg[160];
+  const char *name = "EUNKNOWN";
+  switch (err) {
+    case EBADF: name = "EBADF"; break;
+    case EINVAL: name = "EINVAL"; break;
+    case ENOMEM: name = "ENOMEM"; break;
+    case EPERM: name = "EPERM"; break;
+    case ENOSYS: name = "ENOSYS"; break;
+    default: break;
+  }
+  snprintf(msg, sizeof msg, "%s failed: %s (%s)", syscall, strerror(err), name);
+  napi_value code, message, error, errnum;
+  napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &code);
+  napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &message);
+  napi_create_error(env, code, message, &error);
+  napi_create_int32(env, err, &errnum);
+  napi_set_named_property(env, error, "errno", errnum);
+  napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &message);
+  napi_set_named_property(env, error, "syscall", message);
+  napi_throw(env, error);
+  return NULL;
+}
+
+static napi_value js_setns(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  int32_t fd, nstype;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 2 ||
+      napi_get_value_int32(env, argv[0], &fd) != napi_ok ||
+      napi_get_value_int32(env, argv[1], &nstype) != napi_ok) {
+    napi_throw_type_error(env, NULL, "setns(fd, nstype) expects two integers");
+    return NULL;
+  }
+  if (setns(fd, nstype) != 0) return throw_errno(env, errno, "setns");
+  return NULL;
+}
+
+static napi_value js_gettid(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value out;
+  napi_create_int64(env, (int64_t)syscall(SYS_gettid), &out);
+  return out;
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  napi_value fn, flag;
+  napi_create_function(env, "setns", NAPI_AUTO_LENGTH, js_setns, NULL, &fn);
+  napi_set_named_property(env, exports, "setns", fn);
+  napi_create_function(env, "gettid", NAPI_AUTO_LENGTH, js_gettid, NULL, &fn);
+  napi_set_named_property(env, exports, "gettid", fn);
+  napi_create_int32(env, CLONE_NEWNET, &flag);
+  napi_set_named_property(env, exports, "CLONE_NEWNET", flag);
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

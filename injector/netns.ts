@@ -1,0 +1,219 @@
+/**
+ * Entering network namespaces. This is the only module that calls setns(2): everything else
+ * goes through `withNetns(path, fn)`, which opens the target, switches the calling thread
+ * into it, runs `fn` synchronously, and always switches back and closes every fd.
+ *
+ * Why synchronous: setns(2) moves the *thread*, and JavaScript has one. While `fn` runs,
+ * nothing else can run on the thread, so a netlink socket created inside `fn` is bound to
+ * the target namespace and every other socket of the process is untouched. Awaiting inside
+ * `fn` would let unrelated code run in the pod's namespace, so a thenable result is refused.
+ *
+ * Safety (model: istio's cni node agent): a path is accepted only if its realpath lies in
+ * the configured netns dir and the opened namespace is not the host's (inode compare with
+ * <procRoot>/self/ns/net and <procRoot>/1/ns/net). The check is made on the opened fd, so
+ * the namespace that is checked is the one that is entered.
+ */
+import { closeSync, fstatSync, openSync, realpathSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { sep } from 'node:path';
+
+/** Why a netns could not be used. */
+export type NetnsErrorCode =
+  | 'gone' // the path does not exist (any more): the pod or its sandbox went away
+  | 'not-netns' // the path exists but is not a network namespace
+  | 'host-netns' // the path is the host's own network namespace
+  | 'outside-dir' // the path's realpath is not inside the configured netns dir
+  | 'enter-failed'; // setns(2) refused (EPERM without CAP_SYS_ADMIN, ...)
+
+/** Typed error for everything that can go wrong opening or entering a netns. */
+export class NetnsError extends Error {
+  override name = 'NetnsError';
+  constructor(readonly code: NetnsErrorCode, readonly path: string, message: string, readonly errno?: string) {
+    super(message);
+  }
+}
+
+/** True when `e` is a NetnsError (optionally of the given code). */
+export function isNetnsError(e: unknown, code?: NetnsErrorCode): e is NetnsError {
+  return e instanceof NetnsError && (code === undefined || e.code === code);
+}
+
+/** Where the safety checks look. Injectable so tests can use temp dirs. */
+export interface NetnsPolicy {
+  /** Only namespaces whose realpath is inside this dir are accepted (default /var/run/netns). */
+  netnsDir: string;
+  /** Root of procfs, for the host-netns comparison (default /proc). */
+  procRoot?: string;
+}
+
+/** Identity of a namespace: device and inode of its nsfs file. Stable for its lifetime. */
+export interface NetnsId { dev: number; ino: number }
+
+/** Default netns dir of CNI runtimes (containerd, CRI-O). */
+export const DEFAULT_NETNS_DIR = '/var/run/netns';
+
+interface SetnsAddon { setns(fd: number, nstype: number): void; gettid(): number; CLONE_NEWNET: number }
+let addon: SetnsAddon | undefined;
+
+/** Load the native addon once, on first use (no module-level side effects). */
+function native(): SetnsAddon {
+  if (!addon) {
+    const req = createRequire(import.meta.url);
+    // dist/injector/netns.js -> <repo>/injector/native/build/Release/setns.node
+    const file = new URL('../../injector/native/build/Release/setns.node', import.meta.url);
+    try {
+      addon = req(file.pathname) as SetnsAddon;
+    } catch (e) {
+      throw new Error(`cannot load the setns addon at ${file.pathname} (run \`npm run build\`): ${(e as Error).message}`);
+    }
+  }
+  return addon;
+}
+
+/** Kernel thread id of the caller (diagnostics: shows which thread setns moved). */
+export function gettid(): number {
+  return native().gettid();
+}
+
+function errCode(e: unknown): string | undefined {
+  return (e as NodeJS.ErrnoException | undefined)?.code;
+}
+
+/** Open a netns path read-only (O_CLOEXEC is Node's default); ENOENT becomes a typed 'gone'. */
+function openNetns(path: string): number {
+  try {
+    return openSync(path, 'r');
+  } catch (e) {
+    const code = errCode(e);
+    if (code === 'ENOENT' || code === 'ENOTDIR') throw new NetnsError('gone', path, `netns ${path} does not exist (any more)`, code);
+    throw new NetnsError('not-netns', path, `cannot open netns ${path}: ${(e as Error).message}`, code);
+  }
+}
+
+/** Identity of the namespace at `path`. Throws NetnsError('gone') when it does not exist. */
+export function netnsInode(path: string): NetnsId {
+  try {
+    const st = statSync(path);
+    return { dev: st.dev, ino: st.ino };
+  } catch (e) {
+    throw new NetnsError('gone', path, `netns ${path} does not exist (any more)`, errCode(e));
+  }
+}
+
+/** Identities of the host's namespaces: <procRoot>/self/ns/net and <procRoot>/1/ns/net (those that can be read). */
+export function hostNetnsInodes(procRoot = '/proc'): NetnsId[] {
+  const out: NetnsId[] = [];
+  for (const p of [`${procRoot}/self/ns/net`, `${procRoot}/1/ns/net`]) {
+    try {
+      const st = statSync(p);
+      out.push({ dev: st.dev, ino: st.ino });
+    } catch {
+      // /proc/1 may be hidden (hidepid); self is always readable, so at least one is checked.
+    }
+  }
+  return out;
+}
+
+/**
+ * Check a path against the policy without entering it: realpath inside netnsDir, not the
+ * host netns. Returns the realpath and identity. Throws NetnsError ('gone', 'outside-dir',
+ * 'host-netns').
+ */
+export function checkNetnsPath(path: string, policy: NetnsPolicy): { realPath: string; id: NetnsId } {
+  const fd = openChecked(path, policy);
+  try {
+    const st = fstatSync(fd.fd);
+    return { realPath: fd.realPath, id: { dev: st.dev, ino: st.ino } };
+  } finally {
+    closeSync(fd.fd);
+  }
+}
+
+function realpathOf(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch (e) {
+    throw new NetnsError('gone', path, `netns ${path} does not exist (any more)`, errCode(e));
+  }
+}
+
+/** Open `path` after the dir check, then check the opened fd is not the host netns. */
+function openChecked(path: string, policy: NetnsPolicy): { fd: number; realPath: string } {
+  const dir = realpathOf(policy.netnsDir);
+  const real = realpathOf(path);
+  if (!real.startsWith(dir.endsWith(sep) ? dir : dir + sep)) {
+    throw new NetnsError('outside-dir', path, `netns ${path} (realpath ${real}) is outside the netns dir ${dir}; refusing it`);
+  }
+  const fd = openNetns(real);
+  try {
+    const st = fstatSync(fd);
+    for (const host of hostNetnsInodes(policy.procRoot)) {
+      if (host.dev === st.dev && host.ino === st.ino) {
+        throw new NetnsError('host-netns', path, `netns ${path} is the host network namespace (inode ${st.ino}); refusing it`);
+      }
+    }
+    return { fd, realPath: real };
+  } catch (e) {
+    closeSync(fd);
+    throw e;
+  }
+}
+
+/** Options of withNetns. */
+export interface WithNetnsOptions {
+  /** When given, the path is checked (dir + host refusal) on the fd that is entered. */
+  policy?: NetnsPolicy;
+}
+
+/**
+ * Run `fn` with the calling thread inside the network namespace at `path`, then switch back.
+ *
+ * `fn` must be synchronous: create netlink sockets in it, do the I/O after it returns (a
+ * socket stays bound to the namespace it was created in). A thenable result is refused
+ * with a TypeError, after the thread has been switched back.
+ *
+ * Guarantees: the thread is switched back and both fds are closed on every path, including
+ * when `fn` throws. If switching back ever failed the process would be running in a pod's
+ * namespace, so it aborts instead (the same fail-stop as a Go plugin discarding its thread).
+ *
+ * Errors: NetnsError with code 'gone' (vanished), 'not-netns', 'enter-failed', and with a
+ * policy 'outside-dir' / 'host-netns'. Whatever `fn` throws is rethrown as is.
+ */
+export function withNetns<T>(path: string, fn: () => T, opts: WithNetnsOptions = {}): T {
+  const addon = native();
+  // The current thread's own namespace (not the process leader's: correct in worker threads too).
+  const origFd = openNetns('/proc/thread-self/ns/net');
+  let targetFd: number | undefined;
+  try {
+    targetFd = opts.policy ? openChecked(path, opts.policy).fd : openNetns(path);
+    try {
+      addon.setns(targetFd, addon.CLONE_NEWNET);
+    } catch (e) {
+      const code = errCode(e);
+      const kind: NetnsErrorCode = code === 'EINVAL' ? 'not-netns' : 'enter-failed';
+      throw new NetnsError(kind, path, `cannot enter netns ${path}: ${(e as Error).message}`, code);
+    }
+    let result: T;
+    try {
+      result = fn();
+    } finally {
+      restore(addon, origFd, path);
+    }
+    if (result !== null && typeof result === 'object' && typeof (result as { then?: unknown }).then === 'function') {
+      throw new TypeError('withNetns: fn returned a promise; it must be synchronous (await outside withNetns)');
+    }
+    return result;
+  } finally {
+    if (targetFd !== undefined) closeSync(targetFd);
+    closeSync(origFd);
+  }
+}
+
+function restore(addon: SetnsAddon, origFd: number, path: string): void {
+  try {
+    addon.setns(origFd, addon.CLONE_NEWNET);
+  } catch (e) {
+    process.stderr.write(`FATAL: cannot switch the thread back from netns ${path}: ${(e as Error).message}; aborting\n`);
+    process.abort();
+  }
+}
