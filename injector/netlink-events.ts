@@ -1,0 +1,88 @@
+/**
+ * Link and route events of one network namespace (multicast groups LINK, IPV4_ROUTE,
+ * IPV6_ROUTE), for two jobs of the agent: applying a route as soon as its missing dev
+ * appears, and noticing drift (someone deleted or changed an owned route).
+ *
+ * Events come on a socket of their own, created inside withNetns like every socket of
+ * ours: on the request socket they would be mistaken for parts of a dump. When the kernel
+ * drops events (ENOBUFS: the receive buffer overflowed) the listener gets an 'overflow'
+ * event, meaning "you missed some; resync fully".
+ */
+import netlink from 'netlink';
+import { withNetns, type NetnsPolicy } from './netns.js';
+import { linkFromMessage, routeFromMessage, type KernelRoute, type LinkInfo } from './netlink-codec.js';
+
+const { createRtNetlink, rt } = netlink;
+
+/** One event of a netns. `route` events carry the route as the kernel reported it. */
+export type NetnsEvent =
+  | { kind: 'link'; action: 'new' | 'del'; link: LinkInfo }
+  | { kind: 'route'; action: 'new' | 'del'; route: KernelRoute }
+  | { kind: 'overflow'; error: string };
+
+/** A live subscription; close() it when the pod or its netns goes away (it keeps the netns alive). */
+export interface NetnsSubscription {
+  close(): void;
+  readonly closed: boolean;
+}
+
+export interface SubscribeOptions {
+  policy?: NetnsPolicy;
+  /** Receive buffer size in bytes (default 1 MiB) so bursts of route events are not dropped. */
+  recvBufferSize?: number;
+}
+
+/**
+ * Subscribe to the link and route events of the netns at `path`. The socket is created
+ * synchronously (inside withNetns) so no event after this call returns is missed. It keeps
+ * the event loop alive until closed. Throws NetnsError when the path is gone or refused.
+ */
+export function subscribeNetns(path: string, onEvent: (ev: NetnsEvent) => void, opts: SubscribeOptions = {}): NetnsSubscription {
+  // (The package's typings wrongly require the buffer sizes; they are optional at run time.)
+  const sockOpts = { ref: true } as Parameters<typeof createRtNetlink>[0];
+  const sock = withNetns(path, () => createRtNetlink(sockOpts), opts.policy ? { policy: opts.policy } : {});
+  let closed = false;
+  const raw = sock.socket;
+  // Must always have an 'error' listener: otherwise the package throws from native code and aborts.
+  raw.socket.on('error', (e: NodeJS.ErrnoException) => {
+    if (!closed) onEvent({ kind: 'overflow', error: e.code ?? e.message });
+  });
+  try {
+    raw.setRecvBufferSize(opts.recvBufferSize ?? 1 << 20);
+    sock.addMembership(rt.MulticastGroups.LINK);
+    sock.addMembership(rt.MulticastGroups.IPV4_ROUTE);
+    sock.addMembership(rt.MulticastGroups.IPV6_ROUTE);
+  } catch (e) {
+    raw.close();
+    throw e;
+  }
+  // Raw messages keep their type (NEW vs DEL), which the parsed 'message' event drops.
+  raw.on('message', (msgs) => {
+    if (closed) return;
+    for (const m of msgs) {
+      let ev: NetnsEvent | null = null;
+      try {
+        if (m.type === rt.MessageType.NEWLINK || m.type === rt.MessageType.DELLINK) {
+          const link = linkFromMessage(rt.parseMessage(m.type, m.data) as netlink.rt.LinkMessage);
+          ev = { kind: 'link', action: m.type === rt.MessageType.NEWLINK ? 'new' : 'del', link };
+        } else if (m.type === rt.MessageType.NEWROUTE || m.type === rt.MessageType.DELROUTE) {
+          const route = routeFromMessage(rt.parseMessage(m.type, m.data) as netlink.rt.RouteMessage);
+          if (route) ev = { kind: 'route', action: m.type === rt.MessageType.NEWROUTE ? 'new' : 'del', route };
+        }
+      } catch (e) {
+        ev = { kind: 'overflow', error: `unparsable event: ${(e as Error).message}` };
+      }
+      if (ev) onEvent(ev);
+    }
+  });
+  return {
+    close() {
+      if (closed) return;
+      closed = true;
+      raw.close();
+    },
+    get closed() {
+      return closed;
+    },
+  };
+}

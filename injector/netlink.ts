@@ -1,0 +1,233 @@
+/**
+ * The one netlink wrapper (model: containernetworking's `netlinksafe`). Every rtnetlink call
+ * of the injector goes through RtnlClient, so these rules live in one place:
+ *
+ * - The socket is created inside `withNetns`, so it is bound to the pod's namespace; all
+ *   I/O happens afterwards, on the host thread, outside withNetns.
+ * - Requests in flight are bounded (`maxInFlight`). The `netlink` package aborts the whole
+ *   process when its socket emits an unhandled 'error' (e.g. ENOBUFS when ~2000 ACKs
+ *   overflow the receive buffer), so the bound keeps ACKs well under the buffer and an
+ *   'error' listener is always attached.
+ * - A dump (list links/routes) runs alone on the socket: the package cannot tell a dump's
+ *   parts from other replies, so interleaving breaks it ("Multipart message not terminated").
+ * - Kernel errors become NetlinkError with the errno name as `code` (EEXIST, ESRCH,
+ *   ENETUNREACH, ENODEV, ...). A request never hangs: it times out, and close() rejects
+ *   whatever is pending (the package would drop those promises silently).
+ */
+import netlink from 'netlink';
+import { withNetns, type NetnsPolicy } from './netns.js';
+import {
+  afOf, linkFromMessage, routeFromMessage, routeKeyToMessage, routeWriteToMessage, RT_TABLE_MAIN,
+  type Family, type KernelRoute, type LinkInfo, type RouteKey, type RouteWrite,
+} from './netlink-codec.js';
+
+const { createRtNetlink, FlagsNew } = netlink;
+
+/** errno names we map explicitly; any other errno keeps its name as the code. */
+export type NetlinkErrorCode =
+  | 'EEXIST' | 'ESRCH' | 'ENETUNREACH' | 'ENODEV' | 'EINVAL' | 'EPERM' | 'EBUSY' | 'ENOBUFS'
+  | 'ETIMEDOUT' | 'ECLOSED' | (string & {});
+
+const MEANING: Record<string, string> = {
+  EEXIST: 'a route with this destination and metric already exists',
+  ESRCH: 'no such route',
+  ENETUNREACH: 'the gateway is not reachable from that device',
+  ENODEV: 'no such device',
+  EINVAL: 'the kernel rejected the request as invalid',
+  EPERM: 'not permitted (needs CAP_NET_ADMIN in the netns)',
+  ENOBUFS: 'the netlink socket buffer overflowed',
+  ETIMEDOUT: 'no answer from the kernel in time',
+  ECLOSED: 'the netlink client was closed',
+};
+
+/** A failed netlink request: `code` is the errno name, `op` what was attempted. */
+export class NetlinkError extends Error {
+  override name = 'NetlinkError';
+  constructor(readonly code: NetlinkErrorCode, readonly op: string, readonly netns: string) {
+    super(`${op} in netns ${netns}: ${code}${MEANING[code] ? ` (${MEANING[code]})` : ''}`);
+  }
+}
+
+/** True when `e` is a NetlinkError (optionally with the given code). */
+export function isNetlinkError(e: unknown, code?: NetlinkErrorCode): e is NetlinkError {
+  return e instanceof NetlinkError && (code === undefined || e.code === code);
+}
+
+/** Default bound of requests in flight per socket; ACKs of that many fit the receive buffer easily. */
+export const DEFAULT_MAX_IN_FLIGHT = 64;
+/** Default timeout of one request. */
+export const DEFAULT_TIMEOUT_MS = 10_000;
+
+export interface RtnlClientOptions {
+  /** Checked on the opened netns fd before entering (dir + host refusal). */
+  policy?: NetnsPolicy;
+  maxInFlight?: number;
+  timeoutMs?: number;
+}
+
+type Waiter = { dump: boolean; start: () => void };
+
+/** Counters of a client, for tests and metrics. */
+export interface RtnlStats { requests: number; dumps: number; maxInFlightSeen: number; inFlight: number }
+
+/** An rtnetlink socket bound to one network namespace. Create with RtnlClient.open(). */
+export class RtnlClient {
+  private inFlight = 0;
+  private dumping = false;
+  private readonly queue: Waiter[] = [];
+  /** Rejecters of the requests in flight, so close() and socket errors can fail them. */
+  private readonly pending = new Set<(code: string) => void>();
+  private closed = false;
+  private readonly maxInFlight: number;
+  private readonly timeoutMs: number;
+  readonly stats: RtnlStats = { requests: 0, dumps: 0, maxInFlightSeen: 0, inFlight: 0 };
+
+  private constructor(private readonly sock: netlink.RtNetlinkSocket, readonly netns: string, opts: RtnlClientOptions) {
+    this.maxInFlight = Math.max(1, opts.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT);
+    this.timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    // Without a listener an 'error' event throws inside the native callback and aborts the process.
+    sock.socket.socket.on('error', (e: NodeJS.ErrnoException) => this.failAll(e.code ?? 'EIO'));
+  }
+
+  /**
+   * Open a client in the netns at `path` (null: the caller's current netns). Synchronous:
+   * the socket is created inside withNetns. Throws NetnsError when the path is gone,
+   * refused by the policy, or not a netns.
+   */
+  static open(path: string | null, opts: RtnlClientOptions = {}): RtnlClient {
+    const sock = path === null ? createRtNetlink() : withNetns(path, () => createRtNetlink(), opts.policy ? { policy: opts.policy } : {});
+    return new RtnlClient(sock, path ?? '(current)', opts);
+  }
+
+  /** Close the socket; pending requests reject with NetlinkError('ECLOSED'). Idempotent. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.failAll('ECLOSED');
+    for (const w of this.queue.splice(0)) w.start();
+    this.sock.socket.close();
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /** List the links of the netns. */
+  async listLinks(): Promise<LinkInfo[]> {
+    const msgs = await this.run(true, 'list links', () => this.sock.getLinks(undefined, undefined, { timeout: this.timeoutMs }));
+    return msgs.map(linkFromMessage);
+  }
+
+  /**
+   * List the routes of one table (default main) of both families or one, with `dev`
+   * names filled in. Only unicast-table entries of that table are returned.
+   */
+  async listRoutes(opts: { family?: Family; table?: number } = {}): Promise<KernelRoute[]> {
+    const table = opts.table ?? RT_TABLE_MAIN;
+    const links = new Map((await this.listLinks()).map((l) => [l.index, l.name]));
+    const families: Family[] = opts.family ? [opts.family] : [4, 6];
+    const out: KernelRoute[] = [];
+    for (const f of families) {
+      const msgs = await this.run(true, `list IPv${f} routes`, () => this.sock.getRoutes({ family: afOf(f) }, undefined, { timeout: this.timeoutMs }));
+      for (const m of msgs) {
+        const r = routeFromMessage(m);
+        if (!r || r.table !== table) continue;
+        if (r.oif !== undefined && links.has(r.oif)) r.dev = links.get(r.oif);
+        out.push(r);
+      }
+    }
+    return out;
+  }
+
+  /** Add a route; fails with EEXIST when one with the same dst/metric exists. */
+  async addRoute(w: RouteWrite): Promise<void> {
+    const { data, attrs } = routeWriteToMessage(w);
+    await this.run(false, `add route ${describe(w)}`, () =>
+      this.sock.newRoute(data, attrs, { flags: FlagsNew.CREATE | FlagsNew.EXCL, timeout: this.timeoutMs }));
+  }
+
+  /** Add or replace (atomically) the route with the same dst/metric. */
+  async replaceRoute(w: RouteWrite): Promise<void> {
+    const { data, attrs } = routeWriteToMessage(w);
+    await this.run(false, `replace route ${describe(w)}`, () =>
+      this.sock.newRoute(data, attrs, { flags: FlagsNew.CREATE | FlagsNew.REPLACE, timeout: this.timeoutMs }));
+  }
+
+  /** Delete the route matching `k` (scope defaults to RT_SCOPE_NOWHERE = any); ESRCH when none. */
+  async deleteRoute(k: RouteKey): Promise<void> {
+    const { data, attrs } = routeKeyToMessage(k);
+    await this.run(false, `delete route ${k.dst}${k.protocol !== undefined ? ` proto ${k.protocol}` : ''}`, () =>
+      this.sock.delRoute(data, attrs, { timeout: this.timeoutMs }));
+  }
+
+  /** Run one request under the in-flight bound (a dump runs alone); map its errors. */
+  private async run<T>(dump: boolean, op: string, fn: () => Promise<T>): Promise<T> {
+    if (this.closed) throw new NetlinkError('ECLOSED', op, this.netns);
+    await this.acquire(dump);
+    if (this.closed) throw new NetlinkError('ECLOSED', op, this.netns);
+    this.stats.requests++;
+    if (dump) this.stats.dumps++;
+    try {
+      return await new Promise<T>((resolve, reject) => {
+        const fail = (code: string): void => reject(new NetlinkError(code, op, this.netns));
+        this.pending.add(fail);
+        fn().then(resolve, (e: unknown) => reject(mapError(e, op, this.netns))).finally(() => this.pending.delete(fail));
+      });
+    } finally {
+      this.release(dump);
+    }
+  }
+
+  private acquire(dump: boolean): Promise<void> {
+    return new Promise((resolve) => {
+      this.queue.push({ dump, start: resolve });
+      this.pump();
+    });
+  }
+
+  private release(dump: boolean): void {
+    if (dump) this.dumping = false;
+    else this.inFlight--;
+    this.stats.inFlight = this.inFlight;
+    this.pump();
+  }
+
+  /** Start queued requests in FIFO order while the head may start (no overtaking a waiting dump). */
+  private pump(): void {
+    while (this.queue.length) {
+      const head = this.queue[0]!;
+      if (this.closed) { this.queue.shift(); head.start(); continue; }
+      if (this.dumping) return;
+      if (head.dump ? this.inFlight > 0 : this.inFlight >= this.maxInFlight) return;
+      this.queue.shift();
+      if (head.dump) this.dumping = true;
+      else {
+        this.inFlight++;
+        this.stats.inFlight = this.inFlight;
+        this.stats.maxInFlightSeen = Math.max(this.stats.maxInFlightSeen, this.inFlight);
+      }
+      head.start();
+    }
+  }
+
+  private failAll(code: string): void {
+    for (const fail of [...this.pending]) fail(code);
+    this.pending.clear();
+  }
+}
+
+function describe(w: RouteWrite): string {
+  return `${w.dst}${w.via ? ` via ${w.via}` : ''} oif ${w.oif} proto ${w.protocol}`;
+}
+
+/** Map the package's errors ("Request rejected: EEXIST", "Timeout has been reached") to NetlinkError. */
+function mapError(e: unknown, op: string, netns: string): Error {
+  if (e instanceof NetlinkError) return e;
+  const msg = (e as Error)?.message ?? String(e);
+  const m = /Request rejected: (\w+)/.exec(msg);
+  if (m) return new NetlinkError(m[1]!, op, netns);
+  if (/Timeout has been reached/.test(msg)) return new NetlinkError('ETIMEDOUT', op, netns);
+  const code = (e as NodeJS.ErrnoException)?.code;
+  if (code) return new NetlinkError(code, op, netns);
+  return new NetlinkError('EIO', `${op} (${msg})`, netns);
+}
