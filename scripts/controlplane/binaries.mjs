@@ -1,0 +1,199 @@
+// Finds, or builds from the Go module proxy, the two binaries of the test control plane:
+// kube-apiserver and etcd. Lookup order (issue 3): KUBEBUILDER_ASSETS, then the cached
+// build under the user's cache dir, then a fresh `go build` of the tools in go.mod beside
+// this file. Never downloads a prebuilt binary. Safe when several processes ask at once:
+// the build runs under a lock file, and the result is moved into place with one rename.
+import { spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import {
+  accessSync, constants, mkdirSync, readFileSync, renameSync, rmSync, statSync,
+  writeFileSync, openSync, closeSync,
+} from 'node:fs';
+import { homedir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The Go module (go.mod + go.sum) that pins kube-apiserver and etcd. */
+export const moduleDir = dirname(fileURLToPath(import.meta.url));
+export const BINARIES = ['etcd', 'kube-apiserver'];
+
+/**
+ * The versions pinned in go.mod, and a hash of go.mod + go.sum so that any change of pin
+ * invalidates the cached build.
+ * @returns {{k8s: string, etcd: string, pinHash: string}}
+ */
+export function pinnedVersions() {
+  const gomod = readFileSync(join(moduleDir, 'go.mod'), 'utf8');
+  const gosum = readFileSync(join(moduleDir, 'go.sum'), 'utf8');
+  const k8s = /^\s*(?:require\s+)?k8s\.io\/kubernetes\s+(v\S+)/m.exec(gomod)?.[1];
+  const etcd = /^\s*go\.etcd\.io\/etcd\/server\/v3\s+(v\S+)/m.exec(gomod)?.[1];
+  if (!k8s || !etcd) throw new Error(`${join(moduleDir, 'go.mod')}: expected requirements on k8s.io/kubernetes and go.etcd.io/etcd/server/v3`);
+  const pinHash = createHash('sha256').update(gomod).update('\0').update(gosum).digest('hex').slice(0, 16);
+  return { k8s, etcd, pinHash };
+}
+
+/**
+ * The cache folder for this pin set: ${XDG_CACHE_HOME:-~/.cache}/ovnkube-route/controlplane/<k8s>.
+ * @param {NodeJS.ProcessEnv} env
+ */
+export function cacheDir(env, k8sVersion) {
+  const base = env.XDG_CACHE_HOME || join(homedir(), '.cache');
+  return join(base, 'ovnkube-route', 'controlplane', k8sVersion);
+}
+
+function executable(path) {
+  try {
+    accessSync(path, constants.X_OK);
+    return statSync(path).isFile();
+  } catch {
+    return false;
+  }
+}
+
+/** Which of the binaries a folder lacks (empty when it holds both, executable). */
+function missingIn(dir) {
+  return BINARIES.filter((b) => !executable(join(dir, b)));
+}
+
+/** The cached build when present, complete and built from the current pins, else null. */
+function cachedBuild(dir, pins) {
+  try {
+    const info = JSON.parse(readFileSync(join(dir, 'build.json'), 'utf8'));
+    if (info.pinHash !== pins.pinHash) return null;
+  } catch {
+    return null;
+  }
+  return missingIn(dir).length === 0 ? dir : null;
+}
+
+/** Why Go cannot build here, or null when `go` runs. */
+export function goUnavailable(env) {
+  const r = spawnSync('go', ['version'], { env, encoding: 'utf8' });
+  if (r.error) return `no Go toolchain on PATH (${r.error.message}); install Go >= 1.26 or set KUBEBUILDER_ASSETS`;
+  if (r.status !== 0) return `\`go version\` failed: ${r.stderr.trim()}`;
+  return null;
+}
+
+/**
+ * Locate the binaries without building.
+ * @returns {{dir: string, source: 'KUBEBUILDER_ASSETS'|'cache'} | {dir: null, reason: string}}
+ */
+export function locate(env) {
+  const assets = env.KUBEBUILDER_ASSETS;
+  if (assets) {
+    const missing = missingIn(assets);
+    // An explicit folder that is incomplete is an error, not a reason to build silently.
+    if (missing.length) return { dir: null, reason: `KUBEBUILDER_ASSETS=${assets} lacks executable ${missing.join(', ')}`, fatal: true };
+    return { dir: assets, source: 'KUBEBUILDER_ASSETS' };
+  }
+  const pins = pinnedVersions();
+  const dir = cacheDir(env, pins.k8s);
+  if (cachedBuild(dir, pins)) return { dir, source: 'cache' };
+  return { dir: null, reason: `no cached build at ${dir}` };
+}
+
+function pidAlive(pid) {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return e.code === 'EPERM';
+  }
+}
+
+/** Take an exclusive lock file, waiting for a live holder and stealing a dead one's. */
+async function withLock(path, log, fn) {
+  mkdirSync(dirname(path), { recursive: true });
+  let announced = false;
+  for (;;) {
+    try {
+      const fd = openSync(path, 'wx');
+      writeFileSync(fd, String(process.pid));
+      closeSync(fd);
+      break;
+    } catch (e) {
+      if (e.code !== 'EEXIST') throw e;
+      const holder = Number.parseInt(readFileSync(path, 'utf8'), 10);
+      if (!Number.isInteger(holder) || !pidAlive(holder)) {
+        // A crashed builder left its lock: remove it, unless another waiter got there first.
+        try { if (readFileSync(path, 'utf8') === String(holder)) rmSync(path); } catch { /* gone already */ }
+        continue;
+      }
+      if (!announced) log(`waiting for the build held by pid ${holder} (${path})`);
+      announced = true;
+      await new Promise((r) => setTimeout(r, 2000));
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    rmSync(path, { force: true });
+  }
+}
+
+function run(cmd, args, opts) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { ...opts, stdio: ['ignore', 'inherit', 'inherit'] });
+    child.on('error', reject);
+    child.on('exit', (code, sig) => (code === 0 ? resolve() : reject(new Error(`${cmd} ${args.join(' ')} exited with ${sig ?? code}`))));
+  });
+}
+
+/**
+ * Build kube-apiserver and etcd into the cache folder (under a lock; a no-op when another
+ * process built them meanwhile). `go` output goes to stderr so stdout stays machine-readable.
+ * @returns {Promise<string>} the folder holding both binaries
+ */
+export async function build(env, log) {
+  const pins = pinnedVersions();
+  const dir = cacheDir(env, pins.k8s);
+  return withLock(`${dir}.lock`, log, async () => {
+    if (cachedBuild(dir, pins)) return dir;
+    const why = goUnavailable(env);
+    if (why) throw new Error(`cannot build kube-apiserver ${pins.k8s} / etcd ${pins.etcd}: ${why}`);
+    const tmp = `${dir}.build-${process.pid}`;
+    rmSync(tmp, { recursive: true, force: true });
+    mkdirSync(tmp, { recursive: true });
+    log(`building kube-apiserver ${pins.k8s} and etcd ${pins.etcd} from the Go module proxy into ${dir}`);
+    log('the first build takes about 15-25 minutes on 2 cores; later runs use the cache');
+    const t0 = Date.now();
+    const goEnv = {
+      ...env,
+      // -trimpath: reproducible and smaller; -mod=readonly: go.mod/go.sum are the pins, never edited.
+      GOFLAGS: `${env.GOFLAGS ?? ''} -trimpath -mod=readonly`.trim(),
+      CGO_ENABLED: '0',
+      // Never fetch another toolchain (machines cannot): fail clearly if the local Go is too old.
+      GOTOOLCHAIN: 'local',
+    };
+    try {
+      // One `go build` of both tools shares the compile of their common dependencies.
+      await run('go', ['build', '-ldflags=-s -w', '-o', tmp + '/',
+        'go.etcd.io/etcd/server/v3', 'k8s.io/kubernetes/cmd/kube-apiserver'], { cwd: moduleDir, env: goEnv });
+      // The etcd main package is the module root, so `go build` names its binary `v3`.
+      renameSync(join(tmp, 'v3'), join(tmp, 'etcd'));
+      const missing = missingIn(tmp);
+      if (missing.length) throw new Error(`go build left no ${missing.join(', ')} in ${tmp}`);
+      const goVersion = spawnSync('go', ['version'], { env: goEnv, encoding: 'utf8' }).stdout.trim();
+      const seconds = Math.round((Date.now() - t0) / 1000);
+      writeFileSync(join(tmp, 'build.json'), JSON.stringify({ ...pins, goVersion, seconds, builtAt: new Date().toISOString() }, null, 2) + '\n');
+      rmSync(dir, { recursive: true, force: true });
+      renameSync(tmp, dir);
+      log(`built in ${seconds} s: ${dir}`);
+      return dir;
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
+  });
+}
+
+/**
+ * Locate the binaries, building them when `allowBuild` and they are nowhere to be found.
+ * @returns {Promise<{dir: string, source: string} | {dir: null, reason: string}>}
+ */
+export async function ensure(env, { allowBuild, log }) {
+  const found = locate(env);
+  if (found.dir || found.fatal || !allowBuild) return found;
+  const why = goUnavailable(env);
+  if (why) return { dir: null, reason: `${found.reason}, and cannot build: ${why}` };
+  return { dir: await build(env, log), source: 'build' };
+}

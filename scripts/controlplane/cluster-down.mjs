@@ -1,0 +1,27 @@
+#!/usr/bin/env node
+// `npm run cluster:down`: stop the control plane that `npm run cluster:up` left running
+// (SIGTERM to each process group, SIGKILL after 10 s) and remove its folder.
+import { existsSync, rmSync } from 'node:fs';
+import { clusterDir, isOurs, readState } from './state.mjs';
+
+const log = (m) => process.stderr.write(`[cluster:down] ${m}\n`);
+const dir = clusterDir(process.env);
+const state = readState(dir);
+if (!state && !existsSync(dir)) {
+  log(`no cluster to stop (${dir} does not exist)`);
+  process.exit(0);
+}
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const signal = (pid, sig) => { try { process.kill(-pid, sig); } catch { /* already gone */ } };
+// kube-apiserver first, so it never sees etcd vanish under it.
+for (const [name, pid] of [['kube-apiserver', state?.pids?.apiserver], ['etcd', state?.pids?.etcd]]) {
+  if (!isOurs(pid, name)) continue;
+  signal(pid, 'SIGTERM');
+  const deadline = Date.now() + 10_000;
+  while (isOurs(pid, name) && Date.now() < deadline) await sleep(100);
+  if (isOurs(pid, name)) { log(`${name} (pid ${pid}) ignored SIGTERM: killing it`); signal(pid, 'SIGKILL'); }
+  while (isOurs(pid, name)) await sleep(100);
+  log(`stopped ${name} (pid ${pid})`);
+}
+rmSync(dir, { recursive: true, force: true });
+log(`removed ${dir}`);
