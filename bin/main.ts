@@ -4,11 +4,17 @@
  */
 import { InputError, UsageError, type Command, type CommandIO } from './cli.js';
 import { convertCommand } from './commands/convert.js';
+import { injectCommand } from './commands/inject.js';
 import { planCommand } from './commands/plan.js';
+import { routesCommand } from './commands/routes.js';
+import { webhookCommand } from './commands/webhook.js';
 
 const commands: Command[] = [
   convertCommand,
+  injectCommand,
   planCommand,
+  routesCommand,
+  webhookCommand,
 ];
 
 function topHelp(): string {

@@ -1,0 +1,38 @@
+/**
+ * `ovnkube-route webhook`: the admission webhook server. Flags and environment are read
+ * into one WebhookConfig (webhook/config.ts, which also writes the --help text), then
+ * webhook/main.ts runs it until SIGTERM or SIGINT.
+ */
+import { parseWebhookConfig, webhookHelp, type WebhookConfig } from '../../webhook/config.js';
+import { WebhookError } from '../../webhook/errors.js';
+import { InputError, UsageError, type Command } from '../cli.js';
+
+export const webhookCommand: Command = {
+  name: 'webhook',
+  summary: 'run the mutating admission webhook that stamps pods with their signed route plan',
+  help: webhookHelp(),
+  async run(argv, io) {
+    let config: WebhookConfig;
+    try {
+      config = parseWebhookConfig(argv, process.env);
+    } catch (e) {
+      throw e instanceof WebhookError ? new UsageError(e.message) : e;
+    }
+    const ac = new AbortController();
+    const stop = (): void => ac.abort();
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+    try {
+      // Loaded here so other commands do not pay for the Kubernetes client and fastify.
+      const { runWebhook } = await import('../../webhook/main.js');
+      await runWebhook(config, { signal: ac.signal, logStream: io.stderr });
+    } catch (e) {
+      // Startup problems with files (plan key, serving pair) are the operator's to fix.
+      throw e instanceof WebhookError ? new InputError(e.message) : e;
+    } finally {
+      process.off('SIGTERM', stop);
+      process.off('SIGINT', stop);
+    }
+    return 0;
+  },
+};

@@ -1,0 +1,137 @@
+/**
+ * The `ovnkube-route webhook` configuration: flags and environment variables read into one
+ * typed, validated WebhookConfig. One table (FLAGS) drives parsing, env lookup, defaults
+ * and --help, so the help text cannot drift from what is parsed. Flags beat environment
+ * variables; list-valued variables are comma-separated. Nothing here reads process.env:
+ * the caller passes the environment in.
+ */
+import { isIP } from 'node:net';
+import { parseArgs } from 'node:util';
+import type { InjectMode } from '../core/resolve.js';
+import { WebhookError } from './errors.js';
+
+export interface WebhookConfig {
+  listenAddress: string;
+  port: number;
+  tlsCert: string;
+  tlsKey: string;
+  /** Plan key files; the first signs, all verify. */
+  planKeys: string[];
+  mode: InjectMode;
+  /** Kubeconfig file; undefined means in-cluster service-account credentials. */
+  kubeconfig: string | undefined;
+  /** Usernames whose pod UPDATEs may write a verified plan as-is (the controller's service account). */
+  trustedUsers: string[];
+  logLevel: LogLevel;
+}
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+interface Flag {
+  key: keyof WebhookConfig;
+  env: string;
+  value: string;
+  multiple?: boolean;
+  required?: boolean;
+  default?: string;
+  help: string;
+}
+
+/** Every flag, its environment variable, default and help line. */
+export const FLAGS: Record<string, Flag> = {
+  'listen-address': { key: 'listenAddress', env: 'OVNKUBE_ROUTE_LISTEN_ADDRESS', value: 'IP', default: '0.0.0.0', help: 'address to listen on' },
+  port: { key: 'port', env: 'OVNKUBE_ROUTE_PORT', value: 'N', default: '8443', help: 'HTTPS port (/mutate, /healthz, /readyz, /metrics)' },
+  'tls-cert': { key: 'tlsCert', env: 'OVNKUBE_ROUTE_TLS_CERT', value: 'FILE', required: true, help: 'serving certificate (PEM); reloaded when the file changes' },
+  'tls-key': { key: 'tlsKey', env: 'OVNKUBE_ROUTE_TLS_KEY', value: 'FILE', required: true, help: 'serving key (PEM); reloaded with the certificate' },
+  'plan-key': {
+    key: 'planKeys', env: 'OVNKUBE_ROUTE_PLAN_KEYS', value: 'FILE', multiple: true, required: true,
+    help: 'plan-signing key file (base64 of >= 32 random bytes); repeat for rotation: the first signs, all verify',
+  },
+  mode: { key: 'mode', env: 'OVNKUBE_ROUTE_MODE', value: 'default|opt-in', default: 'default', help: 'default: every pod not opted out; opt-in: only pods or namespaces labelled routes.k8s.ovn.org/inject=enabled' },
+  kubeconfig: { key: 'kubeconfig', env: 'KUBECONFIG', value: 'FILE', help: 'kubeconfig to use; without it, the in-cluster service account' },
+  'trusted-user': {
+    key: 'trustedUsers', env: 'OVNKUBE_ROUTE_TRUSTED_USERS', value: 'NAME', multiple: true,
+    help: 'username whose pod updates may set a verified plan as-is (the controller\'s service account); repeatable',
+  },
+  'log-level': { key: 'logLevel', env: 'OVNKUBE_ROUTE_LOG_LEVEL', value: LOG_LEVELS.join('|'), default: 'info', help: 'log level (JSON logs on stderr)' },
+};
+
+/** The --help text, generated from FLAGS. */
+export function webhookHelp(): string {
+  const rows = Object.entries(FLAGS).map(([name, f]) => {
+    const left = `  --${name} ${f.value}`;
+    const extra = [f.required ? 'required' : '', f.default !== undefined ? `default ${f.default}` : '', `env ${f.env}`];
+    return `${left}\n      ${f.help} (${extra.filter(Boolean).join('; ')})`;
+  });
+  return [
+    'Usage: ovnkube-route webhook --tls-cert FILE --tls-key FILE --plan-key FILE [flags]',
+    '',
+    'Runs the mutating admission webhook over HTTPS (TLS 1.2 or later): POST /mutate stamps',
+    'each admitted pod with its signed plan annotation (routes.k8s.ovn.org/plan), resolved',
+    'from informer caches of Routes, Namespaces, Services, ReplicaSets and Jobs. /readyz turns',
+    'ready once the caches have synced. Stops cleanly on SIGTERM or SIGINT.',
+    '',
+    'Flags (each can also be set by its environment variable; the flag wins; list',
+    'variables are comma-separated):',
+    ...rows,
+    '  -h, --help',
+    '      show this help',
+  ].join('\n') + '\n';
+}
+
+const fail = (msg: string): never => { throw new WebhookError('OVNKR_ERR_CONFIG', msg); };
+
+/**
+ * Parse argv (without the command name) and env into a validated WebhookConfig. Throws
+ * WebhookError OVNKR_ERR_CONFIG naming the flag (and its variable) and what was expected.
+ */
+export function parseWebhookConfig(argv: string[], env: Record<string, string | undefined>): WebhookConfig {
+  const options = Object.fromEntries(Object.entries(FLAGS).map(([name, f]) => [name, { type: 'string' as const, multiple: f.multiple === true }]));
+  let values: Record<string, string | string[] | undefined>;
+  try {
+    ({ values } = parseArgs({ args: argv, options, allowPositionals: false, strict: true }));
+  } catch (e) {
+    return fail((e as Error).message);
+  }
+  const raw = (name: string): { value: string | string[] | undefined; from: string } => {
+    const f = FLAGS[name]!;
+    const v = values[name];
+    if (v !== undefined && !(Array.isArray(v) && v.length === 0)) return { value: v, from: `--${name}` };
+    const e = env[f.env];
+    if (e !== undefined && e !== '') return { value: f.multiple ? e.split(',').map((s) => s.trim()).filter(Boolean) : e, from: `$${f.env}` };
+    return { value: f.default, from: `--${name}` };
+  };
+  const one = (name: string, required = false): string | undefined => {
+    const { value, from } = raw(name);
+    if (value === undefined || value === '') return required ? fail(`${from} is required`) : undefined;
+    return value as string;
+  };
+  const many = (name: string): string[] => {
+    const { value } = raw(name);
+    return value === undefined ? [] : Array.isArray(value) ? value : [value];
+  };
+
+  const listenAddress = one('listen-address', true)!;
+  if (isIP(listenAddress) === 0) fail(`${raw('listen-address').from}: expected an IPv4 or IPv6 address, got "${listenAddress}"`);
+  const portText = one('port', true)!;
+  const port = Number(portText);
+  if (!/^\d+$/.test(portText) || port > 65535) fail(`${raw('port').from}: expected a port number 0-65535, got "${portText}"`);
+  const mode = one('mode', true)!;
+  if (mode !== 'default' && mode !== 'opt-in') fail(`${raw('mode').from}: expected "default" or "opt-in", got "${mode}"`);
+  const logLevel = one('log-level', true)!;
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) fail(`${raw('log-level').from}: expected one of ${LOG_LEVELS.join(', ')}, got "${logLevel}"`);
+  const planKeys = many('plan-key');
+  if (planKeys.length === 0) fail(`--plan-key (or $${FLAGS['plan-key']!.env}) is required: the key that signs plans`);
+  return {
+    listenAddress,
+    port,
+    tlsCert: one('tls-cert', true)!,
+    tlsKey: one('tls-key', true)!,
+    planKeys,
+    mode: mode as InjectMode,
+    kubeconfig: one('kubeconfig'),
+    trustedUsers: many('trusted-user'),
+    logLevel: logLevel as LogLevel,
+  };
+}

@@ -1,0 +1,121 @@
+/**
+ * Runs the webhook process from a validated WebhookConfig: loads the plan keys and the
+ * serving pair, starts the informer caches, serves HTTPS, reloads the serving pair when
+ * its files change, and shuts down cleanly when `signal` aborts. All I/O is set up here;
+ * everything it builds takes its I/O as arguments.
+ */
+import { readFile } from 'node:fs/promises';
+import { KubeConfig } from '@kubernetes/client-node';
+import { collectDefaultMetrics, Registry } from 'prom-client';
+import { parsePlanKey, type PlanKey } from '../core/plan-codec.js';
+import { buildApp } from './app.js';
+import { cachesFromApi, type ClusterCaches } from './caches.js';
+import type { WebhookConfig } from './config.js';
+import { WebhookError } from './errors.js';
+import { createWebhookMetrics, type WebhookMetrics } from './metrics.js';
+import { loadServingCert, watchServingCert } from './tls.js';
+
+/** Read the plan key files, in order (the first signs). Errors name the file. */
+export async function loadPlanKeys(files: readonly string[]): Promise<PlanKey[]> {
+  return Promise.all(files.map(async (f) => {
+    let text: string;
+    try {
+      text = await readFile(f, 'utf8');
+    } catch (e) {
+      throw new WebhookError('OVNKR_ERR_PLAN_KEY', (e as Error).message);
+    }
+    try {
+      return parsePlanKey(text);
+    } catch (e) {
+      throw new WebhookError('OVNKR_ERR_PLAN_KEY', `${f}: ${(e as Error).message}`);
+    }
+  }));
+}
+
+/** KubeConfig from a file, or the in-cluster service account when `file` is undefined. */
+export function loadKubeConfig(file: string | undefined): KubeConfig {
+  const kc = new KubeConfig();
+  if (file) kc.loadFromFile(file);
+  else kc.loadFromCluster();
+  return kc;
+}
+
+export interface RunOptions {
+  /** Aborting it stops the server (drains requests) and the informers. */
+  signal: AbortSignal;
+  /** Where JSON logs go. */
+  logStream: NodeJS.WritableStream;
+  /** Use this instead of loading config.kubeconfig / in-cluster credentials. */
+  kubeConfig?: KubeConfig;
+  /** Called once listening, with the bound port (useful with port 0). */
+  onListening?(port: number): void;
+}
+
+function readiness(caches: ClusterCaches): () => { ready: boolean; detail: string } {
+  return () => {
+    const missing = Object.entries(caches.syncedByResource()).filter(([, ok]) => !ok).map(([r]) => r);
+    return missing.length ? { ready: false, detail: `caches not synced yet: ${missing.join(', ')}` } : { ready: true, detail: 'caches synced' };
+  };
+}
+
+/** Run the webhook until `opts.signal` aborts. Rejects when startup fails. */
+export async function runWebhook(config: WebhookConfig, opts: RunOptions): Promise<void> {
+  const keys = await loadPlanKeys(config.planKeys);
+  const serving = await loadServingCert(config.tlsCert, config.tlsKey);
+  const kc = opts.kubeConfig ?? loadKubeConfig(config.kubeconfig);
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+
+  let metrics: WebhookMetrics | undefined;
+  let log: { info: (o: object, m: string) => void; warn: (o: object, m: string) => void; error: (o: object, m: string) => void } | undefined;
+  const caches = cachesFromApi(kc, {
+    observer: {
+      onList: (resource, count) => { metrics?.observeList(resource); log?.info({ resource, count }, 'cache listed'); },
+      onError: (resource, err, retryInMs) => {
+        metrics?.observeWatchError(resource);
+        log?.warn({ resource, err: (err as Error)?.message ?? String(err), retryInMs }, 'cache list/watch failed; retrying');
+      },
+    },
+    report: (err, ev) => log?.error({ err, resource: ev.resource, type: ev.type }, 'cache change subscriber failed'),
+  });
+  metrics = createWebhookMetrics(registry, caches);
+  const app = buildApp({
+    admit: { caches, mode: config.mode, keys, trustedUsers: config.trustedUsers },
+    readiness: readiness(caches),
+    registry,
+    metrics,
+    https: { cert: serving.cert, key: serving.key },
+    logger: { level: config.logLevel, stream: opts.logStream },
+  });
+  log = app.log;
+  metrics.observeCertInUse(serving.notAfter.getTime() / 1000);
+
+  caches.start();
+  void caches.synced.then(() => log?.info(caches.sizes(), 'caches synced; ready'));
+  let watcher: { close(): void } | undefined;
+  try {
+    await app.listen({ host: config.listenAddress, port: config.port });
+    const addr = app.server.address();
+    const port = typeof addr === 'object' && addr ? addr.port : config.port;
+    app.log.info({ port, mode: config.mode, keyIds: keys.map((k) => k.id), certNotAfter: serving.notAfter }, 'webhook listening');
+    opts.onListening?.(port);
+    watcher = watchServingCert({
+      server: app.server as unknown as { setSecureContext(o: object): void },
+      certFile: config.tlsCert,
+      keyFile: config.tlsKey,
+      current: serving,
+      onReload: (c) => {
+        metrics!.observeCertReload(true);
+        metrics!.observeCertInUse(c.notAfter.getTime() / 1000);
+        app.log.info({ fingerprint: c.fingerprint, notAfter: c.notAfter }, 'serving certificate reloaded');
+      },
+      onError: (e) => { metrics!.observeCertReload(false); app.log.error({ err: e.message }, 'serving certificate not reloaded; keeping the previous one'); },
+    });
+    if (!opts.signal.aborted) await new Promise((resolve) => opts.signal.addEventListener('abort', resolve, { once: true }));
+    app.log.info('shutting down');
+  } finally {
+    watcher?.close();
+    await app.close();
+    await caches.stop();
+  }
+}

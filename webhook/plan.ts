@@ -1,0 +1,63 @@
+/**
+ * What a pod's plan annotation must be right now, from the shared caches. The admission
+ * webhook and the controller both call `desiredPlan()`, so a pod admitted by the webhook
+ * and a pod re-stamped by the controller get byte-identical annotations (the encoding is
+ * canonical and the HMAC deterministic), which is what makes reinvocation and
+ * re-stamping idempotent.
+ */
+import { ownerChain, type OwnerLookup } from '../core/owners.js';
+import { decodePlan, encodePlan, PlanEncodeError, type PlanKey } from '../core/plan-codec.js';
+import { resolvePlan, type InjectMode, type Resolution, type ResolveContext } from '../core/resolve.js';
+import type { Namespace, Pod, Route, Service } from '../core/types.js';
+
+/** The cache reads plan resolution needs (ClusterCaches provides them). */
+export interface PlanSources {
+  routes: { list(): readonly Route[] };
+  namespaces: { get(name: string): Namespace | undefined };
+  service: (namespace: string, name: string) => Service | undefined;
+  lookupOwner: OwnerLookup;
+}
+
+/** Why a pod gets no plan: core's skip codes plus the two failures of this layer. */
+export type NoPlanReason = Extract<Resolution, { kind: 'skipped' }>['code'] | 'encode-error' | 'unsynced';
+
+export type PlanDecision =
+  | { action: 'set'; value: string; resolution: Extract<Resolution, { kind: 'plan' }> }
+  | { action: 'remove'; reason: NoPlanReason; message: string; resolution?: Resolution };
+
+/** Build core's ResolveContext for `pod` (whose metadata.namespace must be set) from the caches. */
+export function resolveContext(pod: Pod, sources: PlanSources, mode: InjectMode): ResolveContext {
+  const ns = pod.metadata?.namespace ?? '';
+  return {
+    // resolvePlan copies before sorting, so the cache's shared array is safe to pass.
+    routes: sources.routes.list() as Route[],
+    namespace: sources.namespaces.get(ns),
+    service: sources.service,
+    owners: ownerChain(pod, sources.lookupOwner),
+    mode,
+  };
+}
+
+/**
+ * The annotation value the pod must carry (signed with `keys[0]` for the pod's
+ * namespace), or why it must carry none. Never throws: a plan too large to encode is
+ * `remove` with reason `encode-error` (a plan is never truncated).
+ */
+export function desiredPlan(pod: Pod, sources: PlanSources, opts: { mode: InjectMode; keys: readonly PlanKey[] }): PlanDecision {
+  const namespace = pod.metadata?.namespace ?? '';
+  const resolution = resolvePlan(pod, resolveContext(pod, sources, opts.mode));
+  if (resolution.kind === 'skipped') {
+    return { action: 'remove', reason: resolution.code, message: resolution.reason, resolution };
+  }
+  try {
+    return { action: 'set', value: encodePlan(resolution.plan, { key: opts.keys[0], namespace }), resolution };
+  } catch (e) {
+    if (!(e instanceof PlanEncodeError)) throw e;
+    return { action: 'remove', reason: 'encode-error', message: e.message, resolution };
+  }
+}
+
+/** True when `value` is a plan signed by one of `keys` for `namespace` (i.e. the system wrote it). */
+export function isSystemSigned(value: string, namespace: string, keys: readonly PlanKey[]): boolean {
+  return decodePlan(value, { namespace, keys: [...keys], requireSignature: true }).ok;
+}
