@@ -87,7 +87,7 @@ export function entriesToRoute(entries: unknown[], file: string, name: string, l
   for (const err of validateRoute(route)) {
     const m = /^(spec\.(?:route|svc)\[\d+\]|spec\.defaultRoute)(?:\.(\w+))?/.exec(err.path);
     const w = m ? srcMap.get(m[1]!) : undefined;
-    if (w) fail(w, m![2] ?? 'entry', err.message);
+    if (w) fail(w, m![2] ?? (/\bvia\b/.test(err.message) ? 'via' : /\bdst\b/.test(err.message) ? 'route' : 'entry'), err.message);
     throw new InputFileError(`${file}: ${err.path}: ${err.message}`);
   }
   return route;

@@ -87,8 +87,10 @@ function describe(e: ErrorObject): FieldError {
     message = 'Required value';
   } else if (e.keyword === 'enum') {
     message = `must be one of ${(e.params as { allowedValues: unknown[] }).allowedValues.map((v) => JSON.stringify(v)).join(', ')}`;
+  } else if (path.endsWith('.dev') && (e.keyword === 'pattern' || e.keyword === 'maxLength')) {
+    message = 'must be a Linux interface name: 1-15 printable ASCII characters, no "/", ":" or whitespace';
   } else if (e.keyword === 'pattern') {
-    message = path.endsWith('.dev') ? 'must be a Linux interface name: 1-15 printable ASCII characters, no "/", ":" or whitespace' : `must match ${(e.params as { pattern: string }).pattern}`;
+    message = `must match ${(e.params as { pattern: string }).pattern}`;
   }
   return { path, message };
 }

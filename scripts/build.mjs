@@ -29,8 +29,13 @@ const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
 try {
   execFileSync(process.execPath, [tsc, '-p', join(root, 'tsconfig.json')], { stdio: 'inherit' });
 } catch {
-  log('tsc failed');
-  process.exit(1);
+  // Developers working on one area while another is mid-change may set
+  // OVNKUBE_ROUTE_IGNORE_TYPE_ERRORS=1 (tsc still emits JavaScript); CI never does.
+  if (process.env.OVNKUBE_ROUTE_IGNORE_TYPE_ERRORS !== '1') {
+    log('tsc failed');
+    process.exit(1);
+  }
+  log('tsc reported type errors (ignored: OVNKUBE_ROUTE_IGNORE_TYPE_ERRORS=1)');
 }
 const cli = join(root, 'dist', 'bin', 'ovnkube-route.js');
 if (existsSync(cli)) chmodSync(cli, 0o755);

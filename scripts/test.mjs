@@ -20,7 +20,7 @@ const files = args.filter((a) => !a.startsWith('-')).map((a) => {
 const opts = args.filter((a) => a.startsWith('-'));
 const tmp = mkdtempSync(join(tmpdir(), 'ovnkube-route-test-'));
 const skipFile = join(tmp, 'skipped-tiers');
-const tap = join(root, 'node_modules', 'tap', 'dist', 'esm', 'run', 'index.js');
+const tap = join(root, 'node_modules', 'tap', 'dist', 'esm', 'run.mjs');
 const targets = files.length ? files : ['dist/test'];
 for (const f of targets) if (!existsSync(join(root, f))) { console.error(`[test] no such test path: ${f}`); process.exit(2); }
 const res = spawnSync(process.execPath, [tap, ...opts, ...targets], {

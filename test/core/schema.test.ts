@@ -1,0 +1,45 @@
+import t from 'tap';
+import { celTwins } from '../../core/cel-rules.js';
+import { routeCRD } from '../../core/generated/route-crd.js';
+import { validateRoute } from '../../core/schema.js';
+import { parse } from 'yaml';
+import { readFileSync } from 'node:fs';
+import { fixture, routeCases } from '../util/fixtures.js';
+
+t.test('the demo Route of the design document is accepted unchanged', async (t) => {
+  const demo = parse(readFileSync(fixture('demo-route.yaml'), 'utf8'));
+  t.same(validateRoute(demo), []);
+});
+
+t.test('good Routes are accepted', async (t) => {
+  for (const c of routeCases('good-routes.yaml')) t.same(validateRoute(c.route), [], c.name);
+});
+
+t.test('bad Routes are refused with the message the API server gives', async (t) => {
+  for (const c of routeCases('bad-routes.yaml')) {
+    const errs = validateRoute(c.route);
+    t.ok(errs.length > 0, `${c.name} refused (${c.why})`);
+    const text = errs.map((e) => `${e.path}: ${e.message}`).join('\n');
+    t.match(text, c.expectMessage ?? '', `${c.name}: ${text.split('\n')[0]}`);
+  }
+});
+
+t.test('every CEL rule in the CRD has a TypeScript twin, and every twin a rule', async (t) => {
+  const rules = new Set<string>();
+  const walk = (n: unknown): void => {
+    if (Array.isArray(n)) return n.forEach(walk);
+    if (!n || typeof n !== 'object') return;
+    for (const [k, v] of Object.entries(n)) {
+      if (k === 'x-kubernetes-validations') for (const r of v as { rule: string }[]) rules.add(r.rule);
+      walk(v);
+    }
+  };
+  walk(routeCRD);
+  t.same([...rules].sort(), Object.keys(celTwins).sort());
+});
+
+t.test('unknown fields are refused like the API server strict field validation', async (t) => {
+  const errs = validateRoute({ apiVersion: 'k8s.ovn.org/v1', kind: 'Route', metadata: { name: 'x' }, spec: { rout: [] } });
+  t.same(errs, [{ path: 'spec.rout', message: 'unknown field' }]);
+  t.same(validateRoute({ apiVersion: 'k8s.ovn.org/v1', kind: 'Route', metadata: { name: 'x' } }), [{ path: 'spec', message: 'Required value' }]);
+});
