@@ -13,7 +13,7 @@
  * <procRoot>/self/ns/net and <procRoot>/1/ns/net). The check is made on the opened fd, so
  * the namespace that is checked is the one that is entered.
  */
-import { closeSync, fstatSync, openSync, realpathSync, statSync } from 'node:fs';
+import { closeSync, fstatSync, lstatSync, openSync, realpathSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { sep } from 'node:path';
 
@@ -133,7 +133,13 @@ function realpathOf(path: string): string {
   try {
     return realpathSync(path);
   } catch (e) {
-    throw new NetnsError('gone', path, `netns ${path} does not exist (any more)`, errCode(e));
+    try {
+      lstatSync(path);
+    } catch {
+      throw new NetnsError('gone', path, `netns ${path} does not exist (any more)`, errCode(e));
+    }
+    // It exists but resolves to no file path: a magic link such as /proc/<pid>/ns/net.
+    throw new NetnsError('outside-dir', path, `netns ${path} does not resolve to a file (a /proc ns link?); only paths in the netns dir are accepted`, errCode(e));
   }
 }
 

@@ -11,7 +11,10 @@
  *   an owned route of dst matches   -> unchanged (other owned routes of dst are deleted)
  *   an owned route of dst differs   -> replaced (atomically, same metric)
  *   a foreign route of dst matches  -> unchanged (someone already routes it our way)
- *   a foreign route of dst differs  -> skipped 'collision' (reported, not forced)
+ *   a foreign route of dst differs  -> skipped 'collision' (reported, not forced), unless dst
+ *                                      is in `reclaim` (it was ours: someone changed it with
+ *                                      `ip route change/replace`, which rewrites the protocol)
+ *                                      -> replaced
  *   nothing for dst                 -> added
  * Owned routes whose dst is not in the plan are deleted. A route without via is written
  * scope link on dev; with via it is a gateway route (scope universe). IPv6 routes always
@@ -55,7 +58,7 @@ export interface SavedDefault {
 
 /** What to do about the default route of one family. */
 export type DefaultAction =
-  | { kind: 'unchanged'; want: DesiredRoute }
+  | { kind: 'unchanged'; want: DesiredRoute; owned: boolean }
   | { kind: 'take-over'; want: DesiredRoute; replacing: KernelRoute | null } // save original first
   | { kind: 'replace-owned'; want: DesiredRoute; have: KernelRoute }
   | { kind: 'restore'; family: Family; have: KernelRoute; saved: SavedDefault }
@@ -68,6 +71,8 @@ export interface RouteDiff {
   replace: { want: DesiredRoute; have: KernelRoute }[];
   remove: KernelRoute[];
   unchanged: DesiredRoute[];
+  /** Destinations among `unchanged` that are held by an owned route. */
+  ownedKept: string[];
   skipped: SkippedItem[];
   defaults: DefaultAction[];
 }
@@ -120,7 +125,9 @@ function describeRoute(k: KernelRoute): string {
  * RtnlClient.listRoutes returns them) with `links`. `saved` are the default routes saved
  * by earlier applies (at most one per family).
  */
-export function diffRoutes(plan: Plan, table: KernelRoute[], links: LinkInfo[], protocol: number, saved: SavedDefault[] = []): RouteDiff {
+export function diffRoutes(
+  plan: Plan, table: KernelRoute[], links: LinkInfo[], protocol: number, saved: SavedDefault[] = [], reclaim: ReadonlySet<string> = new Set(),
+): RouteDiff {
   const byName = new Map(links.map((l) => [l.name, l.index]));
   const byDst = new Map<string, KernelRoute[]>();
   for (const k of table) {
@@ -128,7 +135,7 @@ export function diffRoutes(plan: Plan, table: KernelRoute[], links: LinkInfo[], 
     if (list) list.push(k);
     else byDst.set(k.dst, [k]);
   }
-  const diff: RouteDiff = { add: [], replace: [], remove: [], unchanged: [], skipped: [], defaults: [] };
+  const diff: RouteDiff = { add: [], replace: [], remove: [], unchanged: [], ownedKept: [], skipped: [], defaults: [] };
   const claimed = new Set<string>();
   for (const r of plan.routes) {
     const family = familyOf(r.dst);
@@ -139,7 +146,7 @@ export function diffRoutes(plan: Plan, table: KernelRoute[], links: LinkInfo[], 
       continue;
     }
     claimed.add(r.dst);
-    resolveOne(desired(r, oif, false, family), byDst.get(r.dst) ?? [], protocol, diff);
+    resolveOne(desired(r, oif, false, family), byDst.get(r.dst) ?? [], protocol, diff, reclaim.has(r.dst));
   }
   for (const family of [4, 6] as Family[]) {
     const dst = defaultDst(family);
@@ -153,18 +160,24 @@ export function diffRoutes(plan: Plan, table: KernelRoute[], links: LinkInfo[], 
   return diff;
 }
 
-function resolveOne(want: DesiredRoute, existing: KernelRoute[], protocol: number, diff: RouteDiff): void {
+function resolveOne(want: DesiredRoute, existing: KernelRoute[], protocol: number, diff: RouteDiff, reclaim: boolean): void {
   const owned = existing.filter((k) => k.protocol === protocol);
   const foreign = existing.filter((k) => k.protocol !== protocol);
   if (owned.length) {
     const keep = owned.find((k) => routeMatches(k, want, true));
-    if (keep) diff.unchanged.push(want);
-    else diff.replace.push({ want, have: owned[0]! });
+    if (keep) {
+      diff.unchanged.push(want);
+      diff.ownedKept.push(want.dst);
+    } else diff.replace.push({ want, have: owned[0]! });
     for (const k of owned) if (k !== (keep ?? owned[0])) diff.remove.push(k);
     return;
   }
   if (foreign.some((k) => routeMatches(k, want, false))) {
     diff.unchanged.push(want);
+    return;
+  }
+  if (foreign.length && reclaim) {
+    diff.replace.push({ want, have: [...foreign].sort((a, b) => a.priority - b.priority)[0]! });
     return;
   }
   if (foreign.length) {
@@ -195,9 +208,9 @@ function defaultAction(
   const d = desired({ dst, dev: want.dev, ...(want.via ? { via: want.via } : {}) }, oif, true, family);
   if (owned.length) {
     const keep = owned.find((k) => routeMatches(k, d, true));
-    return keep ? { kind: 'unchanged', want: d } : { kind: 'replace-owned', want: d, have: owned[0]! };
+    return keep ? { kind: 'unchanged', want: d, owned: true } : { kind: 'replace-owned', want: d, have: owned[0]! };
   }
-  if (foreign.some((k) => routeMatches(k, d, false))) return { kind: 'unchanged', want: d };
+  if (foreign.some((k) => routeMatches(k, d, false))) return { kind: 'unchanged', want: d, owned: false };
   // Replace the foreign default of the lowest metric (the one in effect), atomically.
   const inEffect = [...foreign].sort((a, b) => a.priority - b.priority)[0] ?? null;
   return { kind: 'take-over', want: d, replacing: inEffect };

@@ -36,6 +36,8 @@ export interface ApplyResult {
   restored: RouteItem[];
   unchanged: RouteItem[];
   skipped: SkippedItem[];
+  /** Destinations held by routes of ours after the apply (feed them back as `reclaim`). */
+  owned: string[];
   changed: boolean;
 }
 
@@ -52,6 +54,12 @@ export interface ApplyOptions {
   saveDefault?: (saved: SavedDefault) => void | Promise<void>;
   /** Called after the original default of `family` was restored (or is moot): drop it from storage. */
   forgetDefault?: (family: Family) => void | Promise<void>;
+  /**
+   * Destinations that were ours at the last apply (ApplyResult.owned). A foreign route found
+   * at one of them is an owned route someone changed (`ip route change` rewrites the
+   * protocol), so it is replaced instead of being reported as a collision.
+   */
+  reclaim?: Iterable<string>;
 }
 
 function writeOf(d: DesiredRoute, protocol: number, priority?: number): RouteWrite {
@@ -81,10 +89,10 @@ function fatal(e: unknown): boolean {
 export async function applyPlanWith(client: RtnlClient, plan: Plan, opts: ApplyOptions = {}): Promise<ApplyResult> {
   const protocol = opts.protocol ?? RTPROT_OVNKUBE_ROUTE;
   const [links, table] = [await client.listLinks(), await client.listRoutes()];
-  const diff = diffRoutes(plan, table, links, protocol, opts.savedDefault ?? []);
+  const diff = diffRoutes(plan, table, links, protocol, opts.savedDefault ?? [], new Set(opts.reclaim ?? []));
   const res: ApplyResult = {
     netns: client.netns, added: [], removed: [], replaced: [], restored: [],
-    unchanged: diff.unchanged.map(itemOfDesired), skipped: [...diff.skipped], changed: false,
+    unchanged: diff.unchanged.map(itemOfDesired), skipped: [...diff.skipped], owned: [...diff.ownedKept], changed: false,
   };
   const attempt = async (item: RouteItem, op: () => Promise<void>, ok: () => void): Promise<void> => {
     try {
@@ -111,6 +119,8 @@ export async function applyPlanWith(client: RtnlClient, plan: Plan, opts: ApplyO
     await Promise.all(writes);
   }
   for (const action of diff.defaults) await applyDefault(client, action, protocol, links, opts, res, attempt);
+  res.owned.push(...res.added.map((x) => x.dst), ...res.replaced.map((x) => x.dst));
+  res.owned.sort();
   res.changed = res.added.length + res.removed.length + res.replaced.length + res.restored.length > 0;
   return res;
 }
@@ -129,6 +139,7 @@ async function applyDefault(
   switch (a.kind) {
     case 'unchanged':
       res.unchanged.push(itemOfDesired(a.want));
+      if (a.owned) res.owned.push(a.want.dst);
       return;
     case 'skip':
       res.skipped.push(a.item);
