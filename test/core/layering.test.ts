@@ -1,0 +1,56 @@
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import t from 'tap';
+import { repoRoot } from '../util/fixtures.js';
+
+/** Every .ts source file under a top-level dir (generated code included). */
+function sources(dir: string): string[] {
+  const out: string[] = [];
+  const walk = (d: string) => {
+    for (const f of readdirSync(d)) {
+      const p = join(d, f);
+      if (f === 'node_modules' || f === 'build') continue;
+      if (statSync(p).isDirectory()) walk(p);
+      else if (f.endsWith('.ts') && !f.endsWith('.d.ts')) out.push(p);
+    }
+  };
+  walk(join(repoRoot, dir));
+  return out;
+}
+
+function imports(file: string): string[] {
+  const text = readFileSync(file, 'utf8');
+  const re = /(?:^|\n)\s*(?:import|export)\s[^'"]*?from\s+['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)/g;
+  const out: string[] = [];
+  for (let m = re.exec(text); m; m = re.exec(text)) out.push((m[1] ?? m[2])!);
+  return out;
+}
+
+const topDir = (file: string, spec: string): string | null => {
+  if (!spec.startsWith('.')) return null;
+  return relative(repoRoot, join(file, '..', spec)).split('/')[0] ?? null;
+};
+
+// core/ is pure: no file system, network, processes or clients. node:crypto is computation.
+const IO_MODULES = /^(node:)?(fs|fs\/promises|net|tls|http|https|http2|child_process|dgram|dns|worker_threads|cluster)$|^@kubernetes\/|^fastify|^netlink$/;
+
+t.test('imports run one way: bin, webhook, injector -> core; never the reverse or sideways', async (t) => {
+  const rules: Record<string, string[]> = {
+    core: ['core'],
+    webhook: ['core', 'webhook'],
+    injector: ['core', 'injector'],
+    bin: ['core', 'webhook', 'injector', 'bin'],
+  };
+  let checked = 0;
+  for (const [dir, allowed] of Object.entries(rules)) {
+    for (const file of sources(dir)) {
+      for (const spec of imports(file)) {
+        const top = topDir(file, spec);
+        if (top !== null) t.ok(allowed.includes(top), `${relative(repoRoot, file)} imports ${spec} (${top}/ is off limits for ${dir}/)`, { diagnostic: false });
+        if (dir === 'core') t.notMatch(spec, IO_MODULES, `${relative(repoRoot, file)} imports ${spec}: core/ does no I/O`);
+        checked++;
+      }
+    }
+  }
+  t.ok(checked > 20, `checked ${checked} imports`);
+});
