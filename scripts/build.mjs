@@ -3,8 +3,8 @@
 // the TypeScript output in dist/, and the setns native addon (built against the Node
 // headers that ship with this Node install, since node-gyp cannot download them here).
 import { execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync, readdirSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
 
@@ -37,6 +37,17 @@ try {
   }
   log('tsc reported type errors (ignored: OVNKUBE_ROUTE_IGNORE_TYPE_ERRORS=1)');
 }
+// Drop compiled files whose source is gone (a renamed test must not keep running from dist/).
+const pruneStale = (dir) => {
+  if (!existsSync(dir)) return;
+  for (const f of readdirSync(dir)) {
+    const p = join(dir, f);
+    if (statSync(p).isDirectory()) { pruneStale(p); continue; }
+    const m = /^(.*)\.js(\.map)?$/.exec(p);
+    if (m && !existsSync(join(root, relative(join(root, 'dist'), m[1]) + '.ts'))) rmSync(p);
+  }
+};
+pruneStale(join(root, 'dist'));
 const cli = join(root, 'dist', 'bin', 'ovnkube-route.js');
 if (existsSync(cli)) chmodSync(cli, 0o755);
 log('compiled TypeScript to dist/');

@@ -3,7 +3,7 @@
 // `npm test -- test/core`). Tiers that cannot run here (no root, no control plane) are listed
 // loudly at the end; under CI=true such a tier fails instead of skipping (test/util/tier.ts).
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,7 +23,15 @@ const skipFile = join(tmp, 'skipped-tiers');
 const tap = join(root, 'node_modules', 'tap', 'dist', 'esm', 'run.mjs');
 const targets = files.length ? files : ['dist/test'];
 for (const f of targets) if (!existsSync(join(root, f))) { console.error(`[test] no such test path: ${f}`); process.exit(2); }
-const res = spawnSync(process.execPath, [tap, ...opts, ...targets], {
+// Only *.test.js files are tests; helpers beside them (dist/test/util, dist/test/cluster) are not.
+const testFiles = [];
+const collect = (p) => {
+  if (statSync(join(root, p)).isDirectory()) for (const f of readdirSync(join(root, p)).sort()) collect(join(p, f));
+  else if (p.endsWith('.test.js')) testFiles.push(p);
+};
+targets.forEach(collect);
+if (testFiles.length === 0) { console.error(`[test] no *.test.js files under ${targets.join(' ')}`); process.exit(2); }
+const res = spawnSync(process.execPath, [tap, ...opts, ...testFiles], {
   cwd: root,
   env: { ...process.env, OVNKUBE_ROUTE_SKIP_REPORT: skipFile },
   stdio: ['ignore', 'pipe', 'inherit'],
