@@ -8,11 +8,11 @@
  * 400 from parseReview(); everything else is answered inside an AdmissionReview.
  */
 import { Ajv } from 'ajv';
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Registry } from 'prom-client';
 import { admit, type AdmitDeps } from './admission.js';
 import { WebhookError } from './errors.js';
-import { createWebhookMetrics, type RequestOutcome, type WebhookMetrics } from './metrics.js';
+import { createWebhookMetrics, type CacheGaugeSource, type RequestOutcome, type WebhookMetrics } from './metrics.js';
 import { parseReview } from './review.js';
 
 export interface AppOptions {
@@ -22,6 +22,8 @@ export interface AppOptions {
   /** Registry /metrics serves; the webhook's metrics are registered on it unless `metrics` is given. */
   registry: Registry;
   metrics?: WebhookMetrics;
+  /** Cache sizes and sync flags for the gauges, when the app registers the metrics itself. */
+  cacheGauges?: CacheGaugeSource;
   /** Serving key and certificate (PEM); omitted for plain HTTP (app.inject tests only). */
   https?: { key: string | Buffer; cert: string | Buffer };
   /** fastify logger options; false (default) logs nothing. */
@@ -98,13 +100,13 @@ const HTTP_OUTCOMES: Record<number, RequestOutcome> = { 413: 'too-large', 415: '
 /** Build the webhook app (not listening). Throws WebhookError OVNKR_ERR_APP_OPTIONS on bad options. */
 export function buildApp(opts: AppOptions): FastifyInstance {
   const o = checkOptions(opts);
-  const metrics = opts.metrics ?? createWebhookMetrics(opts.registry);
+  const metrics = opts.metrics ?? createWebhookMetrics(opts.registry, opts.cacheGauges);
   const server = {
     bodyLimit: o.bodyLimit,
     requestTimeout: o.requestTimeoutMs,
     keepAliveTimeout: o.keepAliveTimeoutMs,
-    // One admission per request at this rate would drown the logs; decisions are logged instead.
-    disableRequestLogging: true,
+    // A log line per request at admission rates would drown the logs; decisions are logged instead.
+    logController: new LogController({ disableRequestLogging: true }),
     logger: opts.logger ?? false,
   };
   const app: FastifyInstance = opts.https
@@ -124,6 +126,8 @@ export function buildApp(opts: AppOptions): FastifyInstance {
     : Fastify(server) as unknown as FastifyInstance;
 
   const outcomes = new WeakMap<FastifyRequest, RequestOutcome>();
+  // The API server sends application/json only; a text body is a 415, not something to parse.
+  app.removeContentTypeParser('text/plain');
 
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, req: FastifyRequest, reply: FastifyReply) => {
     const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
