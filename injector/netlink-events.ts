@@ -4,15 +4,17 @@
  * appears, and noticing drift (someone deleted or changed an owned route).
  *
  * Events come on a socket of their own, created inside withNetns like every socket of
- * ours: on the request socket they would be mistaken for parts of a dump. When the kernel
- * drops events (ENOBUFS: the receive buffer overflowed) the listener gets an 'overflow'
- * event, meaning "you missed some; resync fully".
+ * ours: on the request socket they would be mistaken for parts of a dump. The socket is
+ * hardened (netlink-socket.ts): if a storm overflows its buffer, events are dropped
+ * silently rather than aborting the process, so a subscriber must also resync periodically
+ * (RouteKeeper does). 'overflow' reports any other socket error or an unparsable event.
  */
 import netlink from 'netlink';
-import { withNetns, type NetnsPolicy } from './netns.js';
+import type { NetnsPolicy } from './netns.js';
+import { createRtnlSocket } from './netlink-socket.js';
 import { linkFromMessage, routeFromMessage, type KernelRoute, type LinkInfo } from './netlink-codec.js';
 
-const { createRtNetlink, rt } = netlink;
+const { rt } = netlink;
 
 /** One event of a netns. `route` events carry the route as the kernel reported it. */
 export type NetnsEvent =
@@ -28,7 +30,7 @@ export interface NetnsSubscription {
 
 export interface SubscribeOptions {
   policy?: NetnsPolicy;
-  /** Receive buffer size in bytes (default 1 MiB) so bursts of route events are not dropped. */
+  /** Receive buffer size in bytes (default 4 MiB) so bursts of route events are not dropped. */
   recvBufferSize?: number;
 }
 
@@ -38,9 +40,7 @@ export interface SubscribeOptions {
  * the event loop alive until closed. Throws NetnsError when the path is gone or refused.
  */
 export function subscribeNetns(path: string, onEvent: (ev: NetnsEvent) => void, opts: SubscribeOptions = {}): NetnsSubscription {
-  // (The package's typings wrongly require the buffer sizes; they are optional at run time.)
-  const sockOpts = { ref: true } as Parameters<typeof createRtNetlink>[0];
-  const sock = withNetns(path, () => createRtNetlink(sockOpts), opts.policy ? { policy: opts.policy } : {});
+  const sock = createRtnlSocket(path, { ref: true, rcvbuf: opts.recvBufferSize ?? 4 << 20, ...(opts.policy ? { policy: opts.policy } : {}) });
   let closed = false;
   const raw = sock.socket;
   // Must always have an 'error' listener: otherwise the package throws from native code and aborts.
@@ -48,7 +48,6 @@ export function subscribeNetns(path: string, onEvent: (ev: NetnsEvent) => void, 
     if (!closed) onEvent({ kind: 'overflow', error: e.code ?? e.message });
   });
   try {
-    raw.setRecvBufferSize(opts.recvBufferSize ?? 1 << 20);
     sock.addMembership(rt.MulticastGroups.LINK);
     sock.addMembership(rt.MulticastGroups.IPV4_ROUTE);
     sock.addMembership(rt.MulticastGroups.IPV6_ROUTE);

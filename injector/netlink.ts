@@ -4,10 +4,11 @@
  *
  * - The socket is created inside `withNetns`, so it is bound to the pod's namespace; all
  *   I/O happens afterwards, on the host thread, outside withNetns.
- * - Requests in flight are bounded (`maxInFlight`). The `netlink` package aborts the whole
- *   process when its socket emits an unhandled 'error' (e.g. ENOBUFS when ~2000 ACKs
- *   overflow the receive buffer), so the bound keeps ACKs well under the buffer and an
- *   'error' listener is always attached.
+ * - Requests in flight are bounded (`maxInFlight`, at most MAX_IN_FLIGHT_CAP). Unanswered
+ *   requests pile up ACKs in the receive buffer; past it the kernel drops them and, on an
+ *   unhardened socket, the `netlink` package aborts the process (measured here: fine at 256
+ *   in flight, abort at 300 with the default buffer). Sockets are hardened too
+ *   (netlink-socket.ts), and an 'error' listener is always attached.
  * - A dump (list links/routes) runs alone on the socket: the package cannot tell a dump's
  *   parts from other replies, so interleaving breaks it ("Multipart message not terminated").
  * - Kernel errors become NetlinkError with the errno name as `code` (EEXIST, ESRCH,
@@ -15,13 +16,14 @@
  *   whatever is pending (the package would drop those promises silently).
  */
 import netlink from 'netlink';
-import { withNetns, type NetnsPolicy } from './netns.js';
+import type { NetnsPolicy } from './netns.js';
+import { createRtnlSocket } from './netlink-socket.js';
 import {
   afOf, linkFromMessage, routeFromMessage, routeKeyToMessage, routeWriteToMessage, RT_TABLE_MAIN,
   type Family, type KernelRoute, type LinkInfo, type RouteKey, type RouteWrite,
 } from './netlink-codec.js';
 
-const { createRtNetlink, FlagsNew } = netlink;
+const { FlagsNew } = netlink;
 
 /** errno names we map explicitly; any other errno keeps its name as the code. */
 export type NetlinkErrorCode =
@@ -55,6 +57,8 @@ export function isNetlinkError(e: unknown, code?: NetlinkErrorCode): e is Netlin
 
 /** Default bound of requests in flight per socket; ACKs of that many fit the receive buffer easily. */
 export const DEFAULT_MAX_IN_FLIGHT = 64;
+/** Hard cap of maxInFlight: well under the ~300 where the default buffer overflows. */
+export const MAX_IN_FLIGHT_CAP = 128;
 /** Default timeout of one request. */
 export const DEFAULT_TIMEOUT_MS = 10_000;
 
@@ -83,7 +87,7 @@ export class RtnlClient {
   readonly stats: RtnlStats = { requests: 0, dumps: 0, maxInFlightSeen: 0, inFlight: 0 };
 
   private constructor(private readonly sock: netlink.RtNetlinkSocket, readonly netns: string, opts: RtnlClientOptions) {
-    this.maxInFlight = Math.max(1, opts.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT);
+    this.maxInFlight = Math.min(MAX_IN_FLIGHT_CAP, Math.max(1, opts.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT));
     this.timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     // Without a listener an 'error' event throws inside the native callback and aborts the process.
     sock.socket.socket.on('error', (e: NodeJS.ErrnoException) => this.failAll(e.code ?? 'EIO'));
@@ -95,7 +99,7 @@ export class RtnlClient {
    * refused by the policy, or not a netns.
    */
   static open(path: string | null, opts: RtnlClientOptions = {}): RtnlClient {
-    const sock = path === null ? createRtNetlink() : withNetns(path, () => createRtNetlink(), opts.policy ? { policy: opts.policy } : {});
+    const sock = createRtnlSocket(path, opts.policy ? { policy: opts.policy } : {});
     return new RtnlClient(sock, path ?? '(current)', opts);
   }
 

@@ -52,7 +52,12 @@ export interface NetnsId { dev: number; ino: number }
 /** Default netns dir of CNI runtimes (containerd, CRI-O). */
 export const DEFAULT_NETNS_DIR = '/var/run/netns';
 
-interface SetnsAddon { setns(fd: number, nstype: number): void; gettid(): number; CLONE_NEWNET: number }
+interface SetnsAddon {
+  setns(fd: number, nstype: number): void;
+  gettid(): number;
+  netlinkHarden(fd: number, rcvbuf: number): void;
+  CLONE_NEWNET: number;
+}
 let addon: SetnsAddon | undefined;
 
 /** Load the native addon once, on first use (no module-level side effects). */
@@ -73,6 +78,14 @@ function native(): SetnsAddon {
 /** Kernel thread id of the caller (diagnostics: shows which thread setns moved). */
 export function gettid(): number {
   return native().gettid();
+}
+
+/**
+ * Set NETLINK_NO_ENOBUFS (and a receive buffer of `rcvbuf` bytes when > 0) on a netlink
+ * socket fd. See injector/netlink-socket.ts for why. Throws if `fd` is not a netlink socket.
+ */
+export function hardenNetlinkFd(fd: number, rcvbuf: number): void {
+  native().netlinkHarden(fd, rcvbuf);
 }
 
 function errCode(e: unknown): string | undefined {

@@ -8,6 +8,12 @@
  *
  *   setns(fd: number, nstype: number): void   throws Error with .code = "EINVAL" etc.
  *   gettid(): number                          the calling thread's kernel id (for tests/logs)
+ *   netlinkHarden(fd: number, rcvbuf: number): void
+ *       on a netlink socket: NETLINK_NO_ENOBUFS, and SO_RCVBUFFORCE (SO_RCVBUF without
+ *       CAP_NET_ADMIN) when rcvbuf > 0. Why: when a netlink socket's receive buffer
+ *       overflows the kernel flags it with ENOBUFS, epoll reports an error, and the `netlink`
+ *       package then aborts the whole process (it builds its error from a NULL string).
+ *       With NO_ENOBUFS an overflow only drops messages, which the caller's resync repairs.
  *   CLONE_NEWNET: number
  */
 #define _GNU_SOURCE
@@ -16,7 +22,9 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
+#include <linux/netlink.h>
 #include <node_api.h>
 
 static napi_value throw_errno(napi_env env, int err, const char *syscall) {
@@ -28,6 +36,8 @@ static napi_value throw_errno(napi_env env, int err, const char *syscall) {
     case ENOMEM: name = "ENOMEM"; break;
     case EPERM: name = "EPERM"; break;
     case ENOSYS: name = "ENOSYS"; break;
+    case ENOTSOCK: name = "ENOTSOCK"; break;
+    case ENOPROTOOPT: name = "ENOPROTOOPT"; break;
     default: break;
   }
   snprintf(msg, sizeof msg, "%s failed: %s (%s)", syscall, strerror(err), name);
@@ -64,12 +74,38 @@ static napi_value js_gettid(napi_env env, napi_callback_info info) {
   return out;
 }
 
+static napi_value js_netlink_harden(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  int32_t fd, rcvbuf;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 2 ||
+      napi_get_value_int32(env, argv[0], &fd) != napi_ok ||
+      napi_get_value_int32(env, argv[1], &rcvbuf) != napi_ok) {
+    napi_throw_type_error(env, NULL, "netlinkHarden(fd, rcvbuf) expects two integers");
+    return NULL;
+  }
+  struct sockaddr_nl sa;
+  socklen_t len = sizeof sa;
+  memset(&sa, 0, sizeof sa);
+  if (getsockname(fd, (struct sockaddr *)&sa, &len) != 0) return throw_errno(env, errno, "getsockname");
+  if (sa.nl_family != AF_NETLINK) return throw_errno(env, ENOTSOCK, "netlinkHarden");
+  int one = 1;
+  if (setsockopt(fd, SOL_NETLINK, NETLINK_NO_ENOBUFS, &one, sizeof one) != 0) return throw_errno(env, errno, "setsockopt(NETLINK_NO_ENOBUFS)");
+  if (rcvbuf > 0 && setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) != 0 &&
+      setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf) != 0) {
+    return throw_errno(env, errno, "setsockopt(SO_RCVBUF)");
+  }
+  return NULL;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_value fn, flag;
   napi_create_function(env, "setns", NAPI_AUTO_LENGTH, js_setns, NULL, &fn);
   napi_set_named_property(env, exports, "setns", fn);
   napi_create_function(env, "gettid", NAPI_AUTO_LENGTH, js_gettid, NULL, &fn);
   napi_set_named_property(env, exports, "gettid", fn);
+  napi_create_function(env, "netlinkHarden", NAPI_AUTO_LENGTH, js_netlink_harden, NULL, &fn);
+  napi_set_named_property(env, exports, "netlinkHarden", fn);
   napi_create_int32(env, CLONE_NEWNET, &flag);
   napi_set_named_property(env, exports, "CLONE_NEWNET", flag);
   return exports;
