@@ -57,11 +57,22 @@ export function serviceIPs(svc: Service | undefined): { ips: IP[]; reason: strin
   return ips.length ? { ips, reason: '' } : { ips: [], reason: `Service ClusterIPs [${raw.join(', ')}] are not IP addresses` };
 }
 
-function gatherCandidates(route: Route, ctx: ResolveContext, out: {
-  cands: Candidate[]; defaults: Candidate[]; unresolved: UnresolvedService[]; invalid: InvalidRule[];
-}): void {
+/** A Route's rules parsed once (Route objects are treated as immutable: informers replace them). */
+interface CompiledRoute {
+  cidr: Candidate[];
+  svc: { index: number; namespace: string; name: string; dev: string; via?: IP }[];
+  defaults: Candidate[];
+  invalid: InvalidRule[];
+}
+
+const compiledRoutes = new WeakMap<Route, CompiledRoute>();
+
+function compileRoute(route: Route): CompiledRoute {
+  const hit = compiledRoutes.get(route);
+  if (hit) return hit;
   const name = routeName(route);
   const priority = route.spec?.priority ?? 0;
+  const out: CompiledRoute = { cidr: [], svc: [], defaults: [], invalid: [] };
   const viaOf = (via: string | undefined, field: string): { ok: boolean; ip?: IP } => {
     if (via === undefined) return { ok: true };
     const p = parseIP(via);
@@ -77,21 +88,11 @@ function gatherCandidates(route: Route, ctx: ResolveContext, out: {
       out.invalid.push({ route: name, field: `spec.route[${i}].via`, error: `via ${r.via} is IPv${v.ip.family} but dst ${r.dst} is IPv${c.value.family}` });
       continue;
     }
-    out.cands.push({ cidr: c.value, dst: formatCIDR(c.value), dev: r.dev, ...(v.ip ? { via: formatIP(v.ip) } : {}), route: name, priority, source: `spec.route[${i}]` });
+    out.cidr.push({ cidr: c.value, dst: formatCIDR(c.value), dev: r.dev, ...(v.ip ? { via: formatIP(v.ip) } : {}), route: name, priority, source: `spec.route[${i}]` });
   }
   for (const [i, s] of (route.spec?.svc ?? []).entries()) {
     const v = viaOf(s.via, `spec.svc[${i}].via`);
-    if (!v.ok) continue;
-    const { ips, reason } = serviceIPs(ctx.service(s.namespace, s.name));
-    if (reason) { out.unresolved.push({ route: name, namespace: s.namespace, name: s.name, reason }); continue; }
-    for (const ip of ips) {
-      if (v.ip && v.ip.family !== ip.family) {
-        out.unresolved.push({ route: name, namespace: s.namespace, name: s.name, reason: `ClusterIP ${formatIP(ip)} is IPv${ip.family} but via ${s.via} is IPv${v.ip.family}` });
-        continue;
-      }
-      const dst = hostCIDR(ip);
-      out.cands.push({ cidr: { family: ip.family, value: ip.value, bits: ip.family === 4 ? 32 : 128 }, dst, dev: s.dev, ...(v.ip ? { via: formatIP(v.ip) } : {}), route: name, priority, source: `spec.svc[${i}] ${s.namespace}/${s.name}` });
-    }
+    if (v.ok) out.svc.push({ index: i, namespace: s.namespace, name: s.name, dev: s.dev, ...(v.ip ? { via: v.ip } : {}) });
   }
   const d = route.spec?.defaultRoute;
   if (d) {
@@ -99,6 +100,39 @@ function gatherCandidates(route: Route, ctx: ResolveContext, out: {
     if (v.ok) {
       const fam = v.ip?.family ?? 4;
       out.defaults.push({ cidr: { family: fam, value: 0n, bits: 0 }, dst: fam === 4 ? '0.0.0.0/0' : '::/0', dev: d.dev, ...(v.ip ? { via: formatIP(v.ip) } : {}), route: name, priority, source: 'spec.defaultRoute' });
+    }
+  }
+  compiledRoutes.set(route, out);
+  return out;
+}
+
+const serviceCache = new WeakMap<Service, { ips: IP[]; reason: string }>();
+
+function cachedServiceIPs(svc: Service | undefined): { ips: IP[]; reason: string } {
+  if (!svc) return serviceIPs(svc);
+  let r = serviceCache.get(svc);
+  if (!r) serviceCache.set(svc, (r = serviceIPs(svc)));
+  return r;
+}
+
+function gatherCandidates(route: Route, ctx: ResolveContext, out: {
+  cands: Candidate[]; defaults: Candidate[]; unresolved: UnresolvedService[]; invalid: InvalidRule[];
+}): void {
+  const c = compileRoute(route);
+  const name = routeName(route);
+  const priority = route.spec?.priority ?? 0;
+  out.invalid.push(...c.invalid);
+  out.cands.push(...c.cidr);
+  out.defaults.push(...c.defaults);
+  for (const s of c.svc) {
+    const { ips, reason } = cachedServiceIPs(ctx.service(s.namespace, s.name));
+    if (reason) { out.unresolved.push({ route: name, namespace: s.namespace, name: s.name, reason }); continue; }
+    for (const ip of ips) {
+      if (s.via && s.via.family !== ip.family) {
+        out.unresolved.push({ route: name, namespace: s.namespace, name: s.name, reason: `ClusterIP ${formatIP(ip)} is IPv${ip.family} but via ${formatIP(s.via)} is IPv${s.via.family}` });
+        continue;
+      }
+      out.cands.push({ cidr: { family: ip.family, value: ip.value, bits: ip.family === 4 ? 32 : 128 }, dst: hostCIDR(ip), dev: s.dev, ...(s.via ? { via: formatIP(s.via) } : {}), route: name, priority, source: `spec.svc[${s.index}] ${s.namespace}/${s.name}` });
     }
   }
 }
