@@ -63,7 +63,9 @@ export interface InformerOptions<T extends KubeObject> {
 
 /** Counters of one informer, for metrics and the controller's diagnostics. */
 export interface InformerStats {
+  /** Successful full lists (the initial sync and every relist). */
   lists: number;
+  /** Failed lists and watches (each retried). */
   errors: number;
   lastError: string | undefined;
 }
@@ -78,6 +80,7 @@ export class Informer<T extends KubeObject> {
   private failures = 0;
   private quickEnds = 0;
   private timer: NodeJS.Timeout | undefined;
+  private pause: { timer: NodeJS.Timeout; resolve: () => void } | undefined;
   private readonly counters: InformerStats = { lists: 0, errors: 0, lastError: undefined };
 
   constructor(opts: InformerOptions<T>) {
@@ -113,6 +116,10 @@ export class Informer<T extends KubeObject> {
     this.stopped = true;
     clearTimeout(this.timer);
     this.timer = undefined;
+    if (this.pause) {
+      clearTimeout(this.pause.timer);
+      this.pause.resolve();
+    }
     await this.lw.stop();
   }
 
@@ -133,12 +140,20 @@ export class Informer<T extends KubeObject> {
     this.counters.errors++;
     this.counters.lastError = err instanceof Error ? err.message : String(err);
     this.opts.observer?.onError?.(this.opts.store.resource, err, wait);
+    // Not unref'd: a running informer keeps the process alive until stop(), which clears it.
     this.timer = setTimeout(() => {
       this.timer = undefined;
       if (this.stopped) return;
       this.lw.start().catch((e) => this.restartLater(e));
     }, wait);
-    this.timer.unref();
+  }
+
+  /** Wait before a re-watch; stop() cuts the wait short. */
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => { this.pause = undefined; resolve(); }, ms);
+      this.pause = { timer, resolve: () => { this.pause = undefined; resolve(); } };
+    });
   }
 
   private wrapWatch(inner: WatchLike, transform: (o: T) => T): WatchLike {
@@ -147,7 +162,7 @@ export class Informer<T extends KubeObject> {
         // ListWatch calls watch() only after a full list is in its cache (or to resume
         // from a known resourceVersion): either way the store is now complete.
         this.opts.store.markSynced();
-        if (this.quickEnds > 0) await new Promise((r) => setTimeout(r, this.delay(this.quickEnds - 1)).unref());
+        if (this.quickEnds > 0) await this.sleep(this.delay(this.quickEnds - 1));
         if (this.stopped) return new AbortController();
         const started = Date.now();
         let events = 0;
