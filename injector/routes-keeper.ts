@@ -25,7 +25,7 @@ export type ApplyTrigger = 'start' | 'plan' | 'event' | 'resync';
 
 /** What the keeper reports. `restored` counts drift repairs (changes on event/resync applies). */
 export type KeeperReport =
-  | { kind: 'applied'; trigger: ApplyTrigger; result: ApplyResult; drift: boolean }
+  | { kind: 'applied'; trigger: ApplyTrigger; result: ApplyResult; drift: boolean; plan: Plan }
   | { kind: 'backoff'; delayMs: number; restoresInWindow: number }
   | { kind: 'error'; trigger: ApplyTrigger; error: Error }
   | { kind: 'gone'; error: NetnsError };
@@ -142,9 +142,11 @@ export class RouteKeeper {
     while (this.running) await this.running;
     if (this.closed) return null;
     let result: ApplyResult | null = null;
+    // The plan this apply writes (setPlan may replace this.plan while it runs).
+    const plan = this.plan;
     this.running = (async () => {
       try {
-        result = await applyPlan(this.path, this.plan, {
+        result = await applyPlan(this.path, plan, {
           ...this.opts,
           savedDefault: this.saved,
           reclaim: this.owned,
@@ -160,7 +162,7 @@ export class RouteKeeper {
         this.last = result;
         this.owned = result.owned;
         const drift = (trigger === 'event' || trigger === 'resync') && result.changed;
-        this.opts.onReport({ kind: 'applied', trigger, result, drift });
+        this.opts.onReport({ kind: 'applied', trigger, result, drift, plan });
         this.account(drift);
       } catch (e) {
         if (isNetnsError(e, 'gone')) {
