@@ -3,6 +3,7 @@
  * command's --help is its own `help` text, so what --help says is what the command parses.
  */
 import { InputError, UsageError, type Command, type CommandIO } from './cli.js';
+import { agentCommand } from './commands/agent.js';
 import { convertCommand } from './commands/convert.js';
 import { injectCommand } from './commands/inject.js';
 import { planCommand } from './commands/plan.js';
@@ -10,6 +11,7 @@ import { routesCommand } from './commands/routes.js';
 import { webhookCommand } from './commands/webhook.js';
 
 const commands: Command[] = [
+  agentCommand,
   convertCommand,
   injectCommand,
   planCommand,

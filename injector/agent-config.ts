@@ -1,0 +1,200 @@
+/**
+ * The `ovnkube-route agent` configuration: flags and environment variables read into one
+ * typed, validated AgentConfig. One table (FLAGS) drives parsing, environment lookup,
+ * defaults and --help, so the help text cannot drift from what is parsed. A flag beats its
+ * environment variable; list variables are comma-separated. Nothing here reads
+ * process.env: the caller passes the environment in.
+ */
+import { isIP } from 'node:net';
+import { parseArgs } from 'node:util';
+import { DEFAULT_CNI_CACHE_DIR } from './cni-cache.js';
+import { DEFAULT_NETNS_DIR } from './netns.js';
+
+export interface AgentConfig {
+  /** The node this agent serves; only pods with spec.nodeName equal to it are watched. */
+  nodeName: string;
+  /** Plan key files; every key verifies (the webhook's first one signs). */
+  planKeys: string[];
+  cniCacheDir: string;
+  netnsDir: string;
+  procRoot: string;
+  /** Durable state (saved original default routes) lives under <stateDir>/agent. */
+  stateDir: string;
+  /** Pod annotation naming the netns path (fallback when the CNI cache has nothing); undefined: off. */
+  netnsAnnotation: string | undefined;
+  /** Full resync of every kept netns, and rescan of the CNI cache dir, in milliseconds. */
+  resyncPeriodMs: number;
+  /** host:port of the /metrics, /healthz and /readyz listener; undefined: no listener. */
+  metricsAddr: { host: string; port: number } | undefined;
+  /** Pods whose netns is being written at the same time (bounded work pool). */
+  maxParallel: number;
+  /** Kubeconfig file; undefined means in-cluster service-account credentials. */
+  kubeconfig: string | undefined;
+  logLevel: AgentLogLevel;
+}
+
+export const AGENT_LOG_LEVELS = ['error', 'warn', 'info', 'debug'] as const;
+export type AgentLogLevel = (typeof AGENT_LOG_LEVELS)[number];
+
+/** Error of a bad flag or variable; the message names it and what was expected. */
+export class AgentConfigError extends Error {
+  override name = 'AgentConfigError';
+}
+
+interface Flag {
+  env: string;
+  value: string;
+  multiple?: boolean;
+  default?: string;
+  help: string;
+}
+
+/** Default state dir of the agent (the `inject` CLI keeps its own under <dir>/inject). */
+export const DEFAULT_STATE_DIR = '/var/lib/ovnkube-route';
+export const DEFAULT_METRICS_ADDR = '0.0.0.0:9479';
+
+/** Every flag, its environment variable, default and help line. */
+export const AGENT_FLAGS: Record<string, Flag> = {
+  'node-name': { env: 'NODE_NAME', value: 'NAME', help: 'this node\'s name (required; the DaemonSet sets NODE_NAME from spec.nodeName)' },
+  'plan-key': {
+    env: 'OVNKUBE_ROUTE_PLAN_KEYS', value: 'FILE', multiple: true,
+    help: 'plan key file (base64 of >= 32 bytes) plans are verified with (required); repeat during a rotation; re-read when it changes',
+  },
+  'cni-cache-dir': { env: 'OVNKUBE_ROUTE_CNI_CACHE_DIR', value: 'DIR', default: DEFAULT_CNI_CACHE_DIR, help: 'the CNI result cache, watched with inotify to find each pod\'s netns' },
+  'netns-dir': { env: 'OVNKUBE_ROUTE_NETNS_DIR', value: 'DIR', default: DEFAULT_NETNS_DIR, help: 'only netns paths inside this dir are entered' },
+  'proc-root': { env: 'OVNKUBE_ROUTE_PROC_ROOT', value: 'DIR', default: '/proc', help: 'procfs root, to recognise (and refuse) the host netns' },
+  'state-dir': { env: 'OVNKUBE_ROUTE_STATE_DIR', value: 'DIR', default: DEFAULT_STATE_DIR, help: 'durable state: original default routes saved under DIR/agent' },
+  'netns-annotation': {
+    env: 'OVNKUBE_ROUTE_NETNS_ANNOTATION', value: 'KEY',
+    help: 'fallback: pod annotation naming the netns path, used when the CNI cache has no file for the pod (off by default)',
+  },
+  'resync-period': { env: 'OVNKUBE_ROUTE_RESYNC_PERIOD', value: 'DURATION', default: '60s', help: 'full resync of each kept netns and rescan of the CNI cache (e.g. 30s, 5m)' },
+  'metrics-addr': { env: 'OVNKUBE_ROUTE_METRICS_ADDR', value: 'HOST:PORT', default: DEFAULT_METRICS_ADDR, help: 'listen address of /metrics, /healthz, /readyz ("off": none)' },
+  'max-parallel': { env: 'OVNKUBE_ROUTE_MAX_PARALLEL', value: 'N', default: '8', help: 'pods whose netns is written at the same time (1-256)' },
+  kubeconfig: { env: 'KUBECONFIG', value: 'FILE', help: 'kubeconfig to use; without it, the in-cluster service account' },
+  'log-level': { env: 'OVNKUBE_ROUTE_LOG_LEVEL', value: AGENT_LOG_LEVELS.join('|'), default: 'info', help: 'log level (JSON lines on stderr)' },
+};
+
+/** The --help text, generated from AGENT_FLAGS. */
+export function agentHelp(): string {
+  const rows = Object.entries(AGENT_FLAGS).map(([name, f]) => {
+    const extra = [f.default !== undefined ? `default ${f.default}` : '', `env ${f.env}`].filter(Boolean).join('; ');
+    return `  --${name} ${f.value}\n      ${f.help} (${extra})`;
+  });
+  return [
+    'Usage: ovnkube-route agent --node-name NAME --plan-key FILE [flags]',
+    '',
+    'Runs the node injector (one per node, as a DaemonSet). It watches the pods of this node,',
+    'verifies each pod\'s signed plan (routes.k8s.ovn.org/plan), finds the pod\'s netns in the',
+    'CNI result cache (inotify, no polling), writes the plan\'s routes there with netlink and',
+    'keeps them there. It reports on each pod (annotation routes.k8s.ovn.org/status, and the',
+    'condition routes.k8s.ovn.org/ready when the pod has that readiness gate), emits Events',
+    'for failures, and serves Prometheus metrics. Stops on SIGTERM or SIGINT, leaving the',
+    'routes in place.',
+    '',
+    'Flags (each can also be set by its environment variable; the flag wins; list',
+    'variables are comma-separated):',
+    ...rows,
+    '  -h, --help',
+    '      show this help',
+  ].join('\n') + '\n';
+}
+
+const fail = (msg: string): never => { throw new AgentConfigError(msg); };
+
+/** Parse "500ms", "30s", "5m", "1h" or plain seconds into milliseconds; NaN when malformed. */
+export function parseDuration(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
+  if (!m) return NaN;
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(m[2] ?? 's') as 'ms' | 's' | 'm' | 'h'];
+  return Math.round(Number(m[1]) * unit);
+}
+
+/** A Kubernetes annotation key: optional DNS-subdomain prefix and "/", then a name of <= 63 chars. */
+function isAnnotationKey(k: string): boolean {
+  const parts = k.split('/');
+  if (parts.length > 2) return false;
+  const name = parts.pop()!;
+  const prefix = parts[0];
+  if (!/^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$/.test(name)) return false;
+  return prefix === undefined || (prefix.length <= 253 && /^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/.test(prefix));
+}
+
+function parseAddr(text: string, from: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(text);
+  if (!m) return fail(`${from}: expected HOST:PORT (e.g. 0.0.0.0:9479 or [::1]:9479) or "off", got "${text}"`);
+  const host = m[1] ?? (m[2] || '0.0.0.0');
+  const port = Number(m[3]);
+  if (isIP(host) === 0) fail(`${from}: expected an IP address as host, got "${host}"`);
+  if (port > 65535) fail(`${from}: expected a port 0-65535, got ${port}`);
+  return { host, port };
+}
+
+/**
+ * Parse argv (without the command name) and env into a validated AgentConfig. Throws
+ * AgentConfigError naming the flag (or its variable) and what was expected.
+ */
+export function parseAgentConfig(argv: string[], env: Record<string, string | undefined>): AgentConfig {
+  const options = Object.fromEntries(Object.entries(AGENT_FLAGS).map(([name, f]) => [name, { type: 'string' as const, multiple: f.multiple === true }]));
+  let values: Record<string, string | string[] | undefined>;
+  try {
+    ({ values } = parseArgs({ args: argv, options, allowPositionals: false, strict: true }));
+  } catch (e) {
+    return fail((e as Error).message);
+  }
+  const raw = (name: string): { value: string | string[] | undefined; from: string } => {
+    const f = AGENT_FLAGS[name]!;
+    const v = values[name];
+    if (v !== undefined && !(Array.isArray(v) && v.length === 0)) return { value: v, from: `--${name}` };
+    const e = env[f.env];
+    if (e !== undefined && e !== '') return { value: f.multiple ? e.split(',').map((s) => s.trim()).filter(Boolean) : e, from: `$${f.env}` };
+    return { value: f.default, from: `--${name}` };
+  };
+  const one = (name: string): string | undefined => {
+    const v = raw(name).value;
+    return v === undefined || v === '' ? undefined : (v as string);
+  };
+  const from = (name: string): string => raw(name).from;
+
+  const nodeName = one('node-name') ?? fail('--node-name (or $NODE_NAME) is required: the agent serves the pods of one node');
+  if (!/^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/.test(nodeName)) fail(`${from('node-name')}: expected a node name (DNS subdomain), got "${nodeName}"`);
+  const keysRaw = raw('plan-key').value;
+  const planKeys = keysRaw === undefined ? [] : Array.isArray(keysRaw) ? keysRaw : [keysRaw];
+  if (planKeys.length === 0) fail(`--plan-key (or $${AGENT_FLAGS['plan-key']!.env}) is required: plans are verified with it`);
+  const dirs: Record<string, string> = {};
+  for (const d of ['cni-cache-dir', 'netns-dir', 'proc-root', 'state-dir']) {
+    const v = one(d) ?? fail(`${from(d)} must not be empty`);
+    if (!v.startsWith('/')) fail(`${from(d)}: expected an absolute path, got "${v}"`);
+    dirs[d] = v.length > 1 ? v.replace(/\/+$/, '') : v;
+  }
+  const netnsAnnotation = one('netns-annotation');
+  if (netnsAnnotation !== undefined && !isAnnotationKey(netnsAnnotation)) {
+    fail(`${from('netns-annotation')}: expected an annotation key such as example.com/netns, got "${netnsAnnotation}"`);
+  }
+  const resyncText = one('resync-period')!;
+  const resyncPeriodMs = parseDuration(resyncText);
+  if (!(resyncPeriodMs >= 1000 && resyncPeriodMs <= 24 * 3_600_000)) {
+    fail(`${from('resync-period')}: expected a duration between 1s and 24h (e.g. 60s, 5m), got "${resyncText}"`);
+  }
+  const addrText = one('metrics-addr')!;
+  const metricsAddr = addrText === 'off' ? undefined : parseAddr(addrText, from('metrics-addr'));
+  const parText = one('max-parallel')!;
+  const maxParallel = Number(parText);
+  if (!/^\d+$/.test(parText) || maxParallel < 1 || maxParallel > 256) fail(`${from('max-parallel')}: expected an integer 1-256, got "${parText}"`);
+  const logLevel = one('log-level')!;
+  if (!(AGENT_LOG_LEVELS as readonly string[]).includes(logLevel)) fail(`${from('log-level')}: expected one of ${AGENT_LOG_LEVELS.join(', ')}, got "${logLevel}"`);
+  return {
+    nodeName,
+    planKeys,
+    cniCacheDir: dirs['cni-cache-dir']!,
+    netnsDir: dirs['netns-dir']!,
+    procRoot: dirs['proc-root']!,
+    stateDir: dirs['state-dir']!,
+    netnsAnnotation,
+    resyncPeriodMs,
+    metricsAddr,
+    maxParallel,
+    kubeconfig: one('kubeconfig'),
+    logLevel: logLevel as AgentLogLevel,
+  };
+}

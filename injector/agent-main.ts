@@ -1,0 +1,114 @@
+/**
+ * runAgent: the production wiring of the node agent from a validated AgentConfig.
+ *
+ * Start-up order (a restart rebuilds everything from the API, the CNI cache and the state
+ * dir; nothing else is needed to converge):
+ *   1. key ring, metrics registry and listener (/readyz answers 503 until step 4);
+ *   2. the CNI cache index: inotify watch first, then a full scan;
+ *   3. the netns dir watch (a netns deleted or created);
+ *   4. the pod list+watch of this node. Every pod listed is synced; once the list is in,
+ *      state entries of pods no longer on the node are removed.
+ * Every resync period all pods are looked at again (backstop for missed events).
+ * On abort: watches stop, keepers close; routes and state stay as they are.
+ */
+import { KubeConfig } from '@kubernetes/client-node';
+import type { Server } from 'node:http';
+import { collectDefaultMetrics, Registry } from 'prom-client';
+import { Agent } from './agent.js';
+import type { AgentConfig } from './agent-config.js';
+import { KeyRing } from './agent-keys.js';
+import { kubeSink, PodSource } from './agent-kube.js';
+import { jsonLogger } from './agent-log.js';
+import { CniCacheIndex } from './discovery.js';
+import { DirWatcher } from './discovery-watch.js';
+import { createAgentMetrics, serveMetrics } from './metrics.js';
+import { Reporter } from './report.js';
+import { AgentState } from './state.js';
+
+export interface RunAgentOptions {
+  signal: AbortSignal;
+  logStream: NodeJS.WritableStream;
+}
+
+/** Error at start-up the operator has to fix (a key file, the kubeconfig, the metrics port). */
+export class AgentStartError extends Error {
+  override name = 'AgentStartError';
+}
+
+/** Run the agent until `signal` aborts. */
+export async function runAgent(config: AgentConfig, opts: RunAgentOptions): Promise<void> {
+  const log = jsonLogger(opts.logStream, config.logLevel);
+  let keys: KeyRing;
+  try {
+    keys = new KeyRing(config.planKeys, log);
+  } catch (e) {
+    throw new AgentStartError((e as Error).message);
+  }
+  const kc = new KubeConfig();
+  try {
+    if (config.kubeconfig) kc.loadFromFile(config.kubeconfig);
+    else kc.loadFromCluster();
+  } catch (e) {
+    throw new AgentStartError(`cannot load ${config.kubeconfig ? `kubeconfig ${config.kubeconfig}` : 'in-cluster credentials'}: ${(e as Error).message}`);
+  }
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const metrics = createAgentMetrics(registry);
+  const policy = { netnsDir: config.netnsDir, procRoot: config.procRoot };
+  const reporter = new Reporter(kubeSink(kc, config.nodeName), config.nodeName, metrics, log);
+
+  let agent: Agent | undefined;
+  const index = new CniCacheIndex(config.cniCacheDir, {
+    log,
+    rescanMs: Math.max(config.resyncPeriodMs * 5, 60_000),
+    onChange: (refs) => agent?.sandboxesChanged(refs),
+    onParseError: () => metrics.failure('cni-cache-unparsable'),
+  });
+  agent = new Agent({
+    nodeName: config.nodeName, keys: () => keys.keys(), policy, index, netnsAnnotation: config.netnsAnnotation,
+    state: new AgentState(config.stateDir), reporter, metrics, log, maxParallel: config.maxParallel,
+    keeper: { resyncMs: config.resyncPeriodMs },
+  });
+  const a = agent;
+  let ready = false;
+  let server: Server | undefined;
+  if (config.metricsAddr) {
+    try {
+      server = await serveMetrics(registry, config.metricsAddr, () => ready);
+    } catch (e) {
+      throw new AgentStartError(`cannot listen on ${config.metricsAddr.host}:${config.metricsAddr.port} for metrics: ${(e as Error).message}`);
+    }
+  }
+  const netnsWatch = new DirWatcher(config.netnsDir, { log, onNames: (names) => a.netnsNamesChanged(names), onRewatch: () => a.resyncAll() });
+  const pods = new PodSource(kc, config.nodeName, {
+    podAdded: (p) => a.podAdded(p),
+    podUpdated: (p) => a.podUpdated(p),
+    podDeleted: (p) => a.podDeleted(p),
+    podsSynced: () => {
+      a.podsSynced();
+      ready = true;
+      log.info('pods of the node listed; converging', { node: config.nodeName, pods: a.size, sandboxes: index.size });
+    },
+  }, log);
+  log.info('starting', {
+    node: config.nodeName, keyIds: keys.ids(), cniCacheDir: config.cniCacheDir, netnsDir: config.netnsDir,
+    stateDir: config.stateDir, netnsAnnotation: config.netnsAnnotation ?? null, maxParallel: config.maxParallel,
+  });
+  const resync = setInterval(() => a.resyncAll(), config.resyncPeriodMs);
+  try {
+    await index.start();
+    netnsWatch.start();
+    keys.watch(Math.min(30_000, config.resyncPeriodMs), () => a.keysChanged());
+    pods.start();
+    if (!opts.signal.aborted) await new Promise<void>((resolve) => opts.signal.addEventListener('abort', () => resolve(), { once: true }));
+  } finally {
+    log.info('stopping; routes stay in place', { node: config.nodeName });
+    clearInterval(resync);
+    keys.close();
+    await pods.stop();
+    netnsWatch.close();
+    index.close();
+    a.stop();
+    if (server) await new Promise<void>((r) => server!.close(() => r()));
+  }
+}

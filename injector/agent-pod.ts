@@ -1,0 +1,61 @@
+/**
+ * What the agent should do for a pod, from the pod alone (pure, no I/O): its verified
+ * plan, or why it has none, or why its plan was refused.
+ *
+ * - hostNetwork pods share the node's netns: never touched (and refused anyway).
+ * - Pods that ended (phase Succeeded/Failed) have no sandbox any more: their state goes.
+ * - A pod labelled routes.k8s.ovn.org/inject=disabled gets no routes even if a plan
+ *   annotation is present: the empty plan (routes of ours removed, default restored).
+ * - No plan annotation: the empty plan, likewise.
+ * - A plan annotation is decoded and verified (signature bound to the pod's namespace, the
+ *   node's key ring, signature required). One that fails is refused, never applied.
+ */
+import { decodePlan, planHash, type DecodeErrorCode, type PlanKey } from '../core/plan-codec.js';
+import { INJECT_LABEL, PLAN_ANNOTATION, READY_CONDITION, type Plan, type Pod } from '../core/types.js';
+
+export type PodIntent =
+  | { kind: 'ignore'; reason: 'host-network' | 'terminated' | 'no-uid' }
+  | { kind: 'none'; reason: 'no-plan' | 'opted-out' }
+  | { kind: 'plan'; plan: Plan; hash: string; value: string }
+  | { kind: 'rejected'; code: DecodeErrorCode; error: string; value: string };
+
+/** The empty plan: nothing of ours in the netns, original default route back. */
+export const EMPTY_PLAN: Plan = Object.freeze({ v: 1, routes: [] }) as Plan;
+
+/** True when the plan asks for nothing. */
+export function isEmptyPlan(p: Plan): boolean {
+  return p.routes.length === 0 && p.default === undefined;
+}
+
+/** Decide what a pod should get. `keys` is the current key ring. */
+export function podIntent(pod: Pod, keys: readonly PlanKey[]): PodIntent {
+  if (!pod.metadata?.uid) return { kind: 'ignore', reason: 'no-uid' };
+  if (pod.spec?.hostNetwork === true) return { kind: 'ignore', reason: 'host-network' };
+  const phase = pod.status?.phase;
+  if (phase === 'Succeeded' || phase === 'Failed') return { kind: 'ignore', reason: 'terminated' };
+  if (pod.metadata.labels?.[INJECT_LABEL] === 'disabled') return { kind: 'none', reason: 'opted-out' };
+  const value = pod.metadata.annotations?.[PLAN_ANNOTATION];
+  if (value === undefined) return { kind: 'none', reason: 'no-plan' };
+  const d = decodePlan(value, { namespace: pod.metadata.namespace ?? '', keys: [...keys], requireSignature: true });
+  if (!d.ok) return { kind: 'rejected', code: d.code, error: d.error, value };
+  return { kind: 'plan', plan: d.plan, hash: planHash(d.plan), value };
+}
+
+/** Whether the pod asks for the routes.k8s.ovn.org/ready readiness gate. */
+export function hasReadinessGate(pod: Pod): boolean {
+  const gates = (pod.spec as { readinessGates?: { conditionType?: string }[] } | undefined)?.readinessGates;
+  return Array.isArray(gates) && gates.some((g) => g?.conditionType === READY_CONDITION);
+}
+
+/** The pod's IPs as the kubelet reported them (status.podIPs, else status.podIP). */
+export function podIPs(pod: Pod): string[] {
+  const st = pod.status as { podIP?: string; podIPs?: { ip?: string }[] } | undefined;
+  const ips = (st?.podIPs ?? []).map((p) => p?.ip).filter((x): x is string => typeof x === 'string' && x !== '');
+  if (!ips.length && st?.podIP) ips.push(st.podIP);
+  return ips;
+}
+
+/** "namespace/name" of a pod, for logs and messages. */
+export function podKey(pod: Pod): string {
+  return `${pod.metadata?.namespace ?? ''}/${pod.metadata?.name ?? ''}`;
+}

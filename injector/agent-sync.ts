@@ -1,0 +1,267 @@
+/**
+ * PodSync: one pod's reconcile step, run by the Agent's work queue (never twice at once
+ * for a pod). It locates the netns, decides the plan (agent-pod.ts), and starts, re-plans,
+ * retires or releases the pod's RouteKeeper; keeper reports become metrics, the status
+ * report and Events.
+ *
+ * Netns identity: a pod's netns is pinned by inode. If the pod's sandbox is replaced (new
+ * netns), the old keeper is closed and its state removed before a new one starts. Two pods
+ * never share a netns: the second claimant is refused.
+ */
+import { planHash, type PlanKey } from '../core/plan-codec.js';
+import type { Plan, Pod } from '../core/types.js';
+import type { AgentLogger } from './agent-log.js';
+import type { Located, NetnsSource } from './agent-netns.js';
+import { EMPTY_PLAN, isEmptyPlan, podIntent, podKey } from './agent-pod.js';
+import type { AgentMetrics } from './metrics.js';
+import { isNetnsError, type NetnsId, type NetnsPolicy } from './netns.js';
+import type { Reporter } from './report.js';
+import type { InForce } from './report-status.js';
+import { RouteKeeper, type KeeperOptions, type KeeperReport } from './routes-keeper.js';
+import type { SkippedItem } from './routes.js';
+import type { AgentState } from './state.js';
+
+/** Keeper settings the agent passes through (see RouteKeeper). */
+export type KeeperTuning = Pick<KeeperOptions, 'resyncMs' | 'debounceMs' | 'maxRestores' | 'windowMs' | 'backoffInitialMs' | 'backoffMaxMs' | 'maxInFlight'>;
+
+/** The agent's record of one pod. */
+export interface PodRec {
+  uid: string;
+  pod: Pod;
+  deleted: boolean;
+  failures: number;
+  netns?: {
+    path: string; realPath: string; id: NetnsId; source: NetnsSource; key: string;
+    seenAt: number; latencyDone: boolean;
+    /** The empty plan was applied here and nothing of ours is left (no keeper needed). */
+    clean: boolean;
+  };
+  keeper?: RouteKeeper;
+  /** The plan given to the keeper (the last verified one). */
+  kept?: { plan: Plan; hash: string };
+  /** The last apply's plan and result. */
+  inForce?: InForce;
+  /** The plan value last refused, so a refusal is counted and announced once. */
+  rejectedValue?: string;
+  /** The last netns problem announced (deduplication). */
+  netnsProblem?: string;
+}
+
+export interface PodSyncDeps {
+  nodeName: string;
+  keys: () => readonly PlanKey[];
+  policy: NetnsPolicy;
+  state: AgentState;
+  reporter: Reporter;
+  metrics: AgentMetrics;
+  log: AgentLogger;
+  keeper?: KeeperTuning;
+  now?: () => number;
+  locate: (pod: Pod) => Promise<Located>;
+  requeue: (uid: string) => void;
+  onKeptChange: () => void;
+}
+
+const idKey = (id: NetnsId): string => `${id.dev}:${id.ino}`;
+const EMPTY_HASH = planHash(EMPTY_PLAN);
+
+function describeSkipped(s: SkippedItem[]): string {
+  return s.slice(0, 8).map((x) => `${x.dst}${x.dev ? ` dev ${x.dev}` : ''}: ${x.reason} (${x.detail})`).join('; ') + (s.length > 8 ? `; and ${s.length - 8} more` : '');
+}
+
+export class PodSync {
+  /** netns identity -> pod UID holding it. */
+  private readonly claims = new Map<string, string>();
+  private readonly now: () => number;
+
+  constructor(private readonly d: PodSyncDeps) {
+    this.now = d.now ?? Date.now;
+  }
+
+  /** Reconcile one pod. Throws only on unexpected errors (the queue retries). */
+  async sync(rec: PodRec): Promise<void> {
+    const { reporter, metrics, log } = this.d;
+    const pod = rec.pod;
+    const intent = podIntent(pod, this.d.keys());
+    if (intent.kind === 'ignore') {
+      if (rec.netns) this.release(rec, intent.reason, true);
+      return;
+    }
+    if (intent.kind === 'rejected') {
+      if (rec.rejectedValue !== intent.value) {
+        rec.rejectedValue = intent.value;
+        metrics.planRejected(intent.code);
+        log.warn('plan refused; the netns is left as it is', { pod: podKey(pod), code: intent.code, error: intent.error, keptPlan: rec.kept?.hash ?? null });
+        reporter.warn(pod, 'PlanRejected', `the plan annotation was refused and not applied (${intent.code}): ${intent.error}. `
+          + (rec.keeper ? `The last verified plan ${rec.kept?.hash} stays in force.` : 'No routes were changed.'));
+      }
+      reporter.report(pod, { kind: 'rejected', code: intent.code, error: intent.error, ...(rec.keeper && rec.inForce ? { inForce: rec.inForce } : {}) });
+      return;
+    }
+    const loc = await this.d.locate(pod);
+    if (!loc.ok) return this.noNetns(rec, loc);
+    const holder = this.claims.get(idKey(loc.id));
+    if (holder !== undefined && holder !== rec.uid) {
+      return this.noNetns(rec, { ok: false, kind: 'refused', reason: `netns ${loc.path} is already the netns of another pod (UID ${holder}); refusing it` });
+    }
+    if (rec.netns && idKey(rec.netns.id) !== idKey(loc.id)) this.release(rec, 'sandbox replaced', true);
+    if (!rec.netns) {
+      rec.netns = {
+        path: loc.path, realPath: loc.realPath, id: loc.id, source: loc.source, key: this.d.state.keyFor(rec.uid, loc.realPath),
+        seenAt: loc.seenAt ?? this.now(), latencyDone: false, clean: false,
+      };
+      this.claims.set(idKey(loc.id), rec.uid);
+      log.info('found pod netns', { pod: podKey(pod), netns: loc.realPath, source: loc.source });
+    }
+    rec.netnsProblem = undefined;
+
+    rec.rejectedValue = undefined;
+    const target = intent.kind === 'plan' ? { plan: intent.plan, hash: intent.hash } : { plan: EMPTY_PLAN, hash: EMPTY_HASH };
+
+    if (!rec.keeper) {
+      if (isEmptyPlan(target.plan) && rec.netns.clean) {
+        if (rec.inForce) reporter.report(pod, { kind: 'applied', inForce: rec.inForce });
+        return;
+      }
+      await this.startKeeper(rec, target);
+    } else if (rec.kept?.hash !== target.hash) {
+      rec.kept = target;
+      log.info('plan changed', { pod: podKey(pod), plan: target.hash });
+      await rec.keeper.setPlan(target.plan);
+    } else if (rec.inForce) {
+      reporter.report(pod, { kind: 'applied', inForce: rec.inForce }); // the pod changed: compare the report again
+    }
+    this.maybeRetire(rec);
+  }
+
+  /** Close the pod's keeper (routes stay), forget its netns and, with `removeState`, its saved defaults. */
+  release(rec: PodRec, why: string, removeState: boolean): void {
+    this.closeKeeper(rec);
+    if (!rec.netns) return;
+    if (this.claims.get(idKey(rec.netns.id)) === rec.uid) this.claims.delete(idKey(rec.netns.id));
+    if (removeState) {
+      try {
+        this.d.state.remove(rec.netns.key);
+      } catch (e) {
+        this.d.metrics.failure('state-error');
+        this.d.log.error('cannot remove state', { key: rec.netns.key, error: (e as Error).message });
+      }
+    }
+    this.d.log.info('released pod netns', { pod: podKey(rec.pod), netns: rec.netns.realPath, why });
+    rec.netns = undefined;
+    rec.inForce = undefined;
+  }
+
+  /** Close the keeper (routes stay as they are). */
+  closeKeeper(rec: PodRec): void {
+    if (!rec.keeper) return;
+    rec.keeper.close();
+    rec.keeper = undefined;
+    rec.kept = undefined;
+    this.d.onKeptChange();
+  }
+
+  private noNetns(rec: PodRec, loc: Extract<Located, { ok: false }>): void {
+    const pod = rec.pod;
+    // The netns we held is no longer the pod's (cache file removed, path gone): let it go.
+    if (rec.netns) this.release(rec, loc.reason, loc.kind === 'wait');
+    if (rec.netnsProblem === loc.reason) return;
+    rec.netnsProblem = loc.reason;
+    if (loc.kind === 'wait') {
+      this.d.log.debug('waiting for the pod netns', { pod: podKey(pod), why: loc.reason });
+      return;
+    }
+    this.d.metrics.failure('netns-refused');
+    this.d.log.warn('netns refused', { pod: podKey(pod), why: loc.reason });
+    this.d.reporter.warn(pod, 'NetnsRefused', loc.reason);
+    this.d.reporter.report(pod, { kind: 'refused', message: loc.reason });
+  }
+
+  private async startKeeper(rec: PodRec, target: { plan: Plan; hash: string }): Promise<void> {
+    const n = rec.netns!;
+    const { saved, error } = this.d.state.load(n.key);
+    if (error) {
+      this.d.metrics.failure('state-error');
+      this.d.log.error('saved default route unreadable; moved aside, nothing to restore from it', { pod: podKey(rec.pod), error });
+      this.d.reporter.warn(rec.pod, 'StateCorrupt', `the saved original default route could not be read and was moved aside: ${error}`);
+    }
+    const store = this.d.state.store(n.key);
+    const keeper: RouteKeeper = new RouteKeeper(n.realPath, target.plan, {
+      ...this.d.keeper,
+      policy: this.d.policy,
+      savedDefault: saved,
+      saveDefault: (s) => store.save(s),
+      forgetDefault: (f) => store.forget(f),
+      onReport: (r) => this.onReport(rec, keeper, r),
+    });
+    rec.keeper = keeper;
+    rec.kept = target;
+    this.d.onKeptChange();
+    try {
+      await keeper.start();
+    } catch (e) {
+      if (rec.keeper === keeper) this.closeKeeper(rec);
+      if (!isNetnsError(e)) throw e;
+      if (e.code === 'gone') {
+        this.d.metrics.failure('netns-gone');
+        this.release(rec, e.message, true);
+      } else {
+        this.noNetns(rec, { ok: false, kind: 'refused', reason: e.message });
+      }
+    }
+  }
+
+  /** An empty plan's keeper retires once nothing of ours is left and nothing is saved. */
+  private maybeRetire(rec: PodRec): void {
+    const k = rec.keeper;
+    if (!k || !rec.kept || !isEmptyPlan(rec.kept.plan) || !rec.netns) return;
+    const last = k.lastResult;
+    if (!last || last.owned.length || last.skipped.length || k.savedDefaults.length) return;
+    rec.netns.clean = true;
+    this.closeKeeper(rec);
+  }
+
+  private onReport(rec: PodRec, keeper: RouteKeeper, r: KeeperReport): void {
+    if (rec.keeper !== keeper) return; // a report of a keeper already replaced or closed
+    const { metrics, reporter, log } = this.d;
+    const pod = rec.pod;
+    switch (r.kind) {
+      case 'applied': {
+        metrics.observeApply(r.trigger, r.result, r.drift);
+        const inForce: InForce = { plan: r.plan, hash: planHash(r.plan), result: r.result };
+        rec.inForce = inForce;
+        if (rec.netns && !isEmptyPlan(r.plan)) rec.netns.clean = false;
+        if (r.result.changed || r.drift) {
+          log.info('routes applied', {
+            pod: podKey(pod), trigger: r.trigger, drift: r.drift, added: r.result.added.length, replaced: r.result.replaced.length,
+            removed: r.result.removed.length, restored: r.result.restored.length, skipped: r.result.skipped.length,
+          });
+        }
+        if (r.result.skipped.length) reporter.warn(pod, 'RoutesSkipped', `${r.result.skipped.length} route(s) not written: ${describeSkipped(r.result.skipped)}`);
+        else if (rec.netns && !rec.netns.latencyDone && !isEmptyPlan(r.plan)) {
+          rec.netns.latencyDone = true;
+          metrics.observeInjectionLatency(Math.max(0, this.now() - rec.netns.seenAt) / 1000);
+        }
+        reporter.report(pod, { kind: 'applied', inForce });
+        return;
+      }
+      case 'backoff':
+        metrics.failure('backoff');
+        log.warn('routes keep drifting; backing off', { pod: podKey(pod), delayMs: r.delayMs, restores: r.restoresInWindow });
+        reporter.warn(pod, 'RouteFightBackOff', `the pod's routes were changed back ${r.restoresInWindow} times in a short while; restoring them only every ${Math.round(r.delayMs / 1000)} s`);
+        return;
+      case 'error':
+        metrics.failure('apply-error');
+        log.warn('apply failed; retrying', { pod: podKey(pod), trigger: r.trigger, error: r.error.message });
+        reporter.warn(pod, 'ApplyFailed', r.error.message);
+        reporter.report(pod, { kind: 'failed', message: r.error.message });
+        return;
+      case 'gone':
+        metrics.failure('netns-gone');
+        this.release(rec, r.error.message, true);
+        this.d.onKeptChange();
+        this.d.requeue(rec.uid); // a new sandbox may be there already
+        return;
+    }
+  }
+}

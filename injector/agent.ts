@@ -1,0 +1,225 @@
+/**
+ * The node agent: for every pod of the node, find its netns, verify its plan, and keep
+ * the plan's routes in that netns with a RouteKeeper (one per netns), reporting back.
+ *
+ * Inputs are events, so the agent can be driven directly (tests) or by the API (agent-main):
+ *   podAdded/podUpdated/podDeleted/podsSynced  the pod watch (agent-kube.ts PodSource)
+ *   sandboxesChanged                           the CNI cache index (discovery.ts)
+ *   netnsNamesChanged                          inotify on the netns dir (a netns created/deleted)
+ *   keysChanged                                the plan key ring was reloaded
+ * Each input only queues the pods concerned; a WorkQueue with `maxParallel` workers runs
+ * sync(pod), so at most that many pod netns are being set up or re-planned at once.
+ *
+ * Policy decisions (see README.injector.md):
+ * - A plan that fails verification or validation is not applied, and the netns is left
+ *   exactly as it is: a keeper already running keeps the last verified plan, none is
+ *   started otherwise. Event PlanRejected + metric. (Key-rotation mistakes then freeze
+ *   routes instead of removing them cluster-wide; an attacker who can only write their
+ *   own pod's annotation gains nothing either way.)
+ * - No plan, or opted out: the empty plan (routes of ours removed, a saved original
+ *   default route restored). Its keeper retires once nothing of ours is left.
+ * - hostNetwork pods are never touched.
+ */
+import type { PlanKey } from '../core/plan-codec.js';
+import type { Pod } from '../core/types.js';
+import type { AgentLogger } from './agent-log.js';
+import { locateNetns, type LocateDeps } from './agent-netns.js';
+import { podKey } from './agent-pod.js';
+import { WorkQueue } from './agent-queue.js';
+import { PodSync, type KeeperTuning, type PodRec } from './agent-sync.js';
+import type { CniCacheIndex, PodRef } from './discovery.js';
+import type { AgentMetrics } from './metrics.js';
+import type { NetnsPolicy } from './netns.js';
+import type { Reporter } from './report.js';
+import type { AgentState } from './state.js';
+
+export type { KeeperTuning } from './agent-sync.js';
+
+export interface AgentOptions {
+  nodeName: string;
+  /** The current key ring (it may be reloaded; call keysChanged() then). */
+  keys: () => readonly PlanKey[];
+  policy: NetnsPolicy;
+  index: Pick<CniCacheIndex, 'lookup'>;
+  netnsAnnotation?: string | undefined;
+  state: AgentState;
+  reporter: Reporter;
+  metrics: AgentMetrics;
+  log: AgentLogger;
+  /** Pods whose netns is set up or re-planned at the same time. */
+  maxParallel: number;
+  keeper?: KeeperTuning;
+  now?: () => number;
+}
+
+/** What the agent knows about one pod (tests, diagnostics). */
+export interface PodView {
+  uid: string;
+  netns?: string;
+  source?: string;
+  kept: boolean;
+  planHash?: string;
+}
+
+/** The node agent. Feed it events; stop() closes every keeper and leaves the routes in place. */
+export class Agent {
+  private readonly pods = new Map<string, PodRec>();
+  private readonly byName = new Map<string, string>();
+  private readonly queue: WorkQueue;
+  private readonly sync: PodSync;
+  private synced = false;
+  private stopped = false;
+
+  constructor(private readonly opts: AgentOptions) {
+    const locate: LocateDeps = { index: opts.index, policy: opts.policy, netnsAnnotation: opts.netnsAnnotation, verified: new Set() };
+    this.sync = new PodSync({ ...opts, locate: (pod) => locateNetns(pod, locate), requeue: (uid) => this.queue.add(uid), onKeptChange: () => this.gauges() });
+    this.queue = new WorkQueue(opts.maxParallel, (uid) => this.run(uid), (uid, e) => {
+      const rec = this.pods.get(uid);
+      opts.log.error('pod sync failed; retrying', { pod: rec ? podKey(rec.pod) : uid, error: (e as Error).stack ?? String(e) });
+      opts.metrics.failure('apply-error');
+      const n = rec ? ++rec.failures : 1;
+      this.queue.addAfter(uid, Math.min(60_000, 500 * 2 ** Math.min(n, 7)));
+    });
+  }
+
+  podAdded(pod: Pod): void {
+    this.upsert(pod);
+  }
+
+  podUpdated(pod: Pod): void {
+    this.upsert(pod);
+  }
+
+  podDeleted(pod: Pod): void {
+    const uid = pod.metadata?.uid;
+    if (!uid) return;
+    const rec = this.pods.get(uid);
+    if (!rec) return;
+    rec.deleted = true;
+    const k = podKey(pod);
+    if (this.byName.get(k) === uid) this.byName.delete(k);
+    this.queue.add(uid);
+  }
+
+  /**
+   * The first full pod list is in: state entries of pods that are not on this node any
+   * more (deleted while the agent was down) are removed.
+   */
+  podsSynced(): void {
+    if (this.synced) return;
+    this.synced = true;
+    try {
+      const removed = this.opts.state.collect(new Set([...this.pods.keys()].filter((u) => !this.pods.get(u)!.deleted)));
+      if (removed.length) this.opts.log.info('removed state of pods no longer on this node', { keys: removed });
+    } catch (e) {
+      this.opts.metrics.failure('state-error');
+      this.opts.log.error('cannot clean the state dir', { dir: this.opts.state.defaultsDir, error: (e as Error).message });
+    }
+  }
+
+  /** Whether the first pod list has been delivered. */
+  get podsAreSynced(): boolean {
+    return this.synced;
+  }
+
+  /** CNI cache entries of these pods changed (a sandbox appeared, changed or went). */
+  sandboxesChanged(refs: PodRef[]): void {
+    for (const r of refs) {
+      if (r.uid && this.pods.has(r.uid)) this.queue.add(r.uid);
+      const uid = this.byName.get(`${r.namespace}/${r.name}`);
+      if (uid) this.queue.add(uid);
+    }
+  }
+
+  /** Files of the netns dir changed: pods kept there, or still looking for a netns, look again. */
+  netnsNamesChanged(names: Set<string>): void {
+    for (const [uid, rec] of this.pods) {
+      const base = rec.netns?.realPath.split('/').pop();
+      if (!rec.netns || (base !== undefined && names.has(base))) this.queue.add(uid);
+    }
+  }
+
+  /** The key ring changed: every pod is looked at again (refused plans may verify now). */
+  keysChanged(): void {
+    this.resyncAll();
+  }
+
+  /** Queue every pod (the periodic backstop for missed events). */
+  resyncAll(): void {
+    for (const uid of this.pods.keys()) this.queue.add(uid);
+  }
+
+  /** Resolves when no pod is queued or being synced (keepers may still be applying). */
+  settled(): Promise<void> {
+    return this.queue.idle();
+  }
+
+  /** Highest number of pods synced at the same time so far. */
+  get maxParallelSeen(): number {
+    return this.queue.maxActiveSeen;
+  }
+
+  /** What the agent knows about a pod (by UID). */
+  view(uid: string): PodView | undefined {
+    const r = this.pods.get(uid);
+    if (!r) return undefined;
+    return {
+      uid, kept: !!r.keeper,
+      ...(r.netns ? { netns: r.netns.realPath, source: r.netns.source } : {}),
+      ...(r.inForce ? { planHash: r.inForce.hash } : {}),
+    };
+  }
+
+  /** Number of pods tracked. */
+  get size(): number {
+    return this.pods.size;
+  }
+
+  /** Stop: no more syncs; every keeper closed; routes and state stay as they are. */
+  stop(): void {
+    this.stopped = true;
+    this.queue.stop();
+    for (const rec of this.pods.values()) this.sync.closeKeeper(rec);
+    this.gauges();
+  }
+
+  private upsert(pod: Pod): void {
+    const uid = pod.metadata?.uid;
+    if (!uid || this.stopped) return;
+    const k = podKey(pod);
+    const prev = this.byName.get(k);
+    if (prev && prev !== uid) {
+      // A new pod of the same name: the watch may never send the old one's DELETE (relist).
+      const old = this.pods.get(prev);
+      if (old) this.podDeleted(old.pod);
+    }
+    this.byName.set(k, uid);
+    const rec = this.pods.get(uid);
+    if (rec) rec.pod = pod;
+    else this.pods.set(uid, { uid, pod, deleted: false, failures: 0 });
+    this.opts.reporter.observe(pod);
+    this.gauges();
+    this.queue.add(uid);
+  }
+
+  private async run(uid: string): Promise<void> {
+    const rec = this.pods.get(uid);
+    if (!rec || this.stopped) return;
+    if (rec.deleted) {
+      this.sync.release(rec, 'pod deleted', true);
+      this.pods.delete(uid);
+      this.opts.reporter.forget(uid);
+      this.gauges();
+      return;
+    }
+    await this.sync.sync(rec);
+    rec.failures = 0;
+  }
+
+  private gauges(): void {
+    this.opts.metrics.setPodsTracked(this.pods.size);
+    let kept = 0;
+    for (const r of this.pods.values()) if (r.keeper) kept++;
+    this.opts.metrics.setNetnsKept(kept);
+  }
+}

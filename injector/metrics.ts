@@ -1,0 +1,124 @@
+/**
+ * Prometheus metrics of the node agent, registered on a Registry passed in (never the
+ * global one), and the small HTTP listener that serves them with /healthz and /readyz.
+ */
+import { createServer, type Server } from 'node:http';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import type { ApplyResult } from './routes.js';
+
+/** Failure reasons counted by ovnkube_route_injector_failures_total. */
+export type FailureReason =
+  | 'plan-rejected' // signature or validation failed; nothing applied
+  | 'netns-refused' // outside the netns dir, the host netns, claimed by another pod, pod IP not in it
+  | 'netns-gone' // the netns vanished (during an apply or while kept)
+  | 'apply-error' // the kernel or the netlink socket failed an apply as a whole
+  | 'route-skipped' // one route could not be written (missing dev, collision, unreachable gateway, ...)
+  | 'backoff' // a netns keeps drifting; its keeper backed off
+  | 'report-error' // patching the pod's status annotation/condition or creating an Event failed
+  | 'state-error' // the state dir could not be read or written
+  | 'cni-cache-unparsable'; // a CNI cache file that did not parse (maybe being written)
+
+export interface AgentMetrics {
+  /** Netns seen (by discovery) -> every route of the plan in place, once per sandbox. */
+  observeInjectionLatency(seconds: number): void;
+  /** Count what one apply did; `drift` when it repaired changes made by someone else. */
+  observeApply(trigger: string, result: ApplyResult, drift: boolean): void;
+  failure(reason: FailureReason, n?: number): void;
+  planRejected(code: string): void;
+  setPodsTracked(n: number): void;
+  setNetnsKept(n: number): void;
+}
+
+/** Register the agent's metrics on `registry`. Call once per registry. */
+export function createAgentMetrics(registry: Registry): AgentMetrics {
+  const registers = [registry];
+  const latency = new Histogram({
+    name: 'ovnkube_route_injector_injection_latency_seconds',
+    help: 'Time from the agent first seeing a pod\'s netns (CNI cache file or netns annotation) to every route of its plan being in place.',
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+    registers,
+  });
+  const applies = new Counter({
+    name: 'ovnkube_route_injector_applies_total',
+    help: 'Applies of a plan to a netns, by trigger (start, plan, event, resync).',
+    labelNames: ['trigger'], registers,
+  });
+  const applied = new Counter({ name: 'ovnkube_route_injector_routes_applied_total', help: 'Routes added or replaced in pod netns to bring them to their plan.', registers });
+  const removed = new Counter({ name: 'ovnkube_route_injector_routes_removed_total', help: 'Routes of ours deleted from pod netns (no longer in the plan).', registers });
+  const restored = new Counter({
+    name: 'ovnkube_route_injector_routes_restored_total',
+    help: 'Routes put back: kind="drift" routes of a plan rewritten after someone else changed or deleted them; kind="default" original default routes restored.',
+    labelNames: ['kind'], registers,
+  });
+  const failures = new Counter({
+    name: 'ovnkube_route_injector_failures_total',
+    help: 'Failures by reason (plan-rejected, netns-refused, netns-gone, apply-error, route-skipped, backoff, report-error, state-error, cni-cache-unparsable).',
+    labelNames: ['reason'], registers,
+  });
+  const rejected = new Counter({
+    name: 'ovnkube_route_injector_plans_rejected_total',
+    help: 'Plans refused (not applied), by decode error code (unsigned, bad-signature, unknown-key, invalid, malformed-json, too-large).',
+    labelNames: ['code'], registers,
+  });
+  const pods = new Gauge({ name: 'ovnkube_route_injector_pods_tracked', help: 'Pods of this node the agent tracks.', registers });
+  const kept = new Gauge({ name: 'ovnkube_route_injector_netns_kept', help: 'Pod netns whose routes are being kept (one keeper each).', registers });
+  // Zero-initialise the labelled series so dashboards see them before the first event.
+  for (const k of ['drift', 'default']) restored.inc({ kind: k }, 0);
+  return {
+    observeInjectionLatency: (s) => latency.observe(s),
+    observeApply(trigger, r, drift) {
+      applies.inc({ trigger });
+      if (drift) restored.inc({ kind: 'drift' }, r.added.length + r.replaced.length);
+      else applied.inc(r.added.length + r.replaced.length);
+      removed.inc(r.removed.length);
+      restored.inc({ kind: 'default' }, r.restored.length);
+      if (r.skipped.length) failures.inc({ reason: 'route-skipped' }, r.skipped.length);
+    },
+    failure: (reason, n = 1) => failures.inc({ reason }, n),
+    planRejected: (code) => {
+      rejected.inc({ code });
+      failures.inc({ reason: 'plan-rejected' });
+    },
+    setPodsTracked: (n) => pods.set(n),
+    setNetnsKept: (n) => kept.set(n),
+  };
+}
+
+/**
+ * Serve GET /metrics (the registry), /healthz (always 200 while the process serves) and
+ * /readyz (200 once `ready()` says so: the pod list and the CNI cache are in). Resolves
+ * with the listening server; close it to stop.
+ */
+export async function serveMetrics(registry: Registry, addr: { host: string; port: number }, ready: () => boolean): Promise<Server> {
+  const server = createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { Allow: 'GET, HEAD' }).end();
+      return;
+    }
+    if (path === '/metrics') {
+      registry.metrics().then(
+        (text) => res.writeHead(200, { 'Content-Type': registry.contentType }).end(text),
+        (e: Error) => res.writeHead(500, { 'Content-Type': 'text/plain' }).end(`cannot collect metrics: ${e.message}\n`),
+      );
+    } else if (path === '/healthz') {
+      res.writeHead(200, { 'Content-Type': 'text/plain' }).end('ok\n');
+    } else if (path === '/readyz') {
+      const ok = ready();
+      res.writeHead(ok ? 200 : 503, { 'Content-Type': 'text/plain' }).end(ok ? 'ok\n' : 'pods or CNI cache not loaded yet\n');
+    } else {
+      res.writeHead(404, { 'Content-Type': 'text/plain' }).end('not found: try /metrics, /healthz or /readyz\n');
+    }
+  });
+  // Scrapes are tiny; do not let a slow client hold a socket for long.
+  server.requestTimeout = 10_000;
+  server.headersTimeout = 5_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(addr.port, addr.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  return server;
+}

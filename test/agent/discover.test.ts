@@ -1,0 +1,119 @@
+// The agent finds pod netns through the CNI cache, in either order (cache file after or
+// before the pod), refuses the host netns and paths outside the netns dir, and uses the
+// netns annotation fallback only when the netns holds the pod's IP.
+import { execFileSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import t from 'tap';
+import { decodeInjectorStatus } from '../../core/injector-status.js';
+import { planHash } from '../../core/plan-codec.js';
+import { STATUS_ANNOTATION, type Pod } from '../../core/types.js';
+import { makePod, makeNetns, routeLines, ip } from '../util/netns.js';
+import { rootUnavailable, tierGate } from '../util/tier.js';
+import { cacheFileText, makePodObject, MISSION_PLAN, ownedLines, sleep, startRig, until, writeCacheFile } from './rig.js';
+
+const WANT = [
+  '10.124.0.0/16 via 10.124.2.1 dev eth1 proto 111',
+  '10.86.205.109 dev eth1 proto 111',
+  '10.86.69.17 dev eth0 proto 111',
+  '172.16.10.0/24 dev eth1 proto 111',
+  '192.168.2.0/24 dev eth0 proto 111',
+];
+
+t.test('finding netns', async (t) => {
+  if (!tierGate(t, 'netns', rootUnavailable())) return;
+
+  t.test('cache file written after the pod appears', async (t) => {
+    const rig = await startRig(t);
+    const { pod: ns } = makePod(t);
+    const pod = rig.apply(makePodObject({ name: 'after', plan: MISSION_PLAN, key: rig.key }));
+    await rig.agent.settled();
+    t.same(ownedLines(routeLines(ns)), [], 'no routes while the netns is unknown');
+    t.equal(rig.agent.view(pod.metadata!.uid!)?.kept, false, 'nothing kept yet');
+    writeCacheFile(rig.cacheDir, pod, ns.path);
+    const lines = await until('plan routes in the netns', () => {
+      const l = ownedLines(routeLines(ns));
+      return l.length === WANT.length && l;
+    });
+    t.same(lines, WANT, 'exactly the plan\'s routes, marked proto 111');
+    t.ok(routeLines(ns).includes('default via 169.254.1.1 dev eth0'), 'the CNI default route is untouched');
+    const status = await until('status reported', () => decodeInjectorStatus(rig.api.pods.get(pod.metadata!.uid!)?.metadata?.annotations?.[STATUS_ANNOTATION]));
+    t.match(status, { plan: planHash(MISSION_PLAN), applied: 5, skipped: [], node: 'node-1' });
+    t.equal(await rig.metric('ovnkube_route_injector_injection_latency_seconds'), 1, 'one injection latency observed');
+    t.equal(await rig.metric('ovnkube_route_injector_routes_applied_total'), 5, '5 routes applied');
+  });
+
+  t.test('cache file written (long) before the pod appears, atomically renamed into place', async (t) => {
+    const rig = await startRig(t);
+    const { pod: ns } = makePod(t);
+    const obj = makePodObject({ name: 'before', plan: MISSION_PLAN, key: rig.key });
+    writeCacheFile(rig.cacheDir, obj, ns.path, { atomic: true });
+    writeCacheFile(rig.cacheDir, obj, ns.path, { network: 'k8s-pod-network', ifName: 'eth0' });
+    await until('the index knows the sandbox', () => rig.index.lookup('default', 'before', obj.metadata!.uid)?.sandbox === ns.path);
+    await sleep(100);
+    t.same(ownedLines(routeLines(ns)), [], 'a cache file alone writes nothing');
+    rig.apply(obj);
+    await until('plan routes in the netns', () => ownedLines(routeLines(ns)).length === WANT.length);
+    t.same(ownedLines(routeLines(ns)), WANT);
+    t.equal(rig.agent.view(obj.metadata!.uid!)?.source, 'cni-cache');
+  });
+
+  t.test('a half-written cache file is read again when the write completes', async (t) => {
+    const rig = await startRig(t);
+    const { pod: ns } = makePod(t);
+    const obj = rig.apply(makePodObject({ name: 'partial', plan: MISSION_PLAN, key: rig.key }));
+    const text = cacheFileText(obj, ns.path);
+    const file = join(rig.cacheDir, `cni-loopback-${obj.metadata!.uid}-lo`);
+    writeFileSync(file, text.slice(0, 100));
+    await until('the partial file was seen and did not parse', async () => (await rig.metric('ovnkube_route_injector_failures_total', { reason: 'cni-cache-unparsable' })) >= 1);
+    t.same(ownedLines(routeLines(ns)), [], 'nothing written from half a file');
+    writeFileSync(file, text);
+    await until('plan routes in the netns', () => ownedLines(routeLines(ns)).length === WANT.length);
+    t.pass('routes written once the file is complete');
+  });
+
+  t.test('the host netns and paths outside the netns dir are refused', async (t) => {
+    const rig = await startRig(t);
+    const hostAlias = makeNetns(t, 'hostalias');
+    hostAlias.del();
+    // A name in the netns dir that is the host's own netns (a bind mount of this process's netns).
+    ip('netns', 'attach', hostAlias.name, String(process.pid));
+    t.teardown(() => { try { ip('netns', 'del', hostAlias.name); } catch { /* gone */ } });
+    const before = execFileSync('ip', ['-j', 'route', 'show', 'table', 'main'], { encoding: 'utf8' });
+    const hostPod = rig.apply(makePodObject({ name: 'hostns', plan: MISSION_PLAN, key: rig.key }));
+    writeCacheFile(rig.cacheDir, hostPod, hostAlias.path);
+    const procPod = rig.apply(makePodObject({ name: 'procns', plan: MISSION_PLAN, key: rig.key }));
+    writeCacheFile(rig.cacheDir, procPod, '/proc/1/ns/net');
+    await until('both refused', () => rig.api.eventsOf(hostPod.metadata!.uid!, 'NetnsRefused').length === 1
+      && rig.api.eventsOf(procPod.metadata!.uid!, 'NetnsRefused').length === 1);
+    t.match(rig.api.eventsOf(hostPod.metadata!.uid!, 'NetnsRefused')[0]!.message, /host network namespace/);
+    t.match(rig.api.eventsOf(procPod.metadata!.uid!, 'NetnsRefused')[0]!.message, /outside the netns dir|does not resolve to a file/);
+    t.equal(await rig.metric('ovnkube_route_injector_failures_total', { reason: 'netns-refused' }), 2);
+    t.equal(execFileSync('ip', ['-j', 'route', 'show', 'table', 'main'], { encoding: 'utf8' }), before, 'the host routing table is unchanged');
+    const st = decodeInjectorStatus(rig.api.pods.get(hostPod.metadata!.uid!)?.metadata?.annotations?.[STATUS_ANNOTATION]);
+    t.match(st, { plan: '', applied: 0, skipped: [{ dst: '*', reason: 'netns-refused' }] }, 'the refusal is in the status report');
+  });
+
+  t.test('netns annotation fallback: used only when the netns holds the pod IP', async (t) => {
+    const KEY = 'example.com/netns';
+    const rig = await startRig(t, { netnsAnnotation: KEY });
+    const { pod: ns } = makePod(t);
+    const { pod: other } = makePod(t);
+    other.ip('addr', 'del', '10.244.1.5/32', 'dev', 'eth0');
+    other.ip('addr', 'add', '10.244.9.9/32', 'dev', 'eth0');
+    // A pod whose author points the annotation at someone else's netns.
+    const thief = rig.apply(makePodObject({ name: 'thief', plan: MISSION_PLAN, key: rig.key, annotations: { [KEY]: other.path }, podIPs: ['10.244.1.5'] }));
+    // A pod without an IP yet waits; then the kubelet reports it and the check passes.
+    const good = rig.apply(makePodObject({ name: 'good', plan: MISSION_PLAN, key: rig.key, annotations: { [KEY]: ns.path } }));
+    await until('thief refused', () => rig.api.eventsOf(thief.metadata!.uid!, 'NetnsRefused').length === 1);
+    t.match(rig.api.eventsOf(thief.metadata!.uid!, 'NetnsRefused')[0]!.message, /holds none of the pod's IPs/);
+    t.same(ownedLines(routeLines(other)), [], 'nothing written into the other netns');
+    await rig.agent.settled();
+    t.same(ownedLines(routeLines(ns)), [], 'no routes before the pod IP is known');
+    const withIP = structuredClone(good);
+    withIP.status = { phase: 'Running', podIP: '10.244.1.5', podIPs: [{ ip: '10.244.1.5' }] } as Pod['status'];
+    rig.apply(withIP);
+    await until('plan routes in the netns', () => ownedLines(routeLines(ns)).length === WANT.length);
+    t.equal(rig.agent.view(good.metadata!.uid!)?.source, 'annotation');
+  });
+});
