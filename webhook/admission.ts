@@ -128,7 +128,8 @@ function admitRequest(req: AdmissionRequest, deps: AdmitDeps): AdmitResult {
   const current = planOf(pod);
   const signed = (v: string | undefined): v is string => v !== undefined && isSystemSigned(v, namespace, deps.keys);
 
-  if (op === 'UPDATE' && deps.trustedUsers?.includes(req.userInfo?.username ?? '') && (current === undefined || signed(current))) {
+  const user = req.userInfo?.username;
+  if (op === 'UPDATE' && user && deps.trustedUsers?.includes(user) && (current === undefined || signed(current))) {
     return answer(req, { outcome: 'unchanged', plan: 'kept', reason: 'trusted-writer' });
   }
 

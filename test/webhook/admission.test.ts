@@ -130,6 +130,12 @@ t.test('UPDATE by the trusted controller identity', async (t) => {
     'but an unverifiable value is replaced even from that identity');
   const asAlice = reviewWith('review-update-pod.json', (p) => annotate(p, PLAN_ANNOTATION, newer), (o) => annotate(o, PLAN_ANNOTATION, expected));
   t.same(patchOps((await post(asAlice)).response).map((o) => o.op), ['replace'], 'the same verified value from anyone else is replaced');
+  const caches = clusterCaches();
+  const blank = buildApp({ admit: { caches, mode: 'default', keys, trustedUsers: [''] }, readiness: () => ({ ready: true, detail: '' }), registry: new Registry() });
+  t.teardown(() => blank.close());
+  const anonymous = reviewWith('review-update-pod.json', (p, r) => { delete r.request.userInfo; annotate(p, PLAN_ANNOTATION, newer); },
+    (o) => annotate(o, PLAN_ANNOTATION, expected));
+  t.same(patchOps((await post(anonymous, blank)).response).map((o) => o.op), ['replace'], 'an empty trusted name never matches a request without a user');
 });
 
 t.test('hostNetwork and opted-out pods get no patch, unless they carry a plan', async (t) => {
