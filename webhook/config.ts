@@ -8,6 +8,7 @@
 import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
 import type { InjectMode } from '../core/resolve.js';
+import { CONTROLLER_FLAGS, parseControllerConfig, type ControllerConfig } from './controller-config.js';
 import { WebhookError } from './errors.js';
 
 export interface WebhookConfig {
@@ -23,6 +24,8 @@ export interface WebhookConfig {
   /** Usernames whose pod UPDATEs may write a verified plan as-is (the controller's service account). */
   trustedUsers: string[];
   logLevel: LogLevel;
+  /** The controller's settings (webhook/controller-config.ts). */
+  controller: ControllerConfig;
 }
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
@@ -55,6 +58,7 @@ export const FLAGS: Record<string, Flag> = {
     help: 'username whose pod updates may set a verified plan as-is (the controller\'s service account); repeatable',
   },
   'log-level': { key: 'logLevel', env: 'OVNKUBE_ROUTE_LOG_LEVEL', value: LOG_LEVELS.join('|'), default: 'info', help: 'log level (JSON logs on stderr)' },
+  ...CONTROLLER_FLAGS,
 };
 
 /** The --help text, generated from FLAGS. */
@@ -70,7 +74,10 @@ export function webhookHelp(): string {
     'Runs the mutating admission webhook over HTTPS (TLS 1.2 or later): POST /mutate stamps',
     'each admitted pod with its signed plan annotation (routes.k8s.ovn.org/plan), resolved',
     'from informer caches of Routes, Namespaces, Services, ReplicaSets and Jobs. /readyz turns',
-    'ready once the caches have synced. Stops cleanly on SIGTERM or SIGINT.',
+    'ready once the caches have synced. Unless --controller=false, the same process runs the',
+    'controller: replicas elect a leader through a Lease, and the leader keeps every pod\'s plan',
+    'annotation and every Route\'s status true. Stops cleanly on SIGTERM or SIGINT (the leader',
+    'releases the Lease).',
     '',
     'Flags (each can also be set by its environment variable; the flag wins; list',
     'variables are comma-separated):',
@@ -133,5 +140,9 @@ export function parseWebhookConfig(argv: string[], env: Record<string, string | 
     kubeconfig: one('kubeconfig'),
     trustedUsers: many('trusted-user'),
     logLevel: logLevel as LogLevel,
+    controller: parseControllerConfig((name) => {
+      const { value, from } = raw(name);
+      return { value: typeof value === 'string' ? value : undefined, from };
+    }),
   };
 }

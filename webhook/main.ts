@@ -11,7 +11,9 @@ import { parsePlanKey, type PlanKey } from '../core/plan-codec.js';
 import { buildApp } from './app.js';
 import { cachesFromApi, type ClusterCaches } from './caches.js';
 import type { WebhookConfig } from './config.js';
+import { startController, type RunningController } from './controller-run.js';
 import { WebhookError } from './errors.js';
+import type { InformerObserver } from './informer.js';
 import { createWebhookMetrics, type WebhookMetrics } from './metrics.js';
 import { loadServingCert, watchServingCert } from './tls.js';
 
@@ -68,14 +70,16 @@ export async function runWebhook(config: WebhookConfig, opts: RunOptions): Promi
 
   let metrics: WebhookMetrics | undefined;
   let log: { info: (o: object, m: string) => void; warn: (o: object, m: string) => void; error: (o: object, m: string) => void } | undefined;
-  const caches = cachesFromApi(kc, {
-    observer: {
-      onList: (resource, count) => { metrics?.observeList(resource); log?.info({ resource, count }, 'cache listed'); },
-      onError: (resource, err, retryInMs) => {
-        metrics?.observeWatchError(resource);
-        log?.warn({ resource, err: (err as Error)?.message ?? String(err), retryInMs }, 'cache list/watch failed; retrying');
-      },
+  // Shared with the controller's pod cache.
+  const observer: InformerObserver = {
+    onList: (resource, count) => { metrics?.observeList(resource); log?.info({ resource, count }, 'cache listed'); },
+    onError: (resource, err, retryInMs) => {
+      metrics?.observeWatchError(resource);
+      log?.warn({ resource, err: (err as Error)?.message ?? String(err), retryInMs }, 'cache list/watch failed; retrying');
     },
+  };
+  const caches = cachesFromApi(kc, {
+    observer,
     report: (err, ev) => log?.error({ err, resource: ev.resource, type: ev.type }, 'cache change subscriber failed'),
   });
   metrics = createWebhookMetrics(registry, caches);
@@ -93,7 +97,12 @@ export async function runWebhook(config: WebhookConfig, opts: RunOptions): Promi
   caches.start();
   void caches.synced.then(() => log?.info(caches.sizes(), 'caches synced; ready'));
   let watcher: { close(): void } | undefined;
+  let controller: RunningController | undefined;
   try {
+    if (config.controller.enabled) {
+      controller = startController({ kc, config: config.controller, caches, mode: config.mode, keys, registry, log: app.log, observer });
+      app.log.info({ identity: controller.identity, lease: `${config.controller.leaseNamespace}/${config.controller.leaseName}` }, 'controller campaigning for leadership');
+    }
     await app.listen({ host: config.listenAddress, port: config.port });
     const addr = app.server.address();
     const port = typeof addr === 'object' && addr ? addr.port : config.port;
@@ -115,6 +124,8 @@ export async function runWebhook(config: WebhookConfig, opts: RunOptions): Promi
     app.log.info('shutting down');
   } finally {
     watcher?.close();
+    // The leader releases the Lease first, so another replica takes over while we drain.
+    await controller?.stop();
     await app.close();
     await caches.stop();
   }
