@@ -1,0 +1,162 @@
+// What the agent writes for a pod's plan on the real kernel: forged plans refused (and the
+// netns left as it was), plan changes applied as a diff, opted-out and hostNetwork pods,
+// drift repaired, the readiness condition, and cleanup when the pod is deleted.
+import t from 'tap';
+import { decodeInjectorStatus } from '../../core/injector-status.js';
+import { encodePlan, planHash } from '../../core/plan-codec.js';
+import { INJECT_LABEL, PLAN_ANNOTATION, READY_CONDITION, STATUS_ANNOTATION, type Plan, type Pod } from '../../core/types.js';
+import { addEth1, makePod, routeLines } from '../util/netns.js';
+import { rootUnavailable, tierGate } from '../util/tier.js';
+import { makePodObject, MISSION_PLAN, ownedLines, sleep, startRig, stateFiles, testKey, until, writeCacheFile, type Rig } from './rig.js';
+
+const statusOf = (rig: Rig, pod: Pod) => decodeInjectorStatus(rig.api.pods.get(pod.metadata!.uid!)?.metadata?.annotations?.[STATUS_ANNOTATION]);
+const conditionOf = (rig: Rig, pod: Pod) => ((rig.api.pods.get(pod.metadata!.uid!)?.status as { conditions?: { type: string; status: string; reason: string }[] })?.conditions ?? [])
+  .find((c) => c.type === READY_CONDITION);
+const withPlan = (pod: Pod, value: string | undefined): Pod => {
+  const p = structuredClone(pod);
+  if (value === undefined) delete p.metadata!.annotations![PLAN_ANNOTATION];
+  else p.metadata!.annotations![PLAN_ANNOTATION] = value;
+  return p;
+};
+
+t.test('plans', async (t) => {
+  if (!tierGate(t, 'netns', rootUnavailable())) return;
+
+  t.test('forged plans are refused: Event, metric, status; no routes', async (t) => {
+    const rig = await startRig(t);
+    const other = testKey();
+    const cases: [string, (ns: string) => string, string][] = [
+      ['unsigned', (ns) => encodePlan(MISSION_PLAN, { namespace: ns }), 'unsigned'],
+      ['signed with a key we do not hold', (ns) => encodePlan(MISSION_PLAN, { namespace: ns, key: other }), 'unknown-key'],
+      ['signed for another namespace', () => encodePlan(MISSION_PLAN, { namespace: 'kube-system', key: rig.key }), 'bad-signature'],
+      ['a routes list edited after signing', (ns) => encodePlan(MISSION_PLAN, { namespace: ns, key: rig.key }).replace('172.16.10.0/24', '172.16.99.0/24'), 'bad-signature'],
+      ['not JSON', () => '{"v":1,', 'malformed-json'],
+    ];
+    for (const [what, value, code] of cases) {
+      const { pod: ns } = makePod(t);
+      const pod = rig.apply(makePodObject({ name: `forged-${code}`, planValue: value('default') }));
+      writeCacheFile(rig.cacheDir, pod, ns.path);
+      await until(`${what}: PlanRejected event`, () => rig.api.eventsOf(pod.metadata!.uid!, 'PlanRejected').length === 1);
+      t.match(rig.api.eventsOf(pod.metadata!.uid!, 'PlanRejected')[0]!.message, code, `${what}: the event names the reason`);
+      t.match(statusOf(rig, pod), { plan: '', applied: 0, skipped: [{ dst: '*', reason: 'plan-rejected' }] }, `${what}: reported`);
+      await rig.agent.settled();
+      t.same(ownedLines(routeLines(ns)), [], `${what}: no routes written`);
+      t.equal(await rig.metric('ovnkube_route_injector_plans_rejected_total', { code }), code === 'bad-signature' && what.startsWith('a routes') ? 2 : 1, `${what}: counted`);
+    }
+  });
+
+  t.test('a forged update leaves the routes of the last verified plan in place (and kept)', async (t) => {
+    const rig = await startRig(t);
+    const { pod: ns } = makePod(t);
+    const pod = rig.apply(makePodObject({ name: 'freeze', plan: MISSION_PLAN, key: rig.key }));
+    writeCacheFile(rig.cacheDir, pod, ns.path);
+    await until('plan in place', () => ownedLines(routeLines(ns)).length === 5);
+    const forged: Plan = { v: 1, routes: [{ dst: '10.0.0.0/8', dev: 'eth1' }] };
+    rig.apply(withPlan(rig.api.pods.get(pod.metadata!.uid!)!, encodePlan(forged, { namespace: 'default', key: testKey() })));
+    await until('refused', () => rig.api.eventsOf(pod.metadata!.uid!, 'PlanRejected').length === 1);
+    await rig.agent.settled();
+    t.equal(ownedLines(routeLines(ns)).length, 5, 'the routes of the verified plan stay');
+    t.notOk(routeLines(ns).some((l) => l.startsWith('10.0.0.0/8')), 'nothing of the forged plan');
+    t.match(statusOf(rig, pod), { plan: planHash(MISSION_PLAN), skipped: [{ reason: 'plan-rejected' }] }, 'status: old plan in force, refusal listed');
+    ns.ip('route', 'del', '172.16.10.0/24');
+    await until('drift repaired under the last verified plan', () => routeLines(ns).includes('172.16.10.0/24 dev eth1 proto 111'));
+    t.pass('the keeper still keeps the verified plan');
+  });
+
+  t.test('plan changes: exact diff, no restart', async (t) => {
+    const rig = await startRig(t);
+    const { pod: ns } = makePod(t);
+    ns.ip('route', 'add', '198.51.100.0/24', 'dev', 'eth0'); // a foreign route, never touched
+    const pod = rig.apply(makePodObject({ name: 'change', plan: MISSION_PLAN, key: rig.key }));
+    writeCacheFile(rig.cacheDir, pod, ns.path);
+    await until('plan in place', () => ownedLines(routeLines(ns)).length === 5);
+    const next: Plan = {
+      v: 1,
+      routes: [
+        { dst: '10.86.69.17/32', dev: 'eth1' }, // moved to the other NIC
+        { dst: '172.16.10.0/24', dev: 'eth1' }, // unchanged
+        { dst: '172.16.20.0/24', dev: 'eth1', via: '10.124.2.1' }, // new
+      ],
+    };
+    rig.apply(withPlan(rig.api.pods.get(pod.metadata!.uid!)!, encodePlan(next, { namespace: 'default', key: rig.key })));
+    const want = ['10.86.69.17 dev eth1 proto 111', '172.16.10.0/24 dev eth1 proto 111', '172.16.20.0/24 via 10.124.2.1 dev eth1 proto 111'];
+    await until('new plan in place', () => JSON.stringify(ownedLines(routeLines(ns))) === JSON.stringify(want));
+    t.ok(routeLines(ns).includes('198.51.100.0/24 dev eth0 proto kernel') || routeLines(ns).some((l) => l.startsWith('198.51.100.0/24 dev eth0')), 'the foreign route is still there');
+    await until('status names the new plan', () => statusOf(rig, pod)?.plan === planHash(next));
+    t.equal(await rig.metric('ovnkube_route_injector_routes_removed_total'), 3, '3 stale routes removed');
+    rig.apply(withPlan(rig.api.pods.get(pod.metadata!.uid!)!, undefined));
+    await until('no plan: routes of ours gone', () => ownedLines(routeLines(ns)).length === 0);
+    await until('status says no plan', () => statusOf(rig, pod)?.plan === '');
+    t.ok(routeLines(ns).some((l) => l.startsWith('198.51.100.0/24')), 'the foreign route survives the empty plan');
+    await rig.agent.settled();
+    t.equal(rig.agent.view(pod.metadata!.uid!)?.kept, false, 'the empty plan\'s keeper retired');
+  });
+
+  t.test('opted-out and hostNetwork pods get no routes', async (t) => {
+    const rig = await startRig(t);
+    const { pod: ns } = makePod(t);
+    const pod = rig.apply(makePodObject({ name: 'optout', plan: MISSION_PLAN, key: rig.key }));
+    writeCacheFile(rig.cacheDir, pod, ns.path);
+    await until('plan in place', () => ownedLines(routeLines(ns)).length === 5);
+    const out = structuredClone(rig.api.pods.get(pod.metadata!.uid!)!);
+    out.metadata!.labels = { [INJECT_LABEL]: 'disabled' };
+    rig.apply(out);
+    await until('opted out: routes removed although the plan annotation is there', () => ownedLines(routeLines(ns)).length === 0);
+    const { pod: hostLike } = makePod(t);
+    const hn = rig.apply(makePodObject({ name: 'hostnet', plan: MISSION_PLAN, key: rig.key, hostNetwork: true }));
+    writeCacheFile(rig.cacheDir, hn, hostLike.path);
+    await sleep(100);
+    await rig.agent.settled();
+    t.same(ownedLines(routeLines(hostLike)), [], 'hostNetwork pod: nothing written');
+    t.same(rig.agent.view(hn.metadata!.uid!), { uid: hn.metadata!.uid, kept: false }, 'hostNetwork pod: its netns is not even looked up');
+  });
+
+  t.test('readiness condition and a device that appears later', async (t) => {
+    const rig = await startRig(t);
+    const p = makePod(t, { eth1: false });
+    const pod = rig.apply(makePodObject({ name: 'gate', plan: MISSION_PLAN, key: rig.key, readinessGate: true }));
+    writeCacheFile(rig.cacheDir, pod, p.pod.path);
+    await until('condition False: routes skipped', () => conditionOf(rig, pod)?.reason === 'RoutesSkipped');
+    t.match(conditionOf(rig, pod), { status: 'False' });
+    t.match(statusOf(rig, pod), { applied: 2, skipped: [{ reason: 'dev-missing', dev: 'eth1' }] }, 'status lists what is missing');
+    t.equal(await rig.metric('ovnkube_route_injector_injection_latency_seconds'), 0, 'no latency observed while routes are missing');
+    addEth1(p);
+    await until('condition True once eth1 appears', () => conditionOf(rig, pod)?.status === 'True');
+    t.match(conditionOf(rig, pod), { reason: 'RoutesInPlace' });
+    t.match(statusOf(rig, pod), { plan: planHash(MISSION_PLAN), applied: 5, skipped: [] });
+    t.equal(ownedLines(routeLines(p.pod)).length, 5);
+    t.equal(await rig.metric('ovnkube_route_injector_injection_latency_seconds'), 1, 'latency observed once in place');
+    const writes = rig.api.writes.length;
+    rig.apply(structuredClone(rig.api.pods.get(pod.metadata!.uid!)!)); // an unrelated update
+    await rig.agent.settled();
+    await sleep(50);
+    t.equal(rig.api.writes.length, writes, 'nothing rewritten when nothing changed');
+  });
+
+  t.test('drift is restored and counted', async (t) => {
+    const rig = await startRig(t);
+    const { pod: ns } = makePod(t);
+    const pod = rig.apply(makePodObject({ name: 'drift', plan: MISSION_PLAN, key: rig.key }));
+    writeCacheFile(rig.cacheDir, pod, ns.path);
+    await until('plan in place', () => ownedLines(routeLines(ns)).length === 5);
+    ns.ip('route', 'del', '10.86.69.17/32');
+    await until('restored', () => routeLines(ns).includes('10.86.69.17 dev eth0 proto 111'));
+    t.equal(await rig.metric('ovnkube_route_injector_routes_restored_total', { kind: 'drift' }), 1, 'one drift repair counted');
+  });
+
+  t.test('pod deletion: keeper stopped, state removed', async (t) => {
+    const rig = await startRig(t);
+    const { pod: ns } = makePod(t);
+    const plan: Plan = { ...MISSION_PLAN, default: { dev: 'eth1', via: '10.124.2.1' } };
+    const pod = rig.apply(makePodObject({ name: 'gone', plan, key: rig.key }));
+    writeCacheFile(rig.cacheDir, pod, ns.path);
+    await until('default replaced', () => routeLines(ns).includes('default via 10.124.2.1 dev eth1 proto 111'));
+    t.equal(stateFiles(rig.stateDir).length, 1, 'the original default route is saved');
+    rig.remove(pod);
+    await rig.agent.settled();
+    t.same(stateFiles(rig.stateDir), [], 'state removed');
+    t.equal(rig.agent.view(pod.metadata!.uid!), undefined, 'pod forgotten');
+    t.equal(await rig.metric('ovnkube_route_injector_netns_kept'), 0, 'no keeper left');
+    t.equal(await rig.metric('ovnkube_route_injector_pods_tracked'), 0);
+  });
+});
