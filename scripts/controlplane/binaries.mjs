@@ -188,7 +188,7 @@ export async function build(env, log) {
     const tmp = `${dir}.build-${process.pid}`;
     mkdirSync(tmp, { recursive: true });
     log(`building kube-apiserver ${pins.k8s} and etcd ${pins.etcd} from the Go module proxy into ${dir}`);
-    log('the first build takes about 15-25 minutes on 2 cores; later runs use the cache');
+    log('the first build takes about 7 minutes on an idle 2-core machine (more under load); later runs use the cache');
     const t0 = Date.now();
     const goEnv = {
       ...env,
