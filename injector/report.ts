@@ -160,8 +160,14 @@ export class Reporter {
       const relevant = ann[PLAN_ANNOTATION] !== undefined || ann[STATUS_ANNOTATION] !== undefined;
       if (relevant && want !== has && want !== s.wroteStatus) {
         const value = JSON.stringify({ ...JSON.parse(want), time: this.now().toISOString() });
-        await this.sink.patchPodAnnotations(s.id, { [STATUS_ANNOTATION]: value });
+        // Set before the write: the watch may show the result before the write returns.
         s.wroteStatus = want;
+        try {
+          await this.sink.patchPodAnnotations(s.id, { [STATUS_ANNOTATION]: value });
+        } catch (e) {
+          s.wroteStatus = undefined;
+          throw e;
+        }
       }
       if (hasReadinessGate(pod)) {
         const c = readyCondition(o);
@@ -171,8 +177,13 @@ export class Reporter {
         const hasC = cur ? `${cur.status}\n${cur.reason}\n${cur.message}` : undefined;
         if (wantC !== hasC && wantC !== s.wroteCond) {
           const lastTransitionTime = cur && cur.status === c.status && cur.lastTransitionTime ? cur.lastTransitionTime : this.now().toISOString();
-          await this.sink.patchPodCondition(s.id, { type: READY_CONDITION, ...c, lastTransitionTime });
           s.wroteCond = wantC;
+          try {
+            await this.sink.patchPodCondition(s.id, { type: READY_CONDITION, ...c, lastTransitionTime });
+          } catch (e) {
+            s.wroteCond = undefined;
+            throw e;
+          }
         }
       }
       return true;
