@@ -28,12 +28,12 @@ import { AgentState } from '../../injector/state.js';
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Wait until `cond` holds (checked every 20 ms); fails with `what` and the last value after `ms`. */
-export async function until<T>(what: string, cond: () => T | Promise<T>, ms = 30_000): Promise<T> {
+export async function until<T>(what: string, cond: () => T | Promise<T>, ms = 30_000): Promise<NonNullable<T>> {
   const deadline = Date.now() + ms;
   let last: T;
   for (;;) {
     last = await cond();
-    if (last) return last;
+    if (last) return last as NonNullable<T>;
     if (Date.now() > deadline) throw new Error(`${what}: still not so after ${ms / 1000} s (last: ${JSON.stringify(last)})`);
     await sleep(20);
   }
