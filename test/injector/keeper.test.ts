@@ -5,20 +5,11 @@ import type { Plan } from '../../core/types.js';
 import { isNetnsError } from '../../injector/netns.js';
 import { applyPlan, RTPROT_OVNKUBE_ROUTE } from '../../injector/routes.js';
 import { RouteKeeper, type KeeperReport } from '../../injector/routes-keeper.js';
-import { addEth1, makePod, openFds, routeLines } from '../util/netns.js';
+import { addEth1, makePod, MISSION_PLAN, openFds, routeLines } from '../util/netns.js';
 import { rootUnavailable, tierGate } from '../util/tier.js';
 
 const P = String(RTPROT_OVNKUBE_ROUTE);
-const PLAN: Plan = {
-  v: 1,
-  routes: [
-    { dst: '10.86.69.17/32', dev: 'eth0' },
-    { dst: '10.86.205.109/32', dev: 'eth1' },
-    { dst: '10.124.0.0/16', dev: 'eth1', via: '10.124.2.1' },
-    { dst: '172.16.10.0/24', dev: 'eth1' },
-    { dst: '192.168.2.0/24', dev: 'eth0' },
-  ],
-};
+const PLAN = MISSION_PLAN;
 
 /** Collects a keeper's reports and lets a test wait for one that matches. */
 function recorder() {

@@ -8,34 +8,13 @@ import type { Plan } from '../../core/types.js';
 import { RtnlClient } from '../../injector/netlink.js';
 import { applyPlan, restoreDefault, RTPROT_OVNKUBE_ROUTE, type ApplyResult } from '../../injector/routes.js';
 import { SavedDefaultStore } from '../../injector/routes-saved.js';
-import { makePod, routeLines } from '../util/netns.js';
+import { makePod, MISSION_PLAN, MISSION_TABLE, routeLines } from '../util/netns.js';
 import { rootUnavailable, tierGate } from '../util/tier.js';
 
 const P = String(RTPROT_OVNKUBE_ROUTE);
 
-/** The design document's demo Route with its Services resolved to the target table's IPs. */
-export const DEMO_PLAN: Plan = {
-  v: 1,
-  routes: [
-    { dst: '10.86.69.17/32', dev: 'eth0' },
-    { dst: '10.86.205.109/32', dev: 'eth1' },
-    { dst: '10.124.0.0/16', dev: 'eth1', via: '10.124.2.1' },
-    { dst: '172.16.10.0/24', dev: 'eth1' },
-    { dst: '192.168.2.0/24', dev: 'eth0' },
-  ],
-};
-
-/** The mission's target table (shared/docs/mission.md) as `ip -j route` lines. */
-const TARGET = [
-  '10.124.0.0/16 via 10.124.2.1 dev eth1 proto ' + P,
-  '10.124.2.0/24 dev eth1 proto kernel',
-  '10.86.205.109 dev eth1 proto ' + P,
-  '10.86.69.17 dev eth0 proto ' + P,
-  '169.254.1.1 dev eth0',
-  '172.16.10.0/24 dev eth1 proto ' + P,
-  '192.168.2.0/24 dev eth0 proto ' + P,
-  'default via 169.254.1.1 dev eth0',
-];
+const DEMO_PLAN = MISSION_PLAN;
+const TARGET = MISSION_TABLE;
 
 const dsts = (items: { dst: string }[]): string[] => items.map((i) => i.dst).sort();
 

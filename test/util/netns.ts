@@ -12,6 +12,32 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import type { Test } from 'tap';
+import type { Plan } from '../../core/types.js';
+import { RTPROT_OVNKUBE_ROUTE as P } from '../../injector/routes.js';
+
+/** The design document's demo Route as a plan, its Services resolved to the target table's IPs. */
+export const MISSION_PLAN: Plan = {
+  v: 1,
+  routes: [
+    { dst: '10.86.69.17/32', dev: 'eth0' },
+    { dst: '10.86.205.109/32', dev: 'eth1' },
+    { dst: '10.124.0.0/16', dev: 'eth1', via: '10.124.2.1' },
+    { dst: '172.16.10.0/24', dev: 'eth1' },
+    { dst: '192.168.2.0/24', dev: 'eth0' },
+  ],
+};
+
+/** The mission's target table as routeLines() prints it for a makePod() pod with MISSION_PLAN applied. */
+export const MISSION_TABLE = [
+  `10.124.0.0/16 via 10.124.2.1 dev eth1 proto ${P}`,
+  '10.124.2.0/24 dev eth1 proto kernel',
+  `10.86.205.109 dev eth1 proto ${P}`,
+  `10.86.69.17 dev eth0 proto ${P}`,
+  '169.254.1.1 dev eth0',
+  `172.16.10.0/24 dev eth1 proto ${P}`,
+  `192.168.2.0/24 dev eth0 proto ${P}`,
+  'default via 169.254.1.1 dev eth0',
+];
 
 let counter = 0;
 let swept = false;
