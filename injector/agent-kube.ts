@@ -14,7 +14,7 @@
  */
 import {
   CoreV1Api, ListWatch, PatchStrategy, setHeaderOptions, Watch,
-  type KubeConfig, type KubernetesObject, type V1Pod,
+  type KubeConfig, type KubernetesObject,
 } from '@kubernetes/client-node';
 import type { Pod } from '../core/types.js';
 import type { AgentLogger } from './agent-log.js';
@@ -140,9 +140,4 @@ export function kubeSink(kc: KubeConfig, nodeName: string, now: () => Date = () 
       });
     },
   };
-}
-
-/** A pod object from client-node, as core's structural type. */
-export function asPod(p: V1Pod): Pod {
-  return p as unknown as Pod;
 }

@@ -60,6 +60,8 @@ export interface PodSyncDeps {
   locate: (pod: Pod) => Promise<Located>;
   requeue: (uid: string) => void;
   onKeptChange: () => void;
+  /** True once the agent stopped: no keeper may be started any more. */
+  stopped: () => boolean;
 }
 
 const idKey = (id: NetnsId): string => `${id.dev}:${id.ino}`;
@@ -178,6 +180,7 @@ export class PodSync {
   }
 
   private async startKeeper(rec: PodRec, target: { plan: Plan; hash: string }): Promise<void> {
+    if (this.d.stopped()) return;
     const n = rec.netns!;
     const { saved, error } = this.d.state.load(n.key);
     if (error) {
@@ -199,6 +202,8 @@ export class PodSync {
     this.d.onKeptChange();
     try {
       await keeper.start();
+      // stop() ran while this keeper was starting: it must not outlive the agent.
+      if (this.d.stopped() && rec.keeper === keeper) this.closeKeeper(rec);
     } catch (e) {
       if (rec.keeper === keeper) this.closeKeeper(rec);
       if (!isNetnsError(e)) throw e;

@@ -72,7 +72,7 @@ export class Agent {
 
   constructor(private readonly opts: AgentOptions) {
     const locate: LocateDeps = { index: opts.index, policy: opts.policy, netnsAnnotation: opts.netnsAnnotation, verified: new Set() };
-    this.sync = new PodSync({ ...opts, locate: (pod) => locateNetns(pod, locate), requeue: (uid) => this.queue.add(uid), onKeptChange: () => this.gauges() });
+    this.sync = new PodSync({ ...opts, locate: (pod) => locateNetns(pod, locate), requeue: (uid) => this.queue.add(uid), onKeptChange: () => this.gauges(), stopped: () => this.stopped });
     this.queue = new WorkQueue(opts.maxParallel, (uid) => this.run(uid), (uid, e) => {
       const rec = this.pods.get(uid);
       opts.log.error('pod sync failed; retrying', { pod: rec ? podKey(rec.pod) : uid, error: (e as Error).stack ?? String(e) });
