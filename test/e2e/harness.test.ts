@@ -2,7 +2,6 @@
 // e2e test relies on (TLS with our CA, RBAC, both webhook admission plugins, service-account
 // tokens from our signing key), and it leaves nothing behind: not on stop(), and not when
 // the process that started it is SIGKILLed (the watchdog does it then).
-import { KubeConfig } from '@kubernetes/client-node';
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
@@ -13,16 +12,9 @@ import { startControlPlane, SERVICE_ACCOUNT_ISSUER } from '../cluster/controlpla
 import { kubeRequest } from '../cluster/k8s.js';
 import { issueCert } from '../cluster/pki.js';
 import { withControlPlane } from '../cluster/tap.js';
+import { kubeConfigWithToken, serviceAccountKubeConfig, until } from '../cluster/helpers.js';
 import { alive } from '../cluster/procs.js';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-async function until(what: string, cond: () => boolean | Promise<boolean>, ms = 60_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`${what}: still not so after ${ms / 1000} s`);
-    await sleep(200);
-  }
-}
 const readBody = (req: IncomingMessage) => new Promise<any>((resolve) => {
   let s = '';
   req.on('data', (d: Buffer) => { s += d.toString(); });
@@ -35,11 +27,7 @@ if (cp) {
 
   await t.test('TLS and authentication', async (t) => {
     t.match(cp.server, /^https:\/\/127\.0\.0\.1:\d+$/, 'serves HTTPS on loopback');
-    const anon = new KubeConfig();
-    anon.loadFromOptions({
-      clusters: [{ name: 'c', server: cp.server, caData: Buffer.from(cp.caPem).toString('base64') }],
-      users: [{ name: 'anonymous' }], contexts: [{ name: 'c', cluster: 'c', user: 'anonymous' }], currentContext: 'c',
-    });
+    const anon = kubeConfigWithToken(cp);
     const res = await kubeRequest(anon, 'GET', '/api/v1/namespaces');
     t.ok(res.status === 401 || res.status === 403, `no credentials: refused (HTTP ${res.status})`);
     const admin = await kubeRequest(kc, 'GET', '/api/v1/namespaces/default');
@@ -55,17 +43,10 @@ if (cp) {
   await t.test('service-account tokens are signed with our key and authenticate', async (t) => {
     t.equal((await kubeRequest(kc, 'POST', '/api/v1/namespaces', { body: { metadata: { name: 'harness' } } })).status, 201);
     t.equal((await kubeRequest(kc, 'POST', '/api/v1/namespaces/harness/serviceaccounts', { body: { metadata: { name: 'probe' } } })).status, 201);
-    const tr = await kubeRequest(kc, 'POST', '/api/v1/namespaces/harness/serviceaccounts/probe/token',
-      { body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest', spec: {} } });
-    t.equal(tr.status, 201, 'TokenRequest answered', { message: tr.body?.message });
-    const token = String(tr.body?.status?.token);
+    const sa = await serviceAccountKubeConfig(cp, 'harness', 'probe');
+    const token = String(sa.getCurrentUser()?.token);
     const claims = JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString());
     t.equal(claims.iss, SERVICE_ACCOUNT_ISSUER, 'issuer claim');
-    const sa = new KubeConfig();
-    sa.loadFromOptions({
-      clusters: [{ name: 'c', server: cp.server, caData: Buffer.from(cp.caPem).toString('base64') }],
-      users: [{ name: 'sa', token }], contexts: [{ name: 'c', cluster: 'c', user: 'sa' }], currentContext: 'c',
-    });
     const who = await kubeRequest(sa, 'POST', '/apis/authentication.k8s.io/v1/selfsubjectreviews',
       { body: { apiVersion: 'authentication.k8s.io/v1', kind: 'SelfSubjectReview' } });
     t.equal(who.body?.status?.userInfo?.username, 'system:serviceaccount:harness:probe', 'the token authenticates as the ServiceAccount');
