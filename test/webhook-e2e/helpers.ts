@@ -6,7 +6,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -93,6 +93,23 @@ export async function getRoute(kc: KubeConfig, name: string): Promise<any> {
 
 export async function deleteRoute(kc: KubeConfig, name: string): Promise<void> {
   expectStatus(await kubeRequest(kc, 'DELETE', `${ROUTES}/${name}`), [200, 404], `delete Route ${name}`);
+}
+
+/**
+ * Write a kubeconfig at `path` that authenticates as ServiceAccount `namespace/name` (a
+ * TokenRequest token), so a process runs with exactly the RBAC deploy/ grants it.
+ */
+export async function serviceAccountKubeconfig(kc: KubeConfig, server: string, caPem: string, namespace: string, name: string, path: string): Promise<string> {
+  const tr = expectStatus(await kubeRequest(kc, 'POST', `/api/v1/namespaces/${namespace}/serviceaccounts/${name}/token`, {
+    body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest', spec: { expirationSeconds: 3600 } },
+  }), [201], `token for ServiceAccount ${namespace}/${name}`);
+  writeFileSync(path, JSON.stringify({
+    apiVersion: 'v1', kind: 'Config', 'current-context': 'sa',
+    clusters: [{ name: 'c', cluster: { server, 'certificate-authority-data': Buffer.from(caPem).toString('base64') } }],
+    users: [{ name: 'sa', user: { token: tr.body.status.token } }],
+    contexts: [{ name: 'sa', context: { cluster: 'c', user: 'sa' } }],
+  }), { mode: 0o600 });
+  return `system:serviceaccount:${namespace}:${name}`;
 }
 
 /** The plan key of a certs/gen.sh output folder. */

@@ -1,7 +1,8 @@
 // End to end against the real control plane: the built `ovnkube-route webhook` command (the
 // admission webhook and, in the same process, the leader-elected controller) with certs from
 // certs/gen.sh, registered through deploy/webhook-config.yaml pointed at 127.0.0.1 over
-// HTTPS. No scheduler or kubelet runs, so pods stay Pending; the injector's report is
+// HTTPS, running as the ServiceAccount of deploy/webhook-rbac.yaml (so deploy/'s RBAC is
+// shown to be enough). No scheduler or kubelet runs, so pods stay Pending; the injector's report is
 // simulated by writing its status annotation. One control plane for the whole file.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -16,7 +17,7 @@ import { repoRoot } from '../util/fixtures.js';
 import { genCerts } from '../webhook/helpers.js';
 import {
   applyRoute, createNamespace, createPod, deleteRoute, expectStatus, getPod, getRoute, planAnnotation, planRoutes, podBody,
-  readPlanKey, registerWebhook, startWebhook, until, verifyPlan, type WebhookProcess,
+  readPlanKey, registerWebhook, serviceAccountKubeconfig, startWebhook, until, verifyPlan, type WebhookProcess,
 } from './helpers.js';
 
 const MAIN = 'e2e-main';
@@ -32,7 +33,12 @@ const cp = await withControlPlane(t);
 if (cp) {
   const { kc } = cp;
   const started = Date.now();
-  for (const r of await applyManifests(kc, [...loadYamlDocuments(join(repoRoot, 'crds', 'route.yaml')), ...loadYamlDocuments(join(repoRoot, 'deploy', 'namespace.yaml'))])) {
+  const manifests = [
+    ...loadYamlDocuments(join(repoRoot, 'crds', 'route.yaml')),
+    ...loadYamlDocuments(join(repoRoot, 'deploy', 'namespace.yaml')),
+    ...loadYamlDocuments(join(repoRoot, 'deploy', 'webhook-rbac.yaml')),
+  ];
+  for (const r of await applyManifests(kc, manifests)) {
     if (!r.ok) throw new Error(`${r.object}: ${r.message}`);
   }
   await waitForCRDEstablished(kc, 'routes.k8s.ovn.org');
@@ -40,10 +46,12 @@ if (cp) {
   t.teardown(() => rmSync(certDir, { recursive: true, force: true }));
   await genCerts(certDir, ['--san', 'IP:127.0.0.1']);
   const keys = [readPlanKey(certDir)];
-  // Short leader-election timings so a restarted process leads again quickly; the admin user
-  // (the controller's identity here) is trusted like the ServiceAccount in deploy/.
-  const args = ['--lease-duration', '4s', '--renew-deadline', '3s', '--retry-period', '500ms', '--trusted-user', 'ovnkube-route-admin'];
-  let wh: WebhookProcess = await startWebhook({ kubeconfig: cp.kubeconfigPath, certDir, args });
+  const kubeconfig = join(certDir, 'sa-kubeconfig');
+  const user = await serviceAccountKubeconfig(kc, cp.server, cp.caPem, 'ovnkube-route', 'ovnkube-route-webhook', kubeconfig);
+  // Short leader-election timings so a restarted process leads again quickly; the controller's
+  // own identity is trusted, as deploy/webhook-deployment.yaml does.
+  const args = ['--lease-duration', '4s', '--renew-deadline', '3s', '--retry-period', '500ms', '--trusted-user', user];
+  let wh: WebhookProcess = await startWebhook({ kubeconfig, certDir, args });
   t.teardown(() => wh.stop('SIGKILL'));
   await registerWebhook(kc, wh.port, certDir);
   await createNamespace(kc, MAIN);
@@ -192,7 +200,7 @@ if (cp) {
     t.match(verifyPlan(down2, keys), { ok: false, code: 'unsigned' }, 'and the injector refuses it');
     t.equal(planAnnotation(down4), undefined);
 
-    wh = await startWebhook({ kubeconfig: cp.kubeconfigPath, certDir, args, port });
+    wh = await startWebhook({ kubeconfig, certDir, args, port });
     const full = [`${serviceIP}/32 eth1`, '172.16.10.0/24 eth1', '172.16.20.0/24 eth0'];
     t.same(await until('down1 backfilled', async () => planRoutes(await getPod(kc, MAIN, 'down1'), keys)), full);
     t.same(await until('down2 corrected', async () => planRoutes(await getPod(kc, MAIN, 'down2'), keys)), full, 'forged plan replaced by a verified one');
@@ -213,7 +221,9 @@ if (cp) {
     // Status is written at most once a second after the pods it counts were reconciled.
     const main = await until('main counts the backfilled pods', async () => { const r = await getRoute(kc, 'main'); return r.status?.matchedPods === 5 ? r : null; });
     t.match(main.status, { status: 'Active', matchedPods: 5, appliedPods: 0 }, 'p1, gated, forged, down1, down2');
-    t.equal(await wh.metric('ovnkube_route_controller_patch_failures_total', { reason: 'forbidden' }), 0);
+    t.equal(await wh.metric('ovnkube_route_controller_patch_failures_total', { reason: 'forbidden' }), 0, 'RBAC: no pod patch forbidden');
+    t.equal(await wh.metric('ovnkube_route_cache_watch_errors_total'), 0, 'RBAC: every cache lists and watches');
+    t.notOk(wh.logs.some((l) => /forbidden/i.test(JSON.stringify(l))), 'nothing forbidden in the logs (Lease, status, Events)');
   });
 
   t.comment(`whole file: ${((Date.now() - started) / 1000).toFixed(1)} s`);
