@@ -116,6 +116,8 @@ async function withLock(path, log, fn) {
       const holder = Number.parseInt(readFileSync(path, 'utf8'), 10);
       if (!Number.isInteger(holder) || !pidAlive(holder)) {
         // A crashed builder left its lock: remove it, unless another waiter got there first.
+        // (Two waiters stealing in the same millisecond could still race; a crashed build is
+        // rare and the worst case is one redundant build into a private temp folder.)
         try { if (readFileSync(path, 'utf8') === String(holder)) rmSync(path); } catch { /* gone already */ }
         continue;
       }
