@@ -31,6 +31,13 @@ const collect = (p) => {
 };
 targets.forEach(collect);
 if (testFiles.length === 0) { console.error(`[test] no *.test.js files under ${targets.join(' ')}`); process.exit(2); }
+// The e2e tiers' kube-apiserver + etcd: find or build them before tap, so a first build never
+// runs inside tap's per-file timeout. Exit 3 = cannot be had here (no Go, not CI): the e2e
+// files then skip loudly through tierGate.
+if (testFiles.some((f) => f.startsWith(join('dist', 'test', 'e2e')) || f.includes('-e2e'))) {
+  const cp = spawnSync(process.execPath, [join(root, 'scripts', 'controlplane', 'ensure.mjs')], { stdio: ['ignore', 'ignore', 'inherit'] });
+  if (cp.status !== 0 && cp.status !== 3) process.exit(cp.status ?? 1);
+}
 const res = spawnSync(process.execPath, [tap, ...opts, ...testFiles], {
   cwd: root,
   env: { ...process.env, OVNKUBE_ROUTE_SKIP_REPORT: skipFile },
