@@ -73,7 +73,6 @@ export function startController(opts: StartControllerOptions): RunningController
     log,
     metrics,
   });
-  let starting: Promise<void> = Promise.resolve();
   const elect = elector = new LeaderElector({
     api: kc.makeApiClient(CoordinationV1Api),
     namespace: config.leaseNamespace,
@@ -85,12 +84,12 @@ export function startController(opts: StartControllerOptions): RunningController
     onStartedLeading: () => {
       metrics.observeLeadership(true);
       log.info({ identity, lease: `${config.leaseNamespace}/${config.leaseName}` }, 'became the leader: controller starting');
-      starting = ctl.start().catch((e) => log.error({ err: (e as Error).message }, 'controller failed to start'));
+      ctl.start().catch((e) => log.error({ err: (e as Error).message }, 'controller failed to start'));
     },
     onStoppedLeading: async () => {
       metrics.observeLeadership(false);
       log.info({ identity }, 'no longer the leader: controller stopping');
-      await starting;
+      // Also right while start() still waits for the caches to sync (it then never begins).
       await ctl.stop();
     },
     onNewLeader: (id) => { if (id !== identity) log.info({ leader: id }, 'another replica leads'); },

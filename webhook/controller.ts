@@ -99,6 +99,8 @@ export class Controller {
   private readonly dirtyRoutes = new Set<string>();
   private unsubscribe: (() => void)[] = [];
   private running = false;
+  /** Bumped by every start() and stop(), so a start() still waiting for sync knows it is stale. */
+  private term = 0;
   private statusTimer: NodeJS.Timeout | undefined;
   private resyncTimer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> | undefined;
@@ -132,6 +134,7 @@ export class Controller {
   async start(): Promise<void> {
     if (this.running) return;
     this.running = true;
+    const term = ++this.term;
     const { caches, pods } = this.opts;
     this.unsubscribe = [
       caches.onRouteChange((ev) => this.onRoute(ev)),
@@ -142,7 +145,7 @@ export class Controller {
       pods.onChange((ev) => this.onPod(ev)),
     ];
     await Promise.all([caches.synced, pods.synced]);
-    if (!this.running) return;
+    if (term !== this.term) return;
     this.queue.start();
     this.resync();
     if (this.opts.resyncPeriodMs > 0) {
@@ -156,6 +159,7 @@ export class Controller {
   async stop(): Promise<void> {
     if (!this.running) return;
     this.running = false;
+    this.term++;
     for (const u of this.unsubscribe) u();
     this.unsubscribe = [];
     clearInterval(this.resyncTimer);
