@@ -10,7 +10,8 @@
  *   a watch that ends at once without any event is re-opened only after the back-off.
  * - kubeSink: the KubeSink of report.ts: a JSON merge patch of the status annotation, a
  *   strategic merge patch of the ready condition on the status subresource (both carry
- *   metadata.uid, so a same-named successor pod is never written), and core/v1 Events.
+ *   metadata.uid: for a same-named successor pod the API refuses the write with 422, since
+ *   the UID is immutable, so it is never written), and core/v1 Events.
  */
 import {
   CoreV1Api, ListWatch, PatchStrategy, setHeaderOptions, Watch,

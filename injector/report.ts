@@ -9,7 +9,8 @@
  * - The readiness condition is patched (status subresource) only for pods with the
  *   routes.k8s.ovn.org/ready readiness gate, and only when status/reason/message change.
  * - Writes of one pod are serialized; the latest wanted state wins; failures are retried
- *   with back-off (1 s doubling to 60 s); a pod that is gone (404/409) is dropped.
+ *   with back-off (1 s doubling to 60 s); a pod that is gone (404) or was replaced by one of
+ *   the same name (422: the UID each write carries no longer matches) is dropped.
  * - Events: one per (pod, reason, message), again at most once an hour.
  */
 import { STATUS_ANNOTATION, PLAN_ANNOTATION, READY_CONDITION, type Pod } from '../core/types.js';
@@ -189,9 +190,10 @@ export class Reporter {
       return true;
     } catch (e) {
       const code = statusCodeOf(e);
-      if (code === 404 || code === 409) {
-        // Gone, or replaced by a pod of the same name (UID precondition): nothing to report on.
-        this.log.debug('pod gone while reporting', { pod: podKey(pod), status: code });
+      if (code === 404 || code === 409 || code === 422) {
+        // Gone (404), or replaced by a pod of the same name: the UID we send then differs and
+        // the API refuses it as an immutable-field change (422). Retrying cannot help.
+        this.log[code === 404 ? 'debug' : 'warn']('pod gone or replaced while reporting; dropping its report', { pod: podKey(pod), status: code, error: (e as Error).message.slice(0, 300) });
         this.slots.delete(s.id.uid);
         return true;
       }

@@ -1,0 +1,221 @@
+// The node agent end to end: the real `ovnkube-route agent` binary, running as the
+// injector's ServiceAccount with exactly the RBAC of deploy/node-injector-rbac.yaml, against
+// a real kube-apiserver. No kubelet runs: pods are created in the API with spec.nodeName
+// set to the agent's node and a plan annotation signed with the test key (what the webhook
+// would write), and their sandboxes are simulated (a real netns plus its CNI cache file).
+import { KubeConfig } from '@kubernetes/client-node';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import { stringify } from 'yaml';
+import { decodeInjectorStatus } from '../../core/injector-status.js';
+import { encodePlan, planHash, planKeyFromSecret } from '../../core/plan-codec.js';
+import { PLAN_ANNOTATION, READY_CONDITION, STATUS_ANNOTATION, type Plan, type Pod } from '../../core/types.js';
+import { kubeSink } from '../../injector/agent-kube.js';
+import { applyManifests, kubeRequest, loadYamlDocuments } from '../cluster/k8s.js';
+import { withControlPlane } from '../cluster/tap.js';
+import { cliPath, repoRoot } from '../util/fixtures.js';
+import { makePod, routeLines } from '../util/netns.js';
+import { rootUnavailable, tierGate } from '../util/tier.js';
+import { MISSION_PLAN, ownedLines, stateFiles, testKey, until, writeCacheFile } from '../agent/rig.js';
+
+const NODE = 'e2e-node';
+const NS = 'e2e-apps';
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function httpGet(port: number, path: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve) => {
+    const req = request({ host: '127.0.0.1', port, path, timeout: 5000 }, (res) => {
+      let body = '';
+      res.on('data', (d: Buffer) => { body += d.toString(); });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', () => resolve({ status: 0, body: '' }));
+    req.on('timeout', () => req.destroy());
+    req.end();
+  });
+}
+
+function metricValue(text: string, name: string): number {
+  const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
+  return m ? Number(m[1]) : NaN;
+}
+
+const cp = await withControlPlane(t);
+if (cp && tierGate(t, 'netns', rootUnavailable())) await t.test('node agent against a real kube-apiserver', async (t) => {
+  const { kc } = cp;
+  const dir = mkdtempSync(join(tmpdir(), 'ovrt-agent-e2e-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const cacheDir = mkdtempSync(join(dir, 'cni-'));
+  const stateDir = mkdtempSync(join(dir, 'state-'));
+
+  // The injector's identity and RBAC, exactly as deployed.
+  const manifests = ['namespace.yaml', 'node-injector-rbac.yaml', 'node-injector-priorityclass.yaml']
+    .flatMap((f) => loadYamlDocuments(join(repoRoot, 'deploy', f)));
+  for (const r of await applyManifests(kc, manifests)) t.ok(r.ok, `${r.object} applied`, { message: r.message });
+  t.equal((await kubeRequest(kc, 'POST', '/api/v1/namespaces', { body: { metadata: { name: NS } } })).status, 201);
+  const tr = await kubeRequest(kc, 'POST', '/api/v1/namespaces/ovnkube-route/serviceaccounts/ovnkube-route-injector/token',
+    { body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest', spec: { expirationSeconds: 3600 } } });
+  t.equal(tr.status, 201, 'token for the injector ServiceAccount');
+  const kubeconfig = join(dir, 'injector.kubeconfig');
+  writeFileSync(kubeconfig, stringify({
+    apiVersion: 'v1', kind: 'Config', 'current-context': 'c',
+    clusters: [{ name: 'c', cluster: { server: cp.server, 'certificate-authority-data': Buffer.from(cp.caPem).toString('base64') } }],
+    users: [{ name: 'injector', user: { token: tr.body.status.token } }],
+    contexts: [{ name: 'c', context: { cluster: 'c', user: 'injector' } }],
+  }));
+  const key = testKey();
+  const keyFile = join(dir, 'plan.key');
+  writeFileSync(keyFile, key.secret.toString('base64') + '\n', { mode: 0o600 });
+  t.equal(key.id, planKeyFromSecret(Buffer.from(key.secret)).id);
+
+  let agent: ChildProcess | undefined;
+  let log = '';
+  let port = 0;
+  const startAgent = async (): Promise<void> => {
+    port = await freePort();
+    agent = spawn(process.execPath, [cliPath, 'agent', '--node-name', NODE, '--plan-key', keyFile, '--cni-cache-dir', cacheDir,
+      '--state-dir', stateDir, '--kubeconfig', kubeconfig, '--metrics-addr', `127.0.0.1:${port}`, '--resync-period', '5s', '--log-level', 'debug'],
+    { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, NODE_NAME: '' } });
+    agent.stderr!.on('data', (d: Buffer) => { log += d.toString(); });
+    await until('the agent is ready (pods listed, cache scanned)', async () => (await httpGet(port, '/readyz')).status === 200, 60_000);
+  };
+  const stopAgent = async (): Promise<number | null> => {
+    const a = agent;
+    if (!a || a.exitCode !== null) return a?.exitCode ?? null;
+    const exited = new Promise<number | null>((r) => a.once('exit', (code) => r(code)));
+    a.kill('SIGTERM');
+    return exited;
+  };
+  t.teardown(async () => { await stopAgent(); });
+  await startAgent();
+
+  const podPath = (name: string): string => `/api/v1/namespaces/${NS}/pods/${name}`;
+  const createPod = async (name: string, plan: Plan, extra: { readinessGate?: boolean } = {}): Promise<Pod> => {
+    const res = await kubeRequest(kc, 'POST', `/api/v1/namespaces/${NS}/pods`, {
+      body: {
+        metadata: { name, annotations: { [PLAN_ANNOTATION]: encodePlan(plan, { namespace: NS, key }) } },
+        spec: {
+          nodeName: NODE, containers: [{ name: 'c', image: 'registry.invalid/none' }],
+          ...(extra.readinessGate ? { readinessGates: [{ conditionType: READY_CONDITION }] } : {}),
+        },
+      },
+    });
+    t.equal(res.status, 201, `pod ${name} created`, { message: res.body?.message });
+    return res.body as Pod;
+  };
+  const getPod = async (name: string): Promise<Pod> => (await kubeRequest(kc, 'GET', podPath(name))).body as Pod;
+  const setPlan = async (name: string, value: string): Promise<void> => {
+    const res = await kubeRequest(kc, 'PATCH', podPath(name),
+      { body: { metadata: { annotations: { [PLAN_ANNOTATION]: value } } }, contentType: 'application/merge-patch+json' });
+    t.equal(res.status, 200, 'plan annotation patched', { message: res.body?.message });
+  };
+  const metrics = async (): Promise<string> => (await httpGet(port, '/metrics')).body;
+
+  const { pod: ns } = makePod(t);
+  const WANT = ['10.124.0.0/16 via 10.124.2.1 dev eth1 proto 111', '10.86.205.109 dev eth1 proto 111', '10.86.69.17 dev eth0 proto 111',
+    '172.16.10.0/24 dev eth1 proto 111', '192.168.2.0/24 dev eth0 proto 111'];
+
+  await t.test('routes appear in the simulated sandbox; status and readiness are reported to the API', async (t) => {
+    const pod = await createPod('web', MISSION_PLAN, { readinessGate: true });
+    writeCacheFile(cacheDir, pod, ns.path);
+    await until('plan routes in the netns', () => JSON.stringify(ownedLines(routeLines(ns))) === JSON.stringify(WANT));
+    t.same(ownedLines(routeLines(ns)), WANT);
+    const reported = await until('status annotation on the pod', async () => decodeInjectorStatus((await getPod('web')).metadata?.annotations?.[STATUS_ANNOTATION]));
+    t.match(reported, { plan: planHash(MISSION_PLAN), applied: 5, skipped: [], node: NODE });
+    const cond = await until('ready condition True', async () => ((await getPod('web')).status as { conditions?: { type: string; status: string; reason: string }[] })
+      ?.conditions?.find((c) => c.type === READY_CONDITION && c.status === 'True'));
+    t.equal(cond.reason, 'RoutesInPlace');
+    t.ok(metricValue(await metrics(), 'ovnkube_route_injector_routes_applied_total') >= 5, 'routes applied counted');
+  });
+
+  await t.test('editing the plan annotation (a Route edit, as the controller writes it) changes the routes with no restart', async (t) => {
+    const next: Plan = { v: 1, routes: [{ dst: '10.86.69.17/32', dev: 'eth1' }, { dst: '172.16.30.0/24', dev: 'eth1', via: '10.124.2.1' }] };
+    await setPlan('web', encodePlan(next, { namespace: NS, key }));
+    const want = ['10.86.69.17 dev eth1 proto 111', '172.16.30.0/24 via 10.124.2.1 dev eth1 proto 111'];
+    await until('the new plan is in the netns', () => JSON.stringify(ownedLines(routeLines(ns))) === JSON.stringify(want));
+    t.same(ownedLines(routeLines(ns)), want);
+    await until('status names the new plan', async () => decodeInjectorStatus((await getPod('web')).metadata?.annotations?.[STATUS_ANNOTATION])?.plan === planHash(next));
+    t.pass('reported');
+  });
+
+  await t.test('a forged plan is refused with an Event, and the routes stay', async (t) => {
+    const before = ownedLines(routeLines(ns));
+    await setPlan('web', encodePlan({ v: 1, routes: [{ dst: '0.0.0.0/1', dev: 'eth1' }] }, { namespace: NS, key: testKey() }));
+    const uid = (await getPod('web')).metadata!.uid!;
+    const ev = await until('PlanRejected Event', async () => {
+      const res = await kubeRequest(kc, 'GET', `/api/v1/namespaces/${NS}/events`, { query: { fieldSelector: `involvedObject.uid=${uid},reason=PlanRejected` } });
+      return (res.body?.items as { message: string; source?: { component?: string } }[] | undefined)?.[0];
+    });
+    t.match(ev.message, /unknown-key/);
+    t.equal(ev.source?.component, 'ovnkube-route-injector');
+    t.same(ownedLines(routeLines(ns)), before, 'routes as they were');
+    t.ok(metricValue(await metrics(), 'ovnkube_route_injector_plans_rejected_total{code="unknown-key"}') >= 1, 'counted');
+  });
+
+  await t.test('the agent cannot do more than its RBAC says', async (t) => {
+    const sa = kubeconfigUser(kubeconfig);
+    t.equal((await kubeRequest(sa, 'GET', '/api/v1/namespaces/ovnkube-route/secrets')).status, 403, 'no Secrets');
+    t.equal((await kubeRequest(sa, 'DELETE', podPath('web'))).status, 403, 'no pod deletion');
+    t.equal((await kubeRequest(sa, 'GET', '/apis/apps/v1/daemonsets')).status, 403, 'nothing else');
+  });
+
+  await t.test('writes are guarded by the pod UID', async (t) => {
+    const pod = await getPod('web');
+    const sink = kubeSink(kc, NODE);
+    await t.rejects(sink.patchPodAnnotations({ namespace: NS, name: 'web', uid: '00000000-0000-0000-0000-000000000000' }, { [STATUS_ANNOTATION]: 'x' }),
+      { code: 422, message: /metadata\.uid.*field is immutable/ }, 'a patch for another UID of the same name is refused (and never retried: see report.ts)');
+    t.not((await getPod('web')).metadata?.annotations?.[STATUS_ANNOTATION], 'x');
+    t.ok(pod.metadata?.uid);
+  });
+
+  await t.test('a restart converges without rewriting anything, then follows plan edits', async (t) => {
+    await setPlan('web', encodePlan(MISSION_PLAN, { namespace: NS, key }));
+    await until('plan back in place', () => JSON.stringify(ownedLines(routeLines(ns))) === JSON.stringify(WANT));
+    t.equal(await stopAgent(), 0, 'the agent exits 0 on SIGTERM');
+    t.same(ownedLines(routeLines(ns)), WANT, 'routes stay while no agent runs');
+    await startAgent();
+    const more: Plan = { v: 1, routes: [...MISSION_PLAN.routes, { dst: '172.16.40.0/24', dev: 'eth0' }] };
+    await setPlan('web', encodePlan(more, { namespace: NS, key }));
+    await until('the added route is in', () => routeLines(ns).includes('172.16.40.0/24 dev eth0 proto 111'));
+    t.equal(ownedLines(routeLines(ns)).length, 6, 'nothing duplicated');
+    t.equal(metricValue(await metrics(), 'ovnkube_route_injector_routes_applied_total'), 1, 'the restarted agent wrote only the one new route');
+  });
+
+  await t.test('deleting the pod cleans its state', async (t) => {
+    const plan: Plan = { ...MISSION_PLAN, default: { dev: 'eth1', via: '10.124.2.1' } };
+    await setPlan('web', encodePlan(plan, { namespace: NS, key }));
+    await until('default replaced', () => routeLines(ns).includes('default via 10.124.2.1 dev eth1 proto 111'));
+    await until('state saved', () => stateFiles(stateDir).length === 1);
+    t.equal((await kubeRequest(kc, 'DELETE', podPath('web'), { query: { gracePeriodSeconds: '0' } })).status, 200);
+    await until('state removed', () => stateFiles(stateDir).length === 0);
+    t.pass('removed');
+  });
+
+  t.test('agent log is JSON lines', async (t) => {
+    const lines = log.trim().split('\n').filter(Boolean);
+    t.ok(lines.length > 0);
+    t.ok(lines.every((l) => { try { return typeof JSON.parse(l).msg === 'string'; } catch { return false; } }), 'every line parses');
+  });
+});
+
+/** A KubeConfig for the user of a kubeconfig file. */
+function kubeconfigUser(file: string): KubeConfig {
+  const k = new KubeConfig();
+  k.loadFromFile(file);
+  return k;
+}
