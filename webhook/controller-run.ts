@@ -50,16 +50,14 @@ export function startController(opts: StartControllerOptions): RunningController
     ...(opts.observer ? { observer: opts.observer } : {}),
     report: (err, ev) => log.error({ err, resource: ev.resource, type: ev.type }, 'pod cache subscriber failed'),
   });
-  // The gauges read the controller and the elector when scraped, once both exist.
-  let controller: Controller | undefined;
-  let elector: LeaderElector | undefined;
+  // The gauges read the controller and the elector when scraped (both exist by then).
   const metrics = createControllerMetrics(opts.registry, {
-    queueDepth: () => controller?.queue.depth ?? 0,
-    queueRetrying: () => controller?.queue.retrying ?? 0,
+    queueDepth: () => controller.queue.depth,
+    queueRetrying: () => controller.queue.retrying,
     podsCached: () => pods.store.size,
-    isLeader: () => elector?.isLeader() ?? false,
+    isLeader: () => elector.isLeader(),
   });
-  const ctl = controller = new Controller({
+  const controller = new Controller({
     caches: opts.caches,
     pods: pods.store,
     api: controllerApi(kc),
@@ -73,7 +71,7 @@ export function startController(opts: StartControllerOptions): RunningController
     log,
     metrics,
   });
-  const elect = elector = new LeaderElector({
+  const elector = new LeaderElector({
     api: kc.makeApiClient(CoordinationV1Api),
     namespace: config.leaseNamespace,
     name: config.leaseName,
@@ -84,13 +82,13 @@ export function startController(opts: StartControllerOptions): RunningController
     onStartedLeading: () => {
       metrics.observeLeadership(true);
       log.info({ identity, lease: `${config.leaseNamespace}/${config.leaseName}` }, 'became the leader: controller starting');
-      ctl.start().catch((e) => log.error({ err: (e as Error).message }, 'controller failed to start'));
+      controller.start().catch((e) => log.error({ err: (e as Error).message }, 'controller failed to start'));
     },
     onStoppedLeading: async () => {
       metrics.observeLeadership(false);
       log.info({ identity }, 'no longer the leader: controller stopping');
       // Also right while start() still waits for the caches to sync (it then never begins).
-      await ctl.stop();
+      await controller.stop();
     },
     onNewLeader: (id) => { if (id !== identity) log.info({ leader: id }, 'another replica leads'); },
     onError: (err) => log.warn({ err: (err as Error)?.message ?? String(err) }, 'leader election: Lease read/write failed; retrying'),
@@ -100,8 +98,8 @@ export function startController(opts: StartControllerOptions): RunningController
   const running = elector.run(ac.signal);
   return {
     identity,
-    elector: elect,
-    controller: ctl,
+    elector,
+    controller,
     async stop() {
       ac.abort();
       // run() ends once the term's controller has stopped and the Lease is released.

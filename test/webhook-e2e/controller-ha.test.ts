@@ -5,18 +5,13 @@
 // and compacts etcd every 2 s, so a watch resumed from an old resourceVersion really gets 410.
 import { CoordinationV1Api, V1MicroTime, Watch, type V1Lease } from '@kubernetes/client-node';
 import type { WatchLike } from '../../webhook/informer.js';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import t from 'tap';
 import { LeaderElector } from '../../webhook/leader.js';
 import { podsFromApi } from '../../webhook/pods.js';
-import { applyManifests, kubeRequest, loadYamlDocuments, waitForCRDEstablished } from '../cluster/k8s.js';
+import { kubeRequest } from '../cluster/k8s.js';
 import { withControlPlane } from '../cluster/tap.js';
-import { repoRoot } from '../util/fixtures.js';
-import { genCerts } from '../webhook/helpers.js';
 import {
-  applyRoute, createNamespace, createPod, expectStatus, getPod, planRoutes, podBody, readPlanKey, startWebhook, until, type WebhookProcess,
+  applyRoute, createNamespace, createPod, expectStatus, getPod, installAddon, planRoutes, podBody, startWebhook, until, type WebhookProcess,
 } from './helpers.js';
 
 const cp = await withControlPlane(t, { apiserverArgs: ['--watch-cache=false', '--etcd-compaction-interval=2s'] });
@@ -131,19 +126,13 @@ if (cp) {
   });
 
   await t.test('two replicas: only the leader patches; SIGKILL and SIGTERM both hand over', async (t) => {
-    for (const r of await applyManifests(kc, [...loadYamlDocuments(join(repoRoot, 'crds', 'route.yaml')), ...loadYamlDocuments(join(repoRoot, 'deploy', 'namespace.yaml'))])) {
-      if (!r.ok) throw new Error(`${r.object}: ${r.message}`);
-    }
-    await waitForCRDEstablished(kc, 'routes.k8s.ovn.org');
-    const certDir = mkdtempSync(join(tmpdir(), 'ovnkube-route-e2e-ha-'));
-    t.teardown(() => rmSync(certDir, { recursive: true, force: true }));
-    await genCerts(certDir, ['--san', 'IP:127.0.0.1']);
-    const keys = [readPlanKey(certDir)];
+    // As deploy/'s ServiceAccount: its Role allows exactly this Lease.
+    const { certDir, keys, kubeconfig } = await installAddon(t, cp);
     const procs: WebhookProcess[] = [];
     t.teardown(() => Promise.all(procs.map((p) => p.stop('SIGKILL'))));
     const replica = async (id: string) => {
       const p = await startWebhook({
-        kubeconfig: cp.kubeconfigPath, certDir,
+        kubeconfig, certDir,
         args: ['--leader-id', id, '--lease-duration', '3s', '--renew-deadline', '2s', '--retry-period', '300ms'],
       });
       procs.push(p);

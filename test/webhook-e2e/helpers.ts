@@ -6,15 +6,19 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { decodePlan, parsePlanKey, type DecodeResult, type PlanKey } from '../../core/plan-codec.js';
 import { PLAN_ANNOTATION, type Pod } from '../../core/types.js';
-import { kubeRequest, loadYamlDocuments, type KubeResponse } from '../cluster/k8s.js';
+import type { Test } from 'tap';
+import type { ControlPlane } from '../cluster/controlplane.js';
+import { applyManifests, kubeRequest, loadYamlDocuments, waitForCRDEstablished, type KubeResponse } from '../cluster/k8s.js';
 import { cliPath, repoRoot } from '../util/fixtures.js';
+import { genCerts } from '../webhook/helpers.js';
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -114,6 +118,35 @@ export async function serviceAccountKubeconfig(kc: KubeConfig, server: string, c
 
 /** The plan key of a certs/gen.sh output folder. */
 export const readPlanKey = (certDir: string): PlanKey => parsePlanKey(readFileSync(join(certDir, 'plan.key'), 'utf8'));
+
+/** What installAddon() set up. */
+export interface Addon {
+  /** certs/gen.sh output (serving pair valid for 127.0.0.1, CA, plan key); removed at teardown. */
+  certDir: string;
+  keys: PlanKey[];
+  /** Kubeconfig of deploy/'s ServiceAccount, and its username (for --trusted-user). */
+  kubeconfig: string;
+  user: string;
+}
+
+/**
+ * Install what the add-on needs from the repository: crds/, deploy/namespace.yaml and
+ * deploy/webhook-rbac.yaml; make certs with certs/gen.sh (plus IP SAN 127.0.0.1, since the
+ * API server reaches the test's process by URL); and a kubeconfig for the ServiceAccount.
+ */
+export async function installAddon(t: Test, cp: ControlPlane): Promise<Addon> {
+  const manifests = ['crds/route.yaml', 'deploy/namespace.yaml', 'deploy/webhook-rbac.yaml'].flatMap((f) => loadYamlDocuments(join(repoRoot, f)));
+  for (const r of await applyManifests(cp.kc, manifests)) {
+    if (!r.ok) throw new Error(`${r.object}: ${r.message}`);
+  }
+  await waitForCRDEstablished(cp.kc, 'routes.k8s.ovn.org');
+  const certDir = mkdtempSync(join(tmpdir(), 'ovnkube-route-e2e-'));
+  t.teardown(() => rmSync(certDir, { recursive: true, force: true }));
+  await genCerts(certDir, ['--san', 'IP:127.0.0.1']);
+  const kubeconfig = join(certDir, 'sa-kubeconfig');
+  const user = await serviceAccountKubeconfig(cp.kc, cp.server, cp.caPem, 'ovnkube-route', 'ovnkube-route-webhook', kubeconfig);
+  return { certDir, keys: [readPlanKey(certDir)], kubeconfig, user };
+}
 
 /**
  * Register deploy/webhook-config.yaml as it is, except clientConfig: the URL of the test's

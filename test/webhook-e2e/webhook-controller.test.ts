@@ -4,20 +4,15 @@
 // HTTPS, running as the ServiceAccount of deploy/webhook-rbac.yaml (so deploy/'s RBAC is
 // shown to be enough). No scheduler or kubelet runs, so pods stay Pending; the injector's report is
 // simulated by writing its status annotation. One control plane for the whole file.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { encodeInjectorStatus } from '../../core/injector-status.js';
 import { encodePlan, planHash, planKeyFromSecret } from '../../core/plan-codec.js';
 import { INJECT_LABEL, PLAN_ANNOTATION, READINESS_GATE_LABEL, READY_CONDITION, STATUS_ANNOTATION, type Pod } from '../../core/types.js';
-import { applyManifests, kubeRequest, loadYamlDocuments, waitForCRDEstablished } from '../cluster/k8s.js';
+import { kubeRequest } from '../cluster/k8s.js';
 import { withControlPlane } from '../cluster/tap.js';
-import { repoRoot } from '../util/fixtures.js';
-import { genCerts } from '../webhook/helpers.js';
 import {
-  applyRoute, createNamespace, createPod, deleteRoute, expectStatus, getPod, getRoute, planAnnotation, planRoutes, podBody,
-  readPlanKey, registerWebhook, serviceAccountKubeconfig, startWebhook, until, verifyPlan, type WebhookProcess,
+  applyRoute, createNamespace, createPod, deleteRoute, expectStatus, getPod, getRoute, installAddon, planAnnotation, planRoutes, podBody,
+  registerWebhook, startWebhook, until, verifyPlan, type WebhookProcess,
 } from './helpers.js';
 
 const MAIN = 'e2e-main';
@@ -33,21 +28,7 @@ const cp = await withControlPlane(t);
 if (cp) {
   const { kc } = cp;
   const started = Date.now();
-  const manifests = [
-    ...loadYamlDocuments(join(repoRoot, 'crds', 'route.yaml')),
-    ...loadYamlDocuments(join(repoRoot, 'deploy', 'namespace.yaml')),
-    ...loadYamlDocuments(join(repoRoot, 'deploy', 'webhook-rbac.yaml')),
-  ];
-  for (const r of await applyManifests(kc, manifests)) {
-    if (!r.ok) throw new Error(`${r.object}: ${r.message}`);
-  }
-  await waitForCRDEstablished(kc, 'routes.k8s.ovn.org');
-  const certDir = mkdtempSync(join(tmpdir(), 'ovnkube-route-e2e-certs-'));
-  t.teardown(() => rmSync(certDir, { recursive: true, force: true }));
-  await genCerts(certDir, ['--san', 'IP:127.0.0.1']);
-  const keys = [readPlanKey(certDir)];
-  const kubeconfig = join(certDir, 'sa-kubeconfig');
-  const user = await serviceAccountKubeconfig(kc, cp.server, cp.caPem, 'ovnkube-route', 'ovnkube-route-webhook', kubeconfig);
+  const { certDir, keys, kubeconfig, user } = await installAddon(t, cp);
   // Short leader-election timings so a restarted process leads again quickly; the controller's
   // own identity is trusted, as deploy/webhook-deployment.yaml does.
   const args = ['--lease-duration', '4s', '--renew-deadline', '3s', '--retry-period', '500ms', '--trusted-user', user];
