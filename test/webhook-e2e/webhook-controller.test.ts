@@ -6,6 +6,7 @@
 // simulated by writing its status annotation. One control plane for the whole file.
 import t, { type Test } from 'tap';
 import { encodeInjectorStatus } from '../../core/injector-status.js';
+import { podIntent } from '../../injector/agent-pod.js';
 import { encodePlan, planHash, planKeyFromSecret } from '../../core/plan-codec.js';
 import { INJECT_LABEL, PLAN_ANNOTATION, READINESS_GATE_LABEL, READY_CONDITION, STATUS_ANNOTATION, type Pod } from '../../core/types.js';
 import { kubeRequest } from '../cluster/k8s.js';
@@ -178,13 +179,14 @@ if (cp) {
     const down4 = await createPod(kc, GEN, podBody({ generateName: 'gen-' }));
     t.equal(planAnnotation(down1), undefined, 'failurePolicy Ignore: created without a plan');
     t.equal(planAnnotation(down2), forged, 'the forged plan went in');
-    t.match(verifyPlan(down2, keys), { ok: false, code: 'unsigned' }, 'and the injector refuses it');
+    t.match(podIntent(down2, keys), { kind: 'rejected', code: 'unsigned' }, 'and the injector\'s verification refuses it');
     t.equal(planAnnotation(down4), undefined);
 
     wh = await startWebhook({ kubeconfig, certDir, args, port });
     const full = [`${serviceIP}/32 eth1`, '172.16.10.0/24 eth1', '172.16.20.0/24 eth0'];
     t.same(await until('down1 backfilled', async () => planRoutes(await getPod(kc, MAIN, 'down1'), keys)), full);
     t.same(await until('down2 corrected', async () => planRoutes(await getPod(kc, MAIN, 'down2'), keys)), full, 'forged plan replaced by a verified one');
+    t.match(podIntent(await getPod(kc, MAIN, 'down2'), keys), { kind: 'plan' }, 'which the injector accepts');
     await until('down3 (opted out) loses the forged plan', async () => planAnnotation(await getPod(kc, OPTOUT, 'down3')) === undefined);
     t.same(await until('down4 stamped', async () => planRoutes(await getPod(kc, GEN, down4.metadata!.name!), keys)), ['10.200.0.0/16 eth1']);
     t.equal(await wh.metric('ovnkube_route_controller_pods_patched_total', { previous: 'foreign' }), 2, 'two foreign plans corrected (down2 set, down3 removed)');
