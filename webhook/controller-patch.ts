@@ -53,16 +53,24 @@ function bodyMessage(body: unknown): string {
 }
 
 /**
+ * The message of the API server's 422 for a JSON Patch that does not apply (a failed `test`,
+ * or a path the object no longer has), with no details (checked against kube-apiserver
+ * 1.36). Our patches are computed from the cached object, so either means the object
+ * changed meanwhile. Schema validation failures carry their own message instead.
+ */
+const PATCH_NOT_APPLICABLE = 'the server rejected our request due to an error in our request';
+
+/**
  * Classify an error from client-node (ApiException: `code` and `body`) or the network.
- * A failed `test` operation is answered 422 (or 409 on a resourceVersion precondition):
- * both mean "changed meanwhile", i.e. a conflict.
+ * A patch that no longer applies (422, see above) and a 409 both mean "changed
+ * meanwhile", i.e. a conflict.
  */
 export function classifyApiError(err: unknown): ApiFailure {
   const e = err as { code?: unknown; statusCode?: unknown; body?: unknown; message?: unknown };
   const status = typeof e?.code === 'number' ? e.code : typeof e?.statusCode === 'number' ? e.statusCode : 0;
   const message = (bodyMessage(e?.body) || String(e?.message ?? err)).slice(0, 500);
   if (status === 404) return { action: 'gone', reason: 'not-found', status, message };
-  if (status === 409 || (status === 422 && /test/i.test(message))) return { action: 'retry', reason: 'conflict', status, message };
+  if (status === 409 || (status === 422 && message === PATCH_NOT_APPLICABLE)) return { action: 'retry', reason: 'conflict', status, message };
   if (status === 429) return { action: 'retry', reason: 'throttled', status, message };
   if (status === 401 || status === 403) return { action: 'retry', reason: 'forbidden', status, message };
   if (status >= 400 && status < 500) return { action: 'retry', reason: 'invalid', status, message };

@@ -7,6 +7,9 @@
 import t, { type Test } from 'tap';
 import { encodeInjectorStatus } from '../../core/injector-status.js';
 import { podIntent } from '../../injector/agent-pod.js';
+import { controllerApi } from '../../webhook/controller.js';
+import { classifyApiError, planPatch } from '../../webhook/controller-patch.js';
+import { slimPod } from '../../webhook/pods.js';
 import { encodePlan, planHash, planKeyFromSecret } from '../../core/plan-codec.js';
 import { INJECT_LABEL, PLAN_ANNOTATION, READINESS_GATE_LABEL, READY_CONDITION, STATUS_ANNOTATION, type Pod } from '../../core/types.js';
 import { kubeRequest } from '../cluster/k8s.js';
@@ -191,6 +194,20 @@ if (cp) {
     t.same(await until('down4 stamped', async () => planRoutes(await getPod(kc, GEN, down4.metadata!.name!), keys)), ['10.200.0.0/16 eth1']);
     t.equal(await wh.metric('ovnkube_route_controller_pods_patched_total', { previous: 'foreign' }), 2, 'two foreign plans corrected (down2 set, down3 removed)');
     t.equal(await wh.metric('ovnkube_route_controller_leader'), 1, 'the restarted process leads');
+  });
+
+  await step('the guard on the real API server: a patch computed from a stale pod is refused as a conflict', async (t) => {
+    const api = controllerApi(kc);
+    const stale = slimPod(await getPod(kc, MAIN, 'optout-pod'));
+    // The pod changes after we looked (a label), so its resourceVersion moves on.
+    expectStatus(await kubeRequest(kc, 'PATCH', `/api/v1/namespaces/${MAIN}/pods/optout-pod`, {
+      contentType: 'application/merge-patch+json', body: { metadata: { labels: { touched: 'yes' } } },
+    }), [200], 'touch optout-pod');
+    const err = await api.patchPod(MAIN, 'optout-pod', planPatch(stale, 'x')!).then(() => null, (e: unknown) => e);
+    t.match(classifyApiError(err), { action: 'retry', reason: 'conflict', status: 422 });
+    t.equal(planAnnotation(await getPod(kc, MAIN, 'optout-pod')), undefined, 'nothing was written');
+    const gone = await api.patchPod(MAIN, 'no-such-pod', planPatch(stale, 'x')!).then(() => null, (e: unknown) => e);
+    t.match(classifyApiError(gone), { action: 'gone', status: 404 });
   });
 
   await step('after the controller went over every pod, opted-out and hostNetwork pods still carry no plan', async (t) => {

@@ -105,7 +105,8 @@ t.test('classifyApiError', async (t) => {
   const cases: [unknown, string, string][] = [
     [api(404, 'pods "x" not found'), 'gone', 'not-found'],
     [api(409, 'the object has been modified'), 'retry', 'conflict'],
-    [api(422, 'the server rejected our request due to an error in our request: testing value /metadata/uid failed: test failed'), 'retry', 'conflict'],
+    // What kube-apiserver answers when a `test` fails (or a path is gone): a bare 422.
+    [{ code: 422, body: JSON.stringify({ kind: 'Status', status: 'Failure', message: 'the server rejected our request due to an error in our request', reason: 'Invalid', details: {}, code: 422 }) }, 'retry', 'conflict'],
     [api(422, 'metadata.annotations: Too long: must have at most 262144 bytes'), 'retry', 'invalid'],
     [api(429, 'too many requests'), 'retry', 'throttled'],
     [api(403, 'forbidden'), 'retry', 'forbidden'],
