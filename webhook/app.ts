@@ -73,14 +73,17 @@ const optionsSchema = {
 } as const;
 const validateOptions = new Ajv({ allErrors: true, strict: true }).compile(optionsSchema);
 
-function checkOptions(opts: AppOptions): Required<Pick<AppOptions, keyof typeof APP_DEFAULTS>> {
-  const numbers = Object.fromEntries(Object.keys(APP_DEFAULTS).filter((k) => (opts as unknown as Record<string, unknown>)[k] !== undefined)
-    .map((k) => [k, (opts as unknown as Record<string, unknown>)[k]]));
+type Tunables = { [K in keyof typeof APP_DEFAULTS]: number };
+
+function checkOptions(opts: AppOptions): Tunables {
+  // Only the tunables that were given are validated; the rest take APP_DEFAULTS.
+  const given = opts as unknown as Record<string, unknown>;
+  const numbers = Object.fromEntries(Object.keys(APP_DEFAULTS).filter((k) => given[k] !== undefined).map((k) => [k, given[k]]));
   if (!validateOptions(numbers)) {
     const detail = validateOptions.errors!.map((e) => `${e.instancePath.slice(1)} ${e.message ?? ''}`).join('; ');
     throw new WebhookError('OVNKR_ERR_APP_OPTIONS', detail);
   }
-  const merged = { ...APP_DEFAULTS, ...numbers } as Required<Pick<AppOptions, keyof typeof APP_DEFAULTS>>;
+  const merged: Tunables = { ...APP_DEFAULTS, ...numbers };
   if (merged.headersTimeoutMs > merged.requestTimeoutMs) {
     throw new WebhookError('OVNKR_ERR_APP_OPTIONS', `headersTimeoutMs (${merged.headersTimeoutMs}) must not exceed requestTimeoutMs (${merged.requestTimeoutMs})`);
   }
