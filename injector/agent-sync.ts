@@ -45,6 +45,8 @@ export interface PodRec {
   rejectedValue?: string;
   /** The last netns problem announced (deduplication). */
   netnsProblem?: string;
+  /** The pod should get routes (a plan, or the empty plan) but its netns is not found yet. */
+  waiting?: boolean;
 }
 
 export interface PodSyncDeps {
@@ -85,6 +87,7 @@ export class PodSync {
     const { reporter, metrics, log } = this.d;
     const pod = rec.pod;
     const intent = podIntent(pod, this.d.keys());
+    rec.waiting = false;
     if (intent.kind === 'ignore') {
       if (rec.netns) this.release(rec, intent.reason, true);
       return;
@@ -101,6 +104,7 @@ export class PodSync {
       return;
     }
     const loc = await this.d.locate(pod);
+    rec.waiting = !loc.ok && loc.kind === 'wait';
     if (!loc.ok) return this.noNetns(rec, loc);
     const holder = this.claims.get(idKey(loc.id));
     if (holder !== undefined && holder !== rec.uid) {

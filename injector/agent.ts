@@ -65,13 +65,15 @@ export interface PodView {
 export class Agent {
   private readonly pods = new Map<string, PodRec>();
   private readonly byName = new Map<string, string>();
+  /** Annotation netns paths proven to hold the pod's IP (agent-netns.ts), per "<uid> ...". */
+  private readonly verified = new Set<string>();
   private readonly queue: WorkQueue;
   private readonly sync: PodSync;
   private synced = false;
   private stopped = false;
 
   constructor(private readonly opts: AgentOptions) {
-    const locate: LocateDeps = { index: opts.index, policy: opts.policy, netnsAnnotation: opts.netnsAnnotation, verified: new Set() };
+    const locate: LocateDeps = { index: opts.index, policy: opts.policy, netnsAnnotation: opts.netnsAnnotation, verified: this.verified };
     this.sync = new PodSync({ ...opts, locate: (pod) => locateNetns(pod, locate), requeue: (uid) => this.queue.add(uid), onKeptChange: () => this.gauges(), stopped: () => this.stopped });
     this.queue = new WorkQueue(opts.maxParallel, (uid) => this.run(uid), (uid, e) => {
       const rec = this.pods.get(uid);
@@ -209,17 +211,27 @@ export class Agent {
       this.sync.release(rec, 'pod deleted', true);
       this.pods.delete(uid);
       this.opts.reporter.forget(uid);
+      for (const v of this.verified) if (v.startsWith(`${uid} `)) this.verified.delete(v);
       this.gauges();
       return;
     }
-    await this.sync.sync(rec);
+    try {
+      await this.sync.sync(rec);
+    } finally {
+      this.gauges();
+    }
     rec.failures = 0;
   }
 
   private gauges(): void {
     this.opts.metrics.setPodsTracked(this.pods.size);
     let kept = 0;
-    for (const r of this.pods.values()) if (r.keeper) kept++;
+    let waiting = 0;
+    for (const r of this.pods.values()) {
+      if (r.keeper) kept++;
+      if (!r.netns && r.waiting) waiting++;
+    }
     this.opts.metrics.setNetnsKept(kept);
+    this.opts.metrics.setPodsWaiting(waiting);
   }
 }

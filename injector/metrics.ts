@@ -27,6 +27,7 @@ export interface AgentMetrics {
   planRejected(code: string): void;
   setPodsTracked(n: number): void;
   setNetnsKept(n: number): void;
+  setPodsWaiting(n: number): void;
 }
 
 /** Register the agent's metrics on `registry`. Call once per registry. */
@@ -62,6 +63,11 @@ export function createAgentMetrics(registry: Registry): AgentMetrics {
   });
   const pods = new Gauge({ name: 'ovnkube_route_injector_pods_tracked', help: 'Pods of this node the agent tracks.', registers });
   const kept = new Gauge({ name: 'ovnkube_route_injector_netns_kept', help: 'Pod netns whose routes are being kept (one keeper each).', registers });
+  const waiting = new Gauge({
+    name: 'ovnkube_route_injector_pods_waiting_for_netns',
+    help: 'Pods that should get routes but whose netns is not found (yet): no CNI cache file, no usable netns annotation. Stuck non-zero: check --cni-cache-dir.',
+    registers,
+  });
   // Zero-initialise the labelled series so dashboards see them before the first event.
   for (const k of ['drift', 'default']) restored.inc({ kind: k }, 0);
   return {
@@ -81,6 +87,7 @@ export function createAgentMetrics(registry: Registry): AgentMetrics {
     },
     setPodsTracked: (n) => pods.set(n),
     setNetnsKept: (n) => kept.set(n),
+    setPodsWaiting: (n) => waiting.set(n),
   };
 }
 

@@ -63,21 +63,42 @@ if (cp && tierGate(t, 'netns', rootUnavailable())) await t.test('node agent agai
   const cacheDir = mkdtempSync(join(dir, 'cni-'));
   const stateDir = mkdtempSync(join(dir, 'state-'));
 
-  // The injector's identity and RBAC, exactly as deployed.
-  const manifests = ['namespace.yaml', 'node-injector-rbac.yaml', 'node-injector-priorityclass.yaml']
+  // The injector's identity, RBAC and write policy, exactly as deployed.
+  const manifests = ['namespace.yaml', 'node-injector-rbac.yaml', 'node-injector-priorityclass.yaml', 'node-injector-policy.yaml']
     .flatMap((f) => loadYamlDocuments(join(repoRoot, 'deploy', f)));
   for (const r of await applyManifests(kc, manifests)) t.ok(r.ok, `${r.object} applied`, { message: r.message });
   t.equal((await kubeRequest(kc, 'POST', '/api/v1/namespaces', { body: { metadata: { name: NS } } })).status, 201);
-  const tr = await kubeRequest(kc, 'POST', '/api/v1/namespaces/ovnkube-route/serviceaccounts/ovnkube-route-injector/token',
-    { body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest', spec: { expirationSeconds: 3600 } } });
-  t.equal(tr.status, 201, 'token for the injector ServiceAccount');
-  const kubeconfig = join(dir, 'injector.kubeconfig');
-  writeFileSync(kubeconfig, stringify({
-    apiVersion: 'v1', kind: 'Config', 'current-context': 'c',
-    clusters: [{ name: 'c', cluster: { server: cp.server, 'certificate-authority-data': Buffer.from(cp.caPem).toString('base64') } }],
-    users: [{ name: 'injector', user: { token: tr.body.status.token } }],
-    contexts: [{ name: 'c', context: { cluster: 'c', user: 'injector' } }],
-  }));
+  // The agent's credentials as the kubelet would project them: a token bound to the agent's
+  // own pod on its node (so it names the node), for the injector ServiceAccount.
+  t.equal((await kubeRequest(kc, 'POST', '/api/v1/nodes', { body: { metadata: { name: NODE } } })).status, 201, 'Node object');
+  const self = await kubeRequest(kc, 'POST', '/api/v1/namespaces/ovnkube-route/pods', {
+    body: { metadata: { name: 'injector-self' }, spec: { nodeName: NODE, serviceAccountName: 'ovnkube-route-injector', containers: [{ name: 'c', image: 'registry.invalid/none' }] } },
+  });
+  t.equal(self.status, 201, 'the agent\'s own pod');
+  const token = async (bound: boolean): Promise<string> => {
+    const spec = bound ? { expirationSeconds: 3600, boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: 'injector-self', uid: self.body.metadata.uid } } : { expirationSeconds: 3600 };
+    const tr = await kubeRequest(kc, 'POST', '/api/v1/namespaces/ovnkube-route/serviceaccounts/ovnkube-route-injector/token',
+      { body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest', spec } });
+    t.equal(tr.status, 201, `${bound ? 'pod-bound ' : ''}token for the injector ServiceAccount`, { message: tr.body?.message });
+    return String(tr.body.status.token);
+  };
+  const writeKubeconfig = (file: string, tok: string): string => {
+    writeFileSync(file, stringify({
+      apiVersion: 'v1', kind: 'Config', 'current-context': 'c',
+      clusters: [{ name: 'c', cluster: { server: cp.server, 'certificate-authority-data': Buffer.from(cp.caPem).toString('base64') } }],
+      users: [{ name: 'injector', user: { token: tok } }],
+      contexts: [{ name: 'c', context: { cluster: 'c', user: 'injector' } }],
+    }));
+    return file;
+  };
+  const boundToken = await token(true);
+  const claims = JSON.parse(Buffer.from(boundToken.split('.')[1] ?? '', 'base64url').toString()) as { 'kubernetes.io'?: { node?: { name?: string } } };
+  t.equal(claims['kubernetes.io']?.node?.name, NODE, 'the token names the node');
+  const kubeconfig = writeKubeconfig(join(dir, 'injector.kubeconfig'), boundToken);
+  const unboundKubeconfig = writeKubeconfig(join(dir, 'unbound.kubeconfig'), await token(false));
+  // A new policy reaches admission through an informer: wait (dry runs) until it denies.
+  await until('the write policy is in force', async () => (await kubeRequest(kubeconfigUser(kubeconfig), 'PATCH', '/api/v1/namespaces/ovnkube-route/pods/injector-self',
+    { body: { metadata: { labels: { probe: 'x' } } }, contentType: 'application/merge-patch+json', query: { dryRun: 'All' } })).status === 403);
   const key = testKey();
   const keyFile = join(dir, 'plan.key');
   writeFileSync(keyFile, key.secret.toString('base64') + '\n', { mode: 0o600 });
@@ -167,11 +188,31 @@ if (cp && tierGate(t, 'netns', rootUnavailable())) await t.test('node agent agai
     t.ok(metricValue(await metrics(), 'ovnkube_route_injector_plans_rejected_total{code="unknown-key"}') >= 1, 'counted');
   });
 
-  await t.test('the agent cannot do more than its RBAC says', async (t) => {
+  await t.test('the agent cannot do more than its RBAC and write policy say', async (t) => {
     const sa = kubeconfigUser(kubeconfig);
     t.equal((await kubeRequest(sa, 'GET', '/api/v1/namespaces/ovnkube-route/secrets')).status, 403, 'no Secrets');
     t.equal((await kubeRequest(sa, 'DELETE', podPath('web'))).status, 403, 'no pod deletion');
     t.equal((await kubeRequest(sa, 'GET', '/apis/apps/v1/daemonsets')).status, 403, 'nothing else');
+    const elsewhere = await kubeRequest(kc, 'POST', `/api/v1/namespaces/${NS}/pods`, {
+      body: { metadata: { name: 'elsewhere' }, spec: { nodeName: 'other-node', containers: [{ name: 'c', image: 'registry.invalid/none' }] } },
+    });
+    t.equal(elsewhere.status, 201);
+    const merge = 'application/merge-patch+json';
+    const denied = async (what: string, who: typeof sa, path: string, body: unknown, message: RegExp, contentType = merge): Promise<void> => {
+      const res = await kubeRequest(who, 'PATCH', path, { body, contentType });
+      t.equal(res.status, 403, `${what}: refused`, { message: res.body?.message });
+      t.match(String(res.body?.message), message, `${what}: by the policy`);
+    };
+    const status = { metadata: { annotations: { [STATUS_ANNOTATION]: '{"v":1}' } } };
+    await denied('a pod of another node', sa, podPath('elsewhere'), status, /only write pods of its own node/);
+    await denied('a token that names no node', kubeconfigUser(unboundKubeconfig), podPath('web'), status, /pod-bound token that names its node/);
+    await denied('a label', sa, podPath('web'), { metadata: { labels: { x: 'y' } } }, /may not change a pod's labels/);
+    await denied('the plan annotation', sa, podPath('web'), { metadata: { annotations: { [PLAN_ANNOTATION]: '{}' } } }, /only change the routes\.k8s\.ovn\.org\/status annotation/);
+    await denied('a container image', sa, podPath('web'), { spec: { containers: [{ name: 'c', image: 'evil.invalid/x' }] } }, /may not change a pod's spec/, 'application/strategic-merge-patch+json');
+    await denied('the pod IP', sa, `${podPath('web')}/status`, { status: { podIP: '10.9.9.9', podIPs: [{ ip: '10.9.9.9' }] } }, /phase, IPs or container statuses/);
+    await denied('another condition', sa, `${podPath('web')}/status`, { status: { conditions: [{ type: 'Ready', status: 'True' }] } }, /only set the routes\.k8s\.ovn\.org\/ready condition/, 'application/strategic-merge-patch+json');
+    const ok = await kubeRequest(sa, 'PATCH', podPath('web'), { body: status, contentType: merge, query: { dryRun: 'All' } });
+    t.equal(ok.status, 200, 'the status annotation of its own node\'s pod is allowed', { message: ok.body?.message });
   });
 
   await t.test('writes are guarded by the pod UID', async (t) => {

@@ -30,6 +30,7 @@ t.test('finding netns', async (t) => {
     await rig.agent.settled();
     t.same(ownedLines(routeLines(ns)), [], 'no routes while the netns is unknown');
     t.equal(rig.agent.view(pod.metadata!.uid!)?.kept, false, 'nothing kept yet');
+    t.equal(await rig.metric('ovnkube_route_injector_pods_waiting_for_netns'), 1, 'counted as waiting for its netns');
     writeCacheFile(rig.cacheDir, pod, ns.path);
     const lines = await until('plan routes in the netns', () => {
       const l = ownedLines(routeLines(ns));
@@ -41,6 +42,7 @@ t.test('finding netns', async (t) => {
     t.match(status, { plan: planHash(MISSION_PLAN), applied: 5, skipped: [], node: 'node-1' });
     t.equal(await rig.metric('ovnkube_route_injector_injection_latency_seconds'), 1, 'one injection latency observed');
     t.equal(await rig.metric('ovnkube_route_injector_routes_applied_total'), 5, '5 routes applied');
+    t.equal(await rig.metric('ovnkube_route_injector_pods_waiting_for_netns'), 0, 'no longer waiting');
   });
 
   t.test('cache file written (long) before the pod appears, atomically renamed into place', async (t) => {

@@ -5,7 +5,7 @@
 import t from 'tap';
 import { subscribeNetns } from '../../injector/netlink-events.js';
 import type { Plan } from '../../core/types.js';
-import { encodePlan } from '../../core/plan-codec.js';
+import { encodePlan, planHash } from '../../core/plan-codec.js';
 import { PLAN_ANNOTATION, STATUS_ANNOTATION } from '../../core/types.js';
 import { ipRoutes, makePod, routeLines } from '../util/netns.js';
 import { rootUnavailable, tierGate } from '../util/tier.js';
@@ -49,6 +49,8 @@ t.test('restart', async (t) => {
     second.apply(noDefault);
     await until('the original default route is back', () => routeLines(ns).includes('default via 169.254.1.1 dev eth0'));
     t.notOk(routeLines(ns).some((l) => l.startsWith('default via 10.124.2.1')), 'ours is gone');
+    // The kernel shows the original back before the apply has finished and reported.
+    await until('the apply reported', () => second.agent.view(pod.metadata!.uid!)?.planHash === planHash(MISSION_PLAN));
     t.equal(await second.metric('ovnkube_route_injector_routes_restored_total', { kind: 'default' }), 1, 'counted as a default restore');
     t.same(stateFiles(second.stateDir), [], 'nothing saved any more');
     t.equal(ownedLines(routeLines(ns)).length, 5, 'the other routes stay');
