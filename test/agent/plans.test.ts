@@ -5,9 +5,9 @@ import t from 'tap';
 import { decodeInjectorStatus } from '../../core/injector-status.js';
 import { encodePlan, planHash } from '../../core/plan-codec.js';
 import { INJECT_LABEL, PLAN_ANNOTATION, READY_CONDITION, STATUS_ANNOTATION, type Plan, type Pod } from '../../core/types.js';
-import { addEth1, makePod, routeLines } from '../util/netns.js';
+import { addEth1, routeLines } from '../util/netns.js';
 import { rootUnavailable, tierGate } from '../util/tier.js';
-import { makePodObject, MISSION_PLAN, ownedLines, sleep, startRig, stateFiles, testKey, until, writeCacheFile, type Rig } from './rig.js';
+import { MISSION_PLAN, ownedLines, sleep, startRig, stateFiles, testKey, until, type Rig } from './rig.js';
 
 const statusOf = (rig: Rig, pod: Pod) => decodeInjectorStatus(rig.api.pods.get(pod.metadata!.uid!)?.metadata?.annotations?.[STATUS_ANNOTATION]);
 const conditionOf = (rig: Rig, pod: Pod) => ((rig.api.pods.get(pod.metadata!.uid!)?.status as { conditions?: { type: string; status: string; reason: string }[] })?.conditions ?? [])
@@ -33,9 +33,7 @@ t.test('plans', async (t) => {
       ['not JSON', () => '{"v":1,', 'malformed-json'],
     ];
     for (const [what, value, code] of cases) {
-      const { pod: ns } = makePod(t);
-      const pod = rig.apply(makePodObject({ name: `forged-${code}`, planValue: value('default') }));
-      writeCacheFile(rig.cacheDir, pod, ns.path);
+      const { ns, pod } = rig.sandbox({ name: `forged-${code}`, planValue: value('default') });
       await until(`${what}: PlanRejected event`, () => rig.api.eventsOf(pod.metadata!.uid!, 'PlanRejected').length === 1);
       t.match(rig.api.eventsOf(pod.metadata!.uid!, 'PlanRejected')[0]!.message, code, `${what}: the event names the reason`);
       t.match(statusOf(rig, pod), { plan: '', applied: 0, skipped: [{ dst: '*', reason: 'plan-rejected' }] }, `${what}: reported`);
@@ -47,9 +45,7 @@ t.test('plans', async (t) => {
 
   t.test('a forged update leaves the routes of the last verified plan in place (and kept)', async (t) => {
     const rig = await startRig(t);
-    const { pod: ns } = makePod(t);
-    const pod = rig.apply(makePodObject({ name: 'freeze', plan: MISSION_PLAN, key: rig.key }));
-    writeCacheFile(rig.cacheDir, pod, ns.path);
+    const { ns, pod } = rig.sandbox({ name: 'freeze', plan: MISSION_PLAN });
     await until('plan in place', () => ownedLines(routeLines(ns)).length === 5);
     const forged: Plan = { v: 1, routes: [{ dst: '10.0.0.0/8', dev: 'eth1' }] };
     rig.apply(withPlan(rig.api.pods.get(pod.metadata!.uid!)!, encodePlan(forged, { namespace: 'default', key: testKey() })));
@@ -65,10 +61,8 @@ t.test('plans', async (t) => {
 
   t.test('plan changes: exact diff, no restart', async (t) => {
     const rig = await startRig(t);
-    const { pod: ns } = makePod(t);
+    const { ns, pod } = rig.sandbox({ name: 'change', plan: MISSION_PLAN });
     ns.ip('route', 'add', '198.51.100.0/24', 'dev', 'eth0'); // a foreign route, never touched
-    const pod = rig.apply(makePodObject({ name: 'change', plan: MISSION_PLAN, key: rig.key }));
-    writeCacheFile(rig.cacheDir, pod, ns.path);
     await until('plan in place', () => ownedLines(routeLines(ns)).length === 5);
     const next: Plan = {
       v: 1,
@@ -94,17 +88,13 @@ t.test('plans', async (t) => {
 
   t.test('opted-out and hostNetwork pods get no routes', async (t) => {
     const rig = await startRig(t);
-    const { pod: ns } = makePod(t);
-    const pod = rig.apply(makePodObject({ name: 'optout', plan: MISSION_PLAN, key: rig.key }));
-    writeCacheFile(rig.cacheDir, pod, ns.path);
+    const { ns, pod } = rig.sandbox({ name: 'optout', plan: MISSION_PLAN });
     await until('plan in place', () => ownedLines(routeLines(ns)).length === 5);
     const out = structuredClone(rig.api.pods.get(pod.metadata!.uid!)!);
     out.metadata!.labels = { [INJECT_LABEL]: 'disabled' };
     rig.apply(out);
     await until('opted out: routes removed although the plan annotation is there', () => ownedLines(routeLines(ns)).length === 0);
-    const { pod: hostLike } = makePod(t);
-    const hn = rig.apply(makePodObject({ name: 'hostnet', plan: MISSION_PLAN, key: rig.key, hostNetwork: true }));
-    writeCacheFile(rig.cacheDir, hn, hostLike.path);
+    const { ns: hostLike, pod: hn } = rig.sandbox({ name: 'hostnet', plan: MISSION_PLAN, hostNetwork: true });
     await sleep(100);
     await rig.agent.settled();
     t.same(ownedLines(routeLines(hostLike)), [], 'hostNetwork pod: nothing written');
@@ -113,9 +103,7 @@ t.test('plans', async (t) => {
 
   t.test('readiness condition and a device that appears later', async (t) => {
     const rig = await startRig(t);
-    const p = makePod(t, { eth1: false });
-    const pod = rig.apply(makePodObject({ name: 'gate', plan: MISSION_PLAN, key: rig.key, readinessGate: true }));
-    writeCacheFile(rig.cacheDir, pod, p.pod.path);
+    const { p, pod } = rig.sandbox({ name: 'gate', plan: MISSION_PLAN, readinessGate: true, eth1: false });
     await until('condition False: routes skipped', () => conditionOf(rig, pod)?.reason === 'RoutesSkipped');
     t.match(conditionOf(rig, pod), { status: 'False' });
     t.match(statusOf(rig, pod), { applied: 2, skipped: [{ reason: 'dev-missing', dev: 'eth1' }] }, 'status lists what is missing');
@@ -135,9 +123,7 @@ t.test('plans', async (t) => {
 
   t.test('drift is restored and counted', async (t) => {
     const rig = await startRig(t);
-    const { pod: ns } = makePod(t);
-    const pod = rig.apply(makePodObject({ name: 'drift', plan: MISSION_PLAN, key: rig.key }));
-    writeCacheFile(rig.cacheDir, pod, ns.path);
+    const { ns, pod } = rig.sandbox({ name: 'drift', plan: MISSION_PLAN });
     await until('plan in place', () => ownedLines(routeLines(ns)).length === 5);
     ns.ip('route', 'del', '10.86.69.17/32');
     await until('restored', () => routeLines(ns).includes('10.86.69.17 dev eth0 proto 111'));
@@ -148,10 +134,8 @@ t.test('plans', async (t) => {
 
   t.test('pod deletion: keeper stopped, state removed', async (t) => {
     const rig = await startRig(t);
-    const { pod: ns } = makePod(t);
     const plan: Plan = { ...MISSION_PLAN, default: { dev: 'eth1', via: '10.124.2.1' } };
-    const pod = rig.apply(makePodObject({ name: 'gone', plan, key: rig.key }));
-    writeCacheFile(rig.cacheDir, pod, ns.path);
+    const { ns, pod } = rig.sandbox({ name: 'gone', plan });
     await until('default replaced', () => routeLines(ns).includes('default via 10.124.2.1 dev eth1 proto 111'));
     t.equal(stateFiles(rig.stateDir).length, 1, 'the original default route is saved');
     rig.remove(pod);

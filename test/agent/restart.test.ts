@@ -80,18 +80,14 @@ t.test('restart', async (t) => {
     t.equal(rig.agent.view(pod.metadata!.uid!)?.kept, false, 'no keeper left for it');
     t.same(stateFiles(rig.stateDir), [], 'its state is removed');
     // The agent is fine: another pod is served.
-    const { pod: other } = makePod(t);
-    const pod2 = rig.apply(makePodObject({ name: 'next', plan: MISSION_PLAN, key: rig.key }));
-    writeCacheFile(rig.cacheDir, pod2, other.path);
+    const { ns: other } = rig.sandbox({ name: 'next', plan: MISSION_PLAN });
     await until('the next pod is served', () => ownedLines(routeLines(other)).length === 5);
     t.pass('served');
   });
 
   t.test('a kept netns that is deleted is released at once (netns dir watch)', async (t) => {
     const rig = await startRig(t);
-    const { pod: ns } = makePod(t);
-    const pod = rig.apply(makePodObject({ name: 'kept', plan: WITH_DEFAULT, key: rig.key }));
-    writeCacheFile(rig.cacheDir, pod, ns.path);
+    const { ns, pod } = rig.sandbox({ name: 'kept', plan: WITH_DEFAULT });
     await until('plan in place', () => ownedLines(routeLines(ns)).length === 6);
     t.equal(stateFiles(rig.stateDir).length, 1);
     ns.del();

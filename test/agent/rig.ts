@@ -24,6 +24,7 @@ import { DirWatcher } from '../../injector/discovery-watch.js';
 import { createAgentMetrics } from '../../injector/metrics.js';
 import { Reporter, type KubeSink, type PodCondition, type PodId } from '../../injector/report.js';
 import { AgentState } from '../../injector/state.js';
+import { makePod, type TestNetns, type TestPod } from '../util/netns.js';
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -120,6 +121,11 @@ export interface Rig {
   metric(name: string, labels?: Record<string, string>): Promise<number>;
   /** Stop this agent (keepers closed, routes and state left as they are). */
   stop(): void;
+  /**
+   * A simulated pod: a netns wired like the mission's pod (makePod), the pod in the API with
+   * its plan signed by the rig's key, and its CNI cache file naming that netns.
+   */
+  sandbox(o: PodObjectOptions & { eth1?: boolean }): { ns: TestNetns; p: TestPod; pod: Pod };
 }
 
 /** A random plan key (a test key, never a real one). */
@@ -162,19 +168,25 @@ export async function startRig(t: Test, o: RigOptions = {}): Promise<Rig> {
     a.stop();
   };
   t.teardown(stop);
+  const apply = (pod: Pod): Pod => {
+    const known = api.pods.has(pod.metadata!.uid!);
+    const stored = api.put(pod);
+    if (known) a.podUpdated(stored);
+    else a.podAdded(stored);
+    return stored;
+  };
   return {
-    agent: a, api, index, registry, key, cacheDir, stateDir, nodeName, stop,
-    apply(pod) {
-      const known = api.pods.has(pod.metadata!.uid!);
-      const stored = api.put(pod);
-      if (known) a.podUpdated(stored);
-      else a.podAdded(stored);
-      return stored;
-    },
+    agent: a, api, index, registry, key, cacheDir, stateDir, nodeName, stop, apply,
     remove(pod) {
       const stored = api.pods.get(pod.metadata!.uid!) ?? pod;
       api.pods.delete(pod.metadata!.uid!);
       a.podDeleted(stored);
+    },
+    sandbox(o) {
+      const p = makePod(t, { eth1: o.eth1 !== false });
+      const pod = apply(makePodObject({ key, ...o }));
+      writeCacheFile(cacheDir, pod, p.pod.path);
+      return { ns: p.pod, p, pod };
     },
     async metric(name, labels = {}) {
       const m = registry.getSingleMetric(name);
@@ -188,8 +200,12 @@ export async function startRig(t: Test, o: RigOptions = {}): Promise<Rig> {
 }
 
 /** A pod of node-1 with a fresh UID; `plan` is signed for its namespace with `key` (as the webhook does). */
-export function makePodObject(o: { name: string; namespace?: string; plan?: Plan; key?: PlanKey; planValue?: string; labels?: Record<string, string>;
-  annotations?: Record<string, string>; hostNetwork?: boolean; readinessGate?: boolean; podIPs?: string[]; uid?: string }): Pod {
+export interface PodObjectOptions {
+  name: string; namespace?: string; plan?: Plan; key?: PlanKey; planValue?: string; labels?: Record<string, string>;
+  annotations?: Record<string, string>; hostNetwork?: boolean; readinessGate?: boolean; podIPs?: string[]; uid?: string;
+}
+
+export function makePodObject(o: PodObjectOptions): Pod {
   const namespace = o.namespace ?? 'default';
   const annotations: Record<string, string> = { ...o.annotations };
   if (o.planValue !== undefined) annotations[PLAN_ANNOTATION] = o.planValue;
@@ -245,17 +261,8 @@ export function stateFiles(stateDir: string): string[] {
   }
 }
 
-/** The mission's target plan (design document demo Route, Services resolved to the table's IPs). */
-export const MISSION_PLAN: Plan = {
-  v: 1,
-  routes: [
-    { dst: '10.86.69.17/32', dev: 'eth0' },
-    { dst: '10.86.205.109/32', dev: 'eth1' },
-    { dst: '10.124.0.0/16', dev: 'eth1', via: '10.124.2.1' },
-    { dst: '172.16.10.0/24', dev: 'eth1' },
-    { dst: '192.168.2.0/24', dev: 'eth0' },
-  ],
-};
+/** The mission's target plan: shared with the kernel layer's tests. */
+export { MISSION_PLAN } from '../util/netns.js';
 
 /** Routes of ours (proto 111) in a netns, as compact lines. */
 export function ownedLines(lines: string[]): string[] {
