@@ -1,3 +1,5 @@
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+
 /**
  * Shared conventions for `ovnkube-route` commands: every command module exports a Command;
  * errors that are the user's fault are thrown as UsageError / InputError and printed on
@@ -27,4 +29,16 @@ export class UsageError extends Error {
 /** Bad input data (file contents, objects): exit 1, message names file/entry/field. */
 export class InputError extends Error {
   override name = 'InputError';
+}
+
+/**
+ * Parse a command's flags strictly (no positionals); a parse error — an unknown flag, a
+ * missing value — becomes a UsageError naming it.
+ */
+export function parseFlags<const T extends NonNullable<ParseArgsConfig['options']>>(argv: string[], options: T) {
+  try {
+    return parseArgs({ args: argv, options, strict: true as const, allowPositionals: false as const }).values;
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
 }

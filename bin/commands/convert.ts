@@ -1,8 +1,7 @@
-import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
 import { convertConfig } from '../../core/config.js';
 import { InputFileError } from '../../core/yaml-docs.js';
-import { InputError, UsageError, type Command } from '../cli.js';
+import { InputError, parseFlags, UsageError, type Command } from '../cli.js';
 import { readInput } from '../io.js';
 
 const help = `Usage: ovnkube-route convert -f FILE [--name NAME] [-o yaml|json]
@@ -27,17 +26,7 @@ export const convertCommand: Command = {
   summary: 'convert a cr-config.json/yaml route list into a Route object',
   help,
   async run(argv, io) {
-    let values;
-    try {
-      ({ values } = parseArgs({
-        args: argv,
-        options: { file: { type: 'string', short: 'f' }, name: { type: 'string' }, output: { type: 'string', short: 'o', default: 'yaml' } },
-        strict: true,
-        allowPositionals: false,
-      }));
-    } catch (e) {
-      throw new UsageError((e as Error).message);
-    }
+    const values = parseFlags(argv, { file: { type: 'string', short: 'f' }, name: { type: 'string' }, output: { type: 'string', short: 'o', default: 'yaml' } });
     if (!values.file) throw new UsageError('-f FILE is required');
     if (values.output !== 'yaml' && values.output !== 'json') throw new UsageError(`-o must be yaml or json, got "${values.output}"`);
     if (values.name !== undefined && !/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/.test(values.name)) {

@@ -1,11 +1,10 @@
 import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
-import { parseArgs } from 'node:util';
 import { decodePlan, parsePlanKey, type PlanKey } from '../../core/plan-codec.js';
 import { checkNetnsPath, DEFAULT_NETNS_DIR, isNetnsError } from '../../injector/netns.js';
 import { applyPlan, RTPROT_OVNKUBE_ROUTE, type ApplyResult, type RouteItem } from '../../injector/routes.js';
 import { SavedDefaultStore } from '../../injector/routes-saved.js';
-import { InputError, UsageError, type Command } from '../cli.js';
+import { InputError, parseFlags, UsageError, type Command } from '../cli.js';
 import { readInput } from '../io.js';
 
 const DEFAULT_STATE_DIR = '/var/lib/ovnkube-route/inject';
@@ -92,21 +91,11 @@ export const injectCommand: Command = {
   summary: 'apply a route plan to one netns and print what changed',
   help,
   async run(argv, io) {
-    let values;
-    try {
-      ({ values } = parseArgs({
-        args: argv,
-        options: {
+    const values = parseFlags(argv, {
           netns: { type: 'string' }, plan: { type: 'string' }, key: { type: 'string' }, namespace: { type: 'string' },
           'netns-dir': { type: 'string', default: DEFAULT_NETNS_DIR }, 'state-dir': { type: 'string', default: DEFAULT_STATE_DIR },
           output: { type: 'string', short: 'o', default: 'text' },
-        },
-        strict: true,
-        allowPositionals: false,
-      }));
-    } catch (e) {
-      throw new UsageError((e as Error).message);
-    }
+        });
     if (!values.netns) throw new UsageError('--netns PATH is required');
     if (!values.plan) throw new UsageError('--plan FILE|- is required');
     if (values.output !== 'text' && values.output !== 'json') throw new UsageError(`--output must be text or json, got "${values.output}"`);

@@ -1,11 +1,10 @@
 import { readFile } from 'node:fs/promises';
-import { parseArgs } from 'node:util';
 import { loadObjects } from '../../core/objects.js';
 import { encodePlan, parsePlanKey, type PlanKey } from '../../core/plan-codec.js';
 import type { Resolution } from '../../core/resolve.js';
 import type { Pod } from '../../core/types.js';
 import { InputFileError } from '../../core/yaml-docs.js';
-import { InputError, UsageError, type Command } from '../cli.js';
+import { InputError, parseFlags, UsageError, type Command } from '../cli.js';
 import { readInput } from '../io.js';
 
 const help = `Usage: ovnkube-route plan -f OBJECTS.yaml (--pod NAMESPACE/NAME | --all) [--key FILE] [--mode default|opt-in]
@@ -42,20 +41,10 @@ export const planCommand: Command = {
   summary: 'resolve pods\' route plans offline from a file of Kubernetes objects',
   help,
   async run(argv, io) {
-    let values;
-    try {
-      ({ values } = parseArgs({
-        args: argv,
-        options: {
+    const values = parseFlags(argv, {
           file: { type: 'string', short: 'f' }, pod: { type: 'string' }, all: { type: 'boolean', default: false },
           key: { type: 'string' }, mode: { type: 'string', default: 'default' },
-        },
-        strict: true,
-        allowPositionals: false,
-      }));
-    } catch (e) {
-      throw new UsageError((e as Error).message);
-    }
+        });
     if (!values.file) throw new UsageError('-f FILE is required');
     if ((values.pod === undefined) === !values.all) throw new UsageError('give exactly one of --pod NAMESPACE/NAME and --all');
     if (values.pod !== undefined && !/^[^/\s]+\/[^/\s]+$/.test(values.pod)) throw new UsageError(`--pod expects NAMESPACE/NAME, got "${values.pod}"`);

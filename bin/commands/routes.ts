@@ -1,11 +1,10 @@
-import { parseArgs } from 'node:util';
 import { DEFAULT_CNI_CACHE_DIR, findPodNetns, scanCniCacheDir } from '../../injector/cni-cache.js';
 import { RtnlClient } from '../../injector/netlink.js';
 import { DEFAULT_NETNS_DIR, isNetnsError } from '../../injector/netns.js';
 import { RTPROT_OVNKUBE_ROUTE } from '../../injector/routes.js';
 import { formatRouteTable4, formatRouteTable6 } from '../../injector/routes-table.js';
 import type { KernelRoute } from '../../injector/netlink-codec.js';
-import { InputError, UsageError, type Command } from '../cli.js';
+import { InputError, parseFlags, UsageError, type Command } from '../cli.js';
 
 const help = `Usage: ovnkube-route routes (--netns PATH | --pod NAMESPACE/NAME) [--family 4|6|all]
                             [--netns-dir DIR] [--cni-cache-dir DIR] [-o text|json]
@@ -33,21 +32,11 @@ export const routesCommand: Command = {
   summary: 'print a pod netns\'s routing table like route -n, marking the routes ovnkube-route owns',
   help,
   async run(argv, io) {
-    let values;
-    try {
-      ({ values } = parseArgs({
-        args: argv,
-        options: {
+    const values = parseFlags(argv, {
           netns: { type: 'string' }, pod: { type: 'string' }, family: { type: 'string', default: 'all' },
           'netns-dir': { type: 'string', default: DEFAULT_NETNS_DIR }, 'cni-cache-dir': { type: 'string', default: DEFAULT_CNI_CACHE_DIR },
           output: { type: 'string', short: 'o', default: 'text' },
-        },
-        strict: true,
-        allowPositionals: false,
-      }));
-    } catch (e) {
-      throw new UsageError((e as Error).message);
-    }
+        });
     if ((values.netns === undefined) === (values.pod === undefined)) throw new UsageError('give exactly one of --netns PATH and --pod NAMESPACE/NAME');
     if (!['4', '6', 'all'].includes(values.family)) throw new UsageError(`--family must be 4, 6 or all, got "${values.family}"`);
     if (values.output !== 'text' && values.output !== 'json') throw new UsageError(`--output must be text or json, got "${values.output}"`);
