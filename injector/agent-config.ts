@@ -6,7 +6,7 @@
  * process.env: the caller passes the environment in.
  */
 import { isIP } from 'node:net';
-import { parseArgs } from 'node:util';
+import { flagHelpRows, parseDuration, readFlags, type FlagSpec } from '../core/flags.js';
 import { DEFAULT_CNI_CACHE_DIR } from './cni-cache.js';
 import { DEFAULT_NETNS_DIR } from './netns.js';
 
@@ -41,20 +41,12 @@ export class AgentConfigError extends Error {
   override name = 'AgentConfigError';
 }
 
-interface Flag {
-  env: string;
-  value: string;
-  multiple?: boolean;
-  default?: string;
-  help: string;
-}
-
 /** Default state dir of the agent (the `inject` CLI keeps its own under <dir>/inject). */
 export const DEFAULT_STATE_DIR = '/var/lib/ovnkube-route';
 export const DEFAULT_METRICS_ADDR = '0.0.0.0:9479';
 
 /** Every flag, its environment variable, default and help line. */
-export const AGENT_FLAGS: Record<string, Flag> = {
+export const AGENT_FLAGS: Record<string, FlagSpec> = {
   'node-name': { env: 'NODE_NAME', value: 'NAME', help: 'this node\'s name (required; the DaemonSet sets NODE_NAME from spec.nodeName)' },
   'plan-key': {
     env: 'OVNKUBE_ROUTE_PLAN_KEYS', value: 'FILE', multiple: true,
@@ -77,10 +69,7 @@ export const AGENT_FLAGS: Record<string, Flag> = {
 
 /** The --help text, generated from AGENT_FLAGS. */
 export function agentHelp(): string {
-  const rows = Object.entries(AGENT_FLAGS).map(([name, f]) => {
-    const extra = [f.default !== undefined ? `default ${f.default}` : '', `env ${f.env}`].filter(Boolean).join('; ');
-    return `  --${name} ${f.value}\n      ${f.help} (${extra})`;
-  });
+  const rows = flagHelpRows(AGENT_FLAGS);
   return [
     'Usage: ovnkube-route agent --node-name NAME --plan-key FILE [flags]',
     '',
@@ -102,13 +91,7 @@ export function agentHelp(): string {
 
 const fail = (msg: string): never => { throw new AgentConfigError(msg); };
 
-/** Parse "500ms", "30s", "5m", "1h" or plain seconds into milliseconds; NaN when malformed. */
-export function parseDuration(text: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
-  if (!m) return NaN;
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(m[2] ?? 's') as 'ms' | 's' | 'm' | 'h'];
-  return Math.round(Number(m[1]) * unit);
-}
+export { parseDuration };
 
 /** A Kubernetes annotation key: optional DNS-subdomain prefix and "/", then a name of <= 63 chars. */
 function isAnnotationKey(k: string): boolean {
@@ -135,26 +118,7 @@ function parseAddr(text: string, from: string): { host: string; port: number } {
  * AgentConfigError naming the flag (or its variable) and what was expected.
  */
 export function parseAgentConfig(argv: string[], env: Record<string, string | undefined>): AgentConfig {
-  const options = Object.fromEntries(Object.entries(AGENT_FLAGS).map(([name, f]) => [name, { type: 'string' as const, multiple: f.multiple === true }]));
-  let values: Record<string, string | string[] | undefined>;
-  try {
-    ({ values } = parseArgs({ args: argv, options, allowPositionals: false, strict: true }));
-  } catch (e) {
-    return fail((e as Error).message);
-  }
-  const raw = (name: string): { value: string | string[] | undefined; from: string } => {
-    const f = AGENT_FLAGS[name]!;
-    const v = values[name];
-    if (v !== undefined && !(Array.isArray(v) && v.length === 0)) return { value: v, from: `--${name}` };
-    const e = env[f.env];
-    if (e !== undefined && e !== '') return { value: f.multiple ? e.split(',').map((s) => s.trim()).filter(Boolean) : e, from: `$${f.env}` };
-    return { value: f.default, from: `--${name}` };
-  };
-  const one = (name: string): string | undefined => {
-    const v = raw(name).value;
-    return v === undefined || v === '' ? undefined : (v as string);
-  };
-  const from = (name: string): string => raw(name).from;
+  const { raw, one, from } = readFlags(AGENT_FLAGS, argv, env, fail);
 
   const nodeName = one('node-name') ?? fail('--node-name (or $NODE_NAME) is required: the agent serves the pods of one node');
   if (!/^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/.test(nodeName)) fail(`${from('node-name')}: expected a node name (DNS subdomain), got "${nodeName}"`);

@@ -6,7 +6,7 @@
  * the caller passes the environment in.
  */
 import { isIP } from 'node:net';
-import { parseArgs } from 'node:util';
+import { flagHelpRows, readFlags, type FlagSpec } from '../core/flags.js';
 import type { InjectMode } from '../core/resolve.js';
 import { CONTROLLER_FLAGS, parseControllerConfig, type ControllerConfig } from './controller-config.js';
 import { WebhookError } from './errors.js';
@@ -31,14 +31,8 @@ export interface WebhookConfig {
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
-interface Flag {
+interface Flag extends FlagSpec {
   key: keyof WebhookConfig;
-  env: string;
-  value: string;
-  multiple?: boolean;
-  required?: boolean;
-  default?: string;
-  help: string;
 }
 
 /** Every flag, its environment variable, default and help line. */
@@ -63,11 +57,7 @@ export const FLAGS: Record<string, Flag> = {
 
 /** The --help text, generated from FLAGS. */
 export function webhookHelp(): string {
-  const rows = Object.entries(FLAGS).map(([name, f]) => {
-    const left = `  --${name} ${f.value}`;
-    const extra = [f.required ? 'required' : '', f.default !== undefined ? `default ${f.default}` : '', `env ${f.env}`];
-    return `${left}\n      ${f.help} (${extra.filter(Boolean).join('; ')})`;
-  });
+  const rows = flagHelpRows(FLAGS);
   return [
     'Usage: ovnkube-route webhook --tls-cert FILE --tls-key FILE --plan-key FILE [flags]',
     '',
@@ -94,29 +84,10 @@ const fail = (msg: string): never => { throw new WebhookError('OVNKR_ERR_CONFIG'
  * WebhookError OVNKR_ERR_CONFIG naming the flag (and its variable) and what was expected.
  */
 export function parseWebhookConfig(argv: string[], env: Record<string, string | undefined>): WebhookConfig {
-  const options = Object.fromEntries(Object.entries(FLAGS).map(([name, f]) => [name, { type: 'string' as const, multiple: f.multiple === true }]));
-  let values: Record<string, string | string[] | undefined>;
-  try {
-    ({ values } = parseArgs({ args: argv, options, allowPositionals: false, strict: true }));
-  } catch (e) {
-    return fail((e as Error).message);
-  }
-  const raw = (name: string): { value: string | string[] | undefined; from: string } => {
-    const f = FLAGS[name]!;
-    const v = values[name];
-    if (v !== undefined && !(Array.isArray(v) && v.length === 0)) return { value: v, from: `--${name}` };
-    const e = env[f.env];
-    if (e !== undefined && e !== '') return { value: f.multiple ? e.split(',').map((s) => s.trim()).filter(Boolean) : e, from: `$${f.env}` };
-    return { value: f.default, from: `--${name}` };
-  };
+  const { raw, many, one: get } = readFlags(FLAGS, argv, env, fail);
   const one = (name: string, required = false): string | undefined => {
-    const { value, from } = raw(name);
-    if (value === undefined || value === '') return required ? fail(`${from} is required`) : undefined;
-    return value as string;
-  };
-  const many = (name: string): string[] => {
-    const { value } = raw(name);
-    return value === undefined ? [] : Array.isArray(value) ? value : [value];
+    const v = get(name);
+    return v === undefined && required ? fail(`${raw(name).from} is required`) : v;
   };
 
   const listenAddress = one('listen-address', true)!;

@@ -3,6 +3,7 @@
  * FLAGS table (which merges them, so --help and parsing cover them), and their validation
  * into one typed ControllerConfig. Durations are written like Go's: 500ms, 2s, 15s, 10m, 1h.
  */
+import { parseDuration } from '../core/flags.js';
 import { WebhookError } from './errors.js';
 import { leaderTimingProblem } from './leader.js';
 
@@ -45,14 +46,7 @@ export const CONTROLLER_FLAGS: Record<string, ControllerFlag> = {
   'resync-period': flag('RESYNC_PERIOD', 'DURATION', '10m', 're-check every pod and Route this often (0 disables)'),
 };
 
-const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
-
-/** Parse a duration like 500ms, 2s, 1.5s, 10m, 1h ("0" is zero); NaN when malformed. */
-export function parseDuration(text: string): number {
-  if (text === '0') return 0;
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(text);
-  return m ? Math.round(Number(m[1]) * UNITS[m[2]!]!) : NaN;
-}
+export { parseDuration };
 
 /** A flag's value and where it came from (`--name` or `$ENV`), as config.ts resolves it. */
 export type FlagReader = (name: string) => { value: string | undefined; from: string };

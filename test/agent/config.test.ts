@@ -46,8 +46,10 @@ t.test('errors name the flag and what was expected', async (t) => {
 });
 
 t.test('durations', async (t) => {
-  t.equal(parseAgentConfig([...base, '--resync-period', '10'], {}).resyncPeriodMs, 10_000, 'a plain number is seconds');
-  t.same(['500ms', '30s', '30', '5m', '1h', '1.5s', 'x', '5 m', ''].map(parseDuration), [500, 30_000, 30_000, 300_000, 3_600_000, 1500, NaN, NaN, NaN]);
+  // Go-style durations, as the webhook's flags (core/flags.ts): a unit is required.
+  t.equal(parseAgentConfig([...base, '--resync-period', '10s'], {}).resyncPeriodMs, 10_000);
+  t.throws(() => parseAgentConfig([...base, '--resync-period', '10'], {}), /--resync-period: expected a duration/, 'a bare number is refused');
+  t.same(['500ms', '30s', '30', '5m', '1h', '1.5s', 'x', '5 m', ''].map(parseDuration), [500, 30_000, NaN, 300_000, 3_600_000, 1500, NaN, NaN, NaN]);
 });
 
 t.test('--help names every flag and its variable', async (t) => {
