@@ -3,11 +3,16 @@
  *
  * Start-up order (a restart rebuilds everything from the API, the CNI cache and the state
  * dir; nothing else is needed to converge):
- *   1. key ring, metrics registry and listener (/readyz answers 503 until step 4);
- *   2. the CNI cache index: inotify watch first, then a full scan;
- *   3. the netns dir watch (a netns deleted or created);
- *   4. the pod list+watch of this node. Every pod listed is synced; once the list is in,
- *      state entries of pods no longer on the node are removed.
+ *   1. key ring, metrics registry and listener (/readyz answers 503 until both lists of
+ *      steps 2 and 5 are in);
+ *   2. the namespace list+watch (labels only), started first so that its list runs while
+ *      the CNI cache is scanned and the pods are listed: no plan is applied until it is in
+ *      (fail safe, agent-namespaces.ts), so it must not add a round trip of its own;
+ *   3. the CNI cache index: inotify watch first, then a full scan;
+ *   4. the netns dir watch (a netns deleted or created);
+ *   5. the pod list+watch of this node. Every pod listed is synced (a pod with a plan
+ *      waits for step 2, then all are requeued); once the list is in, state entries of
+ *      pods no longer on the node are removed.
  * Every resync period all pods are looked at again (backstop for missed events).
  * On abort: watches stop, keepers close; routes and state stay as they are.
  */
@@ -17,7 +22,7 @@ import { collectDefaultMetrics, Registry } from 'prom-client';
 import { Agent } from './agent.js';
 import type { AgentConfig } from './agent-config.js';
 import { KeyRing } from './agent-keys.js';
-import { kubeSink, PodSource } from './agent-kube.js';
+import { kubeSink, NamespaceSource, PodSource } from './agent-kube.js';
 import { jsonLogger } from './agent-log.js';
 import { CniCacheIndex } from './discovery.js';
 import { DirWatcher } from './discovery-watch.js';
@@ -70,11 +75,12 @@ export async function runAgent(config: AgentConfig, opts: RunAgentOptions): Prom
     keeper: { resyncMs: config.resyncPeriodMs },
   });
   const a = agent;
-  let ready = false;
+  let podsListed = false;
+  const ready = (): boolean => podsListed && a.namespacesAreSynced;
   let server: Server | undefined;
   if (config.metricsAddr) {
     try {
-      server = await serveMetrics(registry, config.metricsAddr, () => ready);
+      server = await serveMetrics(registry, config.metricsAddr, ready);
     } catch (e) {
       throw new AgentStartError(`cannot listen on ${config.metricsAddr.host}:${config.metricsAddr.port} for metrics: ${(e as Error).message}`);
     }
@@ -86,9 +92,15 @@ export async function runAgent(config: AgentConfig, opts: RunAgentOptions): Prom
     podDeleted: (p) => a.podDeleted(p),
     podsSynced: () => {
       a.podsSynced();
-      ready = true;
-      log.info('pods of the node listed; converging', { node: config.nodeName, pods: a.size, sandboxes: index.size });
+      podsListed = true;
+      log.info('pods of the node listed; converging', { node: config.nodeName, pods: a.size, sandboxes: index.size, namespacesListed: a.namespacesAreSynced });
     },
+  }, log);
+  const namespaces = new NamespaceSource(kc, {
+    namespaceAdded: (n) => a.namespaceAdded(n),
+    namespaceUpdated: (n) => a.namespaceUpdated(n),
+    namespaceDeleted: (n) => a.namespaceDeleted(n),
+    namespacesSynced: () => a.namespacesSynced(),
   }, log);
   log.info('starting', {
     node: config.nodeName, keyIds: keys.ids(), cniCacheDir: config.cniCacheDir, netnsDir: config.netnsDir,
@@ -96,6 +108,7 @@ export async function runAgent(config: AgentConfig, opts: RunAgentOptions): Prom
   });
   const resync = setInterval(() => a.resyncAll(), config.resyncPeriodMs);
   try {
+    namespaces.start();
     await index.start();
     netnsWatch.start();
     keys.watch(Math.min(30_000, config.resyncPeriodMs), () => a.keysChanged());
@@ -105,7 +118,7 @@ export async function runAgent(config: AgentConfig, opts: RunAgentOptions): Prom
     log.info('stopping; routes stay in place', { node: config.nodeName });
     clearInterval(resync);
     keys.close();
-    await pods.stop();
+    await Promise.all([pods.stop(), namespaces.stop()]);
     netnsWatch.close();
     index.close();
     a.stop();

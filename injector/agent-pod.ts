@@ -1,6 +1,7 @@
 /**
- * What the agent should do for a pod, from the pod alone (pure, no I/O): its verified
- * plan, or why it has none, or why its plan was refused.
+ * What a pod asks of the agent, from the pod alone (pure, no I/O): its verified plan, or
+ * why it has none, or why its plan was refused. The agent decides with agentIntent()
+ * (agent-namespaces.ts), which adds the pod's namespace (its opt-out label) on top.
  *
  * - hostNetwork pods share the node's netns: never touched (and refused anyway).
  * - Pods that ended (phase Succeeded/Failed) have no sandbox any more: their state goes.
@@ -15,7 +16,7 @@ import { INJECT_LABEL, PLAN_ANNOTATION, READY_CONDITION, type Plan, type Pod } f
 
 export type PodIntent =
   | { kind: 'ignore'; reason: 'host-network' | 'terminated' | 'no-uid' }
-  | { kind: 'none'; reason: 'no-plan' | 'opted-out' }
+  | { kind: 'none'; reason: 'no-plan' | 'opted-out' | 'namespace-opted-out' }
   | { kind: 'plan'; plan: Plan; hash: string; value: string }
   | { kind: 'rejected'; code: DecodeErrorCode; error: string; value: string };
 
@@ -27,7 +28,7 @@ export function isEmptyPlan(p: Plan): boolean {
   return p.routes.length === 0 && p.default === undefined;
 }
 
-/** Decide what a pod should get. `keys` is the current key ring. */
+/** Decide what a pod asks for, ignoring its namespace. `keys` is the current key ring. */
 export function podIntent(pod: Pod, keys: readonly PlanKey[]): PodIntent {
   if (!pod.metadata?.uid) return { kind: 'ignore', reason: 'no-uid' };
   if (pod.spec?.hostNetwork === true) return { kind: 'ignore', reason: 'host-network' };

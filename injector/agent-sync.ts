@@ -1,6 +1,6 @@
 /**
  * PodSync: one pod's reconcile step, run by the Agent's work queue (never twice at once
- * for a pod). It locates the netns, decides the plan (agent-pod.ts), and starts, re-plans,
+ * for a pod). It decides the plan (agentIntent, agent-namespaces.ts), locates the netns, and starts, re-plans,
  * retires or releases the pod's RouteKeeper; keeper reports become metrics, the status
  * report and Events.
  *
@@ -9,10 +9,11 @@
  * never share a netns: the second claimant is refused.
  */
 import { planHash, type PlanKey } from '../core/plan-codec.js';
-import type { Plan, Pod } from '../core/types.js';
+import { PLAN_ANNOTATION, type Plan, type Pod } from '../core/types.js';
 import type { AgentLogger } from './agent-log.js';
 import type { Located, NetnsSource } from './agent-netns.js';
-import { EMPTY_PLAN, isEmptyPlan, podIntent, podKey } from './agent-pod.js';
+import { agentIntent, type AgentIntent, type NamespaceInfo } from './agent-namespaces.js';
+import { EMPTY_PLAN, isEmptyPlan, podKey } from './agent-pod.js';
 import type { AgentMetrics } from './metrics.js';
 import { isNetnsError, type NetnsId, type NetnsPolicy } from './netns.js';
 import type { Reporter } from './report.js';
@@ -47,11 +48,15 @@ export interface PodRec {
   netnsProblem?: string;
   /** The pod should get routes (a plan, or the empty plan) but its netns is not found yet. */
   waiting?: boolean;
+  /** Why the pod has no plan of its own in force (the last decision's reason), for logs and view(). */
+  reason?: string;
 }
 
 export interface PodSyncDeps {
   nodeName: string;
   keys: () => readonly PlanKey[];
+  /** What is known of a namespace (the agent's NamespaceCache). */
+  namespace: (name: string) => NamespaceInfo;
   policy: NetnsPolicy;
   state: AgentState;
   reporter: Reporter;
@@ -66,6 +71,7 @@ export interface PodSyncDeps {
   stopped: () => boolean;
 }
 
+const podHasPlan = (pod: Pod): boolean => pod.metadata?.annotations?.[PLAN_ANNOTATION] !== undefined;
 const idKey = (id: NetnsId): string => `${id.dev}:${id.ino}`;
 const EMPTY_HASH = planHash(EMPTY_PLAN);
 
@@ -86,8 +92,10 @@ export class PodSync {
   async sync(rec: PodRec): Promise<void> {
     const { reporter, metrics, log } = this.d;
     const pod = rec.pod;
-    const intent = podIntent(pod, this.d.keys());
+    const intent = agentIntent(pod, this.d.keys(), this.d.namespace(pod.metadata?.namespace ?? ''));
     rec.waiting = false;
+    this.noteReason(rec, intent);
+    if (intent.kind === 'defer') return; // fail safe: the netns is left exactly as it is until the namespace is known
     if (intent.kind === 'ignore') {
       if (rec.netns) this.release(rec, intent.reason, true);
       return;
@@ -138,6 +146,20 @@ export class PodSync {
       reporter.report(pod, { kind: 'applied', inForce: rec.inForce }); // the pod changed: compare the report again
     }
     this.maybeRetire(rec);
+  }
+
+  /** Log when the reason a pod gets no plan of its own changes (once per change, not per sync). */
+  private noteReason(rec: PodRec, intent: AgentIntent): void {
+    const reason = intent.kind === 'plan' || intent.kind === 'rejected' ? undefined : intent.reason;
+    if (reason === rec.reason) return;
+    rec.reason = reason;
+    if (reason === undefined) return;
+    const fields = { pod: podKey(rec.pod), reason, planAnnotation: podHasPlan(rec.pod), keptPlan: rec.kept?.hash ?? null };
+    if (reason === 'opted-out' || reason === 'namespace-opted-out') {
+      this.d.log.info('opted out: no routes for the pod, routes of ours removed', fields);
+    } else if (reason === 'namespace-unknown') {
+      this.d.log.info('namespace not seen yet: the plan waits and the netns is left as it is', fields);
+    } else this.d.log.debug('no plan applied', fields);
   }
 
   /** Close the pod's keeper (routes stay), forget its netns and, with `removeState`, its saved defaults. */

@@ -4,6 +4,7 @@
  *
  * Inputs are events, so the agent can be driven directly (tests) or by the API (agent-main):
  *   podAdded/podUpdated/podDeleted/podsSynced  the pod watch (agent-kube.ts PodSource)
+ *   namespaceAdded/Updated/Deleted/Synced      the namespace watch (agent-kube.ts NamespaceSource)
  *   sandboxesChanged                           the CNI cache index (discovery.ts)
  *   netnsNamesChanged                          inotify on the netns dir (a netns created/deleted)
  *   keysChanged                                the plan key ring was reloaded
@@ -16,13 +17,18 @@
  *   started otherwise. Event PlanRejected + metric. (Key-rotation mistakes then freeze
  *   routes instead of removing them cluster-wide; an attacker who can only write their
  *   own pod's annotation gains nothing either way.)
- * - No plan, or opted out: the empty plan (routes of ours removed, a saved original
- *   default route restored). Its keeper retires once nothing of ours is left.
+ * - No plan, or opted out (the pod or its namespace labelled routes.k8s.ovn.org/inject=
+ *   disabled): the empty plan (routes of ours removed, a saved original default route
+ *   restored). Its keeper retires once nothing of ours is left. A namespace whose opt-out
+ *   flips re-evaluates the node's pods of that namespace at once.
+ * - A plan is acted on only once its namespace is known (agent-namespaces.ts): before the
+ *   first namespace list is in, the netns is left exactly as it is; the list requeues all.
  * - hostNetwork pods are never touched.
  */
 import type { PlanKey } from '../core/plan-codec.js';
-import type { Pod } from '../core/types.js';
+import type { Namespace, Pod } from '../core/types.js';
 import type { AgentLogger } from './agent-log.js';
+import { NamespaceCache } from './agent-namespaces.js';
 import { locateNetns, type LocateDeps } from './agent-netns.js';
 import { podKey } from './agent-pod.js';
 import { WorkQueue } from './agent-queue.js';
@@ -59,6 +65,8 @@ export interface PodView {
   source?: string;
   kept: boolean;
   planHash?: string;
+  /** Why the pod has no plan of its own in force: no-plan, opted-out, namespace-opted-out, namespaces-unsynced, ... */
+  reason?: string;
 }
 
 /** The node agent. Feed it events; stop() closes every keeper and leaves the routes in place. */
@@ -67,6 +75,7 @@ export class Agent {
   private readonly byName = new Map<string, string>();
   /** Annotation netns paths proven to hold the pod's IP (agent-netns.ts), per "<uid> ...". */
   private readonly verified = new Set<string>();
+  private readonly namespaces = new NamespaceCache();
   private readonly queue: WorkQueue;
   private readonly sync: PodSync;
   private synced = false;
@@ -74,7 +83,7 @@ export class Agent {
 
   constructor(private readonly opts: AgentOptions) {
     const locate: LocateDeps = { index: opts.index, policy: opts.policy, netnsAnnotation: opts.netnsAnnotation, verified: this.verified };
-    this.sync = new PodSync({ ...opts, locate: (pod) => locateNetns(pod, locate), requeue: (uid) => this.queue.add(uid), onKeptChange: () => this.gauges(), stopped: () => this.stopped });
+    this.sync = new PodSync({ ...opts, namespace: (name) => this.namespaces.info(name), locate: (pod) => locateNetns(pod, locate), requeue: (uid) => this.queue.add(uid), onKeptChange: () => this.gauges(), stopped: () => this.stopped });
     this.queue = new WorkQueue(opts.maxParallel, (uid) => this.run(uid), (uid, e) => {
       const rec = this.pods.get(uid);
       opts.log.error('pod sync failed; retrying', { pod: rec ? podKey(rec.pod) : uid, error: (e as Error).stack ?? String(e) });
@@ -124,6 +133,33 @@ export class Agent {
     return this.synced;
   }
 
+  /** A namespace appeared (or was listed). */
+  namespaceAdded(ns: Namespace): void {
+    this.namespaceChanged(ns);
+  }
+
+  /** A namespace changed; only a flip of its opt-out label re-evaluates its pods. */
+  namespaceUpdated(ns: Namespace): void {
+    this.namespaceChanged(ns);
+  }
+
+  /** A namespace is gone (its pods are gone or going; they keep what they have meanwhile). */
+  namespaceDeleted(ns: Namespace): void {
+    this.namespaces.delete(ns);
+  }
+
+  /** The first full namespace list is in: pods whose plan waited for it are looked at now. */
+  namespacesSynced(): void {
+    if (!this.namespaces.markSynced() || this.stopped) return;
+    this.opts.log.info('namespaces listed; plans may be applied', { namespaces: this.namespaces.size, pods: this.pods.size });
+    this.resyncAll();
+  }
+
+  /** Whether the first namespace list has been delivered (until then no plan is applied). */
+  get namespacesAreSynced(): boolean {
+    return this.namespaces.synced;
+  }
+
   /** CNI cache entries of these pods changed (a sandbox appeared, changed or went). */
   sandboxesChanged(refs: PodRef[]): void {
     for (const r of refs) {
@@ -169,6 +205,7 @@ export class Agent {
       uid, kept: !!r.keeper,
       ...(r.netns ? { netns: r.netns.realPath, source: r.netns.source } : {}),
       ...(r.inForce ? { planHash: r.inForce.hash } : {}),
+      ...(r.reason ? { reason: r.reason } : {}),
     };
   }
 
@@ -183,6 +220,15 @@ export class Agent {
     this.queue.stop();
     for (const rec of this.pods.values()) this.sync.closeKeeper(rec);
     this.gauges();
+  }
+
+  private namespaceChanged(ns: Namespace): void {
+    const name = ns.metadata?.name;
+    if (!this.namespaces.set(ns) || !this.namespaces.synced || this.stopped || !name) return;
+    // Before the first list is in, namespacesSynced() requeues every pod instead.
+    const info = this.namespaces.info(name);
+    this.opts.log.info('namespace appeared or its opt-out changed; re-evaluating its pods', { namespace: name, optedOut: info.known && info.optedOut });
+    for (const [uid, rec] of this.pods) if (rec.pod.metadata?.namespace === name) this.queue.add(uid);
   }
 
   private upsert(pod: Pod): void {

@@ -94,11 +94,12 @@ t.test('plans', async (t) => {
     out.metadata!.labels = { [INJECT_LABEL]: 'disabled' };
     rig.apply(out);
     await until('opted out: routes removed although the plan annotation is there', () => ownedLines(routeLines(ns)).length === 0);
+    t.equal(rig.agent.view(pod.metadata!.uid!)?.reason, 'opted-out', 'the reason is recorded');
     const { ns: hostLike, pod: hn } = rig.sandbox({ name: 'hostnet', plan: MISSION_PLAN, hostNetwork: true });
     await sleep(100);
     await rig.agent.settled();
     t.same(ownedLines(routeLines(hostLike)), [], 'hostNetwork pod: nothing written');
-    t.same(rig.agent.view(hn.metadata!.uid!), { uid: hn.metadata!.uid, kept: false }, 'hostNetwork pod: its netns is not even looked up');
+    t.same(rig.agent.view(hn.metadata!.uid!), { uid: hn.metadata!.uid, kept: false, reason: 'host-network' }, 'hostNetwork pod: its netns is not even looked up');
   });
 
   t.test('readiness condition and a device that appears later', async (t) => {

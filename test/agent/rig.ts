@@ -2,7 +2,9 @@
  * Test rig for the node agent on the real kernel: a real Agent wired like agent-main.ts
  * (CniCacheIndex on a temp CNI cache dir with inotify, the netns dir watch on
  * /var/run/netns, the state dir in a temp dir, real netns made with test/util/netns.ts),
- * with the pod watch replaced by direct calls and the API writes landing in MemoryApi.
+ * with the pod and namespace watches replaced by direct calls and the API writes landing
+ * in MemoryApi. By default the rig delivers a full namespace list holding `default` (no
+ * labels) at start, as NamespaceSource would; `namespaces` and `namespacesListed` change that.
  *
  * MemoryApi is a tiny in-memory pod store standing in for the API server's side of the
  * sink: it applies the agent's annotation and condition patches to its copy of the pod and
@@ -101,6 +103,10 @@ export interface RigOptions {
   maxParallel?: number;
   keeper?: KeeperTuning;
   log?: AgentLogger;
+  /** Namespaces (name -> labels) delivered at start. Default: { default: {} }. */
+  namespaces?: Record<string, Record<string, string>>;
+  /** Deliver those namespaces as the first full list (namespacesSynced) at start. Default true. */
+  namespacesListed?: boolean;
 }
 
 /** One running agent and everything around it. */
@@ -117,6 +123,8 @@ export interface Rig {
   apply(pod: Pod): Pod;
   /** Delete a pod from the API and tell the agent. */
   remove(pod: Pod): void;
+  /** Add or relabel a namespace and tell the agent (as the namespace watch would). */
+  namespace(name: string, labels?: Record<string, string>): void;
   /** A metric's value (summed over label sets matching `labels`). */
   metric(name: string, labels?: Record<string, string>): Promise<number>;
   /** Stop this agent (keepers closed, routes and state left as they are). */
@@ -157,6 +165,15 @@ export async function startRig(t: Test, o: RigOptions = {}): Promise<Rig> {
   const a = agent;
   api.onUpdate = (p) => a.podUpdated(p);
   const netnsWatch = new DirWatcher('/var/run/netns', { log, onNames: (n) => a.netnsNamesChanged(n) });
+  const nsSeen = new Set<string>();
+  const namespace = (name: string, labels: Record<string, string> = {}): void => {
+    const ns = { apiVersion: 'v1', kind: 'Namespace', metadata: { name, labels: { ...labels } } };
+    if (nsSeen.has(name)) a.namespaceUpdated(ns);
+    else a.namespaceAdded(ns);
+    nsSeen.add(name);
+  };
+  for (const [name, labels] of Object.entries(o.namespaces ?? { default: {} })) namespace(name, labels);
+  if (o.namespacesListed !== false) a.namespacesSynced();
   await index.start();
   netnsWatch.start();
   let stopped = false;
@@ -176,7 +193,7 @@ export async function startRig(t: Test, o: RigOptions = {}): Promise<Rig> {
     return stored;
   };
   return {
-    agent: a, api, index, registry, key, cacheDir, stateDir, nodeName, stop, apply,
+    agent: a, api, index, registry, key, cacheDir, stateDir, nodeName, stop, apply, namespace,
     remove(pod) {
       const stored = api.pods.get(pod.metadata!.uid!) ?? pod;
       api.pods.delete(pod.metadata!.uid!);
