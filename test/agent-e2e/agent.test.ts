@@ -3,6 +3,8 @@
 // a real kube-apiserver. No kubelet runs: pods are created in the API with spec.nodeName
 // set to the agent's node and a plan annotation signed with the test key (what the webhook
 // would write), and their sandboxes are simulated (a real netns plus its CNI cache file).
+// A namespace labelled routes.k8s.ovn.org/inject=disabled is honoured through the agent's
+// namespace watch (a copied plan there is not applied; flipping the label acts at once).
 import { KubeConfig } from '@kubernetes/client-node';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -14,7 +16,7 @@ import t from 'tap';
 import { stringify } from 'yaml';
 import { decodeInjectorStatus } from '../../core/injector-status.js';
 import { encodePlan, planHash, planKeyFromSecret } from '../../core/plan-codec.js';
-import { PLAN_ANNOTATION, READY_CONDITION, STATUS_ANNOTATION, type Plan, type Pod } from '../../core/types.js';
+import { INJECT_LABEL, PLAN_ANNOTATION, READY_CONDITION, STATUS_ANNOTATION, type Plan, type Pod } from '../../core/types.js';
 import { kubeSink } from '../../injector/agent-kube.js';
 import { applyManifests, kubeRequest, loadYamlDocuments } from '../cluster/k8s.js';
 import { withControlPlane } from '../cluster/tap.js';
@@ -113,7 +115,7 @@ if (cp && tierGate(t, 'netns', rootUnavailable())) await t.test('node agent agai
       '--state-dir', stateDir, '--kubeconfig', kubeconfig, '--metrics-addr', `127.0.0.1:${port}`, '--resync-period', '5s', '--log-level', 'debug'],
     { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, NODE_NAME: '' } });
     agent.stderr!.on('data', (d: Buffer) => { log += d.toString(); });
-    await until('the agent is ready (pods listed, cache scanned)', async () => (await httpGet(port, '/readyz')).status === 200, 60_000);
+    await until('the agent is ready (pods and namespaces listed, cache scanned)', async () => (await httpGet(port, '/readyz')).status === 200, 60_000);
   };
   const stopAgent = async (): Promise<number | null> => {
     const a = agent;
@@ -188,11 +190,42 @@ if (cp && tierGate(t, 'netns', rootUnavailable())) await t.test('node agent agai
     t.ok(metricValue(await metrics(), 'ovnkube_route_injector_plans_rejected_total{code="unknown-key"}') >= 1, 'counted');
   });
 
+  await t.test('a namespace labelled inject=disabled: a copied plan is not applied; flipping the label re-evaluates at once', async (t) => {
+    const OUT = 'e2e-optout';
+    const label = async (value: string | null): Promise<void> => {
+      const res = await kubeRequest(kc, 'PATCH', `/api/v1/namespaces/${OUT}`, { body: { metadata: { labels: { [INJECT_LABEL]: value } } }, contentType: 'application/merge-patch+json' });
+      t.equal(res.status, 200, `namespace label ${INJECT_LABEL}=${value}`, { message: res.body?.message });
+    };
+    t.equal((await kubeRequest(kc, 'POST', '/api/v1/namespaces', { body: { metadata: { name: OUT, labels: { [INJECT_LABEL]: 'disabled' } } } })).status, 201);
+    // The webhook never sees this namespace; a pod author copies a plan signed for it.
+    const res = await kubeRequest(kc, 'POST', `/api/v1/namespaces/${OUT}/pods`, {
+      body: {
+        metadata: { name: 'copier', annotations: { [PLAN_ANNOTATION]: encodePlan(MISSION_PLAN, { namespace: OUT, key }) } },
+        spec: { nodeName: NODE, containers: [{ name: 'c', image: 'registry.invalid/none' }] },
+      },
+    });
+    t.equal(res.status, 201, 'pod created', { message: res.body?.message });
+    const { pod: out } = makePod(t);
+    writeCacheFile(cacheDir, res.body as Pod, out.path);
+    const statusPlan = async (): Promise<string | undefined> => decodeInjectorStatus(((await kubeRequest(kc, 'GET', `/api/v1/namespaces/${OUT}/pods/copier`)).body as Pod)
+      .metadata?.annotations?.[STATUS_ANNOTATION])?.plan;
+    await until('the agent looked at it and reported no plan in force', async () => (await statusPlan()) === '');
+    t.same(ownedLines(routeLines(out)), [], 'no routes');
+    await label(null);
+    await until('label removed: the plan is applied', () => JSON.stringify(ownedLines(routeLines(out))) === JSON.stringify(WANT));
+    await label('disabled');
+    await until('label back: the routes are removed', () => ownedLines(routeLines(out)).length === 0);
+    await until('and reported', async () => (await statusPlan()) === '');
+    t.match(log, /"reason":"namespace-opted-out"/, 'the reason is logged');
+  });
+
   await t.test('the agent cannot do more than its RBAC and write policy say', async (t) => {
     const sa = kubeconfigUser(kubeconfig);
     t.equal((await kubeRequest(sa, 'GET', '/api/v1/namespaces/ovnkube-route/secrets')).status, 403, 'no Secrets');
     t.equal((await kubeRequest(sa, 'DELETE', podPath('web'))).status, 403, 'no pod deletion');
     t.equal((await kubeRequest(sa, 'GET', '/apis/apps/v1/daemonsets')).status, 403, 'nothing else');
+    t.equal((await kubeRequest(sa, 'GET', '/api/v1/namespaces')).status, 200, 'namespaces: listed (their opt-out labels)');
+    t.equal((await kubeRequest(sa, 'PATCH', `/api/v1/namespaces/${NS}`, { body: { metadata: { labels: { x: 'y' } } }, contentType: 'application/merge-patch+json' })).status, 403, 'namespaces: read only');
     const elsewhere = await kubeRequest(kc, 'POST', `/api/v1/namespaces/${NS}/pods`, {
       body: { metadata: { name: 'elsewhere' }, spec: { nodeName: 'other-node', containers: [{ name: 'c', image: 'registry.invalid/none' }] } },
     });
