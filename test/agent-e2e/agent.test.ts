@@ -115,7 +115,9 @@ if (cp && tierGate(t, 'netns', rootUnavailable())) await t.test('node agent agai
       '--state-dir', stateDir, '--kubeconfig', kubeconfig, '--metrics-addr', `127.0.0.1:${port}`, '--resync-period', '5s', '--log-level', 'debug'],
     { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, NODE_NAME: '' } });
     agent.stderr!.on('data', (d: Buffer) => { log += d.toString(); });
+    const spawned = Date.now();
     await until('the agent is ready (pods and namespaces listed, cache scanned)', async () => (await httpGet(port, '/readyz')).status === 200, 60_000);
+    t.comment(`agent ready ${Date.now() - spawned} ms after spawn (a figure, not an assertion)`);
   };
   const stopAgent = async (): Promise<number | null> => {
     const a = agent;
