@@ -42,3 +42,20 @@ export function parseFlags<const T extends NonNullable<ParseArgsConfig['options'
     throw new UsageError((e as Error).message);
   }
 }
+
+/**
+ * Run a long-lived service until SIGTERM or SIGINT aborts the signal it is given; the
+ * handlers are removed afterwards so tests can run several services in one process.
+ */
+export async function runUntilSignal(run: (signal: AbortSignal) => Promise<void>): Promise<void> {
+  const ac = new AbortController();
+  const stop = (): void => ac.abort();
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
+  try {
+    await run(ac.signal);
+  } finally {
+    process.off('SIGTERM', stop);
+    process.off('SIGINT', stop);
+  }
+}

@@ -23,11 +23,26 @@ export interface FlagSpec {
 export interface FlagValue { value: string | string[] | undefined; from: string }
 
 /** The --help rows of a table: "  --name VALUE" and an indented help line. */
-export function flagHelpRows(table: Record<string, FlagSpec>): string[] {
+function flagHelpRows(table: Record<string, FlagSpec>): string[] {
   return Object.entries(table).map(([name, f]) => {
     const extra = [f.required ? 'required' : '', f.default !== undefined ? `default ${f.default}` : '', `env ${f.env}`];
     return `  --${name} ${f.value}\n      ${f.help} (${extra.filter(Boolean).join('; ')})`;
   });
+}
+
+/** A command's whole --help: usage line, description paragraph, then every flag of the table. */
+export function flagHelp(usage: string, description: string[], table: Record<string, FlagSpec>): string {
+  return [
+    usage,
+    '',
+    ...description,
+    '',
+    'Flags (each can also be set by its environment variable; the flag wins; list',
+    'variables are comma-separated):',
+    ...flagHelpRows(table),
+    '  -h, --help',
+    '      show this help',
+  ].join('\n') + '\n';
 }
 
 /** Reads flags of a parsed command line, falling back to the environment, then the default. */

@@ -6,7 +6,7 @@
  * process.env: the caller passes the environment in.
  */
 import { isIP } from 'node:net';
-import { flagHelpRows, parseDuration, readFlags, type FlagSpec } from '../core/flags.js';
+import { flagHelp, parseDuration, readFlags, type FlagSpec } from '../core/flags.js';
 import { DEFAULT_CNI_CACHE_DIR } from './cni-cache.js';
 import { DEFAULT_NETNS_DIR } from './netns.js';
 
@@ -69,24 +69,19 @@ export const AGENT_FLAGS: Record<string, FlagSpec> = {
 
 /** The --help text, generated from AGENT_FLAGS. */
 export function agentHelp(): string {
-  const rows = flagHelpRows(AGENT_FLAGS);
-  return [
+  return flagHelp(
     'Usage: ovnkube-route agent --node-name NAME --plan-key FILE [flags]',
-    '',
-    'Runs the node injector (one per node, as a DaemonSet). It watches the pods of this node,',
-    'verifies each pod\'s signed plan (routes.k8s.ovn.org/plan), finds the pod\'s netns in the',
-    'CNI result cache (inotify, no polling), writes the plan\'s routes there with netlink and',
-    'keeps them there. It reports on each pod (annotation routes.k8s.ovn.org/status, and the',
-    'condition routes.k8s.ovn.org/ready when the pod has that readiness gate), emits Events',
-    'for failures, and serves Prometheus metrics. Stops on SIGTERM or SIGINT, leaving the',
-    'routes in place.',
-    '',
-    'Flags (each can also be set by its environment variable; the flag wins; list',
-    'variables are comma-separated):',
-    ...rows,
-    '  -h, --help',
-    '      show this help',
-  ].join('\n') + '\n';
+    [
+      'Runs the node injector (one per node, as a DaemonSet). It watches the pods of this node,',
+      'verifies each pod\'s signed plan (routes.k8s.ovn.org/plan), finds the pod\'s netns in the',
+      'CNI result cache (inotify, no polling), writes the plan\'s routes there with netlink and',
+      'keeps them there. It reports on each pod (annotation routes.k8s.ovn.org/status, and the',
+      'condition routes.k8s.ovn.org/ready when the pod has that readiness gate), emits Events',
+      'for failures, and serves Prometheus metrics. Stops on SIGTERM or SIGINT, leaving the',
+      'routes in place.',
+    ],
+    AGENT_FLAGS,
+  );
 }
 
 const fail = (msg: string): never => { throw new AgentConfigError(msg); };

@@ -6,7 +6,7 @@
  * the caller passes the environment in.
  */
 import { isIP } from 'node:net';
-import { flagHelpRows, readFlags, type FlagSpec } from '../core/flags.js';
+import { flagHelp, readFlags, type FlagSpec } from '../core/flags.js';
 import type { InjectMode } from '../core/resolve.js';
 import { CONTROLLER_FLAGS, parseControllerConfig, type ControllerConfig } from './controller-config.js';
 import { WebhookError } from './errors.js';
@@ -57,24 +57,19 @@ export const FLAGS: Record<string, Flag> = {
 
 /** The --help text, generated from FLAGS. */
 export function webhookHelp(): string {
-  const rows = flagHelpRows(FLAGS);
-  return [
+  return flagHelp(
     'Usage: ovnkube-route webhook --tls-cert FILE --tls-key FILE --plan-key FILE [flags]',
-    '',
-    'Runs the mutating admission webhook over HTTPS (TLS 1.2 or later): POST /mutate stamps',
-    'each admitted pod with its signed plan annotation (routes.k8s.ovn.org/plan), resolved',
-    'from informer caches of Routes, Namespaces, Services, ReplicaSets and Jobs. /readyz turns',
-    'ready once the caches have synced. Unless --controller=false, the same process runs the',
-    'controller: replicas elect a leader through a Lease, and the leader keeps every pod\'s plan',
-    'annotation and every Route\'s status true. Stops cleanly on SIGTERM or SIGINT (the leader',
-    'releases the Lease).',
-    '',
-    'Flags (each can also be set by its environment variable; the flag wins; list',
-    'variables are comma-separated):',
-    ...rows,
-    '  -h, --help',
-    '      show this help',
-  ].join('\n') + '\n';
+    [
+      'Runs the mutating admission webhook over HTTPS (TLS 1.2 or later): POST /mutate stamps',
+      'each admitted pod with its signed plan annotation (routes.k8s.ovn.org/plan), resolved',
+      'from informer caches of Routes, Namespaces, Services, ReplicaSets and Jobs. /readyz turns',
+      'ready once the caches have synced. Unless --controller=false, the same process runs the',
+      'controller: replicas elect a leader through a Lease, and the leader keeps every pod\'s plan',
+      'annotation and every Route\'s status true. Stops cleanly on SIGTERM or SIGINT (the leader',
+      'releases the Lease).',
+    ],
+    FLAGS,
+  );
 }
 
 const fail = (msg: string): never => { throw new WebhookError('OVNKR_ERR_CONFIG', msg); };

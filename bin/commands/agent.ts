@@ -4,7 +4,7 @@
  * injector/agent-main.ts runs it until SIGTERM or SIGINT.
  */
 import { AgentConfigError, agentHelp, parseAgentConfig, type AgentConfig } from '../../injector/agent-config.js';
-import { InputError, UsageError, type Command } from '../cli.js';
+import { InputError, runUntilSignal, UsageError, type Command } from '../cli.js';
 
 export const agentCommand: Command = {
   name: 'agent',
@@ -17,22 +17,15 @@ export const agentCommand: Command = {
     } catch (e) {
       throw e instanceof AgentConfigError ? new UsageError(e.message) : e;
     }
-    const ac = new AbortController();
-    const stop = (): void => ac.abort();
-    process.once('SIGTERM', stop);
-    process.once('SIGINT', stop);
-    try {
+    await runUntilSignal(async (signal) => {
       // Loaded here so other commands do not pay for the Kubernetes client and prom-client.
       const { runAgent, AgentStartError } = await import('../../injector/agent-main.js');
       try {
-        await runAgent(config, { signal: ac.signal, logStream: io.stderr });
+        await runAgent(config, { signal, logStream: io.stderr });
       } catch (e) {
         throw e instanceof AgentStartError ? new InputError(e.message) : e;
       }
-    } finally {
-      process.off('SIGTERM', stop);
-      process.off('SIGINT', stop);
-    }
+    });
     return 0;
   },
 };

@@ -5,7 +5,7 @@
  */
 import { parseWebhookConfig, webhookHelp, type WebhookConfig } from '../../webhook/config.js';
 import { WebhookError } from '../../webhook/errors.js';
-import { InputError, UsageError, type Command } from '../cli.js';
+import { InputError, runUntilSignal, UsageError, type Command } from '../cli.js';
 
 export const webhookCommand: Command = {
   name: 'webhook',
@@ -18,21 +18,16 @@ export const webhookCommand: Command = {
     } catch (e) {
       throw e instanceof WebhookError ? new UsageError(e.message) : e;
     }
-    const ac = new AbortController();
-    const stop = (): void => ac.abort();
-    process.once('SIGTERM', stop);
-    process.once('SIGINT', stop);
-    try {
-      // Loaded here so other commands do not pay for the Kubernetes client and fastify.
-      const { runWebhook } = await import('../../webhook/main.js');
-      await runWebhook(config, { signal: ac.signal, logStream: io.stderr });
-    } catch (e) {
-      // Startup problems with files (plan key, serving pair) are the operator's to fix.
-      throw e instanceof WebhookError ? new InputError(e.message) : e;
-    } finally {
-      process.off('SIGTERM', stop);
-      process.off('SIGINT', stop);
-    }
+    await runUntilSignal(async (signal) => {
+      try {
+        // Loaded here so other commands do not pay for the Kubernetes client and fastify.
+        const { runWebhook } = await import('../../webhook/main.js');
+        await runWebhook(config, { signal, logStream: io.stderr });
+      } catch (e) {
+        // Startup problems with files (plan key, serving pair) are the operator's to fix.
+        throw e instanceof WebhookError ? new InputError(e.message) : e;
+      }
+    });
     return 0;
   },
 };
