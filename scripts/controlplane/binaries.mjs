@@ -66,9 +66,18 @@ function cachedBuild(dir, pins) {
   return missingIn(dir).length === 0 ? dir : null;
 }
 
+/**
+ * The environment with Go's usual install dir (/usr/local/go/bin, where this project's
+ * machines have it) appended to PATH, so a CI shell whose PATH lacks it still finds `go`.
+ */
+function withGoPath(env) {
+  const path = env.PATH ?? '';
+  return path.split(':').includes('/usr/local/go/bin') ? env : { ...env, PATH: path ? `${path}:/usr/local/go/bin` : '/usr/local/go/bin' };
+}
+
 /** Why Go cannot build here, or null when `go` runs. */
 export function goUnavailable(env) {
-  const r = spawnSync('go', ['version'], { env, encoding: 'utf8' });
+  const r = spawnSync('go', ['version'], { env: withGoPath(env), encoding: 'utf8' });
   if (r.error) return `no Go toolchain on PATH (${r.error.message}); install Go >= 1.26 or set KUBEBUILDER_ASSETS`;
   if (r.status !== 0) return `\`go version\` failed: ${r.stderr.trim()}`;
   return null;
@@ -193,7 +202,7 @@ export async function build(env, log) {
     log('the first build takes about 7 minutes on an idle 2-core machine (more under load); later runs use the cache');
     const t0 = Date.now();
     const goEnv = {
-      ...env,
+      ...withGoPath(env),
       // -trimpath: reproducible and smaller; -mod=readonly: go.mod/go.sum are the pins, never edited.
       GOFLAGS: `${env.GOFLAGS ?? ''} -trimpath -mod=readonly`.trim(),
       CGO_ENABLED: '0',
