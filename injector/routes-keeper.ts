@@ -12,6 +12,9 @@
  * The agent owns one keeper per pod netns, feeds plan changes with setPlan(), persists
  * default routes through the saveDefault/forgetDefault callbacks, and close()s the keeper
  * when the pod or netns goes away (its event socket keeps the netns alive until then).
+ * close() is final at once: an apply in flight is aborted (its socket closed in close()
+ * itself, nothing more written, no callback, no report), so a released pod leaves no fd
+ * behind and nothing of its keeper runs after it was let go.
  */
 import type { Plan } from '../core/types.js';
 import { isNetnsError, type NetnsError } from './netns.js';
@@ -52,6 +55,8 @@ export class RouteKeeper {
   private timer: NodeJS.Timeout | null = null;
   private resyncTimer: NodeJS.Timeout | null = null;
   private running: Promise<void> | null = null;
+  /** Aborts the apply in flight (see close()). */
+  private inFlight: AbortController | null = null;
   private pendingTrigger: ApplyTrigger | null = null;
   private saved: SavedDefault[];
   private owned: string[] = [];
@@ -66,8 +71,12 @@ export class RouteKeeper {
     this.saved = [...(opts.savedDefault ?? [])];
   }
 
-  /** Subscribe to the netns's events, then apply. Throws NetnsError if the netns is gone/refused. */
+  /**
+   * Subscribe to the netns's events, then apply. Throws NetnsError if the netns is gone/refused.
+   * Resolves to null when the keeper was closed before or during the first apply.
+   */
   async start(): Promise<ApplyResult | null> {
+    if (this.closed) return null; // a socket opened now would never be closed
     this.sub = subscribeNetns(this.path, (ev) => this.onEvent(ev), this.opts.policy ? { policy: this.opts.policy } : {});
     const every = this.opts.resyncMs ?? 60_000;
     if (every > 0) {
@@ -94,11 +103,15 @@ export class RouteKeeper {
     return [...this.saved];
   }
 
-  /** Stop watching; idempotent. Does not touch the routes. */
+  /**
+   * Stop watching and abort the apply in flight, if any; idempotent. Does not touch the
+   * routes (those already written stay). Every fd of the keeper is closed when it returns.
+   */
   close(): void {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     if (this.resyncTimer) clearInterval(this.resyncTimer);
+    this.inFlight?.abort();
     this.sub?.close();
   }
 
@@ -144,10 +157,13 @@ export class RouteKeeper {
     let result: ApplyResult | null = null;
     // The plan this apply writes (setPlan may replace this.plan while it runs).
     const plan = this.plan;
+    const abort = new AbortController();
+    this.inFlight = abort;
     this.running = (async () => {
       try {
         result = await applyPlan(this.path, plan, {
           ...this.opts,
+          signal: abort.signal,
           savedDefault: this.saved,
           reclaim: this.owned,
           saveDefault: async (s) => {
@@ -161,10 +177,12 @@ export class RouteKeeper {
         });
         this.last = result;
         this.owned = result.owned;
+        if (this.closed) return; // closed after the apply's last write: nothing to report to
         const drift = (trigger === 'event' || trigger === 'resync') && result.changed;
         this.opts.onReport({ kind: 'applied', trigger, result, drift, plan });
         this.account(drift);
       } catch (e) {
+        if (this.closed) return; // aborted by close(), or failed after it: the owner let go
         if (isNetnsError(e, 'gone')) {
           this.close();
           this.opts.onReport({ kind: 'gone', error: e });
@@ -179,8 +197,9 @@ export class RouteKeeper {
       await this.running;
     } finally {
       this.running = null;
+      this.inFlight = null;
     }
-    return result;
+    return this.closed ? null : result;
   }
 
   /** Count a restore (or a quiet check) and enter/leave back-off. */

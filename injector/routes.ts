@@ -200,19 +200,40 @@ async function applyDefault(
 }
 
 /** Options of applyPlan: the client's (policy, bounds) plus the engine's. */
-export interface ApplyPlanOptions extends ApplyOptions, RtnlClientOptions {}
+export interface ApplyPlanOptions extends ApplyOptions, RtnlClientOptions {
+  /**
+   * Aborting stops the apply at once: its socket is closed synchronously (in the abort
+   * itself), so nothing more is written and saveDefault/forgetDefault are not called any
+   * more; the apply rejects (NetlinkError ECLOSED or the signal's reason). Routes already
+   * written stay. RouteKeeper.close() uses it.
+   */
+  signal?: AbortSignal;
+}
 
 /**
  * Apply `plan` to the netns at `path`: open a client (checked against `policy` when given),
  * apply, close. If the netns vanished during the apply (the path is gone or now names
  * another namespace), throws NetnsError('gone'): whatever was written went to a dying
- * namespace. Other errors: NetnsError from opening, NetlinkError when the client fails.
+ * namespace. Other errors: NetnsError from opening, NetlinkError when the client fails,
+ * the signal's reason when aborted.
  */
 export async function applyPlan(path: string, plan: Plan, opts: ApplyPlanOptions = {}): Promise<ApplyResult> {
+  const { signal } = opts;
+  signal?.throwIfAborted();
   const before = netnsInode(path);
   const client = RtnlClient.open(path, opts);
+  const abort = (): void => client.close();
+  signal?.addEventListener('abort', abort, { once: true });
+  // The engine awaits these between writes: once aborted they must not run (state written
+  // after the owner let the netns go would outlive it).
+  const guarded: ApplyOptions = {
+    ...opts,
+    saveDefault: opts.saveDefault && ((s) => { signal?.throwIfAborted(); return opts.saveDefault!(s); }),
+    forgetDefault: opts.forgetDefault && ((f) => { signal?.throwIfAborted(); return opts.forgetDefault!(f); }),
+  };
   try {
-    const res = await applyPlanWith(client, plan, opts);
+    const res = await applyPlanWith(client, plan, guarded);
+    signal?.throwIfAborted();
     res.netns = path;
     const after = (() => { try { return netnsInode(path); } catch { return null; } })();
     if (!after || after.ino !== before.ino || after.dev !== before.dev) {
@@ -220,6 +241,7 @@ export async function applyPlan(path: string, plan: Plan, opts: ApplyPlanOptions
     }
     return res;
   } finally {
+    signal?.removeEventListener('abort', abort);
     client.close();
   }
 }

@@ -10,7 +10,7 @@
  * Every namespace is deleted in t.teardown.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readlinkSync } from 'node:fs';
 import type { Test } from 'tap';
 import type { Plan } from '../../core/types.js';
 import { RTPROT_OVNKUBE_ROUTE as P } from '../../injector/routes.js';
@@ -155,4 +155,26 @@ export function routeLines(ns: TestNetns, family: 4 | 6 = 4): string[] {
 /** Number of open fds of this process. */
 export function openFds(): number {
   return readdirSync('/proc/self/fd').length;
+}
+
+/**
+ * The open fds of this process as "fd -> target" (socket:[inode], anon_inode:..., paths), for
+ * failure messages that must show what kind of fd is left open.
+ */
+export function fdTable(): string[] {
+  const out: string[] = [];
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      out.push(`${fd} -> ${readlinkSync(`/proc/self/fd/${fd}`)}`);
+    } catch {
+      // the listing's own directory fd, closed by now
+    }
+  }
+  return out;
+}
+
+/** fdTable() entries that are not in `before` (what was opened since, and is still open). */
+export function fdsOpenedSince(before: string[]): string[] {
+  const had = new Set(before);
+  return fdTable().filter((x) => !had.has(x));
 }
