@@ -13,7 +13,10 @@
  *   parts from other replies, so interleaving breaks it ("Multipart message not terminated").
  * - Kernel errors become NetlinkError with the errno name as `code` (EEXIST, ESRCH,
  *   ENETUNREACH, ENODEV, ...). A request never hangs: it times out, and close() rejects
- *   whatever is pending (the package would drop those promises silently).
+ *   whatever is pending (the package would drop those promises silently). The timeout is
+ *   our own timer, not the package's `timeout` option: after close() the package never
+ *   settles a pending request, so its timer would stay armed (keeping the process alive
+ *   and the closed socket in memory) for the whole timeout.
  */
 import netlink from 'netlink';
 import type { NetnsPolicy } from './netns.js';
@@ -118,7 +121,7 @@ export class RtnlClient {
 
   /** List the links of the netns. */
   async listLinks(): Promise<LinkInfo[]> {
-    const msgs = await this.run(true, 'list links', () => this.sock.getLinks(undefined, undefined, { timeout: this.timeoutMs }));
+    const msgs = await this.run(true, 'list links', () => this.sock.getLinks());
     return msgs.map(linkFromMessage);
   }
 
@@ -132,7 +135,7 @@ export class RtnlClient {
     const families: Family[] = opts.family ? [opts.family] : [4, 6];
     const out: KernelRoute[] = [];
     for (const f of families) {
-      const msgs = await this.run(true, `list IPv${f} routes`, () => this.sock.getRoutes({ family: afOf(f) }, undefined, { timeout: this.timeoutMs }));
+      const msgs = await this.run(true, `list IPv${f} routes`, () => this.sock.getRoutes({ family: afOf(f) }));
       for (const m of msgs) {
         const r = routeFromMessage(m);
         if (!r || r.table !== table) continue;
@@ -147,21 +150,21 @@ export class RtnlClient {
   async addRoute(w: RouteWrite): Promise<void> {
     const { data, attrs } = routeWriteToMessage(w);
     await this.run(false, `add route ${describe(w)}`, () =>
-      this.sock.newRoute(data, attrs, { flags: FlagsNew.CREATE | FlagsNew.EXCL, timeout: this.timeoutMs }));
+      this.sock.newRoute(data, attrs, { flags: FlagsNew.CREATE | FlagsNew.EXCL }));
   }
 
   /** Add or replace (atomically) the route with the same dst/metric. */
   async replaceRoute(w: RouteWrite): Promise<void> {
     const { data, attrs } = routeWriteToMessage(w);
     await this.run(false, `replace route ${describe(w)}`, () =>
-      this.sock.newRoute(data, attrs, { flags: FlagsNew.CREATE | FlagsNew.REPLACE, timeout: this.timeoutMs }));
+      this.sock.newRoute(data, attrs, { flags: FlagsNew.CREATE | FlagsNew.REPLACE }));
   }
 
   /** Delete the route matching `k` (scope defaults to RT_SCOPE_NOWHERE = any); ESRCH when none. */
   async deleteRoute(k: RouteKey): Promise<void> {
     const { data, attrs } = routeKeyToMessage(k);
     await this.run(false, `delete route ${k.dst}${k.protocol !== undefined ? ` proto ${k.protocol}` : ''}`, () =>
-      this.sock.delRoute(data, attrs, { timeout: this.timeoutMs }));
+      this.sock.delRoute(data, attrs));
   }
 
   /** Run one request under the in-flight bound (a dump runs alone); map its errors. */
@@ -173,9 +176,17 @@ export class RtnlClient {
     if (dump) this.stats.dumps++;
     try {
       return await new Promise<T>((resolve, reject) => {
-        const fail = (code: string): void => reject(new NetlinkError(code, op, this.netns));
+        const done = (): void => {
+          clearTimeout(timer);
+          this.pending.delete(fail);
+        };
+        const fail = (code: string): void => {
+          done();
+          reject(new NetlinkError(code, op, this.netns));
+        };
+        const timer = setTimeout(() => fail('ETIMEDOUT'), this.timeoutMs);
         this.pending.add(fail);
-        fn().then(resolve, (e: unknown) => reject(mapError(e, op, this.netns))).finally(() => this.pending.delete(fail));
+        fn().then((v) => { done(); resolve(v); }, (e: unknown) => { done(); reject(mapError(e, op, this.netns)); });
       });
     } finally {
       this.release(dump);

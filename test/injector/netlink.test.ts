@@ -81,6 +81,36 @@ t.test('close() rejects what is pending and leaks no fd', async (t) => {
   t.equal(openFds(), fds, 'socket fd closed');
 });
 
+t.test('request timeouts are the client\'s own timers: they fire, and close() leaves none armed', async (t) => {
+  if (!tierGate(t, 'netns', rootUnavailable())) return;
+  const { pod } = makePod(t);
+  const timers = (): number => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+  const sent = async (c: RtnlClient): Promise<void> => {
+    while (c.stats.requests === 0) await null; // run() sends after one queue step
+  };
+
+  // A request pending at close(): the package never settles it, so its own `timeout` option
+  // would keep a timer (and the closed socket) alive for the whole timeout.
+  const base = timers();
+  const c = RtnlClient.open(pod.path);
+  const pending = c.listLinks().catch((e: unknown) => e);
+  await sent(c);
+  t.equal(timers(), base + 1, 'one timeout armed while the dump is pending');
+  c.close();
+  t.ok(isNetlinkError(await pending, 'ECLOSED'), 'rejected by close()');
+  t.equal(timers(), base, 'no timer left armed after close()');
+
+  // The timeout still fires: its timer is due before the reply is read (libuv runs due
+  // timers before polling for I/O), forced by holding the thread past it.
+  const slow = RtnlClient.open(pod.path, { timeoutMs: 1 });
+  t.teardown(() => slow.close());
+  const late = slow.listLinks().catch((e: unknown) => e);
+  await sent(slow);
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+  t.ok(isNetlinkError(await late, 'ETIMEDOUT'), `timed out: ${String(await late)}`);
+  t.equal(timers(), base, 'and its timer is gone');
+});
+
 t.test('link and route events of a netns', async (t) => {
   if (!tierGate(t, 'netns', rootUnavailable())) return;
   const { pod, node } = makePod(t, { eth1: false });
