@@ -1,35 +1,50 @@
-// Finds, or builds from the Go module proxy, the two binaries of the test control plane:
-// kube-apiserver and etcd. Lookup order (issue 3): KUBEBUILDER_ASSETS, then the cached
-// build under the user's cache dir, then a fresh `go build` of the tools in go.mod beside
-// this file. Never downloads a prebuilt binary. Safe when several processes ask at once:
-// the build runs under a lock file, and the result is moved into place with one rename.
+// Finds, or builds from the Go module proxy, the binaries of the local cluster: the control
+// plane (kube-apiserver, etcd) and the real node (kubelet, the Multus thin CNI plugin).
+// Lookup order: a prebuilt folder (KUBEBUILDER_ASSETS for the control plane,
+// OVNKUBE_ROUTE_NODE_ASSETS for the node), then the cached build under the user's cache dir,
+// then a fresh build. Never downloads a prebuilt binary. The build is one `go build` of
+// etcd, kube-apiserver and kubelet in the module graph of go.mod beside this file, plus one
+// of multus in multus/go.mod (its k8s.io/kubelet pin cannot share kubelet v1.36's graph);
+// both share Go's build and module caches. Safe when several processes ask at once: the
+// build runs under a lock file, and the result is moved into place with one rename.
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import {
-  accessSync, constants, mkdirSync, readFileSync, renameSync, rmSync, statSync,
+  accessSync, constants, copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync,
   writeFileSync, openSync, closeSync, readdirSync,
 } from 'node:fs';
 import { homedir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-/** The Go module (go.mod + go.sum) that pins kube-apiserver and etcd. */
+/** The Go module (go.mod + go.sum) that pins kube-apiserver, etcd and kubelet. */
 export const moduleDir = dirname(fileURLToPath(import.meta.url));
-export const BINARIES = ['etcd', 'kube-apiserver'];
+/** The module that pins the Multus thin plugin. */
+export const multusModuleDir = join(moduleDir, 'multus');
+/** The binaries of each set: what the control plane needs, and what the node needs. */
+export const SETS = { controlplane: ['etcd', 'kube-apiserver'], node: ['kubelet', 'multus'] };
+export const BINARIES = [...SETS.controlplane, ...SETS.node];
+/** Multus's own manifest, kept beside the binaries for its NetworkAttachmentDefinition CRD. */
+export const MULTUS_MANIFEST = 'multus-daemonset.yml';
+/** The environment variable naming a prebuilt folder for each set. */
+const ASSETS_ENV = { controlplane: 'KUBEBUILDER_ASSETS', node: 'OVNKUBE_ROUTE_NODE_ASSETS' };
 
 /**
- * The versions pinned in go.mod, and a hash of go.mod + go.sum so that any change of pin
- * invalidates the cached build.
- * @returns {{k8s: string, etcd: string, pinHash: string}}
+ * The versions pinned in both go.mod files, and a hash of them and their go.sum files so
+ * that any change of pin invalidates the cached build.
+ * @returns {{k8s: string, etcd: string, multus: string, pinHash: string}}
  */
 export function pinnedVersions() {
-  const gomod = readFileSync(join(moduleDir, 'go.mod'), 'utf8');
-  const gosum = readFileSync(join(moduleDir, 'go.sum'), 'utf8');
+  const files = [join(moduleDir, 'go.mod'), join(moduleDir, 'go.sum'), join(multusModuleDir, 'go.mod'), join(multusModuleDir, 'go.sum')];
+  const [gomod, , multusMod] = files.map((f) => readFileSync(f, 'utf8'));
   const k8s = /^\s*(?:require\s+)?k8s\.io\/kubernetes\s+(v\S+)/m.exec(gomod)?.[1];
   const etcd = /^\s*go\.etcd\.io\/etcd\/server\/v3\s+(v\S+)/m.exec(gomod)?.[1];
-  if (!k8s || !etcd) throw new Error(`${join(moduleDir, 'go.mod')}: expected requirements on k8s.io/kubernetes and go.etcd.io/etcd/server/v3`);
-  const pinHash = createHash('sha256').update(gomod).update('\0').update(gosum).digest('hex').slice(0, 16);
-  return { k8s, etcd, pinHash };
+  if (!k8s || !etcd) throw new Error(`${files[0]}: expected requirements on k8s.io/kubernetes and go.etcd.io/etcd/server/v3`);
+  const multus = /^\s*(?:require\s+)?gopkg\.in\/k8snetworkplumbingwg\/multus-cni\.v4\s+(v\S+)/m.exec(multusMod)?.[1];
+  if (!multus) throw new Error(`${files[2]}: expected a requirement on gopkg.in/k8snetworkplumbingwg/multus-cni.v4`);
+  const hash = createHash('sha256');
+  for (const f of files) hash.update(readFileSync(f)).update('\0');
+  return { k8s, etcd, multus, pinHash: hash.digest('hex').slice(0, 16) };
 }
 
 /**
@@ -50,9 +65,9 @@ function executable(path) {
   }
 }
 
-/** Which of the binaries a folder lacks (empty when it holds both, executable). */
-function missingIn(dir) {
-  return BINARIES.filter((b) => !executable(join(dir, b)));
+/** Which of `names` a folder lacks (empty when it holds them all, executable). */
+function missingIn(dir, names = BINARIES) {
+  return names.filter((b) => !executable(join(dir, b)));
 }
 
 /** The cached build when present, complete and built from the current pins, else null. */
@@ -63,7 +78,7 @@ function cachedBuild(dir, pins) {
   } catch {
     return null;
   }
-  return missingIn(dir).length === 0 ? dir : null;
+  return missingIn(dir).length === 0 && existsSync(join(dir, MULTUS_MANIFEST)) ? dir : null;
 }
 
 /**
@@ -84,16 +99,19 @@ export function goUnavailable(env) {
 }
 
 /**
- * Locate the binaries without building.
- * @returns {{dir: string, source: 'KUBEBUILDER_ASSETS'|'cache'} | {dir: null, reason: string}}
+ * Locate one set of binaries ('controlplane' or 'node') without building.
+ * @returns {{dir: string, source: string} | {dir: null, reason: string, fatal?: boolean}}
  */
-export function locate(env) {
-  const assets = env.KUBEBUILDER_ASSETS;
+export function locate(env, set = 'controlplane') {
+  const names = SETS[set];
+  if (!names) throw new Error(`unknown binary set ${set}: expected ${Object.keys(SETS).join(' or ')}`);
+  const assets = env[ASSETS_ENV[set]];
   if (assets) {
-    const missing = missingIn(assets);
+    const missing = missingIn(assets, names);
+    if (set === 'node' && !existsSync(join(assets, MULTUS_MANIFEST))) missing.push(MULTUS_MANIFEST);
     // An explicit folder that is incomplete is an error, not a reason to build silently.
-    if (missing.length) return { dir: null, reason: `KUBEBUILDER_ASSETS=${assets} lacks executable ${missing.join(', ')}`, fatal: true };
-    return { dir: assets, source: 'KUBEBUILDER_ASSETS' };
+    if (missing.length) return { dir: null, reason: `${ASSETS_ENV[set]}=${assets} lacks ${missing.join(', ')}`, fatal: true };
+    return { dir: assets, source: ASSETS_ENV[set] };
   }
   const pins = pinnedVersions();
   const dir = cacheDir(env, pins.k8s);
@@ -180,9 +198,10 @@ function ldflags(pins) {
 }
 
 /**
- * Build kube-apiserver and etcd into the cache folder (under a lock; a no-op when another
- * process built them meanwhile). `go` output goes to stderr so stdout stays machine-readable.
- * @returns {Promise<string>} the folder holding both binaries
+ * Build etcd, kube-apiserver, kubelet and multus into the cache folder (under a lock; a no-op
+ * when another process built them meanwhile). `go` output goes to stderr so stdout stays
+ * machine-readable.
+ * @returns {Promise<string>} the folder holding all four binaries
  */
 export async function build(env, log) {
   const pins = pinnedVersions();
@@ -198,8 +217,8 @@ export async function build(env, log) {
     }
     const tmp = `${dir}.build-${process.pid}`;
     mkdirSync(tmp, { recursive: true });
-    log(`building kube-apiserver ${pins.k8s} and etcd ${pins.etcd} from the Go module proxy into ${dir}`);
-    log('the first build takes about 7 minutes on an idle 2-core machine (more under load); later runs use the cache');
+    log(`building kube-apiserver and kubelet ${pins.k8s}, etcd ${pins.etcd} and multus ${pins.multus} from the Go module proxy into ${dir}`);
+    log('the first build takes about 20 minutes on an idle 2-core machine (much more under load); later runs use the cache');
     const t0 = Date.now();
     const goEnv = {
       ...withGoPath(env),
@@ -210,10 +229,20 @@ export async function build(env, log) {
       GOTOOLCHAIN: 'local',
     };
     try {
-      // One `go build` of both tools shares the compile of their common dependencies.
+      const cleanup = () => { rmSync(tmp, { recursive: true, force: true }); rmSync(lock, { force: true }); };
+      // One `go build` of the three tools shares the compile of their common dependencies.
+      const step = (what) => { log(`${what} (${Math.round((Date.now() - t0) / 1000)} s so far)`); };
+      step('go build etcd kube-apiserver kubelet');
       await run('go', ['build', `-ldflags=${ldflags(pins)}`, '-o', tmp + '/',
-        'go.etcd.io/etcd/server/v3', 'k8s.io/kubernetes/cmd/kube-apiserver'], { cwd: moduleDir, env: goEnv },
-      () => { rmSync(tmp, { recursive: true, force: true }); rmSync(lock, { force: true }); });
+        'go.etcd.io/etcd/server/v3', 'k8s.io/kubernetes/cmd/kube-apiserver', 'k8s.io/kubernetes/cmd/kubelet'],
+      { cwd: moduleDir, env: goEnv }, cleanup);
+      step('go build multus');
+      await run('go', ['build', '-ldflags=-s -w', '-o', tmp + '/', 'gopkg.in/k8snetworkplumbingwg/multus-cni.v4/cmd/multus'],
+        { cwd: multusModuleDir, env: goEnv }, cleanup);
+      // The NetworkAttachmentDefinition CRD comes from the manifest multus ships in its module.
+      const multusSrc = spawnSync('go', ['list', '-m', '-f', '{{.Dir}}', 'gopkg.in/k8snetworkplumbingwg/multus-cni.v4'],
+        { cwd: multusModuleDir, env: goEnv, encoding: 'utf8' }).stdout.trim();
+      copyFileSync(join(multusSrc, 'deployments', MULTUS_MANIFEST), join(tmp, MULTUS_MANIFEST));
       // The etcd main package is the module root go.etcd.io/etcd/server/v3, so `go build`
       // names its binary after the element before the major version: `server`.
       renameSync(join(tmp, 'server'), join(tmp, 'etcd'));
@@ -233,11 +262,11 @@ export async function build(env, log) {
 }
 
 /**
- * Locate the binaries, building them when `allowBuild` and they are nowhere to be found.
+ * Locate one set of binaries, building them when `allowBuild` and they are nowhere to be found.
  * @returns {Promise<{dir: string, source: string} | {dir: null, reason: string}>}
  */
-export async function ensure(env, { allowBuild, log }) {
-  const found = locate(env);
+export async function ensure(env, { allowBuild, log, set = 'controlplane' }) {
+  const found = locate(env, set);
   if (found.dir || found.fatal || !allowBuild) return found;
   const why = goUnavailable(env);
   if (why) return { dir: null, reason: `${found.reason}, and cannot build: ${why}` };
