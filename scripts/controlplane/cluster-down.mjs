@@ -1,7 +1,11 @@
 #!/usr/bin/env node
 // `npm run cluster:down`: stop the control plane that `npm run cluster:up` left running
-// (SIGTERM to each process group, SIGKILL after 10 s) and remove its folder.
+// (SIGTERM to each process group, SIGKILL after 10 s) and remove its folder; a node of
+// `npm run node:up` is stopped first (node-down.mjs).
+import { spawnSync } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { clusterDir, isOurs, readState } from './state.mjs';
 
 const log = (m) => process.stderr.write(`[cluster:down] ${m}\n`);
@@ -10,6 +14,11 @@ const state = readState(dir);
 if (!state && !existsSync(dir)) {
   log(`no cluster to stop (${dir} does not exist)`);
   process.exit(0);
+}
+// A node of `npm run node:up` goes first, while the API server can still drain its pods.
+if (existsSync('/run/ovnkube-route-node/state.json')) {
+  const r = spawnSync(process.execPath, [join(dirname(fileURLToPath(import.meta.url)), 'node-down.mjs')], { stdio: 'inherit' });
+  if (r.status !== 0) log('node:down failed; stopping the control plane anyway');
 }
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const signal = (pid, sig) => { try { process.kill(-pid, sig); } catch { /* already gone */ } };

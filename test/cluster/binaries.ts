@@ -12,12 +12,13 @@ const ensureScript = fileURLToPath(new URL('../../../scripts/controlplane/ensure
 
 /**
  * Ask scripts/controlplane/ensure.mjs (the one implementation of the lookup order:
- * KUBEBUILDER_ASSETS, the cache, a build) for the binaries. With `allowBuild` a missing
+ * KUBEBUILDER_ASSETS or OVNKUBE_ROUTE_NODE_ASSETS, the cache, a build) for one set of
+ * binaries: the control plane's (etcd, kube-apiserver) or the node's (kubelet, multus). With `allowBuild` a missing
  * build is made here and now, which takes many minutes the first time; its progress goes
  * to `log`. Resolves with the reason instead of rejecting when they cannot be had.
  */
-export function findBinaries(opts: { allowBuild: boolean; env?: NodeJS.ProcessEnv; log?: (line: string) => void }): Promise<BinariesResult> {
-  const args = [ensureScript, '--json'];
+export function findBinaries(opts: { allowBuild: boolean; set?: 'controlplane' | 'node'; env?: NodeJS.ProcessEnv; log?: (line: string) => void }): Promise<BinariesResult> {
+  const args = [ensureScript, '--json', '--set', opts.set ?? 'controlplane'];
   if (!opts.allowBuild) args.push('--no-build');
   return new Promise((resolve) => {
     const child = spawn(process.execPath, args, { env: opts.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });

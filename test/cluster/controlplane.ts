@@ -128,6 +128,10 @@ function apiserverArgs(dir: string, pki: ControlPlanePKI, port: number, etcd: nu
     // would only log errors: no pod here could reach the apiserver through it anyway.
     '--endpoint-reconciler-type=none',
     '--profiling=false',
+    // For exec and logs through a kubelet of the local node (node.ts): the admin identity,
+    // and the node's Hostname address: the node is named localhost (kubelet refuses a loopback node IP).
+    `--kubelet-client-certificate=${pki.adminCert}`, `--kubelet-client-key=${pki.adminKey}`,
+    '--kubelet-preferred-address-types=Hostname',
     ...extra,
   ];
 }
