@@ -28,6 +28,7 @@ export interface ObjectMeta {
   ownerReferences?: OwnerReference[];
   generation?: number;
   resourceVersion?: string;
+  deletionTimestamp?: string;
 }
 
 export interface OwnerReference {
@@ -46,7 +47,12 @@ export interface KubeObject {
 
 export interface Pod extends KubeObject {
   spec?: { hostNetwork?: boolean; nodeName?: string; [k: string]: unknown };
-  status?: { phase?: string; [k: string]: unknown };
+  status?: {
+    phase?: string;
+    conditions?: Array<{ type: string; status: string; [k: string]: unknown }>;
+    containerStatuses?: unknown[];
+    [k: string]: unknown;
+  };
 }
 
 export interface Namespace extends KubeObject {}

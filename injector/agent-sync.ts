@@ -50,6 +50,8 @@ export interface PodRec {
   waiting?: boolean;
   /** Why the pod has no plan of its own in force (the last decision's reason), for logs and view(). */
   reason?: string;
+  /** Skips of the last apply not announced yet because the pod's interfaces were still being set up. */
+  skipsHeld?: boolean;
 }
 
 export interface PodSyncDeps {
@@ -72,6 +74,27 @@ export interface PodSyncDeps {
 }
 
 const podHasPlan = (pod: Pod): boolean => pod.metadata?.annotations?.[PLAN_ANNOTATION] !== undefined;
+
+/** Skip reasons that are expected while the runtime and CNI plugins are still creating a pod's interfaces. */
+const SETTLING_SKIPS = new Set<string>(['dev-missing', 'dev-down']);
+
+/**
+ * Whether the pod's network is still being set up, by the kubelet's own evidence: its
+ * PodReadyToStartContainers condition is not True yet (a new sandbox: CNI ADD, and Multus's
+ * delegates after it, still running), or a Pending pod has no such condition and no
+ * container status yet (the kubelet has not posted its first status). A pod with no status
+ * at all (no kubelet runs for it) is not settling: its state is all there is to report.
+ */
+export function podSettling(pod: Pod): boolean {
+  const st = pod.status;
+  if (!st) return false;
+  const cond = st.conditions?.find((c) => c.type === 'PodReadyToStartContainers');
+  if (cond) return cond.status !== 'True';
+  return st.phase === 'Pending' && !(st.containerStatuses?.length);
+}
+
+/** Whether the pod is being deleted (its sandbox, interfaces and netns are going away). */
+export const podTerminating = (pod: Pod): boolean => !!pod.metadata?.deletionTimestamp;
 const idKey = (id: NetnsId): string => `${id.dev}:${id.ino}`;
 const EMPTY_HASH = planHash(EMPTY_PLAN);
 
@@ -92,6 +115,13 @@ export class PodSync {
   async sync(rec: PodRec): Promise<void> {
     const { reporter, metrics, log } = this.d;
     const pod = rec.pod;
+    if (podTerminating(pod)) {
+      // The runtime is removing the pod's interfaces and netns: keeping its routes now would
+      // only fight the teardown. The routes stay as they are; the netns goes with the pod.
+      rec.waiting = false;
+      if (rec.netns) this.release(rec, 'the pod is being deleted', true);
+      return;
+    }
     const intent = agentIntent(pod, this.d.keys(), this.d.namespace(pod.metadata?.namespace ?? ''));
     rec.waiting = false;
     this.noteReason(rec, intent);
@@ -142,6 +172,9 @@ export class PodSync {
       rec.kept = target;
       log.info('plan changed', { pod: podKey(pod), plan: target.hash });
       await rec.keeper.setPlan(target.plan);
+    } else if (rec.skipsHeld && !podSettling(pod)) {
+      // The pod's interfaces are set up now: look again, and announce what is still skipped.
+      await rec.keeper.resync();
     } else if (rec.inForce) {
       reporter.report(pod, { kind: 'applied', inForce: rec.inForce }); // the pod changed: compare the report again
     }
@@ -242,6 +275,20 @@ export class PodSync {
     }
   }
 
+  /**
+   * Announce routes not written: counted by reason; a missing device is by design (the pod
+   * lacks that network) and gets a Normal Event, anything else a Warning.
+   */
+  private announceSkips(pod: Pod, skipped: SkippedItem[]): void {
+    const byReason = new Map<string, number>();
+    for (const x of skipped) byReason.set(x.reason, (byReason.get(x.reason) ?? 0) + 1);
+    for (const [reason, n] of byReason) this.d.metrics.routesSkipped(reason, n);
+    const expected = skipped.every((x) => x.reason === 'dev-missing');
+    const message = `${skipped.length} route(s) not written: ${describeSkipped(skipped)}`;
+    if (expected) this.d.reporter.event(pod, 'Normal', 'RoutesSkipped', `${message} (the pod does not have that device)`);
+    else this.d.reporter.warn(pod, 'RoutesSkipped', message);
+  }
+
   /** An empty plan's keeper retires once nothing of ours is left and nothing is saved. */
   private maybeRetire(rec: PodRec): void {
     const k = rec.keeper;
@@ -268,7 +315,12 @@ export class PodSync {
             removed: r.result.removed.length, restored: r.result.restored.length, skipped: r.result.skipped.length,
           });
         }
-        if (r.result.skipped.length) reporter.warn(pod, 'RoutesSkipped', `${r.result.skipped.length} route(s) not written: ${describeSkipped(r.result.skipped)}`);
+        const skipped = r.result.skipped;
+        // While the pod's interfaces are being created, a missing or down device is the normal
+        // course of a start: it is applied when the device appears (a link event), and only what
+        // is still skipped once the kubelet says the sandbox is ready is announced.
+        rec.skipsHeld = skipped.length > 0 && podSettling(pod) && skipped.every((x) => SETTLING_SKIPS.has(x.reason));
+        if (skipped.length && !rec.skipsHeld) this.announceSkips(pod, skipped);
         else if (rec.netns && !rec.netns.latencyDone && !isEmptyPlan(r.plan)) {
           rec.netns.latencyDone = true;
           metrics.observeInjectionLatency(Math.max(0, this.now() - rec.netns.seenAt) / 1000);

@@ -12,7 +12,7 @@ export type FailureReason =
   | 'netns-refused' // outside the netns dir, the host netns, claimed by another pod, pod IP not in it
   | 'netns-gone' // the netns vanished (during an apply or while kept)
   | 'apply-error' // the kernel or the netlink socket failed an apply as a whole
-  | 'route-skipped' // one route could not be written (missing dev, collision, unreachable gateway, ...)
+  | 'route-skipped' // one route could not be written (collision, unreachable gateway, device down, ...; not a missing device)
   | 'backoff' // a netns keeps drifting; its keeper backed off
   | 'report-error' // patching the pod's status annotation/condition or creating an Event failed
   | 'state-error' // the state dir could not be read or written
@@ -24,6 +24,12 @@ export interface AgentMetrics {
   /** Count what one apply did; `drift` when it repaired changes made by someone else. */
   observeApply(trigger: string, result: ApplyResult, drift: boolean): void;
   failure(reason: FailureReason, n?: number): void;
+  /**
+   * Routes of a plan announced as not written, by skip reason. A route whose device the pod
+   * does not have (dev-missing) is by design; every other reason also counts as a failure.
+   * Not called while a pod's interfaces are still being set up (PodSync).
+   */
+  routesSkipped(reason: string, n: number): void;
   planRejected(code: string): void;
   setPodsTracked(n: number): void;
   setNetnsKept(n: number): void;
@@ -56,6 +62,11 @@ export function createAgentMetrics(registry: Registry): AgentMetrics {
     help: 'Failures by reason (plan-rejected, netns-refused, netns-gone, apply-error, route-skipped, backoff, report-error, state-error, cni-cache-unparsable).',
     labelNames: ['reason'], registers,
   });
+  const skipped = new Counter({
+    name: 'ovnkube_route_injector_routes_skipped_total',
+    help: 'Plan routes announced as not written, by reason (dev-missing: the pod lacks that device, by design; others also count as failures).',
+    labelNames: ['reason'], registers,
+  });
   const rejected = new Counter({
     name: 'ovnkube_route_injector_plans_rejected_total',
     help: 'Plans refused (not applied), by decode error code (unsigned, bad-signature, unknown-key, invalid, malformed-json, too-large).',
@@ -78,9 +89,12 @@ export function createAgentMetrics(registry: Registry): AgentMetrics {
       else applied.inc(r.added.length + r.replaced.length);
       removed.inc(r.removed.length);
       restored.inc({ kind: 'default' }, r.restored.length);
-      if (r.skipped.length) failures.inc({ reason: 'route-skipped' }, r.skipped.length);
     },
     failure: (reason, n = 1) => failures.inc({ reason }, n),
+    routesSkipped(reason, n) {
+      skipped.inc({ reason }, n);
+      if (reason !== 'dev-missing') failures.inc({ reason: 'route-skipped' }, n);
+    },
     planRejected: (code) => {
       rejected.inc({ code });
       failures.inc({ reason: 'plan-rejected' });

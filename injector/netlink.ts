@@ -38,6 +38,7 @@ const MEANING: Record<string, string> = {
   ESRCH: 'no such route',
   ENETUNREACH: 'the gateway is not reachable from that device',
   ENODEV: 'no such device',
+  ENETDOWN: 'the device is down',
   EINVAL: 'the kernel rejected the request as invalid',
   EPERM: 'not permitted (needs CAP_NET_ADMIN in the netns)',
   ENOBUFS: 'the netlink socket buffer overflowed',

@@ -89,6 +89,11 @@ export class Reporter {
 
   /** Emit a Warning Event on the pod (deduplicated). */
   warn(pod: Pod, reason: string, message: string): void {
+    this.event(pod, 'Warning', reason, message);
+  }
+
+  /** Emit an Event of `type` on the pod (deduplicated by reason and message). */
+  event(pod: Pod, type: 'Normal' | 'Warning', reason: string, message: string): void {
     this.observe(pod);
     const s = this.slots.get(pod.metadata?.uid ?? '');
     if (!s) return;
@@ -98,7 +103,7 @@ export class Reporter {
     if (last !== undefined && now - last < EVENT_REPEAT_MS) return;
     s.events.set(key, now);
     if (s.events.size > 32) s.events.delete(s.events.keys().next().value!);
-    this.sink.createEvent(s.id, { type: 'Warning', reason, message: message.slice(0, 1000) }).catch((e: unknown) => {
+    this.sink.createEvent(s.id, { type, reason, message: message.slice(0, 1000) }).catch((e: unknown) => {
       s.events.delete(key); // not sent: allow it again
       this.metrics.failure('report-error');
       this.log.warn('cannot create Event', { pod: podKey(s.pod), reason, error: (e as Error).message });

@@ -39,6 +39,7 @@ export interface DesiredRoute {
 
 export type SkipReason =
   | 'dev-missing' // the plan's dev is not in the netns (applied when it appears)
+  | 'dev-down' // the plan's dev is there but down (ENETDOWN; applied when it comes up)
   | 'collision' // a foreign route already routes dst elsewhere
   | 'gateway-unreachable' // the kernel refused the gateway (ENETUNREACH)
   | 'default-not-restorable' // an owned default route must go but no saved original is known

@@ -4,8 +4,8 @@
  * changed: a missing dev appeared, or someone deleted/changed a route of the plan (drift).
  * A periodic full resync catches whatever events were missed.
  *
- * It must not fight forever: an apply triggered by events or resync that had to change
- * something counts as a restore; more than `maxRestores` restores within `windowMs` puts
+ * It must not fight forever: an apply triggered by events or resync that had to repair
+ * something of ours (isDrift) counts as a restore; more than `maxRestores` restores within `windowMs` puts
  * the keeper in back-off (reported): event-triggered applies wait `backoffInitialMs`,
  * doubling on each further restore up to `backoffMaxMs`, until a window passes without one.
  *
@@ -46,6 +46,17 @@ export interface KeeperOptions extends Omit<ApplyPlanOptions, 'savedDefault' | '
   windowMs?: number; // default 60 s
   backoffInitialMs?: number; // default 1 s
   backoffMaxMs?: number; // default 5 min
+}
+
+/**
+ * Whether an event- or resync-triggered apply repaired drift: it rewrote a route that was
+ * ours and in place before (deleted or changed by someone), or removed a stray route of
+ * ours. Writing a route whose device has only now appeared (skipped before, as while a
+ * pod's interfaces are being set up) is the plan taking effect, not a repair.
+ */
+export function isDrift(result: ApplyResult, ownedBefore: ReadonlySet<string>): boolean {
+  return result.removed.length > 0 || result.restored.length > 0
+    || result.added.some((r) => ownedBefore.has(r.dst)) || result.replaced.some((r) => ownedBefore.has(r.dst));
 }
 
 /** Keeps one netns's routes equal to a plan. Create, then start(). */
@@ -91,6 +102,11 @@ export class RouteKeeper {
     this.plan = plan;
     this.planDsts = null;
     return this.applyNow('plan');
+  }
+
+  /** Apply the current plan now, as a resync would (a repair found here counts as drift). */
+  async resync(): Promise<ApplyResult | null> {
+    return this.applyNow('resync');
   }
 
   /** The last apply's result. */
@@ -175,10 +191,11 @@ export class RouteKeeper {
             this.saved = this.saved.filter((x) => x.family !== f);
           },
         });
+        const ownedBefore = new Set(this.owned);
         this.last = result;
         this.owned = result.owned;
         if (this.closed) return; // closed after the apply's last write: nothing to report to
-        const drift = (trigger === 'event' || trigger === 'resync') && result.changed;
+        const drift = (trigger === 'event' || trigger === 'resync') && isDrift(result, ownedBefore);
         this.opts.onReport({ kind: 'applied', trigger, result, drift, plan });
         this.account(drift);
       } catch (e) {

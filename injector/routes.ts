@@ -72,6 +72,7 @@ function writeOf(d: DesiredRoute, protocol: number, priority?: number): RouteWri
 function skipReasonOf(e: unknown): SkipReason {
   if (isNetlinkError(e, 'ENETUNREACH') || isNetlinkError(e, 'EHOSTUNREACH')) return 'gateway-unreachable';
   if (isNetlinkError(e, 'ENODEV')) return 'dev-missing';
+  if (isNetlinkError(e, 'ENETDOWN')) return 'dev-down';
   if (isNetlinkError(e, 'EEXIST')) return 'collision';
   return 'error';
 }
