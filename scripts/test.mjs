@@ -2,7 +2,7 @@
 // `npm test`: build, then run every tap test under dist/test (or only the paths given, e.g.
 // `npm test -- test/core`). Tiers that cannot run here (no root, no control plane) are listed
 // loudly at the end; under CI=true such a tier fails instead of skipping (test/util/tier.ts).
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -35,17 +35,30 @@ if (testFiles.length === 0) { console.error(`[test] no *.test.js files under ${t
 // runs inside tap's per-file timeout. Exit 3 = cannot be had here (no Go, not CI): the e2e
 // files then skip loudly through tierGate.
 if (testFiles.some((f) => f.startsWith(join('dist', 'test', 'e2e')) || f.includes('-e2e'))) {
-  const cp = spawnSync(process.execPath, [join(root, 'scripts', 'controlplane', 'ensure.mjs')], { stdio: ['ignore', 'ignore', 'inherit'] });
-  if (cp.status !== 0 && cp.status !== 3) process.exit(cp.status ?? 1);
+  const sets = ['controlplane', ...(testFiles.some((f) => f.includes('node-e2e')) ? ['node'] : [])];
+  for (const set of sets) {
+    const cp = spawnSync(process.execPath, [join(root, 'scripts', 'controlplane', 'ensure.mjs'), '--set', set], { stdio: ['ignore', 'ignore', 'inherit'] });
+    if (cp.status !== 0 && cp.status !== 3) process.exit(cp.status ?? 1);
+  }
 }
-const res = spawnSync(process.execPath, [tap, ...opts, ...testFiles], {
+// tap's output is streamed as it comes (a long run shows its progress, and a run killed by
+// a time limit still leaves every result so far), and kept for the summary below.
+const child = spawn(process.execPath, [tap, ...opts, ...testFiles], {
   cwd: root,
   env: { ...process.env, OVNKUBE_ROUTE_SKIP_REPORT: skipFile },
   stdio: ['ignore', 'pipe', 'inherit'],
-  maxBuffer: 512 * 1024 * 1024,
 });
-const out = res.stdout?.toString() ?? '';
-process.stdout.write(out);
+const tail = [];
+let tailLen = 0;
+child.stdout.on('data', (d) => {
+  process.stdout.write(d);
+  tail.push(d);
+  tailLen += d.length;
+  while (tailLen > 1 << 20 && tail.length > 1) tailLen -= tail.shift().length;
+});
+for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => child.kill(sig));
+const res = await new Promise((resolve) => child.on('close', (status, signal) => resolve({ status: status ?? (signal ? 1 : 0) })));
+const out = Buffer.concat(tail).toString();
 const m = /# \{ total: (\d+)(?:, pass: (\d+))?(?:, fail: (\d+))?(?:, skip: (\d+))?(?:, todo: (\d+))?/.exec(out);
 const skips = existsSync(skipFile) ? readFileSync(skipFile, 'utf8').trim() : '';
 rmSync(tmp, { recursive: true, force: true });
@@ -55,6 +68,7 @@ if (skips) {
 }
 if (m) {
   const [, total, pass = '0', fail = '0', skip = '0'] = m;
-  console.log(`\ntests: ${pass} passed, ${fail} failed, ${skip} skipped (of ${total} assertions/tests)`);
+  console.log(`\n${total} assertions/tests in all`);
+  console.log(`tests: ${pass} passed, ${fail} failed, ${skip} skipped`);
 }
 process.exit(res.status ?? 1);

@@ -1,0 +1,322 @@
+// The real node tier: kube-apiserver + etcd, and a real node (containerd + runc, kubelet,
+// Multus giving pods eth0 and eth1) on this machine. The add-on runs as it is deployed, as
+// host processes: the webhook + controller as deploy/'s webhook ServiceAccount and the agent
+// as the injector's, with a token bound to its own (hostNetwork) pod on the node. Pods are
+// created through the API; their routes are read from inside the pod (exec through the API
+// server) and with netlink in the netns the runtime made, found through the CNI cache files
+// containerd wrote. Nothing here writes a cache file or makes a netns by hand.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
+import t, { type Test } from 'tap';
+import { stringify } from 'yaml';
+import { decodeInjectorStatus } from '../../core/injector-status.js';
+import { STATUS_ANNOTATION, type Pod } from '../../core/types.js';
+import { findBinaries } from '../cluster/binaries.js';
+import { applyManifests, kubeRequest, loadYamlDocuments } from '../cluster/k8s.js';
+import { CNI_CACHE_DIR, ETH1_BRIDGE, NODE_NETS, nodeUnavailable, startNode, type RealNode } from '../cluster/node.js';
+import { nodePod, podExec, podRunning, waitPod, waitPodGone } from '../cluster/pods.js';
+import { withControlPlane } from '../cluster/tap.js';
+import { cliPath, repoRoot } from '../util/fixtures.js';
+import { ip, routeLines, type TestNetns } from '../util/netns.js';
+import { tierGate } from '../util/tier.js';
+import { applyRoute, createNamespace, installAddon, planRoutes, registerWebhook, startWebhook, until } from '../webhook-e2e/helpers.js';
+
+const NODE_TIER = 'node (real kubelet + containerd + Multus)';
+const APPS = 'node-apps';
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function httpGet(port: number, path: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve) => {
+    const req = request({ host: '127.0.0.1', port, path, timeout: 5000 }, (res) => {
+      let body = '';
+      res.on('data', (d: Buffer) => { body += d.toString(); });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', () => resolve({ status: 0, body: '' }));
+    req.on('timeout', () => req.destroy());
+    req.end();
+  });
+}
+
+/** The sum of a metric's samples whose labels include `labels`. */
+function metricSum(text: string, name: string, labels: Record<string, string> = {}): number {
+  const want = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    const m = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? ([-+\deE.]+|NaN)$/.exec(line);
+    if (!m || m[1] !== name) continue;
+    const have = (m[2] ?? '').split(',').filter(Boolean);
+    if (want.every((w) => have.includes(w))) sum += Number(m[3]);
+  }
+  return sum;
+}
+
+/** The pod's CNI cache files (by its UID in cniArgs), as containerd wrote them. */
+function cacheFilesOfPod(uid: string): Array<{ file: string; json: any; text: string }> {
+  const out = [];
+  for (const f of readdirSync(CNI_CACHE_DIR)) {
+    const file = join(CNI_CACHE_DIR, f);
+    try {
+      const text = readFileSync(file, 'utf8');
+      const json = JSON.parse(text);
+      if ((json.cniArgs as string[][]).some(([k, v]) => k === 'K8S_POD_UID' && v === uid)) out.push({ file, json, text });
+    } catch {
+      // being written or removed
+    }
+  }
+  return out;
+}
+
+/** The pod's netns as the test helpers read it (`ip -n`), from its loopback cache file. */
+function podNetns(uid: string): TestNetns {
+  const lo = cacheFilesOfPod(uid).find((c) => c.json.networkName === 'cni-loopback');
+  if (!lo) throw new Error(`no cni-loopback cache file for pod UID ${uid}`);
+  const path: string = lo.json.netns ?? lo.json.result.interfaces.find((i: { sandbox?: string }) => i.sandbox).sandbox;
+  const name = basename(path);
+  // Read only: the netns belongs to the runtime (never deleted or written here).
+  return {
+    name, path,
+    ip: (...args) => ip('-n', name, ...args),
+    json: <T>(...args: string[]) => JSON.parse(ip('-n', name, '-j', ...args) || '[]') as T,
+    del: () => {},
+  };
+}
+
+/** `dst dev` of each route line of busybox `ip route` (as printed inside the pod). */
+function insideRoutes(text: string): string[] {
+  return text.split('\n').filter(Boolean).map((l) => {
+    const m = /^(\S+)(?: via (\S+))? dev (\S+)/.exec(l.trim());
+    return m ? `${m[1]}${m[2] ? ` via ${m[2]}` : ''} dev ${m[3]}` : `? ${l}`;
+  }).sort();
+}
+
+const cp = await withControlPlane(t);
+const unavailable = nodeUnavailable();
+if (cp && tierGate(t, NODE_TIER, unavailable)) {
+  const bins = await findBinaries({ allowBuild: false, set: 'node' });
+  if (bins.dir === null && bins.fatal) throw new Error(`node binaries: ${bins.reason}`);
+  if (bins.dir !== null || tierGate(t, NODE_TIER, bins.reason)) await t.test('the add-on on a real node', (t) => realNode(t, bins.dir!));
+}
+
+async function realNode(t: Test, binDir: string): Promise<void> {
+  const { kc } = cp!;
+  const node: RealNode = await startNode(cp!, { binDir, log: (l) => t.comment(l) });
+  const work = mkdtempSync(join(tmpdir(), 'ovrt-node-e2e-'));
+  let agent: ChildProcess | undefined;
+  const stopAgent = async (): Promise<void> => {
+    const a = agent;
+    if (!a || a.exitCode !== null || a.signalCode !== null) return;
+    const exited = new Promise<void>((r) => a.once('exit', () => r()));
+    a.kill('SIGTERM');
+    await exited;
+  };
+  try {
+    await scenario(t, node, work, (a) => { agent = a; }, stopAgent);
+  } finally {
+    await stopAgent();
+    await node.stop();
+    rmSync(work, { recursive: true, force: true });
+  }
+  await t.test('the node left nothing behind', async (t) => {
+    t.notOk(existsSync(node.dir), `its folder ${node.dir} is gone`);
+    for (const [name, pid] of Object.entries(node.pids)) t.notOk(existsSync(`/proc/${pid}/cmdline`) && readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(node.dir), `${name} (pid ${pid}) is gone`);
+    t.same(readdirSync(CNI_CACHE_DIR).filter((f) => f.startsWith('cni-loopback-') || f.startsWith('multus-cni-network-')), [], 'no CNI cache file of its sandboxes');
+    t.notOk(existsSync(`/sys/class/net/${ETH1_BRIDGE}`), 'the eth1 bridge is gone');
+    t.notOk(existsSync('/sys/fs/cgroup/pids/kubepods'), 'the kubepods cgroups are gone');
+    t.notOk(readFileSync('/proc/self/mountinfo', 'utf8').includes(node.dir), 'nothing mounted under its folder');
+    t.notOk(readdirSync('/run/netns').some((n) => n.startsWith('cni-')), 'no pod netns left in /run/netns');
+  });
+}
+
+async function scenario(t: Test, node: RealNode, work: string, setAgent: (a: ChildProcess) => void, stopAgent: () => Promise<void>): Promise<void> {
+  const { kc } = cp!;
+  // The add-on: CRD, webhook + controller (registered), plan key.
+  const addon = await installAddon(t, cp!);
+  const wh = await startWebhook({ kubeconfig: addon.kubeconfig, certDir: addon.certDir, args: ['--trusted-user', addon.user] });
+  t.teardown(() => wh.stop('SIGKILL'));
+  await registerWebhook(kc, wh.port, addon.certDir);
+
+  // The agent: deploy/'s injector identity and write policy; its token is bound to its own
+  // pod on the node (hostNetwork, as the DaemonSet's), so it names the node.
+  const manifests = ['node-injector-rbac.yaml', 'node-injector-priorityclass.yaml', 'node-injector-policy.yaml']
+    .flatMap((f) => loadYamlDocuments(join(repoRoot, 'deploy', f)));
+  for (const r of await applyManifests(kc, manifests)) t.ok(r.ok, `${r.object} applied`, { message: r.message });
+  const selfBody = nodePod('injector-self', node.name, { hostNetwork: true });
+  (selfBody.spec as Record<string, unknown>).serviceAccountName = 'ovnkube-route-injector';
+  const selfRes = await kubeRequest(kc, 'POST', '/api/v1/namespaces/ovnkube-route/pods', { body: selfBody });
+  t.equal(selfRes.status, 201, 'the agent\'s own pod', { message: selfRes.body?.message });
+  const tr = await kubeRequest(kc, 'POST', '/api/v1/namespaces/ovnkube-route/serviceaccounts/ovnkube-route-injector/token', {
+    body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest', spec: { expirationSeconds: 3600, boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: 'injector-self', uid: selfRes.body.metadata.uid } } },
+  });
+  t.equal(tr.status, 201, 'pod-bound token');
+  const kubeconfig = join(work, 'injector.kubeconfig');
+  writeFileSync(kubeconfig, stringify({
+    apiVersion: 'v1', kind: 'Config', 'current-context': 'c',
+    clusters: [{ name: 'c', cluster: { server: cp!.server, 'certificate-authority-data': Buffer.from(cp!.caPem).toString('base64') } }],
+    users: [{ name: 'injector', user: { token: tr.body.status.token } }],
+    contexts: [{ name: 'c', context: { cluster: 'c', user: 'injector' } }],
+  }), { mode: 0o600 });
+  const stateDir = mkdtempSync(join(work, 'state-'));
+  let port = 0;
+  let log = '';
+  const startAgent = async (): Promise<void> => {
+    port = await freePort();
+    log = '';
+    const a = spawn(process.execPath, [cliPath, 'agent', '--node-name', node.name, '--plan-key', join(addon.certDir, 'plan.key'),
+      '--cni-cache-dir', CNI_CACHE_DIR, '--netns-dir', '/var/run/netns', '--state-dir', stateDir, '--kubeconfig', kubeconfig,
+      '--metrics-addr', `127.0.0.1:${port}`, '--resync-period', '10s', '--log-level', 'debug'],
+    { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, NODE_NAME: '' } });
+    a.stderr!.on('data', (d: Buffer) => { log += d.toString(); });
+    setAgent(a);
+    await until('the agent is ready', async () => (await httpGet(port, '/readyz')).status === 200, 60_000);
+  };
+  const metrics = async (): Promise<string> => (await httpGet(port, '/metrics')).body;
+  await startAgent();
+
+  // The design document's world: two Services, the demo Route plus a CIDR via the OVN gateway.
+  const service = async (ns: string, name: string): Promise<string> => {
+    const res = await kubeRequest(kc, 'POST', `/api/v1/namespaces/${ns}/services`, { body: { metadata: { name }, spec: { ports: [{ port: 80 }] } } });
+    t.equal(res.status, 201, `Service ${ns}/${name}`, { message: res.body?.message });
+    return String(res.body.spec.clusterIP);
+  };
+  const nginx = await service('default', 'nginx');
+  const nginx1 = await service('kube-system', 'nginx1');
+  await createNamespace(kc, APPS);
+  await applyRoute(kc, 'demo', {
+    route: [{ dst: '172.16.10.0/24', dev: 'eth1' }, { dst: '192.168.2.0/24', dev: 'eth0' }, { dst: '172.16.20.0/24', dev: 'eth1', via: NODE_NETS.eth1.gateway }],
+    svc: [{ namespace: 'default', name: 'nginx', dev: 'eth1' }, { namespace: 'kube-system', name: 'nginx1', dev: 'eth0' }],
+  });
+  const ours = (svcEth: { nginx: string; nginx1: string }) => [
+    `${nginx} dev ${svcEth.nginx}`, `${nginx1} dev ${svcEth.nginx1}`,
+    '172.16.10.0/24 dev eth1', '172.16.20.0/24 via 10.124.2.1 dev eth1', '192.168.2.0/24 dev eth0',
+  ];
+  const CNI_ROWS = ['10.124.0.0/16 via 10.124.2.1 dev eth1', '10.124.2.0/24 dev eth1', '169.254.1.1 dev eth0', 'default via 169.254.1.1 dev eth0'];
+  const statusOf = (p: Pod) => decodeInjectorStatus(p.metadata?.annotations?.[STATUS_ANNOTATION]);
+  const proto = (lines: string[]) => lines.filter((l) => l.endsWith('proto 111')).map((l) => l.replace(/ proto 111$/, '')).sort();
+
+  let web: Pod | undefined;
+  await t.test('a pod created through the API is stamped, and its routes are in its netns before anyone looks', async (t) => {
+    const res = await kubeRequest(kc, 'POST', `/api/v1/namespaces/${APPS}/pods`, { body: nodePod('web', node.name) });
+    t.equal(res.status, 201, 'created', { message: res.body?.message });
+    t.same(planRoutes(res.body as Pod, addon.keys)?.sort(), [`${nginx}/32 eth1`, `${nginx1}/32 eth0`, '172.16.10.0/24 eth1', '172.16.20.0/24 eth1 via 10.124.2.1', '192.168.2.0/24 eth0'].sort(),
+      'the webhook stamped the signed plan at admission');
+    web = await waitPod(kc, APPS, 'web', 'Running', podRunning);
+    const uid = web.metadata!.uid!;
+    const want = ours({ nginx: 'eth1', nginx1: 'eth0' });
+    await until('status: every route applied', async () => {
+      const s = statusOf(await waitPod(kc, APPS, 'web', 'reported', () => true));
+      return s && s.applied === 5 && s.skipped.length === 0;
+    });
+    // netlink, in the netns the runtime made (found through the cache file containerd wrote).
+    const ns = podNetns(uid);
+    t.same(proto(routeLines(ns)), [...want].sort(), 'ovnkube-route\'s rows, read with netlink in the pod netns');
+    // From inside the pod, through the API server, as a user would.
+    const inside = await podExec(kc, APPS, 'web', 'c', ['ip', 'route']);
+    t.equal(inside.status, 'Success', 'exec ip route', { stderr: inside.stderr });
+    t.same(insideRoutes(inside.stdout), [...CNI_ROWS, ...want].sort(), 'inside the pod: the CNI rows and ours, exactly');
+    const table = await podExec(kc, APPS, 'web', 'c', ['route', '-n']);
+    t.comment(`route -n inside ${APPS}/web:\n${table.stdout}`);
+  });
+
+  await t.test('the CNI cache files are what libcni writes, and discovery used them', async (t) => {
+    const uid = web!.metadata!.uid!;
+    const files = cacheFilesOfPod(uid);
+    t.same(files.map((f) => f.json.networkName).sort(), ['cni-loopback', 'multus-cni-network'], 'one file per network: loopback and multus');
+    for (const f of files) {
+      const sandbox = f.json.containerId as string;
+      t.match(basename(f.file), new RegExp(`^${f.json.networkName}-${sandbox}-${f.json.ifName}$`), 'named <network>-<sandbox ID>-<ifname>');
+      t.equal(statSync(f.file).mode & 0o777, 0o600, 'mode 0600');
+      t.notOk(f.text.includes('\n'), 'compact JSON');
+      t.comment(`${basename(f.file)}: top-level netns key ${'netns' in f.json ? 'present' : 'absent'}; cniArgs order ${(f.json.cniArgs as string[][]).map(([k]) => k).join(',')}`);
+    }
+    t.match(log, /"msg":"found pod netns".*"source":"cni-cache"/, 'the agent found the netns through the cache');
+  });
+
+  await t.test('a Route edit reaches the running pod, with no restart', async (t) => {
+    const before = await waitPod(kc, APPS, 'web', 'read', () => true);
+    const started = JSON.stringify((before.status?.containerStatuses as Array<{ state?: unknown; restartCount?: number }>).map((c) => [c.state, c.restartCount]));
+    await applyRoute(kc, 'demo', {
+      route: [{ dst: '172.16.10.0/24', dev: 'eth1' }, { dst: '192.168.2.0/24', dev: 'eth0' }, { dst: '172.16.20.0/24', dev: 'eth1', via: NODE_NETS.eth1.gateway }],
+      svc: [{ namespace: 'default', name: 'nginx', dev: 'eth0' }, { namespace: 'kube-system', name: 'nginx1', dev: 'eth0' }],
+    });
+    const want = ours({ nginx: 'eth0', nginx1: 'eth0' }).sort();
+    const ns = podNetns(web!.metadata!.uid!);
+    await until('the edit is in the pod netns', () => JSON.stringify(proto(routeLines(ns))) === JSON.stringify(want));
+    const inside = await podExec(kc, APPS, 'web', 'c', ['ip', 'route']);
+    t.same(insideRoutes(inside.stdout), [...CNI_ROWS, ...want].sort(), 'inside the pod');
+    const after = await waitPod(kc, APPS, 'web', 'read', () => true);
+    t.equal(after.metadata!.uid, before.metadata!.uid, 'same pod');
+    t.equal(JSON.stringify((after.status?.containerStatuses as Array<{ state?: unknown; restartCount?: number }>).map((c) => [c.state, c.restartCount])), started, 'same container, same start, no restart');
+  });
+
+  await t.test('a pod without eth1 gets only its eth0 routes, and the skip is reported', async (t) => {
+    const res = await kubeRequest(kc, 'POST', `/api/v1/namespaces/${APPS}/pods`, { body: nodePod('solo', node.name, { eth1: false }) });
+    t.equal(res.status, 201, 'created');
+    const pod = await waitPod(kc, APPS, 'solo', 'Running', podRunning);
+    // After the edit above, the plan has three eth0 routes and two eth1 routes.
+    const s = await until('status reported with the skips', async () => {
+      const st = statusOf(await waitPod(kc, APPS, 'solo', 'read', () => true));
+      return st && st.skipped.length === 2 ? st : null;
+    });
+    t.equal(s.applied, 3, 'the three eth0 routes are in place');
+    t.same(s.skipped.map((x) => `${x.dst} ${x.dev} ${x.reason}`).sort(), ['172.16.10.0/24 eth1 dev-missing', '172.16.20.0/24 eth1 dev-missing'], 'the eth1 routes are skipped for the missing device');
+    t.same(proto(routeLines(podNetns(pod.metadata!.uid!))), [`${nginx} dev eth0`, `${nginx1} dev eth0`, '192.168.2.0/24 dev eth0'].sort(), 'only eth0 routes in the netns');
+    const ev = await until('a Normal RoutesSkipped Event', async () => {
+      const r = await kubeRequest(kc, 'GET', `/api/v1/namespaces/${APPS}/events`, { query: { fieldSelector: `involvedObject.uid=${pod.metadata!.uid},reason=RoutesSkipped` } });
+      return (r.body?.items as Array<{ type: string; message: string }> | undefined)?.[0];
+    });
+    t.equal(ev.type, 'Normal', 'by design: the pod has no eth1');
+    t.match(ev.message, /2 route\(s\) not written.*does not have that device/);
+  });
+
+  await t.test('the agent restarted while pods run rewrites nothing', async (t) => {
+    await stopAgent();
+    const web0 = proto(routeLines(podNetns(web!.metadata!.uid!)));
+    await startAgent();
+    await until('both pods kept again', async () => metricSum(await metrics(), 'ovnkube_route_injector_netns_kept') === 2);
+    await until('both applied once at start', async () => metricSum(await metrics(), 'ovnkube_route_injector_applies_total', { trigger: 'start' }) >= 2);
+    const m = await metrics();
+    t.equal(metricSum(m, 'ovnkube_route_injector_routes_applied_total'), 0, 'no route written');
+    t.equal(metricSum(m, 'ovnkube_route_injector_routes_removed_total'), 0, 'no route removed');
+    t.same(proto(routeLines(podNetns(web!.metadata!.uid!))), web0, 'the routes as they were');
+  });
+
+  await t.test('deleting a pod leaves no state behind', async (t) => {
+    const uid = web!.metadata!.uid!;
+    const ns = podNetns(uid);
+    t.equal((await kubeRequest(kc, 'DELETE', `/api/v1/namespaces/${APPS}/pods/web`)).status, 200, 'deleted');
+    await waitPodGone(kc, APPS, 'web');
+    await until('its cache files are gone', () => cacheFilesOfPod(uid).length === 0);
+    t.notOk(existsSync(ns.path), 'its netns is gone');
+    await until('the agent let it go', async () => {
+      const kept = metricSum(await metrics(), 'ovnkube_route_injector_netns_kept');
+      if (kept !== 1) throw new Error(`netns_kept ${kept}`);
+      return true;
+    });
+    const saved = existsSync(join(stateDir, 'agent', 'defaults')) ? readdirSync(join(stateDir, 'agent', 'defaults')) : [];
+    t.same(saved.filter((f) => f.includes(uid)), [], 'no saved state of it');
+  });
+
+  await t.test('normal starts, edits and deletions raised no warning and no failure', async (t) => {
+    const r = await kubeRequest(kc, 'GET', `/api/v1/namespaces/${APPS}/events`, { query: { fieldSelector: 'type=Warning' } });
+    const ours = (r.body?.items as Array<{ reason: string; message: string; source?: { component?: string } }>).filter((e) => e.source?.component === 'ovnkube-route-injector');
+    t.same(ours.map((e) => `${e.reason}: ${e.message}`), [], 'no Warning Event from the agent');
+    const m = await metrics();
+    t.equal(metricSum(m, 'ovnkube_route_injector_failures_total'), 0, 'failures_total stays 0', { failures: m.split('\n').filter((l) => l.startsWith('ovnkube_route_injector_failures_total')) });
+    t.notMatch(log, /"level":"(warn|error)"/, 'no warning in the agent log since its restart');
+  });
+}
