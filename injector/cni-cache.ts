@@ -24,7 +24,7 @@ export interface CniCacheEntry {
   containerId?: string;
   networkName?: string;
   ifName?: string;
-  /** The pod's netns path (result.interfaces[].sandbox). */
+  /** The pod's netns path (the top-level netns key when present, else result.interfaces[].sandbox). */
   sandbox: string;
   /** File modification time (scan only; 0 from the pure parser). */
   mtimeMs: number;
@@ -38,8 +38,8 @@ function str(v: unknown): string | undefined {
 
 /**
  * Parse one cache file's text. Fails (with the file and field named) when it is not JSON,
- * has no K8S_POD_NAMESPACE/K8S_POD_NAME in cniArgs, or no interface with a sandbox, or
- * interfaces naming different sandboxes.
+ * has no K8S_POD_NAMESPACE/K8S_POD_NAME in cniArgs, or names no netns (neither the top-level
+ * `netns` key nor an interface's sandbox), or names different ones.
  */
 export function parseCniCacheFile(file: string, text: string): ParseResult {
   let doc: unknown;
@@ -68,9 +68,16 @@ export function parseCniCacheFile(file: string, text: string): ParseResult {
     const s = str((i as { sandbox?: unknown } | null)?.sandbox);
     if (s) sandboxes.add(s);
   }
-  if (sandboxes.size === 0) return { ok: false, error: `CNI cache file ${file}: result.interfaces[] has no sandbox (netns path)` };
+  // Current libcni also writes the netns it was given as a top-level key: it names the
+  // netns even when the result lists no interface in it (loopback results do, but not all).
+  const top = str(o.netns);
   if (sandboxes.size > 1) return { ok: false, error: `CNI cache file ${file}: result.interfaces[] name different sandboxes: ${[...sandboxes].join(', ')}` };
-  const entry: CniCacheEntry = { file, podNamespace, podName, sandbox: [...sandboxes][0]!, mtimeMs: 0 };
+  if (top && sandboxes.size === 1 && !sandboxes.has(top)) {
+    return { ok: false, error: `CNI cache file ${file}: netns ${top} and result.interfaces[].sandbox ${[...sandboxes][0]} differ` };
+  }
+  const sandbox = top ?? [...sandboxes][0];
+  if (!sandbox) return { ok: false, error: `CNI cache file ${file}: no netns key and result.interfaces[] has no sandbox (netns path)` };
+  const entry: CniCacheEntry = { file, podNamespace, podName, sandbox, mtimeMs: 0 };
   const uid = args.get('K8S_POD_UID');
   if (uid) entry.podUid = uid;
   const cid = str(o.containerId) ?? args.get('K8S_POD_INFRA_CONTAINER_ID');

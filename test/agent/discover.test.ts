@@ -2,7 +2,7 @@
 // before the pod), refuses the host netns and paths outside the netns dir, and uses the
 // netns annotation fallback only when the netns holds the pod's IP.
 import { execFileSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { realpathSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { decodeInjectorStatus } from '../../core/injector-status.js';
@@ -46,6 +46,28 @@ t.test('finding netns', async (t) => {
     t.comment(`injection latency of one pod (cache file seen -> 5 routes in place): ${Math.round(sum * 1000)} ms`);
     t.equal(await rig.metric('ovnkube_route_injector_routes_applied_total'), 5, '5 routes applied');
     t.equal(await rig.metric('ovnkube_route_injector_pods_waiting_for_netns'), 0, 'no longer waiting');
+  });
+
+  t.test('a replaced sandbox whose old cache file lingers: the newest sandbox wins', async (t) => {
+    // The runtime recreated the pod's sandbox (new netns, new sandbox ID) and the old
+    // sandbox's files are still there (its CNI DEL has not run, or failed): as on a real node,
+    // each sandbox has its own files, named by sandbox ID.
+    const rig = await startRig(t);
+    const { pod: first } = makePod(t);
+    const pod = rig.apply(makePodObject({ name: 'replaced', plan: MISSION_PLAN, key: rig.key }));
+    const oldFile = writeCacheFile(rig.cacheDir, pod, first.path);
+    await until('routes in the first sandbox', () => ownedLines(routeLines(first)).length === WANT.length);
+    const { pod: second } = makePod(t);
+    const newFile = writeCacheFile(rig.cacheDir, pod, second.path);
+    t.not(newFile, oldFile, 'one file per sandbox');
+    utimesSync(newFile, new Date(), new Date(Date.now() + 5000)); // written after the old one
+    await until('routes in the new sandbox', () => ownedLines(routeLines(second)).length === WANT.length);
+    t.same(ownedLines(routeLines(second)), WANT);
+    await until('the agent holds the new netns only', () => rig.agent.view(pod.metadata!.uid!)?.netns === realpathSync(second.path));
+    t.equal(await rig.metric('ovnkube_route_injector_netns_kept'), 1, 'one keeper, for the new sandbox');
+    unlinkSync(oldFile); // CNI DEL of the old sandbox finally ran
+    await rig.agent.settled();
+    t.equal(rig.agent.view(pod.metadata!.uid!)?.netns, realpathSync(second.path), 'still the new sandbox');
   });
 
   t.test('cache file written (long) before the pod appears, atomically renamed into place', async (t) => {

@@ -11,7 +11,7 @@
  * hands the result back to the agent as a watch update would (the e2e tier does the same
  * against a real kube-apiserver).
  */
-import { randomBytes, randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -239,14 +239,26 @@ export function makePodObject(o: PodObjectOptions): Pod {
   };
 }
 
-/** The CNI cache file libcni writes for a pod's network (shape of the design document's example). */
-export function cacheFileText(pod: Pod, sandbox: string, o: { network?: string; ifName?: string; containerId?: string } = {}): string {
-  const cid = o.containerId ?? randomBytes(32).toString('hex');
+/**
+ * The sandbox ID a runtime would give `pod`'s sandbox at `sandbox` (stable for the pair, so a
+ * rewrite of the same sandbox hits the same file, and a new sandbox gets a new ID).
+ */
+export function sandboxIdOf(pod: Pod, sandbox: string): string {
+  return createHash('sha256').update(`${pod.metadata!.uid}\0${sandbox}`).digest('hex');
+}
+
+/**
+ * The CNI cache file libcni writes for a pod's network, as containerd 1.6 + Multus wrote them
+ * on the real node (test/injector/fixtures/containerd-1.6): compact JSON, the sandbox ID as
+ * containerId, and the top-level `netns` key of current libcni only when asked (`netnsKey`).
+ */
+export function cacheFileText(pod: Pod, sandbox: string, o: { network?: string; ifName?: string; containerId?: string; netnsKey?: boolean } = {}): string {
+  const cid = o.containerId ?? sandboxIdOf(pod, sandbox);
   return JSON.stringify({
     kind: 'cniCacheV1', containerId: cid, config: 'e30=', ifName: o.ifName ?? 'lo', networkName: o.network ?? 'cni-loopback',
     cniArgs: [
-      ['K8S_POD_NAMESPACE', pod.metadata!.namespace], ['K8S_POD_NAME', pod.metadata!.name],
-      ['K8S_POD_INFRA_CONTAINER_ID', cid], ['K8S_POD_UID', pod.metadata!.uid], ['IgnoreUnknown', '1'],
+      ['K8S_POD_NAME', pod.metadata!.name], ['K8S_POD_INFRA_CONTAINER_ID', cid], ['K8S_POD_UID', pod.metadata!.uid],
+      ['IgnoreUnknown', '1'], ['K8S_POD_NAMESPACE', pod.metadata!.namespace],
     ],
     capabilityArgs: {},
     result: {
@@ -254,18 +266,22 @@ export function cacheFileText(pod: Pod, sandbox: string, o: { network?: string; 
       interfaces: [{ mac: '00:00:00:00:00:00', name: o.ifName ?? 'lo', sandbox }],
       ips: [{ address: '127.0.0.1/8', interface: 0, version: '' }],
     },
-  }, null, 2);
+    ...(o.netnsKey ? { netns: sandbox } : {}),
+  });
 }
 
-/** Write a pod's cache file into `dir` the way libcni does (write in place); returns its path. */
-export function writeCacheFile(dir: string, pod: Pod, sandbox: string, o: { network?: string; ifName?: string; atomic?: boolean } = {}): string {
-  const file = join(dir, `${o.network ?? 'cni-loopback'}-${pod.metadata!.uid}-${o.ifName ?? 'lo'}`);
+/**
+ * Write a pod's cache file into `dir` as libcni does: `<network>-<sandbox ID>-<ifname>`, mode
+ * 0600, written in place (or renamed into place with `atomic`). Returns its path.
+ */
+export function writeCacheFile(dir: string, pod: Pod, sandbox: string, o: { network?: string; ifName?: string; atomic?: boolean; netnsKey?: boolean } = {}): string {
+  const file = join(dir, `${o.network ?? 'cni-loopback'}-${sandboxIdOf(pod, sandbox)}-${o.ifName ?? 'lo'}`);
   const text = cacheFileText(pod, sandbox, o);
   if (o.atomic) {
     const tmp = join(dir, `.tmp-${randomUUID()}`);
-    writeFileSync(tmp, text);
+    writeFileSync(tmp, text, { mode: 0o600 });
     renameSync(tmp, file);
-  } else writeFileSync(file, text);
+  } else writeFileSync(file, text, { mode: 0o600 });
   return file;
 }
 

@@ -109,6 +109,37 @@ t.test('CNI cache: the design document\'s example file', async (t) => {
   });
 });
 
+t.test('CNI cache: the files containerd 1.6 + Multus wrote on the real node', async (t) => {
+  // Copied from /var/lib/cni/results of the node tier (test/node-e2e): compact JSON, cniArgs
+  // in a different order in each file, no top-level netns key (libcni of containerd 1.6).
+  const dir = join(repoRoot, 'test', 'injector', 'fixtures', 'containerd-1.6');
+  const sandbox = '/var/run/netns/cni-4decf0cb-6543-1bf5-c088-d9ee13197244';
+  const id = 'cf0381607f6f984bee1e388e57004f2af3679092d6f3218917fcf38639135125';
+  for (const [name, net, ifName] of [[`cni-loopback-${id}-lo`, 'cni-loopback', 'lo'], [`multus-cni-network-${id}-eth0`, 'multus-cni-network', 'eth0']] as const) {
+    const r = parseCniCacheFile(name, readFileSync(join(dir, name), 'utf8'));
+    t.same(r, {
+      ok: true,
+      entry: { file: name, podNamespace: 'default', podName: 'p1', sandbox, mtimeMs: 0, podUid: '9f89fd31-6f16-4996-b584-3c5a5b4e3382', containerId: id, networkName: net, ifName },
+    }, name);
+  }
+});
+
+t.test('CNI cache: the top-level netns key of current libcni', async (t) => {
+  const args = [['K8S_POD_NAMESPACE', 'ns'], ['K8S_POD_NAME', 'p']];
+  const cases: [string, object, string | RegExp][] = [
+    ['netns key and a matching sandbox', { netns: '/var/run/netns/a', result: { interfaces: [{ name: 'lo', sandbox: '/var/run/netns/a' }] } }, '/var/run/netns/a'],
+    ['netns key only (a result with no interface in the netns)', { netns: '/var/run/netns/a', result: { interfaces: [{ name: 'cali1' }] } }, '/var/run/netns/a'],
+    ['no netns key: interfaces[].sandbox', { result: { interfaces: [{ name: 'lo', sandbox: '/var/run/netns/b' }] } }, '/var/run/netns/b'],
+    ['netns key and sandbox disagree', { netns: '/var/run/netns/a', result: { interfaces: [{ sandbox: '/var/run/netns/b' }] } }, /netns \/var\/run\/netns\/a and result.interfaces\[\].sandbox \/var\/run\/netns\/b differ/],
+    ['neither', { result: { interfaces: [] } }, /no netns key and result.interfaces\[\] has no sandbox/],
+  ];
+  for (const [name, doc, want] of cases) {
+    const r = parseCniCacheFile('f', JSON.stringify({ cniArgs: args, ...doc }));
+    if (typeof want === 'string') t.equal(r.ok && r.entry.sandbox, want, name);
+    else t.match(!r.ok && r.error, want, name);
+  }
+});
+
 t.test('CNI cache: bad files are errors naming file and field', async (t) => {
   const args = (extra: unknown[] = []) => [['K8S_POD_NAMESPACE', 'ns'], ['K8S_POD_NAME', 'p'], ...extra];
   const cases: [string, string, RegExp][] = [
