@@ -17,7 +17,7 @@ import { decodeInjectorStatus } from '../../core/injector-status.js';
 import { STATUS_ANNOTATION, type Pod } from '../../core/types.js';
 import { findBinaries } from '../cluster/binaries.js';
 import { applyManifests, kubeRequest, loadYamlDocuments } from '../cluster/k8s.js';
-import { CNI_CACHE_DIR, ETH1_BRIDGE, NODE_NETS, nodeUnavailable, startNode, type RealNode } from '../cluster/node.js';
+import { CNI_CACHE_DIR, ETH1_BRIDGE, NODE_NETS, nodeUnavailable, startNode, stopNode, type RealNode } from '../cluster/node.js';
 import { nodePod, podExec, podRunning, waitPod, waitPodGone } from '../cluster/pods.js';
 import { withControlPlane } from '../cluster/tap.js';
 import { cliPath, repoRoot } from '../util/fixtures.js';
@@ -106,6 +106,7 @@ function insideRoutes(text: string): string[] {
 
 const cp = await withControlPlane(t);
 const unavailable = nodeUnavailable();
+const ipForwardBefore = readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim();
 if (cp && tierGate(t, NODE_TIER, unavailable)) {
   const bins = await findBinaries({ allowBuild: false, set: 'node' });
   if (bins.dir === null && bins.fatal) throw new Error(`node binaries: ${bins.reason}`);
@@ -131,7 +132,28 @@ async function realNode(t: Test, binDir: string): Promise<void> {
     await node.stop();
     rmSync(work, { recursive: true, force: true });
   }
-  await t.test('the node left nothing behind', async (t) => {
+  await t.test('the node left nothing behind', (t) => nothingLeft(t, node));
+
+  await t.test('a node that crashed with a pod running is removed all the same', async (t) => {
+    // keep: no watchdog; then kubelet and containerd die by SIGKILL, leaving shims, the pod's
+    // processes, its netns, cache files, mounts, the bridge and the cgroups behind.
+    const crashed = await startNode(cp!, { binDir, keep: true, log: (l) => t.comment(l) });
+    await createNamespace(cp!.kc, 'node-crash');
+    t.equal((await kubeRequest(cp!.kc, 'POST', '/api/v1/namespaces/node-crash/pods', { body: nodePod('victim', crashed.name) })).status, 201);
+    const pod = await waitPod(cp!.kc, 'node-crash', 'victim', 'Running', podRunning);
+    t.ok(cacheFilesOfPod(pod.metadata!.uid!).length > 0, 'the pod has its cache files');
+    for (const name of ['kubelet', 'containerd']) process.kill(-crashed.pids[name]!, 'SIGKILL');
+    await until('kubelet and containerd are dead', () => !existsSync(`/proc/${crashed.pids.kubelet}/cmdline`) && !existsSync(`/proc/${crashed.pids.containerd}/cmdline`));
+    const logged: string[] = [];
+    await stopNode(null, (l) => { logged.push(l); t.comment(l); }); // what `npm run node:down` does with no API server
+    t.match(logged.join('\n'), /killed shim/, 'the shims were found and killed');
+    t.match(logged.join('\n'), /removed \d+ CNI cache files of sandboxes that got no CNI DEL/, 'the sandbox was cleaned without CNI DEL');
+    await nothingLeft(t, crashed);
+  });
+}
+
+async function nothingLeft(t: Test, node: RealNode): Promise<void> {
+  {
     t.notOk(existsSync(node.dir), `its folder ${node.dir} is gone`);
     for (const [name, pid] of Object.entries(node.pids)) t.notOk(existsSync(`/proc/${pid}/cmdline`) && readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(node.dir), `${name} (pid ${pid}) is gone`);
     t.same(readdirSync(CNI_CACHE_DIR).filter((f) => f.startsWith('cni-loopback-') || f.startsWith('multus-cni-network-')), [], 'no CNI cache file of its sandboxes');
@@ -139,7 +161,9 @@ async function realNode(t: Test, binDir: string): Promise<void> {
     t.notOk(existsSync('/sys/fs/cgroup/pids/kubepods'), 'the kubepods cgroups are gone');
     t.notOk(readFileSync('/proc/self/mountinfo', 'utf8').includes(node.dir), 'nothing mounted under its folder');
     t.notOk(readdirSync('/run/netns').some((n) => n.startsWith('cni-')), 'no pod netns left in /run/netns');
-  });
+    t.notOk(existsSync('/run/ovnkube-route-node'), 'no node state recorded');
+    t.equal(readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim(), ipForwardBefore, 'ip_forward as it was');
+  }
 }
 
 async function scenario(t: Test, node: RealNode, work: string, setAgent: (a: ChildProcess) => void, stopAgent: () => Promise<void>): Promise<void> {
