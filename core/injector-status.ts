@@ -22,7 +22,15 @@ export interface InjectorStatus {
   skipped: SkippedReport[];
   node: string;
   time: string;
+  /**
+   * How the routes of the pod's current sandbox arrived, when the node runs CNI-time
+   * injection: "cni" (written during CNI ADD, before any app container started), or
+   * "after-start" (the pod started first: fail-open) with why.
+   */
+  start?: StartReport;
 }
+
+export interface StartReport { mode: 'cni' | 'after-start'; reason?: string }
 
 export const MAX_SKIPPED = 32;
 
@@ -31,7 +39,8 @@ export function encodeInjectorStatus(s: Omit<InjectorStatus, 'v'>): string {
   const skipped = s.skipped.slice(0, MAX_SKIPPED).map((x) => ({
     dst: x.dst, ...(x.dev ? { dev: x.dev } : {}), reason: x.reason, ...(x.detail ? { detail: x.detail.slice(0, 200) } : {}),
   }));
-  return JSON.stringify({ v: 1, plan: s.plan, applied: s.applied, skipped, node: s.node, time: s.time });
+  const start = s.start ? { mode: s.start.mode, ...(s.start.reason ? { reason: s.start.reason.slice(0, 200) } : {}) } : undefined;
+  return JSON.stringify({ v: 1, plan: s.plan, applied: s.applied, skipped, ...(start ? { start } : {}), node: s.node, time: s.time });
 }
 
 /** Decode a report; undefined when absent or malformed (it is only informational). */
@@ -40,7 +49,13 @@ export function decodeInjectorStatus(value: string | undefined): InjectorStatus 
   try {
     const o = JSON.parse(value) as Partial<InjectorStatus>;
     if (o.v !== 1 || typeof o.plan !== 'string' || typeof o.applied !== 'number' || !Array.isArray(o.skipped)) return undefined;
-    return { v: 1, plan: o.plan, applied: o.applied, skipped: o.skipped as SkippedReport[], node: String(o.node ?? ''), time: String(o.time ?? '') };
+    const st = o.start as Partial<StartReport> | undefined;
+    const start = st && (st.mode === 'cni' || st.mode === 'after-start')
+      ? { mode: st.mode, ...(typeof st.reason === 'string' ? { reason: st.reason } : {}) } : undefined;
+    return {
+      v: 1, plan: o.plan, applied: o.applied, skipped: o.skipped as SkippedReport[], ...(start ? { start } : {}),
+      node: String(o.node ?? ''), time: String(o.time ?? ''),
+    };
   } catch {
     return undefined;
   }

@@ -31,6 +31,12 @@ export interface AgentConfig {
   /** Kubeconfig file; undefined means in-cluster service-account credentials. */
   kubeconfig: string | undefined;
   logLevel: AgentLogLevel;
+  /**
+   * CNI-time injection: the unix socket the CNI plugin calls during CNI ADD (undefined:
+   * off), how long an answer may take, where the plugin leaves fail-open markers, and where
+   * to install the plugin and its conf (undefined: not installed by the agent).
+   */
+  cni: { socket: string | undefined; timeoutMs: number; missedDir: string; binDir: string | undefined; confDir: string | undefined };
 }
 
 export const AGENT_LOG_LEVELS = ['error', 'warn', 'info', 'debug'] as const;
@@ -64,6 +70,14 @@ export const AGENT_FLAGS: Record<string, FlagSpec> = {
   'metrics-addr': { env: 'OVNKUBE_ROUTE_METRICS_ADDR', value: 'HOST:PORT', default: DEFAULT_METRICS_ADDR, help: 'listen address of /metrics, /healthz, /readyz ("off": none)' },
   'max-parallel': { env: 'OVNKUBE_ROUTE_MAX_PARALLEL', value: 'N', default: '8', help: 'pods whose netns is written at the same time (1-256)' },
   kubeconfig: { env: 'KUBECONFIG', value: 'FILE', help: 'kubeconfig to use; without it, the in-cluster service account' },
+  'cni-socket': {
+    env: 'OVNKUBE_ROUTE_CNI_SOCKET', value: 'PATH', default: 'off',
+    help: 'CNI-time injection: unix socket the ovnkube-route CNI plugin calls during CNI ADD, to write a pod\'s routes before its containers start ("off": none; deploy/ sets /run/ovnkube-route/cni.sock)',
+  },
+  'cni-timeout': { env: 'OVNKUBE_ROUTE_CNI_TIMEOUT', value: 'DURATION', default: '2500ms', help: 'longest a CNI ADD request waits for the routes; then the pod starts and they follow (fail-open)' },
+  'cni-missed-dir': { env: 'OVNKUBE_ROUTE_CNI_MISSED_DIR', value: 'DIR', default: '/run/ovnkube-route/cni-missed', help: 'where the CNI plugin leaves a marker per sandbox it could not get routes for (fail-open)' },
+  'cni-bin-dir': { env: 'OVNKUBE_ROUTE_CNI_BIN_DIR', value: 'DIR', help: 'install the CNI plugin binary here at start (the host\'s CNI bin dir, mounted)' },
+  'cni-conf-dir': { env: 'OVNKUBE_ROUTE_CNI_CONF_DIR', value: 'DIR', help: 'chain the CNI plugin into the first network config here at start, and take it out at exit (the host\'s CNI conf dir, mounted)' },
   'log-level': { env: 'OVNKUBE_ROUTE_LOG_LEVEL', value: AGENT_LOG_LEVELS.join('|'), default: 'info', help: 'log level (JSON lines on stderr)' },
 };
 
@@ -140,6 +154,21 @@ export function parseAgentConfig(argv: string[], env: Record<string, string | un
   const parText = one('max-parallel')!;
   const maxParallel = Number(parText);
   if (!/^\d+$/.test(parText) || maxParallel < 1 || maxParallel > 256) fail(`${from('max-parallel')}: expected an integer 1-256, got "${parText}"`);
+  const socketText = one('cni-socket')!;
+  if (socketText !== 'off' && !socketText.startsWith('/')) fail(`${from('cni-socket')}: expected an absolute socket path or "off", got "${socketText}"`);
+  const cniTimeoutText = one('cni-timeout')!;
+  const cniTimeoutMs = parseDuration(cniTimeoutText);
+  if (!(cniTimeoutMs >= 100 && cniTimeoutMs <= 60_000)) fail(`${from('cni-timeout')}: expected a duration between 100ms and 60s (e.g. 2500ms), got "${cniTimeoutText}"`);
+  const cniDirs: Record<string, string | undefined> = {};
+  for (const d of ['cni-missed-dir', 'cni-bin-dir', 'cni-conf-dir']) {
+    const v = one(d);
+    if (v !== undefined && !v.startsWith('/')) fail(`${from(d)}: expected an absolute path, got "${v}"`);
+    cniDirs[d] = v;
+  }
+  if ((cniDirs['cni-bin-dir'] === undefined) !== (cniDirs['cni-conf-dir'] === undefined)) {
+    fail(`--cni-bin-dir and --cni-conf-dir go together: the plugin is installed into both or neither`);
+  }
+  if (cniDirs['cni-conf-dir'] !== undefined && socketText === 'off') fail(`${from('cni-conf-dir')}: installing the CNI plugin needs --cni-socket (the socket it calls)`);
   const logLevel = one('log-level')!;
   if (!(AGENT_LOG_LEVELS as readonly string[]).includes(logLevel)) fail(`${from('log-level')}: expected one of ${AGENT_LOG_LEVELS.join(', ')}, got "${logLevel}"`);
   return {
@@ -155,5 +184,9 @@ export function parseAgentConfig(argv: string[], env: Record<string, string | un
     maxParallel,
     kubeconfig: one('kubeconfig'),
     logLevel: logLevel as AgentLogLevel,
+    cni: {
+      socket: socketText === 'off' ? undefined : socketText, timeoutMs: cniTimeoutMs, missedDir: cniDirs['cni-missed-dir']!,
+      binDir: cniDirs['cni-bin-dir'], confDir: cniDirs['cni-conf-dir'],
+    },
   };
 }

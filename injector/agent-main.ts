@@ -24,6 +24,8 @@ import type { AgentConfig } from './agent-config.js';
 import { KeyRing } from './agent-keys.js';
 import { kubeSink, NamespaceSource, PodSource } from './agent-kube.js';
 import { jsonLogger } from './agent-log.js';
+import { CniServer } from './cni-server.js';
+import { installCni, uninstallCni } from './cni-install.js';
 import { CniCacheIndex } from './discovery.js';
 import { DirWatcher } from './discovery-watch.js';
 import { createAgentMetrics, serveMetrics } from './metrics.js';
@@ -73,6 +75,7 @@ export async function runAgent(config: AgentConfig, opts: RunAgentOptions): Prom
     nodeName: config.nodeName, keys: () => keys.keys(), policy, index, netnsAnnotation: config.netnsAnnotation,
     state: new AgentState(config.stateDir), reporter, metrics, log, maxParallel: config.maxParallel,
     keeper: { resyncMs: config.resyncPeriodMs },
+    ...(config.cni.socket ? { cni: { timeoutMs: config.cni.timeoutMs, missedDir: config.cni.missedDir } } : {}),
   });
   const a = agent;
   let podsListed = false;
@@ -107,7 +110,29 @@ export async function runAgent(config: AgentConfig, opts: RunAgentOptions): Prom
     stateDir: config.stateDir, netnsAnnotation: config.netnsAnnotation ?? null, maxParallel: config.maxParallel,
   });
   const resync = setInterval(() => a.resyncAll(), config.resyncPeriodMs);
+  // CNI-time injection: the socket first, then the plugin in the node's CNI conf (a pod
+  // started meanwhile would only fail open).
+  const cniServer = config.cni.socket ? new CniServer({ path: config.cni.socket, log, handle: (req) => a.cniAdd(req) }) : null;
+  const cniDirs = config.cni.binDir && config.cni.confDir ? { binDir: config.cni.binDir, confDir: config.cni.confDir } : null;
   try {
+    if (cniServer) {
+      try {
+        await cniServer.start();
+      } catch (e) {
+        throw new AgentStartError(`cannot serve CNI requests on ${config.cni.socket}: ${(e as Error).message}`);
+      }
+      log.info('serving CNI ADD requests', { socket: config.cni.socket, timeoutMs: config.cni.timeoutMs });
+    }
+    if (cniDirs && config.cni.socket) {
+      try {
+        const r = installCni({ ...cniDirs, socket: config.cni.socket, missedDir: config.cni.missedDir, timeoutMs: config.cni.timeoutMs + 500 });
+        log.info('CNI plugin installed', { binDir: cniDirs.binDir, conf: r.confFile, ...(r.replaced ? { replaced: r.replaced } : {}) });
+      } catch (e) {
+        // Pods still start and get their routes after the fact: report, do not stop.
+        metrics.failure('cni-install');
+        log.error('cannot install the CNI plugin; routes follow pod start asynchronously', { binDir: cniDirs.binDir, confDir: cniDirs.confDir, error: (e as Error).message });
+      }
+    }
     namespaces.start();
     await index.start();
     netnsWatch.start();
@@ -117,6 +142,15 @@ export async function runAgent(config: AgentConfig, opts: RunAgentOptions): Prom
   } finally {
     log.info('stopping; routes stay in place', { node: config.nodeName });
     clearInterval(resync);
+    if (cniDirs) {
+      try {
+        uninstallCni(cniDirs);
+        log.info('CNI plugin taken out of the node\'s CNI config', cniDirs);
+      } catch (e) {
+        log.warn('cannot take the CNI plugin out of the CNI config (it fails open meanwhile)', { ...cniDirs, error: (e as Error).message });
+      }
+    }
+    await cniServer?.close();
     keys.close();
     await Promise.all([pods.stop(), namespaces.stop()]);
     netnsWatch.close();

@@ -18,10 +18,10 @@ import type { CniCacheIndex } from './discovery.js';
 import { RtnlClient } from './netlink.js';
 import { checkNetnsPath, isNetnsError, type NetnsId, type NetnsPolicy } from './netns.js';
 
-export type NetnsSource = 'cni-cache' | 'annotation';
+export type NetnsSource = 'cni-cache' | 'annotation' | 'cni-add';
 
 export type Located =
-  | { ok: true; path: string; realPath: string; id: NetnsId; source: NetnsSource; seenAt?: number; file?: string }
+  | { ok: true; path: string; realPath: string; id: NetnsId; source: NetnsSource; seenAt?: number; file?: string; containerId?: string }
   | { ok: false; kind: 'wait'; reason: string }
   | { ok: false; kind: 'refused'; reason: string };
 
@@ -35,12 +35,13 @@ export interface LocateDeps {
 }
 
 /** Check a path against the policy: located, or wait (gone), or refused (outside dir, host netns...). */
-function check(path: string, policy: NetnsPolicy, source: NetnsSource): Located {
+export function check(path: string, policy: NetnsPolicy, source: NetnsSource): Located {
   try {
     const { realPath, id } = checkNetnsPath(path, policy);
     return { ok: true, path, realPath, id, source };
   } catch (e) {
-    if (isNetnsError(e, 'gone')) return { ok: false, kind: 'wait', reason: `netns ${path} (from the ${source === 'cni-cache' ? 'CNI cache' : 'netns annotation'}) does not exist (any more)` };
+    const from = { 'cni-cache': 'CNI cache', annotation: 'netns annotation', 'cni-add': 'CNI ADD request' }[source];
+    if (isNetnsError(e, 'gone')) return { ok: false, kind: 'wait', reason: `netns ${path} (from the ${from}) does not exist (any more)` };
     if (isNetnsError(e)) return { ok: false, kind: 'refused', reason: e.message };
     throw e;
   }
@@ -65,7 +66,7 @@ export async function locateNetns(pod: Pod, deps: LocateDeps): Promise<Located> 
   const hit = deps.index.lookup(ns, name, uid);
   if (hit) {
     const r = check(hit.sandbox, deps.policy, 'cni-cache');
-    return r.ok ? { ...r, seenAt: hit.seenAt, file: hit.file } : r;
+    return r.ok ? { ...r, seenAt: hit.seenAt, file: hit.file, ...(hit.containerId ? { containerId: hit.containerId } : {}) } : r;
   }
   const key = deps.netnsAnnotation;
   const path = key ? pod.metadata?.annotations?.[key] : undefined;

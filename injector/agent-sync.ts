@@ -18,6 +18,7 @@ import type { AgentMetrics } from './metrics.js';
 import { isNetnsError, type NetnsId, type NetnsPolicy } from './netns.js';
 import type { Reporter } from './report.js';
 import type { InForce } from './report-status.js';
+import type { StartReport } from '../core/injector-status.js';
 import { RouteKeeper, type KeeperOptions, type KeeperReport } from './routes-keeper.js';
 import type { SkippedItem } from './routes.js';
 import type { AgentState } from './state.js';
@@ -36,6 +37,8 @@ export interface PodRec {
     seenAt: number; latencyDone: boolean;
     /** The empty plan was applied here and nothing of ours is left (no keeper needed). */
     clean: boolean;
+    /** How this sandbox's routes arrived, with CNI-time injection (reported in the status). */
+    start?: StartReport;
   };
   keeper?: RouteKeeper;
   /** The plan given to the keeper (the last verified one). */
@@ -71,6 +74,8 @@ export interface PodSyncDeps {
   onKeptChange: () => void;
   /** True once the agent stopped: no keeper may be started any more. */
   stopped: () => boolean;
+  /** How the routes of a newly found sandbox arrive (CNI-time injection), for its status. */
+  startOf?: (uid: string, loc: Extract<Located, { ok: true }>) => StartReport | undefined;
 }
 
 const podHasPlan = (pod: Pod): boolean => pod.metadata?.annotations?.[PLAN_ANNOTATION] !== undefined;
@@ -155,7 +160,12 @@ export class PodSync {
         seenAt: loc.seenAt ?? this.now(), latencyDone: false, clean: false,
       };
       this.claims.set(idKey(loc.id), rec.uid);
-      log.info('found pod netns', { pod: podKey(pod), netns: loc.realPath, source: loc.source });
+      const start = this.d.startOf?.(rec.uid, loc);
+      if (start) rec.netns.start = start;
+      log.info('found pod netns', { pod: podKey(pod), netns: loc.realPath, source: loc.source, ...(start ? { start: start.mode } : {}) });
+      if (start?.mode === 'after-start') {
+        log.warn('the pod started before its routes (CNI-time injection failed open); writing them now', { pod: podKey(pod), why: start.reason });
+      }
     }
     rec.netnsProblem = undefined;
 
@@ -179,6 +189,19 @@ export class PodSync {
       reporter.report(pod, { kind: 'applied', inForce: rec.inForce }); // the pod changed: compare the report again
     }
     this.maybeRetire(rec);
+  }
+
+  /**
+   * Record how the routes of the pod's current sandbox arrived (CNI-time injection), and
+   * report it when it changes what the status says.
+   */
+  noteStart(rec: PodRec, start: StartReport): void {
+    if (!rec.netns || (rec.netns.start?.mode === start.mode && rec.netns.start.reason === start.reason)) return;
+    rec.netns.start = start;
+    if (rec.inForce) {
+      rec.inForce = { ...rec.inForce, start };
+      this.d.reporter.report(rec.pod, { kind: 'applied', inForce: rec.inForce });
+    }
   }
 
   /** Log when the reason a pod gets no plan of its own changes (once per change, not per sync). */
@@ -306,7 +329,7 @@ export class PodSync {
     switch (r.kind) {
       case 'applied': {
         metrics.observeApply(r.trigger, r.result, r.drift);
-        const inForce: InForce = { plan: r.plan, hash: planHash(r.plan), result: r.result };
+        const inForce: InForce = { plan: r.plan, hash: planHash(r.plan), result: r.result, ...(rec.netns?.start ? { start: rec.netns.start } : {}) };
         rec.inForce = inForce;
         if (rec.netns && !isEmptyPlan(r.plan)) rec.netns.clean = false;
         if (r.result.changed || r.drift) {

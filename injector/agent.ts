@@ -29,7 +29,11 @@ import type { PlanKey } from '../core/plan-codec.js';
 import type { Namespace, Pod } from '../core/types.js';
 import type { AgentLogger } from './agent-log.js';
 import { NamespaceCache } from './agent-namespaces.js';
-import { locateNetns, type LocateDeps } from './agent-netns.js';
+import { check as checkNetns, locateNetns, type LocateDeps, type Located } from './agent-netns.js';
+import type { CniAnswer, CniRequest } from './cni-server.js';
+import type { StartReport } from '../core/injector-status.js';
+import { readFileSync, realpathSync, unlinkSync } from 'node:fs';
+import { join } from 'node:path';
 import { podKey } from './agent-pod.js';
 import { WorkQueue } from './agent-queue.js';
 import { PodSync, type KeeperTuning, type PodRec } from './agent-sync.js';
@@ -40,6 +44,15 @@ import type { Reporter } from './report.js';
 import type { AgentState } from './state.js';
 
 export type { KeeperTuning } from './agent-sync.js';
+
+/** The realpath of a netns path, or the path itself when it does not resolve. */
+function checkRealPath(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch {
+    return path;
+  }
+}
 
 export interface AgentOptions {
   nodeName: string;
@@ -56,6 +69,20 @@ export interface AgentOptions {
   maxParallel: number;
   keeper?: KeeperTuning;
   now?: () => number;
+  /** CNI-time injection (cni-server.ts): how long cniAdd may take, and where the plugin leaves fail-open markers. */
+  cni?: { timeoutMs: number; missedDir: string };
+}
+
+/** Pod label that opts a pod out of CNI-time injection (its routes then follow asynchronously). */
+export const CNI_INJECT_LABEL = 'routes.k8s.ovn.org/cni-inject';
+
+/** What a CNI ADD request said about a pod's new sandbox. */
+interface CniHint {
+  netns: string;
+  containerId: string;
+  at: number;
+  /** Set once answered: 'applied', or why the routes were not written during CNI ADD. */
+  answer?: string;
 }
 
 /** What the agent knows about one pod (tests, diagnostics). */
@@ -80,10 +107,21 @@ export class Agent {
   private readonly sync: PodSync;
   private synced = false;
   private stopped = false;
+  /** CNI ADD requests by pod UID (their sandbox, and what they were answered). */
+  private readonly cniHints = new Map<string, CniHint>();
+  /** Callers waiting for a pod to be known, by UID. */
+  private readonly podWaiters = new Map<string, Set<() => void>>();
+  /** Callers waiting for a sync of a pod that starts after they asked, by UID. */
+  private readonly syncWaiters = new Map<string, Array<{ after: number; done: () => void }>>();
+  private runSeq = 0;
 
   constructor(private readonly opts: AgentOptions) {
     const locate: LocateDeps = { index: opts.index, policy: opts.policy, netnsAnnotation: opts.netnsAnnotation, verified: this.verified };
-    this.sync = new PodSync({ ...opts, namespace: (name) => this.namespaces.info(name), locate: (pod) => locateNetns(pod, locate), requeue: (uid) => this.queue.add(uid), onKeptChange: () => this.gauges(), stopped: () => this.stopped });
+    this.sync = new PodSync({
+      ...opts, namespace: (name) => this.namespaces.info(name), locate: (pod) => this.locate(pod, locate),
+      requeue: (uid) => this.queue.add(uid), onKeptChange: () => this.gauges(), stopped: () => this.stopped,
+      startOf: (uid, loc) => this.startOf(uid, loc),
+    });
     this.queue = new WorkQueue(opts.maxParallel, (uid) => this.run(uid), (uid, e) => {
       const rec = this.pods.get(uid);
       opts.log.error('pod sync failed; retrying', { pod: rec ? podKey(rec.pod) : uid, error: (e as Error).stack ?? String(e) });
@@ -231,6 +269,125 @@ export class Agent {
     for (const [uid, rec] of this.pods) if (rec.pod.metadata?.namespace === name) this.queue.add(uid);
   }
 
+  /**
+   * CNI ADD of a pod's new sandbox (the CNI plugin, through cni-server.ts): write the pod's
+   * plan into `req.netns` now and answer once it is there, or why not, within the CNI timeout.
+   * The plan is the pod's signed annotation, exactly as for every other apply; the netns is
+   * checked like any other. What was answered is remembered for the pod's status.
+   */
+  async cniAdd(req: CniRequest): Promise<CniAnswer> {
+    const t0 = Date.now();
+    const timeoutMs = this.opts.cni?.timeoutMs ?? 2500;
+    const deadline = t0 + timeoutMs;
+    const hint: CniHint = { netns: req.netns, containerId: req.containerId, at: t0 };
+    let tPod = 0; // how long the pod took to reach the agent from the API, if it was not there yet
+    const answer = (a: CniAnswer, result: string): CniAnswer => {
+      hint.answer = a.ok ? 'applied' : a.reason;
+      this.opts.metrics.cniRequest(result, (Date.now() - t0) / 1000);
+      const fields = { pod: `${req.namespace}/${req.name}`, sandbox: req.containerId.slice(0, 12), ms: Date.now() - t0, waitedForPodMs: tPod };
+      if (a.ok) this.opts.log.info('routes written during CNI ADD', { ...fields, plan: a.plan, applied: a.applied, skipped: a.skipped });
+      else this.opts.log.info('routes not written during CNI ADD; they follow once possible', { ...fields, reason: a.reason });
+      return a;
+    };
+    if (this.stopped) return answer({ ok: false, reason: 'the agent is stopping' }, 'not-applied');
+    this.cniHints.set(req.uid, hint);
+    const rec = await this.waitForPod(req.uid, deadline);
+    tPod = Date.now() - t0;
+    if (!rec) return answer({ ok: false, reason: `the agent has not seen pod ${req.namespace}/${req.name} (UID ${req.uid}) from the API yet` }, 'pod-unknown');
+    if (rec.pod.metadata?.labels?.[CNI_INJECT_LABEL] === 'disabled') {
+      this.cniHints.delete(req.uid);
+      return answer({ ok: false, reason: `the pod is labelled ${CNI_INJECT_LABEL}=disabled` }, 'opted-out');
+    }
+    const synced = await this.syncAfterNow(req.uid, deadline);
+    if (!synced) {
+      const a = answer({ ok: false, reason: `the routes were not in place within ${timeoutMs} ms` }, 'timeout');
+      const late = this.pods.get(req.uid);
+      if (late?.netns && late.netns.realPath === checkRealPath(req.netns)) this.sync.noteStart(late, { mode: 'after-start', reason: a.ok ? '' : a.reason });
+      return a;
+    }
+    const cur = this.pods.get(req.uid);
+    const real = checkRealPath(req.netns);
+    const here = cur?.netns && cur.netns.realPath === real ? cur : undefined;
+    if (here?.inForce) {
+      // Written now or already (the loopback cache file may have led the agent there first):
+      // either way the routes are in place before the pod's containers start.
+      this.sync.noteStart(here, { mode: 'cni' });
+      const r = here.inForce.result;
+      return answer({ ok: true, plan: here.inForce.hash, applied: r.unchanged.length + r.added.length + r.replaced.length, skipped: r.skipped.length }, 'applied');
+    }
+    const why = cur?.reason ?? cur?.netnsProblem ?? 'nothing to apply';
+    return answer({ ok: false, reason: why }, 'not-applied');
+  }
+
+  /** Where the pod's netns is: the CNI cache, unless a CNI ADD named a sandbox the cache does not show yet. */
+  private async locate(pod: Pod, deps: LocateDeps): Promise<Located> {
+    const r = await locateNetns(pod, deps);
+    const hint = this.cniHints.get(pod.metadata?.uid ?? '');
+    if (!hint || (r.ok && (r.containerId === hint.containerId || r.path === hint.netns))) return r;
+    if (r.ok && r.seenAt !== undefined && r.seenAt > hint.at) return r; // a newer sandbox than the request's
+    const h = checkNetns(hint.netns, deps.policy, 'cni-add');
+    return h.ok ? { ...h, seenAt: hint.at, containerId: hint.containerId } : r;
+  }
+
+  /**
+   * How the routes of a new sandbox arrive (for its status): written during CNI ADD; or after
+   * the pod started, because the plugin could not reach the agent (its marker file) or the
+   * agent could not write them in time (the request's answer).
+   */
+  private startOf(uid: string, loc: Extract<Located, { ok: true }>): StartReport | undefined {
+    const cni = this.opts.cni;
+    if (!cni) return undefined;
+    const hint = this.cniHints.get(uid);
+    if (hint && (hint.containerId === loc.containerId || hint.netns === loc.path)) {
+      if (hint.answer === undefined || hint.answer === 'applied') return { mode: 'cni' };
+      return { mode: 'after-start', reason: hint.answer };
+    }
+    if (!loc.containerId) return undefined;
+    const marker = join(cni.missedDir, loc.containerId);
+    let reason: string;
+    try {
+      reason = readFileSync(marker, 'utf8').slice(0, 300).trim();
+    } catch {
+      return undefined; // the plugin did not run for it, or it got an answer
+    }
+    try { unlinkSync(marker); } catch { /* gone */ }
+    this.opts.metrics.cniMissed();
+    return { mode: 'after-start', reason: `the CNI plugin could not reach the agent: ${reason}` };
+  }
+
+  private waitForPod(uid: string, deadline: number): Promise<PodRec | undefined> {
+    const now = this.pods.get(uid);
+    if (now) return Promise.resolve(now);
+    return new Promise((resolve) => {
+      const set = this.podWaiters.get(uid) ?? new Set();
+      this.podWaiters.set(uid, set);
+      const done = () => {
+        clearTimeout(timer);
+        set.delete(done);
+        if (!set.size) this.podWaiters.delete(uid);
+        resolve(this.pods.get(uid));
+      };
+      const timer = setTimeout(done, Math.max(0, deadline - Date.now()));
+      set.add(done);
+    });
+  }
+
+  /** Queue the pod and resolve true once a sync of it that started after this call finished (false at the deadline). */
+  private syncAfterNow(uid: string, deadline: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      const list = this.syncWaiters.get(uid) ?? [];
+      this.syncWaiters.set(uid, list);
+      const w = { after: this.runSeq, done: () => { clearTimeout(timer); resolve(true); } };
+      const timer = setTimeout(() => {
+        const l = this.syncWaiters.get(uid);
+        if (l) l.splice(l.indexOf(w), 1);
+        resolve(false);
+      }, Math.max(0, deadline - Date.now()));
+      list.push(w);
+      this.queue.add(uid);
+    });
+  }
+
   private upsert(pod: Pod): void {
     const uid = pod.metadata?.uid;
     if (!uid || this.stopped) return;
@@ -245,17 +402,35 @@ export class Agent {
     const rec = this.pods.get(uid);
     if (rec) rec.pod = pod;
     else this.pods.set(uid, { uid, pod, deleted: false, failures: 0 });
+    for (const w of this.podWaiters.get(uid) ?? []) w();
     this.opts.reporter.observe(pod);
     this.gauges();
     this.queue.add(uid);
   }
 
   private async run(uid: string): Promise<void> {
+    const seq = ++this.runSeq;
+    try {
+      await this.runOnce(uid);
+    } finally {
+      const list = this.syncWaiters.get(uid);
+      if (list) {
+        const ready = list.filter((w) => w.after < seq);
+        const rest = list.filter((w) => w.after >= seq);
+        if (rest.length) this.syncWaiters.set(uid, rest);
+        else this.syncWaiters.delete(uid);
+        for (const w of ready) w.done();
+      }
+    }
+  }
+
+  private async runOnce(uid: string): Promise<void> {
     const rec = this.pods.get(uid);
     if (!rec || this.stopped) return;
     if (rec.deleted) {
       this.sync.release(rec, 'pod deleted', true);
       this.pods.delete(uid);
+      this.cniHints.delete(uid);
       this.opts.reporter.forget(uid);
       for (const v of this.verified) if (v.startsWith(`${uid} `)) this.verified.delete(v);
       this.gauges();

@@ -26,7 +26,7 @@ export interface PodRef { namespace: string; name: string; uid?: string }
 export interface IndexedEntry extends CniCacheEntry { seenAt: number }
 
 /** Where a pod's netns is, according to the cache. */
-export interface CacheLookup { sandbox: string; file: string; seenAt: number; podUid?: string }
+export interface CacheLookup { sandbox: string; file: string; seenAt: number; podUid?: string; containerId?: string }
 
 export interface CniCacheIndexOptions {
   onChange: (pods: PodRef[]) => void;
@@ -116,7 +116,7 @@ export class CniCacheIndex {
       const e = this.byFile.get(f)!;
       if (e.sandbox === best.sandbox) seenAt = Math.min(seenAt, e.seenAt);
     }
-    return { sandbox: best.sandbox, file: best.file, seenAt, ...(best.podUid ? { podUid: best.podUid } : {}) };
+    return { sandbox: best.sandbox, file: best.file, seenAt, ...(best.podUid ? { podUid: best.podUid } : {}), ...(best.containerId ? { containerId: best.containerId } : {}) };
   }
 
   /** Read the whole dir again and reconcile the index with it (files gone, changed, new). */

@@ -12,6 +12,7 @@ export type FailureReason =
   | 'netns-refused' // outside the netns dir, the host netns, claimed by another pod, pod IP not in it
   | 'netns-gone' // the netns vanished (during an apply or while kept)
   | 'apply-error' // the kernel or the netlink socket failed an apply as a whole
+  | 'cni-install' // the CNI plugin could not be installed (CNI-time injection off on this node)
   | 'route-skipped' // one route could not be written (collision, unreachable gateway, device down, ...; not a missing device)
   | 'backoff' // a netns keeps drifting; its keeper backed off
   | 'report-error' // patching the pod's status annotation/condition or creating an Event failed
@@ -30,6 +31,10 @@ export interface AgentMetrics {
    * Not called while a pod's interfaces are still being set up (PodSync).
    */
   routesSkipped(reason: string, n: number): void;
+  /** One CNI ADD request answered (result: applied, not-applied, timeout, pod-unknown, opted-out). */
+  cniRequest(result: string, seconds: number): void;
+  /** A pod whose routes came after it started because the CNI plugin could not reach the agent. */
+  cniMissed(): void;
   planRejected(code: string): void;
   setPodsTracked(n: number): void;
   setNetnsKept(n: number): void;
@@ -62,6 +67,21 @@ export function createAgentMetrics(registry: Registry): AgentMetrics {
     help: 'Failures by reason (plan-rejected, netns-refused, netns-gone, apply-error, route-skipped, backoff, report-error, state-error, cni-cache-unparsable).',
     labelNames: ['reason'], registers,
   });
+  const cniRequests = new Counter({
+    name: 'ovnkube_route_injector_cni_requests_total',
+    help: 'CNI ADD requests of the CNI plugin, by result (applied: routes in place before the pod\'s containers start; not-applied, timeout, pod-unknown, opted-out: they follow asynchronously).',
+    labelNames: ['result'], registers,
+  });
+  const cniSeconds = new Histogram({
+    name: 'ovnkube_route_injector_cni_request_seconds',
+    help: 'Time the agent took to answer a CNI ADD request (what CNI-time injection adds to pod start).',
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5], registers,
+  });
+  const cniMissed = new Counter({
+    name: 'ovnkube_route_injector_cni_missed_total',
+    help: 'Pods whose routes were written after they started because the CNI plugin could not reach the agent (fail-open).',
+    registers,
+  });
   const skipped = new Counter({
     name: 'ovnkube_route_injector_routes_skipped_total',
     help: 'Plan routes announced as not written, by reason (dev-missing: the pod lacks that device, by design; others also count as failures).',
@@ -91,6 +111,11 @@ export function createAgentMetrics(registry: Registry): AgentMetrics {
       restored.inc({ kind: 'default' }, r.restored.length);
     },
     failure: (reason, n = 1) => failures.inc({ reason }, n),
+    cniRequest(result, seconds) {
+      cniRequests.inc({ result });
+      cniSeconds.observe(seconds);
+    },
+    cniMissed: () => cniMissed.inc(),
     routesSkipped(reason, n) {
       skipped.inc({ reason }, n);
       if (reason !== 'dev-missing') failures.inc({ reason: 'route-skipped' }, n);

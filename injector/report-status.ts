@@ -8,14 +8,14 @@
  * - the pod condition routes.k8s.ovn.org/ready (for pods with that readiness gate): True
  *   once every route of the plan is in place, False with a reason otherwise.
  */
-import { encodeInjectorStatus, type InjectorStatus, type SkippedReport } from '../core/injector-status.js';
+import { encodeInjectorStatus, type InjectorStatus, type SkippedReport, type StartReport } from '../core/injector-status.js';
 import type { Plan } from '../core/types.js';
 import { isEmptyPlan } from './agent-pod.js';
 import type { ApplyResult } from './routes.js';
 import { defaultDst, defaultFamily } from './routes-diff.js';
 
-/** A plan in force in a pod's netns and the last apply's result. */
-export interface InForce { plan: Plan; hash: string; result: ApplyResult }
+/** A plan in force in a pod's netns and the last apply's result (and how its sandbox's routes first arrived). */
+export interface InForce { plan: Plan; hash: string; result: ApplyResult; start?: StartReport }
 
 /** Where the agent stands with a pod. */
 export type PodOutcome =
@@ -25,7 +25,7 @@ export type PodOutcome =
   | { kind: 'failed'; message: string };
 
 /** The report (without time and node). */
-export type StatusBody = Pick<InjectorStatus, 'plan' | 'applied' | 'skipped'>;
+export type StatusBody = Pick<InjectorStatus, 'plan' | 'applied' | 'skipped' | 'start'>;
 
 /** Condition of type routes.k8s.ovn.org/ready, without its transition time. */
 export interface ReadyCondition { status: 'True' | 'False'; reason: string; message: string }
@@ -41,7 +41,7 @@ function fromInForce(f: InForce): StatusBody {
   const planned = plannedDsts(f.plan);
   const notInPlace = new Set(f.result.skipped.filter((s) => planned.has(s.dst)).map((s) => s.dst));
   const skipped: SkippedReport[] = f.result.skipped.map((s) => ({ dst: s.dst, ...(s.dev ? { dev: s.dev } : {}), reason: s.reason, detail: s.detail }));
-  return { plan: isEmptyPlan(f.plan) ? '' : f.hash, applied: planned.size - notInPlace.size, skipped };
+  return { plan: isEmptyPlan(f.plan) ? '' : f.hash, applied: planned.size - notInPlace.size, skipped, ...(f.start ? { start: f.start } : {}) };
 }
 
 /** The status annotation body for an outcome. */

@@ -75,3 +75,20 @@ if (existsSync(join(nativeDir, 'binding.gyp'))) {
     log(`built ${out}`);
   }
 }
+
+// 4. The CNI plugin (cni/): a small static C binary, so that the same file works from any
+//    host's CNI bin dir (the DaemonSet copies it there). Rebuilt when its source changes.
+const cniSrc = join(root, 'cni', 'ovnkube-route-cni.c');
+if (existsSync(cniSrc)) {
+  const out = join(root, 'dist', 'cni', 'ovnkube-route-cni');
+  if (!existsSync(out) || statSync(cniSrc).mtimeMs > statSync(out).mtimeMs) {
+    mkdirSync(dirname(out), { recursive: true });
+    try {
+      execFileSync(process.env.CC || 'cc', ['-O2', '-static', '-Wall', '-Wextra', '-Werror', '-o', out, cniSrc], { stdio: 'inherit' });
+    } catch {
+      log(`cannot build the CNI plugin from ${cniSrc} (needs a C compiler and static libc: apt-get install gcc libc6-dev)`);
+      process.exit(1);
+    }
+    log(`built ${out}`);
+  }
+}

@@ -11,6 +11,7 @@ t.test('defaults', async (t) => {
     nodeName: 'node-1', planKeys: ['/keys/a'], cniCacheDir: '/var/lib/cni/results', netnsDir: '/var/run/netns', procRoot: '/proc',
     stateDir: '/var/lib/ovnkube-route', netnsAnnotation: undefined, resyncPeriodMs: 60_000, metricsAddr: { host: '0.0.0.0', port: 9479 },
     maxParallel: 8, kubeconfig: undefined, logLevel: 'info',
+    cni: { socket: undefined, timeoutMs: 2500, missedDir: '/run/ovnkube-route/cni-missed', binDir: undefined, confDir: undefined },
   });
 });
 

@@ -126,7 +126,7 @@ async function realNode(t: Test, binDir: string): Promise<void> {
     await exited;
   };
   try {
-    await scenario(t, node, work, (a) => { agent = a; }, stopAgent);
+    await scenario(t, node, work, (a) => { agent = a; }, stopAgent, () => agent);
   } finally {
     await stopAgent();
     await node.stop();
@@ -166,7 +166,8 @@ async function nothingLeft(t: Test, node: RealNode): Promise<void> {
   }
 }
 
-async function scenario(t: Test, node: RealNode, work: string, setAgent: (a: ChildProcess) => void, stopAgent: () => Promise<void>): Promise<void> {
+async function scenario(t: Test, node: RealNode, work: string, setAgent: (a: ChildProcess) => void, stopAgent: () => Promise<void>,
+  agentRef: () => ChildProcess | undefined): Promise<void> {
   const { kc } = cp!;
   // The add-on: CRD, webhook + controller (registered), plan key.
   const addon = await installAddon(t, cp!);
@@ -195,6 +196,10 @@ async function scenario(t: Test, node: RealNode, work: string, setAgent: (a: Chi
     contexts: [{ name: 'c', context: { cluster: 'c', user: 'injector' } }],
   }), { mode: 0o600 });
   const stateDir = mkdtempSync(join(work, 'state-'));
+  // CNI-time injection as deploy/ runs it: the agent serves the socket and chains the plugin
+  // into the node's CNI config (its private dirs here, the host's in the DaemonSet).
+  const cniSocket = join(work, 'cni.sock');
+  const missedDir = join(work, 'cni-missed');
   let port = 0;
   let log = '';
   const startAgent = async (): Promise<void> => {
@@ -202,7 +207,8 @@ async function scenario(t: Test, node: RealNode, work: string, setAgent: (a: Chi
     log = '';
     const a = spawn(process.execPath, [cliPath, 'agent', '--node-name', node.name, '--plan-key', join(addon.certDir, 'plan.key'),
       '--cni-cache-dir', CNI_CACHE_DIR, '--netns-dir', '/var/run/netns', '--state-dir', stateDir, '--kubeconfig', kubeconfig,
-      '--metrics-addr', `127.0.0.1:${port}`, '--resync-period', '10s', '--log-level', 'debug'],
+      '--metrics-addr', `127.0.0.1:${port}`, '--resync-period', '10s', '--log-level', 'debug',
+      '--cni-socket', cniSocket, '--cni-missed-dir', missedDir, '--cni-bin-dir', join(node.dir, 'cni', 'bin'), '--cni-conf-dir', join(node.dir, 'cni', 'net.d')],
     { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, NODE_NAME: '' } });
     a.stderr!.on('data', (d: Buffer) => { log += d.toString(); });
     setAgent(a);
@@ -335,6 +341,13 @@ async function scenario(t: Test, node: RealNode, work: string, setAgent: (a: Chi
     t.same(saved.filter((f) => f.includes(uid)), [], 'no saved state of it');
   });
 
+  await t.test('the CNI plugin is chained after Multus in the node\'s CNI config', async (t) => {
+    const conf = JSON.parse(readFileSync(join(node.dir, 'cni', 'net.d', '00-multus.conflist'), 'utf8'));
+    t.same(conf.plugins.map((p: { type: string }) => p.type), ['multus', 'ovnkube-route-cni'], 'multus first, then ours');
+    t.notOk(existsSync(join(node.dir, 'cni', 'net.d', '00-multus.conf')), 'the .conf became a .conflist');
+    t.ok(existsSync(join(node.dir, 'cni', 'bin', 'ovnkube-route-cni')), 'the binary is in the CNI bin dir');
+  });
+
   await t.test('normal starts, edits and deletions raised no warning and no failure', async (t) => {
     const r = await kubeRequest(kc, 'GET', `/api/v1/namespaces/${APPS}/events`, { query: { fieldSelector: 'type=Warning' } });
     const ours = (r.body?.items as Array<{ reason: string; message: string; source?: { component?: string } }>).filter((e) => e.source?.component === 'ovnkube-route-injector');
@@ -342,5 +355,56 @@ async function scenario(t: Test, node: RealNode, work: string, setAgent: (a: Chi
     const m = await metrics();
     t.equal(metricSum(m, 'ovnkube_route_injector_failures_total'), 0, 'failures_total stays 0', { failures: m.split('\n').filter((l) => l.startsWith('ovnkube_route_injector_failures_total')) });
     t.notMatch(log, /"level":"(warn|error)"/, 'no warning in the agent log since its restart');
+  });
+
+  // The first command of each pod's app container asks the kernel which NIC a destination of
+  // the plan leaves by: with CNI-time injection the answer is the plan's, on every run.
+  const FIRST = "ip route get 172.16.10.1; ip route get 192.168.2.1; trap 'exit 0' TERM; while :; do sleep 1; done";
+  const firstLines = async (name: string): Promise<string[]> => {
+    const res = await kubeRequest(kc, 'GET', `/api/v1/namespaces/${APPS}/pods/${name}/log`);
+    return String(res.status === 200 ? res.body : '').split('\n').filter((l) => /^\d/.test(l)).map((l) => l.replace(/\s+src.*$/, '').trim());
+  };
+  await t.test('routes are in place before the app container\'s first command', async (t) => {
+    for (const name of ['first-1', 'first-2', 'first-3']) {
+      t.equal((await kubeRequest(kc, 'POST', `/api/v1/namespaces/${APPS}/pods`, { body: nodePod(name, node.name, { script: FIRST }) })).status, 201, `${name} created`);
+    }
+    for (const name of ['first-1', 'first-2', 'first-3']) {
+      await waitPod(kc, APPS, name, 'Running', podRunning);
+      const lines = await until(`${name} printed its routes`, async () => { const l = await firstLines(name); return l.length === 2 && l; });
+      t.same(lines, ['172.16.10.1 dev eth1', '192.168.2.1 dev eth0'], `${name}: the first packets already follow the plan`);
+      const st = await until(`${name}: status reported`, async () => {
+        const s2 = statusOf(await waitPod(kc, APPS, name, 'read', () => true));
+        if (s2?.applied !== 5) throw new Error(`status ${JSON.stringify(s2)}`);
+        return s2;
+      });
+      t.same(st.start, { mode: 'cni' }, `${name}: status says the routes were written during CNI ADD`);
+    }
+    const m = await metrics();
+    t.ok(metricSum(m, 'ovnkube_route_injector_cni_requests_total', { result: 'applied' }) >= 3, 'CNI requests answered applied');
+    t.comment(`CNI ADD answered in ${(metricSum(m, 'ovnkube_route_injector_cni_request_seconds_sum') / metricSum(m, 'ovnkube_route_injector_cni_request_seconds_count') * 1000).toFixed(1)} ms on average (a figure, not an assertion)`);
+  });
+
+  await t.test('fail-open: with the agent down, pods start, and their routes arrive once it is back', async (t) => {
+    // A crash, not a clean stop: the plugin stays chained (a clean stop takes it out).
+    const a = agentRef();
+    const gone = new Promise<void>((r) => a!.once('exit', () => r()));
+    a!.kill('SIGKILL');
+    await gone;
+    t.equal((await kubeRequest(kc, 'POST', `/api/v1/namespaces/${APPS}/pods`, { body: nodePod('orphan', node.name, { script: FIRST }) })).status, 201);
+    const pod = await waitPod(kc, APPS, 'orphan', 'Running', podRunning);
+    t.same(await until('orphan printed its routes', async () => { const l = await firstLines('orphan'); return l.length === 2 && l; }),
+      ['172.16.10.1 via 169.254.1.1 dev eth0', '192.168.2.1 via 169.254.1.1 dev eth0'], 'it started (on the CNI routes alone)');
+    const sandboxId = cacheFilesOfPod(pod.metadata!.uid!).find((c) => c.json.networkName === 'cni-loopback')!.json.containerId as string;
+    t.match(readFileSync(join(missedDir, sandboxId), 'utf8'), /agent unreachable/, 'the plugin left its fail-open marker');
+    await startAgent();
+    const st = await until('routes applied and reported', async () => {
+      const s2 = statusOf(await waitPod(kc, APPS, 'orphan', 'read', () => true));
+      return s2?.applied === 5 && s2.start ? s2 : null;
+    });
+    t.match(st.start, { mode: 'after-start', reason: /could not reach the agent.*agent unreachable/ }, 'status: the routes came after the start, and why');
+    t.same(proto(routeLines(podNetns(pod.metadata!.uid!))), ours({ nginx: 'eth0', nginx1: 'eth0' }).sort(), 'the routes are in place now');
+    t.equal(metricSum(await metrics(), 'ovnkube_route_injector_cni_missed_total'), 1, 'counted');
+    t.match(log, /"msg":"the pod started before its routes/, 'logged');
+    t.notOk(existsSync(join(missedDir, sandboxId)), 'the marker was consumed');
   });
 }
