@@ -48,12 +48,16 @@ export function pinnedVersions() {
 }
 
 /**
- * The cache folder for this pin set: ${XDG_CACHE_HOME:-~/.cache}/ovnkube-route/controlplane/<k8s>.
+ * The cache folder for this pin set:
+ * ${XDG_CACHE_HOME:-~/.cache}/ovnkube-route/controlplane/<k8s>-<pinHash>. The pin hash is in
+ * the name so that checkouts with different pins (branches, worktrees) each keep their own
+ * build instead of rebuilding over each other's.
  * @param {NodeJS.ProcessEnv} env
+ * @param {{k8s: string, pinHash: string}} pins
  */
-export function cacheDir(env, k8sVersion) {
+export function cacheDir(env, pins) {
   const base = env.XDG_CACHE_HOME || join(homedir(), '.cache');
-  return join(base, 'ovnkube-route', 'controlplane', k8sVersion);
+  return join(base, 'ovnkube-route', 'controlplane', `${pins.k8s}-${pins.pinHash}`);
 }
 
 function executable(path) {
@@ -114,7 +118,7 @@ export function locate(env, set = 'controlplane') {
     return { dir: assets, source: ASSETS_ENV[set] };
   }
   const pins = pinnedVersions();
-  const dir = cacheDir(env, pins.k8s);
+  const dir = cacheDir(env, pins);
   if (cachedBuild(dir, pins)) return { dir, source: 'cache' };
   return { dir: null, reason: `no cached build at ${dir}` };
 }
@@ -205,7 +209,7 @@ function ldflags(pins) {
  */
 export async function build(env, log) {
   const pins = pinnedVersions();
-  const dir = cacheDir(env, pins.k8s);
+  const dir = cacheDir(env, pins);
   const lock = `${dir}.lock`;
   return withLock(lock, log, async () => {
     if (cachedBuild(dir, pins)) return dir;
