@@ -308,6 +308,19 @@ export class Agent {
     const cur = this.pods.get(req.uid);
     const real = checkRealPath(req.netns);
     const here = cur?.netns && cur.netns.realPath === real ? cur : undefined;
+    // The loopback cache file may have led the agent to this netns before Multus made the
+    // pod's interfaces, and that apply skipped the routes of the devices missing then. CNI
+    // ADD of this plugin runs after them all: apply now, so the answer is what is in place.
+    const keeper = here?.keeper;
+    if (keeper && here.inForce?.result.skipped.length) {
+      const left = deadline - Date.now();
+      let timer: NodeJS.Timeout | undefined;
+      const done = await Promise.race([
+        keeper.resync().then(() => true, () => true),
+        new Promise<boolean>((r) => { timer = setTimeout(() => r(false), Math.max(0, left)); }),
+      ]).finally(() => clearTimeout(timer));
+      if (!done) return answer({ ok: false, reason: `the routes were not in place within ${timeoutMs} ms` }, 'timeout');
+    }
     if (here?.inForce) {
       // Written now or already (the loopback cache file may have led the agent there first):
       // either way the routes are in place before the pod's containers start.
