@@ -84,6 +84,10 @@ export interface RealNode {
   pids: Record<string, number>;
   /** Stop everything and remove everything it made; idempotent. */
   stop(): Promise<void>;
+  /** net.ipv4.ip_forward before the node started (restored at stop). */
+  ipForwardBefore: string;
+  /** Restart containerd (SIGTERM, then the same config): its shims and the pods' containers keep running. */
+  restartContainerd(): Promise<void>;
 }
 
 const run = (cmd: string, args: string[], input?: string) => spawnSync(cmd, args, { encoding: 'utf8', input, timeout: 120_000 });
@@ -536,24 +540,28 @@ export async function startNode(cp: ClusterAccess, opts: NodeOptions): Promise<R
     installGuard();
 
     // containerd, and the node image.
-    const containerd = startServer(dir, 'containerd', which('containerd')!, ['--config', join(dir, 'containerd', 'config.toml')], opts.keep ?? false);
-    procs.push(containerd);
-    state.pids.containerd = containerd.pid;
-    save();
-    log(`containerd starting (${socket})`);
+    const startContainerd = async (): Promise<ServerProcess> => {
+      const c = startServer(dir, 'containerd', which('containerd')!, ['--config', join(dir, 'containerd', 'config.toml')], opts.keep ?? false);
+      procs.push(c);
+      state.pids.containerd = c.pid;
+      save();
+      log(`containerd starting (${socket})`);
+      const since = Date.now();
+      for (;;) {
+        if (existsSync(socket) && run('ctr', ['--address', socket, 'version']).status === 0) return c;
+        if (!alive(c.pid) || Date.now() - since > 60_000) {
+          throw new Error(`containerd did not answer on ${socket}; last lines of ${c.logPath}:\n${logTail(c.logPath)}`);
+        }
+        await sleep(200);
+      }
+    };
+    let containerd = await startContainerd();
     const ctr = (args: string[], what: string, input?: string) => {
       const r = run('ctr', ['--address', socket, '-n', 'k8s.io', ...args], input);
       if (r.status !== 0) throw new Error(`${what}: ctr ${args.join(' ')}: ${(r.stderr || r.stdout).trim()}`);
       return r.stdout;
     };
     const t0 = Date.now();
-    for (;;) {
-      if (existsSync(socket) && run('ctr', ['--address', socket, 'version']).status === 0) break;
-      if (!alive(containerd.pid) || Date.now() - t0 > 60_000) {
-        throw new Error(`containerd did not answer on ${socket}; last lines of ${containerd.logPath}:\n${logTail(containerd.logPath)}`);
-      }
-      await sleep(200);
-    }
     const image = buildNodeImage();
     const tarball = join(dir, 'node-image.tar');
     writeFileSync(tarball, image.tarball);
@@ -605,7 +613,12 @@ export async function startNode(cp: ClusterAccess, opts: NodeOptions): Promise<R
     log(`kubelet starting as node ${name} (port ${port}; logs ${kubelet.logPath})`);
     await waitNodeReady(cp, name, kubelet, opts.readyTimeoutMs ?? 180_000);
     log(`node ${name} Ready ${Math.round((Date.now() - t0) / 1000)} s after containerd started`);
-    return { name, dir, socket, pids: { ...state.pids }, stop };
+    const restartContainerd = async (): Promise<void> => {
+      await stopGroup(containerd.pid, containerd.child, 10_000);
+      procs.splice(procs.indexOf(containerd), 1);
+      containerd = await startContainerd();
+    };
+    return { name, dir, socket, get pids() { return { ...state.pids }; }, ipForwardBefore: state.ipForward, stop, restartContainerd };
   } catch (e) {
     await stop();
     throw e;
