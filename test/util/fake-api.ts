@@ -33,14 +33,33 @@ export class SwitchableFront {
     const up = connect(this.target.port, this.target.host);
     up.on('error', () => sock.destroy());
     sock.on('error', () => up.destroy());
+    up.on('close', () => sock.destroy());
+    sock.on('close', () => up.destroy());
     sock.pipe(up).pipe(sock);
+    this.pairs.add([sock, up]);
+    sock.on('close', () => { for (const p of this.pairs) if (p[0] === sock) this.pairs.delete(p); });
   });
+  private readonly pairs = new Set<[Socket, Socket]>();
 
   constructor(private target: { host: string; port: number } = { host: '127.0.0.1', port: 1 }) {}
 
   async listen(): Promise<number> {
     await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', r));
     return (this.server.address() as { port: number }).port;
+  }
+
+  /**
+   * Make the endpoint silent, established connections included: forwarding stops both ways
+   * (nothing is closed; the bytes just stop), and new connections get no answer.
+   */
+  freeze(): void {
+    this.mode = 'silent';
+    for (const [a, b] of this.pairs) {
+      a.unpipe(b);
+      b.unpipe(a);
+      a.pause();
+      b.pause();
+    }
   }
 
   forwardTo(target: { host: string; port: number }): void {
