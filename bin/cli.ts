@@ -46,16 +46,42 @@ export function parseFlags<const T extends NonNullable<ParseArgsConfig['options'
 /**
  * Run a long-lived service until SIGTERM or SIGINT aborts the signal it is given; the
  * handlers are removed afterwards so tests can run several services in one process.
+ *
+ * Shutdown is bounded: if the process is still alive `graceMs` after the signal (run() has
+ * not finished, or something it left open keeps the event loop alive), `onOverrun` runs;
+ * by default it logs that on stderr and exits (code 1 when run() had not finished). A
+ * second signal exits the same way at once. The timer is unref'd: it never delays an exit.
  */
-export async function runUntilSignal(run: (signal: AbortSignal) => Promise<void>): Promise<void> {
+export async function runUntilSignal(
+  run: (signal: AbortSignal) => Promise<void>,
+  opts: { graceMs?: number; onOverrun?: (finished: boolean, graceMs: number) => void } = {},
+): Promise<void> {
+  const graceMs = opts.graceMs ?? 20_000;
+  const onOverrun = opts.onOverrun ?? defaultOverrun;
   const ac = new AbortController();
-  const stop = (): void => ac.abort();
-  process.once('SIGTERM', stop);
-  process.once('SIGINT', stop);
+  let finished = false;
+  const stop = (): void => {
+    if (ac.signal.aborted) {
+      onOverrun(finished, 0);
+      return;
+    }
+    ac.abort();
+    setTimeout(() => onOverrun(finished, graceMs), graceMs).unref();
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
   try {
     await run(ac.signal);
   } finally {
+    finished = true;
+    // Kept while run() shuts down, so a second signal still ends the process.
     process.off('SIGTERM', stop);
     process.off('SIGINT', stop);
   }
+}
+
+function defaultOverrun(finished: boolean, graceMs: number): void {
+  const why = graceMs === 0 ? 'second signal during shutdown' : `shutdown did not finish within ${graceMs / 1000} s`;
+  process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level: 'error', msg: `${why}; exiting`, runFinished: finished })}\n`);
+  process.exit(finished ? (typeof process.exitCode === 'number' ? process.exitCode : 0) : 1);
 }

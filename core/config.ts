@@ -8,7 +8,7 @@
  * and line), the field and what was expected.
  */
 import { formatCIDR, formatIP, parseCIDR, parseIP } from './ip.js';
-import { validateRoute } from './schema.js';
+import { dropNulls, validateRoute } from './schema.js';
 import type { CidrRule, DefaultRouteRule, Route, SvcRule } from './types.js';
 import { InputFileError, lineOf, parseDocs, type ParsedDoc } from './yaml-docs.js';
 
@@ -30,7 +30,8 @@ const fail = (w: Where, field: string, msg: string): never => {
 
 function str(entry: Record<string, unknown>, key: string, w: Where, expected: string): string | undefined {
   const v = entry[key];
-  if (v === undefined) return undefined;
+  // null is absent, as the API server treats a null field of a Route.
+  if (v === undefined || v === null) return undefined;
   if (typeof v !== 'string') fail(w, key, `expected ${expected} as a string, got ${JSON.stringify(v)}`);
   return (v as string).trim();
 }
@@ -95,31 +96,37 @@ export function entriesToRoute(entries: unknown[], file: string, name: string, l
 
 const SERVER_FIELDS = ['uid', 'resourceVersion', 'creationTimestamp', 'generation', 'managedFields', 'selfLink'];
 
-/** Normalise a full Route object: trimmed, canonical CIDRs/IPs, server-set fields and status dropped. */
+const isObject = (v: unknown): v is Record<string, unknown> => !!v && typeof v === 'object' && !Array.isArray(v);
+
+/**
+ * Normalise a full Route object: nulls dropped (as the API server does), trimmed, canonical
+ * CIDRs/IPs, server-set fields and status dropped. Only values of the right shape are
+ * touched; anything else is left for the validator, whose errors name the file, the Route
+ * and the field (with its line).
+ */
 export function normaliseRoute(obj: Record<string, unknown>, file: string, d: ParsedDoc): Route {
-  const r = structuredClone(obj) as Route & Record<string, unknown>;
-  if (r.apiVersion !== 'k8s.ovn.org/v1') throw new InputFileError(`${file}: apiVersion: expected "k8s.ovn.org/v1", got ${JSON.stringify(r.apiVersion)}`);
-  for (const f of SERVER_FIELDS) delete (r.metadata as Record<string, unknown> | undefined)?.[f];
+  const r = dropNulls(obj) as Route & Record<string, unknown>;
+  const what = `Route ${JSON.stringify(isObject(r.metadata) && typeof r.metadata.name === 'string' ? r.metadata.name : '<unnamed>')}`;
+  if (r.apiVersion !== 'k8s.ovn.org/v1') throw new InputFileError(`${file}: apiVersion: expected "k8s.ovn.org/v1", got ${JSON.stringify(r.apiVersion)} (${what})`);
+  if (isObject(r.metadata)) for (const f of SERVER_FIELDS) delete r.metadata[f];
   delete r.status;
   const canon = (v: unknown, parse: typeof parseCIDR | typeof parseIP, fmt: (x: never) => string): unknown => {
     if (typeof v !== 'string') return v;
     const p = parse(v);
     return p.ok ? fmt(p.value as never) : v; // leave invalid text for the validator to report
   };
-  for (const rule of r.spec?.route ?? []) {
-    rule.dst = canon(rule.dst, parseCIDR, formatCIDR) as string;
-    if (rule.via !== undefined) rule.via = canon(rule.via, parseIP, formatIP) as string;
-    rule.dev = typeof rule.dev === 'string' ? rule.dev.trim() : rule.dev;
-  }
-  for (const rule of [...(r.spec?.svc ?? []), ...(r.spec?.defaultRoute ? [r.spec.defaultRoute] : [])]) {
-    if (rule.via !== undefined) rule.via = canon(rule.via, parseIP, formatIP) as string;
-    rule.dev = typeof rule.dev === 'string' ? rule.dev.trim() : rule.dev;
+  const rules = (v: unknown): Record<string, unknown>[] => (Array.isArray(v) ? v.filter(isObject) : []);
+  const spec: Record<string, unknown> = isObject(r.spec) ? r.spec : {};
+  for (const rule of rules(spec.route)) rule.dst = canon(rule.dst, parseCIDR, formatCIDR);
+  for (const rule of [...rules(spec.route), ...rules(spec.svc), ...(isObject(spec.defaultRoute) ? [spec.defaultRoute] : [])]) {
+    if (rule.via !== undefined) rule.via = canon(rule.via, parseIP, formatIP);
+    if (typeof rule.dev === 'string') rule.dev = rule.dev.trim();
   }
   const errs = validateRoute(r);
   if (errs.length) {
     throw new InputFileError(errs.map((e) => {
       const line = lineOf(d, e.path.split(/\.|\[|\]\.?/).filter(Boolean).map((s) => (/^\d+$/.test(s) ? Number(s) : s)));
-      return `${file}: ${e.path}${line ? ` (line ${line})` : ''}: ${e.message}`;
+      return `${file}: ${e.path}${line ? ` (line ${line})` : ''}: ${e.message} (${what})`;
     }).join('\n'));
   }
   return r;

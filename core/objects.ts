@@ -5,7 +5,7 @@
  */
 import { ownerChain, type OwnerLookup } from './owners.js';
 import { resolvePlan, type InjectMode, type Resolution } from './resolve.js';
-import { validateRoute } from './schema.js';
+import { dropNulls, validateRoute } from './schema.js';
 import type { KubeObject, Namespace, Pod, Route, Service } from './types.js';
 import { InputFileError, parseDocs } from './yaml-docs.js';
 
@@ -28,7 +28,8 @@ export class ObjectIndex {
         continue;
       }
       const m = o.metadata ?? {};
-      if (kind === 'Route') this.routes.push(o as Route);
+      // As the API server stores it: null fields dropped.
+      if (kind === 'Route') this.routes.push(dropNulls(o) as Route);
       else if (kind === 'Pod') this.pods.push(o as Pod);
       else if (kind === 'Namespace') this.namespaces.set(m.name ?? '', o);
       else if (kind === 'Service') this.services.set(key(m.namespace, m.name), o as Service);

@@ -3,7 +3,9 @@
  * via core/generated/route-crd.ts) so that the CLI refuses offline what the API server
  * refuses: the same types, patterns, bounds and enums, the CEL rules through their
  * TypeScript twins (core/cel-rules.ts), and unknown fields refused as the API server's
- * strict field validation (kubectl's default) does.
+ * strict field validation (kubectl's default) does, metadata included (ObjectMeta's fields,
+ * with their types). Like the API server, nulls are dropped before validating (no field of
+ * the Route schema is nullable): `via: null` is no via, `dev: null` a missing dev.
  */
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { celTwins } from './cel-rules.js';
@@ -19,6 +21,37 @@ function strictCopy(s: unknown): unknown {
   for (const [k, v] of Object.entries(s as Schema)) out[k] = strictCopy(v);
   if (out.type === 'object' && out.properties && out.additionalProperties === undefined) out.additionalProperties = false;
   return out;
+}
+
+/**
+ * ObjectMeta as the API server decodes it for a custom resource: known fields with their
+ * types; with strict field validation an unknown one (a `label:` typo) is an error.
+ */
+const STRING_MAP = { type: 'object', additionalProperties: { type: 'string' } };
+const OBJECT_META: Schema = {
+  type: 'object',
+  properties: {
+    name: { type: 'string' }, generateName: { type: 'string' }, namespace: { type: 'string' }, selfLink: { type: 'string' },
+    uid: { type: 'string' }, resourceVersion: { type: 'string' }, generation: { type: 'integer' },
+    creationTimestamp: { type: 'string' }, deletionTimestamp: { type: 'string' }, deletionGracePeriodSeconds: { type: 'integer' },
+    labels: STRING_MAP, annotations: STRING_MAP,
+    ownerReferences: { type: 'array', items: { type: 'object' } },
+    finalizers: { type: 'array', items: { type: 'string' } },
+    managedFields: { type: 'array', items: { type: 'object' } },
+  },
+};
+
+/**
+ * A deep copy without the object fields whose value is null, which is what the API server
+ * does before validating a custom resource (fields that are not `nullable`). Nulls inside
+ * lists are kept (they are wrong types there).
+ */
+export function dropNulls<T>(v: T): T {
+  if (Array.isArray(v)) return v.map(dropNulls) as T;
+  if (!v || typeof v !== 'object') return v;
+  const out: Record<string, unknown> = {};
+  for (const [k, x] of Object.entries(v)) if (x !== null) out[k] = dropNulls(x);
+  return out as T;
 }
 
 /** The openAPIV3Schema of the served version. */
@@ -38,13 +71,25 @@ function buildValidator(): ValidateFunction {
     keyword: 'x-kubernetes-validations',
     schemaType: 'array',
     errors: true,
-    compile(rules: { rule: string; message?: string }[]) {
+    compile(rules: { rule: string; message?: string }[], parent: Schema) {
+      // Like the API server, CEL rules only run on a value of the schema's type (a wrong
+      // type is reported as such, not as a rule failure too).
+      const typed = (data: unknown): boolean => {
+        switch (parent.type) {
+          case 'object': return !!data && typeof data === 'object' && !Array.isArray(data);
+          case 'array': return Array.isArray(data);
+          case 'string': return typeof data === 'string';
+          case 'integer': return Number.isInteger(data);
+          default: return true;
+        }
+      };
       const twins = rules.map((r) => {
         const fn = celTwins[r.rule];
         if (!fn) throw new Error(`CEL rule has no TypeScript twin in core/cel-rules.ts: ${r.rule}`);
         return { fn, r };
       });
       const validate = (data: unknown): boolean => {
+        if (!typed(data)) return true;
         const errors: Partial<ErrorObject>[] = [];
         for (const { fn, r } of twins) {
           let ok: boolean;
@@ -57,7 +102,9 @@ function buildValidator(): ValidateFunction {
       return validate;
     },
   });
-  return ajv.compile(strictCopy(routeOpenAPISchema()) as Schema);
+  const schema = structuredClone(routeOpenAPISchema()) as Schema & { properties: Record<string, unknown> };
+  schema.properties = { ...schema.properties, metadata: OBJECT_META };
+  return ajv.compile(strictCopy(schema) as Schema);
 }
 
 let compiled: ValidateFunction | undefined;
@@ -95,10 +142,10 @@ function describe(e: ErrorObject): FieldError {
   return { path, message };
 }
 
-/** Validate a Route object (apiVersion/kind are checked by the caller). */
+/** Validate a Route object (apiVersion/kind are checked by the caller); nulls are dropped first. */
 export function validateRoute(obj: unknown): FieldError[] {
   compiled ??= buildValidator();
-  if (compiled(obj)) return [];
+  if (compiled(dropNulls(obj))) return [];
   const seen = new Set<string>();
   const out: FieldError[] = [];
   for (const e of compiled.errors ?? []) {

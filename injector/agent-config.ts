@@ -37,6 +37,10 @@ export interface AgentConfig {
    * to install the plugin and its conf (undefined: not installed by the agent).
    */
   cni: { socket: string | undefined; timeoutMs: number; missedDir: string; binDir: string | undefined; confDir: string | undefined };
+  /** Deadline of every API request; also bounds the wait for a watch's response headers (at most 30 s). */
+  apiTimeoutMs: number;
+  /** Longest silence (no event, no bookmark) of a watch before it is restarted. */
+  watchIdleMs: number;
 }
 
 export const AGENT_LOG_LEVELS = ['error', 'warn', 'info', 'debug'] as const;
@@ -69,6 +73,14 @@ export const AGENT_FLAGS: Record<string, FlagSpec> = {
   'resync-period': { env: 'OVNKUBE_ROUTE_RESYNC_PERIOD', value: 'DURATION', default: '60s', help: 'full resync of each kept netns and rescan of the CNI cache (e.g. 30s, 5m)' },
   'metrics-addr': { env: 'OVNKUBE_ROUTE_METRICS_ADDR', value: 'HOST:PORT', default: DEFAULT_METRICS_ADDR, help: 'listen address of /metrics, /healthz, /readyz ("off": none)' },
   'max-parallel': { env: 'OVNKUBE_ROUTE_MAX_PARALLEL', value: 'N', default: '8', help: 'pods whose netns is written at the same time (1-256)' },
+  'api-timeout': {
+    env: 'OVNKUBE_ROUTE_API_TIMEOUT', value: 'DURATION', default: '60s',
+    help: 'deadline of every API request (lists, patches, Events) and of a watch\'s answer (at most 30s); 1s-10m',
+  },
+  'watch-idle-timeout': {
+    env: 'OVNKUBE_ROUTE_WATCH_IDLE_TIMEOUT', value: 'DURATION', default: '5m',
+    help: 'a watch with no event and no bookmark (sent about every minute) for this long is restarted; 1s-1h',
+  },
   kubeconfig: { env: 'KUBECONFIG', value: 'FILE', help: 'kubeconfig to use; without it, the in-cluster service account' },
   'cni-socket': {
     env: 'OVNKUBE_ROUTE_CNI_SOCKET', value: 'PATH', default: 'off',
@@ -169,6 +181,14 @@ export function parseAgentConfig(argv: string[], env: Record<string, string | un
     fail(`--cni-bin-dir and --cni-conf-dir go together: the plugin is installed into both or neither`);
   }
   if (cniDirs['cni-conf-dir'] !== undefined && socketText === 'off') fail(`${from('cni-conf-dir')}: installing the CNI plugin needs --cni-socket (the socket it calls)`);
+  const durationIn = (flag: string, minMs: number, maxMs: number, range: string): number => {
+    const text = one(flag)!;
+    const ms = parseDuration(text);
+    if (!(ms >= minMs && ms <= maxMs)) fail(`${from(flag)}: expected a duration between ${range} (e.g. 30s, 2m), got "${text}"`);
+    return ms;
+  };
+  const apiTimeoutMs = durationIn('api-timeout', 1000, 600_000, '1s and 10m');
+  const watchIdleMs = durationIn('watch-idle-timeout', 1000, 3_600_000, '1s and 1h');
   const logLevel = one('log-level')!;
   if (!(AGENT_LOG_LEVELS as readonly string[]).includes(logLevel)) fail(`${from('log-level')}: expected one of ${AGENT_LOG_LEVELS.join(', ')}, got "${logLevel}"`);
   return {
@@ -188,5 +208,7 @@ export function parseAgentConfig(argv: string[], env: Record<string, string | un
       socket: socketText === 'off' ? undefined : socketText, timeoutMs: cniTimeoutMs, missedDir: cniDirs['cni-missed-dir']!,
       binDir: cniDirs['cni-bin-dir'], confDir: cniDirs['cni-conf-dir'],
     },
+    apiTimeoutMs,
+    watchIdleMs,
   };
 }

@@ -20,7 +20,48 @@ import {
 import type { Namespace, Pod } from '../core/types.js';
 import type { AgentLogger } from './agent-log.js';
 import { RetryingListWatch } from './agent-listwatch.js';
+import { apiClient, DEFAULT_API_TIMEOUT_MS, type WatchDeadlines, type WatchFn } from './kube-client.js';
 import type { KubeSink } from './report.js';
+
+/** How a source talks to the API server: deadlines, back-off, and hooks (all optional). */
+export interface SourceOptions {
+  random?: () => number;
+  /** Deadline of the list request. Default 60 s. */
+  apiTimeoutMs?: number;
+  watchDeadlines?: WatchDeadlines;
+  maxBackoffMs?: number;
+  /** Watch implementation (default: DeadlineWatch). */
+  watch?: WatchFn;
+  /** Called on every failed list or watch (metrics). */
+  onFailure?: (err: unknown) => void;
+  /** Clock for progress (tests). */
+  now?: () => number;
+}
+
+/**
+ * Liveness of list+watch loops: not alive when one made no progress (list, event, bookmark,
+ * watch start, retry) for more than `boundMs`. Every request and watch has a deadline, so a
+ * live loop always progresses; this catches one that waits on something without one.
+ */
+export function listWatchLiveness(
+  sources: readonly { what: string; stalled(): { ms: number; last: string } | undefined }[], boundMs: number,
+): { alive: boolean; detail: string } {
+  const stuck: string[] = [];
+  for (const src of sources) {
+    const s = src.stalled();
+    if (s && s.ms > boundMs) stuck.push(`${src.what} (no progress for ${Math.round(s.ms / 1000)} s; last: ${s.last})`);
+  }
+  return stuck.length ? { alive: false, detail: `list/watch loop stalled: ${stuck.join(', ')}` } : { alive: true, detail: 'ok' };
+}
+
+const lwOptions = (o: SourceOptions) => ({
+  ...(o.random ? { random: o.random } : {}),
+  ...(o.watchDeadlines ? { watchDeadlines: o.watchDeadlines } : {}),
+  ...(o.maxBackoffMs ? { maxBackoffMs: o.maxBackoffMs } : {}),
+  ...(o.watch ? { watch: o.watch } : {}),
+  ...(o.onFailure ? { onFailure: o.onFailure } : {}),
+  ...(o.now ? { now: o.now } : {}),
+});
 
 /** What the pod source calls; the Agent implements it. */
 export interface PodHandler {
@@ -42,13 +83,15 @@ export interface NamespaceHandler {
 
 /** List+watch of the pods of one node. start() then stop(). */
 export class PodSource {
+  readonly what: string;
   private readonly lw: RetryingListWatch<V1Pod>;
 
-  constructor(kc: KubeConfig, readonly nodeName: string, handler: PodHandler, log: AgentLogger, random: () => number = Math.random) {
-    const core = kc.makeApiClient(CoreV1Api);
+  constructor(kc: KubeConfig, readonly nodeName: string, handler: PodHandler, log: AgentLogger, o: SourceOptions = {}) {
+    const core = apiClient(kc, CoreV1Api, o.apiTimeoutMs ?? DEFAULT_API_TIMEOUT_MS);
     const fieldSelector = `spec.nodeName=${nodeName}`;
+    this.what = `pods of node ${nodeName}`;
     this.lw = new RetryingListWatch<V1Pod>(kc, {
-      what: `pods of node ${nodeName}`, path: '/api/v1/pods', fieldSelector, log, random,
+      what: `pods of node ${nodeName}`, path: '/api/v1/pods', fieldSelector, log, ...lwOptions(o),
       list: () => core.listPodForAllNamespaces({ fieldSelector }),
       handler: {
         added: (p) => handler.podAdded(p as Pod),
@@ -66,6 +109,11 @@ export class PodSource {
   stop(): Promise<void> {
     return this.lw.stop();
   }
+
+  /** Time since the list+watch loop last progressed (undefined: stopped). */
+  stalled(): { ms: number; last: string } | undefined {
+    return this.lw.stalled();
+  }
 }
 
 /** A namespace reduced to what the agent reads: name, resourceVersion (for the watch), labels. */
@@ -79,12 +127,13 @@ export function namespaceLabelsOnly(ns: V1Namespace): V1Namespace {
 
 /** List+watch of all namespaces (labels only). start() then stop(). */
 export class NamespaceSource {
+  readonly what = 'namespaces';
   private readonly lw: RetryingListWatch<V1Namespace>;
 
-  constructor(kc: KubeConfig, handler: NamespaceHandler, log: AgentLogger, random: () => number = Math.random) {
-    const core = kc.makeApiClient(CoreV1Api);
+  constructor(kc: KubeConfig, handler: NamespaceHandler, log: AgentLogger, o: SourceOptions = {}) {
+    const core = apiClient(kc, CoreV1Api, o.apiTimeoutMs ?? DEFAULT_API_TIMEOUT_MS);
     this.lw = new RetryingListWatch<V1Namespace>(kc, {
-      what: 'namespaces', path: '/api/v1/namespaces', log, random,
+      what: 'namespaces', path: '/api/v1/namespaces', log, ...lwOptions(o),
       list: () => core.listNamespace({}),
       transform: namespaceLabelsOnly,
       handler: {
@@ -103,11 +152,16 @@ export class NamespaceSource {
   stop(): Promise<void> {
     return this.lw.stop();
   }
+
+  /** Time since the list+watch loop last progressed (undefined: stopped). */
+  stalled(): { ms: number; last: string } | undefined {
+    return this.lw.stalled();
+  }
 }
 
 /** The production KubeSink: writes through the API server as the agent's service account. */
-export function kubeSink(kc: KubeConfig, nodeName: string, now: () => Date = () => new Date()): KubeSink {
-  const core = kc.makeApiClient(CoreV1Api);
+export function kubeSink(kc: KubeConfig, nodeName: string, now: () => Date = () => new Date(), timeoutMs: number = DEFAULT_API_TIMEOUT_MS): KubeSink {
+  const core = apiClient(kc, CoreV1Api, timeoutMs);
   const merge = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
   const strategic = setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch);
   return {

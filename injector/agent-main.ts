@@ -22,12 +22,13 @@ import { collectDefaultMetrics, Registry } from 'prom-client';
 import { Agent } from './agent.js';
 import type { AgentConfig } from './agent-config.js';
 import { KeyRing } from './agent-keys.js';
-import { kubeSink, NamespaceSource, PodSource } from './agent-kube.js';
+import { kubeSink, listWatchLiveness, NamespaceSource, PodSource } from './agent-kube.js';
 import { jsonLogger } from './agent-log.js';
 import { CniServer } from './cni-server.js';
 import { installCni, uninstallCni } from './cni-install.js';
 import { CniCacheIndex } from './discovery.js';
 import { DirWatcher } from './discovery-watch.js';
+import { DEFAULT_WATCH_CONNECT_MS, progressBoundMs } from './kube-client.js';
 import { createAgentMetrics, serveMetrics } from './metrics.js';
 import { Reporter } from './report.js';
 import { AgentState } from './state.js';
@@ -62,7 +63,12 @@ export async function runAgent(config: AgentConfig, opts: RunAgentOptions): Prom
   collectDefaultMetrics({ register: registry });
   const metrics = createAgentMetrics(registry);
   const policy = { netnsDir: config.netnsDir, procRoot: config.procRoot };
-  const reporter = new Reporter(kubeSink(kc, config.nodeName), config.nodeName, metrics, log);
+  const reporter = new Reporter(kubeSink(kc, config.nodeName, undefined, config.apiTimeoutMs), config.nodeName, metrics, log);
+  // Every list, watch and write has a deadline; a loop silent for longer than this is dead.
+  const maxBackoffMs = 30_000;
+  const watchDeadlines = { connectMs: Math.min(DEFAULT_WATCH_CONNECT_MS, config.apiTimeoutMs), idleMs: config.watchIdleMs };
+  const boundMs = progressBoundMs({ apiTimeoutMs: config.apiTimeoutMs, ...watchDeadlines, maxBackoffMs });
+  const sourceOptions = { apiTimeoutMs: config.apiTimeoutMs, watchDeadlines, maxBackoffMs, onFailure: () => metrics.failure('api-list-watch') };
 
   let agent: Agent | undefined;
   const index = new CniCacheIndex(config.cniCacheDir, {
@@ -70,6 +76,8 @@ export async function runAgent(config: AgentConfig, opts: RunAgentOptions): Prom
     rescanMs: Math.max(config.resyncPeriodMs * 5, 60_000),
     onChange: (refs) => agent?.sandboxesChanged(refs),
     onParseError: () => metrics.failure('cni-cache-unparsable'),
+    onTooLarge: () => metrics.failure('cni-cache-too-large'),
+    onOverflow: () => metrics.failure('inotify-overflow'),
   });
   agent = new Agent({
     nodeName: config.nodeName, keys: () => keys.keys(), policy, index, netnsAnnotation: config.netnsAnnotation,
@@ -80,16 +88,21 @@ export async function runAgent(config: AgentConfig, opts: RunAgentOptions): Prom
   const a = agent;
   let podsListed = false;
   const ready = (): boolean => podsListed && a.namespacesAreSynced;
+  let pods: PodSource | undefined;
+  let namespaces: NamespaceSource | undefined;
+  const alive = (): { alive: boolean; detail: string } => listWatchLiveness([pods, namespaces].filter((x) => x !== undefined), boundMs);
   let server: Server | undefined;
   if (config.metricsAddr) {
     try {
-      server = await serveMetrics(registry, config.metricsAddr, ready);
+      server = await serveMetrics(registry, config.metricsAddr, ready, alive);
     } catch (e) {
       throw new AgentStartError(`cannot listen on ${config.metricsAddr.host}:${config.metricsAddr.port} for metrics: ${(e as Error).message}`);
     }
   }
-  const netnsWatch = new DirWatcher(config.netnsDir, { log, onNames: (names) => a.netnsNamesChanged(names), onRewatch: () => a.resyncAll() });
-  const pods = new PodSource(kc, config.nodeName, {
+  const netnsWatch = new DirWatcher(config.netnsDir, {
+    log, onNames: (names) => a.netnsNamesChanged(names), onRewatch: () => a.resyncAll(), onOverflow: () => metrics.failure('inotify-overflow'),
+  });
+  pods = new PodSource(kc, config.nodeName, {
     podAdded: (p) => a.podAdded(p),
     podUpdated: (p) => a.podUpdated(p),
     podDeleted: (p) => a.podDeleted(p),
@@ -98,13 +111,14 @@ export async function runAgent(config: AgentConfig, opts: RunAgentOptions): Prom
       podsListed = true;
       log.info('pods of the node listed; converging', { node: config.nodeName, pods: a.size, sandboxes: index.size, namespacesListed: a.namespacesAreSynced });
     },
-  }, log);
-  const namespaces = new NamespaceSource(kc, {
+  }, log, sourceOptions);
+  namespaces = new NamespaceSource(kc, {
     namespaceAdded: (n) => a.namespaceAdded(n),
     namespaceUpdated: (n) => a.namespaceUpdated(n),
     namespaceDeleted: (n) => a.namespaceDeleted(n),
     namespacesSynced: () => a.namespacesSynced(),
-  }, log);
+  }, log, sourceOptions);
+  const [podSource, nsSource] = [pods, namespaces];
   log.info('starting', {
     node: config.nodeName, keyIds: keys.ids(), cniCacheDir: config.cniCacheDir, netnsDir: config.netnsDir,
     stateDir: config.stateDir, netnsAnnotation: config.netnsAnnotation ?? null, maxParallel: config.maxParallel,
@@ -133,11 +147,11 @@ export async function runAgent(config: AgentConfig, opts: RunAgentOptions): Prom
         log.error('cannot install the CNI plugin; routes follow pod start asynchronously', { binDir: cniDirs.binDir, confDir: cniDirs.confDir, error: (e as Error).message });
       }
     }
-    namespaces.start();
+    nsSource.start();
     await index.start();
     netnsWatch.start();
     keys.watch(Math.min(30_000, config.resyncPeriodMs), () => a.keysChanged());
-    pods.start();
+    podSource.start();
     if (!opts.signal.aborted) await new Promise<void>((resolve) => opts.signal.addEventListener('abort', () => resolve(), { once: true }));
   } finally {
     log.info('stopping; routes stay in place', { node: config.nodeName });
@@ -152,7 +166,7 @@ export async function runAgent(config: AgentConfig, opts: RunAgentOptions): Prom
     }
     await cniServer?.close();
     keys.close();
-    await Promise.all([pods.stop(), namespaces.stop()]);
+    await Promise.all([podSource.stop(), nsSource.stop()]);
     netnsWatch.close();
     index.close();
     a.stop();

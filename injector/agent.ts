@@ -34,7 +34,7 @@ import type { CniAnswer, CniRequest } from './cni-server.js';
 import type { StartReport } from '../core/injector-status.js';
 import { readFileSync, realpathSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { podKey } from './agent-pod.js';
+import { podIPs, podKey } from './agent-pod.js';
 import { WorkQueue } from './agent-queue.js';
 import { PodSync, type KeeperTuning, type PodRec } from './agent-sync.js';
 import type { CniCacheIndex, PodRef } from './discovery.js';
@@ -59,7 +59,7 @@ export interface AgentOptions {
   /** The current key ring (it may be reloaded; call keysChanged() then). */
   keys: () => readonly PlanKey[];
   policy: NetnsPolicy;
-  index: Pick<CniCacheIndex, 'lookup'>;
+  index: Pick<CniCacheIndex, 'lookup' | 'entriesNaming'>;
   netnsAnnotation?: string | undefined;
   state: AgentState;
   reporter: Reporter;
@@ -116,7 +116,15 @@ export class Agent {
   private runSeq = 0;
 
   constructor(private readonly opts: AgentOptions) {
-    const locate: LocateDeps = { index: opts.index, policy: opts.policy, netnsAnnotation: opts.netnsAnnotation, verified: this.verified };
+    const locate: LocateDeps = {
+      index: opts.index, policy: opts.policy, netnsAnnotation: opts.netnsAnnotation, verified: this.verified,
+      podByName: (namespace, name) => {
+        const uid = this.byName.get(`${namespace}/${name}`);
+        const rec = uid ? this.pods.get(uid) : undefined;
+        if (rec && !rec.deleted) return rec.pod;
+        return this.synced ? undefined : 'unknown';
+      },
+    };
     this.sync = new PodSync({
       ...opts, namespace: (name) => this.namespaces.info(name), locate: (pod) => this.locate(pod, locate),
       requeue: (uid) => this.queue.add(uid), onKeptChange: () => this.gauges(), stopped: () => this.stopped,
@@ -413,12 +421,16 @@ export class Agent {
     }
     this.byName.set(k, uid);
     const rec = this.pods.get(uid);
+    const ipsBefore = rec ? podIPs(rec.pod).join(',') : '';
     if (rec) rec.pod = pod;
     else this.pods.set(uid, { uid, pod, deleted: false, failures: 0 });
     for (const w of this.podWaiters.get(uid) ?? []) w();
     this.opts.reporter.observe(pod);
     this.gauges();
     this.queue.add(uid);
+    // New pod IPs are evidence for pods whose cache files name the same netns (agent-netns.ts):
+    // look again at the pods that have no netns yet.
+    if (podIPs(pod).join(',') !== ipsBefore) for (const [u, r] of this.pods) if (!r.netns && u !== uid) this.queue.add(u);
   }
 
   private async run(uid: string): Promise<void> {

@@ -17,7 +17,11 @@ export type FailureReason =
   | 'backoff' // a netns keeps drifting; its keeper backed off
   | 'report-error' // patching the pod's status annotation/condition or creating an Event failed
   | 'state-error' // the state dir could not be read or written
-  | 'cni-cache-unparsable'; // a CNI cache file that did not parse (maybe being written)
+  | 'cni-cache-unparsable' // a CNI cache file that did not parse (maybe being written)
+  | 'cni-cache-too-large' // a CNI cache file over the size cap; refused unread
+  | 'inotify-overflow' // the kernel dropped inotify events (IN_Q_OVERFLOW); a rescan followed
+  | 'netns-ambiguous' // two CNI cache files name one netns and the evidence does not pick one
+  | 'api-list-watch'; // a list or watch of the API server failed or timed out; retried with back-off
 
 export interface AgentMetrics {
   /** Netns seen (by discovery) -> every route of the plan in place, once per sandbox. */
@@ -131,11 +135,15 @@ export function createAgentMetrics(registry: Registry): AgentMetrics {
 }
 
 /**
- * Serve GET /metrics (the registry), /healthz (always 200 while the process serves) and
- * /readyz (200 once `ready()` says so: the pod list and the CNI cache are in). Resolves
- * with the listening server; close it to stop.
+ * Serve GET /metrics (the registry), /healthz (200 while `alive()` says so: no list+watch
+ * loop is dead; the DaemonSet's liveness probe checks it) and /readyz (200 once `ready()`
+ * says so: the pod list and the CNI cache are in). Resolves with the listening server;
+ * close it to stop.
  */
-export async function serveMetrics(registry: Registry, addr: { host: string; port: number }, ready: () => boolean): Promise<Server> {
+export async function serveMetrics(
+  registry: Registry, addr: { host: string; port: number }, ready: () => boolean,
+  alive: () => { alive: boolean; detail: string } = () => ({ alive: true, detail: 'ok' }),
+): Promise<Server> {
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -148,7 +156,8 @@ export async function serveMetrics(registry: Registry, addr: { host: string; por
         (e: Error) => res.writeHead(500, { 'Content-Type': 'text/plain' }).end(`cannot collect metrics: ${e.message}\n`),
       );
     } else if (path === '/healthz') {
-      res.writeHead(200, { 'Content-Type': 'text/plain' }).end('ok\n');
+      const l = alive();
+      res.writeHead(l.alive ? 200 : 503, { 'Content-Type': 'text/plain' }).end(l.alive ? 'ok\n' : `not alive: ${l.detail}\n`);
     } else if (path === '/readyz') {
       const ok = ready();
       res.writeHead(ok ? 200 : 503, { 'Content-Type': 'text/plain' }).end(ok ? 'ok\n' : 'pods or CNI cache not loaded yet\n');

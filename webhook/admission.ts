@@ -108,6 +108,31 @@ export function admit(review: ValidReview, deps: AdmitDeps): AdmitResult {
   }
 }
 
+/**
+ * What plan resolution reads of the pod's metadata, checked for shape (a real API server
+ * never sends these wrong, but a malformed review is bad input, not an internal error):
+ * labels and annotations are maps of strings, ownerReferences a list of objects with a
+ * string kind and name. Returns the problem, naming the field, or undefined.
+ */
+function metadataProblem(meta: Record<string, unknown> | undefined): string | undefined {
+  if (!meta) return undefined;
+  const f = 'request.object.metadata';
+  for (const k of ['labels', 'annotations'] as const) {
+    const m = meta[k];
+    if (m === undefined) continue;
+    if (!isObject(m)) return `${f}.${k}: expected a map of strings, got ${JSON.stringify(m)}`;
+    for (const [key, v] of Object.entries(m)) if (typeof v !== 'string') return `${f}.${k}[${JSON.stringify(key)}]: expected a string value, got ${JSON.stringify(v)}`;
+  }
+  const refs = meta.ownerReferences;
+  if (refs === undefined) return undefined;
+  if (!Array.isArray(refs)) return `${f}.ownerReferences: expected a list of owner references, got ${JSON.stringify(refs)}`;
+  for (const [i, r] of refs.entries()) {
+    if (!isObject(r)) return `${f}.ownerReferences[${i}]: expected an owner reference object (kind, name, ...), got ${JSON.stringify(r)}`;
+    for (const k of ['kind', 'name']) if (typeof r[k] !== 'string') return `${f}.ownerReferences[${i}].${k}: expected a string, got ${JSON.stringify(r[k])}`;
+  }
+  return undefined;
+}
+
 function admitRequest(req: AdmissionRequest, deps: AdmitDeps): AdmitResult {
   const k = req.kind;
   if (!k || k.group !== '' || k.kind !== 'Pod') {
@@ -120,9 +145,8 @@ function admitRequest(req: AdmissionRequest, deps: AdmitDeps): AdmitResult {
   if (!isObject(pod)) return failOpen(req, 400, 'request.object: expected the Pod object');
   if (pod.metadata !== undefined && !isObject(pod.metadata)) return failOpen(req, 400, 'request.object.metadata: expected an object');
   const meta = pod.metadata as Record<string, unknown> | undefined;
-  if (meta?.annotations !== undefined && !isObject(meta.annotations)) {
-    return failOpen(req, 400, 'request.object.metadata.annotations: expected a map of strings');
-  }
+  const shape = metadataProblem(meta);
+  if (shape) return failOpen(req, 400, shape);
   const namespace = req.namespace || (typeof meta?.namespace === 'string' ? meta.namespace : '');
   if (!namespace) return failOpen(req, 400, 'request.namespace: a Pod request must name its namespace');
   const current = planOf(pod);

@@ -19,6 +19,11 @@ export interface AppOptions {
   admit: AdmitDeps;
   /** Readiness for /readyz: ready once the caches have synced. */
   readiness: () => { ready: boolean; detail: string };
+  /**
+   * Liveness for /healthz (what the Deployment's liveness probe checks): not alive when a
+   * list+watch loop is dead (no progress past its bound). Default: always alive.
+   */
+  liveness?: () => { alive: boolean; detail: string };
   /** Registry /metrics serves; the webhook's metrics are registered on it unless `metrics` is given. */
   registry: Registry;
   metrics?: WebhookMetrics;
@@ -160,7 +165,11 @@ export function buildApp(opts: AppOptions): FastifyInstance {
     return review;
   });
 
-  app.get('/healthz', async () => 'ok\n');
+  app.get('/healthz', async (_req, reply) => {
+    const l = opts.liveness?.() ?? { alive: true, detail: '' };
+    if (l.alive) return reply.type('text/plain').send('ok\n');
+    return reply.code(503).type('text/plain').send(`not alive: ${l.detail}\n`);
+  });
 
   app.get('/readyz', async (_req, reply) => {
     const r = opts.readiness();

@@ -12,10 +12,11 @@
  * else, and their pod templates are large); managedFields are dropped everywhere.
  */
 import {
-  AppsV1Api, BatchV1Api, CoreV1Api, CustomObjectsApi, Watch, type KubeConfig,
+  AppsV1Api, BatchV1Api, CoreV1Api, CustomObjectsApi, type KubeConfig,
 } from '@kubernetes/client-node';
 import { API_GROUP, API_VERSION, ROUTE_PLURAL, type KubeObject, type Namespace, type Route, type Service } from '../core/types.js';
 import { Informer, type InformerObserver, type InformerStats, type ListResult, type WatchLike } from './informer.js';
+import { apiClient, DeadlineWatch, DEFAULT_API_TIMEOUT_MS, type WatchDeadlines } from './kube-client.js';
 import { ObjectStore, type ChangeHandler, type HandlerErrorReporter, type ReadableStore } from './store.js';
 
 /** The resources the caches hold, by the name used in metrics and `sizes()`. */
@@ -87,6 +88,19 @@ export class ClusterCaches {
   /** Number of objects per resource. */
   sizes(): Record<CachedResource, number> {
     return Object.fromEntries(CACHED_RESOURCES.map((r) => [r, this.stores[r].size])) as Record<CachedResource, number>;
+  }
+
+  /**
+   * The informers whose list+watch loop made no progress for more than `boundMs` (a dead
+   * loop; /healthz reports them), with how long and what their last progress was.
+   */
+  stalled(boundMs: number): { resource: CachedResource; ms: number; last: string }[] {
+    const out: { resource: CachedResource; ms: number; last: string }[] = [];
+    for (const r of CACHED_RESOURCES) {
+      const s = this.informers[r]?.stalled();
+      if (s && s.ms > boundMs) out.push({ resource: r, ...s });
+    }
+    return out;
   }
 
   /** Informer counters per resource (empty for caches built from objects). */
@@ -184,7 +198,11 @@ export interface ApiCacheOptions {
   report?: HandlerErrorReporter;
   backoff?: { initialMs?: number; maxMs?: number };
   watchTimeoutSeconds?: number;
-  /** Overrides `new Watch(kc)`, e.g. to watch through a different transport. */
+  /** Deadline of every list request (kube-client.ts). Default 60 s. */
+  apiTimeoutMs?: number;
+  /** Connect and idle deadlines of every watch (kube-client.ts). */
+  watchDeadlines?: WatchDeadlines;
+  /** Overrides `new DeadlineWatch(kc)`, e.g. to watch through a different transport. */
   watch?: WatchLike;
 }
 
@@ -194,11 +212,12 @@ export interface ApiCacheOptions {
  * services, replicasets.apps and jobs.batch, cluster-wide.
  */
 export function cachesFromApi(kc: KubeConfig, opts: ApiCacheOptions = {}): ClusterCaches {
-  const core = kc.makeApiClient(CoreV1Api);
-  const apps = kc.makeApiClient(AppsV1Api);
-  const batch = kc.makeApiClient(BatchV1Api);
-  const custom = kc.makeApiClient(CustomObjectsApi);
-  const watch = opts.watch ?? new Watch(kc);
+  const timeout = opts.apiTimeoutMs ?? DEFAULT_API_TIMEOUT_MS;
+  const core = apiClient(kc, CoreV1Api, timeout);
+  const apps = apiClient(kc, AppsV1Api, timeout);
+  const batch = apiClient(kc, BatchV1Api, timeout);
+  const custom = apiClient(kc, CustomObjectsApi, timeout);
+  const watch = opts.watch ?? new DeadlineWatch(kc, opts.watchDeadlines);
   const stores = newStores(opts.report);
   const lists: Record<CachedResource, { path: string; list: () => Promise<ListResult>; transform: (o: KubeObject) => KubeObject }> = {
     routes: {

@@ -14,6 +14,8 @@ import { Controller, controllerApi, type Logger } from './controller.js';
 import type { ControllerConfig } from './controller-config.js';
 import { createControllerMetrics } from './controller-metrics.js';
 import type { InformerObserver } from './informer.js';
+import type { WatchDeadlines } from './kube-client.js';
+import { apiClient } from './kube-client.js';
 import { LeaderElector } from './leader.js';
 import { podsFromApi } from './pods.js';
 
@@ -27,6 +29,10 @@ export interface StartControllerOptions {
   log: Logger;
   /** Hooks of the pod informer (the webhook's cache metrics and logs). */
   observer?: InformerObserver;
+  /** Deadline of every API request (pod list, patches, Events). Default 60 s. */
+  apiTimeoutMs?: number;
+  /** Connect and idle deadlines of the pod watch. */
+  watchDeadlines?: WatchDeadlines;
 }
 
 export interface RunningController {
@@ -35,6 +41,8 @@ export interface RunningController {
   controller: Controller;
   /** Stop leading (releasing the Lease), stop the controller and the pod cache. */
   stop(): Promise<void>;
+  /** Milliseconds since the pod cache's list+watch loop last progressed (undefined: stopped). */
+  podsStalled(): { ms: number; last: string } | undefined;
 }
 
 /** This replica's default identity: host name (the pod name in a cluster) and a random suffix. */
@@ -49,6 +57,8 @@ export function startController(opts: StartControllerOptions): RunningController
   const pods = podsFromApi(kc, {
     ...(opts.observer ? { observer: opts.observer } : {}),
     report: (err, ev) => log.error({ err, resource: ev.resource, type: ev.type }, 'pod cache subscriber failed'),
+    ...(opts.apiTimeoutMs ? { apiTimeoutMs: opts.apiTimeoutMs } : {}),
+    ...(opts.watchDeadlines ? { watchDeadlines: opts.watchDeadlines } : {}),
   });
   // The gauges read the controller and the elector when scraped (both exist by then).
   const metrics = createControllerMetrics(opts.registry, {
@@ -60,7 +70,7 @@ export function startController(opts: StartControllerOptions): RunningController
   const controller = new Controller({
     caches: opts.caches,
     pods: pods.store,
-    api: controllerApi(kc),
+    api: controllerApi(kc, opts.apiTimeoutMs),
     mode: opts.mode,
     keys: opts.keys,
     identity,
@@ -72,7 +82,8 @@ export function startController(opts: StartControllerOptions): RunningController
     metrics,
   });
   const elector = new LeaderElector({
-    api: kc.makeApiClient(CoordinationV1Api),
+    // A Lease call may not outlast the renew deadline (client-go bounds it the same way).
+    api: apiClient(kc, CoordinationV1Api, Math.min(config.renewDeadlineMs, opts.apiTimeoutMs ?? config.renewDeadlineMs)),
     namespace: config.leaseNamespace,
     name: config.leaseName,
     identity,
@@ -100,6 +111,7 @@ export function startController(opts: StartControllerOptions): RunningController
     identity,
     elector,
     controller,
+    podsStalled: () => pods.informer.stalled(),
     async stop() {
       ac.abort();
       // run() ends once the term's controller has stopped and the Lease is released.

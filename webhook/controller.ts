@@ -27,6 +27,7 @@ import {
   namespaceChanged, ownerChanged, podChanged, podsOwnedBy, podsSelectedBy, routesReferencing, routeVersionsOf, serviceChanged,
 } from './controller-map.js';
 import type { ControllerMetrics } from './controller-metrics.js';
+import { apiClient, DEFAULT_API_TIMEOUT_MS } from './kube-client.js';
 import { classifyApiError, planPatch } from './controller-patch.js';
 import { TokenBucket, WorkQueue, type WorkResult } from './controller-queue.js';
 import { EventRecorder, type CreateEvent } from './events.js';
@@ -47,9 +48,9 @@ export interface ControllerApi {
 export const FIELD_MANAGER = 'ovnkube-route-controller';
 
 /** ControllerApi against `kc`'s API server (JSON Patch for pods and routes/status). */
-export function controllerApi(kc: KubeConfig): ControllerApi {
-  const core = kc.makeApiClient(CoreV1Api);
-  const custom = kc.makeApiClient(CustomObjectsApi);
+export function controllerApi(kc: KubeConfig, timeoutMs: number = DEFAULT_API_TIMEOUT_MS): ControllerApi {
+  const core = apiClient(kc, CoreV1Api, timeoutMs);
+  const custom = apiClient(kc, CustomObjectsApi, timeoutMs);
   return {
     patchPod: (namespace, name, body) => core.patchNamespacedPod({ name, namespace, body, fieldManager: FIELD_MANAGER }),
     patchRouteStatus: (name, body) => custom.patchClusterCustomObjectStatus({

@@ -14,20 +14,18 @@
  *   to drop what we never read (managedFields, pod templates) and keep memory small.
  * - `synced`: ListWatch calls watch() right after it applied a full list, so that call is
  *   where the store is marked synced.
+ * - Progress for liveness: every list, watch event or bookmark, watch (re)start and retry
+ *   is recorded; `stalledMs()` is the time since the last one. With the deadlines of
+ *   kube-client.ts (every list and watch is bounded) a live loop always progresses, so a
+ *   stall past the bound means a dead loop, and /healthz reports it.
  */
 import { ListWatch, type KubernetesObject, type Watch } from '@kubernetes/client-node';
 import type { KubeObject } from '../core/types.js';
+import { Progress, type WatchFn } from './kube-client.js';
 import type { ObjectStore } from './store.js';
 
-/** The one method of client-node's Watch that ListWatch calls. */
-export interface WatchLike {
-  watch(
-    path: string,
-    queryParams: Record<string, string | number | boolean | undefined>,
-    callback: (phase: string, apiObj: unknown, watchObj?: unknown) => void,
-    done: (err: unknown) => void,
-  ): Promise<AbortController>;
-}
+/** The one method of client-node's Watch that ListWatch calls (DeadlineWatch in production). */
+export type WatchLike = WatchFn;
 
 /** A list call's answer, as the typed and custom-object APIs of client-node return it. */
 export interface ListResult {
@@ -48,7 +46,7 @@ export interface InformerOptions<T extends KubeObject> {
   /** API path to watch, e.g. /api/v1/services or /apis/k8s.ovn.org/v1/routes. */
   path: string;
   list: () => Promise<ListResult>;
-  /** `new Watch(kubeConfig)` in production. */
+  /** `new DeadlineWatch(kubeConfig)` in production. */
   watch: WatchLike;
   /** Applied to every object before it is stored; must keep metadata.name/namespace/resourceVersion. */
   transform?: (obj: T) => T;
@@ -59,6 +57,8 @@ export interface InformerOptions<T extends KubeObject> {
   observer?: InformerObserver;
   /** Source of randomness for jitter (tests make it deterministic). */
   random?: () => number;
+  /** Clock for progress (tests). */
+  now?: () => number;
 }
 
 /** Counters of one informer, for metrics and the controller's diagnostics. */
@@ -82,14 +82,17 @@ export class Informer<T extends KubeObject> {
   private timer: NodeJS.Timeout | undefined;
   private pause: { timer: NodeJS.Timeout; resolve: () => void } | undefined;
   private readonly counters: InformerStats = { lists: 0, errors: 0, lastError: undefined };
+  private readonly progress: Progress;
 
   constructor(opts: InformerOptions<T>) {
     this.opts = opts;
+    this.progress = new Progress(opts.now);
     const transform = opts.transform ?? ((o: T) => o);
     const list = async () => {
       const res = await opts.list();
       this.counters.lists++;
       this.failures = 0;
+      this.progress.mark('listed');
       opts.observer?.onList?.(opts.store.resource, res.items.length);
       return { ...res, items: res.items.map((o) => transform(o as T)) };
     };
@@ -108,6 +111,7 @@ export class Informer<T extends KubeObject> {
   start(): void {
     if (!this.stopped) return;
     this.stopped = false;
+    this.progress.mark('started');
     this.lw.start().catch((err) => this.restartLater(err));
   }
 
@@ -127,6 +131,14 @@ export class Informer<T extends KubeObject> {
     return { ...this.counters };
   }
 
+  /**
+   * Milliseconds since the loop last made progress (a list, a watch event or bookmark, a
+   * watch start, a retry), with what that was; undefined while stopped.
+   */
+  stalled(): { ms: number; last: string } | undefined {
+    return this.stopped ? undefined : { ms: this.progress.sinceMs(), last: this.progress.last() };
+  }
+
   private delay(n: number): number {
     const initial = this.opts.backoff?.initialMs ?? 500;
     const max = this.opts.backoff?.maxMs ?? 30_000;
@@ -140,10 +152,12 @@ export class Informer<T extends KubeObject> {
     this.counters.errors++;
     this.counters.lastError = err instanceof Error ? err.message : String(err);
     this.opts.observer?.onError?.(this.opts.store.resource, err, wait);
+    this.progress.mark('retry scheduled');
     // Not unref'd: a running informer keeps the process alive until stop(), which clears it.
     this.timer = setTimeout(() => {
       this.timer = undefined;
       if (this.stopped) return;
+      this.progress.mark('retry');
       this.lw.start().catch((e) => this.restartLater(e));
     }, wait);
   }
@@ -164,6 +178,7 @@ export class Informer<T extends KubeObject> {
         this.opts.store.markSynced();
         if (this.quickEnds > 0) await this.sleep(this.delay(this.quickEnds - 1));
         if (this.stopped) return new AbortController();
+        this.progress.mark('watch started');
         const started = Date.now();
         let events = 0;
         const timeout = this.opts.watchTimeoutSeconds ?? 300;
@@ -173,6 +188,7 @@ export class Informer<T extends KubeObject> {
           timeoutSeconds: Math.round(timeout * (1 + (this.opts.random ?? Math.random)())),
         };
         return inner.watch(path, query, (phase, obj, raw) => {
+          this.progress.mark(phase === 'BOOKMARK' ? 'bookmark' : 'event');
           if (phase === 'ERROR') {
             // 410 Gone is the normal end of an expired watch (ListWatch relists next);
             // any other error event does not count as progress, so a server that keeps

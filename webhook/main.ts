@@ -14,6 +14,7 @@ import type { WebhookConfig } from './config.js';
 import { startController, type RunningController } from './controller-run.js';
 import { WebhookError } from './errors.js';
 import type { InformerObserver } from './informer.js';
+import { DEFAULT_API_TIMEOUT_MS, DEFAULT_WATCH_CONNECT_MS, DEFAULT_WATCH_IDLE_MS, progressBoundMs } from './kube-client.js';
 import { createWebhookMetrics, type WebhookMetrics } from './metrics.js';
 import { loadServingCert, watchServingCert } from './tls.js';
 
@@ -51,6 +52,36 @@ export interface RunOptions {
   kubeConfig?: KubeConfig;
   /** Called once listening, with the bound port (useful with port 0). */
   onListening?(port: number): void;
+  /** API deadlines (kube-client.ts); the defaults suit production, tests shorten them. */
+  deadlines?: ApiDeadlines;
+}
+
+/** The deadlines of the process's API calls and watches, and its longest back-off. */
+export interface ApiDeadlines {
+  apiTimeoutMs: number;
+  connectMs: number;
+  idleMs: number;
+  maxBackoffMs: number;
+}
+
+export const DEFAULT_DEADLINES: ApiDeadlines = {
+  apiTimeoutMs: DEFAULT_API_TIMEOUT_MS, connectMs: DEFAULT_WATCH_CONNECT_MS, idleMs: DEFAULT_WATCH_IDLE_MS, maxBackoffMs: 30_000,
+};
+
+/**
+ * /healthz: dead when a cache's (or the controller's pod cache's) list+watch loop has made
+ * no progress (list, event, bookmark, watch start, retry) for longer than any live loop can
+ * go without one. Every request and watch has a deadline, so this only trips on a bug.
+ */
+export function liveness(
+  caches: ClusterCaches, podsStalled: () => { ms: number; last: string } | undefined, boundMs: number,
+): () => { alive: boolean; detail: string } {
+  return () => {
+    const stuck = caches.stalled(boundMs).map((s) => `${s.resource} (no progress for ${Math.round(s.ms / 1000)} s; last: ${s.last})`);
+    const p = podsStalled();
+    if (p && p.ms > boundMs) stuck.push(`pods (no progress for ${Math.round(p.ms / 1000)} s; last: ${p.last})`);
+    return stuck.length ? { alive: false, detail: `list/watch loop stalled: ${stuck.join(', ')}` } : { alive: true, detail: 'ok' };
+  };
 }
 
 function readiness(caches: ClusterCaches): () => { ready: boolean; detail: string } {
@@ -78,14 +109,21 @@ export async function runWebhook(config: WebhookConfig, opts: RunOptions): Promi
       log?.warn({ resource, err: (err as Error)?.message ?? String(err), retryInMs }, 'cache list/watch failed; retrying');
     },
   };
+  const d = opts.deadlines ?? DEFAULT_DEADLINES;
+  const watchDeadlines = { connectMs: d.connectMs, idleMs: d.idleMs };
   const caches = cachesFromApi(kc, {
     observer,
+    apiTimeoutMs: d.apiTimeoutMs,
+    watchDeadlines,
+    backoff: { maxMs: d.maxBackoffMs },
     report: (err, ev) => log?.error({ err, resource: ev.resource, type: ev.type }, 'cache change subscriber failed'),
   });
   metrics = createWebhookMetrics(registry, caches);
+  let controller: RunningController | undefined;
   const app = buildApp({
     admit: { caches, mode: config.mode, keys, trustedUsers: config.trustedUsers },
     readiness: readiness(caches),
+    liveness: liveness(caches, () => controller?.podsStalled(), progressBoundMs(d)),
     registry,
     metrics,
     https: { cert: serving.cert, key: serving.key },
@@ -97,10 +135,11 @@ export async function runWebhook(config: WebhookConfig, opts: RunOptions): Promi
   caches.start();
   void caches.synced.then(() => log?.info(caches.sizes(), 'caches synced; ready'));
   let watcher: { close(): void } | undefined;
-  let controller: RunningController | undefined;
   try {
     if (config.controller.enabled) {
-      controller = startController({ kc, config: config.controller, caches, mode: config.mode, keys, registry, log: app.log, observer });
+      controller = startController({
+        kc, config: config.controller, caches, mode: config.mode, keys, registry, log: app.log, observer, apiTimeoutMs: d.apiTimeoutMs, watchDeadlines,
+      });
       app.log.info({ identity: controller.identity, lease: `${config.controller.leaseNamespace}/${config.controller.leaseName}` }, 'controller campaigning for leadership');
     }
     await app.listen({ host: config.listenAddress, port: config.port });

@@ -9,9 +9,10 @@
  * Same style as webhook/caches.ts: an ObjectStore fed by an Informer (list+watch, relist on
  * 410 Gone, restart with backoff); `podStoreFromObjects()` fills the same store for tests.
  */
-import { CoreV1Api, Watch, type KubeConfig } from '@kubernetes/client-node';
+import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
 import { PLAN_ANNOTATION, STATUS_ANNOTATION, type Pod } from '../core/types.js';
 import { Informer, type InformerObserver, type ListResult, type WatchLike } from './informer.js';
+import { apiClient, DeadlineWatch, DEFAULT_API_TIMEOUT_MS, type WatchDeadlines } from './kube-client.js';
 import { ObjectStore, type HandlerErrorReporter } from './store.js';
 
 /** A pod as the controller caches it (see the module comment for what is kept). */
@@ -79,6 +80,9 @@ export interface PodInformerOptions {
   report?: HandlerErrorReporter;
   backoff?: { initialMs?: number; maxMs?: number };
   watchTimeoutSeconds?: number;
+  /** Deadline of every list request. Default 60 s. */
+  apiTimeoutMs?: number;
+  watchDeadlines?: WatchDeadlines;
   watch?: WatchLike;
 }
 
@@ -87,13 +91,13 @@ export interface PodInformerOptions {
  * Needs get/list/watch on pods cluster-wide. Call `informer.start()`, then await `store.synced`.
  */
 export function podsFromApi(kc: KubeConfig, opts: PodInformerOptions = {}): { store: ObjectStore<CachedPod>; informer: Informer<CachedPod> } {
-  const core = kc.makeApiClient(CoreV1Api);
+  const core = apiClient(kc, CoreV1Api, opts.apiTimeoutMs ?? DEFAULT_API_TIMEOUT_MS);
   const store = new ObjectStore<CachedPod>('pods', opts.report);
   const informer = new Informer<CachedPod>({
     store,
     path: '/api/v1/pods',
     list: () => core.listPodForAllNamespaces() as Promise<ListResult>,
-    watch: opts.watch ?? new Watch(kc),
+    watch: opts.watch ?? new DeadlineWatch(kc, opts.watchDeadlines),
     transform: slimPod as (p: CachedPod) => CachedPod,
     ...(opts.observer ? { observer: opts.observer } : {}),
     ...(opts.backoff ? { backoff: opts.backoff } : {}),

@@ -25,7 +25,8 @@ export const agentCommand: Command = {
       } catch (e) {
         throw e instanceof AgentStartError ? new InputError(e.message) : e;
       }
-    });
+      // Within the DaemonSet's terminationGracePeriodSeconds (10 s), so the exit is ours.
+    }, { graceMs: 8_000 });
     return 0;
   },
 };

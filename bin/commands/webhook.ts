@@ -27,7 +27,8 @@ export const webhookCommand: Command = {
         // Startup problems with files (plan key, serving pair) are the operator's to fix.
         throw e instanceof WebhookError ? new InputError(e.message) : e;
       }
-    });
+      // Within the Deployment's terminationGracePeriodSeconds (default 30 s).
+    }, { graceMs: 25_000 });
     return 0;
   },
 };

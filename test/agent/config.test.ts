@@ -10,7 +10,7 @@ t.test('defaults', async (t) => {
   t.same(c, {
     nodeName: 'node-1', planKeys: ['/keys/a'], cniCacheDir: '/var/lib/cni/results', netnsDir: '/var/run/netns', procRoot: '/proc',
     stateDir: '/var/lib/ovnkube-route', netnsAnnotation: undefined, resyncPeriodMs: 60_000, metricsAddr: { host: '0.0.0.0', port: 9479 },
-    maxParallel: 8, kubeconfig: undefined, logLevel: 'info',
+    maxParallel: 8, kubeconfig: undefined, logLevel: 'info', apiTimeoutMs: 60_000, watchIdleMs: 300_000,
     cni: { socket: undefined, timeoutMs: 2500, missedDir: '/run/ovnkube-route/cni-missed', binDir: undefined, confDir: undefined },
   });
 });

@@ -81,13 +81,31 @@ t.test('convert: bad files exit non-zero, print nothing on stdout, explain on st
     ['host bits', ['convert', '-f', write('hb.yaml', '- svc: default/a\n  dev: eth0\n- route: 10.0.0.5/24\n  dev: eth1\n')], 1, /hb\.yaml: entry 1 \(line 3\): field "route": .*host bits set: did you mean 10\.0\.0\.0\/24\?/],
     ['bad dev', ['convert', '-f', write('dev.json', '[{"svc":"default/a","dev":"eth0"},\n{"route":"10.0.0.0/8","dev":"this-is-too-long0"}]')], 1, /dev\.json: entry 1 \(line 2\): field "dev": must be a Linux interface name/],
     ['syntax', ['convert', '-f', write('syn.json', '[{"route": "10.0.0.0/8" "dev": "eth0"}]')], 1, /syn\.json: line 1, column \d+: not valid JSON/],
+    // Issue #16, defect 8: these crashed with a TypeError stack trace (normalised before validated).
+    ['route as an object', ['convert', '-f', write('ro.yaml', 'apiVersion: k8s.ovn.org/v1\nkind: Route\nmetadata: {name: ro}\nspec:\n  route: {dst: 10.0.0.0/8, dev: eth1}\n')], 1,
+      /^ovnkube-route convert: \S*ro\.yaml: spec\.route \(line 5\): must be array \(Route "ro"\)\n$/],
+    ['bare string rule', ['convert', '-f', write('bs.yaml', 'apiVersion: k8s.ovn.org/v1\nkind: Route\nmetadata: {name: bs}\nspec: {route: ["10.0.0.0/8"], svc: {name: x}}\n')], 1,
+      /^(?=[\s\S]*bs\.yaml: spec\.svc \(line 4\): must be array \(Route "bs"\))(?=[\s\S]*bs\.yaml: spec\.route\[0\] \(line 4\): must be object \(Route "bs"\))(?![\s\S]*dst must be)/],
+    ['defaultRoute a string', ['convert', '-f', write('ds.yaml', 'apiVersion: k8s.ovn.org/v1\nkind: Route\nmetadata: {name: ds}\nspec: {defaultRoute: eth0}\n')], 1,
+      /ds\.yaml: spec\.defaultRoute \(line 4\): must be object \(Route "ds"\)/],
+    ['metadata typo', ['convert', '-f', write('mt.yaml', 'apiVersion: k8s.ovn.org/v1\nkind: Route\nmetadata:\n  name: mt\n  label: {app: web}\nspec: {}\n')], 1,
+      /mt\.yaml: metadata\.label \(line 5\): unknown field \(Route "mt"\)/],
   ];
   for (const [name, args, code, want] of cases) {
     const r = runCli(args);
     t.equal(r.code, code, `${name}: exit ${code}`);
     t.equal(r.stdout, '', `${name}: nothing on stdout`);
     t.match(r.stderr, want, `${name}: ${r.stderr.trim()}`);
+    t.notMatch(r.stderr, /TypeError|\n\s+at /, `${name}: no stack trace`);
   }
+});
+
+t.test('convert: nulls are dropped as the API server drops them', async (t) => {
+  const p = join(tmp, 'nulls.yaml');
+  writeFileSync(p, 'apiVersion: k8s.ovn.org/v1\nkind: Route\nmetadata: {name: n}\nspec:\n  priority: null\n  svc: null\n  route: [{dst: 10.0.0.0/8, dev: eth1, via: null}]\n');
+  const r = runCli(['convert', '-f', p, '-o', 'json']);
+  t.equal(r.code, 0, r.stderr);
+  t.same(JSON.parse(r.stdout).spec, { route: [{ dst: '10.0.0.0/8', dev: 'eth1' }] });
 });
 
 t.test('plan: the example bundle, --all, signing and skips', async (t) => {

@@ -1,5 +1,8 @@
 import t from 'tap';
+import { stringify } from 'yaml';
 import { convertConfig, nameFromFile } from '../../core/config.js';
+import { InputFileError } from '../../core/yaml-docs.js';
+import { routeCases } from '../util/fixtures.js';
 
 const ok = (text: string, file = 'cr-config.json') => convertConfig(text, file);
 
@@ -57,4 +60,40 @@ t.test('a full Route is normalised', async (t) => {
     'spec:', '  route: [{dst: "FD00:10::0/64 ", dev: " eth1", via: "FD00:10::1"}]', 'status: {status: Active}',
   ].join('\n'), 'r.yaml');
   t.same(r, { apiVersion: 'k8s.ovn.org/v1', kind: 'Route', metadata: { name: 'r' }, spec: { route: [{ dst: 'fd00:10::/64', dev: 'eth1', via: 'fd00:10::1' }] } });
+});
+
+// Issue #16, defect 8: `convert` must refuse offline exactly what the API server refuses
+// (the same shared cases test/e2e/crd.test.ts sends to a real kube-apiserver), with an
+// error naming the file, the Route and the field, never a TypeError; and accept what it
+// accepts, nulls included (dropped, as the server drops them).
+t.test('convert refuses every shared bad Route with the file, the Route and the field', async (t) => {
+  const cases = routeCases('bad-routes.yaml');
+  t.ok(cases.length >= 60, `${cases.length} bad cases`);
+  for (const c of cases) {
+    const file = `${c.name}.yaml`;
+    let err: unknown;
+    try {
+      convertConfig(stringify(c.route), file);
+    } catch (e) {
+      err = e;
+    }
+    t.ok(err instanceof InputFileError, `${c.name} (${c.why}): refused with an input error, not ${String(err)}`);
+    const msg = (err as Error)?.message ?? '';
+    t.ok(msg.startsWith(`${file}: `), `${c.name}: names the file: ${msg.split('\n')[0]}`);
+    t.match(msg, `(Route "${c.name}")`, `${c.name}: names the Route`);
+    t.match(msg, c.expectMessage ?? '', `${c.name}: says "${c.expectMessage}"`);
+  }
+});
+
+t.test('convert accepts every shared good Route, nulls dropped as the API server drops them', async (t) => {
+  for (const c of routeCases('good-routes.yaml')) {
+    const r = convertConfig(stringify(c.route), `${c.name}.yaml`);
+    t.same({ priority: 0, ...r.spec }, c.stored ?? { priority: 0, ...c.route.spec }, `${c.name}: the spec the server would store`);
+    t.equal(r.metadata?.name, c.name);
+  }
+});
+
+t.test('null in a config-file entry is an absent field', async (t) => {
+  const r = convertConfig('[{"route": "10.0.0.0/8", "dev": "eth1", "via": null}, {"svc": "default/a", "dev": "eth0", "via": null}]', 'c.json');
+  t.same(r.spec, { route: [{ dst: '10.0.0.0/8', dev: 'eth1' }], svc: [{ namespace: 'default', name: 'a', dev: 'eth0' }] });
 });

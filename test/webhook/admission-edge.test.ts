@@ -99,6 +99,18 @@ t.test('malformed content inside a valid envelope fails open with a code and mes
     ['metadata is an array', (r) => { (r.request.object as { metadata: unknown }).metadata = []; }, /metadata: expected an object/],
     ['annotations is a string', (r) => { (r.request.object as Pod).metadata!.annotations = 'x' as never; }, /annotations: expected a map/],
     ['no namespace anywhere', (r) => { delete r.request.namespace; delete (r.request.object as Pod).metadata!.namespace; }, /must name its namespace/],
+    // Issue #16, defect 9: these were answered as internal errors (code 500).
+    ['ownerReferences holds null', (r) => { (r.request.object as Pod).metadata!.ownerReferences = [null as never]; },
+      /^request\.object\.metadata\.ownerReferences\[0\]: expected an owner reference object \(kind, name, \.\.\.\), got null$/],
+    ['ownerReferences after a good one holds null', (r) => { (r.request.object as Pod).metadata!.ownerReferences!.push(null as never); },
+      /^request\.object\.metadata\.ownerReferences\[1\]: expected an owner reference object/],
+    ['ownerReferences is an object', (r) => { (r.request.object as Pod).metadata!.ownerReferences = { kind: 'ReplicaSet' } as never; },
+      /^request\.object\.metadata\.ownerReferences: expected a list of owner references/],
+    ['owner kind is a number', (r) => { (r.request.object as Pod).metadata!.ownerReferences = [{ kind: 7, name: 'x' } as never]; },
+      /^request\.object\.metadata\.ownerReferences\[0\]\.kind: expected a string, got 7$/],
+    ['labels is a list', (r) => { (r.request.object as Pod).metadata!.labels = ['app'] as never; }, /^request\.object\.metadata\.labels: expected a map of strings/],
+    ['a label value is null', (r) => { (r.request.object as Pod).metadata!.labels = { app: null } as never; },
+      /^request\.object\.metadata\.labels\["app"\]: expected a string value, got null$/],
   ];
   for (const [what, edit, msg] of cases) {
     const r = loadReview('review-create-replicaset-pod.json');
