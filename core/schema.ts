@@ -1,25 +1,17 @@
 /**
- * The Route validator, compiled with ajv from the CRD's openAPIV3Schema (crds/route.yaml,
- * via core/generated/route-crd.ts) so that the CLI refuses offline what the API server
+ * The Route validator, compiled with ajv from the CRD's openAPIV3Schema (crds/route.yaml) at
+ * build time: scripts/build.mjs writes it as ajv standalone code to
+ * core/generated/route-validator.ts (with additionalProperties:false wherever fields are
+ * listed, and the CEL rules calling core/schema-runtime.ts), so that the CLI refuses offline what the API server
  * refuses: the same types, patterns, bounds and enums, the CEL rules through their
  * TypeScript twins (core/cel-rules.ts), and unknown fields refused as the API server's
  * strict field validation (kubectl's default) does.
  */
-import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
-import { celTwins } from './cel-rules.js';
+import type { ErrorObject } from 'ajv';
 import { routeCRD } from './generated/route-crd.js';
+import { validate as compiled } from './generated/route-validator.js';
 
 type Schema = Record<string, unknown>;
-
-/** Deep copy of a structural schema with additionalProperties:false wherever fields are listed. */
-function strictCopy(s: unknown): unknown {
-  if (Array.isArray(s)) return s.map(strictCopy);
-  if (!s || typeof s !== 'object') return s;
-  const out: Schema = {};
-  for (const [k, v] of Object.entries(s as Schema)) out[k] = strictCopy(v);
-  if (out.type === 'object' && out.properties && out.additionalProperties === undefined) out.additionalProperties = false;
-  return out;
-}
 
 /** The openAPIV3Schema of the served version. */
 export function routeOpenAPISchema(): Schema {
@@ -27,40 +19,6 @@ export function routeOpenAPISchema(): Schema {
   if (!v) throw new Error('crds/route.yaml has no v1 version');
   return v.schema.openAPIV3Schema as unknown as Schema;
 }
-
-function buildValidator(): ValidateFunction {
-  const ajv = new Ajv({ allErrors: true, strict: true, strictTypes: false, allowUnionTypes: true });
-  for (const k of ['x-kubernetes-list-type', 'x-kubernetes-list-map-keys', 'x-kubernetes-preserve-unknown-fields']) ajv.addKeyword(k);
-  ajv.addFormat('int32', { type: 'number', validate: (n: number) => Number.isInteger(n) && n >= -(2 ** 31) && n < 2 ** 31 });
-  ajv.addFormat('int64', { type: 'number', validate: (n: number) => Number.isSafeInteger(n) });
-  ajv.addFormat('date-time', (s: string) => !Number.isNaN(Date.parse(s)) && /^\d{4}-\d\d-\d\dT/.test(s));
-  ajv.addKeyword({
-    keyword: 'x-kubernetes-validations',
-    schemaType: 'array',
-    errors: true,
-    compile(rules: { rule: string; message?: string }[]) {
-      const twins = rules.map((r) => {
-        const fn = celTwins[r.rule];
-        if (!fn) throw new Error(`CEL rule has no TypeScript twin in core/cel-rules.ts: ${r.rule}`);
-        return { fn, r };
-      });
-      const validate = (data: unknown): boolean => {
-        const errors: Partial<ErrorObject>[] = [];
-        for (const { fn, r } of twins) {
-          let ok: boolean;
-          try { ok = fn(data); } catch { ok = false; }
-          if (!ok) errors.push({ keyword: 'x-kubernetes-validations', message: r.message ?? `failed rule: ${r.rule}`, params: { rule: r.rule } });
-        }
-        (validate as unknown as { errors: Partial<ErrorObject>[] }).errors = errors;
-        return errors.length === 0;
-      };
-      return validate;
-    },
-  });
-  return ajv.compile(strictCopy(routeOpenAPISchema()) as Schema);
-}
-
-let compiled: ValidateFunction | undefined;
 
 /** One problem with a Route, with a Kubernetes-style field path such as spec.route[0].dst. */
 export interface FieldError { path: string; message: string }
@@ -97,11 +55,10 @@ function describe(e: ErrorObject): FieldError {
 
 /** Validate a Route object (apiVersion/kind are checked by the caller). */
 export function validateRoute(obj: unknown): FieldError[] {
-  compiled ??= buildValidator();
   if (compiled(obj)) return [];
   const seen = new Set<string>();
   const out: FieldError[] = [];
-  for (const e of compiled.errors ?? []) {
+  for (const e of (compiled.errors ?? []) as ErrorObject[]) {
     const d = describe(e);
     const k = `${d.path}: ${d.message}`;
     if (!seen.has(k)) { seen.add(k); out.push(d); }
