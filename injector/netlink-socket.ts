@@ -19,10 +19,10 @@
  *     or closing an fd between guess and creation makes the guess wrong; the check catches it;
  *  3. only then harden it. Any failure closes the socket and throws: never an unhardened socket.
  */
-import netlink from 'netlink';
+import type * as netlink from 'netlink';
+import { createRtNetlink } from './netlink-lite.js';
 import { hardenNetlinkFd, lowestFreeFd, netlinkConstants, socketInfo, withNetns, type NetnsPolicy } from './netns.js';
 
-const { createRtNetlink } = netlink;
 
 export interface SocketOptions {
   policy?: NetnsPolicy;
