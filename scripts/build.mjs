@@ -133,6 +133,17 @@ const cli = join(root, 'dist', 'bin', 'ovnkube-route.js');
 if (existsSync(cli)) chmodSync(cli, 0o755);
 log('compiled TypeScript to dist/');
 
+// 2b. dist/vendor/yaml.cjs: the yaml package in one file (scripts/bundle-cjs.mjs), loaded by
+//     core/yaml-lib.ts; cuts the start-up of the CLI's convert and plan.
+{
+  const { bundleCjs } = await import('./bundle-cjs.mjs');
+  const { createRequire } = await import('node:module');
+  const entry = createRequire(join(root, 'package.json')).resolve('yaml');
+  mkdirSync(join(root, 'dist', 'vendor'), { recursive: true });
+  const n = bundleCjs(entry, join(root, 'dist', 'vendor', 'yaml.cjs'));
+  log(`bundled yaml (${n} modules) into dist/vendor/yaml.cjs`);
+}
+
 // 3. The setns addon. Node's own install prefix ships include/node; point node-gyp at it.
 const nativeDir = join(root, 'injector', 'native');
 if (existsSync(join(nativeDir, 'binding.gyp'))) {

@@ -51,3 +51,22 @@ t.test('--help and the offline commands load none of the heavy packages', async 
   const convert = loaded(['convert', '-f', join(repoRoot, 'examples', 'cr-config.json')]);
   t.notOk(convert.urls.some((u) => /\/bin\/commands\/(agent|webhook|inject|routes|plan)\.js$/.test(u)), 'convert loads no other command');
 });
+
+t.test('yaml comes from the one-file bundle the build makes, and behaves as the package', async (t) => {
+  const { createRequire } = await import('node:module');
+  const { yaml } = await import('../../core/yaml-lib.js');
+  const req = createRequire(import.meta.url);
+  const cached = Object.keys(req.cache);
+  t.ok(cached.some((f) => f.endsWith('/dist/vendor/yaml.cjs')), 'dist/vendor/yaml.cjs was loaded');
+  // In a fresh process (tap itself loads the yaml package into this one):
+  const lib = pathToFileURL(join(repoRoot, 'dist', 'core', 'yaml-lib.js')).href;
+  const probe = spawnSync(process.execPath, ['--input-type=module', '-e',
+    `import { createRequire } from 'node:module'; await import(${JSON.stringify(lib)}); console.log(JSON.stringify(Object.keys(createRequire(import.meta.url).cache)))`], { encoding: 'utf8' });
+  const files = JSON.parse(probe.stdout) as string[];
+  t.ok(files.some((f) => f.endsWith('/dist/vendor/yaml.cjs')), 'a fresh process loads the bundle');
+  t.notOk(files.some((f) => f.includes('/node_modules/yaml/')), 'and none of the package\'s 72 files');
+  const real = req('yaml') as typeof yaml;
+  const doc = { apiVersion: 'k8s.ovn.org/v1', kind: 'Route', metadata: { name: 'x' }, spec: { route: [{ dst: '10.0.0.0/8', dev: 'eth1' }] } };
+  t.equal(yaml.stringify(doc), real.stringify(doc), 'same stringify output');
+  t.same(yaml.parse('a: [1, {b: c}]\n'), real.parse('a: [1, {b: c}]\n'), 'same parse');
+});
