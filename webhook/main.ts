@@ -16,6 +16,7 @@ import { WebhookError } from './errors.js';
 import type { InformerObserver } from './informer.js';
 import { createWebhookMetrics, type WebhookMetrics } from './metrics.js';
 import { loadServingCert, watchServingCert } from './tls.js';
+import { shareConnections } from './kube-connections.js';
 
 /** Read the plan key files, in order (the first signs). Errors name the file. */
 export async function loadPlanKeys(files: readonly string[]): Promise<PlanKey[]> {
@@ -65,6 +66,8 @@ export async function runWebhook(config: WebhookConfig, opts: RunOptions): Promi
   const keys = await loadPlanKeys(config.planKeys);
   const serving = await loadServingCert(config.tlsCert, config.tlsKey);
   const kc = opts.kubeConfig ?? loadKubeConfig(config.kubeconfig);
+  // One keep-alive agent for every API call and watch (client-node makes a new one per request).
+  shareConnections(kc);
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
 
