@@ -202,6 +202,8 @@ export async function run(): Promise<BenchRow[] | { skipped: string }> {
   const sizes = process.env.OVRT_BENCH_AGENT_SIZES ? process.env.OVRT_BENCH_AGENT_SIZES.split(',').map(Number) : SIZES;
   try {
     const rows: Row[] = [];
+    // A small untimed round first, so the first measured size does not pay the JIT's warm-up.
+    await measureN(10, tmp);
     for (const n of sizes) rows.push(...await measureN(n, tmp));
     const ms = (us: number): string => `${(us / 1000).toFixed(2)} ms CPU/pod`;
     const out: BenchRow[] = [];
