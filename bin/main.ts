@@ -3,20 +3,20 @@
  * command's --help is its own `help` text, so what --help says is what the command parses.
  */
 import { InputError, UsageError, type Command, type CommandIO } from './cli.js';
-import { agentCommand } from './commands/agent.js';
-import { convertCommand } from './commands/convert.js';
-import { injectCommand } from './commands/inject.js';
-import { planCommand } from './commands/plan.js';
-import { routesCommand } from './commands/routes.js';
-import { webhookCommand } from './commands/webhook.js';
 
-const commands: Command[] = [
-  agentCommand,
-  convertCommand,
-  injectCommand,
-  planCommand,
-  routesCommand,
-  webhookCommand,
+/**
+ * The commands, loaded lazily: a command's module (and what it imports: the Kubernetes client,
+ * fastify, netlink...) is imported only when that command runs, so `--help` and the offline
+ * commands start quickly. The summaries live here for the top-level --help;
+ * test/cli checks they equal each module's own.
+ */
+export const commands: { name: string; summary: string; load: () => Promise<Command> }[] = [
+  { name: 'agent', summary: 'run the node injector: write each pod\'s plan routes into its netns and keep them there', load: async () => (await import('./commands/agent.js')).agentCommand },
+  { name: 'convert', summary: 'convert a cr-config.json/yaml route list into a Route object', load: async () => (await import('./commands/convert.js')).convertCommand },
+  { name: 'inject', summary: 'apply a route plan to one netns and print what changed', load: async () => (await import('./commands/inject.js')).injectCommand },
+  { name: 'plan', summary: 'resolve pods\' route plans offline from a file of Kubernetes objects', load: async () => (await import('./commands/plan.js')).planCommand },
+  { name: 'routes', summary: 'print a pod netns\'s routing table like route -n, marking the routes ovnkube-route owns', load: async () => (await import('./commands/routes.js')).routesCommand },
+  { name: 'webhook', summary: 'run the mutating admission webhook that stamps pods with their signed route plan', load: async () => (await import('./commands/webhook.js')).webhookCommand },
 ];
 
 function topHelp(): string {
@@ -40,11 +40,12 @@ export async function main(argv: string[], io: CommandIO): Promise<number> {
     io.stdout.write(topHelp());
     return name === undefined ? 2 : 0;
   }
-  const cmd = commands.find((c) => c.name === name);
-  if (!cmd) {
+  const entry = commands.find((c) => c.name === name);
+  if (!entry) {
     io.stderr.write(`ovnkube-route: unknown command "${name}"\n\n${topHelp()}`);
     return 2;
   }
+  const cmd = await entry.load();
   if (rest.includes('--help') || rest.includes('-h')) {
     io.stdout.write(cmd.help.endsWith('\n') ? cmd.help : cmd.help + '\n');
     return 0;

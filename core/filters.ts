@@ -132,3 +132,20 @@ export function routeSelects(include: PodSelectorTerm[] | undefined, exclude: Po
   }
   return inc;
 }
+
+/**
+ * Whether a Route can select any pod of namespace `ns`, judged from its include alone: false
+ * when include is present and every term names namespaces (`namespaces`, or the namespace part
+ * of every `pods` entry) none of which matches `ns`. Such a Route is a sure 'no' for every pod
+ * of `ns` (termMatches gives 'no' for a term whose namespace part fails), so plan resolution
+ * may leave it out (webhook/plan.ts indexes Routes by namespace with it).
+ */
+export function mayIncludeNamespace(route: { spec?: { include?: PodSelectorTerm[] } }, ns: string): boolean {
+  const include = route.spec?.include;
+  if (!include) return true;
+  return include.some((t) => {
+    if (t.namespaces && !t.namespaces.some((p) => globMatch(p, ns))) return false;
+    if (t.pods && !t.pods.some((p) => { const slash = p.indexOf('/'); return slash >= 0 && globMatch(p.slice(0, slash), ns); })) return false;
+    return true;
+  });
+}

@@ -18,7 +18,7 @@
  * with a clear error; a plan is never truncated.
  */
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
-import { Ajv } from 'ajv';
+import { validate as validatePlan } from './generated/plan-validator.js';
 import { formatCIDR, formatIP, parseCIDR, parseIP } from './ip.js';
 import type { Plan, PlanRoute } from './types.js';
 
@@ -44,39 +44,9 @@ export function parsePlanKey(text: string): PlanKey {
   return planKeyFromSecret(Buffer.from(t.replace(/-/g, '+').replace(/_/g, '/'), 'base64'));
 }
 
-const DEV_PATTERN = '^[\\x21-\\x2e\\x30-\\x39\\x3b-\\x7e]{1,15}$';
-const planSchema = {
-  type: 'object',
-  additionalProperties: false,
-  required: ['v', 'routes'],
-  properties: {
-    v: { const: PLAN_VERSION },
-    routes: {
-      type: 'array',
-      maxItems: MAX_PLAN_ROUTES,
-      items: {
-        type: 'object',
-        additionalProperties: false,
-        required: ['dst', 'dev'],
-        properties: {
-          dst: { type: 'string', maxLength: 64 },
-          dev: { type: 'string', pattern: DEV_PATTERN },
-          via: { type: 'string', maxLength: 64 },
-        },
-      },
-    },
-    default: {
-      type: 'object',
-      additionalProperties: false,
-      required: ['dev'],
-      properties: { dev: { type: 'string', pattern: DEV_PATTERN }, via: { type: 'string', maxLength: 64 } },
-    },
-    sig: { type: 'string', maxLength: 200 },
-  },
-} as const;
-
-const ajv = new Ajv({ allErrors: false, strict: true });
-const validatePlanShape = ajv.compile(planSchema);
+// The shape check is core/plan-schema.json, compiled at build time (scripts/build.mjs, ajv
+// standalone): loading this module costs no ajv and no schema compile.
+const validatePlanShape = validatePlan;
 
 function orderedRoute(r: PlanRoute): PlanRoute {
   return r.via === undefined ? { dst: r.dst, dev: r.dev } : { dst: r.dst, dev: r.dev, via: r.via };

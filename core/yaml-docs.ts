@@ -2,7 +2,10 @@
  * YAML/JSON parsing that keeps line numbers, so errors can point at the entry a user wrote.
  * JSON is parsed by the same YAML 1.2 parser (JSON is a subset), so both formats get lines.
  */
-import { isMap, isSeq, LineCounter, parseAllDocuments, type Document, type Node } from 'yaml';
+import type { Document, LineCounter, Node } from 'yaml';
+import { yaml } from './yaml-lib.js';
+
+const { isMap, isSeq, parseAllDocuments } = yaml;
 
 /** Error in an input file, already phrased with file, entry, line and field. */
 export class InputFileError extends Error {
@@ -13,7 +16,7 @@ export interface ParsedDoc { doc: Document.Parsed; value: unknown; lines: LineCo
 
 /** Parse every document of a YAML/JSON text; syntax errors name the file and line. */
 export function parseDocs(text: string, file: string): ParsedDoc[] {
-  const lines = new LineCounter();
+  const lines = new yaml.LineCounter();
   const docs = parseAllDocuments(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
   const list = Array.isArray(docs) ? docs : [docs];
   const out: ParsedDoc[] = [];

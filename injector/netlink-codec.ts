@@ -2,10 +2,10 @@
  * Pure conversions between the `netlink` package's rtnetlink messages and our normalized
  * shapes (CIDR/IP strings, numeric protocol/scope). No I/O; table-tested.
  */
-import netlink from 'netlink';
+import type * as netlink from 'netlink';
+import { rt } from './netlink-lite.js';
 import { formatCIDR, formatIP, parseCIDR, parseIP, type Family } from '../core/ip.js';
 
-const { rt } = netlink;
 export type { Family };
 
 /** rtnetlink table id of the main table (`ip route` shows it by default). */

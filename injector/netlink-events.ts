@@ -9,12 +9,12 @@
  * silently rather than aborting the process, so a subscriber must also resync periodically
  * (RouteKeeper does). 'overflow' reports any other socket error or an unparsable event.
  */
-import netlink from 'netlink';
+import type * as netlink from 'netlink';
+import { rt } from './netlink-lite.js';
 import type { NetnsPolicy } from './netns.js';
 import { createRtnlSocket } from './netlink-socket.js';
 import { linkFromMessage, routeFromMessage, type KernelRoute, type LinkInfo } from './netlink-codec.js';
 
-const { rt } = netlink;
 
 /** One event of a netns. `route` events carry the route as the kernel reported it. */
 export type NetnsEvent =

@@ -18,7 +18,8 @@
  *   settles a pending request, so its timer would stay armed (keeping the process alive
  *   and the closed socket in memory) for the whole timeout.
  */
-import netlink from 'netlink';
+import type * as netlink from 'netlink';
+import { FlagsNew } from './netlink-lite.js';
 import type { NetnsPolicy } from './netns.js';
 import { createRtnlSocket } from './netlink-socket.js';
 import {
@@ -26,7 +27,6 @@ import {
   type Family, type KernelRoute, type LinkInfo, type RouteKey, type RouteWrite,
 } from './netlink-codec.js';
 
-const { FlagsNew } = netlink;
 
 /** errno names we map explicitly; any other errno keeps its name as the code. */
 export type NetlinkErrorCode =

@@ -58,7 +58,21 @@ interface SetnsAddon {
   netlinkHarden(fd: number, rcvbuf: number): void;
   inotifyOpen(dir: string): number;
   inotifyDrain(fd: number): boolean;
+  lowestFreeFd(): number;
+  socketInfo(fd: number): SocketInfo;
   CLONE_NEWNET: number;
+  AF_NETLINK: number;
+  NETLINK_ROUTE: number;
+}
+
+/** What the kernel says about a socket fd (socketInfo). */
+export interface SocketInfo {
+  domain: number;
+  protocol: number;
+  sndbuf: number;
+  rcvbuf: number;
+  /** NETLINK_NO_ENOBUFS (0/1) on a netlink socket, -1 on any other. */
+  noEnobufs: number;
 }
 let addon: SetnsAddon | undefined;
 
@@ -104,6 +118,25 @@ export function inotifyOverflowSentinel(dir: string): { drain(): boolean; close(
       open = false;
     },
   };
+}
+
+/**
+ * The fd number the process's next socket or open will get: the kernel always hands out the
+ * lowest free fd. O(1) (an fcntl(F_DUPFD) and a close in the addon), whatever the fd count.
+ */
+export function lowestFreeFd(): number {
+  return native().lowestFreeFd();
+}
+
+/** SO_DOMAIN, SO_PROTOCOL, buffer sizes and NETLINK_NO_ENOBUFS of a socket fd (throws ENOTSOCK/EBADF otherwise). */
+export function socketInfo(fd: number): SocketInfo {
+  return native().socketInfo(fd);
+}
+
+/** The kernel's AF_NETLINK and NETLINK_ROUTE numbers. */
+export function netlinkConstants(): { AF_NETLINK: number; NETLINK_ROUTE: number } {
+  const a = native();
+  return { AF_NETLINK: a.AF_NETLINK, NETLINK_ROUTE: a.NETLINK_ROUTE };
 }
 
 function errCode(e: unknown): string | undefined {

@@ -59,6 +59,15 @@ export function isDrift(result: ApplyResult, ownedBefore: ReadonlySet<string>): 
     || result.added.some((r) => ownedBefore.has(r.dst)) || result.replaced.some((r) => ownedBefore.has(r.dst));
 }
 
+/** How long after an apply the echoes of its writes are expected (events arrive within ms). */
+const ECHO_WINDOW_MS = 2000;
+
+/** The key an event of ours would have: action, family, destination (main table routes only). */
+function echoKey(ev: NetnsEvent): string | null {
+  if (ev.kind !== 'route' || ev.route.table !== RT_TABLE_MAIN) return null;
+  return `${ev.action} ${ev.route.family} ${ev.route.dst}`;
+}
+
 /** Keeps one netns's routes equal to a plan. Create, then start(). */
 export class RouteKeeper {
   private plan: Plan;
@@ -76,6 +85,13 @@ export class RouteKeeper {
   private closed = false;
   private last: ApplyResult | null = null;
   private planDsts: Set<string> | null = null;
+  /** Relevant events seen while an apply runs: judged against its writes when it ends. */
+  private during: NetnsEvent[] | null = null;
+  /** Echoes of the last apply's writes still to come (key -> count), until `expectUntil`. */
+  private expected = new Map<string, number>();
+  private expectUntil = 0;
+  /** Events recognised as echoes of our own writes (not re-applied; tests, diagnostics). */
+  echoesIgnored = 0;
 
   constructor(readonly path: string, plan: Plan, private readonly opts: KeeperOptions) {
     this.plan = plan;
@@ -133,7 +149,42 @@ export class RouteKeeper {
 
   private onEvent(ev: NetnsEvent): void {
     if (this.closed || !this.relevant(ev)) return;
+    // The echo of a write of ours is no reason to look again: the apply that made it read
+    // the table and left it as the plan says. Anything else (drift, a link, an overflow) is.
+    if (this.during) { this.during.push(ev); return; }
+    if (this.consumeEcho(ev)) return;
     this.trigger('event', this.opts.debounceMs ?? 50);
+  }
+
+  /** True (and counted) when `ev` is an expected echo of the last apply's writes. */
+  private consumeEcho(ev: NetnsEvent): boolean {
+    const k = echoKey(ev);
+    if (k === null || Date.now() > this.expectUntil) return false;
+    const n = this.expected.get(k) ?? 0;
+    if (n <= 0) return false;
+    if (n === 1) this.expected.delete(k); else this.expected.set(k, n - 1);
+    this.echoesIgnored++;
+    return true;
+  }
+
+  /** After an apply: its writes' echoes are expected; events seen meanwhile that are not echoes trigger a new look. */
+  private settleEvents(result: ApplyResult | null): void {
+    const seen = this.during ?? [];
+    this.during = null;
+    this.expected = new Map();
+    if (result) {
+      const add = (action: 'new' | 'del', items: { family: number; dst: string }[]): void => {
+        for (const it of items) { const k = `${action} ${it.family} ${it.dst}`; this.expected.set(k, (this.expected.get(k) ?? 0) + 1); }
+      };
+      add('new', result.added);
+      add('new', result.replaced);
+      add('new', result.restored);
+      add('del', result.removed);
+    }
+    this.expectUntil = Date.now() + ECHO_WINDOW_MS;
+    let unexplained = false;
+    for (const ev of seen) if (!this.consumeEcho(ev)) unexplained = true;
+    if (unexplained && !this.closed) this.trigger('event', this.opts.debounceMs ?? 50);
   }
 
   /** Does this event possibly make the table differ from the plan? */
@@ -175,6 +226,7 @@ export class RouteKeeper {
     const plan = this.plan;
     const abort = new AbortController();
     this.inFlight = abort;
+    this.during = [];
     this.running = (async () => {
       try {
         result = await applyPlan(this.path, plan, {
@@ -215,6 +267,7 @@ export class RouteKeeper {
     } finally {
       this.running = null;
       this.inFlight = null;
+      this.settleEvents(result);
     }
     return this.closed ? null : result;
   }

@@ -16,7 +16,7 @@
  */
 import { routeSelects } from '../core/filters.js';
 import { ownerChain, type OwnerLookup } from '../core/owners.js';
-import type { KubeObject, Namespace, Route, Service } from '../core/types.js';
+import { PLAN_ANNOTATION, type KubeObject, type Namespace, type Route, type Service } from '../core/types.js';
 import type { CachedPod } from './pods.js';
 import { podKey } from './pods.js';
 import type { ChangeEvent } from './store.js';
@@ -87,6 +87,22 @@ export function ownerChanged(ev: ChangeEvent<KubeObject>): boolean {
  * Whether a pod update matters to the controller: anything the slim pod keeps other than
  * its resourceVersion (labels, owners, our two annotations, hostNetwork, phase, deletion).
  */
+/**
+ * Whether an update is the echo of our own plan patch: the new pod's plan annotation is
+ * `written` (undefined: removed) and nothing else the controller keeps changed.
+ */
+export function isPlanEcho(ev: ChangeEvent<CachedPod>, written: string | undefined): boolean {
+  if (ev.type !== 'update' || !ev.old) return false;
+  if (ev.object.metadata.annotations?.[PLAN_ANNOTATION] !== written) return false;
+  const withPlan = (p: CachedPod, plan: string | undefined) => {
+    const annotations = { ...p.metadata.annotations };
+    if (plan === undefined) delete annotations[PLAN_ANNOTATION];
+    else annotations[PLAN_ANNOTATION] = plan;
+    return { ...p, metadata: { ...p.metadata, resourceVersion: undefined, annotations } };
+  };
+  return same(withPlan(ev.old, written), withPlan(ev.object, written));
+}
+
 export function podChanged(ev: ChangeEvent<CachedPod>): boolean {
   if (ev.type !== 'update' || !ev.old) return true;
   const strip = (p: CachedPod) => ({ ...p, metadata: { ...p.metadata, resourceVersion: undefined } });

@@ -24,7 +24,7 @@ import type { InjectMode } from '../core/resolve.js';
 import { API_GROUP, API_VERSION, PLAN_ANNOTATION, ROUTE_PLURAL, STATUS_ANNOTATION, type KubeObject, type Route, type Service } from '../core/types.js';
 import type { ClusterCaches } from './caches.js';
 import {
-  namespaceChanged, ownerChanged, podChanged, podsOwnedBy, podsSelectedBy, routesReferencing, routeVersionsOf, serviceChanged,
+  isPlanEcho, namespaceChanged, ownerChanged, podChanged, podsOwnedBy, podsSelectedBy, routesReferencing, routeVersionsOf, serviceChanged,
 } from './controller-map.js';
 import type { ControllerMetrics } from './controller-metrics.js';
 import { apiClient, DEFAULT_API_TIMEOUT_MS } from './kube-client.js';
@@ -106,6 +106,15 @@ export class Controller {
   private resyncTimer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> | undefined;
   private statusFailures = 0;
+  /**
+   * Bumped by every cache event that can change a pod's desired plan (Routes, Services,
+   * namespaces, owners): a plan written at an older world may be stale by its echo.
+   */
+  private world = 0;
+  /** Plans we patched, by pod key, until the watch echoes them (see onPod). */
+  private readonly written = new Map<string, { value: string | undefined; world: number }>();
+  /** Echoes of our own patches recognised and not reconciled again (tests, diagnostics). */
+  echoesSkipped = 0;
 
   constructor(private readonly opts: ControllerOptions) {
     this.log = opts.log ?? quiet;
@@ -140,7 +149,7 @@ export class Controller {
     this.unsubscribe = [
       caches.onRouteChange((ev) => this.onRoute(ev)),
       caches.onServiceChange((ev) => this.onService(ev)),
-      caches.onNamespaceChange((ev) => { if (namespaceChanged(ev)) this.addAll(pods.list(ev.object.metadata?.name ?? '').map(podKey)); }),
+      caches.onNamespaceChange((ev) => { if (namespaceChanged(ev)) { this.world++; this.addAll(pods.list(ev.object.metadata?.name ?? '').map(podKey)); } }),
       caches.onReplicaSetChange((ev) => this.onOwner('ReplicaSet', ev)),
       caches.onJobChange((ev) => this.onOwner('Job', ev)),
       pods.onChange((ev) => this.onPod(ev)),
@@ -168,6 +177,7 @@ export class Controller {
     this.statusTimer = undefined;
     await this.queue.stop();
     await this.flushing;
+    this.written.clear();
     this.dirtyRoutes.clear();
     this.index.clear();
     this.log.info({}, 'controller stopped');
@@ -185,6 +195,7 @@ export class Controller {
 
   private onRoute(ev: ChangeEvent<Route>): void {
     const { caches, pods } = this.opts;
+    this.world++;
     this.addAll(podsSelectedBy(routeVersionsOf(ev), pods, caches));
     // Also for status-only updates: a status someone else wrote is put right.
     if (ev.type !== 'delete') this.markRoutes([ev.object.metadata?.name ?? '']);
@@ -192,6 +203,7 @@ export class Controller {
 
   private onService(ev: ChangeEvent<Service>): void {
     if (!serviceChanged(ev)) return;
+    this.world++;
     const refs = routesReferencing(this.opts.caches.routes.list(), ev.object.metadata?.namespace ?? '', ev.object.metadata?.name ?? '');
     this.addAll(podsSelectedBy(refs, this.opts.pods, this.opts.caches));
     this.markRoutes(refs.map((r) => r.metadata?.name ?? ''));
@@ -199,12 +211,20 @@ export class Controller {
 
   private onOwner(kind: string, ev: ChangeEvent<KubeObject>): void {
     if (!ownerChanged(ev)) return;
+    this.world++;
     this.addAll(podsOwnedBy(this.opts.pods, kind, ev.object.metadata?.namespace ?? '', ev.object.metadata?.name ?? ''));
   }
 
   private onPod(ev: ChangeEvent<CachedPod>): void {
-    if (ev.type === 'delete') this.markRoutes(this.index.set(podKey(ev.object), undefined));
-    else if (podChanged(ev)) this.queue.add(podKey(ev.object));
+    const key = podKey(ev.object);
+    const written = this.written.get(key);
+    if (written) this.written.delete(key);
+    if (ev.type === 'delete') this.markRoutes(this.index.set(key, undefined));
+    else if (written && written.world === this.world && isPlanEcho(ev, written.value)) {
+      // The watch echoing our own patch, with nothing else changed (pod or world): the pod
+      // already carries the plan its reconcile decided, and its record is up to date.
+      this.echoesSkipped++;
+    } else if (podChanged(ev)) this.queue.add(key);
   }
 
   /** Bring one pod's plan annotation to what it must be now. */
@@ -220,6 +240,7 @@ export class Controller {
       this.markRoutes(this.index.set(key, undefined));
       return done(pod ? 'skipped' : 'gone', 'done');
     }
+    const worldAtDecision = this.world;
     const decision = desiredPlan(pod, this.opts.caches, { mode: this.opts.mode, keys: this.opts.keys });
     const desired = decision.action === 'set' ? decision.value : undefined;
     this.markRoutes(this.index.set(key, podRecord(decision, decodeInjectorStatus(pod.metadata.annotations?.[STATUS_ANNOTATION]))));
@@ -239,6 +260,8 @@ export class Controller {
       this.log[level]({ pod: key, status: f.status, reason: f.reason, err: f.message }, 'pod patch failed; retrying');
       return done('error', 'retry');
     }
+    // Unless the world moved while the patch was in flight, its echo needs no reconcile.
+    this.written.set(key, { value: desired, world: worldAtDecision });
     const action = desired === undefined ? 'remove' : 'set';
     this.opts.metrics?.observePatched(action, previous);
     this.log[previous === 'foreign' ? 'warn' : 'debug']({ pod: key, action, previous, reason: decision.action === 'remove' ? decision.reason : undefined },

@@ -17,6 +17,7 @@ import type { InformerObserver } from './informer.js';
 import { DEFAULT_API_TIMEOUT_MS, DEFAULT_WATCH_CONNECT_MS, DEFAULT_WATCH_IDLE_MS, progressBoundMs } from './kube-client.js';
 import { createWebhookMetrics, type WebhookMetrics } from './metrics.js';
 import { loadServingCert, watchServingCert } from './tls.js';
+import { shareConnections } from './kube-connections.js';
 
 /** Read the plan key files, in order (the first signs). Errors name the file. */
 export async function loadPlanKeys(files: readonly string[]): Promise<PlanKey[]> {
@@ -96,6 +97,8 @@ export async function runWebhook(config: WebhookConfig, opts: RunOptions): Promi
   const keys = await loadPlanKeys(config.planKeys);
   const serving = await loadServingCert(config.tlsCert, config.tlsKey);
   const kc = opts.kubeConfig ?? loadKubeConfig(config.kubeconfig);
+  // One keep-alive agent for every API call and watch (client-node makes a new one per request).
+  shareConnections(kc);
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
 

@@ -5,6 +5,7 @@
  * canonical and the HMAC deterministic), which is what makes reinvocation and
  * re-stamping idempotent.
  */
+import { mayIncludeNamespace } from '../core/filters.js';
 import { ownerChain, type OwnerLookup } from '../core/owners.js';
 import { decodePlan, encodePlan, PlanEncodeError, type PlanKey } from '../core/plan-codec.js';
 import { resolvePlan, type InjectMode, type Resolution, type ResolveContext } from '../core/resolve.js';
@@ -25,12 +26,38 @@ export type PlanDecision =
   | { action: 'set'; value: string; resolution: Extract<Resolution, { kind: 'plan' }> }
   | { action: 'remove'; reason: NoPlanReason; message: string; resolution?: Resolution };
 
-/** Build core's ResolveContext for `pod` (whose metadata.namespace must be set) from the caches. */
-export function resolveContext(pod: Pod, sources: PlanSources, mode: InjectMode): ResolveContext {
+/**
+ * Routes that may select pods of a namespace (mayIncludeNamespace), per Route list: the
+ * cache's list() returns the same array until a Route changes, so the index lives as long
+ * as that array. With many Routes each naming its namespaces, a pod is resolved against the
+ * few that can concern it instead of all of them.
+ */
+const byNamespace = new WeakMap<readonly Route[], Map<string, Route[]>>();
+
+/** The Routes of `all` that may select a pod of `ns`. */
+export function routesForNamespace(all: readonly Route[], ns: string): Route[] {
+  let idx = byNamespace.get(all);
+  if (!idx) byNamespace.set(all, (idx = new Map()));
+  let out = idx.get(ns);
+  if (!out) {
+    out = all.filter((r) => mayIncludeNamespace(r, ns));
+    if (idx.size >= 4096) idx.clear(); // bounded: namespaces come and go
+    idx.set(ns, out);
+  }
+  return out;
+}
+
+/**
+ * Build core's ResolveContext for `pod` (whose metadata.namespace must be set) from the caches.
+ * With `indexed`, only the Routes that may select the pod's namespace are given (the
+ * resolution is the same except for the wording of a 'no-route' skip, see desiredPlan).
+ */
+export function resolveContext(pod: Pod, sources: PlanSources, mode: InjectMode, indexed = false): ResolveContext {
   const ns = pod.metadata?.namespace ?? '';
+  const all = sources.routes.list();
   return {
-    // resolvePlan copies before sorting, so the cache's shared array is safe to pass.
-    routes: sources.routes.list() as Route[],
+    // resolvePlan copies before sorting, so the cache's shared arrays are safe to pass.
+    routes: (indexed ? routesForNamespace(all, ns) : all) as Route[],
     namespace: sources.namespaces.get(ns),
     service: sources.service,
     owners: ownerChain(pod, sources.lookupOwner),
@@ -45,7 +72,9 @@ export function resolveContext(pod: Pod, sources: PlanSources, mode: InjectMode)
  */
 export function desiredPlan(pod: Pod, sources: PlanSources, opts: { mode: InjectMode; keys: readonly PlanKey[] }): PlanDecision {
   const namespace = pod.metadata?.namespace ?? '';
-  const resolution = resolvePlan(pod, resolveContext(pod, sources, opts.mode));
+  let resolution = resolvePlan(pod, resolveContext(pod, sources, opts.mode, true));
+  // A 'no-route' skip lists why each Route does not select the pod: say it about all of them.
+  if (resolution.kind === 'skipped' && resolution.code === 'no-route') resolution = resolvePlan(pod, resolveContext(pod, sources, opts.mode));
   if (resolution.kind === 'skipped') {
     return { action: 'remove', reason: resolution.code, message: resolution.reason, resolution };
   }

@@ -3,7 +3,7 @@
  * against same-run baselines. Benchmarks that need root or a control plane say so and are
  * listed as not run, never as passed.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { BenchRow } from './measure.js';
@@ -12,7 +12,7 @@ import { runCoreBench } from './core.bench.js';
 const here = dirname(fileURLToPath(import.meta.url));
 
 /** Optional benchmark modules (by other areas), each exporting `run(): Promise<BenchRow[]>`. */
-const OPTIONAL = ['injector.bench.js', 'webhook.bench.js', 'agent.bench.js', 'cni.bench.js'];
+const OPTIONAL = ['injector.bench.js', 'webhook.bench.js', 'agent.bench.js', 'cli.bench.js', 'cni.bench.js'];
 
 async function main(): Promise<void> {
   const rows: BenchRow[] = [...runCoreBench()];
@@ -34,6 +34,10 @@ async function main(): Promise<void> {
   console.log(line({ bench: 'bench', ratio: 'ratio', value: 'value', baseline: 'baseline (same run)' }));
   for (const r of rows) console.log(line(r));
   if (notRun.length) console.log(`\nNOT RUN:\n${notRun.map((s) => `  ${s}`).join('\n')}`);
+  // Every row (ratio and the baseline it is against) as JSON, beside the per-area files.
+  const resDir = join(here, '..', '..', '..', 'test', 'bench', 'results');
+  mkdirSync(resDir, { recursive: true });
+  writeFileSync(join(resDir, 'latest.json'), JSON.stringify({ date: new Date().toISOString(), node: process.version, rows, notRun }, null, 2) + '\n');
   process.exitCode = notRun.some((s) => s.includes('failed')) ? 1 : 0;
 }
 

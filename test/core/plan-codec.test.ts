@@ -73,3 +73,14 @@ t.test('plan keys', async (t) => {
   t.throws(() => parsePlanKey(randomBytes(16).toString('base64')), /too short: 16 bytes/);
   t.throws(() => parsePlanKey('not base64 !'), /not base64/);
 });
+
+t.test('the plan schema compiled at build time agrees with the codec\'s constants', async (t) => {
+  const { readFileSync } = await import('node:fs');
+  const { repoRoot } = await import('../util/fixtures.js');
+  const { PLAN_VERSION } = await import('../../core/plan-codec.js');
+  const schema = JSON.parse(readFileSync(`${repoRoot}/core/plan-schema.json`, 'utf8')) as { properties: { v: { const: number }; routes: { maxItems: number } } };
+  t.equal(schema.properties.v.const, PLAN_VERSION, 'v');
+  t.equal(schema.properties.routes.maxItems, MAX_PLAN_ROUTES, 'maxItems');
+  t.match(decodePlan('{"v":1,"routes":[{"dst":"10.0.0.0/8","dev":"eth1","x":1}]}', { namespace: 'default', keys: [], requireSignature: false }), { ok: false, code: 'invalid', error: 'plan annotation /routes/0 must NOT have additional properties' });
+  t.match(decodePlan('{"v":1,"routes":[{"dst":"10.0.0.0/8","dev":"a/b"}]}', { namespace: 'default', keys: [], requireSignature: false }), { ok: false, code: 'invalid', error: /plan annotation \/routes\/0\/dev must match pattern/ });
+});

@@ -2,6 +2,8 @@ import t from 'tap';
 import { celTwins } from '../../core/cel-rules.js';
 import { routeCRD } from '../../core/generated/route-crd.js';
 import { validateRoute } from '../../core/schema.js';
+import { celRules } from '../../core/generated/route-validator.js';
+import { requireTwins } from '../../core/schema-runtime.js';
 import { parse } from 'yaml';
 import { readFileSync } from 'node:fs';
 import { fixture, routeCases } from '../util/fixtures.js';
@@ -36,6 +38,11 @@ t.test('every CEL rule in the CRD has a TypeScript twin, and every twin a rule',
   };
   walk(routeCRD);
   t.same([...rules].sort(), Object.keys(celTwins).sort());
+  // The validator is generated at build time (scripts/build.mjs, ajv standalone): it carries
+  // every rule of the CRD, and refuses to load when one has no twin.
+  t.same([...celRules].sort(), [...rules].sort(), 'the generated validator checks every CEL rule of the CRD');
+  t.throws(() => requireTwins([...celRules, 'self.size() > 99']), /CEL rule has no TypeScript twin in core\/cel-rules.ts: self.size\(\) > 99/,
+    'a rule without a twin stops the validator from loading');
 });
 
 t.test('unknown fields are refused like the API server strict field validation', async (t) => {

@@ -136,3 +136,29 @@ t.test('a keeper whose netns vanishes reports gone and stops', async (t) => {
   t.equal(openFds(), fds, 'the event socket is closed too');
   t.equal(await k.setPlan(PLAN), null, 'a closed keeper does nothing');
 });
+
+t.test('the echoes of the keeper\'s own writes are no reason to apply again; drift still is', async (t) => {
+  if (!tierGate(t, 'netns', rootUnavailable())) return;
+  const { pod } = makePod(t);
+  const rec = recorder();
+  const k = new RouteKeeper(pod.path, PLAN, { onReport: rec.onReport, debounceMs: 20, resyncMs: 0 });
+  t.teardown(() => k.close());
+  const waitFor = async (what: string, cond: () => boolean): Promise<void> => {
+    const deadline = Date.now() + 30_000;
+    while (!cond()) {
+      if (Date.now() > deadline) throw new Error(`${what}: not so after 30 s`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  };
+  const first = await k.start();
+  t.equal(first?.added.length, 5);
+  await waitFor('the 5 route events of the start are recognised as echoes', () => k.echoesIgnored === 5);
+  await k.setPlan({ ...PLAN, routes: [...PLAN.routes, { dst: '172.16.20.0/24', dev: 'eth1' }] });
+  await waitFor('the plan change\'s one write is recognised as an echo', () => k.echoesIgnored === 6);
+  const mark = rec.reports.length;
+  pod.ip('route', 'del', '172.16.20.0/24');
+  const r = await rec.next((x) => x.kind === 'applied' && x.trigger === 'event', mark);
+  t.same(r.kind === 'applied' && r.result.added.map((a) => a.dst), ['172.16.20.0/24'], 'a deletion by someone else is repaired');
+  t.same(rec.reports.map((x) => (x.kind === 'applied' ? `${x.trigger}${x.drift ? ' drift' : ''}` : x.kind)), ['start', 'plan', 'event drift'],
+    'no apply was made for the echoes of the keeper\'s own writes');
+});

@@ -1,0 +1,72 @@
+// The CLI loads commands lazily (bin/main.ts): `--help` and the offline commands must not load
+// the Kubernetes client, fastify, prom-client or ajv (validators are compiled at build time).
+// Checked by the modules a real CLI process loads (an ESM load hook), never by timing.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import t from 'tap';
+import { commands } from '../../bin/main.js';
+import { cliPath, repoRoot } from '../util/fixtures.js';
+
+const tmp = mkdtempSync(join(tmpdir(), 'ovnkube-route-lazy-'));
+t.teardown(() => rmSync(tmp, { recursive: true, force: true }));
+const hook = join(tmp, 'hook.mjs');
+writeFileSync(hook, 'export async function load(url, context, next) { process.stderr.write(`LOADED ${url}\\n`); return next(url, context); }\n');
+const reg = join(tmp, 'register.mjs');
+writeFileSync(reg, `import { register } from 'node:module';\nregister(${JSON.stringify(pathToFileURL(hook).href)});\n`);
+
+/** Modules (URLs) a CLI run loads. */
+function loaded(args: string[]): { code: number | null; urls: string[] } {
+  const r = spawnSync(process.execPath, ['--import', reg, cliPath, ...args], { cwd: repoRoot, encoding: 'utf8', timeout: 120_000 });
+  return { code: r.status, urls: r.stderr.split('\n').filter((l) => l.startsWith('LOADED ')).map((l) => l.slice(7)) };
+}
+
+const HEAVY = /\/node_modules\/(@kubernetes\/client-node|fastify|prom-client|ajv)\//;
+
+t.test('every command of the lazy table loads, with the summary the top-level help shows', async (t) => {
+  t.same(commands.map((c) => c.name), ['agent', 'convert', 'inject', 'plan', 'routes', 'webhook']);
+  for (const c of commands) {
+    const cmd = await c.load();
+    t.equal(cmd.name, c.name, `${c.name} loads its own module`);
+    t.equal(cmd.summary, c.summary, `${c.name}: same summary in bin/main.ts and the module`);
+  }
+});
+
+t.test('--help and the offline commands load none of the heavy packages', async (t) => {
+  const runs: [string, string[]][] = [
+    ['--help', ['--help']],
+    ['convert', ['convert', '-f', join(repoRoot, 'examples', 'cr-config.json')]],
+    ['plan', ['plan', '-f', join(repoRoot, 'examples', 'demo-bundle.yaml'), '--all']],
+    ['inject --help', ['inject', '--help']],
+    ['routes --help', ['routes', '--help']],
+  ];
+  for (const [what, args] of runs) {
+    const r = loaded(args);
+    t.equal(r.code, 0, `${what} exits 0`);
+    t.ok(r.urls.some((u) => u.endsWith('/bin/main.js')), `${what}: the hook saw the CLI load`);
+    t.same(r.urls.filter((u) => HEAVY.test(u)), [], `${what}: no Kubernetes client, fastify, prom-client or ajv`);
+  }
+  const convert = loaded(['convert', '-f', join(repoRoot, 'examples', 'cr-config.json')]);
+  t.notOk(convert.urls.some((u) => /\/bin\/commands\/(agent|webhook|inject|routes|plan)\.js$/.test(u)), 'convert loads no other command');
+});
+
+t.test('yaml comes from the one-file bundle the build makes, and behaves as the package', async (t) => {
+  const { createRequire } = await import('node:module');
+  const { yaml } = await import('../../core/yaml-lib.js');
+  const req = createRequire(import.meta.url);
+  const cached = Object.keys(req.cache);
+  t.ok(cached.some((f) => f.endsWith('/dist/vendor/yaml.cjs')), 'dist/vendor/yaml.cjs was loaded');
+  // In a fresh process (tap itself loads the yaml package into this one):
+  const lib = pathToFileURL(join(repoRoot, 'dist', 'core', 'yaml-lib.js')).href;
+  const probe = spawnSync(process.execPath, ['--input-type=module', '-e',
+    `import { createRequire } from 'node:module'; await import(${JSON.stringify(lib)}); console.log(JSON.stringify(Object.keys(createRequire(import.meta.url).cache)))`], { encoding: 'utf8' });
+  const files = JSON.parse(probe.stdout) as string[];
+  t.ok(files.some((f) => f.endsWith('/dist/vendor/yaml.cjs')), 'a fresh process loads the bundle');
+  t.notOk(files.some((f) => f.includes('/node_modules/yaml/')), 'and none of the package\'s 72 files');
+  const real = req('yaml') as typeof yaml;
+  const doc = { apiVersion: 'k8s.ovn.org/v1', kind: 'Route', metadata: { name: 'x' }, spec: { route: [{ dst: '10.0.0.0/8', dev: 'eth1' }] } };
+  t.equal(yaml.stringify(doc), real.stringify(doc), 'same stringify output');
+  t.same(yaml.parse('a: [1, {b: c}]\n'), real.parse('a: [1, {b: c}]\n'), 'same parse');
+});

@@ -1,0 +1,98 @@
+// The controller does not reconcile the watch's echo of its own plan patch: the echo carries
+// exactly the annotation it wrote, nothing else of the pod changed, and no Route, Service,
+// namespace or owner changed since it decided. Anything else (another change to the pod, a
+// Route changed meanwhile) is still reconciled. The API here is a store that echoes patches
+// as a watch would (the real API server is exercised in test/webhook-e2e/).
+import fjp from 'fast-json-patch';
+import t, { type Test } from 'tap';
+import { planKeyFromSecret } from '../../core/plan-codec.js';
+import { PLAN_ANNOTATION, type Pod, type Route } from '../../core/types.js';
+import { cachesFromObjects } from '../../webhook/caches.js';
+import { Controller, type ControllerApi } from '../../webhook/controller.js';
+import { podStoreFromObjects, type CachedPod } from '../../webhook/pods.js';
+import type { ObjectStore } from '../../webhook/store.js';
+
+const key = planKeyFromSecret(Buffer.alloc(32, 5));
+const route = (dst: string): Route => ({ metadata: { name: 'r', resourceVersion: dst, generation: 1 }, spec: { include: [{ namespaces: ['a'] }], route: [{ dst, dev: 'eth1' }] } });
+
+/** An API whose pod patches land in `pods` a tick later, as the watch would deliver them. */
+function echoingApi(pods: ObjectStore<CachedPod>): ControllerApi & { patches: string[] } {
+  let rv = 100;
+  const patches: string[] = [];
+  return {
+    patches,
+    async patchPod(namespace, name, ops) {
+      patches.push(`${namespace}/${name}`);
+      const cur = pods.get(name, namespace)!;
+      const doc = fjp.applyPatch(structuredClone(cur) as unknown as Pod, ops as fjp.Operation[], true, false).newDocument as CachedPod;
+      doc.metadata.resourceVersion = String(++rv);
+      setImmediate(() => pods.upsert(doc));
+      return doc;
+    },
+    async patchRouteStatus() { return {}; },
+    async createEvent() { return {}; },
+  };
+}
+
+function setup(t: Test, n: number) {
+  const caches = cachesFromObjects({ routes: [route('10.9.0.0/16')], namespaces: [{ metadata: { name: 'a' } }] });
+  const podObjs: Pod[] = Array.from({ length: n }, (_, i) => ({ metadata: { namespace: 'a', name: `p${i}`, uid: String(i), resourceVersion: '1' }, spec: {} }));
+  const pods = podStoreFromObjects(podObjs);
+  const api = echoingApi(pods);
+  const c = new Controller({
+    caches, pods, api, mode: 'default', keys: [key], identity: 'test', patchQps: 1000, patchBurst: 1000, concurrency: 2, resyncPeriodMs: 0, statusDelayMs: 3_600_000,
+  });
+  const reconciles: string[] = [];
+  const real = c.reconcile.bind(c);
+  c.reconcile = (k: string) => { reconciles.push(k); return real(k); };
+  t.teardown(() => c.stop());
+  return { c, caches, pods, api, reconciles };
+}
+
+/** Let echoes (setImmediate) arrive and the queue drain. */
+async function settle(c: Controller): Promise<void> {
+  for (let i = 0; i < 5; i++) { await new Promise((r) => setImmediate(r)); await c.queue.idle(); }
+}
+
+t.test('the echo of our own patch is not reconciled again', async (t) => {
+  const { c, pods, api, reconciles } = setup(t, 10);
+  await c.start();
+  await settle(c);
+  t.equal(api.patches.length, 10, 'every pod patched once');
+  t.ok([...Array(10).keys()].every((i) => pods.get(`p${i}`, 'a')!.metadata.annotations?.[PLAN_ANNOTATION]), 'every pod carries a plan');
+  t.equal(reconciles.length, 10, 'one reconcile per pod: the echoes were not queued');
+  t.equal(c.echoesSkipped, 10, 'ten echoes recognised');
+});
+
+t.test('an echo that also changes something else, or a world that moved, is reconciled', async (t) => {
+  const { c, caches, pods, api, reconciles } = setup(t, 2);
+  await c.start();
+  await settle(c);
+  const before = reconciles.length;
+  // Pod p0: a label arrives together with the (already written) plan: not a pure echo.
+  const p0 = pods.get('p0', 'a')!;
+  pods.upsert({ ...p0, metadata: { ...p0.metadata, resourceVersion: '500', labels: { x: 'y' } } });
+  await settle(c);
+  t.equal(reconciles.length, before + 1, 'a real pod change is reconciled');
+  // The Route changes: both pods are re-planned and patched; the echoes of those patches are
+  // skipped again only because no other change happened after the decision.
+  (caches.routes as ObjectStore<Route>).upsert(route('10.10.0.0/16'));
+  await settle(c);
+  t.equal(api.patches.length, 4, 'both pods patched again for the new Route');
+  t.equal(c.echoesSkipped, 4, 'and their echoes skipped');
+  // A write decided before a Route change is echoed after it: reconciled, not skipped.
+  const slow = setup(t, 1);
+  let release: () => void = () => {};
+  const gate = new Promise<void>((r) => { release = r; });
+  const patchPod = slow.api.patchPod.bind(slow.api);
+  slow.api.patchPod = async (ns, name, ops) => { await gate; return patchPod(ns, name, ops); };
+  await slow.c.start();
+  await new Promise((r) => setImmediate(r));
+  (slow.caches.routes as ObjectStore<Route>).upsert(route('10.11.0.0/16'));
+  release();
+  await settle(slow.c);
+  t.comment(`patches: ${slow.api.patches.length}`);
+  t.ok(slow.api.patches.length >= 2, 'the stale plan was written, then the new one');
+  t.equal(slow.c.echoesSkipped, 1, 'only the echo of the patch decided after the Route change was skipped');
+  t.equal(slow.pods.get('p0', 'a')!.metadata.annotations?.[PLAN_ANNOTATION]?.includes('10.11.0.0/16'), true, 'the pod ends with the new Route\'s plan');
+});

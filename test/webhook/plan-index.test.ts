@@ -1,0 +1,59 @@
+// The Route index of webhook/plan.ts (routesForNamespace, core's mayIncludeNamespace): a pod
+// is resolved against only the Routes that may select its namespace, and its resolution is
+// exactly the one against all Routes, for Routes of every include shape (namespaces with and
+// without globs, pods entries, selectors, owners, no include, an empty include).
+import t from 'tap';
+import { mayIncludeNamespace } from '../../core/filters.js';
+import { planKeyFromSecret } from '../../core/plan-codec.js';
+import { resolvePlan } from '../../core/resolve.js';
+import type { Pod, PodSelectorTerm, Route } from '../../core/types.js';
+import { cachesFromObjects } from '../../webhook/caches.js';
+import { desiredPlan, resolveContext, routesForNamespace } from '../../webhook/plan.js';
+
+const key = planKeyFromSecret(Buffer.alloc(32, 9));
+const NS = ['default', 'prod-a', 'prod-b', 'dev', 'kube-system'];
+const shapes: (PodSelectorTerm[] | undefined)[] = [
+  undefined,
+  [],
+  [{ namespaces: ['default'] }],
+  [{ namespaces: ['prod-*'] }],
+  [{ namespaces: ['dev'], podSelector: { matchLabels: { app: 'web' } } }, { namespaces: ['prod-a'] }],
+  [{ pods: ['default/web-*'] }],
+  [{ pods: ['prod-*/api'] }, { namespaces: ['dev'] }],
+  [{ podSelector: { matchLabels: { app: 'web' } } }],
+  [{ namespaceSelector: { matchLabels: { team: 'a' } } }],
+  [{ owners: [{ kind: 'Deployment', name: 'web' }] }],
+  [{ namespaces: ['nowhere'] }],
+];
+const routes: Route[] = Array.from({ length: 110 }, (_, i) => ({
+  metadata: { name: `r${i}`, resourceVersion: '1', generation: 1 },
+  spec: { priority: i % 3, include: shapes[i % shapes.length], route: [{ dst: `10.${i % 40}.0.0/16`, dev: i % 2 ? 'eth1' : 'eth0' }] },
+}));
+const caches = cachesFromObjects({ routes, namespaces: NS.map((n, i) => ({ metadata: { name: n, labels: (i % 2 ? { team: 'a' } : {}) as Record<string, string> } })) });
+const pods: Pod[] = [];
+for (const ns of NS) {
+  pods.push({ metadata: { namespace: ns, name: 'web-1', labels: { app: 'web' } }, spec: {} });
+  pods.push({ metadata: { namespace: ns, name: 'api', labels: {} }, spec: {} });
+  pods.push({ metadata: { namespace: ns, generateName: 'web-', labels: { app: 'web' } }, spec: {} });
+}
+
+t.test('mayIncludeNamespace is false only for Routes that can select no pod of the namespace', async (t) => {
+  t.equal(mayIncludeNamespace({ spec: {} }, 'x'), true, 'no include: every pod');
+  t.equal(mayIncludeNamespace({ spec: { include: [] } }, 'x'), false, 'empty include: no pod');
+  t.equal(mayIncludeNamespace({ spec: { include: [{ namespaces: ['prod-*'] }] } }, 'prod-a'), true);
+  t.equal(mayIncludeNamespace({ spec: { include: [{ namespaces: ['prod-*'] }] } }, 'dev'), false);
+  t.equal(mayIncludeNamespace({ spec: { include: [{ pods: ['dev/x'] }, { podSelector: {} }] } }, 'prod-a'), true, 'a term without namespaces may match');
+  t.equal(mayIncludeNamespace({ spec: { include: [{ pods: ['dev/x'] }] } }, 'prod-a'), false);
+});
+
+t.test('every pod resolves exactly as against all Routes', async (t) => {
+  for (const pod of pods) {
+    const full = resolvePlan(pod, resolveContext(pod, caches, 'default'));
+    const d = desiredPlan(pod, caches, { mode: 'default', keys: [key] });
+    const what = `${pod.metadata!.namespace}/${pod.metadata!.name ?? pod.metadata!.generateName + '*'}`;
+    t.same(d.resolution, full, `${what}: same resolution (${full.kind})`);
+    const only = routesForNamespace(caches.routes.list(), pod.metadata!.namespace!);
+    t.ok(only.length < routes.length, `${what}: resolved against ${only.length} of ${routes.length} Routes`);
+  }
+  t.equal(routesForNamespace(caches.routes.list(), 'dev'), routesForNamespace(caches.routes.list(), 'dev'), 'the index is reused while the Route list is');
+});
