@@ -16,7 +16,7 @@ import { WebhookError } from './errors.js';
 import type { InformerObserver } from './informer.js';
 import { createWebhookMetrics, type WebhookMetrics } from './metrics.js';
 import { loadServingCert, watchServingCert } from './tls.js';
-import { shareConnections } from './kube-connections.js';
+import { shareConnections } from '../core/kube-connections.js';
 
 /** Read the plan key files, in order (the first signs). Errors name the file. */
 export async function loadPlanKeys(files: readonly string[]): Promise<PlanKey[]> {
