@@ -32,6 +32,7 @@ import { DEFAULT_WATCH_CONNECT_MS, progressBoundMs } from './kube-client.js';
 import { createAgentMetrics, serveMetrics } from './metrics.js';
 import { Reporter } from './report.js';
 import { AgentState } from './state.js';
+import { shareConnections } from '../core/kube-connections.js';
 
 export interface RunAgentOptions {
   signal: AbortSignal;
@@ -59,6 +60,8 @@ export async function runAgent(config: AgentConfig, opts: RunAgentOptions): Prom
   } catch (e) {
     throw new AgentStartError(`cannot load ${config.kubeconfig ? `kubeconfig ${config.kubeconfig}` : 'in-cluster credentials'}: ${(e as Error).message}`);
   }
+  // One keep-alive agent for every API call and watch (client-node makes a new one per request).
+  shareConnections(kc);
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const metrics = createAgentMetrics(registry);

@@ -17,7 +17,7 @@ import type { InformerObserver } from './informer.js';
 import { DEFAULT_API_TIMEOUT_MS, DEFAULT_WATCH_CONNECT_MS, DEFAULT_WATCH_IDLE_MS, progressBoundMs } from './kube-client.js';
 import { createWebhookMetrics, type WebhookMetrics } from './metrics.js';
 import { loadServingCert, watchServingCert } from './tls.js';
-import { shareConnections } from './kube-connections.js';
+import { shareConnections } from '../core/kube-connections.js';
 
 /** Read the plan key files, in order (the first signs). Errors name the file. */
 export async function loadPlanKeys(files: readonly string[]): Promise<PlanKey[]> {

@@ -1,4 +1,4 @@
-// Connection reuse of the Kubernetes client (webhook/kube-connections.ts), counted at a local
+// Connection reuse of the Kubernetes client (core/kube-connections.ts, used by the webhook and the agent), counted at a local
 // TLS server standing in for the API server: @kubernetes/client-node 1.4 alone opens a new TLS
 // connection for every API call; with shareConnections every call of a KubeConfig reuses one
 // keep-alive connection. Connections are counted, never timed.
@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import t from 'tap';
-import { shareConnections } from '../../webhook/kube-connections.js';
+import { shareConnections } from '../../core/kube-connections.js';
 import { genCerts } from './helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'ovnkube-route-kubeconn-'));

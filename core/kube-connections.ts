@@ -7,13 +7,20 @@
  * shareConnections(kc) makes createAgent return one keep-alive agent per distinct set of
  * options (server, proxy, TLS material): the TLS material is read from the kubeconfig on every
  * request, so rotated client certificates still get an agent of their own.
+ *
+ * In core/ because both the webhook process and the node agent use it; it does no I/O itself
+ * (it wraps the KubeConfig's own agent factory) and is typed structurally, so core still imports
+ * no client and no network module.
  */
+
+/** A client-node KubeConfig, as far as this module is concerned. */
+type KubeConfig = object;
+/** An http(s).Agent, as far as this module is concerned. */
+type Agent = object;
 import { createHash } from 'node:crypto';
-import type http from 'node:http';
-import type { KubeConfig } from '@kubernetes/client-node';
 
 interface ClusterLike { server?: string; proxyUrl?: string; skipTLSVerify?: boolean; tlsServerName?: string }
-type CreateAgent = (cluster: ClusterLike | null, options: Record<string, unknown>) => http.Agent;
+type CreateAgent = (cluster: ClusterLike | null, options: Record<string, unknown>) => Agent;
 
 /** What shareConnections installed: how many agents it made (tests, diagnostics). */
 export interface SharedConnections { readonly agents: number }
@@ -40,9 +47,9 @@ export function shareConnections(kc: KubeConfig): SharedConnections {
   const had = shared.get(kc);
   if (had) return had;
   const target = kc as unknown as { createAgent: CreateAgent };
-  if (typeof target.createAgent !== 'function') throw new Error('@kubernetes/client-node: KubeConfig.createAgent is gone; update webhook/kube-connections.ts');
+  if (typeof target.createAgent !== 'function') throw new Error('@kubernetes/client-node: KubeConfig.createAgent is gone; update core/kube-connections.ts');
   const original = target.createAgent.bind(kc);
-  const agents = new Map<string, http.Agent>();
+  const agents = new Map<string, Agent>();
   let made = 0;
   target.createAgent = (cluster, options) => {
     const key = keyOf(cluster, options);
