@@ -74,6 +74,8 @@ export async function runAgent(config: AgentConfig, opts: RunAgentOptions): Prom
     rescanMs: Math.max(config.resyncPeriodMs * 5, 60_000),
     onChange: (refs) => agent?.sandboxesChanged(refs),
     onParseError: () => metrics.failure('cni-cache-unparsable'),
+    onTooLarge: () => metrics.failure('cni-cache-too-large'),
+    onOverflow: () => metrics.failure('inotify-overflow'),
   });
   agent = new Agent({
     nodeName: config.nodeName, keys: () => keys.keys(), policy, index, netnsAnnotation: config.netnsAnnotation,
@@ -94,7 +96,9 @@ export async function runAgent(config: AgentConfig, opts: RunAgentOptions): Prom
       throw new AgentStartError(`cannot listen on ${config.metricsAddr.host}:${config.metricsAddr.port} for metrics: ${(e as Error).message}`);
     }
   }
-  const netnsWatch = new DirWatcher(config.netnsDir, { log, onNames: (names) => a.netnsNamesChanged(names), onRewatch: () => a.resyncAll() });
+  const netnsWatch = new DirWatcher(config.netnsDir, {
+    log, onNames: (names) => a.netnsNamesChanged(names), onRewatch: () => a.resyncAll(), onOverflow: () => metrics.failure('inotify-overflow'),
+  });
   pods = new PodSource(kc, config.nodeName, {
     podAdded: (p) => a.podAdded(p),
     podUpdated: (p) => a.podUpdated(p),

@@ -13,9 +13,18 @@
  *   Only the existence of the directory is polled; its contents never are.
  * - A watch that breaks (the directory is removed or replaced): it is re-established after
  *   `retryMs`, and `onRewatch` asks the owner to rescan, since events were missed.
+ * - A burst larger than the kernel's inotify queue (fs.inotify.max_queued_events, 16384 by
+ *   default) loses events, and libuv drops the IN_Q_OVERFLOW that says so. A second inotify
+ *   queue on the same directory (inotifyOverflowSentinel, native), drained right after each
+ *   fs.watch event, overflows whenever libuv's does: then a warning is logged, `onOverflow`
+ *   is called (a metric) and `onRewatch` asks for a rescan at once.
  */
 import { watch, type FSWatcher } from 'node:fs';
 import type { AgentLogger } from './agent-log.js';
+import { inotifyOverflowSentinel } from './netns.js';
+
+/** Tells whether the inotify queue of a directory overflowed since the last call. */
+export interface OverflowSentinel { drain(): boolean; close(): void }
 
 export interface DirWatcherOptions {
   /** Called with the names that changed (files added, written, renamed or removed). */
@@ -23,6 +32,10 @@ export interface DirWatcherOptions {
   /** Called when a watch was (re-)established after a gap: events may have been missed. */
   onRewatch?: () => void;
   log: AgentLogger;
+  /** Called when inotify events were lost to a queue overflow (a rescan is asked for too). */
+  onOverflow?: () => void;
+  /** Overflow detection (default: the native sentinel; tests may pass their own). */
+  sentinel?: (dir: string) => OverflowSentinel;
   debounceMs?: number; // default 20
   maxDelayMs?: number; // default 200
   retryMs?: number; // default 2000
@@ -38,6 +51,8 @@ export class DirWatcher {
   private closed = false;
   private warnedMissing = false;
   private everWatched = false;
+  private sentinel: OverflowSentinel | null = null;
+  private warnedSentinel = false;
 
   constructor(readonly dir: string, private readonly opts: DirWatcherOptions) {}
 
@@ -60,8 +75,18 @@ export class DirWatcher {
       this.opts.log.warn('directory watch broke; re-establishing it', { dir: this.dir, error: e.message });
       this.fsw?.close();
       this.fsw = null;
+      this.sentinel?.close();
+      this.sentinel = null;
       this.scheduleRetry();
     });
+    try {
+      this.sentinel = (this.opts.sentinel ?? inotifyOverflowSentinel)(this.dir);
+    } catch (e) {
+      if (!this.warnedSentinel) {
+        this.opts.log.warn('cannot detect inotify queue overflows; a lost event waits for the next rescan', { dir: this.dir, error: (e as Error).message });
+        this.warnedSentinel = true;
+      }
+    }
     if (this.everWatched || this.warnedMissing) this.opts.onRewatch?.();
     if (this.warnedMissing) this.opts.log.info('watching directory', { dir: this.dir });
     this.everWatched = true;
@@ -78,6 +103,8 @@ export class DirWatcher {
     this.closed = true;
     this.fsw?.close();
     this.fsw = null;
+    this.sentinel?.close();
+    this.sentinel = null;
     if (this.timer) clearTimeout(this.timer);
     if (this.retry) clearTimeout(this.retry);
   }
@@ -93,6 +120,7 @@ export class DirWatcher {
 
   private onEvent(name: string | Buffer | null): void {
     if (this.closed) return;
+    this.checkOverflow();
     if (name === null) {
       // inotify gave no name (e.g. the directory itself changed): treat as "rescan".
       this.opts.onRewatch?.();
@@ -107,7 +135,24 @@ export class DirWatcher {
     this.timer = setTimeout(() => this.flush(), wait);
   }
 
+  /** Drain the sentinel queue; on an overflow, say so and ask for a rescan now. */
+  private checkOverflow(): void {
+    let overflowed = false;
+    try {
+      overflowed = this.sentinel?.drain() ?? false;
+    } catch (e) {
+      this.opts.log.warn('inotify overflow sentinel failed; closing it', { dir: this.dir, error: (e as Error).message });
+      this.sentinel?.close();
+      this.sentinel = null;
+    }
+    if (!overflowed) return;
+    this.opts.log.warn('inotify queue overflowed: events were lost; rescanning the directory now', { dir: this.dir });
+    this.opts.onOverflow?.();
+    this.opts.onRewatch?.();
+  }
+
   private flush(): void {
+    this.checkOverflow();
     this.timer = null;
     const names = this.pending;
     this.pending = new Set();

@@ -12,8 +12,12 @@
  * into place), so a read may see half a file: it then fails to parse and is read again
  * when the next change event for that name arrives (the rest of the write). A file that
  * stays unparsable is reported once per content (mtime and size), never fatal.
+ *
+ * A file larger than `maxFileBytes` (1 MiB; real ones are a few KiB) is refused without
+ * being read past the cap, so a huge or growing file cannot blow up the agent's memory at
+ * every start; it is reported once per content (warning and `onTooLarge`).
  */
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { open, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseCniCacheFile, type CniCacheEntry } from './cni-cache.js';
 import type { AgentLogger } from './agent-log.js';
@@ -33,6 +37,12 @@ export interface CniCacheIndexOptions {
   log: AgentLogger;
   /** Unparsable files (counted once per content). */
   onParseError?: (file: string, error: string) => void;
+  /** Files over maxFileBytes, refused (counted once per content). */
+  onTooLarge?: (file: string, size: number) => void;
+  /** inotify events of the dir were lost to a queue overflow (a rescan follows at once). */
+  onOverflow?: () => void;
+  /** Largest cache file read (default 1 MiB). */
+  maxFileBytes?: number;
   /** Full rescan period in ms (default 5 min; 0 disables). */
   rescanMs?: number;
   now?: () => number;
@@ -40,6 +50,9 @@ export interface CniCacheIndexOptions {
 }
 
 const nsName = (ns: string, name: string): string => `${ns}/${name}`;
+
+/** Cap on a CNI cache file's size: real ones are a few KiB. */
+export const DEFAULT_MAX_FILE_BYTES = 1024 * 1024;
 
 /** Live index of the CNI cache dir. start() resolves after the initial scan. */
 export class CniCacheIndex {
@@ -60,6 +73,7 @@ export class CniCacheIndex {
       debounceMs: opts.debounceMs ?? 20,
       onNames: (names) => { void this.enqueue(() => this.refresh([...names])); },
       onRewatch: () => { void this.rescan(); },
+      ...(opts.onOverflow ? { onOverflow: opts.onOverflow } : {}),
     });
   }
 
@@ -191,12 +205,32 @@ export class CniCacheIndex {
    */
   private async read(name: string): Promise<CniCacheEntry | null | 'keep'> {
     const path = join(this.dir, name);
+    const cap = this.opts.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
     let text: string;
     let st;
     try {
       st = await stat(path);
       if (!st.isFile()) return null;
-      text = await readFile(path, 'utf8');
+      // Never read past the cap, even if the file grew since stat.
+      const fh = await open(path, 'r');
+      let got: number;
+      const buf = Buffer.alloc(Math.min(st.size, cap) + 1);
+      try {
+        ({ bytesRead: got } = await fh.read(buf, 0, buf.length, 0));
+      } finally {
+        await fh.close();
+      }
+      if (st.size > cap || got > cap) {
+        const size = Math.max(st.size, got);
+        const content = `${st.mtimeMs}:${size}:too-large`;
+        if (this.badContent.get(name) !== content) {
+          this.badContent.set(name, content);
+          this.opts.log.warn('CNI cache file refused: larger than the cap (real ones are a few KiB)', { file: path, bytes: size, maxBytes: cap });
+          this.opts.onTooLarge?.(name, size);
+        }
+        return null;
+      }
+      text = buf.subarray(0, got).toString('utf8');
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') this.opts.log.warn('cannot read CNI cache file', { file: path, error: (e as Error).message });
       this.badContent.delete(name);

@@ -56,6 +56,8 @@ interface SetnsAddon {
   setns(fd: number, nstype: number): void;
   gettid(): number;
   netlinkHarden(fd: number, rcvbuf: number): void;
+  inotifyOpen(dir: string): number;
+  inotifyDrain(fd: number): boolean;
   CLONE_NEWNET: number;
 }
 let addon: SetnsAddon | undefined;
@@ -86,6 +88,22 @@ export function gettid(): number {
  */
 export function hardenNetlinkFd(fd: number, rcvbuf: number): void {
   native().netlinkHarden(fd, rcvbuf);
+}
+
+/**
+ * An inotify queue of `dir` that only tells whether events were lost (IN_Q_OVERFLOW),
+ * which fs.watch never says (libuv drops the event). See injector/native/setns.c.
+ */
+export function inotifyOverflowSentinel(dir: string): { drain(): boolean; close(): void } {
+  const fd = native().inotifyOpen(dir);
+  let open = true;
+  return {
+    drain: () => open && native().inotifyDrain(fd),
+    close: () => {
+      if (open) closeSync(fd);
+      open = false;
+    },
+  };
 }
 
 function errCode(e: unknown): string | undefined {

@@ -14,15 +14,25 @@
  *       overflows the kernel flags it with ENOBUFS, epoll reports an error, and the `netlink`
  *       package then aborts the whole process (it builds its error from a NULL string).
  *       With NO_ENOBUFS an overflow only drops messages, which the caller's resync repairs.
+ *   inotifyOpen(dir: string): number
+ *       a non-blocking inotify fd watching `dir` with the mask libuv's fs.watch uses. libuv
+ *       drops IN_Q_OVERFLOW (its wd is -1, which matches no watcher), so fs.watch cannot
+ *       tell that events were lost; this second queue, filled by the same events and
+ *       drained right after libuv's, overflows whenever libuv's does. Close it with
+ *       fs.closeSync.
+ *   inotifyDrain(fd: number): boolean
+ *       read the fd until it is empty; true when an IN_Q_OVERFLOW was among the events.
  *   CLONE_NEWNET: number
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdbool.h>
 #include <sched.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/socket.h>
+#include <sys/inotify.h>
 #include <sys/syscall.h>
 #include <linux/netlink.h>
 #include <node_api.h>
@@ -38,6 +48,11 @@ static napi_value throw_errno(napi_env env, int err, const char *syscall) {
     case ENOSYS: name = "ENOSYS"; break;
     case ENOTSOCK: name = "ENOTSOCK"; break;
     case ENOPROTOOPT: name = "ENOPROTOOPT"; break;
+    case ENOENT: name = "ENOENT"; break;
+    case ENOTDIR: name = "ENOTDIR"; break;
+    case EACCES: name = "EACCES"; break;
+    case EMFILE: name = "EMFILE"; break;
+    case ENOSPC: name = "ENOSPC"; break;
     default: break;
   }
   snprintf(msg, sizeof msg, "%s failed: %s (%s)", syscall, strerror(err), name);
@@ -98,6 +113,59 @@ static napi_value js_netlink_harden(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+static napi_value js_inotify_open(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  char path[4096];
+  size_t len = 0;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 1 ||
+      napi_get_value_string_utf8(env, argv[0], path, sizeof path, &len) != napi_ok || len == 0 || len >= sizeof path - 1) {
+    napi_throw_type_error(env, NULL, "inotifyOpen(dir) expects a path");
+    return NULL;
+  }
+  int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  if (fd < 0) return throw_errno(env, errno, "inotify_init1");
+  uint32_t mask = IN_ATTRIB | IN_CREATE | IN_MODIFY | IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF | IN_MOVED_FROM | IN_MOVED_TO;
+  if (inotify_add_watch(fd, path, mask) < 0) {
+    int err = errno;
+    close(fd);
+    return throw_errno(env, err, "inotify_add_watch");
+  }
+  napi_value out;
+  napi_create_int32(env, fd, &out);
+  return out;
+}
+
+static napi_value js_inotify_drain(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  int32_t fd;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 1 ||
+      napi_get_value_int32(env, argv[0], &fd) != napi_ok) {
+    napi_throw_type_error(env, NULL, "inotifyDrain(fd) expects an integer");
+    return NULL;
+  }
+  char buf[65536] __attribute__((aligned(__alignof__(struct inotify_event))));
+  bool overflow = false;
+  for (;;) {
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      return throw_errno(env, errno, "read(inotify)");
+    }
+    if (n == 0) break;
+    for (char *p = buf; p < buf + n;) {
+      struct inotify_event *e = (struct inotify_event *)p;
+      if (e->mask & IN_Q_OVERFLOW) overflow = true;
+      p += sizeof(struct inotify_event) + e->len;
+    }
+  }
+  napi_value out;
+  napi_get_boolean(env, overflow, &out);
+  return out;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_value fn, flag;
   napi_create_function(env, "setns", NAPI_AUTO_LENGTH, js_setns, NULL, &fn);
@@ -106,6 +174,10 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_set_named_property(env, exports, "gettid", fn);
   napi_create_function(env, "netlinkHarden", NAPI_AUTO_LENGTH, js_netlink_harden, NULL, &fn);
   napi_set_named_property(env, exports, "netlinkHarden", fn);
+  napi_create_function(env, "inotifyOpen", NAPI_AUTO_LENGTH, js_inotify_open, NULL, &fn);
+  napi_set_named_property(env, exports, "inotifyOpen", fn);
+  napi_create_function(env, "inotifyDrain", NAPI_AUTO_LENGTH, js_inotify_drain, NULL, &fn);
+  napi_set_named_property(env, exports, "inotifyDrain", fn);
   napi_create_int32(env, CLONE_NEWNET, &flag);
   napi_set_named_property(env, exports, "CLONE_NEWNET", flag);
   return exports;

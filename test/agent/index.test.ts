@@ -70,3 +70,56 @@ t.test('half-written files, foreign files, a dir created later', async (t) => {
   }, 10_000);
   t.ok(root, 'done');
 });
+
+// Issue #16, defect 4: a 50 MB cache file doubled the agent's RSS and was re-read at every start.
+t.test('a cache file over the size cap is refused unread, reported once per content, and taken once it shrinks', async (t) => {
+  const root = mkdtempSync(join(tmpdir(), 'ovrt-idx-'));
+  t.teardown(() => rmSync(root, { recursive: true, force: true }));
+  const warnings: string[] = [];
+  const tooLarge: [string, number][] = [];
+  const log = { ...silentLogger, warn: (msg: string, f?: Record<string, unknown>) => { warnings.push(`${msg} ${JSON.stringify(f)}`); } };
+  const index = new CniCacheIndex(root, { log, rescanMs: 0, onChange: () => {}, onTooLarge: (f, n) => tooLarge.push([f, n]) });
+  t.teardown(() => index.close());
+  await index.start();
+  const pod = makePodObject({ name: 'big' });
+  const text = cacheFileText(pod, '/var/run/netns/big');
+  const file = join(root, 'cni-big');
+  writeFileSync(file, text + ' '.repeat(2 * 1024 * 1024)); // valid JSON, padded past 1 MiB
+  await until('the big file was refused', () => tooLarge.length === 1, 10_000);
+  t.same(tooLarge[0], ['cni-big', text.length + 2 * 1024 * 1024]);
+  t.equal(index.lookup('default', 'big'), null, 'not indexed');
+  await index.rescan();
+  await index.rescan();
+  t.equal(tooLarge.length, 1, 'the same content is reported once, however often it is seen');
+  t.equal(warnings.filter((w) => w.includes('larger than the cap')).length, 1);
+  t.match(warnings[0], /"maxBytes":1048576/);
+  writeFileSync(file, text);
+  await until('indexed once it is a normal size', () => index.lookup('default', 'big')?.sandbox === '/var/run/netns/big', 10_000);
+});
+
+// Issue #16, defect 3: libuv drops IN_Q_OVERFLOW, so a burst past the inotify queue lost
+// events silently until the 5-minute backstop rescan.
+t.test('an inotify queue overflow is detected, logged, counted, and rescanned at once', async (t) => {
+  const { DirWatcher } = await import('../../injector/discovery-watch.js');
+  const { readFileSync } = await import('node:fs');
+  const root = mkdtempSync(join(tmpdir(), 'ovrt-overflow-'));
+  t.teardown(() => rmSync(root, { recursive: true, force: true }));
+  const warnings: string[] = [];
+  let overflows = 0;
+  let rescans = 0;
+  const names = new Set<string>();
+  const log = { ...silentLogger, warn: (msg: string) => { warnings.push(msg); } };
+  const w = new DirWatcher(root, { log, onNames: (n) => n.forEach((x) => names.add(x)), onOverflow: () => { overflows++; }, onRewatch: () => { rescans++; } });
+  t.ok(w.start(), 'watching');
+  t.teardown(() => w.close());
+  writeFileSync(join(root, 'first'), 'x');
+  await until('a normal event arrives', () => names.has('first'), 10_000);
+  t.equal(overflows, 0, 'no overflow for a normal event');
+  // Block the event loop while creating more files than the queue holds: libuv cannot read.
+  const max = Number(readFileSync('/proc/sys/fs/inotify/max_queued_events', 'utf8'));
+  for (let i = 0; i < max + 1000; i++) writeFileSync(join(root, `f${i}`), '');
+  await until('the overflow is detected', () => overflows >= 1, 30_000);
+  t.ok(rescans >= 1, 'a rescan was asked for');
+  t.ok(warnings.includes('inotify queue overflowed: events were lost; rescanning the directory now'), 'logged');
+  t.comment(`max_queued_events ${max}; events seen ${names.size} of ${max + 1001}`);
+});
