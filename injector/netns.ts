@@ -146,9 +146,9 @@ export function hostNetnsInodes(procRoot = '/proc'): NetnsId[] {
 }
 
 /**
- * Check a path against the policy without entering it: realpath inside netnsDir, not the
- * host netns. Returns the realpath and identity. Throws NetnsError ('gone', 'outside-dir',
- * 'host-netns').
+ * Check a path against the policy without entering it: realpath inside netnsDir, a
+ * namespace file (nsfs), not the host netns. Returns the realpath and identity. Throws
+ * NetnsError ('gone', 'outside-dir', 'not-netns', 'host-netns').
  */
 export function checkNetnsPath(path: string, policy: NetnsPolicy): { realPath: string; id: NetnsId } {
   const fd = openChecked(path, policy);
@@ -174,7 +174,24 @@ function realpathOf(path: string): string {
   }
 }
 
-/** Open `path` after the dir check, then check the opened fd is not the host netns. */
+/** The device of nsfs, the pseudo-filesystem every namespace file lives on. */
+let nsfsDev: number | undefined;
+function nsfsDevice(): number | undefined {
+  if (nsfsDev === undefined) {
+    try {
+      nsfsDev = statSync('/proc/self/ns/net').dev;
+    } catch {
+      return undefined;
+    }
+  }
+  return nsfsDev;
+}
+
+/**
+ * Open `path` after the dir check, then check the opened fd is a namespace (on nsfs: a
+ * regular file left in the netns dir is refused here, before anything tries to enter it,
+ * so it is refused once like every other bad path) and not the host netns.
+ */
 function openChecked(path: string, policy: NetnsPolicy): { fd: number; realPath: string } {
   const dir = realpathOf(policy.netnsDir);
   const real = realpathOf(path);
@@ -184,6 +201,10 @@ function openChecked(path: string, policy: NetnsPolicy): { fd: number; realPath:
   const fd = openNetns(real);
   try {
     const st = fstatSync(fd);
+    const nsfs = nsfsDevice();
+    if (nsfs !== undefined && st.dev !== nsfs) {
+      throw new NetnsError('not-netns', path, `netns ${path} is not a network namespace (a ${st.isFile() ? 'regular file' : 'file'} not on nsfs); refusing it`);
+    }
     for (const host of hostNetnsInodes(policy.procRoot)) {
       if (host.dev === st.dev && host.ino === st.ino) {
         throw new NetnsError('host-netns', path, `netns ${path} is the host network namespace (inode ${st.ino}); refusing it`);

@@ -2,13 +2,14 @@
 // before the pod), refuses the host netns and paths outside the netns dir, and uses the
 // netns annotation fallback only when the netns holds the pod's IP.
 import { execFileSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { decodeInjectorStatus } from '../../core/injector-status.js';
 import { planHash } from '../../core/plan-codec.js';
 import { STATUS_ANNOTATION, type Pod } from '../../core/types.js';
 import { makePod, makeNetns, MISSION_TABLE, routeLines, ip } from '../util/netns.js';
+import { silentLogger } from '../../injector/agent-log.js';
 import { rootUnavailable, tierGate } from '../util/tier.js';
 import { cacheFileText, makePodObject, MISSION_PLAN, ownedLines, sleep, startRig, until, writeCacheFile } from './rig.js';
 
@@ -75,6 +76,31 @@ t.test('finding netns', async (t) => {
     writeFileSync(file, text);
     await until('plan routes in the netns', () => ownedLines(routeLines(ns)).length === WANT.length);
     t.pass('routes written once the file is complete');
+  });
+
+  // Issue #16, defect 5: this was warned about on every dir event and every resync.
+  t.test('a regular file in the netns dir is refused once, however often it is looked at', async (t) => {
+    const warnings: string[] = [];
+    const rig = await startRig(t, { log: { ...silentLogger, warn: (msg: string, f?: Record<string, unknown>) => { warnings.push(`${msg} ${JSON.stringify(f)}`); } } });
+    const name = `ovrt-plain-${process.pid}-${Date.now()}`;
+    const plain = join('/var/run/netns', name);
+    mkdirSync('/var/run/netns', { recursive: true });
+    writeFileSync(plain, 'not a namespace');
+    t.teardown(() => rmSync(plain, { force: true }));
+    const pod = rig.apply(makePodObject({ name: 'plainfile', plan: MISSION_PLAN, key: rig.key }));
+    writeCacheFile(rig.cacheDir, pod, plain);
+    await until('refused', () => rig.api.eventsOf(pod.metadata!.uid!, 'NetnsRefused').length === 1);
+    t.match(rig.api.eventsOf(pod.metadata!.uid!, 'NetnsRefused')[0]!.message, /is not a network namespace \(a regular file not on nsfs/);
+    for (let i = 0; i < 3; i++) {
+      rig.agent.netnsNamesChanged(new Set([name]));
+      writeFileSync(plain, `not a namespace ${i}`); // real dir events too
+      rig.agent.resyncAll();
+      await rig.agent.settled();
+    }
+    await rig.agent.settled();
+    t.equal(rig.api.eventsOf(pod.metadata!.uid!, 'NetnsRefused').length, 1, 'one Event');
+    t.equal(warnings.filter((w) => w.includes(name)).length, 1, `one warning: ${warnings.join(' | ')}`);
+    t.equal(await rig.metric('ovnkube_route_injector_failures_total', { reason: 'netns-refused' }), 1, 'counted once');
   });
 
   t.test('the host netns and paths outside the netns dir are refused', async (t) => {
