@@ -9,7 +9,17 @@
  *    which only the kubelet writes). Until the kubelet reports an IP, the pod waits.
  *
  * Either way the path must pass the kernel layer's checkNetnsPath: its realpath inside the
- * netns dir, and not the host's netns (inode compare).
+ * netns dir, a namespace, and not the host's netns (inode compare).
+ *
+ * Two pods' cache files naming one netns (a stale file whose CNI DEL was missed, a path
+ * reused): the first pod processed must not simply win, or a stale file seen first after a
+ * restart would get its plan written into the other pod's netns. The evidence decides:
+ *   - a rival whose pod is not on this node (once the pod list is in), whose pod has another
+ *     UID than its file names, or whose newest file names another netns, is stale: ignored;
+ *   - between live contenders, the pod IPs (status.podIPs, written by the kubelet) held by
+ *     the netns: a pod whose IPs it does not hold is refused; a pod whose IPs it holds wins,
+ *     unless a rival's are there too (ambiguous: refused, reported, counted as
+ *     netns-ambiguous); a pod with no IP reported yet waits.
  */
 import { parseIP, hostCIDR } from '../core/ip.js';
 import type { Pod } from '../core/types.js';
@@ -23,10 +33,12 @@ export type NetnsSource = 'cni-cache' | 'annotation';
 export type Located =
   | { ok: true; path: string; realPath: string; id: NetnsId; source: NetnsSource; seenAt?: number; file?: string }
   | { ok: false; kind: 'wait'; reason: string }
-  | { ok: false; kind: 'refused'; reason: string };
+  | { ok: false; kind: 'refused'; reason: string; ambiguous?: boolean; rivals?: string[] };
 
 export interface LocateDeps {
-  index: Pick<CniCacheIndex, 'lookup'>;
+  index: Pick<CniCacheIndex, 'lookup' | 'entriesNaming'>;
+  /** The node's pod of that name, undefined when none, 'unknown' before the pod list is in. */
+  podByName?: (namespace: string, name: string) => Pod | undefined | 'unknown';
   policy: NetnsPolicy;
   /** Annotation key of the fallback; undefined: off. */
   netnsAnnotation?: string | undefined;
@@ -57,6 +69,68 @@ async function localAddresses(path: string, policy: NetnsPolicy): Promise<Set<st
   }
 }
 
+type IpMatch = 'yes' | 'no' | 'unknown';
+
+/**
+ * When other pods' cache files name the same netns: null if this pod is its owner by the
+ * evidence (or there is no rival), else why not (see the file comment).
+ */
+async function decideContested(pod: Pod, sandbox: string, realPath: string, file: string, deps: LocateDeps): Promise<Located | null> {
+  const ns = pod.metadata?.namespace ?? '';
+  const name = pod.metadata?.name ?? '';
+  const others = (): ReturnType<LocateDeps['index']['entriesNaming']> =>
+    deps.index.entriesNaming(sandbox).filter((e) => !(e.podNamespace === ns && e.podName === name));
+  if (!others().length) return null;
+  // Read the addresses first: this also lets pods delivered in the same batch (a full pod
+  // list after a restart) be known before the rivals are judged.
+  let addrs: Set<string>;
+  try {
+    addrs = await localAddresses(realPath, deps.policy);
+  } catch (e) {
+    if (isNetnsError(e, 'gone')) return { ok: false, kind: 'wait', reason: `netns ${sandbox} (from the CNI cache) does not exist (any more)` };
+    if (isNetnsError(e)) return { ok: false, kind: 'refused', reason: e.message };
+    throw e;
+  }
+  const rivals: { key: string; file: string; pod: Pod | 'unknown' }[] = [];
+  for (const e of others()) {
+    const key = `${e.podNamespace}/${e.podName}`;
+    const rp = deps.podByName ? deps.podByName(e.podNamespace, e.podName) : 'unknown';
+    if (rp === undefined) continue; // no such pod on this node: a stale file
+    if (rp !== 'unknown') {
+      const ruid = rp.metadata?.uid;
+      if (e.podUid !== undefined && ruid !== undefined && e.podUid !== ruid) continue; // another pod of that name
+      const own = deps.index.lookup(e.podNamespace, e.podName, ruid);
+      if (own && own.sandbox !== sandbox) continue; // its newest file names another netns
+    }
+    rivals.push({ key, file: e.file, pod: rp });
+  }
+  if (!rivals.length) return null;
+  const match = (p: Pod | 'unknown'): IpMatch => {
+    if (p === 'unknown') return 'unknown';
+    const ips = podIPs(p);
+    if (!ips.length) return 'unknown';
+    return ips.some((ip) => {
+      const x = parseIP(ip);
+      return x.ok && addrs.has(hostCIDR(x.value));
+    }) ? 'yes' : 'no';
+  };
+  const named = rivals.map((r) => `${r.key} (file ${r.file})`).join(', ');
+  const mine = match(pod);
+  const what = `netns ${sandbox} is named by this pod's CNI cache file ${file} and by that of ${named}`;
+  if (mine === 'unknown') return { ok: false, kind: 'wait', reason: `${what}; waiting for the pod's IP to decide whose it is` };
+  const ips = podIPs(pod).join(', ');
+  if (mine === 'no') return { ok: false, kind: 'refused', reason: `${what}; it holds none of this pod's IPs (${ips}): not this pod's netns, refusing it` };
+  const alsoYes = rivals.filter((r) => match(r.pod) === 'yes');
+  if (alsoYes.length) {
+    return {
+      ok: false, kind: 'refused', ambiguous: true,
+      rivals: alsoYes.map((r) => (r.pod === 'unknown' ? '' : r.pod.metadata?.uid ?? '')).filter((u) => u !== ''),
+      reason: `${what}; it holds the IPs of this pod and of ${alsoYes.map((r) => r.key).join(', ')}: ambiguous, refusing it for all of them`,
+    };
+  }
+  return null;
+}
+
 /** Where the pod's netns is, or why not (yet). */
 export async function locateNetns(pod: Pod, deps: LocateDeps): Promise<Located> {
   const ns = pod.metadata?.namespace ?? '';
@@ -65,7 +139,9 @@ export async function locateNetns(pod: Pod, deps: LocateDeps): Promise<Located> 
   const hit = deps.index.lookup(ns, name, uid);
   if (hit) {
     const r = check(hit.sandbox, deps.policy, 'cni-cache');
-    return r.ok ? { ...r, seenAt: hit.seenAt, file: hit.file } : r;
+    if (!r.ok) return r;
+    const contested = await decideContested(pod, hit.sandbox, r.realPath, hit.file, deps);
+    return contested ?? { ...r, seenAt: hit.seenAt, file: hit.file };
   }
   const key = deps.netnsAnnotation;
   const path = key ? pod.metadata?.annotations?.[key] : undefined;

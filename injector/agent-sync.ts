@@ -200,6 +200,11 @@ export class PodSync {
       return;
     }
     this.d.metrics.failure('netns-refused');
+    if (loc.kind === 'refused' && loc.ambiguous) {
+      this.d.metrics.failure('netns-ambiguous');
+      // A rival may already hold the netns (decided before this pod was known): look again.
+      for (const uid of loc.rivals ?? []) this.d.requeue(uid);
+    }
     this.d.log.warn('netns refused', { pod: podKey(pod), why: loc.reason });
     this.d.reporter.warn(pod, 'NetnsRefused', loc.reason);
     this.d.reporter.report(pod, { kind: 'refused', message: loc.reason });

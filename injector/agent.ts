@@ -30,7 +30,7 @@ import type { Namespace, Pod } from '../core/types.js';
 import type { AgentLogger } from './agent-log.js';
 import { NamespaceCache } from './agent-namespaces.js';
 import { locateNetns, type LocateDeps } from './agent-netns.js';
-import { podKey } from './agent-pod.js';
+import { podIPs, podKey } from './agent-pod.js';
 import { WorkQueue } from './agent-queue.js';
 import { PodSync, type KeeperTuning, type PodRec } from './agent-sync.js';
 import type { CniCacheIndex, PodRef } from './discovery.js';
@@ -46,7 +46,7 @@ export interface AgentOptions {
   /** The current key ring (it may be reloaded; call keysChanged() then). */
   keys: () => readonly PlanKey[];
   policy: NetnsPolicy;
-  index: Pick<CniCacheIndex, 'lookup'>;
+  index: Pick<CniCacheIndex, 'lookup' | 'entriesNaming'>;
   netnsAnnotation?: string | undefined;
   state: AgentState;
   reporter: Reporter;
@@ -82,7 +82,15 @@ export class Agent {
   private stopped = false;
 
   constructor(private readonly opts: AgentOptions) {
-    const locate: LocateDeps = { index: opts.index, policy: opts.policy, netnsAnnotation: opts.netnsAnnotation, verified: this.verified };
+    const locate: LocateDeps = {
+      index: opts.index, policy: opts.policy, netnsAnnotation: opts.netnsAnnotation, verified: this.verified,
+      podByName: (namespace, name) => {
+        const uid = this.byName.get(`${namespace}/${name}`);
+        const rec = uid ? this.pods.get(uid) : undefined;
+        if (rec && !rec.deleted) return rec.pod;
+        return this.synced ? undefined : 'unknown';
+      },
+    };
     this.sync = new PodSync({ ...opts, namespace: (name) => this.namespaces.info(name), locate: (pod) => locateNetns(pod, locate), requeue: (uid) => this.queue.add(uid), onKeptChange: () => this.gauges(), stopped: () => this.stopped });
     this.queue = new WorkQueue(opts.maxParallel, (uid) => this.run(uid), (uid, e) => {
       const rec = this.pods.get(uid);
@@ -243,11 +251,15 @@ export class Agent {
     }
     this.byName.set(k, uid);
     const rec = this.pods.get(uid);
+    const ipsBefore = rec ? podIPs(rec.pod).join(',') : '';
     if (rec) rec.pod = pod;
     else this.pods.set(uid, { uid, pod, deleted: false, failures: 0 });
     this.opts.reporter.observe(pod);
     this.gauges();
     this.queue.add(uid);
+    // New pod IPs are evidence for pods whose cache files name the same netns (agent-netns.ts):
+    // look again at the pods that have no netns yet.
+    if (podIPs(pod).join(',') !== ipsBefore) for (const [u, r] of this.pods) if (!r.netns && u !== uid) this.queue.add(u);
   }
 
   private async run(uid: string): Promise<void> {

@@ -133,6 +133,11 @@ export class CniCacheIndex {
     return { sandbox: best.sandbox, file: best.file, seenAt, ...(best.podUid ? { podUid: best.podUid } : {}) };
   }
 
+  /** Every entry naming `sandbox` (several pods' files naming one netns is a conflict to decide). */
+  entriesNaming(sandbox: string): IndexedEntry[] {
+    return [...this.byFile.values()].filter((e) => e.sandbox === sandbox);
+  }
+
   /** Read the whole dir again and reconcile the index with it (files gone, changed, new). */
   rescan(): Promise<void> {
     return this.enqueue(async () => {

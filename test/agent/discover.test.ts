@@ -103,6 +103,66 @@ t.test('finding netns', async (t) => {
     t.equal(await rig.metric('ovnkube_route_injector_failures_total', { reason: 'netns-refused' }), 1, 'counted once');
   });
 
+  // Issue #16, defect 6: two cache files naming one netns; the first pod processed used to
+  // win, so a stale file seen first after a restart got its plan into the other pod's netns.
+  t.test('two cache files naming one netns: the pod IPs decide; ambiguity is refused; no IP yet waits', async (t) => {
+    const STALE_PLAN = { v: 1, routes: [{ dst: '10.99.0.0/16', dev: 'eth1' }] } as const;
+    await t.test('the pod whose IP the netns holds gets it, whichever is processed first', async (t) => {
+      const rig = await startRig(t);
+      const { pod: ns } = makePod(t);
+      const stale = makePodObject({ name: 'stale', plan: STALE_PLAN as never, key: rig.key, podIPs: ['10.244.9.9'] });
+      const owner = makePodObject({ name: 'owner', plan: MISSION_PLAN, key: rig.key, podIPs: ['10.244.1.5'] });
+      // Both files are there, as after a restart; the stale pod is processed first.
+      writeCacheFile(rig.cacheDir, stale, ns.path);
+      writeCacheFile(rig.cacheDir, owner, ns.path);
+      await rig.index.rescan();
+      rig.apply(stale);
+      rig.apply(owner);
+      await until('the owner\'s plan is in the netns', () => ownedLines(routeLines(ns)).length === WANT.length, 20_000);
+      t.same(ownedLines(routeLines(ns)), WANT, 'exactly the owner\'s plan; nothing of the stale pod\'s');
+      const ev = rig.api.eventsOf(stale.metadata!.uid!, 'NetnsRefused');
+      t.equal(ev.length, 1, 'the stale pod is refused');
+      t.match(ev[0]!.message, /is named by this pod's CNI cache file .* and by that of default\/owner .*; it holds none of this pod's IPs \(10\.244\.9\.9\): not this pod's netns, refusing it/);
+      t.equal(rig.api.eventsOf(owner.metadata!.uid!, 'NetnsRefused').length, 0);
+    });
+
+    await t.test('both pods\' IPs in the netns: ambiguous, refused for both, reported and counted', async (t) => {
+      const rig = await startRig(t);
+      const { pod: ns } = makePod(t);
+      const a = makePodObject({ name: 'twin-a', plan: MISSION_PLAN, key: rig.key, podIPs: ['10.244.1.5'] });
+      const b = makePodObject({ name: 'twin-b', plan: STALE_PLAN as never, key: rig.key, podIPs: ['10.124.2.5'] });
+      writeCacheFile(rig.cacheDir, a, ns.path);
+      writeCacheFile(rig.cacheDir, b, ns.path);
+      await rig.index.rescan();
+      rig.apply(a);
+      rig.apply(b);
+      await until('both refused', () => rig.api.eventsOf(a.metadata!.uid!, 'NetnsRefused').length === 1 && rig.api.eventsOf(b.metadata!.uid!, 'NetnsRefused').length === 1, 20_000);
+      t.match(rig.api.eventsOf(a.metadata!.uid!, 'NetnsRefused')[0]!.message, /it holds the IPs of this pod and of default\/twin-b: ambiguous, refusing it for all of them/);
+      await rig.agent.settled();
+      t.same(ownedLines(routeLines(ns)), [], 'nothing written into the contested netns');
+      t.equal(await rig.metric('ovnkube_route_injector_failures_total', { reason: 'netns-ambiguous' }), 2);
+    });
+
+    await t.test('the owner without an IP yet waits; its IP decides', async (t) => {
+      const rig = await startRig(t);
+      const { pod: ns } = makePod(t);
+      const stale = makePodObject({ name: 'stale2', plan: STALE_PLAN as never, key: rig.key, podIPs: ['10.244.9.9'] });
+      const owner = makePodObject({ name: 'owner2', plan: MISSION_PLAN, key: rig.key });
+      writeCacheFile(rig.cacheDir, stale, ns.path);
+      writeCacheFile(rig.cacheDir, owner, ns.path);
+      await rig.index.rescan();
+      rig.apply(stale);
+      rig.apply(owner);
+      await until('the stale pod is refused', () => rig.api.eventsOf(stale.metadata!.uid!, 'NetnsRefused').length === 1, 20_000);
+      await rig.agent.settled();
+      t.same(ownedLines(routeLines(ns)), [], 'nothing written while the owner has no IP');
+      t.equal(rig.api.eventsOf(owner.metadata!.uid!, 'NetnsRefused').length, 0, 'the owner waits, it is not refused');
+      rig.apply({ ...owner, status: { phase: 'Running', podIP: '10.244.1.5', podIPs: [{ ip: '10.244.1.5' }] } });
+      await until('the owner\'s plan is in the netns once its IP is known', () => ownedLines(routeLines(ns)).length === WANT.length, 20_000);
+      t.same(ownedLines(routeLines(ns)), WANT);
+    });
+  });
+
   t.test('the host netns and paths outside the netns dir are refused', async (t) => {
     const rig = await startRig(t);
     const hostAlias = makeNetns(t, 'hostalias');
