@@ -22,7 +22,7 @@ import netlink from 'netlink';
 import type { NetnsPolicy } from './netns.js';
 import { createRtnlSocket } from './netlink-socket.js';
 import {
-  afOf, linkFromMessage, routeFromMessage, routeKeyToMessage, routeWriteToMessage, RT_TABLE_MAIN,
+  afOf, ipToBytes, linkFromMessage, routeFromMessage, routeKeyToMessage, routeWriteToMessage, RT_TABLE_MAIN,
   type Family, type KernelRoute, type LinkInfo, type RouteKey, type RouteWrite,
 } from './netlink-codec.js';
 
@@ -144,6 +144,31 @@ export class RtnlClient {
       }
     }
     return out;
+  }
+
+  /**
+   * The route of the main FIB that the kernel uses for traffic to `addr` (RTM_GETROUTE with
+   * RTM_F_FIB_MATCH, as `ip route get fibmatch ADDR`): the table entry itself, with its dst,
+   * protocol and metric. null when nothing routes `addr` (ENETUNREACH and the like).
+   */
+  async effectiveRoute(addr: string): Promise<KernelRoute | null> {
+    const a = ipToBytes(addr);
+    const data: netlink.rt.Route = { family: afOf(a.family), dstLen: a.family === 4 ? 32 : 128, flags: { fibMatch: true } };
+    let msgs: netlink.rt.RouteMessage[];
+    try {
+      msgs = await this.run(false, `look up the route to ${addr}`, () => this.sock.getRoute(data, { dst: a.bytes }));
+    } catch (e) {
+      if (isNetlinkError(e, 'ENETUNREACH') || isNetlinkError(e, 'EHOSTUNREACH') || isNetlinkError(e, 'ESRCH')) return null;
+      throw e;
+    }
+    const links = msgs.length ? new Map((await this.listLinks()).map((l) => [l.index, l.name])) : new Map<number, string>();
+    for (const m of msgs) {
+      const r = routeFromMessage(m);
+      if (!r) continue;
+      if (r.oif !== undefined && links.has(r.oif)) r.dev = links.get(r.oif);
+      return r;
+    }
+    return null;
   }
 
   /** Add a route; fails with EEXIST when one with the same dst/metric exists. */

@@ -215,3 +215,31 @@ t.test('a dev that is missing is skipped and reported; the rest is applied', asy
   t.same(res.skipped.map((s) => `${s.dst} ${s.reason}`).sort(),
     ['10.124.0.0/16 dev-missing', '10.86.205.109/32 dev-missing', '172.16.10.0/24 dev-missing']);
 });
+
+// Issue #16, defect 2: what matters is where the kernel sends the traffic. A foreign route
+// that takes precedence over ours leaves ours in the table; it must be reported.
+t.test('a foreign route that overrides ours is reported as a collision, and ours is in effect again once it goes', async (t) => {
+  if (!tierGate(t, 'netns', rootUnavailable())) return;
+  const { pod } = makePod(t, { ipv6: true });
+  const plan: Plan = { v: 1, routes: [...DEMO_PLAN.routes, { dst: 'fd00:99::/64', dev: 'eth1' }] };
+  const first = await applyPlan(pod.path, plan);
+  t.same(first.skipped, [], 'all in effect at first');
+
+  // IPv4: `ip route prepend` puts a foreign route of the same dst and metric before ours.
+  pod.ip('route', 'prepend', '172.16.10.0/24', 'dev', 'eth0');
+  // IPv6: a foreign route with a lower metric than ours (1024).
+  pod.ip('-6', 'route', 'add', 'fd00:99::/64', 'dev', 'eth0', 'metric', '100');
+  // Not a collision: a foreign route that loses (higher metric).
+  pod.ip('route', 'add', '192.168.2.0/24', 'dev', 'eth1', 'metric', '500');
+  const res = await applyPlan(pod.path, plan);
+  t.same(res.skipped.map((s) => `${s.dst} ${s.reason}`).sort(), ['172.16.10.0/24 collision', 'fd00:99::/64 collision']);
+  t.match(res.skipped.find((s) => s.dst === '172.16.10.0/24')?.detail, /^our route is in the table but traffic to 172\.16\.10\.0 takes 172\.16\.10\.0\/24 dev eth0 proto 3 metric 0$/);
+  t.match(res.skipped.find((s) => s.dst === 'fd00:99::/64')?.detail, /takes fd00:99::\/64 dev eth0 proto 3 metric 100$/);
+  t.ok(routeLines(pod).includes(`172.16.10.0/24 dev eth1 proto ${P}`), 'ours is still in the table (not forced over the foreign one)');
+  t.notOk(res.changed, 'nothing rewritten');
+
+  pod.ip('route', 'del', '172.16.10.0/24', 'dev', 'eth0');
+  pod.ip('-6', 'route', 'del', 'fd00:99::/64', 'dev', 'eth0', 'metric', '100');
+  const after = await applyPlan(pod.path, plan);
+  t.same(after.skipped, [], 'in effect again once the foreign routes are gone');
+});
