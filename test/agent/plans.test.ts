@@ -146,4 +146,18 @@ t.test('plans', async (t) => {
     t.equal(await rig.metric('ovnkube_route_injector_netns_kept'), 0, 'no keeper left');
     t.equal(await rig.metric('ovnkube_route_injector_pods_tracked'), 0);
   });
+  // Issue #16, defect 2: a foreign route overriding ours was neither repaired nor reported.
+  t.test('a foreign route that takes precedence over ours: status and ready condition say collision; gone: applied again', async (t) => {
+    const rig = await startRig(t);
+    const { ns, pod } = rig.sandbox({ name: 'overridden', plan: MISSION_PLAN, readinessGate: true });
+    await until('applied', () => statusOf(rig, pod)?.applied === MISSION_PLAN.routes.length && statusOf(rig, pod)?.skipped.length === 0, 20_000);
+    ns.ip('route', 'prepend', '172.16.10.0/24', 'dev', 'eth0');
+    const st = await until('collision reported', () => statusOf(rig, pod)?.skipped.find((s) => s.reason === 'collision'), 20_000);
+    t.match(st, { dst: '172.16.10.0/24', dev: 'eth1', reason: 'collision', detail: /traffic to 172\.16\.10\.0 takes 172\.16\.10\.0\/24 dev eth0/ });
+    t.equal(statusOf(rig, pod)?.applied, MISSION_PLAN.routes.length - 1);
+    await until('ready condition False', () => conditionOf(rig, pod)?.status === 'False', 20_000);
+    ns.ip('route', 'del', '172.16.10.0/24', 'dev', 'eth0');
+    await until('applied again once the foreign route is gone', () => statusOf(rig, pod)?.skipped.length === 0, 20_000);
+    await until('ready condition True', () => conditionOf(rig, pod)?.status === 'True', 20_000);
+  });
 });
