@@ -20,7 +20,7 @@ import {
 import type { Namespace, Pod } from '../core/types.js';
 import type { AgentLogger } from './agent-log.js';
 import { RetryingListWatch } from './agent-listwatch.js';
-import { apiClient, DEFAULT_API_TIMEOUT_MS, type WatchDeadlines, type WatchFn } from './kube-client.js';
+import { apiClient, DEFAULT_API_TIMEOUT_MS, InFlight, type WatchDeadlines, type WatchFn } from './kube-client.js';
 import type { KubeSink } from './report.js';
 
 /** How a source talks to the API server: deadlines, back-off, and hooks (all optional). */
@@ -87,11 +87,12 @@ export class PodSource {
   private readonly lw: RetryingListWatch<V1Pod>;
 
   constructor(kc: KubeConfig, readonly nodeName: string, handler: PodHandler, log: AgentLogger, o: SourceOptions = {}) {
-    const core = apiClient(kc, CoreV1Api, o.apiTimeoutMs ?? DEFAULT_API_TIMEOUT_MS);
+    const inflight = new InFlight();
+    const core = apiClient(kc, CoreV1Api, o.apiTimeoutMs ?? DEFAULT_API_TIMEOUT_MS, inflight);
     const fieldSelector = `spec.nodeName=${nodeName}`;
     this.what = `pods of node ${nodeName}`;
     this.lw = new RetryingListWatch<V1Pod>(kc, {
-      what: `pods of node ${nodeName}`, path: '/api/v1/pods', fieldSelector, log, ...lwOptions(o),
+      what: `pods of node ${nodeName}`, path: '/api/v1/pods', fieldSelector, log, inflight, ...lwOptions(o),
       list: () => core.listPodForAllNamespaces({ fieldSelector }),
       handler: {
         added: (p) => handler.podAdded(p as Pod),
@@ -131,9 +132,10 @@ export class NamespaceSource {
   private readonly lw: RetryingListWatch<V1Namespace>;
 
   constructor(kc: KubeConfig, handler: NamespaceHandler, log: AgentLogger, o: SourceOptions = {}) {
-    const core = apiClient(kc, CoreV1Api, o.apiTimeoutMs ?? DEFAULT_API_TIMEOUT_MS);
+    const inflight = new InFlight();
+    const core = apiClient(kc, CoreV1Api, o.apiTimeoutMs ?? DEFAULT_API_TIMEOUT_MS, inflight);
     this.lw = new RetryingListWatch<V1Namespace>(kc, {
-      what: 'namespaces', path: '/api/v1/namespaces', log, ...lwOptions(o),
+      what: 'namespaces', path: '/api/v1/namespaces', log, inflight, ...lwOptions(o),
       list: () => core.listNamespace({}),
       transform: namespaceLabelsOnly,
       handler: {

@@ -22,7 +22,7 @@
  */
 import { ListWatch, type KubeConfig, type KubernetesObject, type Watch } from '@kubernetes/client-node';
 import type { AgentLogger } from './agent-log.js';
-import { DeadlineWatch, Progress, type WatchDeadlines, type WatchFn } from './kube-client.js';
+import { DeadlineWatch, Progress, type InFlight, type WatchDeadlines, type WatchFn } from './kube-client.js';
 
 /** What a list call returns (client-node's typed lists). */
 export interface ListBody<T> {
@@ -60,6 +60,8 @@ export interface RetryingListWatchOptions<T extends KubernetesObject> {
   onFailure?: (err: unknown) => void;
   /** Clock for progress (tests). */
   now?: () => number;
+  /** The list requests in flight (of the client `list` uses), aborted by stop(). */
+  inflight?: InFlight;
 }
 
 const QUICK_END_MS = 1000;
@@ -138,6 +140,7 @@ export class RetryingListWatch<T extends KubernetesObject> {
       clearTimeout(this.pause.timer);
       this.pause.resolve();
     }
+    this.o.inflight?.abortAll();
     await this.lw.stop();
   }
 

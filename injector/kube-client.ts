@@ -43,6 +43,31 @@ export const DEFAULT_WATCH_IDLE_MS = 300_000;
 
 const seconds = (ms: number): string => `${Math.round(ms / 100) / 10} s`;
 
+/**
+ * The requests in flight of the clients it is given to, so that a stop can abort them at
+ * once (a list waiting on a silent API server would otherwise keep its socket and timer,
+ * and so the process, alive until its deadline).
+ */
+export class InFlight {
+  private readonly live = new Set<AbortController>();
+
+  /** Abort every request in flight now; later requests are not affected. */
+  abortAll(): void {
+    for (const ac of this.live) ac.abort();
+    this.live.clear();
+  }
+
+  /** @internal */
+  track(ac: AbortController): () => void {
+    this.live.add(ac);
+    return () => this.live.delete(ac);
+  }
+
+  get size(): number {
+    return this.live.size;
+  }
+}
+
 /** The path and query of a URL, for messages (no host: it is the kubeconfig's). */
 const pathOf = (url: string): string => {
   try {
@@ -54,7 +79,7 @@ const pathOf = (url: string): string => {
 };
 
 /** client-node's fetch library, with a deadline covering the request and its whole body. */
-function deadlineLibrary(timeoutMs: number) {
+function deadlineLibrary(timeoutMs: number, inflight?: InFlight) {
   const inner = new IsomorphicFetchHttpLibrary();
   return wrapHttpLibrary({
     async send(req: RequestContext): Promise<ResponseContext> {
@@ -64,6 +89,7 @@ function deadlineLibrary(timeoutMs: number) {
       outer?.addEventListener('abort', onOuter, { once: true });
       let timedOut = false;
       const timer = setTimeout(() => { timedOut = true; ac.abort(); }, timeoutMs);
+      const untrack = inflight?.track(ac);
       req.setSignal(ac.signal);
       try {
         const res = await inner.send(req).toPromise();
@@ -77,8 +103,10 @@ function deadlineLibrary(timeoutMs: number) {
         if (timedOut) {
           throw new ApiTimeoutError(`${req.getHttpMethod()} ${pathOf(req.getUrl())}: no complete answer from the API server within ${seconds(timeoutMs)}`);
         }
+        if (ac.signal.aborted && !outer?.aborted) throw new Error(`${req.getHttpMethod()} ${pathOf(req.getUrl())}: aborted (stopping)`);
         throw e;
       } finally {
+        untrack?.();
         clearTimeout(timer);
         outer?.removeEventListener('abort', onOuter);
       }
@@ -86,14 +114,17 @@ function deadlineLibrary(timeoutMs: number) {
   });
 }
 
-/** `kc.makeApiClient(Api)`, with a deadline of `timeoutMs` on every request. */
-export function apiClient<T>(kc: KubeConfig, Api: new (config: Configuration) => T, timeoutMs: number = DEFAULT_API_TIMEOUT_MS): T {
+/**
+ * `kc.makeApiClient(Api)`, with a deadline of `timeoutMs` on every request; with `inflight`,
+ * its requests can be aborted at once (on stop).
+ */
+export function apiClient<T>(kc: KubeConfig, Api: new (config: Configuration) => T, timeoutMs: number = DEFAULT_API_TIMEOUT_MS, inflight?: InFlight): T {
   const cluster = kc.getCurrentCluster();
   if (!cluster) throw new Error('kubeconfig has no current cluster');
   return new Api(createConfiguration({
     baseServer: new ServerConfiguration(cluster.server, {}),
     authMethods: { default: kc },
-    httpApi: deadlineLibrary(timeoutMs),
+    httpApi: deadlineLibrary(timeoutMs, inflight),
   }));
 }
 

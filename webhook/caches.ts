@@ -16,7 +16,7 @@ import {
 } from '@kubernetes/client-node';
 import { API_GROUP, API_VERSION, ROUTE_PLURAL, type KubeObject, type Namespace, type Route, type Service } from '../core/types.js';
 import { Informer, type InformerObserver, type InformerStats, type ListResult, type WatchLike } from './informer.js';
-import { apiClient, DeadlineWatch, DEFAULT_API_TIMEOUT_MS, type WatchDeadlines } from './kube-client.js';
+import { apiClient, DeadlineWatch, DEFAULT_API_TIMEOUT_MS, InFlight, type WatchDeadlines } from './kube-client.js';
 import { ObjectStore, type ChangeHandler, type HandlerErrorReporter, type ReadableStore } from './store.js';
 
 /** The resources the caches hold, by the name used in metrics and `sizes()`. */
@@ -213,10 +213,11 @@ export interface ApiCacheOptions {
  */
 export function cachesFromApi(kc: KubeConfig, opts: ApiCacheOptions = {}): ClusterCaches {
   const timeout = opts.apiTimeoutMs ?? DEFAULT_API_TIMEOUT_MS;
-  const core = apiClient(kc, CoreV1Api, timeout);
-  const apps = apiClient(kc, AppsV1Api, timeout);
-  const batch = apiClient(kc, BatchV1Api, timeout);
-  const custom = apiClient(kc, CustomObjectsApi, timeout);
+  const inflight = new InFlight();
+  const core = apiClient(kc, CoreV1Api, timeout, inflight);
+  const apps = apiClient(kc, AppsV1Api, timeout, inflight);
+  const batch = apiClient(kc, BatchV1Api, timeout, inflight);
+  const custom = apiClient(kc, CustomObjectsApi, timeout, inflight);
   const watch = opts.watch ?? new DeadlineWatch(kc, opts.watchDeadlines);
   const stores = newStores(opts.report);
   const lists: Record<CachedResource, { path: string; list: () => Promise<ListResult>; transform: (o: KubeObject) => KubeObject }> = {
@@ -239,7 +240,7 @@ export function cachesFromApi(kc: KubeConfig, opts: ApiCacheOptions = {}): Clust
     },
   };
   const informers = Object.fromEntries(CACHED_RESOURCES.map((r) => [r, new Informer<KubeObject>({
-    store: stores[r], watch, ...lists[r],
+    store: stores[r], watch, inflight, ...lists[r],
     ...(opts.observer ? { observer: opts.observer } : {}),
     ...(opts.backoff ? { backoff: opts.backoff } : {}),
     ...(opts.watchTimeoutSeconds ? { watchTimeoutSeconds: opts.watchTimeoutSeconds } : {}),

@@ -6,7 +6,7 @@
  * the caller passes the environment in.
  */
 import { isIP } from 'node:net';
-import { flagHelp, readFlags, type FlagSpec } from '../core/flags.js';
+import { flagHelp, parseDuration, readFlags, type FlagSpec } from '../core/flags.js';
 import type { InjectMode } from '../core/resolve.js';
 import { CONTROLLER_FLAGS, parseControllerConfig, type ControllerConfig } from './controller-config.js';
 import { WebhookError } from './errors.js';
@@ -24,6 +24,10 @@ export interface WebhookConfig {
   /** Usernames whose pod UPDATEs may write a verified plan as-is (the controller's service account). */
   trustedUsers: string[];
   logLevel: LogLevel;
+  /** Deadline of every API request; also bounds the wait for a watch's response headers (at most 30 s). */
+  apiTimeoutMs: number;
+  /** Longest silence (no event, no bookmark) of a watch before it is restarted. */
+  watchIdleMs: number;
   /** The controller's settings (webhook/controller-config.ts). */
   controller: ControllerConfig;
 }
@@ -52,6 +56,14 @@ export const FLAGS: Record<string, Flag> = {
     help: 'username whose pod updates may set a verified plan as-is (the controller\'s service account); repeatable',
   },
   'log-level': { key: 'logLevel', env: 'OVNKUBE_ROUTE_LOG_LEVEL', value: LOG_LEVELS.join('|'), default: 'info', help: 'log level (JSON logs on stderr)' },
+  'api-timeout': {
+    key: 'apiTimeoutMs', env: 'OVNKUBE_ROUTE_API_TIMEOUT', value: 'DURATION', default: '60s',
+    help: 'deadline of every API request (lists, patches, Events, Lease calls: at most the renew deadline) and of a watch\'s answer (at most 30s); 1s-10m',
+  },
+  'watch-idle-timeout': {
+    key: 'watchIdleMs', env: 'OVNKUBE_ROUTE_WATCH_IDLE_TIMEOUT', value: 'DURATION', default: '5m',
+    help: 'a watch with no event and no bookmark (sent about every minute) for this long is restarted; 1s-1h',
+  },
   ...CONTROLLER_FLAGS,
 };
 
@@ -94,6 +106,14 @@ export function parseWebhookConfig(argv: string[], env: Record<string, string | 
   if (mode !== 'default' && mode !== 'opt-in') fail(`${raw('mode').from}: expected "default" or "opt-in", got "${mode}"`);
   const logLevel = one('log-level', true)!;
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) fail(`${raw('log-level').from}: expected one of ${LOG_LEVELS.join(', ')}, got "${logLevel}"`);
+  const durationIn = (flag: string, minMs: number, maxMs: number, range: string): number => {
+    const text = one(flag, true)!;
+    const ms = parseDuration(text);
+    if (!(ms >= minMs && ms <= maxMs)) fail(`${raw(flag).from}: expected a duration between ${range} (e.g. 30s, 2m), got "${text}"`);
+    return ms;
+  };
+  const apiTimeoutMs = durationIn('api-timeout', 1000, 600_000, '1s and 10m');
+  const watchIdleMs = durationIn('watch-idle-timeout', 1000, 3_600_000, '1s and 1h');
   const planKeys = many('plan-key');
   if (planKeys.length === 0) fail(`--plan-key (or $${FLAGS['plan-key']!.env}) is required: the key that signs plans`);
   return {
@@ -106,6 +126,8 @@ export function parseWebhookConfig(argv: string[], env: Record<string, string | 
     kubeconfig: one('kubeconfig'),
     trustedUsers: many('trusted-user'),
     logLevel: logLevel as LogLevel,
+    apiTimeoutMs,
+    watchIdleMs,
     controller: parseControllerConfig((name) => {
       const { value, from } = raw(name);
       return { value: typeof value === 'string' ? value : undefined, from };

@@ -21,7 +21,7 @@
  */
 import { ListWatch, type KubernetesObject, type Watch } from '@kubernetes/client-node';
 import type { KubeObject } from '../core/types.js';
-import { Progress, type WatchFn } from './kube-client.js';
+import { Progress, type InFlight, type WatchFn } from './kube-client.js';
 import type { ObjectStore } from './store.js';
 
 /** The one method of client-node's Watch that ListWatch calls (DeadlineWatch in production). */
@@ -59,6 +59,8 @@ export interface InformerOptions<T extends KubeObject> {
   random?: () => number;
   /** Clock for progress (tests). */
   now?: () => number;
+  /** The list requests in flight (of the client `list` uses), aborted by stop(). */
+  inflight?: InFlight;
 }
 
 /** Counters of one informer, for metrics and the controller's diagnostics. */
@@ -124,6 +126,7 @@ export class Informer<T extends KubeObject> {
       clearTimeout(this.pause.timer);
       this.pause.resolve();
     }
+    this.opts.inflight?.abortAll();
     await this.lw.stop();
   }
 

@@ -112,7 +112,9 @@ export async function runWebhook(config: WebhookConfig, opts: RunOptions): Promi
       log?.warn({ resource, err: (err as Error)?.message ?? String(err), retryInMs }, 'cache list/watch failed; retrying');
     },
   };
-  const d = opts.deadlines ?? DEFAULT_DEADLINES;
+  const d = opts.deadlines ?? {
+    ...DEFAULT_DEADLINES, apiTimeoutMs: config.apiTimeoutMs, connectMs: Math.min(DEFAULT_WATCH_CONNECT_MS, config.apiTimeoutMs), idleMs: config.watchIdleMs,
+  };
   const watchDeadlines = { connectMs: d.connectMs, idleMs: d.idleMs };
   const caches = cachesFromApi(kc, {
     observer,

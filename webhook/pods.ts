@@ -12,7 +12,7 @@
 import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
 import { PLAN_ANNOTATION, STATUS_ANNOTATION, type Pod } from '../core/types.js';
 import { Informer, type InformerObserver, type ListResult, type WatchLike } from './informer.js';
-import { apiClient, DeadlineWatch, DEFAULT_API_TIMEOUT_MS, type WatchDeadlines } from './kube-client.js';
+import { apiClient, DeadlineWatch, DEFAULT_API_TIMEOUT_MS, InFlight, type WatchDeadlines } from './kube-client.js';
 import { ObjectStore, type HandlerErrorReporter } from './store.js';
 
 /** A pod as the controller caches it (see the module comment for what is kept). */
@@ -91,11 +91,13 @@ export interface PodInformerOptions {
  * Needs get/list/watch on pods cluster-wide. Call `informer.start()`, then await `store.synced`.
  */
 export function podsFromApi(kc: KubeConfig, opts: PodInformerOptions = {}): { store: ObjectStore<CachedPod>; informer: Informer<CachedPod> } {
-  const core = apiClient(kc, CoreV1Api, opts.apiTimeoutMs ?? DEFAULT_API_TIMEOUT_MS);
+  const inflight = new InFlight();
+  const core = apiClient(kc, CoreV1Api, opts.apiTimeoutMs ?? DEFAULT_API_TIMEOUT_MS, inflight);
   const store = new ObjectStore<CachedPod>('pods', opts.report);
   const informer = new Informer<CachedPod>({
     store,
     path: '/api/v1/pods',
+    inflight,
     list: () => core.listPodForAllNamespaces() as Promise<ListResult>,
     watch: opts.watch ?? new DeadlineWatch(kc, opts.watchDeadlines),
     transform: slimPod as (p: CachedPod) => CachedPod,

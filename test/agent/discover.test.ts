@@ -165,6 +165,28 @@ t.test('finding netns', async (t) => {
       t.equal(await rig.metric('ovnkube_route_injector_failures_total', { reason: 'netns-ambiguous' }), 2);
     });
 
+    await t.test('stale rival files are ignored without IP evidence: newer sandbox of its pod, or no such pod', async (t) => {
+      const rig = await startRig(t);
+      const { pod: ns } = makePod(t);
+      const { pod: ns2 } = makePod(t);
+      const moved = makePodObject({ name: 'moved', plan: STALE_PLAN as never, key: rig.key });
+      const gone = makePodObject({ name: 'gone' });
+      const owner = makePodObject({ name: 'owner3', plan: MISSION_PLAN, key: rig.key }); // no IP reported
+      const old = writeCacheFile(rig.cacheDir, moved, ns.path, { network: 'old-net' });
+      utimesSync(old, new Date(Date.now() - 60_000), new Date(Date.now() - 60_000));
+      writeCacheFile(rig.cacheDir, moved, ns2.path); // its newest sandbox is another netns
+      writeCacheFile(rig.cacheDir, gone, ns.path); // a pod that is not on the node
+      writeCacheFile(rig.cacheDir, owner, ns.path);
+      await rig.index.rescan();
+      rig.apply(moved);
+      rig.apply(owner);
+      rig.agent.podsSynced(); // the pod list is in: "gone" is not on the node
+      await until('the owner\'s plan is in its netns', () => ownedLines(routeLines(ns)).length === WANT.length, 20_000);
+      t.same(ownedLines(routeLines(ns)), WANT);
+      await until('the moved pod\'s plan is in its newest netns', () => ownedLines(routeLines(ns2)).length === 1, 20_000);
+      t.equal(rig.api.eventsOf(owner.metadata!.uid!, 'NetnsRefused').length, 0);
+    });
+
     await t.test('the owner without an IP yet waits; its IP decides', async (t) => {
       const rig = await startRig(t);
       const { pod: ns } = makePod(t);

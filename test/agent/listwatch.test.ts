@@ -134,3 +134,47 @@ t.test('stop() cuts a pending back-off short: no timer is left behind', async (t
   t.equal(timers(), before, 'no timer left after stop()');
   t.equal(pods.stalled(), undefined, 'a stopped source reports no progress');
 });
+
+// Issue #16, defect 7: measured before this: SIGTERM while both lists waited on a silent API
+// server left the process alive until the shutdown grace (8 s) cut it off.
+t.test('SIGTERM while lists wait on a silent API server: the agent exits by itself, with no overrun', async (t) => {
+  const front = new SwitchableFront();
+  const apiPort = await front.listen();
+  const dir = mkdtempSync(join(tmpdir(), 'agent-stop-'));
+  t.teardown(async () => { await front.close(); rmSync(dir, { recursive: true, force: true }); });
+  const kubeconfig = join(dir, 'kubeconfig');
+  writeFileSync(kubeconfig, stringify({
+    apiVersion: 'v1', kind: 'Config', 'current-context': 'loop',
+    clusters: [{ name: 'loop', cluster: { server: `http://127.0.0.1:${apiPort}`, 'insecure-skip-tls-verify': true } }],
+    users: [{ name: 'u', user: { token: 'test-token' } }],
+    contexts: [{ name: 'loop', context: { cluster: 'loop', user: 'u' } }],
+  }));
+  const keyFile = join(dir, 'plan.key');
+  writeFileSync(keyFile, testKey().secret.toString('base64') + '\n', { mode: 0o600 });
+  const agent = spawn(process.execPath, [cliPath, 'agent', '--node-name', 'n1', '--plan-key', keyFile, '--cni-cache-dir', join(dir, 'cni'),
+    '--netns-dir', join(dir, 'netns'), '--state-dir', join(dir, 'state'), '--kubeconfig', kubeconfig, '--metrics-addr', 'off'],
+  { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, NODE_NAME: '' } });
+  let log = '';
+  agent.stderr!.on('data', (d: Buffer) => { log += d.toString(); });
+  const exited = new Promise<number | null>((r) => agent.once('close', (code) => r(code)));
+  t.teardown(() => { if (agent.exitCode === null) agent.kill('SIGKILL'); });
+  await until('both lists are waiting on the silent endpoint', () => front.accepted >= 2, 30_000);
+  agent.kill('SIGTERM');
+  t.equal(await exited, 0);
+  t.match(log, /"msg":"stopping; routes stay in place"/);
+  t.notMatch(log, /shutdown did not finish/, 'nothing kept the process alive: the in-flight lists were aborted');
+  await until('the client closed its silent connections', () => front.silentClosed >= 2, 10_000);
+});
+
+t.test('stop() aborts a list in flight at once', async (t) => {
+  const front = new SwitchableFront();
+  const port = await front.listen();
+  t.teardown(() => front.close());
+  const log = memoryLog();
+  const pods = new PodSource(loopbackKubeConfig(port), 'n1', { podAdded() {}, podUpdated() {}, podDeleted() {}, podsSynced() {} }, log, { apiTimeoutMs: 600_000 });
+  pods.start();
+  await until('the list is waiting', () => front.accepted === 1, 10_000);
+  await pods.stop();
+  await until('its connection was closed', () => front.silentClosed === 1, 10_000);
+  t.same(log.lines.filter((l) => l.level === 'warn'), [], 'a stop is not logged as a failure');
+});

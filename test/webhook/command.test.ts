@@ -139,3 +139,56 @@ t.test('the command serves over HTTPS, fails open before its caches sync, and ex
   t.ok(logs.some((l) => l.msg?.includes('cache list/watch failed') && l.resource), 'logged the informer failures');
   t.equal(stdout, '', 'logs go to stderr only');
 });
+
+// Issue #16, defect 1: an API endpoint that accepts connections and never answers.
+t.test('against a silent API endpoint: retries logged with the deadline, alive, unready; SIGTERM exits with no overrun', async (t) => {
+  const { SwitchableFront } = await import('../util/fake-api.js');
+  const front = new SwitchableFront();
+  const apiPort = await front.listen();
+  t.teardown(() => front.close());
+  const kubeconfig = join(dir, 'silent.kubeconfig');
+  writeFileSync(kubeconfig, JSON.stringify({
+    apiVersion: 'v1', kind: 'Config', 'current-context': 'c',
+    clusters: [{ name: 'silent', cluster: { server: `http://127.0.0.1:${apiPort}`, 'insecure-skip-tls-verify': true } }],
+    users: [{ name: 'u', user: { token: 'x' } }],
+    contexts: [{ name: 'c', context: { cluster: 'silent', user: 'u' } }],
+  }));
+  const child = spawn(process.execPath, [cliPath, 'webhook', ...files, '--listen-address', '127.0.0.1', '--port', '0', '--kubeconfig', kubeconfig,
+    '--api-timeout', '1s', '--watch-idle-timeout', '2s'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL'); });
+  const logs: { msg?: string; port?: number; resource?: string; err?: string }[] = [];
+  let stderr = '';
+  const lines = createInterface(child.stderr);
+  let port = 0;
+  lines.on('line', (l) => {
+    stderr += l + '\n';
+    const o = JSON.parse(l) as { msg?: string; port?: number };
+    logs.push(o);
+    if (o.msg === 'webhook listening') port = o.port!;
+  });
+  const ca = readFileSync(join(dir, 'ca.crt'));
+  const get = (path: string) => new Promise<{ status: number; body: string }>((resolve, reject) => {
+    const req = https.request({ host: '127.0.0.1', port, path, ca, agent: false }, (res) => {
+      let b = '';
+      res.on('data', (d: Buffer) => { b += d.toString(); });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: b }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+  const { until } = await import('../agent/rig.js');
+  await until('listening', () => port > 0, 30_000);
+  const retried = (resource: string): number => logs.filter((l) => l.msg === 'cache list/watch failed; retrying' && l.resource === resource
+    && /no complete answer from the API server within 1 s$/.test(l.err ?? '')).length;
+  await until('every cache retried twice, each logged with the request and its deadline', () =>
+    ['routes', 'namespaces', 'services', 'replicasets', 'jobs', 'pods'].every((r) => retried(r) >= 2), 60_000);
+  t.match(logs.find((l) => l.resource === 'routes' && l.err)?.err, /^GET \/apis\/k8s\.ovn\.org\/v1\/routes: no complete answer/);
+  t.ok(logs.some((l) => l.msg === 'leader election: Lease read/write failed; retrying' && /leases\/ovnkube-route-controller: no complete answer/.test(l.err ?? '')),
+    'the Lease calls time out too');
+  t.equal((await get('/healthz')).status, 200, '/healthz: alive (the loops retry)');
+  t.equal((await get('/readyz')).status, 503, '/readyz: not ready');
+  child.kill('SIGTERM');
+  const [code] = await once(child, 'exit') as [number | null];
+  t.equal(code, 0, 'exit 0 on SIGTERM');
+  t.notMatch(stderr, /shutdown did not finish/, 'no request left keeping the process alive');
+});

@@ -139,3 +139,29 @@ t.test('/healthz turns 503 when a list+watch loop stalls (no progress past the b
   t.equal(res.statusCode, 503);
   t.match(res.body, /^not alive: list\/watch loop stalled: routes \(no progress for 60 s; last: watch started\)/);
 });
+
+t.test('leader election against a silent endpoint: Lease calls time out, are reported and retried; stop is prompt', async (t) => {
+  const { CoordinationV1Api } = await import('@kubernetes/client-node');
+  const { LeaderElector } = await import('../../webhook/leader.js');
+  const front = new SwitchableFront();
+  const port = await front.listen();
+  t.teardown(() => front.close());
+  const errors: string[] = [];
+  let led = false;
+  const elector = new LeaderElector({
+    api: apiClient(loopbackKubeConfig(port), CoordinationV1Api, 300),
+    namespace: 'ns', name: 'lease', identity: 'me',
+    leaseDurationMs: 3000, renewDeadlineMs: 2000, retryPeriodMs: 100,
+    onStartedLeading: () => { led = true; },
+    onStoppedLeading: () => {},
+    onError: (e) => errors.push((e as Error).message),
+  });
+  const ac = new AbortController();
+  const running = elector.run(ac.signal);
+  await until('two Lease reads timed out and were reported', () => errors.length >= 2, 20_000);
+  t.match(errors[0], /^GET \/apis\/coordination\.k8s\.io\/v1\/namespaces\/ns\/leases\/lease: no complete answer from the API server within 0\.3 s$/);
+  t.notOk(led, 'never leads without the API');
+  ac.abort();
+  await running;
+  t.pass('run() ended after the abort');
+});
