@@ -20,7 +20,7 @@ import {
 import type { Namespace, Pod } from '../core/types.js';
 import type { AgentLogger } from './agent-log.js';
 import { RetryingListWatch } from './agent-listwatch.js';
-import { apiClient, DEFAULT_API_TIMEOUT_MS, InFlight, type WatchDeadlines, type WatchFn } from './kube-client.js';
+import { apiClient, DEFAULT_API_TIMEOUT_MS, InFlight, type WatchDeadlines, type WatchFn } from '../platform/kube-client.js';
 import type { KubeSink } from './report.js';
 
 /** How a source talks to the API server: deadlines, back-off, and hooks (all optional). */

@@ -22,7 +22,7 @@
  */
 import { ListWatch, type KubeConfig, type KubernetesObject, type Watch } from '@kubernetes/client-node';
 import type { AgentLogger } from './agent-log.js';
-import { DeadlineWatch, Progress, type InFlight, type WatchDeadlines, type WatchFn } from './kube-client.js';
+import { DeadlineWatch, Progress, type InFlight, type WatchDeadlines, type WatchFn } from '../platform/kube-client.js';
 
 /** What a list call returns (client-node's typed lists). */
 export interface ListBody<T> {

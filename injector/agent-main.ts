@@ -28,11 +28,11 @@ import { CniServer } from './cni-server.js';
 import { installCni, uninstallCni } from './cni-install.js';
 import { CniCacheIndex } from './discovery.js';
 import { DirWatcher } from './discovery-watch.js';
-import { DEFAULT_WATCH_CONNECT_MS, progressBoundMs } from './kube-client.js';
+import { DEFAULT_WATCH_CONNECT_MS, progressBoundMs } from '../platform/kube-client.js';
 import { createAgentMetrics, serveMetrics } from './metrics.js';
 import { Reporter } from './report.js';
 import { AgentState } from './state.js';
-import { shareConnections } from '../core/kube-connections.js';
+import { shareConnections } from '../platform/kube-connections.js';
 
 export interface RunAgentOptions {
   signal: AbortSignal;

@@ -16,7 +16,7 @@ import {
 } from '@kubernetes/client-node';
 import { API_GROUP, API_VERSION, ROUTE_PLURAL, type KubeObject, type Namespace, type Route, type Service } from '../core/types.js';
 import { Informer, type InformerObserver, type InformerStats, type ListResult, type WatchLike } from './informer.js';
-import { apiClient, DeadlineWatch, DEFAULT_API_TIMEOUT_MS, InFlight, type WatchDeadlines } from './kube-client.js';
+import { apiClient, DeadlineWatch, DEFAULT_API_TIMEOUT_MS, InFlight, type WatchDeadlines } from '../platform/kube-client.js';
 import { ObjectStore, type ChangeHandler, type HandlerErrorReporter, type ReadableStore } from './store.js';
 
 /** The resources the caches hold, by the name used in metrics and `sizes()`. */

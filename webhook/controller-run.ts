@@ -14,8 +14,8 @@ import { Controller, controllerApi, type Logger } from './controller.js';
 import type { ControllerConfig } from './controller-config.js';
 import { createControllerMetrics } from './controller-metrics.js';
 import type { InformerObserver } from './informer.js';
-import type { WatchDeadlines } from './kube-client.js';
-import { apiClient } from './kube-client.js';
+import type { WatchDeadlines } from '../platform/kube-client.js';
+import { apiClient } from '../platform/kube-client.js';
 import { LeaderElector } from './leader.js';
 import { podsFromApi } from './pods.js';
 

@@ -27,7 +27,7 @@ import {
   isPlanEcho, namespaceChanged, ownerChanged, podChanged, podsOwnedBy, podsSelectedBy, routesReferencing, routeVersionsOf, serviceChanged,
 } from './controller-map.js';
 import type { ControllerMetrics } from './controller-metrics.js';
-import { apiClient, DEFAULT_API_TIMEOUT_MS } from './kube-client.js';
+import { apiClient, DEFAULT_API_TIMEOUT_MS } from '../platform/kube-client.js';
 import { classifyApiError, planPatch } from './controller-patch.js';
 import { TokenBucket, WorkQueue, type WorkResult } from './controller-queue.js';
 import { EventRecorder, type CreateEvent } from './events.js';

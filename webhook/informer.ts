@@ -21,7 +21,7 @@
  */
 import { ListWatch, type KubernetesObject, type Watch } from '@kubernetes/client-node';
 import type { KubeObject } from '../core/types.js';
-import { Progress, type InFlight, type WatchFn } from './kube-client.js';
+import { Progress, type InFlight, type WatchFn } from '../platform/kube-client.js';
 import type { ObjectStore } from './store.js';
 
 /** The one method of client-node's Watch that ListWatch calls (DeadlineWatch in production). */

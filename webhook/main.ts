@@ -14,10 +14,10 @@ import type { WebhookConfig } from './config.js';
 import { startController, type RunningController } from './controller-run.js';
 import { WebhookError } from './errors.js';
 import type { InformerObserver } from './informer.js';
-import { DEFAULT_API_TIMEOUT_MS, DEFAULT_WATCH_CONNECT_MS, DEFAULT_WATCH_IDLE_MS, progressBoundMs } from './kube-client.js';
+import { DEFAULT_API_TIMEOUT_MS, DEFAULT_WATCH_CONNECT_MS, DEFAULT_WATCH_IDLE_MS, progressBoundMs } from '../platform/kube-client.js';
 import { createWebhookMetrics, type WebhookMetrics } from './metrics.js';
 import { loadServingCert, watchServingCert } from './tls.js';
-import { shareConnections } from '../core/kube-connections.js';
+import { shareConnections } from '../platform/kube-connections.js';
 
 /** Read the plan key files, in order (the first signs). Errors name the file. */
 export async function loadPlanKeys(files: readonly string[]): Promise<PlanKey[]> {

@@ -12,7 +12,7 @@
 import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
 import { PLAN_ANNOTATION, STATUS_ANNOTATION, type Pod } from '../core/types.js';
 import { Informer, type InformerObserver, type ListResult, type WatchLike } from './informer.js';
-import { apiClient, DeadlineWatch, DEFAULT_API_TIMEOUT_MS, InFlight, type WatchDeadlines } from './kube-client.js';
+import { apiClient, DeadlineWatch, DEFAULT_API_TIMEOUT_MS, InFlight, type WatchDeadlines } from '../platform/kube-client.js';
 import { ObjectStore, type HandlerErrorReporter } from './store.js';
 
 /** A pod as the controller caches it (see the module comment for what is kept). */

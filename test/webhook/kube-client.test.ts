@@ -9,7 +9,7 @@ import t from 'tap';
 import { buildApp } from '../../webhook/app.js';
 import { cachesFromApi, ClusterCaches, CACHED_RESOURCES } from '../../webhook/caches.js';
 import { Informer } from '../../webhook/informer.js';
-import { apiClient, ApiTimeoutError, DeadlineWatch } from '../../webhook/kube-client.js';
+import { apiClient, ApiTimeoutError, DeadlineWatch } from '../../platform/kube-client.js';
 import { liveness } from '../../webhook/main.js';
 import { ObjectStore } from '../../webhook/store.js';
 import { Registry } from 'prom-client';
@@ -18,12 +18,6 @@ import { FakeApi, loopbackKubeConfig, SwitchableFront } from '../util/fake-api.j
 import { repoRoot } from '../util/fixtures.js';
 import { until } from '../agent/rig.js';
 import { testKey } from './helpers.js';
-
-t.test('the injector and the webhook share one kube-client.ts (the injector may not import webhook/)', async (t) => {
-  const a = readFileSync(join(repoRoot, 'webhook', 'kube-client.ts'), 'utf8');
-  const b = readFileSync(join(repoRoot, 'injector', 'kube-client.ts'), 'utf8');
-  t.equal(b, a, 'injector/kube-client.ts is a copy of webhook/kube-client.ts');
-});
 
 t.test('an API call to a silent endpoint fails with a deadline error naming the request', async (t) => {
   const front = new SwitchableFront();

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import t from 'tap';
-import { shareConnections } from '../../core/kube-connections.js';
+import { shareConnections } from '../../platform/kube-connections.js';
 import { genCerts } from './helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'ovnkube-route-kubeconn-'));

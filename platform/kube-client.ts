@@ -16,8 +16,7 @@
  *   byte (event or bookmark) arrived for `idleMs`. Its caller (the informer) treats that
  *   as any failed watch: a log line, back-off, restart.
  *
- * This file and injector/kube-client.ts are the same code (the injector may not import
- * webhook/); test/webhook/kube-client.test.ts checks that they stay identical.
+ * In platform/, the layer both processes build on (test/core/layering.test.ts).
  */
 import * as http from 'node:http';
 import * as https from 'node:https';

@@ -8,9 +8,8 @@
  * options (server, proxy, TLS material): the TLS material is read from the kubeconfig on every
  * request, so rotated client certificates still get an agent of their own.
  *
- * In core/ because both the webhook process and the node agent use it; it does no I/O itself
- * (it wraps the KubeConfig's own agent factory) and is typed structurally, so core still imports
- * no client and no network module.
+ * In platform/ because both the webhook process and the node agent use it. It does no I/O
+ * itself (it wraps the KubeConfig's own agent factory) and is typed structurally.
  */
 
 /** A client-node KubeConfig, as far as this module is concerned. */
