@@ -53,8 +53,12 @@ export interface PodRec {
   waiting?: boolean;
   /** Why the pod has no plan of its own in force (the last decision's reason), for logs and view(). */
   reason?: string;
-  /** Skips of the last apply not announced yet because the pod's interfaces were still being set up. */
+  /** Skips of the last apply not announced yet: the pod's interfaces were still being set up, or they are new. */
   skipsHeld?: boolean;
+  /** When the current skips were first seen outside the pod's setup (they are announced once they last). */
+  skipsSince?: number | undefined;
+  /** The re-check that announces skips that lasted. */
+  skipsTimer?: NodeJS.Timeout | undefined;
 }
 
 export interface PodSyncDeps {
@@ -74,6 +78,8 @@ export interface PodSyncDeps {
   onKeptChange: () => void;
   /** True once the agent stopped: no keeper may be started any more. */
   stopped: () => boolean;
+  /** How long a skip must last before it is announced (Event, metric); default 3 s. */
+  skipConfirmMs?: number;
   /** How the routes of a newly found sandbox arrive (CNI-time injection), for its status. */
   startOf?: (uid: string, loc: Extract<Located, { ok: true }>) => StartReport | undefined;
 }
@@ -238,6 +244,9 @@ export class PodSync {
 
   /** Close the keeper (routes stay as they are). */
   closeKeeper(rec: PodRec): void {
+    if (rec.skipsTimer) clearTimeout(rec.skipsTimer);
+    rec.skipsTimer = undefined;
+    rec.skipsSince = undefined;
     if (!rec.keeper) return;
     rec.keeper.close();
     rec.keeper = undefined;
@@ -346,10 +355,25 @@ export class PodSync {
         const skipped = r.result.skipped;
         // While the pod's interfaces are being created, a missing or down device is the normal
         // course of a start: it is applied when the device appears (a link event), and only what
-        // is still skipped once the kubelet says the sandbox is ready is announced.
-        rec.skipsHeld = skipped.length > 0 && podSettling(pod) && skipped.every((x) => SETTLING_SKIPS.has(x.reason));
+        // is still skipped once the kubelet says the sandbox is ready is announced. Otherwise a
+        // skip is announced once it has lasted skipConfirmMs: a sandbox being torn down or
+        // recreated takes its devices away for a moment, and that is not worth an Event.
+        const settlingOnly = skipped.length > 0 && podSettling(pod) && skipped.every((x) => SETTLING_SKIPS.has(x.reason));
+        const confirmMs = this.d.skipConfirmMs ?? 3000;
+        if (!skipped.length) rec.skipsSince = undefined;
+        else if (!settlingOnly) rec.skipsSince ??= this.now();
+        const lasted = rec.skipsSince === undefined ? 0 : this.now() - rec.skipsSince;
+        rec.skipsHeld = settlingOnly || (skipped.length > 0 && lasted < confirmMs);
+        if (skipped.length && !settlingOnly && lasted < confirmMs && !rec.skipsTimer) {
+          // Look again when the skips would have lasted long enough (the report comes from that apply).
+          rec.skipsTimer = setTimeout(() => {
+            rec.skipsTimer = undefined;
+            if (rec.keeper === keeper) void keeper.resync();
+          }, confirmMs - lasted + 10);
+          rec.skipsTimer.unref();
+        }
         if (skipped.length && !rec.skipsHeld) this.announceSkips(pod, skipped);
-        else if (rec.netns && !rec.netns.latencyDone && !isEmptyPlan(r.plan)) {
+        else if (!skipped.length && rec.netns && !rec.netns.latencyDone && !isEmptyPlan(r.plan)) {
           rec.netns.latencyDone = true;
           metrics.observeInjectionLatency(Math.max(0, this.now() - rec.netns.seenAt) / 1000);
         }
