@@ -78,7 +78,8 @@ t.test('finding netns', async (t) => {
     writeCacheFile(rig.cacheDir, obj, ns.path, { atomic: true });
     writeCacheFile(rig.cacheDir, obj, ns.path, { network: 'k8s-pod-network', ifName: 'eth0' });
     await until('the index knows the sandbox', () => rig.index.lookup('default', 'before', obj.metadata!.uid)?.sandbox === ns.path);
-    await sleep(100);
+    await rig.agent.settled(); // whatever the index's change queued has run
+    t.equal(rig.agent.view(obj.metadata!.uid!), undefined, 'no pod, so nothing tracked');
     t.same(ownedLines(routeLines(ns)), [], 'a cache file alone writes nothing');
     rig.apply(obj);
     await until('plan routes in the netns', () => ownedLines(routeLines(ns)).length === WANT.length);

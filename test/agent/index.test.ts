@@ -38,9 +38,13 @@ t.test('files appear, change and go', async (t) => {
   unlinkSync(file);
   await until('back to the remaining file', () => index.lookup('default', 'p')?.sandbox === '/var/run/netns/early');
   const seenAt = index.lookup('default', 'p')!.seenAt;
+  // The clock must have moved on, or a reset seenAt would look the same.
+  await until('the clock is past seenAt', () => Date.now() > seenAt + 5);
   writeCacheFile(dir, pod, '/var/run/netns/early'); // rewritten, same sandbox
+  // Events are read in order: once a file written after the rewrite is indexed, the rewrite was read.
+  writeCacheFile(dir, makePodObject({ name: 'marker' }), '/var/run/netns/marker');
+  await until('a later file was read', () => index.lookup('default', 'marker') !== null);
   await index.settled();
-  await new Promise((r) => setTimeout(r, 60));
   t.equal(index.lookup('default', 'p')!.seenAt, seenAt, 'a rewrite of the same sandbox keeps when it was first seen');
 });
 

@@ -7,7 +7,7 @@ import { encodePlan, planHash } from '../../core/plan-codec.js';
 import { INJECT_LABEL, PLAN_ANNOTATION, READY_CONDITION, STATUS_ANNOTATION, type Plan, type Pod } from '../../core/types.js';
 import { addEth1, routeLines } from '../util/netns.js';
 import { rootUnavailable, tierGate } from '../util/tier.js';
-import { MISSION_PLAN, ownedLines, sleep, startRig, stateFiles, testKey, until, type Rig } from './rig.js';
+import { MISSION_PLAN, ownedLines, startRig, stateFiles, testKey, until, type Rig } from './rig.js';
 
 const statusOf = (rig: Rig, pod: Pod) => decodeInjectorStatus(rig.api.pods.get(pod.metadata!.uid!)?.metadata?.annotations?.[STATUS_ANNOTATION]);
 const conditionOf = (rig: Rig, pod: Pod) => ((rig.api.pods.get(pod.metadata!.uid!)?.status as { conditions?: { type: string; status: string; reason: string }[] })?.conditions ?? [])
@@ -96,8 +96,7 @@ t.test('plans', async (t) => {
     await until('opted out: routes removed although the plan annotation is there', () => ownedLines(routeLines(ns)).length === 0);
     t.equal(rig.agent.view(pod.metadata!.uid!)?.reason, 'opted-out', 'the reason is recorded');
     const { ns: hostLike, pod: hn } = rig.sandbox({ name: 'hostnet', plan: MISSION_PLAN, hostNetwork: true });
-    await sleep(100);
-    await rig.agent.settled();
+    await rig.agent.settled(); // the pod was synced (its view below says it was looked at)
     t.same(ownedLines(routeLines(hostLike)), [], 'hostNetwork pod: nothing written');
     t.same(rig.agent.view(hn.metadata!.uid!), { uid: hn.metadata!.uid, kept: false, reason: 'host-network' }, 'hostNetwork pod: its netns is not even looked up');
   });
@@ -117,8 +116,8 @@ t.test('plans', async (t) => {
     t.equal(await rig.metric('ovnkube_route_injector_injection_latency_seconds'), 1, 'latency observed once in place');
     const writes = rig.api.writes.length;
     rig.apply(structuredClone(rig.api.pods.get(pod.metadata!.uid!)!)); // an unrelated update
-    await rig.agent.settled();
-    await sleep(50);
+    await rig.agent.settled(); // the update was synced...
+    await rig.reporter.idle(); // ...and every report it caused was written
     t.equal(rig.api.writes.length, writes, 'nothing rewritten when nothing changed');
   });
 

@@ -113,6 +113,8 @@ export interface RigOptions {
 export interface Rig {
   agent: Agent;
   api: MemoryApi;
+  /** The agent's reporter (its idle() says every report due has been written). */
+  reporter: Reporter;
   index: CniCacheIndex;
   registry: Registry;
   key: PlanKey;
@@ -193,7 +195,7 @@ export async function startRig(t: Test, o: RigOptions = {}): Promise<Rig> {
     return stored;
   };
   return {
-    agent: a, api, index, registry, key, cacheDir, stateDir, nodeName, stop, apply, namespace,
+    agent: a, api, reporter, index, registry, key, cacheDir, stateDir, nodeName, stop, apply, namespace,
     remove(pod) {
       const stored = api.pods.get(pod.metadata!.uid!) ?? pod;
       api.pods.delete(pod.metadata!.uid!);

@@ -141,6 +141,10 @@ t.test('link and route events of a netns', async (t) => {
   t.pass('IPv6 route events arrive too');
   const other = makeNetns(t, 'quiet');
   other.ip('route', 'add', 'blackhole', '10.66.0.0/16');
+  // Evidence that the socket was read after the other netns's route was added: a later route
+  // of the subscribed netns arrives. Only then can the absence of the other one mean anything.
+  pod.ip('route', 'add', '172.16.99.0/24', 'dev', 'eth1');
+  await waitFor((e) => e.kind === 'route' && e.action === 'new' && e.route.dst === '172.16.99.0/24');
   sub.close();
   t.ok(sub.closed);
   t.notOk(events.some((e) => e.kind === 'route' && e.route.dst === '10.66.0.0/16'), 'events of other netns never show up');
