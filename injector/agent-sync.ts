@@ -75,6 +75,13 @@ export interface PodSyncDeps {
   now?: () => number;
   locate: (pod: Pod) => Promise<Located>;
   requeue: (uid: string) => void;
+  /** Look at the pod again after `ms`. */
+  requeueAfter?: (uid: string, ms: number) => void;
+  /**
+   * How long to leave a newly found sandbox alone because its CNI ADD (CNI-time injection)
+   * will write its routes; 0: write them now.
+   */
+  holdForCni?: (uid: string, pod: Pod, loc: Extract<Located, { ok: true }>) => number;
   onKeptChange: () => void;
   /** True once the agent stopped: no keeper may be started any more. */
   stopped: () => boolean;
@@ -161,6 +168,14 @@ export class PodSync {
     }
     if (rec.netns && idKey(rec.netns.id) !== idKey(loc.id)) this.release(rec, 'sandbox replaced', true);
     if (!rec.netns) {
+      // A new sandbox the CNI plugin will bring during its CNI ADD (all devices there by then):
+      // writing it now, from the loopback cache file, would only be done again, and slow that ADD.
+      const hold = this.d.holdForCni?.(rec.uid, pod, loc) ?? 0;
+      if (hold > 0) {
+        log.debug('new sandbox: its routes are written at its CNI ADD', { pod: podKey(pod), netns: loc.realPath, waitMs: hold });
+        this.d.requeueAfter?.(rec.uid, hold);
+        return;
+      }
       rec.netns = {
         path: loc.path, realPath: loc.realPath, id: loc.id, source: loc.source, key: this.d.state.keyFor(rec.uid, loc.realPath),
         seenAt: loc.seenAt ?? this.now(), latencyDone: false, clean: false,

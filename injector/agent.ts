@@ -36,7 +36,7 @@ import { readFileSync, realpathSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { podIPs, podKey } from './agent-pod.js';
 import { WorkQueue } from './agent-queue.js';
-import { PodSync, type KeeperTuning, type PodRec } from './agent-sync.js';
+import { PodSync, podSettling, type KeeperTuning, type PodRec } from './agent-sync.js';
 import type { CniCacheIndex, PodRef } from './discovery.js';
 import type { AgentMetrics } from './metrics.js';
 import type { NetnsPolicy } from './netns.js';
@@ -129,6 +129,8 @@ export class Agent {
       ...opts, namespace: (name) => this.namespaces.info(name), locate: (pod) => this.locate(pod, locate),
       requeue: (uid) => this.queue.add(uid), onKeptChange: () => this.gauges(), stopped: () => this.stopped,
       startOf: (uid, loc) => this.startOf(uid, loc),
+      requeueAfter: (uid, ms) => this.queue.addAfter(uid, ms),
+      holdForCni: (uid, pod, loc) => this.holdForCni(uid, pod, loc),
     });
     this.queue = new WorkQueue(opts.maxParallel, (uid) => this.run(uid), (uid, e) => {
       const rec = this.pods.get(uid);
@@ -348,6 +350,21 @@ export class Agent {
     if (r.ok && r.seenAt !== undefined && r.seenAt > hint.at) return r; // a newer sandbox than the request's
     const h = checkNetns(hint.netns, deps.policy, 'cni-add');
     return h.ok ? { ...h, seenAt: hint.at, containerId: hint.containerId } : r;
+  }
+
+  /**
+   * With CNI-time injection, a sandbox first seen through its loopback cache file while the
+   * pod is still being set up is left to its CNI ADD (which comes once Multus has made every
+   * device), for at most the CNI timeout from when it was seen; then it is written as usual
+   * (a node where the plugin is not chained loses that much, once per sandbox).
+   */
+  private holdForCni(uid: string, pod: Pod, loc: Extract<Located, { ok: true }>): number {
+    const cni = this.opts.cni;
+    if (!cni || loc.source !== 'cni-cache' || !podSettling(pod)) return 0;
+    const hint = this.cniHints.get(uid);
+    if (hint && (hint.containerId === loc.containerId || hint.netns === loc.path)) return 0;
+    const left = cni.timeoutMs - (Date.now() - (loc.seenAt ?? Date.now()));
+    return left > 0 ? left : 0;
   }
 
   /**
