@@ -8,6 +8,7 @@ export const ERRORS = {
   OVNKR_ERR_CONFIG: 'invalid webhook configuration: %s',
   OVNKR_ERR_TLS_FILES: 'cannot load the serving certificate: %s',
   OVNKR_ERR_PLAN_KEY: 'cannot load the plan key: %s',
+  OVNKR_ERR_KUBECONFIG: 'cannot load %s',
 } as const;
 
 export type ErrorCode = keyof typeof ERRORS;

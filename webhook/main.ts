@@ -39,8 +39,13 @@ export async function loadPlanKeys(files: readonly string[]): Promise<PlanKey[]>
 /** KubeConfig from a file, or the in-cluster service account when `file` is undefined. */
 export function loadKubeConfig(file: string | undefined): KubeConfig {
   const kc = new KubeConfig();
-  if (file) kc.loadFromFile(file);
-  else kc.loadFromCluster();
+  try {
+    if (file) kc.loadFromFile(file);
+    else kc.loadFromCluster();
+  } catch (e) {
+    // The operator's to fix (a path, a mount): a message, not a stack trace.
+    throw new WebhookError('OVNKR_ERR_KUBECONFIG', `${file ? `kubeconfig ${file}` : 'in-cluster credentials'}: ${(e as Error).message}`);
+  }
   return kc;
 }
 

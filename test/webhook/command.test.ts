@@ -84,7 +84,11 @@ t.test('the command: usage errors exit 2, unusable files exit 1 naming the file'
   const mismatched = runCli(['webhook', '--tls-cert', join(dir, 'tls.crt'), '--tls-key', join(dir, 'ca.key'), '--plan-key', join(dir, 'plan.key')]);
   t.equal(mismatched.code, 1);
   t.match(mismatched.stderr, /ca\.key does not load with .*tls\.crt/);
-  t.equal(usage.stdout + missing.stdout + short.stdout + mismatched.stdout, '', 'stdout stays empty on failure');
+  const noKubeconfig = runCli(['webhook', ...files, '--kubeconfig', join(dir, 'nope.kubeconfig')]);
+  t.equal(noKubeconfig.code, 1);
+  t.match(noKubeconfig.stderr, /cannot load kubeconfig .*nope\.kubeconfig: ENOENT/);
+  t.notMatch(noKubeconfig.stderr, /\n\s+at /, 'a message, not a stack trace');
+  t.equal(usage.stdout + missing.stdout + short.stdout + mismatched.stdout + noKubeconfig.stdout, '', 'stdout stays empty on failure');
 });
 
 t.test('the command serves over HTTPS, fails open before its caches sync, and exits cleanly on SIGTERM', async (t) => {
