@@ -7,8 +7,6 @@
 //   their watches open (idle watchdog, retries logged), and see new objects once it answers.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { request } from 'node:http';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
@@ -20,30 +18,7 @@ import { withControlPlane } from '../cluster/tap.js';
 import { SwitchableFront } from '../util/fake-api.js';
 import { cliPath, repoRoot } from '../util/fixtures.js';
 import { testKey, until } from '../agent/rig.js';
-
-function get(port: number, path: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve) => {
-    const req = request({ host: '127.0.0.1', port, path, timeout: 5000 }, (res) => {
-      let body = '';
-      res.on('data', (d: Buffer) => { body += d.toString(); });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.on('error', () => resolve({ status: 0, body: '' }));
-    req.on('timeout', () => req.destroy());
-    req.end();
-  });
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
+import { freePort, httpGet as get } from '../util/http.js';
 
 /** The control plane's admin kubeconfig, pointed at `port` on loopback instead. */
 function viaFront(kc: KubeConfig, port: number): { kc: KubeConfig; yaml: string } {

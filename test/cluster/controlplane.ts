@@ -1,13 +1,13 @@
 import { KubeConfig } from '@kubernetes/client-node';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { findBinaries } from './binaries.js';
 import { makePKI, type ControlPlanePKI } from './pki.js';
 import { killNow, logTail, startReaper, startServer, stopGroup, type ServerProcess } from './procs.js';
+import { freePorts } from '../util/http.js';
 
 /** Options of {@link startControlPlane}; every one has a default fit for tests. */
 export interface ControlPlaneOptions {
@@ -51,18 +51,6 @@ const SERVICE_CIDR = '10.96.0.0/16';
 // Control planes of this process still running, for the exit handler (installed lazily).
 const running = new Set<() => void>();
 let exitHandlerInstalled = false;
-
-function freePorts(n: number): Promise<number[]> {
-  // Hold all n listeners open together so the ports are distinct, then release them.
-  return Promise.all(Array.from({ length: n }, () => new Promise<ReturnType<typeof createServer>>((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => resolve(s));
-  }))).then((servers) => Promise.all(servers.map((s) => new Promise<number>((resolve) => {
-    const { port } = s.address() as { port: number };
-    s.close(() => resolve(port));
-  }))));
-}
 
 function httpsStatus(url: string, pki: ControlPlanePKI, cert: string, key: string): Promise<string> {
   return new Promise((resolve) => {

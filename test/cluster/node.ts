@@ -17,7 +17,6 @@ import {
   chmodSync, closeSync, copyFileSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync,
   symlinkSync, unlinkSync, writeFileSync,
 } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -27,6 +26,7 @@ import { buildNodeImage, NODE_IMAGE } from './image.js';
 import { issueCert } from './pki.js';
 import { kubeRequest, loadYamlDocuments, applyManifests, waitForCRDEstablished } from './k8s.js';
 import { alive, logTail, startServer, stopGroup, type ServerProcess } from './procs.js';
+import { freePorts } from '../util/http.js';
 
 /** Where the one node of this machine records itself (for reapNode after a crash). */
 export const NODE_STATE_DIR = '/run/ovnkube-route-node';
@@ -114,17 +114,6 @@ export function nodeUnavailable(): string | null {
   if (!existsSync('/usr/lib/cni/ptp') || !existsSync('/usr/lib/cni/bridge')) missing.push('containernetworking-plugins');
   if (!existsSync('/bin/busybox')) missing.push('busybox-static');
   return missing.length ? `missing ${missing.join(', ')} (run scripts/prereqs.sh)` : null;
-}
-
-function freePorts(n: number): Promise<number[]> {
-  return Promise.all(Array.from({ length: n }, () => new Promise<ReturnType<typeof createServer>>((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => resolve(s));
-  }))).then((servers) => Promise.all(servers.map((s) => new Promise<number>((resolve) => {
-    const { port } = s.address() as { port: number };
-    s.close(() => resolve(port));
-  }))));
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

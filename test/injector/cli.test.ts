@@ -7,7 +7,8 @@ import t from 'tap';
 import { RTPROT_OVNKUBE_ROUTE } from '../../injector/routes.js';
 import { runCli } from '../util/cli.js';
 import { repoRoot } from '../util/fixtures.js';
-import { makePod, routeLines } from '../util/netns.js';
+import { ipRoutes, makePod, routeLines } from '../util/netns.js';
+import { until } from '../agent/rig.js';
 import { rootUnavailable, tierGate } from '../util/tier.js';
 
 const P = String(RTPROT_OVNKUBE_ROUTE);
@@ -140,6 +141,9 @@ t.test('skipped routes are listed and exit 3', async (t) => {
 t.test('routes --pod finds the netns through the CNI result cache', async (t) => {
   if (!tierGate(t, 'netns', rootUnavailable())) return;
   const { pod } = makePod(t);
+  // The kernel adds each new veth's IPv6 link-local route on its own time: wait for both, so
+  // the two tables below are read from the same state.
+  await until('IPv6 link-local routes of eth0 and eth1', () => ipRoutes(pod, 6).filter((r) => r.dst === 'fe80::/64').length === 2);
   const cache = mkdtempSync(join(tmpdir(), 'ovr-cni-cache-'));
   t.teardown(() => rmSync(cache, { recursive: true, force: true }));
   const cid = randomBytes(32).toString('hex');

@@ -7,8 +7,6 @@
 // containerd wrote. Nothing here writes a cache file or makes a netns by hand.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { request } from 'node:http';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import t, { type Test } from 'tap';
@@ -24,46 +22,10 @@ import { cliPath, repoRoot } from '../util/fixtures.js';
 import { ip, routeLines, type TestNetns } from '../util/netns.js';
 import { tierGate } from '../util/tier.js';
 import { applyRoute, createNamespace, installAddon, planRoutes, registerWebhook, startWebhook, until } from '../webhook-e2e/helpers.js';
+import { freePort, httpGet, metricSum } from '../util/http.js';
 
 const NODE_TIER = 'node (real kubelet + containerd + Multus)';
 const APPS = 'node-apps';
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-function httpGet(port: number, path: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve) => {
-    const req = request({ host: '127.0.0.1', port, path, timeout: 5000 }, (res) => {
-      let body = '';
-      res.on('data', (d: Buffer) => { body += d.toString(); });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.on('error', () => resolve({ status: 0, body: '' }));
-    req.on('timeout', () => req.destroy());
-    req.end();
-  });
-}
-
-/** The sum of a metric's samples whose labels include `labels`. */
-function metricSum(text: string, name: string, labels: Record<string, string> = {}): number {
-  const want = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
-  let sum = 0;
-  for (const line of text.split('\n')) {
-    const m = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? ([-+\deE.]+|NaN)$/.exec(line);
-    if (!m || m[1] !== name) continue;
-    const have = (m[2] ?? '').split(',').filter(Boolean);
-    if (want.every((w) => have.includes(w))) sum += Number(m[3]);
-  }
-  return sum;
-}
 
 /** The pod's CNI cache files (by its UID in cniArgs), as containerd wrote them. */
 function cacheFilesOfPod(uid: string): Array<{ file: string; json: any; text: string }> {
@@ -113,7 +75,6 @@ if (cp && tierGate(t, NODE_TIER, unavailable)) {
 }
 
 async function realNode(t: Test, binDir: string): Promise<void> {
-  const { kc } = cp!;
   const node: RealNode = await startNode(cp!, { binDir, log: (l) => t.comment(l) });
   const work = mkdtempSync(join(tmpdir(), 'ovrt-node-e2e-'));
   let agent: ChildProcess | undefined;

@@ -19,6 +19,7 @@ import type { ControlPlane } from '../cluster/controlplane.js';
 import { applyManifests, kubeRequest, loadYamlDocuments, waitForCRDEstablished, type KubeResponse } from '../cluster/k8s.js';
 import { cliPath, repoRoot } from '../util/fixtures.js';
 import { genCerts } from '../webhook/helpers.js';
+import { metricSum } from '../util/http.js';
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -210,16 +211,7 @@ export async function startWebhook(opts: { kubeconfig: string; certDir: string; 
   return {
     child, port, logs, get,
     async metric(name, labels = {}) {
-      const text = (await get('/metrics')).body;
-      const want = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
-      let sum = 0;
-      for (const line of text.split('\n')) {
-        const m = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? ([-+\deE.]+|NaN)$/.exec(line);
-        if (!m || m[1] !== name) continue;
-        const have = (m[2] ?? '').split(',').filter(Boolean);
-        if (want.every((w) => have.includes(w))) sum += Number(m[3]);
-      }
-      return sum;
+      return metricSum((await get('/metrics')).body, name, labels);
     },
     async stop(signal = 'SIGTERM') {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
