@@ -6,6 +6,7 @@
  * exactly what the pod's start waits for beyond its network's own CNI ADD (Multus with ptp and
  * bridge), which is measured the same way in the same run as the baseline. Pods labelled
  * routes.k8s.ovn.org/cni-inject=disabled give the plugin's floor (asked, nothing written).
+ * CNI_BENCH_PROF=DIR: the agent writes a V8 CPU profile there (--cpu-prof).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
@@ -68,7 +69,7 @@ export async function run(): Promise<BenchRow[] | { skipped: string }> {
     writeFileSync(join(work, 'plan.key'), secret.toString('base64') + '\n', { mode: 0o600 });
     const NS = 'bench';
     await kubeRequest(cp.kc, 'POST', '/api/v1/namespaces', { body: { metadata: { name: NS } } });
-    agent = spawn(process.execPath, [cliPath, 'agent', '--node-name', node.name, '--plan-key', join(work, 'plan.key'),
+    agent = spawn(process.execPath, [...(process.env.CNI_BENCH_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.CNI_BENCH_PROF}`] : []), cliPath, 'agent', '--node-name', node.name, '--plan-key', join(work, 'plan.key'),
       '--kubeconfig', cp.kubeconfigPath, '--state-dir', join(work, 'state'), '--metrics-addr', 'off',
       '--cni-socket', join(work, 'cni.sock'), '--cni-missed-dir', join(work, 'missed'),
       '--cni-bin-dir', join(node.dir, 'cni', 'bin'), '--cni-conf-dir', join(node.dir, 'cni', 'net.d')],
