@@ -16,8 +16,28 @@ export const commands: { name: string; summary: string; load: () => Promise<Comm
   { name: 'inject', summary: 'apply a route plan to one netns and print what changed', load: async () => (await import('./commands/inject.js')).injectCommand },
   { name: 'plan', summary: 'resolve pods\' route plans offline from a file of Kubernetes objects', load: async () => (await import('./commands/plan.js')).planCommand },
   { name: 'routes', summary: 'print a pod netns\'s routing table like route -n, marking the routes ovnkube-route owns', load: async () => (await import('./commands/routes.js')).routesCommand },
+  { name: 'version', summary: 'print the version of ovnkube-route, its Node.js runtime and the API versions it speaks', load: async () => (await import('./commands/version.js')).versionCommand },
   { name: 'webhook', summary: 'run the mutating admission webhook that stamps pods with their signed route plan', load: async () => (await import('./commands/webhook.js')).webhookCommand },
 ];
+
+/** Edit distance of two short words, a swap of two neighbours counting as one edit (for "did you mean"). */
+function distance(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array<number>(b.length).fill(0)]);
+  for (let j = 1; j <= b.length; j++) d[0]![j] = j;
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i]![j] = Math.min(d[i]![j]!, d[i - 2]![j - 2]! + 1);
+    }
+  }
+  return d[a.length]![b.length]!;
+}
+
+/** The command a misspelled name most likely meant, if one is close enough. */
+export function didYouMean(name: string): string | undefined {
+  const best = commands.map((c) => ({ c: c.name, d: distance(name.toLowerCase(), c.name) })).sort((x, y) => x.d - y.d)[0];
+  return best && best.d <= Math.max(1, Math.floor(best.c.length / 3)) ? best.c : undefined;
+}
 
 function topHelp(): string {
   const width = Math.max(...commands.map((c) => c.name.length));
@@ -42,7 +62,8 @@ export async function main(argv: string[], io: CommandIO): Promise<number> {
   }
   const entry = commands.find((c) => c.name === name);
   if (!entry) {
-    io.stderr.write(`ovnkube-route: unknown command "${name}"\n\n${topHelp()}`);
+    const guess = didYouMean(name);
+    io.stderr.write(`ovnkube-route: unknown command "${name}"${guess ? `; did you mean "${guess}"?` : ''}\n\n${topHelp()}`);
     return 2;
   }
   const cmd = await entry.load();

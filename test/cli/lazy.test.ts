@@ -26,7 +26,7 @@ function loaded(args: string[]): { code: number | null; urls: string[] } {
 const HEAVY = /\/node_modules\/(@kubernetes\/client-node|fastify|prom-client|ajv)\//;
 
 t.test('every command of the lazy table loads, with the summary the top-level help shows', async (t) => {
-  t.same(commands.map((c) => c.name), ['agent', 'convert', 'inject', 'plan', 'routes', 'webhook']);
+  t.same(commands.map((c) => c.name), ['agent', 'convert', 'inject', 'plan', 'routes', 'version', 'webhook']);
   for (const c of commands) {
     const cmd = await c.load();
     t.equal(cmd.name, c.name, `${c.name} loads its own module`);
