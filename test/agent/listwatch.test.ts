@@ -8,7 +8,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Registry } from 'prom-client';
 import t from 'tap';
-import { stringify } from 'yaml';
 import { listWatchLiveness, NamespaceSource, PodSource } from '../../injector/agent-kube.js';
 import type { AgentLogger } from '../../injector/agent-log.js';
 import { serveMetrics } from '../../injector/metrics.js';
@@ -33,12 +32,7 @@ t.test('the agent binary against a silent API endpoint: retries logged, unready,
   const dir = mkdtempSync(join(tmpdir(), 'agent-silent-'));
   t.teardown(async () => { await front.close(); await api.close(); rmSync(dir, { recursive: true, force: true }); });
   const kubeconfig = join(dir, 'kubeconfig');
-  writeFileSync(kubeconfig, stringify({
-    apiVersion: 'v1', kind: 'Config', 'current-context': 'loop',
-    clusters: [{ name: 'loop', cluster: { server: `http://127.0.0.1:${apiPort}`, 'insecure-skip-tls-verify': true } }],
-    users: [{ name: 'u', user: { token: 'test-token' } }],
-    contexts: [{ name: 'loop', context: { cluster: 'loop', user: 'u' } }],
-  }));
+  writeFileSync(kubeconfig, loopbackKubeConfig(apiPort).exportConfig());
   const keyFile = join(dir, 'plan.key');
   writeFileSync(keyFile, testKey().secret.toString('base64') + '\n', { mode: 0o600 });
   for (const d of ['cni', 'netns', 'state']) rmSync(join(dir, d), { recursive: true, force: true });
@@ -119,12 +113,7 @@ t.test('SIGTERM while lists wait on a silent API server: the agent exits by itse
   const dir = mkdtempSync(join(tmpdir(), 'agent-stop-'));
   t.teardown(async () => { await front.close(); rmSync(dir, { recursive: true, force: true }); });
   const kubeconfig = join(dir, 'kubeconfig');
-  writeFileSync(kubeconfig, stringify({
-    apiVersion: 'v1', kind: 'Config', 'current-context': 'loop',
-    clusters: [{ name: 'loop', cluster: { server: `http://127.0.0.1:${apiPort}`, 'insecure-skip-tls-verify': true } }],
-    users: [{ name: 'u', user: { token: 'test-token' } }],
-    contexts: [{ name: 'loop', context: { cluster: 'loop', user: 'u' } }],
-  }));
+  writeFileSync(kubeconfig, loopbackKubeConfig(apiPort).exportConfig());
   const keyFile = join(dir, 'plan.key');
   writeFileSync(keyFile, testKey().secret.toString('base64') + '\n', { mode: 0o600 });
   const agent = spawn(process.execPath, [cliPath, 'agent', '--node-name', 'n1', '--plan-key', keyFile, '--cni-cache-dir', join(dir, 'cni'),

@@ -10,10 +10,10 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, w
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import t, { type Test } from 'tap';
-import { stringify } from 'yaml';
 import { decodeInjectorStatus } from '../../core/injector-status.js';
 import { STATUS_ANNOTATION, type Pod } from '../../core/types.js';
 import { findBinaries } from '../cluster/binaries.js';
+import { kubeConfigWithToken } from '../cluster/helpers.js';
 import { applyManifests, kubeRequest, loadYamlDocuments } from '../cluster/k8s.js';
 import { CNI_CACHE_DIR, ETH1_BRIDGE, NODE_NETS, nodeUnavailable, startNode, stopNode, type RealNode } from '../cluster/node.js';
 import { nodePod, podExec, podRunning, waitPod, waitPodGone } from '../cluster/pods.js';
@@ -154,12 +154,7 @@ async function scenario(t: Test, node: RealNode, work: string, setAgent: (a: Chi
   });
   t.equal(tr.status, 201, 'pod-bound token');
   const kubeconfig = join(work, 'injector.kubeconfig');
-  writeFileSync(kubeconfig, stringify({
-    apiVersion: 'v1', kind: 'Config', 'current-context': 'c',
-    clusters: [{ name: 'c', cluster: { server: cp!.server, 'certificate-authority-data': Buffer.from(cp!.caPem).toString('base64') } }],
-    users: [{ name: 'injector', user: { token: tr.body.status.token } }],
-    contexts: [{ name: 'c', context: { cluster: 'c', user: 'injector' } }],
-  }), { mode: 0o600 });
+  writeFileSync(kubeconfig, kubeConfigWithToken(cp!, String(tr.body.status.token)).exportConfig(), { mode: 0o600 });
   const stateDir = mkdtempSync(join(work, 'state-'));
   // CNI-time injection as deploy/ runs it: the agent serves the socket and chains the plugin
   // into the node's CNI config (its private dirs here, the host's in the DaemonSet).
@@ -200,6 +195,7 @@ async function scenario(t: Test, node: RealNode, work: string, setAgent: (a: Chi
     '172.16.10.0/24 dev eth1', '172.16.20.0/24 via 10.124.2.1 dev eth1', '192.168.2.0/24 dev eth0',
   ];
   const CNI_ROWS = ['10.124.0.0/16 via 10.124.2.1 dev eth1', '10.124.2.0/24 dev eth1', '169.254.1.1 dev eth0', 'default via 169.254.1.1 dev eth0'];
+  const containerState = (p: Pod) => JSON.stringify((p.status?.containerStatuses as Array<{ state?: unknown; restartCount?: number }>).map((c) => [c.state, c.restartCount]));
   const statusOf = (p: Pod) => decodeInjectorStatus(p.metadata?.annotations?.[STATUS_ANNOTATION]);
   const proto = (lines: string[]) => lines.filter((l) => l.endsWith('proto 111')).map((l) => l.replace(/ proto 111$/, '')).sort();
 
@@ -243,7 +239,7 @@ async function scenario(t: Test, node: RealNode, work: string, setAgent: (a: Chi
 
   await t.test('a Route edit reaches the running pod, with no restart', async (t) => {
     const before = await waitPod(kc, APPS, 'web', 'read', () => true);
-    const started = JSON.stringify((before.status?.containerStatuses as Array<{ state?: unknown; restartCount?: number }>).map((c) => [c.state, c.restartCount]));
+    const started = containerState(before);
     await applyRoute(kc, 'demo', {
       route: [{ dst: '172.16.10.0/24', dev: 'eth1' }, { dst: '192.168.2.0/24', dev: 'eth0' }, { dst: '172.16.20.0/24', dev: 'eth1', via: NODE_NETS.eth1.gateway }],
       svc: [{ namespace: 'default', name: 'nginx', dev: 'eth0' }, { namespace: 'kube-system', name: 'nginx1', dev: 'eth0' }],
@@ -255,7 +251,7 @@ async function scenario(t: Test, node: RealNode, work: string, setAgent: (a: Chi
     t.same(insideRoutes(inside.stdout), [...CNI_ROWS, ...want].sort(), 'inside the pod');
     const after = await waitPod(kc, APPS, 'web', 'read', () => true);
     t.equal(after.metadata!.uid, before.metadata!.uid, 'same pod');
-    t.equal(JSON.stringify((after.status?.containerStatuses as Array<{ state?: unknown; restartCount?: number }>).map((c) => [c.state, c.restartCount])), started, 'same container, same start, no restart');
+    t.equal(containerState(after), started, 'same container, same start, no restart');
   });
 
   await t.test('a pod without eth1 gets only its eth0 routes, and the skip is reported', async (t) => {
@@ -381,7 +377,6 @@ async function scenario(t: Test, node: RealNode, work: string, setAgent: (a: Chi
     t.notOk(existsSync(join(missedDir, sandboxId)), 'the marker was consumed');
   });
 
-  const containerState = (p: Pod) => JSON.stringify((p.status?.containerStatuses as Array<{ state?: unknown; restartCount?: number }>).map((c) => [c.state, c.restartCount]));
   await t.test('containerd restarted: running pods keep their containers and routes; new pods start with theirs', async (t) => {
     const before = await waitPod(kc, APPS, 'solo', 'read', () => true);
     const routes = proto(routeLines(podNetns(before.metadata!.uid!)));
