@@ -3,7 +3,7 @@
 // (SIGTERM to each process group, SIGKILL after 10 s) and remove its folder; a node of
 // `npm run node:up` is stopped first (node-down.mjs).
 import { spawnSync } from 'node:child_process';
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { clusterDir, isOurs, readState } from './state.mjs';
@@ -15,13 +15,26 @@ if (!state && !existsSync(dir)) {
   log(`no cluster to stop (${dir} does not exist)`);
   process.exit(0);
 }
-// A node of `npm run node:up` goes first, while the API server can still drain its pods.
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const signal = (pid, sig) => { try { process.kill(-pid, sig); } catch { /* already gone */ } };
+// Processes a `npm run demo -- --keep` started beside the servers (the add-on's webhook and
+// agent, pid files in the folder) go first: the agent takes its CNI plugin out of the node's
+// chain when it stops.
+const alive = (pid) => { try { return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('ovnkube-route'); } catch { return false; } };
+for (const f of existsSync(dir) ? readdirSync(dir).filter((x) => x.endsWith('.pid') && !['etcd.pid', 'kube-apiserver.pid'].includes(x)) : []) {
+  const pid = Number.parseInt(readFileSync(join(dir, f), 'utf8'), 10);
+  if (!Number.isInteger(pid) || !alive(pid)) continue;
+  signal(pid, 'SIGTERM');
+  const deadline = Date.now() + 15_000;
+  while (alive(pid) && Date.now() < deadline) await sleep(100);
+  if (alive(pid)) signal(pid, 'SIGKILL');
+  log(`stopped ${f.replace(/\.pid$/, '')} (pid ${pid})`);
+}
+// A node of `npm run node:up` goes next, while the API server can still drain its pods.
 if (existsSync('/run/ovnkube-route-node/state.json')) {
   const r = spawnSync(process.execPath, [join(dirname(fileURLToPath(import.meta.url)), 'node-down.mjs')], { stdio: 'inherit' });
   if (r.status !== 0) log('node:down failed; stopping the control plane anyway');
 }
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const signal = (pid, sig) => { try { process.kill(-pid, sig); } catch { /* already gone */ } };
 // kube-apiserver first, so it never sees etcd vanish under it.
 for (const [name, pid] of [['kube-apiserver', state?.pids?.apiserver], ['etcd', state?.pids?.etcd]]) {
   if (!isOurs(pid, name)) continue;

@@ -4,7 +4,8 @@
  * module proxy, and pods with two NICs:
  *   eth0, Calico-like: the standard ptp + host-local plugins give the pod its address and a
  *     veth to the host; a small wrapper (calico-like, written below) then gives it Calico's
- *     pod-side routes: `169.254.1.1 dev eth0 scope link` and `default via 169.254.1.1`.
+ *     pod-side routes: `169.254.1.1 dev eth0 scope link` and `default via 169.254.1.1`, and
+ *     proxy ARP on the host side, as Calico's cali veth has.
  *   eth1, OVN-like: the bridge + host-local plugins through a NetworkAttachmentDefinition,
  *     giving the 10.124.2.0/24 node subnet and `10.124.0.0/16 via 10.124.2.1` (IPAM routes).
  * Everything lives in one private folder, except what the runtime writes where the product
@@ -394,6 +395,11 @@ err=$(${nsenter} --net="$CNI_NETNS" ${ip} route del ${subnet} via ${gateway} dev
   printf '{"cniVersion":"0.3.1","code":999,"msg":"calico-like: %s"}\\n' "$(printf '%s' "$err" | tr -d '"\\\\')"
   exit 1
 }
+# Calico's host side answers ARP for any address (proxy_arp on the cali veth), so that a
+# pod's scope-link rows on eth0 (a Service IP "UH eth0") reach the host as they do on Calico.
+peer=$(${nsenter} --net="$CNI_NETNS" ${ip} -o link show "$CNI_IFNAME" | sed -n 's/^[0-9]*: [^@]*@if\\([0-9]*\\):.*/\\1/p')
+host=$(${ip} -o link | sed -n "s/^$peer: \\([^@:]*\\)[@:].*/\\1/p")
+[ -n "$host" ] && echo 1 > "/proc/sys/net/ipv4/conf/$host/proxy_arp"
 printf '%s\\n' "$out"
 `;
 }
