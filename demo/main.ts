@@ -274,11 +274,13 @@ async function main(): Promise<number> {
     phases.push({ name: 'clean up', seconds: (performance.now() - c0) / 1000, ok: l.left.length === 0 });
   })());
   let signals = 0;
+  let interrupted = false;
   const onSignal = (sig: NodeJS.Signals) => {
     if (++signals > 1) {
       process.stderr.write(`\n${sig} again: leaving now; run \`npm run demo -- --down\` to remove what is left\n`);
       process.exit(130);
     }
+    interrupted = true;
     process.stderr.write(`\n${sig}: stopping and removing everything (press Ctrl-C again to leave at once)\n`);
     if (opts.keep) process.exit(130);
     void cleanup().finally(() => process.exit(130));
@@ -428,8 +430,8 @@ async function main(): Promise<number> {
     }
   } catch (e) {
     failure = e as Error;
-    problems.push(failure.message);
-    human(`\nFAILED: ${failure.message}`);
+    problems.push(interrupted ? 'interrupted' : failure.message);
+    if (!interrupted) human(`\nFAILED: ${failure.message}`);
   }
   if (!opts.keep) await cleanup();
   const seconds = (performance.now() - t0) / 1000;

@@ -43,23 +43,42 @@ if (testFiles.some((f) => f.startsWith(join('dist', 'test', 'e2e')) || f.include
 }
 // tap's output is streamed as it comes (a long run shows its progress, and a run killed by
 // a time limit still leaves every result so far), and kept for the summary below.
-const child = spawn(process.execPath, [tap, ...opts, ...testFiles], {
-  cwd: root,
-  env: { ...process.env, OVNKUBE_ROUTE_SKIP_REPORT: skipFile },
-  stdio: ['ignore', 'pipe', 'inherit'],
-});
-const tail = [];
-let tailLen = 0;
-child.stdout.on('data', (d) => {
-  process.stdout.write(d);
-  tail.push(d);
-  tailLen += d.length;
-  while (tailLen > 1 << 20 && tail.length > 1) tailLen -= tail.shift().length;
-});
-for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => child.kill(sig));
-const res = await new Promise((resolve) => child.on('close', (status, signal) => resolve({ status: status ?? (signal ? 1 : 0) })));
-const out = Buffer.concat(tail).toString();
-const m = /# \{ total: (\d+)(?:, pass: (\d+))?(?:, fail: (\d+))?(?:, skip: (\d+))?(?:, todo: (\d+))?/.exec(out);
+function runTap(files, extra) {
+  const child = spawn(process.execPath, [tap, ...opts, ...extra, ...files], {
+    cwd: root,
+    env: { ...process.env, OVNKUBE_ROUTE_SKIP_REPORT: skipFile },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const tail = [];
+  let tailLen = 0;
+  child.stdout.on('data', (d) => {
+    process.stdout.write(d);
+    tail.push(d);
+    tailLen += d.length;
+    while (tailLen > 1 << 20 && tail.length > 1) tailLen -= tail.shift().length;
+  });
+  const onSig = (sig) => child.kill(sig);
+  for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, onSig);
+  return new Promise((resolve) => child.on('close', (status, signal) => {
+    for (const sig of ['SIGINT', 'SIGTERM']) process.off(sig, onSig);
+    resolve({ status: status ?? (signal ? 1 : 0), out: Buffer.concat(tail).toString() });
+  }));
+}
+// The real-node files share the machine's one node (a lock): they run after the rest, one at
+// a time, so that none waits for the lock inside tap's per-file timeout.
+const nodeFiles = testFiles.filter((f) => f.includes(`${join('dist', 'test', 'node-e2e')}`));
+const otherFiles = testFiles.filter((f) => !nodeFiles.includes(f));
+const runs = [];
+if (otherFiles.length) runs.push(await runTap(otherFiles, []));
+if (nodeFiles.length) {
+  if (otherFiles.length) console.log(`\n[test] the real-node files, one at a time: ${nodeFiles.join(' ')}`);
+  runs.push(await runTap(nodeFiles, ['--jobs=1']));
+}
+const res = { status: runs.find((r) => r.status !== 0)?.status ?? 0 };
+const counts = runs.map((r) => /# \{ total: (\d+)(?:, pass: (\d+))?(?:, fail: (\d+))?(?:, skip: (\d+))?(?:, todo: (\d+))?/.exec(r.out));
+const m = counts.some(Boolean)
+  ? [null, ...[1, 2, 3, 4].map((i) => String(counts.reduce((n, c) => n + Number(c?.[i] ?? 0), 0)))]
+  : null;
 const skips = existsSync(skipFile) ? readFileSync(skipFile, 'utf8').trim() : '';
 rmSync(tmp, { recursive: true, force: true });
 if (skips) {
