@@ -11,7 +11,7 @@
  * Each input only queues the pods concerned; a WorkQueue with `maxParallel` workers runs
  * sync(pod), so at most that many pod netns are being set up or re-planned at once.
  *
- * Policy decisions (see README.injector.md):
+ * Policy decisions (see docs/injector.md):
  * - A plan that fails verification or validation is not applied, and the netns is left
  *   exactly as it is: a keeper already running keeps the last verified plan, none is
  *   started otherwise. Event PlanRejected + metric. (Key-rotation mistakes then freeze

@@ -8,7 +8,7 @@
 #                       runtime, the standard CNI plugins (/usr/lib/cni), the static busybox the
 #                       node image is made of, and the FORWARD guard that keeps pod traffic on
 #                       this machine. Nothing is started by their install.
-# Go (for building the test control plane and kubelet) comes with the machine image; see README.
+# Go (for building the test control plane and kubelet) comes with the machine image; see docs/development.md.
 set -euo pipefail
 need=()
 command -v g++ >/dev/null || need+=(g++)
