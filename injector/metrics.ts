@@ -4,7 +4,7 @@
  */
 import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import type { ApplyResult } from './routes.js';
+import type { ApplyResult } from './routes/engine.js';
 
 /** Failure reasons counted by ovnkube_route_injector_failures_total. */
 export type FailureReason =

@@ -8,7 +8,7 @@
 import { isIP } from 'node:net';
 import { flagHelp, parseDuration, readFlags, type FlagSpec } from '../core/flags.js';
 import type { InjectMode } from '../core/resolve.js';
-import { CONTROLLER_FLAGS, parseControllerConfig, type ControllerConfig } from './controller-config.js';
+import { CONTROLLER_FLAGS, parseControllerConfig, type ControllerConfig } from './controller/config.js';
 import { WebhookError } from './errors.js';
 
 export interface WebhookConfig {
@@ -28,7 +28,7 @@ export interface WebhookConfig {
   apiTimeoutMs: number;
   /** Longest silence (no event, no bookmark) of a watch before it is restarted. */
   watchIdleMs: number;
-  /** The controller's settings (webhook/controller-config.ts). */
+  /** The controller's settings (webhook/controller/config.ts). */
   controller: ControllerConfig;
 }
 

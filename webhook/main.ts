@@ -8,15 +8,15 @@ import { readFile } from 'node:fs/promises';
 import { KubeConfig } from '@kubernetes/client-node';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { parsePlanKey, type PlanKey } from '../core/plan-codec.js';
-import { buildApp } from './app.js';
-import { cachesFromApi, type ClusterCaches } from './caches.js';
+import { buildApp } from './admission/server.js';
+import { cachesFromApi, type ClusterCaches } from './caches/caches.js';
 import type { WebhookConfig } from './config.js';
-import { startController, type RunningController } from './controller-run.js';
+import { startController, type RunningController } from './controller/run.js';
 import { WebhookError } from './errors.js';
-import type { InformerObserver } from './informer.js';
+import type { InformerObserver } from './caches/informer.js';
 import { DEFAULT_API_TIMEOUT_MS, DEFAULT_WATCH_CONNECT_MS, DEFAULT_WATCH_IDLE_MS, progressBoundMs } from '../platform/kube-client.js';
-import { createWebhookMetrics, type WebhookMetrics } from './metrics.js';
-import { loadServingCert, watchServingCert } from './tls.js';
+import { createWebhookMetrics, type WebhookMetrics } from './admission/metrics.js';
+import { loadServingCert, watchServingCert } from './admission/tls.js';
 import { shareConnections } from '../platform/kube-connections.js';
 
 /** Read the plan key files, in order (the first signs). Errors name the file. */

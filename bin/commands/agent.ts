@@ -1,9 +1,9 @@
 /**
  * `ovnkube-route agent`: the node injector (DaemonSet). Flags and environment are read
- * into one AgentConfig (injector/agent-config.ts, which also writes the --help text), then
- * injector/agent-main.ts runs it until SIGTERM or SIGINT.
+ * into one AgentConfig (injector/agent/config.ts, which also writes the --help text), then
+ * injector/agent/main.ts runs it until SIGTERM or SIGINT.
  */
-import { AgentConfigError, agentHelp, parseAgentConfig, type AgentConfig } from '../../injector/agent-config.js';
+import { AgentConfigError, agentHelp, parseAgentConfig, type AgentConfig } from '../../injector/agent/config.js';
 import { InputError, runUntilSignal, UsageError, type Command } from '../cli.js';
 
 export const agentCommand: Command = {
@@ -19,7 +19,7 @@ export const agentCommand: Command = {
     }
     await runUntilSignal(async (signal) => {
       // Loaded here so other commands do not pay for the Kubernetes client and prom-client.
-      const { runAgent, AgentStartError } = await import('../../injector/agent-main.js');
+      const { runAgent, AgentStartError } = await import('../../injector/agent/main.js');
       try {
         await runAgent(config, { signal, logStream: io.stderr });
       } catch (e) {

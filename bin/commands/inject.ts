@@ -1,9 +1,9 @@
 import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { decodePlan, parsePlanKey, type PlanKey } from '../../core/plan-codec.js';
-import { checkNetnsPath, DEFAULT_NETNS_DIR, isNetnsError } from '../../injector/netns.js';
-import { applyPlan, RTPROT_OVNKUBE_ROUTE, type ApplyResult, type RouteItem } from '../../injector/routes.js';
-import { SavedDefaultStore } from '../../injector/routes-saved.js';
+import { checkNetnsPath, DEFAULT_NETNS_DIR, isNetnsError } from '../../injector/kernel/netns.js';
+import { applyPlan, RTPROT_OVNKUBE_ROUTE, type ApplyResult, type RouteItem } from '../../injector/routes/engine.js';
+import { SavedDefaultStore } from '../../injector/routes/saved.js';
 import { InputError, parseFlags, UsageError, type Command } from '../cli.js';
 import { readInput } from '../io.js';
 

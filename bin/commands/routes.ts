@@ -1,9 +1,9 @@
-import { DEFAULT_CNI_CACHE_DIR, findPodNetns, scanCniCacheDir } from '../../injector/cni-cache.js';
-import { RtnlClient } from '../../injector/netlink.js';
-import { DEFAULT_NETNS_DIR, isNetnsError } from '../../injector/netns.js';
-import { RTPROT_OVNKUBE_ROUTE } from '../../injector/routes.js';
-import { formatRouteTable4, formatRouteTable6 } from '../../injector/routes-table.js';
-import type { KernelRoute } from '../../injector/netlink-codec.js';
+import { DEFAULT_CNI_CACHE_DIR, findPodNetns, scanCniCacheDir } from '../../injector/discovery/cni-cache.js';
+import { RtnlClient } from '../../injector/kernel/netlink.js';
+import { DEFAULT_NETNS_DIR, isNetnsError } from '../../injector/kernel/netns.js';
+import { RTPROT_OVNKUBE_ROUTE } from '../../injector/routes/engine.js';
+import { formatRouteTable4, formatRouteTable6 } from '../../injector/routes/table.js';
+import type { KernelRoute } from '../../injector/kernel/netlink-codec.js';
 import { InputError, parseFlags, UsageError, type Command } from '../cli.js';
 
 const help = `Usage: ovnkube-route routes (--netns PATH | --pod NAMESPACE/NAME) [--family 4|6|all]

@@ -1,7 +1,7 @@
 /*
  * setns.node: the one syscall Node cannot make, setns(2), exposed to JavaScript.
  *
- * Only injector/netns.ts calls it (through withNetns), so entering and restoring a network
+ * Only injector/kernel/netns.ts calls it (through withNetns), so entering and restoring a network
  * namespace lives in one place. setns(2) switches the *calling thread* only; JavaScript runs
  * on one thread, so everything done synchronously between enter and restore (for example
  * creating a netlink socket) happens inside the target namespace.

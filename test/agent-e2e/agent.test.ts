@@ -15,7 +15,7 @@ import { stringify } from 'yaml';
 import { decodeInjectorStatus } from '../../core/injector-status.js';
 import { encodePlan, planHash, planKeyFromSecret } from '../../core/plan-codec.js';
 import { INJECT_LABEL, PLAN_ANNOTATION, READY_CONDITION, STATUS_ANNOTATION, type Plan, type Pod } from '../../core/types.js';
-import { kubeSink } from '../../injector/agent-kube.js';
+import { kubeSink } from '../../injector/agent/kube.js';
 import { applyManifests, kubeRequest, loadYamlDocuments } from '../cluster/k8s.js';
 import { withControlPlane } from '../cluster/tap.js';
 import { cliPath, repoRoot } from '../util/fixtures.js';

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import t from 'tap';
 import { stringify } from 'yaml';
-import { cachesFromApi, CACHED_RESOURCES } from '../../webhook/caches.js';
+import { cachesFromApi, CACHED_RESOURCES } from '../../webhook/caches/caches.js';
 import { applyManifests, kubeRequest, loadYamlDocuments, waitForCRDEstablished } from '../cluster/k8s.js';
 import { withControlPlane } from '../cluster/tap.js';
 import { SwitchableFront } from '../util/fake-api.js';

@@ -1,7 +1,7 @@
 // The agent's configuration: flags and environment into one validated AgentConfig, and
 // --help generated from the same table (so it names every flag that is parsed).
 import t from 'tap';
-import { AGENT_FLAGS, agentHelp, parseAgentConfig, parseDuration } from '../../injector/agent-config.js';
+import { AGENT_FLAGS, agentHelp, parseAgentConfig, parseDuration } from '../../injector/agent/config.js';
 
 const base = ['--node-name', 'node-1', '--plan-key', '/keys/a'];
 

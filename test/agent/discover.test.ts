@@ -9,7 +9,7 @@ import { decodeInjectorStatus } from '../../core/injector-status.js';
 import { planHash } from '../../core/plan-codec.js';
 import { STATUS_ANNOTATION, type Pod } from '../../core/types.js';
 import { makePod, makeNetns, MISSION_TABLE, routeLines, ip } from '../util/netns.js';
-import { silentLogger } from '../../injector/agent-log.js';
+import { silentLogger } from '../../injector/log.js';
 import { rootUnavailable, tierGate } from '../util/tier.js';
 import { cacheFileText, makePodObject, MISSION_PLAN, ownedLines, sleep, startRig, until, writeCacheFile } from './rig.js';
 

@@ -6,8 +6,8 @@ import { mkdirSync, mkdtempSync, rmSync, unlinkSync, utimesSync, writeFileSync }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { silentLogger } from '../../injector/agent-log.js';
-import { CniCacheIndex, type PodRef } from '../../injector/discovery.js';
+import { silentLogger } from '../../injector/log.js';
+import { CniCacheIndex, type PodRef } from '../../injector/discovery/discovery.js';
 import { cacheFileText, makePodObject, until, writeCacheFile } from './rig.js';
 
 function setup(t: Test, dir?: string) {
@@ -104,7 +104,7 @@ t.test('a cache file over the size cap is refused unread, reported once per cont
 // Issue #16, defect 3: libuv drops IN_Q_OVERFLOW, so a burst past the inotify queue lost
 // events silently until the 5-minute backstop rescan.
 t.test('an inotify queue overflow is detected, logged, counted, and rescanned at once', async (t) => {
-  const { DirWatcher } = await import('../../injector/discovery-watch.js');
+  const { DirWatcher } = await import('../../injector/discovery/watch.js');
   const { readFileSync } = await import('node:fs');
   const root = mkdtempSync(join(tmpdir(), 'ovrt-overflow-'));
   t.teardown(() => rmSync(root, { recursive: true, force: true }));

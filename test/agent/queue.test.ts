@@ -1,7 +1,7 @@
 // The agent's keyed work queue: bounded workers, one run per key at a time, a key added
 // while it runs runs once more afterwards, failures go to onError and never stop the rest.
 import t from 'tap';
-import { WorkQueue } from '../../injector/agent-queue.js';
+import { WorkQueue } from '../../injector/agent/queue.js';
 
 const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
 

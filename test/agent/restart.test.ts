@@ -3,7 +3,7 @@
 // route replaced before the restart, and cleans up after pods deleted while it was down;
 // a netns deleted in the middle of an apply is let go cleanly.
 import t from 'tap';
-import { subscribeNetns } from '../../injector/netlink-events.js';
+import { subscribeNetns } from '../../injector/kernel/netlink-events.js';
 import type { Plan } from '../../core/types.js';
 import { encodePlan, planHash } from '../../core/plan-codec.js';
 import { PLAN_ANNOTATION, STATUS_ANNOTATION } from '../../core/types.js';

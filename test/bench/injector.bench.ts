@@ -11,10 +11,10 @@ import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { RtnlClient } from '../../injector/netlink.js';
-import { RT_SCOPE_LINK } from '../../injector/netlink-codec.js';
-import { withNetns } from '../../injector/netns.js';
-import { RTPROT_OVNKUBE_ROUTE } from '../../injector/routes.js';
+import { RtnlClient } from '../../injector/kernel/netlink.js';
+import { RT_SCOPE_LINK } from '../../injector/kernel/netlink-codec.js';
+import { withNetns } from '../../injector/kernel/netns.js';
+import { RTPROT_OVNKUBE_ROUTE } from '../../injector/routes/engine.js';
 import { ratioRow, time, timeAsync, type BenchRow, type Timing } from './measure.js';
 
 const ip = (...args: string[]): string => execFileSync('ip', args, { encoding: 'utf8' });

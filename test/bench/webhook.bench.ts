@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { encodePlan, planKeyFromSecret } from '../../core/plan-codec.js';
 import { resolvePlan } from '../../core/resolve.js';
 import type { Pod, Route } from '../../core/types.js';
-import { cachesFromObjects } from '../../webhook/caches.js';
+import { cachesFromObjects } from '../../webhook/caches/caches.js';
 import { desiredPlan, resolveContext } from '../../webhook/plan.js';
 import { ratioRow, time, type BenchRow } from './measure.js';
 

@@ -57,3 +57,51 @@ t.test('imports run one way: bin -> webhook, injector -> platform -> core; never
   }
   t.ok(checked > 20, `checked ${checked} imports`);
 });
+
+// Inside each process, sub-folders are layers too (docs/development.md, Layout). `.` is a
+// file directly in the process folder: shared within the process (its logger, pod helpers,
+// metrics, entry points).
+const INNER: Record<string, Record<string, string[]>> = {
+  injector: {
+    kernel: ['kernel'], // netns entry, netlink sockets and codecs: the kernel, nothing above
+    routes: ['kernel', 'routes'], // the route engine, diffs, keepers, saved defaults
+    discovery: ['kernel', 'discovery', '.'], // CNI cache and netns dir watching
+    cni: ['cni', '.'], // the CNI-time socket and plugin install
+    report: ['routes', 'report', '.'], // status annotation, Events, conditions
+    '.': ['kernel', 'routes', '.'],
+    agent: ['kernel', 'routes', 'discovery', 'cni', 'report', 'agent', '.'], // the loop that ties them
+  },
+  webhook: {
+    caches: ['caches'], // informers and stores
+    admission: ['admission', '.'], // decode -> decide -> patch, the HTTPS server
+    controller: ['caches', 'controller', '.'], // reconcile, patch, status, leader election
+    '.': ['caches', 'admission', 'controller', '.'], // plan resolution, errors, config, main
+  },
+};
+
+t.test('inside injector/ and webhook/, sub-folders import one way; admission and controller never import each other', async (t) => {
+  let checked = 0;
+  for (const [proc, rules] of Object.entries(INNER)) {
+    const areaOf = (p: string): string | null => {
+      const rel = relative(join(repoRoot, proc), p);
+      if (rel.startsWith('..')) return null;
+      const parts = rel.split('/');
+      return parts.length === 1 ? '.' : parts[0]!;
+    };
+    for (const file of sources(proc)) {
+      const from = areaOf(file);
+      if (from === null || from === 'native' || !(from in rules)) {
+        if (from !== 'native') t.fail(`${relative(repoRoot, file)}: ${proc}/${from}/ has no layering rule`);
+        continue;
+      }
+      for (const spec of imports(file)) {
+        if (!spec.startsWith('.')) continue;
+        const to = areaOf(join(file, '..', spec));
+        if (to === null) continue;
+        t.ok(rules[from]!.includes(to), `${relative(repoRoot, file)} imports ${spec} (${proc}/${to}/ is off limits for ${proc}/${from}/)`, { diagnostic: false });
+        checked++;
+      }
+    }
+  }
+  t.ok(checked > 50, `checked ${checked} imports`);
+});

@@ -4,7 +4,7 @@ import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { RTPROT_OVNKUBE_ROUTE } from '../../injector/routes.js';
+import { RTPROT_OVNKUBE_ROUTE } from '../../injector/routes/engine.js';
 import { runCli } from '../util/cli.js';
 import { repoRoot } from '../util/fixtures.js';
 import { ipRoutes, makePod, routeLines } from '../util/netns.js';

@@ -7,7 +7,7 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import t from 'tap';
 import type { Plan } from '../../core/types.js';
-import { RouteKeeper, type KeeperReport } from '../../injector/routes-keeper.js';
+import { RouteKeeper, type KeeperReport } from '../../injector/routes/keeper.js';
 import { fdsOpenedSince, fdTable, makePod, MISSION_PLAN, routeLines } from '../util/netns.js';
 import { rootUnavailable, tierGate } from '../util/tier.js';
 

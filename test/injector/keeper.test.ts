@@ -2,9 +2,9 @@
 // events, back-off against a fighter, and a netns that vanishes (mid-apply and later).
 import t from 'tap';
 import type { Plan } from '../../core/types.js';
-import { isNetnsError } from '../../injector/netns.js';
-import { applyPlan, RTPROT_OVNKUBE_ROUTE } from '../../injector/routes.js';
-import { RouteKeeper, type KeeperReport } from '../../injector/routes-keeper.js';
+import { isNetnsError } from '../../injector/kernel/netns.js';
+import { applyPlan, RTPROT_OVNKUBE_ROUTE } from '../../injector/routes/engine.js';
+import { RouteKeeper, type KeeperReport } from '../../injector/routes/keeper.js';
 import { addEth1, makePod, MISSION_PLAN, openFds, routeLines } from '../util/netns.js';
 import { rootUnavailable, tierGate } from '../util/tier.js';
 

@@ -1,13 +1,13 @@
-// Creating hardened rtnetlink sockets (injector/netlink-socket.ts) without listing
+// Creating hardened rtnetlink sockets (injector/kernel/netlink-socket.ts) without listing
 // /proc/self/fd: the new socket's fd is guessed as the lowest free fd, then verified.
 // With thousands of fds open (and holes among them) every socket is found and hardened;
 // a wrong guess (a file, a free fd, another rtnetlink socket) is refused, the new socket
 // closed, and no fd is left behind.
 import { closeSync, openSync } from 'node:fs';
 import t, { type Test } from 'tap';
-import { RtnlClient } from '../../injector/netlink.js';
-import { createRtnlSocket, socketFd } from '../../injector/netlink-socket.js';
-import { lowestFreeFd, netlinkConstants, socketInfo } from '../../injector/netns.js';
+import { RtnlClient } from '../../injector/kernel/netlink.js';
+import { createRtnlSocket, socketFd } from '../../injector/kernel/netlink-socket.js';
+import { lowestFreeFd, netlinkConstants, socketInfo } from '../../injector/kernel/netns.js';
 import { makePod, openFds } from '../util/netns.js';
 import { rootUnavailable, tierGate } from '../util/tier.js';
 

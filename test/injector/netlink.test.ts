@@ -1,9 +1,9 @@
 // The one netlink wrapper on the real kernel: links, routes, typed errno errors, the
 // in-flight bound under a burst, close() with requests pending, and netns events.
 import t from 'tap';
-import { isNetlinkError, RtnlClient } from '../../injector/netlink.js';
-import { RT_SCOPE_LINK, RT_SCOPE_UNIVERSE } from '../../injector/netlink-codec.js';
-import { subscribeNetns, type NetnsEvent } from '../../injector/netlink-events.js';
+import { isNetlinkError, RtnlClient } from '../../injector/kernel/netlink.js';
+import { RT_SCOPE_LINK, RT_SCOPE_UNIVERSE } from '../../injector/kernel/netlink-codec.js';
+import { subscribeNetns, type NetnsEvent } from '../../injector/kernel/netlink-events.js';
 import { addVeth, ipRoutes, makeNetns, makePod, openFds } from '../util/netns.js';
 import { rootUnavailable, tierGate } from '../util/tier.js';
 

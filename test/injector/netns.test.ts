@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, realpathSync, rmSync, statSync, symlinkSync, wr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { checkNetnsPath, gettid, hostNetnsInodes, isNetnsError, netnsInode, withNetns } from '../../injector/netns.js';
+import { checkNetnsPath, gettid, hostNetnsInodes, isNetnsError, netnsInode, withNetns } from '../../injector/kernel/netns.js';
 import { makeNetns, openFds } from '../util/netns.js';
 import { rootUnavailable, tierGate } from '../util/tier.js';
 

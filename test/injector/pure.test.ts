@@ -5,11 +5,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import type { Plan } from '../../core/types.js';
-import { findPodNetns, parseCniCacheFile, scanCniCacheDir } from '../../injector/cni-cache.js';
-import type { KernelRoute, LinkInfo } from '../../injector/netlink-codec.js';
-import { diffRoutes } from '../../injector/routes-diff.js';
-import { encodeSavedDefault, parseSavedDefault, SavedDefaultStore } from '../../injector/routes-saved.js';
-import { formatRouteTable4, formatRouteTable6 } from '../../injector/routes-table.js';
+import { findPodNetns, parseCniCacheFile, scanCniCacheDir } from '../../injector/discovery/cni-cache.js';
+import type { KernelRoute, LinkInfo } from '../../injector/kernel/netlink-codec.js';
+import { diffRoutes } from '../../injector/routes/diff.js';
+import { encodeSavedDefault, parseSavedDefault, SavedDefaultStore } from '../../injector/routes/saved.js';
+import { formatRouteTable4, formatRouteTable6 } from '../../injector/routes/table.js';
 import { repoRoot } from '../util/fixtures.js';
 
 const OURS = 111;

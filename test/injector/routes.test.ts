@@ -5,9 +5,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import type { Plan } from '../../core/types.js';
-import { RtnlClient } from '../../injector/netlink.js';
-import { applyPlan, restoreDefault, RTPROT_OVNKUBE_ROUTE, type ApplyResult } from '../../injector/routes.js';
-import { SavedDefaultStore } from '../../injector/routes-saved.js';
+import { RtnlClient } from '../../injector/kernel/netlink.js';
+import { applyPlan, restoreDefault, RTPROT_OVNKUBE_ROUTE, type ApplyResult } from '../../injector/routes/engine.js';
+import { SavedDefaultStore } from '../../injector/routes/saved.js';
 import { makePod, MISSION_PLAN, MISSION_TABLE, routeLines } from '../util/netns.js';
 import { rootUnavailable, tierGate } from '../util/tier.js';
 

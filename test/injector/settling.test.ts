@@ -4,9 +4,9 @@
 // tests of the two pure decisions: podSettling (agent-sync.ts) and isDrift (routes-keeper.ts).
 import t from 'tap';
 import type { Pod } from '../../core/types.js';
-import { podSettling, podTerminating } from '../../injector/agent-sync.js';
-import type { ApplyResult } from '../../injector/routes.js';
-import { isDrift } from '../../injector/routes-keeper.js';
+import { podSettling, podTerminating } from '../../injector/agent/sync.js';
+import type { ApplyResult } from '../../injector/routes/engine.js';
+import { isDrift } from '../../injector/routes/keeper.js';
 
 t.test('podSettling: the kubelet says whether the sandbox network is still being set up', async (t) => {
   const cond = (status: string) => ({ type: 'PodReadyToStartContainers', status });

@@ -13,7 +13,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readlinkSync } from 'node:fs';
 import type { Test } from 'tap';
 import type { Plan } from '../../core/types.js';
-import { RTPROT_OVNKUBE_ROUTE as P } from '../../injector/routes.js';
+import { RTPROT_OVNKUBE_ROUTE as P } from '../../injector/routes/engine.js';
 
 /** The design document's demo Route as a plan, its Services resolved to the target table's IPs. */
 export const MISSION_PLAN: Plan = {

@@ -4,10 +4,10 @@
 // expired watch (410 Gone) by relisting. This file's API server runs without its watch cache
 // and compacts etcd every 2 s, so a watch resumed from an old resourceVersion really gets 410.
 import { CoordinationV1Api, V1MicroTime, Watch, type V1Lease } from '@kubernetes/client-node';
-import type { WatchLike } from '../../webhook/informer.js';
+import type { WatchLike } from '../../webhook/caches/informer.js';
 import t from 'tap';
-import { LeaderElector } from '../../webhook/leader.js';
-import { podsFromApi } from '../../webhook/pods.js';
+import { LeaderElector } from '../../webhook/controller/leader.js';
+import { podsFromApi } from '../../webhook/caches/pods.js';
 import { kubeRequest } from '../cluster/k8s.js';
 import { withControlPlane } from '../cluster/tap.js';
 import {

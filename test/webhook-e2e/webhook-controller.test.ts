@@ -6,10 +6,10 @@
 // simulated by writing its status annotation. One control plane for the whole file.
 import t, { type Test } from 'tap';
 import { encodeInjectorStatus } from '../../core/injector-status.js';
-import { podIntent } from '../../injector/agent-pod.js';
-import { controllerApi } from '../../webhook/controller.js';
-import { classifyApiError, planPatch } from '../../webhook/controller-patch.js';
-import { slimPod } from '../../webhook/pods.js';
+import { podIntent } from '../../injector/pod.js';
+import { controllerApi } from '../../webhook/controller/controller.js';
+import { classifyApiError, planPatch } from '../../webhook/controller/patch.js';
+import { slimPod } from '../../webhook/caches/pods.js';
 import { encodePlan, planHash, planKeyFromSecret } from '../../core/plan-codec.js';
 import { INJECT_LABEL, PLAN_ANNOTATION, READINESS_GATE_LABEL, READY_CONDITION, STATUS_ANNOTATION, type Pod } from '../../core/types.js';
 import { kubeRequest } from '../cluster/k8s.js';

@@ -5,9 +5,9 @@ import t, { type Test } from 'tap';
 import { Registry } from 'prom-client';
 import { decodePlan, encodePlan, type PlanKey } from '../../core/plan-codec.js';
 import { INJECT_LABEL, PLAN_ANNOTATION, type Plan, type Pod, type Route } from '../../core/types.js';
-import { buildApp } from '../../webhook/app.js';
-import { cachesFromObjects } from '../../webhook/caches.js';
-import type { AdmissionReview, ValidReview } from '../../webhook/review.js';
+import { buildApp } from '../../webhook/admission/server.js';
+import { cachesFromObjects } from '../../webhook/caches/caches.js';
+import type { AdmissionReview, ValidReview } from '../../webhook/admission/review.js';
 import { annotate, applyResponse, clusterCaches, clusterObjects, patchOps, reviewWith, testKey } from './helpers.js';
 
 const CONTROLLER = 'system:serviceaccount:ovnkube-route:ovnkube-route-webhook';

@@ -6,9 +6,9 @@
 import t from 'tap';
 import { KubeConfig } from '@kubernetes/client-node';
 import type { KubeObject, Service } from '../../core/types.js';
-import { cachesFromApi, cachesFromObjects, ownerMetadataOnly } from '../../webhook/caches.js';
-import { Informer, type ListResult, type WatchLike } from '../../webhook/informer.js';
-import { ObjectStore, type ChangeEvent } from '../../webhook/store.js';
+import { cachesFromApi, cachesFromObjects, ownerMetadataOnly } from '../../webhook/caches/caches.js';
+import { Informer, type ListResult, type WatchLike } from '../../webhook/caches/informer.js';
+import { ObjectStore, type ChangeEvent } from '../../webhook/caches/store.js';
 import { clusterObjects } from './helpers.js';
 
 const svc = (name: string, ip: string, rv: string, namespace = 'default'): Service =>

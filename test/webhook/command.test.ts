@@ -12,7 +12,7 @@ import { createInterface } from 'node:readline';
 import t from 'tap';
 import { PLAN_ANNOTATION } from '../../core/types.js';
 import { FLAGS, parseWebhookConfig, webhookHelp } from '../../webhook/config.js';
-import type { AdmissionReview } from '../../webhook/review.js';
+import type { AdmissionReview } from '../../webhook/admission/review.js';
 import { runCli } from '../util/cli.js';
 import { cliPath } from '../util/fixtures.js';
 import { annotate, genCerts, patchOps, reviewWith } from './helpers.js';

@@ -3,7 +3,7 @@
 // leader-election timing rule, and --help listing every flag that is parsed.
 import t from 'tap';
 import { parseWebhookConfig, webhookHelp, FLAGS } from '../../webhook/config.js';
-import { CONTROLLER_FLAGS, parseDuration } from '../../webhook/controller-config.js';
+import { CONTROLLER_FLAGS, parseDuration } from '../../webhook/controller/config.js';
 
 const base = ['--tls-cert', 'c.pem', '--tls-key', 'k.pem', '--plan-key', 'p.key'];
 const parse = (argv: string[], env: Record<string, string> = {}) => parseWebhookConfig([...base, ...argv], env).controller;

@@ -7,10 +7,10 @@ import fjp from 'fast-json-patch';
 import t, { type Test } from 'tap';
 import { planKeyFromSecret } from '../../core/plan-codec.js';
 import { PLAN_ANNOTATION, type Pod, type Route } from '../../core/types.js';
-import { cachesFromObjects } from '../../webhook/caches.js';
-import { Controller, type ControllerApi } from '../../webhook/controller.js';
-import { podStoreFromObjects, type CachedPod } from '../../webhook/pods.js';
-import type { ObjectStore } from '../../webhook/store.js';
+import { cachesFromObjects } from '../../webhook/caches/caches.js';
+import { Controller, type ControllerApi } from '../../webhook/controller/controller.js';
+import { podStoreFromObjects, type CachedPod } from '../../webhook/caches/pods.js';
+import type { ObjectStore } from '../../webhook/caches/store.js';
 
 const key = planKeyFromSecret(Buffer.alloc(32, 5));
 const route = (dst: string): Route => ({ metadata: { name: 'r', resourceVersion: dst, generation: 1 }, spec: { include: [{ namespaces: ['a'] }], route: [{ dst, dev: 'eth1' }] } });

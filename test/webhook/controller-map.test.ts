@@ -1,17 +1,17 @@
-// Which pods a change can affect (webhook/controller-map.ts), driven from plain objects.
+// Which pods a change can affect (webhook/controller/map.ts), driven from plain objects.
 // Besides the table cases, a property check: for Route edits, Service changes and
 // namespace relabelling, every pod OUTSIDE the mapped set resolves to the very same plan
 // annotation before and after the change, so re-resolving only the mapped pods is enough.
 import t from 'tap';
 import { planKeyFromSecret } from '../../core/plan-codec.js';
 import type { KubeObject, Namespace, Pod, Route, Service } from '../../core/types.js';
-import { cachesFromObjects, type CacheObjects } from '../../webhook/caches.js';
+import { cachesFromObjects, type CacheObjects } from '../../webhook/caches/caches.js';
 import {
   namespaceChanged, ownerChanged, podChanged, podsOwnedBy, podsSelectedBy, routesReferencing, routeVersionsOf, serviceChanged,
-} from '../../webhook/controller-map.js';
+} from '../../webhook/controller/map.js';
 import { desiredPlan } from '../../webhook/plan.js';
-import { podKey, podStoreFromObjects, slimPod, type CachedPod } from '../../webhook/pods.js';
-import type { ChangeEvent } from '../../webhook/store.js';
+import { podKey, podStoreFromObjects, slimPod, type CachedPod } from '../../webhook/caches/pods.js';
+import type { ChangeEvent } from '../../webhook/caches/store.js';
 
 const key = planKeyFromSecret(Buffer.alloc(32, 7));
 const ns = (name: string, labels: Record<string, string> = {}): Namespace => ({ metadata: { name, labels: { 'kubernetes.io/metadata.name': name, ...labels } } });

@@ -1,12 +1,12 @@
-// The controller's pod patch (webhook/controller-patch.ts) and pod slimming (webhook/pods.ts):
+// The controller's pod patch (webhook/controller/patch.ts) and pod slimming (webhook/caches/pods.ts):
 // every patch is applied with fast-json-patch (RFC 6902, validated) to a FULL pod, as the
 // API server would, so we see that other annotations survive and that the `test` guards
 // refuse a pod that changed meanwhile. API error classification is a table.
 import t from 'tap';
 import fjp from 'fast-json-patch';
 import { PLAN_ANNOTATION, STATUS_ANNOTATION, type Pod } from '../../core/types.js';
-import { classifyApiError, planPatch } from '../../webhook/controller-patch.js';
-import { podIsDone, slimPod, splitPodKey, podKey } from '../../webhook/pods.js';
+import { classifyApiError, planPatch } from '../../webhook/controller/patch.js';
+import { podIsDone, slimPod, splitPodKey, podKey } from '../../webhook/caches/pods.js';
 
 const fullPod = (annotations?: Record<string, string>): Pod => ({
   apiVersion: 'v1', kind: 'Pod',

@@ -1,9 +1,9 @@
-// The controller's work queue and token bucket (webhook/controller-queue.ts): dedupe, a key
+// The controller's work queue and token bucket (webhook/controller/queue.ts): dedupe, a key
 // never processed twice at once but once more when changed meanwhile, the concurrency
 // bound, retries with backoff then giving up, stop(). Rates are checked against an injected
 // clock, never against wall-clock timing.
 import t from 'tap';
-import { sleep, TokenBucket, WorkQueue, type WorkResult } from '../../webhook/controller-queue.js';
+import { sleep, TokenBucket, WorkQueue, type WorkResult } from '../../webhook/controller/queue.js';
 
 /** A handler whose calls wait until released, so the test controls interleaving. */
 function gated() {

@@ -8,12 +8,12 @@ import fjp from 'fast-json-patch';
 import { decodeInjectorStatus, encodeInjectorStatus } from '../../core/injector-status.js';
 import { decodePlan, planHash, planKeyFromSecret } from '../../core/plan-codec.js';
 import { type Namespace, type Pod, type Route, type Service } from '../../core/types.js';
-import { cachesFromObjects } from '../../webhook/caches.js';
-import { routeEventObject } from '../../webhook/events.js';
+import { cachesFromObjects } from '../../webhook/caches/caches.js';
+import { routeEventObject } from '../../webhook/controller/events.js';
 import { desiredPlan } from '../../webhook/plan.js';
-import { podKey } from '../../webhook/pods.js';
-import { routeStatus, statusEqual, statusPatch } from '../../webhook/status.js';
-import { podRecord, RouteIndex } from '../../webhook/status-index.js';
+import { podKey } from '../../webhook/caches/pods.js';
+import { routeStatus, statusEqual, statusPatch } from '../../webhook/controller/status.js';
+import { podRecord, RouteIndex } from '../../webhook/controller/status-index.js';
 
 const key = planKeyFromSecret(Buffer.alloc(32, 9));
 const ns = (name: string): Namespace => ({ metadata: { name, labels: { 'kubernetes.io/metadata.name': name } } });

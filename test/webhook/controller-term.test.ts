@@ -5,11 +5,11 @@
 import t from 'tap';
 import { planKeyFromSecret } from '../../core/plan-codec.js';
 import { PLAN_ANNOTATION, type Pod, type Route } from '../../core/types.js';
-import { cachesFromObjects } from '../../webhook/caches.js';
-import { Controller, type ControllerApi } from '../../webhook/controller.js';
+import { cachesFromObjects } from '../../webhook/caches/caches.js';
+import { Controller, type ControllerApi } from '../../webhook/controller/controller.js';
 import { desiredPlan } from '../../webhook/plan.js';
-import { podStoreFromObjects, type CachedPod } from '../../webhook/pods.js';
-import { ObjectStore } from '../../webhook/store.js';
+import { podStoreFromObjects, type CachedPod } from '../../webhook/caches/pods.js';
+import { ObjectStore } from '../../webhook/caches/store.js';
 
 const key = planKeyFromSecret(Buffer.alloc(32, 3));
 const routes: Route[] = [{ metadata: { name: 'r', resourceVersion: '1', generation: 1 }, spec: { include: [{ namespaces: ['a'] }], route: [{ dst: '10.9.0.0/16', dev: 'eth1' }] } }];

@@ -8,8 +8,8 @@ import fjp from 'fast-json-patch';
 import { parseAllDocuments } from 'yaml';
 import { planKeyFromSecret, type PlanKey } from '../../core/plan-codec.js';
 import type { KubeObject, Namespace, Pod, Route, Service } from '../../core/types.js';
-import { cachesFromObjects, type CacheObjects } from '../../webhook/caches.js';
-import type { AdmissionResponse, AdmissionReview, ValidReview } from '../../webhook/review.js';
+import { cachesFromObjects, type CacheObjects } from '../../webhook/caches/caches.js';
+import type { AdmissionResponse, AdmissionReview, ValidReview } from '../../webhook/admission/review.js';
 import { repoRoot } from '../util/fixtures.js';
 
 export const webhookFixture = (name: string): string => resolve(repoRoot, 'test', 'webhook', 'fixtures', name);

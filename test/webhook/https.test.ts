@@ -13,10 +13,10 @@ import tls, { type TLSSocket } from 'node:tls';
 import t, { type Test } from 'tap';
 import { Registry } from 'prom-client';
 import { parsePlanKey } from '../../core/plan-codec.js';
-import { buildApp } from '../../webhook/app.js';
-import { createWebhookMetrics } from '../../webhook/metrics.js';
-import type { AdmissionReview } from '../../webhook/review.js';
-import { loadServingCert, watchServingCert, type ServingCert } from '../../webhook/tls.js';
+import { buildApp } from '../../webhook/admission/server.js';
+import { createWebhookMetrics } from '../../webhook/admission/metrics.js';
+import type { AdmissionReview } from '../../webhook/admission/review.js';
+import { loadServingCert, watchServingCert, type ServingCert } from '../../webhook/admission/tls.js';
 import { clusterCaches, genCerts, loadReview, patchOps } from './helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'ovnkube-route-webhook-'));

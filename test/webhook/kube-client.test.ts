@@ -6,12 +6,12 @@ import { CoreV1Api } from '@kubernetes/client-node';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { buildApp } from '../../webhook/app.js';
-import { cachesFromApi, ClusterCaches, CACHED_RESOURCES } from '../../webhook/caches.js';
-import { Informer } from '../../webhook/informer.js';
+import { buildApp } from '../../webhook/admission/server.js';
+import { cachesFromApi, ClusterCaches, CACHED_RESOURCES } from '../../webhook/caches/caches.js';
+import { Informer } from '../../webhook/caches/informer.js';
 import { apiClient, ApiTimeoutError, DeadlineWatch } from '../../platform/kube-client.js';
 import { liveness } from '../../webhook/main.js';
-import { ObjectStore } from '../../webhook/store.js';
+import { ObjectStore } from '../../webhook/caches/store.js';
 import { Registry } from 'prom-client';
 import type { KubeObject } from '../../core/types.js';
 import { FakeApi, loopbackKubeConfig, SwitchableFront } from '../util/fake-api.js';
@@ -136,7 +136,7 @@ t.test('/healthz turns 503 when a list+watch loop stalls (no progress past the b
 
 t.test('leader election against a silent endpoint: Lease calls time out, are reported and retried; stop is prompt', async (t) => {
   const { CoordinationV1Api } = await import('@kubernetes/client-node');
-  const { LeaderElector } = await import('../../webhook/leader.js');
+  const { LeaderElector } = await import('../../webhook/controller/leader.js');
   const front = new SwitchableFront();
   const port = await front.listen();
   t.teardown(() => front.close());

@@ -7,7 +7,7 @@ import { mayIncludeNamespace } from '../../core/filters.js';
 import { planKeyFromSecret } from '../../core/plan-codec.js';
 import { resolvePlan } from '../../core/resolve.js';
 import type { Pod, PodSelectorTerm, Route } from '../../core/types.js';
-import { cachesFromObjects } from '../../webhook/caches.js';
+import { cachesFromObjects } from '../../webhook/caches/caches.js';
 import { desiredPlan, resolveContext, routesForNamespace } from '../../webhook/plan.js';
 
 const key = planKeyFromSecret(Buffer.alloc(32, 9));

@@ -1,0 +1,189 @@
+/**
+ * Pure conversions between the `netlink` package's rtnetlink messages and our normalized
+ * shapes (CIDR/IP strings, numeric protocol/scope). No I/O; table-tested.
+ */
+import type * as netlink from 'netlink';
+import { rt } from './netlink-lite.js';
+import { formatCIDR, formatIP, parseCIDR, parseIP, type Family } from '../../core/ip.js';
+
+export type { Family };
+
+/** rtnetlink table id of the main table (`ip route` shows it by default). */
+export const RT_TABLE_MAIN = 254;
+/** Route scopes we use (linux/rtnetlink.h). */
+export const RT_SCOPE_UNIVERSE = 0;
+export const RT_SCOPE_LINK = 253;
+export const RT_SCOPE_HOST = 254;
+/** Wildcard scope for deletes: matches a route of any scope. */
+export const RT_SCOPE_NOWHERE = 255;
+/** AF_INET / AF_INET6. */
+export const AF_INET = 2;
+export const AF_INET6 = 10;
+
+/** A route as read from the kernel, normalized. */
+export interface KernelRoute {
+  family: Family;
+  /** Canonical CIDR; the default route is 0.0.0.0/0 or ::/0. */
+  dst: string;
+  table: number;
+  /** rtnetlink protocol number (RTPROT_*): who installed it. */
+  protocol: number;
+  scope: number;
+  /** Route type name, e.g. UNICAST, LOCAL, BROADCAST, BLACKHOLE. */
+  type: string;
+  /** Metric (RTA_PRIORITY); 0 when absent. IPv6 user routes default to 1024. */
+  priority: number;
+  tos: number;
+  /** Output interface index; absent for multipath and reject routes. */
+  oif?: number;
+  /** Interface name (filled in by listRoutes from the link table). */
+  dev?: string;
+  /** Gateway (RTA_GATEWAY). */
+  via?: string;
+  /** Preferred source (RTA_PREFSRC). */
+  prefsrc?: string;
+  /** True for multipath routes (several nexthops), which we never manage. */
+  multipath?: boolean;
+}
+
+/** A network interface of a netns. */
+export interface LinkInfo { index: number; name: string; up: boolean }
+
+/** What to write: one unicast route in a table (default main). */
+export interface RouteWrite {
+  dst: string;
+  oif: number;
+  via?: string;
+  /** RT_SCOPE_LINK for a route on a link (no via), RT_SCOPE_UNIVERSE for a gateway route. */
+  scope: number;
+  protocol: number;
+  priority?: number;
+  table?: number;
+}
+
+/** What identifies a route for deletion (the kernel matches the fields that are given). */
+export interface RouteKey {
+  dst: string;
+  table?: number;
+  protocol?: number;
+  /** Scope to match; RT_SCOPE_NOWHERE (the default) matches any. */
+  scope?: number;
+  priority?: number;
+  oif?: number;
+  via?: string;
+  tos?: number;
+}
+
+function bytesToBigint(b: Buffer): bigint {
+  return b.length === 0 ? 0n : BigInt('0x' + b.toString('hex'));
+}
+
+function bigintToBytes(v: bigint, len: number): Buffer {
+  return Buffer.from(v.toString(16).padStart(len * 2, '0'), 'hex');
+}
+
+/** Address buffer (4 or 16 bytes) to canonical text. */
+export function ipFromBytes(b: Buffer, family: Family): string {
+  return formatIP({ family, value: bytesToBigint(b) });
+}
+
+/** Canonical IP text to an address buffer; throws on bad input (caller validated it). */
+export function ipToBytes(ip: string): { family: Family; bytes: Buffer } {
+  const p = parseIP(ip);
+  if (!p.ok) throw new Error(`invalid IP "${ip}": ${p.error}`);
+  return { family: p.value.family, bytes: bigintToBytes(p.value.value, p.value.family === 4 ? 4 : 16) };
+}
+
+/** CIDR text to family/prefix/bytes; throws on bad input (caller validated it). */
+export function cidrToBytes(cidr: string): { family: Family; bits: number; bytes: Buffer } {
+  const p = parseCIDR(cidr);
+  if (!p.ok) throw new Error(`invalid CIDR "${cidr}": ${p.error}`);
+  const len = p.value.family === 4 ? 4 : 16;
+  return { family: p.value.family, bits: p.value.bits, bytes: bigintToBytes(p.value.value, len) };
+}
+
+/** Family of a CIDR or IP string (4 or 6). */
+export function familyOf(addr: string): Family {
+  return addr.includes(':') ? 6 : 4;
+}
+
+/** Kernel address family number of 4/6. */
+export function afOf(family: Family): number {
+  return family === 4 ? AF_INET : AF_INET6;
+}
+
+function enumNumber(value: unknown, table: Record<string, string | number>): number {
+  if (typeof value === 'number') return value;
+  if (typeof value === 'string' && typeof table[value] === 'number') return table[value] as number;
+  return 0;
+}
+
+function enumName(value: unknown, table: Record<string, string | number>): string {
+  if (typeof value === 'string') return value;
+  if (typeof value === 'number' && typeof table[value] === 'string') return table[value] as string;
+  return String(value ?? 'UNSPEC');
+}
+
+/** Normalize a parsed RTM_NEWROUTE/DELROUTE message; null for families other than IPv4/IPv6. */
+export function routeFromMessage(m: netlink.rt.RouteMessage): KernelRoute | null {
+  const family: Family | null = m.data.family === AF_INET ? 4 : m.data.family === AF_INET6 ? 6 : null;
+  if (family === null) return null;
+  const len = family === 4 ? 4 : 16;
+  const dstBytes = m.attrs.dst ?? Buffer.alloc(len);
+  const bits = m.data.dstLen ?? 0;
+  const route: KernelRoute = {
+    family,
+    dst: formatCIDR({ family, value: bytesToBigint(dstBytes), bits }),
+    table: m.attrs.table ?? m.data.table ?? 0,
+    protocol: enumNumber(m.data.protocol, rt.RouteProtocol as unknown as Record<string, number>),
+    scope: enumNumber(m.data.scope, rt.RouteScope as unknown as Record<string, number>),
+    type: enumName(m.data.type, rt.RouteType as unknown as Record<string, string>),
+    priority: m.attrs.priority ?? 0,
+    tos: m.data.tos ?? 0,
+  };
+  if (m.attrs.oif !== undefined) route.oif = m.attrs.oif;
+  if (m.attrs.gateway) route.via = ipFromBytes(m.attrs.gateway, family);
+  if (m.attrs.prefsrc) route.prefsrc = ipFromBytes(m.attrs.prefsrc, family);
+  if (m.attrs.multipath) route.multipath = true;
+  return route;
+}
+
+/** Normalize a parsed link message. */
+export function linkFromMessage(m: netlink.rt.LinkMessage): LinkInfo {
+  return { index: m.data.index ?? 0, name: m.attrs.ifname ?? `if${m.data.index ?? 0}`, up: Boolean(m.data.flags?.up) };
+}
+
+/** Header + attributes of an RTM_NEWROUTE for `w`. */
+export function routeWriteToMessage(w: RouteWrite): { data: netlink.rt.Route; attrs: netlink.rt.RouteAttrs } {
+  const d = cidrToBytes(w.dst);
+  const table = w.table ?? RT_TABLE_MAIN;
+  const data: netlink.rt.Route = {
+    family: afOf(d.family), dstLen: d.bits, srcLen: 0, tos: 0,
+    table: table < 256 ? table : 252 /* RT_TABLE_COMPAT; the real id goes in RTA_TABLE */,
+    protocol: w.protocol, scope: w.scope, type: rt.RouteType.UNICAST,
+  };
+  const attrs: netlink.rt.RouteAttrs = { dst: d.bytes, oif: w.oif, table };
+  if (w.via !== undefined) {
+    const g = ipToBytes(w.via);
+    if (g.family !== d.family) throw new Error(`route ${w.dst}: gateway ${w.via} is IPv${g.family}, destination is IPv${d.family}`);
+    attrs.gateway = g.bytes;
+  }
+  if (w.priority !== undefined) attrs.priority = w.priority;
+  return { data, attrs };
+}
+
+/** Header + attributes of an RTM_DELROUTE for `k`. */
+export function routeKeyToMessage(k: RouteKey): { data: netlink.rt.Route; attrs: netlink.rt.RouteAttrs } {
+  const d = cidrToBytes(k.dst);
+  const table = k.table ?? RT_TABLE_MAIN;
+  const data: netlink.rt.Route = {
+    family: afOf(d.family), dstLen: d.bits, srcLen: 0, tos: k.tos ?? 0,
+    table: table < 256 ? table : 252, scope: k.scope ?? RT_SCOPE_NOWHERE,
+  };
+  if (k.protocol !== undefined) data.protocol = k.protocol;
+  const attrs: netlink.rt.RouteAttrs = { dst: d.bytes, table };
+  if (k.priority !== undefined) attrs.priority = k.priority;
+  if (k.oif !== undefined) attrs.oif = k.oif;
+  if (k.via !== undefined) attrs.gateway = ipToBytes(k.via).bytes;
+  return { data, attrs };
+}

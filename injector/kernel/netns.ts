@@ -1,0 +1,310 @@
+/**
+ * Entering network namespaces. This is the only module that calls setns(2): everything else
+ * goes through `withNetns(path, fn)`, which opens the target, switches the calling thread
+ * into it, runs `fn` synchronously, and always switches back and closes every fd.
+ *
+ * Why synchronous: setns(2) moves the *thread*, and JavaScript has one. While `fn` runs,
+ * nothing else can run on the thread, so a netlink socket created inside `fn` is bound to
+ * the target namespace and every other socket of the process is untouched. Awaiting inside
+ * `fn` would let unrelated code run in the pod's namespace, so a thenable result is refused.
+ *
+ * Safety (model: istio's cni node agent): a path is accepted only if its realpath lies in
+ * the configured netns dir and the opened namespace is not the host's (inode compare with
+ * <procRoot>/self/ns/net and <procRoot>/1/ns/net). The check is made on the opened fd, so
+ * the namespace that is checked is the one that is entered.
+ */
+import { closeSync, fstatSync, lstatSync, openSync, realpathSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { sep } from 'node:path';
+
+/** Why a netns could not be used. */
+export type NetnsErrorCode =
+  | 'gone' // the path does not exist (any more): the pod or its sandbox went away
+  | 'not-netns' // the path exists but is not a network namespace
+  | 'host-netns' // the path is the host's own network namespace
+  | 'outside-dir' // the path's realpath is not inside the configured netns dir
+  | 'enter-failed'; // setns(2) refused (EPERM without CAP_SYS_ADMIN, ...)
+
+/** Typed error for everything that can go wrong opening or entering a netns. */
+export class NetnsError extends Error {
+  override name = 'NetnsError';
+  constructor(readonly code: NetnsErrorCode, readonly path: string, message: string, readonly errno?: string) {
+    super(message);
+  }
+}
+
+/** True when `e` is a NetnsError (optionally of the given code). */
+export function isNetnsError(e: unknown, code?: NetnsErrorCode): e is NetnsError {
+  return e instanceof NetnsError && (code === undefined || e.code === code);
+}
+
+/** Where the safety checks look. Injectable so tests can use temp dirs. */
+export interface NetnsPolicy {
+  /** Only namespaces whose realpath is inside this dir are accepted (default /var/run/netns). */
+  netnsDir: string;
+  /** Root of procfs, for the host-netns comparison (default /proc). */
+  procRoot?: string;
+}
+
+/** Identity of a namespace: device and inode of its nsfs file. Stable for its lifetime. */
+export interface NetnsId { dev: number; ino: number }
+
+/** Default netns dir of CNI runtimes (containerd, CRI-O). */
+export const DEFAULT_NETNS_DIR = '/var/run/netns';
+
+interface SetnsAddon {
+  setns(fd: number, nstype: number): void;
+  gettid(): number;
+  netlinkHarden(fd: number, rcvbuf: number): void;
+  inotifyOpen(dir: string): number;
+  inotifyDrain(fd: number): boolean;
+  lowestFreeFd(): number;
+  socketInfo(fd: number): SocketInfo;
+  CLONE_NEWNET: number;
+  AF_NETLINK: number;
+  NETLINK_ROUTE: number;
+}
+
+/** What the kernel says about a socket fd (socketInfo). */
+export interface SocketInfo {
+  domain: number;
+  protocol: number;
+  sndbuf: number;
+  rcvbuf: number;
+  /** NETLINK_NO_ENOBUFS (0/1) on a netlink socket, -1 on any other. */
+  noEnobufs: number;
+}
+let addon: SetnsAddon | undefined;
+
+/** Load the native addon once, on first use (no module-level side effects). */
+function native(): SetnsAddon {
+  if (!addon) {
+    const req = createRequire(import.meta.url);
+    // dist/injector/kernel/netns.js -> <repo>/injector/native/build/Release/setns.node
+    const file = new URL('../../../injector/native/build/Release/setns.node', import.meta.url);
+    try {
+      addon = req(file.pathname) as SetnsAddon;
+    } catch (e) {
+      throw new Error(`cannot load the setns addon at ${file.pathname} (run \`npm run build\`): ${(e as Error).message}`);
+    }
+  }
+  return addon;
+}
+
+/** Kernel thread id of the caller (diagnostics: shows which thread setns moved). */
+export function gettid(): number {
+  return native().gettid();
+}
+
+/**
+ * Set NETLINK_NO_ENOBUFS (and a receive buffer of `rcvbuf` bytes when > 0) on a netlink
+ * socket fd. See injector/kernel/netlink-socket.ts for why. Throws if `fd` is not a netlink socket.
+ */
+export function hardenNetlinkFd(fd: number, rcvbuf: number): void {
+  native().netlinkHarden(fd, rcvbuf);
+}
+
+/**
+ * An inotify queue of `dir` that only tells whether events were lost (IN_Q_OVERFLOW),
+ * which fs.watch never says (libuv drops the event). See injector/native/setns.c.
+ */
+export function inotifyOverflowSentinel(dir: string): { drain(): boolean; close(): void } {
+  const fd = native().inotifyOpen(dir);
+  let open = true;
+  return {
+    drain: () => open && native().inotifyDrain(fd),
+    close: () => {
+      if (open) closeSync(fd);
+      open = false;
+    },
+  };
+}
+
+/**
+ * The fd number the process's next socket or open will get: the kernel always hands out the
+ * lowest free fd. O(1) (an fcntl(F_DUPFD) and a close in the addon), whatever the fd count.
+ */
+export function lowestFreeFd(): number {
+  return native().lowestFreeFd();
+}
+
+/** SO_DOMAIN, SO_PROTOCOL, buffer sizes and NETLINK_NO_ENOBUFS of a socket fd (throws ENOTSOCK/EBADF otherwise). */
+export function socketInfo(fd: number): SocketInfo {
+  return native().socketInfo(fd);
+}
+
+/** The kernel's AF_NETLINK and NETLINK_ROUTE numbers. */
+export function netlinkConstants(): { AF_NETLINK: number; NETLINK_ROUTE: number } {
+  const a = native();
+  return { AF_NETLINK: a.AF_NETLINK, NETLINK_ROUTE: a.NETLINK_ROUTE };
+}
+
+function errCode(e: unknown): string | undefined {
+  return (e as NodeJS.ErrnoException | undefined)?.code;
+}
+
+/** Open a netns path read-only (O_CLOEXEC is Node's default); ENOENT becomes a typed 'gone'. */
+function openNetns(path: string): number {
+  try {
+    return openSync(path, 'r');
+  } catch (e) {
+    const code = errCode(e);
+    if (code === 'ENOENT' || code === 'ENOTDIR') throw new NetnsError('gone', path, `netns ${path} does not exist (any more)`, code);
+    throw new NetnsError('not-netns', path, `cannot open netns ${path}: ${(e as Error).message}`, code);
+  }
+}
+
+/** Identity of the namespace at `path`. Throws NetnsError('gone') when it does not exist. */
+export function netnsInode(path: string): NetnsId {
+  try {
+    const st = statSync(path);
+    return { dev: st.dev, ino: st.ino };
+  } catch (e) {
+    throw new NetnsError('gone', path, `netns ${path} does not exist (any more)`, errCode(e));
+  }
+}
+
+/** Identities of the host's namespaces: <procRoot>/self/ns/net and <procRoot>/1/ns/net (those that can be read). */
+export function hostNetnsInodes(procRoot = '/proc'): NetnsId[] {
+  const out: NetnsId[] = [];
+  for (const p of [`${procRoot}/self/ns/net`, `${procRoot}/1/ns/net`]) {
+    try {
+      const st = statSync(p);
+      out.push({ dev: st.dev, ino: st.ino });
+    } catch {
+      // /proc/1 may be hidden (hidepid); self is always readable, so at least one is checked.
+    }
+  }
+  return out;
+}
+
+/**
+ * Check a path against the policy without entering it: realpath inside netnsDir, a
+ * namespace file (nsfs), not the host netns. Returns the realpath and identity. Throws
+ * NetnsError ('gone', 'outside-dir', 'not-netns', 'host-netns').
+ */
+export function checkNetnsPath(path: string, policy: NetnsPolicy): { realPath: string; id: NetnsId } {
+  const fd = openChecked(path, policy);
+  try {
+    const st = fstatSync(fd.fd);
+    return { realPath: fd.realPath, id: { dev: st.dev, ino: st.ino } };
+  } finally {
+    closeSync(fd.fd);
+  }
+}
+
+function realpathOf(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch (e) {
+    try {
+      lstatSync(path);
+    } catch {
+      throw new NetnsError('gone', path, `netns ${path} does not exist (any more)`, errCode(e));
+    }
+    // It exists but resolves to no file path: a magic link such as /proc/<pid>/ns/net.
+    throw new NetnsError('outside-dir', path, `netns ${path} does not resolve to a file (a /proc ns link?); only paths in the netns dir are accepted`, errCode(e));
+  }
+}
+
+/** The device of nsfs, the pseudo-filesystem every namespace file lives on. */
+let nsfsDev: number | undefined;
+function nsfsDevice(): number | undefined {
+  if (nsfsDev === undefined) {
+    try {
+      nsfsDev = statSync('/proc/self/ns/net').dev;
+    } catch {
+      return undefined;
+    }
+  }
+  return nsfsDev;
+}
+
+/**
+ * Open `path` after the dir check, then check the opened fd is a namespace (on nsfs: a
+ * regular file left in the netns dir is refused here, before anything tries to enter it,
+ * so it is refused once like every other bad path) and not the host netns.
+ */
+function openChecked(path: string, policy: NetnsPolicy): { fd: number; realPath: string } {
+  const dir = realpathOf(policy.netnsDir);
+  const real = realpathOf(path);
+  if (!real.startsWith(dir.endsWith(sep) ? dir : dir + sep)) {
+    throw new NetnsError('outside-dir', path, `netns ${path} (realpath ${real}) is outside the netns dir ${dir}; refusing it`);
+  }
+  const fd = openNetns(real);
+  try {
+    const st = fstatSync(fd);
+    const nsfs = nsfsDevice();
+    if (nsfs !== undefined && st.dev !== nsfs) {
+      throw new NetnsError('not-netns', path, `netns ${path} is not a network namespace (a ${st.isFile() ? 'regular file' : 'file'} not on nsfs); refusing it`);
+    }
+    for (const host of hostNetnsInodes(policy.procRoot)) {
+      if (host.dev === st.dev && host.ino === st.ino) {
+        throw new NetnsError('host-netns', path, `netns ${path} is the host network namespace (inode ${st.ino}); refusing it`);
+      }
+    }
+    return { fd, realPath: real };
+  } catch (e) {
+    closeSync(fd);
+    throw e;
+  }
+}
+
+/** Options of withNetns. */
+export interface WithNetnsOptions {
+  /** When given, the path is checked (dir + host refusal) on the fd that is entered. */
+  policy?: NetnsPolicy;
+}
+
+/**
+ * Run `fn` with the calling thread inside the network namespace at `path`, then switch back.
+ *
+ * `fn` must be synchronous: create netlink sockets in it, do the I/O after it returns (a
+ * socket stays bound to the namespace it was created in). A thenable result is refused
+ * with a TypeError, after the thread has been switched back.
+ *
+ * Guarantees: the thread is switched back and both fds are closed on every path, including
+ * when `fn` throws. If switching back ever failed the process would be running in a pod's
+ * namespace, so it aborts instead (the same fail-stop as a Go plugin discarding its thread).
+ *
+ * Errors: NetnsError with code 'gone' (vanished), 'not-netns', 'enter-failed', and with a
+ * policy 'outside-dir' / 'host-netns'. Whatever `fn` throws is rethrown as is.
+ */
+export function withNetns<T>(path: string, fn: () => T, opts: WithNetnsOptions = {}): T {
+  const addon = native();
+  // The current thread's own namespace (not the process leader's: correct in worker threads too).
+  const origFd = openNetns('/proc/thread-self/ns/net');
+  let targetFd: number | undefined;
+  try {
+    targetFd = opts.policy ? openChecked(path, opts.policy).fd : openNetns(path);
+    try {
+      addon.setns(targetFd, addon.CLONE_NEWNET);
+    } catch (e) {
+      const code = errCode(e);
+      const kind: NetnsErrorCode = code === 'EINVAL' ? 'not-netns' : 'enter-failed';
+      throw new NetnsError(kind, path, `cannot enter netns ${path}: ${(e as Error).message}`, code);
+    }
+    let result: T;
+    try {
+      result = fn();
+    } finally {
+      restore(addon, origFd, path);
+    }
+    if (result !== null && typeof result === 'object' && typeof (result as { then?: unknown }).then === 'function') {
+      throw new TypeError('withNetns: fn returned a promise; it must be synchronous (await outside withNetns)');
+    }
+    return result;
+  } finally {
+    if (targetFd !== undefined) closeSync(targetFd);
+    closeSync(origFd);
+  }
+}
+
+function restore(addon: SetnsAddon, origFd: number, path: string): void {
+  try {
+    addon.setns(origFd, addon.CLONE_NEWNET);
+  } catch (e) {
+    process.stderr.write(`FATAL: cannot switch the thread back from netns ${path}: ${(e as Error).message}; aborting\n`);
+    process.abort();
+  }
+}

@@ -1,0 +1,210 @@
+/**
+ * Reporter: writes what the agent knows about each pod back to the API, only when it
+ * changes, and never blocking the work on netns.
+ *
+ * - The status annotation is patched when its body (plan hash, count, skipped items)
+ *   differs from both what the pod carries now and what we last wrote; `time` alone never
+ *   causes a write. Pods that have neither a plan annotation nor a report get none (no
+ *   API write for every pod of a cluster that does not use us).
+ * - The readiness condition is patched (status subresource) only for pods with the
+ *   routes.k8s.ovn.org/ready readiness gate, and only when status/reason/message change.
+ * - Writes of one pod are serialized; the latest wanted state wins; failures are retried
+ *   with back-off (1 s doubling to 60 s); a pod that is gone (404) or was replaced by one of
+ *   the same name (422: the UID each write carries no longer matches) is dropped.
+ * - Events: one per (pod, reason, message), again at most once an hour.
+ */
+import { STATUS_ANNOTATION, PLAN_ANNOTATION, READY_CONDITION, type Pod } from '../../core/types.js';
+import { decodeInjectorStatus } from '../../core/injector-status.js';
+import type { AgentLogger } from '../log.js';
+import { hasReadinessGate, podKey } from '../pod.js';
+import type { AgentMetrics } from '../metrics.js';
+import { readyCondition, statusBody, statusKey, type PodOutcome, type ReadyCondition } from './status.js';
+
+/** A pod as the API identifies it; the UID guards writes against a same-named successor. */
+export interface PodId { namespace: string; name: string; uid: string }
+
+/** A condition as written to pod status. */
+export interface PodCondition extends ReadyCondition { type: string; lastTransitionTime: string }
+
+/** The API writes the agent makes. Production: agent-kube.ts; errors carry `statusCode` when HTTP. */
+export interface KubeSink {
+  patchPodAnnotations(pod: PodId, annotations: Record<string, string>): Promise<void>;
+  patchPodCondition(pod: PodId, condition: PodCondition): Promise<void>;
+  createEvent(pod: PodId, ev: { type: 'Normal' | 'Warning'; reason: string; message: string }): Promise<void>;
+}
+
+interface Slot {
+  pod: Pod;
+  id: PodId;
+  outcome?: PodOutcome;
+  running: boolean;
+  dirty: boolean;
+  wroteStatus?: string;
+  wroteCond?: string;
+  retryMs: number;
+  retry?: NodeJS.Timeout;
+  events: Map<string, number>;
+}
+
+const EVENT_REPEAT_MS = 3_600_000;
+
+function statusCodeOf(e: unknown): number | undefined {
+  const x = e as { statusCode?: unknown; code?: unknown; response?: { statusCode?: unknown } };
+  for (const c of [x?.statusCode, x?.code, x?.response?.statusCode]) if (typeof c === 'number') return c;
+  return undefined;
+}
+
+/** Writes pod reports and Events through a KubeSink. */
+export class Reporter {
+  private readonly slots = new Map<string, Slot>();
+  private readonly waiters: (() => void)[] = [];
+
+  constructor(private readonly sink: KubeSink, private readonly node: string, private readonly metrics: AgentMetrics,
+    private readonly log: AgentLogger, private readonly now: () => Date = () => new Date()) {}
+
+  /** The latest pod object (from the watch): what it carries is what writes are compared to. */
+  observe(pod: Pod): void {
+    const uid = pod.metadata?.uid;
+    if (!uid) return;
+    const s = this.slots.get(uid);
+    if (s) {
+      s.pod = pod;
+      // Once the watch shows what we wrote, compare with the pod again (someone may change it later).
+      const ann = pod.metadata?.annotations ?? {};
+      const cur = decodeInjectorStatus(ann[STATUS_ANNOTATION]);
+      if (cur && s.wroteStatus === statusKey(cur, cur.node)) s.wroteStatus = undefined;
+      const c = ((pod.status as { conditions?: PodCondition[] } | undefined)?.conditions ?? []).find((x) => x?.type === READY_CONDITION);
+      if (c && s.wroteCond === `${c.status}\n${c.reason}\n${c.message}`) s.wroteCond = undefined;
+    } else this.slots.set(uid, { pod, id: { namespace: pod.metadata!.namespace ?? '', name: pod.metadata!.name ?? '', uid }, running: false, dirty: false, retryMs: 1000, events: new Map() });
+  }
+
+  /** Record the outcome for a pod and write what changed (asynchronously). */
+  report(pod: Pod, outcome: PodOutcome): void {
+    this.observe(pod);
+    const s = this.slots.get(pod.metadata?.uid ?? '');
+    if (!s) return;
+    s.outcome = outcome;
+    this.kick(s);
+  }
+
+  /** Emit a Warning Event on the pod (deduplicated). */
+  warn(pod: Pod, reason: string, message: string): void {
+    this.event(pod, 'Warning', reason, message);
+  }
+
+  /** Emit an Event of `type` on the pod (deduplicated by reason and message). */
+  event(pod: Pod, type: 'Normal' | 'Warning', reason: string, message: string): void {
+    this.observe(pod);
+    const s = this.slots.get(pod.metadata?.uid ?? '');
+    if (!s) return;
+    const key = `${reason}\n${message}`;
+    const last = s.events.get(key);
+    const now = this.now().getTime();
+    if (last !== undefined && now - last < EVENT_REPEAT_MS) return;
+    s.events.set(key, now);
+    if (s.events.size > 32) s.events.delete(s.events.keys().next().value!);
+    this.sink.createEvent(s.id, { type, reason, message: message.slice(0, 1000) }).catch((e: unknown) => {
+      s.events.delete(key); // not sent: allow it again
+      this.metrics.failure('report-error');
+      this.log.warn('cannot create Event', { pod: podKey(s.pod), reason, error: (e as Error).message });
+    });
+  }
+
+  /** Forget a deleted pod (pending retries are dropped). */
+  forget(uid: string): void {
+    const s = this.slots.get(uid);
+    if (s?.retry) clearTimeout(s.retry);
+    this.slots.delete(uid);
+    this.wake();
+  }
+
+  /** Resolves when no write is running or due (retries waiting on a timer count as due). */
+  idle(): Promise<void> {
+    if (![...this.slots.values()].some((s) => s.running || s.dirty || s.retry)) return Promise.resolve();
+    return new Promise((r) => this.waiters.push(r));
+  }
+
+  private wake(): void {
+    if ([...this.slots.values()].some((s) => s.running || s.dirty || s.retry)) return;
+    for (const w of this.waiters.splice(0)) w();
+  }
+
+  private kick(s: Slot): void {
+    if (s.running) {
+      s.dirty = true;
+      return;
+    }
+    if (s.retry) return; // the retry will write the latest state
+    s.running = true;
+    s.dirty = false;
+    void this.flush(s).then((ok) => {
+      s.running = false;
+      if (!this.slots.has(s.id.uid)) return this.wake();
+      if (!ok) {
+        s.retry = setTimeout(() => { s.retry = undefined; this.kick(s); }, s.retryMs);
+        s.retry.unref();
+        s.retryMs = Math.min(s.retryMs * 2, 60_000);
+      } else {
+        s.retryMs = 1000;
+        if (s.dirty) return this.kick(s);
+      }
+      this.wake();
+    });
+  }
+
+  /** Write what differs; false when a write failed and must be retried. */
+  private async flush(s: Slot): Promise<boolean> {
+    const o = s.outcome;
+    if (!o) return true;
+    const pod = s.pod;
+    const ann = pod.metadata?.annotations ?? {};
+    try {
+      const body = statusBody(o);
+      const want = statusKey(body, this.node);
+      const current = decodeInjectorStatus(ann[STATUS_ANNOTATION]);
+      const has = current ? statusKey(current, current.node) : undefined;
+      const relevant = ann[PLAN_ANNOTATION] !== undefined || ann[STATUS_ANNOTATION] !== undefined;
+      if (relevant && want !== has && want !== s.wroteStatus) {
+        const value = JSON.stringify({ ...JSON.parse(want), time: this.now().toISOString() });
+        // Set before the write: the watch may show the result before the write returns.
+        s.wroteStatus = want;
+        try {
+          await this.sink.patchPodAnnotations(s.id, { [STATUS_ANNOTATION]: value });
+        } catch (e) {
+          s.wroteStatus = undefined;
+          throw e;
+        }
+      }
+      if (hasReadinessGate(pod)) {
+        const c = readyCondition(o);
+        const wantC = `${c.status}\n${c.reason}\n${c.message}`;
+        const conds = ((pod.status as { conditions?: PodCondition[] } | undefined)?.conditions ?? []);
+        const cur = conds.find((x) => x?.type === READY_CONDITION);
+        const hasC = cur ? `${cur.status}\n${cur.reason}\n${cur.message}` : undefined;
+        if (wantC !== hasC && wantC !== s.wroteCond) {
+          const lastTransitionTime = cur && cur.status === c.status && cur.lastTransitionTime ? cur.lastTransitionTime : this.now().toISOString();
+          s.wroteCond = wantC;
+          try {
+            await this.sink.patchPodCondition(s.id, { type: READY_CONDITION, ...c, lastTransitionTime });
+          } catch (e) {
+            s.wroteCond = undefined;
+            throw e;
+          }
+        }
+      }
+      return true;
+    } catch (e) {
+      const code = statusCodeOf(e);
+      if (code === 404 || code === 409 || code === 422) {
+        // Gone (404), or replaced by a pod of the same name: the UID we send then differs and
+        // the API refuses it as an immutable-field change (422). Retrying cannot help.
+        this.log[code === 404 ? 'debug' : 'warn']('pod gone or replaced while reporting; dropping its report', { pod: podKey(pod), status: code, error: (e as Error).message.slice(0, 300) });
+        this.slots.delete(s.id.uid);
+        return true;
+      }
+      this.metrics.failure('report-error');
+      this.log.warn('cannot report on pod; retrying', { pod: podKey(pod), error: (e as Error).message, retryInMs: s.retryMs });
+      return false;
+    }
+  }
+}

@@ -1,0 +1,295 @@
+/**
+ * The route engine: bring a netns's main table to a plan with the exact diff (never a
+ * flush), and put the original default route back when no plan asks for ours any more.
+ *
+ * Order of writes: stale owned routes are deleted first, then link routes are added or
+ * replaced, then gateway routes (their gateway may need a link route of the same plan),
+ * then the default route. Writes of one phase run concurrently, bounded by RtnlClient.
+ * One failing route never stops the others: it is reported in `skipped` with its reason.
+ */
+import type { Plan } from '../../core/types.js';
+import { isNetlinkError, RtnlClient, type RtnlClientOptions } from '../kernel/netlink.js';
+import { netnsInode, NetnsError } from '../kernel/netns.js';
+import { RT_SCOPE_NOWHERE, type Family, type KernelRoute, type RouteWrite } from '../kernel/netlink-codec.js';
+import {
+  defaultDst, diffRoutes, itemOf, itemOfDesired,
+  type DefaultAction, type DesiredRoute, type ReplacedItem, type RouteItem, type SavedDefault, type SkippedItem, type SkipReason,
+} from './diff.js';
+
+export type { SavedDefault, SkippedItem, SkipReason, RouteItem, ReplacedItem } from './diff.js';
+
+/**
+ * rtnetlink protocol number (rtm_protocol, RTPROT_*) that marks the routes ovnkube-route
+ * owns: 111 (0x6f). Unused by linux/rtnetlink.h and iproute2's rt_protos (which reserve
+ * 0-4, 8-18, 42, 99, 186-189, 192). `ip route` shows it as "proto 111"; an
+ * /etc/iproute2/rt_protos.d/ovnkube-route.conf line "111 ovnkube-route" names it.
+ */
+export const RTPROT_OVNKUBE_ROUTE = 111;
+
+/** What an apply did, for reports and metrics. `changed` is false on an idempotent re-apply. */
+export interface ApplyResult {
+  netns: string;
+  added: RouteItem[];
+  removed: RouteItem[];
+  replaced: ReplacedItem[];
+  /** Default routes put back from their saved original. */
+  restored: RouteItem[];
+  unchanged: RouteItem[];
+  skipped: SkippedItem[];
+  /** Destinations held by routes of ours after the apply (feed them back as `reclaim`). */
+  owned: string[];
+  changed: boolean;
+}
+
+export interface ApplyOptions {
+  /** Ownership mark (default RTPROT_OVNKUBE_ROUTE). */
+  protocol?: number;
+  /** Original default routes saved by earlier applies (at most one per family). */
+  savedDefault?: SavedDefault[];
+  /**
+   * Called with the original default route BEFORE ours replaces it; awaited, and if it
+   * throws the default route is not touched (skipped 'error'). Persist it durably here.
+   * Not called when a saved original for that family is already known.
+   */
+  saveDefault?: (saved: SavedDefault) => void | Promise<void>;
+  /** Called after the original default of `family` was restored (or is moot): drop it from storage. */
+  forgetDefault?: (family: Family) => void | Promise<void>;
+  /**
+   * Destinations that were ours at the last apply (ApplyResult.owned). A foreign route found
+   * at one of them is an owned route someone changed (`ip route change` rewrites the
+   * protocol), so it is replaced instead of being reported as a collision.
+   */
+  reclaim?: Iterable<string>;
+}
+
+function writeOf(d: DesiredRoute, protocol: number, priority?: number): RouteWrite {
+  const w: RouteWrite = { dst: d.dst, oif: d.oif, scope: d.scope, protocol };
+  if (d.via !== undefined) w.via = d.via;
+  if (priority !== undefined) w.priority = priority;
+  return w;
+}
+
+function skipReasonOf(e: unknown): SkipReason {
+  if (isNetlinkError(e, 'ENETUNREACH') || isNetlinkError(e, 'EHOSTUNREACH')) return 'gateway-unreachable';
+  if (isNetlinkError(e, 'ENODEV')) return 'dev-missing';
+  if (isNetlinkError(e, 'ENETDOWN')) return 'dev-down';
+  if (isNetlinkError(e, 'EEXIST')) return 'collision';
+  return 'error';
+}
+
+/** Errors that mean the whole client is unusable: abort the apply instead of skipping. */
+function fatal(e: unknown): boolean {
+  return isNetlinkError(e, 'ECLOSED') || !isNetlinkError(e);
+}
+
+/**
+ * Apply `plan` through an open client. Reads links and the main table, computes the diff
+ * (routes-diff.ts), executes it, and returns what changed. Idempotent. Throws only when
+ * the client itself fails (closed, not a NetlinkError); per-route failures are `skipped`.
+ */
+export async function applyPlanWith(client: RtnlClient, plan: Plan, opts: ApplyOptions = {}): Promise<ApplyResult> {
+  const protocol = opts.protocol ?? RTPROT_OVNKUBE_ROUTE;
+  const [links, table] = [await client.listLinks(), await client.listRoutes()];
+  const diff = diffRoutes(plan, table, links, protocol, opts.savedDefault ?? [], new Set(opts.reclaim ?? []));
+  const res: ApplyResult = {
+    netns: client.netns, added: [], removed: [], replaced: [], restored: [],
+    unchanged: diff.unchanged.map(itemOfDesired), skipped: [...diff.skipped], owned: [...diff.ownedKept], changed: false,
+  };
+  const attempt = async (item: RouteItem, op: () => Promise<void>, ok: () => void): Promise<void> => {
+    try {
+      await op();
+      ok();
+    } catch (e) {
+      if (isNetlinkError(e, 'ESRCH')) return; // already gone: the goal is reached without us
+      if (fatal(e)) throw e;
+      res.skipped.push({ ...item, reason: skipReasonOf(e), detail: (e as Error).message });
+    }
+  };
+  await Promise.all(diff.remove.map((k) =>
+    attempt(itemOf(k), () => client.deleteRoute(keyOf(k)), () => { res.removed.push(itemOf(k)); })));
+  for (const gateway of [false, true]) {
+    const writes: Promise<void>[] = [];
+    for (const d of diff.add.filter((x) => (x.via !== undefined) === gateway)) {
+      writes.push(attempt(itemOfDesired(d), () => client.addRoute(writeOf(d, protocol)), () => { res.added.push(itemOfDesired(d)); }));
+    }
+    for (const { want, have } of diff.replace.filter((x) => (x.want.via !== undefined) === gateway)) {
+      const item = itemOfDesired(want);
+      writes.push(attempt(item, () => client.replaceRoute(writeOf(want, protocol, have.priority)),
+        () => { res.replaced.push({ ...item, from: { ...itemOf(have), protocol: have.protocol } }); }));
+    }
+    await Promise.all(writes);
+  }
+  for (const action of diff.defaults) await applyDefault(client, action, protocol, links, opts, res, attempt);
+  await checkEffective(client, plan, res);
+  res.owned.push(...res.added.map((x) => x.dst), ...res.replaced.map((x) => x.dst));
+  res.owned.sort();
+  res.changed = res.added.length + res.removed.length + res.replaced.length + res.restored.length > 0;
+  return res;
+}
+
+/**
+ * Where the kernel really sends the traffic: for each plan route in place (added, replaced
+ * or unchanged; not the default route), look up the route the FIB uses for its destination
+ * (RTM_GETROUTE, fibmatch). A foreign route that takes precedence over ours (an IPv4 `ip
+ * route prepend`, an IPv6 route with a lower metric, a more specific route) leaves ours in
+ * the table but not in effect: that route is reported as skipped, reason 'collision', and
+ * left alone (ours stays, so it is in effect again once the foreign route goes).
+ */
+async function checkEffective(client: RtnlClient, plan: Plan, res: ApplyResult): Promise<void> {
+  const inPlace = new Set([...res.added, ...res.replaced, ...res.unchanged].map((x) => x.dst));
+  const skipped = new Set(res.skipped.map((x) => x.dst));
+  await Promise.all(plan.routes.filter((r) => inPlace.has(r.dst) && !skipped.has(r.dst) && !r.dst.endsWith('/0')).map(async (r) => {
+    const addr = r.dst.slice(0, r.dst.indexOf('/'));
+    let eff;
+    try {
+      eff = await client.effectiveRoute(addr);
+    } catch (e) {
+      if (fatal(e)) throw e;
+      return; // a failed lookup says nothing either way
+    }
+    if (eff && eff.dst === r.dst && eff.dev === r.dev && eff.via === r.via) return;
+    const family = r.dst.includes(':') ? 6 : 4;
+    const what = eff
+      ? `${eff.dst}${eff.via ? ` via ${eff.via}` : ''}${eff.dev ? ` dev ${eff.dev}` : ''} proto ${eff.protocol} metric ${eff.priority}`
+      : 'no route';
+    res.skipped.push({
+      family, dst: r.dst, dev: r.dev, ...(r.via ? { via: r.via } : {}), reason: 'collision',
+      detail: `our route is in the table but traffic to ${addr} takes ${what}`,
+    });
+  }));
+}
+
+/** Identify an existing route exactly (dst, metric, protocol, table; any scope). */
+function keyOf(k: KernelRoute) {
+  return { dst: k.dst, table: k.table, protocol: k.protocol, priority: k.priority, tos: k.tos, scope: RT_SCOPE_NOWHERE, ...(k.oif !== undefined ? { oif: k.oif } : {}) };
+}
+
+type Attempt = (item: RouteItem, op: () => Promise<void>, ok: () => void) => Promise<void>;
+
+async function applyDefault(
+  client: RtnlClient, a: DefaultAction, protocol: number, links: { name: string; index: number }[],
+  opts: ApplyOptions, res: ApplyResult, attempt: Attempt,
+): Promise<void> {
+  switch (a.kind) {
+    case 'unchanged':
+      res.unchanged.push(itemOfDesired(a.want));
+      if (a.owned) res.owned.push(a.want.dst);
+      return;
+    case 'skip':
+      res.skipped.push(a.item);
+      return;
+    case 'forget':
+      await opts.forgetDefault?.(a.family);
+      return;
+    case 'replace-owned': {
+      const item = itemOfDesired(a.want);
+      await attempt(item, () => client.replaceRoute(writeOf(a.want, protocol, a.have.priority)),
+        () => { res.replaced.push({ ...item, from: { ...itemOf(a.have), protocol: a.have.protocol } }); });
+      return;
+    }
+    case 'take-over': {
+      const item = itemOfDesired(a.want);
+      if (!opts.savedDefault?.some((s) => s.family === a.want.family)) {
+        const r = a.replacing;
+        const saved: SavedDefault = {
+          family: a.want.family,
+          route: r ? { dev: r.dev ?? `if${r.oif}`, ...(r.via ? { via: r.via } : {}), protocol: r.protocol, scope: r.scope, priority: r.priority } : null,
+        };
+        try {
+          await opts.saveDefault?.(saved);
+        } catch (e) {
+          res.skipped.push({ ...item, reason: 'error', detail: `the original default route could not be saved, so it was not replaced: ${(e as Error).message}` });
+          return;
+        }
+      }
+      const prio = a.replacing?.priority;
+      await attempt(item, () => client.replaceRoute(writeOf(a.want, protocol, prio)), () => {
+        if (a.replacing) res.replaced.push({ ...item, from: { ...itemOf(a.replacing), protocol: a.replacing.protocol } });
+        else res.added.push(item);
+      });
+      return;
+    }
+    case 'restore': {
+      const s = a.saved.route;
+      const before = res.skipped.length;
+      if (!s) {
+        // There was no default route before ours: restoring means removing ours.
+        await attempt(itemOf(a.have), () => client.deleteRoute(keyOf(a.have)), () => { res.removed.push(itemOf(a.have)); });
+      } else {
+        const item: RouteItem = { family: a.family, dst: defaultDst(a.family), dev: s.dev, ...(s.via ? { via: s.via } : {}) };
+        const oif = links.find((l) => l.name === s.dev)?.index;
+        if (oif === undefined) {
+          res.skipped.push({ ...item, reason: 'default-not-restorable', detail: `the saved default route's device ${s.dev} is not in the netns; leaving ours in place` });
+          return;
+        }
+        // Same metric as ours, so the replace swaps ours for the original atomically.
+        const w: RouteWrite = { dst: item.dst, oif, scope: s.scope, protocol: s.protocol, priority: a.have.priority };
+        if (s.via !== undefined) w.via = s.via;
+        await attempt(item, () => client.replaceRoute(w), () => { res.restored.push(item); });
+      }
+      if (res.skipped.length === before) await opts.forgetDefault?.(a.family);
+      return;
+    }
+  }
+}
+
+/** Options of applyPlan: the client's (policy, bounds) plus the engine's. */
+export interface ApplyPlanOptions extends ApplyOptions, RtnlClientOptions {
+  /**
+   * Aborting stops the apply at once: its socket is closed synchronously (in the abort
+   * itself), so nothing more is written and saveDefault/forgetDefault are not called any
+   * more; the apply rejects (NetlinkError ECLOSED or the signal's reason). Routes already
+   * written stay. RouteKeeper.close() uses it.
+   */
+  signal?: AbortSignal;
+}
+
+/**
+ * Apply `plan` to the netns at `path`: open a client (checked against `policy` when given),
+ * apply, close. If the netns vanished during the apply (the path is gone or now names
+ * another namespace), throws NetnsError('gone'): whatever was written went to a dying
+ * namespace. Other errors: NetnsError from opening, NetlinkError when the client fails,
+ * the signal's reason when aborted.
+ */
+export async function applyPlan(path: string, plan: Plan, opts: ApplyPlanOptions = {}): Promise<ApplyResult> {
+  const { signal } = opts;
+  signal?.throwIfAborted();
+  const before = netnsInode(path);
+  const client = RtnlClient.open(path, opts);
+  const abort = (): void => client.close();
+  signal?.addEventListener('abort', abort, { once: true });
+  // The engine awaits these between writes: once aborted they must not run (state written
+  // after the owner let the netns go would outlive it).
+  const guarded: ApplyOptions = {
+    ...opts,
+    saveDefault: opts.saveDefault && ((s) => { signal?.throwIfAborted(); return opts.saveDefault!(s); }),
+    forgetDefault: opts.forgetDefault && ((f) => { signal?.throwIfAborted(); return opts.forgetDefault!(f); }),
+  };
+  try {
+    const res = await applyPlanWith(client, plan, guarded);
+    signal?.throwIfAborted();
+    res.netns = path;
+    const after = (() => { try { return netnsInode(path); } catch { return null; } })();
+    if (!after || after.ino !== before.ino || after.dev !== before.dev) {
+      throw new NetnsError('gone', path, `netns ${path} vanished during the apply (${res.added.length} added, ${res.removed.length} removed before it went)`);
+    }
+    return res;
+  } finally {
+    signal?.removeEventListener('abort', abort);
+    client.close();
+  }
+}
+
+/**
+ * Put the saved original default route back (or remove ours when there was none), as an
+ * apply of a plan without a default would. For the agent's cleanup when a pod leaves the
+ * plan entirely. Returns the apply result restricted to the default route.
+ */
+export async function restoreDefault(client: RtnlClient, saved: SavedDefault[], opts: Omit<ApplyOptions, 'savedDefault'> = {}): Promise<ApplyResult> {
+  const protocol = opts.protocol ?? RTPROT_OVNKUBE_ROUTE;
+  // Keep every other owned route: a plan of exactly the owned non-default routes now there.
+  const keep = (await client.listRoutes())
+    .filter((k) => k.protocol === protocol && k.dst !== defaultDst(k.family) && k.dev !== undefined)
+    .map((k) => (k.via ? { dst: k.dst, dev: k.dev!, via: k.via } : { dst: k.dst, dev: k.dev! }));
+  return applyPlanWith(client, { v: 1, routes: keep }, { ...opts, savedDefault: saved });
+}

@@ -1,0 +1,292 @@
+/**
+ * RouteKeeper: keeps one netns's routes equal to its plan. It applies the plan, then
+ * re-applies (debounced) when the netns's link or route events say something relevant
+ * changed: a missing dev appeared, or someone deleted/changed a route of the plan (drift).
+ * A periodic full resync catches whatever events were missed.
+ *
+ * It must not fight forever: an apply triggered by events or resync that had to repair
+ * something of ours (isDrift) counts as a restore; more than `maxRestores` restores within `windowMs` puts
+ * the keeper in back-off (reported): event-triggered applies wait `backoffInitialMs`,
+ * doubling on each further restore up to `backoffMaxMs`, until a window passes without one.
+ *
+ * The agent owns one keeper per pod netns, feeds plan changes with setPlan(), persists
+ * default routes through the saveDefault/forgetDefault callbacks, and close()s the keeper
+ * when the pod or netns goes away (its event socket keeps the netns alive until then).
+ * close() is final at once: an apply in flight is aborted (its socket closed in close()
+ * itself, nothing more written, no callback, no report), so a released pod leaves no fd
+ * behind and nothing of its keeper runs after it was let go.
+ */
+import type { Plan } from '../../core/types.js';
+import { isNetnsError, type NetnsError } from '../kernel/netns.js';
+import { subscribeNetns, type NetnsEvent, type NetnsSubscription } from '../kernel/netlink-events.js';
+import { applyPlan, RTPROT_OVNKUBE_ROUTE, type ApplyPlanOptions, type ApplyResult, type SavedDefault } from './engine.js';
+import { defaultDst } from './diff.js';
+import { RT_TABLE_MAIN } from '../kernel/netlink-codec.js';
+
+/** Why an apply ran. */
+export type ApplyTrigger = 'start' | 'plan' | 'event' | 'resync';
+
+/** What the keeper reports. `restored` counts drift repairs (changes on event/resync applies). */
+export type KeeperReport =
+  | { kind: 'applied'; trigger: ApplyTrigger; result: ApplyResult; drift: boolean; plan: Plan }
+  | { kind: 'backoff'; delayMs: number; restoresInWindow: number }
+  | { kind: 'error'; trigger: ApplyTrigger; error: Error }
+  | { kind: 'gone'; error: NetnsError };
+
+export interface KeeperOptions extends Omit<ApplyPlanOptions, 'savedDefault' | 'reclaim'> {
+  /** Saved original default routes known at start (from the agent's state dir). */
+  savedDefault?: SavedDefault[];
+  onReport: (r: KeeperReport) => void;
+  /** Coalesce bursts of events (default 50 ms). */
+  debounceMs?: number;
+  /** Full resync period (default 60 s; 0 disables). */
+  resyncMs?: number;
+  /** Restores allowed per window before backing off (default 5). */
+  maxRestores?: number;
+  windowMs?: number; // default 60 s
+  backoffInitialMs?: number; // default 1 s
+  backoffMaxMs?: number; // default 5 min
+}
+
+/**
+ * Whether an event- or resync-triggered apply repaired drift: it rewrote a route that was
+ * ours and in place before (deleted or changed by someone), or removed a stray route of
+ * ours. Writing a route whose device has only now appeared (skipped before, as while a
+ * pod's interfaces are being set up) is the plan taking effect, not a repair.
+ */
+export function isDrift(result: ApplyResult, ownedBefore: ReadonlySet<string>): boolean {
+  return result.removed.length > 0 || result.restored.length > 0
+    || result.added.some((r) => ownedBefore.has(r.dst)) || result.replaced.some((r) => ownedBefore.has(r.dst));
+}
+
+/** How long after an apply the echoes of its writes are expected (events arrive within ms). */
+const ECHO_WINDOW_MS = 2000;
+
+/** The key an event of ours would have: action, family, destination (main table routes only). */
+function echoKey(ev: NetnsEvent): string | null {
+  if (ev.kind !== 'route' || ev.route.table !== RT_TABLE_MAIN) return null;
+  return `${ev.action} ${ev.route.family} ${ev.route.dst}`;
+}
+
+/** Keeps one netns's routes equal to a plan. Create, then start(). */
+export class RouteKeeper {
+  private plan: Plan;
+  private sub: NetnsSubscription | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private resyncTimer: NodeJS.Timeout | null = null;
+  private running: Promise<void> | null = null;
+  /** Aborts the apply in flight (see close()). */
+  private inFlight: AbortController | null = null;
+  private pendingTrigger: ApplyTrigger | null = null;
+  private saved: SavedDefault[];
+  private owned: string[] = [];
+  private restores: number[] = [];
+  private backoffMs = 0;
+  private closed = false;
+  private last: ApplyResult | null = null;
+  private planDsts: Set<string> | null = null;
+  /** Relevant events seen while an apply runs: judged against its writes when it ends. */
+  private during: NetnsEvent[] | null = null;
+  /** Echoes of the last apply's writes still to come (key -> count), until `expectUntil`. */
+  private expected = new Map<string, number>();
+  private expectUntil = 0;
+  /** Events recognised as echoes of our own writes (not re-applied; tests, diagnostics). */
+  echoesIgnored = 0;
+
+  constructor(readonly path: string, plan: Plan, private readonly opts: KeeperOptions) {
+    this.plan = plan;
+    this.saved = [...(opts.savedDefault ?? [])];
+  }
+
+  /**
+   * Subscribe to the netns's events, then apply. Throws NetnsError if the netns is gone/refused.
+   * Resolves to null when the keeper was closed before or during the first apply.
+   */
+  async start(): Promise<ApplyResult | null> {
+    if (this.closed) return null; // a socket opened now would never be closed
+    this.sub = subscribeNetns(this.path, (ev) => this.onEvent(ev), this.opts.policy ? { policy: this.opts.policy } : {});
+    const every = this.opts.resyncMs ?? 60_000;
+    if (every > 0) {
+      this.resyncTimer = setInterval(() => this.trigger('resync', 0), every);
+      this.resyncTimer.unref();
+    }
+    return this.applyNow('start');
+  }
+
+  /** Replace the plan and apply it at once (not counted as drift). */
+  async setPlan(plan: Plan): Promise<ApplyResult | null> {
+    this.plan = plan;
+    this.planDsts = null;
+    return this.applyNow('plan');
+  }
+
+  /** Apply the current plan now, as a resync would (a repair found here counts as drift). */
+  async resync(): Promise<ApplyResult | null> {
+    return this.applyNow('resync');
+  }
+
+  /** The last apply's result. */
+  get lastResult(): ApplyResult | null {
+    return this.last;
+  }
+
+  /** Saved default routes as the keeper knows them now. */
+  get savedDefaults(): SavedDefault[] {
+    return [...this.saved];
+  }
+
+  /**
+   * Stop watching and abort the apply in flight, if any; idempotent. Does not touch the
+   * routes (those already written stay). Every fd of the keeper is closed when it returns.
+   */
+  close(): void {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    if (this.resyncTimer) clearInterval(this.resyncTimer);
+    this.inFlight?.abort();
+    this.sub?.close();
+  }
+
+  private onEvent(ev: NetnsEvent): void {
+    if (this.closed || !this.relevant(ev)) return;
+    // The echo of a write of ours is no reason to look again: the apply that made it read
+    // the table and left it as the plan says. Anything else (drift, a link, an overflow) is.
+    if (this.during) { this.during.push(ev); return; }
+    if (this.consumeEcho(ev)) return;
+    this.trigger('event', this.opts.debounceMs ?? 50);
+  }
+
+  /** True (and counted) when `ev` is an expected echo of the last apply's writes. */
+  private consumeEcho(ev: NetnsEvent): boolean {
+    const k = echoKey(ev);
+    if (k === null || Date.now() > this.expectUntil) return false;
+    const n = this.expected.get(k) ?? 0;
+    if (n <= 0) return false;
+    if (n === 1) this.expected.delete(k); else this.expected.set(k, n - 1);
+    this.echoesIgnored++;
+    return true;
+  }
+
+  /** After an apply: its writes' echoes are expected; events seen meanwhile that are not echoes trigger a new look. */
+  private settleEvents(result: ApplyResult | null): void {
+    const seen = this.during ?? [];
+    this.during = null;
+    this.expected = new Map();
+    if (result) {
+      const add = (action: 'new' | 'del', items: { family: number; dst: string }[]): void => {
+        for (const it of items) { const k = `${action} ${it.family} ${it.dst}`; this.expected.set(k, (this.expected.get(k) ?? 0) + 1); }
+      };
+      add('new', result.added);
+      add('new', result.replaced);
+      add('new', result.restored);
+      add('del', result.removed);
+    }
+    this.expectUntil = Date.now() + ECHO_WINDOW_MS;
+    let unexplained = false;
+    for (const ev of seen) if (!this.consumeEcho(ev)) unexplained = true;
+    if (unexplained && !this.closed) this.trigger('event', this.opts.debounceMs ?? 50);
+  }
+
+  /** Does this event possibly make the table differ from the plan? */
+  private relevant(ev: NetnsEvent): boolean {
+    if (ev.kind !== 'route') return true; // links come and go; overflow means we missed events
+    const r = ev.route;
+    if (r.table !== RT_TABLE_MAIN) return false;
+    if (r.dst === defaultDst(r.family) || r.protocol === (this.opts.protocol ?? RTPROT_OVNKUBE_ROUTE)) return true;
+    this.planDsts ??= new Set(this.plan.routes.map((p) => p.dst));
+    return this.planDsts.has(r.dst);
+  }
+
+  private trigger(t: ApplyTrigger, delay: number): void {
+    if (this.closed) return;
+    this.pendingTrigger = this.pendingTrigger === 'event' ? 'event' : t;
+    if (this.timer) return;
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      void this.drain();
+    }, Math.max(delay, this.backoffMs));
+  }
+
+  private async drain(): Promise<void> {
+    if (this.running) {
+      await this.running;
+      if (!this.timer && this.pendingTrigger) this.trigger(this.pendingTrigger, 0);
+      return;
+    }
+    const t = this.pendingTrigger;
+    this.pendingTrigger = null;
+    if (t) await this.applyNow(t);
+  }
+
+  private async applyNow(trigger: ApplyTrigger): Promise<ApplyResult | null> {
+    while (this.running) await this.running;
+    if (this.closed) return null;
+    let result: ApplyResult | null = null;
+    // The plan this apply writes (setPlan may replace this.plan while it runs).
+    const plan = this.plan;
+    const abort = new AbortController();
+    this.inFlight = abort;
+    this.during = [];
+    this.running = (async () => {
+      try {
+        result = await applyPlan(this.path, plan, {
+          ...this.opts,
+          signal: abort.signal,
+          savedDefault: this.saved,
+          reclaim: this.owned,
+          saveDefault: async (s) => {
+            await this.opts.saveDefault?.(s);
+            this.saved = [...this.saved.filter((x) => x.family !== s.family), s];
+          },
+          forgetDefault: async (f) => {
+            await this.opts.forgetDefault?.(f);
+            this.saved = this.saved.filter((x) => x.family !== f);
+          },
+        });
+        const ownedBefore = new Set(this.owned);
+        this.last = result;
+        this.owned = result.owned;
+        if (this.closed) return; // closed after the apply's last write: nothing to report to
+        const drift = (trigger === 'event' || trigger === 'resync') && isDrift(result, ownedBefore);
+        this.opts.onReport({ kind: 'applied', trigger, result, drift, plan });
+        this.account(drift);
+      } catch (e) {
+        if (this.closed) return; // aborted by close(), or failed after it: the owner let go
+        if (isNetnsError(e, 'gone')) {
+          this.close();
+          this.opts.onReport({ kind: 'gone', error: e });
+        } else {
+          this.opts.onReport({ kind: 'error', trigger, error: e as Error });
+          this.account(true); // failures back off too
+          this.trigger('resync', 0);
+        }
+      }
+    })();
+    try {
+      await this.running;
+    } finally {
+      this.running = null;
+      this.inFlight = null;
+      this.settleEvents(result);
+    }
+    return this.closed ? null : result;
+  }
+
+  /** Count a restore (or a quiet check) and enter/leave back-off. */
+  private account(restored: boolean): void {
+    const now = Date.now();
+    const windowMs = this.opts.windowMs ?? 60_000;
+    this.restores = this.restores.filter((x) => now - x < windowMs);
+    if (!restored) {
+      // Quiet only once a whole window passed without restores (our own writes' echo
+      // events cause quiet applies right after every restore).
+      if (!this.restores.length) this.backoffMs = 0;
+      return;
+    }
+    this.restores.push(now);
+    if (this.restores.length <= (this.opts.maxRestores ?? 5)) return;
+    const initial = this.opts.backoffInitialMs ?? 1000;
+    this.backoffMs = Math.min(this.backoffMs ? this.backoffMs * 2 : initial, this.opts.backoffMaxMs ?? 300_000);
+    this.opts.onReport({ kind: 'backoff', delayMs: this.backoffMs, restoresInWindow: this.restores.length });
+  }
+}

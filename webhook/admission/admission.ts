@@ -1,0 +1,197 @@
+/**
+ * The admission handler, as a pure function (controller-runtime style): a v1
+ * AdmissionReview in, an AdmissionReview out, no I/O. HTTP is a thin adapter (app.ts).
+ *
+ * Policy, for pods (CREATE and UPDATE):
+ * - Always `allowed: true`: routing is not worth blocking a pod for (fail open); the
+ *   controller backfills what admission could not do.
+ * - The plan annotation ends up exactly as the webhook computes it from the caches: set
+ *   to the signed value, or removed when the pod gets no plan. Whatever the pod author
+ *   wrote there (a forged plan, a plan copied from another pod, a stale one) is replaced.
+ *   On UPDATE this is checked again, so the annotation cannot be altered after creation.
+ * - One exception on UPDATE: writers listed in `trustedUsers` (the controller's own
+ *   service account) may set a plan that verifies with our keys, or remove it. The
+ *   controller computes plans with the same code, and letting its patch through as-is
+ *   stops two replicas whose caches differ by a few milliseconds from undoing each other.
+ * - Caches not synced yet: nothing can be computed, so only the signature is enforced:
+ *   on CREATE any plan is removed; on UPDATE the previous plan is kept if it verifies.
+ * - The JSON Patch is fast-json-patch's `compare(original, mutated)`, which escapes the
+ *   `/` of the annotation key as `~1` and handles an absent metadata.annotations.
+ * - dryRun gets the same answer: admission has no side effects at all.
+ * - Deterministic, so a reinvocation (reinvocationPolicy: IfNeeded) yields no new patch.
+ */
+import fjp from 'fast-json-patch';
+import type { PlanKey } from '../../core/plan-codec.js';
+import type { InjectMode } from '../../core/resolve.js';
+import { PLAN_ANNOTATION, READINESS_GATE_LABEL, READY_CONDITION, type Pod } from '../../core/types.js';
+import { desiredPlan, isSystemSigned, type NoPlanReason, type PlanSources } from '../plan.js';
+import { ADMISSION_API_VERSION, type AdmissionRequest, type AdmissionResponse, type AdmissionReview, type ValidReview } from './review.js';
+
+/** What admit() needs; nothing here does I/O. */
+export interface AdmitDeps {
+  /** Cache reads for resolution, plus whether the caches have synced. */
+  caches: PlanSources & { isSynced(): boolean };
+  mode: InjectMode;
+  /** keys[0] signs; every key verifies (rotation). At least one. */
+  keys: readonly PlanKey[];
+  /** Usernames whose UPDATEs may write a verified plan as-is (see the module comment). */
+  trustedUsers?: readonly string[];
+}
+
+export type AdmitOutcome = 'patched' | 'unchanged' | 'ignored' | 'failed-open';
+
+/** What happened, for metrics and logs; admit() itself has no side effects. */
+export interface AdmitDecision {
+  outcome: AdmitOutcome;
+  /** The plan annotation after admission: ours, none, or what a trusted writer / the old object had. */
+  plan?: 'stamped' | 'none' | 'kept';
+  /** Why the pod has no plan (plan === 'none'), or why a value was kept. */
+  reason?: NoPlanReason | 'trusted-writer' | 'unsynced-verified';
+  /** A plan annotation we did not compute was present and was replaced or removed. */
+  overwritten?: { action: 'replaced' | 'removed'; signed: boolean };
+  message?: string;
+}
+
+export interface AdmitResult { review: AdmissionReview; decision: AdmitDecision }
+
+/** Label values that ask for the readiness gate. */
+const GATE_ON = new Set(['true', 'enabled']);
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+function answer(req: AdmissionRequest, decision: AdmitDecision, extra: Partial<AdmissionResponse> = {}): AdmitResult {
+  return {
+    review: { apiVersion: ADMISSION_API_VERSION, kind: 'AdmissionReview', response: { uid: req.uid, allowed: true, ...extra } },
+    decision,
+  };
+}
+
+function failOpen(req: AdmissionRequest, code: number, message: string): AdmitResult {
+  return answer(req, { outcome: 'failed-open', message }, { status: { code, message } });
+}
+
+function planOf(obj: unknown): string | undefined {
+  const a = isObject(obj) && isObject(obj.metadata) && isObject(obj.metadata.annotations) ? obj.metadata.annotations : undefined;
+  const v = a?.[PLAN_ANNOTATION];
+  return typeof v === 'string' ? v : undefined;
+}
+
+/** A shallow copy of the pod with the plan annotation set (string) or removed (undefined). */
+function withPlan(pod: Pod, value: string | undefined): Pod {
+  const annotations = pod.metadata?.annotations;
+  if (value === undefined && annotations?.[PLAN_ANNOTATION] === undefined) return pod;
+  const next = { ...annotations };
+  if (value === undefined) delete next[PLAN_ANNOTATION];
+  else next[PLAN_ANNOTATION] = value;
+  return { ...pod, metadata: { ...pod.metadata, annotations: next } };
+}
+
+/** Add the readiness gate the pod's label asks for, if it is not there yet (CREATE only: gates are immutable). */
+function withReadinessGate(pod: Pod): Pod {
+  if (!GATE_ON.has(pod.metadata?.labels?.[READINESS_GATE_LABEL] ?? '')) return pod;
+  const gates = Array.isArray(pod.spec?.readinessGates) ? (pod.spec.readinessGates as { conditionType?: string }[]) : [];
+  if (gates.some((g) => g?.conditionType === READY_CONDITION)) return pod;
+  return { ...pod, spec: { ...pod.spec, readinessGates: [...gates, { conditionType: READY_CONDITION }] } };
+}
+
+/**
+ * Admit one AdmissionReview (envelope already checked by parseReview). Never throws:
+ * unexpected input or an internal error is answered `allowed: true` with a status code
+ * and message, so the pod is created and the controller fixes its plan later.
+ */
+export function admit(review: ValidReview, deps: AdmitDeps): AdmitResult {
+  const req = review.request;
+  try {
+    return admitRequest(req, deps);
+  } catch (e) {
+    return failOpen(req, 500, `internal error while admitting ${req.namespace ?? ''}/${req.name ?? ''}: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * What plan resolution reads of the pod's metadata, checked for shape (a real API server
+ * never sends these wrong, but a malformed review is bad input, not an internal error):
+ * labels and annotations are maps of strings, ownerReferences a list of objects with a
+ * string kind and name. Returns the problem, naming the field, or undefined.
+ */
+function metadataProblem(meta: Record<string, unknown> | undefined): string | undefined {
+  if (!meta) return undefined;
+  const f = 'request.object.metadata';
+  for (const k of ['labels', 'annotations'] as const) {
+    const m = meta[k];
+    if (m === undefined) continue;
+    if (!isObject(m)) return `${f}.${k}: expected a map of strings, got ${JSON.stringify(m)}`;
+    for (const [key, v] of Object.entries(m)) if (typeof v !== 'string') return `${f}.${k}[${JSON.stringify(key)}]: expected a string value, got ${JSON.stringify(v)}`;
+  }
+  const refs = meta.ownerReferences;
+  if (refs === undefined) return undefined;
+  if (!Array.isArray(refs)) return `${f}.ownerReferences: expected a list of owner references, got ${JSON.stringify(refs)}`;
+  for (const [i, r] of refs.entries()) {
+    if (!isObject(r)) return `${f}.ownerReferences[${i}]: expected an owner reference object (kind, name, ...), got ${JSON.stringify(r)}`;
+    for (const k of ['kind', 'name']) if (typeof r[k] !== 'string') return `${f}.ownerReferences[${i}].${k}: expected a string, got ${JSON.stringify(r[k])}`;
+  }
+  return undefined;
+}
+
+function admitRequest(req: AdmissionRequest, deps: AdmitDeps): AdmitResult {
+  const k = req.kind;
+  if (!k || k.group !== '' || k.kind !== 'Pod') {
+    return answer(req, { outcome: 'ignored', message: `not a core/v1 Pod (${k ? `${k.group}/${k.version} ${k.kind}` : 'no request.kind'}); nothing to do` });
+  }
+  if (req.subResource) return answer(req, { outcome: 'ignored', message: `pods/${req.subResource} is not handled` });
+  const op = req.operation;
+  if (op !== 'CREATE' && op !== 'UPDATE') return answer(req, { outcome: 'ignored', message: `operation ${String(op)} is not handled` });
+  const pod = req.object;
+  if (!isObject(pod)) return failOpen(req, 400, 'request.object: expected the Pod object');
+  if (pod.metadata !== undefined && !isObject(pod.metadata)) return failOpen(req, 400, 'request.object.metadata: expected an object');
+  const meta = pod.metadata as Record<string, unknown> | undefined;
+  const shape = metadataProblem(meta);
+  if (shape) return failOpen(req, 400, shape);
+  const namespace = req.namespace || (typeof meta?.namespace === 'string' ? meta.namespace : '');
+  if (!namespace) return failOpen(req, 400, 'request.namespace: a Pod request must name its namespace');
+  const current = planOf(pod);
+  const signed = (v: string | undefined): v is string => v !== undefined && isSystemSigned(v, namespace, deps.keys);
+
+  const user = req.userInfo?.username;
+  if (op === 'UPDATE' && user && deps.trustedUsers?.includes(user) && (current === undefined || signed(current))) {
+    return answer(req, { outcome: 'unchanged', plan: 'kept', reason: 'trusted-writer' });
+  }
+
+  let target: string | undefined;
+  let decision: AdmitDecision;
+  if (!deps.caches.isSynced()) {
+    const previous = op === 'UPDATE' ? planOf(req.oldObject) : undefined;
+    target = current !== undefined && current === previous && signed(current) ? current : signed(previous) ? previous : undefined;
+    decision = target === undefined
+      ? { outcome: 'unchanged', plan: 'none', reason: 'unsynced', message: 'caches not synced yet; the controller stamps the pod later' }
+      : { outcome: 'unchanged', plan: 'kept', reason: 'unsynced-verified' };
+  } else {
+    // Resolve with the namespace filled in (CREATE objects may lack it), but patch the original.
+    const subject: Pod = { ...(pod as Pod), metadata: { ...(meta as Pod['metadata']), namespace } };
+    const want = desiredPlan(subject, deps.caches, { mode: deps.mode, keys: deps.keys });
+    if (want.action === 'set') {
+      target = want.value;
+      decision = { outcome: 'unchanged', plan: 'stamped' };
+    } else {
+      target = undefined;
+      decision = { outcome: 'unchanged', plan: 'none', reason: want.reason, message: want.message };
+    }
+  }
+
+  const warnings: string[] = [];
+  if (current !== undefined && current !== target) {
+    const wasSigned = signed(current);
+    decision.overwritten = { action: target === undefined ? 'removed' : 'replaced', signed: wasSigned };
+    if (!wasSigned) warnings.push(`${PLAN_ANNOTATION} is written by ovnkube-route only; the value given was ${decision.overwritten.action}`);
+  }
+  let mutated = withPlan(pod as Pod, target);
+  if (op === 'CREATE' && decision.plan === 'stamped') mutated = withReadinessGate(mutated);
+  const ops = fjp.compare(pod, mutated);
+  if (ops.length === 0) return answer(req, decision, warnings.length ? { warnings } : {});
+  decision.outcome = 'patched';
+  return answer(req, decision, {
+    patchType: 'JSONPatch',
+    patch: Buffer.from(JSON.stringify(ops)).toString('base64'),
+    ...(warnings.length ? { warnings } : {}),
+  });
+}
