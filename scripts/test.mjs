@@ -9,6 +9,16 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+// The Node the tests run on: the project's `node` devDependency (Node 24 LTS) when run through
+// npm (node_modules/.bin comes first on PATH in npm scripts), and every test process is
+// started with this same binary (process.execPath). Under CI an older Node is an error.
+const major = Number(process.versions.node.split('.')[0]);
+console.error(`[test] Node ${process.version} (${process.execPath})`);
+if (major < 24) {
+  const msg = `[test] Node ${process.version} is older than the project's Node 24 LTS: run \`npm ci\` and then \`npm test\``;
+  if (process.env.CI === 'true' || process.env.CI === '1') { console.error(msg); process.exit(1); }
+  console.error(`${msg} (continuing outside CI)`);
+}
 const build = spawnSync(process.execPath, [join(root, 'scripts', 'build.mjs')], { stdio: 'inherit' });
 if (build.status !== 0) process.exit(build.status ?? 1);
 
