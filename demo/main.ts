@@ -17,13 +17,13 @@ import { PLAN_ANNOTATION, STATUS_ANNOTATION, type Pod } from '../core/types.js';
 import { findBinaries } from '../test/cluster/binaries.js';
 import { startControlPlane, type ControlPlane } from '../test/cluster/controlplane.js';
 import { kubeRequest } from '../test/cluster/k8s.js';
-import { CNI_CACHE_DIR, ETH1_BRIDGE, NODE_NETS, nodeUnavailable, startNode, type RealNode } from '../test/cluster/node.js';
+import { CNI_CACHE_DIR, ETH1_BRIDGE, NODE_NETS, NODE_STATE_DIR, nodeUnavailable, startNode, type RealNode } from '../test/cluster/node.js';
 import { podExec, podRunning, waitPod } from '../test/cluster/pods.js';
 import { repoRoot } from '../test/util/fixtures.js';
 import { installAddon, type Addon } from './addon.js';
 import { countOn, hostPeers, HOST_STATE, overlapsHost, removeHost, setupHost, SINK0, SINK1, type Counters } from './host.js';
 import { formatTable, parseRouteN, rowKey, type TableRow } from './table.js';
-import { APPS, applyRoute, createNamespaces, createPods, createServices, DEMO_RANGES, demoRoute, OPTED_OUT, OVN_ROUTE, SERVICES, type DemoPod } from './world.js';
+import { applyRoute, createNamespaces, createPods, createServices, DEMO_RANGES, demoRoute, OPTED_OUT, OVN_ROUTE, SERVICE_RANGE, SERVICES, type DemoPod } from './world.js';
 
 const HELP = `Usage: npm run demo -- [-o text|json] [--keep] [--down]
 
@@ -232,11 +232,17 @@ async function explainPod(cp: ControlPlane, p: DemoPod, planKey: ReturnType<type
 
 interface Leftovers { left: string[] }
 
-function leftovers(nodeDir: string | null, cpDir: string | null): Leftovers {
+/**
+ * What the demo made and did not remove. Only its own things count: its pods' netns (by
+ * name), its sinks, folders, routes and counters; the bridge and the kubepods cgroups only
+ * when no other node has taken the machine since ours stopped (one node at a time).
+ */
+function leftovers(nodeDir: string | null, cpDir: string | null, podNetns: string[]): Leftovers {
   const left: string[] = [];
   const netns = existsSync('/run/netns') ? readdirSync('/run/netns') : [];
-  for (const n of netns.filter((x) => x.startsWith('cni-') || x === SINK0 || x === SINK1)) left.push(`netns ${n}`);
-  if (existsSync(`/sys/class/net/${ETH1_BRIDGE}`)) left.push(`bridge ${ETH1_BRIDGE}`);
+  for (const n of netns.filter((x) => podNetns.includes(x) || x === SINK0 || x === SINK1)) left.push(`netns ${n}`);
+  const otherNode = existsSync(join(NODE_STATE_DIR, 'state.json'));
+  if (!otherNode && existsSync(`/sys/class/net/${ETH1_BRIDGE}`)) left.push(`bridge ${ETH1_BRIDGE}`);
   if (existsSync(HOST_STATE)) left.push(HOST_STATE);
   if (nodeDir && existsSync(nodeDir)) left.push(`node folder ${nodeDir}`);
   if (cpDir && existsSync(cpDir)) left.push(`control plane folder ${cpDir}`);
@@ -245,7 +251,7 @@ function leftovers(nodeDir: string | null, cpDir: string | null): Leftovers {
   if (spawnSync('nft', ['list', 'table', 'netdev', 'ovnkr_demo'], { stdio: 'ignore' }).status === 0) left.push('nftables table netdev ovnkr_demo');
   const mounts = readFileSync('/proc/self/mountinfo', 'utf8');
   if (nodeDir && mounts.includes(nodeDir)) left.push(`mounts under ${nodeDir}`);
-  if (existsSync('/sys/fs/cgroup/pids/kubepods')) left.push('kubepods cgroups');
+  if (!otherNode && existsSync('/sys/fs/cgroup/pids/kubepods')) left.push('kubepods cgroups');
   return { left };
 }
 
@@ -258,6 +264,7 @@ async function main(): Promise<number> {
   let node: RealNode | null = null;
   let addon: Addon | null = null;
   let work = '';
+  const podNetns: string[] = [];
   let cleaning: Promise<void> | null = null;
   const cleanup = (): Promise<void> => (cleaning ??= (async () => {
     human('\n[7/7] clean up');
@@ -267,7 +274,8 @@ async function main(): Promise<number> {
     await node?.stop().catch((e: Error) => progress(`stopping the node: ${e.message}`));
     await cp?.stop().catch((e: Error) => progress(`stopping the control plane: ${e.message}`));
     if (work) rmSync(work, { recursive: true, force: true });
-    const l = leftovers(node?.dir ?? null, cp?.dir ?? null);
+    const l = leftovers(node?.dir ?? null, cp?.dir ?? null, podNetns);
+    report.netns = podNetns;
     report.cleanup = l;
     check(l.left.length === 0, `left behind: ${l.left.join(', ')}`);
     human(l.left.length ? `      LEFT BEHIND: ${l.left.join(', ')}` : '      nothing left behind: processes, netns, mounts, bridge, cgroups, routes, counters, files');
@@ -294,7 +302,8 @@ async function main(): Promise<number> {
       if (process.getuid?.() !== 0) throw new Error('the demo needs root (it runs containerd, kubelet and network namespaces): run it with sudo');
       const why = nodeUnavailable();
       if (why) throw new Error(`${why} (install the prerequisites once with scripts/prereqs.sh)`);
-      const clash = overlapsHost([...DEMO_RANGES, NODE_NETS.eth0.subnet, NODE_NETS.eth1.cluster]);
+      // (The node's own pod ranges are the harness's: only the ranges the demo blackholes count.)
+      const clash = overlapsHost([...DEMO_RANGES, SERVICE_RANGE]);
       if (clash.length) throw new Error(`the demo's address ranges clash with this host's: ${clash.join('; ')}`);
       const want = async (set: 'controlplane' | 'node') => {
         const b = await findBinaries({ allowBuild: true, set, log: progress });
@@ -322,8 +331,8 @@ async function main(): Promise<number> {
     const world = await phase(3, 'create the design document\'s world', async () => {
       const ips = await createServices(c.kc);
       progress(`Services: ${SERVICES.map((s) => `${s.namespace}/${s.name} ${ips[`${s.namespace}/${s.name}`]}`).join(', ')}`);
-      setupHost({ serviceIPs: Object.values(ips), eth1Targets: [NODE_NETS.eth1.gateway, '172.16.10.1', '172.16.20.1'], blackholes: [...DEMO_RANGES, '10.96.0.0/16'] });
-      progress(`sinks ${SINK1} (on ${ETH1_BRIDGE}) and ${SINK0} (behind the host) own the Service IPs and the OVN gateway; the host drops ${[...DEMO_RANGES, '10.96.0.0/16'].join(', ')}`);
+      setupHost({ serviceIPs: Object.values(ips), eth1Targets: [NODE_NETS.eth1.gateway, '172.16.10.1', '172.16.20.1'], blackholes: [...DEMO_RANGES, SERVICE_RANGE] });
+      progress(`sinks ${SINK1} (on ${ETH1_BRIDGE}) and ${SINK0} (behind the host) own the Service IPs and the OVN gateway; the host drops ${[...DEMO_RANGES, SERVICE_RANGE].join(', ')}`);
       await applyRoute(c.kc, 'demo', demoRoute('eth1'));
       await applyRoute(c.kc, 'demo-ovn', OVN_ROUTE);
       progress('Routes: demo (the design document\'s, unchanged) and demo-ovn (192.168.2.0/24 to eth0, 172.16.20.0/24 via the OVN gateway, Service default/api to eth0)');
@@ -331,6 +340,7 @@ async function main(): Promise<number> {
       const pods = await createPods(c.kc, n.name);
       for (const p of pods) {
         await waitPod(c.kc, p.namespace, p.name, 'Running', podRunning);
+        if (!p.pod.spec?.hostNetwork) podNetns.push(podNetnsName(p.pod.metadata!.uid!));
         progress(`pod ${p.namespace}/${p.name} (${p.kind}) Running`);
       }
       const web = pods.filter((p) => p.kind.startsWith('replica'));

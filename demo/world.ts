@@ -36,6 +36,8 @@ export const OVN_ROUTE = {
 
 /** Destination ranges the pods may send to: the host drops them (blackhole) while the demo runs. */
 export const DEMO_RANGES = ['172.16.10.0/24', '172.16.11.0/24', '172.16.20.0/24', '192.168.2.0/24'];
+/** The control plane's Service ClusterIP range (test/cluster/controlplane.ts): blackholed too. */
+export const SERVICE_RANGE = '10.96.0.0/16';
 
 function must(res: { status: number; body?: any }, ok: number[], what: string): any {
   if (!ok.includes(res.status)) throw new Error(`${what}: HTTP ${res.status}: ${res.body?.message ?? JSON.stringify(res.body ?? '').slice(0, 300)}`);
