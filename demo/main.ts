@@ -20,6 +20,7 @@ import { kubeRequest } from '../test/cluster/k8s.js';
 import { CNI_CACHE_DIR, ETH1_BRIDGE, NODE_NETS, NODE_STATE_DIR, nodeUnavailable, startNode, type RealNode } from '../test/cluster/node.js';
 import { podExec, podRunning, waitPod } from '../test/cluster/pods.js';
 import { repoRoot } from '../test/util/fixtures.js';
+import { until } from '../test/util/until.js';
 import { installAddon, type Addon } from './addon.js';
 import { countOn, hostPeers, HOST_STATE, overlapsHost, removeHost, setupHost, SINK0, SINK1, type Counters } from './host.js';
 import { formatTable, parseRouteN, rowKey, type TableRow } from './table.js';
@@ -107,19 +108,6 @@ function podNetnsName(uid: string): string {
     } catch { /* being written or removed */ }
   }
   throw new Error(`no CNI cache file names pod UID ${uid}`);
-}
-
-async function until<T>(what: string, fn: () => Promise<T | null | undefined | false>, ms = 90_000, every = 200): Promise<T> {
-  const deadline = Date.now() + ms;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (e) { last = e; }
-    if (Date.now() > deadline) throw new Error(`${what}: not so after ${ms / 1000} s${last instanceof Error ? ` (${last.message})` : ''}`);
-    await new Promise((r) => setTimeout(r, every));
-  }
 }
 
 const getPod = async (cp: ControlPlane, ns: string, name: string): Promise<Pod> => waitPod(cp.kc, ns, name, 'read', () => true);

@@ -27,20 +27,12 @@ import { createAgentMetrics } from '../../injector/metrics.js';
 import { Reporter, type KubeSink, type PodCondition, type PodId } from '../../injector/report/report.js';
 import { AgentState } from '../../injector/routes/state.js';
 import { makePod, type TestNetns, type TestPod } from '../util/netns.js';
+import { until as untilBase } from '../util/until.js';
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** Wait until `cond` holds (checked every 20 ms); fails with `what` and the last value after `ms`. */
-export async function until<T>(what: string, cond: () => T | Promise<T>, ms = 30_000): Promise<NonNullable<T>> {
-  const deadline = Date.now() + ms;
-  let last: T;
-  for (;;) {
-    last = await cond();
-    if (last) return last as NonNullable<T>;
-    if (Date.now() > deadline) throw new Error(`${what}: still not so after ${ms / 1000} s (last: ${JSON.stringify(last)})`);
-    await sleep(20);
-  }
-}
+/** {@link untilBase} with the rig's pace: checked every 20 ms, 30 s by default. */
+export const until = <T>(what: string, cond: () => T | Promise<T>, ms = 30_000): Promise<NonNullable<T>> => untilBase(what, cond, ms, 20);
 
 /** The API side: pods by UID, Events, and every write the agent made. */
 export class MemoryApi implements KubeSink {

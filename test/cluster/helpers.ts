@@ -2,18 +2,7 @@ import { KubeConfig } from '@kubernetes/client-node';
 import type { ControlPlane } from './controlplane.js';
 import { kubeRequest } from './k8s.js';
 
-/**
- * Poll `cond` every `everyMs` until it holds; reject naming `what` after `ms`. For waiting on
- * the API server's eventual consistency (informer-fed admission, watch caches), never as a
- * timing assertion.
- */
-export async function until(what: string, cond: () => boolean | Promise<boolean>, ms = 60_000, everyMs = 200): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`${what}: still not so after ${ms / 1000} s`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
+export { until } from '../util/until.js';
 
 /** A KubeConfig for the control plane that authenticates with a bearer token (or as nobody). */
 export function kubeConfigWithToken(cp: Pick<ControlPlane, 'server' | 'caPem'>, token?: string): KubeConfig {

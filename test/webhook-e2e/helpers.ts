@@ -23,22 +23,7 @@ import { metricSum } from '../util/http.js';
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Poll `cond` every `every` ms until it is truthy (and return it), or throw after `ms`. */
-export async function until<T>(what: string, cond: () => T | Promise<T>, ms = 60_000, every = 100): Promise<NonNullable<T>> {
-  const deadline = Date.now() + ms;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await cond();
-      if (v) return v as NonNullable<T>;
-      last = v;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > deadline) throw new Error(`${what}: still not so after ${ms / 1000} s (last: ${last instanceof Error ? last.message : JSON.stringify(last)})`);
-    await sleep(every);
-  }
-}
+export { until } from '../util/until.js';
 
 /** Fail with the server's message unless the status is one of `ok`. */
 export function expectStatus(res: KubeResponse, ok: number[], what: string): KubeResponse {

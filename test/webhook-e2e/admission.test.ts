@@ -20,17 +20,10 @@ import type { ChangeEvent } from '../../webhook/caches/store.js';
 import { applyManifests, kubeRequest, loadYamlDocuments, waitForCRDEstablished, type ManifestObject } from '../cluster/k8s.js';
 import { withControlPlane } from '../cluster/tap.js';
 import { repoRoot } from '../util/fixtures.js';
-import { genCerts } from './helpers.js';
+import { genCerts } from '../webhook/helpers.js';
+import { until } from '../util/until.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-async function until(what: string, cond: () => boolean | Promise<boolean>, ms = 60_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`${what}: still not so after ${ms / 1000} s`);
-    await sleep(100);
-  }
-}
-
 const cp = await withControlPlane(t);
 if (cp) {
   const { kc } = cp;
