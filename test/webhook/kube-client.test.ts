@@ -105,8 +105,13 @@ t.test('caches against a silent endpoint retry with a log line each, then sync o
   const before = errors.length;
   await until('an idle watch was restarted', () => errors.slice(before).some((e) => /no event or bookmark within 1 s$/.test(e)), 20_000);
   await until('watches reopened', () => api.openWatches === CACHED_RESOURCES.length, 20_000);
-  api.emit('/api/v1/namespaces', 'ADDED', { metadata: { name: 'later' } });
-  await until('an event after the restart is cached', () => caches.namespaces.get('later'), 10_000);
+  // With a 1 s idle bound the watches keep restarting, so one emit can fall between a close and
+  // the reopen (the fake API sends only to open watches): emit until it arrives (ADDED again
+  // is idempotent).
+  await until('an event after the restart is cached', () => {
+    api.emit('/api/v1/namespaces', 'ADDED', { metadata: { name: 'later' } });
+    return caches.namespaces.get('later');
+  }, 10_000);
 });
 
 t.test('/healthz turns 503 when a list+watch loop stalls (no progress past the bound), 200 otherwise', async (t) => {
