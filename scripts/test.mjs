@@ -45,7 +45,8 @@ if (testFiles.length === 0) { console.error(`[test] no *.test.js files under ${t
 // runs inside tap's per-file timeout. Exit 3 = cannot be had here (no Go, not CI): the e2e
 // files then skip loudly through tierGate.
 if (testFiles.some((f) => f.startsWith(join('dist', 'test', 'e2e')) || f.includes('-e2e'))) {
-  const sets = ['controlplane', ...(testFiles.some((f) => f.includes('node-e2e')) ? ['node'] : [])];
+  const sets = ['controlplane', ...(testFiles.some((f) => f.includes('node-e2e') || f.includes('install-e2e')) ? ['node'] : []),
+    ...(testFiles.some((f) => f.includes('install-e2e')) ? ['cluster'] : [])];
   for (const set of sets) {
     const cp = spawnSync(process.execPath, [join(root, 'scripts', 'controlplane', 'ensure.mjs'), '--set', set], { stdio: ['ignore', 'ignore', 'inherit'] });
     if (cp.status !== 0 && cp.status !== 3) process.exit(cp.status ?? 1);

@@ -21,8 +21,11 @@
  *     a DaemonSet's hostPaths of the usual CNI folders reach this node's CNI configuration
  *     (created only when absent on the host, and removed again).
  * Nodeports listen on CLUSTER_API_ADDRESS only; every component's own port is on 127.0.0.1.
+ * Pod Security admission enforces `baseline` by default (namespaces may say otherwise with the
+ * pod-security.kubernetes.io labels), as hardened clusters do.
  */
-import { existsSync, mkdirSync, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { spawnSync } from 'node:child_process';
 import { request } from 'node:https';
 import { join } from 'node:path';
@@ -138,8 +141,23 @@ export async function startCluster(bins: { cp: string; node: string; cluster: st
     if (cp) await cp.stop();
   })();
   try {
+    // Pod Security as many production clusters have it: `baseline` enforced wherever a
+    // namespace does not say otherwise, so an add-on whose namespace lacks the labels its
+    // pods need is refused here as it would be there.
+    const psa = join(mkdtempSync(join(tmpdir(), 'ovnkube-route-psa-')), 'admission.yaml');
+    writeFileSync(psa, stringify({
+      apiVersion: 'apiserver.config.k8s.io/v1', kind: 'AdmissionConfiguration',
+      plugins: [{
+        name: 'PodSecurity',
+        configuration: {
+          apiVersion: 'pod-security.admission.config.k8s.io/v1', kind: 'PodSecurityConfiguration',
+          defaults: { enforce: 'baseline', 'enforce-version': 'latest', warn: 'baseline', 'warn-version': 'latest', audit: 'baseline', 'audit-version': 'latest' },
+          exemptions: { usernames: [], runtimeClasses: [], namespaces: [] },
+        },
+      }],
+    }));
     cp = await startControlPlane({
-      binDir: bins.cp, log, readyTimeoutMs: timeout,
+      binDir: bins.cp, log, readyTimeoutMs: timeout, apiserverArgs: [`--admission-control-config-file=${psa}`],
       cluster: { address: CLUSTER_API_ADDRESS, serviceCidr: CLUSTER_SERVICE_CIDR },
     });
     node = await startNode(cp, { binDir: bins.node, log, readyTimeoutMs: timeout });
