@@ -152,7 +152,7 @@ const bins = await clusterBinaries();
 const why = nodeUnavailable() ?? ('reason' in bins ? bins.reason : null);
 if ('fatal' in bins && bins.fatal) throw new Error(`cluster binaries: ${bins.reason}`);
 if (tierGate(t, INSTALL_TIER, why) && !('reason' in bins)) {
-  await t.test('kubectl apply -f deploy/ on a whole local cluster', async (t) => {
+  await t.test('kubectl apply -f deploy/, then helm install, on a whole local cluster', async (t) => {
     const work = mkdtempSync(join(tmpdir(), 'ovrt-install-e2e-'));
     const c = await startCluster(bins, { log: (l) => t.comment(l) });
     t.teardown(async () => { await c.stop(); rmSync(work, { recursive: true, force: true }); });
@@ -187,5 +187,25 @@ if (tierGate(t, INSTALL_TIER, why) && !('reason' in bins)) {
       return { status: r.status, stdout: r.stdout, stderr: r.stderr };
     };
     await exerciseAddon(t, c, uninstall);
+
+    // The same, installed with the Helm chart on the same cluster (the uninstall above left
+    // it clean: checked there).
+    const helmEnv = { HELM_CACHE_HOME: join(work, 'helm-cache'), HELM_CONFIG_HOME: join(work, 'helm-config'), HELM_DATA_HOME: join(work, 'helm-data') };
+    kubectlOk(t, c, ['apply', '-f', join(repoRoot, 'deploy', 'namespace.yaml')]);
+    const chart = join(repoRoot, 'deploy', 'helm', 'ovnkube-route');
+    const inst = c.helm(['install', 'ovnkube-route', chart, '--namespace', NS, '--wait', '--timeout', '150s']);
+    t.equal(inst.status, 0, 'helm install', { stdout: inst.stdout.slice(-2000), stderr: inst.stderr.slice(-3000), events: events() });
+    const hdep = (await kubeRequest(c.cp.kc, 'GET', `/apis/apps/v1/namespaces/${NS}/deployments/ovnkube-route-webhook`)).body;
+    t.equal(hdep.status?.readyReplicas, 2, 'helm: two webhook replicas are ready');
+    const hds = c.kubectl(['-n', NS, 'rollout', 'status', 'daemonset/ovnkube-route-injector', '--timeout=120s']);
+    t.equal(hds.status, 0, 'helm: the agent DaemonSet is ready', { stderr: hds.stderr, events: events() });
+    await exerciseAddon(t, c, () => {
+      const r = spawnSync('bash', [join(repoRoot, 'scripts', 'uninstall.sh'), '--helm', 'ovnkube-route', '--timeout', '120'], {
+        encoding: 'utf8', timeout: 300_000,
+        env: { ...process.env, ...helmEnv, KUBECONFIG: c.cp.kubeconfigPath, KUBECTL: join(c.binDir, 'kubectl'), HELM: join(c.binDir, 'helm') },
+      });
+      t.comment(r.stderr.trim());
+      return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+    });
   });
 }
