@@ -45,7 +45,8 @@ if (testFiles.length === 0) { console.error(`[test] no *.test.js files under ${t
 // runs inside tap's per-file timeout. Exit 3 = cannot be had here (no Go, not CI): the e2e
 // files then skip loudly through tierGate.
 if (testFiles.some((f) => f.startsWith(join('dist', 'test', 'e2e')) || f.includes('-e2e'))) {
-  const sets = ['controlplane', ...(testFiles.some((f) => f.includes('node-e2e')) ? ['node'] : [])];
+  const sets = ['controlplane', ...(testFiles.some((f) => f.includes('node-e2e') || f.includes('install-e2e')) ? ['node'] : []),
+    ...(testFiles.some((f) => f.includes('install-e2e')) ? ['cluster'] : [])];
   for (const set of sets) {
     const cp = spawnSync(process.execPath, [join(root, 'scripts', 'controlplane', 'ensure.mjs'), '--set', set], { stdio: ['ignore', 'ignore', 'inherit'] });
     if (cp.status !== 0 && cp.status !== 3) process.exit(cp.status ?? 1);
@@ -76,7 +77,10 @@ function runTap(files, extra) {
 }
 // The real-node files share the machine's one node (a lock): they run after the rest, one at
 // a time, so that none waits for the lock inside tap's per-file timeout.
-const nodeFiles = testFiles.filter((f) => f.includes(`${join('dist', 'test', 'node-e2e')}`));
+// Tiers that run pods on the real node: every folder named node-e2e or install-e2e (and any
+// future <x>-e2e that starts the node must be added here: it would wait for the lock in tap).
+const NODE_TIERS = [join('dist', 'test', 'node-e2e'), join('dist', 'test', 'install-e2e')];
+const nodeFiles = testFiles.filter((f) => NODE_TIERS.some((d) => f.startsWith(d)));
 const otherFiles = testFiles.filter((f) => !nodeFiles.includes(f));
 const runs = [];
 if (otherFiles.length) runs.push(await runTap(otherFiles, []));

@@ -1,11 +1,14 @@
 // Finds, or builds from the Go module proxy, the binaries of the local cluster: the control
-// plane (kube-apiserver, etcd) and the real node (kubelet, the Multus thin CNI plugin).
+// plane (kube-apiserver, etcd), the real node (kubelet, the Multus thin CNI plugin) and the
+// rest of a real cluster (kube-controller-manager, kube-scheduler, kube-proxy, kubectl, helm).
 // Lookup order: a prebuilt folder (KUBEBUILDER_ASSETS for the control plane,
-// OVNKUBE_ROUTE_NODE_ASSETS for the node), then the cached build under the user's cache dir,
-// then a fresh build. Never downloads a prebuilt binary. The build is one `go build` of
-// etcd, kube-apiserver and kubelet in the module graph of go.mod beside this file, plus one
-// of multus in multus/go.mod (its k8s.io/kubelet pin cannot share kubelet v1.36's graph);
-// both share Go's build and module caches. Safe when several processes ask at once: the
+// OVNKUBE_ROUTE_NODE_ASSETS for the node, OVNKUBE_ROUTE_CLUSTER_ASSETS for the rest), then the
+// cached build under the user's cache dir, then a fresh build. Never downloads a prebuilt
+// binary. The build is one `go build` of etcd, kube-apiserver, kubelet,
+// kube-controller-manager, kube-scheduler, kube-proxy and kubectl in the module graph of
+// go.mod beside this file, plus one of multus in multus/go.mod (its k8s.io/kubelet pin cannot
+// share kubelet v1.36's graph) and one of helm in helm/go.mod (helm pins its own client
+// libraries); all share Go's build and module caches. Safe when several processes ask at once: the
 // build runs under a lock file, and the result is moved into place with one rename.
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -21,30 +24,43 @@ import { fileURLToPath } from 'node:url';
 export const moduleDir = dirname(fileURLToPath(import.meta.url));
 /** The module that pins the Multus thin plugin. */
 export const multusModuleDir = join(moduleDir, 'multus');
+/** The module that pins helm. */
+export const helmModuleDir = join(moduleDir, 'helm');
 /** The binaries of each set: what the control plane needs, and what the node needs. */
-export const SETS = { controlplane: ['etcd', 'kube-apiserver'], node: ['kubelet', 'multus'] };
-export const BINARIES = [...SETS.controlplane, ...SETS.node];
+export const SETS = {
+  controlplane: ['etcd', 'kube-apiserver'],
+  node: ['kubelet', 'multus'],
+  cluster: ['kube-controller-manager', 'kube-scheduler', 'kube-proxy', 'kubectl', 'helm'],
+};
+export const BINARIES = [...SETS.controlplane, ...SETS.node, ...SETS.cluster];
+/** The main packages built in the module graph of go.mod (etcd's is renamed from `server`). */
+const MAIN_GRAPH = ['go.etcd.io/etcd/server/v3', 'k8s.io/kubernetes/cmd/kube-apiserver', 'k8s.io/kubernetes/cmd/kubelet',
+  'k8s.io/kubernetes/cmd/kube-controller-manager', 'k8s.io/kubernetes/cmd/kube-scheduler',
+  'k8s.io/kubernetes/cmd/kube-proxy', 'k8s.io/kubernetes/cmd/kubectl'];
 /** Multus's own manifest, kept beside the binaries for its NetworkAttachmentDefinition CRD. */
 export const MULTUS_MANIFEST = 'multus-daemonset.yml';
 /** The environment variable naming a prebuilt folder for each set. */
-const ASSETS_ENV = { controlplane: 'KUBEBUILDER_ASSETS', node: 'OVNKUBE_ROUTE_NODE_ASSETS' };
+const ASSETS_ENV = { controlplane: 'KUBEBUILDER_ASSETS', node: 'OVNKUBE_ROUTE_NODE_ASSETS', cluster: 'OVNKUBE_ROUTE_CLUSTER_ASSETS' };
 
 /**
- * The versions pinned in both go.mod files, and a hash of them and their go.sum files so
+ * The versions pinned in the three go.mod files, and a hash of them and their go.sum files so
  * that any change of pin invalidates the cached build.
- * @returns {{k8s: string, etcd: string, multus: string, pinHash: string}}
+ * @returns {{k8s: string, etcd: string, multus: string, helm: string, pinHash: string}}
  */
 export function pinnedVersions() {
-  const files = [join(moduleDir, 'go.mod'), join(moduleDir, 'go.sum'), join(multusModuleDir, 'go.mod'), join(multusModuleDir, 'go.sum')];
-  const [gomod, , multusMod] = files.map((f) => readFileSync(f, 'utf8'));
+  const files = [join(moduleDir, 'go.mod'), join(moduleDir, 'go.sum'), join(multusModuleDir, 'go.mod'), join(multusModuleDir, 'go.sum'),
+    join(helmModuleDir, 'go.mod'), join(helmModuleDir, 'go.sum')];
+  const [gomod, , multusMod, , helmMod] = files.map((f) => readFileSync(f, 'utf8'));
   const k8s = /^\s*(?:require\s+)?k8s\.io\/kubernetes\s+(v\S+)/m.exec(gomod)?.[1];
   const etcd = /^\s*go\.etcd\.io\/etcd\/server\/v3\s+(v\S+)/m.exec(gomod)?.[1];
   if (!k8s || !etcd) throw new Error(`${files[0]}: expected requirements on k8s.io/kubernetes and go.etcd.io/etcd/server/v3`);
   const multus = /^\s*(?:require\s+)?gopkg\.in\/k8snetworkplumbingwg\/multus-cni\.v4\s+(v\S+)/m.exec(multusMod)?.[1];
   if (!multus) throw new Error(`${files[2]}: expected a requirement on gopkg.in/k8snetworkplumbingwg/multus-cni.v4`);
+  const helm = /^\s*(?:require\s+)?helm\.sh\/helm\/v3\s+(v\S+)/m.exec(helmMod)?.[1];
+  if (!helm) throw new Error(`${files[4]}: expected a requirement on helm.sh/helm/v3`);
   const hash = createHash('sha256');
   for (const f of files) hash.update(readFileSync(f)).update('\0');
-  return { k8s, etcd, multus, pinHash: hash.digest('hex').slice(0, 16) };
+  return { k8s, etcd, multus, helm, pinHash: hash.digest('hex').slice(0, 16) };
 }
 
 /**
@@ -202,10 +218,9 @@ function ldflags(pins) {
 }
 
 /**
- * Build etcd, kube-apiserver, kubelet and multus into the cache folder (under a lock; a no-op
- * when another process built them meanwhile). `go` output goes to stderr so stdout stays
- * machine-readable.
- * @returns {Promise<string>} the folder holding all four binaries
+ * Build every binary of BINARIES into the cache folder (under a lock; a no-op when another
+ * process built them meanwhile). `go` output goes to stderr so stdout stays machine-readable.
+ * @returns {Promise<string>} the folder holding them all
  */
 export async function build(env, log) {
   const pins = pinnedVersions();
@@ -221,8 +236,8 @@ export async function build(env, log) {
     }
     const tmp = `${dir}.build-${process.pid}`;
     mkdirSync(tmp, { recursive: true });
-    log(`building kube-apiserver and kubelet ${pins.k8s}, etcd ${pins.etcd} and multus ${pins.multus} from the Go module proxy into ${dir}`);
-    log('the first build takes about 20 minutes on an idle 2-core machine (much more under load); later runs use the cache');
+    log(`building Kubernetes ${pins.k8s} (kube-apiserver, kubelet, kube-controller-manager, kube-scheduler, kube-proxy, kubectl), etcd ${pins.etcd}, multus ${pins.multus} and helm ${pins.helm} from the Go module proxy into ${dir}`);
+    log('the first build takes about 15-30 minutes on a 2-core machine (much more under load); later runs use the cache');
     const t0 = Date.now();
     const goEnv = {
       ...withGoPath(env),
@@ -234,15 +249,20 @@ export async function build(env, log) {
     };
     try {
       const cleanup = () => { rmSync(tmp, { recursive: true, force: true }); rmSync(lock, { force: true }); };
-      // One `go build` of the three tools shares the compile of their common dependencies.
+      // One `go build` of the seven tools shares the compile of their common dependencies.
       const step = (what) => { log(`${what} (${Math.round((Date.now() - t0) / 1000)} s so far)`); };
-      step('go build etcd kube-apiserver kubelet');
-      await run('go', ['build', `-ldflags=${ldflags(pins)}`, '-o', tmp + '/',
-        'go.etcd.io/etcd/server/v3', 'k8s.io/kubernetes/cmd/kube-apiserver', 'k8s.io/kubernetes/cmd/kubelet'],
-      { cwd: moduleDir, env: goEnv }, cleanup);
+      const times = {};
+      const timed = async (name, fn) => { const t = Date.now(); await fn(); times[name] = Math.round((Date.now() - t) / 1000); };
+      step('go build etcd kube-apiserver kubelet kube-controller-manager kube-scheduler kube-proxy kubectl');
+      await timed('kubernetes', () => run('go', ['build', `-ldflags=${ldflags(pins)}`, '-o', tmp + '/', ...MAIN_GRAPH],
+        { cwd: moduleDir, env: goEnv }, cleanup));
       step('go build multus');
-      await run('go', ['build', '-ldflags=-s -w', '-o', tmp + '/', 'gopkg.in/k8snetworkplumbingwg/multus-cni.v4/cmd/multus'],
-        { cwd: multusModuleDir, env: goEnv }, cleanup);
+      await timed('multus', () => run('go', ['build', '-ldflags=-s -w', '-o', tmp + '/', 'gopkg.in/k8snetworkplumbingwg/multus-cni.v4/cmd/multus'],
+        { cwd: multusModuleDir, env: goEnv }, cleanup));
+      step('go build helm');
+      // helm stamps its version the way its Makefile does, so `helm version` says v3.22.0.
+      await timed('helm', () => run('go', ['build', `-ldflags=-s -w -X helm.sh/helm/v3/internal/version.version=${pins.helm}`, '-o', tmp + '/',
+        'helm.sh/helm/v3/cmd/helm'], { cwd: helmModuleDir, env: goEnv }, cleanup));
       // The NetworkAttachmentDefinition CRD comes from the manifest multus ships in its module.
       const multusSrc = spawnSync('go', ['list', '-m', '-f', '{{.Dir}}', 'gopkg.in/k8snetworkplumbingwg/multus-cni.v4'],
         { cwd: multusModuleDir, env: goEnv, encoding: 'utf8' }).stdout.trim();
@@ -254,7 +274,7 @@ export async function build(env, log) {
       if (missing.length) throw new Error(`go build left no ${missing.join(', ')} in ${tmp}`);
       const goVersion = spawnSync('go', ['version'], { env: goEnv, encoding: 'utf8' }).stdout.trim();
       const seconds = Math.round((Date.now() - t0) / 1000);
-      writeFileSync(join(tmp, 'build.json'), JSON.stringify({ ...pins, goVersion, seconds, builtAt: new Date().toISOString() }, null, 2) + '\n');
+      writeFileSync(join(tmp, 'build.json'), JSON.stringify({ ...pins, goVersion, seconds, times, builtAt: new Date().toISOString() }, null, 2) + '\n');
       rmSync(dir, { recursive: true, force: true });
       renameSync(tmp, dir);
       log(`built in ${seconds} s: ${dir}`);

@@ -1,10 +1,12 @@
 #!/usr/bin/env node
-// Make sure kube-apiserver and etcd (or, with --set node, kubelet and multus) are available
+// Make sure kube-apiserver and etcd (or, with --set node, kubelet and multus; with --set
+// cluster, kube-controller-manager, kube-scheduler, kube-proxy, kubectl and helm) are available
 // for the e2e tiers, building them from the Go module proxy when needed
 // (scripts/controlplane/binaries.mjs has the lookup order). Run it before tap so that the
 // long first build never runs inside a test's time limit:
 //   node scripts/controlplane/ensure.mjs            find or build; prints the folder
 //   node scripts/controlplane/ensure.mjs --set node the node's binaries instead
+//   node scripts/controlplane/ensure.mjs --set cluster  the rest of the cluster's (and helm)
 //   node scripts/controlplane/ensure.mjs --json     same, as JSON ({dir, source} or {dir: null, reason})
 //   node scripts/controlplane/ensure.mjs --no-build only look; exit 3 when absent
 // Exit codes: 0 found/built, 1 build failed, 2 bad usage, 3 absent (--no-build, or no Go).
@@ -13,7 +15,7 @@
 import { parseArgs } from 'node:util';
 import { ensure } from './binaries.mjs';
 
-const usage = 'usage: ensure.mjs [--set controlplane|node] [--json] [--no-build] [--quiet]';
+const usage = 'usage: ensure.mjs [--set controlplane|node|cluster] [--json] [--no-build] [--quiet]';
 let values;
 try {
   ({ values } = parseArgs({
@@ -27,9 +29,13 @@ if (values.help) {
   console.log(usage);
   process.exit(0);
 }
-const what = { controlplane: 'kube-apiserver and etcd', node: 'kubelet and multus' }[values.set];
+const what = {
+  controlplane: 'kube-apiserver and etcd',
+  node: 'kubelet and multus',
+  cluster: 'kube-controller-manager, kube-scheduler, kube-proxy, kubectl and helm',
+}[values.set];
 if (!what) {
-  console.error(`--set ${values.set}: expected controlplane or node\n${usage}`);
+  console.error(`--set ${values.set}: expected controlplane, node or cluster\n${usage}`);
   process.exit(2);
 }
 const log = (m) => { if (!values.quiet) process.stderr.write(`[controlplane] ${m}\n`); };

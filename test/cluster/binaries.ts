@@ -17,7 +17,7 @@ const ensureScript = fileURLToPath(new URL('../../../scripts/controlplane/ensure
  * build is made here and now, which takes many minutes the first time; its progress goes
  * to `log`. Resolves with the reason instead of rejecting when they cannot be had.
  */
-export function findBinaries(opts: { allowBuild: boolean; set?: 'controlplane' | 'node'; env?: NodeJS.ProcessEnv; log?: (line: string) => void }): Promise<BinariesResult> {
+export function findBinaries(opts: { allowBuild: boolean; set?: 'controlplane' | 'node' | 'cluster'; env?: NodeJS.ProcessEnv; log?: (line: string) => void }): Promise<BinariesResult> {
   const args = [ensureScript, '--json', '--set', opts.set ?? 'controlplane'];
   if (!opts.allowBuild) args.push('--no-build');
   return new Promise((resolve) => {

@@ -23,6 +23,13 @@ export interface ControlPlaneOptions {
   apiserverArgs?: string[];
   /** How long etcd and then kube-apiserver may take to become ready, each. Default 180 s. */
   readyTimeoutMs?: number;
+  /**
+   * A whole cluster's API server (cluster.ts): listen on `address` (a local, non-loopback
+   * address pods can reach through the `kubernetes` Service) instead of 127.0.0.1, allocate
+   * Service IPs from `serviceCidr`, keep the `kubernetes` Service's endpoints (the lease
+   * reconciler), and admit pods with their ServiceAccount (kube-controller-manager runs).
+   */
+  cluster?: { address: string; serviceCidr: string };
   log?: (line: string) => void;
 }
 
@@ -47,6 +54,13 @@ export interface ControlPlane {
 export const SERVICE_ACCOUNT_ISSUER = 'https://kubernetes.default.svc.cluster.local';
 // Only an allocation range for Service ClusterIPs in etcd; no traffic ever goes there.
 const SERVICE_CIDR = '10.96.0.0/16';
+
+/** The first address of an IPv4 CIDR: the ClusterIP of the `kubernetes` Service. */
+export function firstServiceIP(cidr: string): string {
+  const [net] = cidr.split('/');
+  const n = net!.split('.').map(Number).reduce((a, b) => a * 256 + b, 0) + 1;
+  return [24, 16, 8, 0].map((s) => Math.floor(n / 2 ** s) % 256).join('.');
+}
 
 // Control planes of this process still running, for the exit handler (installed lazily).
 const running = new Set<() => void>();
@@ -95,26 +109,29 @@ function etcdArgs(dir: string, pki: ControlPlanePKI, client: number, peer: numbe
   ];
 }
 
-function apiserverArgs(dir: string, pki: ControlPlanePKI, port: number, etcd: number, extra: string[]): string[] {
+function apiserverArgs(dir: string, pki: ControlPlanePKI, port: number, etcd: number, extra: string[],
+  cluster?: ControlPlaneOptions['cluster']): string[] {
+  const addr = cluster?.address ?? '127.0.0.1';
   return [
-    '--bind-address=127.0.0.1', '--advertise-address=127.0.0.1', `--secure-port=${port}`,
+    `--bind-address=${addr}`, `--advertise-address=${addr}`, `--secure-port=${port}`,
     `--cert-dir=${join(dir, 'apiserver-certs')}`,
     `--tls-cert-file=${pki.apiserverCert}`, `--tls-private-key-file=${pki.apiserverKey}`, `--client-ca-file=${pki.caCert}`,
     `--etcd-servers=https://127.0.0.1:${etcd}`,
     `--etcd-cafile=${pki.caCert}`, `--etcd-certfile=${pki.etcdClientCert}`, `--etcd-keyfile=${pki.etcdClientKey}`,
     `--service-account-issuer=${SERVICE_ACCOUNT_ISSUER}`,
     `--service-account-key-file=${pki.saPub}`, `--service-account-signing-key-file=${pki.saKey}`,
-    `--service-cluster-ip-range=${SERVICE_CIDR}`,
+    `--service-cluster-ip-range=${cluster?.serviceCidr ?? SERVICE_CIDR}`,
     '--authorization-mode=Node,RBAC',
     '--enable-admission-plugins=MutatingAdmissionWebhook,ValidatingAdmissionWebhook',
     // No kube-controller-manager runs here to create each namespace's "default" ServiceAccount,
-    // so the ServiceAccount plugin would refuse every pod. Tests that need it can re-enable it.
-    '--disable-admission-plugins=ServiceAccount',
+    // so the ServiceAccount plugin would refuse every pod. A whole cluster (cluster.ts) has one.
+    ...(cluster ? [] : ['--disable-admission-plugins=ServiceAccount']),
     // The injector DaemonSet is privileged.
     '--allow-privileged=true',
     // Endpoints may not point at loopback, so the "kubernetes" Service endpoint reconciler
-    // would only log errors: no pod here could reach the apiserver through it anyway.
-    '--endpoint-reconciler-type=none',
+    // would only log errors: no pod here could reach the apiserver through it anyway. A whole
+    // cluster listens on a non-loopback local address, and pods reach it through the Service.
+    `--endpoint-reconciler-type=${cluster ? 'lease' : 'none'}`,
     '--profiling=false',
     // For exec and logs through a kubelet of the local node (node.ts): the admin identity,
     // and the node's Hostname address: the node is named localhost (kubelet refuses a loopback node IP).
@@ -172,7 +189,7 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
   })();
   const timeout = opts.readyTimeoutMs ?? 180_000;
   try {
-    const pki = await makePKI(dir);
+    const pki = await makePKI(dir, opts.cluster ? [`IP:${opts.cluster.address}`, `IP:${firstServiceIP(opts.cluster.serviceCidr)}`] : []);
     // A port found free can be taken before the server binds it; then try fresh ports.
     for (let attempt = 1; ; attempt++) {
       const [apiPort, etcdPort, peerPort] = (await freePorts(3)) as [number, number, number];
@@ -180,9 +197,9 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
       const etcd = startServer(dir, 'etcd', join(binDir, 'etcd'), etcdArgs(dir, pki, etcdPort, peerPort), keep);
       procs.push(etcd);
       const api = startServer(dir, 'kube-apiserver', join(binDir, 'kube-apiserver'),
-        apiserverArgs(dir, pki, apiPort, etcdPort, opts.apiserverArgs ?? []), keep);
+        apiserverArgs(dir, pki, apiPort, etcdPort, opts.apiserverArgs ?? [], opts.cluster), keep);
       procs.push(api);
-      const server = `https://127.0.0.1:${apiPort}`;
+      const server = `https://${opts.cluster?.address ?? '127.0.0.1'}:${apiPort}`;
       try {
         log(`starting etcd on 127.0.0.1:${etcdPort} and kube-apiserver on ${server} (${dir})`);
         await waitReady(etcd, `https://127.0.0.1:${etcdPort}/health`, pki, pki.etcdClientCert, pki.etcdClientKey, timeout);

@@ -15,18 +15,29 @@ export const BUSYBOX = '/bin/busybox';
 // The applets pods of the tests and the demo run; each becomes /bin/<name> -> busybox.
 const APPLETS = ['cat', 'echo', 'ip', 'ls', 'nc', 'ping', 'route', 'sh', 'sleep', 'true', 'wget'];
 
-interface Entry { path: string; type: 'file' | 'dir' | 'symlink'; mode: number; data?: Buffer; link?: string }
+/** One tar entry (owned by root, mtime 0). */
+export interface Entry { path: string; type: 'file' | 'dir' | 'symlink'; mode: number; data?: Buffer; link?: string }
 
 function octal(n: number, width: number): string {
   return n.toString(8).padStart(width - 1, '0') + '\0';
 }
 
-/** One ustar header + data, padded to 512 bytes (names here are all short). */
+/**
+ * One ustar header + data, padded to 512 bytes. A name or link target longer than ustar's
+ * 100 bytes goes in a PAX extended header ('x') before it (POSIX.1-2001), read by containerd.
+ */
 function tarEntry(e: Entry): Buffer {
-  const h = Buffer.alloc(512);
   const name = e.type === 'dir' ? `${e.path}/` : e.path;
-  if (Buffer.byteLength(name) > 100) throw new Error(`tar name too long: ${name}`);
-  h.write(name, 0, 'utf8');
+  const pax: string[] = [];
+  if (Buffer.byteLength(name) > 100) pax.push(paxRecord('path', name));
+  if (e.link && Buffer.byteLength(e.link) > 100) pax.push(paxRecord('linkpath', e.link));
+  const prefix = pax.length
+    ? tarEntry({ path: `PaxHeaders/${createHash('sha256').update(name).digest('hex').slice(0, 32)}`, type: 'file', mode: 0o644, data: Buffer.from(pax.join('')) })
+    : Buffer.alloc(0);
+  if (pax.length) prefix.write('x', 156);
+  if (pax.length) fixChecksum(prefix);
+  const h = Buffer.alloc(512);
+  h.write(Buffer.byteLength(name) > 100 ? name.slice(0, 99) : name, 0, 'utf8');
   h.write(octal(e.mode, 8), 100);
   h.write(octal(0, 8), 108);
   h.write(octal(0, 8), 116);
@@ -35,13 +46,11 @@ function tarEntry(e: Entry): Buffer {
   h.write(octal(0, 12), 136);
   h.write('        ', 148);
   h.write(e.type === 'file' ? '0' : e.type === 'dir' ? '5' : '2', 156);
-  if (e.link) h.write(e.link, 157);
+  if (e.link) h.write(Buffer.byteLength(e.link) > 100 ? e.link.slice(0, 99) : e.link, 157);
   h.write('ustar\0', 257);
   h.write('00', 263);
-  let sum = 0;
-  for (const b of h) sum += b;
-  h.write(octal(sum, 7) + ' ', 148);
-  const parts: Buffer[] = [h];
+  fixChecksum(h);
+  const parts: Buffer[] = [prefix, h];
   if (size) {
     parts.push(e.data!);
     if (size % 512) parts.push(Buffer.alloc(512 - (size % 512)));
@@ -49,7 +58,24 @@ function tarEntry(e: Entry): Buffer {
   return Buffer.concat(parts);
 }
 
-function tar(entries: Entry[]): Buffer {
+/** A PAX record: "<length> <key>=<value>\n", the length counting itself. */
+function paxRecord(key: string, value: string): string {
+  const body = ` ${key}=${value}\n`;
+  let len = Buffer.byteLength(body) + 1;
+  while (String(len).length + Buffer.byteLength(body) !== len) len = String(len).length + Buffer.byteLength(body);
+  return `${len}${body}`;
+}
+
+/** (Re)compute the checksum of the 512-byte header at the start of `b`. */
+function fixChecksum(b: Buffer): void {
+  b.write('        ', 148);
+  let sum = 0;
+  for (let i = 0; i < 512; i++) sum += b[i]!;
+  b.write(octal(sum, 7) + ' ', 148);
+}
+
+/** A tar archive of `entries`, in the order given, ending with the two zero blocks. */
+export function tar(entries: Entry[]): Buffer {
   return Buffer.concat([...entries.map(tarEntry), Buffer.alloc(1024)]);
 }
 

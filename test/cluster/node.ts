@@ -75,6 +75,8 @@ export interface NodeState {
   socket: string;
   ipForward: string;
   owner: number;
+  /** Commands that undo what was set up beside the node (cluster.ts), run by reapNode. */
+  cleanup?: string[][];
 }
 
 export interface RealNode {
@@ -130,10 +132,20 @@ function lockHolder(): number | null {
   }
 }
 
+/**
+ * Take the one-node-per-machine lock, waiting up to `waitMs` for another process's node to
+ * stop. A no-op when this process holds it already (cluster.ts takes it before its control
+ * plane, since the cluster's host network setup is as exclusive as the node).
+ */
+export async function takeNodeLock(log: (l: string) => void, waitMs: number): Promise<void> {
+  return takeLock(log, waitMs);
+}
+
 async function takeLock(log: (l: string) => void, waitMs: number): Promise<void> {
   const deadline = Date.now() + waitMs;
   let announced = false;
   for (;;) {
+    if (lockHolder() === process.pid) return;
     try {
       const fd = openSync(LOCK_FILE, 'wx');
       writeFileSync(fd, String(process.pid));
@@ -319,6 +331,11 @@ export function reapNode(log: (l: string) => void = () => {}): string[] {
     spawnSync('sleep', ['0.1']);
   }
   if (state) {
+    // What a cluster set up beside the node (kube-proxy's rules, bind mounts, a link), newest first.
+    for (const cmd of [...(state.cleanup ?? [])].reverse()) {
+      const r = spawnSync(cmd[0]!, cmd.slice(1), { encoding: 'utf8', timeout: 60_000 });
+      if (r.status === 0) did.push(`removed: ${cmd.join(' ')}`);
+    }
     const n = removeSandboxLeftovers(sandboxIds(state.dir));
     if (n) did.push(`removed ${n} CNI cache files of sandboxes that got no CNI DEL`);
     for (const m of mountsUnder(state.dir)) {
@@ -339,6 +356,19 @@ export function reapNode(log: (l: string) => void = () => {}): string[] {
   if (lockHolder() === null || lockHolder() === state?.owner) rmSync(LOCK_FILE, { force: true });
   for (const d of did) log(d);
   return did;
+}
+
+/**
+ * Record a command that undoes something set up beside the running node (by this process),
+ * so that stop() and, after a crash, the next reapNode run it. Returns false when no node of
+ * this process is recorded.
+ */
+export function recordNodeCleanup(cmd: string[]): boolean {
+  const state = readState();
+  if (!state || state.owner !== process.pid) return false;
+  state.cleanup = [...(state.cleanup ?? []), cmd];
+  writeFileSync(STATE_FILE, JSON.stringify(state, null, 2) + '\n');
+  return true;
 }
 
 // ---- configuration files ----
@@ -496,7 +526,12 @@ export async function startNode(cp: ClusterAccess, opts: NodeOptions): Promise<R
     dir, name, pids: {}, socket, owner: process.pid,
     ipForward: readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim(),
   };
-  const save = () => writeFileSync(STATE_FILE, JSON.stringify(state, null, 2) + '\n');
+  const save = () => {
+    // Keep what recordNodeCleanup added meanwhile.
+    const cur = readState();
+    if (cur?.owner === state.owner && cur.cleanup) state.cleanup = cur.cleanup;
+    writeFileSync(STATE_FILE, JSON.stringify(state, null, 2) + '\n');
+  };
   mkdirSync(NODE_STATE_DIR, { recursive: true });
   save();
   let reaper = -1;
@@ -642,7 +677,7 @@ export async function stopNode(cp: ClusterAccess | null, log: (l: string) => voi
     await stopGroup(pid, procs.find((p) => p.pid === pid)?.child ?? null, 10_000);
   }
   const did = reapNode(log);
-  const forced = did.filter((d) => !d.startsWith('removed /') && !d.startsWith('deleted bridge'));
+  const forced = did.filter((d) => !d.startsWith('removed /') && !d.startsWith('removed: ') && !d.startsWith('deleted bridge'));
   if (forced.length) log(`teardown had to force: ${forced.join('; ')}`);
 }
 

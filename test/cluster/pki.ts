@@ -56,7 +56,7 @@ export async function issueCert(pki: Pick<ControlPlanePKI, 'caCert' | 'caKey'>, 
  * serving certs for kube-apiserver and etcd (127.0.0.1/localhost), the apiserver's etcd
  * client cert, an admin client cert in system:masters, and the service-account signing key.
  */
-export async function makePKI(dir: string): Promise<ControlPlanePKI> {
+export async function makePKI(dir: string, extraApiserverSans: string[] = []): Promise<ControlPlanePKI> {
   const caCert = join(dir, 'ca.crt');
   const caKey = join(dir, 'ca.key');
   await openssl(['req', '-x509', ...KEY, ...DAYS, '-keyout', caKey, '-out', caCert,
@@ -70,7 +70,8 @@ export async function makePKI(dir: string): Promise<ControlPlanePKI> {
   const [[apiserverCert, apiserverKey], [etcdCert, etcdKey], [etcdClientCert, etcdClientKey], [adminCert, adminKey]] =
     await Promise.all([
       leaf('apiserver', '/CN=kube-apiserver', [
-        `${loopback},DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc`, 'extendedKeyUsage=serverAuth']),
+        `${loopback},DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local`
+          + extraApiserverSans.map((s) => `,${s}`).join(''), 'extendedKeyUsage=serverAuth']),
       // etcd presents this one to clients and to itself as a peer.
       leaf('etcd', '/CN=etcd', [loopback, 'extendedKeyUsage=serverAuth,clientAuth']),
       leaf('etcd-client', '/CN=kube-apiserver-etcd-client', ['extendedKeyUsage=clientAuth']),

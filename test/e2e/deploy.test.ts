@@ -19,7 +19,8 @@ function manifestFiles(dir: string): string[] {
   const entries = readdirSync(dir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name));
   return [
     ...entries.filter((e) => e.isFile() && /\.ya?ml$/.test(e.name)).map((e) => join(dir, e.name)),
-    ...entries.filter((e) => e.isDirectory()).flatMap((e) => manifestFiles(join(dir, e.name))),
+    // deploy/helm/ holds the chart: templates, not manifests (test/install-e2e/helm-chart.test.ts).
+    ...entries.filter((e) => e.isDirectory() && !(dir === deployDir && e.name === 'helm')).flatMap((e) => manifestFiles(join(dir, e.name))),
   ];
 }
 const files = manifestFiles(deployDir);
