@@ -11,7 +11,8 @@ import * as https from 'node:https';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { Exec, KubeConfig, type V1Status } from '@kubernetes/client-node';
+// Types only: the client is imported when a live command runs (offline commands never load it).
+import type { KubeConfig, V1Status } from '@kubernetes/client-node';
 import { API_GROUP, API_VERSION, ROUTE_PLURAL, type KubeObject, type Pod } from '../core/types.js';
 import { InputError, UsageError } from './cli.js';
 
@@ -47,7 +48,8 @@ export interface Cluster {
 }
 
 /** Load the kubeconfig as kubectl would; an InputError names what is missing or broken. */
-export function loadCluster(f: KubeFlags, env: NodeJS.ProcessEnv = process.env): Cluster {
+export async function loadCluster(f: KubeFlags, env: NodeJS.ProcessEnv = process.env): Promise<Cluster> {
+  const { KubeConfig } = await import('@kubernetes/client-node');
   const kc = new KubeConfig();
   let source: string;
   try {
@@ -76,7 +78,7 @@ export function loadCluster(f: KubeFlags, env: NodeJS.ProcessEnv = process.env):
     }
   } catch (e) {
     if (e instanceof InputError) throw e;
-    throw new InputError(`kubeconfig ${f.kubeconfig ?? env.KUBECONFIG ?? '~/.kube/config'}: cannot load: ${(e as Error).message}`);
+    throw new InputError(`kubeconfig ${f.kubeconfig ?? env.KUBECONFIG ?? '~/.kube/config'}: cannot load: ${String((e as Error).message).split('\n')[0]}`);
   }
   if (f.context !== undefined) {
     if (!kc.getContextObject(f.context)) {
@@ -119,7 +121,8 @@ export async function getJSON<T = unknown>(c: Cluster, path: string, what: strin
     r.on('error', reject);
     r.end();
   }).catch((e: NodeJS.ErrnoException) => {
-    throw new InputError(`cannot reach the API server ${c.server} (context "${c.context}" of ${c.source}): ${e.code ?? ''}${e.code ? ' ' : ''}${e.message}`.replace(/ {2,}/g, ' '));
+    const why = e.code && !e.message.includes(e.code) ? `${e.code} ${e.message}` : e.message;
+    throw new InputError(`cannot reach the API server ${c.server} (context "${c.context}" of ${c.source}): ${why}`);
   });
   if (res.status === 404 && opts.allow404) return undefined;
   if (res.status < 200 || res.status >= 300) {
@@ -203,6 +206,7 @@ export async function podExec(c: Cluster, ns: string, pod: string, container: st
   const err = new Collect();
   let timer: NodeJS.Timeout | undefined;
   const what = `exec ${command.join(' ')} in pod ${ns}/${pod} (container ${container})`;
+  const { Exec } = await import('@kubernetes/client-node');
   try {
     const status = await Promise.race([
       new Promise<V1Status>((resolve, reject) => {

@@ -25,14 +25,20 @@ const PROTO_BY_NAME: Record<string, number> = {
 const TYPES = new Set(['unicast', 'local', 'broadcast', 'multicast', 'blackhole', 'unreachable', 'prohibit', 'throw', 'nat', 'anycast']);
 const SCOPES: Record<string, number> = { global: 0, universe: 0, site: 200, link: 253, host: 254, nowhere: 255 };
 
-/** Parse `ip [-4|-6] route show` output (iproute2 or busybox) of one family. Lines it cannot read are skipped. */
-export function parseIpRoute(text: string, family: 4 | 6): KernelRoute[] {
+/**
+ * Parse `ip [-4|-6] route show` output (iproute2 or busybox) of one family. Lines it cannot
+ * read, and multicast routes, are skipped. iproute2 leaves out "proto boot" (so a route
+ * without "proto" is boot's); busybox prints no protocol at all: give `busybox: true` and
+ * every route's protocol is PROTO_UNKNOWN.
+ */
+export function parseIpRoute(text: string, family: 4 | 6, opts: { busybox?: boolean } = {}): KernelRoute[] {
   const out: KernelRoute[] = [];
   for (const raw of text.split('\n')) {
     const w = raw.trim().split(/\s+/).filter(Boolean);
     if (w.length === 0 || raw.startsWith(' ') || raw.startsWith('\t')) continue; // nexthop lines of multipath routes
     let type = 'UNICAST';
     if (TYPES.has(w[0]!)) type = w.shift()!.toUpperCase();
+    if (type === 'MULTICAST' || type === 'LOCAL' || type === 'BROADCAST') continue;
     const dstWord = w.shift();
     if (!dstWord) continue;
     let dst: string;
@@ -42,14 +48,14 @@ export function parseIpRoute(text: string, family: 4 | 6): KernelRoute[] {
       if (!c.ok || c.value.family !== family) continue;
       dst = formatCIDR(c.value);
     }
-    const r: KernelRoute = { family, dst, table: 254, protocol: 3, scope: 0, type, priority: 0, tos: 0 };
+    const r: KernelRoute = { family, dst, table: 254, protocol: opts.busybox ? PROTO_UNKNOWN : 3, scope: 0, type, priority: 0, tos: 0 };
     for (let i = 0; i < w.length; i++) {
       const k = w[i]!;
       const v = w[i + 1];
       if (v === undefined) break;
       if (k === 'via') { const ip = parseIP(v.replace(/^inet6?\s*/, '')); if (ip.ok) r.via = formatIP(ip.value); i++; }
       else if (k === 'dev') { r.dev = v; i++; }
-      else if (k === 'proto') { r.protocol = /^\d+$/.test(v) ? Number(v) : PROTO_BY_NAME[v] ?? PROTO_UNKNOWN; i++; }
+      else if (k === 'proto' && !opts.busybox) { r.protocol = /^\d+$/.test(v) ? Number(v) : PROTO_BY_NAME[v] ?? PROTO_UNKNOWN; i++; }
       else if (k === 'metric') { r.priority = Number(v) || 0; i++; }
       else if (k === 'scope') { r.scope = SCOPES[v] ?? (Number(v) || 0); i++; }
       else if (k === 'src') { r.prefsrc = v; i++; }
@@ -135,6 +141,18 @@ export function reportedRoutes(pod: Pod): { routes: KernelRoute[]; note: string 
   return { routes, note: `node ${st.node} reported at ${st.time}: ${st.applied} applied, ${st.skipped.length} skipped` };
 }
 
+/**
+ * Where the protocol could not be read (busybox ip, /proc), mark the routes that are exactly
+ * a route the agent reports in force (same dst, dev, gateway) as ours; returns how many.
+ */
+export function inferOwners(routes: KernelRoute[], pod: Pod): number {
+  const key = (r: { dst: string; dev?: string | undefined; via?: string | undefined }) => `${r.dst}|${r.dev ?? ''}|${r.via ?? ''}`;
+  const ours = new Set(reportedRoutes(pod).routes.map(key));
+  let n = 0;
+  for (const r of routes) if (r.protocol === PROTO_UNKNOWN && ours.has(key(r))) { r.protocol = RTPROT_OVNKUBE_ROUTE; n++; }
+  return n;
+}
+
 export interface RemoteTable { source: 'exec ip route' | 'exec /proc/net/route' | 'agent report'; routes: KernelRoute[]; note: string }
 
 const notFound = (r: { status: string; message?: string; stderr: string }): boolean =>
@@ -155,13 +173,22 @@ export async function remoteTable(c: Cluster, pod: Pod, opts: { container?: stri
       try {
         const fams: (4 | 6)[] = opts.family === 'all' ? [4, 6] : [Number(opts.family) as 4 | 6];
         const routes: KernelRoute[] = [];
-        let ok = true;
-        for (const f of fams) {
+        // iproute2 says "iproute2" here; busybox prints its usage (and prints no protocols).
+        const v = await podExec(c, ns, name, container, ['ip', '-V']);
+        let ok = !notFound(v);
+        const busybox = !/iproute2/.test(v.stdout + v.stderr);
+        for (const f of ok ? fams : []) {
           const r = await podExec(c, ns, name, container, ['ip', `-${f}`, 'route', 'show', 'table', 'main']);
           if (r.status !== 'Success') { ok = false; if (!notFound(r)) why.push(`ip route: ${r.message ?? r.stderr.trim()}`); break; }
-          routes.push(...parseIpRoute(r.stdout, f));
+          routes.push(...parseIpRoute(r.stdout, f, { busybox }));
         }
-        if (ok) return { source: 'exec ip route', routes, note: `read in container ${container} with ip route` };
+        if (ok) {
+          const inferred = busybox ? inferOwners(routes, pod) : 0;
+          return {
+            source: 'exec ip route', routes,
+            note: `read in container ${container} with ${busybox ? 'busybox ip, which prints no protocols (Proto "?"); ' + `${inferred} route(s) marked ovnkube-route because they are exactly routes the agent reports in force` : 'iproute2 ip'}`,
+          };
+        }
         const procRoutes: KernelRoute[] = [];
         let procOk = true;
         for (const [f, file] of [[4, '/proc/net/route'], [6, '/proc/net/ipv6_route']] as const) {
@@ -170,7 +197,10 @@ export async function remoteTable(c: Cluster, pod: Pod, opts: { container?: stri
           if (r.status !== 'Success') { procOk = false; why.push(`cat ${file}: ${r.message ?? r.stderr.trim()}`); break; }
           procRoutes.push(...(f === 4 ? parseProcRoute(r.stdout) : parseProcIPv6Route(r.stdout)));
         }
-        if (procOk) return { source: 'exec /proc/net/route', routes: procRoutes, note: `read in container ${container} from /proc (no ip command there; /proc does not say who installed a route: Proto "?", owner unknown)` };
+        if (procOk) {
+          const inferred = inferOwners(procRoutes, pod);
+          return { source: 'exec /proc/net/route', routes: procRoutes, note: `read in container ${container} from /proc (no ip command there; /proc does not say who installed a route: Proto "?"; ${inferred} route(s) marked ovnkube-route because they are exactly routes the agent reports in force)` };
+        }
         if (!why.length) why.push(`neither ip nor cat can run in container ${container}`);
       } catch (e) {
         if (opts.from === 'exec') throw e;

@@ -222,7 +222,7 @@ export const explainCommand: Command = {
     if (v.pod === undefined) throw new UsageError('--pod NAMESPACE/NAME is required');
     if (v.output !== 'text' && v.output !== 'json') throw new UsageError(`-o/--output: expected text or json, got "${v.output}"`);
     if (v.mode !== undefined && v.mode !== 'default' && v.mode !== 'opt-in') throw new UsageError(`--mode: expected default or opt-in, got "${v.mode}"`);
-    const c = loadCluster(v);
+    const c = await loadCluster(v);
     const ref = podRefOf(v.pod, c);
     const x = await explainPod(c, ref, { ...(v.mode ? { mode: v.mode } : {}), systemNamespace: v['system-namespace'] });
     io.stdout.write(v.output === 'json' ? JSON.stringify(x, null, 2) + '\n' : formatExplanation(x));

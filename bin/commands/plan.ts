@@ -104,11 +104,8 @@ export const planCommand: Command = {
     let pods: Pod[];
     let mode: InjectMode = (values.mode as InjectMode | undefined) ?? 'default';
     if (live) {
-      const c = loadCluster(values);
+      const c = await loadCluster(values);
       const warn = (m: string) => io.stderr.write(`warning: ${m}\n`);
-      const m = await liveMode(c, values.mode, SYSTEM_NAMESPACE);
-      mode = m.mode;
-      if (values.mode === undefined) io.stderr.write(`mode: ${m.mode} (${m.from})\n`);
       if (values.all) {
         idx = await liveIndexForAll(c, values.namespace, warn);
         pods = idx.pods;
@@ -118,6 +115,9 @@ export const planCommand: Command = {
         idx = await liveIndexForPod(c, pod, warn);
         pods = [pod];
       }
+      const m = await liveMode(c, values.mode, SYSTEM_NAMESPACE);
+      mode = m.mode;
+      if (values.mode === undefined) io.stderr.write(`mode: ${m.mode} (${m.from})\n`);
     } else {
       const file = values.file === '-' ? '<stdin>' : values.file!;
       try {

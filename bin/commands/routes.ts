@@ -62,7 +62,7 @@ export const routesCommand: Command = {
       if (values.pod === undefined) throw new UsageError('reading through the API server needs --pod NAMESPACE/NAME (--netns is for the node)');
       const from = values.from ?? 'auto';
       if (from !== 'auto' && from !== 'exec' && from !== 'report') throw new UsageError(`--from: expected auto, exec or report, got "${from}"`);
-      const c = loadCluster(values);
+      const c = await loadCluster(values);
       const ref = podRefOf(values.pod, c);
       const pod = await getPod(c, ref.namespace, ref.name);
       const t = await remoteTable(c, pod, { container: values.container, from, family: values.family as 'all' | '4' | '6' });

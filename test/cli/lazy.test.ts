@@ -13,7 +13,9 @@ import { cliPath, repoRoot } from '../util/fixtures.js';
 const tmp = mkdtempSync(join(tmpdir(), 'ovnkube-route-lazy-'));
 t.teardown(() => rmSync(tmp, { recursive: true, force: true }));
 const hook = join(tmp, 'hook.mjs');
-writeFileSync(hook, 'export async function load(url, context, next) { process.stderr.write(`LOADED ${url}\\n`); return next(url, context); }\n');
+// writeSync: the hooks run on their own thread, whose asynchronous stderr writes can be lost
+// when a short command's main thread exits first.
+writeFileSync(hook, "import { writeSync } from 'node:fs';\nexport async function load(url, context, next) { writeSync(2, `LOADED ${url}\\n`); return next(url, context); }\n");
 const reg = join(tmp, 'register.mjs');
 writeFileSync(reg, `import { register } from 'node:module';\nregister(${JSON.stringify(pathToFileURL(hook).href)});\n`);
 
@@ -26,7 +28,7 @@ function loaded(args: string[]): { code: number | null; urls: string[] } {
 const HEAVY = /\/node_modules\/(@kubernetes\/client-node|fastify|prom-client|ajv)\//;
 
 t.test('every command of the lazy table loads, with the summary the top-level help shows', async (t) => {
-  t.same(commands.map((c) => c.name), ['agent', 'convert', 'inject', 'plan', 'routes', 'version', 'webhook']);
+  t.same(commands.map((c) => c.name), ['agent', 'convert', 'explain', 'inject', 'plan', 'routes', 'version', 'webhook']);
   for (const c of commands) {
     const cmd = await c.load();
     t.equal(cmd.name, c.name, `${c.name} loads its own module`);
@@ -41,6 +43,8 @@ t.test('--help and the offline commands load none of the heavy packages', async 
     ['plan', ['plan', '-f', join(repoRoot, 'examples', 'demo-bundle.yaml'), '--all']],
     ['inject --help', ['inject', '--help']],
     ['routes --help', ['routes', '--help']],
+    ['explain --help', ['explain', '--help']],
+    ['plan --help', ['plan', '--help']],
   ];
   for (const [what, args] of runs) {
     const r = loaded(args);
