@@ -1,4 +1,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { closest } from '../core/suggest.js';
+
+export { closest } from '../core/suggest.js';
 
 /**
  * Shared conventions for `ovnkube-route` commands: every command module exports a Command;
@@ -39,9 +42,22 @@ export function parseFlags<const T extends NonNullable<ParseArgsConfig['options'
   try {
     return parseArgs({ args: argv, options, strict: true as const, allowPositionals: false as const }).values;
   } catch (e) {
-    throw new UsageError((e as Error).message);
+    const err = e as NodeJS.ErrnoException;
+    if (err.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
+      const typed = /Unknown option '([^']+)'/.exec(err.message)?.[1] ?? '';
+      const names = Object.entries(options).flatMap(([long, o]) => [`--${long}`, ...(o.short ? [`-${o.short}`] : [])]);
+      const bare = typed.split('=')[0]!;
+      const guess = closest(bare.replace(/^-+/, '').toLowerCase(), Object.keys(options));
+      throw new UsageError(`Unknown option '${bare}'${guess ? `; did you mean '--${guess}'?` : ` (flags: ${names.join(', ')})`}`);
+    }
+    if (err.code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') {
+      const arg = /Unexpected argument '([^']+)'/.exec(err.message)?.[1] ?? '';
+      throw new UsageError(`unexpected argument '${arg}': this command takes only flags`);
+    }
+    throw new UsageError(err.message);
   }
 }
+
 
 /**
  * Run a long-lived service until SIGTERM or SIGINT aborts the signal it is given; the

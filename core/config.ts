@@ -9,6 +9,7 @@
  */
 import { formatCIDR, formatIP, parseCIDR, parseIP } from './ip.js';
 import { dropNulls, validateRoute } from './schema.js';
+import { closest } from './suggest.js';
 import type { CidrRule, DefaultRouteRule, Route, SvcRule } from './types.js';
 import { InputFileError, lineOf, parseDocs, type ParsedDoc } from './yaml-docs.js';
 
@@ -54,7 +55,11 @@ export function entriesToRoute(entries: unknown[], file: string, name: string, l
       throw new InputFileError(`${at(w)}: expected an object such as {"svc": "default/nginx1", "dev": "eth0"} or {"route": "172.16.0.0/16", "dev": "eth1"}, got ${JSON.stringify(raw)}`);
     }
     const e = raw as Record<string, unknown>;
-    for (const k of Object.keys(e)) if (!ENTRY_KEYS.has(k)) fail(w, k, 'unknown field; an entry has "svc" or "route", "dev", and optionally "via"');
+    for (const k of Object.keys(e)) {
+      if (ENTRY_KEYS.has(k)) continue;
+      const guess = closest(k.toLowerCase(), [...ENTRY_KEYS]);
+      fail(w, k, `unknown field${guess ? `; did you mean "${guess}"?` : ''}; an entry has "svc" or "route", "dev", and optionally "via"`);
+    }
     const dev = str(e, 'dev', w, 'an interface name such as eth0');
     if (!dev) fail(w, 'dev', 'required: the interface name inside the pod, such as eth0 or eth1');
     const via = viaOf(e, w);

@@ -4,6 +4,7 @@
  * cannot drift from what is parsed. A flag beats its environment variable; list variables
  * are comma-separated. Pure: the caller passes argv and the environment in.
  */
+import { closest } from './suggest.js';
 import { parseArgs } from 'node:util';
 
 export interface FlagSpec {
@@ -63,7 +64,13 @@ export function readFlags(table: Record<string, FlagSpec>, argv: string[], env: 
   try {
     ({ values } = parseArgs({ args: argv, options, allowPositionals: false, strict: true }));
   } catch (e) {
-    return fail((e as Error).message);
+    const err = e as Error & { code?: string };
+    const typed = err.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' ? /Unknown option '([^'=]+)/.exec(err.message)?.[1] : undefined;
+    if (typed !== undefined) {
+      const guess = closest(typed.replace(/^-+/, '').toLowerCase(), Object.keys(table));
+      return fail(`Unknown option '${typed}'${guess ? `; did you mean '--${guess}'?` : ''}`);
+    }
+    return fail(err.message);
   }
   const raw = (name: string): FlagValue => {
     const f = table[name];

@@ -164,3 +164,21 @@ export function decodePlan(value: string, opts: DecodeOptions): DecodeResult {
   }
   return { ok: true, plan, signed: true, keyId: key.id };
 }
+
+/**
+ * What a plan annotation says, without verifying its signature (for display: explain, plan
+ * --all, routes from the agent's report). Never use the result to apply routes.
+ */
+export function peekPlan(value: string): DecodeResult {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(value);
+  } catch (e) {
+    return { ok: false, code: 'malformed-json', error: `plan annotation is not JSON: ${(e as Error).message}` };
+  }
+  if (raw && typeof raw === 'object' && !Array.isArray(raw)) {
+    const { sig: _sig, ...rest } = raw as Record<string, unknown>;
+    return decodePlan(JSON.stringify(rest), { namespace: '', keys: [], requireSignature: false });
+  }
+  return decodePlan(value, { namespace: '', keys: [], requireSignature: false });
+}

@@ -29,10 +29,15 @@ export interface InvalidRule { route: string; field: string; error: string }
 
 export type SkipCode = 'host-network' | 'opted-out' | 'not-opted-in' | 'no-route' | 'name-unknown';
 
+/** Where one route of a plan came from (resolvePlan with `origins`, for explain). */
+export interface PlanOrigin { dst: string; route: string; source: string; priority: number }
+
 export type Resolution =
   | {
     kind: 'plan'; plan: Plan; routes: string[]; conflicts: Conflict[]; unresolved: UnresolvedService[];
     invalid: InvalidRule[]; deferred: string[];
+    /** Only when asked for (opts.origins): the Route and rule each plan route (and the default) came from. */
+    origins?: PlanOrigin[];
   }
   | { kind: 'skipped'; code: SkipCode; reason: string; conflicts: Conflict[]; unresolved: UnresolvedService[]; invalid: InvalidRule[]; deferred: string[] };
 
@@ -176,7 +181,7 @@ function decide(cands: Candidate[], key: (c: Candidate) => string, conflicts: Co
 }
 
 /** Resolve the plan for one pod. */
-export function resolvePlan(pod: Pod, ctx: ResolveContext): Resolution {
+export function resolvePlan(pod: Pod, ctx: ResolveContext, opts: { origins?: boolean } = {}): Resolution {
   const subject: Subject = { pod, namespace: ctx.namespace, owners: ctx.owners };
   const empty = { conflicts: [], unresolved: [], invalid: [], deferred: [] };
   for (const { code, check } of podChain) {
@@ -212,6 +217,10 @@ export function resolvePlan(pod: Pod, ctx: ResolveContext): Resolution {
       ? `Routes [${contributing.join(', ')}] select the pod but yield no route (see unresolved/invalid)`
       : ctx.routes.length === 0 ? 'no Route exists' : `no Route selects the pod (${notSelected.join('; ')})`;
     return { kind: 'skipped', code: 'no-route', reason: why, ...rest };
+  }
+  if (opts.origins) {
+    const origins: PlanOrigin[] = [...winners, ...(d ? [d] : [])].map((w) => ({ dst: w.dst, route: w.route, source: w.source, priority: w.priority }));
+    return { kind: 'plan', plan, routes: contributing, ...rest, origins };
   }
   return { kind: 'plan', plan, routes: contributing, ...rest };
 }

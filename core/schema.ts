@@ -12,6 +12,7 @@
 import type { ErrorObject } from 'ajv';
 import { routeCRD } from './generated/route-crd.js';
 import { validate as compiled } from './generated/route-validator.js';
+import { closest } from './suggest.js';
 
 type Schema = Record<string, unknown>;
 
@@ -47,13 +48,28 @@ export function fieldPath(pointer: string): string {
   return out || '<root>';
 }
 
+/** OpenAPI schema properties at a JSON pointer of a Route (empty when the schema lists none there). */
+export function knownFields(pointer: string): string[] {
+  let node: Schema | undefined = routeOpenAPISchema();
+  for (const seg of pointer.split('/').slice(1)) {
+    if (!node) return [];
+    if (/^\d+$/.test(seg) && node.items) node = node.items as Schema;
+    else node = (node.properties as Record<string, Schema> | undefined)?.[seg.replace(/~1/g, '/').replace(/~0/g, '~')];
+  }
+  if (!node) return [];
+  if (pointer === '' || pointer === '/') return ['apiVersion', 'kind', 'metadata', 'spec', 'status'].filter((k) => k in ((node!.properties as object | undefined) ?? {})).concat(Object.keys((node.properties as object | undefined) ?? {}).filter((k) => !['apiVersion', 'kind', 'metadata', 'spec', 'status'].includes(k)));
+  return Object.keys((node.properties as object | undefined) ?? {});
+}
+
 function describe(e: ErrorObject): FieldError {
   let path = fieldPath(e.instancePath);
   let message = e.message ?? 'is invalid';
   if (e.keyword === 'additionalProperties') {
     const extra = (e.params as { additionalProperty: string }).additionalProperty;
+    const known = knownFields(e.instancePath);
+    const guess = closest(extra, known);
     path = path === '<root>' ? extra : `${path}.${extra}`;
-    message = 'unknown field';
+    message = `unknown field${guess ? `; did you mean "${guess}"?` : known.length ? ` (known fields: ${known.join(', ')})` : ''}`;
   } else if (e.keyword === 'required') {
     const missing = (e.params as { missingProperty: string }).missingProperty;
     path = path === '<root>' ? missing : `${path}.${missing}`;

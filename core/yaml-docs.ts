@@ -24,12 +24,23 @@ export function parseDocs(text: string, file: string): ParsedDoc[] {
     const err = doc.errors[0];
     if (err) {
       const pos = lines.linePos(err.pos[0]);
+      const tab = tabIndentedLine(text);
+      if (tab !== undefined && (err.code === 'TAB_AS_INDENT' || tab <= pos.line)) {
+        throw new InputFileError(`${file}: line ${tab}: indented with a tab; YAML allows only spaces for indentation (replace the tab(s) at the start of line ${tab} with spaces)`);
+      }
       throw new InputFileError(`${file}: line ${pos.line}, column ${pos.col}: not valid ${/\.json$/i.test(file) ? 'JSON' : 'YAML'}: ${err.message.split('\n')[0]}`);
     }
     if (doc.contents === null) continue; // empty document (e.g. trailing ---)
     out.push({ doc, value: doc.toJS({ maxAliasCount: 1000 }), lines });
   }
   return out;
+}
+
+/** The first line (1-based) whose indentation has a tab, outside block scalars is not tracked: a hint only. */
+export function tabIndentedLine(text: string): number | undefined {
+  const lines = text.split(/\r?\n/);
+  for (const [i, l] of lines.entries()) if (/^ *\t/.test(l) && l.trim() !== '') return i + 1;
+  return undefined;
 }
 
 /** 1-based line where the n-th item of a top-level sequence (or the path's node) starts. */

@@ -148,8 +148,10 @@ const pruneStale = (dir) => {
   }
 };
 pruneStale(join(root, 'dist'));
-const cli = join(root, 'dist', 'bin', 'ovnkube-route.js');
-if (existsSync(cli)) chmodSync(cli, 0o755);
+for (const exe of ['ovnkube-route.js', 'kubectl-ovnkube_route.js']) {
+  const cli = join(root, 'dist', 'bin', exe);
+  if (existsSync(cli)) chmodSync(cli, 0o755);
+}
 log('compiled TypeScript to dist/');
 
 // 2b. dist/vendor/yaml.cjs: the yaml package in one file (scripts/bundle-cjs.mjs), loaded by

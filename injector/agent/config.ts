@@ -37,6 +37,8 @@ export interface AgentConfig {
    * to install the plugin and its conf (undefined: not installed by the agent).
    */
   cni: { socket: string | undefined; timeoutMs: number; missedDir: string; binDir: string | undefined; confDir: string | undefined };
+  /** Where to write the iproute2 name of proto 111 (rt_protos.d); undefined: not written. */
+  rtProtosDir: string | undefined;
   /** Deadline of every API request; also bounds the wait for a watch's response headers (at most 30 s). */
   apiTimeoutMs: number;
   /** Longest silence (no event, no bookmark) of a watch before it is restarted. */
@@ -90,6 +92,10 @@ export const AGENT_FLAGS: Record<string, FlagSpec> = {
   'cni-missed-dir': { env: 'OVNKUBE_ROUTE_CNI_MISSED_DIR', value: 'DIR', default: '/run/ovnkube-route/cni-missed', help: 'where the CNI plugin leaves a marker per sandbox it could not get routes for (fail-open)' },
   'cni-bin-dir': { env: 'OVNKUBE_ROUTE_CNI_BIN_DIR', value: 'DIR', help: 'install the CNI plugin binary here at start (the host\'s CNI bin dir, mounted)' },
   'cni-conf-dir': { env: 'OVNKUBE_ROUTE_CNI_CONF_DIR', value: 'DIR', help: 'chain the CNI plugin into the first network config here at start, and take it out at exit (the host\'s CNI conf dir, mounted)' },
+  'rt-protos-dir': {
+    env: 'OVNKUBE_ROUTE_RT_PROTOS_DIR', value: 'DIR',
+    help: 'write ovnkube-route.conf ("111 ovnkube-route") here at start, so ip route names proto 111 (the host\'s /etc/iproute2/rt_protos.d, mounted; off by default)',
+  },
   'log-level': { env: 'OVNKUBE_ROUTE_LOG_LEVEL', value: AGENT_LOG_LEVELS.join('|'), default: 'info', help: 'log level (JSON lines on stderr)' },
 };
 
@@ -181,6 +187,8 @@ export function parseAgentConfig(argv: string[], env: Record<string, string | un
     fail(`--cni-bin-dir and --cni-conf-dir go together: the plugin is installed into both or neither`);
   }
   if (cniDirs['cni-conf-dir'] !== undefined && socketText === 'off') fail(`${from('cni-conf-dir')}: installing the CNI plugin needs --cni-socket (the socket it calls)`);
+  const rtProtosDir = one('rt-protos-dir');
+  if (rtProtosDir !== undefined && !rtProtosDir.startsWith('/')) fail(`${from('rt-protos-dir')}: expected an absolute path, got "${rtProtosDir}"`);
   const durationIn = (flag: string, minMs: number, maxMs: number, range: string): number => {
     const text = one(flag)!;
     const ms = parseDuration(text);
@@ -208,6 +216,7 @@ export function parseAgentConfig(argv: string[], env: Record<string, string | un
       socket: socketText === 'off' ? undefined : socketText, timeoutMs: cniTimeoutMs, missedDir: cniDirs['cni-missed-dir']!,
       binDir: cniDirs['cni-bin-dir'], confDir: cniDirs['cni-conf-dir'],
     },
+    rtProtosDir,
     apiTimeoutMs,
     watchIdleMs,
   };

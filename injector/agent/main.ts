@@ -26,6 +26,7 @@ import { kubeSink, listWatchLiveness, NamespaceSource, PodSource } from './kube.
 import { jsonLogger } from '../log.js';
 import { CniServer } from '../cni/server.js';
 import { installCni, uninstallCni } from '../cni/install.js';
+import { installRtProtos } from '../rt-protos.js';
 import { CniCacheIndex } from '../discovery/discovery.js';
 import { DirWatcher } from '../discovery/watch.js';
 import { DEFAULT_WATCH_CONNECT_MS, progressBoundMs } from '../../platform/kube-client.js';
@@ -148,6 +149,15 @@ export async function runAgent(config: AgentConfig, opts: RunAgentOptions): Prom
         // Pods still start and get their routes after the fact: report, do not stop.
         metrics.failure('cni-install');
         log.error('cannot install the CNI plugin; routes follow pod start asynchronously', { binDir: cniDirs.binDir, confDir: cniDirs.confDir, error: (e as Error).message });
+      }
+    }
+    if (config.rtProtosDir) {
+      try {
+        const r = installRtProtos(config.rtProtosDir);
+        log.info(r.written ? 'named proto 111 for iproute2' : 'iproute2 name of proto 111 already in place', { file: r.file });
+      } catch (e) {
+        // Only a name for `ip route` output: report, do not stop.
+        log.warn('cannot write the iproute2 name of proto 111', { dir: config.rtProtosDir, error: (e as Error).message });
       }
     }
     nsSource.start();

@@ -15,6 +15,7 @@ const PROTO_NAMES: Record<number, string> = {
 
 /** iproute2's name of a protocol number, or the number. */
 export function protocolName(p: number): string {
+  if (p < 0) return '?'; // not known (a table read from /proc/net/route)
   return PROTO_NAMES[p] ?? String(p);
 }
 

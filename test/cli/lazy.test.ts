@@ -29,7 +29,7 @@ function loaded(args: string[]): { code: number | null; urls: string[] } {
 const HEAVY = /\/node_modules\/(@kubernetes\/client-node\/|fastify\/|prom-client\/|ajv\/(?!dist\/runtime\/))/;
 
 t.test('every command of the lazy table loads, with the summary the top-level help shows', async (t) => {
-  t.same(commands.map((c) => c.name), ['agent', 'convert', 'inject', 'plan', 'routes', 'version', 'webhook']);
+  t.same(commands.map((c) => c.name), ['agent', 'convert', 'explain', 'inject', 'plan', 'routes', 'version', 'webhook']);
   for (const c of commands) {
     const cmd = await c.load();
     t.equal(cmd.name, c.name, `${c.name} loads its own module`);
@@ -44,6 +44,8 @@ t.test('--help and the offline commands load none of the heavy packages', async 
     ['plan', ['plan', '-f', join(repoRoot, 'examples', 'demo-bundle.yaml'), '--all']],
     ['inject --help', ['inject', '--help']],
     ['routes --help', ['routes', '--help']],
+    ['explain --help', ['explain', '--help']],
+    ['plan --help', ['plan', '--help']],
   ];
   for (const [what, args] of runs) {
     const r = loaded(args);
