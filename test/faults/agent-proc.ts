@@ -90,9 +90,12 @@ export class AgentProc {
 
   static async start(env: AgentEnv, o: { kubeconfig?: string; args?: string[]; ready?: boolean } = {}): Promise<AgentProc> {
     const port = await freePort();
+    // Without the test runner's NODE_OPTIONS (tap's loaders would run inside the agent and
+    // inflate its memory): the agent as the DaemonSet runs it.
+    const { NODE_OPTIONS: _omit, ...parentEnv } = process.env;
     const child = spawn(process.execPath, [cliPath, 'agent', '--node-name', env.node, '--plan-key', env.keyFile, '--cni-cache-dir', env.cacheDir,
       '--state-dir', env.stateDir, '--kubeconfig', o.kubeconfig ?? env.kubeconfig, '--metrics-addr', `127.0.0.1:${port}`, ...(o.args ?? [])],
-    { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, NODE_NAME: '' } });
+    { stdio: ['ignore', 'ignore', 'pipe'], env: { ...parentEnv, NODE_NAME: '' } });
     const a = new AgentProc(child, port);
     if (o.ready !== false) await until('the agent is ready', async () => (await a.get('/readyz')).status === 200, 90_000);
     return a;
