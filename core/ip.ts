@@ -121,6 +121,15 @@ export function maskCIDR(c: CIDR): CIDR {
   return { family: c.family, value: c.value & ~hostMask, bits: c.bits };
 }
 
+/**
+ * Whether every address of `inner` is in `outer` (same family, `inner` at least as long a
+ * prefix, and inside it). A CIDR is within itself.
+ */
+export function cidrWithin(inner: CIDR, outer: CIDR): boolean {
+  if (inner.family !== outer.family || inner.bits < outer.bits) return false;
+  return maskCIDR({ ...inner, bits: outer.bits }).value === maskCIDR(outer).value;
+}
+
 /** Parse a CIDR (trimmed); host bits set is an error naming the network it should be. */
 export function parseCIDR(input: string): Parsed<CIDR> {
   const p = parsePrefix(input.trim());

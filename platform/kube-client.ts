@@ -14,7 +14,10 @@
  *   server answered), turns on TCP keepalive as soon as the socket exists, must see the
  *   response headers within `connectMs`, and ends the watch with ApiTimeoutError when no
  *   byte (event or bookmark) arrived for `idleMs`. Its caller (the informer) treats that
- *   as any failed watch: a log line, back-off, restart.
+ *   as any failed watch: a log line, back-off, restart. It asks for bookmarks
+ *   (allowWatchBookmarks=true) unless told not to: kube-apiserver sends a BOOKMARK about
+ *   every 60 s on a quiet watch (a fixed frequency of its watch cache, no flag changes it),
+ *   and each one is progress, so `idleMs` must stay well above 60 s in production.
  *
  * In platform/, the layer both processes build on (test/core/layering.test.ts).
  */
@@ -171,6 +174,10 @@ export class DeadlineWatch implements WatchFn {
     if (!cluster) throw new Error('kubeconfig has no current cluster');
     const url = new URL(cluster.server + path);
     url.searchParams.set('watch', 'true');
+    // Bookmarks unless the caller says otherwise: the API server then sends one about once a
+    // minute on a quiet watch (its watch cache's fixed frequency), which re-arms the idle
+    // watchdog, so a healthy quiet watch is not ended and restarted every idleMs.
+    url.searchParams.set('allowWatchBookmarks', 'true');
     for (const [k, v] of Object.entries(query)) if (v !== undefined) url.searchParams.set(k, String(v));
     const ac = new AbortController();
     // Start after the caller has the controller: `done` must never run before it does.

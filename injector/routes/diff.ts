@@ -20,6 +20,7 @@
  * scope link on dev; with via it is a gateway route (scope universe). IPv6 routes always
  * read back scope universe, so scope is compared for IPv4 only.
  */
+import { cidrWithin, parsePrefix, type CIDR } from '../../core/ip.js';
 import type { Plan, PlanRoute } from '../../core/types.js';
 import {
   familyOf, RT_SCOPE_LINK, RT_SCOPE_UNIVERSE, type Family, type KernelRoute, type LinkInfo,
@@ -117,7 +118,7 @@ export function itemOfDesired(d: DesiredRoute): RouteItem {
   return d.via === undefined ? { family: d.family, dst: d.dst, dev: d.dev } : { family: d.family, dst: d.dst, dev: d.dev, via: d.via };
 }
 
-function describeRoute(k: KernelRoute): string {
+export function describeRoute(k: KernelRoute): string {
   return `${k.dst}${k.via ? ` via ${k.via}` : ''}${k.dev ? ` dev ${k.dev}` : ''} proto ${k.protocol} metric ${k.priority}${k.type !== 'UNICAST' ? ` type ${k.type}` : ''}`;
 }
 
@@ -215,4 +216,44 @@ function defaultAction(
   // Replace the foreign default of the lowest metric (the one in effect), atomically.
   const inEffect = [...foreign].sort((a, b) => a.priority - b.priority)[0] ?? null;
   return { kind: 'take-over', want: d, replacing: inEffect };
+}
+
+/** Route types that carry no traffic of a pod out of a device (the local table's kinds). */
+const NOT_FORWARDING = new Set(['LOCAL', 'BROADCAST', 'ANYCAST', 'MULTICAST']);
+
+const prefixOf = (dst: string): CIDR | null => {
+  const p = parsePrefix(dst);
+  return p.ok ? p.value : null;
+};
+
+/**
+ * Whether a route to `dst` (an event's or a table's) can change where traffic to one of
+ * `planDsts` goes: the same destination, or a more specific one inside it (longest prefix
+ * wins whatever the metric). A less specific route never takes traffic from ours.
+ */
+export function mayOverride(dst: string, planDsts: readonly string[]): boolean {
+  const c = prefixOf(dst);
+  if (!c) return false;
+  return planDsts.some((p) => {
+    const o = prefixOf(p);
+    return o !== null && cidrWithin(c, o);
+  });
+}
+
+/**
+ * Foreign routes of `table` (main table, not ours) strictly more specific than the plan
+ * route `want` that take part of its traffic out of another device, or drop it (blackhole,
+ * unreachable, prohibit, throw): part of our destination does not go where the plan says.
+ * One to the same device (the connected subnet inside a wider gateway route, as in the
+ * mission's table) steers nothing away and is not listed.
+ */
+export function moreSpecificOverrides(want: PlanRoute, table: readonly KernelRoute[], protocol: number): KernelRoute[] {
+  const outer = prefixOf(want.dst);
+  if (!outer) return [];
+  return table.filter((k) => {
+    if (k.protocol === protocol || NOT_FORWARDING.has(k.type)) return false;
+    const c = prefixOf(k.dst);
+    if (!c || c.bits <= outer.bits || !cidrWithin(c, outer)) return false;
+    return k.type !== 'UNICAST' || k.multipath === true || k.dev !== want.dev;
+  });
 }

@@ -12,7 +12,7 @@ import { isNetlinkError, RtnlClient, type RtnlClientOptions } from '../kernel/ne
 import { netnsInode, NetnsError } from '../kernel/netns.js';
 import { RT_SCOPE_NOWHERE, type Family, type KernelRoute, type RouteWrite } from '../kernel/netlink-codec.js';
 import {
-  defaultDst, diffRoutes, itemOf, itemOfDesired,
+  defaultDst, describeRoute, diffRoutes, itemOf, itemOfDesired, moreSpecificOverrides,
   type DefaultAction, type DesiredRoute, type ReplacedItem, type RouteItem, type SavedDefault, type SkippedItem, type SkipReason,
 } from './diff.js';
 
@@ -120,7 +120,7 @@ export async function applyPlanWith(client: RtnlClient, plan: Plan, opts: ApplyO
     await Promise.all(writes);
   }
   for (const action of diff.defaults) await applyDefault(client, action, protocol, links, opts, res, attempt);
-  await checkEffective(client, plan, res);
+  await checkEffective(client, plan, res, table, protocol);
   res.owned.push(...res.added.map((x) => x.dst), ...res.replaced.map((x) => x.dst));
   res.owned.sort();
   res.changed = res.added.length + res.removed.length + res.replaced.length + res.restored.length > 0;
@@ -131,15 +131,27 @@ export async function applyPlanWith(client: RtnlClient, plan: Plan, opts: ApplyO
  * Where the kernel really sends the traffic: for each plan route in place (added, replaced
  * or unchanged; not the default route), look up the route the FIB uses for its destination
  * (RTM_GETROUTE, fibmatch). A foreign route that takes precedence over ours (an IPv4 `ip
- * route prepend`, an IPv6 route with a lower metric, a more specific route) leaves ours in
+ * route prepend`, an IPv6 route with a lower metric, a more specific route to another
+ * device anywhere inside its destination) leaves ours in
  * the table but not in effect: that route is reported as skipped, reason 'collision', and
  * left alone (ours stays, so it is in effect again once the foreign route goes).
  */
-async function checkEffective(client: RtnlClient, plan: Plan, res: ApplyResult): Promise<void> {
+async function checkEffective(client: RtnlClient, plan: Plan, res: ApplyResult, table: readonly KernelRoute[], protocol: number): Promise<void> {
   const inPlace = new Set([...res.added, ...res.replaced, ...res.unchanged].map((x) => x.dst));
   const skipped = new Set(res.skipped.map((x) => x.dst));
   await Promise.all(plan.routes.filter((r) => inPlace.has(r.dst) && !skipped.has(r.dst) && !r.dst.endsWith('/0')).map(async (r) => {
     const addr = r.dst.slice(0, r.dst.indexOf('/'));
+    const family = r.dst.includes(':') ? 6 : 4;
+    // Part of the destination taken by a more specific foreign route to another device
+    // (our writes never touch foreign routes, so the table read before them still holds).
+    const inside = moreSpecificOverrides(r, table, protocol);
+    if (inside.length) {
+      res.skipped.push({
+        family, dst: r.dst, dev: r.dev, ...(r.via ? { via: r.via } : {}), reason: 'collision',
+        detail: `our route is in the table but part of its traffic takes a more specific route: ${inside.slice(0, 4).map(describeRoute).join('; ')}${inside.length > 4 ? `; and ${inside.length - 4} more` : ''}`,
+      });
+      return;
+    }
     let eff;
     try {
       eff = await client.effectiveRoute(addr);
@@ -148,7 +160,6 @@ async function checkEffective(client: RtnlClient, plan: Plan, res: ApplyResult):
       return; // a failed lookup says nothing either way
     }
     if (eff && eff.dst === r.dst && eff.dev === r.dev && eff.via === r.via) return;
-    const family = r.dst.includes(':') ? 6 : 4;
     const what = eff
       ? `${eff.dst}${eff.via ? ` via ${eff.via}` : ''}${eff.dev ? ` dev ${eff.dev}` : ''} proto ${eff.protocol} metric ${eff.priority}`
       : 'no route';

@@ -1,7 +1,10 @@
 /**
  * RouteKeeper: keeps one netns's routes equal to its plan. It applies the plan, then
  * re-applies (debounced) when the netns's link or route events say something relevant
- * changed: a missing dev appeared, or someone deleted/changed a route of the plan (drift).
+ * changed: a missing dev appeared, someone deleted/changed a route of the plan (drift), or
+ * a foreign route appeared or went at one of its destinations or inside one (a route that
+ * may take precedence over ours: the apply's effective-route check reports it as a
+ * 'collision' at once, and the traffic is in our routes again once it goes).
  * A periodic full resync catches whatever events were missed.
  *
  * It must not fight forever: an apply triggered by events or resync that had to repair
@@ -20,7 +23,7 @@ import type { Plan } from '../../core/types.js';
 import { isNetnsError, type NetnsError } from '../kernel/netns.js';
 import { subscribeNetns, type NetnsEvent, type NetnsSubscription } from '../kernel/netlink-events.js';
 import { applyPlan, RTPROT_OVNKUBE_ROUTE, type ApplyPlanOptions, type ApplyResult, type SavedDefault } from './engine.js';
-import { defaultDst } from './diff.js';
+import { defaultDst, mayOverride } from './diff.js';
 import { RT_TABLE_MAIN } from '../kernel/netlink-codec.js';
 
 /** Why an apply ran. */
@@ -84,7 +87,7 @@ export class RouteKeeper {
   private backoffMs = 0;
   private closed = false;
   private last: ApplyResult | null = null;
-  private planDsts: Set<string> | null = null;
+  private planDsts: string[] | null = null;
   /** Relevant events seen while an apply runs: judged against its writes when it ends. */
   private during: NetnsEvent[] | null = null;
   /** Echoes of the last apply's writes still to come (key -> count), until `expectUntil`. */
@@ -193,8 +196,11 @@ export class RouteKeeper {
     const r = ev.route;
     if (r.table !== RT_TABLE_MAIN) return false;
     if (r.dst === defaultDst(r.family) || r.protocol === (this.opts.protocol ?? RTPROT_OVNKUBE_ROUTE)) return true;
-    this.planDsts ??= new Set(this.plan.routes.map((p) => p.dst));
-    return this.planDsts.has(r.dst);
+    this.planDsts ??= this.plan.routes.map((p) => p.dst).filter((d) => d !== defaultDst(d.includes(':') ? 6 : 4));
+    // A foreign route of one of our destinations, or a more specific one inside it, may
+    // take its traffic (prepend, a lower metric, a longer prefix): look at once, so a
+    // collision is reported now and not at the next resync.
+    return mayOverride(r.dst, this.planDsts);
   }
 
   private trigger(t: ApplyTrigger, delay: number): void {

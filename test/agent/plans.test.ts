@@ -159,4 +159,22 @@ t.test('plans', async (t) => {
     await until('applied again once the foreign route is gone', () => statusOf(rig, pod)?.skipped.length === 0, 20_000);
     await until('ready condition True', () => conditionOf(rig, pod)?.status === 'True', 20_000);
   });
+  // The rig's keepers have no periodic resync (resyncMs 0): the route event alone must do it.
+  t.test('a more specific foreign route inside ours is seen from its route event: status, Event, metric; gone: applied again', async (t) => {
+    const rig = await startRig(t);
+    const { ns, pod } = rig.sandbox({ name: 'narrower', plan: MISSION_PLAN, readinessGate: true });
+    const uid = pod.metadata!.uid!;
+    await until('applied', () => statusOf(rig, pod)?.applied === MISSION_PLAN.routes.length && statusOf(rig, pod)?.skipped.length === 0, 20_000);
+    const before = await rig.metric('ovnkube_route_injector_routes_skipped_total', { reason: 'collision' });
+    ns.ip('route', 'add', '172.16.10.128/25', 'dev', 'eth0');
+    const st = await until('collision reported', () => statusOf(rig, pod)?.skipped.find((s) => s.reason === 'collision'), 20_000);
+    t.match(st, { dst: '172.16.10.0/24', dev: 'eth1', reason: 'collision', detail: /more specific route: 172\.16\.10\.128\/25 dev eth0/ });
+    await until('ready condition False', () => conditionOf(rig, pod)?.status === 'False', 20_000);
+    await until('a RoutesSkipped Event names it', () => rig.api.eventsOf(uid, 'RoutesSkipped').find((e) => /172\.16\.10\.0\/24 dev eth1: collision/.test(e.message)), 20_000);
+    t.equal(await rig.metric('ovnkube_route_injector_routes_skipped_total', { reason: 'collision' }), before + 1, 'counted once');
+    t.ok(routeLines(ns).includes('172.16.10.0/24 dev eth1 proto 111'), 'ours stays in the table, not forced');
+    ns.ip('route', 'del', '172.16.10.128/25', 'dev', 'eth0');
+    await until('applied again once the foreign route is gone', () => statusOf(rig, pod)?.skipped.length === 0, 20_000);
+    await until('ready condition True', () => conditionOf(rig, pod)?.status === 'True', 20_000);
+  });
 });

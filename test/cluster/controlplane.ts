@@ -49,6 +49,13 @@ export interface ControlPlane {
   pids: { etcd: number; apiserver: number };
   /** Stop both servers (SIGTERM, then SIGKILL) and remove dir unless `keep`. Idempotent. */
   stop(): Promise<void>;
+  /**
+   * Stop kube-apiserver alone (SIGTERM, then SIGKILL after `graceMs`); etcd and the data
+   * stay. Connections to its port are refused until startApiserver(). Fault tests.
+   */
+  stopApiserver(graceMs?: number): Promise<void>;
+  /** Start kube-apiserver again on the same port, flags and etcd; resolves once /readyz is 200. */
+  startApiserver(): Promise<void>;
 }
 
 export const SERVICE_ACCOUNT_ISSUER = 'https://kubernetes.default.svc.cluster.local';
@@ -216,9 +223,27 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
       const kc = new KubeConfig();
       kc.loadFromFile(kubeconfigPath);
       log(`control plane ready: KUBECONFIG=${kubeconfigPath}`);
+      const pids = { etcd: etcd.pid, apiserver: api.pid };
+      let current: ServerProcess | null = api;
+      const stopApiserver = async (graceMs = 10_000): Promise<void> => {
+        if (!current) return;
+        const p = current;
+        current = null;
+        await stopGroup(p.pid, p.child, graceMs);
+        procs.splice(procs.indexOf(p), 1);
+      };
+      const startApiserver = async (): Promise<void> => {
+        if (current) return;
+        const p = startServer(dir, 'kube-apiserver', join(binDir, 'kube-apiserver'),
+          apiserverArgs(dir, pki, apiPort, etcdPort, opts.apiserverArgs ?? []), keep);
+        procs.push(p);
+        current = p;
+        pids.apiserver = p.pid;
+        await waitReady(p, `${server}/readyz`, pki, pki.adminCert, pki.adminKey, timeout);
+      };
       return {
         server, kubeconfigPath, kc, dir, pki, caPem: readFileSync(pki.caCert, 'utf8'),
-        serviceAccountIssuer: SERVICE_ACCOUNT_ISSUER, pids: { etcd: etcd.pid, apiserver: api.pid }, stop,
+        serviceAccountIssuer: SERVICE_ACCOUNT_ISSUER, pids, stop, stopApiserver, startApiserver,
       };
     }
   } catch (e) {

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { canonicalCIDR, canonicalIP, compareCIDR, parseCIDR, parseIP } from '../../core/ip.js';
+import { canonicalCIDR, canonicalIP, cidrWithin, compareCIDR, parseCIDR, parseIP } from '../../core/ip.js';
 
 t.test('IP parsing and canonical form', async (t) => {
   const cases: [string, string | null][] = [
@@ -67,4 +67,27 @@ t.test('CIDR order: IPv4 first, then address, then prefix', async (t) => {
   const sorted = list.map((s) => ({ s, c: (parseCIDR(s) as { ok: true; value: Parameters<typeof compareCIDR>[0] }).value }))
     .sort((a, b) => compareCIDR(a.c, b.c)).map((x) => x.s);
   t.same(sorted, ['10.86.69.17/32', '10.124.0.0/16', '10.124.0.0/24', '192.168.2.0/24', '::/0', 'fd00::/64']);
+});
+
+t.test('cidrWithin: every address of the first is in the second', async (t) => {
+  const cases: [string, string, boolean][] = [
+    ['172.16.10.0/24', '172.16.10.0/24', true], // itself
+    ['172.16.10.128/25', '172.16.10.0/24', true],
+    ['172.16.10.7/32', '172.16.10.0/24', true],
+    ['172.16.11.0/25', '172.16.10.0/24', false], // beside it
+    ['172.16.0.0/16', '172.16.10.0/24', false], // wider
+    ['0.0.0.0/0', '172.16.10.0/24', false],
+    ['172.16.10.0/24', '0.0.0.0/0', true],
+    ['10.124.2.0/24', '10.124.0.0/16', true],
+    ['fd00:99::/80', 'fd00:99::/64', true],
+    ['fd00:98::/80', 'fd00:99::/64', false],
+    ['fd00:99::/64', '172.16.10.0/24', false], // another family
+    ['::/0', '0.0.0.0/0', false],
+  ];
+  for (const [inner, outer, want] of cases) {
+    const i = parseCIDR(inner);
+    const o = parseCIDR(outer);
+    if (!i.ok || !o.ok) { t.fail(`bad case ${inner} ${outer}`); continue; }
+    t.equal(cidrWithin(i.value, o.value), want, `${inner} within ${outer}: ${want}`);
+  }
 });

@@ -243,3 +243,29 @@ t.test('a foreign route that overrides ours is reported as a collision, and ours
   const after = await applyPlan(pod.path, plan);
   t.same(after.skipped, [], 'in effect again once the foreign routes are gone');
 });
+
+// Issue #16, defect 2 remainder: a more specific foreign route inside one of our
+// destinations takes part of its traffic whatever the metric (longest prefix wins).
+t.test('a more specific foreign route to another device inside ours is a collision; one to the same device is not', async (t) => {
+  if (!tierGate(t, 'netns', rootUnavailable())) return;
+  const { pod } = makePod(t, { ipv6: true });
+  const plan: Plan = { v: 1, routes: [...DEMO_PLAN.routes, { dst: 'fd00:99::/64', dev: 'eth1' }] };
+  t.same((await applyPlan(pod.path, plan)).skipped, [], 'all in effect at first (10.124.2.0/24 dev eth1 inside 10.124.0.0/16 via eth1 is no collision)');
+
+  pod.ip('route', 'add', '172.16.10.128/25', 'dev', 'eth0'); // part of 172.16.10.0/24 -> eth0
+  pod.ip('route', 'add', 'blackhole', '192.168.2.64/26'); // part of 192.168.2.0/24 dropped
+  pod.ip('-6', 'route', 'add', 'fd00:99::/80', 'dev', 'eth0'); // part of fd00:99::/64 -> eth0
+  pod.ip('route', 'add', '10.124.7.0/24', 'via', '10.124.2.9', 'dev', 'eth1'); // same device: steers nothing away
+  const res = await applyPlan(pod.path, plan);
+  t.same(res.skipped.map((s) => `${s.dst} ${s.reason}`).sort(), ['172.16.10.0/24 collision', '192.168.2.0/24 collision', 'fd00:99::/64 collision']);
+  t.match(res.skipped.find((s) => s.dst === '172.16.10.0/24')?.detail, /part of its traffic takes a more specific route: 172\.16\.10\.128\/25 dev eth0 proto 3/);
+  t.match(res.skipped.find((s) => s.dst === '192.168.2.0/24')?.detail, /192\.168\.2\.64\/26 proto 3 metric 0 type BLACKHOLE/);
+  t.notOk(res.changed, 'nothing rewritten, nothing foreign touched');
+  t.ok(routeLines(pod).some((l) => l.startsWith('172.16.10.128/25 dev eth0')), 'the foreign route stays');
+  t.ok(routeLines(pod).includes(`172.16.10.0/24 dev eth1 proto ${P}`), 'ours stays');
+
+  pod.ip('route', 'del', '172.16.10.128/25', 'dev', 'eth0');
+  pod.ip('route', 'del', 'blackhole', '192.168.2.64/26');
+  pod.ip('-6', 'route', 'del', 'fd00:99::/80', 'dev', 'eth0');
+  t.same((await applyPlan(pod.path, plan)).skipped, [], 'in effect again once they are gone');
+});
