@@ -4,6 +4,9 @@
  * Value (JSON, canonical key order, v=1):
  *   {"v":1,"routes":[{"dst":"10.86.69.17/32","dev":"eth0"},...],"default":{"dev":"eth0","via":"169.254.1.1"},
  *    "sig":"hmac-sha256:<kid>:<base64url>"}
+ * A route (and the default) may carry the attributes src, metric, mtu, advmss after
+ * dst/dev/via, in that order (docs/routing.md). An agent older than them refuses such a plan
+ * as invalid (unknown field) rather than applying it without them.
  *
  * Authentication: HMAC-SHA256 keyed by the cluster's plan key over
  *   "ovnkube-route/plan/v1\n" + <pod namespace> + "\n" + <canonical JSON without "sig">.
@@ -20,7 +23,7 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { validate as validatePlan } from './generated/plan-validator.js';
 import { formatCIDR, formatIP, parseCIDR, parseIP } from './ip.js';
-import type { Plan, PlanRoute } from './types.js';
+import { ROUTE_ATTR_KEYS, type Plan, type PlanRoute, type RouteAttrs } from './types.js';
 
 export const PLAN_VERSION = 1 as const;
 export const MAX_PLAN_ROUTES = 512;
@@ -48,14 +51,24 @@ export function parsePlanKey(text: string): PlanKey {
 // standalone): loading this module costs no ajv and no schema compile.
 const validatePlanShape = validatePlan;
 
-function orderedRoute(r: PlanRoute): PlanRoute {
-  return r.via === undefined ? { dst: r.dst, dev: r.dev } : { dst: r.dst, dev: r.dev, via: r.via };
+/** The attributes of a route in canonical order (src, metric, mtu, advmss), absent ones left out. */
+function orderedAttrs(r: RouteAttrs): RouteAttrs {
+  const out: RouteAttrs = {};
+  for (const k of ROUTE_ATTR_KEYS) if (r[k] !== undefined) (out as Record<string, unknown>)[k] = r[k];
+  return out;
 }
 
-/** Canonical JSON of a plan (fixed key order, no signature). */
+function orderedRoute(r: PlanRoute): PlanRoute {
+  return { dst: r.dst, dev: r.dev, ...(r.via === undefined ? {} : { via: r.via }), ...orderedAttrs(r) };
+}
+
+/**
+ * Canonical JSON of a plan (fixed key order, no signature). A plan without attributes
+ * encodes exactly as before they existed, so its hash and signature are unchanged.
+ */
 export function canonicalPlanJSON(plan: Plan): string {
   const body: Record<string, unknown> = { v: plan.v, routes: plan.routes.map(orderedRoute) };
-  if (plan.default) body.default = plan.default.via === undefined ? { dev: plan.default.dev } : { dev: plan.default.dev, via: plan.default.via };
+  if (plan.default) body.default = { dev: plan.default.dev, ...(plan.default.via === undefined ? {} : { via: plan.default.via }), ...orderedAttrs(plan.default) };
   return JSON.stringify(body);
 }
 
@@ -121,12 +134,36 @@ function checkSemantics(p: Plan): string | null {
       if (formatIP(v.value) !== r.via) return `routes[${i}].via: "${r.via}" is not canonical`;
       if (v.value.family !== c.value.family) return `routes[${i}].via: ${r.via} is IPv${v.value.family} but dst ${r.dst} is IPv${c.value.family}`;
     }
+    const a = checkAttrs(r, c.value.family, `routes[${i}]`);
+    if (a) return a;
   }
-  if (p.default?.via !== undefined) {
-    const v = parseIP(p.default.via);
-    if (!v.ok) return `default.via: ${v.error}`;
-    if (formatIP(v.value) !== p.default.via) return `default.via: "${p.default.via}" is not canonical`;
+  if (p.default) {
+    let family: 4 | 6 | undefined;
+    if (p.default.via !== undefined) {
+      const v = parseIP(p.default.via);
+      if (!v.ok) return `default.via: ${v.error}`;
+      if (formatIP(v.value) !== p.default.via) return `default.via: "${p.default.via}" is not canonical`;
+      family = v.value.family;
+    }
+    if (family === undefined && p.default.src !== undefined) {
+      const s = parseIP(p.default.src);
+      if (s.ok) family = s.value.family;
+    }
+    const a = checkAttrs(p.default, family ?? 4, 'default');
+    if (a) return a;
   }
+  return null;
+}
+
+/** src canonical and of the route's family; an IPv6 route's mtu at least 1280. */
+function checkAttrs(r: RouteAttrs, family: 4 | 6, where: string): string | null {
+  if (r.src !== undefined) {
+    const s = parseIP(r.src);
+    if (!s.ok) return `${where}.src: ${s.error}`;
+    if (formatIP(s.value) !== r.src) return `${where}.src: "${r.src}" is not canonical`;
+    if (s.value.family !== family) return `${where}.src: ${r.src} is IPv${s.value.family} but the route is IPv${family}`;
+  }
+  if (family === 6 && r.mtu !== undefined && r.mtu < 1280) return `${where}.mtu: ${r.mtu} is below IPv6's minimum of 1280`;
   return null;
 }
 
