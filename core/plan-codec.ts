@@ -95,6 +95,10 @@ export function encodePlan(plan: Plan, opts: { key?: PlanKey; namespace: string 
     throw new PlanEncodeError(`plan has ${plan.routes.length} routes; at most ${MAX_PLAN_ROUTES} are allowed`);
   }
   const canonical = canonicalPlanJSON(plan);
+  if (!validatePlanShape(JSON.parse(canonical))) {
+    const err = validatePlanShape.errors?.[0];
+    throw new PlanEncodeError(`plan is not valid: ${err?.instancePath || '/'} ${err?.message ?? 'is invalid'}`);
+  }
   const semantic = checkSemantics(JSON.parse(canonical) as Plan);
   if (semantic) throw new PlanEncodeError(`plan is not valid: ${semantic}`);
   const value = opts.key
