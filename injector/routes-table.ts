@@ -56,12 +56,13 @@ export function attributesOf(r: KernelRoute): string {
 }
 
 /**
- * Add the Attributes column (src, mtu, advmss) after Owner when any route shown has one, so
- * a table without attributes prints exactly as route(8) users know it.
+ * Add the Attributes column (src, mtu, advmss) after Owner when a route shown has an mtu or
+ * advmss, or one of ours has a src, so a table without them prints exactly as route(8) users
+ * know it (the kernel's connected routes all carry a src, which alone does not add it).
  */
-function withAttributes(routes: KernelRoute[], header: string[], rows: string[][]): [string[], string[][]] {
+function withAttributes(routes: KernelRoute[], header: string[], rows: string[][], ours: number): [string[], string[][]] {
   const attrs = routes.map(attributesOf);
-  if (!attrs.some(Boolean)) return [header, rows];
+  if (!routes.some((r) => r.mtu !== undefined || r.advmss !== undefined || (r.protocol === ours && r.prefsrc !== undefined))) return [header, rows];
   return [[...header, 'Attributes'], rows.map((r, i) => [...r, attrs[i]!])];
 }
 
@@ -73,7 +74,7 @@ export function formatRouteTable4(routes: KernelRoute[], ours: number): string {
     return [addr, r.via ?? '0.0.0.0', maskOf(Number(bits)), flagsOf(r, 32), String(r.priority), r.dev ?? (r.oif ? `if${r.oif}` : '*'),
       protocolName(r.protocol), r.protocol === ours ? 'ovnkube-route' : ''];
   });
-  const [h, rs] = withAttributes(shown, ['Destination', 'Gateway', 'Genmask', 'Flags', 'Metric', 'Iface', 'Proto', 'Owner'], rows);
+  const [h, rs] = withAttributes(shown, ['Destination', 'Gateway', 'Genmask', 'Flags', 'Metric', 'Iface', 'Proto', 'Owner'], rows, ours);
   return 'Kernel IP routing table\n' + table(h, [15, 15, 15, 5, 6, 6, 6, 13], rs);
 }
 
@@ -84,6 +85,6 @@ export function formatRouteTable6(routes: KernelRoute[], ours: number): string {
     r.dst, r.via ?? '::', flagsOf(r, 128), String(r.priority), r.dev ?? (r.oif ? `if${r.oif}` : '*'),
     protocolName(r.protocol), r.protocol === ours ? 'ovnkube-route' : '',
   ]);
-  const [h, rs] = withAttributes(shown, ['Destination', 'Next Hop', 'Flags', 'Metric', 'Iface', 'Proto', 'Owner'], rows);
+  const [h, rs] = withAttributes(shown, ['Destination', 'Next Hop', 'Flags', 'Metric', 'Iface', 'Proto', 'Owner'], rows, ours);
   return 'Kernel IPv6 routing table\n' + table(h, [23, 23, 5, 6, 6, 6, 13], rs);
 }

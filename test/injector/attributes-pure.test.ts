@@ -146,4 +146,8 @@ t.test('routes: an Attributes column when a route has one', async (t) => {
   ].join('\n'));
   t.match(formatRouteTable6([kr('fd00:10::/64', 'eth1', { mtu: 1280, priority: 1024 })], OURS), /fd00:10::\/64 +:: +U +1024 +eth1 +111 +ovnkube-route mtu 1280\n/);
   t.notMatch(formatRouteTable4([routes[0]!], OURS), /Attributes/, 'no column when no route has an attribute');
+  t.notMatch(formatRouteTable4([routes[0]!, kr('10.124.2.0/24', 'eth1', { protocol: 2, prefsrc: '10.124.2.5' })], OURS), /Attributes/,
+    'nor for the src of the kernel\'s connected routes alone');
+  t.match(formatRouteTable4([kr('10.124.2.0/24', 'eth1', { protocol: 2, prefsrc: '10.124.2.5' }), kr(D, 'eth1', { prefsrc: '10.124.2.5' })], OURS),
+    /10\.124\.2\.0 .* kernel +src 10\.124\.2\.5\n172\.16\.10\.0 .* ovnkube-route src 10\.124\.2\.5\n/, 'a src of ours adds it, with every route\'s src');
 });
