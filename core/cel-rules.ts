@@ -36,7 +36,7 @@ export const celTwins: Record<string, (self: unknown) => boolean> = {
     const s = self as Self;
     return !isCIDR(s.dst) || cidrOf(s.dst).bits !== 0;
   },
-  '!has(self.via) || isIP(self.via)': (self) => !has(self as Self, 'via') || isIP((self as Self).via),
+  "!has(self.via) || self.via == 'gateway' || isIP(self.via)": (self) => !has(self as Self, 'via') || (self as Self).via === 'gateway' || isIP((self as Self).via),
   '!has(self.via) || !isIP(self.via) || !isCIDR(self.dst) || ip(self.via).family() == cidr(self.dst).ip().family()': (self) => {
     const s = self as Self;
     if (!has(s, 'via') || !isIP(s.via) || !isCIDR(s.dst)) return true;

@@ -11,7 +11,7 @@
  */
 import { formatCIDR, formatIP, parseCIDR, parseIP } from './ip.js';
 import { dropNulls, validateRoute } from './schema.js';
-import type { CidrRule, DefaultRouteRule, Route, RouteAttrs, SvcRule } from './types.js';
+import { GATEWAY_VIA, type CidrRule, type DefaultRouteRule, type Route, type RouteAttrs, type SvcRule } from './types.js';
 import { InputFileError, lineOf, parseDocs, type ParsedDoc } from './yaml-docs.js';
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
@@ -41,8 +41,9 @@ function str(entry: Record<string, unknown>, key: string, w: Where, expected: st
 function viaOf(entry: Record<string, unknown>, w: Where): string | undefined {
   const via = str(entry, 'via', w, 'a gateway IP address');
   if (via === undefined) return undefined;
+  if (via === GATEWAY_VIA) return via;
   const p = parseIP(via);
-  if (!p.ok) fail(w, 'via', `expected a gateway IP address: ${p.error}`);
+  if (!p.ok) fail(w, 'via', `expected a gateway IP address, or "gateway" for the gateway of dev on each pod: ${p.error}`);
   return formatIP((p as { value: Parameters<typeof formatIP>[0] }).value);
 }
 

@@ -6,7 +6,9 @@
  *    "sig":"hmac-sha256:<kid>:<base64url>"}
  * A route (and the default) may carry the attributes src, metric, mtu, advmss after
  * dst/dev/via, in that order (docs/routing.md). An agent older than them refuses such a plan
- * as invalid (unknown field) rather than applying it without them.
+ * as invalid (unknown field) rather than applying it without them. `via` may be "gateway"
+ * (GATEWAY_VIA): the gateway of dev, which the agent finds in the pod's netns; the plan stays
+ * the same on every node, so it is signed and deterministic like any other.
  *
  * Authentication: HMAC-SHA256 keyed by the cluster's plan key over
  *   "ovnkube-route/plan/v1\n" + <pod namespace> + "\n" + <canonical JSON without "sig">.
@@ -23,7 +25,7 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { validate as validatePlan } from './generated/plan-validator.js';
 import { formatCIDR, formatIP, parseCIDR, parseIP } from './ip.js';
-import { ROUTE_ATTR_KEYS, type Plan, type PlanRoute, type RouteAttrs } from './types.js';
+import { GATEWAY_VIA, ROUTE_ATTR_KEYS, type Plan, type PlanRoute, type RouteAttrs } from './types.js';
 
 export const PLAN_VERSION = 1 as const;
 export const MAX_PLAN_ROUTES = 512;
@@ -132,7 +134,7 @@ function checkSemantics(p: Plan): string | null {
     if (formatCIDR(c.value) !== r.dst) return `routes[${i}].dst: "${r.dst}" is not canonical (expected "${formatCIDR(c.value)}")`;
     if (seen.has(r.dst)) return `routes[${i}].dst: duplicate destination ${r.dst}`;
     seen.add(r.dst);
-    if (r.via !== undefined) {
+    if (r.via !== undefined && r.via !== GATEWAY_VIA) {
       const v = parseIP(r.via);
       if (!v.ok) return `routes[${i}].via: ${v.error}`;
       if (formatIP(v.value) !== r.via) return `routes[${i}].via: "${r.via}" is not canonical`;
@@ -143,7 +145,7 @@ function checkSemantics(p: Plan): string | null {
   }
   if (p.default) {
     let family: 4 | 6 | undefined;
-    if (p.default.via !== undefined) {
+    if (p.default.via !== undefined && p.default.via !== GATEWAY_VIA) {
       const v = parseIP(p.default.via);
       if (!v.ok) return `default.via: ${v.error}`;
       if (formatIP(v.value) !== p.default.via) return `default.via: "${p.default.via}" is not canonical`;

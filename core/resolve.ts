@@ -5,7 +5,7 @@
  */
 import { podChain, podRef, routeSelects, type InjectMode, type Subject } from './filters.js';
 import { compareCIDR, formatCIDR, formatIP, hostCIDR, parseCIDR, parseIP, type CIDR, type IP } from './ip.js';
-import { ROUTE_ATTR_KEYS, type Namespace, type OwnerRef, type Plan, type PlanRoute, type Pod, type Route, type RouteAttrs, type Service } from './types.js';
+import { GATEWAY_VIA, ROUTE_ATTR_KEYS, type Namespace, type OwnerRef, type Plan, type PlanRoute, type Pod, type Route, type RouteAttrs, type Service } from './types.js';
 
 export type { InjectMode } from './filters.js';
 
@@ -59,6 +59,11 @@ function attrsProblem(family: 4 | 6, a: RouteAttrs, src: IP | undefined): string
   return null;
 }
 
+/** The plan's via of a rule: its IP made canonical, the "gateway" keyword as is, or none. */
+function viaOut(v: { ip?: IP; gateway?: true }): { via?: string } {
+  return v.ip ? { via: formatIP(v.ip) } : v.gateway ? { via: GATEWAY_VIA } : {};
+}
+
 /** The attributes of a candidate in canonical order (what the plan carries). */
 function attrsOut(c: RouteAttrs): RouteAttrs {
   const out: RouteAttrs = {};
@@ -88,7 +93,7 @@ export function serviceIPs(svc: Service | undefined): { ips: IP[]; reason: strin
 /** A Route's rules parsed once (Route objects are treated as immutable: informers replace them). */
 interface CompiledRoute {
   cidr: Candidate[];
-  svc: { index: number; namespace: string; name: string; dev: string; via?: IP; attrs: RouteAttrs; src?: IP }[];
+  svc: { index: number; namespace: string; name: string; dev: string; via?: IP; gateway?: true; attrs: RouteAttrs; src?: IP }[];
   defaults: Candidate[];
   invalid: InvalidRule[];
 }
@@ -101,8 +106,9 @@ function compileRoute(route: Route): CompiledRoute {
   const name = routeName(route);
   const priority = route.spec?.priority ?? 0;
   const out: CompiledRoute = { cidr: [], svc: [], defaults: [], invalid: [] };
-  const viaOf = (via: string | undefined, field: string): { ok: boolean; ip?: IP } => {
+  const viaOf = (via: string | undefined, field: string): { ok: boolean; ip?: IP; gateway?: true } => {
     if (via === undefined) return { ok: true };
+    if (via === GATEWAY_VIA) return { ok: true, gateway: true };
     const p = parseIP(via);
     if (!p.ok) { out.invalid.push({ route: name, field, error: p.error }); return { ok: false }; }
     return { ok: true, ip: p.value };
@@ -120,12 +126,12 @@ function compileRoute(route: Route): CompiledRoute {
     if (!a) continue;
     const bad = attrsProblem(c.value.family, a.attrs, a.src);
     if (bad) { out.invalid.push({ route: name, field: `spec.route[${i}]`, error: bad }); continue; }
-    out.cidr.push({ cidr: c.value, dst: formatCIDR(c.value), dev: r.dev, ...(v.ip ? { via: formatIP(v.ip) } : {}), ...a.attrs, route: name, priority, source: `spec.route[${i}]` });
+    out.cidr.push({ cidr: c.value, dst: formatCIDR(c.value), dev: r.dev, ...viaOut(v), ...a.attrs, route: name, priority, source: `spec.route[${i}]` });
   }
   for (const [i, s] of (route.spec?.svc ?? []).entries()) {
     const v = viaOf(s.via, `spec.svc[${i}].via`);
     const a = attrsOfRule(s, name, `spec.svc[${i}]`, out.invalid);
-    if (v.ok && a) out.svc.push({ index: i, namespace: s.namespace, name: s.name, dev: s.dev, ...(v.ip ? { via: v.ip } : {}), attrs: a.attrs, ...(a.src ? { src: a.src } : {}) });
+    if (v.ok && a) out.svc.push({ index: i, namespace: s.namespace, name: s.name, dev: s.dev, ...(v.ip ? { via: v.ip } : {}), ...(v.gateway ? { gateway: true } : {}), attrs: a.attrs, ...(a.src ? { src: a.src } : {}) });
   }
   const d = route.spec?.defaultRoute;
   if (d) {
@@ -135,7 +141,7 @@ function compileRoute(route: Route): CompiledRoute {
       const fam = v.ip?.family ?? a.src?.family ?? 4;
       const bad = attrsProblem(fam, a.attrs, a.src);
       if (bad) out.invalid.push({ route: name, field: 'spec.defaultRoute', error: bad });
-      else out.defaults.push({ cidr: { family: fam, value: 0n, bits: 0 }, dst: fam === 4 ? '0.0.0.0/0' : '::/0', dev: d.dev, ...(v.ip ? { via: formatIP(v.ip) } : {}), ...a.attrs, route: name, priority, source: 'spec.defaultRoute' });
+      else out.defaults.push({ cidr: { family: fam, value: 0n, bits: 0 }, dst: fam === 4 ? '0.0.0.0/0' : '::/0', dev: d.dev, ...viaOut(v), ...a.attrs, route: name, priority, source: 'spec.defaultRoute' });
     }
   }
   compiledRoutes.set(route, out);
@@ -173,7 +179,7 @@ function gatherCandidates(route: Route, ctx: ResolveContext, out: {
         out.unresolved.push({ route: name, namespace: s.namespace, name: s.name, reason: `ClusterIP ${formatIP(ip)}: ${bad}` });
         continue;
       }
-      out.cands.push({ cidr: { family: ip.family, value: ip.value, bits: ip.family === 4 ? 32 : 128 }, dst: hostCIDR(ip), dev: s.dev, ...(s.via ? { via: formatIP(s.via) } : {}), ...s.attrs, route: name, priority, source: `spec.svc[${s.index}] ${s.namespace}/${s.name}` });
+      out.cands.push({ cidr: { family: ip.family, value: ip.value, bits: ip.family === 4 ? 32 : 128 }, dst: hostCIDR(ip), dev: s.dev, ...(s.via ? { via: formatIP(s.via) } : s.gateway ? { via: GATEWAY_VIA } : {}), ...s.attrs, route: name, priority, source: `spec.svc[${s.index}] ${s.namespace}/${s.name}` });
     }
   }
 }

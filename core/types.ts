@@ -103,6 +103,13 @@ export interface PodSelectorTerm {
  * attribute, and any metric (an existing route's metric is kept, a new one gets the kernel's).
  */
 export interface RouteAttrs { src?: string; metric?: number; mtu?: number; advmss?: number }
+/**
+ * The `via` keyword for "the gateway of this rule's dev on each pod" (docs/routing.md): the
+ * plan carries it as is and the node agent resolves it in the pod's netns, since on
+ * OVN-Kubernetes every node's subnet has its own gateway.
+ */
+export const GATEWAY_VIA = 'gateway';
+
 /** Attribute names in their canonical (plan) order. */
 export const ROUTE_ATTR_KEYS = ['src', 'metric', 'mtu', 'advmss'] as const;
 

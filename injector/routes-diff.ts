@@ -26,7 +26,7 @@
  * existing route keeps its own). The metric is part of a route's identity in the kernel, so
  * changing it is an add at the new metric and a delete of the old route (`swap` in routes.ts).
  */
-import type { Plan, PlanRoute } from '../core/types.js';
+import { GATEWAY_VIA, type Plan, type PlanRoute } from '../core/types.js';
 import {
   familyOf, RT_SCOPE_LINK, RT_SCOPE_UNIVERSE, type Family, type KernelRoute, type LinkInfo,
 } from './netlink-codec.js';
@@ -55,6 +55,7 @@ export type SkipReason =
   | 'collision' // a foreign route already routes dst elsewhere
   | 'gateway-unreachable' // the kernel refused the gateway (ENETUNREACH)
   | 'default-not-restorable' // an owned default route must go but no saved original is known
+  | 'no-gateway' // via "gateway", but the pod's table shows no gateway on that dev
   | 'error'; // any other kernel error (detail says which)
 
 /** A route in a result: what the plan asked for, or what the table held. */
@@ -95,9 +96,75 @@ export function defaultDst(family: Family): string {
   return family === 4 ? '0.0.0.0/0' : '::/0';
 }
 
-/** Family of the plan's default route: that of its gateway, else of its src, IPv4 when it has neither. */
+/**
+ * Family of the plan's default route: that of its gateway address, else of its src, IPv4
+ * when it has neither (a `via: gateway` default is IPv4 unless its src is IPv6).
+ */
 export function defaultFamily(d: { via?: string; src?: string }): Family {
-  return d.via !== undefined ? familyOf(d.via) : d.src !== undefined ? familyOf(d.src) : 4;
+  return d.via !== undefined && d.via !== GATEWAY_VIA ? familyOf(d.via) : d.src !== undefined ? familyOf(d.src) : 4;
+}
+
+/**
+ * The gateway of `dev` for `family` in a pod's table, for `via: gateway`: the gateway of a
+ * unicast route through a gateway on that device that ovnkube-route did not write (the
+ * CNI's, written from that interface's CNI result). Preferred: the default route, then the
+ * shortest prefix, then the lowest metric, then the smallest address, so the choice is
+ * stable. undefined when the table has none.
+ */
+export function gatewayOf(table: KernelRoute[], oif: number, family: Family, protocol: number): string | undefined {
+  const cands = table.filter((k) => k.family === family && k.oif === oif && k.via !== undefined && k.protocol !== protocol && k.type === 'UNICAST' && !k.multipath);
+  const bits = (k: KernelRoute): number => Number(k.dst.slice(k.dst.indexOf('/') + 1));
+  cands.sort((a, b) => bits(a) - bits(b) || a.priority - b.priority || (a.via! < b.via! ? -1 : a.via! > b.via! ? 1 : 0));
+  return cands[0]?.via;
+}
+
+/**
+ * Replace every `via: gateway` of the plan by the gateway of its dev found in the table
+ * (gatewayOf). A route whose gateway cannot be found is left out and reported skipped,
+ * reason 'no-gateway'; so is a default route. The result has only literal gateways.
+ */
+export function resolveGateways(plan: Plan, table: KernelRoute[], links: LinkInfo[], protocol: number): { plan: Plan; skipped: SkippedItem[]; resolved: { dst: string; dev: string; via: string }[] } {
+  const byName = new Map(links.map((l) => [l.name, l.index]));
+  const skipped: SkippedItem[] = [];
+  const resolved: { dst: string; dev: string; via: string }[] = [];
+  const find = (dst: string, dev: string, family: Family): string | undefined => {
+    const oif = byName.get(dev);
+    if (oif === undefined) return GATEWAY_VIA; // dev-missing is reported by the diff as usual
+    const gw = gatewayOf(table, oif, family, protocol);
+    if (gw === undefined) {
+      skipped.push({
+        family, dst, dev, via: GATEWAY_VIA, reason: 'no-gateway',
+        detail: `via "gateway": the pod's table has no IPv${family} route through a gateway on ${dev} that ovnkube-route did not write, so ${dev}'s gateway on this node is unknown; give ${dev} a gateway route in its CNI configuration or write via as an address`,
+      });
+      return undefined;
+    }
+    resolved.push({ dst, dev, via: gw });
+    return gw;
+  };
+  const routes: PlanRoute[] = [];
+  for (const r of plan.routes) {
+    if (r.via !== GATEWAY_VIA) { routes.push(r); continue; }
+    const gw = find(r.dst, r.dev, familyOf(r.dst));
+    if (gw === GATEWAY_VIA) {
+      const { via: _drop, ...rest } = r;
+      routes.push(rest); // dev missing: the diff skips it as dev-missing
+    } else if (gw !== undefined) routes.push({ ...r, via: gw });
+  }
+  const out: Plan = { v: plan.v, routes };
+  if (plan.default) {
+    if (plan.default.via !== GATEWAY_VIA) out.default = plan.default;
+    else {
+      const family = defaultFamily(plan.default);
+      const gw = find(defaultDst(family), plan.default.dev, family);
+      if (gw === GATEWAY_VIA) out.default = { ...plan.default, via: undefined as never };
+      else if (gw !== undefined) out.default = { ...plan.default, via: gw };
+    }
+  }
+  if (out.default && out.default.via === undefined) {
+    const { via: _v, ...d } = out.default;
+    out.default = d;
+  }
+  return { plan: out, skipped, resolved };
 }
 
 function desired(r: PlanRoute, oif: number, isDefault: boolean, family: Family): DesiredRoute {

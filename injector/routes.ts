@@ -12,7 +12,7 @@ import { isNetlinkError, RtnlClient, type RtnlClientOptions } from './netlink.js
 import { netnsInode, NetnsError } from './netns.js';
 import { RT_SCOPE_NOWHERE, type Family, type KernelRoute, type RouteWrite } from './netlink-codec.js';
 import {
-  defaultDst, diffRoutes, itemOf, itemOfDesired,
+  defaultDst, diffRoutes, itemOf, itemOfDesired, resolveGateways,
   type DefaultAction, type DesiredRoute, type ReplacedItem, type RouteItem, type SavedDefault, type SkippedItem, type SkipReason,
 } from './routes-diff.js';
 
@@ -114,10 +114,13 @@ function fatal(e: unknown): boolean {
 export async function applyPlanWith(client: RtnlClient, plan: Plan, opts: ApplyOptions = {}): Promise<ApplyResult> {
   const protocol = opts.protocol ?? RTPROT_OVNKUBE_ROUTE;
   const [links, table] = [await client.listLinks(), await client.listRoutes()];
+  // `via: gateway` becomes this pod's gateway of that dev, read from the same dump.
+  const gw = resolveGateways(plan, table, links, protocol);
+  plan = gw.plan;
   const diff = diffRoutes(plan, table, links, protocol, opts.savedDefault ?? [], new Set(opts.reclaim ?? []));
   const res: ApplyResult = {
     netns: client.netns, added: [], removed: [], replaced: [], restored: [],
-    unchanged: diff.unchanged.map(itemOfDesired), skipped: [...diff.skipped], owned: [...diff.ownedKept], changed: false,
+    unchanged: diff.unchanged.map(itemOfDesired), skipped: [...gw.skipped, ...diff.skipped], owned: [...diff.ownedKept], changed: false,
   };
   const attempt = async (item: RouteItem, op: () => Promise<void>, ok: () => void): Promise<void> => {
     try {

@@ -151,3 +151,56 @@ t.test('routes: an Attributes column when a route has one', async (t) => {
   t.match(formatRouteTable4([kr('10.124.2.0/24', 'eth1', { protocol: 2, prefsrc: '10.124.2.5' }), kr(D, 'eth1', { prefsrc: '10.124.2.5' })], OURS),
     /10\.124\.2\.0 .* kernel +src 10\.124\.2\.5\n172\.16\.10\.0 .* ovnkube-route src 10\.124\.2\.5\n/, 'a src of ours adds it, with every route\'s src');
 });
+
+t.test('via gateway: the gateway of dev is found in the pod\'s table, or reported', async (t) => {
+  const CNI = [
+    kr('0.0.0.0/0', 'eth0', { protocol: 3, via: '169.254.1.1' }),
+    kr('10.124.2.0/24', 'eth1', { protocol: 2, prefsrc: '10.124.2.5' }),
+  ];
+  const cases: { name: string; table: KernelRoute[]; plan: Plan; routes: string[]; def?: string; skipped?: string[] }[] = [
+    { name: 'from the CNI\'s route through a gateway on that dev',
+      table: [...CNI, kr('10.124.0.0/16', 'eth1', { protocol: 3, via: '10.124.2.1' })],
+      plan: P([{ dst: D, dev: 'eth1', via: 'gateway', mtu: 1400 }, { dst: '192.168.2.0/24', dev: 'eth0', via: 'gateway' }]),
+      routes: [`${D} eth1 via 10.124.2.1 mtu 1400`, '192.168.2.0/24 eth0 via 169.254.1.1'] },
+    { name: 'a default route on that dev (the shortest prefix) is preferred, then the lowest metric',
+      table: [...CNI, kr('10.124.0.0/16', 'eth1', { protocol: 3, via: '10.124.2.1' }), kr('0.0.0.0/0', 'eth1', { protocol: 3, via: '10.124.2.254', priority: 200 }), kr('0.0.0.0/0', 'eth1', { protocol: 3, via: '10.124.2.253', priority: 100 })],
+      plan: P([{ dst: D, dev: 'eth1', via: 'gateway' }]),
+      routes: [`${D} eth1 via 10.124.2.253`] },
+    { name: 'routes of ours are never the source (they may be what we wrote from it)',
+      table: [...CNI, kr('10.200.0.0/16', 'eth1', { via: '10.124.2.99' })],
+      plan: P([{ dst: D, dev: 'eth1', via: 'gateway' }]),
+      routes: [], skipped: [`${D} eth1 no-gateway`] },
+    { name: 'the family of the destination: no IPv6 gateway on eth1',
+      table: [...CNI, kr('10.124.0.0/16', 'eth1', { protocol: 3, via: '10.124.2.1' })],
+      plan: P([{ dst: 'fd00:99::/64', dev: 'eth1', via: 'gateway' }]),
+      routes: [], skipped: ['fd00:99::/64 eth1 no-gateway'] },
+    { name: 'IPv6 from an IPv6 gateway route',
+      table: [...CNI, kr('fd00:124::/48', 'eth1', { protocol: 3, via: 'fd00:124::1', priority: 1024 })],
+      plan: P([{ dst: 'fd00:99::/64', dev: 'eth1', via: 'gateway' }]),
+      routes: ['fd00:99::/64 eth1 via fd00:124::1'] },
+    { name: 'a default route via gateway',
+      table: [...CNI, kr('10.124.0.0/16', 'eth1', { protocol: 3, via: '10.124.2.1' })],
+      plan: P([], { dev: 'eth1', via: 'gateway', mtu: 1450 }),
+      routes: [], def: 'eth1 via 10.124.2.1 mtu 1450' },
+    { name: 'a default route via gateway with none known is left out and reported',
+      table: CNI,
+      plan: P([], { dev: 'eth1', via: 'gateway' }),
+      routes: [], skipped: ['0.0.0.0/0 eth1 no-gateway'] },
+    { name: 'a dev the pod lacks: left to the diff (dev-missing), not reported as no-gateway',
+      table: CNI,
+      plan: P([{ dst: D, dev: 'eth9', via: 'gateway' }]),
+      routes: [`${D} eth9`] },
+  ];
+  const { resolveGateways } = await import('../../injector/routes-diff.js');
+  const fmt = (r: { dst?: string; dev: string; via?: string; mtu?: number }): string => `${r.dst ? `${r.dst} ` : ''}${r.dev}${r.via ? ` via ${r.via}` : ''}${r.mtu ? ` mtu ${r.mtu}` : ''}`;
+  for (const c of cases) {
+    const g = resolveGateways(c.plan, c.table, LINKS, OURS);
+    t.same(g.plan.routes.map(fmt), c.routes, `${c.name}: routes`);
+    t.same(g.plan.default && fmt(g.plan.default), c.def, `${c.name}: default`);
+    t.same(g.skipped.map((s) => `${s.dst} ${s.dev} ${s.reason}`), c.skipped ?? [], `${c.name}: skipped`);
+    for (const s of g.skipped) t.match(s.detail, /no IPv[46] route through a gateway on eth1 that ovnkube-route did not write/, `${c.name}: the detail says why`);
+  }
+  // Through the whole diff: a dev-missing one is skipped as such.
+  const d = diffRoutes(P([{ dst: D, dev: 'eth9', via: 'gateway' }]), CNI, LINKS, OURS);
+  t.same(d.skipped.map((s) => s.reason), ['dev-missing']);
+});
