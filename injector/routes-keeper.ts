@@ -16,7 +16,7 @@
  * itself, nothing more written, no callback, no report), so a released pod leaves no fd
  * behind and nothing of its keeper runs after it was let go.
  */
-import type { Plan } from '../core/types.js';
+import { GATEWAY_VIA, type Plan } from '../core/types.js';
 import { isNetnsError, type NetnsError } from './netns.js';
 import { subscribeNetns, type NetnsEvent, type NetnsSubscription } from './netlink-events.js';
 import { applyPlan, RTPROT_OVNKUBE_ROUTE, type ApplyPlanOptions, type ApplyResult, type SavedDefault } from './routes.js';
@@ -85,6 +85,8 @@ export class RouteKeeper {
   private closed = false;
   private last: ApplyResult | null = null;
   private planDsts: Set<string> | null = null;
+  /** Does the plan have a `via: gateway` (null: not looked yet)? */
+  private gatewayVia: boolean | null = null;
   /** Relevant events seen while an apply runs: judged against its writes when it ends. */
   private during: NetnsEvent[] | null = null;
   /** Echoes of the last apply's writes still to come (key -> count), until `expectUntil`. */
@@ -117,6 +119,7 @@ export class RouteKeeper {
   async setPlan(plan: Plan): Promise<ApplyResult | null> {
     this.plan = plan;
     this.planDsts = null;
+    this.gatewayVia = null;
     return this.applyNow('plan');
   }
 
@@ -194,7 +197,11 @@ export class RouteKeeper {
     if (r.table !== RT_TABLE_MAIN) return false;
     if (r.dst === defaultDst(r.family) || r.protocol === (this.opts.protocol ?? RTPROT_OVNKUBE_ROUTE)) return true;
     this.planDsts ??= new Set(this.plan.routes.map((p) => p.dst));
-    return this.planDsts.has(r.dst);
+    if (this.planDsts.has(r.dst)) return true;
+    // A plan with `via: gateway` follows the gateways of the pod's devices: any route through a
+    // gateway that comes or goes may be the one it is resolved from.
+    this.gatewayVia ??= this.plan.routes.some((p) => p.via === GATEWAY_VIA) || this.plan.default?.via === GATEWAY_VIA;
+    return this.gatewayVia && r.via !== undefined;
   }
 
   private trigger(t: ApplyTrigger, delay: number): void {
