@@ -69,9 +69,14 @@ function orderedRoute(r: PlanRoute): PlanRoute {
  * encodes exactly as before they existed, so its hash and signature are unchanged.
  */
 export function canonicalPlanJSON(plan: Plan): string {
-  const body: Record<string, unknown> = { v: plan.v, routes: plan.routes.map(orderedRoute) };
+  return JSON.stringify(canonicalBody(plan));
+}
+
+/** The plan as a fresh object in canonical key order (what canonicalPlanJSON stringifies). */
+function canonicalBody(plan: Plan): Plan {
+  const body: Plan = { v: plan.v, routes: plan.routes.map(orderedRoute) };
   if (plan.default) body.default = { dev: plan.default.dev, ...(plan.default.via === undefined ? {} : { via: plan.default.via }), ...orderedAttrs(plan.default) };
-  return JSON.stringify(body);
+  return body;
 }
 
 /** Short content hash of a plan (ignores the signature); used to report what was applied. */
@@ -96,12 +101,13 @@ export function encodePlan(plan: Plan, opts: { key?: PlanKey; namespace: string 
   if (plan.routes.length > MAX_PLAN_ROUTES) {
     throw new PlanEncodeError(`plan has ${plan.routes.length} routes; at most ${MAX_PLAN_ROUTES} are allowed`);
   }
-  const canonical = canonicalPlanJSON(plan);
-  if (!validatePlanShape(JSON.parse(canonical))) {
+  const body = canonicalBody(plan);
+  if (!validatePlanShape(body)) {
     const err = validatePlanShape.errors?.[0];
     throw new PlanEncodeError(`plan is not valid: ${err?.instancePath || '/'} ${err?.message ?? 'is invalid'}`);
   }
-  const semantic = checkSemantics(JSON.parse(canonical) as Plan);
+  const canonical = JSON.stringify(body);
+  const semantic = checkSemantics(body);
   if (semantic) throw new PlanEncodeError(`plan is not valid: ${semantic}`);
   const value = opts.key
     ? `${canonical.slice(0, -1)},"sig":"${SIG_PREFIX}:${opts.key.id}:${mac(opts.key, opts.namespace, canonical)}"}`
