@@ -36,11 +36,33 @@ export const celTwins: Record<string, (self: unknown) => boolean> = {
     const s = self as Self;
     return !isCIDR(s.dst) || cidrOf(s.dst).bits !== 0;
   },
-  '!has(self.via) || isIP(self.via)': (self) => !has(self as Self, 'via') || isIP((self as Self).via),
+  "!has(self.via) || self.via == 'gateway' || isIP(self.via)": (self) => !has(self as Self, 'via') || (self as Self).via === 'gateway' || isIP((self as Self).via),
   '!has(self.via) || !isIP(self.via) || !isCIDR(self.dst) || ip(self.via).family() == cidr(self.dst).ip().family()': (self) => {
     const s = self as Self;
     if (!has(s, 'via') || !isIP(s.via) || !isCIDR(s.dst)) return true;
     return ipOf(s.via).family === cidrOf(s.dst).family;
+  },
+  '!has(self.src) || isIP(self.src)': (self) => !has(self as Self, 'src') || isIP((self as Self).src),
+  '!has(self.src) || !isIP(self.src) || !isCIDR(self.dst) || ip(self.src).family() == cidr(self.dst).ip().family()': (self) => {
+    const s = self as Self;
+    if (!has(s, 'src') || !isIP(s.src) || !isCIDR(s.dst)) return true;
+    return ipOf(s.src).family === cidrOf(s.dst).family;
+  },
+  '!has(self.mtu) || !isCIDR(self.dst) || cidr(self.dst).ip().family() == 4 || self.mtu >= 1280': (self) => {
+    const s = self as Self;
+    if (!has(s, 'mtu') || !isCIDR(s.dst) || cidrOf(s.dst).family === 4) return true;
+    return typeof s.mtu === 'number' && s.mtu >= 1280;
+  },
+  '!has(self.src) || !has(self.via) || !isIP(self.src) || !isIP(self.via) || ip(self.src).family() == ip(self.via).family()': (self) => {
+    const s = self as Self;
+    if (!has(s, 'src') || !has(s, 'via') || !isIP(s.src) || !isIP(s.via)) return true;
+    return ipOf(s.src).family === ipOf(s.via).family;
+  },
+  "!has(self.mtu) || ((has(self.via) && isIP(self.via)) ? ip(self.via).family() : ((has(self.src) && isIP(self.src)) ? ip(self.src).family() : 4)) == 4 || self.mtu >= 1280": (self) => {
+    const s = self as Self;
+    if (!has(s, 'mtu')) return true;
+    const family = has(s, 'via') && isIP(s.via) ? ipOf(s.via).family : has(s, 'src') && isIP(s.src) ? ipOf(s.src).family : 4;
+    return family === 4 || (typeof s.mtu === 'number' && s.mtu >= 1280);
   },
   "self.operator in ['In', 'NotIn'] ? (has(self.values) && size(self.values) > 0) : (!has(self.values) || size(self.values) == 0)": (self) => {
     const s = self as Self;

@@ -4,17 +4,19 @@
  *   {"svc": "default/nginx1", "dev": "eth0"}                  pin a Service's ClusterIPs
  *   {"route": "172.16.0.0/16 ", "dev": "eth1", "via": "..."}  pin a CIDR (input is trimmed)
  *   {"route": "default", "dev": "eth0", "via": "169.254.1.1"} replace the default route
+ * Any entry may also set the route attributes "src", "metric", "mtu" and "advmss"
+ * (docs/routing.md), e.g. {"route": "172.16.0.0/16", "dev": "eth1", "mtu": 1400}.
  * A full Route object is accepted too and normalised. Errors name the file, the entry (index
  * and line), the field and what was expected.
  */
 import { formatCIDR, formatIP, parseCIDR, parseIP } from './ip.js';
 import { dropNulls, validateRoute } from './schema.js';
 import { closest } from './suggest.js';
-import type { CidrRule, DefaultRouteRule, Route, SvcRule } from './types.js';
+import { GATEWAY_VIA, type CidrRule, type DefaultRouteRule, type Route, type RouteAttrs, type SvcRule } from './types.js';
 import { InputFileError, lineOf, parseDocs, type ParsedDoc } from './yaml-docs.js';
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-const ENTRY_KEYS = new Set(['svc', 'route', 'dev', 'via']);
+const ENTRY_KEYS = new Set(['svc', 'route', 'dev', 'via', 'src', 'metric', 'mtu', 'advmss']);
 
 /** A DNS-1123 name from a file name: "cr-config.yaml" -> "cr-config". */
 export function nameFromFile(file: string): string {
@@ -40,9 +42,33 @@ function str(entry: Record<string, unknown>, key: string, w: Where, expected: st
 function viaOf(entry: Record<string, unknown>, w: Where): string | undefined {
   const via = str(entry, 'via', w, 'a gateway IP address');
   if (via === undefined) return undefined;
+  if (via === GATEWAY_VIA) return via;
   const p = parseIP(via);
-  if (!p.ok) fail(w, 'via', `expected a gateway IP address: ${p.error}`);
+  if (!p.ok) fail(w, 'via', `expected a gateway IP address, or "gateway" for the gateway of dev on each pod: ${p.error}`);
   return formatIP((p as { value: Parameters<typeof formatIP>[0] }).value);
+}
+
+/**
+ * The route attributes of an entry: src (an IP, trimmed and made canonical) and the numeric
+ * metric/mtu/advmss (integers; a string of digits is accepted, trimmed, since hand-written
+ * files often quote numbers). Ranges are checked by the Route validator afterwards.
+ */
+function attrsOf(entry: Record<string, unknown>, w: Where): RouteAttrs {
+  const out: RouteAttrs = {};
+  const src = str(entry, 'src', w, "a source IP address (one of the pod's own addresses on dev)");
+  if (src !== undefined) {
+    const p = parseIP(src);
+    if (!p.ok) fail(w, 'src', `expected a source IP address such as 10.124.2.5: ${p.error}`);
+    out.src = formatIP((p as { value: Parameters<typeof formatIP>[0] }).value);
+  }
+  for (const k of ['metric', 'mtu', 'advmss'] as const) {
+    const v = entry[k];
+    if (v === undefined || v === null) continue;
+    const n = typeof v === 'number' ? v : typeof v === 'string' && /^\s*\d{1,10}\s*$/.test(v) ? Number(v) : NaN;
+    if (!Number.isSafeInteger(n)) fail(w, k, `expected a whole number, got ${JSON.stringify(v)}`);
+    out[k] = n;
+  }
+  return out;
 }
 
 /** Convert one parsed config list into a Route; `lineFor(i)` gives entry lines. */
@@ -58,11 +84,12 @@ export function entriesToRoute(entries: unknown[], file: string, name: string, l
     for (const k of Object.keys(e)) {
       if (ENTRY_KEYS.has(k)) continue;
       const guess = closest(k.toLowerCase(), [...ENTRY_KEYS]);
-      fail(w, k, `unknown field${guess ? `; did you mean "${guess}"?` : ''}; an entry has "svc" or "route", "dev", and optionally "via"`);
+      fail(w, k, `unknown field${guess ? `; did you mean "${guess}"?` : ''}; an entry has "svc" or "route", "dev", and optionally "via", "src", "metric", "mtu" and "advmss"`);
     }
     const dev = str(e, 'dev', w, 'an interface name such as eth0');
     if (!dev) fail(w, 'dev', 'required: the interface name inside the pod, such as eth0 or eth1');
     const via = viaOf(e, w);
+    const attrs = attrsOf(e, w);
     const svc = str(e, 'svc', w, '"<namespace>/<name>"');
     const dst = str(e, 'route', w, 'a CIDR such as 172.16.0.0/16, or "default"');
     if ((svc === undefined) === (dst === undefined)) fail(w, svc === undefined ? 'svc' : 'route', 'an entry has exactly one of "svc" and "route"');
@@ -74,11 +101,11 @@ export function entriesToRoute(entries: unknown[], file: string, name: string, l
       if (!/^[a-z]([-a-z0-9]*[a-z0-9])?$/.test(n!) || n!.length > 63) fail(w, 'svc', `name ${JSON.stringify(n)} is not a valid Service name (lowercase letters, digits and "-", starting with a letter, at most 63)`);
       spec.svc ??= [];
       srcMap.set(`spec.svc[${spec.svc.length}]`, w);
-      spec.svc.push({ namespace: ns!, name: n!, dev: dev!, ...(via ? { via } : {}) });
+      spec.svc.push({ namespace: ns!, name: n!, dev: dev!, ...(via ? { via } : {}), ...attrs });
     } else if (dst === 'default') {
       if (spec.defaultRoute) fail(w, 'route', 'a second "default" entry: only one default route can be set');
       srcMap.set('spec.defaultRoute', w);
-      spec.defaultRoute = { dev: dev!, ...(via ? { via } : {}) };
+      spec.defaultRoute = { dev: dev!, ...(via ? { via } : {}), ...attrs };
     } else {
       const c = parseCIDR(dst!);
       if (!c.ok) fail(w, 'route', `expected a CIDR such as 172.16.0.0/16 (or "default"): ${c.error}`);
@@ -86,14 +113,15 @@ export function entriesToRoute(entries: unknown[], file: string, name: string, l
       if (cidr.bits === 0) fail(w, 'route', 'a /0 route is the default route: write {"route": "default", ...}');
       spec.route ??= [];
       srcMap.set(`spec.route[${spec.route.length}]`, w);
-      spec.route.push({ dst: formatCIDR(cidr), dev: dev!, ...(via ? { via } : {}) });
+      spec.route.push({ dst: formatCIDR(cidr), dev: dev!, ...(via ? { via } : {}), ...attrs });
     }
   });
   const route: Route = { apiVersion: 'k8s.ovn.org/v1', kind: 'Route', metadata: { name }, spec };
   for (const err of validateRoute(route)) {
     const m = /^(spec\.(?:route|svc)\[\d+\]|spec\.defaultRoute)(?:\.(\w+))?/.exec(err.path);
     const w = m ? srcMap.get(m[1]!) : undefined;
-    if (w) fail(w, m![2] ?? (/\bvia\b/.test(err.message) ? 'via' : /\bdst\b/.test(err.message) ? 'route' : 'entry'), err.message);
+    const named = /^(via|src|mtu)\b/.exec(err.message)?.[1];
+    if (w) fail(w, m![2] ?? named ?? (/\bdst\b/.test(err.message) ? 'route' : 'entry'), err.message);
     throw new InputFileError(`${file}: ${err.path}: ${err.message}`);
   }
   return route;
@@ -125,6 +153,7 @@ export function normaliseRoute(obj: Record<string, unknown>, file: string, d: Pa
   for (const rule of rules(spec.route)) rule.dst = canon(rule.dst, parseCIDR, formatCIDR);
   for (const rule of [...rules(spec.route), ...rules(spec.svc), ...(isObject(spec.defaultRoute) ? [spec.defaultRoute] : [])]) {
     if (rule.via !== undefined) rule.via = canon(rule.via, parseIP, formatIP);
+    if (rule.src !== undefined) rule.src = canon(rule.src, parseIP, formatIP);
     if (typeof rule.dev === 'string') rule.dev = rule.dev.trim();
   }
   const errs = validateRoute(r);

@@ -4,6 +4,11 @@
  * Value (JSON, canonical key order, v=1):
  *   {"v":1,"routes":[{"dst":"10.86.69.17/32","dev":"eth0"},...],"default":{"dev":"eth0","via":"169.254.1.1"},
  *    "sig":"hmac-sha256:<kid>:<base64url>"}
+ * A route (and the default) may carry the attributes src, metric, mtu, advmss after
+ * dst/dev/via, in that order (docs/routing.md). An agent older than them refuses such a plan
+ * as invalid (unknown field) rather than applying it without them. `via` may be "gateway"
+ * (GATEWAY_VIA): the gateway of dev, which the agent finds in the pod's netns; the plan stays
+ * the same on every node, so it is signed and deterministic like any other.
  *
  * Authentication: HMAC-SHA256 keyed by the cluster's plan key over
  *   "ovnkube-route/plan/v1\n" + <pod namespace> + "\n" + <canonical JSON without "sig">.
@@ -20,7 +25,7 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { validate as validatePlan } from './generated/plan-validator.js';
 import { formatCIDR, formatIP, parseCIDR, parseIP } from './ip.js';
-import type { Plan, PlanRoute } from './types.js';
+import { GATEWAY_VIA, ROUTE_ATTR_KEYS, type Plan, type PlanRoute, type RouteAttrs } from './types.js';
 
 export const PLAN_VERSION = 1 as const;
 export const MAX_PLAN_ROUTES = 512;
@@ -48,15 +53,30 @@ export function parsePlanKey(text: string): PlanKey {
 // standalone): loading this module costs no ajv and no schema compile.
 const validatePlanShape = validatePlan;
 
-function orderedRoute(r: PlanRoute): PlanRoute {
-  return r.via === undefined ? { dst: r.dst, dev: r.dev } : { dst: r.dst, dev: r.dev, via: r.via };
+/** The attributes of a route in canonical order (src, metric, mtu, advmss), absent ones left out. */
+function orderedAttrs(r: RouteAttrs): RouteAttrs {
+  const out: RouteAttrs = {};
+  for (const k of ROUTE_ATTR_KEYS) if (r[k] !== undefined) (out as Record<string, unknown>)[k] = r[k];
+  return out;
 }
 
-/** Canonical JSON of a plan (fixed key order, no signature). */
+function orderedRoute(r: PlanRoute): PlanRoute {
+  return { dst: r.dst, dev: r.dev, ...(r.via === undefined ? {} : { via: r.via }), ...orderedAttrs(r) };
+}
+
+/**
+ * Canonical JSON of a plan (fixed key order, no signature). A plan without attributes
+ * encodes exactly as before they existed, so its hash and signature are unchanged.
+ */
 export function canonicalPlanJSON(plan: Plan): string {
-  const body: Record<string, unknown> = { v: plan.v, routes: plan.routes.map(orderedRoute) };
-  if (plan.default) body.default = plan.default.via === undefined ? { dev: plan.default.dev } : { dev: plan.default.dev, via: plan.default.via };
-  return JSON.stringify(body);
+  return JSON.stringify(canonicalBody(plan));
+}
+
+/** The plan as a fresh object in canonical key order (what canonicalPlanJSON stringifies). */
+function canonicalBody(plan: Plan): Plan {
+  const body: Plan = { v: plan.v, routes: plan.routes.map(orderedRoute) };
+  if (plan.default) body.default = { dev: plan.default.dev, ...(plan.default.via === undefined ? {} : { via: plan.default.via }), ...orderedAttrs(plan.default) };
+  return body;
 }
 
 /** Short content hash of a plan (ignores the signature); used to report what was applied. */
@@ -81,8 +101,13 @@ export function encodePlan(plan: Plan, opts: { key?: PlanKey; namespace: string 
   if (plan.routes.length > MAX_PLAN_ROUTES) {
     throw new PlanEncodeError(`plan has ${plan.routes.length} routes; at most ${MAX_PLAN_ROUTES} are allowed`);
   }
-  const canonical = canonicalPlanJSON(plan);
-  const semantic = checkSemantics(JSON.parse(canonical) as Plan);
+  const body = canonicalBody(plan);
+  if (!validatePlanShape(body)) {
+    const err = validatePlanShape.errors?.[0];
+    throw new PlanEncodeError(`plan is not valid: ${err?.instancePath || '/'} ${err?.message ?? 'is invalid'}`);
+  }
+  const canonical = JSON.stringify(body);
+  const semantic = checkSemantics(body);
   if (semantic) throw new PlanEncodeError(`plan is not valid: ${semantic}`);
   const value = opts.key
     ? `${canonical.slice(0, -1)},"sig":"${SIG_PREFIX}:${opts.key.id}:${mac(opts.key, opts.namespace, canonical)}"}`
@@ -115,18 +140,42 @@ function checkSemantics(p: Plan): string | null {
     if (formatCIDR(c.value) !== r.dst) return `routes[${i}].dst: "${r.dst}" is not canonical (expected "${formatCIDR(c.value)}")`;
     if (seen.has(r.dst)) return `routes[${i}].dst: duplicate destination ${r.dst}`;
     seen.add(r.dst);
-    if (r.via !== undefined) {
+    if (r.via !== undefined && r.via !== GATEWAY_VIA) {
       const v = parseIP(r.via);
       if (!v.ok) return `routes[${i}].via: ${v.error}`;
       if (formatIP(v.value) !== r.via) return `routes[${i}].via: "${r.via}" is not canonical`;
       if (v.value.family !== c.value.family) return `routes[${i}].via: ${r.via} is IPv${v.value.family} but dst ${r.dst} is IPv${c.value.family}`;
     }
+    const a = checkAttrs(r, c.value.family, `routes[${i}]`);
+    if (a) return a;
   }
-  if (p.default?.via !== undefined) {
-    const v = parseIP(p.default.via);
-    if (!v.ok) return `default.via: ${v.error}`;
-    if (formatIP(v.value) !== p.default.via) return `default.via: "${p.default.via}" is not canonical`;
+  if (p.default) {
+    let family: 4 | 6 | undefined;
+    if (p.default.via !== undefined && p.default.via !== GATEWAY_VIA) {
+      const v = parseIP(p.default.via);
+      if (!v.ok) return `default.via: ${v.error}`;
+      if (formatIP(v.value) !== p.default.via) return `default.via: "${p.default.via}" is not canonical`;
+      family = v.value.family;
+    }
+    if (family === undefined && p.default.src !== undefined) {
+      const s = parseIP(p.default.src);
+      if (s.ok) family = s.value.family;
+    }
+    const a = checkAttrs(p.default, family ?? 4, 'default');
+    if (a) return a;
   }
+  return null;
+}
+
+/** src canonical and of the route's family; an IPv6 route's mtu at least 1280. */
+function checkAttrs(r: RouteAttrs, family: 4 | 6, where: string): string | null {
+  if (r.src !== undefined) {
+    const s = parseIP(r.src);
+    if (!s.ok) return `${where}.src: ${s.error}`;
+    if (formatIP(s.value) !== r.src) return `${where}.src: "${r.src}" is not canonical`;
+    if (s.value.family !== family) return `${where}.src: ${r.src} is IPv${s.value.family} but the route is IPv${family}`;
+  }
+  if (family === 6 && r.mtu !== undefined && r.mtu < 1280) return `${where}.mtu: ${r.mtu} is below IPv6's minimum of 1280`;
   return null;
 }
 

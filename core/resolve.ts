@@ -5,7 +5,7 @@
  */
 import { podChain, podRef, routeSelects, type InjectMode, type Subject } from './filters.js';
 import { compareCIDR, formatCIDR, formatIP, hostCIDR, parseCIDR, parseIP, type CIDR, type IP } from './ip.js';
-import type { Namespace, OwnerRef, Plan, PlanRoute, Pod, Route, Service } from './types.js';
+import { GATEWAY_VIA, ROUTE_ATTR_KEYS, type Namespace, type OwnerRef, type Plan, type PlanRoute, type Pod, type Route, type RouteAttrs, type Service } from './types.js';
 
 export type { InjectMode } from './filters.js';
 
@@ -41,7 +41,40 @@ export type Resolution =
   }
   | { kind: 'skipped'; code: SkipCode; reason: string; conflicts: Conflict[]; unresolved: UnresolvedService[]; invalid: InvalidRule[]; deferred: string[] };
 
-interface Candidate { cidr: CIDR; dst: string; dev: string; via?: string; route: string; priority: number; source: string }
+interface Candidate extends RouteAttrs { cidr: CIDR; dst: string; dev: string; via?: string; route: string; priority: number; source: string }
+
+/** The attributes of a rule, src canonical; null (with an InvalidRule) when src is not an IP. */
+function attrsOfRule(r: RouteAttrs, name: string, field: string, invalid: InvalidRule[]): { attrs: RouteAttrs; src?: IP } | null {
+  const attrs: RouteAttrs = {};
+  let src: IP | undefined;
+  if (r.src !== undefined) {
+    const p = parseIP(r.src);
+    if (!p.ok) { invalid.push({ route: name, field: `${field}.src`, error: p.error }); return null; }
+    src = p.value;
+    attrs.src = formatIP(p.value);
+  }
+  for (const k of ['metric', 'mtu', 'advmss'] as const) if (typeof r[k] === 'number') attrs[k] = r[k];
+  return src ? { attrs, src } : { attrs };
+}
+
+/** Why attributes cannot go on a route of `family` (src of the other family, IPv6 MTU under 1280); null when they can. */
+function attrsProblem(family: 4 | 6, a: RouteAttrs, src: IP | undefined): string | null {
+  if (src && src.family !== family) return `src ${a.src} is IPv${src.family} but the route is IPv${family}`;
+  if (family === 6 && a.mtu !== undefined && a.mtu < 1280) return `mtu ${a.mtu} is below IPv6's minimum of 1280`;
+  return null;
+}
+
+/** The plan's via of a rule: its IP made canonical, the "gateway" keyword as is, or none. */
+function viaOut(v: { ip?: IP; gateway?: true }): { via?: string } {
+  return v.ip ? { via: formatIP(v.ip) } : v.gateway ? { via: GATEWAY_VIA } : {};
+}
+
+/** The attributes of a candidate in canonical order (what the plan carries). */
+function attrsOut(c: RouteAttrs): RouteAttrs {
+  const out: RouteAttrs = {};
+  for (const k of ROUTE_ATTR_KEYS) if (c[k] !== undefined) (out as Record<string, unknown>)[k] = c[k];
+  return out;
+}
 
 function routeName(r: Route): string {
   return r.metadata?.name ?? '';
@@ -65,7 +98,7 @@ export function serviceIPs(svc: Service | undefined): { ips: IP[]; reason: strin
 /** A Route's rules parsed once (Route objects are treated as immutable: informers replace them). */
 interface CompiledRoute {
   cidr: Candidate[];
-  svc: { index: number; namespace: string; name: string; dev: string; via?: IP }[];
+  svc: { index: number; namespace: string; name: string; dev: string; via?: IP; gateway?: true; attrs: RouteAttrs; src?: IP }[];
   defaults: Candidate[];
   invalid: InvalidRule[];
 }
@@ -78,8 +111,9 @@ function compileRoute(route: Route): CompiledRoute {
   const name = routeName(route);
   const priority = route.spec?.priority ?? 0;
   const out: CompiledRoute = { cidr: [], svc: [], defaults: [], invalid: [] };
-  const viaOf = (via: string | undefined, field: string): { ok: boolean; ip?: IP } => {
+  const viaOf = (via: string | undefined, field: string): { ok: boolean; ip?: IP; gateway?: true } => {
     if (via === undefined) return { ok: true };
+    if (via === GATEWAY_VIA) return { ok: true, gateway: true };
     const p = parseIP(via);
     if (!p.ok) { out.invalid.push({ route: name, field, error: p.error }); return { ok: false }; }
     return { ok: true, ip: p.value };
@@ -93,18 +127,26 @@ function compileRoute(route: Route): CompiledRoute {
       out.invalid.push({ route: name, field: `spec.route[${i}].via`, error: `via ${r.via} is IPv${v.ip.family} but dst ${r.dst} is IPv${c.value.family}` });
       continue;
     }
-    out.cidr.push({ cidr: c.value, dst: formatCIDR(c.value), dev: r.dev, ...(v.ip ? { via: formatIP(v.ip) } : {}), route: name, priority, source: `spec.route[${i}]` });
+    const a = attrsOfRule(r, name, `spec.route[${i}]`, out.invalid);
+    if (!a) continue;
+    const bad = attrsProblem(c.value.family, a.attrs, a.src);
+    if (bad) { out.invalid.push({ route: name, field: `spec.route[${i}]`, error: bad }); continue; }
+    out.cidr.push({ cidr: c.value, dst: formatCIDR(c.value), dev: r.dev, ...viaOut(v), ...a.attrs, route: name, priority, source: `spec.route[${i}]` });
   }
   for (const [i, s] of (route.spec?.svc ?? []).entries()) {
     const v = viaOf(s.via, `spec.svc[${i}].via`);
-    if (v.ok) out.svc.push({ index: i, namespace: s.namespace, name: s.name, dev: s.dev, ...(v.ip ? { via: v.ip } : {}) });
+    const a = attrsOfRule(s, name, `spec.svc[${i}]`, out.invalid);
+    if (v.ok && a) out.svc.push({ index: i, namespace: s.namespace, name: s.name, dev: s.dev, ...(v.ip ? { via: v.ip } : {}), ...(v.gateway ? { gateway: true } : {}), attrs: a.attrs, ...(a.src ? { src: a.src } : {}) });
   }
   const d = route.spec?.defaultRoute;
   if (d) {
     const v = viaOf(d.via, 'spec.defaultRoute.via');
-    if (v.ok) {
-      const fam = v.ip?.family ?? 4;
-      out.defaults.push({ cidr: { family: fam, value: 0n, bits: 0 }, dst: fam === 4 ? '0.0.0.0/0' : '::/0', dev: d.dev, ...(v.ip ? { via: formatIP(v.ip) } : {}), route: name, priority, source: 'spec.defaultRoute' });
+    const a = attrsOfRule(d, name, 'spec.defaultRoute', out.invalid);
+    if (v.ok && a) {
+      const fam = v.ip?.family ?? a.src?.family ?? 4;
+      const bad = attrsProblem(fam, a.attrs, a.src);
+      if (bad) out.invalid.push({ route: name, field: 'spec.defaultRoute', error: bad });
+      else out.defaults.push({ cidr: { family: fam, value: 0n, bits: 0 }, dst: fam === 4 ? '0.0.0.0/0' : '::/0', dev: d.dev, ...viaOut(v), ...a.attrs, route: name, priority, source: 'spec.defaultRoute' });
     }
   }
   compiledRoutes.set(route, out);
@@ -137,12 +179,19 @@ function gatherCandidates(route: Route, ctx: ResolveContext, out: {
         out.unresolved.push({ route: name, namespace: s.namespace, name: s.name, reason: `ClusterIP ${formatIP(ip)} is IPv${ip.family} but via ${formatIP(s.via)} is IPv${s.via.family}` });
         continue;
       }
-      out.cands.push({ cidr: { family: ip.family, value: ip.value, bits: ip.family === 4 ? 32 : 128 }, dst: hostCIDR(ip), dev: s.dev, ...(s.via ? { via: formatIP(s.via) } : {}), route: name, priority, source: `spec.svc[${s.index}] ${s.namespace}/${s.name}` });
+      const bad = attrsProblem(ip.family, s.attrs, s.src);
+      if (bad) {
+        out.unresolved.push({ route: name, namespace: s.namespace, name: s.name, reason: `ClusterIP ${formatIP(ip)}: ${bad}` });
+        continue;
+      }
+      out.cands.push({ cidr: { family: ip.family, value: ip.value, bits: ip.family === 4 ? 32 : 128 }, dst: hostCIDR(ip), dev: s.dev, ...(s.via ? { via: formatIP(s.via) } : s.gateway ? { via: GATEWAY_VIA } : {}), ...s.attrs, route: name, priority, source: `spec.svc[${s.index}] ${s.namespace}/${s.name}` });
     }
   }
 }
 
-const target = (c: Candidate): string => `${c.dev}${c.via ? ` via ${c.via}` : ''}`;
+/** What a candidate asks for, as `ip route` would write it: dev, via and the attributes. */
+const target = (c: Candidate): string =>
+  `${c.dev}${c.via ? ` via ${c.via}` : ''}${c.src ? ` src ${c.src}` : ''}${c.metric !== undefined ? ` metric ${c.metric}` : ''}${c.mtu !== undefined ? ` mtu ${c.mtu}` : ''}${c.advmss !== undefined ? ` advmss ${c.advmss}` : ''}`;
 
 /** Higher priority first, then Route name, then rule target: a total, input-order-free order. */
 function better(a: Candidate, b: Candidate): number {
@@ -204,10 +253,10 @@ export function resolvePlan(pod: Pod, ctx: ResolveContext, opts: { origins?: boo
   const winners = decide(out.cands, (c) => c.dst, conflicts, (w) => `destination ${w.dst}`);
   winners.sort((a, b) => compareCIDR(a.cidr, b.cidr));
   const defaults = decide(out.defaults, () => 'default', conflicts, () => 'default route');
-  const routesOut: PlanRoute[] = winners.map((w) => (w.via ? { dst: w.dst, dev: w.dev, via: w.via } : { dst: w.dst, dev: w.dev }));
+  const routesOut: PlanRoute[] = winners.map((w) => ({ dst: w.dst, dev: w.dev, ...(w.via ? { via: w.via } : {}), ...attrsOut(w) }));
   const plan: Plan = { v: 1, routes: routesOut };
   const d = defaults[0];
-  if (d) plan.default = d.via ? { dev: d.dev, via: d.via } : { dev: d.dev };
+  if (d) plan.default = { dev: d.dev, ...(d.via ? { via: d.via } : {}), ...attrsOut(d) };
   const rest = { conflicts, unresolved: out.unresolved, invalid: out.invalid, deferred };
   if (routesOut.length === 0 && !plan.default) {
     if (deferred.length) {

@@ -43,7 +43,8 @@ Exit status: 0 every route of the plan is in place; 3 applied, but some routes w
 `;
 
 function fmt(r: RouteItem): string {
-  return `${r.dst}${r.via ? ` via ${r.via}` : ''}${r.dev ? ` dev ${r.dev}` : ''}`;
+  return `${r.dst}${r.via ? ` via ${r.via}` : ''}${r.dev ? ` dev ${r.dev}` : ''}${r.src ? ` src ${r.src}` : ''}`
+    + `${r.metric !== undefined ? ` metric ${r.metric}` : ''}${r.mtu !== undefined ? ` mtu ${r.mtu}` : ''}${r.advmss !== undefined ? ` advmss ${r.advmss}` : ''}`;
 }
 
 /** Human-readable report of an apply. */

@@ -4,6 +4,7 @@ import { loadObjects, type ObjectIndex } from '../../core/objects.js';
 import { canonicalPlanJSON, encodePlan, parsePlanKey, peekPlan, planHash, type PlanKey } from '../../core/plan-codec.js';
 import type { InjectMode, Resolution } from '../../core/resolve.js';
 import { PLAN_ANNOTATION, STATUS_ANNOTATION, type Pod } from '../../core/types.js';
+import { routeWarnings } from '../../core/warnings.js';
 import { InputFileError } from '../../core/yaml-docs.js';
 import { InputError, parseFlags, UsageError, type Command } from '../cli.js';
 import { readInput } from '../io.js';
@@ -25,7 +26,10 @@ Prints the plan JSON exactly as it goes into the pod annotation routes.k8s.ovn.o
 pod (-n NS: the pods of one namespace, live), or with -o table one line per pod: its plan hash
 or why it has none, the number of routes, whether the pod's annotation carries that plan
 (=, differs, absent) and what the node agent reported. -o table is the default of a live --all.
-Conflicts, unresolvable Services and deferred Routes are reported on stderr as warnings.
+Conflicts, unresolvable Services and deferred Routes are reported on stderr as warnings, and so
+is, once per Route that yields a plan, what the controller also puts in the Route's Warnings
+condition: a defaultRoute that moves ClusterIP and DNS traffic off eth0, a literal gateway
+that cannot be right on every node (docs/routing.md).
 
 Signing: without --key the plan is printed unsigned (the node agent refuses unsigned plans;
 "ovnkube-route inject" accepts them, since the operator is root). With --key FILE (the
@@ -135,6 +139,7 @@ export const planCommand: Command = {
     });
     const results: Record<string, unknown> = {};
     const resolved = new Map<Pod, Resolution>();
+    const warned = new Set<string>();
     for (const pod of pods) {
       const ref = `${pod.metadata?.namespace ?? ''}/${pod.metadata?.name ?? ''}`;
       const res = idx.resolve(pod, mode);
@@ -142,6 +147,15 @@ export const planCommand: Command = {
       for (const c of res.conflicts) io.stderr.write(`warning: ${ref}: conflict: ${c.message}\n`);
       for (const u of res.unresolved) io.stderr.write(`warning: ${ref}: Route ${u.route}: Service ${u.namespace}/${u.name} not resolved: ${u.reason}\n`);
       for (const d of res.invalid) io.stderr.write(`warning: ${ref}: Route ${d.route}: ${d.field}: ${d.error}\n`);
+      // Each Route that contributes to a plan: what core/warnings.ts says about it, once.
+      if (res.kind === 'plan') {
+        for (const name of res.routes) {
+          if (warned.has(name)) continue;
+          warned.add(name);
+          const route = idx.routes.find((r) => r.metadata?.name === name);
+          for (const w of route ? routeWarnings(route, idx.service) : []) io.stderr.write(`warning: Route ${name}: ${w.reason}: ${w.message}\n`);
+        }
+      }
       try {
         results[ref] = outcome(res, pod, key);
       } catch (e) {

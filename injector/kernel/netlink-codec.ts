@@ -2,6 +2,7 @@
  * Pure conversions between the `netlink` package's rtnetlink messages and our normalized
  * shapes (CIDR/IP strings, numeric protocol/scope). No I/O; table-tested.
  */
+import { endianness } from 'node:os';
 import type * as netlink from 'netlink';
 import { rt } from './netlink-lite.js';
 import { formatCIDR, formatIP, parseCIDR, parseIP, type Family } from '../../core/ip.js';
@@ -42,6 +43,10 @@ export interface KernelRoute {
   via?: string;
   /** Preferred source (RTA_PREFSRC). */
   prefsrc?: string;
+  /** Path MTU (RTA_METRICS RTAX_MTU), when set on the route. */
+  mtu?: number;
+  /** Advertised TCP MSS (RTA_METRICS RTAX_ADVMSS), when set on the route. */
+  advmss?: number;
   /** True for multipath routes (several nexthops), which we never manage. */
   multipath?: boolean;
 }
@@ -59,6 +64,12 @@ export interface RouteWrite {
   protocol: number;
   priority?: number;
   table?: number;
+  /** Preferred source address (RTA_PREFSRC). */
+  prefsrc?: string;
+  /** RTA_METRICS RTAX_MTU. */
+  mtu?: number;
+  /** RTA_METRICS RTAX_ADVMSS. */
+  advmss?: number;
 }
 
 /** What identifies a route for deletion (the kernel matches the fields that are given). */
@@ -124,6 +135,20 @@ function enumName(value: unknown, table: Record<string, string | number>): strin
   return String(value ?? 'UNSPEC');
 }
 
+const HOST_LE = endianness() === 'LE';
+
+/** A u32 metric value (host byte order, as the kernel writes RTA_METRICS entries). */
+function u32Of(b: Buffer | undefined): number | undefined {
+  if (!b || b.length < 4) return undefined;
+  return HOST_LE ? b.readUInt32LE(0) : b.readUInt32BE(0);
+}
+
+function u32Bytes(v: number): Buffer {
+  const b = Buffer.alloc(4);
+  if (HOST_LE) b.writeUInt32LE(v >>> 0, 0); else b.writeUInt32BE(v >>> 0, 0);
+  return b;
+}
+
 /** Normalize a parsed RTM_NEWROUTE/DELROUTE message; null for families other than IPv4/IPv6. */
 export function routeFromMessage(m: netlink.rt.RouteMessage): KernelRoute | null {
   const family: Family | null = m.data.family === AF_INET ? 4 : m.data.family === AF_INET6 ? 6 : null;
@@ -145,6 +170,10 @@ export function routeFromMessage(m: netlink.rt.RouteMessage): KernelRoute | null
   if (m.attrs.gateway) route.via = ipFromBytes(m.attrs.gateway, family);
   if (m.attrs.prefsrc) route.prefsrc = ipFromBytes(m.attrs.prefsrc, family);
   if (m.attrs.multipath) route.multipath = true;
+  const mtu = u32Of(m.attrs.metrics?.mtu);
+  if (mtu !== undefined) route.mtu = mtu;
+  const advmss = u32Of(m.attrs.metrics?.advmss);
+  if (advmss !== undefined) route.advmss = advmss;
   return route;
 }
 
@@ -169,6 +198,17 @@ export function routeWriteToMessage(w: RouteWrite): { data: netlink.rt.Route; at
     attrs.gateway = g.bytes;
   }
   if (w.priority !== undefined) attrs.priority = w.priority;
+  if (w.prefsrc !== undefined) {
+    const p = ipToBytes(w.prefsrc);
+    if (p.family !== d.family) throw new Error(`route ${w.dst}: src ${w.prefsrc} is IPv${p.family}, destination is IPv${d.family}`);
+    attrs.prefsrc = p.bytes;
+  }
+  if (w.mtu !== undefined || w.advmss !== undefined) {
+    attrs.metrics = {
+      ...(w.mtu !== undefined ? { mtu: u32Bytes(w.mtu) } : {}),
+      ...(w.advmss !== undefined ? { advmss: u32Bytes(w.advmss) } : {}),
+    };
+  }
   return { data, attrs };
 }
 

@@ -19,9 +19,15 @@
  * Owned routes whose dst is not in the plan are deleted. A route without via is written
  * scope link on dev; with via it is a gateway route (scope universe). IPv6 routes always
  * read back scope universe, so scope is compared for IPv4 only.
+ *
+ * Attributes (docs/routing.md): an owned route matches only when its preferred source, MTU
+ * and advmss are exactly the plan's (absent on both sides, or equal), a foreign one when it
+ * has those the plan sets; and, when the plan gives a metric, its metric is that one. A plan route without a metric accepts any metric (an
+ * existing route keeps its own). The metric is part of a route's identity in the kernel, so
+ * changing it is an add at the new metric and a delete of the old route (`swap` in routes.ts).
  */
 import { cidrWithin, parsePrefix, type CIDR } from '../../core/ip.js';
-import type { Plan, PlanRoute } from '../../core/types.js';
+import { GATEWAY_VIA, type Plan, type PlanRoute } from '../../core/types.js';
 import {
   familyOf, RT_SCOPE_LINK, RT_SCOPE_UNIVERSE, type Family, type KernelRoute, type LinkInfo,
 } from '../kernel/netlink-codec.js';
@@ -36,6 +42,12 @@ export interface DesiredRoute {
   scope: number;
   /** True for the plan's default route. */
   isDefault: boolean;
+  /** Preferred source (RTA_PREFSRC). */
+  src?: string;
+  /** Metric to write and require; absent: any (an existing route keeps its own). */
+  metric?: number;
+  mtu?: number;
+  advmss?: number;
 }
 
 export type SkipReason =
@@ -44,10 +56,11 @@ export type SkipReason =
   | 'collision' // a foreign route already routes dst elsewhere
   | 'gateway-unreachable' // the kernel refused the gateway (ENETUNREACH)
   | 'default-not-restorable' // an owned default route must go but no saved original is known
+  | 'no-gateway' // via "gateway", but the pod's table shows no gateway on that dev
   | 'error'; // any other kernel error (detail says which)
 
 /** A route in a result: what the plan asked for, or what the table held. */
-export interface RouteItem { family: Family; dst: string; dev?: string; via?: string }
+export interface RouteItem { family: Family; dst: string; dev?: string; via?: string; src?: string; metric?: number; mtu?: number; advmss?: number }
 export interface SkippedItem extends RouteItem { reason: SkipReason; detail: string }
 export interface ReplacedItem extends RouteItem { from: RouteItem & { protocol: number } }
 
@@ -55,7 +68,7 @@ export interface ReplacedItem extends RouteItem { from: RouteItem & { protocol: 
 export interface SavedDefault {
   family: Family;
   /** The foreign route ours replaced; null when there was none (ours was added). */
-  route: { dev: string; via?: string; protocol: number; scope: number; priority: number } | null;
+  route: { dev: string; via?: string; protocol: number; scope: number; priority: number; prefsrc?: string; mtu?: number; advmss?: number } | null;
 }
 
 /** What to do about the default route of one family. */
@@ -84,9 +97,75 @@ export function defaultDst(family: Family): string {
   return family === 4 ? '0.0.0.0/0' : '::/0';
 }
 
-/** Family of the plan's default route: that of its gateway, IPv4 when it has none. */
-export function defaultFamily(d: { via?: string }): Family {
-  return d.via !== undefined ? familyOf(d.via) : 4;
+/**
+ * Family of the plan's default route: that of its gateway address, else of its src, IPv4
+ * when it has neither (a `via: gateway` default is IPv4 unless its src is IPv6).
+ */
+export function defaultFamily(d: { via?: string; src?: string }): Family {
+  return d.via !== undefined && d.via !== GATEWAY_VIA ? familyOf(d.via) : d.src !== undefined ? familyOf(d.src) : 4;
+}
+
+/**
+ * The gateway of `dev` for `family` in a pod's table, for `via: gateway`: the gateway of a
+ * unicast route through a gateway on that device that ovnkube-route did not write (the
+ * CNI's, written from that interface's CNI result). Preferred: the default route, then the
+ * shortest prefix, then the lowest metric, then the smallest address, so the choice is
+ * stable. undefined when the table has none.
+ */
+export function gatewayOf(table: KernelRoute[], oif: number, family: Family, protocol: number): string | undefined {
+  const cands = table.filter((k) => k.family === family && k.oif === oif && k.via !== undefined && k.protocol !== protocol && k.type === 'UNICAST' && !k.multipath);
+  const bits = (k: KernelRoute): number => Number(k.dst.slice(k.dst.indexOf('/') + 1));
+  cands.sort((a, b) => bits(a) - bits(b) || a.priority - b.priority || (a.via! < b.via! ? -1 : a.via! > b.via! ? 1 : 0));
+  return cands[0]?.via;
+}
+
+/**
+ * Replace every `via: gateway` of the plan by the gateway of its dev found in the table
+ * (gatewayOf). A route whose gateway cannot be found is left out and reported skipped,
+ * reason 'no-gateway'; so is a default route. The result has only literal gateways.
+ */
+export function resolveGateways(plan: Plan, table: KernelRoute[], links: LinkInfo[], protocol: number): { plan: Plan; skipped: SkippedItem[]; resolved: { dst: string; dev: string; via: string }[] } {
+  const byName = new Map(links.map((l) => [l.name, l.index]));
+  const skipped: SkippedItem[] = [];
+  const resolved: { dst: string; dev: string; via: string }[] = [];
+  const find = (dst: string, dev: string, family: Family): string | undefined => {
+    const oif = byName.get(dev);
+    if (oif === undefined) return GATEWAY_VIA; // dev-missing is reported by the diff as usual
+    const gw = gatewayOf(table, oif, family, protocol);
+    if (gw === undefined) {
+      skipped.push({
+        family, dst, dev, via: GATEWAY_VIA, reason: 'no-gateway',
+        detail: `via "gateway": the pod's table has no IPv${family} route through a gateway on ${dev} that ovnkube-route did not write, so ${dev}'s gateway on this node is unknown; give ${dev} a gateway route in its CNI configuration or write via as an address`,
+      });
+      return undefined;
+    }
+    resolved.push({ dst, dev, via: gw });
+    return gw;
+  };
+  const routes: PlanRoute[] = [];
+  for (const r of plan.routes) {
+    if (r.via !== GATEWAY_VIA) { routes.push(r); continue; }
+    const gw = find(r.dst, r.dev, familyOf(r.dst));
+    if (gw === GATEWAY_VIA) {
+      const { via: _drop, ...rest } = r;
+      routes.push(rest); // dev missing: the diff skips it as dev-missing
+    } else if (gw !== undefined) routes.push({ ...r, via: gw });
+  }
+  const out: Plan = { v: plan.v, routes };
+  if (plan.default) {
+    if (plan.default.via !== GATEWAY_VIA) out.default = plan.default;
+    else {
+      const family = defaultFamily(plan.default);
+      const gw = find(defaultDst(family), plan.default.dev, family);
+      if (gw === GATEWAY_VIA) out.default = { ...plan.default, via: undefined as never };
+      else if (gw !== undefined) out.default = { ...plan.default, via: gw };
+    }
+  }
+  if (out.default && out.default.via === undefined) {
+    const { via: _v, ...d } = out.default;
+    out.default = d;
+  }
+  return { plan: out, skipped, resolved };
 }
 
 function desired(r: PlanRoute, oif: number, isDefault: boolean, family: Family): DesiredRoute {
@@ -95,13 +174,27 @@ function desired(r: PlanRoute, oif: number, isDefault: boolean, family: Family):
     scope: r.via === undefined && family === 4 ? RT_SCOPE_LINK : RT_SCOPE_UNIVERSE,
   };
   if (r.via !== undefined) d.via = r.via;
+  if (r.src !== undefined) d.src = r.src;
+  if (r.metric !== undefined) d.metric = r.metric;
+  if (r.mtu !== undefined) d.mtu = r.mtu;
+  if (r.advmss !== undefined) d.advmss = r.advmss;
   return d;
 }
 
-/** True when the kernel route `k` is exactly what `d` asks for (scope only for owned IPv4). */
+/**
+ * True when the kernel route `k` is what `d` asks for. An owned route must match exactly
+ * (scope for IPv4; src, mtu and advmss set or absent as the plan says). A foreign route (a
+ * CNI's connected route with its `src`, say) already routes our way when it matches dev, via
+ * and the attributes the plan does set.
+ */
 export function routeMatches(k: KernelRoute, d: DesiredRoute, owned: boolean): boolean {
   if (k.type !== 'UNICAST' || k.multipath || k.oif !== d.oif || k.via !== d.via) return false;
-  return !(owned && d.family === 4 && k.scope !== d.scope);
+  if (d.metric !== undefined && k.priority !== d.metric) return false;
+  if (owned) {
+    if (k.prefsrc !== d.src || k.mtu !== d.mtu || k.advmss !== d.advmss) return false;
+    return !(d.family === 4 && k.scope !== d.scope);
+  }
+  return (d.src === undefined || k.prefsrc === d.src) && (d.mtu === undefined || k.mtu === d.mtu) && (d.advmss === undefined || k.advmss === d.advmss);
 }
 
 /** Describe a kernel route as a result item. */
@@ -110,16 +203,26 @@ export function itemOf(k: KernelRoute): RouteItem {
   if (k.dev !== undefined) it.dev = k.dev;
   else if (k.oif !== undefined) it.dev = `if${k.oif}`;
   if (k.via !== undefined) it.via = k.via;
+  if (k.prefsrc !== undefined) it.src = k.prefsrc;
+  if (k.mtu !== undefined) it.mtu = k.mtu;
+  if (k.advmss !== undefined) it.advmss = k.advmss;
   return it;
 }
 
-/** Describe a desired route as a result item. */
+/** Describe a desired route as a result item (with the attributes the plan sets). */
 export function itemOfDesired(d: DesiredRoute): RouteItem {
-  return d.via === undefined ? { family: d.family, dst: d.dst, dev: d.dev } : { family: d.family, dst: d.dst, dev: d.dev, via: d.via };
+  const it: RouteItem = { family: d.family, dst: d.dst, dev: d.dev };
+  if (d.via !== undefined) it.via = d.via;
+  if (d.src !== undefined) it.src = d.src;
+  if (d.metric !== undefined) it.metric = d.metric;
+  if (d.mtu !== undefined) it.mtu = d.mtu;
+  if (d.advmss !== undefined) it.advmss = d.advmss;
+  return it;
 }
 
 export function describeRoute(k: KernelRoute): string {
-  return `${k.dst}${k.via ? ` via ${k.via}` : ''}${k.dev ? ` dev ${k.dev}` : ''} proto ${k.protocol} metric ${k.priority}${k.type !== 'UNICAST' ? ` type ${k.type}` : ''}`;
+  return `${k.dst}${k.via ? ` via ${k.via}` : ''}${k.dev ? ` dev ${k.dev}` : ''}${k.prefsrc ? ` src ${k.prefsrc}` : ''} proto ${k.protocol} metric ${k.priority}`
+    + `${k.mtu !== undefined ? ` mtu ${k.mtu}` : ''}${k.advmss !== undefined ? ` advmss ${k.advmss}` : ''}${k.type !== 'UNICAST' ? ` type ${k.type}` : ''}`;
 }
 
 /**
@@ -144,7 +247,7 @@ export function diffRoutes(
     if (r.dst === defaultDst(family)) claimed.add(r.dst); // a plan route for the default dst is handled like any other
     const oif = byName.get(r.dev);
     if (oif === undefined) {
-      diff.skipped.push({ family, dst: r.dst, dev: r.dev, ...(r.via ? { via: r.via } : {}), reason: 'dev-missing', detail: `device ${r.dev} is not in the netns` });
+      diff.skipped.push({ ...itemOfDesired(desired(r, 0, false, family)), reason: 'dev-missing', detail: `device ${r.dev} is not in the netns` });
       continue;
     }
     claimed.add(r.dst);
@@ -167,11 +270,14 @@ function resolveOne(want: DesiredRoute, existing: KernelRoute[], protocol: numbe
   const foreign = existing.filter((k) => k.protocol !== protocol);
   if (owned.length) {
     const keep = owned.find((k) => routeMatches(k, want, true));
+    // The one to replace: ours at the wanted metric when there is one (a replace there is
+    // atomic), else any of ours.
+    const have = keep ?? owned.find((k) => k.priority === want.metric) ?? owned[0]!;
     if (keep) {
       diff.unchanged.push(want);
       diff.ownedKept.push(want.dst);
-    } else diff.replace.push({ want, have: owned[0]! });
-    for (const k of owned) if (k !== (keep ?? owned[0])) diff.remove.push(k);
+    } else diff.replace.push({ want, have });
+    for (const k of owned) if (k !== have) diff.remove.push(k);
     return;
   }
   if (foreign.some((k) => routeMatches(k, want, false))) {
@@ -190,7 +296,7 @@ function resolveOne(want: DesiredRoute, existing: KernelRoute[], protocol: numbe
 }
 
 function defaultAction(
-  family: Family, want: { dev: string; via?: string } | undefined, existing: KernelRoute[],
+  family: Family, want: Omit<PlanRoute, 'dst'> | undefined, existing: KernelRoute[],
   byName: Map<string, number>, protocol: number, saved: SavedDefault | undefined,
 ): DefaultAction | null {
   const owned = existing.filter((k) => k.protocol === protocol);
@@ -205,9 +311,9 @@ function defaultAction(
   const dst = defaultDst(family);
   const oif = byName.get(want.dev);
   if (oif === undefined) {
-    return { kind: 'skip', item: { family, dst, dev: want.dev, ...(want.via ? { via: want.via } : {}), reason: 'dev-missing', detail: `device ${want.dev} is not in the netns` } };
+    return { kind: 'skip', item: { ...itemOfDesired(desired({ dst, ...want }, 0, true, family)), reason: 'dev-missing', detail: `device ${want.dev} is not in the netns` } };
   }
-  const d = desired({ dst, dev: want.dev, ...(want.via ? { via: want.via } : {}) }, oif, true, family);
+  const d = desired({ dst, ...want }, oif, true, family);
   if (owned.length) {
     const keep = owned.find((k) => routeMatches(k, d, true));
     return keep ? { kind: 'unchanged', want: d, owned: true } : { kind: 'replace-owned', want: d, have: owned[0]! };

@@ -12,7 +12,7 @@ import { isNetlinkError, RtnlClient, type RtnlClientOptions } from '../kernel/ne
 import { netnsInode, NetnsError } from '../kernel/netns.js';
 import { RT_SCOPE_NOWHERE, type Family, type KernelRoute, type RouteWrite } from '../kernel/netlink-codec.js';
 import {
-  defaultDst, describeRoute, diffRoutes, itemOf, itemOfDesired, moreSpecificOverrides,
+  defaultDst, describeRoute, diffRoutes, itemOf, itemOfDesired, moreSpecificOverrides, resolveGateways,
   type DefaultAction, type DesiredRoute, type ReplacedItem, type RouteItem, type SavedDefault, type SkippedItem, type SkipReason,
 } from './diff.js';
 
@@ -62,11 +62,35 @@ export interface ApplyOptions {
   reclaim?: Iterable<string>;
 }
 
+/** The write for `d`: its own metric when the plan gives one, else `priority` (an existing route's). */
 function writeOf(d: DesiredRoute, protocol: number, priority?: number): RouteWrite {
   const w: RouteWrite = { dst: d.dst, oif: d.oif, scope: d.scope, protocol };
   if (d.via !== undefined) w.via = d.via;
-  if (priority !== undefined) w.priority = priority;
+  const metric = d.metric ?? priority;
+  if (metric !== undefined) w.priority = metric;
+  if (d.src !== undefined) w.prefsrc = d.src;
+  if (d.mtu !== undefined) w.mtu = d.mtu;
+  if (d.advmss !== undefined) w.advmss = d.advmss;
   return w;
+}
+
+/**
+ * Put `want` in place of `have`. Same metric (or none asked): one atomic replace. Another
+ * metric: the kernel keys routes by (dst, metric), so replace cannot move a route to another
+ * metric; add ours at the new metric (exclusively: what is there is not ours to overwrite),
+ * then delete `have`. Traffic is routed all along (by `have`, then by both, then by ours).
+ */
+async function swap(client: RtnlClient, want: DesiredRoute, have: KernelRoute, protocol: number): Promise<void> {
+  if (want.metric === undefined || want.metric === have.priority) {
+    await client.replaceRoute(writeOf(want, protocol, have.priority));
+    return;
+  }
+  await client.addRoute(writeOf(want, protocol));
+  try {
+    await client.deleteRoute(keyOf(have));
+  } catch (e) {
+    if (!isNetlinkError(e, 'ESRCH')) throw e;
+  }
 }
 
 function skipReasonOf(e: unknown): SkipReason {
@@ -90,10 +114,13 @@ function fatal(e: unknown): boolean {
 export async function applyPlanWith(client: RtnlClient, plan: Plan, opts: ApplyOptions = {}): Promise<ApplyResult> {
   const protocol = opts.protocol ?? RTPROT_OVNKUBE_ROUTE;
   const [links, table] = [await client.listLinks(), await client.listRoutes()];
+  // `via: gateway` becomes this pod's gateway of that dev, read from the same dump.
+  const gw = resolveGateways(plan, table, links, protocol);
+  plan = gw.plan;
   const diff = diffRoutes(plan, table, links, protocol, opts.savedDefault ?? [], new Set(opts.reclaim ?? []));
   const res: ApplyResult = {
     netns: client.netns, added: [], removed: [], replaced: [], restored: [],
-    unchanged: diff.unchanged.map(itemOfDesired), skipped: [...diff.skipped], owned: [...diff.ownedKept], changed: false,
+    unchanged: diff.unchanged.map(itemOfDesired), skipped: [...gw.skipped, ...diff.skipped], owned: [...diff.ownedKept], changed: false,
   };
   const attempt = async (item: RouteItem, op: () => Promise<void>, ok: () => void): Promise<void> => {
     try {
@@ -114,7 +141,7 @@ export async function applyPlanWith(client: RtnlClient, plan: Plan, opts: ApplyO
     }
     for (const { want, have } of diff.replace.filter((x) => (x.want.via !== undefined) === gateway)) {
       const item = itemOfDesired(want);
-      writes.push(attempt(item, () => client.replaceRoute(writeOf(want, protocol, have.priority)),
+      writes.push(attempt(item, () => swap(client, want, have, protocol),
         () => { res.replaced.push({ ...item, from: { ...itemOf(have), protocol: have.protocol } }); }));
     }
     await Promise.all(writes);
@@ -194,7 +221,7 @@ async function applyDefault(
       return;
     case 'replace-owned': {
       const item = itemOfDesired(a.want);
-      await attempt(item, () => client.replaceRoute(writeOf(a.want, protocol, a.have.priority)),
+      await attempt(item, () => swap(client, a.want, a.have, protocol),
         () => { res.replaced.push({ ...item, from: { ...itemOf(a.have), protocol: a.have.protocol } }); });
       return;
     }
@@ -204,7 +231,10 @@ async function applyDefault(
         const r = a.replacing;
         const saved: SavedDefault = {
           family: a.want.family,
-          route: r ? { dev: r.dev ?? `if${r.oif}`, ...(r.via ? { via: r.via } : {}), protocol: r.protocol, scope: r.scope, priority: r.priority } : null,
+          route: r ? {
+            dev: r.dev ?? `if${r.oif}`, ...(r.via ? { via: r.via } : {}), protocol: r.protocol, scope: r.scope, priority: r.priority,
+            ...(r.prefsrc !== undefined ? { prefsrc: r.prefsrc } : {}), ...(r.mtu !== undefined ? { mtu: r.mtu } : {}), ...(r.advmss !== undefined ? { advmss: r.advmss } : {}),
+          } : null,
         };
         try {
           await opts.saveDefault?.(saved);
@@ -213,8 +243,8 @@ async function applyDefault(
           return;
         }
       }
-      const prio = a.replacing?.priority;
-      await attempt(item, () => client.replaceRoute(writeOf(a.want, protocol, prio)), () => {
+      const replacing = a.replacing;
+      await attempt(item, () => (replacing ? swap(client, a.want, replacing, protocol) : client.replaceRoute(writeOf(a.want, protocol))), () => {
         if (a.replacing) res.replaced.push({ ...item, from: { ...itemOf(a.replacing), protocol: a.replacing.protocol } });
         else res.added.push(item);
       });
@@ -233,10 +263,24 @@ async function applyDefault(
           res.skipped.push({ ...item, reason: 'default-not-restorable', detail: `the saved default route's device ${s.dev} is not in the netns; leaving ours in place` });
           return;
         }
-        // Same metric as ours, so the replace swaps ours for the original atomically.
-        const w: RouteWrite = { dst: item.dst, oif, scope: s.scope, protocol: s.protocol, priority: a.have.priority };
+        // At the original's metric: when ours has the same one (no metric was asked), the
+        // replace swaps ours for the original atomically; else the original is added back
+        // and ours deleted.
+        const w: RouteWrite = { dst: item.dst, oif, scope: s.scope, protocol: s.protocol, priority: s.priority };
         if (s.via !== undefined) w.via = s.via;
-        await attempt(item, () => client.replaceRoute(w), () => { res.restored.push(item); });
+        if (s.prefsrc !== undefined) w.prefsrc = s.prefsrc;
+        if (s.mtu !== undefined) w.mtu = s.mtu;
+        if (s.advmss !== undefined) w.advmss = s.advmss;
+        const have = a.have;
+        await attempt(item, async () => {
+          if (s.priority === have.priority) return client.replaceRoute(w);
+          await client.addRoute(w);
+          try {
+            await client.deleteRoute(keyOf(have));
+          } catch (e) {
+            if (!isNetlinkError(e, 'ESRCH')) throw e;
+          }
+        }, () => { res.restored.push(item); });
       }
       if (res.skipped.length === before) await opts.forgetDefault?.(a.family);
       return;
@@ -301,6 +345,9 @@ export async function restoreDefault(client: RtnlClient, saved: SavedDefault[], 
   // Keep every other owned route: a plan of exactly the owned non-default routes now there.
   const keep = (await client.listRoutes())
     .filter((k) => k.protocol === protocol && k.dst !== defaultDst(k.family) && k.dev !== undefined)
-    .map((k) => (k.via ? { dst: k.dst, dev: k.dev!, via: k.via } : { dst: k.dst, dev: k.dev! }));
+    .map((k) => ({
+      dst: k.dst, dev: k.dev!, ...(k.via ? { via: k.via } : {}),
+      ...(k.prefsrc !== undefined ? { src: k.prefsrc } : {}), ...(k.mtu !== undefined ? { mtu: k.mtu } : {}), ...(k.advmss !== undefined ? { advmss: k.advmss } : {}),
+    }));
   return applyPlanWith(client, { v: 1, routes: keep }, { ...opts, savedDefault: saved });
 }

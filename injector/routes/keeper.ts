@@ -19,7 +19,7 @@
  * itself, nothing more written, no callback, no report), so a released pod leaves no fd
  * behind and nothing of its keeper runs after it was let go.
  */
-import type { Plan } from '../../core/types.js';
+import { GATEWAY_VIA, type Plan } from '../../core/types.js';
 import { isNetnsError, type NetnsError } from '../kernel/netns.js';
 import { subscribeNetns, type NetnsEvent, type NetnsSubscription } from '../kernel/netlink-events.js';
 import { applyPlan, RTPROT_OVNKUBE_ROUTE, type ApplyPlanOptions, type ApplyResult, type SavedDefault } from './engine.js';
@@ -88,6 +88,8 @@ export class RouteKeeper {
   private closed = false;
   private last: ApplyResult | null = null;
   private planDsts: string[] | null = null;
+  /** Does the plan have a `via: gateway` (null: not looked yet)? */
+  private gatewayVia: boolean | null = null;
   /** Relevant events seen while an apply runs: judged against its writes when it ends. */
   private during: NetnsEvent[] | null = null;
   /** Echoes of the last apply's writes still to come (key -> count), until `expectUntil`. */
@@ -120,6 +122,7 @@ export class RouteKeeper {
   async setPlan(plan: Plan): Promise<ApplyResult | null> {
     this.plan = plan;
     this.planDsts = null;
+    this.gatewayVia = null;
     return this.applyNow('plan');
   }
 
@@ -200,7 +203,11 @@ export class RouteKeeper {
     // A foreign route of one of our destinations, or a more specific one inside it, may
     // take its traffic (prepend, a lower metric, a longer prefix): look at once, so a
     // collision is reported now and not at the next resync.
-    return mayOverride(r.dst, this.planDsts);
+    if (mayOverride(r.dst, this.planDsts)) return true;
+    // A plan with `via: gateway` follows the gateways of the pod's devices: any route through a
+    // gateway that comes or goes may be the one it is resolved from.
+    this.gatewayVia ??= this.plan.routes.some((p) => p.via === GATEWAY_VIA) || this.plan.default?.via === GATEWAY_VIA;
+    return this.gatewayVia && r.via !== undefined;
   }
 
   private trigger(t: ApplyTrigger, delay: number): void {

@@ -19,6 +19,9 @@ export function encodeSavedDefault(s: SavedDefault): string {
   const route = s.route && {
     dev: s.route.dev, ...(s.route.via !== undefined ? { via: s.route.via } : {}),
     protocol: s.route.protocol, scope: s.route.scope, priority: s.route.priority,
+    ...(s.route.prefsrc !== undefined ? { prefsrc: s.route.prefsrc } : {}),
+    ...(s.route.mtu !== undefined ? { mtu: s.route.mtu } : {}),
+    ...(s.route.advmss !== undefined ? { advmss: s.route.advmss } : {}),
   };
   return JSON.stringify({ v: 1, family: s.family, route }) + '\n';
 }
@@ -42,9 +45,18 @@ export function parseSavedDefault(text: string, file: string): SavedDefault {
   for (const f of ['protocol', 'scope', 'priority'] as const) {
     if (!Number.isInteger(r[f]) || (r[f] as number) < 0) throw bad(`route.${f}`, 'a non-negative integer');
   }
+  if (r.prefsrc !== undefined && typeof r.prefsrc !== 'string') throw bad('route.prefsrc', 'an IP address');
+  for (const f of ['mtu', 'advmss'] as const) {
+    if (r[f] !== undefined && (!Number.isInteger(r[f]) || (r[f] as number) < 0)) throw bad(`route.${f}`, 'a non-negative integer');
+  }
   return {
     family: o.family,
-    route: { dev: r.dev, ...(r.via !== undefined ? { via: r.via as string } : {}), protocol: r.protocol as number, scope: r.scope as number, priority: r.priority as number },
+    route: {
+      dev: r.dev, ...(r.via !== undefined ? { via: r.via as string } : {}), protocol: r.protocol as number, scope: r.scope as number, priority: r.priority as number,
+      ...(r.prefsrc !== undefined ? { prefsrc: r.prefsrc as string } : {}),
+      ...(r.mtu !== undefined ? { mtu: r.mtu as number } : {}),
+      ...(r.advmss !== undefined ? { advmss: r.advmss as number } : {}),
+    },
   };
 }
 

@@ -50,21 +50,42 @@ function table(header: string[], minWidths: number[], rows: string[][]): string 
   return [line(header), ...rows.map(line)].join('\n') + '\n';
 }
 
-/** The IPv4 routes as `route -n` prints them (Destination Gateway Genmask Flags Metric Iface), plus Proto and Owner. */
+/** A route's attributes as `ip route` writes them: "src 10.124.2.5 mtu 1400 advmss 1360"; '' when none. */
+export function attributesOf(r: KernelRoute): string {
+  return [r.prefsrc !== undefined ? `src ${r.prefsrc}` : '', r.mtu !== undefined ? `mtu ${r.mtu}` : '', r.advmss !== undefined ? `advmss ${r.advmss}` : '']
+    .filter(Boolean).join(' ');
+}
+
+/**
+ * Add the Attributes column (src, mtu, advmss) after Owner when a route shown has an mtu or
+ * advmss, or one of ours has a src, so a table without them prints exactly as route(8) users
+ * know it (the kernel's connected routes all carry a src, which alone does not add it).
+ */
+function withAttributes(routes: KernelRoute[], header: string[], rows: string[][], ours: number): [string[], string[][]] {
+  const attrs = routes.map(attributesOf);
+  if (!routes.some((r) => r.mtu !== undefined || r.advmss !== undefined || (r.protocol === ours && r.prefsrc !== undefined))) return [header, rows];
+  return [[...header, 'Attributes'], rows.map((r, i) => [...r, attrs[i]!])];
+}
+
+/** The IPv4 routes as `route -n` prints them (Destination Gateway Genmask Flags Metric Iface), plus Proto, Owner and Attributes. */
 export function formatRouteTable4(routes: KernelRoute[], ours: number): string {
-  const rows = routes.filter((r) => r.family === 4).sort(byDst).map((r) => {
+  const shown = routes.filter((r) => r.family === 4).sort(byDst);
+  const rows = shown.map((r) => {
     const [addr, bits] = r.dst.split('/') as [string, string];
     return [addr, r.via ?? '0.0.0.0', maskOf(Number(bits)), flagsOf(r, 32), String(r.priority), r.dev ?? (r.oif ? `if${r.oif}` : '*'),
       protocolName(r.protocol), r.protocol === ours ? 'ovnkube-route' : ''];
   });
-  return 'Kernel IP routing table\n' + table(['Destination', 'Gateway', 'Genmask', 'Flags', 'Metric', 'Iface', 'Proto', 'Owner'], [15, 15, 15, 5, 6, 6, 6], rows);
+  const [h, rs] = withAttributes(shown, ['Destination', 'Gateway', 'Genmask', 'Flags', 'Metric', 'Iface', 'Proto', 'Owner'], rows, ours);
+  return 'Kernel IP routing table\n' + table(h, [15, 15, 15, 5, 6, 6, 6, 13], rs);
 }
 
-/** The IPv6 routes as `route -n -A inet6` prints them (Destination Next Hop Flag Met If), plus Proto and Owner. */
+/** The IPv6 routes as `route -n -A inet6` prints them (Destination Next Hop Flag Met If), plus Proto, Owner and Attributes. */
 export function formatRouteTable6(routes: KernelRoute[], ours: number): string {
-  const rows = routes.filter((r) => r.family === 6).sort(byDst).map((r) => [
+  const shown = routes.filter((r) => r.family === 6).sort(byDst);
+  const rows = shown.map((r) => [
     r.dst, r.via ?? '::', flagsOf(r, 128), String(r.priority), r.dev ?? (r.oif ? `if${r.oif}` : '*'),
     protocolName(r.protocol), r.protocol === ours ? 'ovnkube-route' : '',
   ]);
-  return 'Kernel IPv6 routing table\n' + table(['Destination', 'Next Hop', 'Flags', 'Metric', 'Iface', 'Proto', 'Owner'], [23, 23, 5, 6, 6, 6], rows);
+  const [h, rs] = withAttributes(shown, ['Destination', 'Next Hop', 'Flags', 'Metric', 'Iface', 'Proto', 'Owner'], rows, ours);
+  return 'Kernel IPv6 routing table\n' + table(h, [23, 23, 5, 6, 6, 6, 13], rs);
 }

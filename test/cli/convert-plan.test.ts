@@ -114,7 +114,11 @@ t.test('plan: the example bundle, --all, signing and skips', async (t) => {
   const out = JSON.parse(all.stdout);
   t.same(Object.keys(out), ['batch/nightly-report-2890-x7k2p', 'default/web-7d4f9-abcde', 'kube-system/node-exporter-q8w2z', 'legacy/old-app']);
   t.same(out['default/web-7d4f9-abcde'], { v: 1, routes: TABLE_ROWS });
-  t.same(out['batch/nightly-report-2890-x7k2p'], { v: 1, routes: [], default: { dev: 'eth1', via: '10.124.2.1' } }, 'CronJob owner through Job');
+  t.same(out['batch/nightly-report-2890-x7k2p'], { v: 1, routes: [], default: { dev: 'eth1', via: 'gateway' } }, 'CronJob owner through Job; via gateway kept for the agent');
+  // Safe defaults: both Routes of the bundle are worth a warning, each printed once.
+  t.match(all.stderr, /warning: Route batch-default-ovn: DefaultRouteMovesServices: spec\.defaultRoute moves the pod's default route to eth1/);
+  t.match(all.stderr, /warning: Route target: GatewayNotPerNode: spec\.route\[0\]\.via 10\.124\.2\.1 is one gateway address/);
+  t.equal(all.stderr.match(/GatewayNotPerNode/g)?.length, 1, 'once per Route, not per pod');
   t.match(out['kube-system/node-exporter-q8w2z'].skipped, /host network/);
   t.match(out['legacy/old-app'].skipped, /inject=disabled/);
 

@@ -116,7 +116,10 @@ t.test('default route via --state-dir: saved, replaced, restored by a plan witho
   if (!tierGate(t, 'netns', rootUnavailable())) return;
   const { pod } = makePod(t);
   const state = join(tmp, 'state-3');
-  const batch = planOf('batch/nightly-report-2890-x7k2p'); // default via 10.124.2.1 dev eth1
+  const batch = planOf('batch/nightly-report-2890-x7k2p'); // default via gateway dev eth1
+  t.match(batch, /"default":\{"dev":"eth1","via":"gateway"\}/, 'the plan names no address');
+  // The CNI's route through eth1's gateway on this "node": where via gateway is found.
+  pod.ip('route', 'add', '10.124.0.0/16', 'via', '10.124.2.1', 'dev', 'eth1');
   const r1 = runCli(['inject', '--netns', pod.path, '--plan', '-', '--state-dir', state], { input: batch });
   t.equal(r1.code, 0, r1.stderr);
   t.match(r1.stdout, /replaced +0\.0\.0\.0\/0 via 10\.124\.2\.1 dev eth1 \(was 0\.0\.0\.0\/0 via 169\.254\.1\.1 dev eth0\)/);

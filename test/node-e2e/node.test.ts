@@ -254,6 +254,35 @@ async function scenario(t: Test, node: RealNode, work: string, setAgent: (a: Chi
     t.equal(containerState(after), started, 'same container, same start, no restart');
   });
 
+  await t.test('route attributes (src, metric, mtu, advmss) and via gateway reach the running pod exactly, follow edits, and go with their Route', async (t) => {
+    const ns = podNetns(web!.metadata!.uid!);
+    // The pod's own eth1 address (IPAM gave it) is the only valid src on eth1.
+    const addrs = ns.json<{ addr_info: { family: string; local: string }[] }[]>('addr', 'show', 'dev', 'eth1');
+    const src = addrs[0]?.addr_info.find((a) => a.family === 'inet')?.local;
+    t.ok(src, `the pod's eth1 address: ${src}`);
+    const DST = '172.16.30.0/24';
+    const shown = (): string => ns.ip('route', 'show', 'table', 'main', 'exact', DST).trim().replace(/\s+/g, ' ');
+    const rule = { dst: DST, dev: 'eth1', via: NODE_NETS.eth1.gateway, src, metric: 100, mtu: 1400, advmss: 1200 };
+    // And `via: gateway`: the node agent finds this node's eth1 gateway in the pod's table.
+    const GW = '172.16.31.0/24';
+    await applyRoute(kc, 'attrs', { route: [rule, { dst: GW, dev: 'eth1', via: 'gateway' }] });
+    await until('via gateway resolved in the pod netns', () => ns.ip('route', 'show', 'exact', GW).trim().replace(/\s+/g, ' ') === `${GW} via ${NODE_NETS.eth1.gateway} dev eth1 proto 111`);
+    t.pass(`via gateway became ${NODE_NETS.eth1.gateway}, this node's eth1 gateway`);
+    t.match(planRoutes(await waitPod(kc, APPS, 'web', 'read', () => true), addon.keys)?.join('\n') ?? '', new RegExp(`${GW.replace(/\./g, '\\.')} eth1 via gateway`), 'the plan carries the keyword, not an address');
+    const want = (mtu: number) => `${DST} via ${NODE_NETS.eth1.gateway} dev eth1 proto 111 src ${src} metric 100 mtu ${mtu} advmss 1200`;
+    await until('the route with its attributes is in the pod netns', () => shown() === want(1400));
+    t.equal(shown(), want(1400), 'written exactly');
+    // The kernel's own lookup inside the pod, through the API server as a user would.
+    const get = await podExec(kc, APPS, 'web', 'c', ['ip', 'route', 'get', '172.16.30.9']);
+    t.match(get.stdout.replace(/\s+/g, ' '), new RegExp(`via ${NODE_NETS.eth1.gateway.replace(/\./g, '\\.')} dev eth1 src ${src!.replace(/\./g, '\\.')}`), 'traffic to it leaves eth1 from src', { stdout: get.stdout });
+    // An attribute edit is a live change too.
+    await applyRoute(kc, 'attrs', { route: [{ ...rule, mtu: 1450 }, { dst: GW, dev: 'eth1', via: 'gateway' }] });
+    await until('the mtu edit is in the pod netns', () => shown() === want(1450));
+    t.equal(shown(), want(1450), 'one route, the new mtu');
+    t.equal((await kubeRequest(kc, 'DELETE', '/apis/k8s.ovn.org/v1/routes/attrs')).status, 200, 'Route deleted');
+    await until('the routes left with their Route', () => shown() === '' && ns.ip('route', 'show', 'exact', GW).trim() === '');
+  });
+
   await t.test('a pod without eth1 gets only its eth0 routes, and the skip is reported', async (t) => {
     const res = await kubeRequest(kc, 'POST', `/api/v1/namespaces/${APPS}/pods`, { body: nodePod('solo', node.name, { eth1: false }) });
     t.equal(res.status, 201, 'created');

@@ -160,6 +160,36 @@ if (cp) {
     t.equal((await events()).length, 1, 'one Event for the conflict, however often status was recomputed');
   });
 
+  await step('safe defaults: a default route moving Service traffic and a literal OVN gateway are warned about (status, Events)', async (t) => {
+    // The cluster DNS Service, as every cluster has it (its ClusterIP from the harness range).
+    expectStatus(await kubeRequest(kc, 'POST', '/api/v1/namespaces/kube-system/services', {
+      body: { metadata: { name: 'kube-dns' }, spec: { ports: [{ port: 53, protocol: 'UDP' }] } },
+    }), [201, 409], 'create kube-system/kube-dns');
+    // Selects no pod (the warnings are about the Route itself), so no other step is affected.
+    await applyRoute(kc, 'moves-default', { include: [{ namespaces: ['nowhere'] }], defaultRoute: { dev: 'eth1', via: '10.124.2.1' } });
+    const r = await until('moves-default has a Warnings condition', async () => {
+      const r = await getRoute(kc, 'moves-default');
+      return r.status?.conditions?.find((c: { type: string }) => c.type === 'Warnings')?.status === 'True' ? r : null;
+    });
+    t.equal(r.status.status, 'Active', 'a warning does not degrade the Route');
+    t.match(r.status.conditions.find((c: { type: string }) => c.type === 'Warnings'), {
+      reason: 'MultipleWarnings', message: /moves the pod's default route to eth1: .*kube-dns.*add a rule such as \{dst: <Service CIDR>, dev: eth0, via: gateway\}.*spec\.defaultRoute\.via 10\.124\.2\.1 is one gateway address/,
+    });
+    const events = async (reason: string) => (expectStatus(await kubeRequest(kc, 'GET', '/api/v1/namespaces/default/events', {
+      query: { fieldSelector: `involvedObject.name=moves-default,reason=${reason}` },
+    }), [200], 'list events').body.items as any[]);
+    t.match(await until('a DefaultRouteMovesServices Event', async () => (await events('DefaultRouteMovesServices'))[0]), { type: 'Warning', involvedObject: { kind: 'Route', uid: r.metadata.uid } });
+    t.ok(await until('a GatewayNotPerNode Event', async () => (await events('GatewayNotPerNode'))[0]), 'GatewayNotPerNode Event');
+    // Fixed as docs/routing.md says: the gateway per node, and the Service CIDR kept on eth0.
+    await applyRoute(kc, 'moves-default', { include: [{ namespaces: ['nowhere'] }], defaultRoute: { dev: 'eth1', via: 'gateway' }, route: [{ dst: '10.96.0.0/12', dev: 'eth0', via: 'gateway' }] });
+    const fixed = await until('the warnings clear', async () => {
+      const r = await getRoute(kc, 'moves-default');
+      return r.status?.observedGeneration === r.metadata.generation && r.status?.conditions?.find((c: { type: string }) => c.type === 'Warnings')?.status === 'False' ? r : null;
+    });
+    t.match(fixed.status.conditions.find((c: { type: string }) => c.type === 'Warnings'), { reason: 'None' });
+    await deleteRoute(kc, 'moves-default');
+  });
+
   await step('a generateName pod whose Route depends on the final name is resolved again once it exists', async (t) => {
     const created = await createPod(kc, GEN, podBody({ generateName: 'gen-' }));
     t.equal(planAnnotation(created), undefined, 'admission could not decide (name unknown)');

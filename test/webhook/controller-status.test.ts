@@ -136,3 +136,32 @@ t.test('routeEventObject: a core/v1 Event on the cluster-scoped Route, named by 
   t.equal((e1.metadata as { name: string }).name, (e2.metadata as { name: string }).name, 'same finding, same name (another replica gets AlreadyExists)');
   t.not((e1.metadata as { name: string }).name, (e3.metadata as { name: string }).name);
 });
+
+t.test('Warnings: a default route that moves Service traffic, a literal per-node gateway (condition + Events)', async (t) => {
+  const dns = svc('kube-system', 'kube-dns', '10.86.0.10');
+  const cases: { name: string; spec: Route['spec']; services: Service[]; reasons: string[]; message?: RegExp }[] = [
+    { name: 'default moved to eth1, DNS not pinned', spec: { defaultRoute: { dev: 'eth1', via: 'gateway' } }, services: [dns],
+      reasons: ['DefaultRouteMovesServices'], message: /kube-system\/kube-dns \(10\.86\.0\.10\).*add a rule such as \{dst: <Service CIDR>, dev: eth0, via: gateway\}/ },
+    { name: 'default moved, the Service CIDR pinned to eth0', spec: { defaultRoute: { dev: 'eth1', via: 'gateway' }, route: [{ dst: '10.86.0.0/16', dev: 'eth0', via: 'gateway' }] }, services: [dns], reasons: [] },
+    { name: 'default moved, a CIDR rule that misses the DNS IP', spec: { defaultRoute: { dev: 'eth1', via: 'gateway' }, route: [{ dst: '10.87.0.0/16', dev: 'eth0' }] }, services: [dns], reasons: ['DefaultRouteMovesServices'] },
+    { name: 'default moved, the Service CIDR pinned to eth1 itself does not count', spec: { defaultRoute: { dev: 'eth1', via: 'gateway' }, route: [{ dst: '10.86.0.0/16', dev: 'eth1' }] }, services: [dns], reasons: ['DefaultRouteMovesServices'] },
+    { name: 'default moved, kube-dns pinned by a Service rule', spec: { defaultRoute: { dev: 'eth1', via: 'gateway' }, svc: [{ namespace: 'kube-system', name: 'kube-dns', dev: 'eth0' }] }, services: [dns], reasons: [] },
+    { name: 'default moved, no DNS Service to check', spec: { defaultRoute: { dev: 'eth1', via: 'gateway' } }, services: [],
+      reasons: ['DefaultRouteMovesServices'], message: /was not found to check/ },
+    { name: 'default kept on eth0', spec: { defaultRoute: { dev: 'eth0', via: '169.254.1.1' } }, services: [dns], reasons: [] },
+    { name: 'literal OVN gateway', spec: { route: [{ dst: '172.16.20.0/24', dev: 'eth1', via: '10.124.2.1' }] }, services: [dns],
+      reasons: ['GatewayNotPerNode'], message: /spec\.route\[0\]\.via 10\.124\.2\.1 .*use via: gateway/ },
+    { name: 'literal IPv6 link-local and Calico gateways are the same everywhere', spec: { route: [{ dst: 'fd00::/64', dev: 'eth0', via: 'fe80::1' }], svc: [{ namespace: 'kube-system', name: 'kube-dns', dev: 'eth0', via: '169.254.1.1' }] }, services: [dns], reasons: [] },
+    { name: 'both', spec: { defaultRoute: { dev: 'eth1', via: '10.124.2.1' } }, services: [dns], reasons: ['DefaultRouteMovesServices', 'GatewayNotPerNode'] },
+  ];
+  for (const c of cases) {
+    const w = build([route('r', c.spec)], [pod('a', 'p1')], c.services);
+    const { status, events } = w.status('r');
+    const cond = status.conditions?.find((x) => x.type === 'Warnings');
+    t.equal(status.status, 'Active', `${c.name}: warnings never degrade the Route`);
+    if (c.reasons.length === 0) t.match(cond, { status: 'False', reason: 'None' }, `${c.name}: no warning`);
+    else t.match(cond, { status: 'True', reason: c.reasons.length === 1 ? c.reasons[0] : 'MultipleWarnings' }, `${c.name}: condition`);
+    if (c.message) t.match(cond?.message, c.message, `${c.name}: message`);
+    t.same(events.map((e) => e.reason).sort(), [...c.reasons].sort(), `${c.name}: one Event per warning`);
+  }
+});

@@ -5,7 +5,8 @@
  *
  *   status.status       Invalid (a rule cannot be used) > Degraded (a Service rule does not
  *                       resolve, or another Route wins a destination this one wants) > Active
- *   conditions          Ready (False only when Invalid) and Degraded, each with reason,
+ *   conditions          Ready (False only when Invalid), Degraded, and Warnings (True when
+ *                       core/warnings.ts finds something; never changes status.status), each with reason,
  *                       message, observedGeneration; lastTransitionTime changes only when
  *                       the condition's status does
  *   observedGeneration  the generation this status was computed for
@@ -18,6 +19,7 @@ import type { Operation } from 'fast-json-patch';
 import type { InvalidRule } from '../../core/resolve.js';
 import { serviceIPs } from '../../core/resolve.js';
 import { validateRoute } from '../../core/schema.js';
+import { routeWarnings, type WarningReason } from '../../core/warnings.js';
 import { API_GROUP, API_VERSION, type Route, type RouteCondition, type RouteStatus, type Service } from '../../core/types.js';
 import type { RouteAggregate } from './status-index.js';
 
@@ -27,6 +29,8 @@ const MAX_MESSAGE = 4096;
 
 export const CONDITION_READY = 'Ready';
 export const CONDITION_DEGRADED = 'Degraded';
+/** True when core/warnings.ts has something to say (a default route moving Service traffic, a per-node gateway written as one address). */
+export const CONDITION_WARNINGS = 'Warnings';
 
 export interface StatusInputs {
   route: Route;
@@ -102,9 +106,16 @@ export function routeStatus(inputs: StatusInputs): { status: RouteStatus; events
     ? condition(CONDITION_DEGRADED, 'True', degradedReason, problems.join('. '), generation, prev, now)
     : condition(CONDITION_DEGRADED, 'False', 'AsExpected', 'every Service rule resolves and no other Route overrides this one', generation, prev, now);
 
+  // Valid but probably not meant (core/warnings.ts): reported, without degrading the Route.
+  const warnings = routeWarnings(route, inputs.service);
+  const reasons = [...new Set(warnings.map((w) => w.reason))];
+  const warning = warnings.length
+    ? condition(CONDITION_WARNINGS, 'True', reasons.length === 1 ? reasons[0]! : 'MultipleWarnings', listed(warnings, (w) => w.message), generation, prev, now)
+    : condition(CONDITION_WARNINGS, 'False', 'None', 'no default route that moves Service traffic, no literal gateway that differs between nodes', generation, prev, now);
+
   const status: RouteStatus = {
     status: invalid.length ? 'Invalid' : problems.length ? 'Degraded' : 'Active',
-    conditions: [ready, degraded],
+    conditions: [ready, degraded, warning],
     ...(generation !== undefined ? { observedGeneration: generation } : {}),
     matchedPods: aggregate.matchedPods,
     appliedPods: aggregate.appliedPods,
@@ -115,6 +126,7 @@ export function routeStatus(inputs: StatusInputs): { status: RouteStatus; events
   const events = [
     ...invalid.map((p): RouteEvent => ({ reason: 'InvalidRule', message: `${p.field}: ${p.error}` })),
     ...lost.map((c): RouteEvent => ({ reason: 'RouteConflict', message: c.message })),
+    ...warnings.map((w): RouteEvent => ({ reason: w.reason, message: w.message })),
   ];
   return { status, events };
 }
@@ -135,7 +147,7 @@ export function statusEqual(a: RouteStatus | undefined, b: RouteStatus | undefin
 }
 
 /** An Event to record on a Route. */
-export interface RouteEvent { reason: 'InvalidRule' | 'RouteConflict'; message: string }
+export interface RouteEvent { reason: 'InvalidRule' | 'RouteConflict' | WarningReason; message: string }
 
 /**
  * The JSON Patch for routes/<name>/status that sets `status`, only if the Route is still at
