@@ -18,7 +18,7 @@ import {
   type KubeConfig, type V1Namespace, type V1Pod,
 } from '@kubernetes/client-node';
 import type { Namespace, Pod } from '../../core/types.js';
-import type { AgentLogger } from '../log.js';
+import type { Logger } from '../../platform/log.js';
 import { RetryingListWatch } from './listwatch.js';
 import { apiClient, DEFAULT_API_TIMEOUT_MS, InFlight, type WatchDeadlines, type WatchFn } from '../../platform/kube-client.js';
 import type { KubeSink } from '../report/report.js';
@@ -86,7 +86,7 @@ export class PodSource {
   readonly what: string;
   private readonly lw: RetryingListWatch<V1Pod>;
 
-  constructor(kc: KubeConfig, readonly nodeName: string, handler: PodHandler, log: AgentLogger, o: SourceOptions = {}) {
+  constructor(kc: KubeConfig, readonly nodeName: string, handler: PodHandler, log: Logger, o: SourceOptions = {}) {
     const inflight = new InFlight();
     const core = apiClient(kc, CoreV1Api, o.apiTimeoutMs ?? DEFAULT_API_TIMEOUT_MS, inflight);
     const fieldSelector = `spec.nodeName=${nodeName}`;
@@ -131,7 +131,7 @@ export class NamespaceSource {
   readonly what = 'namespaces';
   private readonly lw: RetryingListWatch<V1Namespace>;
 
-  constructor(kc: KubeConfig, handler: NamespaceHandler, log: AgentLogger, o: SourceOptions = {}) {
+  constructor(kc: KubeConfig, handler: NamespaceHandler, log: Logger, o: SourceOptions = {}) {
     const inflight = new InFlight();
     const core = apiClient(kc, CoreV1Api, o.apiTimeoutMs ?? DEFAULT_API_TIMEOUT_MS, inflight);
     this.lw = new RetryingListWatch<V1Namespace>(kc, {

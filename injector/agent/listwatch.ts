@@ -21,7 +21,7 @@
  *   it (and before the handler sees it), so a cache holds only what is read.
  */
 import { ListWatch, type KubeConfig, type KubernetesObject, type Watch } from '@kubernetes/client-node';
-import type { AgentLogger } from '../log.js';
+import type { Logger } from '../../platform/log.js';
 import { DeadlineWatch, Progress, type InFlight, type WatchDeadlines, type WatchFn } from '../../platform/kube-client.js';
 
 /** What a list call returns (client-node's typed lists). */
@@ -48,7 +48,7 @@ export interface RetryingListWatchOptions<T extends KubernetesObject> {
   /** Applied to every object listed or watched; must keep metadata name, namespace and resourceVersion. */
   transform?: (obj: T) => T;
   handler: ListWatchHandler<T>;
-  log: AgentLogger;
+  log: Logger;
   random?: () => number;
   /** Connect and idle deadlines of the watch. */
   watchDeadlines?: WatchDeadlines;
@@ -87,7 +87,7 @@ export class RetryingListWatch<T extends KubernetesObject> {
       const res = await o.list();
       this.failures = 0;
       this.progress.mark('listed');
-      o.log.debug('listed', { what: o.what, count: res.items.length });
+      o.log.debug({ what: o.what, count: res.items.length }, 'listed');
       return { ...res, items: res.items.map(shrink) };
     };
     const inner = o.watch ?? new DeadlineWatch(kc, o.watchDeadlines);
@@ -164,7 +164,7 @@ export class RetryingListWatch<T extends KubernetesObject> {
   private restartLater(err: unknown): void {
     if (this.stopped || this.timer) return;
     const wait = this.delay(this.failures++);
-    this.o.log.warn('list/watch failed; retrying', { what: this.o.what, error: (err as Error)?.message ?? String(err), retryInMs: wait });
+    this.o.log.warn({ what: this.o.what, error: (err as Error)?.message ?? String(err), retryInMs: wait }, 'list/watch failed; retrying');
     this.o.onFailure?.(err);
     this.progress.mark('retry scheduled');
     this.timer = setTimeout(() => {

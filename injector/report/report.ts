@@ -15,7 +15,7 @@
  */
 import { STATUS_ANNOTATION, PLAN_ANNOTATION, READY_CONDITION, type Pod } from '../../core/types.js';
 import { decodeInjectorStatus } from '../../core/injector-status.js';
-import type { AgentLogger } from '../log.js';
+import { forPod, type Logger } from '../../platform/log.js';
 import { hasReadinessGate, podKey } from '../pod.js';
 import type { AgentMetrics } from '../metrics.js';
 import { readyCondition, statusBody, statusKey, type PodOutcome, type ReadyCondition } from './status.js';
@@ -60,7 +60,7 @@ export class Reporter {
   private readonly waiters: (() => void)[] = [];
 
   constructor(private readonly sink: KubeSink, private readonly node: string, private readonly metrics: AgentMetrics,
-    private readonly log: AgentLogger, private readonly now: () => Date = () => new Date()) {}
+    private readonly log: Logger, private readonly now: () => Date = () => new Date()) {}
 
   /** The latest pod object (from the watch): what it carries is what writes are compared to. */
   observe(pod: Pod): void {
@@ -106,7 +106,7 @@ export class Reporter {
     this.sink.createEvent(s.id, { type, reason, message: message.slice(0, 1000) }).catch((e: unknown) => {
       s.events.delete(key); // not sent: allow it again
       this.metrics.failure('report-error');
-      this.log.warn('cannot create Event', { pod: podKey(s.pod), reason, error: (e as Error).message });
+      forPod(this.log, podKey(s.pod)).warn({ reason, error: (e as Error).message }, 'cannot create Event');
     });
   }
 
@@ -198,12 +198,12 @@ export class Reporter {
       if (code === 404 || code === 409 || code === 422) {
         // Gone (404), or replaced by a pod of the same name: the UID we send then differs and
         // the API refuses it as an immutable-field change (422). Retrying cannot help.
-        this.log[code === 404 ? 'debug' : 'warn']('pod gone or replaced while reporting; dropping its report', { pod: podKey(pod), status: code, error: (e as Error).message.slice(0, 300) });
+        forPod(this.log, podKey(pod))[code === 404 ? 'debug' : 'warn']({ status: code, error: (e as Error).message.slice(0, 300) }, 'pod gone or replaced while reporting; dropping its report');
         this.slots.delete(s.id.uid);
         return true;
       }
       this.metrics.failure('report-error');
-      this.log.warn('cannot report on pod; retrying', { pod: podKey(pod), error: (e as Error).message, retryInMs: s.retryMs });
+      forPod(this.log, podKey(pod)).warn({ error: (e as Error).message, retryInMs: s.retryMs }, 'cannot report on pod; retrying');
       return false;
     }
   }
