@@ -9,6 +9,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { basename, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { decodeInjectorStatus, type InjectorStatus } from '../core/injector-status.js';
@@ -118,7 +119,7 @@ async function until<T>(what: string, fn: () => Promise<T | null | undefined | f
       if (v) return v;
     } catch (e) { last = e; }
     if (Date.now() > deadline) throw new Error(`${what}: not so after ${ms / 1000} s${last instanceof Error ? ` (${last.message})` : ''}`);
-    await new Promise((r) => setTimeout(r, every));
+    await sleep(every);
   }
 }
 

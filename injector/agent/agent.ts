@@ -35,7 +35,8 @@ import type { StartReport } from '../../core/injector-status.js';
 import { readFileSync, realpathSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { podIPs, podKey } from '../pod.js';
-import { WorkQueue } from './queue.js';
+import { WorkQueue } from '../../platform/queue.js';
+import { backoffMs } from '../../platform/backoff.js';
 import { PodSync, podSettling, type KeeperTuning, type PodRec } from './sync.js';
 import type { CniCacheIndex, PodRef } from '../discovery/discovery.js';
 import type { AgentMetrics } from '../metrics.js';
@@ -132,13 +133,18 @@ export class Agent {
       requeueAfter: (uid, ms) => this.queue.addAfter(uid, ms),
       holdForCni: (uid, pod, loc) => this.holdForCni(uid, pod, loc),
     });
-    this.queue = new WorkQueue(opts.maxParallel, (uid) => this.run(uid), (uid, e) => {
-      const rec = this.pods.get(uid);
-      forPod(opts.log, rec ? podKey(rec.pod) : uid).error({ error: (e as Error).stack ?? String(e) }, 'pod sync failed; retrying');
-      opts.metrics.failure('apply-error');
-      const n = rec ? ++rec.failures : 1;
-      this.queue.addAfter(uid, Math.min(60_000, 500 * 2 ** Math.min(n, 7)));
+    this.queue = new WorkQueue({
+      concurrency: opts.maxParallel,
+      handler: (uid) => this.run(uid),
+      onError: (uid, e) => {
+        const rec = this.pods.get(uid);
+        forPod(opts.log, rec ? podKey(rec.pod) : uid).error({ error: (e as Error).stack ?? String(e) }, 'pod sync failed; retrying');
+        opts.metrics.failure('apply-error');
+        const n = rec ? ++rec.failures : 1;
+        this.queue.addAfter(uid, backoffMs(n - 1, { initialMs: 1000, maxMs: 60_000 }));
+      },
     });
+    this.queue.start();
   }
 
   podAdded(pod: Pod): void {
@@ -265,7 +271,7 @@ export class Agent {
   /** Stop: no more syncs; every keeper closed; routes and state stay as they are. */
   stop(): void {
     this.stopped = true;
-    this.queue.stop();
+    void this.queue.stop();
     for (const rec of this.pods.values()) this.sync.closeKeeper(rec);
     this.gauges();
   }

@@ -19,6 +19,7 @@ import {
 } from '@kubernetes/client-node';
 import type { Namespace, Pod } from '../../core/types.js';
 import type { Logger } from '../../platform/log.js';
+import { eventObject } from '../../platform/events.js';
 import { RetryingListWatch } from './listwatch.js';
 import { apiClient, DEFAULT_API_TIMEOUT_MS, InFlight, type WatchDeadlines, type WatchFn } from '../../platform/kube-client.js';
 import type { KubeSink } from '../report/report.js';
@@ -176,17 +177,14 @@ export function kubeSink(kc: KubeConfig, nodeName: string, now: () => Date = () 
       }, strategic);
     },
     async createEvent(pod, ev) {
-      const t = now();
       await core.createNamespacedEvent({
         namespace: pod.namespace,
-        body: {
-          metadata: { generateName: `${pod.name}.`, namespace: pod.namespace },
-          involvedObject: { apiVersion: 'v1', kind: 'Pod', name: pod.name, namespace: pod.namespace, uid: pod.uid },
+        body: eventObject({
+          involved: { apiVersion: 'v1', kind: 'Pod', name: pod.name, namespace: pod.namespace, uid: pod.uid },
+          namespace: pod.namespace, generateName: `${pod.name}.`,
           type: ev.type, reason: ev.reason, message: ev.message,
-          source: { component: 'ovnkube-route-injector', host: nodeName },
-          reportingComponent: 'ovnkube-route-injector', reportingInstance: nodeName,
-          firstTimestamp: t, lastTimestamp: t, count: 1,
-        },
+          component: 'ovnkube-route-injector', instance: nodeName, host: nodeName, now: now(),
+        }) as never,
       });
     },
   };

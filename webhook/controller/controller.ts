@@ -29,8 +29,10 @@ import {
 import type { ControllerMetrics } from './metrics.js';
 import { apiClient, DEFAULT_API_TIMEOUT_MS } from '../../platform/kube-client.js';
 import { forPod, forRoute, silentLogger, type Logger } from '../../platform/log.js';
-import { classifyApiError, planPatch } from './patch.js';
-import { TokenBucket, WorkQueue, type WorkResult } from './queue.js';
+import { planPatch } from './patch.js';
+import { classifyApiError } from '../../platform/api-errors.js';
+import { backoffMs } from '../../platform/backoff.js';
+import { TokenBucket, WorkQueue, type WorkResult } from '../../platform/queue.js';
 import { EventRecorder, type CreateEvent } from './events.js';
 import { desiredPlan, isSystemSigned } from '../plan.js';
 import { podIsDone, podKey, splitPodKey, type CachedPod } from '../caches/pods.js';
@@ -116,6 +118,7 @@ export class Controller {
     this.queue = new WorkQueue({
       concurrency: opts.concurrency,
       handler: (key) => this.reconcile(key),
+      retry: {},
       onError: (key, err, dropped) => forPod(this.log, key).error({ err: (err as Error)?.message ?? String(err), dropped }, 'pod reconcile failed'),
     });
     this.events = new EventRecorder({
@@ -268,7 +271,7 @@ export class Controller {
     if (this.dirtyRoutes.size && this.running && !this.statusTimer && !this.flushing) {
       // Back off while writes fail; otherwise at most one batch every statusDelayMs.
       const base = this.opts.statusDelayMs ?? 1000;
-      const delay = Math.min(60_000, base * 2 ** Math.min(this.statusFailures, 6));
+      const delay = this.statusFailures ? backoffMs(this.statusFailures, { initialMs: base, maxMs: Math.min(60_000, base * 64) }) : base;
       this.statusTimer = setTimeout(() => { this.statusTimer = undefined; this.flushing = this.flushStatus().finally(() => { this.flushing = undefined; this.markRoutes([]); }); }, delay);
       this.statusTimer.unref();
     }
