@@ -2,6 +2,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { closest } from '../core/suggest.js';
 
 export { closest } from '../core/suggest.js';
+import type { Logger } from '../platform/log.js';
 
 /**
  * Shared conventions for `ovnkube-route` commands: every command module exports a Command;
@@ -73,7 +74,8 @@ export async function runUntilSignal(
   opts: { graceMs?: number; onOverrun?: (finished: boolean, graceMs: number) => void } = {},
 ): Promise<void> {
   const graceMs = opts.graceMs ?? 20_000;
-  const onOverrun = opts.onOverrun ?? defaultOverrun;
+  // pino is loaded here, not at the top: the offline commands never pay for it.
+  const onOverrun = opts.onOverrun ?? defaultOverrun((await import('../platform/log.js')).createLogger(process.stderr));
   const ac = new AbortController();
   let finished = false;
   const stop = (): void => {
@@ -96,8 +98,8 @@ export async function runUntilSignal(
   }
 }
 
-function defaultOverrun(finished: boolean, graceMs: number): void {
+const defaultOverrun = (log: Logger) => (finished: boolean, graceMs: number): void => {
   const why = graceMs === 0 ? 'second signal during shutdown' : `shutdown did not finish within ${graceMs / 1000} s`;
-  process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level: 'error', msg: `${why}; exiting`, runFinished: finished })}\n`);
+  log.error({ runFinished: finished }, `${why}; exiting`);
   process.exit(finished ? (typeof process.exitCode === 'number' ? process.exitCode : 0) : 1);
-}
+};

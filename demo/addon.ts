@@ -15,6 +15,7 @@ import { execFile } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { kubeConfigWithToken } from '../test/cluster/helpers.js';
@@ -50,7 +51,7 @@ async function waitFor(what: string, proc: ServerProcess, ok: () => Promise<bool
     if (ended) throw new Error(`${what}: ${proc.name} ${ended}; last lines of ${proc.logPath}:\n${logTail(proc.logPath)}`);
     if (await ok().catch(() => false)) return;
     if (Date.now() > deadline) throw new Error(`${what}: not so after ${ms / 1000} s; last lines of ${proc.logPath}:\n${logTail(proc.logPath)}`);
-    await new Promise((r) => setTimeout(r, 200));
+    await sleep(200);
   }
 }
 

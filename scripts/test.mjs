@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// `npm test`: build, then run every tap test under dist/test (or only the paths given, e.g.
-// `npm test -- test/core`). Tiers that cannot run here (no root, no control plane) are listed
+// `npm test`: build, lint, then run every tap test under dist/test (or only the paths given,
+// e.g. `npm test -- test/core`). Tiers that cannot run here (no root, no control plane) are listed
 // loudly at the end; under CI=true such a tier fails instead of skipping (test/util/tier.ts).
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
@@ -22,7 +22,19 @@ if (major < 24) {
 const build = spawnSync(process.execPath, [join(root, 'scripts', 'build.mjs')], { stdio: 'inherit' });
 if (build.status !== 0) process.exit(build.status ?? 1);
 
-const args = process.argv.slice(2);
+// Lint (eslint.config.js, type-aware) before tap: an error fails the run, warnings are
+// printed. `--no-lint` skips it, for a quick re-run of one file while iterating.
+const noLint = process.argv.includes('--no-lint');
+if (!noLint) {
+  const lint = spawnSync(process.execPath, [join(root, 'node_modules', 'eslint', 'bin', 'eslint.js'), '.'], { cwd: root, stdio: 'inherit' });
+  if (lint.status !== 0) {
+    console.error('[test] lint errors (above) fail the run; `npx eslint . --fix` fixes some of them');
+    process.exit(lint.status ?? 1);
+  }
+  console.log('[test] lint: no errors');
+}
+
+const args = process.argv.slice(2).filter((a) => a !== '--no-lint');
 const files = args.filter((a) => !a.startsWith('-')).map((a) => {
   const rel = a.replace(/^\.?\/?/, '').replace(/\.ts$/, '.js');
   return join('dist', rel.startsWith('dist/') ? rel.slice(5) : rel);

@@ -18,6 +18,7 @@ import { DEFAULT_API_TIMEOUT_MS, DEFAULT_WATCH_CONNECT_MS, DEFAULT_WATCH_IDLE_MS
 import { createWebhookMetrics, type WebhookMetrics } from './admission/metrics.js';
 import { loadServingCert, watchServingCert } from './admission/tls.js';
 import { shareConnections } from '../platform/kube-connections.js';
+import { createLogger } from '../platform/log.js';
 
 /** Read the plan key files, in order (the first signs). Errors name the file. */
 export async function loadPlanKeys(files: readonly string[]): Promise<PlanKey[]> {
@@ -108,13 +109,13 @@ export async function runWebhook(config: WebhookConfig, opts: RunOptions): Promi
   collectDefaultMetrics({ register: registry });
 
   let metrics: WebhookMetrics | undefined;
-  let log: { info: (o: object, m: string) => void; warn: (o: object, m: string) => void; error: (o: object, m: string) => void } | undefined;
+  const log = createLogger(opts.logStream, config.logLevel);
   // Shared with the controller's pod cache.
   const observer: InformerObserver = {
-    onList: (resource, count) => { metrics?.observeList(resource); log?.info({ resource, count }, 'cache listed'); },
+    onList: (resource, count) => { metrics?.observeList(resource); log.info({ resource, count }, 'cache listed'); },
     onError: (resource, err, retryInMs) => {
       metrics?.observeWatchError(resource);
-      log?.warn({ resource, err: (err as Error)?.message ?? String(err), retryInMs }, 'cache list/watch failed; retrying');
+      log.warn({ resource, err: (err as Error)?.message ?? String(err), retryInMs }, 'cache list/watch failed; retrying');
     },
   };
   const d = opts.deadlines ?? {
@@ -126,7 +127,7 @@ export async function runWebhook(config: WebhookConfig, opts: RunOptions): Promi
     apiTimeoutMs: d.apiTimeoutMs,
     watchDeadlines,
     backoff: { maxMs: d.maxBackoffMs },
-    report: (err, ev) => log?.error({ err, resource: ev.resource, type: ev.type }, 'cache change subscriber failed'),
+    report: (err, ev) => log.error({ err, resource: ev.resource, type: ev.type }, 'cache change subscriber failed'),
   });
   metrics = createWebhookMetrics(registry, caches);
   let controller: RunningController | undefined;
@@ -137,25 +138,24 @@ export async function runWebhook(config: WebhookConfig, opts: RunOptions): Promi
     registry,
     metrics,
     https: { cert: serving.cert, key: serving.key },
-    logger: { level: config.logLevel, stream: opts.logStream },
+    logger: log,
   });
-  log = app.log;
   metrics.observeCertInUse(serving.notAfter.getTime() / 1000);
 
   caches.start();
-  void caches.synced.then(() => log?.info(caches.sizes(), 'caches synced; ready'));
+  void caches.synced.then(() => log.info(caches.sizes(), 'caches synced; ready'));
   let watcher: { close(): void } | undefined;
   try {
     if (config.controller.enabled) {
       controller = startController({
-        kc, config: config.controller, caches, mode: config.mode, keys, registry, log: app.log, observer, apiTimeoutMs: d.apiTimeoutMs, watchDeadlines,
+        kc, config: config.controller, caches, mode: config.mode, keys, registry, log, observer, apiTimeoutMs: d.apiTimeoutMs, watchDeadlines,
       });
-      app.log.info({ identity: controller.identity, lease: `${config.controller.leaseNamespace}/${config.controller.leaseName}` }, 'controller campaigning for leadership');
+      log.info({ identity: controller.identity, lease: `${config.controller.leaseNamespace}/${config.controller.leaseName}` }, 'controller campaigning for leadership');
     }
     await app.listen({ host: config.listenAddress, port: config.port });
     const addr = app.server.address();
     const port = typeof addr === 'object' && addr ? addr.port : config.port;
-    app.log.info({ port, mode: config.mode, keyIds: keys.map((k) => k.id), certNotAfter: serving.notAfter }, 'webhook listening');
+    log.info({ port, mode: config.mode, keyIds: keys.map((k) => k.id), certNotAfter: serving.notAfter }, 'webhook listening');
     opts.onListening?.(port);
     watcher = watchServingCert({
       server: app.server as unknown as { setSecureContext(o: object): void },
@@ -165,12 +165,12 @@ export async function runWebhook(config: WebhookConfig, opts: RunOptions): Promi
       onReload: (c) => {
         metrics!.observeCertReload(true);
         metrics!.observeCertInUse(c.notAfter.getTime() / 1000);
-        app.log.info({ fingerprint: c.fingerprint, notAfter: c.notAfter }, 'serving certificate reloaded');
+        log.info({ fingerprint: c.fingerprint, notAfter: c.notAfter }, 'serving certificate reloaded');
       },
-      onError: (e) => { metrics!.observeCertReload(false); app.log.error({ err: e.message }, 'serving certificate not reloaded; keeping the previous one'); },
+      onError: (e) => { metrics!.observeCertReload(false); log.error({ err: e.message }, 'serving certificate not reloaded; keeping the previous one'); },
     });
     if (!opts.signal.aborted) await new Promise((resolve) => opts.signal.addEventListener('abort', resolve, { once: true }));
-    app.log.info('shutting down');
+    log.info('shutting down');
   } finally {
     watcher?.close();
     // The leader releases the Lease first, so another replica takes over while we drain.

@@ -27,7 +27,7 @@
  */
 import type { PlanKey } from '../../core/plan-codec.js';
 import type { Namespace, Pod } from '../../core/types.js';
-import type { AgentLogger } from '../log.js';
+import { forPod, type Logger } from '../../platform/log.js';
 import { NamespaceCache } from './namespaces.js';
 import { check as checkNetns, locateNetns, type LocateDeps, type Located } from './netns.js';
 import type { CniAnswer, CniRequest } from '../cni/server.js';
@@ -35,7 +35,8 @@ import type { StartReport } from '../../core/injector-status.js';
 import { readFileSync, realpathSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { podIPs, podKey } from '../pod.js';
-import { WorkQueue } from './queue.js';
+import { WorkQueue } from '../../platform/queue.js';
+import { backoffMs } from '../../platform/backoff.js';
 import { PodSync, podSettling, type KeeperTuning, type PodRec } from './sync.js';
 import type { CniCacheIndex, PodRef } from '../discovery/discovery.js';
 import type { AgentMetrics } from '../metrics.js';
@@ -64,7 +65,7 @@ export interface AgentOptions {
   state: AgentState;
   reporter: Reporter;
   metrics: AgentMetrics;
-  log: AgentLogger;
+  log: Logger;
   /** Pods whose netns is set up or re-planned at the same time. */
   maxParallel: number;
   keeper?: KeeperTuning;
@@ -132,13 +133,18 @@ export class Agent {
       requeueAfter: (uid, ms) => this.queue.addAfter(uid, ms),
       holdForCni: (uid, pod, loc) => this.holdForCni(uid, pod, loc),
     });
-    this.queue = new WorkQueue(opts.maxParallel, (uid) => this.run(uid), (uid, e) => {
-      const rec = this.pods.get(uid);
-      opts.log.error('pod sync failed; retrying', { pod: rec ? podKey(rec.pod) : uid, error: (e as Error).stack ?? String(e) });
-      opts.metrics.failure('apply-error');
-      const n = rec ? ++rec.failures : 1;
-      this.queue.addAfter(uid, Math.min(60_000, 500 * 2 ** Math.min(n, 7)));
+    this.queue = new WorkQueue({
+      concurrency: opts.maxParallel,
+      handler: (uid) => this.run(uid),
+      onError: (uid, e) => {
+        const rec = this.pods.get(uid);
+        forPod(opts.log, rec ? podKey(rec.pod) : uid).error({ error: (e as Error).stack ?? String(e) }, 'pod sync failed; retrying');
+        opts.metrics.failure('apply-error');
+        const n = rec ? ++rec.failures : 1;
+        this.queue.addAfter(uid, backoffMs(n - 1, { initialMs: 1000, maxMs: 60_000 }));
+      },
     });
+    this.queue.start();
   }
 
   podAdded(pod: Pod): void {
@@ -169,10 +175,10 @@ export class Agent {
     this.synced = true;
     try {
       const removed = this.opts.state.collect(new Set([...this.pods.keys()].filter((u) => !this.pods.get(u)!.deleted)));
-      if (removed.length) this.opts.log.info('removed state of pods no longer on this node', { keys: removed });
+      if (removed.length) this.opts.log.info({ keys: removed }, 'removed state of pods no longer on this node');
     } catch (e) {
       this.opts.metrics.failure('state-error');
-      this.opts.log.error('cannot clean the state dir', { dir: this.opts.state.defaultsDir, error: (e as Error).message });
+      this.opts.log.error({ dir: this.opts.state.defaultsDir, error: (e as Error).message }, 'cannot clean the state dir');
     }
   }
 
@@ -199,7 +205,7 @@ export class Agent {
   /** The first full namespace list is in: pods whose plan waited for it are looked at now. */
   namespacesSynced(): void {
     if (!this.namespaces.markSynced() || this.stopped) return;
-    this.opts.log.info('namespaces listed; plans may be applied', { namespaces: this.namespaces.size, pods: this.pods.size });
+    this.opts.log.info({ namespaces: this.namespaces.size, pods: this.pods.size }, 'namespaces listed; plans may be applied');
     this.resyncAll();
   }
 
@@ -265,7 +271,7 @@ export class Agent {
   /** Stop: no more syncs; every keeper closed; routes and state stay as they are. */
   stop(): void {
     this.stopped = true;
-    this.queue.stop();
+    void this.queue.stop();
     for (const rec of this.pods.values()) this.sync.closeKeeper(rec);
     this.gauges();
   }
@@ -275,7 +281,7 @@ export class Agent {
     if (!this.namespaces.set(ns) || !this.namespaces.synced || this.stopped || !name) return;
     // Before the first list is in, namespacesSynced() requeues every pod instead.
     const info = this.namespaces.info(name);
-    this.opts.log.info('namespace appeared or its opt-out changed; re-evaluating its pods', { namespace: name, optedOut: info.known && info.optedOut });
+    this.opts.log.info({ namespace: name, optedOut: info.known && info.optedOut }, 'namespace appeared or its opt-out changed; re-evaluating its pods');
     for (const [uid, rec] of this.pods) if (rec.pod.metadata?.namespace === name) this.queue.add(uid);
   }
 
@@ -295,8 +301,8 @@ export class Agent {
       hint.answer = a.ok ? 'applied' : a.reason;
       this.opts.metrics.cniRequest(result, (Date.now() - t0) / 1000);
       const fields = { pod: `${req.namespace}/${req.name}`, sandbox: req.containerId.slice(0, 12), ms: Date.now() - t0, waitedForPodMs: tPod };
-      if (a.ok) this.opts.log.info('routes written during CNI ADD', { ...fields, plan: a.plan, applied: a.applied, skipped: a.skipped });
-      else this.opts.log.info('routes not written during CNI ADD; they follow once possible', { ...fields, reason: a.reason });
+      if (a.ok) this.opts.log.info({ ...fields, plan: a.plan, applied: a.applied, skipped: a.skipped }, 'routes written during CNI ADD');
+      else this.opts.log.info({ ...fields, reason: a.reason }, 'routes not written during CNI ADD; they follow once possible');
       return a;
     };
     if (this.stopped) return answer({ ok: false, reason: 'the agent is stopping' }, 'not-applied');

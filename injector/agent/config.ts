@@ -45,8 +45,9 @@ export interface AgentConfig {
   watchIdleMs: number;
 }
 
-export { AGENT_LOG_LEVELS, type AgentLogLevel } from '../log.js';
-import { AGENT_LOG_LEVELS, type AgentLogLevel } from '../log.js';
+/** The agent's log levels (platform/log.ts), most severe first. */
+export const AGENT_LOG_LEVELS = ['error', 'warn', 'info', 'debug'] as const;
+export type AgentLogLevel = (typeof AGENT_LOG_LEVELS)[number];
 
 /** Error of a bad flag or variable; the message names it and what was expected. */
 export class AgentConfigError extends Error {

@@ -7,7 +7,7 @@
  */
 import { readFileSync, statSync } from 'node:fs';
 import { parsePlanKey, type PlanKey } from '../../core/plan-codec.js';
-import type { AgentLogger } from '../log.js';
+import type { Logger } from '../../platform/log.js';
 
 /** Read and parse one key file; the error names the file. */
 export function readPlanKeyFile(file: string): PlanKey {
@@ -40,7 +40,7 @@ export class KeyRing {
   private timer: NodeJS.Timeout | null = null;
 
   /** Loads every file now; throws (naming the file) when one cannot be used. */
-  constructor(private readonly files: string[], private readonly log: AgentLogger) {
+  constructor(private readonly files: string[], private readonly log: Logger) {
     this.current = files.map(readPlanKeyFile);
     this.prints = files.map(fingerprint);
   }
@@ -63,10 +63,10 @@ export class KeyRing {
       this.prints = prints;
       const changed = next.map((k) => k.id).join(',') !== this.ids().join(',');
       this.current = next;
-      if (changed) this.log.info('plan keys reloaded', { keyIds: this.ids() });
+      if (changed) this.log.info({ keyIds: this.ids() }, 'plan keys reloaded');
       return changed;
     } catch (e) {
-      this.log.error('plan key files changed but cannot be used; keeping the keys loaded before', { error: (e as Error).message, keyIds: this.ids() });
+      this.log.error({ error: (e as Error).message, keyIds: this.ids() }, 'plan key files changed but cannot be used; keeping the keys loaded before');
       return false;
     }
   }

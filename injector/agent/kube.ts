@@ -18,7 +18,8 @@ import {
   type KubeConfig, type V1Namespace, type V1Pod,
 } from '@kubernetes/client-node';
 import type { Namespace, Pod } from '../../core/types.js';
-import type { AgentLogger } from '../log.js';
+import type { Logger } from '../../platform/log.js';
+import { eventObject } from '../../platform/events.js';
 import { RetryingListWatch } from './listwatch.js';
 import { apiClient, DEFAULT_API_TIMEOUT_MS, InFlight, type WatchDeadlines, type WatchFn } from '../../platform/kube-client.js';
 import type { KubeSink } from '../report/report.js';
@@ -86,7 +87,7 @@ export class PodSource {
   readonly what: string;
   private readonly lw: RetryingListWatch<V1Pod>;
 
-  constructor(kc: KubeConfig, readonly nodeName: string, handler: PodHandler, log: AgentLogger, o: SourceOptions = {}) {
+  constructor(kc: KubeConfig, readonly nodeName: string, handler: PodHandler, log: Logger, o: SourceOptions = {}) {
     const inflight = new InFlight();
     const core = apiClient(kc, CoreV1Api, o.apiTimeoutMs ?? DEFAULT_API_TIMEOUT_MS, inflight);
     const fieldSelector = `spec.nodeName=${nodeName}`;
@@ -131,7 +132,7 @@ export class NamespaceSource {
   readonly what = 'namespaces';
   private readonly lw: RetryingListWatch<V1Namespace>;
 
-  constructor(kc: KubeConfig, handler: NamespaceHandler, log: AgentLogger, o: SourceOptions = {}) {
+  constructor(kc: KubeConfig, handler: NamespaceHandler, log: Logger, o: SourceOptions = {}) {
     const inflight = new InFlight();
     const core = apiClient(kc, CoreV1Api, o.apiTimeoutMs ?? DEFAULT_API_TIMEOUT_MS, inflight);
     this.lw = new RetryingListWatch<V1Namespace>(kc, {
@@ -176,17 +177,14 @@ export function kubeSink(kc: KubeConfig, nodeName: string, now: () => Date = () 
       }, strategic);
     },
     async createEvent(pod, ev) {
-      const t = now();
       await core.createNamespacedEvent({
         namespace: pod.namespace,
-        body: {
-          metadata: { generateName: `${pod.name}.`, namespace: pod.namespace },
-          involvedObject: { apiVersion: 'v1', kind: 'Pod', name: pod.name, namespace: pod.namespace, uid: pod.uid },
+        body: eventObject({
+          involved: { apiVersion: 'v1', kind: 'Pod', name: pod.name, namespace: pod.namespace, uid: pod.uid },
+          namespace: pod.namespace, generateName: `${pod.name}.`,
           type: ev.type, reason: ev.reason, message: ev.message,
-          source: { component: 'ovnkube-route-injector', host: nodeName },
-          reportingComponent: 'ovnkube-route-injector', reportingInstance: nodeName,
-          firstTimestamp: t, lastTimestamp: t, count: 1,
-        },
+          component: 'ovnkube-route-injector', instance: nodeName, host: nodeName, now: now(),
+        }) as never,
       });
     },
   };

@@ -23,7 +23,7 @@ import { Agent } from './agent.js';
 import type { AgentConfig } from './config.js';
 import { KeyRing } from './keys.js';
 import { kubeSink, listWatchLiveness, NamespaceSource, PodSource } from './kube.js';
-import { jsonLogger } from '../log.js';
+import { createLogger } from '../../platform/log.js';
 import { CniServer } from '../cni/server.js';
 import { installCni, uninstallCni } from '../cni/install.js';
 import { installRtProtos } from '../rt-protos.js';
@@ -47,7 +47,7 @@ export class AgentStartError extends Error {
 
 /** Run the agent until `signal` aborts. */
 export async function runAgent(config: AgentConfig, opts: RunAgentOptions): Promise<void> {
-  const log = jsonLogger(opts.logStream, config.logLevel);
+  const log = createLogger(opts.logStream, config.logLevel);
   let keys: KeyRing;
   try {
     keys = new KeyRing(config.planKeys, log);
@@ -113,7 +113,7 @@ export async function runAgent(config: AgentConfig, opts: RunAgentOptions): Prom
     podsSynced: () => {
       a.podsSynced();
       podsListed = true;
-      log.info('pods of the node listed; converging', { node: config.nodeName, pods: a.size, sandboxes: index.size, namespacesListed: a.namespacesAreSynced });
+      log.info({ node: config.nodeName, pods: a.size, sandboxes: index.size, namespacesListed: a.namespacesAreSynced }, 'pods of the node listed; converging');
     },
   }, log, sourceOptions);
   namespaces = new NamespaceSource(kc, {
@@ -123,10 +123,10 @@ export async function runAgent(config: AgentConfig, opts: RunAgentOptions): Prom
     namespacesSynced: () => a.namespacesSynced(),
   }, log, sourceOptions);
   const [podSource, nsSource] = [pods, namespaces];
-  log.info('starting', {
+  log.info({
     node: config.nodeName, keyIds: keys.ids(), cniCacheDir: config.cniCacheDir, netnsDir: config.netnsDir,
     stateDir: config.stateDir, netnsAnnotation: config.netnsAnnotation ?? null, maxParallel: config.maxParallel,
-  });
+  }, 'starting');
   const resync = setInterval(() => a.resyncAll(), config.resyncPeriodMs);
   // CNI-time injection: the socket first, then the plugin in the node's CNI conf (a pod
   // started meanwhile would only fail open).
@@ -139,25 +139,25 @@ export async function runAgent(config: AgentConfig, opts: RunAgentOptions): Prom
       } catch (e) {
         throw new AgentStartError(`cannot serve CNI requests on ${config.cni.socket}: ${(e as Error).message}`);
       }
-      log.info('serving CNI ADD requests', { socket: config.cni.socket, timeoutMs: config.cni.timeoutMs });
+      log.info({ socket: config.cni.socket, timeoutMs: config.cni.timeoutMs }, 'serving CNI ADD requests');
     }
     if (cniDirs && config.cni.socket) {
       try {
         const r = installCni({ ...cniDirs, socket: config.cni.socket, missedDir: config.cni.missedDir, timeoutMs: config.cni.timeoutMs + 500 });
-        log.info('CNI plugin installed', { binDir: cniDirs.binDir, conf: r.confFile, ...(r.replaced ? { replaced: r.replaced } : {}) });
+        log.info({ binDir: cniDirs.binDir, conf: r.confFile, ...(r.replaced ? { replaced: r.replaced } : {}) }, 'CNI plugin installed');
       } catch (e) {
         // Pods still start and get their routes after the fact: report, do not stop.
         metrics.failure('cni-install');
-        log.error('cannot install the CNI plugin; routes follow pod start asynchronously', { binDir: cniDirs.binDir, confDir: cniDirs.confDir, error: (e as Error).message });
+        log.error({ binDir: cniDirs.binDir, confDir: cniDirs.confDir, error: (e as Error).message }, 'cannot install the CNI plugin; routes follow pod start asynchronously');
       }
     }
     if (config.rtProtosDir) {
       try {
         const r = installRtProtos(config.rtProtosDir);
-        log.info(r.written ? 'named proto 111 for iproute2' : 'iproute2 name of proto 111 already in place', { file: r.file });
+        log.info({ file: r.file }, r.written ? 'named proto 111 for iproute2' : 'iproute2 name of proto 111 already in place');
       } catch (e) {
         // Only a name for `ip route` output: report, do not stop.
-        log.warn('cannot write the iproute2 name of proto 111', { dir: config.rtProtosDir, error: (e as Error).message });
+        log.warn({ dir: config.rtProtosDir, error: (e as Error).message }, 'cannot write the iproute2 name of proto 111');
       }
     }
     nsSource.start();
@@ -167,14 +167,14 @@ export async function runAgent(config: AgentConfig, opts: RunAgentOptions): Prom
     podSource.start();
     if (!opts.signal.aborted) await new Promise<void>((resolve) => opts.signal.addEventListener('abort', () => resolve(), { once: true }));
   } finally {
-    log.info('stopping; routes stay in place', { node: config.nodeName });
+    log.info({ node: config.nodeName }, 'stopping; routes stay in place');
     clearInterval(resync);
     if (cniDirs) {
       try {
         uninstallCni(cniDirs);
-        log.info('CNI plugin taken out of the node\'s CNI config', cniDirs);
+        log.info(cniDirs, 'CNI plugin taken out of the node\'s CNI config');
       } catch (e) {
-        log.warn('cannot take the CNI plugin out of the CNI config (it fails open meanwhile)', { ...cniDirs, error: (e as Error).message });
+        log.warn({ ...cniDirs, error: (e as Error).message }, 'cannot take the CNI plugin out of the CNI config (it fails open meanwhile)');
       }
     }
     await cniServer?.close();

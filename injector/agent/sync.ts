@@ -10,7 +10,7 @@
  */
 import { planHash, type PlanKey } from '../../core/plan-codec.js';
 import { PLAN_ANNOTATION, type Plan, type Pod } from '../../core/types.js';
-import type { AgentLogger } from '../log.js';
+import { forPod, type Logger } from '../../platform/log.js';
 import type { Located, NetnsSource } from './netns.js';
 import { agentIntent, type AgentIntent, type NamespaceInfo } from './namespaces.js';
 import { EMPTY_PLAN, isEmptyPlan, podKey } from '../pod.js';
@@ -70,7 +70,7 @@ export interface PodSyncDeps {
   state: AgentState;
   reporter: Reporter;
   metrics: AgentMetrics;
-  log: AgentLogger;
+  log: Logger;
   keeper?: KeeperTuning;
   now?: () => number;
   locate: (pod: Pod) => Promise<Located>;
@@ -152,7 +152,7 @@ export class PodSync {
       if (rec.rejectedValue !== intent.value) {
         rec.rejectedValue = intent.value;
         metrics.planRejected(intent.code);
-        log.warn('plan refused; the netns is left as it is', { pod: podKey(pod), code: intent.code, error: intent.error, keptPlan: rec.kept?.hash ?? null });
+        forPod(log, podKey(pod)).warn({ code: intent.code, error: intent.error, keptPlan: rec.kept?.hash ?? null }, 'plan refused; the netns is left as it is');
         reporter.warn(pod, 'PlanRejected', `the plan annotation was refused and not applied (${intent.code}): ${intent.error}. `
           + (rec.keeper ? `The last verified plan ${rec.kept?.hash} stays in force.` : 'No routes were changed.'));
       }
@@ -172,7 +172,7 @@ export class PodSync {
       // writing it now, from the loopback cache file, would only be done again, and slow that ADD.
       const hold = this.d.holdForCni?.(rec.uid, pod, loc) ?? 0;
       if (hold > 0) {
-        log.debug('new sandbox: its routes are written at its CNI ADD', { pod: podKey(pod), netns: loc.realPath, waitMs: hold });
+        forPod(log, podKey(pod)).debug({ netns: loc.realPath, waitMs: hold }, 'new sandbox: its routes are written at its CNI ADD');
         this.d.requeueAfter?.(rec.uid, hold);
         return;
       }
@@ -183,9 +183,9 @@ export class PodSync {
       this.claims.set(idKey(loc.id), rec.uid);
       const start = this.d.startOf?.(rec.uid, loc);
       if (start) rec.netns.start = start;
-      log.info('found pod netns', { pod: podKey(pod), netns: loc.realPath, source: loc.source, ...(start ? { start: start.mode } : {}) });
+      forPod(log, podKey(pod)).info({ netns: loc.realPath, source: loc.source, ...(start ? { start: start.mode } : {}) }, 'found pod netns');
       if (start?.mode === 'after-start') {
-        log.warn('the pod started before its routes (CNI-time injection failed open); writing them now', { pod: podKey(pod), why: start.reason });
+        forPod(log, podKey(pod)).warn({ why: start.reason }, 'the pod started before its routes (CNI-time injection failed open); writing them now');
       }
     }
     rec.netnsProblem = undefined;
@@ -201,7 +201,7 @@ export class PodSync {
       await this.startKeeper(rec, target);
     } else if (rec.kept?.hash !== target.hash) {
       rec.kept = target;
-      log.info('plan changed', { pod: podKey(pod), plan: target.hash });
+      forPod(log, podKey(pod)).info({ plan: target.hash }, 'plan changed');
       await rec.keeper.setPlan(target.plan);
     } else if (rec.skipsHeld && !podSettling(pod)) {
       // The pod's interfaces are set up now: look again, and announce what is still skipped.
@@ -233,10 +233,10 @@ export class PodSync {
     if (reason === undefined) return;
     const fields = { pod: podKey(rec.pod), reason, planAnnotation: podHasPlan(rec.pod), keptPlan: rec.kept?.hash ?? null };
     if (reason === 'opted-out' || reason === 'namespace-opted-out') {
-      this.d.log.info('opted out: no routes for the pod, routes of ours removed', fields);
+      this.d.log.info(fields, 'opted out: no routes for the pod, routes of ours removed');
     } else if (reason === 'namespace-unknown') {
-      this.d.log.info('namespace not seen yet: the plan waits and the netns is left as it is', fields);
-    } else this.d.log.debug('no plan applied', fields);
+      this.d.log.info(fields, 'namespace not seen yet: the plan waits and the netns is left as it is');
+    } else this.d.log.debug(fields, 'no plan applied');
   }
 
   /** Close the pod's keeper (routes stay), forget its netns and, with `removeState`, its saved defaults. */
@@ -249,10 +249,10 @@ export class PodSync {
         this.d.state.remove(rec.netns.key);
       } catch (e) {
         this.d.metrics.failure('state-error');
-        this.d.log.error('cannot remove state', { key: rec.netns.key, error: (e as Error).message });
+        this.d.log.error({ key: rec.netns.key, error: (e as Error).message }, 'cannot remove state');
       }
     }
-    this.d.log.info('released pod netns', { pod: podKey(rec.pod), netns: rec.netns.realPath, why });
+    forPod(this.d.log, podKey(rec.pod)).info({ netns: rec.netns.realPath, why }, 'released pod netns');
     rec.netns = undefined;
     rec.inForce = undefined;
   }
@@ -276,7 +276,7 @@ export class PodSync {
     if (rec.netnsProblem === loc.reason) return;
     rec.netnsProblem = loc.reason;
     if (loc.kind === 'wait') {
-      this.d.log.debug('waiting for the pod netns', { pod: podKey(pod), why: loc.reason });
+      forPod(this.d.log, podKey(pod)).debug({ why: loc.reason }, 'waiting for the pod netns');
       return;
     }
     this.d.metrics.failure('netns-refused');
@@ -285,7 +285,7 @@ export class PodSync {
       // A rival may already hold the netns (decided before this pod was known): look again.
       for (const uid of loc.rivals ?? []) this.d.requeue(uid);
     }
-    this.d.log.warn('netns refused', { pod: podKey(pod), why: loc.reason });
+    forPod(this.d.log, podKey(pod)).warn({ why: loc.reason }, 'netns refused');
     this.d.reporter.warn(pod, 'NetnsRefused', loc.reason);
     this.d.reporter.report(pod, { kind: 'refused', message: loc.reason });
   }
@@ -296,7 +296,7 @@ export class PodSync {
     const { saved, error } = this.d.state.load(n.key);
     if (error) {
       this.d.metrics.failure('state-error');
-      this.d.log.error('saved default route unreadable; moved aside, nothing to restore from it', { pod: podKey(rec.pod), error });
+      forPod(this.d.log, podKey(rec.pod)).error({ error }, 'saved default route unreadable; moved aside, nothing to restore from it');
       this.d.reporter.warn(rec.pod, 'StateCorrupt', `the saved original default route could not be read and was moved aside: ${error}`);
     }
     const store = this.d.state.store(n.key);
@@ -362,10 +362,9 @@ export class PodSync {
         rec.inForce = inForce;
         if (rec.netns && !isEmptyPlan(r.plan)) rec.netns.clean = false;
         if (r.result.changed || r.drift) {
-          log.info('routes applied', {
-            pod: podKey(pod), trigger: r.trigger, drift: r.drift, added: r.result.added.length, replaced: r.result.replaced.length,
+          forPod(log, podKey(pod)).info({ trigger: r.trigger, drift: r.drift, added: r.result.added.length, replaced: r.result.replaced.length,
             removed: r.result.removed.length, restored: r.result.restored.length, skipped: r.result.skipped.length,
-          });
+          }, 'routes applied');
         }
         const skipped = r.result.skipped;
         // While the pod's interfaces are being created, a missing or down device is the normal
@@ -397,12 +396,12 @@ export class PodSync {
       }
       case 'backoff':
         metrics.failure('backoff');
-        log.warn('routes keep drifting; backing off', { pod: podKey(pod), delayMs: r.delayMs, restores: r.restoresInWindow });
+        forPod(log, podKey(pod)).warn({ delayMs: r.delayMs, restores: r.restoresInWindow }, 'routes keep drifting; backing off');
         reporter.warn(pod, 'RouteFightBackOff', `the pod's routes were changed back ${r.restoresInWindow} times in a short while; restoring them only every ${Math.round(r.delayMs / 1000)} s`);
         return;
       case 'error':
         metrics.failure('apply-error');
-        log.warn('apply failed; retrying', { pod: podKey(pod), trigger: r.trigger, error: r.error.message });
+        forPod(log, podKey(pod)).warn({ trigger: r.trigger, error: r.error.message }, 'apply failed; retrying');
         reporter.warn(pod, 'ApplyFailed', r.error.message);
         reporter.report(pod, { kind: 'failed', message: r.error.message });
         return;

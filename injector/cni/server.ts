@@ -13,7 +13,7 @@
 import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
-import type { AgentLogger } from '../log.js';
+import type { Logger } from '../../platform/log.js';
 
 export interface CniRequest {
   containerId: string;
@@ -53,7 +53,7 @@ export function parseCniRequest(line: string): CniRequest | string {
 
 export interface CniServerOptions {
   path: string;
-  log: AgentLogger;
+  log: Logger;
   /** Answer one request (never rejects in practice; a rejection is answered as ok:false). */
   handle: (req: CniRequest) => Promise<CniAnswer>;
 }
@@ -109,7 +109,7 @@ export class CniServer {
       done = true;
       const req = parseCniRequest(buf.slice(0, nl));
       if (typeof req === 'string') {
-        this.o.log.warn('bad CNI request', { error: req });
+        this.o.log.warn({ error: req }, 'bad CNI request');
         answer({ ok: false, reason: `bad request: ${req}` });
         return;
       }

@@ -20,7 +20,7 @@
 import { open, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseCniCacheFile, type CniCacheEntry } from './cni-cache.js';
-import type { AgentLogger } from '../log.js';
+import type { Logger } from '../../platform/log.js';
 import { DirWatcher } from './watch.js';
 
 /** A pod as the cache names it: namespace/name, and the UID when the runtime passed one. */
@@ -34,7 +34,7 @@ export interface CacheLookup { sandbox: string; file: string; seenAt: number; po
 
 export interface CniCacheIndexOptions {
   onChange: (pods: PodRef[]) => void;
-  log: AgentLogger;
+  log: Logger;
   /** Unparsable files (counted once per content). */
   onParseError?: (file: string, error: string) => void;
   /** Files over maxFileBytes, refused (counted once per content). */
@@ -145,7 +145,7 @@ export class CniCacheIndex {
       try {
         names = await readdir(this.dir);
       } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') this.opts.log.warn('cannot read the CNI cache dir', { dir: this.dir, error: (e as Error).message });
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') this.opts.log.warn({ dir: this.dir, error: (e as Error).message }, 'cannot read the CNI cache dir');
         names = [];
       }
       const present = new Set(names);
@@ -155,7 +155,7 @@ export class CniCacheIndex {
 
   private enqueue(job: () => Promise<void>): Promise<void> {
     this.chain = this.chain.then(job).catch((e: unknown) => {
-      this.opts.log.error('CNI cache index refresh failed', { dir: this.dir, error: (e as Error).message });
+      this.opts.log.error({ dir: this.dir, error: (e as Error).message }, 'CNI cache index refresh failed');
     });
     return this.chain;
   }
@@ -230,14 +230,14 @@ export class CniCacheIndex {
         const content = `${st.mtimeMs}:${size}:too-large`;
         if (this.badContent.get(name) !== content) {
           this.badContent.set(name, content);
-          this.opts.log.warn('CNI cache file refused: larger than the cap (real ones are a few KiB)', { file: path, bytes: size, maxBytes: cap });
+          this.opts.log.warn({ file: path, bytes: size, maxBytes: cap }, 'CNI cache file refused: larger than the cap (real ones are a few KiB)');
           this.opts.onTooLarge?.(name, size);
         }
         return null;
       }
       text = buf.subarray(0, got).toString('utf8');
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') this.opts.log.warn('cannot read CNI cache file', { file: path, error: (e as Error).message });
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') this.opts.log.warn({ file: path, error: (e as Error).message }, 'cannot read CNI cache file');
       this.badContent.delete(name);
       return null;
     }
@@ -251,7 +251,7 @@ export class CniCacheIndex {
     const content = `${st.mtimeMs}:${st.size}`;
     if (this.badContent.get(name) !== content) {
       this.badContent.set(name, content);
-      this.opts.log.debug('CNI cache file does not parse (yet); reading it again when it changes', { file: path, error: r.error });
+      this.opts.log.debug({ file: path, error: r.error }, 'CNI cache file does not parse (yet); reading it again when it changes');
       this.opts.onParseError?.(name, r.error);
     }
     return 'keep';

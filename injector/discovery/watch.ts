@@ -20,7 +20,7 @@
  *   is called (a metric) and `onRewatch` asks for a rescan at once.
  */
 import { watch, type FSWatcher } from 'node:fs';
-import type { AgentLogger } from '../log.js';
+import type { Logger } from '../../platform/log.js';
 import { inotifyOverflowSentinel } from '../kernel/netns.js';
 
 /** Tells whether the inotify queue of a directory overflowed since the last call. */
@@ -31,7 +31,7 @@ export interface DirWatcherOptions {
   onNames: (names: Set<string>) => void;
   /** Called when a watch was (re-)established after a gap: events may have been missed. */
   onRewatch?: () => void;
-  log: AgentLogger;
+  log: Logger;
   /** Called when inotify events were lost to a queue overflow (a rescan is asked for too). */
   onOverflow?: () => void;
   /** Overflow detection (default: the native sentinel; tests may pass their own). */
@@ -64,15 +64,14 @@ export class DirWatcher {
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       if (!this.warnedMissing) {
-        this.opts.log.warn(code === 'ENOENT' ? 'directory does not exist yet; waiting for it' : 'cannot watch directory; retrying',
-          { dir: this.dir, error: (e as Error).message });
+        this.opts.log.warn({ dir: this.dir, error: (e as Error).message }, code === 'ENOENT' ? 'directory does not exist yet; waiting for it' : 'cannot watch directory; retrying');
         this.warnedMissing = true;
       }
       this.scheduleRetry();
       return false;
     }
     this.fsw.on('error', (e) => {
-      this.opts.log.warn('directory watch broke; re-establishing it', { dir: this.dir, error: e.message });
+      this.opts.log.warn({ dir: this.dir, error: e.message }, 'directory watch broke; re-establishing it');
       this.fsw?.close();
       this.fsw = null;
       this.sentinel?.close();
@@ -83,12 +82,12 @@ export class DirWatcher {
       this.sentinel = (this.opts.sentinel ?? inotifyOverflowSentinel)(this.dir);
     } catch (e) {
       if (!this.warnedSentinel) {
-        this.opts.log.warn('cannot detect inotify queue overflows; a lost event waits for the next rescan', { dir: this.dir, error: (e as Error).message });
+        this.opts.log.warn({ dir: this.dir, error: (e as Error).message }, 'cannot detect inotify queue overflows; a lost event waits for the next rescan');
         this.warnedSentinel = true;
       }
     }
     if (this.everWatched || this.warnedMissing) this.opts.onRewatch?.();
-    if (this.warnedMissing) this.opts.log.info('watching directory', { dir: this.dir });
+    if (this.warnedMissing) this.opts.log.info({ dir: this.dir }, 'watching directory');
     this.everWatched = true;
     this.warnedMissing = false;
     return true;
@@ -141,12 +140,12 @@ export class DirWatcher {
     try {
       overflowed = this.sentinel?.drain() ?? false;
     } catch (e) {
-      this.opts.log.warn('inotify overflow sentinel failed; closing it', { dir: this.dir, error: (e as Error).message });
+      this.opts.log.warn({ dir: this.dir, error: (e as Error).message }, 'inotify overflow sentinel failed; closing it');
       this.sentinel?.close();
       this.sentinel = null;
     }
     if (!overflowed) return;
-    this.opts.log.warn('inotify queue overflowed: events were lost; rescanning the directory now', { dir: this.dir });
+    this.opts.log.warn({ dir: this.dir }, 'inotify queue overflowed: events were lost; rescanning the directory now');
     this.opts.onOverflow?.();
     this.opts.onRewatch?.();
   }

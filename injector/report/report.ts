@@ -15,7 +15,9 @@
  */
 import { STATUS_ANNOTATION, PLAN_ANNOTATION, READY_CONDITION, type Pod } from '../../core/types.js';
 import { decodeInjectorStatus } from '../../core/injector-status.js';
-import type { AgentLogger } from '../log.js';
+import { forPod, type Logger } from '../../platform/log.js';
+import { statusCodeOf } from '../../platform/api-errors.js';
+import { backoffMs } from '../../platform/backoff.js';
 import { hasReadinessGate, podKey } from '../pod.js';
 import type { AgentMetrics } from '../metrics.js';
 import { readyCondition, statusBody, statusKey, type PodOutcome, type ReadyCondition } from './status.js';
@@ -41,6 +43,8 @@ interface Slot {
   dirty: boolean;
   wroteStatus?: string;
   wroteCond?: string;
+  /** Writes failed in a row, and the delay before the next retry (backoff.ts). */
+  failures: number;
   retryMs: number;
   retry?: NodeJS.Timeout;
   events: Map<string, number>;
@@ -48,19 +52,13 @@ interface Slot {
 
 const EVENT_REPEAT_MS = 3_600_000;
 
-function statusCodeOf(e: unknown): number | undefined {
-  const x = e as { statusCode?: unknown; code?: unknown; response?: { statusCode?: unknown } };
-  for (const c of [x?.statusCode, x?.code, x?.response?.statusCode]) if (typeof c === 'number') return c;
-  return undefined;
-}
-
 /** Writes pod reports and Events through a KubeSink. */
 export class Reporter {
   private readonly slots = new Map<string, Slot>();
   private readonly waiters: (() => void)[] = [];
 
   constructor(private readonly sink: KubeSink, private readonly node: string, private readonly metrics: AgentMetrics,
-    private readonly log: AgentLogger, private readonly now: () => Date = () => new Date()) {}
+    private readonly log: Logger, private readonly now: () => Date = () => new Date()) {}
 
   /** The latest pod object (from the watch): what it carries is what writes are compared to. */
   observe(pod: Pod): void {
@@ -75,7 +73,7 @@ export class Reporter {
       if (cur && s.wroteStatus === statusKey(cur, cur.node)) s.wroteStatus = undefined;
       const c = ((pod.status as { conditions?: PodCondition[] } | undefined)?.conditions ?? []).find((x) => x?.type === READY_CONDITION);
       if (c && s.wroteCond === `${c.status}\n${c.reason}\n${c.message}`) s.wroteCond = undefined;
-    } else this.slots.set(uid, { pod, id: { namespace: pod.metadata!.namespace ?? '', name: pod.metadata!.name ?? '', uid }, running: false, dirty: false, retryMs: 1000, events: new Map() });
+    } else this.slots.set(uid, { pod, id: { namespace: pod.metadata!.namespace ?? '', name: pod.metadata!.name ?? '', uid }, running: false, dirty: false, failures: 0, retryMs: 0, events: new Map() });
   }
 
   /** Record the outcome for a pod and write what changed (asynchronously). */
@@ -103,10 +101,10 @@ export class Reporter {
     if (last !== undefined && now - last < EVENT_REPEAT_MS) return;
     s.events.set(key, now);
     if (s.events.size > 32) s.events.delete(s.events.keys().next().value!);
-    this.sink.createEvent(s.id, { type, reason, message: message.slice(0, 1000) }).catch((e: unknown) => {
+    this.sink.createEvent(s.id, { type, reason, message }).catch((e: unknown) => {
       s.events.delete(key); // not sent: allow it again
       this.metrics.failure('report-error');
-      this.log.warn('cannot create Event', { pod: podKey(s.pod), reason, error: (e as Error).message });
+      forPod(this.log, podKey(s.pod)).warn({ reason, error: (e as Error).message }, 'cannot create Event');
     });
   }
 
@@ -143,9 +141,8 @@ export class Reporter {
       if (!ok) {
         s.retry = setTimeout(() => { s.retry = undefined; this.kick(s); }, s.retryMs);
         s.retry.unref();
-        s.retryMs = Math.min(s.retryMs * 2, 60_000);
       } else {
-        s.retryMs = 1000;
+        s.failures = 0;
         if (s.dirty) return this.kick(s);
       }
       this.wake();
@@ -198,12 +195,13 @@ export class Reporter {
       if (code === 404 || code === 409 || code === 422) {
         // Gone (404), or replaced by a pod of the same name: the UID we send then differs and
         // the API refuses it as an immutable-field change (422). Retrying cannot help.
-        this.log[code === 404 ? 'debug' : 'warn']('pod gone or replaced while reporting; dropping its report', { pod: podKey(pod), status: code, error: (e as Error).message.slice(0, 300) });
+        forPod(this.log, podKey(pod))[code === 404 ? 'debug' : 'warn']({ status: code, error: (e as Error).message.slice(0, 300) }, 'pod gone or replaced while reporting; dropping its report');
         this.slots.delete(s.id.uid);
         return true;
       }
       this.metrics.failure('report-error');
-      this.log.warn('cannot report on pod; retrying', { pod: podKey(pod), error: (e as Error).message, retryInMs: s.retryMs });
+      s.retryMs = backoffMs(s.failures++, { initialMs: 1000, maxMs: 60_000 });
+      forPod(this.log, podKey(pod)).warn({ error: (e as Error).message, retryInMs: s.retryMs }, 'cannot report on pod; retrying');
       return false;
     }
   }

@@ -25,6 +25,7 @@ import { subscribeNetns, type NetnsEvent, type NetnsSubscription } from '../kern
 import { applyPlan, RTPROT_OVNKUBE_ROUTE, type ApplyPlanOptions, type ApplyResult, type SavedDefault } from './engine.js';
 import { defaultDst, mayOverride } from './diff.js';
 import { RT_TABLE_MAIN } from '../kernel/netlink-codec.js';
+import { backoffMs } from '../../platform/backoff.js';
 
 /** Why an apply ran. */
 export type ApplyTrigger = 'start' | 'plan' | 'event' | 'resync';
@@ -85,6 +86,8 @@ export class RouteKeeper {
   private owned: string[] = [];
   private restores: number[] = [];
   private backoffMs = 0;
+  /** Back-offs in a row (reset once a window passes without restores). */
+  private backoffs = 0;
   private closed = false;
   private last: ApplyResult | null = null;
   private planDsts: string[] | null = null;
@@ -293,13 +296,13 @@ export class RouteKeeper {
     if (!restored) {
       // Quiet only once a whole window passed without restores (our own writes' echo
       // events cause quiet applies right after every restore).
-      if (!this.restores.length) this.backoffMs = 0;
+      if (!this.restores.length) { this.backoffMs = 0; this.backoffs = 0; }
       return;
     }
     this.restores.push(now);
     if (this.restores.length <= (this.opts.maxRestores ?? 5)) return;
-    const initial = this.opts.backoffInitialMs ?? 1000;
-    this.backoffMs = Math.min(this.backoffMs ? this.backoffMs * 2 : initial, this.opts.backoffMaxMs ?? 300_000);
+    // A throttle whose delay is reported (and asserted): no jitter.
+    this.backoffMs = backoffMs(this.backoffs++, { initialMs: this.opts.backoffInitialMs ?? 1000, maxMs: this.opts.backoffMaxMs ?? 300_000, jitter: 0 });
     this.opts.onReport({ kind: 'backoff', delayMs: this.backoffMs, restoresInWindow: this.restores.length });
   }
 }

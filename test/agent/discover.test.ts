@@ -9,7 +9,7 @@ import { decodeInjectorStatus } from '../../core/injector-status.js';
 import { planHash } from '../../core/plan-codec.js';
 import { STATUS_ANNOTATION, type Pod } from '../../core/types.js';
 import { makePod, makeNetns, MISSION_TABLE, routeLines, ip } from '../util/netns.js';
-import { silentLogger } from '../../injector/log.js';
+import { memoryLogger } from '../../platform/log.js';
 import { rootUnavailable, tierGate } from '../util/tier.js';
 import { cacheFileText, makePodObject, MISSION_PLAN, ownedLines, sleep, startRig, until, writeCacheFile } from './rig.js';
 
@@ -104,7 +104,7 @@ t.test('finding netns', async (t) => {
   // Issue #16, defect 5: this was warned about on every dir event and every resync.
   t.test('a regular file in the netns dir is refused once, however often it is looked at', async (t) => {
     const warnings: string[] = [];
-    const rig = await startRig(t, { log: { ...silentLogger, warn: (msg: string, f?: Record<string, unknown>) => { warnings.push(`${msg} ${JSON.stringify(f)}`); } } });
+    const rig = await startRig(t, { log: memoryLogger('debug', (l) => { if (l.level === 'warn') warnings.push(`${l.msg} ${JSON.stringify(l)}`); }) });
     const name = `ovrt-plain-${process.pid}-${Date.now()}`;
     const plain = join('/var/run/netns', name);
     mkdirSync('/var/run/netns', { recursive: true });

@@ -6,7 +6,7 @@ import { mkdirSync, mkdtempSync, rmSync, unlinkSync, utimesSync, writeFileSync }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { silentLogger } from '../../injector/log.js';
+import { memoryLogger, silentLogger } from '../../platform/log.js';
 import { CniCacheIndex, type PodRef } from '../../injector/discovery/discovery.js';
 import { cacheFileText, makePodObject, until, writeCacheFile } from './rig.js';
 
@@ -81,7 +81,7 @@ t.test('a cache file over the size cap is refused unread, reported once per cont
   t.teardown(() => rmSync(root, { recursive: true, force: true }));
   const warnings: string[] = [];
   const tooLarge: [string, number][] = [];
-  const log = { ...silentLogger, warn: (msg: string, f?: Record<string, unknown>) => { warnings.push(`${msg} ${JSON.stringify(f)}`); } };
+  const log = memoryLogger('debug', (l) => { if (l.level === 'warn') warnings.push(`${l.msg} ${JSON.stringify(l)}`); });
   const index = new CniCacheIndex(root, { log, rescanMs: 0, onChange: () => {}, onTooLarge: (f, n) => tooLarge.push([f, n]) });
   t.teardown(() => index.close());
   await index.start();
@@ -112,7 +112,7 @@ t.test('an inotify queue overflow is detected, logged, counted, and rescanned at
   let overflows = 0;
   let rescans = 0;
   const names = new Set<string>();
-  const log = { ...silentLogger, warn: (msg: string) => { warnings.push(msg); } };
+  const log = memoryLogger('debug', (l) => { if (l.level === 'warn') warnings.push(l.msg); });
   const w = new DirWatcher(root, { log, onNames: (n) => n.forEach((x) => names.add(x)), onOverflow: () => { overflows++; }, onRewatch: () => { rescans++; } });
   t.ok(w.start(), 'watching');
   t.teardown(() => w.close());

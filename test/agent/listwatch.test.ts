@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { Registry } from 'prom-client';
 import t from 'tap';
 import { listWatchLiveness, NamespaceSource, PodSource } from '../../injector/agent/kube.js';
-import type { AgentLogger } from '../../injector/log.js';
+import { memoryLogger } from '../../platform/log.js';
 import { serveMetrics } from '../../injector/metrics.js';
 import { FakeApi, loopbackKubeConfig, SwitchableFront } from '../util/fake-api.js';
 import { cliPath } from '../util/fixtures.js';
@@ -17,11 +17,7 @@ import { testKey, until } from './rig.js';
 import type { AddressInfo } from 'node:net';
 import { freePort, httpGet as get } from '../util/http.js';
 
-function memoryLog(): AgentLogger & { lines: { level: string; msg: string; fields: Record<string, unknown> }[] } {
-  const lines: { level: string; msg: string; fields: Record<string, unknown> }[] = [];
-  const at = (level: string) => (msg: string, fields: Record<string, unknown> = {}) => { lines.push({ level, msg, fields }); };
-  return { lines, error: at('error'), warn: at('warn'), info: at('info'), debug: at('debug') };
-}
+const memoryLog = () => memoryLogger('debug');
 
 t.test('the agent binary against a silent API endpoint: retries logged, unready, then ready once an API server answers', async (t) => {
   const front = new SwitchableFront();

@@ -7,10 +7,9 @@ import t from 'tap';
 import { decodeInjectorStatus } from '../../core/injector-status.js';
 import { planHash } from '../../core/plan-codec.js';
 import { INJECT_LABEL, PLAN_ANNOTATION, STATUS_ANNOTATION, type Plan, type Pod } from '../../core/types.js';
-import { routeLines } from '../util/netns.js';
+import { makePod, routeLines } from '../util/netns.js';
 import { rootUnavailable, tierGate } from '../util/tier.js';
 import { makePodObject, MISSION_PLAN, ownedLines, startRig, stateFiles, until, writeCacheFile, type Rig } from './rig.js';
-import { makePod } from '../util/netns.js';
 
 const WITH_DEFAULT: Plan = { ...MISSION_PLAN, default: { dev: 'eth1', via: '10.124.2.1' } };
 const OURS_DEFAULT = 'default via 10.124.2.1 dev eth1 proto 111';

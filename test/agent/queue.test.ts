@@ -1,7 +1,17 @@
-// The agent's keyed work queue: bounded workers, one run per key at a time, a key added
-// while it runs runs once more afterwards, failures go to onError and never stop the rest.
+// The work queue as the agent uses it (platform/queue.ts, no retry policy: the agent
+// requeues itself): bounded workers, one run per key at a time, a key added while it runs
+// runs once more afterwards, failures go to onError and never stop the rest. Delays run on
+// an injected clock, never on real timers.
 import t from 'tap';
-import { WorkQueue } from '../../injector/agent/queue.js';
+import { WorkQueue, type WorkQueueOptions } from '../../platform/queue.js';
+import { ManualClock } from '../util/clock.js';
+
+/** The agent's construction: started at once, no retry policy. */
+function agentQueue(concurrency: number, handler: (k: string) => Promise<void>, onError: (k: string, e: unknown) => void, more: Partial<WorkQueueOptions> = {}): WorkQueue {
+  const q = new WorkQueue({ concurrency, handler, onError, ...more });
+  q.start();
+  return q;
+}
 
 const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
 
@@ -11,7 +21,7 @@ t.test('at most `concurrency` keys at once, each key never twice at once', async
   const running = new Set<string>();
   const runs: string[] = [];
   const gates: (() => void)[] = [];
-  const q = new WorkQueue(3, async (k) => {
+  const q = agentQueue(3, async (k) => {
     t.notOk(running.has(k), `${k} is not already running`);
     running.add(k);
     max = Math.max(max, ++active);
@@ -41,10 +51,11 @@ t.test('at most `concurrency` keys at once, each key never twice at once', async
 t.test('a failing key is reported and the others go on; addAfter delays', async (t) => {
   const done: string[] = [];
   const errors: string[] = [];
-  const q = new WorkQueue(1, async (k) => {
+  const clock = new ManualClock();
+  const q = agentQueue(1, async (k) => {
     if (k === 'bad') throw new Error('boom');
     done.push(k);
-  }, (k, e) => errors.push(`${k}: ${(e as Error).message}`));
+  }, (k, e) => errors.push(`${k}: ${(e as Error).message}`), { clock });
   q.add('bad');
   q.add('good');
   await q.idle();
@@ -53,12 +64,15 @@ t.test('a failing key is reported and the others go on; addAfter delays', async 
   q.addAfter('later', 30);
   await q.idle();
   t.same(done, ['good'], 'a delayed key is not run before its time (and idle does not wait for it)');
-  await new Promise((r) => setTimeout(r, 60));
+  clock.advance(29);
+  await q.idle();
+  t.same(done, ['good'], 'not at 29 ms either');
+  clock.advance(1);
   await q.idle();
   t.same(done, ['good', 'later']);
-  q.stop();
+  await q.stop();
   q.add('after-stop');
   await q.idle();
   t.same(done, ['good', 'later'], 'nothing runs after stop');
-  t.throws(() => new WorkQueue(0, async () => {}, () => {}), /concurrency must be >= 1/);
+  t.throws(() => agentQueue(0, async () => {}, () => {}), /concurrency must be an integer >= 1/);
 });

@@ -6,7 +6,7 @@ import t from 'tap';
 import { decodeInjectorStatus } from '../../core/injector-status.js';
 import { planHash } from '../../core/plan-codec.js';
 import { READY_CONDITION, STATUS_ANNOTATION, type Plan, type Pod } from '../../core/types.js';
-import { silentLogger } from '../../injector/log.js';
+import { silentLogger } from '../../platform/log.js';
 import { createAgentMetrics } from '../../injector/metrics.js';
 import { Reporter } from '../../injector/report/report.js';
 import { readyCondition, statusBody, type PodOutcome } from '../../injector/report/status.js';

@@ -4,9 +4,8 @@
 // a netns deleted in the middle of an apply is let go cleanly.
 import t from 'tap';
 import { subscribeNetns } from '../../injector/kernel/netlink-events.js';
-import type { Plan } from '../../core/types.js';
 import { encodePlan, planHash } from '../../core/plan-codec.js';
-import { PLAN_ANNOTATION, STATUS_ANNOTATION } from '../../core/types.js';
+import { PLAN_ANNOTATION, STATUS_ANNOTATION, type Plan } from '../../core/types.js';
 import { ipRoutes, makePod, routeLines } from '../util/netns.js';
 import { rootUnavailable, tierGate } from '../util/tier.js';
 import { makePodObject, MISSION_PLAN, ownedLines, startRig, stateFiles, until, writeCacheFile } from './rig.js';

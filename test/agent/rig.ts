@@ -20,7 +20,7 @@ import type { Test } from 'tap';
 import { encodePlan, planKeyFromSecret, type PlanKey } from '../../core/plan-codec.js';
 import { PLAN_ANNOTATION, type Plan, type Pod } from '../../core/types.js';
 import { Agent, type KeeperTuning } from '../../injector/agent/agent.js';
-import { silentLogger, type AgentLogger } from '../../injector/log.js';
+import { silentLogger, type Logger } from '../../platform/log.js';
 import { CniCacheIndex } from '../../injector/discovery/discovery.js';
 import { DirWatcher } from '../../injector/discovery/watch.js';
 import { createAgentMetrics } from '../../injector/metrics.js';
@@ -94,7 +94,7 @@ export interface RigOptions {
   netnsAnnotation?: string;
   maxParallel?: number;
   keeper?: KeeperTuning;
-  log?: AgentLogger;
+  log?: Logger;
   /** Namespaces (name -> labels) delivered at start. Default: { default: {} }. */
   namespaces?: Record<string, Record<string, string>>;
   /** Deliver those namespaces as the first full list (namespacesSynced) at start. Default true. */

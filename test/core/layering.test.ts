@@ -105,3 +105,10 @@ t.test('inside injector/ and webhook/, sub-folders import one way; admission and
   }
   t.ok(checked > 50, `checked ${checked} imports`);
 });
+
+t.test('every platform/ file is one concept, named in the platform table of docs/development.md', async (t) => {
+  const doc = readFileSync(join(repoRoot, 'docs', 'development.md'), 'utf8');
+  const files = sources('platform').map((f) => relative(join(repoRoot, 'platform'), f));
+  t.ok(files.length >= 8, `${files.length} platform files`);
+  for (const f of files) t.match(doc, new RegExp(`^\\| \`${f.replace('.', '\\.')}\` \\|`, 'm'), `platform/${f} is in the table`);
+});

@@ -4,7 +4,7 @@
 // the process that started it is SIGKILLed (the watchdog does it then).
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer } from 'node:https';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
@@ -54,7 +54,7 @@ if (cp) {
 
   await t.test('mutating and validating webhooks are called', async (t) => {
     const [cert, key] = await issueCert(cp.pki, cp.dir, 'test-webhook', '/CN=test-webhook', ['subjectAltName=IP:127.0.0.1']);
-    const server = createServer({ cert: readFileSync(cert), key: readFileSync(key) }, async (req, res) => {
+    const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
       const review = await readBody(req);
       const obj = review.request.object;
       // The apiserver appends ?timeout=5s (the webhook's timeoutSeconds) to the URL.
@@ -69,6 +69,9 @@ if (cp) {
       }
       res.setHeader('Content-Type', 'application/json');
       res.end(JSON.stringify({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response }));
+    };
+    const server = createServer({ cert: readFileSync(cert), key: readFileSync(key) }, (req, res) => {
+      handle(req, res).catch((e: unknown) => { res.statusCode = 500; res.end(String(e)); });
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     t.teardown(() => new Promise<void>((r) => server.close(() => r())));

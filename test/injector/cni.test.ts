@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { silentLogger } from '../../injector/log.js';
+import { silentLogger } from '../../platform/log.js';
 import { CNI_PLUGIN_BINARY, installCni, uninstallCni } from '../../injector/cni/install.js';
 import { CniServer, parseCniRequest, type CniAnswer, type CniRequest } from '../../injector/cni/server.js';
 

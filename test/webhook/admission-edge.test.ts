@@ -5,12 +5,11 @@
 import t from 'tap';
 import { Registry } from 'prom-client';
 import { encodePlan } from '../../core/plan-codec.js';
-import { PLAN_ANNOTATION, READINESS_GATE_LABEL, READY_CONDITION, type Pod, type Route } from '../../core/types.js';
+import { PLAN_ANNOTATION, READINESS_GATE_LABEL, READY_CONDITION, type KubeObject, type Pod, type Route } from '../../core/types.js';
 import { buildApp, type AppOptions } from '../../webhook/admission/server.js';
 import { CACHED_RESOURCES, ClusterCaches, cachesFromObjects } from '../../webhook/caches/caches.js';
 import type { AdmissionReview } from '../../webhook/admission/review.js';
 import { ObjectStore } from '../../webhook/caches/store.js';
-import type { KubeObject } from '../../core/types.js';
 import { annotate, applyResponse, clusterCaches, clusterObjects, loadReview, patchOps, reviewWith, testKey } from './helpers.js';
 
 const key = testKey();

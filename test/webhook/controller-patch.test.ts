@@ -5,7 +5,8 @@
 import t from 'tap';
 import fjp from 'fast-json-patch';
 import { PLAN_ANNOTATION, STATUS_ANNOTATION, type Pod } from '../../core/types.js';
-import { classifyApiError, planPatch } from '../../webhook/controller/patch.js';
+import { planPatch } from '../../webhook/controller/patch.js';
+import { classifyApiError } from '../../platform/api-errors.js';
 import { podIsDone, slimPod, splitPodKey, podKey } from '../../webhook/caches/pods.js';
 
 const fullPod = (annotations?: Record<string, string>): Pod => ({

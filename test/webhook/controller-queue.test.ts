@@ -1,9 +1,10 @@
-// The controller's work queue and token bucket (webhook/controller/queue.ts): dedupe, a key
-// never processed twice at once but once more when changed meanwhile, the concurrency
-// bound, retries with backoff then giving up, stop(). Rates are checked against an injected
-// clock, never against wall-clock timing.
+// The work queue and token bucket as the controller uses them (platform/queue.ts): dedupe, a
+// key never processed twice at once but once more when changed meanwhile, the concurrency
+// bound, retries with backoff then giving up, stop(). Delays and rates run on an injected
+// clock, never on wall-clock timing.
 import t from 'tap';
-import { sleep, TokenBucket, WorkQueue, type WorkResult } from '../../webhook/controller/queue.js';
+import { sleep, TokenBucket, WorkQueue, type WorkResult } from '../../platform/queue.js';
+import { ManualClock } from '../util/clock.js';
 
 /** A handler whose calls wait until released, so the test controls interleaving. */
 function gated() {
@@ -79,10 +80,11 @@ t.test('failures are retried with backoff, then given up', async (t) => {
   const calls: string[] = [];
   const errors: [string, string, boolean][] = [];
   let failFor = 2;
+  const clock = new ManualClock();
   const q = new WorkQueue({
     concurrency: 1,
-    backoff: { baseMs: 5, maxMs: 20 },
-    maxRetries: 3,
+    retry: { initialMs: 5, maxMs: 20, maxRetries: 3 },
+    clock,
     handler: async (key) => {
       calls.push(key);
       if (key === 'flaky' && failFor-- > 0) return 'retry';
@@ -95,8 +97,13 @@ t.test('failures are retried with backoff, then given up', async (t) => {
   q.add('flaky');
   q.add('never');
   q.add('boom');
-  for (let i = 0; i < 200 && (q.retrying > 0 || q.depth > 0); i++) await sleep(5);
+  // Each round: let the keys waiting run, then move the clock past every retry delay.
+  for (let i = 0; i < 20 && (q.retrying > 0 || q.depth > 0); i++) {
+    await q.idle();
+    clock.advance(25);
+  }
   await q.idle();
+  t.equal(q.retrying, 0, 'nothing left to retry');
   t.equal(calls.filter((k) => k === 'flaky').length, 3, 'flaky: two failures, then success');
   t.equal(calls.filter((k) => k === 'never').length, 4, 'never: first try + 3 retries');
   t.same(errors.filter(([k]) => k === 'never'), [['never', 'gave up on never after 3 retries', true]]);
@@ -126,6 +133,28 @@ t.test('stop() waits for work in flight and forgets the rest; start() again work
 
 t.test('the constructor refuses a bad concurrency', async (t) => {
   t.throws(() => new WorkQueue({ handler: async () => 'done', concurrency: 0 }), /concurrency must be an integer >= 1/);
+});
+
+t.test('retry delays double with jitter, per key; add() runs a key now and cancels its retry', async (t) => {
+  const clock = new ManualClock();
+  let fail = true;
+  const calls: number[] = [];
+  const q = new WorkQueue({
+    concurrency: 1, clock, random: () => 0.5, retry: { initialMs: 100, maxMs: 1000 },
+    handler: async () => { calls.push(clock.now()); return fail ? 'retry' : 'done'; },
+  });
+  q.start();
+  q.add('a');
+  await q.idle();
+  for (const step of [99, 1, 199, 1, 399, 1]) { clock.advance(step); await q.idle(); }
+  t.same(calls, [0, 100, 300, 700], 'retried after 100, 200, 400 ms');
+  t.equal(q.retrying, 1, 'the next retry is pending');
+  fail = false;
+  q.add('a');
+  await q.idle();
+  t.equal(calls.length, 5, 'an add runs the key now');
+  t.equal(q.retrying, 0, 'and its pending retry is gone');
+  await q.stop();
 });
 
 t.test('TokenBucket: burst at once, then qps, reservations in order (injected clock)', async (t) => {

@@ -10,6 +10,7 @@
 import { Ajv } from 'ajv';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Registry } from 'prom-client';
+import type { Logger } from '../../platform/log.js';
 import { admit, type AdmitDeps } from './admission.js';
 import { WebhookError } from '../errors.js';
 import { createWebhookMetrics, type CacheGaugeSource, type RequestOutcome, type WebhookMetrics } from './metrics.js';
@@ -31,8 +32,8 @@ export interface AppOptions {
   cacheGauges?: CacheGaugeSource;
   /** Serving key and certificate (PEM); omitted for plain HTTP (app.inject tests only). */
   https?: { key: string | Buffer; cert: string | Buffer };
-  /** fastify logger options; false (default) logs nothing. */
-  logger?: boolean | { level: string; stream?: NodeJS.WritableStream };
+  /** The process's logger (platform/log.ts); omitted, nothing is logged. */
+  logger?: Logger;
   bodyLimit?: number;
   requestTimeoutMs?: number;
   headersTimeoutMs?: number;
@@ -115,7 +116,7 @@ export function buildApp(opts: AppOptions): FastifyInstance {
     keepAliveTimeout: o.keepAliveTimeoutMs,
     // A log line per request at admission rates would drown the logs; decisions are logged instead.
     logController: new LogController({ disableRequestLogging: true }),
-    logger: opts.logger ?? false,
+    ...(opts.logger ? { loggerInstance: opts.logger } : { logger: false }),
   };
   const app: FastifyInstance = opts.https
     ? Fastify({
@@ -139,7 +140,7 @@ export function buildApp(opts: AppOptions): FastifyInstance {
 
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, req: FastifyRequest, reply: FastifyReply) => {
     const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
-    if (status === 500) req.log.error({ err }, 'unexpected error');
+    if (status === 500) req.log.error({ err, stack: err.stack }, 'unexpected error');
     void reply.code(status).send({ code: err.code ?? 'OVNKR_ERR_INTERNAL', message: status === 500 ? 'internal error' : err.message });
   });
 

@@ -28,8 +28,11 @@ import {
 } from './map.js';
 import type { ControllerMetrics } from './metrics.js';
 import { apiClient, DEFAULT_API_TIMEOUT_MS } from '../../platform/kube-client.js';
-import { classifyApiError, planPatch } from './patch.js';
-import { TokenBucket, WorkQueue, type WorkResult } from './queue.js';
+import { forPod, forRoute, silentLogger, type Logger } from '../../platform/log.js';
+import { planPatch } from './patch.js';
+import { classifyApiError } from '../../platform/api-errors.js';
+import { backoffMs } from '../../platform/backoff.js';
+import { TokenBucket, WorkQueue, type WorkResult } from '../../platform/queue.js';
 import { EventRecorder, type CreateEvent } from './events.js';
 import { desiredPlan, isSystemSigned } from '../plan.js';
 import { podIsDone, podKey, splitPodKey, type CachedPod } from '../caches/pods.js';
@@ -60,13 +63,7 @@ export function controllerApi(kc: KubeConfig, timeoutMs: number = DEFAULT_API_TI
   };
 }
 
-/** pino-style logger (fastify's app.log fits). */
-export interface Logger {
-  debug(obj: object, msg: string): void;
-  info(obj: object, msg: string): void;
-  warn(obj: object, msg: string): void;
-  error(obj: object, msg: string): void;
-}
+export type { Logger };
 
 export interface ControllerOptions {
   caches: ClusterCaches;
@@ -88,7 +85,6 @@ export interface ControllerOptions {
   log?: Logger;
 }
 
-const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 
 /** One leader term's worth of reconciling; start() and stop() may alternate. */
 export class Controller {
@@ -117,18 +113,19 @@ export class Controller {
   echoesSkipped = 0;
 
   constructor(private readonly opts: ControllerOptions) {
-    this.log = opts.log ?? quiet;
+    this.log = opts.log ?? silentLogger;
     this.limiter = new TokenBucket(opts.patchQps, opts.patchBurst);
     this.queue = new WorkQueue({
       concurrency: opts.concurrency,
       handler: (key) => this.reconcile(key),
-      onError: (key, err, dropped) => this.log.error({ pod: key, err: (err as Error)?.message ?? String(err), dropped }, 'pod reconcile failed'),
+      retry: {},
+      onError: (key, err, dropped) => forPod(this.log, key).error({ err: (err as Error)?.message ?? String(err), dropped }, 'pod reconcile failed'),
     });
     this.events = new EventRecorder({
       create: opts.api.createEvent,
       instance: opts.identity,
       onRecorded: (reason) => opts.metrics?.observeEvent(reason),
-      onError: (err, route, reason) => this.log.warn({ route, reason, err: classifyApiError(err).message }, 'could not record an Event on a Route'),
+      onError: (err, route, reason) => forRoute(this.log, route).warn({ reason, err: classifyApiError(err).message }, 'could not record an Event on a Route'),
     });
   }
 
@@ -257,14 +254,14 @@ export class Controller {
       if (f.action === 'gone') return done('gone', 'done');
       this.opts.metrics?.observePatchFailure(f.reason);
       const level = f.reason === 'conflict' ? 'debug' : 'warn';
-      this.log[level]({ pod: key, status: f.status, reason: f.reason, err: f.message }, 'pod patch failed; retrying');
+      forPod(this.log, key)[level]({ status: f.status, reason: f.reason, err: f.message }, 'pod patch failed; retrying');
       return done('error', 'retry');
     }
     // Unless the world moved while the patch was in flight, its echo needs no reconcile.
     this.written.set(key, { value: desired, world: worldAtDecision });
     const action = desired === undefined ? 'remove' : 'set';
     this.opts.metrics?.observePatched(action, previous);
-    this.log[previous === 'foreign' ? 'warn' : 'debug']({ pod: key, action, previous, reason: decision.action === 'remove' ? decision.reason : undefined },
+    forPod(this.log, key)[previous === 'foreign' ? 'warn' : 'debug']({ action, previous, reason: decision.action === 'remove' ? decision.reason : undefined },
       previous === 'foreign' ? 'replaced a plan annotation the system did not compute' : 'pod plan annotation updated');
     return done('patched', 'done');
   }
@@ -274,7 +271,7 @@ export class Controller {
     if (this.dirtyRoutes.size && this.running && !this.statusTimer && !this.flushing) {
       // Back off while writes fail; otherwise at most one batch every statusDelayMs.
       const base = this.opts.statusDelayMs ?? 1000;
-      const delay = Math.min(60_000, base * 2 ** Math.min(this.statusFailures, 6));
+      const delay = this.statusFailures ? backoffMs(this.statusFailures, { initialMs: base, maxMs: Math.min(60_000, base * 64) }) : base;
       this.statusTimer = setTimeout(() => { this.statusTimer = undefined; this.flushing = this.flushStatus().finally(() => { this.flushing = undefined; this.markRoutes([]); }); }, delay);
       this.statusTimer.unref();
     }
@@ -296,13 +293,13 @@ export class Controller {
       try {
         await this.opts.api.patchRouteStatus(name, statusPatch(route, status));
         this.opts.metrics?.observeStatusWrite('success');
-        this.log.debug({ route: name, status: status.status, matchedPods: status.matchedPods, appliedPods: status.appliedPods }, 'Route status written');
+        forRoute(this.log, name).debug({ status: status.status, matchedPods: status.matchedPods, appliedPods: status.appliedPods }, 'Route status written');
       } catch (e) {
         const f = classifyApiError(e);
         if (f.action === 'gone') continue;
         // A conflict means the cache lags our last write or a spec edit: look again once it caught up.
         this.opts.metrics?.observeStatusWrite(f.reason === 'conflict' ? 'conflict' : 'error');
-        if (f.reason !== 'conflict') { failed = true; this.log.warn({ route: name, status: f.status, err: f.message }, 'Route status write failed; retrying'); }
+        if (f.reason !== 'conflict') { failed = true; forRoute(this.log, name).warn({ status: f.status, err: f.message }, 'Route status write failed; retrying'); }
         this.dirtyRoutes.add(name);
       }
     }

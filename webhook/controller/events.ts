@@ -9,7 +9,8 @@
  */
 import { createHash } from 'node:crypto';
 import { API_GROUP, API_VERSION, type Route } from '../../core/types.js';
-import { classifyApiError } from './patch.js';
+import { classifyApiError } from '../../platform/api-errors.js';
+import { eventObject } from '../../platform/events.js';
 import type { RouteEvent } from './status.js';
 
 /** Namespace that holds the Events of cluster-scoped objects. */
@@ -25,22 +26,17 @@ export function routeEventObject(route: Route, ev: RouteEvent, opts: { instance:
   const name = route.metadata?.name ?? '';
   const uid = route.metadata?.uid ?? '';
   const hash = createHash('sha256').update(`${uid}\n${ev.reason}\n${ev.message}`).digest('hex').slice(0, 16);
-  const time = opts.now.toISOString();
-  return {
-    apiVersion: 'v1',
-    kind: 'Event',
-    metadata: { name: `${name.slice(0, 200)}.${hash}`, namespace: opts.namespace ?? CLUSTER_EVENTS_NAMESPACE },
-    involvedObject: { apiVersion: `${API_GROUP}/${API_VERSION}`, kind: 'Route', name, uid, resourceVersion: route.metadata?.resourceVersion },
-    reason: ev.reason,
-    message: ev.message.slice(0, 1024),
+  return eventObject({
+    involved: { apiVersion: `${API_GROUP}/${API_VERSION}`, kind: 'Route', name, uid, resourceVersion: route.metadata?.resourceVersion as string },
+    namespace: opts.namespace ?? CLUSTER_EVENTS_NAMESPACE,
+    name: `${name.slice(0, 200)}.${hash}`,
     type: 'Warning',
-    count: 1,
-    firstTimestamp: time,
-    lastTimestamp: time,
-    source: { component: EVENT_COMPONENT },
-    reportingComponent: EVENT_COMPONENT,
-    reportingInstance: opts.instance,
-  };
+    reason: ev.reason,
+    message: ev.message,
+    component: EVENT_COMPONENT,
+    instance: opts.instance,
+    now: opts.now,
+  });
 }
 
 export interface EventRecorderOptions {

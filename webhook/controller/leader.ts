@@ -15,8 +15,8 @@
  * Defaults are client-go's: lease 15 s, renew deadline 10 s, retry 2 s.
  */
 import { V1MicroTime, type V1Lease } from '@kubernetes/client-node';
-import { sleep } from './queue.js';
-import { classifyApiError } from './patch.js';
+import { sleep } from '../../platform/queue.js';
+import { classifyApiError } from '../../platform/api-errors.js';
 
 /** The CoordinationV1Api calls used (client-node's object-argument style). */
 export interface LeaseApi {

@@ -17,8 +17,7 @@
 import { routeSelects } from '../../core/filters.js';
 import { ownerChain, type OwnerLookup } from '../../core/owners.js';
 import { PLAN_ANNOTATION, type KubeObject, type Namespace, type Route, type Service } from '../../core/types.js';
-import type { CachedPod } from '../caches/pods.js';
-import { podKey } from '../caches/pods.js';
+import { podKey, type CachedPod } from '../caches/pods.js';
 import type { ChangeEvent } from '../caches/store.js';
 
 /** The cache reads this module needs (ClusterCaches provides them). */

@@ -1,6 +1,6 @@
 /**
  * The controller's writes to pods, as pure functions: the JSON Patch that brings one pod's
- * plan annotation to the desired value, and how an API error from applying it is handled.
+ * plan annotation to the desired value (platform/api-errors.ts classifies a failed write).
  *
  * The patch is fast-json-patch's `compare()` of the annotations (which escapes the `/` of
  * `routes.k8s.ovn.org/plan` as `~1`), preceded by `test` operations, so it only applies to
@@ -33,47 +33,4 @@ export function planPatch(pod: CachedPod, desired: string | undefined): Operatio
   if (current !== undefined) guard.push({ op: 'test', path: `/metadata/annotations/${PLAN_ANNOTATION.replace(/~/g, '~0').replace(/\//g, '~1')}`, value: current });
   else guard.push({ op: 'test', path: '/metadata/resourceVersion', value: pod.metadata.resourceVersion });
   return [...guard, ...ops];
-}
-
-/** What to do after a failed API write, and the label it is counted under. */
-export interface ApiFailure {
-  /** gone: the object no longer exists (not an error); retry: try again later (with backoff). */
-  action: 'gone' | 'retry';
-  reason: 'not-found' | 'conflict' | 'throttled' | 'forbidden' | 'invalid' | 'server' | 'network';
-  status: number;
-  message: string;
-}
-
-function bodyMessage(body: unknown): string {
-  if (typeof body === 'string') {
-    try { return String((JSON.parse(body) as { message?: unknown }).message ?? body); } catch { return body; }
-  }
-  if (body && typeof body === 'object' && 'message' in body) return String((body as { message: unknown }).message);
-  return '';
-}
-
-/**
- * The message of the API server's 422 for a JSON Patch that does not apply (a failed `test`,
- * or a path the object no longer has), with no details (checked against kube-apiserver
- * 1.36). Our patches are computed from the cached object, so either means the object
- * changed meanwhile. Schema validation failures carry their own message instead.
- */
-const PATCH_NOT_APPLICABLE = 'the server rejected our request due to an error in our request';
-
-/**
- * Classify an error from client-node (ApiException: `code` and `body`) or the network.
- * A patch that no longer applies (422, see above) and a 409 both mean "changed
- * meanwhile", i.e. a conflict.
- */
-export function classifyApiError(err: unknown): ApiFailure {
-  const e = err as { code?: unknown; statusCode?: unknown; body?: unknown; message?: unknown };
-  const status = typeof e?.code === 'number' ? e.code : typeof e?.statusCode === 'number' ? e.statusCode : 0;
-  const message = (bodyMessage(e?.body) || String(e?.message ?? err)).slice(0, 500);
-  if (status === 404) return { action: 'gone', reason: 'not-found', status, message };
-  if (status === 409 || (status === 422 && message === PATCH_NOT_APPLICABLE)) return { action: 'retry', reason: 'conflict', status, message };
-  if (status === 429) return { action: 'retry', reason: 'throttled', status, message };
-  if (status === 401 || status === 403) return { action: 'retry', reason: 'forbidden', status, message };
-  if (status >= 400 && status < 500) return { action: 'retry', reason: 'invalid', status, message };
-  if (status >= 500) return { action: 'retry', reason: 'server', status, message };
-  return { action: 'retry', reason: 'network', status, message };
 }

@@ -14,8 +14,7 @@ import { Controller, controllerApi, type Logger } from './controller.js';
 import type { ControllerConfig } from './config.js';
 import { createControllerMetrics } from './metrics.js';
 import type { InformerObserver } from '../caches/informer.js';
-import type { WatchDeadlines } from '../../platform/kube-client.js';
-import { apiClient } from '../../platform/kube-client.js';
+import { apiClient, type WatchDeadlines } from '../../platform/kube-client.js';
 import { LeaderElector } from './leader.js';
 import { podsFromApi } from '../caches/pods.js';
 

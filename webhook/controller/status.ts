@@ -16,8 +16,7 @@
  *   conflicts           destinations this Route and another disagree on (either side)
  */
 import type { Operation } from 'fast-json-patch';
-import type { InvalidRule } from '../../core/resolve.js';
-import { serviceIPs } from '../../core/resolve.js';
+import { serviceIPs, type InvalidRule } from '../../core/resolve.js';
 import { validateRoute } from '../../core/schema.js';
 import { routeWarnings, type WarningReason } from '../../core/warnings.js';
 import { API_GROUP, API_VERSION, type Route, type RouteCondition, type RouteStatus, type Service } from '../../core/types.js';
