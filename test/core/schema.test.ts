@@ -47,6 +47,6 @@ t.test('every CEL rule in the CRD has a TypeScript twin, and every twin a rule',
 
 t.test('unknown fields are refused like the API server strict field validation', async (t) => {
   const errs = validateRoute({ apiVersion: 'k8s.ovn.org/v1', kind: 'Route', metadata: { name: 'x' }, spec: { rout: [] } });
-  t.same(errs, [{ path: 'spec.rout', message: 'unknown field' }]);
+  t.same(errs, [{ path: 'spec.rout', message: 'unknown field; did you mean "route"?' }], 'refused, with the field it most likely meant');
   t.same(validateRoute({ apiVersion: 'k8s.ovn.org/v1', kind: 'Route', metadata: { name: 'x' } }), [{ path: 'spec', message: 'Required value' }]);
 });
