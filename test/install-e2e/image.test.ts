@@ -54,7 +54,7 @@ t.test('the OCI layout: an index naming the image, a manifest, a config that run
   const addons = run('0:0', ['/usr/local/bin/node', '-e',
     "const r=require('module').createRequire('/app/dist/injector/x.js');"
     + "console.log(typeof r('../../injector/native/build/Release/setns.node').setns);"
-    + "import('/app/dist/injector/netlink-lite.js').then((m)=>console.log(typeof m.createRtNetlink))"]);
+    + "import('/app/dist/injector/kernel/netlink-lite.js').then((m)=>console.log(typeof m.createRtNetlink))"]);
   t.equal(addons.status, 0, 'the native addons load', { stderr: addons.stderr });
   t.equal(addons.stdout, 'function\nfunction\n', 'setns.node and netlink are there');
   const none = run('0:0', ['/bin/sh', '-c', 'true']);
