@@ -206,6 +206,12 @@ export async function startCluster(bins: { cp: string; node: string; cluster: st
     recordNodeCleanup([join(bins.cluster, 'kube-proxy'), '--cleanup']);
     const proxy = startServer(cp.dir, 'kube-proxy', join(bins.cluster, 'kube-proxy'), [`--config=${proxyConfig}`, '--v=1'], false);
     procs.push(proxy);
+    // After a crash, the node's reaper runs these (newest first) before kube-proxy --cleanup:
+    // each component is killed if that pid is still that component, so kube-proxy cannot put
+    // its rules back after the cleanup and no unrelated process that reused the pid is touched.
+    for (const p of [kcm, sched, proxy]) {
+      recordNodeCleanup(['sh', '-c', `grep -qa -- ${JSON.stringify(p.name)} /proc/${p.pid}/cmdline 2>/dev/null && kill -KILL ${p.pid}`]);
+    }
     log(`kube-controller-manager, kube-scheduler and kube-proxy starting (logs in ${cp.dir})`);
 
     const kc = cp.kc;

@@ -25,7 +25,7 @@ import { nodePod, podExec, podRunning, waitPod } from '../cluster/pods.js';
 import { repoRoot } from '../util/fixtures.js';
 import { tierGate } from '../util/tier.js';
 
-export const INSTALL_TIER = 'install (whole local cluster, the image, kubectl and helm)';
+import { INSTALL_TIER } from './tier.js';
 const NS = 'ovnkube-route';
 /** Host folders the DaemonSet's hostPaths (DirectoryOrCreate) make on the node. */
 const AGENT_HOST_DIRS = ['/var/lib/ovnkube-route', '/run/ovnkube-route'];
