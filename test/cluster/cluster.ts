@@ -24,7 +24,7 @@
  * Pod Security admission enforces `baseline` by default (namespaces may say otherwise with the
  * pod-security.kubernetes.io labels), as hardened clusters do.
  */
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { spawnSync } from 'node:child_process';
 import { request } from 'node:https';
@@ -49,8 +49,9 @@ export interface LocalCluster {
   node: RealNode;
   /** Folder of kubectl, helm and the cluster binaries. */
   binDir: string;
-  /** Run kubectl (or helm: `tool: 'helm'`) against the cluster as admin; never throws. */
+  /** Run kubectl against the cluster as admin (the built kubectl); never throws. */
   kubectl(args: string[], input?: string): { status: number | null; stdout: string; stderr: string };
+  /** Run helm against the cluster as admin (the built helm, its folders in the control plane's); never throws. */
   helm(args: string[]): { status: number | null; stdout: string; stderr: string };
   /** Import an OCI layout tarball into the node's containerd (k8s.io namespace). */
   importImage(tarball: string): void;
@@ -128,6 +129,7 @@ export async function startCluster(bins: { cp: string; node: string; cluster: st
   const mounted: string[] = [];
   const created: string[] = [];
   let stopped: Promise<void> | null = null;
+  let psaDir: string | undefined;
   const stop = () => stopped ??= (async () => {
     // The controllers first (or they would re-create the pods the node's drain deletes), and
     // kube-proxy (its rules go with --cleanup, run by the node's teardown).
@@ -139,12 +141,14 @@ export async function startCluster(bins: { cp: string; node: string; cluster: st
       ip(['link', 'del', CLUSTER_LINK]);
     }
     if (cp) await cp.stop();
+    if (psaDir) rmSync(psaDir, { recursive: true, force: true });
   })();
   try {
     // Pod Security as many production clusters have it: `baseline` enforced wherever a
     // namespace does not say otherwise, so an add-on whose namespace lacks the labels its
     // pods need is refused here as it would be there.
-    const psa = join(mkdtempSync(join(tmpdir(), 'ovnkube-route-psa-')), 'admission.yaml');
+    psaDir = mkdtempSync(join(tmpdir(), 'ovnkube-route-psa-'));
+    const psa = join(psaDir, 'admission.yaml');
     writeFileSync(psa, stringify({
       apiVersion: 'apiserver.config.k8s.io/v1', kind: 'AdmissionConfiguration',
       plugins: [{
@@ -206,6 +210,12 @@ export async function startCluster(bins: { cp: string; node: string; cluster: st
     recordNodeCleanup([join(bins.cluster, 'kube-proxy'), '--cleanup']);
     const proxy = startServer(cp.dir, 'kube-proxy', join(bins.cluster, 'kube-proxy'), [`--config=${proxyConfig}`, '--v=1'], false);
     procs.push(proxy);
+    // After a crash, the node's reaper runs these (newest first) before kube-proxy --cleanup:
+    // each component is killed if that pid is still that component, so kube-proxy cannot put
+    // its rules back after the cleanup and no unrelated process that reused the pid is touched.
+    for (const p of [kcm, sched, proxy]) {
+      recordNodeCleanup(['sh', '-c', `grep -qa -- ${JSON.stringify(p.name)} /proc/${p.pid}/cmdline 2>/dev/null && kill -KILL ${p.pid}`]);
+    }
     log(`kube-controller-manager, kube-scheduler and kube-proxy starting (logs in ${cp.dir})`);
 
     const kc = cp.kc;

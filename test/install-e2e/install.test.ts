@@ -25,8 +25,10 @@ import { nodePod, podExec, podRunning, waitPod } from '../cluster/pods.js';
 import { repoRoot } from '../util/fixtures.js';
 import { tierGate } from '../util/tier.js';
 
-export const INSTALL_TIER = 'install (whole local cluster, the image, kubectl and helm)';
+import { INSTALL_TIER } from './tier.js';
 const NS = 'ovnkube-route';
+/** Where the agent (state dir /var/lib/ovnkube-route, a hostPath) keeps the original default routes it replaced. */
+const SAVED_DEFAULTS = '/var/lib/ovnkube-route/agent/defaults';
 /** Host folders the DaemonSet's hostPaths (DirectoryOrCreate) make on the node. */
 const AGENT_HOST_DIRS = ['/var/lib/ovnkube-route', '/run/ovnkube-route'];
 
@@ -124,6 +126,8 @@ export async function exerciseAddon(t: Test, c: LocalCluster, uninstall: () => {
   t.same(applied.rows, want, 'inside the pod: the CIDR on eth1 and the default route replaced by eth1');
   const status0 = JSON.parse((await kubeRequest(kc, 'GET', `/api/v1/namespaces/${APPS}/pods/app`)).body.metadata.annotations[STATUS_ANNOTATION]);
   t.match(status0, { applied: 2, skipped: [], start: { mode: 'cni' } }, 'the agent wrote them during CNI ADD, through its chained CNI plugin');
+  t.equal(readdirSync(SAVED_DEFAULTS).filter((f) => f.endsWith('.default-v4.json')).length, 1,
+    'the agent saved the pod\'s original default route in its state dir (a hostPath)');
 
   kubectlOk(t, c, ['patch', 'route', 'install-demo', '--type=merge', '-p', JSON.stringify({ spec: { route: [{ dst: '172.16.10.0/24', dev: 'eth0' }] } })]);
   const moved = await until('the live edit in the pod', async () => {
@@ -145,6 +149,8 @@ export async function exerciseAddon(t: Test, c: LocalCluster, uninstall: () => {
   const conf = readdirSync(HOST_CNI_DIRS.conf).map((f) => readFileSync(join(HOST_CNI_DIRS.conf, f), 'utf8')).join('\n');
   t.notMatch(conf, /"type": *"ovnkube-route-cni"/, 'the agent took its CNI plugin out of the node\'s network config');
   t.match(conf, /"type": *"multus"/, 'and left the node\'s own network config in place');
+  t.notOk(existsSync(join(HOST_CNI_DIRS.bin, 'ovnkube-route-cni')), 'and removed its CNI plugin binary');
+  t.same(existsSync(SAVED_DEFAULTS) ? readdirSync(SAVED_DEFAULTS) : [], [], 'no saved default route is left in the agent\'s state dir: every one was restored');
   kubectlOk(t, c, ['delete', 'namespace', APPS, '--wait=true', '--timeout=120s']);
 }
 
