@@ -130,11 +130,12 @@ if (cp) {
     const table = cli(['plan', '--all', '--kubeconfig', kc]);
     t.equal(table.code, 0, table.stderr);
     const lines = table.stdout.trim().split('\n').map((l) => l.split(/ {2,}/));
-    t.same(lines[0], ['POD', 'NODE', 'PLAN', 'ROUTES', 'ANNOTATION', 'AGENT']);
+    t.same(lines[0], ['POD', 'NODE', 'PLAN', 'ROUTES', 'ANNOTATION', 'SIGNED BY', 'AGENT']);
     const row = (p: string) => lines.find((l) => l[0] === p);
-    t.match(row('app/web'), ['app/web', 'node-x', /^[0-9a-f]{16}$/, '2', '=', "annotation's plan: 1 applied, 1 skipped"]);
-    t.match(row('app/stale'), ['app/stale', 'node-x', /^[0-9a-f]{16}$/, '3', 'differs', "annotation's plan: 1 applied, 0 skipped"]);
-    t.same(row('app/host'), ['app/host', 'node-x', 'skipped: host-network', '0', '-', '-']);
+    t.match(row('app/web'), ['app/web', 'node-x', /^[0-9a-f]{16}$/, '2', '=', f.key.id, "annotation's plan: 1 applied, 1 skipped"]);
+    t.match(row('app/stale'), ['app/stale', 'node-x', /^[0-9a-f]{16}$/, '3', 'differs', f.key.id, "annotation's plan: 1 applied, 0 skipped"]);
+    t.same(row('app/host'), ['app/host', 'node-x', 'skipped: host-network', '0', '-', '-', '-']);
+    t.not(row('app/forged')![5], f.key.id, 'the forged pod\'s key id is another');
     t.ok(lines.some((l) => l[0]?.startsWith('ovnkube-route/') === false), 'pods of every namespace');
     const json = cli(['plan', '--all', '-n', NS, '--kubeconfig', kc, '-o', 'json']);
     const all = JSON.parse(json.stdout);
