@@ -134,7 +134,9 @@ export class Agent {
     });
     this.queue = new WorkQueue(opts.maxParallel, (uid) => this.run(uid), (uid, e) => {
       const rec = this.pods.get(uid);
-      opts.log.error('pod sync failed; retrying', { pod: rec ? podKey(rec.pod) : uid, error: (e as Error).stack ?? String(e) });
+      // One line at error level; the stack only at debug level (no stack traces in normal logs).
+      opts.log.error('pod sync failed; retrying', { pod: rec ? podKey(rec.pod) : uid, error: (e as Error).message ?? String(e) });
+      opts.log.debug('pod sync failed: stack', { pod: rec ? podKey(rec.pod) : uid, stack: (e as Error).stack ?? '' });
       opts.metrics.failure('apply-error');
       const n = rec ? ++rec.failures : 1;
       this.queue.addAfter(uid, Math.min(60_000, 500 * 2 ** Math.min(n, 7)));
