@@ -25,7 +25,8 @@ Prints the plan JSON exactly as it goes into the pod annotation routes.k8s.ovn.o
 {"skipped": "<reason>"}. With --all, one JSON object keyed by "namespace/name", one entry per
 pod (-n NS: the pods of one namespace, live), or with -o table one line per pod: its plan hash
 or why it has none, the number of routes, whether the pod's annotation carries that plan
-(=, differs, absent) and what the node agent reported. -o table is the default of a live --all.
+(=, differs, absent), the id of the key that signed it (not verified: see explain) and what
+the node agent reported. -o table is the default of a live --all.
 Conflicts, unresolvable Services and deferred Routes are reported on stderr as warnings, and so
 is, once per Route that yields a plan, what the controller also puts in the Route's Warnings
 condition: a defaultRoute that moves ClusterIP and DNS traffic off eth0, a literal gateway
@@ -50,7 +51,7 @@ ${KUBE_FLAGS_HELP}
 
 /** One line of the --all table. */
 export function tableRows(pods: Pod[], resolved: Map<Pod, Resolution>): string[][] {
-  const rows = [['POD', 'NODE', 'PLAN', 'ROUTES', 'ANNOTATION', 'AGENT']];
+  const rows = [['POD', 'NODE', 'PLAN', 'ROUTES', 'ANNOTATION', 'SIGNED BY', 'AGENT']];
   for (const pod of pods) {
     const res = resolved.get(pod)!;
     const ann = pod.metadata?.annotations?.[PLAN_ANNOTATION];
@@ -64,7 +65,8 @@ export function tableRows(pods: Pod[], resolved: Map<Pod, Resolution>): string[]
     rows.push([
       `${pod.metadata?.namespace ?? ''}/${pod.metadata?.name ?? ''}`, String(pod.spec?.nodeName ?? ''),
       want ? planHash(want) : `skipped: ${res.kind === 'skipped' ? res.code : ''}`,
-      want ? String(want.routes.length + (want.default ? 1 : 0)) : '0', annCol, agentCol,
+      want ? String(want.routes.length + (want.default ? 1 : 0)) : '0', annCol,
+      ann === undefined ? '-' : (/"sig":"hmac-sha256:([0-9a-f]{12}):/.exec(ann)?.[1] ?? 'unsigned'), agentCol,
     ]);
   }
   return rows;

@@ -138,7 +138,10 @@ export class Agent {
       handler: (uid) => this.run(uid),
       onError: (uid, e) => {
         const rec = this.pods.get(uid);
-        forPod(opts.log, rec ? podKey(rec.pod) : uid).error({ error: (e as Error).stack ?? String(e) }, 'pod sync failed; retrying');
+        // One line at error level; the stack only at debug level (no stack traces in normal logs).
+        const plog = forPod(opts.log, rec ? podKey(rec.pod) : uid);
+        plog.error({ error: (e as Error).message ?? String(e) }, 'pod sync failed; retrying');
+        plog.debug({ stack: (e as Error).stack ?? '' }, 'pod sync failed: stack');
         opts.metrics.failure('apply-error');
         const n = rec ? ++rec.failures : 1;
         this.queue.addAfter(uid, backoffMs(n - 1, { initialMs: 1000, maxMs: 60_000 }));

@@ -12,7 +12,7 @@ import { PLAN_ANNOTATION } from '../../core/types.js';
 import { serviceAccountKubeConfig } from '../cluster/helpers.js';
 import { kubeRequest } from '../cluster/k8s.js';
 import { withControlPlane } from '../cluster/tap.js';
-import { runCli } from '../util/cli.js';
+import { runCli, runCliInProcess } from '../util/cli.js';
 import { repoRoot } from '../util/fixtures.js';
 import { NS, setupLiveFixture } from './cli-fixture.js';
 
@@ -23,10 +23,14 @@ if (cp) {
   const f = await setupLiveFixture(cp.kc);
   const kc = cp.kubeconfigPath;
   const env = { HOME: tmp, KUBECONFIG: '' };
-  const cli = (args: string[], e: NodeJS.ProcessEnv = {}) => runCli(args, { env: { ...env, ...e } });
+  // Most commands run in this process (main(), the same code path minus a process start: the
+  // client library's load per spawn made this file slow on a loaded machine); KUBECONFIG
+  // discovery and the plugin are checked with real processes.
+  const cli = (args: string[], e: NodeJS.ProcessEnv = {}) => runCliInProcess(args, { env: { ...env, ...e } });
+  const spawned = (args: string[], e: NodeJS.ProcessEnv = {}) => runCli(args, { env: { ...env, ...e } });
 
   await t.test('explain: every Route and what decided, conflicts, plan, annotation, agent, Events', async (t) => {
-    const r = cli(['explain', '--pod', `${NS}/web`, '--kubeconfig', kc]);
+    const r = await cli(['explain', '--pod', `${NS}/web`, '--kubeconfig', kc]);
     t.equal(r.code, 0, r.stderr);
     t.comment(r.stdout);
     const o = r.stdout;
@@ -45,7 +49,7 @@ if (cp) {
     t.match(o, /Events \(ovnkube-route\):\n  \S+  Warning RoutesSkipped \(ovnkube-route-injector, x2\): 172\.16\.10\.0\/24 dev eth1: missing-dev/);
     t.notMatch(o, /BackOff/, 'other components\' Events are left out');
 
-    const j = cli(['explain', '--pod', `${NS}/web`, '--kubeconfig', kc, '-o', 'json']);
+    const j = await cli(['explain', '--pod', `${NS}/web`, '--kubeconfig', kc, '-o', 'json']);
     t.equal(j.code, 0, j.stderr);
     const x = JSON.parse(j.stdout);
     t.same(x.plan, f.webPlan);
@@ -57,16 +61,16 @@ if (cp) {
   });
 
   await t.test('explain: a stale annotation, a forged signature, a hostNetwork pod', async (t) => {
-    const stale = cli(['explain', '--pod', `${NS}/stale`, '--kubeconfig', kc]);
+    const stale = await cli(['explain', '--pod', `${NS}/stale`, '--kubeconfig', kc]);
     t.match(stale.stdout, /DIFFERS from the plan resolved now \(annotation hash [0-9a-f]{16}\)\n    - 172\.16\.10\.0\/24 dev eth0 +\(in the annotation, not resolved now\)/);
     t.match(stale.stdout, /\+ 192\.168\.2\.0\/24 dev eth0 +\(resolved now, not in the annotation\)/);
-    const forged = cli(['explain', '--pod', `${NS}/forged`, '--kubeconfig', kc]);
+    const forged = await cli(['explain', '--pod', `${NS}/forged`, '--kubeconfig', kc]);
     t.match(forged.stdout, /signature: REFUSED: unknown-key: plan is signed with key [0-9a-f]{12}, which is not one of the accepted keys/);
-    const host = cli(['explain', '--pod', `${NS}/host`, '--kubeconfig', kc]);
+    const host = await cli(['explain', '--pod', `${NS}/host`, '--kubeconfig', kc]);
     t.match(host.stdout, /STOP +host-network +pod uses the host network \(hostNetwork: true\)\n\nRoutes \(4\) -- not used: a gate above stops the pod:/);
     t.match(host.stdout, /Plan: none \(host-network: pod uses the host network/);
     t.match(host.stdout, /Annotation routes\.k8s\.ovn\.org\/plan:\n  absent \(as expected: no plan\)/);
-    const gone = cli(['explain', '--pod', `${NS}/nope`, '--kubeconfig', kc]);
+    const gone = await cli(['explain', '--pod', `${NS}/nope`, '--kubeconfig', kc]);
     t.equal(gone.code, 1);
     t.match(gone.stderr, /pod app\/nope: not found \(context "ovnkube-route-test", server https:\/\/127\.0\.0\.1:\d+\)/);
   });
@@ -81,18 +85,18 @@ if (cp) {
     cfg['current-context'] = 'dead';
     const two = join(tmp, 'two.kubeconfig');
     writeFileSync(two, JSON.stringify(cfg));
-    const viaEnv = cli(['explain', '--pod', 'web', '--context', 'live', '-o', 'json'], { KUBECONFIG: `${join(tmp, 'absent')}:${two}` });
+    const viaEnv = spawned(['explain', '--pod', 'web', '--context', 'live', '-o', 'json'], { KUBECONFIG: `${join(tmp, 'absent')}:${two}` });
     t.equal(viaEnv.code, 0, viaEnv.stderr);
     t.equal(JSON.parse(viaEnv.stdout).pod, 'app/web', 'KUBECONFIG list honoured, the context\'s namespace used for a bare name');
-    const dead = cli(['explain', '--pod', 'web'], { KUBECONFIG: two });
+    const dead = await cli(['explain', '--pod', 'web'], { KUBECONFIG: two });
     t.equal(dead.code, 1);
     t.match(dead.stderr, /cannot reach the API server https:\/\/127\.0\.0\.1:1 \(context "dead" of KUBECONFIG=/);
-    const ns = cli(['explain', '--pod', 'stale', '-n', NS, '--kubeconfig', kc, '-o', 'json']);
+    const ns = await cli(['explain', '--pod', 'stale', '-n', NS, '--kubeconfig', kc, '-o', 'json']);
     t.equal(JSON.parse(ns.stdout).pod, 'app/stale', '-n for a bare name');
     const home = join(tmp, 'home');
     mkdirSync(join(home, '.kube'), { recursive: true });
     writeFileSync(join(home, '.kube', 'config'), JSON.stringify({ ...cfg, 'current-context': 'live' }));
-    const fromHome = cli(['plan', '--pod', 'web'], { HOME: home });
+    const fromHome = await cli(['plan', '--pod', 'web'], { HOME: home });
     t.equal(fromHome.code, 0, fromHome.stderr);
     t.same(JSON.parse(fromHome.stdout), f.webPlan, '~/.kube/config');
   });
@@ -107,36 +111,37 @@ if (cp) {
       roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'route-reader' }, subjects: [{ kind: 'ServiceAccount', name: 'reader', namespace: 'default' }] } });
     const path = join(tmp, 'reader.kubeconfig');
     writeFileSync(path, (await serviceAccountKubeConfig(cp, 'default', 'reader')).exportConfig());
-    const r = cli(['explain', '--pod', `${NS}/web`, '--kubeconfig', path]);
+    const r = await cli(['explain', '--pod', `${NS}/web`, '--kubeconfig', path]);
     t.equal(r.code, 0, r.stderr);
     t.match(r.stdout, /signature: NOT CHECKED \(plan key not readable: Secret ovnkube-route\/ovnkube-route-plan-key: forbidden \(HTTP 403\)/);
     t.match(r.stdout, /Mode: default \(default \(Deployment ovnkube-route\/ovnkube-route-webhook: forbidden \(HTTP 403\).*; give --mode\)\)/);
     t.match(r.stdout, /equals the plan resolved now/, 'the rest is still explained');
-    const given = cli(['explain', '--pod', `${NS}/web`, '--kubeconfig', path, '--mode', 'opt-in']);
+    const given = await cli(['explain', '--pod', `${NS}/web`, '--kubeconfig', path, '--mode', 'opt-in']);
     t.match(given.stdout, /Mode: opt-in \(--mode\)\n[\s\S]*STOP +not-opted-in +opt-in mode: neither the pod nor its namespace is labelled routes\.k8s\.ovn\.org\/inject=enabled/);
   });
 
   await t.test('plan from the live cluster: one pod, signed, and --all as a table and JSON', async (t) => {
-    const one = cli(['plan', '--pod', `${NS}/web`, '--kubeconfig', kc]);
+    const one = await cli(['plan', '--pod', `${NS}/web`, '--kubeconfig', kc]);
     t.equal(one.code, 0, one.stderr);
     t.same(JSON.parse(one.stdout), f.webPlan);
     t.match(one.stderr, /mode: default \(Deployment ovnkube-route\/ovnkube-route-webhook args\)/);
     t.match(one.stderr, /warning: app\/web: conflict: destination 172\.16\.10\.0\/24/);
     const keyFile = join(tmp, 'plan.key');
     writeFileSync(keyFile, f.keyText);
-    const signed = cli(['plan', '--pod', `${NS}/web`, '--kubeconfig', kc, '--key', keyFile]);
+    const signed = await cli(['plan', '--pod', `${NS}/web`, '--kubeconfig', kc, '--key', keyFile]);
     const pod = await kubeRequest(cp.kc, 'GET', `/api/v1/namespaces/${NS}/pods/web`);
     t.equal(signed.stdout.trim(), pod.body.metadata.annotations[PLAN_ANNOTATION], 'byte for byte what the webhook writes');
-    const table = cli(['plan', '--all', '--kubeconfig', kc]);
+    const table = await cli(['plan', '--all', '--kubeconfig', kc]);
     t.equal(table.code, 0, table.stderr);
     const lines = table.stdout.trim().split('\n').map((l) => l.split(/ {2,}/));
-    t.same(lines[0], ['POD', 'NODE', 'PLAN', 'ROUTES', 'ANNOTATION', 'AGENT']);
+    t.same(lines[0], ['POD', 'NODE', 'PLAN', 'ROUTES', 'ANNOTATION', 'SIGNED BY', 'AGENT']);
     const row = (p: string) => lines.find((l) => l[0] === p);
-    t.match(row('app/web'), ['app/web', 'node-x', /^[0-9a-f]{16}$/, '2', '=', "annotation's plan: 1 applied, 1 skipped"]);
-    t.match(row('app/stale'), ['app/stale', 'node-x', /^[0-9a-f]{16}$/, '3', 'differs', "annotation's plan: 1 applied, 0 skipped"]);
-    t.same(row('app/host'), ['app/host', 'node-x', 'skipped: host-network', '0', '-', '-']);
+    t.match(row('app/web'), ['app/web', 'node-x', /^[0-9a-f]{16}$/, '2', '=', f.key.id, "annotation's plan: 1 applied, 1 skipped"]);
+    t.match(row('app/stale'), ['app/stale', 'node-x', /^[0-9a-f]{16}$/, '3', 'differs', f.key.id, "annotation's plan: 1 applied, 0 skipped"]);
+    t.same(row('app/host'), ['app/host', 'node-x', 'skipped: host-network', '0', '-', '-', '-']);
+    t.not(row('app/forged')![5], f.key.id, 'the forged pod\'s key id is another');
     t.ok(lines.some((l) => l[0]?.startsWith('ovnkube-route/') === false), 'pods of every namespace');
-    const json = cli(['plan', '--all', '-n', NS, '--kubeconfig', kc, '-o', 'json']);
+    const json = await cli(['plan', '--all', '-n', NS, '--kubeconfig', kc, '-o', 'json']);
     const all = JSON.parse(json.stdout);
     t.same(Object.keys(all), ['app/forged', 'app/host', 'app/stale', 'app/web']);
     t.same(all['app/web'], f.webPlan);
@@ -144,11 +149,11 @@ if (cp) {
   });
 
   await t.test('routes --remote: a pod that is not running is read from the agent\'s report', async (t) => {
-    const r = cli(['routes', '--pod', `${NS}/web`, '--kubeconfig', kc, '--family', '4']);
+    const r = await cli(['routes', '--pod', `${NS}/web`, '--kubeconfig', kc, '--family', '4']);
     t.equal(r.code, 0, r.stderr);
     t.match(r.stdout, /^pod app\/web \(agent report: not read from the pod \(pod is Pending: cannot exec\); only the routes of ovnkube-route the agent reports in force: node node-x reported at/);
     t.match(r.stdout, new RegExp(`Kernel IP routing table\\nDestination +Gateway +Genmask +Flags Metric Iface +Proto +Owner\\n${f.svcIP.replace(/\./g, '\\.')} +0\\.0\\.0\\.0 +255\\.255\\.255\\.255 UH +0 +eth1 +111 +ovnkube-route\\n$`), 'the applied route only: the skipped one is not in place');
-    const exec = cli(['routes', '--pod', `${NS}/web`, '--kubeconfig', kc, '--from', 'exec']);
+    const exec = await cli(['routes', '--pod', `${NS}/web`, '--kubeconfig', kc, '--from', 'exec']);
     t.equal(exec.code, 1);
     t.match(exec.stderr, /pod app\/web: cannot read its routing table with exec: pod is Pending: cannot exec/);
   });

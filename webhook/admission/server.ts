@@ -140,7 +140,11 @@ export function buildApp(opts: AppOptions): FastifyInstance {
 
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, req: FastifyRequest, reply: FastifyReply) => {
     const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
-    if (status === 500) req.log.error({ err, stack: err.stack }, 'unexpected error');
+    // One line at error level; the stack only at debug level (no stack traces in normal logs).
+    if (status === 500) {
+      req.log.error({ err: err.message, code: err.code }, 'unexpected error');
+      req.log.debug({ stack: err.stack }, 'unexpected error: stack');
+    }
     void reply.code(status).send({ code: err.code ?? 'OVNKR_ERR_INTERNAL', message: status === 500 ? 'internal error' : err.message });
   });
 
