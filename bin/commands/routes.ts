@@ -15,7 +15,8 @@ const help = `Usage: ovnkube-route routes (--netns PATH | --pod NAMESPACE/NAME) 
 
 Print a pod's routing table (main table) like "route -n", with the protocol that installed
 each route and an Owner column marking the routes ovnkube-route owns (rtnetlink protocol ${RTPROT_OVNKUBE_ROUTE}).
-Replaces the design document's execns.sh helpers; nothing is changed.
+An Attributes column (src, mtu, advmss) follows when a route has an mtu or advmss, or one of
+ours has a src. Replaces the design document's execns.sh helpers; nothing is changed.
 
 --pod finds the netns the way the node agent does: in the CNI result cache, the files whose
 cniArgs name the pod (K8S_POD_NAMESPACE, K8S_POD_NAME) give its netns in
