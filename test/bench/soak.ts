@@ -166,6 +166,16 @@ async function main(): Promise<number> {
       samplesColumns: ['minute', 'agentFds', 'agentRssKb', 'webhookFds', 'webhookRssKb'],
     };
     void ts;
+    // RSS is a sawtooth (V8 collects lazily): its floor, the lowest sample of each third of
+    // the run, says more about growth than single samples do.
+    const floors = (f: (s: typeof samples[number]) => number): number[] => {
+      const third = Math.max(1, Math.floor(samples.length / 3));
+      return [0, 1, 2].map((k) => Math.min(...samples.slice(k * third, k === 2 ? samples.length : (k + 1) * third).map(f)));
+    };
+    const agentFloors = floors((s) => s.agent.rssKb);
+    const webhookFloors = floors((s) => s.webhook.rssKb);
+    Object.assign(summary.agent.rssKb, { floorsPerThird: agentFloors });
+    Object.assign(summary.webhook.rssKb, { floorsPerThird: webhookFloors });
     // fds must not climb: the agent's last sample at most 2 above its first after the warm-up.
     const fdBase = (warm[0] ?? samples[0]!).agent.fds;
     if (summary.agent.fds.last > fdBase + 2) failures.push(`agent fds grew: ${fdBase} -> ${summary.agent.fds.last}`);
@@ -180,10 +190,12 @@ async function main(): Promise<number> {
       ['new pod -> routed (ms)', `p50 ${summary.convergeMs.newPod.p50}, p95 ${summary.convergeMs.newPod.p95}, max ${summary.convergeMs.newPod.max}`],
       ['agent fds first/last/max, slope', `${summary.agent.fds.first}/${summary.agent.fds.last}/${summary.agent.fds.max}, ${summary.agent.fds.slopePerMin.toFixed(3)}/min`],
       ['agent RSS KiB first/last/min/max, slope', `${summary.agent.rssKb.first}/${summary.agent.rssKb.last}/${summary.agent.rssKb.min}/${summary.agent.rssKb.max}, ${summary.agent.rssKb.slopePerMin.toFixed(0)} KiB/min`],
+      ['agent RSS floor per third (KiB)', agentFloors.join(' / ')],
       ['webhook fds first/last/max, slope', `${summary.webhook.fds.first}/${summary.webhook.fds.last}/${summary.webhook.fds.max}, ${summary.webhook.fds.slopePerMin.toFixed(3)}/min`],
       ['webhook RSS KiB first/last/min/max, slope', `${summary.webhook.rssKb.first}/${summary.webhook.rssKb.last}/${summary.webhook.rssKb.min}/${summary.webhook.rssKb.max}, ${summary.webhook.rssKb.slopePerMin.toFixed(0)} KiB/min`],
     ];
     const w = Math.max(...rows.map((r) => r[0].length));
+    rows.push(['webhook RSS floor per third (KiB)', webhookFloors.join(' / ')]);
     console.log(rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`).join('\n'));
     console.log(`\nwritten: test/bench/results/soak.json`);
     return failures.length ? 1 : 0;
