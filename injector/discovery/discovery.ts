@@ -17,6 +17,7 @@
  * being read past the cap, so a huge or growing file cannot blow up the agent's memory at
  * every start; it is reported once per content (warning and `onTooLarge`).
  */
+import { constants as fsConstants } from 'node:fs';
 import { open, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseCniCacheFile, type CniCacheEntry } from './cni-cache.js';
@@ -204,6 +205,13 @@ export class CniCacheIndex {
     if (set && set.size === 0) this.byPod.delete(key);
   }
 
+  /** Log a refusal of `name` once per `content` (as every other refusal is logged). */
+  private refuseOnce(name: string, content: string, msg: string, fields: Record<string, unknown>): void {
+    if (this.badContent.get(name) === content) return;
+    this.badContent.set(name, content);
+    this.opts.log.warn(fields, msg);
+  }
+
   /**
    * Read one file: the entry, null when it is gone or not a pod sandbox file, or 'keep'
    * when it is unparsable (maybe half-written: keep what we had, read again on the next change).
@@ -214,13 +222,20 @@ export class CniCacheIndex {
     let text: string;
     let st;
     try {
-      st = await stat(path);
-      if (!st.isFile()) return null;
-      // Never read past the cap, even if the file grew since stat.
-      const fh = await open(path, 'r');
+      // Opened first, then checked through the handle: a name swapped between a check and
+      // the open cannot make us read something else. No symlinks (libcni writes regular
+      // files), and O_NONBLOCK so that a FIFO put here can never block a read thread.
+      const fh = await open(path, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK);
       let got: number;
-      const buf = Buffer.alloc(Math.min(st.size, cap) + 1);
+      let buf: Buffer;
       try {
+        st = await fh.stat();
+        if (!st.isFile()) {
+          this.refuseOnce(name, `${st.mtimeMs}:not-a-file`, 'CNI cache file refused: not a regular file', { file: path });
+          return null;
+        }
+        // Never read past the cap, even if the file grew since stat.
+        buf = Buffer.alloc(Math.min(st.size, cap) + 1);
         ({ bytesRead: got } = await fh.read(buf, 0, buf.length, 0));
       } finally {
         await fh.close();
@@ -237,7 +252,12 @@ export class CniCacheIndex {
       }
       text = buf.subarray(0, got).toString('utf8');
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') this.opts.log.warn({ file: path, error: (e as Error).message }, 'cannot read CNI cache file');
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ELOOP') {
+        this.refuseOnce(name, 'symlink', 'CNI cache file refused: a symlink (libcni writes regular files)', { file: path });
+        return null;
+      }
+      if (code !== 'ENOENT') this.opts.log.warn({ file: path, error: (e as Error).message }, 'cannot read CNI cache file');
       this.badContent.delete(name);
       return null;
     }

@@ -40,7 +40,7 @@ t.test('a watch of a silent endpoint ends with a deadline error; one answered bu
   const w = new DeadlineWatch(loopbackKubeConfig(port), { connectMs: 300, idleMs: 300 });
   const first = await new Promise<unknown>((resolve) => void w.watch('/api/v1/pods', {}, () => {}, resolve));
   t.ok(first instanceof ApiTimeoutError);
-  t.match((first as Error).message, /^watch \/api\/v1\/pods\?watch=true: no answer from the API server within 0\.3 s$/);
+  t.match((first as Error).message, /^watch \/api\/v1\/pods\?watch=true&allowWatchBookmarks=true: no answer from the API server within 0\.3 s$/);
 
   front.forwardTo({ host: '127.0.0.1', port: api.port });
   api.watchSilent = true;
