@@ -90,7 +90,7 @@ function fatal(e: unknown): boolean {
 export async function applyPlanWith(client: RtnlClient, plan: Plan, opts: ApplyOptions = {}): Promise<ApplyResult> {
   const protocol = opts.protocol ?? RTPROT_OVNKUBE_ROUTE;
   const [links, table] = [await client.listLinks(), await client.listRoutes()];
-  const diff = diffRoutes(plan, table, links, protocol, opts.savedDefault ?? [], new Set(opts.reclaim ?? []));
+  const diff = diffRoutes({ plan, table, links, protocol, saved: opts.savedDefault ?? [], reclaim: new Set(opts.reclaim ?? []) });
   const res: ApplyResult = {
     netns: client.netns, added: [], removed: [], replaced: [], restored: [],
     unchanged: diff.unchanged.map(itemOfDesired), skipped: [...diff.skipped], owned: [...diff.ownedKept], changed: false,
@@ -119,7 +119,8 @@ export async function applyPlanWith(client: RtnlClient, plan: Plan, opts: ApplyO
     }
     await Promise.all(writes);
   }
-  for (const action of diff.defaults) await applyDefault(client, action, protocol, links, opts, res, attempt);
+  const ctx: DefaultContext = { client, protocol, links, opts, res, attempt };
+  for (const action of diff.defaults) await applyDefault(action, ctx);
   await checkEffective(client, plan, res);
   res.owned.push(...res.added.map((x) => x.dst), ...res.replaced.map((x) => x.dst));
   res.owned.sort();
@@ -166,10 +167,19 @@ function keyOf(k: KernelRoute) {
 
 type Attempt = (item: RouteItem, op: () => Promise<void>, ok: () => void) => Promise<void>;
 
-async function applyDefault(
-  client: RtnlClient, a: DefaultAction, protocol: number, links: { name: string; index: number }[],
-  opts: ApplyOptions, res: ApplyResult, attempt: Attempt,
-): Promise<void> {
+/** What applying a default-route action needs. */
+interface DefaultContext {
+  client: RtnlClient;
+  protocol: number;
+  links: { name: string; index: number }[];
+  opts: ApplyOptions;
+  /** The result being built. */
+  res: ApplyResult;
+  attempt: Attempt;
+}
+
+async function applyDefault(a: DefaultAction, ctx: DefaultContext): Promise<void> {
+  const { client, protocol, opts, res, attempt } = ctx;
   switch (a.kind) {
     case 'unchanged':
       res.unchanged.push(itemOfDesired(a.want));
@@ -187,50 +197,56 @@ async function applyDefault(
         () => { res.replaced.push({ ...item, from: { ...itemOf(a.have), protocol: a.have.protocol } }); });
       return;
     }
-    case 'take-over': {
-      const item = itemOfDesired(a.want);
-      if (!opts.savedDefault?.some((s) => s.family === a.want.family)) {
-        const r = a.replacing;
-        const saved: SavedDefault = {
-          family: a.want.family,
-          route: r ? { dev: r.dev ?? `if${r.oif}`, ...(r.via ? { via: r.via } : {}), protocol: r.protocol, scope: r.scope, priority: r.priority } : null,
-        };
-        try {
-          await opts.saveDefault?.(saved);
-        } catch (e) {
-          res.skipped.push({ ...item, reason: 'error', detail: `the original default route could not be saved, so it was not replaced: ${(e as Error).message}` });
-          return;
-        }
-      }
-      const prio = a.replacing?.priority;
-      await attempt(item, () => client.replaceRoute(writeOf(a.want, protocol, prio)), () => {
-        if (a.replacing) res.replaced.push({ ...item, from: { ...itemOf(a.replacing), protocol: a.replacing.protocol } });
-        else res.added.push(item);
-      });
-      return;
-    }
-    case 'restore': {
-      const s = a.saved.route;
-      const before = res.skipped.length;
-      if (!s) {
-        // There was no default route before ours: restoring means removing ours.
-        await attempt(itemOf(a.have), () => client.deleteRoute(keyOf(a.have)), () => { res.removed.push(itemOf(a.have)); });
-      } else {
-        const item: RouteItem = { family: a.family, dst: defaultDst(a.family), dev: s.dev, ...(s.via ? { via: s.via } : {}) };
-        const oif = links.find((l) => l.name === s.dev)?.index;
-        if (oif === undefined) {
-          res.skipped.push({ ...item, reason: 'default-not-restorable', detail: `the saved default route's device ${s.dev} is not in the netns; leaving ours in place` });
-          return;
-        }
-        // Same metric as ours, so the replace swaps ours for the original atomically.
-        const w: RouteWrite = { dst: item.dst, oif, scope: s.scope, protocol: s.protocol, priority: a.have.priority };
-        if (s.via !== undefined) w.via = s.via;
-        await attempt(item, () => client.replaceRoute(w), () => { res.restored.push(item); });
-      }
-      if (res.skipped.length === before) await opts.forgetDefault?.(a.family);
+    case 'take-over':
+      return takeOverDefault(a, ctx);
+    case 'restore':
+      return restoreSavedDefault(a, ctx);
+  }
+}
+
+/** Put our default route in place of the original, saving the original first (once). */
+async function takeOverDefault(a: Extract<DefaultAction, { kind: 'take-over' }>, { client, protocol, opts, res, attempt }: DefaultContext): Promise<void> {
+  const item = itemOfDesired(a.want);
+  if (!opts.savedDefault?.some((s) => s.family === a.want.family)) {
+    const r = a.replacing;
+    const saved: SavedDefault = {
+      family: a.want.family,
+      route: r ? { dev: r.dev ?? `if${r.oif}`, ...(r.via ? { via: r.via } : {}), protocol: r.protocol, scope: r.scope, priority: r.priority } : null,
+    };
+    try {
+      await opts.saveDefault?.(saved);
+    } catch (e) {
+      res.skipped.push({ ...item, reason: 'error', detail: `the original default route could not be saved, so it was not replaced: ${(e as Error).message}` });
       return;
     }
   }
+  const prio = a.replacing?.priority;
+  await attempt(item, () => client.replaceRoute(writeOf(a.want, protocol, prio)), () => {
+    if (a.replacing) res.replaced.push({ ...item, from: { ...itemOf(a.replacing), protocol: a.replacing.protocol } });
+    else res.added.push(item);
+  });
+}
+
+/** Put the saved original default route back in place of ours (or remove ours when there was none). */
+async function restoreSavedDefault(a: Extract<DefaultAction, { kind: 'restore' }>, { client, links, opts, res, attempt }: DefaultContext): Promise<void> {
+  const s = a.saved.route;
+  const before = res.skipped.length;
+  if (!s) {
+    // There was no default route before ours: restoring means removing ours.
+    await attempt(itemOf(a.have), () => client.deleteRoute(keyOf(a.have)), () => { res.removed.push(itemOf(a.have)); });
+  } else {
+    const item: RouteItem = { family: a.family, dst: defaultDst(a.family), dev: s.dev, ...(s.via ? { via: s.via } : {}) };
+    const oif = links.find((l) => l.name === s.dev)?.index;
+    if (oif === undefined) {
+      res.skipped.push({ ...item, reason: 'default-not-restorable', detail: `the saved default route's device ${s.dev} is not in the netns; leaving ours in place` });
+      return;
+    }
+    // Same metric as ours, so the replace swaps ours for the original atomically.
+    const w: RouteWrite = { dst: item.dst, oif, scope: s.scope, protocol: s.protocol, priority: a.have.priority };
+    if (s.via !== undefined) w.via = s.via;
+    await attempt(item, () => client.replaceRoute(w), () => { res.restored.push(item); });
+  }
+  if (res.skipped.length === before) await opts.forgetDefault?.(a.family);
 }
 
 /** Options of applyPlan: the client's (policy, bounds) plus the engine's. */
