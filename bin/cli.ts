@@ -40,7 +40,7 @@ export function parseFlags<const T extends NonNullable<ParseArgsConfig['options'
   try {
     return parseArgs({ args: argv, options, strict: true as const, allowPositionals: false as const }).values;
   } catch (e) {
-    throw new UsageError((e as Error).message);
+    throw new UsageError((e as Error).message, { cause: e });
   }
 }
 

@@ -53,8 +53,8 @@ export const planCommand: Command = {
     let key: PlanKey | undefined;
     if (values.key) {
       let text: string;
-      try { text = await readFile(values.key, 'utf8'); } catch (e) { throw new InputError(`${values.key}: cannot read plan key: ${(e as Error).message}`); }
-      try { key = parsePlanKey(text); } catch (e) { throw new InputError(`${values.key}: ${(e as Error).message}`); }
+      try { text = await readFile(values.key, 'utf8'); } catch (e) { throw new InputError(`${values.key}: cannot read plan key: ${(e as Error).message}`, { cause: e }); }
+      try { key = parsePlanKey(text); } catch (e) { throw new InputError(`${values.key}: ${(e as Error).message}`, { cause: e }); }
     }
     const file = values.file === '-' ? '<stdin>' : values.file;
     let idx;
@@ -76,7 +76,7 @@ export const planCommand: Command = {
       try {
         results[ref] = outcome(res, pod, key);
       } catch (e) {
-        throw new InputError(`${ref}: ${(e as Error).message}`);
+        throw new InputError(`${ref}: ${(e as Error).message}`, { cause: e });
       }
     }
     if (values.all) {
