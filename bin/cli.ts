@@ -49,13 +49,13 @@ export function parseFlags<const T extends NonNullable<ParseArgsConfig['options'
       const names = Object.entries(options).flatMap(([long, o]) => [`--${long}`, ...(o.short ? [`-${o.short}`] : [])]);
       const bare = typed.split('=')[0]!;
       const guess = closest(bare.replace(/^-+/, '').toLowerCase(), Object.keys(options));
-      throw new UsageError(`Unknown option '${bare}'${guess ? `; did you mean '--${guess}'?` : ` (flags: ${names.join(', ')})`}`);
+      throw new UsageError(`Unknown option '${bare}'${guess ? `; did you mean '--${guess}'?` : ` (flags: ${names.join(', ')})`}`, { cause: e });
     }
     if (err.code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') {
       const arg = /Unexpected argument '([^']+)'/.exec(err.message)?.[1] ?? '';
-      throw new UsageError(`unexpected argument '${arg}': this command takes only flags`);
+      throw new UsageError(`unexpected argument '${arg}': this command takes only flags`, { cause: e });
     }
-    throw new UsageError(err.message);
+    throw new UsageError(err.message, { cause: e });
   }
 }
 

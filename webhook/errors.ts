@@ -1,22 +1,12 @@
 /**
- * The webhook's catalogue of coded errors (fastify's FST_ERR_* idiom): each code has one
- * message template that says what was expected, so logs and tests match on the code.
+ * The webhook's errors: coded, from the one catalogue of both processes (platform/errors.ts),
+ * so logs and tests match on the code; a wrapped error is kept as `cause`.
  */
+import { CodedError } from '../platform/errors.js';
 
-export const ERRORS = {
-  OVNKR_ERR_APP_OPTIONS: 'invalid webhook app options: %s',
-  OVNKR_ERR_CONFIG: 'invalid webhook configuration: %s',
-  OVNKR_ERR_TLS_FILES: 'cannot load the serving certificate: %s',
-  OVNKR_ERR_PLAN_KEY: 'cannot load the plan key: %s',
-  OVNKR_ERR_KUBECONFIG: 'cannot load %s',
-} as const;
+export { ERRORS, type ErrorCode } from '../platform/errors.js';
 
-export type ErrorCode = keyof typeof ERRORS;
-
-/** An error with a stable `code` from ERRORS and an HTTP status when it reaches a client. */
-export class WebhookError extends Error {
+/** An error with a stable `code` from ERRORS (and an HTTP status when it reaches a client). */
+export class WebhookError extends CodedError {
   override name = 'WebhookError';
-  constructor(readonly code: ErrorCode, detail: string, readonly statusCode = 500) {
-    super(ERRORS[code].replace('%s', detail));
-  }
 }

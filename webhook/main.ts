@@ -19,6 +19,7 @@ import { createWebhookMetrics, type WebhookMetrics } from './admission/metrics.j
 import { loadServingCert, watchServingCert } from './admission/tls.js';
 import { shareConnections } from '../platform/kube-connections.js';
 import { createLogger } from '../platform/log.js';
+import { errorMessage, withCause } from '../platform/errors.js';
 
 /** Read the plan key files, in order (the first signs). Errors name the file. */
 export async function loadPlanKeys(files: readonly string[]): Promise<PlanKey[]> {
@@ -27,12 +28,12 @@ export async function loadPlanKeys(files: readonly string[]): Promise<PlanKey[]>
     try {
       text = await readFile(f, 'utf8');
     } catch (e) {
-      throw new WebhookError('OVNKR_ERR_PLAN_KEY', (e as Error).message);
+      throw new WebhookError('OVNKR_ERR_PLAN_KEY', errorMessage(e), { cause: e });
     }
     try {
       return parsePlanKey(text);
     } catch (e) {
-      throw new WebhookError('OVNKR_ERR_PLAN_KEY', `${f}: ${(e as Error).message}`);
+      throw new WebhookError('OVNKR_ERR_PLAN_KEY', withCause(f, e), { cause: e });
     }
   }));
 }
@@ -45,7 +46,7 @@ export function loadKubeConfig(file: string | undefined): KubeConfig {
     else kc.loadFromCluster();
   } catch (e) {
     // The operator's to fix (a path, a mount): a message, not a stack trace.
-    throw new WebhookError('OVNKR_ERR_KUBECONFIG', `${file ? `kubeconfig ${file}` : 'in-cluster credentials'}: ${(e as Error).message}`);
+    throw new WebhookError('OVNKR_ERR_KUBECONFIG', withCause(file ? `kubeconfig ${file}` : 'in-cluster credentials', e), { cause: e });
   }
   return kc;
 }

@@ -15,7 +15,7 @@ export const agentCommand: Command = {
     try {
       config = parseAgentConfig(argv, process.env);
     } catch (e) {
-      throw e instanceof AgentConfigError ? new UsageError(e.message) : e;
+      throw e instanceof AgentConfigError ? new UsageError(e.message, { cause: e }) : e;
     }
     await runUntilSignal(async (signal) => {
       // Loaded here so other commands do not pay for the Kubernetes client and prom-client.
@@ -23,7 +23,7 @@ export const agentCommand: Command = {
       try {
         await runAgent(config, { signal, logStream: io.stderr });
       } catch (e) {
-        throw e instanceof AgentStartError ? new InputError(e.message) : e;
+        throw e instanceof AgentStartError ? new InputError(e.message, { cause: e }) : e;
       }
       // Within the DaemonSet's terminationGracePeriodSeconds (10 s), so the exit is ours.
     }, { graceMs: 8_000 });

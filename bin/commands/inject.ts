@@ -78,12 +78,12 @@ async function readKey(file: string): Promise<PlanKey> {
   try {
     text = await readFile(file, 'utf8');
   } catch (e) {
-    throw new InputError(`${file}: cannot read plan key: ${(e as Error).message}`);
+    throw new InputError(`${file}: cannot read plan key: ${(e as Error).message}`, { cause: e });
   }
   try {
     return parsePlanKey(text);
   } catch (e) {
-    throw new InputError(`${file}: ${(e as Error).message}`);
+    throw new InputError(`${file}: ${(e as Error).message}`, { cause: e });
   }
 }
 

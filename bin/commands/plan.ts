@@ -103,8 +103,8 @@ export const planCommand: Command = {
     let key: PlanKey | undefined;
     if (values.key) {
       let text: string;
-      try { text = await readFile(values.key, 'utf8'); } catch (e) { throw new InputError(`${values.key}: cannot read plan key: ${(e as Error).message}`); }
-      try { key = parsePlanKey(text); } catch (e) { throw new InputError(`${values.key}: ${(e as Error).message}`); }
+      try { text = await readFile(values.key, 'utf8'); } catch (e) { throw new InputError(`${values.key}: cannot read plan key: ${(e as Error).message}`, { cause: e }); }
+      try { key = parsePlanKey(text); } catch (e) { throw new InputError(`${values.key}: ${(e as Error).message}`, { cause: e }); }
     }
     let idx: ObjectIndex;
     let pods: Pod[];
@@ -161,7 +161,7 @@ export const planCommand: Command = {
       try {
         results[ref] = outcome(res, pod, key);
       } catch (e) {
-        throw new InputError(`${ref}: ${(e as Error).message}`);
+        throw new InputError(`${ref}: ${(e as Error).message}`, { cause: e });
       }
     }
     if (output === 'table') {

@@ -16,7 +16,7 @@ export const webhookCommand: Command = {
     try {
       config = parseWebhookConfig(argv, process.env);
     } catch (e) {
-      throw e instanceof WebhookError ? new UsageError(e.message) : e;
+      throw e instanceof WebhookError ? new UsageError(e.message, { cause: e }) : e;
     }
     await runUntilSignal(async (signal) => {
       try {
@@ -25,7 +25,7 @@ export const webhookCommand: Command = {
         await runWebhook(config, { signal, logStream: io.stderr });
       } catch (e) {
         // Startup problems with files (plan key, serving pair) are the operator's to fix.
-        throw e instanceof WebhookError ? new InputError(e.message) : e;
+        throw e instanceof WebhookError ? new InputError(e.message, { cause: e }) : e;
       }
       // Within the Deployment's terminationGracePeriodSeconds (default 30 s).
     }, { graceMs: 25_000 });

@@ -9,6 +9,7 @@ import { isIP } from 'node:net';
 import { flagHelp, parseDuration, readFlags, type FlagSpec } from '../../core/flags.js';
 import { DEFAULT_CNI_CACHE_DIR } from '../discovery/cni-cache.js';
 import { DEFAULT_NETNS_DIR } from '../kernel/netns.js';
+import { CodedError } from '../../platform/errors.js';
 
 export interface AgentConfig {
   /** The node this agent serves; only pods with spec.nodeName equal to it are watched. */
@@ -50,8 +51,11 @@ export const AGENT_LOG_LEVELS = ['error', 'warn', 'info', 'debug'] as const;
 export type AgentLogLevel = (typeof AGENT_LOG_LEVELS)[number];
 
 /** Error of a bad flag or variable; the message names it and what was expected. */
-export class AgentConfigError extends Error {
+export class AgentConfigError extends CodedError {
   override name = 'AgentConfigError';
+  constructor(message: string) {
+    super('OVNKR_ERR_AGENT_CONFIG', message);
+  }
 }
 
 /** Default state dir of the agent (the `inject` CLI keeps its own under <dir>/inject). */

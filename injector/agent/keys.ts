@@ -8,6 +8,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { parsePlanKey, type PlanKey } from '../../core/plan-codec.js';
 import type { Logger } from '../../platform/log.js';
+import { withCause } from '../../platform/errors.js';
 
 /** Read and parse one key file; the error names the file. */
 export function readPlanKeyFile(file: string): PlanKey {
@@ -15,12 +16,12 @@ export function readPlanKeyFile(file: string): PlanKey {
   try {
     text = readFileSync(file, 'utf8');
   } catch (e) {
-    throw new Error(`plan key ${file}: cannot read: ${(e as Error).message}`);
+    throw new Error(withCause(`plan key ${file}: cannot read`, e), { cause: e });
   }
   try {
     return parsePlanKey(text);
   } catch (e) {
-    throw new Error(`plan key ${file}: ${(e as Error).message}`);
+    throw new Error(withCause(`plan key ${file}`, e), { cause: e });
   }
 }
 

@@ -24,6 +24,7 @@ import type { AgentConfig } from './config.js';
 import { KeyRing } from './keys.js';
 import { kubeSink, listWatchLiveness, NamespaceSource, PodSource } from './kube.js';
 import { createLogger } from '../../platform/log.js';
+import { CodedError, errorMessage, withCause } from '../../platform/errors.js';
 import { CniServer } from '../cni/server.js';
 import { installCni, uninstallCni } from '../cni/install.js';
 import { installRtProtos } from '../rt-protos.js';
@@ -41,8 +42,11 @@ export interface RunAgentOptions {
 }
 
 /** Error at start-up the operator has to fix (a key file, the kubeconfig, the metrics port). */
-export class AgentStartError extends Error {
+export class AgentStartError extends CodedError {
   override name = 'AgentStartError';
+  constructor(message: string, cause?: unknown) {
+    super('OVNKR_ERR_AGENT_START', message, { cause });
+  }
 }
 
 /** Run the agent until `signal` aborts. */
@@ -52,14 +56,14 @@ export async function runAgent(config: AgentConfig, opts: RunAgentOptions): Prom
   try {
     keys = new KeyRing(config.planKeys, log);
   } catch (e) {
-    throw new AgentStartError((e as Error).message);
+    throw new AgentStartError(errorMessage(e), e);
   }
   const kc = new KubeConfig();
   try {
     if (config.kubeconfig) kc.loadFromFile(config.kubeconfig);
     else kc.loadFromCluster();
   } catch (e) {
-    throw new AgentStartError(`cannot load ${config.kubeconfig ? `kubeconfig ${config.kubeconfig}` : 'in-cluster credentials'}: ${(e as Error).message}`);
+    throw new AgentStartError(withCause(`cannot load ${config.kubeconfig ? `kubeconfig ${config.kubeconfig}` : 'in-cluster credentials'}`, e), e);
   }
   // One keep-alive agent for every API call and watch (client-node makes a new one per request).
   shareConnections(kc);
@@ -100,7 +104,7 @@ export async function runAgent(config: AgentConfig, opts: RunAgentOptions): Prom
     try {
       server = await serveMetrics(registry, config.metricsAddr, ready, alive);
     } catch (e) {
-      throw new AgentStartError(`cannot listen on ${config.metricsAddr.host}:${config.metricsAddr.port} for metrics: ${(e as Error).message}`);
+      throw new AgentStartError(withCause(`cannot listen on ${config.metricsAddr.host}:${config.metricsAddr.port} for metrics`, e), e);
     }
   }
   const netnsWatch = new DirWatcher(config.netnsDir, {
@@ -137,7 +141,7 @@ export async function runAgent(config: AgentConfig, opts: RunAgentOptions): Prom
       try {
         await cniServer.start();
       } catch (e) {
-        throw new AgentStartError(`cannot serve CNI requests on ${config.cni.socket}: ${(e as Error).message}`);
+        throw new AgentStartError(withCause(`cannot serve CNI requests on ${config.cni.socket}`, e), e);
       }
       log.info({ socket: config.cni.socket, timeoutMs: config.cni.timeoutMs }, 'serving CNI ADD requests');
     }

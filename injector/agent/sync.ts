@@ -129,9 +129,11 @@ export class PodSync {
     this.now = d.now ?? Date.now;
   }
 
-  /** Reconcile one pod. Throws only on unexpected errors (the queue retries). */
+  /**
+   * Reconcile one pod: what it should get (intent), which netns is its (claim), and then
+   * the routes in it (converge). Throws only on unexpected errors (the queue retries).
+   */
   async sync(rec: PodRec): Promise<void> {
-    const { reporter, metrics, log } = this.d;
     const pod = rec.pod;
     if (podTerminating(pod)) {
       // The runtime is removing the pod's interfaces and netns: keeping its routes now would
@@ -148,53 +150,82 @@ export class PodSync {
       if (rec.netns) this.release(rec, intent.reason, true);
       return;
     }
-    if (intent.kind === 'rejected') {
-      if (rec.rejectedValue !== intent.value) {
-        rec.rejectedValue = intent.value;
-        metrics.planRejected(intent.code);
-        forPod(log, podKey(pod)).warn({ code: intent.code, error: intent.error, keptPlan: rec.kept?.hash ?? null }, 'plan refused; the netns is left as it is');
-        reporter.warn(pod, 'PlanRejected', `the plan annotation was refused and not applied (${intent.code}): ${intent.error}. `
-          + (rec.keeper ? `The last verified plan ${rec.kept?.hash} stays in force.` : 'No routes were changed.'));
-      }
-      reporter.report(pod, { kind: 'rejected', code: intent.code, error: intent.error, ...(rec.keeper && rec.inForce ? { inForce: rec.inForce } : {}) });
-      return;
+    if (intent.kind === 'rejected') return this.rejected(rec, intent);
+    if (!(await this.claim(rec))) return;
+    rec.rejectedValue = undefined;
+    await this.converge(rec, intent.kind === 'plan' ? { plan: intent.plan, hash: intent.hash } : { plan: EMPTY_PLAN, hash: EMPTY_HASH });
+  }
+
+  /** A plan annotation that does not verify: announced once per value; the netns is left as it is. */
+  private rejected(rec: PodRec, intent: Extract<AgentIntent, { kind: 'rejected' }>): void {
+    const { reporter, metrics, log } = this.d;
+    const pod = rec.pod;
+    if (rec.rejectedValue !== intent.value) {
+      rec.rejectedValue = intent.value;
+      metrics.planRejected(intent.code);
+      forPod(log, podKey(pod)).warn({ code: intent.code, error: intent.error, keptPlan: rec.kept?.hash ?? null }, 'plan refused; the netns is left as it is');
+      reporter.warn(pod, 'PlanRejected', `the plan annotation was refused and not applied (${intent.code}): ${intent.error}. `
+        + (rec.keeper ? `The last verified plan ${rec.kept?.hash} stays in force.` : 'No routes were changed.'));
     }
+    reporter.report(pod, { kind: 'rejected', code: intent.code, error: intent.error, ...(rec.keeper && rec.inForce ? { inForce: rec.inForce } : {}) });
+  }
+
+  /**
+   * Find the pod's netns and make it the pod's (released from a replaced sandbox, refused
+   * when another pod holds it, held back for the CNI ADD of a new sandbox). True when
+   * rec.netns is the pod's netns now.
+   */
+  private async claim(rec: PodRec): Promise<boolean> {
+    const pod = rec.pod;
     const loc = await this.d.locate(pod);
     rec.waiting = !loc.ok && loc.kind === 'wait';
-    if (!loc.ok) return this.noNetns(rec, loc);
+    if (!loc.ok) {
+      this.noNetns(rec, loc);
+      return false;
+    }
     const holder = this.claims.get(idKey(loc.id));
     if (holder !== undefined && holder !== rec.uid) {
-      return this.noNetns(rec, { ok: false, kind: 'refused', reason: `netns ${loc.path} is already the netns of another pod (UID ${holder}); refusing it` });
+      this.noNetns(rec, { ok: false, kind: 'refused', reason: `netns ${loc.path} is already the netns of another pod (UID ${holder}); refusing it` });
+      return false;
     }
     if (rec.netns && idKey(rec.netns.id) !== idKey(loc.id)) this.release(rec, 'sandbox replaced', true);
-    if (!rec.netns) {
-      // A new sandbox the CNI plugin will bring during its CNI ADD (all devices there by then):
-      // writing it now, from the loopback cache file, would only be done again, and slow that ADD.
-      const hold = this.d.holdForCni?.(rec.uid, pod, loc) ?? 0;
-      if (hold > 0) {
-        forPod(log, podKey(pod)).debug({ netns: loc.realPath, waitMs: hold }, 'new sandbox: its routes are written at its CNI ADD');
-        this.d.requeueAfter?.(rec.uid, hold);
-        return;
-      }
-      rec.netns = {
-        path: loc.path, realPath: loc.realPath, id: loc.id, source: loc.source, key: this.d.state.keyFor(rec.uid, loc.realPath),
-        seenAt: loc.seenAt ?? this.now(), latencyDone: false, clean: false,
-      };
-      this.claims.set(idKey(loc.id), rec.uid);
-      const start = this.d.startOf?.(rec.uid, loc);
-      if (start) rec.netns.start = start;
-      forPod(log, podKey(pod)).info({ netns: loc.realPath, source: loc.source, ...(start ? { start: start.mode } : {}) }, 'found pod netns');
-      if (start?.mode === 'after-start') {
-        forPod(log, podKey(pod)).warn({ why: start.reason }, 'the pod started before its routes (CNI-time injection failed open); writing them now');
-      }
-    }
+    if (!rec.netns && !this.adopt(rec, loc)) return false;
     rec.netnsProblem = undefined;
+    return true;
+  }
 
-    rec.rejectedValue = undefined;
-    const target = intent.kind === 'plan' ? { plan: intent.plan, hash: intent.hash } : { plan: EMPTY_PLAN, hash: EMPTY_HASH };
+  /** Take a newly found netns as the pod's; false when its CNI ADD will write it (held). */
+  private adopt(rec: PodRec, loc: Extract<Located, { ok: true }>): boolean {
+    const { log } = this.d;
+    const pod = rec.pod;
+    // A new sandbox the CNI plugin will bring during its CNI ADD (all devices there by then):
+    // writing it now, from the loopback cache file, would only be done again, and slow that ADD.
+    const hold = this.d.holdForCni?.(rec.uid, pod, loc) ?? 0;
+    if (hold > 0) {
+      forPod(log, podKey(pod)).debug({ netns: loc.realPath, waitMs: hold }, 'new sandbox: its routes are written at its CNI ADD');
+      this.d.requeueAfter?.(rec.uid, hold);
+      return false;
+    }
+    rec.netns = {
+      path: loc.path, realPath: loc.realPath, id: loc.id, source: loc.source, key: this.d.state.keyFor(rec.uid, loc.realPath),
+      seenAt: loc.seenAt ?? this.now(), latencyDone: false, clean: false,
+    };
+    this.claims.set(idKey(loc.id), rec.uid);
+    const start = this.d.startOf?.(rec.uid, loc);
+    if (start) rec.netns.start = start;
+    forPod(log, podKey(pod)).info({ netns: loc.realPath, source: loc.source, ...(start ? { start: start.mode } : {}) }, 'found pod netns');
+    if (start?.mode === 'after-start') {
+      forPod(log, podKey(pod)).warn({ why: start.reason }, 'the pod started before its routes (CNI-time injection failed open); writing them now');
+    }
+    return true;
+  }
 
+  /** Bring the routes in the pod's netns to `target` (a keeper started, or told the new plan). */
+  private async converge(rec: PodRec, target: { plan: Plan; hash: string }): Promise<void> {
+    const { reporter, log } = this.d;
+    const pod = rec.pod;
     if (!rec.keeper) {
-      if (isEmptyPlan(target.plan) && rec.netns.clean) {
+      if (isEmptyPlan(target.plan) && rec.netns!.clean) {
         if (rec.inForce) reporter.report(pod, { kind: 'applied', inForce: rec.inForce });
         return;
       }

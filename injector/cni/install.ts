@@ -11,6 +11,7 @@
 import { chmodSync, copyFileSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { withCause } from '../../platform/errors.js';
 
 /** The plugin's type (binary name) in the conf and the bin dir. */
 export const CNI_PLUGIN_TYPE = 'ovnkube-route-cni';
@@ -60,7 +61,7 @@ export function installCni(o: CniInstallOptions): CniInstallResult {
   try {
     doc = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
   } catch (e) {
-    throw new Error(`${file}: not JSON: ${(e as Error).message}`, { cause: e });
+    throw new Error(withCause(`${file}: not JSON`, e), { cause: e });
   }
   const entry = { type: CNI_PLUGIN_TYPE, socket: o.socket, missedDir: o.missedDir, timeoutMs: o.timeoutMs };
   if (Array.isArray(doc.plugins)) {

@@ -10,6 +10,7 @@
  */
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { withCause } from '../../platform/errors.js';
 
 /** Default CNI result cache dir of libcni. */
 export const DEFAULT_CNI_CACHE_DIR = '/var/lib/cni/results';
@@ -103,7 +104,7 @@ export async function scanCniCacheDir(dir: string): Promise<CniCacheScan> {
     names = await readdir(dir);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return out;
-    throw new Error(`cannot read the CNI cache dir ${dir}: ${(e as Error).message}`);
+    throw new Error(withCause(`cannot read the CNI cache dir ${dir}`, e), { cause: e });
   }
   for (const name of names.sort()) {
     const p = join(dir, name);

@@ -21,6 +21,7 @@
  */
 import type * as netlink from 'netlink';
 import { createRtNetlink } from './netlink-lite.js';
+import { withCause } from '../../platform/errors.js';
 import { hardenNetlinkFd, lowestFreeFd, netlinkConstants, socketInfo, withNetns, type NetnsPolicy } from './netns.js';
 
 
@@ -51,7 +52,7 @@ function verifyIsSocket(fd: number, sock: netlink.RtNetlinkSocket): void {
   try {
     info = socketInfo(fd);
   } catch (e) {
-    throw new Error(`guessed fd ${fd} is not a socket: ${(e as Error).message}`);
+    throw new Error(withCause(`guessed fd ${fd} is not a socket`, e), { cause: e });
   }
   if (info.domain !== AF_NETLINK || info.protocol !== NETLINK_ROUTE) {
     throw new Error(`guessed fd ${fd} is not an rtnetlink socket (domain ${info.domain}, protocol ${info.protocol})`);
@@ -89,7 +90,7 @@ export function createRtnlSocket(path: string | null, opts: SocketOptions = {}):
       hardenNetlinkFd(guess, opts.rcvbuf ?? 1 << 20);
     } catch (e) {
       sock.socket.close();
-      throw new Error(`cannot harden the netlink socket: ${(e as Error).message}`);
+      throw new Error(withCause('cannot harden the netlink socket', e), { cause: e });
     }
     fds.set(sock, guess);
     return sock;

@@ -16,6 +16,7 @@
 import { closeSync, fstatSync, lstatSync, openSync, realpathSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { sep } from 'node:path';
+import { withCause } from '../../platform/errors.js';
 
 /** Why a netns could not be used. */
 export type NetnsErrorCode =
@@ -28,8 +29,8 @@ export type NetnsErrorCode =
 /** Typed error for everything that can go wrong opening or entering a netns. */
 export class NetnsError extends Error {
   override name = 'NetnsError';
-  constructor(readonly code: NetnsErrorCode, readonly path: string, message: string, readonly errno?: string) {
-    super(message);
+  constructor(readonly code: NetnsErrorCode, readonly path: string, message: string, readonly errno?: string, cause?: unknown) {
+    super(message, cause === undefined ? {} : { cause });
   }
 }
 
@@ -85,7 +86,7 @@ function native(): SetnsAddon {
     try {
       addon = req(file.pathname) as SetnsAddon;
     } catch (e) {
-      throw new Error(`cannot load the setns addon at ${file.pathname} (run \`npm run build\`): ${(e as Error).message}`);
+      throw new Error(withCause(`cannot load the setns addon at ${file.pathname} (run \`npm run build\`)`, e), { cause: e });
     }
   }
   return addon;
@@ -150,7 +151,7 @@ function openNetns(path: string): number {
   } catch (e) {
     const code = errCode(e);
     if (code === 'ENOENT' || code === 'ENOTDIR') throw new NetnsError('gone', path, `netns ${path} does not exist (any more)`, code);
-    throw new NetnsError('not-netns', path, `cannot open netns ${path}: ${(e as Error).message}`, code);
+    throw new NetnsError('not-netns', path, withCause(`cannot open netns ${path}`, e), code, e);
   }
 }
 
@@ -282,7 +283,7 @@ export function withNetns<T>(path: string, fn: () => T, opts: WithNetnsOptions =
     } catch (e) {
       const code = errCode(e);
       const kind: NetnsErrorCode = code === 'EINVAL' ? 'not-netns' : 'enter-failed';
-      throw new NetnsError(kind, path, `cannot enter netns ${path}: ${(e as Error).message}`, code);
+      throw new NetnsError(kind, path, withCause(`cannot enter netns ${path}`, e), code, e);
     }
     let result: T;
     try {

@@ -149,60 +149,71 @@ export class Reporter {
     });
   }
 
-  /** Write what differs; false when a write failed and must be retried. */
+  /** Write what differs (status annotation, then ready condition); false when a write failed and must be retried. */
   private async flush(s: Slot): Promise<boolean> {
     const o = s.outcome;
     if (!o) return true;
-    const pod = s.pod;
-    const ann = pod.metadata?.annotations ?? {};
+    const pod = s.pod; // as it was when the flush began (the watch may update s.pod meanwhile)
     try {
-      const body = statusBody(o);
-      const want = statusKey(body, this.node);
-      const current = decodeInjectorStatus(ann[STATUS_ANNOTATION]);
-      const has = current ? statusKey(current, current.node) : undefined;
-      const relevant = ann[PLAN_ANNOTATION] !== undefined || ann[STATUS_ANNOTATION] !== undefined;
-      if (relevant && want !== has && want !== s.wroteStatus) {
-        const value = JSON.stringify({ ...JSON.parse(want), time: this.now().toISOString() });
-        // Set before the write: the watch may show the result before the write returns.
-        s.wroteStatus = want;
-        try {
-          await this.sink.patchPodAnnotations(s.id, { [STATUS_ANNOTATION]: value });
-        } catch (e) {
-          s.wroteStatus = undefined;
-          throw e;
-        }
-      }
-      if (hasReadinessGate(pod)) {
-        const c = readyCondition(o);
-        const wantC = `${c.status}\n${c.reason}\n${c.message}`;
-        const conds = ((pod.status as { conditions?: PodCondition[] } | undefined)?.conditions ?? []);
-        const cur = conds.find((x) => x?.type === READY_CONDITION);
-        const hasC = cur ? `${cur.status}\n${cur.reason}\n${cur.message}` : undefined;
-        if (wantC !== hasC && wantC !== s.wroteCond) {
-          const lastTransitionTime = cur && cur.status === c.status && cur.lastTransitionTime ? cur.lastTransitionTime : this.now().toISOString();
-          s.wroteCond = wantC;
-          try {
-            await this.sink.patchPodCondition(s.id, { type: READY_CONDITION, ...c, lastTransitionTime });
-          } catch (e) {
-            s.wroteCond = undefined;
-            throw e;
-          }
-        }
-      }
+      await this.writeStatus(s, o, pod);
+      if (hasReadinessGate(pod)) await this.writeCondition(s, o, pod);
       return true;
     } catch (e) {
-      const code = statusCodeOf(e);
-      if (code === 404 || code === 409 || code === 422) {
-        // Gone (404), or replaced by a pod of the same name: the UID we send then differs and
-        // the API refuses it as an immutable-field change (422). Retrying cannot help.
-        forPod(this.log, podKey(pod))[code === 404 ? 'debug' : 'warn']({ status: code, error: (e as Error).message.slice(0, 300) }, 'pod gone or replaced while reporting; dropping its report');
-        this.slots.delete(s.id.uid);
-        return true;
-      }
-      this.metrics.failure('report-error');
-      s.retryMs = backoffMs(s.failures++, { initialMs: 1000, maxMs: 60_000 });
-      forPod(this.log, podKey(pod)).warn({ error: (e as Error).message, retryInMs: s.retryMs }, 'cannot report on pod; retrying');
-      return false;
+      return this.failed(s, pod, e);
     }
+  }
+
+  /** The status annotation, when it differs from what the pod carries and from what we last wrote. */
+  private async writeStatus(s: Slot, o: PodOutcome, pod: Pod): Promise<void> {
+    const ann = pod.metadata?.annotations ?? {};
+    const body = statusBody(o);
+    const want = statusKey(body, this.node);
+    const current = decodeInjectorStatus(ann[STATUS_ANNOTATION]);
+    const has = current ? statusKey(current, current.node) : undefined;
+    const relevant = ann[PLAN_ANNOTATION] !== undefined || ann[STATUS_ANNOTATION] !== undefined;
+    if (!relevant || want === has || want === s.wroteStatus) return;
+    const value = JSON.stringify({ ...JSON.parse(want), time: this.now().toISOString() });
+    // Set before the write: the watch may show the result before the write returns.
+    s.wroteStatus = want;
+    try {
+      await this.sink.patchPodAnnotations(s.id, { [STATUS_ANNOTATION]: value });
+    } catch (e) {
+      s.wroteStatus = undefined;
+      throw e;
+    }
+  }
+
+  /** The ready condition of the readiness gate, when it differs (its transition time kept when the status is the same). */
+  private async writeCondition(s: Slot, o: PodOutcome, pod: Pod): Promise<void> {
+    const c = readyCondition(o);
+    const wantC = `${c.status}\n${c.reason}\n${c.message}`;
+    const conds = ((pod.status as { conditions?: PodCondition[] } | undefined)?.conditions ?? []);
+    const cur = conds.find((x) => x?.type === READY_CONDITION);
+    const hasC = cur ? `${cur.status}\n${cur.reason}\n${cur.message}` : undefined;
+    if (wantC === hasC || wantC === s.wroteCond) return;
+    const lastTransitionTime = cur && cur.status === c.status && cur.lastTransitionTime ? cur.lastTransitionTime : this.now().toISOString();
+    s.wroteCond = wantC;
+    try {
+      await this.sink.patchPodCondition(s.id, { type: READY_CONDITION, ...c, lastTransitionTime });
+    } catch (e) {
+      s.wroteCond = undefined;
+      throw e;
+    }
+  }
+
+  /** A failed write: dropped for a pod that is gone or replaced (true), else retried later (false). */
+  private failed(s: Slot, pod: Pod, e: unknown): boolean {
+    const code = statusCodeOf(e);
+    if (code === 404 || code === 409 || code === 422) {
+      // Gone (404), or replaced by a pod of the same name: the UID we send then differs and
+      // the API refuses it as an immutable-field change (422). Retrying cannot help.
+      forPod(this.log, podKey(pod))[code === 404 ? 'debug' : 'warn']({ status: code, error: (e as Error).message.slice(0, 300) }, 'pod gone or replaced while reporting; dropping its report');
+      this.slots.delete(s.id.uid);
+      return true;
+    }
+    this.metrics.failure('report-error');
+    s.retryMs = backoffMs(s.failures++, { initialMs: 1000, maxMs: 60_000 });
+    forPod(this.log, podKey(pod)).warn({ error: (e as Error).message, retryInMs: s.retryMs }, 'cannot report on pod; retrying');
+    return false;
   }
 }

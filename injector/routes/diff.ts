@@ -225,14 +225,22 @@ export function describeRoute(k: KernelRoute): string {
     + `${k.mtu !== undefined ? ` mtu ${k.mtu}` : ''}${k.advmss !== undefined ? ` advmss ${k.advmss}` : ''}${k.type !== 'UNICAST' ? ` type ${k.type}` : ''}`;
 }
 
-/**
- * Compute the operations for `plan` on a table (main table routes of both families, as
- * RtnlClient.listRoutes returns them) with `links`. `saved` are the default routes saved
- * by earlier applies (at most one per family).
- */
-export function diffRoutes(
-  plan: Plan, table: KernelRoute[], links: LinkInfo[], protocol: number, saved: SavedDefault[] = [], reclaim: ReadonlySet<string> = new Set(),
-): RouteDiff {
+/** What diffRoutes compares. */
+export interface DiffInput {
+  plan: Plan;
+  /** Main table routes of both families, as RtnlClient.listRoutes returns them. */
+  table: KernelRoute[];
+  links: LinkInfo[];
+  /** The route protocol that marks our routes. */
+  protocol: number;
+  /** The default routes saved by earlier applies (at most one per family). */
+  saved?: SavedDefault[];
+  /** Destinations whose foreign route we may replace. */
+  reclaim?: ReadonlySet<string>;
+}
+
+/** Compute the operations that bring the table to `plan`. */
+export function diffRoutes({ plan, table, links, protocol, saved = [], reclaim = new Set() }: DiffInput): RouteDiff {
   const byName = new Map(links.map((l) => [l.name, l.index]));
   const byDst = new Map<string, KernelRoute[]>();
   for (const k of table) {

@@ -117,7 +117,7 @@ export async function applyPlanWith(client: RtnlClient, plan: Plan, opts: ApplyO
   // `via: gateway` becomes this pod's gateway of that dev, read from the same dump.
   const gw = resolveGateways(plan, table, links, protocol);
   plan = gw.plan;
-  const diff = diffRoutes(plan, table, links, protocol, opts.savedDefault ?? [], new Set(opts.reclaim ?? []));
+  const diff = diffRoutes({ plan, table, links, protocol, saved: opts.savedDefault ?? [], reclaim: new Set(opts.reclaim ?? []) });
   const res: ApplyResult = {
     netns: client.netns, added: [], removed: [], replaced: [], restored: [],
     unchanged: diff.unchanged.map(itemOfDesired), skipped: [...gw.skipped, ...diff.skipped], owned: [...diff.ownedKept], changed: false,
@@ -146,7 +146,8 @@ export async function applyPlanWith(client: RtnlClient, plan: Plan, opts: ApplyO
     }
     await Promise.all(writes);
   }
-  for (const action of diff.defaults) await applyDefault(client, action, protocol, links, opts, res, attempt);
+  const ctx: DefaultContext = { client, protocol, links, opts, res, attempt };
+  for (const action of diff.defaults) await applyDefault(action, ctx);
   await checkEffective(client, plan, res, table, protocol);
   res.owned.push(...res.added.map((x) => x.dst), ...res.replaced.map((x) => x.dst));
   res.owned.sort();
@@ -204,10 +205,19 @@ function keyOf(k: KernelRoute) {
 
 type Attempt = (item: RouteItem, op: () => Promise<void>, ok: () => void) => Promise<void>;
 
-async function applyDefault(
-  client: RtnlClient, a: DefaultAction, protocol: number, links: { name: string; index: number }[],
-  opts: ApplyOptions, res: ApplyResult, attempt: Attempt,
-): Promise<void> {
+/** What applying a default-route action needs. */
+interface DefaultContext {
+  client: RtnlClient;
+  protocol: number;
+  links: { name: string; index: number }[];
+  opts: ApplyOptions;
+  /** The result being built. */
+  res: ApplyResult;
+  attempt: Attempt;
+}
+
+async function applyDefault(a: DefaultAction, ctx: DefaultContext): Promise<void> {
+  const { client, protocol, opts, res, attempt } = ctx;
   switch (a.kind) {
     case 'unchanged':
       res.unchanged.push(itemOfDesired(a.want));
@@ -225,67 +235,73 @@ async function applyDefault(
         () => { res.replaced.push({ ...item, from: { ...itemOf(a.have), protocol: a.have.protocol } }); });
       return;
     }
-    case 'take-over': {
-      const item = itemOfDesired(a.want);
-      if (!opts.savedDefault?.some((s) => s.family === a.want.family)) {
-        const r = a.replacing;
-        const saved: SavedDefault = {
-          family: a.want.family,
-          route: r ? {
-            dev: r.dev ?? `if${r.oif}`, ...(r.via ? { via: r.via } : {}), protocol: r.protocol, scope: r.scope, priority: r.priority,
-            ...(r.prefsrc !== undefined ? { prefsrc: r.prefsrc } : {}), ...(r.mtu !== undefined ? { mtu: r.mtu } : {}), ...(r.advmss !== undefined ? { advmss: r.advmss } : {}),
-          } : null,
-        };
-        try {
-          await opts.saveDefault?.(saved);
-        } catch (e) {
-          res.skipped.push({ ...item, reason: 'error', detail: `the original default route could not be saved, so it was not replaced: ${(e as Error).message}` });
-          return;
-        }
-      }
-      const replacing = a.replacing;
-      await attempt(item, () => (replacing ? swap(client, a.want, replacing, protocol) : client.replaceRoute(writeOf(a.want, protocol))), () => {
-        if (a.replacing) res.replaced.push({ ...item, from: { ...itemOf(a.replacing), protocol: a.replacing.protocol } });
-        else res.added.push(item);
-      });
-      return;
-    }
-    case 'restore': {
-      const s = a.saved.route;
-      const before = res.skipped.length;
-      if (!s) {
-        // There was no default route before ours: restoring means removing ours.
-        await attempt(itemOf(a.have), () => client.deleteRoute(keyOf(a.have)), () => { res.removed.push(itemOf(a.have)); });
-      } else {
-        const item: RouteItem = { family: a.family, dst: defaultDst(a.family), dev: s.dev, ...(s.via ? { via: s.via } : {}) };
-        const oif = links.find((l) => l.name === s.dev)?.index;
-        if (oif === undefined) {
-          res.skipped.push({ ...item, reason: 'default-not-restorable', detail: `the saved default route's device ${s.dev} is not in the netns; leaving ours in place` });
-          return;
-        }
-        // At the original's metric: when ours has the same one (no metric was asked), the
-        // replace swaps ours for the original atomically; else the original is added back
-        // and ours deleted.
-        const w: RouteWrite = { dst: item.dst, oif, scope: s.scope, protocol: s.protocol, priority: s.priority };
-        if (s.via !== undefined) w.via = s.via;
-        if (s.prefsrc !== undefined) w.prefsrc = s.prefsrc;
-        if (s.mtu !== undefined) w.mtu = s.mtu;
-        if (s.advmss !== undefined) w.advmss = s.advmss;
-        const have = a.have;
-        await attempt(item, async () => {
-          if (s.priority === have.priority) return client.replaceRoute(w);
-          await client.addRoute(w);
-          try {
-            await client.deleteRoute(keyOf(have));
-          } catch (e) {
-            if (!isNetlinkError(e, 'ESRCH')) throw e;
-          }
-        }, () => { res.restored.push(item); });
-      }
-      if (res.skipped.length === before) await opts.forgetDefault?.(a.family);
+    case 'take-over':
+      return takeOverDefault(a, ctx);
+    case 'restore':
+      return restoreSavedDefault(a, ctx);
+  }
+}
+
+/** Put our default route in place of the original, saving the original first (once). */
+async function takeOverDefault(a: Extract<DefaultAction, { kind: 'take-over' }>, { client, protocol, opts, res, attempt }: DefaultContext): Promise<void> {
+  const item = itemOfDesired(a.want);
+  if (!opts.savedDefault?.some((s) => s.family === a.want.family)) {
+    const r = a.replacing;
+    const saved: SavedDefault = {
+      family: a.want.family,
+      route: r ? {
+        dev: r.dev ?? `if${r.oif}`, ...(r.via ? { via: r.via } : {}), protocol: r.protocol, scope: r.scope, priority: r.priority,
+        ...(r.prefsrc !== undefined ? { prefsrc: r.prefsrc } : {}), ...(r.mtu !== undefined ? { mtu: r.mtu } : {}), ...(r.advmss !== undefined ? { advmss: r.advmss } : {}),
+      } : null,
+    };
+    try {
+      await opts.saveDefault?.(saved);
+    } catch (e) {
+      res.skipped.push({ ...item, reason: 'error', detail: `the original default route could not be saved, so it was not replaced: ${(e as Error).message}` });
       return;
     }
   }
+  const replacing = a.replacing;
+  await attempt(item, () => (replacing ? swap(client, a.want, replacing, protocol) : client.replaceRoute(writeOf(a.want, protocol))), () => {
+    if (a.replacing) res.replaced.push({ ...item, from: { ...itemOf(a.replacing), protocol: a.replacing.protocol } });
+    else res.added.push(item);
+  });
+}
+
+/** Put the saved original default route back in place of ours (or remove ours when there was none). */
+async function restoreSavedDefault(a: Extract<DefaultAction, { kind: 'restore' }>, { client, links, opts, res, attempt }: DefaultContext): Promise<void> {
+  const s = a.saved.route;
+  const before = res.skipped.length;
+  if (!s) {
+    // There was no default route before ours: restoring means removing ours.
+    await attempt(itemOf(a.have), () => client.deleteRoute(keyOf(a.have)), () => { res.removed.push(itemOf(a.have)); });
+  } else {
+    const item: RouteItem = { family: a.family, dst: defaultDst(a.family), dev: s.dev, ...(s.via ? { via: s.via } : {}) };
+    const oif = links.find((l) => l.name === s.dev)?.index;
+    if (oif === undefined) {
+      res.skipped.push({ ...item, reason: 'default-not-restorable', detail: `the saved default route's device ${s.dev} is not in the netns; leaving ours in place` });
+      return;
+    }
+    // At the original's metric: when ours has the same one (no metric was asked), the
+    // replace swaps ours for the original atomically; else the original is added back
+    // and ours deleted.
+    const w: RouteWrite = { dst: item.dst, oif, scope: s.scope, protocol: s.protocol, priority: s.priority };
+    if (s.via !== undefined) w.via = s.via;
+    if (s.prefsrc !== undefined) w.prefsrc = s.prefsrc;
+    if (s.mtu !== undefined) w.mtu = s.mtu;
+    if (s.advmss !== undefined) w.advmss = s.advmss;
+    const have = a.have;
+    await attempt(item, async () => {
+      if (s.priority === have.priority) return client.replaceRoute(w);
+      await client.addRoute(w);
+      try {
+        await client.deleteRoute(keyOf(have));
+      } catch (e) {
+        if (!isNetlinkError(e, 'ESRCH')) throw e;
+      }
+    }, () => { res.restored.push(item); });
+  }
+  if (res.skipped.length === before) await opts.forgetDefault?.(a.family);
 }
 
 /** Options of applyPlan: the client's (policy, bounds) plus the engine's. */

@@ -11,6 +11,7 @@ import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rm
 import { basename, dirname, join } from 'node:path';
 import type { Family } from '../kernel/netlink-codec.js';
 import type { SavedDefault } from './diff.js';
+import { withCause } from '../../platform/errors.js';
 
 const KEY_RE = /^[A-Za-z0-9._-]{1,200}$/;
 
@@ -32,7 +33,7 @@ export function parseSavedDefault(text: string, file: string): SavedDefault {
   try {
     o = JSON.parse(text) as Record<string, unknown>;
   } catch (e) {
-    throw new Error(`saved default route ${file}: not JSON: ${(e as Error).message}`);
+    throw new Error(withCause(`saved default route ${file}: not JSON`, e), { cause: e });
   }
   const bad = (field: string, want: string): Error => new Error(`saved default route ${file}: ${field} must be ${want}`);
   if (o?.v !== 1) throw bad('v', '1');

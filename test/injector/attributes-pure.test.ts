@@ -85,7 +85,7 @@ t.test('diffRoutes compares attributes', async (t) => {
       want: { defaults: ['take-over replacing metric 1024'] } },
   ];
   for (const c of cases) {
-    const d = diffRoutes(c.plan, c.table, LINKS, OURS);
+    const d = diffRoutes({ plan: c.plan, table: c.table, links: LINKS, protocol: OURS });
     const got: Record<string, string[]> = {
       add: d.add.map((x) => x.dst),
       replace: d.replace.map((x) => `${x.want.dst} metric ${x.want.metric ?? x.have.priority} (have ${x.have.priority})`),
@@ -201,6 +201,6 @@ t.test('via gateway: the gateway of dev is found in the pod\'s table, or reporte
     for (const s of g.skipped) t.match(s.detail, /no IPv[46] route through a gateway on eth1 that ovnkube-route did not write/, `${c.name}: the detail says why`);
   }
   // Through the whole diff: a dev-missing one is skipped as such.
-  const d = diffRoutes(P([{ dst: D, dev: 'eth9', via: 'gateway' }]), CNI, LINKS, OURS);
+  const d = diffRoutes({ plan: P([{ dst: D, dev: 'eth9', via: 'gateway' }]), table: CNI, links: LINKS, protocol: OURS });
   t.same(d.skipped.map((s) => s.reason), ['dev-missing']);
 });

@@ -80,7 +80,7 @@ t.test('diffRoutes', async (t) => {
   ];
   for (const c of cases) {
     const saved = c.name.includes('restore from saved') ? [{ family: 4 as const, route: null }] : [];
-    const d = diffRoutes(c.plan, c.table, LINKS, OURS, saved, new Set(c.reclaim ?? []));
+    const d = diffRoutes({ plan: c.plan, table: c.table, links: LINKS, protocol: OURS, saved, reclaim: new Set(c.reclaim ?? []) });
     const got: Record<string, string[]> = {
       add: d.add.map((x) => x.dst), replace: d.replace.map((x) => x.want.dst), remove: d.remove.map((x) => x.dst),
       unchanged: d.unchanged.map((x) => x.dst), skipped: d.skipped.map((x) => `${x.dst} ${x.reason}`),

@@ -133,7 +133,30 @@ function metadataProblem(meta: Record<string, unknown> | undefined): string | un
   return undefined;
 }
 
-function admitRequest(req: AdmissionRequest, deps: AdmitDeps): AdmitResult {
+/** A Pod CREATE or UPDATE, decoded and checked for shape. */
+interface DecodedPod {
+  req: AdmissionRequest;
+  op: 'CREATE' | 'UPDATE';
+  pod: Record<string, unknown>;
+  meta: Record<string, unknown> | undefined;
+  /** The request's namespace, or the object's when the request has none. */
+  namespace: string;
+  /** The plan annotation the object carries. */
+  current: string | undefined;
+}
+
+/** What decide() came to: the plan annotation the pod must end up with, and why. */
+interface Verdict {
+  /** The plan annotation value, or undefined for none; absent when the pod is left as it is. */
+  target: string | undefined;
+  decision: AdmitDecision;
+  warnings: string[];
+  /** The trusted-writer exception: answer without a patch. */
+  asIs?: true;
+}
+
+/** 1. Decode: what is not a Pod CREATE/UPDATE is ignored; a malformed Pod fails open. */
+function decode(req: AdmissionRequest): DecodedPod | AdmitResult {
   const k = req.kind;
   if (!k || k.group !== '' || k.kind !== 'Pod') {
     return answer(req, { outcome: 'ignored', message: `not a core/v1 Pod (${k ? `${k.group}/${k.version} ${k.kind}` : 'no request.kind'}); nothing to do` });
@@ -149,49 +172,64 @@ function admitRequest(req: AdmissionRequest, deps: AdmitDeps): AdmitResult {
   if (shape) return failOpen(req, 400, shape);
   const namespace = req.namespace || (typeof meta?.namespace === 'string' ? meta.namespace : '');
   if (!namespace) return failOpen(req, 400, 'request.namespace: a Pod request must name its namespace');
-  const current = planOf(pod);
-  const signed = (v: string | undefined): v is string => v !== undefined && isSystemSigned(v, namespace, deps.keys);
+  return { req, op, pod, meta, namespace, current: planOf(pod) };
+}
 
-  const user = req.userInfo?.username;
-  if (op === 'UPDATE' && user && deps.trustedUsers?.includes(user) && (current === undefined || signed(current))) {
-    return answer(req, { outcome: 'unchanged', plan: 'kept', reason: 'trusted-writer' });
-  }
-
-  let target: string | undefined;
-  let decision: AdmitDecision;
-  if (!deps.caches.isSynced()) {
-    const previous = op === 'UPDATE' ? planOf(req.oldObject) : undefined;
-    target = current !== undefined && current === previous && signed(current) ? current : signed(previous) ? previous : undefined;
-    decision = target === undefined
+/** The plan while the caches are not synced: only a verified previous plan survives. */
+function unsyncedPlan(d: DecodedPod, signed: (v: string | undefined) => v is string): Pick<Verdict, 'target' | 'decision'> {
+  const previous = d.op === 'UPDATE' ? planOf(d.req.oldObject) : undefined;
+  const target = d.current !== undefined && d.current === previous && signed(d.current) ? d.current : signed(previous) ? previous : undefined;
+  return {
+    target,
+    decision: target === undefined
       ? { outcome: 'unchanged', plan: 'none', reason: 'unsynced', message: 'caches not synced yet; the controller stamps the pod later' }
-      : { outcome: 'unchanged', plan: 'kept', reason: 'unsynced-verified' };
-  } else {
-    // Resolve with the namespace filled in (CREATE objects may lack it), but patch the original.
-    const subject: Pod = { ...(pod as Pod), metadata: { ...(meta as Pod['metadata']), namespace } };
-    const want = desiredPlan(subject, deps.caches, { mode: deps.mode, keys: deps.keys });
-    if (want.action === 'set') {
-      target = want.value;
-      decision = { outcome: 'unchanged', plan: 'stamped' };
-    } else {
-      target = undefined;
-      decision = { outcome: 'unchanged', plan: 'none', reason: want.reason, message: want.message };
-    }
-  }
+      : { outcome: 'unchanged', plan: 'kept', reason: 'unsynced-verified' },
+  };
+}
 
+/** The plan computed from the caches. */
+function computedPlan(d: DecodedPod, deps: AdmitDeps): Pick<Verdict, 'target' | 'decision'> {
+  // Resolve with the namespace filled in (CREATE objects may lack it), but patch the original.
+  const subject: Pod = { ...(d.pod as Pod), metadata: { ...(d.meta as Pod['metadata']), namespace: d.namespace } };
+  const want = desiredPlan(subject, deps.caches, { mode: deps.mode, keys: deps.keys });
+  return want.action === 'set'
+    ? { target: want.value, decision: { outcome: 'unchanged', plan: 'stamped' } }
+    : { target: undefined, decision: { outcome: 'unchanged', plan: 'none', reason: want.reason, message: want.message } };
+}
+
+/** 2. Decide: the trust policy, the unsynced policy, or the computed plan; what it overwrites. */
+function decide(d: DecodedPod, deps: AdmitDeps): Verdict {
+  const signed = (v: string | undefined): v is string => v !== undefined && isSystemSigned(v, d.namespace, deps.keys);
+  const user = d.req.userInfo?.username;
+  if (d.op === 'UPDATE' && user && deps.trustedUsers?.includes(user) && (d.current === undefined || signed(d.current))) {
+    return { target: d.current, decision: { outcome: 'unchanged', plan: 'kept', reason: 'trusted-writer' }, warnings: [], asIs: true };
+  }
+  const { target, decision } = deps.caches.isSynced() ? computedPlan(d, deps) : unsyncedPlan(d, signed);
   const warnings: string[] = [];
-  if (current !== undefined && current !== target) {
-    const wasSigned = signed(current);
+  if (d.current !== undefined && d.current !== target) {
+    const wasSigned = signed(d.current);
     decision.overwritten = { action: target === undefined ? 'removed' : 'replaced', signed: wasSigned };
     if (!wasSigned) warnings.push(`${PLAN_ANNOTATION} is written by ovnkube-route only; the value given was ${decision.overwritten.action}`);
   }
-  let mutated = withPlan(pod as Pod, target);
-  if (op === 'CREATE' && decision.plan === 'stamped') mutated = withReadinessGate(mutated);
+  return { target, decision, warnings };
+}
+
+/** 3. Patch: the JSON Patch from the pod as sent to the pod as decided (none when equal). */
+function patch(d: DecodedPod, v: Verdict): AdmitResult {
+  const { req, op, pod } = d;
+  if (v.asIs) return answer(req, v.decision);
+  let mutated = withPlan(pod as Pod, v.target);
+  if (op === 'CREATE' && v.decision.plan === 'stamped') mutated = withReadinessGate(mutated);
   const ops = fjp.compare(pod, mutated);
-  if (ops.length === 0) return answer(req, decision, warnings.length ? { warnings } : {});
-  decision.outcome = 'patched';
-  return answer(req, decision, {
-    patchType: 'JSONPatch',
-    patch: Buffer.from(JSON.stringify(ops)).toString('base64'),
-    ...(warnings.length ? { warnings } : {}),
-  });
+  const warnings = v.warnings.length ? { warnings: v.warnings } : {};
+  if (ops.length === 0) return answer(req, v.decision, warnings);
+  v.decision.outcome = 'patched';
+  return answer(req, v.decision, { patchType: 'JSONPatch', patch: Buffer.from(JSON.stringify(ops)).toString('base64'), ...warnings });
+}
+
+/** decode -> decide -> patch (the controller-runtime shape). */
+function admitRequest(req: AdmissionRequest, deps: AdmitDeps): AdmitResult {
+  const d = decode(req);
+  if ('review' in d) return d;
+  return patch(d, decide(d, deps));
 }

@@ -15,6 +15,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { createSecureContext, type SecureContextOptions, type SecureVersion } from 'node:tls';
 import { WebhookError } from '../errors.js';
+import { errorMessage, withCause } from '../../platform/errors.js';
 
 export interface ServingCert {
   cert: Buffer;
@@ -32,19 +33,19 @@ export async function loadServingCert(certFile: string, keyFile: string): Promis
   try {
     [cert, key] = await Promise.all([readFile(certFile), readFile(keyFile)]);
   } catch (e) {
-    throw new WebhookError('OVNKR_ERR_TLS_FILES', (e as Error).message);
+    throw new WebhookError('OVNKR_ERR_TLS_FILES', errorMessage(e), { cause: e });
   }
   let x509: X509Certificate;
   try {
     x509 = new X509Certificate(cert);
   } catch (e) {
-    throw new WebhookError('OVNKR_ERR_TLS_FILES', `${certFile}: expected a PEM certificate (${(e as Error).message})`);
+    throw new WebhookError('OVNKR_ERR_TLS_FILES', `${certFile}: expected a PEM certificate (${errorMessage(e)})`, { cause: e });
   }
   try {
     // Fails when the key is not PEM or does not belong to the certificate.
     createSecureContext({ cert, key });
   } catch (e) {
-    throw new WebhookError('OVNKR_ERR_TLS_FILES', `${keyFile} does not load with ${certFile}: ${(e as Error).message}`);
+    throw new WebhookError('OVNKR_ERR_TLS_FILES', withCause(`${keyFile} does not load with ${certFile}`, e), { cause: e });
   }
   return { cert, key, notAfter: new Date(x509.validTo), fingerprint: x509.fingerprint256 };
 }
@@ -97,7 +98,7 @@ export function watchServingCert(opts: CertWatchOptions): CertWatcher {
     try {
       opts.server.setSecureContext({ cert: pair.cert, key: pair.key, minVersion: opts.minVersion ?? 'TLSv1.2' });
     } catch (e) {
-      opts.onError?.(new WebhookError('OVNKR_ERR_TLS_FILES', `setSecureContext failed: ${(e as Error).message}`));
+      opts.onError?.(new WebhookError('OVNKR_ERR_TLS_FILES', withCause('setSecureContext failed', e), { cause: e }));
       return false;
     }
     served = d;
@@ -124,7 +125,7 @@ export function watchServingCert(opts: CertWatchOptions): CertWatcher {
       w.on('error', (e) => opts.onError?.(new WebhookError('OVNKR_ERR_TLS_FILES', `watching ${dir}: ${e.message}; relying on the periodic check`)));
       watchers.push(w);
     } catch (e) {
-      opts.onError?.(new WebhookError('OVNKR_ERR_TLS_FILES', `cannot watch ${dir}: ${(e as Error).message}; relying on the periodic check`));
+      opts.onError?.(new WebhookError('OVNKR_ERR_TLS_FILES', `${withCause(`cannot watch ${dir}`, e)}; relying on the periodic check`, { cause: e }));
     }
   }
   const poll = setInterval(() => void check(), opts.pollIntervalMs ?? 30_000);
