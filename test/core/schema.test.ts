@@ -54,7 +54,7 @@ t.test('unknown fields are refused like the API server strict field validation',
     [{ svc: [{ namespace: 'a', nmae: 'b', dev: 'eth0' }] }, 'spec.svc[0].nmae', 'unknown field; did you mean "name"?'],
     [{ incldue: [] }, 'spec.incldue', 'unknown field; did you mean "include"?'],
     [{ include: [{ podselector: {} }] }, 'spec.include[0].podselector', 'unknown field; did you mean "podSelector"?'],
-    [{ defaultRoute: { dev: 'eth0', gateway: '1.2.3.4' } }, 'spec.defaultRoute.gateway', 'unknown field (known fields: dev, via)'],
+    [{ defaultRoute: { dev: 'eth0', gateway: '1.2.3.4' } }, 'spec.defaultRoute.gateway', 'unknown field (known fields: dev, via, src, metric, mtu, advmss)'],
   ];
   for (const [spec, path, message] of cases) {
     const e = validateRoute({ apiVersion: 'k8s.ovn.org/v1', kind: 'Route', metadata: { name: 'x' }, spec }).find((x) => x.path === path);
