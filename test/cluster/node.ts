@@ -353,7 +353,8 @@ export function reapNode(log: (l: string) => void = () => {}): string[] {
   if (left.length) did.push(`could not remove cgroups: ${left.join(', ')}`);
   removeGuard();
   rmSync(NODE_STATE_DIR, { recursive: true, force: true });
-  if (lockHolder() === null || lockHolder() === state?.owner) rmSync(LOCK_FILE, { force: true });
+  const holder = lockHolder();
+  if (holder === null || holder === state?.owner || holder === state?.pids.kubelet) rmSync(LOCK_FILE, { force: true });
   for (const d of did) log(d);
   return did;
 }
@@ -643,6 +644,9 @@ export async function startNode(cp: ClusterAccess, opts: NodeOptions): Promise<R
     log(`kubelet starting as node ${name} (port ${port}; logs ${kubelet.logPath})`);
     await waitNodeReady(cp, name, kubelet, opts.readyTimeoutMs ?? 180_000);
     log(`node ${name} Ready ${Math.round((Date.now() - t0) / 1000)} s after containerd started`);
+    // A kept node outlives this process (node:up, demo --keep): the lock names its kubelet
+    // from now on, or the next node would take the lock as stale and reap this one.
+    if (opts.keep) writeFileSync(LOCK_FILE, String(kubelet.pid));
     const restartContainerd = async (): Promise<void> => {
       await stopGroup(containerd.pid, containerd.child, 10_000);
       procs.splice(procs.indexOf(containerd), 1);
