@@ -31,10 +31,14 @@ const NS = 'ovnkube-route';
 const SAVED_DEFAULTS = '/var/lib/ovnkube-route/agent/defaults';
 /** Host folders the DaemonSet's hostPaths (DirectoryOrCreate) make on the node. */
 const AGENT_HOST_DIRS = ['/var/lib/ovnkube-route', '/run/ovnkube-route'];
+const RT_PROTOS_FILE = '/etc/iproute2/rt_protos.d/ovnkube-route.conf';
 
 /** Remove, with the cluster (also after a crash), the agent's host folders that this run creates. */
 export function cleanAgentHostDirs(): void {
   for (const d of AGENT_HOST_DIRS) if (!existsSync(d)) recordNodeCleanup(['rm', '-rf', d]);
+  // The DaemonSet names proto 111 for the host's iproute2 (--rt-protos-dir): a file of the
+  // machine's /etc that a test must not leave behind (other tests read `ip` output).
+  if (!existsSync(RT_PROTOS_FILE)) recordNodeCleanup(['rm', '-f', RT_PROTOS_FILE]);
 }
 const APPS = 'install-apps';
 /** The CNI rows of a new pod (node.ts), what uninstall must leave: `dst[ via gw] dev`. */

@@ -42,10 +42,15 @@ export const MISSION_TABLE = [
 let counter = 0;
 let swept = false;
 
-/** Run `ip` with args; throws with stderr on failure. */
+/**
+ * Run `ip` with args; throws with stderr on failure. Our protocol always reads `proto 111`:
+ * where the host names it (/etc/iproute2/rt_protos.d/ovnkube-route.conf, which the agent
+ * DaemonSet installs) iproute2 prints `proto ovnkube-route`, and tests compare the number.
+ */
 export function ip(...args: string[]): string {
   try {
-    return execFileSync('ip', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    return execFileSync('ip', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).replace(/\bproto ovnkube-route\b/g, 'proto 111')
+      .replace(/"protocol":"ovnkube-route"/g, '"protocol":"111"');
   } catch (e) {
     const err = e as { stderr?: string; message: string };
     throw new Error(`ip ${args.join(' ')} failed: ${err.stderr?.trim() || err.message}`);
