@@ -160,7 +160,7 @@ export interface Sandbox { name: string; pod: Pod; ns: TestNetns; node: TestNetn
 export const podPath = (env: AgentEnv, name: string): string => `/api/v1/namespaces/${env.namespace}/pods/${name}`;
 
 /** Create the pod in the API (signed plan, bound to the agent's node), then its netns and cache file. */
-export async function sandbox(t: Teardowns, env: AgentEnv, name: string, plan: Plan): Promise<Sandbox> {
+export async function sandbox(t: Teardowns, env: AgentEnv, name: string, plan: Plan, o: { eth1?: boolean } = {}): Promise<Sandbox> {
   const res = await kubeRequest(env.kc, 'POST', `/api/v1/namespaces/${env.namespace}/pods`, {
     body: {
       metadata: { name, annotations: { [PLAN_ANNOTATION]: encodePlan(plan, { namespace: env.namespace, key: env.key }) } },
@@ -169,7 +169,7 @@ export async function sandbox(t: Teardowns, env: AgentEnv, name: string, plan: P
   });
   if (res.status !== 201) throw new Error(`create pod ${name}: HTTP ${res.status} ${res.body?.message}`);
   const pod = res.body as Pod;
-  const { pod: ns, node } = makePod(t as never);
+  const { pod: ns, node } = makePod(t as never, { eth1: o.eth1 ?? true });
   const cacheFile = writeCacheFile(env.cacheDir, pod, ns.path);
   return { name, pod, ns, node, plan, cacheFile };
 }
