@@ -12,19 +12,18 @@
  * slope is fitted. Prints a summary table and writes test/bench/results/soak.json. Exit 1
  * when a pod was ever left wrong, a step timed out, or the agent's fds grew.
  */
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Test } from 'tap';
 import { PLAN_ANNOTATION, type Plan, type Pod } from '../../core/types.js';
 import { startControlPlane } from '../cluster/controlplane.js';
 import { findBinaries } from '../cluster/binaries.js';
-import { kubeRequest } from '../cluster/k8s.js';
 import { makePod } from '../util/netns.js';
 import { repoRoot } from '../util/fixtures.js';
 import { rootUnavailable } from '../util/tier.js';
 import { writeCacheFile } from '../agent/rig.js';
 import { applyRoute, createNamespace, installAddon, planRoutes, podBody, registerWebhook, startWebhook, until } from '../webhook-e2e/helpers.js';
-import { AgentProc, agentEnv, Cleanups, podPath, routedExactly, slope, type Sandbox } from '../faults/agent-proc.js';
+import { AgentProc, agentEnv, Cleanups, kubeRequest, podPath, routedExactly, slope, type Sandbox } from '../faults/agent-proc.js';
 
 function arg(name: string, def: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -93,8 +92,8 @@ async function main(): Promise<number> {
       if (res.status !== 201) throw new Error(`create pod ${name}: HTTP ${res.status} ${res.body?.message}`);
       const pod = res.body as Pod;
       if (!pod.metadata?.annotations?.[PLAN_ANNOTATION]) throw new Error(`pod ${name} was not stamped at admission`);
-      const { pod: ns } = makePod(t);
-      return { name, pod, ns, plan, cacheFile: writeCacheFile(env.cacheDir, pod, ns.path) };
+      const { pod: ns, node } = makePod(t);
+      return { name, pod, ns, node, plan, cacheFile: writeCacheFile(env.cacheDir, pod, ns.path) };
     };
     const failures: string[] = [];
     const converge = async (what: string, boxes: Sandbox[]): Promise<number> => {
@@ -128,7 +127,9 @@ async function main(): Promise<number> {
       const old = live.shift()!;
       const del = await kubeRequest(cp.kc, 'DELETE', podPath(env, old.name), { query: { gracePeriodSeconds: '0' } });
       if (del.status !== 200) failures.push(`delete ${old.name}: HTTP ${del.status}`);
+      rmSync(old.cacheFile, { force: true });
       old.ns.del();
+      old.node.del();
       const fresh = await newPod();
       live.push(fresh);
       podMs.push(await converge(`new pod ${fresh.name} routed`, [fresh]));

@@ -14,11 +14,28 @@ import { compareCIDR, parseCIDR } from '../../core/ip.js';
 import { decodeInjectorStatus, type InjectorStatus } from '../../core/injector-status.js';
 import { encodePlan, type PlanKey } from '../../core/plan-codec.js';
 import { PLAN_ANNOTATION, STATUS_ANNOTATION, type Plan, type Pod } from '../../core/types.js';
-import { kubeRequest } from '../cluster/k8s.js';
+import { kubeRequest as kubeRequestOnce, type KubeResponse } from '../cluster/k8s.js';
 import { cliPath } from '../util/fixtures.js';
 import { freePort, httpGet, metricSum } from '../util/http.js';
 import { makePod, routeLines, type TestNetns } from '../util/netns.js';
 import { testKey, until, writeCacheFile } from '../agent/rig.js';
+
+/**
+ * kubeRequest, retried (up to 5 times) when the connection itself fails: on a loaded
+ * machine the API server now and then resets a TLS handshake. The test's own requests are
+ * not what is under test; an HTTP answer is returned as it is.
+ */
+export async function kubeRequest(...args: Parameters<typeof kubeRequestOnce>): Promise<KubeResponse> {
+  for (let i = 1; ; i++) {
+    try {
+      return await kubeRequestOnce(...args);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (i >= 5 || !['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT'].includes(code ?? '')) throw e;
+      await new Promise((r) => setTimeout(r, 200 * i));
+    }
+  }
+}
 
 /** What makeNetns needs of a tap Test: somewhere to register cleanups (the soak has no tap). */
 export interface Teardowns { teardown(fn: () => unknown): void }
@@ -138,12 +155,12 @@ export class AgentProc {
 }
 
 /** A simulated sandbox: the pod object (with its signed plan), its netns, its cache file. */
-export interface Sandbox { name: string; pod: Pod; ns: TestNetns; plan: Plan; cacheFile: string }
+export interface Sandbox { name: string; pod: Pod; ns: TestNetns; node: TestNetns; plan: Plan; cacheFile: string }
 
 export const podPath = (env: AgentEnv, name: string): string => `/api/v1/namespaces/${env.namespace}/pods/${name}`;
 
 /** Create the pod in the API (signed plan, bound to the agent's node), then its netns and cache file. */
-export async function sandbox(t: Teardowns, env: AgentEnv, name: string, plan: Plan): Promise<Sandbox> {
+export async function sandbox(t: Teardowns, env: AgentEnv, name: string, plan: Plan, o: { eth1?: boolean } = {}): Promise<Sandbox> {
   const res = await kubeRequest(env.kc, 'POST', `/api/v1/namespaces/${env.namespace}/pods`, {
     body: {
       metadata: { name, annotations: { [PLAN_ANNOTATION]: encodePlan(plan, { namespace: env.namespace, key: env.key }) } },
@@ -152,9 +169,9 @@ export async function sandbox(t: Teardowns, env: AgentEnv, name: string, plan: P
   });
   if (res.status !== 201) throw new Error(`create pod ${name}: HTTP ${res.status} ${res.body?.message}`);
   const pod = res.body as Pod;
-  const { pod: ns } = makePod(t as never);
+  const { pod: ns, node } = makePod(t as never, { eth1: o.eth1 ?? true });
   const cacheFile = writeCacheFile(env.cacheDir, pod, ns.path);
-  return { name, pod, ns, plan, cacheFile };
+  return { name, pod, ns, node, plan, cacheFile };
 }
 
 /** Replace a pod's plan (a Route edit, as the controller writes it). */
@@ -173,6 +190,7 @@ export async function removeSandbox(env: AgentEnv, s: Sandbox): Promise<void> {
   if (res.status !== 200 && res.status !== 404) throw new Error(`delete pod ${s.name}: HTTP ${res.status} ${res.body?.message}`);
   rmSync(s.cacheFile, { force: true });
   s.ns.del();
+  s.node.del();
 }
 
 /** The pod's status annotation as the agent last reported it. */
