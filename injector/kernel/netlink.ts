@@ -178,9 +178,9 @@ export class RtnlClient {
     return msgs.map(addrFromMessage).filter((a): a is KernelAddr => a !== null);
   }
 
-  /** List the policy routing rules of one family (`ip rule show`). */
-  async listRules(family: Family): Promise<KernelRule[]> {
-    const msgs = await this.run(true, `list IPv${family} rules`, () => this.sock.getRules({ family: afOf(family) }));
+  /** List the policy routing rules of one family, or of both in one dump (`ip rule show`). */
+  async listRules(family?: Family): Promise<KernelRule[]> {
+    const msgs = await this.run(true, `list ${family ? `IPv${family} ` : ''}rules`, () => this.sock.getRules({ family: family ? afOf(family) : 0 }));
     return msgs.map(ruleFromMessage).filter((r): r is KernelRule => r !== null);
   }
 

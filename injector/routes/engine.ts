@@ -10,7 +10,7 @@
 import type { Plan } from '../../core/types.js';
 import { isNetlinkError, RtnlClient, type RtnlClientOptions } from '../kernel/netlink.js';
 import { netnsInode, NetnsError } from '../kernel/netns.js';
-import { RT_SCOPE_NOWHERE, type Family, type KernelRoute, type RouteWrite } from '../kernel/netlink-codec.js';
+import { RT_SCOPE_NOWHERE, RT_TABLE_MAIN, type Family, type KernelRoute, type RouteWrite } from '../kernel/netlink-codec.js';
 import { applySymmetric, type SymmetricResult } from './symmetric.js';
 import {
   defaultDst, describeRoute, diffRoutes, itemOf, itemOfDesired, moreSpecificOverrides, resolveGateways,
@@ -119,7 +119,9 @@ function fatal(e: unknown): boolean {
  */
 export async function applyPlanWith(client: RtnlClient, plan: Plan, opts: ApplyOptions = {}): Promise<ApplyResult> {
   const protocol = opts.protocol ?? RTPROT_OVNKUBE_ROUTE;
-  const [links, table] = [await client.listLinks(), await client.listRoutes()];
+  // One dump of every table: main for the plan, the others for the symmetric return paths.
+  const [links, all] = [await client.listLinks(), await client.listRoutes({ table: 'any' })];
+  const table = all.filter((k) => k.table === RT_TABLE_MAIN);
   const symmetric = plan.symmetric ?? [];
   // `via: gateway` becomes this pod's gateway of that dev, read from the same dump.
   const gw = resolveGateways(plan, table, links, protocol);
@@ -158,7 +160,7 @@ export async function applyPlanWith(client: RtnlClient, plan: Plan, opts: ApplyO
   // Symmetric return paths (a table per device + `ip rule from` its addresses): written, or
   // removed when the plan no longer lists the device. The device's gateway is found in the
   // main table read above, as for `via: gateway`.
-  const sym = await applySymmetric(client, symmetric, links, table, protocol);
+  const sym = await applySymmetric(client, symmetric, links, table, all, protocol);
   res.symmetric = sym;
   res.skipped.push(...sym.skipped);
   res.owned.push(...res.added.map((x) => x.dst), ...res.replaced.map((x) => x.dst));

@@ -171,14 +171,15 @@ const fatal = (e: unknown): boolean => isNetlinkError(e, 'ECLOSED') || !isNetlin
  * without its routes). One failing write never stops the others; it is reported skipped.
  */
 export async function applySymmetric(
-  client: RtnlClient, devices: readonly string[], links: readonly LinkInfo[], main: readonly KernelRoute[], protocol: number,
+  client: RtnlClient, devices: readonly string[], links: readonly LinkInfo[], main: readonly KernelRoute[],
+  others: readonly KernelRoute[], protocol: number,
 ): Promise<SymmetricResult> {
-  const [addrs, owned, rules4, rules6] = [
-    devices.length ? await client.listAddresses() : [],
-    (await client.listRoutes({ table: 'any' })).filter((k) => k.table !== RT_TABLE_MAIN && k.protocol === protocol),
-    await client.listRules(4), await client.listRules(6),
-  ];
-  const d = planSymmetric(devices, links, addrs, main, owned, [...rules4, ...rules6], protocol);
+  // `others`: the routes of every table but main, from the engine's one dump of all tables.
+  // Addresses only when a device asks; the rules of both families in one dump.
+  const addrs = devices.length ? await client.listAddresses() : [];
+  const rules = await client.listRules();
+  const owned = others.filter((k) => k.table !== RT_TABLE_MAIN && k.protocol === protocol);
+  const d = planSymmetric(devices, links, addrs, main, owned, rules, protocol);
   const res: SymmetricResult = { added: [], removed: [], unchanged: d.unchanged, skipped: [...d.skipped], tables: d.tables };
   const attempt = async (item: SymmetricItem, op: () => Promise<void>, done: SymmetricItem[]): Promise<void> => {
     try {
