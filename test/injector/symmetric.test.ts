@@ -16,6 +16,7 @@ import { planSymmetric, symmetricTable, SYMMETRIC_RULE_PRIORITY } from '../../in
 import { addVeth, makeNetns, type TestNetns } from '../util/netns.js';
 import { rootUnavailable, tierGate } from '../util/tier.js';
 import { until } from '../util/until.js';
+import { runCli } from '../util/cli.js';
 
 const P = RTPROT_OVNKUBE_ROUTE;
 const BASE: Plan = { v: 1, routes: [{ dst: '172.16.60.0/24', dev: 'eth1', via: 'gateway' }] };
@@ -149,6 +150,11 @@ t.test('a reply to what came in on eth1 leaves by eth1 with the rule, by eth0 wi
     `default via 10.124.2.1 dev eth1 proto ${P}`,
   ], 'the table: eth1\'s subnet and its gateway (and the foreign route, untouched)');
   t.same(node.ip('rule', 'show').match(new RegExp(`proto ${P}`, 'g')), null, 'nothing in any other netns');
+  // `routes` on the node shows them after the tables.
+  const shown = runCli(['routes', '--netns', pod.path, '--family', '4']);
+  t.equal(shown.code, 0);
+  t.match(shown.stdout, new RegExp(`Symmetric return paths[^\\n]*\\n${SYMMETRIC_RULE_PRIORITY}:\\tfrom 10\\.124\\.2\\.5/32 lookup 1001\\n`), 'routes: our rule');
+  t.match(shown.stdout, /table 1001: 0\.0\.0\.0\/0 via 10\.124\.2\.1 dev eth1\ntable 1001: 10\.124\.2\.0\/24 dev eth1\ntable 1001: 192\.0\.2\.0\/24 dev eth1 proto 4\n/, 'routes: the table, foreign routes marked');
   const again = await applyPlan(pod.path, SYM);
   t.notOk(again.changed, 'idempotent');
   t.equal(again.symmetric?.unchanged.length, 3);
