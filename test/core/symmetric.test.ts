@@ -1,10 +1,14 @@
 // Symmetric return paths (issue 14) through core: resolve gathers `spec.symmetric` of every
 // selecting Route into the plan (sorted, unique), the codec carries it last, signed and
 // deterministic, and a plan without it encodes byte-identically to before. Table-driven.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import t from 'tap';
 import { canonicalPlanJSON, decodePlan, encodePlan, planHash, planKeyFromSecret } from '../../core/plan-codec.js';
 import { resolvePlan, type ResolveContext } from '../../core/resolve.js';
 import type { Plan, Pod, Route, RouteSpec } from '../../core/types.js';
+import { runCli } from '../util/cli.js';
 
 const route = (name: string, spec: RouteSpec): Route => ({ apiVersion: 'k8s.ovn.org/v1', kind: 'Route', metadata: { name }, spec });
 const POD: Pod = { kind: 'Pod', metadata: { namespace: 'default', name: 'web' }, spec: {} };
@@ -68,4 +72,17 @@ t.test('codec: symmetric last, signed; without it byte-identical to before', asy
     const r = decodePlan(JSON.stringify({ ...JSON.parse(before) as object, symmetric: sym }), { namespace: 'default', keys: [], requireSignature: false });
     t.match(r.ok ? 'ok' : r.error, re, `decode refuses ${name}`);
   }
+});
+
+t.test('plan -f: the plan the CLI prints carries symmetric', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ovrt-sym-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'bundle.yaml');
+  writeFileSync(file, [
+    'apiVersion: k8s.ovn.org/v1\nkind: Route\nmetadata: {name: answer-on-eth1}\nspec: {symmetric: [net2, eth1]}',
+    'apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: default}\nspec: {containers: [{name: c, image: busybox}]}',
+  ].join('\n---\n'));
+  const r = runCli(['plan', '-f', file, '--all']);
+  t.equal(r.code, 0, r.stderr);
+  t.same(JSON.parse(r.stdout), { 'default/web': { v: 1, routes: [], symmetric: ['eth1', 'net2'] } });
 });
