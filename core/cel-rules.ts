@@ -64,6 +64,10 @@ export const celTwins: Record<string, (self: unknown) => boolean> = {
     const family = has(s, 'via') && isIP(s.via) ? ipOf(s.via).family : has(s, 'src') && isIP(s.src) ? ipOf(s.src).family : 4;
     return family === 4 || (typeof s.mtu === 'number' && s.mtu >= 1280);
   },
+  'self.all(d, self.filter(x, x == d).size() == 1)': (self) => {
+    if (!Array.isArray(self)) return true;
+    return self.every((d) => self.filter((x) => x === d).length === 1);
+  },
   "self.operator in ['In', 'NotIn'] ? (has(self.values) && size(self.values) > 0) : (!has(self.values) || size(self.values) == 0)": (self) => {
     const s = self as Self;
     const n = Array.isArray(s.values) ? s.values.length : 0;

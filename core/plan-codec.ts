@@ -9,6 +9,9 @@
  * as invalid (unknown field) rather than applying it without them. `via` may be "gateway"
  * (GATEWAY_VIA): the gateway of dev, which the agent finds in the pod's netns; the plan stays
  * the same on every node, so it is signed and deterministic like any other.
+ * `"symmetric":["eth1"]` (last, sorted, unique; absent when empty) lists the devices with
+ * symmetric return paths (a table per device plus `ip rule from` its addresses). An agent
+ * older than it refuses such a plan (unknown field) rather than applying it without them.
  *
  * Authentication: HMAC-SHA256 keyed by the cluster's plan key over
  *   "ovnkube-route/plan/v1\n" + <pod namespace> + "\n" + <canonical JSON without "sig">.
@@ -76,6 +79,8 @@ export function canonicalPlanJSON(plan: Plan): string {
 function canonicalBody(plan: Plan): Plan {
   const body: Plan = { v: plan.v, routes: plan.routes.map(orderedRoute) };
   if (plan.default) body.default = { dev: plan.default.dev, ...(plan.default.via === undefined ? {} : { via: plan.default.via }), ...orderedAttrs(plan.default) };
+  // Last, and only when present: a plan without it encodes exactly as before it existed.
+  if (plan.symmetric !== undefined) body.symmetric = [...plan.symmetric];
   return body;
 }
 
@@ -148,6 +153,12 @@ function checkSemantics(p: Plan): string | null {
     }
     const a = checkAttrs(r, c.value.family, `routes[${i}]`);
     if (a) return a;
+  }
+  if (p.symmetric !== undefined) {
+    for (const [i, d] of p.symmetric.entries()) {
+      if (d === '.' || d === '..') return `symmetric[${i}]: "${d}" is not an interface name`;
+      if (i > 0 && p.symmetric[i - 1]! >= d) return `symmetric[${i}]: "${d}" is ${p.symmetric[i - 1] === d ? 'a duplicate' : 'out of order'} (devices are sorted and unique)`;
+    }
   }
   if (p.default) {
     let family: 4 | 6 | undefined;

@@ -100,8 +100,13 @@ interface CompiledRoute {
   cidr: Candidate[];
   svc: { index: number; namespace: string; name: string; dev: string; via?: IP; gateway?: true; attrs: RouteAttrs; src?: IP }[];
   defaults: Candidate[];
+  /** spec.symmetric's devices that are interface names. */
+  symmetric: string[];
   invalid: InvalidRule[];
 }
+
+/** A Linux interface name (the CRD's and the plan's pattern), not "." or "..". */
+const DEV_NAME = /^[\x21-\x2e\x30-\x39\x3b-\x7e]{1,15}$/;
 
 const compiledRoutes = new WeakMap<Route, CompiledRoute>();
 
@@ -110,7 +115,7 @@ function compileRoute(route: Route): CompiledRoute {
   if (hit) return hit;
   const name = routeName(route);
   const priority = route.spec?.priority ?? 0;
-  const out: CompiledRoute = { cidr: [], svc: [], defaults: [], invalid: [] };
+  const out: CompiledRoute = { cidr: [], svc: [], defaults: [], symmetric: [], invalid: [] };
   const viaOf = (via: string | undefined, field: string): { ok: boolean; ip?: IP; gateway?: true } => {
     if (via === undefined) return { ok: true };
     if (via === GATEWAY_VIA) return { ok: true, gateway: true };
@@ -149,6 +154,11 @@ function compileRoute(route: Route): CompiledRoute {
       else out.defaults.push({ cidr: { family: fam, value: 0n, bits: 0 }, dst: fam === 4 ? '0.0.0.0/0' : '::/0', dev: d.dev, ...viaOut(v), ...a.attrs, route: name, priority, source: 'spec.defaultRoute' });
     }
   }
+  for (const [i, dev] of (route.spec?.symmetric ?? []).entries()) {
+    if (typeof dev !== 'string' || !DEV_NAME.test(dev) || dev === '.' || dev === '..') {
+      out.invalid.push({ route: name, field: `spec.symmetric[${i}]`, error: `${JSON.stringify(dev)} is not a Linux interface name` });
+    } else out.symmetric.push(dev);
+  }
   compiledRoutes.set(route, out);
   return out;
 }
@@ -163,9 +173,10 @@ function cachedServiceIPs(svc: Service | undefined): { ips: IP[]; reason: string
 }
 
 function gatherCandidates(route: Route, ctx: ResolveContext, out: {
-  cands: Candidate[]; defaults: Candidate[]; unresolved: UnresolvedService[]; invalid: InvalidRule[];
+  cands: Candidate[]; defaults: Candidate[]; symmetric: Set<string>; unresolved: UnresolvedService[]; invalid: InvalidRule[];
 }): void {
   const c = compileRoute(route);
+  for (const d of c.symmetric) out.symmetric.add(d);
   const name = routeName(route);
   const priority = route.spec?.priority ?? 0;
   out.invalid.push(...c.invalid);
@@ -237,7 +248,7 @@ export function resolvePlan(pod: Pod, ctx: ResolveContext, opts: { origins?: boo
     const reason = check(subject, ctx.mode);
     if (reason) return { kind: 'skipped', code, reason, ...empty };
   }
-  const out = { cands: [] as Candidate[], defaults: [] as Candidate[], unresolved: [] as UnresolvedService[], invalid: [] as InvalidRule[] };
+  const out = { cands: [] as Candidate[], defaults: [] as Candidate[], symmetric: new Set<string>(), unresolved: [] as UnresolvedService[], invalid: [] as InvalidRule[] };
   const contributing: string[] = [];
   const deferred: string[] = [];
   const notSelected: string[] = [];
@@ -257,8 +268,11 @@ export function resolvePlan(pod: Pod, ctx: ResolveContext, opts: { origins?: boo
   const plan: Plan = { v: 1, routes: routesOut };
   const d = defaults[0];
   if (d) plan.default = { dev: d.dev, ...(d.via ? { via: d.via } : {}), ...attrsOut(d) };
+  // Symmetric devices add up (no Route can want a device not to be symmetric): the union of
+  // every selecting Route's, sorted (code unit order, as the codec checks).
+  if (out.symmetric.size) plan.symmetric = [...out.symmetric].sort();
   const rest = { conflicts, unresolved: out.unresolved, invalid: out.invalid, deferred };
-  if (routesOut.length === 0 && !plan.default) {
+  if (routesOut.length === 0 && !plan.default && !plan.symmetric) {
     if (deferred.length) {
       return { kind: 'skipped', code: 'name-unknown', reason: `Routes [${deferred.join(', ')}] depend on the pod's final name; resolved again once ${podRef(pod)} exists`, ...rest };
     }

@@ -124,6 +124,11 @@ export interface RouteSpec {
   include?: PodSelectorTerm[];
   exclude?: PodSelectorTerm[];
   priority?: number;
+  /**
+   * Devices whose traffic is answered through themselves (docs/routing.md): a routing table
+   * per device plus `ip rule from <its addresses> lookup <table>`, written by the node agent.
+   */
+  symmetric?: string[];
   feature_gate?: Record<string, string>;
 }
 
@@ -163,6 +168,12 @@ export interface Plan {
   routes: PlanRoute[];
   /** Present only when the pod's default route is to be replaced. */
   default?: PlanDefault;
+  /**
+   * Devices with symmetric return paths (a table per device and `ip rule from` its
+   * addresses), sorted, no duplicates. Absent when no Route asks for any: such a plan
+   * encodes byte-identically to a plan from before the field existed.
+   */
+  symmetric?: string[];
 }
 
 /** The plan's default route: dev, optional gateway and attributes. */

@@ -25,7 +25,7 @@ export const EMPTY_PLAN: Plan = Object.freeze({ v: 1, routes: [] }) as Plan;
 
 /** True when the plan asks for nothing. */
 export function isEmptyPlan(p: Plan): boolean {
-  return p.routes.length === 0 && p.default === undefined;
+  return p.routes.length === 0 && p.default === undefined && !p.symmetric?.length;
 }
 
 /** Decide what a pod asks for, ignoring its namespace. `keys` is the current key ring. */

@@ -175,6 +175,7 @@ export function formatExplanation(x: Explanation): string {
     const from = new Map((r.origins ?? []).map((o) => [o.dst, `Route ${o.route} ${o.source}`]));
     const rows = r.plan.routes.map((p) => [planLine(p.dst, p.dev, p.via), `from ${from.get(p.dst) ?? '?'}`]);
     if (r.plan.default) rows.push([`default dev ${r.plan.default.dev}${r.plan.default.via ? ` via ${r.plan.default.via}` : ''}`, `from ${from.get('0.0.0.0/0') ?? from.get('::/0') ?? '?'}`]);
+    for (const dev of r.plan.symmetric ?? []) rows.push([`symmetric ${dev}`, 'replies from its addresses leave by it (docs/routing.md)']);
     out.push(...cols(rows).map((l) => `  ${l}`));
   }
   out.push('', `Annotation ${PLAN_ANNOTATION}:`);
@@ -183,7 +184,8 @@ export function formatExplanation(x: Explanation): string {
   else {
     out.push(`  ${a.equalsResolved ? 'equals the plan resolved now' : `DIFFERS from the plan resolved now${a.planHash ? ` (annotation hash ${a.planHash})` : ''}${x.plan ? '' : ': no plan resolves now'}`}`);
     if (!a.equalsResolved && a.plan) {
-      const lines = (p: Plan | undefined) => new Set([...(p?.routes ?? []).map((r) => planLine(r.dst, r.dev, r.via)), ...(p?.default ? [`default dev ${p.default.dev}${p.default.via ? ` via ${p.default.via}` : ''}`] : [])]);
+      const lines = (p: Plan | undefined) => new Set([...(p?.routes ?? []).map((r) => planLine(r.dst, r.dev, r.via)), ...(p?.default ? [`default dev ${p.default.dev}${p.default.via ? ` via ${p.default.via}` : ''}`] : []),
+        ...(p?.symmetric ?? []).map((d) => `symmetric ${d}`)]);
       const have = lines(a.plan); const want = lines(x.plan);
       for (const l of have) if (!want.has(l)) out.push(`    - ${l}   (in the annotation, not resolved now)`);
       for (const l of want) if (!have.has(l)) out.push(`    + ${l}   (resolved now, not in the annotation)`);

@@ -4,6 +4,7 @@ import { decodePlan, parsePlanKey, type PlanKey } from '../../core/plan-codec.js
 import { checkNetnsPath, DEFAULT_NETNS_DIR, isNetnsError } from '../../injector/kernel/netns.js';
 import { applyPlan, RTPROT_OVNKUBE_ROUTE, type ApplyResult, type RouteItem } from '../../injector/routes/engine.js';
 import { SavedDefaultStore } from '../../injector/routes/saved.js';
+import { describeSymmetric } from '../../injector/routes/symmetric.js';
 import { InputError, parseFlags, UsageError, type Command } from '../cli.js';
 import { readInput } from '../io.js';
 
@@ -54,6 +55,9 @@ export function formatApplyResult(res: ApplyResult): string {
   for (const r of res.replaced) lines.push(`replaced  ${fmt(r)} (was ${fmt(r.from)})`);
   for (const r of res.restored) lines.push(`restored  ${fmt(r)} (original default route)`);
   for (const r of res.removed) lines.push(`removed   ${fmt(r)}`);
+  // Symmetric return paths (docs/routing.md): rules and the routes of their tables.
+  for (const r of res.symmetric?.added ?? []) lines.push(`added     ${describeSymmetric(r)} (symmetric ${r.dev ?? ''})`.trimEnd());
+  for (const r of res.symmetric?.removed ?? []) lines.push(`removed   ${describeSymmetric(r)} (symmetric)`);
   for (const r of res.skipped) lines.push(`skipped   ${fmt(r)}: ${r.reason}: ${r.detail}`);
   const n = (x: unknown[]): number => x.length;
   const summary = res.changed

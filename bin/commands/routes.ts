@@ -3,7 +3,7 @@ import { RtnlClient } from '../../injector/kernel/netlink.js';
 import { DEFAULT_NETNS_DIR, isNetnsError } from '../../injector/kernel/netns.js';
 import { RTPROT_OVNKUBE_ROUTE } from '../../injector/routes/engine.js';
 import { formatRouteTable4, formatRouteTable6 } from '../../injector/routes/table.js';
-import type { KernelRoute } from '../../injector/kernel/netlink-codec.js';
+import type { KernelRoute, KernelRule } from '../../injector/kernel/netlink-codec.js';
 import { InputError, parseFlags, UsageError, type Command } from '../cli.js';
 import { getPod, KUBE_FLAGS, KUBE_FLAGS_HELP, loadCluster, podRefOf } from '../kube.js';
 import { remoteTable } from '../remote-routes.js';
@@ -16,7 +16,9 @@ const help = `Usage: ovnkube-route routes (--netns PATH | --pod NAMESPACE/NAME) 
 Print a pod's routing table (main table) like "route -n", with the protocol that installed
 each route and an Owner column marking the routes ovnkube-route owns (rtnetlink protocol ${RTPROT_OVNKUBE_ROUTE}).
 An Attributes column (src, mtu, advmss) follows when a route has an mtu or advmss, or one of
-ours has a src. Replaces the design document's execns.sh helpers; nothing is changed.
+ours has a src. On the node (--netns/--pod, text output), a pod with symmetric return paths also gets their
+"ip rule"s and the routes of their tables, after the tables.
+Replaces the design document's execns.sh helpers; nothing is changed.
 
 --pod finds the netns the way the node agent does: in the CNI result cache, the files whose
 cniArgs name the pod (K8S_POD_NAMESPACE, K8S_POD_NAME) give its netns in
@@ -88,6 +90,8 @@ export const routesCommand: Command = {
       path = found.sandbox;
     }
     let routes: KernelRoute[];
+    let rules: KernelRule[] = [];
+    let symRoutes: KernelRoute[] = [];
     let client: RtnlClient;
     try {
       client = RtnlClient.open(path!, { policy: { netnsDir: values['netns-dir'] } });
@@ -97,6 +101,15 @@ export const routesCommand: Command = {
     }
     try {
       routes = await client.listRoutes(values.family === 'all' ? {} : { family: Number(values.family) as 4 | 6 });
+      if (values.output === 'text') {
+        // Symmetric return paths (docs/routing.md): our rules and the routes of their tables.
+        rules = (await client.listRules(values.family === 'all' ? undefined : Number(values.family) as 4 | 6)).filter((r) => r.protocol === RTPROT_OVNKUBE_ROUTE);
+        if (rules.length) {
+          const tables = new Set(rules.map((r) => r.table));
+          symRoutes = (await client.listRoutes({ table: 'any', ...(values.family === 'all' ? {} : { family: Number(values.family) as 4 | 6 }) }))
+            .filter((r) => tables.has(r.table));
+        }
+      }
     } finally {
       client.close();
     }
@@ -107,7 +120,21 @@ export const routesCommand: Command = {
     const parts: string[] = [`netns ${path}\n`];
     if (values.family !== '6') parts.push(formatRouteTable4(routes, RTPROT_OVNKUBE_ROUTE));
     if (values.family !== '4') parts.push(formatRouteTable6(routes, RTPROT_OVNKUBE_ROUTE));
+    if (rules.length) parts.push(formatSymmetric(rules, symRoutes));
     io.stdout.write(parts.join('\n'));
     return 0;
   },
 };
+
+/** Our rules (`ip rule` style) and the routes of their tables, only when there are any. */
+function formatSymmetric(rules: KernelRule[], routes: KernelRoute[]): string {
+  const lines = ['Symmetric return paths (ip rule, proto ' + RTPROT_OVNKUBE_ROUTE + ')'];
+  for (const r of [...rules].sort((a, b) => a.priority - b.priority || a.table - b.table || (a.src ?? '').localeCompare(b.src ?? ''))) {
+    lines.push(`${r.priority}:\tfrom ${r.src ?? 'all'} lookup ${r.table}`);
+  }
+  for (const r of [...routes].sort((a, b) => a.table - b.table || a.family - b.family || a.dst.localeCompare(b.dst))) {
+    const owner = r.protocol === RTPROT_OVNKUBE_ROUTE ? '' : ` proto ${r.protocol}`;
+    lines.push(`table ${r.table}: ${r.dst}${r.via ? ` via ${r.via}` : ''}${r.dev ? ` dev ${r.dev}` : ''}${owner}`);
+  }
+  return lines.join('\n') + '\n';
+}

@@ -227,3 +227,78 @@ export function routeKeyToMessage(k: RouteKey): { data: netlink.rt.Route; attrs:
   if (k.via !== undefined) attrs.gateway = ipToBytes(k.via).bytes;
   return { data, attrs };
 }
+
+/** FRA action "lookup a table" (FR_ACT_TO_TBL). */
+export const FR_ACT_TO_TBL = 1;
+
+/** A policy routing rule as read from the kernel, normalized (the parts we compare). */
+export interface KernelRule {
+  family: Family;
+  /** Rule preference (FRA_PRIORITY); 0 when absent (the `local` rule). */
+  priority: number;
+  /** Table looked up (FRA_TABLE, else the header's). */
+  table: number;
+  /** Who installed it (FRA_PROTOCOL); 0 when absent. */
+  protocol: number;
+  /** FR_ACT_* (1 = lookup). */
+  action: number;
+  /** `from` selector as a canonical CIDR; absent for `from all`. */
+  src?: string;
+  /** `to` selector as a canonical CIDR. */
+  dst?: string;
+  /** Anything else that makes the rule select less than "from src" (iif, oif, fwmark, tos, ...): we never own such a rule. */
+  extra: boolean;
+}
+
+/** What to write (and, for deletes, match): `from src lookup table pref priority proto protocol`. */
+export interface RuleWrite { src: string; table: number; priority: number; protocol: number }
+
+function u8Table(table: number): number {
+  return table < 256 ? table : 0; // RT_TABLE_UNSPEC; the real id goes in FRA_TABLE
+}
+
+/** A u32 rule attribute that is set: the kernel sends the suppress_* ones always, 0xffffffff (-1) meaning "not set". */
+function setU32(b: Buffer | undefined): boolean {
+  return !!b && b.length >= 4 && b.readUInt32LE(0) !== 0xffffffff;
+}
+
+/** Normalize a parsed RTM_NEWRULE/DELRULE message; null for families other than IPv4/IPv6. */
+export function ruleFromMessage(m: netlink.rt.RuleMessage): KernelRule | null {
+  const family: Family | null = m.data.family === AF_INET ? 4 : m.data.family === AF_INET6 ? 6 : null;
+  if (family === null) return null;
+  const len = family === 4 ? 4 : 16;
+  const a = m.attrs;
+  const rule: KernelRule = {
+    family,
+    priority: a.priority ?? 0,
+    table: a.table ?? m.data.table ?? 0,
+    protocol: a.protocol ?? 0,
+    action: enumNumber(m.data.action, rt.RuleAction as unknown as Record<string, number>),
+    extra: Boolean(a.iifname || a.oifname || a.fwmark || a.goto || a.l3Mdev || a.uidRange || a.ipProto || a.sportRange || a.dportRange || m.data.tos
+      || setU32(a.suppressPrefixlen) || setU32(a.suppressIfgroup) || m.data.flags?.invert),
+  };
+  if ((m.data.srcLen ?? 0) > 0 || a.src) rule.src = formatCIDR({ family, value: bytesToBigint(a.src ?? Buffer.alloc(len)), bits: m.data.srcLen ?? 0 });
+  if ((m.data.dstLen ?? 0) > 0 || a.dst) rule.dst = formatCIDR({ family, value: bytesToBigint(a.dst ?? Buffer.alloc(len)), bits: m.data.dstLen ?? 0 });
+  return rule;
+}
+
+/** Header + attributes of an RTM_NEWRULE/RTM_DELRULE for `w` (a delete matches all these fields). */
+export function ruleWriteToMessage(w: RuleWrite): { data: netlink.rt.Rule; attrs: netlink.rt.RuleAttrs } {
+  const s = cidrToBytes(w.src);
+  const data: netlink.rt.Rule = { family: afOf(s.family), srcLen: s.bits, dstLen: 0, tos: 0, table: u8Table(w.table), action: FR_ACT_TO_TBL };
+  const attrs: netlink.rt.RuleAttrs = { src: s.bytes, table: w.table, priority: w.priority, protocol: w.protocol };
+  return { data, attrs };
+}
+
+/** An address of an interface (RTM_NEWADDR), normalized. */
+export interface KernelAddr { index: number; family: Family; address: string; prefixLen: number; scope: number }
+
+/** Normalize a parsed address message; null for other families or without an address. */
+export function addrFromMessage(m: netlink.rt.AddressMessage): KernelAddr | null {
+  const family: Family | null = m.data.family === AF_INET ? 4 : m.data.family === AF_INET6 ? 6 : null;
+  if (family === null) return null;
+  // IFA_LOCAL is the interface's own address (IFA_ADDRESS is the peer's on point-to-point links).
+  const b = m.attrs.local ?? m.attrs.address;
+  if (!b) return null;
+  return { index: m.data.index ?? 0, family, address: ipFromBytes(b, family), prefixLen: m.data.prefixlen ?? 0, scope: m.data.scope ?? 0 };
+}

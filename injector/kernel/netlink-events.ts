@@ -1,6 +1,6 @@
 /**
- * Link and route events of one network namespace (multicast groups LINK, IPV4_ROUTE,
- * IPV6_ROUTE), for two jobs of the agent: applying a route as soon as its missing dev
+ * Link, route and rule events of one network namespace (multicast groups LINK, IPV4_ROUTE,
+ * IPV6_ROUTE, IPV4_RULE, IPV6_RULE), for two jobs of the agent: applying a route as soon as its missing dev
  * appears, and noticing drift (someone deleted or changed an owned route).
  *
  * Events come on a socket of their own, created inside withNetns like every socket of
@@ -13,13 +13,14 @@ import type * as netlink from 'netlink';
 import { rt } from './netlink-lite.js';
 import type { NetnsPolicy } from './netns.js';
 import { createRtnlSocket } from './netlink-socket.js';
-import { linkFromMessage, routeFromMessage, type KernelRoute, type LinkInfo } from './netlink-codec.js';
+import { linkFromMessage, routeFromMessage, ruleFromMessage, type KernelRoute, type KernelRule, type LinkInfo } from './netlink-codec.js';
 
 
 /** One event of a netns. `route` events carry the route as the kernel reported it. */
 export type NetnsEvent =
   | { kind: 'link'; action: 'new' | 'del'; link: LinkInfo }
   | { kind: 'route'; action: 'new' | 'del'; route: KernelRoute }
+  | { kind: 'rule'; action: 'new' | 'del'; rule: KernelRule }
   | { kind: 'overflow'; error: string };
 
 /** A live subscription; close() it when the pod or its netns goes away (it keeps the netns alive). */
@@ -51,6 +52,9 @@ export function subscribeNetns(path: string, onEvent: (ev: NetnsEvent) => void, 
     sock.addMembership(rt.MulticastGroups.LINK);
     sock.addMembership(rt.MulticastGroups.IPV4_ROUTE);
     sock.addMembership(rt.MulticastGroups.IPV6_ROUTE);
+    // Policy rules too: the symmetric return paths' `ip rule`s are kept like our routes.
+    sock.addMembership(rt.MulticastGroups.IPV4_RULE);
+    sock.addMembership(rt.MulticastGroups.IPV6_RULE);
   } catch (e) {
     raw.close();
     throw e;
@@ -67,6 +71,9 @@ export function subscribeNetns(path: string, onEvent: (ev: NetnsEvent) => void, 
         } else if (m.type === rt.MessageType.NEWROUTE || m.type === rt.MessageType.DELROUTE) {
           const route = routeFromMessage(rt.parseMessage(m.type, m.data) as netlink.rt.RouteMessage);
           if (route) ev = { kind: 'route', action: m.type === rt.MessageType.NEWROUTE ? 'new' : 'del', route };
+        } else if (m.type === rt.MessageType.NEWRULE || m.type === rt.MessageType.DELRULE) {
+          const rule = ruleFromMessage(rt.parseMessage(m.type, m.data) as netlink.rt.RuleMessage);
+          if (rule) ev = { kind: 'rule', action: m.type === rt.MessageType.NEWRULE ? 'new' : 'del', rule };
         }
       } catch (e) {
         ev = { kind: 'overflow', error: `unparsable event: ${(e as Error).message}` };

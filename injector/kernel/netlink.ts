@@ -23,8 +23,8 @@ import { FlagsNew } from './netlink-lite.js';
 import type { NetnsPolicy } from './netns.js';
 import { createRtnlSocket } from './netlink-socket.js';
 import {
-  afOf, ipToBytes, linkFromMessage, routeFromMessage, routeKeyToMessage, routeWriteToMessage, RT_TABLE_MAIN,
-  type Family, type KernelRoute, type LinkInfo, type RouteKey, type RouteWrite,
+  addrFromMessage, afOf, ipToBytes, linkFromMessage, routeFromMessage, routeKeyToMessage, routeWriteToMessage, ruleFromMessage, ruleWriteToMessage, RT_TABLE_MAIN,
+  type Family, type KernelAddr, type KernelRoute, type KernelRule, type LinkInfo, type RouteKey, type RouteWrite, type RuleWrite,
 } from './netlink-codec.js';
 
 
@@ -130,7 +130,7 @@ export class RtnlClient {
    * List the routes of one table (default main) of both families or one, with `dev`
    * names filled in. Only unicast-table entries of that table are returned.
    */
-  async listRoutes(opts: { family?: Family; table?: number } = {}): Promise<KernelRoute[]> {
+  async listRoutes(opts: { family?: Family; table?: number | 'any' } = {}): Promise<KernelRoute[]> {
     const table = opts.table ?? RT_TABLE_MAIN;
     const links = new Map((await this.listLinks()).map((l) => [l.index, l.name]));
     const families: Family[] = opts.family ? [opts.family] : [4, 6];
@@ -139,7 +139,7 @@ export class RtnlClient {
       const msgs = await this.run(true, `list IPv${f} routes`, () => this.sock.getRoutes({ family: afOf(f) }));
       for (const m of msgs) {
         const r = routeFromMessage(m);
-        if (!r || r.table !== table) continue;
+        if (!r || (table !== 'any' && r.table !== table)) continue;
         if (r.oif !== undefined && links.has(r.oif)) r.dev = links.get(r.oif);
         out.push(r);
       }
@@ -170,6 +170,31 @@ export class RtnlClient {
       return r;
     }
     return null;
+  }
+
+  /** List the addresses of every interface (both families). */
+  async listAddresses(): Promise<KernelAddr[]> {
+    const msgs = await this.run(true, 'list addresses', () => this.sock.getAddresses());
+    return msgs.map(addrFromMessage).filter((a): a is KernelAddr => a !== null);
+  }
+
+  /** List the policy routing rules of one family, or of both in one dump (`ip rule show`). */
+  async listRules(family?: Family): Promise<KernelRule[]> {
+    const msgs = await this.run(true, `list ${family ? `IPv${family} ` : ''}rules`, () => this.sock.getRules({ family: family ? afOf(family) : 0 }));
+    return msgs.map(ruleFromMessage).filter((r): r is KernelRule => r !== null);
+  }
+
+  /** Add `from src lookup table pref priority proto protocol`; EEXIST when exactly that rule exists. */
+  async addRule(w: RuleWrite): Promise<void> {
+    const { data, attrs } = ruleWriteToMessage(w);
+    await this.run(false, `add rule ${describeRule(w)}`, () =>
+      this.sock.newRule(data, attrs, { flags: FlagsNew.CREATE | FlagsNew.EXCL }));
+  }
+
+  /** Delete the rule matching every field of `w`; ENOENT/ESRCH when none. */
+  async deleteRule(w: RuleWrite): Promise<void> {
+    const { data, attrs } = ruleWriteToMessage(w);
+    await this.run(false, `delete rule ${describeRule(w)}`, () => this.sock.delRule(data, attrs));
   }
 
   /** Add a route; fails with EEXIST when one with the same dst/metric exists. */
@@ -255,6 +280,10 @@ export class RtnlClient {
     for (const fail of [...this.pending]) fail(code);
     this.pending.clear();
   }
+}
+
+function describeRule(w: RuleWrite): string {
+  return `from ${w.src} lookup ${w.table} pref ${w.priority} proto ${w.protocol}`;
 }
 
 function describe(w: RouteWrite): string {

@@ -10,7 +10,8 @@
 import type { Plan } from '../../core/types.js';
 import { isNetlinkError, RtnlClient, type RtnlClientOptions } from '../kernel/netlink.js';
 import { netnsInode, NetnsError } from '../kernel/netns.js';
-import { RT_SCOPE_NOWHERE, type Family, type KernelRoute, type RouteWrite } from '../kernel/netlink-codec.js';
+import { RT_SCOPE_NOWHERE, RT_TABLE_MAIN, type Family, type KernelRoute, type RouteWrite } from '../kernel/netlink-codec.js';
+import { applySymmetric, type SymmetricResult } from './symmetric.js';
 import {
   defaultDst, describeRoute, diffRoutes, itemOf, itemOfDesired, moreSpecificOverrides, resolveGateways,
   type DefaultAction, type DesiredRoute, type ReplacedItem, type RouteItem, type SavedDefault, type SkippedItem, type SkipReason,
@@ -38,6 +39,11 @@ export interface ApplyResult {
   skipped: SkippedItem[];
   /** Destinations held by routes of ours after the apply (feed them back as `reclaim`). */
   owned: string[];
+  /**
+   * The symmetric return paths (symmetric.ts): tables and rules added, removed, in place.
+   * Its skipped items are in `skipped` too. Absent only in results made by hand.
+   */
+  symmetric?: SymmetricResult;
   changed: boolean;
 }
 
@@ -113,7 +119,10 @@ function fatal(e: unknown): boolean {
  */
 export async function applyPlanWith(client: RtnlClient, plan: Plan, opts: ApplyOptions = {}): Promise<ApplyResult> {
   const protocol = opts.protocol ?? RTPROT_OVNKUBE_ROUTE;
-  const [links, table] = [await client.listLinks(), await client.listRoutes()];
+  // One dump of every table: main for the plan, the others for the symmetric return paths.
+  const [links, all] = [await client.listLinks(), await client.listRoutes({ table: 'any' })];
+  const table = all.filter((k) => k.table === RT_TABLE_MAIN);
+  const symmetric = plan.symmetric ?? [];
   // `via: gateway` becomes this pod's gateway of that dev, read from the same dump.
   const gw = resolveGateways(plan, table, links, protocol);
   plan = gw.plan;
@@ -149,9 +158,15 @@ export async function applyPlanWith(client: RtnlClient, plan: Plan, opts: ApplyO
   const ctx: DefaultContext = { client, protocol, links, opts, res, attempt };
   for (const action of diff.defaults) await applyDefault(action, ctx);
   await checkEffective(client, plan, res, table, protocol);
+  // Symmetric return paths (a table per device + `ip rule from` its addresses): written, or
+  // removed when the plan no longer lists the device. The device's gateway is found in the
+  // main table read above, as for `via: gateway`.
+  const sym = await applySymmetric(client, symmetric, links, table, all, protocol);
+  res.symmetric = sym;
+  res.skipped.push(...sym.skipped);
   res.owned.push(...res.added.map((x) => x.dst), ...res.replaced.map((x) => x.dst));
   res.owned.sort();
-  res.changed = res.added.length + res.removed.length + res.replaced.length + res.restored.length > 0;
+  res.changed = res.added.length + res.removed.length + res.replaced.length + res.restored.length + sym.added.length + sym.removed.length > 0;
   return res;
 }
 

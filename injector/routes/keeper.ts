@@ -24,6 +24,7 @@ import { isNetnsError, type NetnsError } from '../kernel/netns.js';
 import { subscribeNetns, type NetnsEvent, type NetnsSubscription } from '../kernel/netlink-events.js';
 import { applyPlan, RTPROT_OVNKUBE_ROUTE, type ApplyPlanOptions, type ApplyResult, type SavedDefault } from './engine.js';
 import { defaultDst, mayOverride } from './diff.js';
+import type { SymmetricItem } from './symmetric.js';
 import { RT_TABLE_MAIN } from '../kernel/netlink-codec.js';
 import { backoffMs } from '../../platform/backoff.js';
 
@@ -58,17 +59,30 @@ export interface KeeperOptions extends Omit<ApplyPlanOptions, 'savedDefault' | '
  * ours. Writing a route whose device has only now appeared (skipped before, as while a
  * pod's interfaces are being set up) is the plan taking effect, not a repair.
  */
-export function isDrift(result: ApplyResult, ownedBefore: ReadonlySet<string>): boolean {
+export function isDrift(result: ApplyResult, ownedBefore: ReadonlySet<string>, symmetricBefore: ReadonlySet<string> = new Set()): boolean {
   return result.removed.length > 0 || result.restored.length > 0
-    || result.added.some((r) => ownedBefore.has(r.dst)) || result.replaced.some((r) => ownedBefore.has(r.dst));
+    || result.added.some((r) => ownedBefore.has(r.dst)) || result.replaced.some((r) => ownedBefore.has(r.dst))
+    || (result.symmetric?.removed.length ?? 0) > 0 || (result.symmetric?.added.some((i) => symmetricBefore.has(symKey(i))) ?? false);
+}
+
+/** Identity of a symmetric item (a rule or a route of a device's table). */
+function symKey(i: SymmetricItem): string {
+  return `${i.kind} ${i.family} ${i.dst} ${i.table}`;
+}
+
+/** The symmetric items in place after an apply. */
+function symmetricInPlace(r: ApplyResult): Set<string> {
+  return new Set([...(r.symmetric?.added ?? []), ...(r.symmetric?.unchanged ?? [])].map(symKey));
 }
 
 /** How long after an apply the echoes of its writes are expected (events arrive within ms). */
 const ECHO_WINDOW_MS = 2000;
 
-/** The key an event of ours would have: action, family, destination (main table routes only). */
+/** The key an event of ours would have: action, family, destination (and table, outside main; rules by their from and table). */
 function echoKey(ev: NetnsEvent): string | null {
-  if (ev.kind !== 'route' || ev.route.table !== RT_TABLE_MAIN) return null;
+  if (ev.kind === 'rule') return ev.rule.src === undefined ? null : `${ev.action} rule ${ev.rule.family} ${ev.rule.src} ${ev.rule.table}`;
+  if (ev.kind !== 'route') return null;
+  if (ev.route.table !== RT_TABLE_MAIN) return `${ev.action} route ${ev.route.family} ${ev.route.dst} ${ev.route.table}`;
   return `${ev.action} ${ev.route.family} ${ev.route.dst}`;
 }
 
@@ -84,6 +98,8 @@ export class RouteKeeper {
   private pendingTrigger: ApplyTrigger | null = null;
   private saved: SavedDefault[];
   private owned: string[] = [];
+  /** Symmetric rules and table routes in place after the last apply (symKey). */
+  private symmetricOwned = new Set<string>();
   private restores: number[] = [];
   private backoffMs = 0;
   /** Back-offs in a row (reset once a window passes without restores). */
@@ -189,6 +205,11 @@ export class RouteKeeper {
       add('new', result.replaced);
       add('new', result.restored);
       add('del', result.removed);
+      const sym = (action: 'new' | 'del', items: SymmetricItem[]): void => {
+        for (const i of items) { const k = `${action} ${i.kind} ${i.family} ${i.dst} ${i.table}`; this.expected.set(k, (this.expected.get(k) ?? 0) + 1); }
+      };
+      sym('new', result.symmetric?.added ?? []);
+      sym('del', result.symmetric?.removed ?? []);
     }
     this.expectUntil = Date.now() + ECHO_WINDOW_MS;
     let unexplained = false;
@@ -198,9 +219,12 @@ export class RouteKeeper {
 
   /** Does this event possibly make the table differ from the plan? */
   private relevant(ev: NetnsEvent): boolean {
-    if (ev.kind !== 'route') return true; // links come and go; overflow means we missed events
+    // Links come and go; overflow means we missed events; a rule event is rare, and may be
+    // one of our symmetric return paths' rules going (or a foreign one in their way).
+    if (ev.kind !== 'route') return true;
     const r = ev.route;
-    if (r.table !== RT_TABLE_MAIN) return false;
+    // Outside main, only the routes of our own tables (symmetric return paths) matter.
+    if (r.table !== RT_TABLE_MAIN) return r.protocol === (this.opts.protocol ?? RTPROT_OVNKUBE_ROUTE);
     if (r.dst === defaultDst(r.family) || r.protocol === (this.opts.protocol ?? RTPROT_OVNKUBE_ROUTE)) return true;
     this.planDsts ??= this.plan.routes.map((p) => p.dst).filter((d) => d !== defaultDst(d.includes(':') ? 6 : 4));
     // A foreign route of one of our destinations, or a more specific one inside it, may
@@ -209,7 +233,8 @@ export class RouteKeeper {
     if (mayOverride(r.dst, this.planDsts)) return true;
     // A plan with `via: gateway` follows the gateways of the pod's devices: any route through a
     // gateway that comes or goes may be the one it is resolved from.
-    this.gatewayVia ??= this.plan.routes.some((p) => p.via === GATEWAY_VIA) || this.plan.default?.via === GATEWAY_VIA;
+    // So does one with symmetric devices: each device's table has a default via its gateway.
+    this.gatewayVia ??= this.plan.routes.some((p) => p.via === GATEWAY_VIA) || this.plan.default?.via === GATEWAY_VIA || !!this.plan.symmetric?.length;
     return this.gatewayVia && r.via !== undefined;
   }
 
@@ -260,10 +285,12 @@ export class RouteKeeper {
           },
         });
         const ownedBefore = new Set(this.owned);
+        const symmetricBefore = this.symmetricOwned;
         this.last = result;
         this.owned = result.owned;
+        this.symmetricOwned = symmetricInPlace(result);
         if (this.closed) return; // closed after the apply's last write: nothing to report to
-        const drift = (trigger === 'event' || trigger === 'resync') && isDrift(result, ownedBefore);
+        const drift = (trigger === 'event' || trigger === 'resync') && isDrift(result, ownedBefore, symmetricBefore);
         this.opts.onReport({ kind: 'applied', trigger, result, drift, plan });
         this.account(drift);
       } catch (e) {

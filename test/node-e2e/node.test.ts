@@ -5,7 +5,7 @@
 // created through the API; their routes are read from inside the pod (exec through the API
 // server) and with netlink in the netns the runtime made, found through the CNI cache files
 // containerd wrote. Nothing here writes a cache file or makes a netns by hand.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
@@ -234,7 +234,9 @@ async function scenario(t: Test, node: RealNode, work: string, setAgent: (a: Chi
       t.notOk(f.text.includes('\n'), 'compact JSON');
       t.comment(`${basename(f.file)}: top-level netns key ${'netns' in f.json ? 'present' : 'absent'}; cniArgs order ${(f.json.cniArgs as string[][]).map(([k]) => k).join(',')}`);
     }
-    t.match(log, /"msg":"found pod netns".*"source":"cni-cache"/, 'the agent found the netns through the cache');
+    const found = log.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { msg?: string; source?: string })
+      .filter((l) => l.msg === 'found pod netns');
+    t.ok(found.length > 0 && found.every((l) => l.source === 'cni-cache'), 'the agent found the netns through the cache', { found });
   });
 
   await t.test('a Route edit reaches the running pod, with no restart', async (t) => {
@@ -281,6 +283,65 @@ async function scenario(t: Test, node: RealNode, work: string, setAgent: (a: Chi
     t.equal(shown(), want(1450), 'one route, the new mtu');
     t.equal((await kubeRequest(kc, 'DELETE', '/apis/k8s.ovn.org/v1/routes/attrs')).status, 200, 'Route deleted');
     await until('the routes left with their Route', () => shown() === '' && ns.ip('route', 'show', 'exact', GW).trim() === '');
+  });
+
+  await t.test('symmetric return paths: a ping to the pod\'s eth1 address from off its subnet is answered through eth1', async (t) => {
+    // Only netns the test makes: "gw" on the eth1 bridge holds eth1's gateway (10.124.2.1, which
+    // nobody holds on this node) and the client address 172.16.70.9. Without the rule the
+    // pod's reply follows its main table's default (eth0, to the host, which blackholes the
+    // test range while the test runs: nothing leaves the machine); with it, eth1's table.
+    const ns = podNetns(web!.metadata!.uid!);
+    const podIP = ns.json<{ addr_info: { family: string; local: string }[] }[]>('addr', 'show', 'dev', 'eth1')[0]?.addr_info.find((a) => a.family === 'inet')?.local;
+    t.ok(podIP, `the pod's eth1 address: ${podIP}`);
+    ip('route', 'add', 'blackhole', '172.16.70.0/24');
+    t.teardown(() => { try { ip('route', 'del', 'blackhole', '172.16.70.0/24'); } catch { /* gone */ } });
+    const gw = `ovrt-sym-${process.pid}`;
+    const hostEnd = `ovrtsym${process.pid % 100000}`;
+    ip('netns', 'add', gw);
+    t.teardown(() => { try { ip('netns', 'del', gw); } catch { /* gone */ } });
+    ip('link', 'add', hostEnd, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', gw);
+    t.teardown(() => { try { ip('link', 'del', hostEnd); } catch { /* went with the netns */ } });
+    ip('link', 'set', hostEnd, 'master', ETH1_BRIDGE, 'up');
+    for (const args of [['addr', 'add', `${NODE_NETS.eth1.gateway}/24`, 'dev', 'eth0'], ['link', 'set', 'eth0', 'up'], ['link', 'set', 'lo', 'up'], ['addr', 'add', '172.16.70.9/32', 'dev', 'lo']]) ip('-n', gw, ...args);
+    const ping = (): string => {
+      // ICMP echo from 172.16.70.9 (a raw socket, in the gw netns); the pod's kernel answers
+      // from the address pinged. Retries for up to ~20 s, exits 0 on the first reply.
+      const py = `
+import socket, struct, sys
+dst, src = sys.argv[1], sys.argv[2]
+def csum(b):
+    s = sum(struct.unpack('!%dH' % (len(b) // 2), b)); s = (s >> 16) + (s & 0xffff); s += s >> 16
+    return ~s & 0xffff
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP); s.bind((src, 0)); s.settimeout(0.5)
+for seq in range(40):
+    body = struct.pack('!BBHHH', 8, 0, 0, 0x5359, seq) + b'symmetric!'
+    s.sendto(struct.pack('!BBHHH', 8, 0, csum(body), 0x5359, seq) + b'symmetric!', (dst, 0))
+    try:
+        while True:
+            data, addr = s.recvfrom(2048)
+            if addr[0] == dst and data[(data[0] & 15) * 4] == 0: print('reply from', dst); sys.exit(0)
+    except socket.timeout:
+        pass
+print('no reply'); sys.exit(1)`;
+      const r = spawnSync('ip', ['netns', 'exec', gw, 'python3', '-c', py, podIP!, '172.16.70.9'], { encoding: 'utf8' });
+      return (r.stdout ?? '') + (r.stderr ?? '');
+    };
+    const lookup = async (): Promise<string> => (await podExec(kc, APPS, 'web', 'c', ['ip', 'route', 'get', '172.16.70.9', 'from', podIP!])).stdout.replace(/\s+/g, ' ');
+    t.match(await lookup(), / dev eth0 /, 'before: a reply from the eth1 address would leave by eth0 (the main table)');
+
+    await applyRoute(kc, 'sym', { symmetric: ['eth1'] });
+    t.teardown(async () => { await kubeRequest(kc, 'DELETE', '/apis/k8s.ovn.org/v1/routes/sym'); });
+    const table = 1001;
+    const ruleLine = `from ${podIP} lookup ${table}`;
+    await until('the rule and the table are in the pod netns', () => ns.ip('rule', 'show').includes(ruleLine)
+      && / via 10\.124\.2\.1 dev eth1/.test(ns.ip('route', 'show', 'table', String(table))));
+    t.match(ns.ip('rule', 'show'), new RegExp(`1100:\\s+${ruleLine.replace(/\./g, '\\.')} proto (111|ovnkube-route)`), 'ip rule, marked as ours');
+    t.match(await lookup(), / via 10\.124\.2\.1 dev eth1 /, 'the pod\'s kernel: by eth1, through table 1001');
+    t.match(ping(), /reply from/, 'a ping from off eth1\'s subnet, answered through eth1');
+
+    t.equal((await kubeRequest(kc, 'DELETE', '/apis/k8s.ovn.org/v1/routes/sym')).status, 200, 'Route deleted');
+    await until('the rule and the table left with their Route', () => !ns.ip('rule', 'show').includes(ruleLine) && ns.ip('route', 'show', 'table', String(table)).trim() === '');
+    t.match(await lookup(), / dev eth0 /, 'after: by eth0 again');
   });
 
   await t.test('a pod without eth1 gets only its eth0 routes, and the skip is reported', async (t) => {
