@@ -16,9 +16,15 @@ export default tseslint.config(
     linterOptions: { reportUnusedDisableDirectives: 'error' },
     rules: {
       // tap awaits its subtests itself: a t.test() call is never a dropped promise.
-      '@typescript-eslint/no-floating-promises': ['error', {
-        allowForKnownSafeCalls: [{ from: 'package', name: 'test', package: '@tapjs/test' }, { from: 'package', name: 'test', package: '@tapjs/core' }],
-      }],
+      '@typescript-eslint/no-floating-promises': [
+        'error',
+        {
+          allowForKnownSafeCalls: [
+            { from: 'package', name: 'test', package: '@tapjs/test' },
+            { from: 'package', name: 'test', package: '@tapjs/core' },
+          ],
+        },
+      ],
       '@typescript-eslint/no-misused-promises': 'error',
       'no-duplicate-imports': ['error', { includeExports: false }],
       '@typescript-eslint/consistent-type-imports': ['error', { prefer: 'type-imports', fixStyle: 'inline-type-imports' }],

@@ -49,7 +49,9 @@ export function parseFlags<const T extends NonNullable<ParseArgsConfig['options'
       const names = Object.entries(options).flatMap(([long, o]) => [`--${long}`, ...(o.short ? [`-${o.short}`] : [])]);
       const bare = typed.split('=')[0]!;
       const guess = closest(bare.replace(/^-+/, '').toLowerCase(), Object.keys(options));
-      throw new UsageError(`Unknown option '${bare}'${guess ? `; did you mean '--${guess}'?` : ` (flags: ${names.join(', ')})`}`, { cause: e });
+      throw new UsageError(`Unknown option '${bare}'${guess ? `; did you mean '--${guess}'?` : ` (flags: ${names.join(', ')})`}`, {
+        cause: e,
+      });
     }
     if (err.code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') {
       const arg = /Unexpected argument '([^']+)'/.exec(err.message)?.[1] ?? '';
@@ -58,7 +60,6 @@ export function parseFlags<const T extends NonNullable<ParseArgsConfig['options'
     throw new UsageError(err.message, { cause: e });
   }
 }
-
 
 /**
  * Run a long-lived service until SIGTERM or SIGINT aborts the signal it is given; the
@@ -98,8 +99,10 @@ export async function runUntilSignal(
   }
 }
 
-const defaultOverrun = (log: Logger) => (finished: boolean, graceMs: number): void => {
-  const why = graceMs === 0 ? 'second signal during shutdown' : `shutdown did not finish within ${graceMs / 1000} s`;
-  log.error({ runFinished: finished }, `${why}; exiting`);
-  process.exit(finished ? (typeof process.exitCode === 'number' ? process.exitCode : 0) : 1);
-};
+const defaultOverrun =
+  (log: Logger) =>
+  (finished: boolean, graceMs: number): void => {
+    const why = graceMs === 0 ? 'second signal during shutdown' : `shutdown did not finish within ${graceMs / 1000} s`;
+    log.error({ runFinished: finished }, `${why}; exiting`);
+    process.exit(finished ? (typeof process.exitCode === 'number' ? process.exitCode : 0) : 1);
+  };

@@ -28,11 +28,19 @@ export const KUBE_FLAGS_HELP = `      --kubeconfig FILE     kubeconfig to use (d
       --context NAME        kubeconfig context to use (default: its current-context)
   -n, --namespace NS        namespace of --pod NAME (default: the context's namespace, else "default")`;
 
-export interface KubeFlags { kubeconfig?: string | undefined; context?: string | undefined; namespace?: string | undefined }
+export interface KubeFlags {
+  kubeconfig?: string | undefined;
+  context?: string | undefined;
+  namespace?: string | undefined;
+}
 
 /** An answer of the API server that is not 2xx. */
 export class ApiError extends InputError {
-  constructor(readonly status: number, readonly what: string, readonly reason: string) {
+  constructor(
+    readonly status: number,
+    readonly what: string,
+    readonly reason: string,
+  ) {
     super(`${what}: ${reason}`);
   }
 }
@@ -78,11 +86,20 @@ export async function loadCluster(f: KubeFlags, env: NodeJS.ProcessEnv = process
     }
   } catch (e) {
     if (e instanceof InputError) throw e;
-    throw new InputError(`kubeconfig ${f.kubeconfig ?? env.KUBECONFIG ?? '~/.kube/config'}: cannot load: ${String((e as Error).message).split('\n')[0]}`);
+    throw new InputError(
+      `kubeconfig ${f.kubeconfig ?? env.KUBECONFIG ?? '~/.kube/config'}: cannot load: ${String((e as Error).message).split('\n')[0]}`,
+    );
   }
   if (f.context !== undefined) {
     if (!kc.getContextObject(f.context)) {
-      throw new InputError(`--context ${f.context}: no such context in ${source} (contexts: ${kc.getContexts().map((c) => c.name).join(', ') || 'none'})`);
+      throw new InputError(
+        `--context ${f.context}: no such context in ${source} (contexts: ${
+          kc
+            .getContexts()
+            .map((c) => c.name)
+            .join(', ') || 'none'
+        })`,
+      );
     }
     kc.setCurrentContext(f.context);
   }
@@ -100,7 +117,12 @@ export function podRefOf(ref: string, c: Pick<Cluster, 'namespace'>, flag = '--p
 }
 
 /** One GET to the API server; resolves with the parsed body, or undefined on 404 when `allow404`. */
-export async function getJSON<T = unknown>(c: Cluster, path: string, what: string, opts: { allow404?: boolean; timeoutMs?: number } = {}): Promise<T | undefined> {
+export async function getJSON<T = unknown>(
+  c: Cluster,
+  path: string,
+  what: string,
+  opts: { allow404?: boolean; timeoutMs?: number } = {},
+): Promise<T | undefined> {
   const url = new URL(c.server.replace(/\/$/, '') + path);
   const req: https.RequestOptions = { method: 'GET', headers: { Accept: 'application/json' } };
   try {
@@ -127,10 +149,19 @@ export async function getJSON<T = unknown>(c: Cluster, path: string, what: strin
   if (res.status === 404 && opts.allow404) return undefined;
   if (res.status < 200 || res.status >= 300) {
     let msg = res.text.slice(0, 300);
-    try { msg = (JSON.parse(res.text) as { message?: string }).message ?? msg; } catch { /* not a Status */ }
-    const why = res.status === 401 ? `unauthorized (HTTP 401): the credentials of context "${c.context}" were refused`
-      : res.status === 403 ? `forbidden (HTTP 403): ${msg}`
-        : res.status === 404 ? `not found (HTTP 404)` : `HTTP ${res.status}: ${msg}`;
+    try {
+      msg = (JSON.parse(res.text) as { message?: string }).message ?? msg;
+    } catch {
+      /* not a Status */
+    }
+    const why =
+      res.status === 401
+        ? `unauthorized (HTTP 401): the credentials of context "${c.context}" were refused`
+        : res.status === 403
+          ? `forbidden (HTTP 403): ${msg}`
+          : res.status === 404
+            ? `not found (HTTP 404)`
+            : `HTTP ${res.status}: ${msg}`;
     throw new ApiError(res.status, what, why);
   }
   try {
@@ -150,16 +181,21 @@ export const routesPath = `/apis/${API_GROUP}/${API_VERSION}/${ROUTE_PLURAL}`;
 
 /** The pod, or an InputError saying it does not exist. */
 export async function getPod(c: Cluster, ns: string, name: string): Promise<Pod> {
-  const p = await getJSON<Pod>(c, `/api/v1/namespaces/${encodeURIComponent(ns)}/pods/${encodeURIComponent(name)}`, `pod ${ns}/${name}`, { allow404: true });
+  const p = await getJSON<Pod>(c, `/api/v1/namespaces/${encodeURIComponent(ns)}/pods/${encodeURIComponent(name)}`, `pod ${ns}/${name}`, {
+    allow404: true,
+  });
   if (!p) throw new InputError(`pod ${ns}/${name}: not found (context "${c.context}", server ${c.server})`);
   return { ...p, kind: 'Pod' };
 }
 
 /** Owner kinds and their API paths (for owner chains). */
 const OWNER_PATHS: Record<string, string> = {
-  ReplicaSet: '/apis/apps/v1/namespaces/%s/replicasets/%n', Deployment: '/apis/apps/v1/namespaces/%s/deployments/%n',
-  StatefulSet: '/apis/apps/v1/namespaces/%s/statefulsets/%n', DaemonSet: '/apis/apps/v1/namespaces/%s/daemonsets/%n',
-  Job: '/apis/batch/v1/namespaces/%s/jobs/%n', CronJob: '/apis/batch/v1/namespaces/%s/cronjobs/%n',
+  ReplicaSet: '/apis/apps/v1/namespaces/%s/replicasets/%n',
+  Deployment: '/apis/apps/v1/namespaces/%s/deployments/%n',
+  StatefulSet: '/apis/apps/v1/namespaces/%s/statefulsets/%n',
+  DaemonSet: '/apis/apps/v1/namespaces/%s/daemonsets/%n',
+  Job: '/apis/batch/v1/namespaces/%s/jobs/%n',
+  CronJob: '/apis/batch/v1/namespaces/%s/cronjobs/%n',
 };
 
 /** Fetch the owner chain's objects of a pod (as far as they exist and can be read). */
@@ -174,7 +210,12 @@ export async function fetchOwners(c: Cluster, pod: Pod, warn: (m: string) => voi
     if (!tmpl) break;
     let obj: KubeObject | undefined;
     try {
-      obj = await getJSON<KubeObject>(c, tmpl.replace('%s', encodeURIComponent(ns)).replace('%n', encodeURIComponent(ref.name)), `${ref.kind} ${ns}/${ref.name}`, { allow404: true });
+      obj = await getJSON<KubeObject>(
+        c,
+        tmpl.replace('%s', encodeURIComponent(ns)).replace('%n', encodeURIComponent(ref.name)),
+        `${ref.kind} ${ns}/${ref.name}`,
+        { allow404: true },
+      );
     } catch (e) {
       warn(`cannot read the pod's owner ${ref.kind} ${ns}/${ref.name}: ${(e as Error).message}`);
       break;
@@ -194,7 +235,12 @@ class Collect extends Writable {
   }
 }
 
-export interface ExecResult { stdout: string; stderr: string; status: string; message?: string }
+export interface ExecResult {
+  stdout: string;
+  stderr: string;
+  status: string;
+  message?: string;
+}
 
 /**
  * Run `command` in a container of the pod through the API server (the exec subresource over
@@ -214,13 +260,19 @@ export async function podExec(c: Cluster, ns: string, pod: string, container: st
           ws.on('close', () => setTimeout(() => reject(new Error(`closed with no status; stderr: ${err.text.trim()}`)), 1000));
         }, reject);
       }),
-      new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`no answer within ${ms / 1000} s`)), ms); }),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer within ${ms / 1000} s`)), ms);
+      }),
     ]);
     return { stdout: out.text, stderr: err.text, status: status.status ?? '', ...(status.message ? { message: status.message } : {}) };
   } catch (e) {
     const m = (e as Error).message ?? String(e);
     const code = /\b(40[0-9])\b/.exec(m)?.[1];
-    throw new ApiError(code ? Number(code) : 0, what, code === '403' ? `forbidden (HTTP 403): exec needs "create pods/exec" in namespace ${ns}` : m);
+    throw new ApiError(
+      code ? Number(code) : 0,
+      what,
+      code === '403' ? `forbidden (HTTP 403): exec needs "create pods/exec" in namespace ${ns}` : m,
+    );
   } finally {
     clearTimeout(timer);
   }

@@ -6,4 +6,8 @@
 // command, or set KUBECONFIG.
 import { main } from './main.js';
 
-process.exitCode = await main(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin }, 'kubectl ovnkube-route');
+process.exitCode = await main(
+  process.argv.slice(2),
+  { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin },
+  'kubectl ovnkube-route',
+);

@@ -26,7 +26,8 @@ export async function liveRoutes(c: Cluster): Promise<Route[]> {
   try {
     routes = await listJSON<Route>(c, routesPath, 'Route', 'list Routes (k8s.ovn.org/v1)');
   } catch (e) {
-    if (e instanceof ApiError && e.status === 404) throw new InputError('list Routes: the API server does not serve routes.k8s.ovn.org/v1 (is crds/route.yaml applied?)');
+    if (e instanceof ApiError && e.status === 404)
+      throw new InputError('list Routes: the API server does not serve routes.k8s.ovn.org/v1 (is crds/route.yaml applied?)');
     throw e;
   }
   for (const r of routes) {
@@ -44,7 +45,12 @@ async function servicesOf(c: Cluster, routes: Route[], warn: (m: string) => void
   for (const k of [...want].sort()) {
     const [ns, name] = k.split('/') as [string, string];
     try {
-      const s = await getJSON<Service>(c, `/api/v1/namespaces/${encodeURIComponent(ns)}/services/${encodeURIComponent(name)}`, `Service ${k}`, { allow404: true });
+      const s = await getJSON<Service>(
+        c,
+        `/api/v1/namespaces/${encodeURIComponent(ns)}/services/${encodeURIComponent(name)}`,
+        `Service ${k}`,
+        { allow404: true },
+      );
       if (s) out.push({ ...s, kind: 'Service' });
     } catch (e) {
       warn(`cannot read Service ${k}: ${(e as Error).message}; rules naming it resolve as "Service not found"`);
@@ -64,14 +70,18 @@ export async function liveIndexForPod(c: Cluster, pod: Pod, warn: (m: string) =>
   } catch (e) {
     warn(`cannot read Namespace ${ns}: ${(e as Error).message}; namespace labels are taken as none`);
   }
-  objs.push(...await servicesOf(c, routes, warn));
-  if (usesOwners(routes)) objs.push(...await fetchOwners(c, pod, warn));
+  objs.push(...(await servicesOf(c, routes, warn)));
+  if (usesOwners(routes)) objs.push(...(await fetchOwners(c, pod, warn)));
   return new ObjectIndex().add(objs);
 }
 
 const OWNER_LISTS: [string, string][] = [
-  ['ReplicaSet', '/apis/apps/v1/replicasets'], ['Deployment', '/apis/apps/v1/deployments'], ['StatefulSet', '/apis/apps/v1/statefulsets'],
-  ['DaemonSet', '/apis/apps/v1/daemonsets'], ['Job', '/apis/batch/v1/jobs'], ['CronJob', '/apis/batch/v1/cronjobs'],
+  ['ReplicaSet', '/apis/apps/v1/replicasets'],
+  ['Deployment', '/apis/apps/v1/deployments'],
+  ['StatefulSet', '/apis/apps/v1/statefulsets'],
+  ['DaemonSet', '/apis/apps/v1/daemonsets'],
+  ['Job', '/apis/batch/v1/jobs'],
+  ['CronJob', '/apis/batch/v1/cronjobs'],
 ];
 
 /** The index for every pod (of one namespace, or all): lists instead of single reads. */
@@ -79,17 +89,19 @@ export async function liveIndexForAll(c: Cluster, namespace: string | undefined,
   const routes = await liveRoutes(c);
   const podsPath = namespace ? `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods` : '/api/v1/pods';
   const objs: KubeObject[] = [...routes.map((r) => ({ ...r, kind: 'Route' }))];
-  objs.push(...await listJSON<Pod>(c, podsPath, 'Pod', namespace ? `list pods of namespace ${namespace}` : 'list pods of all namespaces'));
+  objs.push(
+    ...(await listJSON<Pod>(c, podsPath, 'Pod', namespace ? `list pods of namespace ${namespace}` : 'list pods of all namespaces')),
+  );
   try {
-    objs.push(...await listJSON<Namespace>(c, '/api/v1/namespaces', 'Namespace', 'list Namespaces'));
+    objs.push(...(await listJSON<Namespace>(c, '/api/v1/namespaces', 'Namespace', 'list Namespaces')));
   } catch (e) {
     warn(`${(e as Error).message}; namespace labels are taken as none`);
   }
-  objs.push(...await servicesOf(c, routes, warn));
+  objs.push(...(await servicesOf(c, routes, warn)));
   if (usesOwners(routes)) {
     for (const [kind, path] of OWNER_LISTS) {
       try {
-        objs.push(...await listJSON<KubeObject>(c, path, kind, `list ${kind}s`));
+        objs.push(...(await listJSON<KubeObject>(c, path, kind, `list ${kind}s`)));
       } catch (e) {
         warn(`${(e as Error).message}; owner chains through ${kind}s stop there`);
       }
@@ -98,7 +110,10 @@ export async function liveIndexForAll(c: Cluster, namespace: string | undefined,
   return new ObjectIndex().add(objs);
 }
 
-export interface ModeSetting { mode: InjectMode; from: string }
+export interface ModeSetting {
+  mode: InjectMode;
+  from: string;
+}
 
 /**
  * The webhook's --mode: `given` when the user named it, else read from the webhook
@@ -108,8 +123,9 @@ export async function liveMode(c: Cluster, given: string | undefined, systemNs: 
   if (given === 'default' || given === 'opt-in') return { mode: given, from: '--mode' };
   const where = `Deployment ${systemNs}/${WEBHOOK_DEPLOYMENT}`;
   try {
-    const d = await getJSON<{ spec?: { template?: { spec?: { containers?: { args?: string[]; env?: { name: string; value?: string }[] }[] } } } }>(
-      c, `/apis/apps/v1/namespaces/${encodeURIComponent(systemNs)}/deployments/${WEBHOOK_DEPLOYMENT}`, where, { allow404: true });
+    const d = await getJSON<{
+      spec?: { template?: { spec?: { containers?: { args?: string[]; env?: { name: string; value?: string }[] }[] } } };
+    }>(c, `/apis/apps/v1/namespaces/${encodeURIComponent(systemNs)}/deployments/${WEBHOOK_DEPLOYMENT}`, where, { allow404: true });
     if (!d) return { mode: 'default', from: `default (${where} not found; give --mode if the webhook runs elsewhere)` };
     for (const ctr of d.spec?.template?.spec?.containers ?? []) {
       const args = ctr.args ?? [];
@@ -126,21 +142,39 @@ export async function liveMode(c: Cluster, given: string | undefined, systemNs: 
   }
 }
 
-export interface KeySetting { keys: PlanKey[]; from: string; error?: string }
+export interface KeySetting {
+  keys: PlanKey[];
+  from: string;
+  error?: string;
+}
 
 /** The plan keys: every entry of the plan key Secret (rotation keeps several), or why they cannot be read. */
 export async function liveKeys(c: Cluster, systemNs: string): Promise<KeySetting> {
   const where = `Secret ${systemNs}/${PLAN_KEY_SECRET}`;
   try {
-    const s = await getJSON<{ data?: Record<string, string> }>(c, `/api/v1/namespaces/${encodeURIComponent(systemNs)}/secrets/${PLAN_KEY_SECRET}`, where, { allow404: true });
+    const s = await getJSON<{ data?: Record<string, string> }>(
+      c,
+      `/api/v1/namespaces/${encodeURIComponent(systemNs)}/secrets/${PLAN_KEY_SECRET}`,
+      where,
+      { allow404: true },
+    );
     if (!s) return { keys: [], from: where, error: `${where} not found` };
     const keys: PlanKey[] = [];
     const bad: string[] = [];
     for (const [k, v] of Object.entries(s.data ?? {}).sort()) {
-      try { keys.push(parsePlanKey(Buffer.from(v, 'base64').toString('utf8'))); } catch (e) { bad.push(`${k}: ${(e as Error).message}`); }
+      try {
+        keys.push(parsePlanKey(Buffer.from(v, 'base64').toString('utf8')));
+      } catch (e) {
+        bad.push(`${k}: ${(e as Error).message}`);
+      }
     }
     if (keys.length === 0) return { keys, from: where, error: `${where} holds no usable key${bad.length ? ` (${bad.join('; ')})` : ''}` };
-    return { keys, from: `${where} (${Object.keys(s.data ?? {}).sort().join(', ')})` };
+    return {
+      keys,
+      from: `${where} (${Object.keys(s.data ?? {})
+        .sort()
+        .join(', ')})`,
+    };
   } catch (e) {
     return { keys: [], from: where, error: (e as Error).message };
   }

@@ -11,33 +11,70 @@ import { closest, InputError, UsageError, type Command, type CommandIO } from '.
  * test/cli checks they equal each module's own.
  */
 export const commands: { name: string; summary: string; load: () => Promise<Command> }[] = [
-  { name: 'agent', summary: 'run the node injector: write each pod\'s plan routes into its netns and keep them there', load: async () => (await import('./commands/agent.js')).agentCommand },
-  { name: 'convert', summary: 'convert a cr-config.json/yaml route list into a Route object', load: async () => (await import('./commands/convert.js')).convertCommand },
-  { name: 'explain', summary: 'explain a live pod\'s routes: which Routes select it and why, its plan, what the agent reported', load: async () => (await import('./commands/explain.js')).explainCommand },
-  { name: 'inject', summary: 'apply a route plan to one netns and print what changed', load: async () => (await import('./commands/inject.js')).injectCommand },
-  { name: 'plan', summary: 'resolve pods\' route plans offline from a file of Kubernetes objects', load: async () => (await import('./commands/plan.js')).planCommand },
-  { name: 'routes', summary: 'print a pod netns\'s routing table like route -n, marking the routes ovnkube-route owns', load: async () => (await import('./commands/routes.js')).routesCommand },
-  { name: 'version', summary: 'print the version of ovnkube-route, its Node.js runtime and the API versions it speaks', load: async () => (await import('./commands/version.js')).versionCommand },
-  { name: 'webhook', summary: 'run the mutating admission webhook that stamps pods with their signed route plan', load: async () => (await import('./commands/webhook.js')).webhookCommand },
+  {
+    name: 'agent',
+    summary: "run the node injector: write each pod's plan routes into its netns and keep them there",
+    load: async () => (await import('./commands/agent.js')).agentCommand,
+  },
+  {
+    name: 'convert',
+    summary: 'convert a cr-config.json/yaml route list into a Route object',
+    load: async () => (await import('./commands/convert.js')).convertCommand,
+  },
+  {
+    name: 'explain',
+    summary: "explain a live pod's routes: which Routes select it and why, its plan, what the agent reported",
+    load: async () => (await import('./commands/explain.js')).explainCommand,
+  },
+  {
+    name: 'inject',
+    summary: 'apply a route plan to one netns and print what changed',
+    load: async () => (await import('./commands/inject.js')).injectCommand,
+  },
+  {
+    name: 'plan',
+    summary: "resolve pods' route plans offline from a file of Kubernetes objects",
+    load: async () => (await import('./commands/plan.js')).planCommand,
+  },
+  {
+    name: 'routes',
+    summary: "print a pod netns's routing table like route -n, marking the routes ovnkube-route owns",
+    load: async () => (await import('./commands/routes.js')).routesCommand,
+  },
+  {
+    name: 'version',
+    summary: 'print the version of ovnkube-route, its Node.js runtime and the API versions it speaks',
+    load: async () => (await import('./commands/version.js')).versionCommand,
+  },
+  {
+    name: 'webhook',
+    summary: 'run the mutating admission webhook that stamps pods with their signed route plan',
+    load: async () => (await import('./commands/webhook.js')).webhookCommand,
+  },
 ];
 
 /** The command a misspelled name most likely meant, if one is close enough. */
 export function didYouMean(name: string): string | undefined {
-  return closest(name.toLowerCase(), commands.map((c) => c.name));
+  return closest(
+    name.toLowerCase(),
+    commands.map((c) => c.name),
+  );
 }
 
 function topHelp(prog = 'ovnkube-route'): string {
   const width = Math.max(...commands.map((c) => c.name.length));
-  return [
-    'ovnkube-route: steer pod traffic between NICs per Service and per CIDR, live.',
-    '',
-    `Usage: ${prog} <command> [flags]`,
-    '',
-    'Commands:',
-    ...commands.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
-    '',
-    `Run \`${prog} <command> --help\` for a command's flags.`,
-  ].join('\n') + '\n';
+  return (
+    [
+      'ovnkube-route: steer pod traffic between NICs per Service and per CIDR, live.',
+      '',
+      `Usage: ${prog} <command> [flags]`,
+      '',
+      'Commands:',
+      ...commands.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
+      '',
+      `Run \`${prog} <command> --help\` for a command's flags.`,
+    ].join('\n') + '\n'
+  );
 }
 
 /** Run the CLI with argv (without node and script); resolves to the exit code. */
@@ -77,11 +114,14 @@ export async function main(argv: string[], io: CommandIO, prog = 'ovnkube-route'
   }
 }
 
-
 /** One line for an unexpected error: its message (and code), never its stack. */
 export function errorLine(e: unknown): string {
   if (!(e instanceof Error)) return String(e);
   const code = (e as NodeJS.ErrnoException).code;
-  const first = (e.message || e.name).split('\n').filter((l) => !/^\s+at /.test(l)).join(' ').trim();
+  const first = (e.message || e.name)
+    .split('\n')
+    .filter((l) => !/^\s+at /.test(l))
+    .join(' ')
+    .trim();
   return `${first}${code && !first.includes(code) ? ` (${code})` : ''} (set OVNKUBE_ROUTE_DEBUG=1 for details)`;
 }

@@ -18,9 +18,30 @@ import { ApiError, podExec, type Cluster } from './kube.js';
 export const PROTO_UNKNOWN = -1;
 
 const PROTO_BY_NAME: Record<string, number> = {
-  unspec: 0, redirect: 1, kernel: 2, boot: 3, static: 4, gated: 8, ra: 9, mrt: 10, zebra: 11, bird: 12, dnrouted: 13,
-  xorp: 14, ntk: 15, dhcp: 16, mrouted: 17, keepalived: 18, babel: 42, openr: 99, bgp: 186, isis: 187, ospf: 188, rip: 189,
-  eigrp: 192, 'ovnkube-route': RTPROT_OVNKUBE_ROUTE,
+  unspec: 0,
+  redirect: 1,
+  kernel: 2,
+  boot: 3,
+  static: 4,
+  gated: 8,
+  ra: 9,
+  mrt: 10,
+  zebra: 11,
+  bird: 12,
+  dnrouted: 13,
+  xorp: 14,
+  ntk: 15,
+  dhcp: 16,
+  mrouted: 17,
+  keepalived: 18,
+  babel: 42,
+  openr: 99,
+  bgp: 186,
+  isis: 187,
+  ospf: 188,
+  rip: 189,
+  eigrp: 192,
+  'ovnkube-route': RTPROT_OVNKUBE_ROUTE,
 };
 const TYPES = new Set(['unicast', 'local', 'broadcast', 'multicast', 'blackhole', 'unreachable', 'prohibit', 'throw', 'nat', 'anycast']);
 const SCOPES: Record<string, number> = { global: 0, universe: 0, site: 200, link: 253, host: 254, nowhere: 255 };
@@ -53,13 +74,28 @@ export function parseIpRoute(text: string, family: 4 | 6, opts: { busybox?: bool
       const k = w[i]!;
       const v = w[i + 1];
       if (v === undefined) break;
-      if (k === 'via') { const ip = parseIP(v.replace(/^inet6?\s*/, '')); if (ip.ok) r.via = formatIP(ip.value); i++; }
-      else if (k === 'dev') { r.dev = v; i++; }
-      else if (k === 'proto' && !opts.busybox) { r.protocol = /^\d+$/.test(v) ? Number(v) : PROTO_BY_NAME[v] ?? PROTO_UNKNOWN; i++; }
-      else if (k === 'metric') { r.priority = Number(v) || 0; i++; }
-      else if (k === 'scope') { r.scope = SCOPES[v] ?? (Number(v) || 0); i++; }
-      else if (k === 'src') { r.prefsrc = v; i++; }
-      else if (k === 'table' || k === 'pref' || k === 'mtu' || k === 'onlink') { if (k !== 'onlink') i++; }
+      if (k === 'via') {
+        const ip = parseIP(v.replace(/^inet6?\s*/, ''));
+        if (ip.ok) r.via = formatIP(ip.value);
+        i++;
+      } else if (k === 'dev') {
+        r.dev = v;
+        i++;
+      } else if (k === 'proto' && !opts.busybox) {
+        r.protocol = /^\d+$/.test(v) ? Number(v) : (PROTO_BY_NAME[v] ?? PROTO_UNKNOWN);
+        i++;
+      } else if (k === 'metric') {
+        r.priority = Number(v) || 0;
+        i++;
+      } else if (k === 'scope') {
+        r.scope = SCOPES[v] ?? (Number(v) || 0);
+        i++;
+      } else if (k === 'src') {
+        r.prefsrc = v;
+        i++;
+      } else if (k === 'table' || k === 'pref' || k === 'mtu' || k === 'onlink') {
+        if (k !== 'onlink') i++;
+      }
     }
     out.push(r);
   }
@@ -82,8 +118,16 @@ export function parseProcRoute(text: string): KernelRoute[] {
     if (!c.ok) continue;
     const gw = hexIPv4(f[2]!);
     out.push({
-      family: 4, dst: formatCIDR(c.value), table: 254, protocol: PROTO_UNKNOWN, scope: 0, type: flags & 0x200 ? 'UNREACHABLE' : 'UNICAST',
-      priority: Number(f[6]) || 0, tos: 0, ...(f[0] !== '*' ? { dev: f[0]! } : {}), ...(flags & 0x2 && gw !== '0.0.0.0' ? { via: gw } : {}),
+      family: 4,
+      dst: formatCIDR(c.value),
+      table: 254,
+      protocol: PROTO_UNKNOWN,
+      scope: 0,
+      type: flags & 0x200 ? 'UNREACHABLE' : 'UNICAST',
+      priority: Number(f[6]) || 0,
+      tos: 0,
+      ...(f[0] !== '*' ? { dev: f[0]! } : {}),
+      ...(flags & 0x2 && gw !== '0.0.0.0' ? { via: gw } : {}),
     });
   }
   return out;
@@ -111,8 +155,16 @@ export function parseProcIPv6Route(text: string): KernelRoute[] {
     if (dst.startsWith('ff00::/8')) continue;
     const gw = parseIP(hexIPv6(f[4]!));
     out.push({
-      family: 6, dst, table: 254, protocol: PROTO_UNKNOWN, scope: 0, type: flags & 0x200 ? 'UNREACHABLE' : 'UNICAST',
-      priority: parseInt(f[5]!, 16) || 0, tos: 0, dev: f[9]!, ...(flags & 0x2 && gw.ok ? { via: formatIP(gw.value) } : {}),
+      family: 6,
+      dst,
+      table: 254,
+      protocol: PROTO_UNKNOWN,
+      scope: 0,
+      type: flags & 0x200 ? 'UNREACHABLE' : 'UNICAST',
+      priority: parseInt(f[5]!, 16) || 0,
+      tos: 0,
+      dev: f[9]!,
+      ...(flags & 0x2 && gw.ok ? { via: formatIP(gw.value) } : {}),
     });
   }
   return out;
@@ -127,14 +179,30 @@ export function reportedRoutes(pod: Pod): { routes: KernelRoute[]; note: string 
   const d = value === undefined ? undefined : peekPlan(value);
   const plan = d?.ok ? d.plan : undefined;
   if (!plan || st.plan !== planHash(plan)) {
-    return { routes: [], note: st.plan ? `the agent reports plan ${st.plan} in force, which is not the pod's current annotation; its routes cannot be listed` : 'the agent reports no plan in force' };
+    return {
+      routes: [],
+      note: st.plan
+        ? `the agent reports plan ${st.plan} in force, which is not the pod's current annotation; its routes cannot be listed`
+        : 'the agent reports no plan in force',
+    };
   }
   const skipped = new Set(st.skipped.map((s) => s.dst));
   const routes: KernelRoute[] = [];
   const add = (dst: string, dev: string, via?: string): void => {
     if (skipped.has(dst) || skipped.has('*')) return;
     const fam = dst.includes(':') ? 6 : 4;
-    routes.push({ family: fam, dst, table: 254, protocol: RTPROT_OVNKUBE_ROUTE, scope: via ? 0 : 253, type: 'UNICAST', priority: 0, tos: 0, dev, ...(via ? { via } : {}) });
+    routes.push({
+      family: fam,
+      dst,
+      table: 254,
+      protocol: RTPROT_OVNKUBE_ROUTE,
+      scope: via ? 0 : 253,
+      type: 'UNICAST',
+      priority: 0,
+      tos: 0,
+      dev,
+      ...(via ? { via } : {}),
+    });
   };
   for (const r of plan.routes) add(r.dst, r.dev, r.via);
   if (plan.default) add(plan.default.via?.includes(':') ? '::/0' : '0.0.0.0/0', plan.default.dev, plan.default.via);
@@ -149,17 +217,30 @@ export function inferOwners(routes: KernelRoute[], pod: Pod): number {
   const key = (r: { dst: string; dev?: string | undefined; via?: string | undefined }) => `${r.dst}|${r.dev ?? ''}|${r.via ?? ''}`;
   const ours = new Set(reportedRoutes(pod).routes.map(key));
   let n = 0;
-  for (const r of routes) if (r.protocol === PROTO_UNKNOWN && ours.has(key(r))) { r.protocol = RTPROT_OVNKUBE_ROUTE; n++; }
+  for (const r of routes)
+    if (r.protocol === PROTO_UNKNOWN && ours.has(key(r))) {
+      r.protocol = RTPROT_OVNKUBE_ROUTE;
+      n++;
+    }
   return n;
 }
 
-export interface RemoteTable { source: 'exec ip route' | 'exec /proc/net/route' | 'agent report'; routes: KernelRoute[]; note: string }
+export interface RemoteTable {
+  source: 'exec ip route' | 'exec /proc/net/route' | 'agent report';
+  routes: KernelRoute[];
+  note: string;
+}
 
 const notFound = (r: { status: string; message?: string; stderr: string }): boolean =>
-  r.status !== 'Success' && /not found|no such file|executable file|applet not found|exit code 127|exit code 126/i.test(`${r.message ?? ''} ${r.stderr}`);
+  r.status !== 'Success' &&
+  /not found|no such file|executable file|applet not found|exit code 127|exit code 126/i.test(`${r.message ?? ''} ${r.stderr}`);
 
 /** Read the pod's table as `from` says (auto: exec, then the report). */
-export async function remoteTable(c: Cluster, pod: Pod, opts: { container?: string | undefined; from: 'auto' | 'exec' | 'report'; family: 'all' | '4' | '6' }): Promise<RemoteTable> {
+export async function remoteTable(
+  c: Cluster,
+  pod: Pod,
+  opts: { container?: string | undefined; from: 'auto' | 'exec' | 'report'; family: 'all' | '4' | '6' },
+): Promise<RemoteTable> {
   const ns = pod.metadata?.namespace ?? '';
   const name = pod.metadata?.name ?? '';
   const why: string[] = [];
@@ -167,7 +248,8 @@ export async function remoteTable(c: Cluster, pod: Pod, opts: { container?: stri
     const containers = ((pod.spec?.containers as { name: string }[] | undefined) ?? []).map((x) => x.name);
     const container = opts.container ?? containers[0];
     if (!container) throw new ApiError(0, `pod ${ns}/${name}`, 'has no containers');
-    if (opts.container && !containers.includes(opts.container)) throw new ApiError(0, `pod ${ns}/${name}`, `has no container "${opts.container}" (containers: ${containers.join(', ')})`);
+    if (opts.container && !containers.includes(opts.container))
+      throw new ApiError(0, `pod ${ns}/${name}`, `has no container "${opts.container}" (containers: ${containers.join(', ')})`);
     if (pod.status?.phase !== 'Running') why.push(`pod is ${pod.status?.phase ?? 'not running'}: cannot exec`);
     else {
       try {
@@ -179,27 +261,43 @@ export async function remoteTable(c: Cluster, pod: Pod, opts: { container?: stri
         const busybox = !/iproute2/.test(v.stdout + v.stderr);
         for (const f of ok ? fams : []) {
           const r = await podExec(c, ns, name, container, ['ip', `-${f}`, 'route', 'show', 'table', 'main']);
-          if (r.status !== 'Success') { ok = false; if (!notFound(r)) why.push(`ip route: ${r.message ?? r.stderr.trim()}`); break; }
+          if (r.status !== 'Success') {
+            ok = false;
+            if (!notFound(r)) why.push(`ip route: ${r.message ?? r.stderr.trim()}`);
+            break;
+          }
           routes.push(...parseIpRoute(r.stdout, f, { busybox }));
         }
         if (ok) {
           const inferred = busybox ? inferOwners(routes, pod) : 0;
           return {
-            source: 'exec ip route', routes,
+            source: 'exec ip route',
+            routes,
             note: `read in container ${container} with ${busybox ? 'busybox ip, which prints no protocols (Proto "?"); ' + `${inferred} route(s) marked ovnkube-route because they are exactly routes the agent reports in force` : 'iproute2 ip'}`,
           };
         }
         const procRoutes: KernelRoute[] = [];
         let procOk = true;
-        for (const [f, file] of [[4, '/proc/net/route'], [6, '/proc/net/ipv6_route']] as const) {
+        for (const [f, file] of [
+          [4, '/proc/net/route'],
+          [6, '/proc/net/ipv6_route'],
+        ] as const) {
           if (opts.family !== 'all' && opts.family !== String(f)) continue;
           const r = await podExec(c, ns, name, container, ['cat', file]);
-          if (r.status !== 'Success') { procOk = false; why.push(`cat ${file}: ${r.message ?? r.stderr.trim()}`); break; }
+          if (r.status !== 'Success') {
+            procOk = false;
+            why.push(`cat ${file}: ${r.message ?? r.stderr.trim()}`);
+            break;
+          }
           procRoutes.push(...(f === 4 ? parseProcRoute(r.stdout) : parseProcIPv6Route(r.stdout)));
         }
         if (procOk) {
           const inferred = inferOwners(procRoutes, pod);
-          return { source: 'exec /proc/net/route', routes: procRoutes, note: `read in container ${container} from /proc (no ip command there; /proc does not say who installed a route: Proto "?"; ${inferred} route(s) marked ovnkube-route because they are exactly routes the agent reports in force)` };
+          return {
+            source: 'exec /proc/net/route',
+            routes: procRoutes,
+            note: `read in container ${container} from /proc (no ip command there; /proc does not say who installed a route: Proto "?"; ${inferred} route(s) marked ovnkube-route because they are exactly routes the agent reports in force)`,
+          };
         }
         if (!why.length) why.push(`neither ip nor cat can run in container ${container}`);
       } catch (e) {
@@ -210,5 +308,9 @@ export async function remoteTable(c: Cluster, pod: Pod, opts: { container?: stri
     if (opts.from === 'exec') throw new ApiError(0, `pod ${ns}/${name}`, `cannot read its routing table with exec: ${why.join('; ')}`);
   }
   const rep = reportedRoutes(pod);
-  return { source: 'agent report', routes: rep.routes, note: `${why.length ? `not read from the pod (${why.join('; ')}); ` : ''}only the routes of ovnkube-route the agent reports in force: ${rep.note}` };
+  return {
+    source: 'agent report',
+    routes: rep.routes,
+    note: `${why.length ? `not read from the pod (${why.join('; ')}); ` : ''}only the routes of ovnkube-route the agent reports in force: ${rep.note}`,
+  };
 }

@@ -36,7 +36,8 @@ export const celTwins: Record<string, (self: unknown) => boolean> = {
     const s = self as Self;
     return !isCIDR(s.dst) || cidrOf(s.dst).bits !== 0;
   },
-  "!has(self.via) || self.via == 'gateway' || isIP(self.via)": (self) => !has(self as Self, 'via') || (self as Self).via === 'gateway' || isIP((self as Self).via),
+  "!has(self.via) || self.via == 'gateway' || isIP(self.via)": (self) =>
+    !has(self as Self, 'via') || (self as Self).via === 'gateway' || isIP((self as Self).via),
   '!has(self.via) || !isIP(self.via) || !isCIDR(self.dst) || ip(self.via).family() == cidr(self.dst).ip().family()': (self) => {
     const s = self as Self;
     if (!has(s, 'via') || !isIP(s.via) || !isCIDR(s.dst)) return true;
@@ -58,17 +59,20 @@ export const celTwins: Record<string, (self: unknown) => boolean> = {
     if (!has(s, 'src') || !has(s, 'via') || !isIP(s.src) || !isIP(s.via)) return true;
     return ipOf(s.src).family === ipOf(s.via).family;
   },
-  "!has(self.mtu) || ((has(self.via) && isIP(self.via)) ? ip(self.via).family() : ((has(self.src) && isIP(self.src)) ? ip(self.src).family() : 4)) == 4 || self.mtu >= 1280": (self) => {
-    const s = self as Self;
-    if (!has(s, 'mtu')) return true;
-    const family = has(s, 'via') && isIP(s.via) ? ipOf(s.via).family : has(s, 'src') && isIP(s.src) ? ipOf(s.src).family : 4;
-    return family === 4 || (typeof s.mtu === 'number' && s.mtu >= 1280);
-  },
+  '!has(self.mtu) || ((has(self.via) && isIP(self.via)) ? ip(self.via).family() : ((has(self.src) && isIP(self.src)) ? ip(self.src).family() : 4)) == 4 || self.mtu >= 1280':
+    (self) => {
+      const s = self as Self;
+      if (!has(s, 'mtu')) return true;
+      const family = has(s, 'via') && isIP(s.via) ? ipOf(s.via).family : has(s, 'src') && isIP(s.src) ? ipOf(s.src).family : 4;
+      return family === 4 || (typeof s.mtu === 'number' && s.mtu >= 1280);
+    },
   'self.all(d, self.filter(x, x == d).size() == 1)': (self) => {
     if (!Array.isArray(self)) return true;
     return self.every((d) => self.filter((x) => x === d).length === 1);
   },
-  "self.operator in ['In', 'NotIn'] ? (has(self.values) && size(self.values) > 0) : (!has(self.values) || size(self.values) == 0)": (self) => {
+  "self.operator in ['In', 'NotIn'] ? (has(self.values) && size(self.values) > 0) : (!has(self.values) || size(self.values) == 0)": (
+    self,
+  ) => {
     const s = self as Self;
     const n = Array.isArray(s.values) ? s.values.length : 0;
     return s.operator === 'In' || s.operator === 'NotIn' ? has(s, 'values') && n > 0 : !has(s, 'values') || n === 0;

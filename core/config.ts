@@ -20,12 +20,22 @@ const ENTRY_KEYS = new Set(['svc', 'route', 'dev', 'via', 'src', 'metric', 'mtu'
 
 /** A DNS-1123 name from a file name: "cr-config.yaml" -> "cr-config". */
 export function nameFromFile(file: string): string {
-  const base = file.replace(/^.*\//, '').replace(/\.(ya?ml|json)$/i, '').toLowerCase();
-  const n = base.replace(/[^a-z0-9.-]+/g, '-').replace(/^[^a-z0-9]+|[^a-z0-9]+$/g, '').slice(0, 253);
+  const base = file
+    .replace(/^.*\//, '')
+    .replace(/\.(ya?ml|json)$/i, '')
+    .toLowerCase();
+  const n = base
+    .replace(/[^a-z0-9.-]+/g, '-')
+    .replace(/^[^a-z0-9]+|[^a-z0-9]+$/g, '')
+    .slice(0, 253);
   return n || 'route';
 }
 
-interface Where { file: string; index: number; line: number | undefined }
+interface Where {
+  file: string;
+  index: number;
+  line: number | undefined;
+}
 const at = (w: Where) => `${w.file}: entry ${w.index}${w.line ? ` (line ${w.line})` : ''}`;
 const fail = (w: Where, field: string, msg: string): never => {
   throw new InputFileError(`${at(w)}: field "${field}": ${msg}`);
@@ -78,13 +88,19 @@ export function entriesToRoute(entries: unknown[], file: string, name: string, l
   entries.forEach((raw, index) => {
     const w: Where = { file, index, line: lineFor(index) };
     if (!raw || typeof raw !== 'object' || Array.isArray(raw)) {
-      throw new InputFileError(`${at(w)}: expected an object such as {"svc": "default/nginx1", "dev": "eth0"} or {"route": "172.16.0.0/16", "dev": "eth1"}, got ${JSON.stringify(raw)}`);
+      throw new InputFileError(
+        `${at(w)}: expected an object such as {"svc": "default/nginx1", "dev": "eth0"} or {"route": "172.16.0.0/16", "dev": "eth1"}, got ${JSON.stringify(raw)}`,
+      );
     }
     const e = raw as Record<string, unknown>;
     for (const k of Object.keys(e)) {
       if (ENTRY_KEYS.has(k)) continue;
       const guess = closest(k.toLowerCase(), [...ENTRY_KEYS]);
-      fail(w, k, `unknown field${guess ? `; did you mean "${guess}"?` : ''}; an entry has "svc" or "route", "dev", and optionally "via", "src", "metric", "mtu" and "advmss"`);
+      fail(
+        w,
+        k,
+        `unknown field${guess ? `; did you mean "${guess}"?` : ''}; an entry has "svc" or "route", "dev", and optionally "via", "src", "metric", "mtu" and "advmss"`,
+      );
     }
     const dev = str(e, 'dev', w, 'an interface name such as eth0');
     if (!dev) fail(w, 'dev', 'required: the interface name inside the pod, such as eth0 or eth1');
@@ -92,13 +108,20 @@ export function entriesToRoute(entries: unknown[], file: string, name: string, l
     const attrs = attrsOf(e, w);
     const svc = str(e, 'svc', w, '"<namespace>/<name>"');
     const dst = str(e, 'route', w, 'a CIDR such as 172.16.0.0/16, or "default"');
-    if ((svc === undefined) === (dst === undefined)) fail(w, svc === undefined ? 'svc' : 'route', 'an entry has exactly one of "svc" and "route"');
+    if ((svc === undefined) === (dst === undefined))
+      fail(w, svc === undefined ? 'svc' : 'route', 'an entry has exactly one of "svc" and "route"');
     if (svc !== undefined) {
       const m = /^([^/\s]+)\/([^/\s]+)$/.exec(svc);
       if (!m) fail(w, 'svc', `expected "<namespace>/<name>", got ${JSON.stringify(svc)}`);
       const [, ns, n] = m!;
-      if (!DNS_LABEL.test(ns!) || ns!.length > 63) fail(w, 'svc', `namespace ${JSON.stringify(ns)} is not a valid namespace name (lowercase letters, digits and "-", at most 63)`);
-      if (!/^[a-z]([-a-z0-9]*[a-z0-9])?$/.test(n!) || n!.length > 63) fail(w, 'svc', `name ${JSON.stringify(n)} is not a valid Service name (lowercase letters, digits and "-", starting with a letter, at most 63)`);
+      if (!DNS_LABEL.test(ns!) || ns!.length > 63)
+        fail(w, 'svc', `namespace ${JSON.stringify(ns)} is not a valid namespace name (lowercase letters, digits and "-", at most 63)`);
+      if (!/^[a-z]([-a-z0-9]*[a-z0-9])?$/.test(n!) || n!.length > 63)
+        fail(
+          w,
+          'svc',
+          `name ${JSON.stringify(n)} is not a valid Service name (lowercase letters, digits and "-", starting with a letter, at most 63)`,
+        );
       spec.svc ??= [];
       srcMap.set(`spec.svc[${spec.svc.length}]`, w);
       spec.svc.push({ namespace: ns!, name: n!, dev: dev!, ...(via ? { via } : {}), ...attrs });
@@ -140,7 +163,8 @@ const isObject = (v: unknown): v is Record<string, unknown> => !!v && typeof v =
 export function normaliseRoute(obj: Record<string, unknown>, file: string, d: ParsedDoc): Route {
   const r = dropNulls(obj) as Route & Record<string, unknown>;
   const what = `Route ${JSON.stringify(isObject(r.metadata) && typeof r.metadata.name === 'string' ? r.metadata.name : '<unnamed>')}`;
-  if (r.apiVersion !== 'k8s.ovn.org/v1') throw new InputFileError(`${file}: apiVersion: expected "k8s.ovn.org/v1", got ${JSON.stringify(r.apiVersion)} (${what})`);
+  if (r.apiVersion !== 'k8s.ovn.org/v1')
+    throw new InputFileError(`${file}: apiVersion: expected "k8s.ovn.org/v1", got ${JSON.stringify(r.apiVersion)} (${what})`);
   if (isObject(r.metadata)) for (const f of SERVER_FIELDS) delete r.metadata[f];
   delete r.status;
   const canon = (v: unknown, parse: typeof parseCIDR | typeof parseIP, fmt: (x: never) => string): unknown => {
@@ -158,10 +182,20 @@ export function normaliseRoute(obj: Record<string, unknown>, file: string, d: Pa
   }
   const errs = validateRoute(r);
   if (errs.length) {
-    throw new InputFileError(errs.map((e) => {
-      const line = lineOf(d, e.path.split(/\.|\[|\]\.?/).filter(Boolean).map((s) => (/^\d+$/.test(s) ? Number(s) : s)));
-      return `${file}: ${e.path}${line ? ` (line ${line})` : ''}: ${e.message} (${what})`;
-    }).join('\n'));
+    throw new InputFileError(
+      errs
+        .map((e) => {
+          const line = lineOf(
+            d,
+            e.path
+              .split(/\.|\[|\]\.?/)
+              .filter(Boolean)
+              .map((s) => (/^\d+$/.test(s) ? Number(s) : s)),
+          );
+          return `${file}: ${e.path}${line ? ` (line ${line})` : ''}: ${e.message} (${what})`;
+        })
+        .join('\n'),
+    );
   }
   return r;
 }
@@ -180,5 +214,7 @@ export function convertConfig(text: string, file: string, opts: { name?: string 
     if (opts.name) r.metadata = { ...r.metadata, name: opts.name };
     return r;
   }
-  throw new InputFileError(`${file}: expected a list of entries (e.g. [{"svc": "default/nginx1", "dev": "eth0"}]) or a Route object (kind: Route)`);
+  throw new InputFileError(
+    `${file}: expected a list of entries (e.g. [{"svc": "default/nginx1", "dev": "eth0"}]) or a Route object (kind: Route)`,
+  );
 }

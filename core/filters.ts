@@ -51,7 +51,10 @@ export const podChain: { code: 'host-network' | 'opted-out' | 'not-opted-in'; ch
 ];
 
 /** Result of matching: tri-state plus the reason (empty when it is 'yes'). */
-export interface Verdict { match: Tri; reason: string }
+export interface Verdict {
+  match: Tri;
+  reason: string;
+}
 
 const YES: Verdict = { match: 'yes', reason: '' };
 
@@ -72,12 +75,18 @@ export function termMatches(term: PodSelectorTerm, s: Subject): Verdict {
   const ns = s.pod.metadata?.namespace ?? '';
   const verdicts: Verdict[] = [];
   if (term.namespaces) {
-    verdicts.push(term.namespaces.some((p) => globMatch(p, ns))
-      ? YES : { match: 'no', reason: `namespace "${ns}" is not in namespaces [${term.namespaces.join(', ')}]` });
+    verdicts.push(
+      term.namespaces.some((p) => globMatch(p, ns))
+        ? YES
+        : { match: 'no', reason: `namespace "${ns}" is not in namespaces [${term.namespaces.join(', ')}]` },
+    );
   }
   if (term.namespaceSelector) {
-    verdicts.push(labelSelectorMatches(term.namespaceSelector, s.namespace?.metadata?.labels)
-      ? YES : { match: 'no', reason: `namespace "${ns}" labels do not match namespaceSelector {${describeSelector(term.namespaceSelector)}}` });
+    verdicts.push(
+      labelSelectorMatches(term.namespaceSelector, s.namespace?.metadata?.labels)
+        ? YES
+        : { match: 'no', reason: `namespace "${ns}" labels do not match namespaceSelector {${describeSelector(term.namespaceSelector)}}` },
+    );
   }
   if (term.pods) {
     const tris = term.pods.map((p): Tri => {
@@ -86,23 +95,39 @@ export function termMatches(term: PodSelectorTerm, s: Subject): Verdict {
       return nameTri(p.slice(slash + 1), s.pod);
     });
     const t = anyTri(tris);
-    verdicts.push(t === 'yes' ? YES : {
-      match: t,
-      reason: t === 'no' ? `pod ${podRef(s.pod)} is not in pods [${term.pods.join(', ')}]`
-        : `pod name not known yet (generateName "${s.pod.metadata?.generateName ?? ''}"), pods [${term.pods.join(', ')}] decided once the pod exists`,
-    });
+    verdicts.push(
+      t === 'yes'
+        ? YES
+        : {
+            match: t,
+            reason:
+              t === 'no'
+                ? `pod ${podRef(s.pod)} is not in pods [${term.pods.join(', ')}]`
+                : `pod name not known yet (generateName "${s.pod.metadata?.generateName ?? ''}"), pods [${term.pods.join(', ')}] decided once the pod exists`,
+          },
+    );
   }
   if (term.podSelector) {
-    verdicts.push(labelSelectorMatches(term.podSelector, s.pod.metadata?.labels)
-      ? YES : { match: 'no', reason: `pod labels do not match podSelector {${describeSelector(term.podSelector)}}` });
+    verdicts.push(
+      labelSelectorMatches(term.podSelector, s.pod.metadata?.labels)
+        ? YES
+        : { match: 'no', reason: `pod labels do not match podSelector {${describeSelector(term.podSelector)}}` },
+    );
   }
   if (term.owners) {
-    const ok = term.owners.some((o) => s.owners.some((w) => w.kind === o.kind && globMatch(o.name, w.name)
-      && (o.namespace === undefined || globMatch(o.namespace, w.namespace))));
-    verdicts.push(ok ? YES : {
-      match: 'no',
-      reason: `pod's owners [${s.owners.map((w) => `${w.kind}/${w.name}`).join(', ') || 'none'}] match none of owners [${term.owners.map((o) => `${o.kind}/${o.namespace ? o.namespace + '/' : ''}${o.name}`).join(', ')}]`,
-    });
+    const ok = term.owners.some((o) =>
+      s.owners.some(
+        (w) => w.kind === o.kind && globMatch(o.name, w.name) && (o.namespace === undefined || globMatch(o.namespace, w.namespace)),
+      ),
+    );
+    verdicts.push(
+      ok
+        ? YES
+        : {
+            match: 'no',
+            reason: `pod's owners [${s.owners.map((w) => `${w.kind}/${w.name}`).join(', ') || 'none'}] match none of owners [${term.owners.map((o) => `${o.kind}/${o.namespace ? o.namespace + '/' : ''}${o.name}`).join(', ')}]`,
+          },
+    );
   }
   const no = verdicts.find((v) => v.match === 'no');
   if (no) return no;
@@ -119,10 +144,11 @@ export function routeSelects(include: PodSelectorTerm[] | undefined, exclude: Po
     const vs = include.map((t) => termMatches(t, s));
     const hit = vs.find((v) => v.match === 'yes');
     if (hit) inc = hit;
-    else inc = vs.find((v) => v.match === 'unknown') ?? {
-      match: 'no',
-      reason: `not included: ${vs.map((v, i) => `include[${i}]: ${v.reason}`).join('; ') || 'include is empty'}`,
-    };
+    else
+      inc = vs.find((v) => v.match === 'unknown') ?? {
+        match: 'no',
+        reason: `not included: ${vs.map((v, i) => `include[${i}]: ${v.reason}`).join('; ') || 'include is empty'}`,
+      };
   }
   if (inc.match === 'no') return inc;
   for (const [i, t] of (exclude ?? []).entries()) {
@@ -145,7 +171,14 @@ export function mayIncludeNamespace(route: { spec?: { include?: PodSelectorTerm[
   if (!include) return true;
   return include.some((t) => {
     if (t.namespaces && !t.namespaces.some((p) => globMatch(p, ns))) return false;
-    if (t.pods && !t.pods.some((p) => { const slash = p.indexOf('/'); return slash >= 0 && globMatch(p.slice(0, slash), ns); })) return false;
+    if (
+      t.pods &&
+      !t.pods.some((p) => {
+        const slash = p.indexOf('/');
+        return slash >= 0 && globMatch(p.slice(0, slash), ns);
+      })
+    )
+      return false;
     return true;
   });
 }

@@ -21,7 +21,10 @@ export interface FlagSpec {
 }
 
 /** A flag's value and where it came from (`--name` or `$ENV`), for error messages. */
-export interface FlagValue { value: string | string[] | undefined; from: string }
+export interface FlagValue {
+  value: string | string[] | undefined;
+  from: string;
+}
 
 /** The --help rows of a table: "  --name VALUE" and an indented help line. */
 function flagHelpRows(table: Record<string, FlagSpec>): string[] {
@@ -33,17 +36,19 @@ function flagHelpRows(table: Record<string, FlagSpec>): string[] {
 
 /** A command's whole --help: usage line, description paragraph, then every flag of the table. */
 export function flagHelp(usage: string, description: string[], table: Record<string, FlagSpec>): string {
-  return [
-    usage,
-    '',
-    ...description,
-    '',
-    'Flags (each can also be set by its environment variable; the flag wins; list',
-    'variables are comma-separated):',
-    ...flagHelpRows(table),
-    '  -h, --help',
-    '      show this help',
-  ].join('\n') + '\n';
+  return (
+    [
+      usage,
+      '',
+      ...description,
+      '',
+      'Flags (each can also be set by its environment variable; the flag wins; list',
+      'variables are comma-separated):',
+      ...flagHelpRows(table),
+      '  -h, --help',
+      '      show this help',
+    ].join('\n') + '\n'
+  );
 }
 
 /** Reads flags of a parsed command line, falling back to the environment, then the default. */
@@ -58,8 +63,15 @@ export interface FlagReader {
 }
 
 /** Parse argv strictly against a table; `fail` is called (and must throw) on a parse error. */
-export function readFlags(table: Record<string, FlagSpec>, argv: string[], env: Record<string, string | undefined>, fail: (msg: string) => never): FlagReader {
-  const options = Object.fromEntries(Object.entries(table).map(([name, f]) => [name, { type: 'string' as const, multiple: f.multiple === true }]));
+export function readFlags(
+  table: Record<string, FlagSpec>,
+  argv: string[],
+  env: Record<string, string | undefined>,
+  fail: (msg: string) => never,
+): FlagReader {
+  const options = Object.fromEntries(
+    Object.entries(table).map(([name, f]) => [name, { type: 'string' as const, multiple: f.multiple === true }]),
+  );
   let values: Record<string, string | string[] | boolean | (string | boolean)[] | undefined>;
   try {
     ({ values } = parseArgs({ args: argv, options, allowPositionals: false, strict: true }));
@@ -78,7 +90,16 @@ export function readFlags(table: Record<string, FlagSpec>, argv: string[], env: 
     const v = values[name] as string | string[] | undefined;
     if (v !== undefined && !(Array.isArray(v) && v.length === 0)) return { value: v, from: `--${name}` };
     const e = env[f.env];
-    if (e !== undefined && e !== '') return { value: f.multiple ? e.split(',').map((s) => s.trim()).filter(Boolean) : e, from: `$${f.env}` };
+    if (e !== undefined && e !== '')
+      return {
+        value: f.multiple
+          ? e
+              .split(',')
+              .map((s) => s.trim())
+              .filter(Boolean)
+          : e,
+        from: `$${f.env}`,
+      };
     return { value: f.default, from: `--${name}` };
   };
   return {

@@ -10,7 +10,12 @@
 import type { Plan } from './types.js';
 import { planHash } from './plan-codec.js';
 
-export interface SkippedReport { dst: string; dev?: string; reason: string; detail?: string }
+export interface SkippedReport {
+  dst: string;
+  dev?: string;
+  reason: string;
+  detail?: string;
+}
 
 export interface InjectorStatus {
   v: 1;
@@ -30,14 +35,20 @@ export interface InjectorStatus {
   start?: StartReport;
 }
 
-export interface StartReport { mode: 'cni' | 'after-start'; reason?: string }
+export interface StartReport {
+  mode: 'cni' | 'after-start';
+  reason?: string;
+}
 
 export const MAX_SKIPPED = 32;
 
 /** Encode a report (skipped list bounded so the annotation stays small). */
 export function encodeInjectorStatus(s: Omit<InjectorStatus, 'v'>): string {
   const skipped = s.skipped.slice(0, MAX_SKIPPED).map((x) => ({
-    dst: x.dst, ...(x.dev ? { dev: x.dev } : {}), reason: x.reason, ...(x.detail ? { detail: x.detail.slice(0, 200) } : {}),
+    dst: x.dst,
+    ...(x.dev ? { dev: x.dev } : {}),
+    reason: x.reason,
+    ...(x.detail ? { detail: x.detail.slice(0, 200) } : {}),
   }));
   const start = s.start ? { mode: s.start.mode, ...(s.start.reason ? { reason: s.start.reason.slice(0, 200) } : {}) } : undefined;
   return JSON.stringify({ v: 1, plan: s.plan, applied: s.applied, skipped, ...(start ? { start } : {}), node: s.node, time: s.time });
@@ -50,11 +61,18 @@ export function decodeInjectorStatus(value: string | undefined): InjectorStatus 
     const o = JSON.parse(value) as Partial<InjectorStatus>;
     if (o.v !== 1 || typeof o.plan !== 'string' || typeof o.applied !== 'number' || !Array.isArray(o.skipped)) return undefined;
     const st = o.start as Partial<StartReport> | undefined;
-    const start = st && (st.mode === 'cni' || st.mode === 'after-start')
-      ? { mode: st.mode, ...(typeof st.reason === 'string' ? { reason: st.reason } : {}) } : undefined;
+    const start =
+      st && (st.mode === 'cni' || st.mode === 'after-start')
+        ? { mode: st.mode, ...(typeof st.reason === 'string' ? { reason: st.reason } : {}) }
+        : undefined;
     return {
-      v: 1, plan: o.plan, applied: o.applied, skipped: o.skipped as SkippedReport[], ...(start ? { start } : {}),
-      node: String(o.node ?? ''), time: String(o.time ?? ''),
+      v: 1,
+      plan: o.plan,
+      applied: o.applied,
+      skipped: o.skipped as SkippedReport[],
+      ...(start ? { start } : {}),
+      node: String(o.node ?? ''),
+      time: String(o.time ?? ''),
     };
   } catch {
     return undefined;

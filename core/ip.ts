@@ -7,8 +7,15 @@
 
 export type Family = 4 | 6;
 
-export interface IP { family: Family; value: bigint }
-export interface CIDR { family: Family; value: bigint; bits: number }
+export interface IP {
+  family: Family;
+  value: bigint;
+}
+export interface CIDR {
+  family: Family;
+  value: bigint;
+  bits: number;
+}
 
 export type Parsed<T> = { ok: true; value: T } | { ok: false; error: string };
 
@@ -152,10 +159,16 @@ export function formatIP(ip: IP): string {
   let bestStart = -1;
   let bestLen = 0;
   for (let i = 0; i < 8;) {
-    if (groups[i] !== 0) { i++; continue; }
+    if (groups[i] !== 0) {
+      i++;
+      continue;
+    }
     let j = i;
     while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen && j - i >= 2) { bestStart = i; bestLen = j - i; }
+    if (j - i > bestLen && j - i >= 2) {
+      bestStart = i;
+      bestLen = j - i;
+    }
     i = j;
   }
   const hex = groups.map((g) => g.toString(16));

@@ -13,7 +13,10 @@ const globCache = new Map<string, RegExp>();
 function globRegExp(pattern: string): RegExp {
   let re = globCache.get(pattern);
   if (!re) {
-    const body = pattern.split('*').map((p) => p.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*');
+    const body = pattern
+      .split('*')
+      .map((p) => p.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))
+      .join('.*');
     re = new RegExp(`^${body}$`);
     if (globCache.size > 10_000) globCache.clear(); // patterns come from Routes: bounded in practice
     globCache.set(pattern, re);
@@ -49,11 +52,20 @@ export function labelSelectorMatches(sel: LabelSelector, labels: Record<string, 
     const has = Object.prototype.hasOwnProperty.call(l, e.key);
     const vals = e.values ?? [];
     switch (e.operator) {
-      case 'In': if (!has || !vals.includes(l[e.key]!)) return false; break;
-      case 'NotIn': if (has && vals.includes(l[e.key]!)) return false; break;
-      case 'Exists': if (!has) return false; break;
-      case 'DoesNotExist': if (has) return false; break;
-      default: return false; // unknown operators never match (the schema refuses them)
+      case 'In':
+        if (!has || !vals.includes(l[e.key]!)) return false;
+        break;
+      case 'NotIn':
+        if (has && vals.includes(l[e.key]!)) return false;
+        break;
+      case 'Exists':
+        if (!has) return false;
+        break;
+      case 'DoesNotExist':
+        if (has) return false;
+        break;
+      default:
+        return false; // unknown operators never match (the schema refuses them)
     }
   }
   return true;

@@ -74,7 +74,8 @@ export function loadObjects(text: string, file: string): ObjectIndex {
   const idx = new ObjectIndex().add(objs);
   for (const r of idx.routes) {
     const errs = validateRoute(r);
-    if (errs.length) throw new InputFileError(errs.map((e) => `${file}: Route ${r.metadata?.name ?? '<unnamed>'}: ${e.path}: ${e.message}`).join('\n'));
+    if (errs.length)
+      throw new InputFileError(errs.map((e) => `${file}: Route ${r.metadata?.name ?? '<unnamed>'}: ${e.path}: ${e.message}`).join('\n'));
   }
   return idx;
 }

@@ -37,7 +37,10 @@ const SIG_PREFIX = 'hmac-sha256';
 const DOMAIN = 'ovnkube-route/plan/v1';
 
 /** A plan-signing key; the first key of a ring signs, every key of it verifies. */
-export interface PlanKey { id: string; secret: Buffer }
+export interface PlanKey {
+  id: string;
+  secret: Buffer;
+}
 
 /** Build a key from its secret bytes (at least 32). */
 export function planKeyFromSecret(secret: Buffer): PlanKey {
@@ -78,7 +81,12 @@ export function canonicalPlanJSON(plan: Plan): string {
 /** The plan as a fresh object in canonical key order (what canonicalPlanJSON stringifies). */
 function canonicalBody(plan: Plan): Plan {
   const body: Plan = { v: plan.v, routes: plan.routes.map(orderedRoute) };
-  if (plan.default) body.default = { dev: plan.default.dev, ...(plan.default.via === undefined ? {} : { via: plan.default.via }), ...orderedAttrs(plan.default) };
+  if (plan.default)
+    body.default = {
+      dev: plan.default.dev,
+      ...(plan.default.via === undefined ? {} : { via: plan.default.via }),
+      ...orderedAttrs(plan.default),
+    };
   // Last, and only when present: a plan without it encodes exactly as before it existed.
   if (plan.symmetric !== undefined) body.symmetric = [...plan.symmetric];
   return body;
@@ -125,9 +133,7 @@ export function encodePlan(plan: Plan, opts: { key?: PlanKey; namespace: string 
 }
 
 export type DecodeErrorCode = 'too-large' | 'malformed-json' | 'invalid' | 'unsigned' | 'unknown-key' | 'bad-signature';
-export type DecodeResult =
-  | { ok: true; plan: Plan; signed: boolean; keyId?: string }
-  | { ok: false; code: DecodeErrorCode; error: string };
+export type DecodeResult = { ok: true; plan: Plan; signed: boolean; keyId?: string } | { ok: false; code: DecodeErrorCode; error: string };
 
 export interface DecodeOptions {
   namespace: string;
@@ -149,7 +155,8 @@ function checkSemantics(p: Plan): string | null {
       const v = parseIP(r.via);
       if (!v.ok) return `routes[${i}].via: ${v.error}`;
       if (formatIP(v.value) !== r.via) return `routes[${i}].via: "${r.via}" is not canonical`;
-      if (v.value.family !== c.value.family) return `routes[${i}].via: ${r.via} is IPv${v.value.family} but dst ${r.dst} is IPv${c.value.family}`;
+      if (v.value.family !== c.value.family)
+        return `routes[${i}].via: ${r.via} is IPv${v.value.family} but dst ${r.dst} is IPv${c.value.family}`;
     }
     const a = checkAttrs(r, c.value.family, `routes[${i}]`);
     if (a) return a;
@@ -157,7 +164,8 @@ function checkSemantics(p: Plan): string | null {
   if (p.symmetric !== undefined) {
     for (const [i, d] of p.symmetric.entries()) {
       if (d === '.' || d === '..') return `symmetric[${i}]: "${d}" is not an interface name`;
-      if (i > 0 && p.symmetric[i - 1]! >= d) return `symmetric[${i}]: "${d}" is ${p.symmetric[i - 1] === d ? 'a duplicate' : 'out of order'} (devices are sorted and unique)`;
+      if (i > 0 && p.symmetric[i - 1]! >= d)
+        return `symmetric[${i}]: "${d}" is ${p.symmetric[i - 1] === d ? 'a duplicate' : 'out of order'} (devices are sorted and unique)`;
     }
   }
   if (p.default) {
@@ -193,7 +201,11 @@ function checkAttrs(r: RouteAttrs, family: 4 | 6, where: string): string | null 
 /** Decode and verify an annotation value. Never throws. */
 export function decodePlan(value: string, opts: DecodeOptions): DecodeResult {
   if (Buffer.byteLength(value) > MAX_PLAN_BYTES) {
-    return { ok: false, code: 'too-large', error: `plan annotation is ${Buffer.byteLength(value)} bytes; at most ${MAX_PLAN_BYTES} are allowed` };
+    return {
+      ok: false,
+      code: 'too-large',
+      error: `plan annotation is ${Buffer.byteLength(value)} bytes; at most ${MAX_PLAN_BYTES} are allowed`,
+    };
   }
   let raw: unknown;
   try {

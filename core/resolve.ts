@@ -5,7 +5,18 @@
  */
 import { podChain, podRef, routeSelects, type InjectMode, type Subject } from './filters.js';
 import { compareCIDR, formatCIDR, formatIP, hostCIDR, parseCIDR, parseIP, type CIDR, type IP } from './ip.js';
-import { GATEWAY_VIA, ROUTE_ATTR_KEYS, type Namespace, type OwnerRef, type Plan, type PlanRoute, type Pod, type Route, type RouteAttrs, type Service } from './types.js';
+import {
+  GATEWAY_VIA,
+  ROUTE_ATTR_KEYS,
+  type Namespace,
+  type OwnerRef,
+  type Plan,
+  type PlanRoute,
+  type Pod,
+  type Route,
+  type RouteAttrs,
+  type Service,
+} from './types.js';
 
 export type { InjectMode } from './filters.js';
 
@@ -21,27 +32,67 @@ export interface ResolveContext {
 }
 
 /** Two Routes (or two rules) disagree about one destination; the loser is reported. */
-export interface Conflict { dst: string; route: string; winner: string; message: string }
+export interface Conflict {
+  dst: string;
+  route: string;
+  winner: string;
+  message: string;
+}
 /** A Service rule that produced no route, with why. */
-export interface UnresolvedService { route: string; namespace: string; name: string; reason: string }
+export interface UnresolvedService {
+  route: string;
+  namespace: string;
+  name: string;
+  reason: string;
+}
 /** A rule that could not be used because it is malformed (the API server normally refuses these). */
-export interface InvalidRule { route: string; field: string; error: string }
+export interface InvalidRule {
+  route: string;
+  field: string;
+  error: string;
+}
 
 export type SkipCode = 'host-network' | 'opted-out' | 'not-opted-in' | 'no-route' | 'name-unknown';
 
 /** Where one route of a plan came from (resolvePlan with `origins`, for explain). */
-export interface PlanOrigin { dst: string; route: string; source: string; priority: number }
+export interface PlanOrigin {
+  dst: string;
+  route: string;
+  source: string;
+  priority: number;
+}
 
 export type Resolution =
   | {
-    kind: 'plan'; plan: Plan; routes: string[]; conflicts: Conflict[]; unresolved: UnresolvedService[];
-    invalid: InvalidRule[]; deferred: string[];
-    /** Only when asked for (opts.origins): the Route and rule each plan route (and the default) came from. */
-    origins?: PlanOrigin[];
-  }
-  | { kind: 'skipped'; code: SkipCode; reason: string; conflicts: Conflict[]; unresolved: UnresolvedService[]; invalid: InvalidRule[]; deferred: string[] };
+      kind: 'plan';
+      plan: Plan;
+      routes: string[];
+      conflicts: Conflict[];
+      unresolved: UnresolvedService[];
+      invalid: InvalidRule[];
+      deferred: string[];
+      /** Only when asked for (opts.origins): the Route and rule each plan route (and the default) came from. */
+      origins?: PlanOrigin[];
+    }
+  | {
+      kind: 'skipped';
+      code: SkipCode;
+      reason: string;
+      conflicts: Conflict[];
+      unresolved: UnresolvedService[];
+      invalid: InvalidRule[];
+      deferred: string[];
+    };
 
-interface Candidate extends RouteAttrs { cidr: CIDR; dst: string; dev: string; via?: string; route: string; priority: number; source: string }
+interface Candidate extends RouteAttrs {
+  cidr: CIDR;
+  dst: string;
+  dev: string;
+  via?: string;
+  route: string;
+  priority: number;
+  source: string;
+}
 
 /** The attributes of a rule, src canonical; null (with an InvalidRule) when src is not an IP. */
 function attrsOfRule(r: RouteAttrs, name: string, field: string, invalid: InvalidRule[]): { attrs: RouteAttrs; src?: IP } | null {
@@ -49,7 +100,10 @@ function attrsOfRule(r: RouteAttrs, name: string, field: string, invalid: Invali
   let src: IP | undefined;
   if (r.src !== undefined) {
     const p = parseIP(r.src);
-    if (!p.ok) { invalid.push({ route: name, field: `${field}.src`, error: p.error }); return null; }
+    if (!p.ok) {
+      invalid.push({ route: name, field: `${field}.src`, error: p.error });
+      return null;
+    }
     src = p.value;
     attrs.src = formatIP(p.value);
   }
@@ -83,7 +137,8 @@ function routeName(r: Route): string {
 /** Resolve the IPs a Service rule pins, reporting what cannot be resolved (never guessed). */
 export function serviceIPs(svc: Service | undefined): { ips: IP[]; reason: string } {
   if (!svc) return { ips: [], reason: 'Service not found' };
-  if (svc.spec?.type === 'ExternalName') return { ips: [], reason: `ExternalName Service (${svc.spec.externalName ?? ''}) has no ClusterIP` };
+  if (svc.spec?.type === 'ExternalName')
+    return { ips: [], reason: `ExternalName Service (${svc.spec.externalName ?? ''}) has no ClusterIP` };
   const raw = svc.spec?.clusterIPs?.length ? svc.spec.clusterIPs : svc.spec?.clusterIP ? [svc.spec.clusterIP] : [];
   if (raw.length === 0) return { ips: [], reason: 'Service has no ClusterIP yet' };
   if (raw.every((ip) => ip === 'None')) return { ips: [], reason: 'headless Service (clusterIP: None) has no ClusterIP' };
@@ -120,28 +175,60 @@ function compileRoute(route: Route): CompiledRoute {
     if (via === undefined) return { ok: true };
     if (via === GATEWAY_VIA) return { ok: true, gateway: true };
     const p = parseIP(via);
-    if (!p.ok) { out.invalid.push({ route: name, field, error: p.error }); return { ok: false }; }
+    if (!p.ok) {
+      out.invalid.push({ route: name, field, error: p.error });
+      return { ok: false };
+    }
     return { ok: true, ip: p.value };
   };
   for (const [i, r] of (route.spec?.route ?? []).entries()) {
     const c = parseCIDR(r.dst);
-    if (!c.ok) { out.invalid.push({ route: name, field: `spec.route[${i}].dst`, error: c.error }); continue; }
+    if (!c.ok) {
+      out.invalid.push({ route: name, field: `spec.route[${i}].dst`, error: c.error });
+      continue;
+    }
     const v = viaOf(r.via, `spec.route[${i}].via`);
     if (!v.ok) continue;
     if (v.ip && v.ip.family !== c.value.family) {
-      out.invalid.push({ route: name, field: `spec.route[${i}].via`, error: `via ${r.via} is IPv${v.ip.family} but dst ${r.dst} is IPv${c.value.family}` });
+      out.invalid.push({
+        route: name,
+        field: `spec.route[${i}].via`,
+        error: `via ${r.via} is IPv${v.ip.family} but dst ${r.dst} is IPv${c.value.family}`,
+      });
       continue;
     }
     const a = attrsOfRule(r, name, `spec.route[${i}]`, out.invalid);
     if (!a) continue;
     const bad = attrsProblem(c.value.family, a.attrs, a.src);
-    if (bad) { out.invalid.push({ route: name, field: `spec.route[${i}]`, error: bad }); continue; }
-    out.cidr.push({ cidr: c.value, dst: formatCIDR(c.value), dev: r.dev, ...viaOut(v), ...a.attrs, route: name, priority, source: `spec.route[${i}]` });
+    if (bad) {
+      out.invalid.push({ route: name, field: `spec.route[${i}]`, error: bad });
+      continue;
+    }
+    out.cidr.push({
+      cidr: c.value,
+      dst: formatCIDR(c.value),
+      dev: r.dev,
+      ...viaOut(v),
+      ...a.attrs,
+      route: name,
+      priority,
+      source: `spec.route[${i}]`,
+    });
   }
   for (const [i, s] of (route.spec?.svc ?? []).entries()) {
     const v = viaOf(s.via, `spec.svc[${i}].via`);
     const a = attrsOfRule(s, name, `spec.svc[${i}]`, out.invalid);
-    if (v.ok && a) out.svc.push({ index: i, namespace: s.namespace, name: s.name, dev: s.dev, ...(v.ip ? { via: v.ip } : {}), ...(v.gateway ? { gateway: true } : {}), attrs: a.attrs, ...(a.src ? { src: a.src } : {}) });
+    if (v.ok && a)
+      out.svc.push({
+        index: i,
+        namespace: s.namespace,
+        name: s.name,
+        dev: s.dev,
+        ...(v.ip ? { via: v.ip } : {}),
+        ...(v.gateway ? { gateway: true } : {}),
+        attrs: a.attrs,
+        ...(a.src ? { src: a.src } : {}),
+      });
   }
   const d = route.spec?.defaultRoute;
   if (d) {
@@ -151,7 +238,17 @@ function compileRoute(route: Route): CompiledRoute {
       const fam = v.ip?.family ?? a.src?.family ?? 4;
       const bad = attrsProblem(fam, a.attrs, a.src);
       if (bad) out.invalid.push({ route: name, field: 'spec.defaultRoute', error: bad });
-      else out.defaults.push({ cidr: { family: fam, value: 0n, bits: 0 }, dst: fam === 4 ? '0.0.0.0/0' : '::/0', dev: d.dev, ...viaOut(v), ...a.attrs, route: name, priority, source: 'spec.defaultRoute' });
+      else
+        out.defaults.push({
+          cidr: { family: fam, value: 0n, bits: 0 },
+          dst: fam === 4 ? '0.0.0.0/0' : '::/0',
+          dev: d.dev,
+          ...viaOut(v),
+          ...a.attrs,
+          route: name,
+          priority,
+          source: 'spec.defaultRoute',
+        });
     }
   }
   for (const [i, dev] of (route.spec?.symmetric ?? []).entries()) {
@@ -172,9 +269,17 @@ function cachedServiceIPs(svc: Service | undefined): { ips: IP[]; reason: string
   return r;
 }
 
-function gatherCandidates(route: Route, ctx: ResolveContext, out: {
-  cands: Candidate[]; defaults: Candidate[]; symmetric: Set<string>; unresolved: UnresolvedService[]; invalid: InvalidRule[];
-}): void {
+function gatherCandidates(
+  route: Route,
+  ctx: ResolveContext,
+  out: {
+    cands: Candidate[];
+    defaults: Candidate[];
+    symmetric: Set<string>;
+    unresolved: UnresolvedService[];
+    invalid: InvalidRule[];
+  },
+): void {
   const c = compileRoute(route);
   for (const d of c.symmetric) out.symmetric.add(d);
   const name = routeName(route);
@@ -184,10 +289,18 @@ function gatherCandidates(route: Route, ctx: ResolveContext, out: {
   out.defaults.push(...c.defaults);
   for (const s of c.svc) {
     const { ips, reason } = cachedServiceIPs(ctx.service(s.namespace, s.name));
-    if (reason) { out.unresolved.push({ route: name, namespace: s.namespace, name: s.name, reason }); continue; }
+    if (reason) {
+      out.unresolved.push({ route: name, namespace: s.namespace, name: s.name, reason });
+      continue;
+    }
     for (const ip of ips) {
       if (s.via && s.via.family !== ip.family) {
-        out.unresolved.push({ route: name, namespace: s.namespace, name: s.name, reason: `ClusterIP ${formatIP(ip)} is IPv${ip.family} but via ${formatIP(s.via)} is IPv${s.via.family}` });
+        out.unresolved.push({
+          route: name,
+          namespace: s.namespace,
+          name: s.name,
+          reason: `ClusterIP ${formatIP(ip)} is IPv${ip.family} but via ${formatIP(s.via)} is IPv${s.via.family}`,
+        });
         continue;
       }
       const bad = attrsProblem(ip.family, s.attrs, s.src);
@@ -195,7 +308,16 @@ function gatherCandidates(route: Route, ctx: ResolveContext, out: {
         out.unresolved.push({ route: name, namespace: s.namespace, name: s.name, reason: `ClusterIP ${formatIP(ip)}: ${bad}` });
         continue;
       }
-      out.cands.push({ cidr: { family: ip.family, value: ip.value, bits: ip.family === 4 ? 32 : 128 }, dst: hostCIDR(ip), dev: s.dev, ...(s.via ? { via: formatIP(s.via) } : s.gateway ? { via: GATEWAY_VIA } : {}), ...s.attrs, route: name, priority, source: `spec.svc[${s.index}] ${s.namespace}/${s.name}` });
+      out.cands.push({
+        cidr: { family: ip.family, value: ip.value, bits: ip.family === 4 ? 32 : 128 },
+        dst: hostCIDR(ip),
+        dev: s.dev,
+        ...(s.via ? { via: formatIP(s.via) } : s.gateway ? { via: GATEWAY_VIA } : {}),
+        ...s.attrs,
+        route: name,
+        priority,
+        source: `spec.svc[${s.index}] ${s.namespace}/${s.name}`,
+      });
     }
   }
 }
@@ -208,7 +330,8 @@ const target = (c: Candidate): string =>
 function better(a: Candidate, b: Candidate): number {
   if (a.priority !== b.priority) return b.priority - a.priority;
   if (a.route !== b.route) return a.route < b.route ? -1 : 1;
-  const ta = target(a); const tb = target(b);
+  const ta = target(a);
+  const tb = target(b);
   return ta < tb ? -1 : ta > tb ? 1 : 0;
 }
 
@@ -218,7 +341,8 @@ function decide(cands: Candidate[], key: (c: Candidate) => string, conflicts: Co
   for (const c of cands) {
     const k = key(c);
     const g = groups.get(k);
-    if (g) g.push(c); else groups.set(k, [c]);
+    if (g) g.push(c);
+    else groups.set(k, [c]);
   }
   const winners: Candidate[] = [];
   for (const g of groups.values()) {
@@ -232,7 +356,9 @@ function decide(cands: Candidate[], key: (c: Candidate) => string, conflicts: Co
       if (seen.has(id)) continue;
       seen.add(id);
       conflicts.push({
-        dst: w.dst, route: c.route, winner: w.route,
+        dst: w.dst,
+        route: c.route,
+        winner: w.route,
         message: `${what(w)}: Route ${c.route} (${c.source}, priority ${c.priority}) wants ${target(c)}, Route ${w.route} (${w.source}, priority ${w.priority}) wins with ${target(w)}`,
       });
     }
@@ -248,22 +374,44 @@ export function resolvePlan(pod: Pod, ctx: ResolveContext, opts: { origins?: boo
     const reason = check(subject, ctx.mode);
     if (reason) return { kind: 'skipped', code, reason, ...empty };
   }
-  const out = { cands: [] as Candidate[], defaults: [] as Candidate[], symmetric: new Set<string>(), unresolved: [] as UnresolvedService[], invalid: [] as InvalidRule[] };
+  const out = {
+    cands: [] as Candidate[],
+    defaults: [] as Candidate[],
+    symmetric: new Set<string>(),
+    unresolved: [] as UnresolvedService[],
+    invalid: [] as InvalidRule[],
+  };
   const contributing: string[] = [];
   const deferred: string[] = [];
   const notSelected: string[] = [];
   const routes = [...ctx.routes].sort((a, b) => (routeName(a) < routeName(b) ? -1 : routeName(a) > routeName(b) ? 1 : 0));
   for (const r of routes) {
     const v = routeSelects(r.spec?.include, r.spec?.exclude, subject);
-    if (v.match === 'unknown') { deferred.push(routeName(r)); continue; }
-    if (v.match === 'no') { notSelected.push(`${routeName(r)}: ${v.reason}`); continue; }
+    if (v.match === 'unknown') {
+      deferred.push(routeName(r));
+      continue;
+    }
+    if (v.match === 'no') {
+      notSelected.push(`${routeName(r)}: ${v.reason}`);
+      continue;
+    }
     contributing.push(routeName(r));
     gatherCandidates(r, ctx, out);
   }
   const conflicts: Conflict[] = [];
-  const winners = decide(out.cands, (c) => c.dst, conflicts, (w) => `destination ${w.dst}`);
+  const winners = decide(
+    out.cands,
+    (c) => c.dst,
+    conflicts,
+    (w) => `destination ${w.dst}`,
+  );
   winners.sort((a, b) => compareCIDR(a.cidr, b.cidr));
-  const defaults = decide(out.defaults, () => 'default', conflicts, () => 'default route');
+  const defaults = decide(
+    out.defaults,
+    () => 'default',
+    conflicts,
+    () => 'default route',
+  );
   const routesOut: PlanRoute[] = winners.map((w) => ({ dst: w.dst, dev: w.dev, ...(w.via ? { via: w.via } : {}), ...attrsOut(w) }));
   const plan: Plan = { v: 1, routes: routesOut };
   const d = defaults[0];
@@ -274,15 +422,27 @@ export function resolvePlan(pod: Pod, ctx: ResolveContext, opts: { origins?: boo
   const rest = { conflicts, unresolved: out.unresolved, invalid: out.invalid, deferred };
   if (routesOut.length === 0 && !plan.default && !plan.symmetric) {
     if (deferred.length) {
-      return { kind: 'skipped', code: 'name-unknown', reason: `Routes [${deferred.join(', ')}] depend on the pod's final name; resolved again once ${podRef(pod)} exists`, ...rest };
+      return {
+        kind: 'skipped',
+        code: 'name-unknown',
+        reason: `Routes [${deferred.join(', ')}] depend on the pod's final name; resolved again once ${podRef(pod)} exists`,
+        ...rest,
+      };
     }
     const why = contributing.length
       ? `Routes [${contributing.join(', ')}] select the pod but yield no route (see unresolved/invalid)`
-      : ctx.routes.length === 0 ? 'no Route exists' : `no Route selects the pod (${notSelected.join('; ')})`;
+      : ctx.routes.length === 0
+        ? 'no Route exists'
+        : `no Route selects the pod (${notSelected.join('; ')})`;
     return { kind: 'skipped', code: 'no-route', reason: why, ...rest };
   }
   if (opts.origins) {
-    const origins: PlanOrigin[] = [...winners, ...(d ? [d] : [])].map((w) => ({ dst: w.dst, route: w.route, source: w.source, priority: w.priority }));
+    const origins: PlanOrigin[] = [...winners, ...(d ? [d] : [])].map((w) => ({
+      dst: w.dst,
+      route: w.route,
+      source: w.source,
+      priority: w.priority,
+    }));
     return { kind: 'plan', plan, routes: contributing, ...rest, origins };
   }
   return { kind: 'plan', plan, routes: contributing, ...rest };

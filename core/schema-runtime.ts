@@ -18,11 +18,16 @@ export const formats = {
 /** Whether `data` is a value of the OpenAPI `type` (an empty type: any). */
 function ofType(data: unknown, type: string): boolean {
   switch (type) {
-    case 'object': return !!data && typeof data === 'object' && !Array.isArray(data);
-    case 'array': return Array.isArray(data);
-    case 'string': return typeof data === 'string';
-    case 'integer': return Number.isInteger(data);
-    default: return true;
+    case 'object':
+      return !!data && typeof data === 'object' && !Array.isArray(data);
+    case 'array':
+      return Array.isArray(data);
+    case 'string':
+      return typeof data === 'string';
+    case 'integer':
+      return Number.isInteger(data);
+    default:
+      return true;
   }
 }
 

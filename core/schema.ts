@@ -37,12 +37,18 @@ export function routeOpenAPISchema(): Schema {
 }
 
 /** One problem with a Route, with a Kubernetes-style field path such as spec.route[0].dst. */
-export interface FieldError { path: string; message: string }
+export interface FieldError {
+  path: string;
+  message: string;
+}
 
 /** JSON pointer (/spec/route/0/dst) to a field path (spec.route[0].dst). */
 export function fieldPath(pointer: string): string {
   let out = '';
-  for (const seg of pointer.split('/').slice(1).map((x) => x.replace(/~1/g, '/').replace(/~0/g, '~'))) {
+  for (const seg of pointer
+    .split('/')
+    .slice(1)
+    .map((x) => x.replace(/~1/g, '/').replace(/~0/g, '~'))) {
     out += /^\d+$/.test(seg) ? `[${seg}]` : out ? `.${seg}` : seg;
   }
   return out || '<root>';
@@ -57,7 +63,14 @@ export function knownFields(pointer: string): string[] {
     else node = (node.properties as Record<string, Schema> | undefined)?.[seg.replace(/~1/g, '/').replace(/~0/g, '~')];
   }
   if (!node) return [];
-  if (pointer === '' || pointer === '/') return ['apiVersion', 'kind', 'metadata', 'spec', 'status'].filter((k) => k in ((node!.properties as object | undefined) ?? {})).concat(Object.keys((node.properties as object | undefined) ?? {}).filter((k) => !['apiVersion', 'kind', 'metadata', 'spec', 'status'].includes(k)));
+  if (pointer === '' || pointer === '/')
+    return ['apiVersion', 'kind', 'metadata', 'spec', 'status']
+      .filter((k) => k in ((node!.properties as object | undefined) ?? {}))
+      .concat(
+        Object.keys((node.properties as object | undefined) ?? {}).filter(
+          (k) => !['apiVersion', 'kind', 'metadata', 'spec', 'status'].includes(k),
+        ),
+      );
   return Object.keys((node.properties as object | undefined) ?? {});
 }
 
@@ -92,7 +105,10 @@ export function validateRoute(obj: unknown): FieldError[] {
   for (const e of (compiled.errors ?? []) as ErrorObject[]) {
     const d = describe(e);
     const k = `${d.path}: ${d.message}`;
-    if (!seen.has(k)) { seen.add(k); out.push(d); }
+    if (!seen.has(k)) {
+      seen.add(k);
+      out.push(d);
+    }
   }
   return out;
 }

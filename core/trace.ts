@@ -12,10 +12,20 @@ import { resolvePlan, type ResolveContext, type Resolution } from './resolve.js'
 import type { Pod, PodSelectorTerm, Route } from './types.js';
 
 /** One pod-level gate, in the order they are checked. */
-export interface GateTrace { code: string; passed: boolean; reason: string }
+export interface GateTrace {
+  code: string;
+  passed: boolean;
+  reason: string;
+}
 
 /** One include/exclude term of a Route, matched against the pod. */
-export interface TermTrace { list: 'include' | 'exclude'; index: number; term: string; match: Tri; reason: string }
+export interface TermTrace {
+  list: 'include' | 'exclude';
+  index: number;
+  term: string;
+  match: Tri;
+  reason: string;
+}
 
 /** Whether one Route selects the pod, and what decided. */
 export interface RouteTrace {
@@ -59,13 +69,20 @@ export function describeTerm(t: PodSelectorTerm): string {
 export function traceRoute(route: Route, s: Subject): RouteTrace {
   const spec = route.spec ?? {};
   const base = {
-    route: route.metadata?.name ?? '', priority: spec.priority ?? 0,
+    route: route.metadata?.name ?? '',
+    priority: spec.priority ?? 0,
     rules: { route: spec.route?.length ?? 0, svc: spec.svc?.length ?? 0, defaultRoute: !!spec.defaultRoute },
   };
   const terms: TermTrace[] = [];
   const evalTerm = (list: 'include' | 'exclude', index: number, term: PodSelectorTerm): TermTrace => {
     const v = termMatches(term, s);
-    const tt: TermTrace = { list, index, term: describeTerm(term), match: v.match, reason: v.match === 'yes' ? `matches ${describeTerm(term)}` : v.reason };
+    const tt: TermTrace = {
+      list,
+      index,
+      term: describeTerm(term),
+      match: v.match,
+      reason: v.match === 'yes' ? `matches ${describeTerm(term)}` : v.reason,
+    };
     terms.push(tt);
     return tt;
   };
@@ -77,22 +94,36 @@ export function traceRoute(route: Route, s: Subject): RouteTrace {
     let unknown: TermTrace | undefined;
     for (const [i, t] of spec.include.entries()) {
       const tt = evalTerm('include', i, t);
-      if (tt.match === 'yes') { hit = tt; break; }
+      if (tt.match === 'yes') {
+        hit = tt;
+        break;
+      }
       if (tt.match === 'unknown' && !unknown) unknown = tt;
     }
     if (hit) included = { decidedBy: `include[${hit.index}]`, reason: `included by include[${hit.index}]: ${hit.reason}` };
     else if (unknown) return { ...base, selects: 'unknown', decidedBy: `include[${unknown.index}]`, reason: unknown.reason, terms };
     else {
       return {
-        ...base, selects: 'no', decidedBy: spec.include.length ? 'include (no term matched)' : 'include is empty',
-        reason: spec.include.length ? `not included: ${terms.map((t) => `include[${t.index}]: ${t.reason}`).join('; ')}` : 'not included: include is empty',
+        ...base,
+        selects: 'no',
+        decidedBy: spec.include.length ? 'include (no term matched)' : 'include is empty',
+        reason: spec.include.length
+          ? `not included: ${terms.map((t) => `include[${t.index}]: ${t.reason}`).join('; ')}`
+          : 'not included: include is empty',
         terms,
       };
     }
   }
   for (const [i, t] of (spec.exclude ?? []).entries()) {
     const tt = evalTerm('exclude', i, t);
-    if (tt.match === 'yes') return { ...base, selects: 'no', decidedBy: `exclude[${i}]`, reason: `excluded by exclude[${i}]: ${tt.reason} (exclude wins over include)`, terms };
+    if (tt.match === 'yes')
+      return {
+        ...base,
+        selects: 'no',
+        decidedBy: `exclude[${i}]`,
+        reason: `excluded by exclude[${i}]: ${tt.reason} (exclude wins over include)`,
+        terms,
+      };
     if (tt.match === 'unknown') return { ...base, selects: 'unknown', decidedBy: `exclude[${i}]`, reason: tt.reason, terms };
   }
   return { ...base, selects: 'yes', ...included, terms };
@@ -110,13 +141,21 @@ export function tracePlan(pod: Pod, ctx: ResolveContext): PlanTrace {
   const name = (r: Route) => r.metadata?.name ?? '';
   const routes = [...ctx.routes].sort((a, b) => (name(a) < name(b) ? -1 : name(a) > name(b) ? 1 : 0)).map((r) => traceRoute(r, s));
   const m = pod.metadata ?? {};
-  return { pod: `${m.namespace ?? ''}/${m.name ?? m.generateName ?? ''}`, gates, routes, resolution: resolvePlan(pod, ctx, { origins: true }) };
+  return {
+    pod: `${m.namespace ?? ''}/${m.name ?? m.generateName ?? ''}`,
+    gates,
+    routes,
+    resolution: resolvePlan(pod, ctx, { origins: true }),
+  };
 }
 
 function passedWhy(code: string, mode: string): string {
   switch (code) {
-    case 'host-network': return 'pod is not hostNetwork';
-    case 'opted-out': return 'neither the pod nor its namespace is labelled routes.k8s.ovn.org/inject=disabled';
-    default: return mode === 'opt-in' ? 'pod or namespace is labelled routes.k8s.ovn.org/inject=enabled' : 'mode is default: no opt-in needed';
+    case 'host-network':
+      return 'pod is not hostNetwork';
+    case 'opted-out':
+      return 'neither the pod nor its namespace is labelled routes.k8s.ovn.org/inject=disabled';
+    default:
+      return mode === 'opt-in' ? 'pod or namespace is labelled routes.k8s.ovn.org/inject=enabled' : 'mode is default: no opt-in needed';
   }
 }

@@ -102,7 +102,12 @@ export interface PodSelectorTerm {
  * the preferred source address (RTA_PREFSRC). Absent means "not set": no MTU/ADVMSS/PREFSRC
  * attribute, and any metric (an existing route's metric is kept, a new one gets the kernel's).
  */
-export interface RouteAttrs { src?: string; metric?: number; mtu?: number; advmss?: number }
+export interface RouteAttrs {
+  src?: string;
+  metric?: number;
+  mtu?: number;
+  advmss?: number;
+}
 /**
  * The `via` keyword for "the gateway of this rule's dev on each pod" (docs/routing.md): the
  * plan carries it as is and the node agent resolves it in the pod's netns, since on
@@ -113,9 +118,21 @@ export const GATEWAY_VIA = 'gateway';
 /** Attribute names in their canonical (plan) order. */
 export const ROUTE_ATTR_KEYS = ['src', 'metric', 'mtu', 'advmss'] as const;
 
-export interface CidrRule extends RouteAttrs { dst: string; dev: string; via?: string }
-export interface SvcRule extends RouteAttrs { namespace: string; name: string; dev: string; via?: string }
-export interface DefaultRouteRule extends RouteAttrs { dev: string; via?: string }
+export interface CidrRule extends RouteAttrs {
+  dst: string;
+  dev: string;
+  via?: string;
+}
+export interface SvcRule extends RouteAttrs {
+  namespace: string;
+  name: string;
+  dev: string;
+  via?: string;
+}
+export interface DefaultRouteRule extends RouteAttrs {
+  dev: string;
+  via?: string;
+}
 
 export interface RouteSpec {
   route?: CidrRule[];
@@ -158,7 +175,11 @@ export interface Route extends KubeObject {
 }
 
 /** One route of a plan: dst is a canonical CIDR; no `via` means a link-scope route on dev. */
-export interface PlanRoute extends RouteAttrs { dst: string; dev: string; via?: string }
+export interface PlanRoute extends RouteAttrs {
+  dst: string;
+  dev: string;
+  via?: string;
+}
 
 /** The plan the webhook/controller resolve for a pod and the injector applies. */
 export interface Plan {
@@ -177,7 +198,14 @@ export interface Plan {
 }
 
 /** The plan's default route: dev, optional gateway and attributes. */
-export interface PlanDefault extends RouteAttrs { dev: string; via?: string }
+export interface PlanDefault extends RouteAttrs {
+  dev: string;
+  via?: string;
+}
 
 /** A workload object a pod belongs to, direct owner first. */
-export interface OwnerRef { kind: string; namespace: string; name: string }
+export interface OwnerRef {
+  kind: string;
+  namespace: string;
+  name: string;
+}

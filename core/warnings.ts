@@ -22,14 +22,19 @@ export const CLUSTER_NETWORK_DEV = 'eth0';
 export const DNS_SERVICE = { namespace: 'kube-system', name: 'kube-dns' } as const;
 
 export type WarningReason = 'DefaultRouteMovesServices' | 'GatewayNotPerNode';
-export interface RouteWarning { reason: WarningReason; field: string; message: string }
+export interface RouteWarning {
+  reason: WarningReason;
+  field: string;
+  message: string;
+}
 
 const contains = (c: CIDR, ip: IP): boolean =>
-  c.family === ip.family && (ip.value >> BigInt((c.family === 4 ? 32 : 128) - c.bits)) === (c.value >> BigInt((c.family === 4 ? 32 : 128) - c.bits));
+  c.family === ip.family &&
+  ip.value >> BigInt((c.family === 4 ? 32 : 128) - c.bits) === c.value >> BigInt((c.family === 4 ? 32 : 128) - c.bits);
 
 function linkLocal(ip: IP): boolean {
-  if (ip.family === 4) return (ip.value >> 16n) === 0xa9fen; // 169.254.0.0/16
-  return (ip.value >> 118n) === 0x3fan; // fe80::/10
+  if (ip.family === 4) return ip.value >> 16n === 0xa9fen; // 169.254.0.0/16
+  return ip.value >> 118n === 0x3fan; // fe80::/10
 }
 
 /** The warnings for `route`; `service` looks Services up (for the cluster DNS Service). */
@@ -40,8 +45,13 @@ export function routeWarnings(route: Route, service: (namespace: string, name: s
   if (d && d.dev !== CLUSTER_NETWORK_DEV) {
     const dns = service(DNS_SERVICE.namespace, DNS_SERVICE.name);
     const { ips } = serviceIPs(dns);
-    const pinnedBySvc = (spec.svc ?? []).some((s) => s.namespace === DNS_SERVICE.namespace && s.name === DNS_SERVICE.name && s.dev !== d.dev);
-    const rules = (spec.route ?? []).filter((r) => r.dev !== d.dev).map((r) => parseCIDR(r.dst)).flatMap((p) => (p.ok ? [p.value] : []));
+    const pinnedBySvc = (spec.svc ?? []).some(
+      (s) => s.namespace === DNS_SERVICE.namespace && s.name === DNS_SERVICE.name && s.dev !== d.dev,
+    );
+    const rules = (spec.route ?? [])
+      .filter((r) => r.dev !== d.dev)
+      .map((r) => parseCIDR(r.dst))
+      .flatMap((p) => (p.ok ? [p.value] : []));
     const unpinned = ips.filter((ip) => !rules.some((c) => contains(c, ip)));
     const dnsText = `${DNS_SERVICE.namespace}/${DNS_SERVICE.name}`;
     if (!pinnedBySvc && (ips.length === 0 || unpinned.length > 0)) {
@@ -49,7 +59,8 @@ export function routeWarnings(route: Route, service: (namespace: string, name: s
         ? `the cluster DNS Service ${dnsText} (${ips.map(formatIP).join(', ')}) and every other ClusterIP`
         : `ClusterIP traffic and cluster DNS (Service ${dnsText} was not found to check)`;
       out.push({
-        reason: 'DefaultRouteMovesServices', field: 'spec.defaultRoute',
+        reason: 'DefaultRouteMovesServices',
+        field: 'spec.defaultRoute',
         message: `spec.defaultRoute moves the pod's default route to ${d.dev}: ${what} then leave through ${d.dev}, where Services are usually unreachable, unless the Service CIDR is pinned; add a rule such as {dst: <Service CIDR>, dev: ${CLUSTER_NETWORK_DEV}, via: gateway} to spec.route (docs/routing.md)`,
       });
     }
@@ -59,7 +70,8 @@ export function routeWarnings(route: Route, service: (namespace: string, name: s
     const p = parseIP(via);
     if (!p.ok || linkLocal(p.value)) return;
     out.push({
-      reason: 'GatewayNotPerNode', field,
+      reason: 'GatewayNotPerNode',
+      field,
       message: `${field} ${via} is one gateway address for pods on every node, but each node's ${dev} subnet may have its own gateway (OVN-Kubernetes); use via: gateway for the gateway of ${dev} on each pod's node, or restrict the Route to the pods of one node`,
     });
   };

@@ -12,7 +12,11 @@ export class InputFileError extends Error {
   override name = 'InputFileError';
 }
 
-export interface ParsedDoc { doc: Document.Parsed; value: unknown; lines: LineCounter }
+export interface ParsedDoc {
+  doc: Document.Parsed;
+  value: unknown;
+  lines: LineCounter;
+}
 
 /** Parse every document of a YAML/JSON text; syntax errors name the file and line. */
 export function parseDocs(text: string, file: string): ParsedDoc[] {
@@ -26,9 +30,13 @@ export function parseDocs(text: string, file: string): ParsedDoc[] {
       const pos = lines.linePos(err.pos[0]);
       const tab = tabIndentedLine(text);
       if (tab !== undefined && (err.code === 'TAB_AS_INDENT' || tab <= pos.line)) {
-        throw new InputFileError(`${file}: line ${tab}: indented with a tab; YAML allows only spaces for indentation (replace the tab(s) at the start of line ${tab} with spaces)`);
+        throw new InputFileError(
+          `${file}: line ${tab}: indented with a tab; YAML allows only spaces for indentation (replace the tab(s) at the start of line ${tab} with spaces)`,
+        );
       }
-      throw new InputFileError(`${file}: line ${pos.line}, column ${pos.col}: not valid ${/\.json$/i.test(file) ? 'JSON' : 'YAML'}: ${err.message.split('\n')[0]}`);
+      throw new InputFileError(
+        `${file}: line ${pos.line}, column ${pos.col}: not valid ${/\.json$/i.test(file) ? 'JSON' : 'YAML'}: ${err.message.split('\n')[0]}`,
+      );
     }
     if (doc.contents === null) continue; // empty document (e.g. trailing ---)
     out.push({ doc, value: doc.toJS({ maxAliasCount: 1000 }), lines });

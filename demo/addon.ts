@@ -39,25 +39,32 @@ export interface Addon {
 }
 
 function must(res: { status: number; body?: any }, ok: number[], what: string): any {
-  if (!ok.includes(res.status)) throw new Error(`${what}: HTTP ${res.status}: ${res.body?.message ?? JSON.stringify(res.body ?? '').slice(0, 300)}`);
+  if (!ok.includes(res.status))
+    throw new Error(`${what}: HTTP ${res.status}: ${res.body?.message ?? JSON.stringify(res.body ?? '').slice(0, 300)}`);
   return res.body;
 }
 
 async function waitFor(what: string, proc: ServerProcess, ok: () => Promise<boolean>, ms = 90_000): Promise<void> {
   let ended: string | null = null;
-  void proc.exited.then((how) => { ended = how; });
+  void proc.exited.then((how) => {
+    ended = how;
+  });
   const deadline = Date.now() + ms;
   for (;;) {
     if (ended) throw new Error(`${what}: ${proc.name} ${ended}; last lines of ${proc.logPath}:\n${logTail(proc.logPath)}`);
     if (await ok().catch(() => false)) return;
-    if (Date.now() > deadline) throw new Error(`${what}: not so after ${ms / 1000} s; last lines of ${proc.logPath}:\n${logTail(proc.logPath)}`);
+    if (Date.now() > deadline)
+      throw new Error(`${what}: not so after ${ms / 1000} s; last lines of ${proc.logPath}:\n${logTail(proc.logPath)}`);
     await sleep(200);
   }
 }
 
 function httpsStatus(port: number, path: string, ca: Buffer): Promise<number> {
   return new Promise((resolve) => {
-    const req = request({ host: '127.0.0.1', port, path, ca, agent: false, timeout: 5000 }, (res) => { res.resume(); resolve(res.statusCode ?? 0); });
+    const req = request({ host: '127.0.0.1', port, path, ca, agent: false, timeout: 5000 }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
     req.on('timeout', () => req.destroy(new Error('timeout')));
     req.on('error', () => resolve(0));
     req.end();
@@ -65,21 +72,41 @@ function httpsStatus(port: number, path: string, ca: Buffer): Promise<number> {
 }
 
 async function token(kc: KubeConfig, ns: string, sa: string, boundPod?: { name: string; uid: string }): Promise<string> {
-  const body = must(await kubeRequest(kc, 'POST', `/api/v1/namespaces/${ns}/serviceaccounts/${sa}/token`, {
-    body: {
-      apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest',
-      spec: { expirationSeconds: 24 * 3600, ...(boundPod ? { boundObjectRef: { apiVersion: 'v1', kind: 'Pod', ...boundPod } } : {}) },
-    },
-  }), [201], `a token for ServiceAccount ${ns}/${sa}`);
+  const body = must(
+    await kubeRequest(kc, 'POST', `/api/v1/namespaces/${ns}/serviceaccounts/${sa}/token`, {
+      body: {
+        apiVersion: 'authentication.k8s.io/v1',
+        kind: 'TokenRequest',
+        spec: { expirationSeconds: 24 * 3600, ...(boundPod ? { boundObjectRef: { apiVersion: 'v1', kind: 'Pod', ...boundPod } } : {}) },
+      },
+    }),
+    [201],
+    `a token for ServiceAccount ${ns}/${sa}`,
+  );
   return String(body.status.token);
 }
 
 /** Install and start the add-on; `progress` gets one line per step. */
-export async function installAddon(cp: ControlPlane, node: RealNode, work: string, keep: boolean, progress: (l: string) => void): Promise<Addon> {
+export async function installAddon(
+  cp: ControlPlane,
+  node: RealNode,
+  work: string,
+  keep: boolean,
+  progress: (l: string) => void,
+): Promise<Addon> {
   const { kc } = cp;
-  const files = ['crds/route.yaml', 'deploy/namespace.yaml', 'deploy/webhook-rbac.yaml',
-    'deploy/node-injector-rbac.yaml', 'deploy/node-injector-priorityclass.yaml', 'deploy/node-injector-policy.yaml'];
-  for (const r of await applyManifests(kc, files.flatMap((f) => loadYamlDocuments(join(repoRoot, f))))) {
+  const files = [
+    'crds/route.yaml',
+    'deploy/namespace.yaml',
+    'deploy/webhook-rbac.yaml',
+    'deploy/node-injector-rbac.yaml',
+    'deploy/node-injector-priorityclass.yaml',
+    'deploy/node-injector-policy.yaml',
+  ];
+  for (const r of await applyManifests(
+    kc,
+    files.flatMap((f) => loadYamlDocuments(join(repoRoot, f))),
+  )) {
     if (!r.ok) throw new Error(`apply ${r.object}: ${r.message}`);
   }
   await waitForCRDEstablished(kc, 'routes.k8s.ovn.org');
@@ -87,49 +114,128 @@ export async function installAddon(cp: ControlPlane, node: RealNode, work: strin
 
   const certDir = join(work, 'certs');
   mkdirSync(certDir, { recursive: true });
-  await execFileP(join(repoRoot, 'certs', 'gen.sh'), [certDir, '--san', 'IP:127.0.0.1'], { timeout: 120_000 }).catch((e: Error & { stderr?: string }) => {
-    throw new Error(`certs/gen.sh: ${e.stderr?.trim() || e.message}`);
-  });
+  await execFileP(join(repoRoot, 'certs', 'gen.sh'), [certDir, '--san', 'IP:127.0.0.1'], { timeout: 120_000 }).catch(
+    (e: Error & { stderr?: string }) => {
+      throw new Error(`certs/gen.sh: ${e.stderr?.trim() || e.message}`);
+    },
+  );
   progress(`certs/gen.sh made the serving pair and the plan key in ${certDir}`);
 
   // The webhook + controller as deploy/'s ServiceAccount.
   const whKubeconfig = join(work, 'webhook.kubeconfig');
-  writeFileSync(whKubeconfig, kubeConfigWithToken(cp, await token(kc, 'ovnkube-route', 'ovnkube-route-webhook')).exportConfig(), { mode: 0o600 });
+  writeFileSync(whKubeconfig, kubeConfigWithToken(cp, await token(kc, 'ovnkube-route', 'ovnkube-route-webhook')).exportConfig(), {
+    mode: 0o600,
+  });
   const webhookPort = await freePort();
-  const webhook = startServer(cp.dir, 'ovnkube-route-webhook', process.execPath, [cliPath, 'webhook',
-    '--tls-cert', join(certDir, 'tls.crt'), '--tls-key', join(certDir, 'tls.key'), '--plan-key', join(certDir, 'plan.key'),
-    '--kubeconfig', whKubeconfig, '--listen-address', '127.0.0.1', '--port', String(webhookPort),
-    '--trusted-user', 'system:serviceaccount:ovnkube-route:ovnkube-route-webhook'], keep);
+  const webhook = startServer(
+    cp.dir,
+    'ovnkube-route-webhook',
+    process.execPath,
+    [
+      cliPath,
+      'webhook',
+      '--tls-cert',
+      join(certDir, 'tls.crt'),
+      '--tls-key',
+      join(certDir, 'tls.key'),
+      '--plan-key',
+      join(certDir, 'plan.key'),
+      '--kubeconfig',
+      whKubeconfig,
+      '--listen-address',
+      '127.0.0.1',
+      '--port',
+      String(webhookPort),
+      '--trusted-user',
+      'system:serviceaccount:ovnkube-route:ovnkube-route-webhook',
+    ],
+    keep,
+  );
   const ca = readFileSync(join(certDir, 'ca.crt'));
   await waitFor('the webhook is ready', webhook, async () => (await httpsStatus(webhookPort, '/readyz', ca)) === 200);
   const [config] = loadYamlDocuments(join(repoRoot, 'deploy', 'webhook-config.yaml')) as any[];
-  for (const w of config.webhooks) w.clientConfig = { url: `https://127.0.0.1:${webhookPort}/mutate`, caBundle: readFileSync(join(certDir, 'ca-bundle.b64'), 'utf8').trim() };
-  must(await kubeRequest(kc, 'PATCH', `/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/${config.metadata.name}`, {
-    query: { fieldManager: 'ovnkube-route-demo', force: 'true' }, contentType: 'application/apply-patch+yaml', body: config,
-  }), [200, 201], 'register deploy/webhook-config.yaml');
+  for (const w of config.webhooks)
+    w.clientConfig = {
+      url: `https://127.0.0.1:${webhookPort}/mutate`,
+      caBundle: readFileSync(join(certDir, 'ca-bundle.b64'), 'utf8').trim(),
+    };
+  must(
+    await kubeRequest(kc, 'PATCH', `/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/${config.metadata.name}`, {
+      query: { fieldManager: 'ovnkube-route-demo', force: 'true' },
+      contentType: 'application/apply-patch+yaml',
+      body: config,
+    }),
+    [200, 201],
+    'register deploy/webhook-config.yaml',
+  );
   progress(`webhook + controller ready on https://127.0.0.1:${webhookPort} (pid ${webhook.pid}), registered as ${config.metadata.name}`);
 
   // The agent as the injector ServiceAccount, its token bound to its own pod on the node.
   const self = nodePod('ovnkube-route-agent-demo', node.name, { hostNetwork: true });
   (self.spec as Record<string, unknown>).serviceAccountName = 'ovnkube-route-injector';
-  const selfPod = must(await kubeRequest(kc, 'POST', '/api/v1/namespaces/ovnkube-route/pods', { body: self }), [201], 'the agent\'s own pod');
+  const selfPod = must(
+    await kubeRequest(kc, 'POST', '/api/v1/namespaces/ovnkube-route/pods', { body: self }),
+    [201],
+    "the agent's own pod",
+  );
   const agentKubeconfig = join(work, 'agent.kubeconfig');
-  writeFileSync(agentKubeconfig, kubeConfigWithToken(cp, await token(kc, 'ovnkube-route', 'ovnkube-route-injector',
-    { name: String(selfPod.metadata.name), uid: String(selfPod.metadata.uid) })).exportConfig(), { mode: 0o600 });
+  writeFileSync(
+    agentKubeconfig,
+    kubeConfigWithToken(
+      cp,
+      await token(kc, 'ovnkube-route', 'ovnkube-route-injector', {
+        name: String(selfPod.metadata.name),
+        uid: String(selfPod.metadata.uid),
+      }),
+    ).exportConfig(),
+    { mode: 0o600 },
+  );
   const agentMetricsPort = await freePort();
   const stateDir = join(work, 'agent-state');
   mkdirSync(stateDir, { recursive: true });
-  const agent = startServer(cp.dir, 'ovnkube-route-agent', process.execPath, [cliPath, 'agent', '--node-name', node.name,
-    '--plan-key', join(certDir, 'plan.key'), '--kubeconfig', agentKubeconfig,
-    '--cni-cache-dir', CNI_CACHE_DIR, '--netns-dir', '/var/run/netns', '--state-dir', stateDir,
-    '--metrics-addr', `127.0.0.1:${agentMetricsPort}`,
-    '--cni-socket', join(work, 'cni.sock'), '--cni-missed-dir', join(work, 'cni-missed'),
-    '--cni-bin-dir', join(node.dir, 'cni', 'bin'), '--cni-conf-dir', join(node.dir, 'cni', 'net.d')], keep);
+  const agent = startServer(
+    cp.dir,
+    'ovnkube-route-agent',
+    process.execPath,
+    [
+      cliPath,
+      'agent',
+      '--node-name',
+      node.name,
+      '--plan-key',
+      join(certDir, 'plan.key'),
+      '--kubeconfig',
+      agentKubeconfig,
+      '--cni-cache-dir',
+      CNI_CACHE_DIR,
+      '--netns-dir',
+      '/var/run/netns',
+      '--state-dir',
+      stateDir,
+      '--metrics-addr',
+      `127.0.0.1:${agentMetricsPort}`,
+      '--cni-socket',
+      join(work, 'cni.sock'),
+      '--cni-missed-dir',
+      join(work, 'cni-missed'),
+      '--cni-bin-dir',
+      join(node.dir, 'cni', 'bin'),
+      '--cni-conf-dir',
+      join(node.dir, 'cni', 'net.d'),
+    ],
+    keep,
+  );
   await waitFor('the agent is ready', agent, async () => (await httpGet(agentMetricsPort, '/readyz')).status === 200);
-  progress(`agent ready (pid ${agent.pid}), CNI-time injection chained after Multus; metrics on http://127.0.0.1:${agentMetricsPort}/metrics`);
+  progress(
+    `agent ready (pid ${agent.pid}), CNI-time injection chained after Multus; metrics on http://127.0.0.1:${agentMetricsPort}/metrics`,
+  );
 
   return {
-    certDir, webhook, agent, agentMetricsPort, webhookPort,
+    certDir,
+    webhook,
+    agent,
+    agentMetricsPort,
+    webhookPort,
     async stop() {
       // The agent first: a clean stop takes its CNI plugin out of the node's chain.
       await stopGroup(agent.pid, agent.child, 15_000);

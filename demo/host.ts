@@ -50,18 +50,29 @@ const quiet = (cmd: string, args: string[]): boolean => spawnSync(cmd, args, { s
 
 /** The host's routes that would overlap a demo range (then the demo must not blackhole it). */
 export function overlapsHost(cidrs: string[]): string[] {
-  const toInt = (ip: string) => ip.split('.').reduce((a, b) => (a * 256) + Number(b), 0);
+  const toInt = (ip: string) => ip.split('.').reduce((a, b) => a * 256 + Number(b), 0);
   const range = (c: string): [number, number] => {
     const [ip, len] = c.split('/') as [string, string];
     const size = 2 ** (32 - Number(len));
     const start = Math.floor(toInt(ip) / size) * size;
     return [start, start + size - 1];
   };
-  const routes = JSON.parse(run('ip', ['-j', '-4', 'route', 'show', 'table', 'all'], 'read the host routes') || '[]') as Array<{ dst: string; type?: string; dev?: string }>;
-  const addrs = JSON.parse(run('ip', ['-j', '-4', 'addr'], 'read the host addresses') || '[]') as Array<{ ifname: string; addr_info: Array<{ local: string; prefixlen: number }> }>;
+  const routes = JSON.parse(run('ip', ['-j', '-4', 'route', 'show', 'table', 'all'], 'read the host routes') || '[]') as Array<{
+    dst: string;
+    type?: string;
+    dev?: string;
+  }>;
+  const addrs = JSON.parse(run('ip', ['-j', '-4', 'addr'], 'read the host addresses') || '[]') as Array<{
+    ifname: string;
+    addr_info: Array<{ local: string; prefixlen: number }>;
+  }>;
   const host: string[] = [
-    ...routes.filter((r) => r.dst !== 'default' && r.type !== 'blackhole' && !r.dev?.startsWith('ovnkr') && r.dev !== 'lo').map((r) => (r.dst.includes('/') ? r.dst : `${r.dst}/32`)),
-    ...addrs.filter((a) => a.ifname !== 'lo' && !a.ifname.startsWith('ovnkr')).flatMap((a) => a.addr_info.map((i) => `${i.local}/${i.prefixlen}`)),
+    ...routes
+      .filter((r) => r.dst !== 'default' && r.type !== 'blackhole' && !r.dev?.startsWith('ovnkr') && r.dev !== 'lo')
+      .map((r) => (r.dst.includes('/') ? r.dst : `${r.dst}/32`)),
+    ...addrs
+      .filter((a) => a.ifname !== 'lo' && !a.ifname.startsWith('ovnkr'))
+      .flatMap((a) => a.addr_info.map((i) => `${i.local}/${i.prefixlen}`)),
   ];
   const out: string[] = [];
   for (const c of cidrs) {
@@ -90,10 +101,11 @@ export function setupHost(o: { serviceIPs: string[]; eth1Targets: string[]; blac
   }
   // sink1: on the eth1 bridge (made here when no pod has made it yet; the bridge plugin uses
   // an existing bridge as it is, and the node's teardown removes it either way).
-  if (!existsSync(`/sys/class/net/${ETH1_BRIDGE}`)) run('ip', ['link', 'add', ETH1_BRIDGE, 'type', 'bridge'], `create the eth1 bridge ${ETH1_BRIDGE}`);
+  if (!existsSync(`/sys/class/net/${ETH1_BRIDGE}`))
+    run('ip', ['link', 'add', ETH1_BRIDGE, 'type', 'bridge'], `create the eth1 bridge ${ETH1_BRIDGE}`);
   run('ip', ['link', 'set', ETH1_BRIDGE, 'up'], `set ${ETH1_BRIDGE} up`);
   run('ip', ['netns', 'add', SINK1], 'create the eth1 sink');
-  run('ip', ['link', 'add', SINK1_BR, 'type', 'veth', 'peer', 'name', SINK1_NS_IF, 'netns', SINK1], 'the eth1 sink\'s veth');
+  run('ip', ['link', 'add', SINK1_BR, 'type', 'veth', 'peer', 'name', SINK1_NS_IF, 'netns', SINK1], "the eth1 sink's veth");
   run('ip', ['link', 'set', SINK1_BR, 'master', ETH1_BRIDGE, 'up'], `attach the eth1 sink to ${ETH1_BRIDGE}`);
   const in1 = (args: string[], what: string) => run('ip', ['-n', SINK1, ...args], what);
   in1(['link', 'set', 'lo', 'up'], 'sink1 lo');
@@ -104,9 +116,9 @@ export function setupHost(o: { serviceIPs: string[]; eth1Targets: string[]; blac
   // source) there is no route, so nothing leaves sink1 except on the bridge.
   // sink0: behind the host, like a Calico host route.
   run('ip', ['netns', 'add', SINK0], 'create the eth0 sink');
-  run('ip', ['link', 'add', SINK0_HOST, 'type', 'veth', 'peer', 'name', SINK0_NS_IF, 'netns', SINK0], 'the eth0 sink\'s veth');
-  run('ip', ['addr', 'add', `${SINK0_LINK.host}/30`, 'dev', SINK0_HOST], 'the eth0 sink\'s host address');
-  run('ip', ['link', 'set', SINK0_HOST, 'up'], 'the eth0 sink\'s host side up');
+  run('ip', ['link', 'add', SINK0_HOST, 'type', 'veth', 'peer', 'name', SINK0_NS_IF, 'netns', SINK0], "the eth0 sink's veth");
+  run('ip', ['addr', 'add', `${SINK0_LINK.host}/30`, 'dev', SINK0_HOST], "the eth0 sink's host address");
+  run('ip', ['link', 'set', SINK0_HOST, 'up'], "the eth0 sink's host side up");
   const in0 = (args: string[], what: string) => run('ip', ['-n', SINK0, ...args], what);
   in0(['link', 'set', 'lo', 'up'], 'sink0 lo');
   in0(['addr', 'add', `${SINK0_LINK.sink}/30`, 'dev', SINK0_NS_IF], 'sink0 address');
@@ -120,13 +132,21 @@ export function setupHost(o: { serviceIPs: string[]; eth1Targets: string[]; blac
     save();
   }
   // The node's guard drops everything pods send through the host; let through what goes to sink0.
-  run('iptables', ['-w', '-I', GUARD, '1', '-o', SINK0_HOST, '-j', 'ACCEPT'], 'let pod traffic reach sink0 through the node\'s forward guard');
+  run(
+    'iptables',
+    ['-w', '-I', GUARD, '1', '-o', SINK0_HOST, '-j', 'ACCEPT'],
+    "let pod traffic reach sink0 through the node's forward guard",
+  );
 }
 
 /** Remove every host piece of the demo (by name and by the recorded state); idempotent. */
 export function removeHost(log: (l: string) => void = () => {}): void {
   let state: HostState | null = null;
-  try { state = JSON.parse(readFileSync(HOST_STATE, 'utf8')) as HostState; } catch { /* none */ }
+  try {
+    state = JSON.parse(readFileSync(HOST_STATE, 'utf8')) as HostState;
+  } catch {
+    /* none */
+  }
   let n = 0;
   for (const c of [...(state?.blackholes ?? []), ...(state?.sink0Routes ?? [])]) if (quiet('ip', ['route', 'del', c])) n++;
   while (quiet('iptables', ['-w', '-D', GUARD, '-o', SINK0_HOST, '-j', 'ACCEPT'])) n++;
@@ -150,16 +170,26 @@ export function countOn(veths: Record<string, string>, dsts: string[]): Counters
   run('nft', ['add', 'table', 'netdev', NFT_TABLE], 'an nftables table for the counters');
   for (const [nic, veth] of Object.entries(veths)) {
     const chain = `from_${nic}`;
-    run('nft', ['add', 'chain', 'netdev', NFT_TABLE, chain, `{ type filter hook ingress device "${veth}" priority 0; policy accept; }`], `a counter chain on ${veth}`);
+    run(
+      'nft',
+      ['add', 'chain', 'netdev', NFT_TABLE, chain, `{ type filter hook ingress device "${veth}" priority 0; policy accept; }`],
+      `a counter chain on ${veth}`,
+    );
     for (const d of dsts) {
-      run('nft', ['add', 'rule', 'netdev', NFT_TABLE, chain, 'ip', 'daddr', d, 'icmp', 'type', 'echo-request', 'counter', 'comment', `"${d}"`], `a counter for ${d} on ${veth}`);
+      run(
+        'nft',
+        ['add', 'rule', 'netdev', NFT_TABLE, chain, 'ip', 'daddr', d, 'icmp', 'type', 'echo-request', 'counter', 'comment', `"${d}"`],
+        `a counter for ${d} on ${veth}`,
+      );
     }
   }
   return {
     veths,
     read() {
       const out: Record<string, Record<string, number>> = {};
-      const j = JSON.parse(run('nft', ['-j', 'list', 'table', 'netdev', NFT_TABLE], 'read the counters')) as { nftables: Array<Record<string, any>> };
+      const j = JSON.parse(run('nft', ['-j', 'list', 'table', 'netdev', NFT_TABLE], 'read the counters')) as {
+        nftables: Array<Record<string, any>>;
+      };
       for (const item of j.nftables) {
         const rule = item.rule as { chain: string; comment?: string; expr: Array<Record<string, any>> } | undefined;
         if (!rule?.comment) continue;
@@ -174,7 +204,10 @@ export function countOn(veths: Record<string, string>, dsts: string[]): Counters
 
 /** The host-side peer of each of a netns's veths (by the interface's link index). */
 export function hostPeers(netnsName: string, nics: string[]): Record<string, string> {
-  const links = JSON.parse(run('ip', ['-n', netnsName, '-j', 'link'], `read the links of ${netnsName}`)) as Array<{ ifname: string; link_index?: number }>;
+  const links = JSON.parse(run('ip', ['-n', netnsName, '-j', 'link'], `read the links of ${netnsName}`)) as Array<{
+    ifname: string;
+    link_index?: number;
+  }>;
   const host = JSON.parse(run('ip', ['-j', 'link'], 'read the host links')) as Array<{ ifname: string; ifindex: number }>;
   const out: Record<string, string> = {};
   for (const nic of nics) {

@@ -25,7 +25,19 @@ import { until } from '../test/util/until.js';
 import { installAddon, type Addon } from './addon.js';
 import { countOn, hostPeers, HOST_STATE, overlapsHost, removeHost, setupHost, SINK0, SINK1, type Counters } from './host.js';
 import { formatTable, parseRouteN, rowKey, type TableRow } from './table.js';
-import { applyRoute, createNamespaces, createPods, createServices, DEMO_RANGES, demoRoute, OPTED_OUT, OVN_ROUTE, SERVICE_RANGE, SERVICES, type DemoPod } from './world.js';
+import {
+  applyRoute,
+  createNamespaces,
+  createPods,
+  createServices,
+  DEMO_RANGES,
+  demoRoute,
+  OPTED_OUT,
+  OVN_ROUTE,
+  SERVICE_RANGE,
+  SERVICES,
+  type DemoPod,
+} from './world.js';
 
 const HELP = `Usage: npm run demo -- [-o text|json] [--keep] [--down]
 
@@ -54,26 +66,53 @@ Flags:
   -h, --help            show this help
 `;
 
-interface Options { json: boolean; keep: boolean; down: boolean }
+interface Options {
+  json: boolean;
+  keep: boolean;
+  down: boolean;
+}
 
 function parseOptions(argv: string[]): Options {
   const { values } = parseArgs({
-    args: argv, strict: true, allowPositionals: false,
-    options: { output: { type: 'string', short: 'o', default: 'text' }, keep: { type: 'boolean', default: false }, down: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h' } },
+    args: argv,
+    strict: true,
+    allowPositionals: false,
+    options: {
+      output: { type: 'string', short: 'o', default: 'text' },
+      keep: { type: 'boolean', default: false },
+      down: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h' },
+    },
   });
-  if (values.help) { process.stdout.write(HELP); process.exit(0); }
-  if (values.output !== 'text' && values.output !== 'json') throw new Error(`--output: expected text or json, got ${JSON.stringify(values.output)}`);
+  if (values.help) {
+    process.stdout.write(HELP);
+    process.exit(0);
+  }
+  if (values.output !== 'text' && values.output !== 'json')
+    throw new Error(`--output: expected text or json, got ${JSON.stringify(values.output)}`);
   return { json: values.output === 'json', keep: values.keep!, down: values.down! };
 }
 
 // ---- output: the person reads stdout (text) or stderr (with -o json) ----
 
 let opts: Options = { json: false, keep: false, down: false };
-const human = (s: string): void => { (opts.json ? process.stderr : process.stdout).write(`${s}\n`); };
-const progress = (s: string): void => { process.stderr.write(`   · ${s}\n`); };
-const indent = (s: string, n = 3): string => s.split('\n').map((l) => ' '.repeat(n) + l).join('\n');
+const human = (s: string): void => {
+  (opts.json ? process.stderr : process.stdout).write(`${s}\n`);
+};
+const progress = (s: string): void => {
+  process.stderr.write(`   · ${s}\n`);
+};
+const indent = (s: string, n = 3): string =>
+  s
+    .split('\n')
+    .map((l) => ' '.repeat(n) + l)
+    .join('\n');
 
-interface PhaseResult { name: string; seconds: number; ok: boolean }
+interface PhaseResult {
+  name: string;
+  seconds: number;
+  ok: boolean;
+}
 const phases: PhaseResult[] = [];
 const problems: string[] = [];
 
@@ -106,7 +145,9 @@ function podNetnsName(uid: string): string {
       if (j.networkName !== 'cni-loopback' || !(j.cniArgs as string[][]).some(([k, v]) => k === 'K8S_POD_UID' && v === uid)) continue;
       const path: string = j.netns ?? j.result.interfaces.find((i: { sandbox?: string }) => i.sandbox).sandbox;
       return basename(path);
-    } catch { /* being written or removed */ }
+    } catch {
+      /* being written or removed */
+    }
   }
   throw new Error(`no CNI cache file names pod UID ${uid}`);
 }
@@ -116,7 +157,11 @@ const statusOf = (p: Pod): InjectorStatus | undefined => decodeInjectorStatus(p.
 
 // ---- the table from inside the pod ----
 
-interface TableView { rows: TableRow[]; missing: string[]; text: string }
+interface TableView {
+  rows: TableRow[];
+  missing: string[];
+  text: string;
+}
 
 async function tableInPod(cp: ControlPlane, pod: DemoPod, ips: Record<string, string>, nginxDev: string): Promise<TableView> {
   const routeN = await podExec(cp.kc, pod.namespace, pod.name, 'c', ['route', '-n']);
@@ -145,16 +190,31 @@ async function tableInPod(cp: ControlPlane, pod: DemoPod, ips: Record<string, st
   ];
   const have = new Set(rows.map(rowKey));
   const missing = target.filter((r) => !have.has(r));
-  const text = formatTable(['Destination', 'Gateway', 'Genmask', 'Flags', 'Iface', 'Owner', 'Why'],
-    rows.map((r) => [r.destination, r.gateway, r.genmask, r.flags, r.iface, r.owner, r.why]));
+  const text = formatTable(
+    ['Destination', 'Gateway', 'Genmask', 'Flags', 'Iface', 'Owner', 'Why'],
+    rows.map((r) => [r.destination, r.gateway, r.genmask, r.flags, r.iface, r.owner, r.why]),
+  );
   return { rows, missing, text };
 }
 
 // ---- traffic ----
 
-interface TrafficRow { dst: string; what: string; planned: string; sent: number; replies: number; seen: Record<string, number>; carriedBy: string | null }
+interface TrafficRow {
+  dst: string;
+  what: string;
+  planned: string;
+  sent: number;
+  replies: number;
+  seen: Record<string, number>;
+  carriedBy: string | null;
+}
 
-async function traffic(cp: ControlPlane, pod: DemoPod, counters: Counters, targets: Array<{ dst: string; what: string; planned: string }>): Promise<TrafficRow[]> {
+async function traffic(
+  cp: ControlPlane,
+  pod: DemoPod,
+  counters: Counters,
+  targets: Array<{ dst: string; what: string; planned: string }>,
+): Promise<TrafficRow[]> {
   const out: TrafficRow[] = [];
   for (const t of targets) {
     const before = counters.read()[t.dst] ?? {};
@@ -163,40 +223,77 @@ async function traffic(cp: ControlPlane, pod: DemoPod, counters: Counters, targe
     const after = counters.read()[t.dst] ?? {};
     const seen = Object.fromEntries(Object.keys(counters.veths).map((nic) => [nic, (after[nic] ?? 0) - (before[nic] ?? 0)]));
     const sent = m ? Number(m[1]) : 0;
-    const carriers = Object.entries(seen).filter(([, n]) => n > 0).map(([nic]) => nic);
+    const carriers = Object.entries(seen)
+      .filter(([, n]) => n > 0)
+      .map(([nic]) => nic);
     out.push({ ...t, sent, replies: m ? Number(m[2]) : 0, seen, carriedBy: carriers.length === 1 ? carriers[0]! : null });
   }
   return out;
 }
 
 function trafficText(rows: TrafficRow[], veths: Record<string, string>): string {
-  return formatTable(['Destination', 'What', 'Planned', 'Sent', 'Replies', `on eth0 (${veths.eth0})`, `on eth1 (${veths.eth1})`, 'Verdict'],
-    rows.map((r) => [r.dst, r.what, r.planned, String(r.sent), String(r.replies), String(r.seen.eth0 ?? 0), String(r.seen.eth1 ?? 0),
-      r.carriedBy === r.planned && r.sent > 0 && (r.seen[r.planned] ?? 0) >= r.sent ? `left by ${r.planned}, as planned` : 'NOT as planned']));
+  return formatTable(
+    ['Destination', 'What', 'Planned', 'Sent', 'Replies', `on eth0 (${veths.eth0})`, `on eth1 (${veths.eth1})`, 'Verdict'],
+    rows.map((r) => [
+      r.dst,
+      r.what,
+      r.planned,
+      String(r.sent),
+      String(r.replies),
+      String(r.seen.eth0 ?? 0),
+      String(r.seen.eth1 ?? 0),
+      r.carriedBy === r.planned && r.sent > 0 && (r.seen[r.planned] ?? 0) >= r.sent ? `left by ${r.planned}, as planned` : 'NOT as planned',
+    ]),
+  );
 }
 
 function checkTraffic(rows: TrafficRow[], when: string): void {
   for (const r of rows) {
-    check(r.sent > 0 && r.carriedBy === r.planned && (r.seen[r.planned] ?? 0) >= r.sent,
-      `${when}: pings to ${r.dst} (${r.what}) should leave by ${r.planned}; seen ${JSON.stringify(r.seen)}`);
+    check(
+      r.sent > 0 && r.carriedBy === r.planned && (r.seen[r.planned] ?? 0) >= r.sent,
+      `${when}: pings to ${r.dst} (${r.what}) should leave by ${r.planned}; seen ${JSON.stringify(r.seen)}`,
+    );
     check(r.replies === r.sent, `${when}: ${r.dst} (${r.what}): ${r.replies} of ${r.sent} replies from the sink`);
   }
 }
 
 // ---- the other pods ----
 
-interface Explained { pod: string; kind: string; plan: string; status: string; events: string[]; why: string }
+interface Explained {
+  pod: string;
+  kind: string;
+  plan: string;
+  status: string;
+  events: string[];
+  why: string;
+}
 
 async function explainPod(cp: ControlPlane, p: DemoPod, planKey: ReturnType<typeof parsePlanKey>): Promise<Explained> {
   const pod = await getPod(cp, p.namespace, p.name);
   const ann = pod.metadata?.annotations?.[PLAN_ANNOTATION];
   const decoded = ann === undefined ? undefined : decodePlan(ann, { namespace: p.namespace, keys: [planKey], requireSignature: true });
-  const plan = ann === undefined ? 'none' : decoded?.ok ? `${decoded.plan.routes.length} route(s), signed by the cluster's key` : `present but refused: ${decoded?.ok === false ? decoded.error : '?'}`;
+  const plan =
+    ann === undefined
+      ? 'none'
+      : decoded?.ok
+        ? `${decoded.plan.routes.length} route(s), signed by the cluster's key`
+        : `present but refused: ${decoded?.ok === false ? decoded.error : '?'}`;
   const st = statusOf(pod);
-  const status = !st ? 'none (the agent has nothing to report)'
+  const status = !st
+    ? 'none (the agent has nothing to report)'
     : `applied ${st.applied}, skipped ${st.skipped.length}${st.skipped.length ? ` (${st.skipped.map((s) => `${s.dst} ${s.dev ?? ''}: ${s.reason}`).join('; ')})` : ''}${st.plan === '' ? ', no plan in force' : ''}`;
-  const ev = await kubeRequest(cp.kc, 'GET', `/api/v1/namespaces/${p.namespace}/events`, { query: { fieldSelector: `involvedObject.uid=${pod.metadata!.uid}` } });
-  const events = ((ev.body?.items ?? []) as Array<{ type: string; reason: string; message: string; source?: { component?: string }; reportingComponent?: string }>)
+  const ev = await kubeRequest(cp.kc, 'GET', `/api/v1/namespaces/${p.namespace}/events`, {
+    query: { fieldSelector: `involvedObject.uid=${pod.metadata!.uid}` },
+  });
+  const events = (
+    (ev.body?.items ?? []) as Array<{
+      type: string;
+      reason: string;
+      message: string;
+      source?: { component?: string };
+      reportingComponent?: string;
+    }>
+  )
     .filter((e) => `${e.source?.component ?? ''}${e.reportingComponent ?? ''}`.includes('ovnkube-route'))
     .map((e) => `${e.type} ${e.reason}: ${e.message}`);
   let why: string;
@@ -204,22 +301,34 @@ async function explainPod(cp: ControlPlane, p: DemoPod, planKey: ReturnType<type
     why = 'hostNetwork pod: the webhook stamps no plan, and the agent never touches the host netns';
     check(ann === undefined && !st, `${p.namespace}/${p.name} (hostNetwork) should have no plan and no status`);
   } else if (p.namespace === OPTED_OUT) {
-    why = 'its namespace is labelled routes.k8s.ovn.org/inject=disabled: the webhook is not called there (no plan), and the agent would refuse a copied plan';
-    check(ann === undefined && (!st || (st.plan === '' && st.applied === 0)), `${p.namespace}/${p.name} (opted out) should have no plan and no routes`);
+    why =
+      'its namespace is labelled routes.k8s.ovn.org/inject=disabled: the webhook is not called there (no plan), and the agent would refuse a copied plan';
+    check(
+      ann === undefined && (!st || (st.plan === '' && st.applied === 0)),
+      `${p.namespace}/${p.name} (opted out) should have no plan and no routes`,
+    );
   } else if (p.kind === 'no eth1') {
     const skipped = st?.skipped.filter((s) => s.reason === 'dev-missing') ?? [];
     why = `it has no eth1 (no Multus network selected): its eth0 routes are in place and the ${skipped.length} eth1 route(s) are skipped (dev-missing), reported as a Normal Event, not an error`;
-    check(decoded?.ok === true && skipped.length > 0 && skipped.every((s) => s.dev === 'eth1'), `${p.namespace}/${p.name} (no eth1) should have its eth1 routes skipped as dev-missing`);
+    check(
+      decoded?.ok === true && skipped.length > 0 && skipped.every((s) => s.dev === 'eth1'),
+      `${p.namespace}/${p.name} (no eth1) should have its eth1 routes skipped as dev-missing`,
+    );
   } else {
     why = 'a replica like the observed pod: same plan, routes applied';
-    check(decoded?.ok === true && (st?.applied ?? 0) > 0 && st!.skipped.length === 0, `${p.namespace}/${p.name} should have all its routes applied`);
+    check(
+      decoded?.ok === true && (st?.applied ?? 0) > 0 && st!.skipped.length === 0,
+      `${p.namespace}/${p.name} should have all its routes applied`,
+    );
   }
   return { pod: `${p.namespace}/${p.name}`, kind: p.kind, plan, status, events, why };
 }
 
 // ---- the run ----
 
-interface Leftovers { left: string[] }
+interface Leftovers {
+  left: string[];
+}
 
 /**
  * What the demo made and did not remove. Only its own things count: its pods' netns (by
@@ -237,7 +346,8 @@ function leftovers(nodeDir: string | null, cpDir: string | null, podNetns: strin
   if (cpDir && existsSync(cpDir)) left.push(`control plane folder ${cpDir}`);
   const ip = spawnSync('ip', ['-4', 'route', 'show', 'type', 'blackhole'], { encoding: 'utf8' }).stdout;
   for (const r of DEMO_RANGES) if (ip.includes(r)) left.push(`blackhole ${r}`);
-  if (spawnSync('nft', ['list', 'table', 'netdev', 'ovnkr_demo'], { stdio: 'ignore' }).status === 0) left.push('nftables table netdev ovnkr_demo');
+  if (spawnSync('nft', ['list', 'table', 'netdev', 'ovnkr_demo'], { stdio: 'ignore' }).status === 0)
+    left.push('nftables table netdev ovnkr_demo');
   const mounts = readFileSync('/proc/self/mountinfo', 'utf8');
   if (nodeDir && mounts.includes(nodeDir)) left.push(`mounts under ${nodeDir}`);
   if (!otherNode && existsSync('/sys/fs/cgroup/pids/kubepods')) left.push('kubepods cgroups');
@@ -255,21 +365,26 @@ async function main(): Promise<number> {
   let work = '';
   const podNetns: string[] = [];
   let cleaning: Promise<void> | null = null;
-  const cleanup = (): Promise<void> => (cleaning ??= (async () => {
-    human('\n[7/7] clean up');
-    const c0 = performance.now();
-    await addon?.stop().catch((e: Error) => progress(`stopping the add-on: ${e.message}`));
-    removeHost(progress);
-    await node?.stop().catch((e: Error) => progress(`stopping the node: ${e.message}`));
-    await cp?.stop().catch((e: Error) => progress(`stopping the control plane: ${e.message}`));
-    if (work) rmSync(work, { recursive: true, force: true });
-    const l = leftovers(node?.dir ?? null, cp?.dir ?? null, podNetns);
-    report.netns = podNetns;
-    report.cleanup = l;
-    check(l.left.length === 0, `left behind: ${l.left.join(', ')}`);
-    human(l.left.length ? `      LEFT BEHIND: ${l.left.join(', ')}` : '      nothing left behind: processes, netns, mounts, bridge, cgroups, routes, counters, files');
-    phases.push({ name: 'clean up', seconds: (performance.now() - c0) / 1000, ok: l.left.length === 0 });
-  })());
+  const cleanup = (): Promise<void> =>
+    (cleaning ??= (async () => {
+      human('\n[7/7] clean up');
+      const c0 = performance.now();
+      await addon?.stop().catch((e: Error) => progress(`stopping the add-on: ${e.message}`));
+      removeHost(progress);
+      await node?.stop().catch((e: Error) => progress(`stopping the node: ${e.message}`));
+      await cp?.stop().catch((e: Error) => progress(`stopping the control plane: ${e.message}`));
+      if (work) rmSync(work, { recursive: true, force: true });
+      const l = leftovers(node?.dir ?? null, cp?.dir ?? null, podNetns);
+      report.netns = podNetns;
+      report.cleanup = l;
+      check(l.left.length === 0, `left behind: ${l.left.join(', ')}`);
+      human(
+        l.left.length
+          ? `      LEFT BEHIND: ${l.left.join(', ')}`
+          : '      nothing left behind: processes, netns, mounts, bridge, cgroups, routes, counters, files',
+      );
+      phases.push({ name: 'clean up', seconds: (performance.now() - c0) / 1000, ok: l.left.length === 0 });
+    })());
   let signals = 0;
   let interrupted = false;
   const onSignal = (sig: NodeJS.Signals) => {
@@ -288,7 +403,8 @@ async function main(): Promise<number> {
   let failure: Error | null = null;
   try {
     await phase(1, 'bring up a control plane and a real node', async () => {
-      if (process.getuid?.() !== 0) throw new Error('the demo needs root (it runs containerd, kubelet and network namespaces): run it with sudo');
+      if (process.getuid?.() !== 0)
+        throw new Error('the demo needs root (it runs containerd, kubelet and network namespaces): run it with sudo');
       const why = nodeUnavailable();
       if (why) throw new Error(`${why} (install the prerequisites once with scripts/prereqs.sh)`);
       // (The node's own pod ranges are the harness's: only the ranges the demo blackholes count.)
@@ -299,7 +415,9 @@ async function main(): Promise<number> {
         if (b.dir === null) throw new Error(`no ${set} binaries: ${b.reason}`);
         return b.dir;
       };
-      progress('finding the Kubernetes binaries (the first time they are built from the Go module proxy: about 20 minutes on 2 idle cores)');
+      progress(
+        'finding the Kubernetes binaries (the first time they are built from the Go module proxy: about 20 minutes on 2 idle cores)',
+      );
       const cpBin = await want('controlplane');
       const nodeBin = await want('node');
       const dir = opts.keep ? keepDir() : undefined;
@@ -317,14 +435,22 @@ async function main(): Promise<number> {
     addon = await phase(2, 'install the add-on', () => installAddon(c, n, work, opts.keep, progress));
     const planKey = parsePlanKey(readFileSync(join(addon.certDir, 'plan.key'), 'utf8'));
 
-    const world = await phase(3, 'create the design document\'s world', async () => {
+    const world = await phase(3, "create the design document's world", async () => {
       const ips = await createServices(c.kc);
       progress(`Services: ${SERVICES.map((s) => `${s.namespace}/${s.name} ${ips[`${s.namespace}/${s.name}`]}`).join(', ')}`);
-      setupHost({ serviceIPs: Object.values(ips), eth1Targets: [NODE_NETS.eth1.gateway, '172.16.10.1', '172.16.20.1'], blackholes: [...DEMO_RANGES, SERVICE_RANGE] });
-      progress(`sinks ${SINK1} (on ${ETH1_BRIDGE}) and ${SINK0} (behind the host) own the Service IPs and the OVN gateway; the host drops ${[...DEMO_RANGES, SERVICE_RANGE].join(', ')}`);
+      setupHost({
+        serviceIPs: Object.values(ips),
+        eth1Targets: [NODE_NETS.eth1.gateway, '172.16.10.1', '172.16.20.1'],
+        blackholes: [...DEMO_RANGES, SERVICE_RANGE],
+      });
+      progress(
+        `sinks ${SINK1} (on ${ETH1_BRIDGE}) and ${SINK0} (behind the host) own the Service IPs and the OVN gateway; the host drops ${[...DEMO_RANGES, SERVICE_RANGE].join(', ')}`,
+      );
       await applyRoute(c.kc, 'demo', demoRoute('eth1'));
       await applyRoute(c.kc, 'demo-ovn', OVN_ROUTE);
-      progress('Routes: demo (the design document\'s, unchanged) and demo-ovn (192.168.2.0/24 to eth0, 172.16.20.0/24 via the OVN gateway, Service default/api to eth0)');
+      progress(
+        "Routes: demo (the design document's, unchanged) and demo-ovn (192.168.2.0/24 to eth0, 172.16.20.0/24 via the OVN gateway, Service default/api to eth0)",
+      );
       await createNamespaces(c.kc);
       const pods = await createPods(c.kc, n.name);
       for (const p of pods) {
@@ -354,14 +480,32 @@ async function main(): Promise<number> {
 
     const before = await phase(4, `the routing table inside ${observed.namespace}/${observed.name}, and where its packets go`, async () => {
       const st = statusOf(await getPod(c, observed.namespace, observed.name));
-      human(`      the agent reports: ${st?.applied} routes applied, ${st?.skipped.length} skipped; ${st?.start?.mode === 'cni'
-        ? 'written during CNI ADD, before the app container started' : `written after the pod started (${st?.start?.reason ?? 'no CNI-time report'})`}`);
-      check(st?.start?.mode === 'cni', `${observed.namespace}/${observed.name}: routes should be written during CNI ADD (status start: ${JSON.stringify(st?.start)})`);
+      human(
+        `      the agent reports: ${st?.applied} routes applied, ${st?.skipped.length} skipped; ${
+          st?.start?.mode === 'cni'
+            ? 'written during CNI ADD, before the app container started'
+            : `written after the pod started (${st?.start?.reason ?? 'no CNI-time report'})`
+        }`,
+      );
+      check(
+        st?.start?.mode === 'cni',
+        `${observed.namespace}/${observed.name}: routes should be written during CNI ADD (status start: ${JSON.stringify(st?.start)})`,
+      );
       const table = await tableInPod(c, observed, ips, 'eth1');
-      human(indent(`route -n, run in the pod through the API server (exec); Owner from the routes' protocol (111 = ovnkube-route), read on the node:\n${table.text}`, 6));
+      human(
+        indent(
+          `route -n, run in the pod through the API server (exec); Owner from the routes' protocol (111 = ovnkube-route), read on the node:\n${table.text}`,
+          6,
+        ),
+      );
       check(table.missing.length === 0, `before the edit, rows of the target table missing in the pod: ${table.missing.join('; ')}`);
       const t = await traffic(c, observed, counters, targets('eth1'));
-      human(indent(`\n3 pings to each Service IP; ICMP echo requests counted on the pod's host-side veths:\n${trafficText(t, counters.veths)}`, 6));
+      human(
+        indent(
+          `\n3 pings to each Service IP; ICMP echo requests counted on the pod's host-side veths:\n${trafficText(t, counters.veths)}`,
+          6,
+        ),
+      );
       checkTraffic(t, 'before the edit');
       return { start: st?.start ?? null, table: table.rows, missingTargetRows: table.missing, traffic: t, veths: counters.veths };
     });
@@ -375,10 +519,15 @@ async function main(): Promise<number> {
       const nginx = ips['default/nginx']!;
       const e0 = performance.now();
       await applyRoute(c.kc, 'demo', demoRoute('eth0'));
-      await until('the new route in the pod', async () => {
-        const r = spawnSync('ip', ['-n', netnsName, 'route', 'show', `${nginx}/32`], { encoding: 'utf8' }).stdout;
-        return /dev eth0 .*proto (111|ovnkube-route)/.test(r);
-      }, 120_000, 10);
+      await until(
+        'the new route in the pod',
+        async () => {
+          const r = spawnSync('ip', ['-n', netnsName, 'route', 'show', `${nginx}/32`], { encoding: 'utf8' }).stdout;
+          return /dev eth0 .*proto (111|ovnkube-route)/.test(r);
+        },
+        120_000,
+        10,
+      );
       const seconds = (performance.now() - e0) / 1000;
       human(`      the pod had its new route ${seconds.toFixed(2)} s after the Route was edited (kubectl apply equivalent)`);
       await until('every replica reported the new plan', async () => {
@@ -395,13 +544,31 @@ async function main(): Promise<number> {
       human(indent(`\npings again:\n${trafficText(t, counters.veths)}`, 6));
       checkTraffic(t, 'after the edit');
       const post = await getPod(c, observed.namespace, observed.name);
-      const started = (p: Pod) => JSON.stringify((p.status?.containerStatuses as Array<{ state?: { running?: { startedAt?: string } }; restartCount?: number }>)
-        .map((s) => [s.state?.running?.startedAt, s.restartCount]));
+      const started = (p: Pod) =>
+        JSON.stringify(
+          (p.status?.containerStatuses as Array<{ state?: { running?: { startedAt?: string } }; restartCount?: number }>).map((s) => [
+            s.state?.running?.startedAt,
+            s.restartCount,
+          ]),
+        );
       const sameUid = pre.metadata?.uid === post.metadata?.uid;
       const sameStart = started(pre) === started(post);
       check(sameUid && sameStart, 'the pod restarted during the edit');
-      human(`      no restart: same pod UID ${post.metadata?.uid}, same container start ${JSON.parse(started(post))[0][0]}, restarts ${JSON.parse(started(post))[0][1]}`);
-      return { route: 'demo', service: 'default/nginx', from: 'eth1', to: 'eth0', secondsToPod: Number(seconds.toFixed(3)), sameUid, sameStart, table: table.rows, missingTargetRows: table.missing, traffic: t };
+      human(
+        `      no restart: same pod UID ${post.metadata?.uid}, same container start ${JSON.parse(started(post))[0][0]}, restarts ${JSON.parse(started(post))[0][1]}`,
+      );
+      return {
+        route: 'demo',
+        service: 'default/nginx',
+        from: 'eth1',
+        to: 'eth0',
+        secondsToPod: Number(seconds.toFixed(3)),
+        sameUid,
+        sameStart,
+        table: table.rows,
+        missingTargetRows: table.missing,
+        traffic: t,
+      };
     });
     report.edit = edit;
 
@@ -417,13 +584,15 @@ async function main(): Promise<number> {
 
     if (opts.keep) {
       await phase(7, 'left running (--keep)', async () => {
-        human([
-          `      export KUBECONFIG=${c.kubeconfigPath}`,
-          `      node dist/bin/ovnkube-route.js routes --pod ${observed.namespace}/${observed.name}     # the table on the node, with owners`,
-          `      ip -n ${netnsName} route                                            # the same, with ip`,
-          `      logs: ${c.dir}/*.log (webhook, agent, kube-apiserver, etcd)`,
-          '      remove everything: npm run demo -- --down',
-        ].join('\n'));
+        human(
+          [
+            `      export KUBECONFIG=${c.kubeconfigPath}`,
+            `      node dist/bin/ovnkube-route.js routes --pod ${observed.namespace}/${observed.name}     # the table on the node, with owners`,
+            `      ip -n ${netnsName} route                                            # the same, with ip`,
+            `      logs: ${c.dir}/*.log (webhook, agent, kube-apiserver, etcd)`,
+            '      remove everything: npm run demo -- --down',
+          ].join('\n'),
+        );
         report.kept = { kubeconfig: c.kubeconfigPath, server: c.server, logs: c.dir };
       });
     }
@@ -435,10 +604,15 @@ async function main(): Promise<number> {
   if (!opts.keep) await cleanup();
   const seconds = (performance.now() - t0) / 1000;
   const verdict = problems.length === 0 ? 'pass' : 'fail';
-  human(`\n${verdict === 'pass' ? 'PASS' : 'FAIL'}: ${verdict === 'pass'
-    ? 'the target table is in the pod, traffic left by the planned NIC before and after a live edit, and no pod restarted'
-    : problems.join('\n      ')} (${seconds.toFixed(0)} s in all)`);
-  if (opts.json) process.stdout.write(`${JSON.stringify({ verdict, problems, seconds: Number(seconds.toFixed(1)), phases, ...report }, null, 2)}\n`);
+  human(
+    `\n${verdict === 'pass' ? 'PASS' : 'FAIL'}: ${
+      verdict === 'pass'
+        ? 'the target table is in the pod, traffic left by the planned NIC before and after a live edit, and no pod restarted'
+        : problems.join('\n      ')
+    } (${seconds.toFixed(0)} s in all)`,
+  );
+  if (opts.json)
+    process.stdout.write(`${JSON.stringify({ verdict, problems, seconds: Number(seconds.toFixed(1)), phases, ...report }, null, 2)}\n`);
   return verdict === 'pass' ? 0 : 1;
 }
 
@@ -446,7 +620,9 @@ async function main(): Promise<number> {
 function keepDir(): string {
   const dir = process.env.OVNKUBE_ROUTE_CLUSTER_DIR || join(tmpdir(), 'ovnkube-route-cluster');
   if (existsSync(join(dir, 'state.json'))) {
-    throw new Error(`a cluster is recorded in ${dir} (npm run cluster:up, or an earlier --keep demo): remove it with \`npm run demo -- --down\` first`);
+    throw new Error(
+      `a cluster is recorded in ${dir} (npm run cluster:up, or an earlier --keep demo): remove it with \`npm run demo -- --down\` first`,
+    );
   }
   rmSync(dir, { recursive: true, force: true });
   return dir;
@@ -454,9 +630,21 @@ function keepDir(): string {
 
 /** What cluster:up records, so that cluster:down (and `--down`) stop a kept demo's cluster. */
 function writeClusterState(cp: ControlPlane, binDir: string): void {
-  writeFileSync(join(cp.dir, 'state.json'), JSON.stringify({
-    server: cp.server, kubeconfig: cp.kubeconfigPath, pids: cp.pids, binDir, startedAt: new Date().toISOString(), by: 'npm run demo -- --keep',
-  }, null, 2) + '\n');
+  writeFileSync(
+    join(cp.dir, 'state.json'),
+    JSON.stringify(
+      {
+        server: cp.server,
+        kubeconfig: cp.kubeconfigPath,
+        pids: cp.pids,
+        binDir,
+        startedAt: new Date().toISOString(),
+        by: 'npm run demo -- --keep',
+      },
+      null,
+      2,
+    ) + '\n',
+  );
 }
 
 /** `--down`: the demo's host pieces, then cluster:down (the node, the add-on, the control plane). */
@@ -466,7 +654,10 @@ function down(): number {
   return r.status ?? 1;
 }
 
-main().then((code) => process.exit(code), (e: Error) => {
-  process.stderr.write(`ovnkube-route demo: ${e.message}\n`);
-  process.exit(2);
-});
+main().then(
+  (code) => process.exit(code),
+  (e: Error) => {
+    process.stderr.write(`ovnkube-route demo: ${e.message}\n`);
+    process.exit(2);
+  },
+);

@@ -26,7 +26,7 @@ export function ownedKeys(owned: string): Set<string> {
   for (const l of owned.split('\n')) {
     const m = /^(\S+)(?: via \S+)? dev (\S+)/.exec(l.trim());
     if (!m) continue;
-    const dst = m[1] === 'default' ? '0.0.0.0/0' : (m[1]!.includes('/') ? m[1]! : `${m[1]}/32`);
+    const dst = m[1] === 'default' ? '0.0.0.0/0' : m[1]!.includes('/') ? m[1]! : `${m[1]}/32`;
     out.add(`${dst} ${m[2]}`);
   }
   return out;
@@ -55,6 +55,10 @@ export const rowKey = (r: Pick<TableRow, 'destination' | 'gateway' | 'genmask' |
 /** Plain-text table with a header, columns padded to their widest cell. */
 export function formatTable(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd();
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd();
   return [line(header), ...rows.map(line)].join('\n');
 }

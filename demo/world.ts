@@ -22,15 +22,24 @@ export const SERVICES = [
 /** The design document's demo Route, unchanged (mission.md), with nginx on `nginxDev`. */
 export function demoRoute(nginxDev: 'eth0' | 'eth1'): Record<string, unknown> {
   return {
-    route: [{ dst: '172.16.10.0/24', dev: 'eth1' }, { dst: '172.16.11.0/24', dev: 'eth0' }],
-    svc: [{ namespace: 'default', name: 'nginx', dev: nginxDev }, { namespace: 'kube-system', name: 'nginx1', dev: 'eth0' }],
+    route: [
+      { dst: '172.16.10.0/24', dev: 'eth1' },
+      { dst: '172.16.11.0/24', dev: 'eth0' },
+    ],
+    svc: [
+      { namespace: 'default', name: 'nginx', dev: nginxDev },
+      { namespace: 'kube-system', name: 'nginx1', dev: 'eth0' },
+    ],
     feature_gate: {},
   };
 }
 
 /** The target table's other rows: a CIDR to Calico, a CIDR via the OVN gateway, a Service to Calico. */
 export const OVN_ROUTE = {
-  route: [{ dst: '192.168.2.0/24', dev: 'eth0' }, { dst: '172.16.20.0/24', dev: 'eth1', via: NODE_NETS.eth1.gateway }],
+  route: [
+    { dst: '192.168.2.0/24', dev: 'eth0' },
+    { dst: '172.16.20.0/24', dev: 'eth1', via: NODE_NETS.eth1.gateway },
+  ],
   svc: [{ namespace: 'default', name: 'api', dev: 'eth0' }],
 };
 
@@ -40,24 +49,37 @@ export const DEMO_RANGES = ['172.16.10.0/24', '172.16.11.0/24', '172.16.20.0/24'
 export const SERVICE_RANGE = '10.96.0.0/16';
 
 function must(res: { status: number; body?: any }, ok: number[], what: string): any {
-  if (!ok.includes(res.status)) throw new Error(`${what}: HTTP ${res.status}: ${res.body?.message ?? JSON.stringify(res.body ?? '').slice(0, 300)}`);
+  if (!ok.includes(res.status))
+    throw new Error(`${what}: HTTP ${res.status}: ${res.body?.message ?? JSON.stringify(res.body ?? '').slice(0, 300)}`);
   return res.body;
 }
 
 export async function applyRoute(kc: KubeConfig, name: string, spec: Record<string, unknown>): Promise<void> {
-  must(await kubeRequest(kc, 'PATCH', `/apis/k8s.ovn.org/v1/routes/${name}`, {
-    query: { fieldManager: 'ovnkube-route-demo', force: 'true' }, contentType: 'application/apply-patch+yaml',
-    body: { apiVersion: 'k8s.ovn.org/v1', kind: 'Route', metadata: { name }, spec },
-  }), [200, 201], `apply Route ${name}`);
+  must(
+    await kubeRequest(kc, 'PATCH', `/apis/k8s.ovn.org/v1/routes/${name}`, {
+      query: { fieldManager: 'ovnkube-route-demo', force: 'true' },
+      contentType: 'application/apply-patch+yaml',
+      body: { apiVersion: 'k8s.ovn.org/v1', kind: 'Route', metadata: { name }, spec },
+    }),
+    [200, 201],
+    `apply Route ${name}`,
+  );
 }
 
 /** Create the Services; resolves with their ClusterIPs by `namespace/name`. */
 export async function createServices(kc: KubeConfig): Promise<Record<string, string>> {
   const ips: Record<string, string> = {};
   for (const s of SERVICES) {
-    const body = must(await kubeRequest(kc, 'POST', `/api/v1/namespaces/${s.namespace}/services`, {
-      body: { metadata: { name: s.name, labels: { 'app.kubernetes.io/part-of': 'ovnkube-route-demo' } }, spec: { ports: [{ port: 80 }] } },
-    }), [201], `Service ${s.namespace}/${s.name}`);
+    const body = must(
+      await kubeRequest(kc, 'POST', `/api/v1/namespaces/${s.namespace}/services`, {
+        body: {
+          metadata: { name: s.name, labels: { 'app.kubernetes.io/part-of': 'ovnkube-route-demo' } },
+          spec: { ports: [{ port: 80 }] },
+        },
+      }),
+      [201],
+      `Service ${s.namespace}/${s.name}`,
+    );
     ips[`${s.namespace}/${s.name}`] = String(body.spec.clusterIP);
   }
   return ips;
@@ -65,11 +87,21 @@ export async function createServices(kc: KubeConfig): Promise<Record<string, str
 
 export async function createNamespaces(kc: KubeConfig): Promise<void> {
   must(await kubeRequest(kc, 'POST', '/api/v1/namespaces', { body: { metadata: { name: APPS } } }), [201], `namespace ${APPS}`);
-  must(await kubeRequest(kc, 'POST', '/api/v1/namespaces', { body: { metadata: { name: OPTED_OUT, labels: { [INJECT_LABEL]: 'disabled' } } } }), [201],
-    `namespace ${OPTED_OUT} (opted out)`);
+  must(
+    await kubeRequest(kc, 'POST', '/api/v1/namespaces', {
+      body: { metadata: { name: OPTED_OUT, labels: { [INJECT_LABEL]: 'disabled' } } },
+    }),
+    [201],
+    `namespace ${OPTED_OUT} (opted out)`,
+  );
 }
 
-export interface DemoPod { namespace: string; name: string; kind: string; pod: Pod }
+export interface DemoPod {
+  namespace: string;
+  name: string;
+  kind: string;
+  pod: Pod;
+}
 
 /**
  * The pods: two replicas of a Deployment-like set (generateName, shared labels: the webhook
@@ -88,7 +120,11 @@ export async function createPods(kc: KubeConfig, node: string): Promise<DemoPod[
   specs.push({ ns: APPS, kind: 'no eth1', body: nodePod('solo', node, { eth1: false }) });
   const out: DemoPod[] = [];
   for (const s of specs) {
-    const pod = must(await kubeRequest(kc, 'POST', `/api/v1/namespaces/${s.ns}/pods`, { body: s.body }), [201], `pod in ${s.ns} (${s.kind})`) as Pod;
+    const pod = must(
+      await kubeRequest(kc, 'POST', `/api/v1/namespaces/${s.ns}/pods`, { body: s.body }),
+      [201],
+      `pod in ${s.ns} (${s.kind})`,
+    ) as Pod;
     out.push({ namespace: s.ns, name: pod.metadata!.name!, kind: s.kind, pod });
   }
   return out;

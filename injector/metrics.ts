@@ -50,36 +50,49 @@ export function createAgentMetrics(registry: Registry): AgentMetrics {
   const registers = [registry];
   const latency = new Histogram({
     name: 'ovnkube_route_injector_injection_latency_seconds',
-    help: 'Time from the agent first seeing a pod\'s netns (CNI cache file or netns annotation) to every route of its plan being in place.',
+    help: "Time from the agent first seeing a pod's netns (CNI cache file or netns annotation) to every route of its plan being in place.",
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
     registers,
   });
   const applies = new Counter({
     name: 'ovnkube_route_injector_applies_total',
     help: 'Applies of a plan to a netns, by trigger (start, plan, event, resync).',
-    labelNames: ['trigger'], registers,
+    labelNames: ['trigger'],
+    registers,
   });
-  const applied = new Counter({ name: 'ovnkube_route_injector_routes_applied_total', help: 'Routes added or replaced in pod netns to bring them to their plan.', registers });
-  const removed = new Counter({ name: 'ovnkube_route_injector_routes_removed_total', help: 'Routes of ours deleted from pod netns (no longer in the plan).', registers });
+  const applied = new Counter({
+    name: 'ovnkube_route_injector_routes_applied_total',
+    help: 'Routes added or replaced in pod netns to bring them to their plan.',
+    registers,
+  });
+  const removed = new Counter({
+    name: 'ovnkube_route_injector_routes_removed_total',
+    help: 'Routes of ours deleted from pod netns (no longer in the plan).',
+    registers,
+  });
   const restored = new Counter({
     name: 'ovnkube_route_injector_routes_restored_total',
     help: 'Routes put back: kind="drift" routes of a plan rewritten after someone else changed or deleted them; kind="default" original default routes restored.',
-    labelNames: ['kind'], registers,
+    labelNames: ['kind'],
+    registers,
   });
   const failures = new Counter({
     name: 'ovnkube_route_injector_failures_total',
     help: 'Failures by reason (plan-rejected, netns-refused, netns-gone, apply-error, route-skipped, backoff, report-error, state-error, cni-cache-unparsable).',
-    labelNames: ['reason'], registers,
+    labelNames: ['reason'],
+    registers,
   });
   const cniRequests = new Counter({
     name: 'ovnkube_route_injector_cni_requests_total',
-    help: 'CNI ADD requests of the CNI plugin, by result (applied: routes in place before the pod\'s containers start; not-applied, timeout, pod-unknown, opted-out: they follow asynchronously).',
-    labelNames: ['result'], registers,
+    help: "CNI ADD requests of the CNI plugin, by result (applied: routes in place before the pod's containers start; not-applied, timeout, pod-unknown, opted-out: they follow asynchronously).",
+    labelNames: ['result'],
+    registers,
   });
   const cniSeconds = new Histogram({
     name: 'ovnkube_route_injector_cni_request_seconds',
     help: 'Time the agent took to answer a CNI ADD request (what CNI-time injection adds to pod start).',
-    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5], registers,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers,
   });
   const cniMissed = new Counter({
     name: 'ovnkube_route_injector_cni_missed_total',
@@ -89,15 +102,21 @@ export function createAgentMetrics(registry: Registry): AgentMetrics {
   const skipped = new Counter({
     name: 'ovnkube_route_injector_routes_skipped_total',
     help: 'Plan routes announced as not written, by reason (dev-missing: the pod lacks that device, by design; others also count as failures).',
-    labelNames: ['reason'], registers,
+    labelNames: ['reason'],
+    registers,
   });
   const rejected = new Counter({
     name: 'ovnkube_route_injector_plans_rejected_total',
     help: 'Plans refused (not applied), by decode error code (unsigned, bad-signature, unknown-key, invalid, malformed-json, too-large).',
-    labelNames: ['code'], registers,
+    labelNames: ['code'],
+    registers,
   });
   const pods = new Gauge({ name: 'ovnkube_route_injector_pods_tracked', help: 'Pods of this node the agent tracks.', registers });
-  const kept = new Gauge({ name: 'ovnkube_route_injector_netns_kept', help: 'Pod netns whose routes are being kept (one keeper each).', registers });
+  const kept = new Gauge({
+    name: 'ovnkube_route_injector_netns_kept',
+    help: 'Pod netns whose routes are being kept (one keeper each).',
+    registers,
+  });
   const waiting = new Gauge({
     name: 'ovnkube_route_injector_pods_waiting_for_netns',
     help: 'Pods that should get routes but whose netns is not found (yet): no CNI cache file, no usable netns annotation. Stuck non-zero: check --cni-cache-dir.',
@@ -141,7 +160,9 @@ export function createAgentMetrics(registry: Registry): AgentMetrics {
  * close it to stop.
  */
 export async function serveMetrics(
-  registry: Registry, addr: { host: string; port: number }, ready: () => boolean,
+  registry: Registry,
+  addr: { host: string; port: number },
+  ready: () => boolean,
   alive: () => { alive: boolean; detail: string } = () => ({ alive: true, detail: 'ok' }),
 ): Promise<Server> {
   const server = createServer((req, res) => {

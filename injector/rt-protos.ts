@@ -24,7 +24,11 @@ export function installRtProtos(dir: string): { file: string; written: boolean }
   const file = join(dir, RT_PROTOS_FILE);
   const want = rtProtosContent();
   let have: string | undefined;
-  try { have = readFileSync(file, 'utf8'); } catch { /* absent */ }
+  try {
+    have = readFileSync(file, 'utf8');
+  } catch {
+    /* absent */
+  }
   if (have === want) return { file, written: false };
   mkdirSync(dir, { recursive: true, mode: 0o755 });
   const tmp = join(dir, `.${RT_PROTOS_FILE}.${process.pid}.tmp`);

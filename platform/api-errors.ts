@@ -23,7 +23,11 @@ export interface ApiFailure {
 /** The message of an API error's body (a JSON Status, as text or parsed). */
 function bodyMessage(body: unknown): string {
   if (typeof body === 'string') {
-    try { return String((JSON.parse(body) as { message?: unknown }).message ?? body); } catch { return body; }
+    try {
+      return String((JSON.parse(body) as { message?: unknown }).message ?? body);
+    } catch {
+      return body;
+    }
   }
   if (body && typeof body === 'object' && 'message' in body) return String((body as { message: unknown }).message);
   return '';
@@ -47,7 +51,8 @@ export function classifyApiError(err: unknown): ApiFailure {
   const status = statusCodeOf(err) ?? 0;
   const message = (bodyMessage(e?.body) || String(e?.message ?? err)).slice(0, 500);
   if (status === 404) return { action: 'gone', reason: 'not-found', status, message };
-  if (status === 409 || (status === 422 && message === PATCH_NOT_APPLICABLE)) return { action: 'retry', reason: 'conflict', status, message };
+  if (status === 409 || (status === 422 && message === PATCH_NOT_APPLICABLE))
+    return { action: 'retry', reason: 'conflict', status, message };
   if (status === 429) return { action: 'retry', reason: 'throttled', status, message };
   if (status === 401 || status === 403) return { action: 'retry', reason: 'forbidden', status, message };
   if (status >= 400 && status < 500) return { action: 'retry', reason: 'invalid', status, message };

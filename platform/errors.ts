@@ -35,7 +35,11 @@ export class CodedError extends Error {
   override name = 'CodedError';
   readonly statusCode: number;
 
-  constructor(readonly code: ErrorCode, detail: string, opts: { cause?: unknown; statusCode?: number } = {}) {
+  constructor(
+    readonly code: ErrorCode,
+    detail: string,
+    opts: { cause?: unknown; statusCode?: number } = {},
+  ) {
     super(ERRORS[code].replace('%s', detail), opts.cause === undefined ? {} : { cause: opts.cause });
     this.statusCode = opts.statusCode ?? 500;
   }

@@ -24,8 +24,14 @@
 import * as http from 'node:http';
 import * as https from 'node:https';
 import {
-  createConfiguration, IsomorphicFetchHttpLibrary, ResponseContext, ServerConfiguration, wrapHttpLibrary,
-  type Configuration, type KubeConfig, type RequestContext,
+  createConfiguration,
+  IsomorphicFetchHttpLibrary,
+  ResponseContext,
+  ServerConfiguration,
+  wrapHttpLibrary,
+  type Configuration,
+  type KubeConfig,
+  type RequestContext,
 } from '@kubernetes/client-node';
 
 /** A request or a watch that got no (complete) answer in time. */
@@ -90,7 +96,10 @@ function deadlineLibrary(timeoutMs: number, inflight?: InFlight) {
       const onOuter = (): void => ac.abort();
       outer?.addEventListener('abort', onOuter, { once: true });
       let timedOut = false;
-      const timer = setTimeout(() => { timedOut = true; ac.abort(); }, timeoutMs);
+      const timer = setTimeout(() => {
+        timedOut = true;
+        ac.abort();
+      }, timeoutMs);
       const untrack = inflight?.track(ac);
       req.setSignal(ac.signal);
       try {
@@ -103,7 +112,9 @@ function deadlineLibrary(timeoutMs: number, inflight?: InFlight) {
         });
       } catch (e) {
         if (timedOut) {
-          throw new ApiTimeoutError(`${req.getHttpMethod()} ${pathOf(req.getUrl())}: no complete answer from the API server within ${seconds(timeoutMs)}`);
+          throw new ApiTimeoutError(
+            `${req.getHttpMethod()} ${pathOf(req.getUrl())}: no complete answer from the API server within ${seconds(timeoutMs)}`,
+          );
         }
         if (ac.signal.aborted && !outer?.aborted) throw new Error(`${req.getHttpMethod()} ${pathOf(req.getUrl())}: aborted (stopping)`);
         throw e;
@@ -120,14 +131,21 @@ function deadlineLibrary(timeoutMs: number, inflight?: InFlight) {
  * `kc.makeApiClient(Api)`, with a deadline of `timeoutMs` on every request; with `inflight`,
  * its requests can be aborted at once (on stop).
  */
-export function apiClient<T>(kc: KubeConfig, Api: new (config: Configuration) => T, timeoutMs: number = DEFAULT_API_TIMEOUT_MS, inflight?: InFlight): T {
+export function apiClient<T>(
+  kc: KubeConfig,
+  Api: new (config: Configuration) => T,
+  timeoutMs: number = DEFAULT_API_TIMEOUT_MS,
+  inflight?: InFlight,
+): T {
   const cluster = kc.getCurrentCluster();
   if (!cluster) throw new Error('kubeconfig has no current cluster');
-  return new Api(createConfiguration({
-    baseServer: new ServerConfiguration(cluster.server, {}),
-    authMethods: { default: kc },
-    httpApi: deadlineLibrary(timeoutMs, inflight),
-  }));
+  return new Api(
+    createConfiguration({
+      baseServer: new ServerConfiguration(cluster.server, {}),
+      authMethods: { default: kc },
+      httpApi: deadlineLibrary(timeoutMs, inflight),
+    }),
+  );
 }
 
 /** The one method of client-node's Watch that ListWatch calls. */
@@ -149,7 +167,10 @@ export interface WatchDeadlines {
 
 /** An HTTP status other than 200 answering a watch (410 Gone makes ListWatch relist). */
 class WatchStatusError extends Error {
-  constructor(readonly statusCode: number, message: string) {
+  constructor(
+    readonly statusCode: number,
+    message: string,
+  ) {
     super(message);
   }
 }
@@ -159,7 +180,10 @@ export class DeadlineWatch implements WatchFn {
   readonly connectMs: number;
   readonly idleMs: number;
 
-  constructor(private readonly kc: KubeConfig, d: WatchDeadlines = {}) {
+  constructor(
+    private readonly kc: KubeConfig,
+    d: WatchDeadlines = {},
+  ) {
     this.connectMs = d.connectMs ?? DEFAULT_WATCH_CONNECT_MS;
     this.idleMs = d.idleMs ?? DEFAULT_WATCH_IDLE_MS;
   }
@@ -181,12 +205,15 @@ export class DeadlineWatch implements WatchFn {
     for (const [k, v] of Object.entries(query)) if (v !== undefined) url.searchParams.set(k, String(v));
     const ac = new AbortController();
     // Start after the caller has the controller: `done` must never run before it does.
-    setImmediate(() => { void this.run(url, ac, callback, done); });
+    setImmediate(() => {
+      void this.run(url, ac, callback, done);
+    });
     return ac;
   }
 
   private async run(
-    url: URL, ac: AbortController,
+    url: URL,
+    ac: AbortController,
     callback: (phase: string, apiObj: unknown, watchObj?: unknown) => void,
     done: (err: unknown) => void,
   ): Promise<void> {

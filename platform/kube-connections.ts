@@ -18,11 +18,18 @@ type KubeConfig = object;
 type Agent = object;
 import { createHash } from 'node:crypto';
 
-interface ClusterLike { server?: string; proxyUrl?: string; skipTLSVerify?: boolean; tlsServerName?: string }
+interface ClusterLike {
+  server?: string;
+  proxyUrl?: string;
+  skipTLSVerify?: boolean;
+  tlsServerName?: string;
+}
 type CreateAgent = (cluster: ClusterLike | null, options: Record<string, unknown>) => Agent;
 
 /** What shareConnections installed: how many agents it made (tests, diagnostics). */
-export interface SharedConnections { readonly agents: number }
+export interface SharedConnections {
+  readonly agents: number;
+}
 
 const shared = new WeakMap<KubeConfig, SharedConnections>();
 
@@ -36,7 +43,7 @@ function keyOf(cluster: ClusterLike | null, options: Record<string, unknown>): s
     const v = options[k];
     if (v === undefined) continue;
     h.update(`\0${k}=`);
-    h.update(Buffer.isBuffer(v) ? v : typeof v === 'string' ? v : JSON.stringify(v) ?? '');
+    h.update(Buffer.isBuffer(v) ? v : typeof v === 'string' ? v : (JSON.stringify(v) ?? ''));
   }
   return h.digest('hex');
 }
@@ -46,7 +53,8 @@ export function shareConnections(kc: KubeConfig): SharedConnections {
   const had = shared.get(kc);
   if (had) return had;
   const target = kc as unknown as { createAgent: CreateAgent };
-  if (typeof target.createAgent !== 'function') throw new Error('@kubernetes/client-node: KubeConfig.createAgent is gone; update core/kube-connections.ts');
+  if (typeof target.createAgent !== 'function')
+    throw new Error('@kubernetes/client-node: KubeConfig.createAgent is gone; update core/kube-connections.ts');
   const original = target.createAgent.bind(kc);
   const agents = new Map<string, Agent>();
   let made = 0;
@@ -61,7 +69,11 @@ export function shareConnections(kc: KubeConfig): SharedConnections {
     }
     return agent;
   };
-  const info: SharedConnections = { get agents() { return made; } };
+  const info: SharedConnections = {
+    get agents() {
+      return made;
+    },
+  };
   shared.set(kc, info);
   return info;
 }

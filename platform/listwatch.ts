@@ -107,8 +107,14 @@ export class ListWatchLoop<T extends KubernetesObject> {
     };
     // ListWatch's constructor is typed with client-node's Watch class, but it only ever
     // calls watch() on it; WatchFn is that method.
-    this.lw = new ListWatch<T>(o.path, this.wrapWatch(o.watch, transform) as unknown as Watch, list as unknown as () => Promise<never>,
-      false, undefined, o.fieldSelector);
+    this.lw = new ListWatch<T>(
+      o.path,
+      this.wrapWatch(o.watch, transform) as unknown as Watch,
+      list as unknown as () => Promise<never>,
+      false,
+      undefined,
+      o.fieldSelector,
+    );
     this.lw.on('add', (x) => o.handler.added(x));
     this.lw.on('update', (x) => o.handler.updated(x));
     this.lw.on('delete', (x) => o.handler.deleted(x));
@@ -189,19 +195,24 @@ export class ListWatchLoop<T extends KubernetesObject> {
           allowWatchBookmarks: true,
           timeoutSeconds: Math.round((this.o.watchTimeoutSeconds ?? 300) * (1 + this.random())),
         };
-        return inner.watch(path, query, (phase, obj, raw) => {
-          this.progress.mark(phase === 'BOOKMARK' ? 'bookmark' : 'event');
-          if (phase === 'ERROR') {
-            if ((obj as { code?: number } | undefined)?.code === 410) events++;
-            return callback(phase, obj, raw);
-          }
-          events++;
-          this.failures = 0;
-          callback(phase, OBJECT_EVENTS.has(phase) ? transform(obj as T) : obj, raw);
-        }, (err) => {
-          this.quickEnds = events === 0 && Date.now() - started < QUICK_END_MS ? this.quickEnds + 1 : 0;
-          done(err);
-        });
+        return inner.watch(
+          path,
+          query,
+          (phase, obj, raw) => {
+            this.progress.mark(phase === 'BOOKMARK' ? 'bookmark' : 'event');
+            if (phase === 'ERROR') {
+              if ((obj as { code?: number } | undefined)?.code === 410) events++;
+              return callback(phase, obj, raw);
+            }
+            events++;
+            this.failures = 0;
+            callback(phase, OBJECT_EVENTS.has(phase) ? transform(obj as T) : obj, raw);
+          },
+          (err) => {
+            this.quickEnds = events === 0 && Date.now() - started < QUICK_END_MS ? this.quickEnds + 1 : 0;
+            done(err);
+          },
+        );
       },
     };
   }

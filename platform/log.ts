@@ -27,12 +27,15 @@ function plainErrors(obj: Record<string, unknown>): Record<string, unknown> {
 
 /** A JSON-lines logger writing entries at `level` or more severe to `stream`. */
 export function createLogger(stream: NodeJS.WritableStream | DestinationStream, level: LogLevel = 'info'): Logger {
-  return pino({
-    level,
-    base: null,
-    timestamp: pino.stdTimeFunctions.isoTime,
-    formatters: { level: (label) => ({ level: label }), log: plainErrors },
-  }, stream as DestinationStream);
+  return pino(
+    {
+      level,
+      base: null,
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: { level: (label) => ({ level: label }), log: plainErrors },
+    },
+    stream as DestinationStream,
+  );
 }
 
 /** A logger that drops everything. */

@@ -77,7 +77,8 @@ export class WorkQueue {
   maxActiveSeen = 0;
 
   constructor(private readonly opts: WorkQueueOptions) {
-    if (!Number.isInteger(opts.concurrency) || opts.concurrency < 1) throw new Error(`work queue concurrency must be an integer >= 1, got ${opts.concurrency}`);
+    if (!Number.isInteger(opts.concurrency) || opts.concurrency < 1)
+      throw new Error(`work queue concurrency must be an integer >= 1, got ${opts.concurrency}`);
     this.clock = opts.clock ?? realClock;
   }
 
@@ -108,9 +109,18 @@ export class WorkQueue {
 
   /** Queue `key` after `ms`; replaces an earlier addAfter of the same key. */
   addAfter(key: string, ms: number): void {
-    if (ms <= 0) { this.add(key); return; }
+    if (ms <= 0) {
+      this.add(key);
+      return;
+    }
     this.cancelDelayed(key);
-    this.timers.set(key, this.clock.setTimeout(() => { this.timers.delete(key); this.add(key); }, ms));
+    this.timers.set(
+      key,
+      this.clock.setTimeout(() => {
+        this.timers.delete(key);
+        this.add(key);
+      }, ms),
+    );
   }
 
   /** Start processing (keys added before are kept). */
@@ -220,7 +230,11 @@ export class TokenBucket {
   private last: number;
   private readonly clock: Clock;
 
-  constructor(private readonly qps: number, private readonly burst: number, clock: Clock | (() => number) = realClock) {
+  constructor(
+    private readonly qps: number,
+    private readonly burst: number,
+    clock: Clock | (() => number) = realClock,
+  ) {
     if (!(qps > 0) || !Number.isFinite(qps)) throw new Error(`token bucket qps must be a positive number, got ${qps}`);
     if (!Number.isInteger(burst) || burst < 1) throw new Error(`token bucket burst must be an integer >= 1, got ${burst}`);
     this.clock = typeof clock === 'function' ? { ...realClock, now: clock } : clock;

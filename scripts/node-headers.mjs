@@ -24,7 +24,8 @@ export function nodeHeadersDir(root) {
   }
   return {
     dir: null,
-    reason: `no include/node of Node ${want} in ${candidates.join(' or ')}. With the project's \`node\` devDependency, `
-      + 'its platform package is removed by a later `npm install`; `npm rebuild node` puts it back',
+    reason:
+      `no include/node of Node ${want} in ${candidates.join(' or ')}. With the project's \`node\` devDependency, ` +
+      'its platform package is removed by a later `npm install`; `npm rebuild node` puts it back',
   };
 }

@@ -41,27 +41,75 @@ interface Flag extends FlagSpec {
 
 /** Every flag, its environment variable, default and help line. */
 export const FLAGS: Record<string, Flag> = {
-  'listen-address': { key: 'listenAddress', env: 'OVNKUBE_ROUTE_LISTEN_ADDRESS', value: 'IP', default: '0.0.0.0', help: 'address to listen on' },
+  'listen-address': {
+    key: 'listenAddress',
+    env: 'OVNKUBE_ROUTE_LISTEN_ADDRESS',
+    value: 'IP',
+    default: '0.0.0.0',
+    help: 'address to listen on',
+  },
   port: { key: 'port', env: 'OVNKUBE_ROUTE_PORT', value: 'N', default: '8443', help: 'HTTPS port (/mutate, /healthz, /readyz, /metrics)' },
-  'tls-cert': { key: 'tlsCert', env: 'OVNKUBE_ROUTE_TLS_CERT', value: 'FILE', required: true, help: 'serving certificate (PEM); reloaded when the file changes' },
-  'tls-key': { key: 'tlsKey', env: 'OVNKUBE_ROUTE_TLS_KEY', value: 'FILE', required: true, help: 'serving key (PEM); reloaded with the certificate' },
+  'tls-cert': {
+    key: 'tlsCert',
+    env: 'OVNKUBE_ROUTE_TLS_CERT',
+    value: 'FILE',
+    required: true,
+    help: 'serving certificate (PEM); reloaded when the file changes',
+  },
+  'tls-key': {
+    key: 'tlsKey',
+    env: 'OVNKUBE_ROUTE_TLS_KEY',
+    value: 'FILE',
+    required: true,
+    help: 'serving key (PEM); reloaded with the certificate',
+  },
   'plan-key': {
-    key: 'planKeys', env: 'OVNKUBE_ROUTE_PLAN_KEYS', value: 'FILE', multiple: true, required: true,
+    key: 'planKeys',
+    env: 'OVNKUBE_ROUTE_PLAN_KEYS',
+    value: 'FILE',
+    multiple: true,
+    required: true,
     help: 'plan-signing key file (base64 of >= 32 random bytes); repeat for rotation: the first signs, all verify',
   },
-  mode: { key: 'mode', env: 'OVNKUBE_ROUTE_MODE', value: 'default|opt-in', default: 'default', help: 'default: every pod not opted out; opt-in: only pods or namespaces labelled routes.k8s.ovn.org/inject=enabled' },
-  kubeconfig: { key: 'kubeconfig', env: 'KUBECONFIG', value: 'FILE', help: 'kubeconfig to use; without it, the in-cluster service account' },
-  'trusted-user': {
-    key: 'trustedUsers', env: 'OVNKUBE_ROUTE_TRUSTED_USERS', value: 'NAME', multiple: true,
-    help: 'username whose pod updates may set a verified plan as-is (the controller\'s service account); repeatable',
+  mode: {
+    key: 'mode',
+    env: 'OVNKUBE_ROUTE_MODE',
+    value: 'default|opt-in',
+    default: 'default',
+    help: 'default: every pod not opted out; opt-in: only pods or namespaces labelled routes.k8s.ovn.org/inject=enabled',
   },
-  'log-level': { key: 'logLevel', env: 'OVNKUBE_ROUTE_LOG_LEVEL', value: LOG_LEVELS.join('|'), default: 'info', help: 'log level (JSON logs on stderr)' },
+  kubeconfig: {
+    key: 'kubeconfig',
+    env: 'KUBECONFIG',
+    value: 'FILE',
+    help: 'kubeconfig to use; without it, the in-cluster service account',
+  },
+  'trusted-user': {
+    key: 'trustedUsers',
+    env: 'OVNKUBE_ROUTE_TRUSTED_USERS',
+    value: 'NAME',
+    multiple: true,
+    help: "username whose pod updates may set a verified plan as-is (the controller's service account); repeatable",
+  },
+  'log-level': {
+    key: 'logLevel',
+    env: 'OVNKUBE_ROUTE_LOG_LEVEL',
+    value: LOG_LEVELS.join('|'),
+    default: 'info',
+    help: 'log level (JSON logs on stderr)',
+  },
   'api-timeout': {
-    key: 'apiTimeoutMs', env: 'OVNKUBE_ROUTE_API_TIMEOUT', value: 'DURATION', default: '60s',
-    help: 'deadline of every API request (lists, patches, Events, Lease calls: at most the renew deadline) and of a watch\'s answer (at most 30s); 1s-10m',
+    key: 'apiTimeoutMs',
+    env: 'OVNKUBE_ROUTE_API_TIMEOUT',
+    value: 'DURATION',
+    default: '60s',
+    help: "deadline of every API request (lists, patches, Events, Lease calls: at most the renew deadline) and of a watch's answer (at most 30s); 1s-10m",
   },
   'watch-idle-timeout': {
-    key: 'watchIdleMs', env: 'OVNKUBE_ROUTE_WATCH_IDLE_TIMEOUT', value: 'DURATION', default: '5m',
+    key: 'watchIdleMs',
+    env: 'OVNKUBE_ROUTE_WATCH_IDLE_TIMEOUT',
+    value: 'DURATION',
+    default: '5m',
     help: 'a watch with no event and no bookmark (sent about every minute) for this long is restarted; 1s-1h',
   },
   ...CONTROLLER_FLAGS,
@@ -76,15 +124,17 @@ export function webhookHelp(): string {
       'each admitted pod with its signed plan annotation (routes.k8s.ovn.org/plan), resolved',
       'from informer caches of Routes, Namespaces, Services, ReplicaSets and Jobs. /readyz turns',
       'ready once the caches have synced. Unless --controller=false, the same process runs the',
-      'controller: replicas elect a leader through a Lease, and the leader keeps every pod\'s plan',
-      'annotation and every Route\'s status true. Stops cleanly on SIGTERM or SIGINT (the leader',
+      "controller: replicas elect a leader through a Lease, and the leader keeps every pod's plan",
+      "annotation and every Route's status true. Stops cleanly on SIGTERM or SIGINT (the leader",
       'releases the Lease).',
     ],
     FLAGS,
   );
 }
 
-const fail = (msg: string): never => { throw new WebhookError('OVNKR_ERR_CONFIG', msg); };
+const fail = (msg: string): never => {
+  throw new WebhookError('OVNKR_ERR_CONFIG', msg);
+};
 
 /**
  * Parse argv (without the command name) and env into a validated WebhookConfig. Throws
@@ -105,7 +155,8 @@ export function parseWebhookConfig(argv: string[], env: Record<string, string | 
   const mode = one('mode', true)!;
   if (mode !== 'default' && mode !== 'opt-in') fail(`${raw('mode').from}: expected "default" or "opt-in", got "${mode}"`);
   const logLevel = one('log-level', true)!;
-  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) fail(`${raw('log-level').from}: expected one of ${LOG_LEVELS.join(', ')}, got "${logLevel}"`);
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel))
+    fail(`${raw('log-level').from}: expected one of ${LOG_LEVELS.join(', ')}, got "${logLevel}"`);
   const durationIn = (flag: string, minMs: number, maxMs: number, range: string): number => {
     const text = one(flag, true)!;
     const ms = parseDuration(text);

@@ -23,19 +23,21 @@ import { errorMessage, withCause } from '../platform/errors.js';
 
 /** Read the plan key files, in order (the first signs). Errors name the file. */
 export async function loadPlanKeys(files: readonly string[]): Promise<PlanKey[]> {
-  return Promise.all(files.map(async (f) => {
-    let text: string;
-    try {
-      text = await readFile(f, 'utf8');
-    } catch (e) {
-      throw new WebhookError('OVNKR_ERR_PLAN_KEY', errorMessage(e), { cause: e });
-    }
-    try {
-      return parsePlanKey(text);
-    } catch (e) {
-      throw new WebhookError('OVNKR_ERR_PLAN_KEY', withCause(f, e), { cause: e });
-    }
-  }));
+  return Promise.all(
+    files.map(async (f) => {
+      let text: string;
+      try {
+        text = await readFile(f, 'utf8');
+      } catch (e) {
+        throw new WebhookError('OVNKR_ERR_PLAN_KEY', errorMessage(e), { cause: e });
+      }
+      try {
+        return parsePlanKey(text);
+      } catch (e) {
+        throw new WebhookError('OVNKR_ERR_PLAN_KEY', withCause(f, e), { cause: e });
+      }
+    }),
+  );
 }
 
 /** KubeConfig from a file, or the in-cluster service account when `file` is undefined. */
@@ -73,7 +75,10 @@ export interface ApiDeadlines {
 }
 
 export const DEFAULT_DEADLINES: ApiDeadlines = {
-  apiTimeoutMs: DEFAULT_API_TIMEOUT_MS, connectMs: DEFAULT_WATCH_CONNECT_MS, idleMs: DEFAULT_WATCH_IDLE_MS, maxBackoffMs: 30_000,
+  apiTimeoutMs: DEFAULT_API_TIMEOUT_MS,
+  connectMs: DEFAULT_WATCH_CONNECT_MS,
+  idleMs: DEFAULT_WATCH_IDLE_MS,
+  maxBackoffMs: 30_000,
 };
 
 /**
@@ -82,7 +87,9 @@ export const DEFAULT_DEADLINES: ApiDeadlines = {
  * go without one. Every request and watch has a deadline, so this only trips on a bug.
  */
 export function liveness(
-  caches: ClusterCaches, podsStalled: () => { ms: number; last: string } | undefined, boundMs: number,
+  caches: ClusterCaches,
+  podsStalled: () => { ms: number; last: string } | undefined,
+  boundMs: number,
 ): () => { alive: boolean; detail: string } {
   return () => {
     const stuck = caches.stalled(boundMs).map((s) => `${s.resource} (no progress for ${Math.round(s.ms / 1000)} s; last: ${s.last})`);
@@ -94,8 +101,12 @@ export function liveness(
 
 function readiness(caches: ClusterCaches): () => { ready: boolean; detail: string } {
   return () => {
-    const missing = Object.entries(caches.syncedByResource()).filter(([, ok]) => !ok).map(([r]) => r);
-    return missing.length ? { ready: false, detail: `caches not synced yet: ${missing.join(', ')}` } : { ready: true, detail: 'caches synced' };
+    const missing = Object.entries(caches.syncedByResource())
+      .filter(([, ok]) => !ok)
+      .map(([r]) => r);
+    return missing.length
+      ? { ready: false, detail: `caches not synced yet: ${missing.join(', ')}` }
+      : { ready: true, detail: 'caches synced' };
   };
 }
 
@@ -113,14 +124,20 @@ export async function runWebhook(config: WebhookConfig, opts: RunOptions): Promi
   const log = createLogger(opts.logStream, config.logLevel);
   // Shared with the controller's pod cache.
   const observer: InformerObserver = {
-    onList: (resource, count) => { metrics?.observeList(resource); log.info({ resource, count }, 'cache listed'); },
+    onList: (resource, count) => {
+      metrics?.observeList(resource);
+      log.info({ resource, count }, 'cache listed');
+    },
     onError: (resource, err, retryInMs) => {
       metrics?.observeWatchError(resource);
       log.warn({ resource, err: (err as Error)?.message ?? String(err), retryInMs }, 'cache list/watch failed; retrying');
     },
   };
   const d = opts.deadlines ?? {
-    ...DEFAULT_DEADLINES, apiTimeoutMs: config.apiTimeoutMs, connectMs: Math.min(DEFAULT_WATCH_CONNECT_MS, config.apiTimeoutMs), idleMs: config.watchIdleMs,
+    ...DEFAULT_DEADLINES,
+    apiTimeoutMs: config.apiTimeoutMs,
+    connectMs: Math.min(DEFAULT_WATCH_CONNECT_MS, config.apiTimeoutMs),
+    idleMs: config.watchIdleMs,
   };
   const watchDeadlines = { connectMs: d.connectMs, idleMs: d.idleMs };
   const caches = cachesFromApi(kc, {
@@ -149,9 +166,21 @@ export async function runWebhook(config: WebhookConfig, opts: RunOptions): Promi
   try {
     if (config.controller.enabled) {
       controller = startController({
-        kc, config: config.controller, caches, mode: config.mode, keys, registry, log, observer, apiTimeoutMs: d.apiTimeoutMs, watchDeadlines,
+        kc,
+        config: config.controller,
+        caches,
+        mode: config.mode,
+        keys,
+        registry,
+        log,
+        observer,
+        apiTimeoutMs: d.apiTimeoutMs,
+        watchDeadlines,
       });
-      log.info({ identity: controller.identity, lease: `${config.controller.leaseNamespace}/${config.controller.leaseName}` }, 'controller campaigning for leadership');
+      log.info(
+        { identity: controller.identity, lease: `${config.controller.leaseNamespace}/${config.controller.leaseName}` },
+        'controller campaigning for leadership',
+      );
     }
     await app.listen({ host: config.listenAddress, port: config.port });
     const addr = app.server.address();
@@ -168,7 +197,10 @@ export async function runWebhook(config: WebhookConfig, opts: RunOptions): Promi
         metrics!.observeCertInUse(c.notAfter.getTime() / 1000);
         log.info({ fingerprint: c.fingerprint, notAfter: c.notAfter }, 'serving certificate reloaded');
       },
-      onError: (e) => { metrics!.observeCertReload(false); log.error({ err: e.message }, 'serving certificate not reloaded; keeping the previous one'); },
+      onError: (e) => {
+        metrics!.observeCertReload(false);
+        log.error({ err: e.message }, 'serving certificate not reloaded; keeping the previous one');
+      },
     });
     if (!opts.signal.aborted) await new Promise((resolve) => opts.signal.addEventListener('abort', resolve, { once: true }));
     log.info('shutting down');

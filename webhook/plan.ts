@@ -74,7 +74,8 @@ export function desiredPlan(pod: Pod, sources: PlanSources, opts: { mode: Inject
   const namespace = pod.metadata?.namespace ?? '';
   let resolution = resolvePlan(pod, resolveContext(pod, sources, opts.mode, true));
   // A 'no-route' skip lists why each Route does not select the pod: say it about all of them.
-  if (resolution.kind === 'skipped' && resolution.code === 'no-route') resolution = resolvePlan(pod, resolveContext(pod, sources, opts.mode));
+  if (resolution.kind === 'skipped' && resolution.code === 'no-route')
+    resolution = resolvePlan(pod, resolveContext(pod, sources, opts.mode));
   if (resolution.kind === 'skipped') {
     return { action: 'remove', reason: resolution.code, message: resolution.reason, resolution };
   }

@@ -8,7 +8,7 @@ import { InputError, runUntilSignal, UsageError, type Command } from '../cli.js'
 
 export const agentCommand: Command = {
   name: 'agent',
-  summary: 'run the node injector: write each pod\'s plan routes into its netns and keep them there',
+  summary: "run the node injector: write each pod's plan routes into its netns and keep them there",
   help: agentHelp(),
   async run(argv, io) {
     let config: AgentConfig;
@@ -17,16 +17,19 @@ export const agentCommand: Command = {
     } catch (e) {
       throw e instanceof AgentConfigError ? new UsageError(e.message, { cause: e }) : e;
     }
-    await runUntilSignal(async (signal) => {
-      // Loaded here so other commands do not pay for the Kubernetes client and prom-client.
-      const { runAgent, AgentStartError } = await import('../../injector/agent/main.js');
-      try {
-        await runAgent(config, { signal, logStream: io.stderr });
-      } catch (e) {
-        throw e instanceof AgentStartError ? new InputError(e.message, { cause: e }) : e;
-      }
-      // Within the DaemonSet's terminationGracePeriodSeconds (10 s), so the exit is ours.
-    }, { graceMs: 8_000 });
+    await runUntilSignal(
+      async (signal) => {
+        // Loaded here so other commands do not pay for the Kubernetes client and prom-client.
+        const { runAgent, AgentStartError } = await import('../../injector/agent/main.js');
+        try {
+          await runAgent(config, { signal, logStream: io.stderr });
+        } catch (e) {
+          throw e instanceof AgentStartError ? new InputError(e.message, { cause: e }) : e;
+        }
+        // Within the DaemonSet's terminationGracePeriodSeconds (10 s), so the exit is ours.
+      },
+      { graceMs: 8_000 },
+    );
     return 0;
   },
 };

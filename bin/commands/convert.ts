@@ -26,7 +26,11 @@ export const convertCommand: Command = {
   summary: 'convert a cr-config.json/yaml route list into a Route object',
   help,
   async run(argv, io) {
-    const values = parseFlags(argv, { file: { type: 'string', short: 'f' }, name: { type: 'string' }, output: { type: 'string', short: 'o', default: 'yaml' } });
+    const values = parseFlags(argv, {
+      file: { type: 'string', short: 'f' },
+      name: { type: 'string' },
+      output: { type: 'string', short: 'o', default: 'yaml' },
+    });
     if (!values.file) throw new UsageError('-f FILE is required');
     if (values.output !== 'yaml' && values.output !== 'json') throw new UsageError(`-o must be yaml or json, got "${values.output}"`);
     if (values.name !== undefined && !/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/.test(values.name)) {

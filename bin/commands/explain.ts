@@ -42,7 +42,14 @@ ${KUBE_FLAGS_HELP}
   -h, --help                show this help
 `;
 
-interface EventSummary { type: string; reason: string; message: string; component: string; count: number; last: string }
+interface EventSummary {
+  type: string;
+  reason: string;
+  message: string;
+  component: string;
+  count: number;
+  last: string;
+}
 
 export interface Explanation {
   pod: string;
@@ -85,20 +92,32 @@ function annotationCheck(pod: Pod, resolved: Plan | undefined, keys: KeySetting)
   if (!plain.ok) return { ...base, signature: 'no', error: plain.error };
   if (keys.error) return { ...base, signature: 'unchecked', error: `plan key not readable: ${keys.error}` };
   const v = decodePlan(value, { namespace: ns, keys: keys.keys, requireSignature: true });
-  return v.ok ? { ...base, signature: 'ok', ...(v.keyId ? { keyId: v.keyId } : {}) } : { ...base, signature: 'no', error: `${v.code}: ${v.error}` };
+  return v.ok
+    ? { ...base, signature: 'ok', ...(v.keyId ? { keyId: v.keyId } : {}) }
+    : { ...base, signature: 'no', error: `${v.code}: ${v.error}` };
 }
 
 async function podEvents(c: Cluster, pod: Pod, warnings: string[]): Promise<EventSummary[]> {
   const ns = pod.metadata?.namespace ?? '';
   const sel = `involvedObject.kind=Pod,involvedObject.name=${pod.metadata?.name ?? ''}`;
   try {
-    const l = await getJSON<{ items?: any[] }>(c, `/api/v1/namespaces/${encodeURIComponent(ns)}/events?fieldSelector=${encodeURIComponent(sel)}`, `list Events of pod ${ns}/${pod.metadata?.name}`);
+    const l = await getJSON<{ items?: any[] }>(
+      c,
+      `/api/v1/namespaces/${encodeURIComponent(ns)}/events?fieldSelector=${encodeURIComponent(sel)}`,
+      `list Events of pod ${ns}/${pod.metadata?.name}`,
+    );
     return (l?.items ?? [])
-      .filter((e) => (!pod.metadata?.uid || !e.involvedObject?.uid || e.involvedObject.uid === pod.metadata.uid)
-        && /^ovnkube-route/.test(String(e.reportingComponent || e.source?.component || '')))
+      .filter(
+        (e) =>
+          (!pod.metadata?.uid || !e.involvedObject?.uid || e.involvedObject.uid === pod.metadata.uid) &&
+          /^ovnkube-route/.test(String(e.reportingComponent || e.source?.component || '')),
+      )
       .map((e) => ({
-        type: String(e.type ?? ''), reason: String(e.reason ?? ''), message: String(e.message ?? ''),
-        component: String(e.reportingComponent || e.source?.component || ''), count: Number(e.count ?? 1),
+        type: String(e.type ?? ''),
+        reason: String(e.reason ?? ''),
+        message: String(e.message ?? ''),
+        component: String(e.reportingComponent || e.source?.component || ''),
+        count: Number(e.count ?? 1),
         last: String(e.lastTimestamp ?? e.eventTime ?? e.metadata?.creationTimestamp ?? ''),
       }))
       .sort((a, b) => (a.last < b.last ? -1 : a.last > b.last ? 1 : 0));
@@ -109,15 +128,22 @@ async function podEvents(c: Cluster, pod: Pod, warnings: string[]): Promise<Even
 }
 
 /** Gather everything explain shows (exported for tests). */
-export async function explainPod(c: Cluster, ref: { namespace: string; name: string }, opts: { mode?: string; systemNamespace: string }): Promise<Explanation> {
+export async function explainPod(
+  c: Cluster,
+  ref: { namespace: string; name: string },
+  opts: { mode?: string; systemNamespace: string },
+): Promise<Explanation> {
   const warnings: string[] = [];
   const warn = (m: string) => warnings.push(m);
   const pod = await getPod(c, ref.namespace, ref.name);
   const idx = await liveIndexForPod(c, pod, warn);
   const mode = await liveMode(c, opts.mode, opts.systemNamespace);
   const trace = tracePlan(pod, {
-    routes: idx.routes, namespace: idx.namespaces.get(ref.namespace), service: idx.service,
-    owners: ownerChain(pod, idx.lookup), mode: mode.mode,
+    routes: idx.routes,
+    namespace: idx.namespaces.get(ref.namespace),
+    service: idx.service,
+    owners: ownerChain(pod, idx.lookup),
+    mode: mode.mode,
   });
   const plan = trace.resolution.kind === 'plan' ? trace.resolution.plan : undefined;
   const keys = await liveKeys(c, opts.systemNamespace);
@@ -128,24 +154,45 @@ export async function explainPod(c: Cluster, ref: { namespace: string; name: str
     const created = Date.parse(String((pod.metadata as { creationTimestamp?: string } | undefined)?.creationTimestamp ?? ''));
     const at = Date.parse(st.time);
     agent = {
-      ...st, matchesAnnotation: annotation.planHash !== undefined ? st.plan === annotation.planHash : st.plan === '',
+      ...st,
+      matchesAnnotation: annotation.planHash !== undefined ? st.plan === annotation.planHash : st.plan === '',
       ...(Number.isFinite(created) && Number.isFinite(at) ? { secondsAfterCreation: Math.max(0, (at - created) / 1000) } : {}),
     };
   }
   const cond = pod.status?.conditions?.find((x) => x.type === READY_CONDITION);
   return {
-    pod: `${ref.namespace}/${ref.name}`, node: String(pod.spec?.nodeName ?? ''), context: c.context, server: c.server, mode, trace,
+    pod: `${ref.namespace}/${ref.name}`,
+    node: String(pod.spec?.nodeName ?? ''),
+    context: c.context,
+    server: c.server,
+    mode,
+    trace,
     ...(plan ? { plan, planHash: planHash(plan) } : {}),
-    annotation, keys: { from: keys.from, ids: keys.keys.map((k: PlanKey) => k.id), ...(keys.error ? { error: keys.error } : {}) },
+    annotation,
+    keys: { from: keys.from, ids: keys.keys.map((k: PlanKey) => k.id), ...(keys.error ? { error: keys.error } : {}) },
     ...(agent ? { agent } : {}),
-    ...(cond ? { ready: { status: cond.status, ...(cond.reason ? { reason: String(cond.reason) } : {}), ...(cond.message ? { message: String(cond.message) } : {}) } } : {}),
-    events: await podEvents(c, pod, warnings), warnings,
+    ...(cond
+      ? {
+          ready: {
+            status: cond.status,
+            ...(cond.reason ? { reason: String(cond.reason) } : {}),
+            ...(cond.message ? { message: String(cond.message) } : {}),
+          },
+        }
+      : {}),
+    events: await podEvents(c, pod, warnings),
+    warnings,
   };
 }
 
 function cols(rows: string[][]): string[] {
   const w = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(w[i]! + 2))).join('').trimEnd());
+  return rows.map((r) =>
+    r
+      .map((c, i) => (i === r.length - 1 ? c : c.padEnd(w[i]! + 2)))
+      .join('')
+      .trimEnd(),
+  );
 }
 
 const planLine = (dst: string, dev: string, via?: string): string => `${dst} dev ${dev}${via ? ` via ${via}` : ''}`;
@@ -162,68 +209,122 @@ export function formatExplanation(x: Explanation): string {
   out.push('', `Routes (${x.trace.routes.length})${stopped ? ' -- not used: a gate above stops the pod' : ''}:`);
   if (x.trace.routes.length === 0) out.push('  (no Route exists)');
   else {
-    out.push(...cols([['ROUTE', 'PRIORITY', 'SELECTS', 'DECIDED BY', 'WHY'],
-      ...x.trace.routes.map((t) => [t.route, String(t.priority), t.selects, t.decidedBy, t.reason])]).map((l) => `  ${l}`));
+    out.push(
+      ...cols([
+        ['ROUTE', 'PRIORITY', 'SELECTS', 'DECIDED BY', 'WHY'],
+        ...x.trace.routes.map((t) => [t.route, String(t.priority), t.selects, t.decidedBy, t.reason]),
+      ]).map((l) => `  ${l}`),
+    );
   }
-  if (r.conflicts.length) { out.push('', 'Conflicts (resolved):'); for (const c of r.conflicts) out.push(`  ${c.message}`); }
-  if (r.unresolved.length) { out.push('', 'Service rules without a route:'); for (const u of r.unresolved) out.push(`  Route ${u.route}: Service ${u.namespace}/${u.name}: ${u.reason}`); }
-  if (r.invalid.length) { out.push('', 'Invalid rules (ignored):'); for (const d of r.invalid) out.push(`  Route ${d.route}: ${d.field}: ${d.error}`); }
+  if (r.conflicts.length) {
+    out.push('', 'Conflicts (resolved):');
+    for (const c of r.conflicts) out.push(`  ${c.message}`);
+  }
+  if (r.unresolved.length) {
+    out.push('', 'Service rules without a route:');
+    for (const u of r.unresolved) out.push(`  Route ${u.route}: Service ${u.namespace}/${u.name}: ${u.reason}`);
+  }
+  if (r.invalid.length) {
+    out.push('', 'Invalid rules (ignored):');
+    for (const d of r.invalid) out.push(`  Route ${d.route}: ${d.field}: ${d.error}`);
+  }
   out.push('');
   if (r.kind === 'skipped') out.push(`Plan: none (${r.code}: ${r.reason})`);
   else {
     out.push(`Plan (resolved now, hash ${x.planHash}):`);
     const from = new Map((r.origins ?? []).map((o) => [o.dst, `Route ${o.route} ${o.source}`]));
     const rows = r.plan.routes.map((p) => [planLine(p.dst, p.dev, p.via), `from ${from.get(p.dst) ?? '?'}`]);
-    if (r.plan.default) rows.push([`default dev ${r.plan.default.dev}${r.plan.default.via ? ` via ${r.plan.default.via}` : ''}`, `from ${from.get('0.0.0.0/0') ?? from.get('::/0') ?? '?'}`]);
+    if (r.plan.default)
+      rows.push([
+        `default dev ${r.plan.default.dev}${r.plan.default.via ? ` via ${r.plan.default.via}` : ''}`,
+        `from ${from.get('0.0.0.0/0') ?? from.get('::/0') ?? '?'}`,
+      ]);
     for (const dev of r.plan.symmetric ?? []) rows.push([`symmetric ${dev}`, 'replies from its addresses leave by it (docs/routing.md)']);
     out.push(...cols(rows).map((l) => `  ${l}`));
   }
   out.push('', `Annotation ${PLAN_ANNOTATION}:`);
   const a = x.annotation;
-  if (!a.present) out.push(`  absent${x.plan ? ' -- but a plan resolves now: the webhook/controller has not stamped it (is the controller running?)' : ' (as expected: no plan)'}`);
+  if (!a.present)
+    out.push(
+      `  absent${x.plan ? ' -- but a plan resolves now: the webhook/controller has not stamped it (is the controller running?)' : ' (as expected: no plan)'}`,
+    );
   else {
-    out.push(`  ${a.equalsResolved ? 'equals the plan resolved now' : `DIFFERS from the plan resolved now${a.planHash ? ` (annotation hash ${a.planHash})` : ''}${x.plan ? '' : ': no plan resolves now'}`}`);
+    out.push(
+      `  ${a.equalsResolved ? 'equals the plan resolved now' : `DIFFERS from the plan resolved now${a.planHash ? ` (annotation hash ${a.planHash})` : ''}${x.plan ? '' : ': no plan resolves now'}`}`,
+    );
     if (!a.equalsResolved && a.plan) {
-      const lines = (p: Plan | undefined) => new Set([...(p?.routes ?? []).map((r) => planLine(r.dst, r.dev, r.via)), ...(p?.default ? [`default dev ${p.default.dev}${p.default.via ? ` via ${p.default.via}` : ''}`] : []),
-        ...(p?.symmetric ?? []).map((d) => `symmetric ${d}`)]);
-      const have = lines(a.plan); const want = lines(x.plan);
+      const lines = (p: Plan | undefined) =>
+        new Set([
+          ...(p?.routes ?? []).map((r) => planLine(r.dst, r.dev, r.via)),
+          ...(p?.default ? [`default dev ${p.default.dev}${p.default.via ? ` via ${p.default.via}` : ''}`] : []),
+          ...(p?.symmetric ?? []).map((d) => `symmetric ${d}`),
+        ]);
+      const have = lines(a.plan);
+      const want = lines(x.plan);
       for (const l of have) if (!want.has(l)) out.push(`    - ${l}   (in the annotation, not resolved now)`);
       for (const l of want) if (!have.has(l)) out.push(`    + ${l}   (resolved now, not in the annotation)`);
-      out.push('    The controller re-stamps pods when Routes, Services or labels change; if this lasts, see docs/troubleshooting.md "routes are wrong".');
+      out.push(
+        '    The controller re-stamps pods when Routes, Services or labels change; if this lasts, see docs/troubleshooting.md "routes are wrong".',
+      );
     }
-    out.push(`  signature: ${a.signature === 'ok' ? `verified with key ${a.keyId} of ${x.keys.from}`
-      : a.signature === 'unchecked' ? `NOT CHECKED (${a.error})` : `REFUSED: ${a.error}`}`);
+    out.push(
+      `  signature: ${
+        a.signature === 'ok'
+          ? `verified with key ${a.keyId} of ${x.keys.from}`
+          : a.signature === 'unchecked'
+            ? `NOT CHECKED (${a.error})`
+            : `REFUSED: ${a.error}`
+      }`,
+    );
   }
   out.push('', `Agent report (${STATUS_ANNOTATION}):`);
   const s = x.agent;
   if (!s) out.push(`  none${x.node ? ` (is the agent running on node ${x.node}? pods without a plan get no report)` : ''}`);
   else {
-    out.push(`  node ${s.node}, written ${s.time}${s.secondsAfterCreation !== undefined ? ` (${s.secondsAfterCreation.toFixed(1)} s after the pod was created)` : ''}`);
-    out.push(`  plan in force: ${s.plan || '(none)'} ${s.matchesAnnotation ? '(= the annotation\'s plan)' : '(NOT the annotation\'s plan: the agent has not applied the current one)'}`);
+    out.push(
+      `  node ${s.node}, written ${s.time}${s.secondsAfterCreation !== undefined ? ` (${s.secondsAfterCreation.toFixed(1)} s after the pod was created)` : ''}`,
+    );
+    out.push(
+      `  plan in force: ${s.plan || '(none)'} ${s.matchesAnnotation ? "(= the annotation's plan)" : "(NOT the annotation's plan: the agent has not applied the current one)"}`,
+    );
     out.push(`  routes applied: ${s.applied}, skipped: ${s.skipped.length}`);
     for (const k of s.skipped) out.push(`    ${k.dst}${k.dev ? ` dev ${k.dev}` : ''}: ${k.reason}${k.detail ? ` (${k.detail})` : ''}`);
-    if (s.start) out.push(`  start: ${s.start.mode === 'cni' ? 'routes written during CNI ADD, before any container started' : `after the pod started${s.start.reason ? ` (${s.start.reason})` : ''}`}`);
+    if (s.start)
+      out.push(
+        `  start: ${s.start.mode === 'cni' ? 'routes written during CNI ADD, before any container started' : `after the pod started${s.start.reason ? ` (${s.start.reason})` : ''}`}`,
+      );
   }
-  if (x.ready) out.push(`  condition ${READY_CONDITION}: ${x.ready.status}${x.ready.reason ? ` ${x.ready.reason}` : ''}${x.ready.message ? `: ${x.ready.message}` : ''}`);
+  if (x.ready)
+    out.push(
+      `  condition ${READY_CONDITION}: ${x.ready.status}${x.ready.reason ? ` ${x.ready.reason}` : ''}${x.ready.message ? `: ${x.ready.message}` : ''}`,
+    );
   out.push('', 'Events (ovnkube-route):');
   if (!x.events.length) out.push('  none');
-  for (const e of x.events) out.push(`  ${e.last}  ${e.type} ${e.reason} (${e.component}${e.count > 1 ? `, x${e.count}` : ''}): ${e.message}`);
-  if (x.warnings.length) { out.push('', 'Warnings:'); for (const w of x.warnings) out.push(`  ${w}`); }
+  for (const e of x.events)
+    out.push(`  ${e.last}  ${e.type} ${e.reason} (${e.component}${e.count > 1 ? `, x${e.count}` : ''}): ${e.message}`);
+  if (x.warnings.length) {
+    out.push('', 'Warnings:');
+    for (const w of x.warnings) out.push(`  ${w}`);
+  }
   return out.join('\n') + '\n';
 }
 
 export const explainCommand: Command = {
   name: 'explain',
-  summary: 'explain a live pod\'s routes: which Routes select it and why, its plan, what the agent reported',
+  summary: "explain a live pod's routes: which Routes select it and why, its plan, what the agent reported",
   help,
   async run(argv, io) {
     const v = parseFlags(argv, {
-      ...KUBE_FLAGS, pod: { type: 'string' }, mode: { type: 'string' },
-      'system-namespace': { type: 'string', default: SYSTEM_NAMESPACE }, output: { type: 'string', short: 'o', default: 'text' },
+      ...KUBE_FLAGS,
+      pod: { type: 'string' },
+      mode: { type: 'string' },
+      'system-namespace': { type: 'string', default: SYSTEM_NAMESPACE },
+      output: { type: 'string', short: 'o', default: 'text' },
     });
     if (v.pod === undefined) throw new UsageError('--pod NAMESPACE/NAME is required');
     if (v.output !== 'text' && v.output !== 'json') throw new UsageError(`-o/--output: expected text or json, got "${v.output}"`);
-    if (v.mode !== undefined && v.mode !== 'default' && v.mode !== 'opt-in') throw new UsageError(`--mode: expected default or opt-in, got "${v.mode}"`);
+    if (v.mode !== undefined && v.mode !== 'default' && v.mode !== 'opt-in')
+      throw new UsageError(`--mode: expected default or opt-in, got "${v.mode}"`);
     const c = await loadCluster(v);
     const ref = podRefOf(v.pod, c);
     const x = await explainPod(c, ref, { ...(v.mode ? { mode: v.mode } : {}), systemNamespace: v['system-namespace'] });

@@ -44,8 +44,10 @@ Exit status: 0 every route of the plan is in place; 3 applied, but some routes w
 `;
 
 function fmt(r: RouteItem): string {
-  return `${r.dst}${r.via ? ` via ${r.via}` : ''}${r.dev ? ` dev ${r.dev}` : ''}${r.src ? ` src ${r.src}` : ''}`
-    + `${r.metric !== undefined ? ` metric ${r.metric}` : ''}${r.mtu !== undefined ? ` mtu ${r.mtu}` : ''}${r.advmss !== undefined ? ` advmss ${r.advmss}` : ''}`;
+  return (
+    `${r.dst}${r.via ? ` via ${r.via}` : ''}${r.dev ? ` dev ${r.dev}` : ''}${r.src ? ` src ${r.src}` : ''}` +
+    `${r.metric !== undefined ? ` metric ${r.metric}` : ''}${r.mtu !== undefined ? ` mtu ${r.mtu}` : ''}${r.advmss !== undefined ? ` advmss ${r.advmss}` : ''}`
+  );
 }
 
 /** Human-readable report of an apply. */
@@ -97,10 +99,14 @@ export const injectCommand: Command = {
   help,
   async run(argv, io) {
     const values = parseFlags(argv, {
-          netns: { type: 'string' }, plan: { type: 'string' }, key: { type: 'string' }, namespace: { type: 'string' },
-          'netns-dir': { type: 'string', default: DEFAULT_NETNS_DIR }, 'state-dir': { type: 'string', default: DEFAULT_STATE_DIR },
-          output: { type: 'string', short: 'o', default: 'text' },
-        });
+      netns: { type: 'string' },
+      plan: { type: 'string' },
+      key: { type: 'string' },
+      namespace: { type: 'string' },
+      'netns-dir': { type: 'string', default: DEFAULT_NETNS_DIR },
+      'state-dir': { type: 'string', default: DEFAULT_STATE_DIR },
+      output: { type: 'string', short: 'o', default: 'text' },
+    });
     if (!values.netns) throw new UsageError('--netns PATH is required');
     if (!values.plan) throw new UsageError('--plan FILE|- is required');
     if (values.output !== 'text' && values.output !== 'json') throw new UsageError(`--output must be text or json, got "${values.output}"`);
@@ -108,8 +114,12 @@ export const injectCommand: Command = {
     const text = (await readInput(values.plan, io.stdin)).trim();
     const source = values.plan === '-' ? '<stdin>' : values.plan;
     const signed = hasSignature(text);
-    if (signed && !keys.length) throw new InputError(`${source}: the plan carries a signature; give --key FILE (and --namespace NS) to verify it, or pass an unsigned plan`);
-    if (signed && values.namespace === undefined) throw new InputError(`${source}: the plan carries a signature, which is bound to the pod's namespace; give --namespace NS`);
+    if (signed && !keys.length)
+      throw new InputError(
+        `${source}: the plan carries a signature; give --key FILE (and --namespace NS) to verify it, or pass an unsigned plan`,
+      );
+    if (signed && values.namespace === undefined)
+      throw new InputError(`${source}: the plan carries a signature, which is bound to the pod's namespace; give --namespace NS`);
     const decoded = decodePlan(text, { namespace: values.namespace ?? '', keys, requireSignature: false });
     if (!decoded.ok) throw new InputError(`${source}: refused: ${decoded.error} (${decoded.code})`);
 
@@ -125,7 +135,10 @@ export const injectCommand: Command = {
     let res: ApplyResult;
     try {
       res = await applyPlan(values.netns, decoded.plan, {
-        policy, savedDefault: store.load(), saveDefault: (s) => store.save(s), forgetDefault: (f) => store.forget(f),
+        policy,
+        savedDefault: store.load(),
+        saveDefault: (s) => store.save(s),
+        forgetDefault: (f) => store.forget(f),
       });
     } catch (e) {
       if (isNetnsError(e)) throw new InputError(e.message);

@@ -58,15 +58,28 @@ export function tableRows(pods: Pod[], resolved: Map<Pod, Resolution>): string[]
     const parsed = ann === undefined ? undefined : peekPlan(ann);
     const annPlan = parsed?.ok ? parsed.plan : undefined;
     const want = res.kind === 'plan' ? res.plan : undefined;
-    const annCol = ann === undefined ? (want ? 'absent' : '-')
-      : !annPlan ? 'unreadable' : want && canonicalPlanJSON(annPlan) === canonicalPlanJSON(want) ? '=' : 'differs';
+    const annCol =
+      ann === undefined
+        ? want
+          ? 'absent'
+          : '-'
+        : !annPlan
+          ? 'unreadable'
+          : want && canonicalPlanJSON(annPlan) === canonicalPlanJSON(want)
+            ? '='
+            : 'differs';
     const st = decodeInjectorStatus(pod.metadata?.annotations?.[STATUS_ANNOTATION]);
-    const agentCol = !st ? '-' : `${annPlan && st.plan === planHash(annPlan) ? 'annotation\'s plan' : st.plan ? 'another plan' : 'no plan'}: ${st.applied} applied, ${st.skipped.length} skipped`;
+    const agentCol = !st
+      ? '-'
+      : `${annPlan && st.plan === planHash(annPlan) ? "annotation's plan" : st.plan ? 'another plan' : 'no plan'}: ${st.applied} applied, ${st.skipped.length} skipped`;
     rows.push([
-      `${pod.metadata?.namespace ?? ''}/${pod.metadata?.name ?? ''}`, String(pod.spec?.nodeName ?? ''),
+      `${pod.metadata?.namespace ?? ''}/${pod.metadata?.name ?? ''}`,
+      String(pod.spec?.nodeName ?? ''),
       want ? planHash(want) : `skipped: ${res.kind === 'skipped' ? res.code : ''}`,
-      want ? String(want.routes.length + (want.default ? 1 : 0)) : '0', annCol,
-      ann === undefined ? '-' : (/"sig":"hmac-sha256:([0-9a-f]{12}):/.exec(ann)?.[1] ?? 'unsigned'), agentCol,
+      want ? String(want.routes.length + (want.default ? 1 : 0)) : '0',
+      annCol,
+      ann === undefined ? '-' : (/"sig":"hmac-sha256:([0-9a-f]{12}):/.exec(ann)?.[1] ?? 'unsigned'),
+      agentCol,
     ]);
   }
   return rows;
@@ -74,7 +87,16 @@ export function tableRows(pods: Pod[], resolved: Map<Pod, Resolution>): string[]
 
 export function formatTable(rows: string[][]): string {
   const w = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(w[i]! + 2))).join('').trimEnd()).join('\n') + '\n';
+  return (
+    rows
+      .map((r) =>
+        r
+          .map((c, i) => (i === r.length - 1 ? c : c.padEnd(w[i]! + 2)))
+          .join('')
+          .trimEnd(),
+      )
+      .join('\n') + '\n'
+  );
 }
 
 function outcome(res: Resolution, pod: Pod, key: PlanKey | undefined): unknown {
@@ -84,27 +106,42 @@ function outcome(res: Resolution, pod: Pod, key: PlanKey | undefined): unknown {
 
 export const planCommand: Command = {
   name: 'plan',
-  summary: 'resolve pods\' route plans offline from a file of Kubernetes objects',
+  summary: "resolve pods' route plans offline from a file of Kubernetes objects",
   help,
   async run(argv, io) {
     const values = parseFlags(argv, {
-          file: { type: 'string', short: 'f' }, pod: { type: 'string' }, all: { type: 'boolean', default: false },
-          key: { type: 'string' }, mode: { type: 'string' }, output: { type: 'string', short: 'o' }, ...KUBE_FLAGS,
-        });
+      file: { type: 'string', short: 'f' },
+      pod: { type: 'string' },
+      all: { type: 'boolean', default: false },
+      key: { type: 'string' },
+      mode: { type: 'string' },
+      output: { type: 'string', short: 'o' },
+      ...KUBE_FLAGS,
+    });
     const live = values.file === undefined;
     if (!live && (values.kubeconfig !== undefined || values.context !== undefined || values.namespace !== undefined)) {
       throw new UsageError('-f FILE reads objects from a file; --kubeconfig, --context and -n are for the live cluster (leave out -f)');
     }
     if ((values.pod === undefined) === !values.all) throw new UsageError('give exactly one of --pod NAMESPACE/NAME and --all');
-    if (!live && values.pod !== undefined && !/^[^/\s]+\/[^/\s]+$/.test(values.pod)) throw new UsageError(`--pod expects NAMESPACE/NAME, got "${values.pod}"`);
-    if (values.mode !== undefined && values.mode !== 'default' && values.mode !== 'opt-in') throw new UsageError(`--mode must be default or opt-in, got "${values.mode}"`);
+    if (!live && values.pod !== undefined && !/^[^/\s]+\/[^/\s]+$/.test(values.pod))
+      throw new UsageError(`--pod expects NAMESPACE/NAME, got "${values.pod}"`);
+    if (values.mode !== undefined && values.mode !== 'default' && values.mode !== 'opt-in')
+      throw new UsageError(`--mode must be default or opt-in, got "${values.mode}"`);
     const output = values.output ?? (live && values.all ? 'table' : 'json');
     if (output !== 'json' && output !== 'table') throw new UsageError(`-o/--output: expected json or table, got "${output}"`);
     let key: PlanKey | undefined;
     if (values.key) {
       let text: string;
-      try { text = await readFile(values.key, 'utf8'); } catch (e) { throw new InputError(`${values.key}: cannot read plan key: ${(e as Error).message}`, { cause: e }); }
-      try { key = parsePlanKey(text); } catch (e) { throw new InputError(`${values.key}: ${(e as Error).message}`, { cause: e }); }
+      try {
+        text = await readFile(values.key, 'utf8');
+      } catch (e) {
+        throw new InputError(`${values.key}: cannot read plan key: ${(e as Error).message}`, { cause: e });
+      }
+      try {
+        key = parsePlanKey(text);
+      } catch (e) {
+        throw new InputError(`${values.key}: ${(e as Error).message}`, { cause: e });
+      }
     }
     let idx: ObjectIndex;
     let pods: Pod[];
@@ -133,10 +170,12 @@ export const planCommand: Command = {
         throw e;
       }
       pods = values.all ? idx.pods : [idx.findPod(values.pod!)].filter((p): p is Pod => p !== undefined);
-      if (!values.all && pods.length === 0) throw new InputError(`${file}: no Pod ${values.pod} in the file (${idx.pods.length} pods found)`);
+      if (!values.all && pods.length === 0)
+        throw new InputError(`${file}: no Pod ${values.pod} in the file (${idx.pods.length} pods found)`);
     }
     pods = [...pods].sort((a, b) => {
-      const ka = `${a.metadata?.namespace ?? ''}/${a.metadata?.name ?? ''}`; const kb = `${b.metadata?.namespace ?? ''}/${b.metadata?.name ?? ''}`;
+      const ka = `${a.metadata?.namespace ?? ''}/${a.metadata?.name ?? ''}`;
+      const kb = `${b.metadata?.namespace ?? ''}/${b.metadata?.name ?? ''}`;
       return ka < kb ? -1 : ka > kb ? 1 : 0;
     });
     const results: Record<string, unknown> = {};
@@ -147,7 +186,8 @@ export const planCommand: Command = {
       const res = idx.resolve(pod, mode);
       resolved.set(pod, res);
       for (const c of res.conflicts) io.stderr.write(`warning: ${ref}: conflict: ${c.message}\n`);
-      for (const u of res.unresolved) io.stderr.write(`warning: ${ref}: Route ${u.route}: Service ${u.namespace}/${u.name} not resolved: ${u.reason}\n`);
+      for (const u of res.unresolved)
+        io.stderr.write(`warning: ${ref}: Route ${u.route}: Service ${u.namespace}/${u.name} not resolved: ${u.reason}\n`);
       for (const d of res.invalid) io.stderr.write(`warning: ${ref}: Route ${d.route}: ${d.field}: ${d.error}\n`);
       // Each Route that contributes to a plan: what core/warnings.ts says about it, once.
       if (res.kind === 'plan') {
@@ -155,7 +195,8 @@ export const planCommand: Command = {
           if (warned.has(name)) continue;
           warned.add(name);
           const route = idx.routes.find((r) => r.metadata?.name === name);
-          for (const w of route ? routeWarnings(route, idx.service) : []) io.stderr.write(`warning: Route ${name}: ${w.reason}: ${w.message}\n`);
+          for (const w of route ? routeWarnings(route, idx.service) : [])
+            io.stderr.write(`warning: Route ${name}: ${w.reason}: ${w.message}\n`);
         }
       }
       try {
@@ -167,7 +208,11 @@ export const planCommand: Command = {
     if (output === 'table') {
       io.stdout.write(formatTable(tableRows(pods, resolved)));
     } else if (values.all) {
-      const sorted = Object.fromEntries(Object.keys(results).sort().map((k) => [k, results[k]]));
+      const sorted = Object.fromEntries(
+        Object.keys(results)
+          .sort()
+          .map((k) => [k, results[k]]),
+      );
       io.stdout.write(JSON.stringify(sorted, null, 2) + '\n');
     } else {
       io.stdout.write(JSON.stringify(Object.values(results)[0]) + '\n');

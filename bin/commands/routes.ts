@@ -47,30 +47,55 @@ ${KUBE_FLAGS_HELP}
 
 export const routesCommand: Command = {
   name: 'routes',
-  summary: 'print a pod netns\'s routing table like route -n, marking the routes ovnkube-route owns',
+  summary: "print a pod netns's routing table like route -n, marking the routes ovnkube-route owns",
   help,
   async run(argv, io) {
     const values = parseFlags(argv, {
-          netns: { type: 'string' }, pod: { type: 'string' }, family: { type: 'string', default: 'all' },
-          'netns-dir': { type: 'string', default: DEFAULT_NETNS_DIR }, 'cni-cache-dir': { type: 'string', default: DEFAULT_CNI_CACHE_DIR },
-          output: { type: 'string', short: 'o', default: 'text' },
-          remote: { type: 'boolean', default: false }, container: { type: 'string' }, from: { type: 'string' }, ...KUBE_FLAGS,
-        });
-    const remote = values.remote || values.kubeconfig !== undefined || values.context !== undefined || values.namespace !== undefined
-      || values.from !== undefined || values.container !== undefined;
-    if ((values.netns === undefined) === (values.pod === undefined)) throw new UsageError('give exactly one of --netns PATH and --pod NAMESPACE/NAME');
+      netns: { type: 'string' },
+      pod: { type: 'string' },
+      family: { type: 'string', default: 'all' },
+      'netns-dir': { type: 'string', default: DEFAULT_NETNS_DIR },
+      'cni-cache-dir': { type: 'string', default: DEFAULT_CNI_CACHE_DIR },
+      output: { type: 'string', short: 'o', default: 'text' },
+      remote: { type: 'boolean', default: false },
+      container: { type: 'string' },
+      from: { type: 'string' },
+      ...KUBE_FLAGS,
+    });
+    const remote =
+      values.remote ||
+      values.kubeconfig !== undefined ||
+      values.context !== undefined ||
+      values.namespace !== undefined ||
+      values.from !== undefined ||
+      values.container !== undefined;
+    if ((values.netns === undefined) === (values.pod === undefined))
+      throw new UsageError('give exactly one of --netns PATH and --pod NAMESPACE/NAME');
     if (!['4', '6', 'all'].includes(values.family)) throw new UsageError(`--family must be 4, 6 or all, got "${values.family}"`);
     if (values.output !== 'text' && values.output !== 'json') throw new UsageError(`--output must be text or json, got "${values.output}"`);
     if (remote) {
-      if (values.pod === undefined) throw new UsageError('reading through the API server needs --pod NAMESPACE/NAME (--netns is for the node)');
+      if (values.pod === undefined)
+        throw new UsageError('reading through the API server needs --pod NAMESPACE/NAME (--netns is for the node)');
       const from = values.from ?? 'auto';
-      if (from !== 'auto' && from !== 'exec' && from !== 'report') throw new UsageError(`--from: expected auto, exec or report, got "${from}"`);
+      if (from !== 'auto' && from !== 'exec' && from !== 'report')
+        throw new UsageError(`--from: expected auto, exec or report, got "${from}"`);
       const c = await loadCluster(values);
       const ref = podRefOf(values.pod, c);
       const pod = await getPod(c, ref.namespace, ref.name);
       const t = await remoteTable(c, pod, { container: values.container, from, family: values.family as 'all' | '4' | '6' });
       if (values.output === 'json') {
-        io.stdout.write(JSON.stringify({ pod: `${ref.namespace}/${ref.name}`, source: t.source, note: t.note, routes: t.routes.map((r) => ({ ...r, owned: r.protocol === RTPROT_OVNKUBE_ROUTE })) }, null, 2) + '\n');
+        io.stdout.write(
+          JSON.stringify(
+            {
+              pod: `${ref.namespace}/${ref.name}`,
+              source: t.source,
+              note: t.note,
+              routes: t.routes.map((r) => ({ ...r, owned: r.protocol === RTPROT_OVNKUBE_ROUTE })),
+            },
+            null,
+            2,
+          ) + '\n',
+        );
         return 0;
       }
       const parts: string[] = [`pod ${ref.namespace}/${ref.name} (${t.source}: ${t.note})\n`];
@@ -86,7 +111,10 @@ export const routesCommand: Command = {
       const scan = await scanCniCacheDir(values['cni-cache-dir']);
       for (const err of scan.errors) if (!/not a pod's sandbox/.test(err)) io.stderr.write(`warning: ${err}\n`);
       const found = findPodNetns(scan.entries, m[1]!, m[2]!);
-      if (!found) throw new InputError(`pod ${values.pod}: no CNI cache file in ${values['cni-cache-dir']} names it (${scan.entries.length} pod entries found)`);
+      if (!found)
+        throw new InputError(
+          `pod ${values.pod}: no CNI cache file in ${values['cni-cache-dir']} names it (${scan.entries.length} pod entries found)`,
+        );
       path = found.sandbox;
     }
     let routes: KernelRoute[];
@@ -103,18 +131,27 @@ export const routesCommand: Command = {
       routes = await client.listRoutes(values.family === 'all' ? {} : { family: Number(values.family) as 4 | 6 });
       if (values.output === 'text') {
         // Symmetric return paths (docs/routing.md): our rules and the routes of their tables.
-        rules = (await client.listRules(values.family === 'all' ? undefined : Number(values.family) as 4 | 6)).filter((r) => r.protocol === RTPROT_OVNKUBE_ROUTE);
+        rules = (await client.listRules(values.family === 'all' ? undefined : (Number(values.family) as 4 | 6))).filter(
+          (r) => r.protocol === RTPROT_OVNKUBE_ROUTE,
+        );
         if (rules.length) {
           const tables = new Set(rules.map((r) => r.table));
-          symRoutes = (await client.listRoutes({ table: 'any', ...(values.family === 'all' ? {} : { family: Number(values.family) as 4 | 6 }) }))
-            .filter((r) => tables.has(r.table));
+          symRoutes = (
+            await client.listRoutes({ table: 'any', ...(values.family === 'all' ? {} : { family: Number(values.family) as 4 | 6 }) })
+          ).filter((r) => tables.has(r.table));
         }
       }
     } finally {
       client.close();
     }
     if (values.output === 'json') {
-      io.stdout.write(JSON.stringify(routes.map((r) => ({ ...r, owned: r.protocol === RTPROT_OVNKUBE_ROUTE })), null, 2) + '\n');
+      io.stdout.write(
+        JSON.stringify(
+          routes.map((r) => ({ ...r, owned: r.protocol === RTPROT_OVNKUBE_ROUTE })),
+          null,
+          2,
+        ) + '\n',
+      );
       return 0;
     }
     const parts: string[] = [`netns ${path}\n`];

@@ -34,11 +34,17 @@ export const versionCommand: Command = {
     const output = String(values.output);
     if (output !== 'text' && output !== 'json') throw new UsageError(`-o/--output: expected text or json, got "${output}"`);
     const v = {
-      version: packageVersion(), node: process.version, platform: `${process.platform}/${process.arch}`,
-      routeAPI: 'k8s.ovn.org/v1', planAnnotation: 'v1',
+      version: packageVersion(),
+      node: process.version,
+      platform: `${process.platform}/${process.arch}`,
+      routeAPI: 'k8s.ovn.org/v1',
+      planAnnotation: 'v1',
     };
-    io.stdout.write(output === 'json' ? JSON.stringify(v) + '\n'
-      : `ovnkube-route ${v.version} (node ${v.node}, ${v.platform}; Route API ${v.routeAPI}, plan annotation ${v.planAnnotation})\n`);
+    io.stdout.write(
+      output === 'json'
+        ? JSON.stringify(v) + '\n'
+        : `ovnkube-route ${v.version} (node ${v.node}, ${v.platform}; Route API ${v.routeAPI}, plan annotation ${v.planAnnotation})\n`,
+    );
     return 0;
   },
 };

@@ -18,17 +18,20 @@ export const webhookCommand: Command = {
     } catch (e) {
       throw e instanceof WebhookError ? new UsageError(e.message, { cause: e }) : e;
     }
-    await runUntilSignal(async (signal) => {
-      try {
-        // Loaded here so other commands do not pay for the Kubernetes client and fastify.
-        const { runWebhook } = await import('../../webhook/main.js');
-        await runWebhook(config, { signal, logStream: io.stderr });
-      } catch (e) {
-        // Startup problems with files (plan key, serving pair) are the operator's to fix.
-        throw e instanceof WebhookError ? new InputError(e.message, { cause: e }) : e;
-      }
-      // Within the Deployment's terminationGracePeriodSeconds (default 30 s).
-    }, { graceMs: 25_000 });
+    await runUntilSignal(
+      async (signal) => {
+        try {
+          // Loaded here so other commands do not pay for the Kubernetes client and fastify.
+          const { runWebhook } = await import('../../webhook/main.js');
+          await runWebhook(config, { signal, logStream: io.stderr });
+        } catch (e) {
+          // Startup problems with files (plan key, serving pair) are the operator's to fix.
+          throw e instanceof WebhookError ? new InputError(e.message, { cause: e }) : e;
+        }
+        // Within the Deployment's terminationGracePeriodSeconds (default 30 s).
+      },
+      { graceMs: 25_000 },
+    );
     return 0;
   },
 };

@@ -118,7 +118,10 @@ export class Agent {
 
   constructor(private readonly opts: AgentOptions) {
     const locate: LocateDeps = {
-      index: opts.index, policy: opts.policy, netnsAnnotation: opts.netnsAnnotation, verified: this.verified,
+      index: opts.index,
+      policy: opts.policy,
+      netnsAnnotation: opts.netnsAnnotation,
+      verified: this.verified,
       podByName: (namespace, name) => {
         const uid = this.byName.get(`${namespace}/${name}`);
         const rec = uid ? this.pods.get(uid) : undefined;
@@ -127,8 +130,12 @@ export class Agent {
       },
     };
     this.sync = new PodSync({
-      ...opts, namespace: (name) => this.namespaces.info(name), locate: (pod) => this.locate(pod, locate),
-      requeue: (uid) => this.queue.add(uid), onKeptChange: () => this.gauges(), stopped: () => this.stopped,
+      ...opts,
+      namespace: (name) => this.namespaces.info(name),
+      locate: (pod) => this.locate(pod, locate),
+      requeue: (uid) => this.queue.add(uid),
+      onKeptChange: () => this.gauges(),
+      stopped: () => this.stopped,
       startOf: (uid, loc) => this.startOf(uid, loc),
       requeueAfter: (uid, ms) => this.queue.addAfter(uid, ms),
       holdForCni: (uid, pod, loc) => this.holdForCni(uid, pod, loc),
@@ -259,7 +266,8 @@ export class Agent {
     const r = this.pods.get(uid);
     if (!r) return undefined;
     return {
-      uid, kept: !!r.keeper,
+      uid,
+      kept: !!r.keeper,
       ...(r.netns ? { netns: r.netns.realPath, source: r.netns.source } : {}),
       ...(r.inForce ? { planHash: r.inForce.hash } : {}),
       ...(r.reason ? { reason: r.reason } : {}),
@@ -284,7 +292,10 @@ export class Agent {
     if (!this.namespaces.set(ns) || !this.namespaces.synced || this.stopped || !name) return;
     // Before the first list is in, namespacesSynced() requeues every pod instead.
     const info = this.namespaces.info(name);
-    this.opts.log.info({ namespace: name, optedOut: info.known && info.optedOut }, 'namespace appeared or its opt-out changed; re-evaluating its pods');
+    this.opts.log.info(
+      { namespace: name, optedOut: info.known && info.optedOut },
+      'namespace appeared or its opt-out changed; re-evaluating its pods',
+    );
     for (const [uid, rec] of this.pods) if (rec.pod.metadata?.namespace === name) this.queue.add(uid);
   }
 
@@ -303,7 +314,12 @@ export class Agent {
     const answer = (a: CniAnswer, result: string): CniAnswer => {
       hint.answer = a.ok ? 'applied' : a.reason;
       this.opts.metrics.cniRequest(result, (Date.now() - t0) / 1000);
-      const fields = { pod: `${req.namespace}/${req.name}`, sandbox: req.containerId.slice(0, 12), ms: Date.now() - t0, waitedForPodMs: tPod };
+      const fields = {
+        pod: `${req.namespace}/${req.name}`,
+        sandbox: req.containerId.slice(0, 12),
+        ms: Date.now() - t0,
+        waitedForPodMs: tPod,
+      };
       if (a.ok) this.opts.log.info({ ...fields, plan: a.plan, applied: a.applied, skipped: a.skipped }, 'routes written during CNI ADD');
       else this.opts.log.info({ ...fields, reason: a.reason }, 'routes not written during CNI ADD; they follow once possible');
       return a;
@@ -312,7 +328,11 @@ export class Agent {
     this.cniHints.set(req.uid, hint);
     const rec = await this.waitForPod(req.uid, deadline);
     tPod = Date.now() - t0;
-    if (!rec) return answer({ ok: false, reason: `the agent has not seen pod ${req.namespace}/${req.name} (UID ${req.uid}) from the API yet` }, 'pod-unknown');
+    if (!rec)
+      return answer(
+        { ok: false, reason: `the agent has not seen pod ${req.namespace}/${req.name} (UID ${req.uid}) from the API yet` },
+        'pod-unknown',
+      );
     if (rec.pod.metadata?.labels?.[CNI_INJECT_LABEL] === 'disabled') {
       this.cniHints.delete(req.uid);
       return answer({ ok: false, reason: `the pod is labelled ${CNI_INJECT_LABEL}=disabled` }, 'opted-out');
@@ -321,7 +341,8 @@ export class Agent {
     if (!synced) {
       const a = answer({ ok: false, reason: `the routes were not in place within ${timeoutMs} ms` }, 'timeout');
       const late = this.pods.get(req.uid);
-      if (late?.netns && late.netns.realPath === checkRealPath(req.netns)) this.sync.noteStart(late, { mode: 'after-start', reason: a.ok ? '' : a.reason });
+      if (late?.netns && late.netns.realPath === checkRealPath(req.netns))
+        this.sync.noteStart(late, { mode: 'after-start', reason: a.ok ? '' : a.reason });
       return a;
     }
     const cur = this.pods.get(req.uid);
@@ -335,8 +356,13 @@ export class Agent {
       const left = deadline - Date.now();
       let timer: NodeJS.Timeout | undefined;
       const done = await Promise.race([
-        keeper.resync().then(() => true, () => true),
-        new Promise<boolean>((r) => { timer = setTimeout(() => r(false), Math.max(0, left)); }),
+        keeper.resync().then(
+          () => true,
+          () => true,
+        ),
+        new Promise<boolean>((r) => {
+          timer = setTimeout(() => r(false), Math.max(0, left));
+        }),
       ]).finally(() => clearTimeout(timer));
       if (!done) return answer({ ok: false, reason: `the routes were not in place within ${timeoutMs} ms` }, 'timeout');
     }
@@ -345,7 +371,10 @@ export class Agent {
       // either way the routes are in place before the pod's containers start.
       this.sync.noteStart(here, { mode: 'cni' });
       const r = here.inForce.result;
-      return answer({ ok: true, plan: here.inForce.hash, applied: r.unchanged.length + r.added.length + r.replaced.length, skipped: r.skipped.length }, 'applied');
+      return answer(
+        { ok: true, plan: here.inForce.hash, applied: r.unchanged.length + r.added.length + r.replaced.length, skipped: r.skipped.length },
+        'applied',
+      );
     }
     const why = cur?.reason ?? cur?.netnsProblem ?? 'nothing to apply';
     return answer({ ok: false, reason: why }, 'not-applied');
@@ -397,7 +426,11 @@ export class Agent {
     } catch {
       return undefined; // the plugin did not run for it, or it got an answer
     }
-    try { unlinkSync(marker); } catch { /* gone */ }
+    try {
+      unlinkSync(marker);
+    } catch {
+      /* gone */
+    }
     this.opts.metrics.cniMissed();
     return { mode: 'after-start', reason: `the CNI plugin could not reach the agent: ${reason}` };
   }
@@ -424,12 +457,21 @@ export class Agent {
     return new Promise((resolve) => {
       const list = this.syncWaiters.get(uid) ?? [];
       this.syncWaiters.set(uid, list);
-      const w = { after: this.runSeq, done: () => { clearTimeout(timer); resolve(true); } };
-      const timer = setTimeout(() => {
-        const l = this.syncWaiters.get(uid);
-        if (l) l.splice(l.indexOf(w), 1);
-        resolve(false);
-      }, Math.max(0, deadline - Date.now()));
+      const w = {
+        after: this.runSeq,
+        done: () => {
+          clearTimeout(timer);
+          resolve(true);
+        },
+      };
+      const timer = setTimeout(
+        () => {
+          const l = this.syncWaiters.get(uid);
+          if (l) l.splice(l.indexOf(w), 1);
+          resolve(false);
+        },
+        Math.max(0, deadline - Date.now()),
+      );
       list.push(w);
       this.queue.add(uid);
     });

@@ -41,7 +41,10 @@ export class KeyRing {
   private timer: NodeJS.Timeout | null = null;
 
   /** Loads every file now; throws (naming the file) when one cannot be used. */
-  constructor(private readonly files: string[], private readonly log: Logger) {
+  constructor(
+    private readonly files: string[],
+    private readonly log: Logger,
+  ) {
     this.current = files.map(readPlanKeyFile);
     this.prints = files.map(fingerprint);
   }
@@ -67,14 +70,19 @@ export class KeyRing {
       if (changed) this.log.info({ keyIds: this.ids() }, 'plan keys reloaded');
       return changed;
     } catch (e) {
-      this.log.error({ error: (e as Error).message, keyIds: this.ids() }, 'plan key files changed but cannot be used; keeping the keys loaded before');
+      this.log.error(
+        { error: (e as Error).message, keyIds: this.ids() },
+        'plan key files changed but cannot be used; keeping the keys loaded before',
+      );
       return false;
     }
   }
 
   /** Check the files every `everyMs` and call `onChange` when the keys changed. */
   watch(everyMs: number, onChange: () => void): void {
-    this.timer = setInterval(() => { if (this.reload()) onChange(); }, everyMs);
+    this.timer = setInterval(() => {
+      if (this.reload()) onChange();
+    }, everyMs);
     this.timer.unref();
   }
 

@@ -13,10 +13,7 @@
  *   metadata.uid: for a same-named successor pod the API refuses the write with 422, since
  *   the UID is immutable, so it is never written), and core/v1 Events.
  */
-import {
-  CoreV1Api, PatchStrategy, setHeaderOptions,
-  type KubeConfig, type V1Namespace, type V1Pod,
-} from '@kubernetes/client-node';
+import { CoreV1Api, PatchStrategy, setHeaderOptions, type KubeConfig, type V1Namespace, type V1Pod } from '@kubernetes/client-node';
 import type { Namespace, Pod } from '../../core/types.js';
 import type { Logger } from '../../platform/log.js';
 import { eventObject } from '../../platform/events.js';
@@ -45,7 +42,8 @@ export interface SourceOptions {
  * live loop always progresses; this catches one that waits on something without one.
  */
 export function listWatchLiveness(
-  sources: readonly { what: string; stalled(): { ms: number; last: string } | undefined }[], boundMs: number,
+  sources: readonly { what: string; stalled(): { ms: number; last: string } | undefined }[],
+  boundMs: number,
 ): { alive: boolean; detail: string } {
   const stuck: string[] = [];
   for (const src of sources) {
@@ -87,13 +85,24 @@ export class PodSource {
   readonly what: string;
   private readonly lw: RetryingListWatch<V1Pod>;
 
-  constructor(kc: KubeConfig, readonly nodeName: string, handler: PodHandler, log: Logger, o: SourceOptions = {}) {
+  constructor(
+    kc: KubeConfig,
+    readonly nodeName: string,
+    handler: PodHandler,
+    log: Logger,
+    o: SourceOptions = {},
+  ) {
     const inflight = new InFlight();
     const core = apiClient(kc, CoreV1Api, o.apiTimeoutMs ?? DEFAULT_API_TIMEOUT_MS, inflight);
     const fieldSelector = `spec.nodeName=${nodeName}`;
     this.what = `pods of node ${nodeName}`;
     this.lw = new RetryingListWatch<V1Pod>(kc, {
-      what: `pods of node ${nodeName}`, path: '/api/v1/pods', fieldSelector, log, inflight, ...lwOptions(o),
+      what: `pods of node ${nodeName}`,
+      path: '/api/v1/pods',
+      fieldSelector,
+      log,
+      inflight,
+      ...lwOptions(o),
       list: () => core.listPodForAllNamespaces({ fieldSelector }),
       handler: {
         added: (p) => handler.podAdded(p as Pod),
@@ -122,7 +131,8 @@ export class PodSource {
 export function namespaceLabelsOnly(ns: V1Namespace): V1Namespace {
   const m = ns.metadata ?? {};
   return {
-    apiVersion: 'v1', kind: 'Namespace',
+    apiVersion: 'v1',
+    kind: 'Namespace',
     metadata: { name: m.name, resourceVersion: m.resourceVersion, ...(m.labels ? { labels: m.labels } : {}) },
   };
 }
@@ -136,7 +146,11 @@ export class NamespaceSource {
     const inflight = new InFlight();
     const core = apiClient(kc, CoreV1Api, o.apiTimeoutMs ?? DEFAULT_API_TIMEOUT_MS, inflight);
     this.lw = new RetryingListWatch<V1Namespace>(kc, {
-      what: 'namespaces', path: '/api/v1/namespaces', log, inflight, ...lwOptions(o),
+      what: 'namespaces',
+      path: '/api/v1/namespaces',
+      log,
+      inflight,
+      ...lwOptions(o),
       list: () => core.listNamespace({}),
       transform: namespaceLabelsOnly,
       handler: {
@@ -163,7 +177,12 @@ export class NamespaceSource {
 }
 
 /** The production KubeSink: writes through the API server as the agent's service account. */
-export function kubeSink(kc: KubeConfig, nodeName: string, now: () => Date = () => new Date(), timeoutMs: number = DEFAULT_API_TIMEOUT_MS): KubeSink {
+export function kubeSink(
+  kc: KubeConfig,
+  nodeName: string,
+  now: () => Date = () => new Date(),
+  timeoutMs: number = DEFAULT_API_TIMEOUT_MS,
+): KubeSink {
   const core = apiClient(kc, CoreV1Api, timeoutMs);
   const merge = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
   const strategic = setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch);
@@ -172,18 +191,29 @@ export function kubeSink(kc: KubeConfig, nodeName: string, now: () => Date = () 
       await core.patchNamespacedPod({ name: pod.name, namespace: pod.namespace, body: { metadata: { uid: pod.uid, annotations } } }, merge);
     },
     async patchPodCondition(pod, condition) {
-      await core.patchNamespacedPodStatus({
-        name: pod.name, namespace: pod.namespace, body: { metadata: { uid: pod.uid }, status: { conditions: [condition] } },
-      }, strategic);
+      await core.patchNamespacedPodStatus(
+        {
+          name: pod.name,
+          namespace: pod.namespace,
+          body: { metadata: { uid: pod.uid }, status: { conditions: [condition] } },
+        },
+        strategic,
+      );
     },
     async createEvent(pod, ev) {
       await core.createNamespacedEvent({
         namespace: pod.namespace,
         body: eventObject({
           involved: { apiVersion: 'v1', kind: 'Pod', name: pod.name, namespace: pod.namespace, uid: pod.uid },
-          namespace: pod.namespace, generateName: `${pod.name}.`,
-          type: ev.type, reason: ev.reason, message: ev.message,
-          component: 'ovnkube-route-injector', instance: nodeName, host: nodeName, now: now(),
+          namespace: pod.namespace,
+          generateName: `${pod.name}.`,
+          type: ev.type,
+          reason: ev.reason,
+          message: ev.message,
+          component: 'ovnkube-route-injector',
+          instance: nodeName,
+          host: nodeName,
+          now: now(),
         }) as never,
       });
     },

@@ -63,7 +63,10 @@ export async function runAgent(config: AgentConfig, opts: RunAgentOptions): Prom
     if (config.kubeconfig) kc.loadFromFile(config.kubeconfig);
     else kc.loadFromCluster();
   } catch (e) {
-    throw new AgentStartError(withCause(`cannot load ${config.kubeconfig ? `kubeconfig ${config.kubeconfig}` : 'in-cluster credentials'}`, e), e);
+    throw new AgentStartError(
+      withCause(`cannot load ${config.kubeconfig ? `kubeconfig ${config.kubeconfig}` : 'in-cluster credentials'}`, e),
+      e,
+    );
   }
   // One keep-alive agent for every API call and watch (client-node makes a new one per request).
   shareConnections(kc);
@@ -76,7 +79,12 @@ export async function runAgent(config: AgentConfig, opts: RunAgentOptions): Prom
   const maxBackoffMs = 30_000;
   const watchDeadlines = { connectMs: Math.min(DEFAULT_WATCH_CONNECT_MS, config.apiTimeoutMs), idleMs: config.watchIdleMs };
   const boundMs = progressBoundMs({ apiTimeoutMs: config.apiTimeoutMs, ...watchDeadlines, maxBackoffMs });
-  const sourceOptions = { apiTimeoutMs: config.apiTimeoutMs, watchDeadlines, maxBackoffMs, onFailure: () => metrics.failure('api-list-watch') };
+  const sourceOptions = {
+    apiTimeoutMs: config.apiTimeoutMs,
+    watchDeadlines,
+    maxBackoffMs,
+    onFailure: () => metrics.failure('api-list-watch'),
+  };
 
   let agent: Agent | undefined;
   const index = new CniCacheIndex(config.cniCacheDir, {
@@ -88,8 +96,16 @@ export async function runAgent(config: AgentConfig, opts: RunAgentOptions): Prom
     onOverflow: () => metrics.failure('inotify-overflow'),
   });
   agent = new Agent({
-    nodeName: config.nodeName, keys: () => keys.keys(), policy, index, netnsAnnotation: config.netnsAnnotation,
-    state: new AgentState(config.stateDir), reporter, metrics, log, maxParallel: config.maxParallel,
+    nodeName: config.nodeName,
+    keys: () => keys.keys(),
+    policy,
+    index,
+    netnsAnnotation: config.netnsAnnotation,
+    state: new AgentState(config.stateDir),
+    reporter,
+    metrics,
+    log,
+    maxParallel: config.maxParallel,
     keeper: { resyncMs: config.resyncPeriodMs },
     ...(config.cni.socket ? { cni: { timeoutMs: config.cni.timeoutMs, missedDir: config.cni.missedDir } } : {}),
   });
@@ -98,7 +114,11 @@ export async function runAgent(config: AgentConfig, opts: RunAgentOptions): Prom
   const ready = (): boolean => podsListed && a.namespacesAreSynced;
   let pods: PodSource | undefined;
   let namespaces: NamespaceSource | undefined;
-  const alive = (): { alive: boolean; detail: string } => listWatchLiveness([pods, namespaces].filter((x) => x !== undefined), boundMs);
+  const alive = (): { alive: boolean; detail: string } =>
+    listWatchLiveness(
+      [pods, namespaces].filter((x) => x !== undefined),
+      boundMs,
+    );
   let server: Server | undefined;
   if (config.metricsAddr) {
     try {
@@ -108,29 +128,54 @@ export async function runAgent(config: AgentConfig, opts: RunAgentOptions): Prom
     }
   }
   const netnsWatch = new DirWatcher(config.netnsDir, {
-    log, onNames: (names) => a.netnsNamesChanged(names), onRewatch: () => a.resyncAll(), onOverflow: () => metrics.failure('inotify-overflow'),
+    log,
+    onNames: (names) => a.netnsNamesChanged(names),
+    onRewatch: () => a.resyncAll(),
+    onOverflow: () => metrics.failure('inotify-overflow'),
   });
-  pods = new PodSource(kc, config.nodeName, {
-    podAdded: (p) => a.podAdded(p),
-    podUpdated: (p) => a.podUpdated(p),
-    podDeleted: (p) => a.podDeleted(p),
-    podsSynced: () => {
-      a.podsSynced();
-      podsListed = true;
-      log.info({ node: config.nodeName, pods: a.size, sandboxes: index.size, namespacesListed: a.namespacesAreSynced }, 'pods of the node listed; converging');
+  pods = new PodSource(
+    kc,
+    config.nodeName,
+    {
+      podAdded: (p) => a.podAdded(p),
+      podUpdated: (p) => a.podUpdated(p),
+      podDeleted: (p) => a.podDeleted(p),
+      podsSynced: () => {
+        a.podsSynced();
+        podsListed = true;
+        log.info(
+          { node: config.nodeName, pods: a.size, sandboxes: index.size, namespacesListed: a.namespacesAreSynced },
+          'pods of the node listed; converging',
+        );
+      },
     },
-  }, log, sourceOptions);
-  namespaces = new NamespaceSource(kc, {
-    namespaceAdded: (n) => a.namespaceAdded(n),
-    namespaceUpdated: (n) => a.namespaceUpdated(n),
-    namespaceDeleted: (n) => a.namespaceDeleted(n),
-    namespacesSynced: () => a.namespacesSynced(),
-  }, log, sourceOptions);
+    log,
+    sourceOptions,
+  );
+  namespaces = new NamespaceSource(
+    kc,
+    {
+      namespaceAdded: (n) => a.namespaceAdded(n),
+      namespaceUpdated: (n) => a.namespaceUpdated(n),
+      namespaceDeleted: (n) => a.namespaceDeleted(n),
+      namespacesSynced: () => a.namespacesSynced(),
+    },
+    log,
+    sourceOptions,
+  );
   const [podSource, nsSource] = [pods, namespaces];
-  log.info({
-    node: config.nodeName, keyIds: keys.ids(), cniCacheDir: config.cniCacheDir, netnsDir: config.netnsDir,
-    stateDir: config.stateDir, netnsAnnotation: config.netnsAnnotation ?? null, maxParallel: config.maxParallel,
-  }, 'starting');
+  log.info(
+    {
+      node: config.nodeName,
+      keyIds: keys.ids(),
+      cniCacheDir: config.cniCacheDir,
+      netnsDir: config.netnsDir,
+      stateDir: config.stateDir,
+      netnsAnnotation: config.netnsAnnotation ?? null,
+      maxParallel: config.maxParallel,
+    },
+    'starting',
+  );
   const resync = setInterval(() => a.resyncAll(), config.resyncPeriodMs);
   // CNI-time injection: the socket first, then the plugin in the node's CNI conf (a pod
   // started meanwhile would only fail open).
@@ -147,12 +192,20 @@ export async function runAgent(config: AgentConfig, opts: RunAgentOptions): Prom
     }
     if (cniDirs && config.cni.socket) {
       try {
-        const r = installCni({ ...cniDirs, socket: config.cni.socket, missedDir: config.cni.missedDir, timeoutMs: config.cni.timeoutMs + 500 });
+        const r = installCni({
+          ...cniDirs,
+          socket: config.cni.socket,
+          missedDir: config.cni.missedDir,
+          timeoutMs: config.cni.timeoutMs + 500,
+        });
         log.info({ binDir: cniDirs.binDir, conf: r.confFile, ...(r.replaced ? { replaced: r.replaced } : {}) }, 'CNI plugin installed');
       } catch (e) {
         // Pods still start and get their routes after the fact: report, do not stop.
         metrics.failure('cni-install');
-        log.error({ binDir: cniDirs.binDir, confDir: cniDirs.confDir, error: (e as Error).message }, 'cannot install the CNI plugin; routes follow pod start asynchronously');
+        log.error(
+          { binDir: cniDirs.binDir, confDir: cniDirs.confDir, error: (e as Error).message },
+          'cannot install the CNI plugin; routes follow pod start asynchronously',
+        );
       }
     }
     if (config.rtProtosDir) {
@@ -176,7 +229,7 @@ export async function runAgent(config: AgentConfig, opts: RunAgentOptions): Prom
     if (cniDirs) {
       try {
         uninstallCni(cniDirs);
-        log.info(cniDirs, 'CNI plugin taken out of the node\'s CNI config');
+        log.info(cniDirs, "CNI plugin taken out of the node's CNI config");
       } catch (e) {
         log.warn({ ...cniDirs, error: (e as Error).message }, 'cannot take the CNI plugin out of the CNI config (it fails open meanwhile)');
       }

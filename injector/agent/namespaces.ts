@@ -20,9 +20,7 @@ import { INJECT_LABEL, type Namespace, type Pod } from '../../core/types.js';
 import { podIntent, type PodIntent } from '../pod.js';
 
 /** What the agent knows of a pod's namespace. */
-export type NamespaceInfo =
-  | { known: true; optedOut: boolean }
-  | { known: false; why: 'namespaces-unsynced' | 'namespace-unknown' };
+export type NamespaceInfo = { known: true; optedOut: boolean } | { known: false; why: 'namespaces-unsynced' | 'namespace-unknown' };
 
 /** What the agent does for a pod: podIntent(), or `defer` while its namespace is not known. */
 export type AgentIntent = PodIntent | { kind: 'defer'; reason: 'namespaces-unsynced' | 'namespace-unknown' };

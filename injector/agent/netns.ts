@@ -88,7 +88,8 @@ async function decideContested(pod: Pod, sandbox: string, realPath: string, file
   try {
     addrs = await localAddresses(realPath, deps.policy);
   } catch (e) {
-    if (isNetnsError(e, 'gone')) return { ok: false, kind: 'wait', reason: `netns ${sandbox} (from the CNI cache) does not exist (any more)` };
+    if (isNetnsError(e, 'gone'))
+      return { ok: false, kind: 'wait', reason: `netns ${sandbox} (from the CNI cache) does not exist (any more)` };
     if (isNetnsError(e)) return { ok: false, kind: 'refused', reason: e.message };
     throw e;
   }
@@ -113,19 +114,24 @@ async function decideContested(pod: Pod, sandbox: string, realPath: string, file
     return ips.some((ip) => {
       const x = parseIP(ip);
       return x.ok && addrs.has(hostCIDR(x.value));
-    }) ? 'yes' : 'no';
+    })
+      ? 'yes'
+      : 'no';
   };
   const named = rivals.map((r) => `${r.key} (file ${r.file})`).join(', ');
   const mine = match(pod);
   const what = `netns ${sandbox} is named by this pod's CNI cache file ${file} and by that of ${named}`;
   if (mine === 'unknown') return { ok: false, kind: 'wait', reason: `${what}; waiting for the pod's IP to decide whose it is` };
   const ips = podIPs(pod).join(', ');
-  if (mine === 'no') return { ok: false, kind: 'refused', reason: `${what}; it holds none of this pod's IPs (${ips}): not this pod's netns, refusing it` };
+  if (mine === 'no')
+    return { ok: false, kind: 'refused', reason: `${what}; it holds none of this pod's IPs (${ips}): not this pod's netns, refusing it` };
   const alsoYes = rivals.filter((r) => match(r.pod) === 'yes');
   if (alsoYes.length) {
     return {
-      ok: false, kind: 'refused', ambiguous: true,
-      rivals: alsoYes.map((r) => (r.pod === 'unknown' ? '' : r.pod.metadata?.uid ?? '')).filter((u) => u !== ''),
+      ok: false,
+      kind: 'refused',
+      ambiguous: true,
+      rivals: alsoYes.map((r) => (r.pod === 'unknown' ? '' : (r.pod.metadata?.uid ?? ''))).filter((u) => u !== ''),
       reason: `${what}; it holds the IPs of this pod and of ${alsoYes.map((r) => r.key).join(', ')}: ambiguous, refusing it for all of them`,
     };
   }
@@ -149,18 +155,21 @@ export async function locateNetns(pod: Pod, deps: LocateDeps): Promise<Located> 
   if (!key || path === undefined) {
     return { ok: false, kind: 'wait', reason: `no CNI cache file names the pod${key ? ` and it has no ${key} annotation` : ''}` };
   }
-  if (!path.startsWith('/')) return { ok: false, kind: 'refused', reason: `annotation ${key}: expected an absolute netns path, got "${path.slice(0, 200)}"` };
+  if (!path.startsWith('/'))
+    return { ok: false, kind: 'refused', reason: `annotation ${key}: expected an absolute netns path, got "${path.slice(0, 200)}"` };
   const r = check(path, deps.policy, 'annotation');
   if (!r.ok) return r;
   const proof = `${uid} ${r.realPath} ${r.id.dev}:${r.id.ino}`;
   if (deps.verified.has(proof)) return r;
   const ips = podIPs(pod);
-  if (!ips.length) return { ok: false, kind: 'wait', reason: `annotation ${key} names ${path}, but the pod has no IP reported yet to check it against` };
+  if (!ips.length)
+    return { ok: false, kind: 'wait', reason: `annotation ${key} names ${path}, but the pod has no IP reported yet to check it against` };
   let addrs: Set<string>;
   try {
     addrs = await localAddresses(r.realPath, deps.policy);
   } catch (e) {
-    if (isNetnsError(e, 'gone')) return { ok: false, kind: 'wait', reason: `netns ${path} (from the netns annotation) does not exist (any more)` };
+    if (isNetnsError(e, 'gone'))
+      return { ok: false, kind: 'wait', reason: `netns ${path} (from the netns annotation) does not exist (any more)` };
     if (isNetnsError(e)) return { ok: false, kind: 'refused', reason: e.message };
     throw e;
   }
@@ -169,7 +178,11 @@ export async function locateNetns(pod: Pod, deps: LocateDeps): Promise<Located> 
     return p.ok && addrs.has(hostCIDR(p.value));
   });
   if (!match) {
-    return { ok: false, kind: 'refused', reason: `annotation ${key} names netns ${path}, which holds none of the pod's IPs (${ips.join(', ')}); refusing it` };
+    return {
+      ok: false,
+      kind: 'refused',
+      reason: `annotation ${key} names netns ${path}, which holds none of the pod's IPs (${ips.join(', ')}); refusing it`,
+    };
   }
   deps.verified.add(proof);
   return r;

@@ -24,7 +24,10 @@ import type { SkippedItem } from '../routes/engine.js';
 import type { AgentState } from '../routes/state.js';
 
 /** Keeper settings the agent passes through (see RouteKeeper). */
-export type KeeperTuning = Pick<KeeperOptions, 'resyncMs' | 'debounceMs' | 'maxRestores' | 'windowMs' | 'backoffInitialMs' | 'backoffMaxMs' | 'maxInFlight'>;
+export type KeeperTuning = Pick<
+  KeeperOptions,
+  'resyncMs' | 'debounceMs' | 'maxRestores' | 'windowMs' | 'backoffInitialMs' | 'backoffMaxMs' | 'maxInFlight'
+>;
 
 /** The agent's record of one pod. */
 export interface PodRec {
@@ -33,8 +36,13 @@ export interface PodRec {
   deleted: boolean;
   failures: number;
   netns?: {
-    path: string; realPath: string; id: NetnsId; source: NetnsSource; key: string;
-    seenAt: number; latencyDone: boolean;
+    path: string;
+    realPath: string;
+    id: NetnsId;
+    source: NetnsSource;
+    key: string;
+    seenAt: number;
+    latencyDone: boolean;
     /** The empty plan was applied here and nothing of ours is left (no keeper needed). */
     clean: boolean;
     /** How this sandbox's routes arrived, with CNI-time injection (reported in the status). */
@@ -108,7 +116,7 @@ export function podSettling(pod: Pod): boolean {
   if (!st) return false;
   const cond = st.conditions?.find((c) => c.type === 'PodReadyToStartContainers');
   if (cond) return cond.status !== 'True';
-  return st.phase === 'Pending' && !(st.containerStatuses?.length);
+  return st.phase === 'Pending' && !st.containerStatuses?.length;
 }
 
 /** Whether the pod is being deleted (its sandbox, interfaces and netns are going away). */
@@ -117,7 +125,12 @@ const idKey = (id: NetnsId): string => `${id.dev}:${id.ino}`;
 const EMPTY_HASH = planHash(EMPTY_PLAN);
 
 function describeSkipped(s: SkippedItem[]): string {
-  return s.slice(0, 8).map((x) => `${x.dst}${x.dev ? ` dev ${x.dev}` : ''}: ${x.reason} (${x.detail})`).join('; ') + (s.length > 8 ? `; and ${s.length - 8} more` : '');
+  return (
+    s
+      .slice(0, 8)
+      .map((x) => `${x.dst}${x.dev ? ` dev ${x.dev}` : ''}: ${x.reason} (${x.detail})`)
+      .join('; ') + (s.length > 8 ? `; and ${s.length - 8} more` : '')
+  );
 }
 
 export class PodSync {
@@ -163,11 +176,23 @@ export class PodSync {
     if (rec.rejectedValue !== intent.value) {
       rec.rejectedValue = intent.value;
       metrics.planRejected(intent.code);
-      forPod(log, podKey(pod)).warn({ code: intent.code, error: intent.error, keptPlan: rec.kept?.hash ?? null }, 'plan refused; the netns is left as it is');
-      reporter.warn(pod, 'PlanRejected', `the plan annotation was refused and not applied (${intent.code}): ${intent.error}. `
-        + (rec.keeper ? `The last verified plan ${rec.kept?.hash} stays in force.` : 'No routes were changed.'));
+      forPod(log, podKey(pod)).warn(
+        { code: intent.code, error: intent.error, keptPlan: rec.kept?.hash ?? null },
+        'plan refused; the netns is left as it is',
+      );
+      reporter.warn(
+        pod,
+        'PlanRejected',
+        `the plan annotation was refused and not applied (${intent.code}): ${intent.error}. ` +
+          (rec.keeper ? `The last verified plan ${rec.kept?.hash} stays in force.` : 'No routes were changed.'),
+      );
     }
-    reporter.report(pod, { kind: 'rejected', code: intent.code, error: intent.error, ...(rec.keeper && rec.inForce ? { inForce: rec.inForce } : {}) });
+    reporter.report(pod, {
+      kind: 'rejected',
+      code: intent.code,
+      error: intent.error,
+      ...(rec.keeper && rec.inForce ? { inForce: rec.inForce } : {}),
+    });
   }
 
   /**
@@ -185,7 +210,11 @@ export class PodSync {
     }
     const holder = this.claims.get(idKey(loc.id));
     if (holder !== undefined && holder !== rec.uid) {
-      this.noNetns(rec, { ok: false, kind: 'refused', reason: `netns ${loc.path} is already the netns of another pod (UID ${holder}); refusing it` });
+      this.noNetns(rec, {
+        ok: false,
+        kind: 'refused',
+        reason: `netns ${loc.path} is already the netns of another pod (UID ${holder}); refusing it`,
+      });
       return false;
     }
     if (rec.netns && idKey(rec.netns.id) !== idKey(loc.id)) this.release(rec, 'sandbox replaced', true);
@@ -207,15 +236,24 @@ export class PodSync {
       return false;
     }
     rec.netns = {
-      path: loc.path, realPath: loc.realPath, id: loc.id, source: loc.source, key: this.d.state.keyFor(rec.uid, loc.realPath),
-      seenAt: loc.seenAt ?? this.now(), latencyDone: false, clean: false,
+      path: loc.path,
+      realPath: loc.realPath,
+      id: loc.id,
+      source: loc.source,
+      key: this.d.state.keyFor(rec.uid, loc.realPath),
+      seenAt: loc.seenAt ?? this.now(),
+      latencyDone: false,
+      clean: false,
     };
     this.claims.set(idKey(loc.id), rec.uid);
     const start = this.d.startOf?.(rec.uid, loc);
     if (start) rec.netns.start = start;
     forPod(log, podKey(pod)).info({ netns: loc.realPath, source: loc.source, ...(start ? { start: start.mode } : {}) }, 'found pod netns');
     if (start?.mode === 'after-start') {
-      forPod(log, podKey(pod)).warn({ why: start.reason }, 'the pod started before its routes (CNI-time injection failed open); writing them now');
+      forPod(log, podKey(pod)).warn(
+        { why: start.reason },
+        'the pod started before its routes (CNI-time injection failed open); writing them now',
+      );
     }
     return true;
   }
@@ -389,13 +427,27 @@ export class PodSync {
     switch (r.kind) {
       case 'applied': {
         metrics.observeApply(r.trigger, r.result, r.drift);
-        const inForce: InForce = { plan: r.plan, hash: planHash(r.plan), result: r.result, ...(rec.netns?.start ? { start: rec.netns.start } : {}) };
+        const inForce: InForce = {
+          plan: r.plan,
+          hash: planHash(r.plan),
+          result: r.result,
+          ...(rec.netns?.start ? { start: rec.netns.start } : {}),
+        };
         rec.inForce = inForce;
         if (rec.netns && !isEmptyPlan(r.plan)) rec.netns.clean = false;
         if (r.result.changed || r.drift) {
-          forPod(log, podKey(pod)).info({ trigger: r.trigger, drift: r.drift, added: r.result.added.length, replaced: r.result.replaced.length,
-            removed: r.result.removed.length, restored: r.result.restored.length, skipped: r.result.skipped.length,
-          }, 'routes applied');
+          forPod(log, podKey(pod)).info(
+            {
+              trigger: r.trigger,
+              drift: r.drift,
+              added: r.result.added.length,
+              replaced: r.result.replaced.length,
+              removed: r.result.removed.length,
+              restored: r.result.restored.length,
+              skipped: r.result.skipped.length,
+            },
+            'routes applied',
+          );
         }
         const skipped = r.result.skipped;
         // While the pod's interfaces are being created, a missing or down device is the normal
@@ -411,10 +463,13 @@ export class PodSync {
         rec.skipsHeld = settlingOnly || (skipped.length > 0 && lasted < confirmMs);
         if (skipped.length && !settlingOnly && lasted < confirmMs && !rec.skipsTimer) {
           // Look again when the skips would have lasted long enough (the report comes from that apply).
-          rec.skipsTimer = setTimeout(() => {
-            rec.skipsTimer = undefined;
-            if (rec.keeper === keeper) void keeper.resync();
-          }, confirmMs - lasted + 10);
+          rec.skipsTimer = setTimeout(
+            () => {
+              rec.skipsTimer = undefined;
+              if (rec.keeper === keeper) void keeper.resync();
+            },
+            confirmMs - lasted + 10,
+          );
           rec.skipsTimer.unref();
         }
         if (skipped.length && !rec.skipsHeld) this.announceSkips(pod, skipped);
@@ -428,7 +483,11 @@ export class PodSync {
       case 'backoff':
         metrics.failure('backoff');
         forPod(log, podKey(pod)).warn({ delayMs: r.delayMs, restores: r.restoresInWindow }, 'routes keep drifting; backing off');
-        reporter.warn(pod, 'RouteFightBackOff', `the pod's routes were changed back ${r.restoresInWindow} times in a short while; restoring them only every ${Math.round(r.delayMs / 1000)} s`);
+        reporter.warn(
+          pod,
+          'RouteFightBackOff',
+          `the pod's routes were changed back ${r.restoresInWindow} times in a short while; restoring them only every ${Math.round(r.delayMs / 1000)} s`,
+        );
         return;
       case 'error':
         metrics.failure('apply-error');

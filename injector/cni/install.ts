@@ -38,7 +38,9 @@ export interface CniInstallResult {
 
 /** The primary network config of a conf dir: its first .conf/.conflist/.json file by name, as libcni picks it. */
 export function primaryConf(confDir: string): string | null {
-  const files = readdirSync(confDir).filter((f) => /\.(conflist|conf|json)$/.test(f) && !f.startsWith('.')).sort();
+  const files = readdirSync(confDir)
+    .filter((f) => /\.(conflist|conf|json)$/.test(f) && !f.startsWith('.'))
+    .sort();
   return files.length ? join(confDir, files[0]!) : null;
 }
 
@@ -67,7 +69,10 @@ export function installCni(o: CniInstallOptions): CniInstallResult {
   if (Array.isArray(doc.plugins)) {
     const all = doc.plugins as Array<Record<string, unknown>>;
     const before = all.find((p) => p.type === CNI_PLUGIN_TYPE);
-    doc.plugins = [...all.filter((p) => p !== before), { ...entry, ...(before?.convertedFromConf === true ? { convertedFromConf: true } : {}) }];
+    doc.plugins = [
+      ...all.filter((p) => p !== before),
+      { ...entry, ...(before?.convertedFromConf === true ? { convertedFromConf: true } : {}) },
+    ];
     writeAtomic(file, JSON.stringify(doc, null, 2) + '\n', 0o644);
     return { confFile: file };
   }

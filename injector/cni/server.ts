@@ -24,9 +24,7 @@ export interface CniRequest {
   uid: string;
 }
 
-export type CniAnswer =
-  | { ok: true; plan: string; applied: number; skipped: number }
-  | { ok: false; reason: string };
+export type CniAnswer = { ok: true; plan: string; applied: number; skipped: number } | { ok: false; reason: string };
 
 /** Longest request line accepted (a real one is a few hundred bytes). */
 const MAX_REQUEST = 16 * 1024;
@@ -43,11 +41,19 @@ export function parseCniRequest(line: string): CniRequest | string {
   if (o.v !== 1) return `unsupported protocol version ${JSON.stringify(o.v)} (expected 1)`;
   if (o.command !== 'ADD') return `unsupported command ${JSON.stringify(o.command)} (expected "ADD")`;
   const str = (k: string): string | null => (typeof o[k] === 'string' ? (o[k] as string) : null);
-  const req = { containerId: str('containerId'), netns: str('netns'), ifName: str('ifName') ?? '', namespace: str('namespace'), name: str('name'), uid: str('uid') };
-  if (!req.containerId || !/^[A-Za-z0-9_.-]{1,128}$/.test(req.containerId)) return 'containerId: expected the sandbox ID (1-128 of A-Z a-z 0-9 _ . -)';
+  const req = {
+    containerId: str('containerId'),
+    netns: str('netns'),
+    ifName: str('ifName') ?? '',
+    namespace: str('namespace'),
+    name: str('name'),
+    uid: str('uid'),
+  };
+  if (!req.containerId || !/^[A-Za-z0-9_.-]{1,128}$/.test(req.containerId))
+    return 'containerId: expected the sandbox ID (1-128 of A-Z a-z 0-9 _ . -)';
   if (!req.netns || !req.netns.startsWith('/')) return 'netns: expected an absolute netns path';
-  if (!req.namespace || !req.name) return 'namespace and name: expected the pod\'s (K8S_POD_NAMESPACE, K8S_POD_NAME)';
-  if (!req.uid) return 'uid: expected the pod\'s UID (K8S_POD_UID)';
+  if (!req.namespace || !req.name) return "namespace and name: expected the pod's (K8S_POD_NAMESPACE, K8S_POD_NAME)";
+  if (!req.uid) return "uid: expected the pod's UID (K8S_POD_UID)";
   return req as CniRequest;
 }
 
@@ -69,7 +75,8 @@ export class CniServer {
     const { path } = this.o;
     mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
     try {
-      if (lstatSync(path).isSocket()) unlinkSync(path); // left by an agent that died
+      if (lstatSync(path).isSocket())
+        unlinkSync(path); // left by an agent that died
       else throw new Error(`${path} exists and is not a socket; refusing to replace it`);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
@@ -124,6 +131,10 @@ export class CniServer {
     if (!s) return;
     for (const c of this.conns) c.destroy();
     await new Promise<void>((r) => s.close(() => r()));
-    try { unlinkSync(this.o.path); } catch { /* gone */ }
+    try {
+      unlinkSync(this.o.path);
+    } catch {
+      /* gone */
+    }
   }
 }

@@ -49,7 +49,8 @@ export function parseCniCacheFile(file: string, text: string): ParseResult {
   } catch (e) {
     return { ok: false, error: `CNI cache file ${file}: not JSON: ${(e as Error).message}` };
   }
-  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) return { ok: false, error: `CNI cache file ${file}: expected a JSON object` };
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc))
+    return { ok: false, error: `CNI cache file ${file}: expected a JSON object` };
   const o = doc as Record<string, unknown>;
   const args = new Map<string, string>();
   if (Array.isArray(o.cniArgs)) {
@@ -72,7 +73,8 @@ export function parseCniCacheFile(file: string, text: string): ParseResult {
   // Current libcni also writes the netns it was given as a top-level key: it names the
   // netns even when the result lists no interface in it (loopback results do, but not all).
   const top = str(o.netns);
-  if (sandboxes.size > 1) return { ok: false, error: `CNI cache file ${file}: result.interfaces[] name different sandboxes: ${[...sandboxes].join(', ')}` };
+  if (sandboxes.size > 1)
+    return { ok: false, error: `CNI cache file ${file}: result.interfaces[] name different sandboxes: ${[...sandboxes].join(', ')}` };
   if (top && sandboxes.size === 1 && !sandboxes.has(top)) {
     return { ok: false, error: `CNI cache file ${file}: netns ${top} and result.interfaces[].sandbox ${[...sandboxes][0]} differ` };
   }
@@ -91,7 +93,10 @@ export function parseCniCacheFile(file: string, text: string): ParseResult {
 }
 
 /** Result of a directory scan: parsed entries, and one error line per file that did not parse. */
-export interface CniCacheScan { entries: CniCacheEntry[]; errors: string[] }
+export interface CniCacheScan {
+  entries: CniCacheEntry[];
+  errors: string[];
+}
 
 /**
  * Read every regular file of `dir` (not recursive). A missing dir is an empty scan; a file
@@ -126,8 +131,15 @@ export async function scanCniCacheDir(dir: string): Promise<CniCacheScan> {
  * has one file per network, all naming the same sandbox; after a sandbox restart old files
  * may linger, so the newest file wins. Returns null when no entry matches.
  */
-export function findPodNetns(entries: CniCacheEntry[], namespace: string, name: string, uid?: string): { sandbox: string; entries: CniCacheEntry[] } | null {
-  const mine = entries.filter((e) => e.podNamespace === namespace && e.podName === name && (uid === undefined || e.podUid === undefined || e.podUid === uid));
+export function findPodNetns(
+  entries: CniCacheEntry[],
+  namespace: string,
+  name: string,
+  uid?: string,
+): { sandbox: string; entries: CniCacheEntry[] } | null {
+  const mine = entries.filter(
+    (e) => e.podNamespace === namespace && e.podName === name && (uid === undefined || e.podUid === undefined || e.podUid === uid),
+  );
   if (!mine.length) return null;
   const newest = [...mine].sort((a, b) => b.mtimeMs - a.mtimeMs)[0]!;
   return { sandbox: newest.sandbox, entries: mine.filter((e) => e.sandbox === newest.sandbox) };

@@ -25,13 +25,25 @@ import type { Logger } from '../../platform/log.js';
 import { DirWatcher } from './watch.js';
 
 /** A pod as the cache names it: namespace/name, and the UID when the runtime passed one. */
-export interface PodRef { namespace: string; name: string; uid?: string }
+export interface PodRef {
+  namespace: string;
+  name: string;
+  uid?: string;
+}
 
 /** One sandbox entry, with when this process first saw it (the start of injection latency). */
-export interface IndexedEntry extends CniCacheEntry { seenAt: number }
+export interface IndexedEntry extends CniCacheEntry {
+  seenAt: number;
+}
 
 /** Where a pod's netns is, according to the cache. */
-export interface CacheLookup { sandbox: string; file: string; seenAt: number; podUid?: string; containerId?: string }
+export interface CacheLookup {
+  sandbox: string;
+  file: string;
+  seenAt: number;
+  podUid?: string;
+  containerId?: string;
+}
 
 export interface CniCacheIndexOptions {
   onChange: (pods: PodRef[]) => void;
@@ -67,13 +79,20 @@ export class CniCacheIndex {
   private closed = false;
   private readonly now: () => number;
 
-  constructor(readonly dir: string, private readonly opts: CniCacheIndexOptions) {
+  constructor(
+    readonly dir: string,
+    private readonly opts: CniCacheIndexOptions,
+  ) {
     this.now = opts.now ?? Date.now;
     this.watcher = new DirWatcher(dir, {
       log: opts.log,
       debounceMs: opts.debounceMs ?? 20,
-      onNames: (names) => { void this.enqueue(() => this.refresh([...names])); },
-      onRewatch: () => { void this.rescan(); },
+      onNames: (names) => {
+        void this.enqueue(() => this.refresh([...names]));
+      },
+      onRewatch: () => {
+        void this.rescan();
+      },
       ...(opts.onOverflow ? { onOverflow: opts.onOverflow } : {}),
     });
   }
@@ -84,7 +103,9 @@ export class CniCacheIndex {
     await this.rescan();
     const every = this.opts.rescanMs ?? 300_000;
     if (every > 0) {
-      this.rescanTimer = setInterval(() => { void this.rescan(); }, every);
+      this.rescanTimer = setInterval(() => {
+        void this.rescan();
+      }, every);
       this.rescanTimer.unref();
     }
   }
@@ -131,7 +152,13 @@ export class CniCacheIndex {
       const e = this.byFile.get(f)!;
       if (e.sandbox === best.sandbox) seenAt = Math.min(seenAt, e.seenAt);
     }
-    return { sandbox: best.sandbox, file: best.file, seenAt, ...(best.podUid ? { podUid: best.podUid } : {}), ...(best.containerId ? { containerId: best.containerId } : {}) };
+    return {
+      sandbox: best.sandbox,
+      file: best.file,
+      seenAt,
+      ...(best.podUid ? { podUid: best.podUid } : {}),
+      ...(best.containerId ? { containerId: best.containerId } : {}),
+    };
   }
 
   /** Every entry naming `sandbox` (several pods' files naming one netns is a conflict to decide). */
@@ -146,7 +173,8 @@ export class CniCacheIndex {
       try {
         names = await readdir(this.dir);
       } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') this.opts.log.warn({ dir: this.dir, error: (e as Error).message }, 'cannot read the CNI cache dir');
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT')
+          this.opts.log.warn({ dir: this.dir, error: (e as Error).message }, 'cannot read the CNI cache dir');
         names = [];
       }
       const present = new Set(names);
@@ -166,7 +194,11 @@ export class CniCacheIndex {
     if (this.closed) return;
     const changed = new Map<string, PodRef>();
     const note = (e: CniCacheEntry): void => {
-      changed.set(nsName(e.podNamespace, e.podName), { namespace: e.podNamespace, name: e.podName, ...(e.podUid ? { uid: e.podUid } : {}) });
+      changed.set(nsName(e.podNamespace, e.podName), {
+        namespace: e.podNamespace,
+        name: e.podName,
+        ...(e.podUid ? { uid: e.podUid } : {}),
+      });
     };
     for (const name of names.sort()) {
       if (name.startsWith('.')) continue; // temp files of writers that rename into place
@@ -180,8 +212,15 @@ export class CniCacheIndex {
         }
         continue;
       }
-      if (old && old.sandbox === next.sandbox && old.mtimeMs === next.mtimeMs && old.podUid === next.podUid
-        && old.podNamespace === next.podNamespace && old.podName === next.podName) continue;
+      if (
+        old &&
+        old.sandbox === next.sandbox &&
+        old.mtimeMs === next.mtimeMs &&
+        old.podUid === next.podUid &&
+        old.podNamespace === next.podNamespace &&
+        old.podName === next.podName
+      )
+        continue;
       if (old) {
         this.drop(old);
         note(old);
@@ -245,7 +284,10 @@ export class CniCacheIndex {
         const content = `${st.mtimeMs}:${size}:too-large`;
         if (this.badContent.get(name) !== content) {
           this.badContent.set(name, content);
-          this.opts.log.warn({ file: path, bytes: size, maxBytes: cap }, 'CNI cache file refused: larger than the cap (real ones are a few KiB)');
+          this.opts.log.warn(
+            { file: path, bytes: size, maxBytes: cap },
+            'CNI cache file refused: larger than the cap (real ones are a few KiB)',
+          );
           this.opts.onTooLarge?.(name, size);
         }
         return null;

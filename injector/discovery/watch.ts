@@ -24,7 +24,10 @@ import type { Logger } from '../../platform/log.js';
 import { inotifyOverflowSentinel } from '../kernel/netns.js';
 
 /** Tells whether the inotify queue of a directory overflowed since the last call. */
-export interface OverflowSentinel { drain(): boolean; close(): void }
+export interface OverflowSentinel {
+  drain(): boolean;
+  close(): void;
+}
 
 export interface DirWatcherOptions {
   /** Called with the names that changed (files added, written, renamed or removed). */
@@ -54,7 +57,10 @@ export class DirWatcher {
   private sentinel: OverflowSentinel | null = null;
   private warnedSentinel = false;
 
-  constructor(readonly dir: string, private readonly opts: DirWatcherOptions) {}
+  constructor(
+    readonly dir: string,
+    private readonly opts: DirWatcherOptions,
+  ) {}
 
   /** Start watching (or waiting for the directory to exist). Returns whether the watch is up now. */
   start(): boolean {
@@ -64,7 +70,10 @@ export class DirWatcher {
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       if (!this.warnedMissing) {
-        this.opts.log.warn({ dir: this.dir, error: (e as Error).message }, code === 'ENOENT' ? 'directory does not exist yet; waiting for it' : 'cannot watch directory; retrying');
+        this.opts.log.warn(
+          { dir: this.dir, error: (e as Error).message },
+          code === 'ENOENT' ? 'directory does not exist yet; waiting for it' : 'cannot watch directory; retrying',
+        );
         this.warnedMissing = true;
       }
       this.scheduleRetry();
@@ -82,7 +91,10 @@ export class DirWatcher {
       this.sentinel = (this.opts.sentinel ?? inotifyOverflowSentinel)(this.dir);
     } catch (e) {
       if (!this.warnedSentinel) {
-        this.opts.log.warn({ dir: this.dir, error: (e as Error).message }, 'cannot detect inotify queue overflows; a lost event waits for the next rescan');
+        this.opts.log.warn(
+          { dir: this.dir, error: (e as Error).message },
+          'cannot detect inotify queue overflows; a lost event waits for the next rescan',
+        );
         this.warnedSentinel = true;
       }
     }

@@ -52,7 +52,11 @@ export interface KernelRoute {
 }
 
 /** A network interface of a netns. */
-export interface LinkInfo { index: number; name: string; up: boolean }
+export interface LinkInfo {
+  index: number;
+  name: string;
+  up: boolean;
+}
 
 /** What to write: one unicast route in a table (default main). */
 export interface RouteWrite {
@@ -145,7 +149,8 @@ function u32Of(b: Buffer | undefined): number | undefined {
 
 function u32Bytes(v: number): Buffer {
   const b = Buffer.alloc(4);
-  if (HOST_LE) b.writeUInt32LE(v >>> 0, 0); else b.writeUInt32BE(v >>> 0, 0);
+  if (HOST_LE) b.writeUInt32LE(v >>> 0, 0);
+  else b.writeUInt32BE(v >>> 0, 0);
   return b;
 }
 
@@ -187,9 +192,14 @@ export function routeWriteToMessage(w: RouteWrite): { data: netlink.rt.Route; at
   const d = cidrToBytes(w.dst);
   const table = w.table ?? RT_TABLE_MAIN;
   const data: netlink.rt.Route = {
-    family: afOf(d.family), dstLen: d.bits, srcLen: 0, tos: 0,
+    family: afOf(d.family),
+    dstLen: d.bits,
+    srcLen: 0,
+    tos: 0,
     table: table < 256 ? table : 252 /* RT_TABLE_COMPAT; the real id goes in RTA_TABLE */,
-    protocol: w.protocol, scope: w.scope, type: rt.RouteType.UNICAST,
+    protocol: w.protocol,
+    scope: w.scope,
+    type: rt.RouteType.UNICAST,
   };
   const attrs: netlink.rt.RouteAttrs = { dst: d.bytes, oif: w.oif, table };
   if (w.via !== undefined) {
@@ -217,8 +227,12 @@ export function routeKeyToMessage(k: RouteKey): { data: netlink.rt.Route; attrs:
   const d = cidrToBytes(k.dst);
   const table = k.table ?? RT_TABLE_MAIN;
   const data: netlink.rt.Route = {
-    family: afOf(d.family), dstLen: d.bits, srcLen: 0, tos: k.tos ?? 0,
-    table: table < 256 ? table : 252, scope: k.scope ?? RT_SCOPE_NOWHERE,
+    family: afOf(d.family),
+    dstLen: d.bits,
+    srcLen: 0,
+    tos: k.tos ?? 0,
+    table: table < 256 ? table : 252,
+    scope: k.scope ?? RT_SCOPE_NOWHERE,
   };
   if (k.protocol !== undefined) data.protocol = k.protocol;
   const attrs: netlink.rt.RouteAttrs = { dst: d.bytes, table };
@@ -251,7 +265,12 @@ export interface KernelRule {
 }
 
 /** What to write (and, for deletes, match): `from src lookup table pref priority proto protocol`. */
-export interface RuleWrite { src: string; table: number; priority: number; protocol: number }
+export interface RuleWrite {
+  src: string;
+  table: number;
+  priority: number;
+  protocol: number;
+}
 
 function u8Table(table: number): number {
   return table < 256 ? table : 0; // RT_TABLE_UNSPEC; the real id goes in FRA_TABLE
@@ -274,24 +293,52 @@ export function ruleFromMessage(m: netlink.rt.RuleMessage): KernelRule | null {
     table: a.table ?? m.data.table ?? 0,
     protocol: a.protocol ?? 0,
     action: enumNumber(m.data.action, rt.RuleAction as unknown as Record<string, number>),
-    extra: Boolean(a.iifname || a.oifname || a.fwmark || a.goto || a.l3Mdev || a.uidRange || a.ipProto || a.sportRange || a.dportRange || m.data.tos
-      || setU32(a.suppressPrefixlen) || setU32(a.suppressIfgroup) || m.data.flags?.invert),
+    extra: Boolean(
+      a.iifname ||
+      a.oifname ||
+      a.fwmark ||
+      a.goto ||
+      a.l3Mdev ||
+      a.uidRange ||
+      a.ipProto ||
+      a.sportRange ||
+      a.dportRange ||
+      m.data.tos ||
+      setU32(a.suppressPrefixlen) ||
+      setU32(a.suppressIfgroup) ||
+      m.data.flags?.invert,
+    ),
   };
-  if ((m.data.srcLen ?? 0) > 0 || a.src) rule.src = formatCIDR({ family, value: bytesToBigint(a.src ?? Buffer.alloc(len)), bits: m.data.srcLen ?? 0 });
-  if ((m.data.dstLen ?? 0) > 0 || a.dst) rule.dst = formatCIDR({ family, value: bytesToBigint(a.dst ?? Buffer.alloc(len)), bits: m.data.dstLen ?? 0 });
+  if ((m.data.srcLen ?? 0) > 0 || a.src)
+    rule.src = formatCIDR({ family, value: bytesToBigint(a.src ?? Buffer.alloc(len)), bits: m.data.srcLen ?? 0 });
+  if ((m.data.dstLen ?? 0) > 0 || a.dst)
+    rule.dst = formatCIDR({ family, value: bytesToBigint(a.dst ?? Buffer.alloc(len)), bits: m.data.dstLen ?? 0 });
   return rule;
 }
 
 /** Header + attributes of an RTM_NEWRULE/RTM_DELRULE for `w` (a delete matches all these fields). */
 export function ruleWriteToMessage(w: RuleWrite): { data: netlink.rt.Rule; attrs: netlink.rt.RuleAttrs } {
   const s = cidrToBytes(w.src);
-  const data: netlink.rt.Rule = { family: afOf(s.family), srcLen: s.bits, dstLen: 0, tos: 0, table: u8Table(w.table), action: FR_ACT_TO_TBL };
+  const data: netlink.rt.Rule = {
+    family: afOf(s.family),
+    srcLen: s.bits,
+    dstLen: 0,
+    tos: 0,
+    table: u8Table(w.table),
+    action: FR_ACT_TO_TBL,
+  };
   const attrs: netlink.rt.RuleAttrs = { src: s.bytes, table: w.table, priority: w.priority, protocol: w.protocol };
   return { data, attrs };
 }
 
 /** An address of an interface (RTM_NEWADDR), normalized. */
-export interface KernelAddr { index: number; family: Family; address: string; prefixLen: number; scope: number }
+export interface KernelAddr {
+  index: number;
+  family: Family;
+  address: string;
+  prefixLen: number;
+  scope: number;
+}
 
 /** Normalize a parsed address message; null for other families or without an address. */
 export function addrFromMessage(m: netlink.rt.AddressMessage): KernelAddr | null {

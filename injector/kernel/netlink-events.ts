@@ -15,7 +15,6 @@ import type { NetnsPolicy } from './netns.js';
 import { createRtnlSocket } from './netlink-socket.js';
 import { linkFromMessage, routeFromMessage, ruleFromMessage, type KernelRoute, type KernelRule, type LinkInfo } from './netlink-codec.js';
 
-
 /** One event of a netns. `route` events carry the route as the kernel reported it. */
 export type NetnsEvent =
   | { kind: 'link'; action: 'new' | 'del'; link: LinkInfo }
@@ -41,7 +40,11 @@ export interface SubscribeOptions {
  * the event loop alive until closed. Throws NetnsError when the path is gone or refused.
  */
 export function subscribeNetns(path: string, onEvent: (ev: NetnsEvent) => void, opts: SubscribeOptions = {}): NetnsSubscription {
-  const sock = createRtnlSocket(path, { ref: true, rcvbuf: opts.recvBufferSize ?? 4 << 20, ...(opts.policy ? { policy: opts.policy } : {}) });
+  const sock = createRtnlSocket(path, {
+    ref: true,
+    rcvbuf: opts.recvBufferSize ?? 4 << 20,
+    ...(opts.policy ? { policy: opts.policy } : {}),
+  });
   let closed = false;
   const raw = sock.socket;
   // Must always have an 'error' listener: otherwise the package throws from native code and aborts.

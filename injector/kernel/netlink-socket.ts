@@ -24,7 +24,6 @@ import { createRtNetlink } from './netlink-lite.js';
 import { withCause } from '../../platform/errors.js';
 import { hardenNetlinkFd, lowestFreeFd, netlinkConstants, socketInfo, withNetns, type NetnsPolicy } from './netns.js';
 
-
 export interface SocketOptions {
   policy?: NetnsPolicy;
   /** Receive buffer in bytes (default 1 MiB). */

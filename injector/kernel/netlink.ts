@@ -23,15 +23,29 @@ import { FlagsNew } from './netlink-lite.js';
 import type { NetnsPolicy } from './netns.js';
 import { createRtnlSocket } from './netlink-socket.js';
 import {
-  addrFromMessage, afOf, ipToBytes, linkFromMessage, routeFromMessage, routeKeyToMessage, routeWriteToMessage, ruleFromMessage, ruleWriteToMessage, RT_TABLE_MAIN,
-  type Family, type KernelAddr, type KernelRoute, type KernelRule, type LinkInfo, type RouteKey, type RouteWrite, type RuleWrite,
+  addrFromMessage,
+  afOf,
+  ipToBytes,
+  linkFromMessage,
+  routeFromMessage,
+  routeKeyToMessage,
+  routeWriteToMessage,
+  ruleFromMessage,
+  ruleWriteToMessage,
+  RT_TABLE_MAIN,
+  type Family,
+  type KernelAddr,
+  type KernelRoute,
+  type KernelRule,
+  type LinkInfo,
+  type RouteKey,
+  type RouteWrite,
+  type RuleWrite,
 } from './netlink-codec.js';
-
 
 /** errno names we map explicitly; any other errno keeps its name as the code. */
 export type NetlinkErrorCode =
-  | 'EEXIST' | 'ESRCH' | 'ENETUNREACH' | 'ENODEV' | 'EINVAL' | 'EPERM' | 'EBUSY' | 'ENOBUFS'
-  | 'ETIMEDOUT' | 'ECLOSED' | (string & {});
+  'EEXIST' | 'ESRCH' | 'ENETUNREACH' | 'ENODEV' | 'EINVAL' | 'EPERM' | 'EBUSY' | 'ENOBUFS' | 'ETIMEDOUT' | 'ECLOSED' | (string & {});
 
 const MEANING: Record<string, string> = {
   EEXIST: 'a route with this destination and metric already exists',
@@ -49,7 +63,11 @@ const MEANING: Record<string, string> = {
 /** A failed netlink request: `code` is the errno name, `op` what was attempted. */
 export class NetlinkError extends Error {
   override name = 'NetlinkError';
-  constructor(readonly code: NetlinkErrorCode, readonly op: string, readonly netns: string) {
+  constructor(
+    readonly code: NetlinkErrorCode,
+    readonly op: string,
+    readonly netns: string,
+  ) {
     super(`${op} in netns ${netns}: ${code}${MEANING[code] ? ` (${MEANING[code]})` : ''}`);
   }
 }
@@ -76,7 +94,12 @@ export interface RtnlClientOptions {
 type Waiter = { dump: boolean; start: () => void };
 
 /** Counters of a client, for tests and metrics. */
-export interface RtnlStats { requests: number; dumps: number; maxInFlightSeen: number; inFlight: number }
+export interface RtnlStats {
+  requests: number;
+  dumps: number;
+  maxInFlightSeen: number;
+  inFlight: number;
+}
 
 /** An rtnetlink socket bound to one network namespace. Create with RtnlClient.open(). */
 export class RtnlClient {
@@ -90,7 +113,11 @@ export class RtnlClient {
   private readonly timeoutMs: number;
   readonly stats: RtnlStats = { requests: 0, dumps: 0, maxInFlightSeen: 0, inFlight: 0 };
 
-  private constructor(private readonly sock: netlink.RtNetlinkSocket, readonly netns: string, opts: RtnlClientOptions) {
+  private constructor(
+    private readonly sock: netlink.RtNetlinkSocket,
+    readonly netns: string,
+    opts: RtnlClientOptions,
+  ) {
     this.maxInFlight = Math.min(MAX_IN_FLIGHT_CAP, Math.max(1, opts.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT));
     this.timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     // Without a listener an 'error' event throws inside the native callback and aborts the process.
@@ -180,15 +207,16 @@ export class RtnlClient {
 
   /** List the policy routing rules of one family, or of both in one dump (`ip rule show`). */
   async listRules(family?: Family): Promise<KernelRule[]> {
-    const msgs = await this.run(true, `list ${family ? `IPv${family} ` : ''}rules`, () => this.sock.getRules({ family: family ? afOf(family) : 0 }));
+    const msgs = await this.run(true, `list ${family ? `IPv${family} ` : ''}rules`, () =>
+      this.sock.getRules({ family: family ? afOf(family) : 0 }),
+    );
     return msgs.map(ruleFromMessage).filter((r): r is KernelRule => r !== null);
   }
 
   /** Add `from src lookup table pref priority proto protocol`; EEXIST when exactly that rule exists. */
   async addRule(w: RuleWrite): Promise<void> {
     const { data, attrs } = ruleWriteToMessage(w);
-    await this.run(false, `add rule ${describeRule(w)}`, () =>
-      this.sock.newRule(data, attrs, { flags: FlagsNew.CREATE | FlagsNew.EXCL }));
+    await this.run(false, `add rule ${describeRule(w)}`, () => this.sock.newRule(data, attrs, { flags: FlagsNew.CREATE | FlagsNew.EXCL }));
   }
 
   /** Delete the rule matching every field of `w`; ENOENT/ESRCH when none. */
@@ -200,22 +228,23 @@ export class RtnlClient {
   /** Add a route; fails with EEXIST when one with the same dst/metric exists. */
   async addRoute(w: RouteWrite): Promise<void> {
     const { data, attrs } = routeWriteToMessage(w);
-    await this.run(false, `add route ${describe(w)}`, () =>
-      this.sock.newRoute(data, attrs, { flags: FlagsNew.CREATE | FlagsNew.EXCL }));
+    await this.run(false, `add route ${describe(w)}`, () => this.sock.newRoute(data, attrs, { flags: FlagsNew.CREATE | FlagsNew.EXCL }));
   }
 
   /** Add or replace (atomically) the route with the same dst/metric. */
   async replaceRoute(w: RouteWrite): Promise<void> {
     const { data, attrs } = routeWriteToMessage(w);
     await this.run(false, `replace route ${describe(w)}`, () =>
-      this.sock.newRoute(data, attrs, { flags: FlagsNew.CREATE | FlagsNew.REPLACE }));
+      this.sock.newRoute(data, attrs, { flags: FlagsNew.CREATE | FlagsNew.REPLACE }),
+    );
   }
 
   /** Delete the route matching `k` (scope defaults to RT_SCOPE_NOWHERE = any); ESRCH when none. */
   async deleteRoute(k: RouteKey): Promise<void> {
     const { data, attrs } = routeKeyToMessage(k);
     await this.run(false, `delete route ${k.dst}${k.protocol !== undefined ? ` proto ${k.protocol}` : ''}`, () =>
-      this.sock.delRoute(data, attrs));
+      this.sock.delRoute(data, attrs),
+    );
   }
 
   /** Run one request under the in-flight bound (a dump runs alone); map its errors. */
@@ -237,7 +266,16 @@ export class RtnlClient {
         };
         const timer = setTimeout(() => fail('ETIMEDOUT'), this.timeoutMs);
         this.pending.add(fail);
-        fn().then((v) => { done(); resolve(v); }, (e: unknown) => { done(); reject(mapError(e, op, this.netns)); });
+        fn().then(
+          (v) => {
+            done();
+            resolve(v);
+          },
+          (e: unknown) => {
+            done();
+            reject(mapError(e, op, this.netns));
+          },
+        );
       });
     } finally {
       this.release(dump);
@@ -262,7 +300,11 @@ export class RtnlClient {
   private pump(): void {
     while (this.queue.length) {
       const head = this.queue[0]!;
-      if (this.closed) { this.queue.shift(); head.start(); continue; }
+      if (this.closed) {
+        this.queue.shift();
+        head.start();
+        continue;
+      }
       if (this.dumping) return;
       if (head.dump ? this.inFlight > 0 : this.inFlight >= this.maxInFlight) return;
       this.queue.shift();

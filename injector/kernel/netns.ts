@@ -29,7 +29,13 @@ export type NetnsErrorCode =
 /** Typed error for everything that can go wrong opening or entering a netns. */
 export class NetnsError extends Error {
   override name = 'NetnsError';
-  constructor(readonly code: NetnsErrorCode, readonly path: string, message: string, readonly errno?: string, cause?: unknown) {
+  constructor(
+    readonly code: NetnsErrorCode,
+    readonly path: string,
+    message: string,
+    readonly errno?: string,
+    cause?: unknown,
+  ) {
     super(message, cause === undefined ? {} : { cause });
   }
 }
@@ -48,7 +54,10 @@ export interface NetnsPolicy {
 }
 
 /** Identity of a namespace: device and inode of its nsfs file. Stable for its lifetime. */
-export interface NetnsId { dev: number; ino: number }
+export interface NetnsId {
+  dev: number;
+  ino: number;
+}
 
 /** Default netns dir of CNI runtimes (containerd, CRI-O). */
 export const DEFAULT_NETNS_DIR = '/var/run/netns';
@@ -204,7 +213,12 @@ function realpathOf(path: string): string {
       throw new NetnsError('gone', path, `netns ${path} does not exist (any more)`, errCode(e));
     }
     // It exists but resolves to no file path: a magic link such as /proc/<pid>/ns/net.
-    throw new NetnsError('outside-dir', path, `netns ${path} does not resolve to a file (a /proc ns link?); only paths in the netns dir are accepted`, errCode(e));
+    throw new NetnsError(
+      'outside-dir',
+      path,
+      `netns ${path} does not resolve to a file (a /proc ns link?); only paths in the netns dir are accepted`,
+      errCode(e),
+    );
   }
 }
 
@@ -237,7 +251,11 @@ function openChecked(path: string, policy: NetnsPolicy): { fd: number; realPath:
     const st = fstatSync(fd);
     const nsfs = nsfsDevice();
     if (nsfs !== undefined && st.dev !== nsfs) {
-      throw new NetnsError('not-netns', path, `netns ${path} is not a network namespace (a ${st.isFile() ? 'regular file' : 'file'} not on nsfs); refusing it`);
+      throw new NetnsError(
+        'not-netns',
+        path,
+        `netns ${path} is not a network namespace (a ${st.isFile() ? 'regular file' : 'file'} not on nsfs); refusing it`,
+      );
     }
     for (const host of hostNetnsInodes(policy.procRoot)) {
       if (host.dev === st.dev && host.ino === st.ino) {

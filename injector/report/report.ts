@@ -23,10 +23,17 @@ import type { AgentMetrics } from '../metrics.js';
 import { readyCondition, statusBody, statusKey, type PodOutcome, type ReadyCondition } from './status.js';
 
 /** A pod as the API identifies it; the UID guards writes against a same-named successor. */
-export interface PodId { namespace: string; name: string; uid: string }
+export interface PodId {
+  namespace: string;
+  name: string;
+  uid: string;
+}
 
 /** A condition as written to pod status. */
-export interface PodCondition extends ReadyCondition { type: string; lastTransitionTime: string }
+export interface PodCondition extends ReadyCondition {
+  type: string;
+  lastTransitionTime: string;
+}
 
 /** The API writes the agent makes. Production: agent-kube.ts; errors carry `statusCode` when HTTP. */
 export interface KubeSink {
@@ -57,8 +64,13 @@ export class Reporter {
   private readonly slots = new Map<string, Slot>();
   private readonly waiters: (() => void)[] = [];
 
-  constructor(private readonly sink: KubeSink, private readonly node: string, private readonly metrics: AgentMetrics,
-    private readonly log: Logger, private readonly now: () => Date = () => new Date()) {}
+  constructor(
+    private readonly sink: KubeSink,
+    private readonly node: string,
+    private readonly metrics: AgentMetrics,
+    private readonly log: Logger,
+    private readonly now: () => Date = () => new Date(),
+  ) {}
 
   /** The latest pod object (from the watch): what it carries is what writes are compared to. */
   observe(pod: Pod): void {
@@ -73,7 +85,16 @@ export class Reporter {
       if (cur && s.wroteStatus === statusKey(cur, cur.node)) s.wroteStatus = undefined;
       const c = ((pod.status as { conditions?: PodCondition[] } | undefined)?.conditions ?? []).find((x) => x?.type === READY_CONDITION);
       if (c && s.wroteCond === `${c.status}\n${c.reason}\n${c.message}`) s.wroteCond = undefined;
-    } else this.slots.set(uid, { pod, id: { namespace: pod.metadata!.namespace ?? '', name: pod.metadata!.name ?? '', uid }, running: false, dirty: false, failures: 0, retryMs: 0, events: new Map() });
+    } else
+      this.slots.set(uid, {
+        pod,
+        id: { namespace: pod.metadata!.namespace ?? '', name: pod.metadata!.name ?? '', uid },
+        running: false,
+        dirty: false,
+        failures: 0,
+        retryMs: 0,
+        events: new Map(),
+      });
   }
 
   /** Record the outcome for a pod and write what changed (asynchronously). */
@@ -139,7 +160,10 @@ export class Reporter {
       s.running = false;
       if (!this.slots.has(s.id.uid)) return this.wake();
       if (!ok) {
-        s.retry = setTimeout(() => { s.retry = undefined; this.kick(s); }, s.retryMs);
+        s.retry = setTimeout(() => {
+          s.retry = undefined;
+          this.kick(s);
+        }, s.retryMs);
         s.retry.unref();
       } else {
         s.failures = 0;
@@ -187,7 +211,7 @@ export class Reporter {
   private async writeCondition(s: Slot, o: PodOutcome, pod: Pod): Promise<void> {
     const c = readyCondition(o);
     const wantC = `${c.status}\n${c.reason}\n${c.message}`;
-    const conds = ((pod.status as { conditions?: PodCondition[] } | undefined)?.conditions ?? []);
+    const conds = (pod.status as { conditions?: PodCondition[] } | undefined)?.conditions ?? [];
     const cur = conds.find((x) => x?.type === READY_CONDITION);
     const hasC = cur ? `${cur.status}\n${cur.reason}\n${cur.message}` : undefined;
     if (wantC === hasC || wantC === s.wroteCond) return;
@@ -207,7 +231,10 @@ export class Reporter {
     if (code === 404 || code === 409 || code === 422) {
       // Gone (404), or replaced by a pod of the same name: the UID we send then differs and
       // the API refuses it as an immutable-field change (422). Retrying cannot help.
-      forPod(this.log, podKey(pod))[code === 404 ? 'debug' : 'warn']({ status: code, error: (e as Error).message.slice(0, 300) }, 'pod gone or replaced while reporting; dropping its report');
+      forPod(this.log, podKey(pod))[code === 404 ? 'debug' : 'warn'](
+        { status: code, error: (e as Error).message.slice(0, 300) },
+        'pod gone or replaced while reporting; dropping its report',
+      );
       this.slots.delete(s.id.uid);
       return true;
     }

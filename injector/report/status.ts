@@ -15,7 +15,12 @@ import type { ApplyResult } from '../routes/engine.js';
 import { defaultDst, defaultFamily } from '../routes/diff.js';
 
 /** A plan in force in a pod's netns and the last apply's result (and how its sandbox's routes first arrived). */
-export interface InForce { plan: Plan; hash: string; result: ApplyResult; start?: StartReport }
+export interface InForce {
+  plan: Plan;
+  hash: string;
+  result: ApplyResult;
+  start?: StartReport;
+}
 
 /** Where the agent stands with a pod. */
 export type PodOutcome =
@@ -28,7 +33,11 @@ export type PodOutcome =
 export type StatusBody = Pick<InjectorStatus, 'plan' | 'applied' | 'skipped' | 'start'>;
 
 /** Condition of type routes.k8s.ovn.org/ready, without its transition time. */
-export interface ReadyCondition { status: 'True' | 'False'; reason: string; message: string }
+export interface ReadyCondition {
+  status: 'True' | 'False';
+  reason: string;
+  message: string;
+}
 
 /** Destinations a plan asks for (its routes and its default route). */
 function plannedDsts(plan: Plan): Set<string> {
@@ -40,8 +49,18 @@ function plannedDsts(plan: Plan): Set<string> {
 function fromInForce(f: InForce): StatusBody {
   const planned = plannedDsts(f.plan);
   const notInPlace = new Set(f.result.skipped.filter((s) => planned.has(s.dst)).map((s) => s.dst));
-  const skipped: SkippedReport[] = f.result.skipped.map((s) => ({ dst: s.dst, ...(s.dev ? { dev: s.dev } : {}), reason: s.reason, detail: s.detail }));
-  return { plan: isEmptyPlan(f.plan) ? '' : f.hash, applied: planned.size - notInPlace.size, skipped, ...(f.start ? { start: f.start } : {}) };
+  const skipped: SkippedReport[] = f.result.skipped.map((s) => ({
+    dst: s.dst,
+    ...(s.dev ? { dev: s.dev } : {}),
+    reason: s.reason,
+    detail: s.detail,
+  }));
+  return {
+    plan: isEmptyPlan(f.plan) ? '' : f.hash,
+    applied: planned.size - notInPlace.size,
+    skipped,
+    ...(f.start ? { start: f.start } : {}),
+  };
 }
 
 /** The status annotation body for an outcome. */
@@ -75,8 +94,14 @@ export function readyCondition(o: PodOutcome): ReadyCondition {
   switch (o.kind) {
     case 'applied': {
       const b = fromInForce(o.inForce);
-      if (b.skipped.length) return { status: 'False', reason: 'RoutesSkipped', message: `${b.skipped.length} route(s) not in place: ${describeSkipped(b.skipped)}` };
-      if (isEmptyPlan(o.inForce.plan)) return { status: 'True', reason: 'NoRoutes', message: 'the pod has no route plan; no routes of ovnkube-route are in its netns' };
+      if (b.skipped.length)
+        return {
+          status: 'False',
+          reason: 'RoutesSkipped',
+          message: `${b.skipped.length} route(s) not in place: ${describeSkipped(b.skipped)}`,
+        };
+      if (isEmptyPlan(o.inForce.plan))
+        return { status: 'True', reason: 'NoRoutes', message: 'the pod has no route plan; no routes of ovnkube-route are in its netns' };
       return { status: 'True', reason: 'RoutesInPlace', message: `all ${b.applied} route(s) of plan ${o.inForce.hash} are in place` };
     }
     case 'rejected':

@@ -28,9 +28,7 @@
  */
 import { cidrWithin, parsePrefix, type CIDR } from '../../core/ip.js';
 import { GATEWAY_VIA, type Plan, type PlanRoute } from '../../core/types.js';
-import {
-  familyOf, RT_SCOPE_LINK, RT_SCOPE_UNIVERSE, type Family, type KernelRoute, type LinkInfo,
-} from '../kernel/netlink-codec.js';
+import { familyOf, RT_SCOPE_LINK, RT_SCOPE_UNIVERSE, type Family, type KernelRoute, type LinkInfo } from '../kernel/netlink-codec.js';
 
 /** A plan route resolved against the netns's links. */
 export interface DesiredRoute {
@@ -60,15 +58,38 @@ export type SkipReason =
   | 'error'; // any other kernel error (detail says which)
 
 /** A route in a result: what the plan asked for, or what the table held. */
-export interface RouteItem { family: Family; dst: string; dev?: string; via?: string; src?: string; metric?: number; mtu?: number; advmss?: number }
-export interface SkippedItem extends RouteItem { reason: SkipReason; detail: string }
-export interface ReplacedItem extends RouteItem { from: RouteItem & { protocol: number } }
+export interface RouteItem {
+  family: Family;
+  dst: string;
+  dev?: string;
+  via?: string;
+  src?: string;
+  metric?: number;
+  mtu?: number;
+  advmss?: number;
+}
+export interface SkippedItem extends RouteItem {
+  reason: SkipReason;
+  detail: string;
+}
+export interface ReplacedItem extends RouteItem {
+  from: RouteItem & { protocol: number };
+}
 
 /** The original default route of a family, saved before ours replaced it. */
 export interface SavedDefault {
   family: Family;
   /** The foreign route ours replaced; null when there was none (ours was added). */
-  route: { dev: string; via?: string; protocol: number; scope: number; priority: number; prefsrc?: string; mtu?: number; advmss?: number } | null;
+  route: {
+    dev: string;
+    via?: string;
+    protocol: number;
+    scope: number;
+    priority: number;
+    prefsrc?: string;
+    mtu?: number;
+    advmss?: number;
+  } | null;
 }
 
 /** What to do about the default route of one family. */
@@ -113,7 +134,9 @@ export function defaultFamily(d: { via?: string; src?: string }): Family {
  * stable. undefined when the table has none.
  */
 export function gatewayOf(table: KernelRoute[], oif: number, family: Family, protocol: number): string | undefined {
-  const cands = table.filter((k) => k.family === family && k.oif === oif && k.via !== undefined && k.protocol !== protocol && k.type === 'UNICAST' && !k.multipath);
+  const cands = table.filter(
+    (k) => k.family === family && k.oif === oif && k.via !== undefined && k.protocol !== protocol && k.type === 'UNICAST' && !k.multipath,
+  );
   const bits = (k: KernelRoute): number => Number(k.dst.slice(k.dst.indexOf('/') + 1));
   cands.sort((a, b) => bits(a) - bits(b) || a.priority - b.priority || (a.via! < b.via! ? -1 : a.via! > b.via! ? 1 : 0));
   return cands[0]?.via;
@@ -124,7 +147,12 @@ export function gatewayOf(table: KernelRoute[], oif: number, family: Family, pro
  * (gatewayOf). A route whose gateway cannot be found is left out and reported skipped,
  * reason 'no-gateway'; so is a default route. The result has only literal gateways.
  */
-export function resolveGateways(plan: Plan, table: KernelRoute[], links: LinkInfo[], protocol: number): { plan: Plan; skipped: SkippedItem[]; resolved: { dst: string; dev: string; via: string }[] } {
+export function resolveGateways(
+  plan: Plan,
+  table: KernelRoute[],
+  links: LinkInfo[],
+  protocol: number,
+): { plan: Plan; skipped: SkippedItem[]; resolved: { dst: string; dev: string; via: string }[] } {
   const byName = new Map(links.map((l) => [l.name, l.index]));
   const skipped: SkippedItem[] = [];
   const resolved: { dst: string; dev: string; via: string }[] = [];
@@ -134,7 +162,11 @@ export function resolveGateways(plan: Plan, table: KernelRoute[], links: LinkInf
     const gw = gatewayOf(table, oif, family, protocol);
     if (gw === undefined) {
       skipped.push({
-        family, dst, dev, via: GATEWAY_VIA, reason: 'no-gateway',
+        family,
+        dst,
+        dev,
+        via: GATEWAY_VIA,
+        reason: 'no-gateway',
         detail: `via "gateway": the pod's table has no IPv${family} route through a gateway on ${dev} that ovnkube-route did not write, so ${dev}'s gateway on this node is unknown; give ${dev} a gateway route in its CNI configuration or write via as an address`,
       });
       return undefined;
@@ -144,7 +176,10 @@ export function resolveGateways(plan: Plan, table: KernelRoute[], links: LinkInf
   };
   const routes: PlanRoute[] = [];
   for (const r of plan.routes) {
-    if (r.via !== GATEWAY_VIA) { routes.push(r); continue; }
+    if (r.via !== GATEWAY_VIA) {
+      routes.push(r);
+      continue;
+    }
     const gw = find(r.dst, r.dev, familyOf(r.dst));
     if (gw === GATEWAY_VIA) {
       const { via: _drop, ...rest } = r;
@@ -170,7 +205,11 @@ export function resolveGateways(plan: Plan, table: KernelRoute[], links: LinkInf
 
 function desired(r: PlanRoute, oif: number, isDefault: boolean, family: Family): DesiredRoute {
   const d: DesiredRoute = {
-    family, dst: r.dst, dev: r.dev, oif, isDefault,
+    family,
+    dst: r.dst,
+    dev: r.dev,
+    oif,
+    isDefault,
     scope: r.via === undefined && family === 4 ? RT_SCOPE_LINK : RT_SCOPE_UNIVERSE,
   };
   if (r.via !== undefined) d.via = r.via;
@@ -194,7 +233,11 @@ export function routeMatches(k: KernelRoute, d: DesiredRoute, owned: boolean): b
     if (k.prefsrc !== d.src || k.mtu !== d.mtu || k.advmss !== d.advmss) return false;
     return !(d.family === 4 && k.scope !== d.scope);
   }
-  return (d.src === undefined || k.prefsrc === d.src) && (d.mtu === undefined || k.mtu === d.mtu) && (d.advmss === undefined || k.advmss === d.advmss);
+  return (
+    (d.src === undefined || k.prefsrc === d.src) &&
+    (d.mtu === undefined || k.mtu === d.mtu) &&
+    (d.advmss === undefined || k.advmss === d.advmss)
+  );
 }
 
 /** Describe a kernel route as a result item. */
@@ -221,8 +264,10 @@ export function itemOfDesired(d: DesiredRoute): RouteItem {
 }
 
 export function describeRoute(k: KernelRoute): string {
-  return `${k.dst}${k.via ? ` via ${k.via}` : ''}${k.dev ? ` dev ${k.dev}` : ''}${k.prefsrc ? ` src ${k.prefsrc}` : ''} proto ${k.protocol} metric ${k.priority}`
-    + `${k.mtu !== undefined ? ` mtu ${k.mtu}` : ''}${k.advmss !== undefined ? ` advmss ${k.advmss}` : ''}${k.type !== 'UNICAST' ? ` type ${k.type}` : ''}`;
+  return (
+    `${k.dst}${k.via ? ` via ${k.via}` : ''}${k.dev ? ` dev ${k.dev}` : ''}${k.prefsrc ? ` src ${k.prefsrc}` : ''} proto ${k.protocol} metric ${k.priority}` +
+    `${k.mtu !== undefined ? ` mtu ${k.mtu}` : ''}${k.advmss !== undefined ? ` advmss ${k.advmss}` : ''}${k.type !== 'UNICAST' ? ` type ${k.type}` : ''}`
+  );
 }
 
 /** What diffRoutes compares. */
@@ -255,7 +300,11 @@ export function diffRoutes({ plan, table, links, protocol, saved = [], reclaim =
     if (r.dst === defaultDst(family)) claimed.add(r.dst); // a plan route for the default dst is handled like any other
     const oif = byName.get(r.dev);
     if (oif === undefined) {
-      diff.skipped.push({ ...itemOfDesired(desired(r, 0, false, family)), reason: 'dev-missing', detail: `device ${r.dev} is not in the netns` });
+      diff.skipped.push({
+        ...itemOfDesired(desired(r, 0, false, family)),
+        reason: 'dev-missing',
+        detail: `device ${r.dev} is not in the netns`,
+      });
       continue;
     }
     claimed.add(r.dst);
@@ -266,7 +315,14 @@ export function diffRoutes({ plan, table, links, protocol, saved = [], reclaim =
     if (claimed.has(dst)) continue;
     claimed.add(dst);
     const want = plan.default && defaultFamily(plan.default) === family ? plan.default : undefined;
-    const action = defaultAction(family, want, byDst.get(dst) ?? [], byName, protocol, saved.find((s) => s.family === family));
+    const action = defaultAction(
+      family,
+      want,
+      byDst.get(dst) ?? [],
+      byName,
+      protocol,
+      saved.find((s) => s.family === family),
+    );
     if (action) diff.defaults.push(action);
   }
   for (const k of table) if (k.protocol === protocol && !claimed.has(k.dst)) diff.remove.push(k);
@@ -297,29 +353,51 @@ function resolveOne(want: DesiredRoute, existing: KernelRoute[], protocol: numbe
     return;
   }
   if (foreign.length) {
-    diff.skipped.push({ ...itemOfDesired(want), reason: 'collision', detail: `a foreign route is in the way: ${foreign.map(describeRoute).join('; ')}` });
+    diff.skipped.push({
+      ...itemOfDesired(want),
+      reason: 'collision',
+      detail: `a foreign route is in the way: ${foreign.map(describeRoute).join('; ')}`,
+    });
     return;
   }
   diff.add.push(want);
 }
 
 function defaultAction(
-  family: Family, want: Omit<PlanRoute, 'dst'> | undefined, existing: KernelRoute[],
-  byName: Map<string, number>, protocol: number, saved: SavedDefault | undefined,
+  family: Family,
+  want: Omit<PlanRoute, 'dst'> | undefined,
+  existing: KernelRoute[],
+  byName: Map<string, number>,
+  protocol: number,
+  saved: SavedDefault | undefined,
 ): DefaultAction | null {
   const owned = existing.filter((k) => k.protocol === protocol);
   const foreign = existing.filter((k) => k.protocol !== protocol);
   if (!want) {
     if (!owned.length) return saved ? { kind: 'forget', family } : null;
     if (!saved) {
-      return { kind: 'skip', item: { ...itemOf(owned[0]!), reason: 'default-not-restorable', detail: 'the plan no longer sets a default route, but the original one was not saved; leaving ours in place' } };
+      return {
+        kind: 'skip',
+        item: {
+          ...itemOf(owned[0]!),
+          reason: 'default-not-restorable',
+          detail: 'the plan no longer sets a default route, but the original one was not saved; leaving ours in place',
+        },
+      };
     }
     return { kind: 'restore', family, have: owned[0]!, saved };
   }
   const dst = defaultDst(family);
   const oif = byName.get(want.dev);
   if (oif === undefined) {
-    return { kind: 'skip', item: { ...itemOfDesired(desired({ dst, ...want }, 0, true, family)), reason: 'dev-missing', detail: `device ${want.dev} is not in the netns` } };
+    return {
+      kind: 'skip',
+      item: {
+        ...itemOfDesired(desired({ dst, ...want }, 0, true, family)),
+        reason: 'dev-missing',
+        detail: `device ${want.dev} is not in the netns`,
+      },
+    };
   }
   const d = desired({ dst, ...want }, oif, true, family);
   if (owned.length) {

@@ -13,8 +13,20 @@ import { netnsInode, NetnsError } from '../kernel/netns.js';
 import { RT_SCOPE_NOWHERE, RT_TABLE_MAIN, type Family, type KernelRoute, type RouteWrite } from '../kernel/netlink-codec.js';
 import { applySymmetric, type SymmetricResult } from './symmetric.js';
 import {
-  defaultDst, describeRoute, diffRoutes, itemOf, itemOfDesired, moreSpecificOverrides, resolveGateways,
-  type DefaultAction, type DesiredRoute, type ReplacedItem, type RouteItem, type SavedDefault, type SkippedItem, type SkipReason,
+  defaultDst,
+  describeRoute,
+  diffRoutes,
+  itemOf,
+  itemOfDesired,
+  moreSpecificOverrides,
+  resolveGateways,
+  type DefaultAction,
+  type DesiredRoute,
+  type ReplacedItem,
+  type RouteItem,
+  type SavedDefault,
+  type SkippedItem,
+  type SkipReason,
 } from './diff.js';
 
 export type { SavedDefault, SkippedItem, SkipReason, RouteItem, ReplacedItem } from './diff.js';
@@ -128,8 +140,15 @@ export async function applyPlanWith(client: RtnlClient, plan: Plan, opts: ApplyO
   plan = gw.plan;
   const diff = diffRoutes({ plan, table, links, protocol, saved: opts.savedDefault ?? [], reclaim: new Set(opts.reclaim ?? []) });
   const res: ApplyResult = {
-    netns: client.netns, added: [], removed: [], replaced: [], restored: [],
-    unchanged: diff.unchanged.map(itemOfDesired), skipped: [...gw.skipped, ...diff.skipped], owned: [...diff.ownedKept], changed: false,
+    netns: client.netns,
+    added: [],
+    removed: [],
+    replaced: [],
+    restored: [],
+    unchanged: diff.unchanged.map(itemOfDesired),
+    skipped: [...gw.skipped, ...diff.skipped],
+    owned: [...diff.ownedKept],
+    changed: false,
   };
   const attempt = async (item: RouteItem, op: () => Promise<void>, ok: () => void): Promise<void> => {
     try {
@@ -141,17 +160,41 @@ export async function applyPlanWith(client: RtnlClient, plan: Plan, opts: ApplyO
       res.skipped.push({ ...item, reason: skipReasonOf(e), detail: (e as Error).message });
     }
   };
-  await Promise.all(diff.remove.map((k) =>
-    attempt(itemOf(k), () => client.deleteRoute(keyOf(k)), () => { res.removed.push(itemOf(k)); })));
+  await Promise.all(
+    diff.remove.map((k) =>
+      attempt(
+        itemOf(k),
+        () => client.deleteRoute(keyOf(k)),
+        () => {
+          res.removed.push(itemOf(k));
+        },
+      ),
+    ),
+  );
   for (const gateway of [false, true]) {
     const writes: Promise<void>[] = [];
     for (const d of diff.add.filter((x) => (x.via !== undefined) === gateway)) {
-      writes.push(attempt(itemOfDesired(d), () => client.addRoute(writeOf(d, protocol)), () => { res.added.push(itemOfDesired(d)); }));
+      writes.push(
+        attempt(
+          itemOfDesired(d),
+          () => client.addRoute(writeOf(d, protocol)),
+          () => {
+            res.added.push(itemOfDesired(d));
+          },
+        ),
+      );
     }
     for (const { want, have } of diff.replace.filter((x) => (x.want.via !== undefined) === gateway)) {
       const item = itemOfDesired(want);
-      writes.push(attempt(item, () => swap(client, want, have, protocol),
-        () => { res.replaced.push({ ...item, from: { ...itemOf(have), protocol: have.protocol } }); }));
+      writes.push(
+        attempt(
+          item,
+          () => swap(client, want, have, protocol),
+          () => {
+            res.replaced.push({ ...item, from: { ...itemOf(have), protocol: have.protocol } });
+          },
+        ),
+      );
     }
     await Promise.all(writes);
   }
@@ -166,7 +209,8 @@ export async function applyPlanWith(client: RtnlClient, plan: Plan, opts: ApplyO
   res.skipped.push(...sym.skipped);
   res.owned.push(...res.added.map((x) => x.dst), ...res.replaced.map((x) => x.dst));
   res.owned.sort();
-  res.changed = res.added.length + res.removed.length + res.replaced.length + res.restored.length + sym.added.length + sym.removed.length > 0;
+  res.changed =
+    res.added.length + res.removed.length + res.replaced.length + res.restored.length + sym.added.length + sym.removed.length > 0;
   return res;
 }
 
@@ -179,43 +223,69 @@ export async function applyPlanWith(client: RtnlClient, plan: Plan, opts: ApplyO
  * the table but not in effect: that route is reported as skipped, reason 'collision', and
  * left alone (ours stays, so it is in effect again once the foreign route goes).
  */
-async function checkEffective(client: RtnlClient, plan: Plan, res: ApplyResult, table: readonly KernelRoute[], protocol: number): Promise<void> {
+async function checkEffective(
+  client: RtnlClient,
+  plan: Plan,
+  res: ApplyResult,
+  table: readonly KernelRoute[],
+  protocol: number,
+): Promise<void> {
   const inPlace = new Set([...res.added, ...res.replaced, ...res.unchanged].map((x) => x.dst));
   const skipped = new Set(res.skipped.map((x) => x.dst));
-  await Promise.all(plan.routes.filter((r) => inPlace.has(r.dst) && !skipped.has(r.dst) && !r.dst.endsWith('/0')).map(async (r) => {
-    const addr = r.dst.slice(0, r.dst.indexOf('/'));
-    const family = r.dst.includes(':') ? 6 : 4;
-    // Part of the destination taken by a more specific foreign route to another device
-    // (our writes never touch foreign routes, so the table read before them still holds).
-    const inside = moreSpecificOverrides(r, table, protocol);
-    if (inside.length) {
-      res.skipped.push({
-        family, dst: r.dst, dev: r.dev, ...(r.via ? { via: r.via } : {}), reason: 'collision',
-        detail: `our route is in the table but part of its traffic takes a more specific route: ${inside.slice(0, 4).map(describeRoute).join('; ')}${inside.length > 4 ? `; and ${inside.length - 4} more` : ''}`,
-      });
-      return;
-    }
-    let eff;
-    try {
-      eff = await client.effectiveRoute(addr);
-    } catch (e) {
-      if (fatal(e)) throw e;
-      return; // a failed lookup says nothing either way
-    }
-    if (eff && eff.dst === r.dst && eff.dev === r.dev && eff.via === r.via) return;
-    const what = eff
-      ? `${eff.dst}${eff.via ? ` via ${eff.via}` : ''}${eff.dev ? ` dev ${eff.dev}` : ''} proto ${eff.protocol} metric ${eff.priority}`
-      : 'no route';
-    res.skipped.push({
-      family, dst: r.dst, dev: r.dev, ...(r.via ? { via: r.via } : {}), reason: 'collision',
-      detail: `our route is in the table but traffic to ${addr} takes ${what}`,
-    });
-  }));
+  await Promise.all(
+    plan.routes
+      .filter((r) => inPlace.has(r.dst) && !skipped.has(r.dst) && !r.dst.endsWith('/0'))
+      .map(async (r) => {
+        const addr = r.dst.slice(0, r.dst.indexOf('/'));
+        const family = r.dst.includes(':') ? 6 : 4;
+        // Part of the destination taken by a more specific foreign route to another device
+        // (our writes never touch foreign routes, so the table read before them still holds).
+        const inside = moreSpecificOverrides(r, table, protocol);
+        if (inside.length) {
+          res.skipped.push({
+            family,
+            dst: r.dst,
+            dev: r.dev,
+            ...(r.via ? { via: r.via } : {}),
+            reason: 'collision',
+            detail: `our route is in the table but part of its traffic takes a more specific route: ${inside.slice(0, 4).map(describeRoute).join('; ')}${inside.length > 4 ? `; and ${inside.length - 4} more` : ''}`,
+          });
+          return;
+        }
+        let eff;
+        try {
+          eff = await client.effectiveRoute(addr);
+        } catch (e) {
+          if (fatal(e)) throw e;
+          return; // a failed lookup says nothing either way
+        }
+        if (eff && eff.dst === r.dst && eff.dev === r.dev && eff.via === r.via) return;
+        const what = eff
+          ? `${eff.dst}${eff.via ? ` via ${eff.via}` : ''}${eff.dev ? ` dev ${eff.dev}` : ''} proto ${eff.protocol} metric ${eff.priority}`
+          : 'no route';
+        res.skipped.push({
+          family,
+          dst: r.dst,
+          dev: r.dev,
+          ...(r.via ? { via: r.via } : {}),
+          reason: 'collision',
+          detail: `our route is in the table but traffic to ${addr} takes ${what}`,
+        });
+      }),
+  );
 }
 
 /** Identify an existing route exactly (dst, metric, protocol, table; any scope). */
 function keyOf(k: KernelRoute) {
-  return { dst: k.dst, table: k.table, protocol: k.protocol, priority: k.priority, tos: k.tos, scope: RT_SCOPE_NOWHERE, ...(k.oif !== undefined ? { oif: k.oif } : {}) };
+  return {
+    dst: k.dst,
+    table: k.table,
+    protocol: k.protocol,
+    priority: k.priority,
+    tos: k.tos,
+    scope: RT_SCOPE_NOWHERE,
+    ...(k.oif !== undefined ? { oif: k.oif } : {}),
+  };
 }
 
 type Attempt = (item: RouteItem, op: () => Promise<void>, ok: () => void) => Promise<void>;
@@ -246,8 +316,13 @@ async function applyDefault(a: DefaultAction, ctx: DefaultContext): Promise<void
       return;
     case 'replace-owned': {
       const item = itemOfDesired(a.want);
-      await attempt(item, () => swap(client, a.want, a.have, protocol),
-        () => { res.replaced.push({ ...item, from: { ...itemOf(a.have), protocol: a.have.protocol } }); });
+      await attempt(
+        item,
+        () => swap(client, a.want, a.have, protocol),
+        () => {
+          res.replaced.push({ ...item, from: { ...itemOf(a.have), protocol: a.have.protocol } });
+        },
+      );
       return;
     }
     case 'take-over':
@@ -258,43 +333,75 @@ async function applyDefault(a: DefaultAction, ctx: DefaultContext): Promise<void
 }
 
 /** Put our default route in place of the original, saving the original first (once). */
-async function takeOverDefault(a: Extract<DefaultAction, { kind: 'take-over' }>, { client, protocol, opts, res, attempt }: DefaultContext): Promise<void> {
+async function takeOverDefault(
+  a: Extract<DefaultAction, { kind: 'take-over' }>,
+  { client, protocol, opts, res, attempt }: DefaultContext,
+): Promise<void> {
   const item = itemOfDesired(a.want);
   if (!opts.savedDefault?.some((s) => s.family === a.want.family)) {
     const r = a.replacing;
     const saved: SavedDefault = {
       family: a.want.family,
-      route: r ? {
-        dev: r.dev ?? `if${r.oif}`, ...(r.via ? { via: r.via } : {}), protocol: r.protocol, scope: r.scope, priority: r.priority,
-        ...(r.prefsrc !== undefined ? { prefsrc: r.prefsrc } : {}), ...(r.mtu !== undefined ? { mtu: r.mtu } : {}), ...(r.advmss !== undefined ? { advmss: r.advmss } : {}),
-      } : null,
+      route: r
+        ? {
+            dev: r.dev ?? `if${r.oif}`,
+            ...(r.via ? { via: r.via } : {}),
+            protocol: r.protocol,
+            scope: r.scope,
+            priority: r.priority,
+            ...(r.prefsrc !== undefined ? { prefsrc: r.prefsrc } : {}),
+            ...(r.mtu !== undefined ? { mtu: r.mtu } : {}),
+            ...(r.advmss !== undefined ? { advmss: r.advmss } : {}),
+          }
+        : null,
     };
     try {
       await opts.saveDefault?.(saved);
     } catch (e) {
-      res.skipped.push({ ...item, reason: 'error', detail: `the original default route could not be saved, so it was not replaced: ${(e as Error).message}` });
+      res.skipped.push({
+        ...item,
+        reason: 'error',
+        detail: `the original default route could not be saved, so it was not replaced: ${(e as Error).message}`,
+      });
       return;
     }
   }
   const replacing = a.replacing;
-  await attempt(item, () => (replacing ? swap(client, a.want, replacing, protocol) : client.replaceRoute(writeOf(a.want, protocol))), () => {
-    if (a.replacing) res.replaced.push({ ...item, from: { ...itemOf(a.replacing), protocol: a.replacing.protocol } });
-    else res.added.push(item);
-  });
+  await attempt(
+    item,
+    () => (replacing ? swap(client, a.want, replacing, protocol) : client.replaceRoute(writeOf(a.want, protocol))),
+    () => {
+      if (a.replacing) res.replaced.push({ ...item, from: { ...itemOf(a.replacing), protocol: a.replacing.protocol } });
+      else res.added.push(item);
+    },
+  );
 }
 
 /** Put the saved original default route back in place of ours (or remove ours when there was none). */
-async function restoreSavedDefault(a: Extract<DefaultAction, { kind: 'restore' }>, { client, links, opts, res, attempt }: DefaultContext): Promise<void> {
+async function restoreSavedDefault(
+  a: Extract<DefaultAction, { kind: 'restore' }>,
+  { client, links, opts, res, attempt }: DefaultContext,
+): Promise<void> {
   const s = a.saved.route;
   const before = res.skipped.length;
   if (!s) {
     // There was no default route before ours: restoring means removing ours.
-    await attempt(itemOf(a.have), () => client.deleteRoute(keyOf(a.have)), () => { res.removed.push(itemOf(a.have)); });
+    await attempt(
+      itemOf(a.have),
+      () => client.deleteRoute(keyOf(a.have)),
+      () => {
+        res.removed.push(itemOf(a.have));
+      },
+    );
   } else {
     const item: RouteItem = { family: a.family, dst: defaultDst(a.family), dev: s.dev, ...(s.via ? { via: s.via } : {}) };
     const oif = links.find((l) => l.name === s.dev)?.index;
     if (oif === undefined) {
-      res.skipped.push({ ...item, reason: 'default-not-restorable', detail: `the saved default route's device ${s.dev} is not in the netns; leaving ours in place` });
+      res.skipped.push({
+        ...item,
+        reason: 'default-not-restorable',
+        detail: `the saved default route's device ${s.dev} is not in the netns; leaving ours in place`,
+      });
       return;
     }
     // At the original's metric: when ours has the same one (no metric was asked), the
@@ -306,15 +413,21 @@ async function restoreSavedDefault(a: Extract<DefaultAction, { kind: 'restore' }
     if (s.mtu !== undefined) w.mtu = s.mtu;
     if (s.advmss !== undefined) w.advmss = s.advmss;
     const have = a.have;
-    await attempt(item, async () => {
-      if (s.priority === have.priority) return client.replaceRoute(w);
-      await client.addRoute(w);
-      try {
-        await client.deleteRoute(keyOf(have));
-      } catch (e) {
-        if (!isNetlinkError(e, 'ESRCH')) throw e;
-      }
-    }, () => { res.restored.push(item); });
+    await attempt(
+      item,
+      async () => {
+        if (s.priority === have.priority) return client.replaceRoute(w);
+        await client.addRoute(w);
+        try {
+          await client.deleteRoute(keyOf(have));
+        } catch (e) {
+          if (!isNetlinkError(e, 'ESRCH')) throw e;
+        }
+      },
+      () => {
+        res.restored.push(item);
+      },
+    );
   }
   if (res.skipped.length === before) await opts.forgetDefault?.(a.family);
 }
@@ -348,16 +461,36 @@ export async function applyPlan(path: string, plan: Plan, opts: ApplyPlanOptions
   // after the owner let the netns go would outlive it).
   const guarded: ApplyOptions = {
     ...opts,
-    saveDefault: opts.saveDefault && ((s) => { signal?.throwIfAborted(); return opts.saveDefault!(s); }),
-    forgetDefault: opts.forgetDefault && ((f) => { signal?.throwIfAborted(); return opts.forgetDefault!(f); }),
+    saveDefault:
+      opts.saveDefault &&
+      ((s) => {
+        signal?.throwIfAborted();
+        return opts.saveDefault!(s);
+      }),
+    forgetDefault:
+      opts.forgetDefault &&
+      ((f) => {
+        signal?.throwIfAborted();
+        return opts.forgetDefault!(f);
+      }),
   };
   try {
     const res = await applyPlanWith(client, plan, guarded);
     signal?.throwIfAborted();
     res.netns = path;
-    const after = (() => { try { return netnsInode(path); } catch { return null; } })();
+    const after = (() => {
+      try {
+        return netnsInode(path);
+      } catch {
+        return null;
+      }
+    })();
     if (!after || after.ino !== before.ino || after.dev !== before.dev) {
-      throw new NetnsError('gone', path, `netns ${path} vanished during the apply (${res.added.length} added, ${res.removed.length} removed before it went)`);
+      throw new NetnsError(
+        'gone',
+        path,
+        `netns ${path} vanished during the apply (${res.added.length} added, ${res.removed.length} removed before it went)`,
+      );
     }
     return res;
   } finally {
@@ -371,14 +504,22 @@ export async function applyPlan(path: string, plan: Plan, opts: ApplyPlanOptions
  * apply of a plan without a default would. For the agent's cleanup when a pod leaves the
  * plan entirely. Returns the apply result restricted to the default route.
  */
-export async function restoreDefault(client: RtnlClient, saved: SavedDefault[], opts: Omit<ApplyOptions, 'savedDefault'> = {}): Promise<ApplyResult> {
+export async function restoreDefault(
+  client: RtnlClient,
+  saved: SavedDefault[],
+  opts: Omit<ApplyOptions, 'savedDefault'> = {},
+): Promise<ApplyResult> {
   const protocol = opts.protocol ?? RTPROT_OVNKUBE_ROUTE;
   // Keep every other owned route: a plan of exactly the owned non-default routes now there.
   const keep = (await client.listRoutes())
     .filter((k) => k.protocol === protocol && k.dst !== defaultDst(k.family) && k.dev !== undefined)
     .map((k) => ({
-      dst: k.dst, dev: k.dev!, ...(k.via ? { via: k.via } : {}),
-      ...(k.prefsrc !== undefined ? { src: k.prefsrc } : {}), ...(k.mtu !== undefined ? { mtu: k.mtu } : {}), ...(k.advmss !== undefined ? { advmss: k.advmss } : {}),
+      dst: k.dst,
+      dev: k.dev!,
+      ...(k.via ? { via: k.via } : {}),
+      ...(k.prefsrc !== undefined ? { src: k.prefsrc } : {}),
+      ...(k.mtu !== undefined ? { mtu: k.mtu } : {}),
+      ...(k.advmss !== undefined ? { advmss: k.advmss } : {}),
     }));
   return applyPlanWith(client, { v: 1, routes: keep }, { ...opts, savedDefault: saved });
 }

@@ -60,9 +60,14 @@ export interface KeeperOptions extends Omit<ApplyPlanOptions, 'savedDefault' | '
  * pod's interfaces are being set up) is the plan taking effect, not a repair.
  */
 export function isDrift(result: ApplyResult, ownedBefore: ReadonlySet<string>, symmetricBefore: ReadonlySet<string> = new Set()): boolean {
-  return result.removed.length > 0 || result.restored.length > 0
-    || result.added.some((r) => ownedBefore.has(r.dst)) || result.replaced.some((r) => ownedBefore.has(r.dst))
-    || (result.symmetric?.removed.length ?? 0) > 0 || (result.symmetric?.added.some((i) => symmetricBefore.has(symKey(i))) ?? false);
+  return (
+    result.removed.length > 0 ||
+    result.restored.length > 0 ||
+    result.added.some((r) => ownedBefore.has(r.dst)) ||
+    result.replaced.some((r) => ownedBefore.has(r.dst)) ||
+    (result.symmetric?.removed.length ?? 0) > 0 ||
+    (result.symmetric?.added.some((i) => symmetricBefore.has(symKey(i))) ?? false)
+  );
 }
 
 /** Identity of a symmetric item (a rule or a route of a device's table). */
@@ -117,7 +122,11 @@ export class RouteKeeper {
   /** Events recognised as echoes of our own writes (not re-applied; tests, diagnostics). */
   echoesIgnored = 0;
 
-  constructor(readonly path: string, plan: Plan, private readonly opts: KeeperOptions) {
+  constructor(
+    readonly path: string,
+    plan: Plan,
+    private readonly opts: KeeperOptions,
+  ) {
     this.plan = plan;
     this.saved = [...(opts.savedDefault ?? [])];
   }
@@ -176,7 +185,10 @@ export class RouteKeeper {
     if (this.closed || !this.relevant(ev)) return;
     // The echo of a write of ours is no reason to look again: the apply that made it read
     // the table and left it as the plan says. Anything else (drift, a link, an overflow) is.
-    if (this.during) { this.during.push(ev); return; }
+    if (this.during) {
+      this.during.push(ev);
+      return;
+    }
     if (this.consumeEcho(ev)) return;
     this.trigger('event', this.opts.debounceMs ?? 50);
   }
@@ -187,7 +199,8 @@ export class RouteKeeper {
     if (k === null || Date.now() > this.expectUntil) return false;
     const n = this.expected.get(k) ?? 0;
     if (n <= 0) return false;
-    if (n === 1) this.expected.delete(k); else this.expected.set(k, n - 1);
+    if (n === 1) this.expected.delete(k);
+    else this.expected.set(k, n - 1);
     this.echoesIgnored++;
     return true;
   }
@@ -199,14 +212,20 @@ export class RouteKeeper {
     this.expected = new Map();
     if (result) {
       const add = (action: 'new' | 'del', items: { family: number; dst: string }[]): void => {
-        for (const it of items) { const k = `${action} ${it.family} ${it.dst}`; this.expected.set(k, (this.expected.get(k) ?? 0) + 1); }
+        for (const it of items) {
+          const k = `${action} ${it.family} ${it.dst}`;
+          this.expected.set(k, (this.expected.get(k) ?? 0) + 1);
+        }
       };
       add('new', result.added);
       add('new', result.replaced);
       add('new', result.restored);
       add('del', result.removed);
       const sym = (action: 'new' | 'del', items: SymmetricItem[]): void => {
-        for (const i of items) { const k = `${action} ${i.kind} ${i.family} ${i.dst} ${i.table}`; this.expected.set(k, (this.expected.get(k) ?? 0) + 1); }
+        for (const i of items) {
+          const k = `${action} ${i.kind} ${i.family} ${i.dst} ${i.table}`;
+          this.expected.set(k, (this.expected.get(k) ?? 0) + 1);
+        }
       };
       sym('new', result.symmetric?.added ?? []);
       sym('del', result.symmetric?.removed ?? []);
@@ -234,7 +253,8 @@ export class RouteKeeper {
     // A plan with `via: gateway` follows the gateways of the pod's devices: any route through a
     // gateway that comes or goes may be the one it is resolved from.
     // So does one with symmetric devices: each device's table has a default via its gateway.
-    this.gatewayVia ??= this.plan.routes.some((p) => p.via === GATEWAY_VIA) || this.plan.default?.via === GATEWAY_VIA || !!this.plan.symmetric?.length;
+    this.gatewayVia ??=
+      this.plan.routes.some((p) => p.via === GATEWAY_VIA) || this.plan.default?.via === GATEWAY_VIA || !!this.plan.symmetric?.length;
     return this.gatewayVia && r.via !== undefined;
   }
 
@@ -242,10 +262,13 @@ export class RouteKeeper {
     if (this.closed) return;
     this.pendingTrigger = this.pendingTrigger === 'event' ? 'event' : t;
     if (this.timer) return;
-    this.timer = setTimeout(() => {
-      this.timer = null;
-      void this.drain();
-    }, Math.max(delay, this.backoffMs));
+    this.timer = setTimeout(
+      () => {
+        this.timer = null;
+        void this.drain();
+      },
+      Math.max(delay, this.backoffMs),
+    );
   }
 
   private async drain(): Promise<void> {
@@ -323,13 +346,20 @@ export class RouteKeeper {
     if (!restored) {
       // Quiet only once a whole window passed without restores (our own writes' echo
       // events cause quiet applies right after every restore).
-      if (!this.restores.length) { this.backoffMs = 0; this.backoffs = 0; }
+      if (!this.restores.length) {
+        this.backoffMs = 0;
+        this.backoffs = 0;
+      }
       return;
     }
     this.restores.push(now);
     if (this.restores.length <= (this.opts.maxRestores ?? 5)) return;
     // A throttle whose delay is reported (and asserted): no jitter.
-    this.backoffMs = backoffMs(this.backoffs++, { initialMs: this.opts.backoffInitialMs ?? 1000, maxMs: this.opts.backoffMaxMs ?? 300_000, jitter: 0 });
+    this.backoffMs = backoffMs(this.backoffs++, {
+      initialMs: this.opts.backoffInitialMs ?? 1000,
+      maxMs: this.opts.backoffMaxMs ?? 300_000,
+      jitter: 0,
+    });
     this.opts.onReport({ kind: 'backoff', delayMs: this.backoffMs, restoresInWindow: this.restores.length });
   }
 }

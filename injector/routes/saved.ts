@@ -18,8 +18,11 @@ const KEY_RE = /^[A-Za-z0-9._-]{1,200}$/;
 /** Serialize a saved default route (stable key order). */
 export function encodeSavedDefault(s: SavedDefault): string {
   const route = s.route && {
-    dev: s.route.dev, ...(s.route.via !== undefined ? { via: s.route.via } : {}),
-    protocol: s.route.protocol, scope: s.route.scope, priority: s.route.priority,
+    dev: s.route.dev,
+    ...(s.route.via !== undefined ? { via: s.route.via } : {}),
+    protocol: s.route.protocol,
+    scope: s.route.scope,
+    priority: s.route.priority,
     ...(s.route.prefsrc !== undefined ? { prefsrc: s.route.prefsrc } : {}),
     ...(s.route.mtu !== undefined ? { mtu: s.route.mtu } : {}),
     ...(s.route.advmss !== undefined ? { advmss: s.route.advmss } : {}),
@@ -53,7 +56,11 @@ export function parseSavedDefault(text: string, file: string): SavedDefault {
   return {
     family: o.family,
     route: {
-      dev: r.dev, ...(r.via !== undefined ? { via: r.via as string } : {}), protocol: r.protocol as number, scope: r.scope as number, priority: r.priority as number,
+      dev: r.dev,
+      ...(r.via !== undefined ? { via: r.via as string } : {}),
+      protocol: r.protocol as number,
+      scope: r.scope as number,
+      priority: r.priority as number,
       ...(r.prefsrc !== undefined ? { prefsrc: r.prefsrc as string } : {}),
       ...(r.mtu !== undefined ? { mtu: r.mtu as number } : {}),
       ...(r.advmss !== undefined ? { advmss: r.advmss as number } : {}),
@@ -84,7 +91,10 @@ export function writeFileDurable(path: string, text: string): void {
 
 /** Saved default routes of one sandbox (`key`) in `dir`. */
 export class SavedDefaultStore {
-  constructor(readonly dir: string, readonly key: string) {
+  constructor(
+    readonly dir: string,
+    readonly key: string,
+  ) {
     if (!KEY_RE.test(key)) throw new Error(`saved default key "${key}" must match ${KEY_RE}`);
   }
 

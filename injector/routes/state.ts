@@ -52,7 +52,11 @@ export class AgentState {
       const error = (e as Error).message;
       for (const f of [4, 6]) {
         const file = join(this.defaultsDir, `${key}.default-v${f}.json`);
-        try { renameSync(file, `${file}.corrupt`); } catch { /* absent or already moved */ }
+        try {
+          renameSync(file, `${file}.corrupt`);
+        } catch {
+          /* absent or already moved */
+        }
       }
       return { saved: [], error };
     }

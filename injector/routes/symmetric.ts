@@ -15,8 +15,16 @@ import { createHash } from 'node:crypto';
 import { formatCIDR, parseIP, type Family } from '../../core/ip.js';
 import { isNetlinkError, type RtnlClient } from '../kernel/netlink.js';
 import {
-  FR_ACT_TO_TBL, RT_SCOPE_LINK, RT_SCOPE_NOWHERE, RT_SCOPE_UNIVERSE, RT_TABLE_MAIN,
-  type KernelAddr, type KernelRoute, type KernelRule, type LinkInfo, type RuleWrite,
+  FR_ACT_TO_TBL,
+  RT_SCOPE_LINK,
+  RT_SCOPE_NOWHERE,
+  RT_SCOPE_UNIVERSE,
+  RT_TABLE_MAIN,
+  type KernelAddr,
+  type KernelRoute,
+  type KernelRule,
+  type LinkInfo,
+  type RuleWrite,
 } from '../kernel/netlink-codec.js';
 import { defaultDst, gatewayOf, type SkippedItem, type SkipReason } from './diff.js';
 
@@ -39,10 +47,25 @@ export function symmetricTable(dev: string): number {
 }
 
 /** One route of a device's table. */
-export interface TableRoute { family: Family; dst: string; table: number; dev: string; oif: number; via?: string; scope: number }
+export interface TableRoute {
+  family: Family;
+  dst: string;
+  table: number;
+  dev: string;
+  oif: number;
+  via?: string;
+  scope: number;
+}
 
 /** One item of what was done, for reports: a rule (`from src lookup table`) or a table route. */
-export interface SymmetricItem { kind: 'rule' | 'route'; family: Family; table: number; dst: string; dev?: string; via?: string }
+export interface SymmetricItem {
+  kind: 'rule' | 'route';
+  family: Family;
+  table: number;
+  dst: string;
+  dev?: string;
+  via?: string;
+}
 
 /** What planSymmetric decided. */
 export interface SymmetricDiff {
@@ -71,10 +94,24 @@ const routeKey = (table: number, dst: string): string => `${table} ${dst}`;
  * `via: gateway`); `owned` the routes of other tables with our protocol; `rules` every rule.
  */
 export function planSymmetric(
-  devices: readonly string[], links: readonly LinkInfo[], addrs: readonly KernelAddr[], main: readonly KernelRoute[],
-  owned: readonly KernelRoute[], rules: readonly KernelRule[], protocol: number,
+  devices: readonly string[],
+  links: readonly LinkInfo[],
+  addrs: readonly KernelAddr[],
+  main: readonly KernelRoute[],
+  owned: readonly KernelRoute[],
+  rules: readonly KernelRule[],
+  protocol: number,
 ): SymmetricDiff {
-  const diff: SymmetricDiff = { addRoutes: [], replaceRoutes: [], removeRoutes: [], addRules: [], removeRules: [], unchanged: [], skipped: [], tables: [] };
+  const diff: SymmetricDiff = {
+    addRoutes: [],
+    replaceRoutes: [],
+    removeRoutes: [],
+    addRules: [],
+    removeRules: [],
+    unchanged: [],
+    skipped: [],
+    tables: [],
+  };
   const wantRoutes = new Map<string, TableRoute>();
   const wantRules = new Map<string, RuleWrite & { family: Family; dev: string }>();
   const usedTables = new Map<number, string>();
@@ -82,19 +119,43 @@ export function planSymmetric(
     const link = links.find((l) => l.name === dev);
     const table = symmetricTable(dev);
     if (!link) {
-      diff.skipped.push(skip(4, `symmetric ${dev}`, dev, 'dev-missing', `symmetric return path of ${dev}: no such device in the pod (written when it appears)`));
+      diff.skipped.push(
+        skip(
+          4,
+          `symmetric ${dev}`,
+          dev,
+          'dev-missing',
+          `symmetric return path of ${dev}: no such device in the pod (written when it appears)`,
+        ),
+      );
       continue;
     }
     const other = usedTables.get(table);
     if (other !== undefined) {
-      diff.skipped.push(skip(4, `symmetric ${dev}`, dev, 'collision', `symmetric return path of ${dev}: its table ${table} is also ${other}'s; rename one of the devices`));
+      diff.skipped.push(
+        skip(
+          4,
+          `symmetric ${dev}`,
+          dev,
+          'collision',
+          `symmetric return path of ${dev}: its table ${table} is also ${other}'s; rename one of the devices`,
+        ),
+      );
       continue;
     }
     usedTables.set(table, dev);
     diff.tables.push({ dev, table });
     const mine = addrs.filter((a) => a.index === link.index && a.scope === RT_SCOPE_UNIVERSE);
     if (!mine.length) {
-      diff.skipped.push(skip(4, `symmetric ${dev}`, dev, 'dev-missing', `symmetric return path of ${dev}: the device has no global address yet (written when it gets one)`));
+      diff.skipped.push(
+        skip(
+          4,
+          `symmetric ${dev}`,
+          dev,
+          'dev-missing',
+          `symmetric return path of ${dev}: the device has no global address yet (written when it gets one)`,
+        ),
+      );
       continue;
     }
     for (const family of [4, 6] as const) {
@@ -106,34 +167,82 @@ export function planSymmetric(
         const bits = family === 4 ? 32 : 128;
         const net = formatCIDR({ family, value: ip.value.value & ~((1n << BigInt(bits - a.prefixLen)) - 1n), bits: a.prefixLen });
         if (a.prefixLen < bits) {
-          wantRoutes.set(routeKey(table, net), { family, dst: net, table, dev, oif: link.index, scope: family === 4 ? RT_SCOPE_LINK : RT_SCOPE_UNIVERSE });
+          wantRoutes.set(routeKey(table, net), {
+            family,
+            dst: net,
+            table,
+            dev,
+            oif: link.index,
+            scope: family === 4 ? RT_SCOPE_LINK : RT_SCOPE_UNIVERSE,
+          });
         }
         const src = `${a.address}/${bits}`;
-        wantRules.set(ruleKey(family, src, table, SYMMETRIC_RULE_PRIORITY), { family, dev, src, table, priority: SYMMETRIC_RULE_PRIORITY, protocol });
+        wantRules.set(ruleKey(family, src, table, SYMMETRIC_RULE_PRIORITY), {
+          family,
+          dev,
+          src,
+          table,
+          priority: SYMMETRIC_RULE_PRIORITY,
+          protocol,
+        });
       }
       const gw = gatewayOf([...main], link.index, family, protocol);
       if (gw === undefined) {
-        diff.skipped.push(skip(family, `${defaultDst(family)} table ${table}`, dev, 'no-gateway',
-          `symmetric return path of ${dev}: the pod's table has no IPv${family} route through a gateway on ${dev} that ovnkube-route did not write, so table ${table} only reaches ${dev}'s own subnets`));
+        diff.skipped.push(
+          skip(
+            family,
+            `${defaultDst(family)} table ${table}`,
+            dev,
+            'no-gateway',
+            `symmetric return path of ${dev}: the pod's table has no IPv${family} route through a gateway on ${dev} that ovnkube-route did not write, so table ${table} only reaches ${dev}'s own subnets`,
+          ),
+        );
       } else {
-        wantRoutes.set(routeKey(table, defaultDst(family)), { family, dst: defaultDst(family), table, dev, oif: link.index, via: gw, scope: RT_SCOPE_UNIVERSE });
+        wantRoutes.set(routeKey(table, defaultDst(family)), {
+          family,
+          dst: defaultDst(family),
+          table,
+          dev,
+          oif: link.index,
+          via: gw,
+          scope: RT_SCOPE_UNIVERSE,
+        });
       }
     }
   }
   const have = new Map(owned.filter((k) => k.table !== RT_TABLE_MAIN && k.protocol === protocol).map((k) => [routeKey(k.table, k.dst), k]));
   for (const [k, w] of wantRoutes) {
     const h = have.get(k);
-    const item: SymmetricItem = { kind: 'route', family: w.family, table: w.table, dst: w.dst, dev: w.dev, ...(w.via ? { via: w.via } : {}) };
+    const item: SymmetricItem = {
+      kind: 'route',
+      family: w.family,
+      table: w.table,
+      dst: w.dst,
+      dev: w.dev,
+      ...(w.via ? { via: w.via } : {}),
+    };
     if (!h) diff.addRoutes.push(w);
-    else if (h.oif === w.oif && h.via === w.via && (w.family === 6 || h.scope === w.scope) && h.type === 'UNICAST' && !h.multipath
-      && h.prefsrc === undefined && h.mtu === undefined && h.advmss === undefined) diff.unchanged.push(item);
+    else if (
+      h.oif === w.oif &&
+      h.via === w.via &&
+      (w.family === 6 || h.scope === w.scope) &&
+      h.type === 'UNICAST' &&
+      !h.multipath &&
+      h.prefsrc === undefined &&
+      h.mtu === undefined &&
+      h.advmss === undefined
+    )
+      diff.unchanged.push(item);
     else diff.replaceRoutes.push(w);
   }
   for (const [k, h] of have) if (!wantRoutes.has(k)) diff.removeRoutes.push(h);
   const haveRules = rules.filter((r) => r.protocol === protocol);
   const seen = new Set<string>();
   for (const r of haveRules) {
-    const k = r.src !== undefined && r.action === FR_ACT_TO_TBL && !r.extra && r.dst === undefined ? ruleKey(r.family, r.src, r.table, r.priority) : null;
+    const k =
+      r.src !== undefined && r.action === FR_ACT_TO_TBL && !r.extra && r.dst === undefined
+        ? ruleKey(r.family, r.src, r.table, r.priority)
+        : null;
     if (k !== null && wantRules.has(k) && !seen.has(k)) {
       seen.add(k);
       const w = wantRules.get(k)!;
@@ -154,7 +263,14 @@ export interface SymmetricResult {
 }
 
 function itemOfRoute(r: TableRoute | KernelRoute): SymmetricItem {
-  return { kind: 'route', family: r.family, table: r.table, dst: r.dst, ...(r.dev ? { dev: r.dev } : {}), ...(r.via ? { via: r.via } : {}) };
+  return {
+    kind: 'route',
+    family: r.family,
+    table: r.table,
+    dst: r.dst,
+    ...(r.dev ? { dev: r.dev } : {}),
+    ...(r.via ? { via: r.via } : {}),
+  };
 }
 
 function itemOfRule(r: { family: Family; src?: string; table: number }, dev?: string): SymmetricItem {
@@ -171,8 +287,12 @@ const fatal = (e: unknown): boolean => isNetlinkError(e, 'ECLOSED') || !isNetlin
  * without its routes). One failing write never stops the others; it is reported skipped.
  */
 export async function applySymmetric(
-  client: RtnlClient, devices: readonly string[], links: readonly LinkInfo[], main: readonly KernelRoute[],
-  others: readonly KernelRoute[], protocol: number,
+  client: RtnlClient,
+  devices: readonly string[],
+  links: readonly LinkInfo[],
+  main: readonly KernelRoute[],
+  others: readonly KernelRoute[],
+  protocol: number,
 ): Promise<SymmetricResult> {
   // `others`: the routes of every table but main, from the engine's one dump of all tables.
   // Addresses only when a device asks; the rules of both families in one dump.
@@ -189,27 +309,75 @@ export async function applySymmetric(
       if (fatal(e)) throw e;
       if (done === res.removed && (isNetlinkError(e, 'ESRCH') || isNetlinkError(e, 'ENOENT'))) return; // gone already
       res.skipped.push({
-        family: item.family, dst: item.kind === 'rule' ? `from ${item.dst} table ${item.table}` : `${item.dst} table ${item.table}`,
-        ...(item.dev ? { dev: item.dev } : {}), reason: isNetlinkError(e, 'EEXIST') ? 'collision' : isNetlinkError(e, 'ENETUNREACH') ? 'gateway-unreachable' : 'error',
+        family: item.family,
+        dst: item.kind === 'rule' ? `from ${item.dst} table ${item.table}` : `${item.dst} table ${item.table}`,
+        ...(item.dev ? { dev: item.dev } : {}),
+        reason: isNetlinkError(e, 'EEXIST') ? 'collision' : isNetlinkError(e, 'ENETUNREACH') ? 'gateway-unreachable' : 'error',
         detail: `symmetric return path: ${(e as Error).message}`,
       });
     }
   };
-  await Promise.all(d.removeRules.map((r) => attempt(itemOfRule(r),
-    () => client.deleteRule({ src: r.src ?? (r.family === 4 ? '0.0.0.0/0' : '::/0'), table: r.table, priority: r.priority, protocol: r.protocol }), res.removed)));
-  const write = (w: TableRoute, replace: boolean) => attempt(itemOfRoute(w), () => {
-    const rw = { dst: w.dst, oif: w.oif, scope: w.scope, protocol, table: w.table, ...(w.via ? { via: w.via } : {}) };
-    return replace ? client.replaceRoute(rw) : client.addRoute(rw);
-  }, res.added);
+  await Promise.all(
+    d.removeRules.map((r) =>
+      attempt(
+        itemOfRule(r),
+        () =>
+          client.deleteRule({
+            src: r.src ?? (r.family === 4 ? '0.0.0.0/0' : '::/0'),
+            table: r.table,
+            priority: r.priority,
+            protocol: r.protocol,
+          }),
+        res.removed,
+      ),
+    ),
+  );
+  const write = (w: TableRoute, replace: boolean) =>
+    attempt(
+      itemOfRoute(w),
+      () => {
+        const rw = { dst: w.dst, oif: w.oif, scope: w.scope, protocol, table: w.table, ...(w.via ? { via: w.via } : {}) };
+        return replace ? client.replaceRoute(rw) : client.addRoute(rw);
+      },
+      res.added,
+    );
   // Link routes first: a default route's gateway is reached through them.
-  await Promise.all([...d.addRoutes.filter((w) => !w.via).map((w) => write(w, false)), ...d.replaceRoutes.filter((w) => !w.via).map((w) => write(w, true))]);
-  await Promise.all([...d.addRoutes.filter((w) => w.via).map((w) => write(w, false)), ...d.replaceRoutes.filter((w) => w.via).map((w) => write(w, true))]);
-  await Promise.all(d.removeRoutes.map((k) => attempt(itemOfRoute(k), () => client.deleteRoute({
-    dst: k.dst, table: k.table, protocol: k.protocol, priority: k.priority, tos: k.tos, scope: RT_SCOPE_NOWHERE, ...(k.oif !== undefined ? { oif: k.oif } : {}),
-  }), res.removed)));
+  await Promise.all([
+    ...d.addRoutes.filter((w) => !w.via).map((w) => write(w, false)),
+    ...d.replaceRoutes.filter((w) => !w.via).map((w) => write(w, true)),
+  ]);
+  await Promise.all([
+    ...d.addRoutes.filter((w) => w.via).map((w) => write(w, false)),
+    ...d.replaceRoutes.filter((w) => w.via).map((w) => write(w, true)),
+  ]);
+  await Promise.all(
+    d.removeRoutes.map((k) =>
+      attempt(
+        itemOfRoute(k),
+        () =>
+          client.deleteRoute({
+            dst: k.dst,
+            table: k.table,
+            protocol: k.protocol,
+            priority: k.priority,
+            tos: k.tos,
+            scope: RT_SCOPE_NOWHERE,
+            ...(k.oif !== undefined ? { oif: k.oif } : {}),
+          }),
+        res.removed,
+      ),
+    ),
+  );
   const devOf = new Map(d.tables.map((t) => [t.table, t.dev]));
-  await Promise.all(d.addRules.map((w) => attempt(itemOfRule({ family: w.src.includes(':') ? 6 : 4, src: w.src, table: w.table }, devOf.get(w.table)),
-    () => client.addRule({ src: w.src, table: w.table, priority: w.priority, protocol: w.protocol }), res.added)));
+  await Promise.all(
+    d.addRules.map((w) =>
+      attempt(
+        itemOfRule({ family: w.src.includes(':') ? 6 : 4, src: w.src, table: w.table }, devOf.get(w.table)),
+        () => client.addRule({ src: w.src, table: w.table, priority: w.priority, protocol: w.protocol }),
+        res.added,
+      ),
+    ),
+  );
   return res;
 }
 

@@ -21,7 +21,12 @@ for (const sf of program.getSourceFiles()) {
   if (sf.isDeclarationFile || !sf.fileName.startsWith(root) || sf.fileName.includes('node_modules')) continue;
   const edits = [];
   const visit = (node) => {
-    if (ts.isCallExpression(node) && ts.isPropertyAccessExpression(node.expression) && LEVELS.has(node.expression.name.text) && node.arguments.length === 2) {
+    if (
+      ts.isCallExpression(node) &&
+      ts.isPropertyAccessExpression(node.expression) &&
+      LEVELS.has(node.expression.name.text) &&
+      node.arguments.length === 2
+    ) {
       const type = checker.getTypeAtLocation(node.expression.expression);
       const names = [type, ...(type.isUnionOrIntersection() ? type.types : [])].map((t) => (t.aliasSymbol ?? t.getSymbol())?.getName());
       if (names.includes('AgentLogger')) {

@@ -13,8 +13,19 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import {
-  accessSync, constants, copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync,
-  writeFileSync, openSync, closeSync, readdirSync,
+  accessSync,
+  constants,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  openSync,
+  closeSync,
+  readdirSync,
 } from 'node:fs';
 import { homedir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
@@ -34,9 +45,15 @@ export const SETS = {
 };
 export const BINARIES = [...SETS.controlplane, ...SETS.node, ...SETS.cluster];
 /** The main packages built in the module graph of go.mod (etcd's is renamed from `server`). */
-const MAIN_GRAPH = ['go.etcd.io/etcd/server/v3', 'k8s.io/kubernetes/cmd/kube-apiserver', 'k8s.io/kubernetes/cmd/kubelet',
-  'k8s.io/kubernetes/cmd/kube-controller-manager', 'k8s.io/kubernetes/cmd/kube-scheduler',
-  'k8s.io/kubernetes/cmd/kube-proxy', 'k8s.io/kubernetes/cmd/kubectl'];
+const MAIN_GRAPH = [
+  'go.etcd.io/etcd/server/v3',
+  'k8s.io/kubernetes/cmd/kube-apiserver',
+  'k8s.io/kubernetes/cmd/kubelet',
+  'k8s.io/kubernetes/cmd/kube-controller-manager',
+  'k8s.io/kubernetes/cmd/kube-scheduler',
+  'k8s.io/kubernetes/cmd/kube-proxy',
+  'k8s.io/kubernetes/cmd/kubectl',
+];
 /** Multus's own manifest, kept beside the binaries for its NetworkAttachmentDefinition CRD. */
 export const MULTUS_MANIFEST = 'multus-daemonset.yml';
 /** The environment variable naming a prebuilt folder for each set. */
@@ -48,8 +65,14 @@ const ASSETS_ENV = { controlplane: 'KUBEBUILDER_ASSETS', node: 'OVNKUBE_ROUTE_NO
  * @returns {{k8s: string, etcd: string, multus: string, helm: string, pinHash: string}}
  */
 export function pinnedVersions() {
-  const files = [join(moduleDir, 'go.mod'), join(moduleDir, 'go.sum'), join(multusModuleDir, 'go.mod'), join(multusModuleDir, 'go.sum'),
-    join(helmModuleDir, 'go.mod'), join(helmModuleDir, 'go.sum')];
+  const files = [
+    join(moduleDir, 'go.mod'),
+    join(moduleDir, 'go.sum'),
+    join(multusModuleDir, 'go.mod'),
+    join(multusModuleDir, 'go.sum'),
+    join(helmModuleDir, 'go.mod'),
+    join(helmModuleDir, 'go.sum'),
+  ];
   const [gomod, , multusMod, , helmMod] = files.map((f) => readFileSync(f, 'utf8'));
   const k8s = /^\s*(?:require\s+)?k8s\.io\/kubernetes\s+(v\S+)/m.exec(gomod)?.[1];
   const etcd = /^\s*go\.etcd\.io\/etcd\/server\/v3\s+(v\S+)/m.exec(gomod)?.[1];
@@ -165,7 +188,11 @@ async function withLock(path, log, fn) {
         // A crashed builder left its lock: remove it, unless another waiter got there first.
         // (Two waiters stealing in the same millisecond could still race; a crashed build is
         // rare and the worst case is one redundant build into a private temp folder.)
-        try { if (readFileSync(path, 'utf8') === String(holder)) rmSync(path); } catch { /* gone already */ }
+        try {
+          if (readFileSync(path, 'utf8') === String(holder)) rmSync(path);
+        } catch {
+          /* gone already */
+        }
         continue;
       }
       if (!announced) log(`waiting for the build held by pid ${holder} (${path})`);
@@ -190,13 +217,22 @@ function run(cmd, args, opts, onAbort) {
     const child = spawn(cmd, args, { ...opts, detached: true, stdio: ['ignore', 2, 2] });
     const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'];
     const abort = (sig) => {
-      try { process.kill(-child.pid, 'SIGKILL'); } catch { /* already gone */ }
+      try {
+        process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
       onAbort();
       process.exit(sig === 'SIGINT' ? 130 : 143);
     };
     for (const sig of signals) process.on(sig, abort);
-    const done = () => { for (const sig of signals) process.off(sig, abort); };
-    child.on('error', (e) => { done(); reject(e); });
+    const done = () => {
+      for (const sig of signals) process.off(sig, abort);
+    };
+    child.on('error', (e) => {
+      done();
+      reject(e);
+    });
     child.on('exit', (code, sig) => {
       done();
       if (code === 0) resolve();
@@ -213,8 +249,15 @@ function run(cmd, args, opts, onAbort) {
 function ldflags(pins) {
   const [major, minor] = pins.k8s.replace(/^v/, '').split('.');
   const v = 'k8s.io/component-base/version';
-  return ['-s', '-w', `-X ${v}.gitVersion=${pins.k8s}`, `-X ${v}.gitMajor=${major}`, `-X ${v}.gitMinor=${minor}`,
-    `-X ${v}.gitTreeState=clean`, `-X ${v}.buildDate=1970-01-01T00:00:00Z`].join(' ');
+  return [
+    '-s',
+    '-w',
+    `-X ${v}.gitVersion=${pins.k8s}`,
+    `-X ${v}.gitMajor=${major}`,
+    `-X ${v}.gitMinor=${minor}`,
+    `-X ${v}.gitTreeState=clean`,
+    `-X ${v}.buildDate=1970-01-01T00:00:00Z`,
+  ].join(' ');
 }
 
 /**
@@ -236,7 +279,9 @@ export async function build(env, log) {
     }
     const tmp = `${dir}.build-${process.pid}`;
     mkdirSync(tmp, { recursive: true });
-    log(`building Kubernetes ${pins.k8s} (kube-apiserver, kubelet, kube-controller-manager, kube-scheduler, kube-proxy, kubectl), etcd ${pins.etcd}, multus ${pins.multus} and helm ${pins.helm} from the Go module proxy into ${dir}`);
+    log(
+      `building Kubernetes ${pins.k8s} (kube-apiserver, kubelet, kube-controller-manager, kube-scheduler, kube-proxy, kubectl), etcd ${pins.etcd}, multus ${pins.multus} and helm ${pins.helm} from the Go module proxy into ${dir}`,
+    );
     log('the first build takes about 15-30 minutes on a 2-core machine (much more under load); later runs use the cache');
     const t0 = Date.now();
     const goEnv = {
@@ -248,24 +293,49 @@ export async function build(env, log) {
       GOTOOLCHAIN: 'local',
     };
     try {
-      const cleanup = () => { rmSync(tmp, { recursive: true, force: true }); rmSync(lock, { force: true }); };
+      const cleanup = () => {
+        rmSync(tmp, { recursive: true, force: true });
+        rmSync(lock, { force: true });
+      };
       // One `go build` of the seven tools shares the compile of their common dependencies.
-      const step = (what) => { log(`${what} (${Math.round((Date.now() - t0) / 1000)} s so far)`); };
+      const step = (what) => {
+        log(`${what} (${Math.round((Date.now() - t0) / 1000)} s so far)`);
+      };
       const times = {};
-      const timed = async (name, fn) => { const t = Date.now(); await fn(); times[name] = Math.round((Date.now() - t) / 1000); };
+      const timed = async (name, fn) => {
+        const t = Date.now();
+        await fn();
+        times[name] = Math.round((Date.now() - t) / 1000);
+      };
       step('go build etcd kube-apiserver kubelet kube-controller-manager kube-scheduler kube-proxy kubectl');
-      await timed('kubernetes', () => run('go', ['build', `-ldflags=${ldflags(pins)}`, '-o', tmp + '/', ...MAIN_GRAPH],
-        { cwd: moduleDir, env: goEnv }, cleanup));
+      await timed('kubernetes', () =>
+        run('go', ['build', `-ldflags=${ldflags(pins)}`, '-o', tmp + '/', ...MAIN_GRAPH], { cwd: moduleDir, env: goEnv }, cleanup),
+      );
       step('go build multus');
-      await timed('multus', () => run('go', ['build', '-ldflags=-s -w', '-o', tmp + '/', 'gopkg.in/k8snetworkplumbingwg/multus-cni.v4/cmd/multus'],
-        { cwd: multusModuleDir, env: goEnv }, cleanup));
+      await timed('multus', () =>
+        run(
+          'go',
+          ['build', '-ldflags=-s -w', '-o', tmp + '/', 'gopkg.in/k8snetworkplumbingwg/multus-cni.v4/cmd/multus'],
+          { cwd: multusModuleDir, env: goEnv },
+          cleanup,
+        ),
+      );
       step('go build helm');
       // helm stamps its version the way its Makefile does, so `helm version` says v3.22.0.
-      await timed('helm', () => run('go', ['build', `-ldflags=-s -w -X helm.sh/helm/v3/internal/version.version=${pins.helm}`, '-o', tmp + '/',
-        'helm.sh/helm/v3/cmd/helm'], { cwd: helmModuleDir, env: goEnv }, cleanup));
+      await timed('helm', () =>
+        run(
+          'go',
+          ['build', `-ldflags=-s -w -X helm.sh/helm/v3/internal/version.version=${pins.helm}`, '-o', tmp + '/', 'helm.sh/helm/v3/cmd/helm'],
+          { cwd: helmModuleDir, env: goEnv },
+          cleanup,
+        ),
+      );
       // The NetworkAttachmentDefinition CRD comes from the manifest multus ships in its module.
-      const multusSrc = spawnSync('go', ['list', '-m', '-f', '{{.Dir}}', 'gopkg.in/k8snetworkplumbingwg/multus-cni.v4'],
-        { cwd: multusModuleDir, env: goEnv, encoding: 'utf8' }).stdout.trim();
+      const multusSrc = spawnSync('go', ['list', '-m', '-f', '{{.Dir}}', 'gopkg.in/k8snetworkplumbingwg/multus-cni.v4'], {
+        cwd: multusModuleDir,
+        env: goEnv,
+        encoding: 'utf8',
+      }).stdout.trim();
       copyFileSync(join(multusSrc, 'deployments', MULTUS_MANIFEST), join(tmp, MULTUS_MANIFEST));
       // The etcd main package is the module root go.etcd.io/etcd/server/v3, so `go build`
       // names its binary after the element before the major version: `server`.
@@ -274,7 +344,10 @@ export async function build(env, log) {
       if (missing.length) throw new Error(`go build left no ${missing.join(', ')} in ${tmp}`);
       const goVersion = spawnSync('go', ['version'], { env: goEnv, encoding: 'utf8' }).stdout.trim();
       const seconds = Math.round((Date.now() - t0) / 1000);
-      writeFileSync(join(tmp, 'build.json'), JSON.stringify({ ...pins, goVersion, seconds, times, builtAt: new Date().toISOString() }, null, 2) + '\n');
+      writeFileSync(
+        join(tmp, 'build.json'),
+        JSON.stringify({ ...pins, goVersion, seconds, times, builtAt: new Date().toISOString() }, null, 2) + '\n',
+      );
       rmSync(dir, { recursive: true, force: true });
       renameSync(tmp, dir);
       log(`built in ${seconds} s: ${dir}`);

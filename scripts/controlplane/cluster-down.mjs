@@ -16,12 +16,26 @@ if (!state && !existsSync(dir)) {
   process.exit(0);
 }
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const signal = (pid, sig) => { try { process.kill(-pid, sig); } catch { /* already gone */ } };
+const signal = (pid, sig) => {
+  try {
+    process.kill(-pid, sig);
+  } catch {
+    /* already gone */
+  }
+};
 // Processes a `npm run demo -- --keep` started beside the servers (the add-on's webhook and
 // agent, pid files in the folder) go first: the agent takes its CNI plugin out of the node's
 // chain when it stops.
-const alive = (pid) => { try { return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('ovnkube-route'); } catch { return false; } };
-for (const f of existsSync(dir) ? readdirSync(dir).filter((x) => x.endsWith('.pid') && !['etcd.pid', 'kube-apiserver.pid'].includes(x)) : []) {
+const alive = (pid) => {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('ovnkube-route');
+  } catch {
+    return false;
+  }
+};
+for (const f of existsSync(dir)
+  ? readdirSync(dir).filter((x) => x.endsWith('.pid') && !['etcd.pid', 'kube-apiserver.pid'].includes(x))
+  : []) {
   const pid = Number.parseInt(readFileSync(join(dir, f), 'utf8'), 10);
   if (!Number.isInteger(pid) || !alive(pid)) continue;
   signal(pid, 'SIGTERM');
@@ -36,12 +50,18 @@ if (existsSync('/run/ovnkube-route-node/state.json')) {
   if (r.status !== 0) log('node:down failed; stopping the control plane anyway');
 }
 // kube-apiserver first, so it never sees etcd vanish under it.
-for (const [name, pid] of [['kube-apiserver', state?.pids?.apiserver], ['etcd', state?.pids?.etcd]]) {
+for (const [name, pid] of [
+  ['kube-apiserver', state?.pids?.apiserver],
+  ['etcd', state?.pids?.etcd],
+]) {
   if (!isOurs(pid, name)) continue;
   signal(pid, 'SIGTERM');
   const deadline = Date.now() + 10_000;
   while (isOurs(pid, name) && Date.now() < deadline) await sleep(100);
-  if (isOurs(pid, name)) { log(`${name} (pid ${pid}) ignored SIGTERM: killing it`); signal(pid, 'SIGKILL'); }
+  if (isOurs(pid, name)) {
+    log(`${name} (pid ${pid}) ignored SIGTERM: killing it`);
+    signal(pid, 'SIGKILL');
+  }
   while (isOurs(pid, name)) await sleep(100);
   log(`stopped ${name} (pid ${pid})`);
 }

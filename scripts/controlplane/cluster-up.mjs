@@ -35,9 +35,20 @@ if (!bins.dir) {
 const { startControlPlane } = await import(pathToFileURL(harness).href);
 try {
   const cp = await startControlPlane({ binDir: bins.dir, dir, keep: true, log });
-  writeFileSync(join(dir, 'state.json'), JSON.stringify({
-    server: cp.server, kubeconfig: cp.kubeconfigPath, pids: cp.pids, binDir: bins.dir, startedAt: new Date().toISOString(),
-  }, null, 2) + '\n');
+  writeFileSync(
+    join(dir, 'state.json'),
+    JSON.stringify(
+      {
+        server: cp.server,
+        kubeconfig: cp.kubeconfigPath,
+        pids: cp.pids,
+        binDir: bins.dir,
+        startedAt: new Date().toISOString(),
+      },
+      null,
+      2,
+    ) + '\n',
+  );
   log(`running: ${cp.server}; logs in ${dir}/*.log; stop with \`npm run cluster:down\``);
   console.log(`export KUBECONFIG=${cp.kubeconfigPath}`);
   process.exit(0);

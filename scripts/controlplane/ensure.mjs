@@ -19,7 +19,13 @@ const usage = 'usage: ensure.mjs [--set controlplane|node|cluster] [--json] [--n
 let values;
 try {
   ({ values } = parseArgs({
-    options: { set: { type: 'string', default: 'controlplane' }, json: { type: 'boolean' }, 'no-build': { type: 'boolean' }, quiet: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+    options: {
+      set: { type: 'string', default: 'controlplane' },
+      json: { type: 'boolean' },
+      'no-build': { type: 'boolean' },
+      quiet: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
   }));
 } catch (e) {
   console.error(`${e.message}\n${usage}`);
@@ -38,7 +44,9 @@ if (!what) {
   console.error(`--set ${values.set}: expected controlplane, node or cluster\n${usage}`);
   process.exit(2);
 }
-const log = (m) => { if (!values.quiet) process.stderr.write(`[controlplane] ${m}\n`); };
+const log = (m) => {
+  if (!values.quiet) process.stderr.write(`[controlplane] ${m}\n`);
+};
 const ci = process.env.CI === 'true' || process.env.CI === '1';
 let res;
 try {

@@ -28,7 +28,13 @@ if (why) {
   log(why);
   process.exit(1);
 }
-const recorded = (() => { try { return JSON.parse(readFileSync(join(node.NODE_STATE_DIR, 'state.json'), 'utf8')); } catch { return null; } })();
+const recorded = (() => {
+  try {
+    return JSON.parse(readFileSync(join(node.NODE_STATE_DIR, 'state.json'), 'utf8'));
+  } catch {
+    return null;
+  }
+})();
 if (recorded && recorded.pids?.kubelet && existsSync(`/proc/${recorded.pids.kubelet}`)) {
   log(`already running: node ${recorded.name} (kubelet pid ${recorded.pids.kubelet}, ${recorded.dir})`);
   console.log(`export KUBECONFIG=${cluster.kubeconfig}`);
@@ -42,7 +48,9 @@ if (!bins.dir) {
 const kc = new KubeConfig();
 kc.loadFromFile(cluster.kubeconfig);
 const cp = {
-  server: cluster.server, kc, caPem: readFileSync(join(dir, 'ca.crt'), 'utf8'),
+  server: cluster.server,
+  kc,
+  caPem: readFileSync(join(dir, 'ca.crt'), 'utf8'),
   pki: { caCert: join(dir, 'ca.crt'), caKey: join(dir, 'ca.key'), adminCert: join(dir, 'admin.crt'), adminKey: join(dir, 'admin.key') },
 };
 try {

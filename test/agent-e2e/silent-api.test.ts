@@ -41,22 +41,55 @@ if (cp) {
     const front = new SwitchableFront();
     const frontPort = await front.listen();
     const dir = mkdtempSync(join(tmpdir(), 'agent-silent-e2e-'));
-    t.teardown(async () => { await front.close(); rmSync(dir, { recursive: true, force: true }); });
+    t.teardown(async () => {
+      await front.close();
+      rmSync(dir, { recursive: true, force: true });
+    });
     const kubeconfig = join(dir, 'kubeconfig');
     writeFileSync(kubeconfig, viaFront(cp.kc, frontPort).yaml);
     const keyFile = join(dir, 'plan.key');
     writeFileSync(keyFile, testKey().secret.toString('base64') + '\n', { mode: 0o600 });
     const port = await freePort();
-    const agent = spawn(process.execPath, [cliPath, 'agent', '--node-name', 'silent-node', '--plan-key', keyFile, '--cni-cache-dir', join(dir, 'cni'),
-      '--netns-dir', join(dir, 'netns'), '--state-dir', join(dir, 'state'), '--kubeconfig', kubeconfig, '--metrics-addr', `127.0.0.1:${port}`,
-      '--api-timeout', '2s', '--log-level', 'debug'], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, NODE_NAME: '' } });
+    const agent = spawn(
+      process.execPath,
+      [
+        cliPath,
+        'agent',
+        '--node-name',
+        'silent-node',
+        '--plan-key',
+        keyFile,
+        '--cni-cache-dir',
+        join(dir, 'cni'),
+        '--netns-dir',
+        join(dir, 'netns'),
+        '--state-dir',
+        join(dir, 'state'),
+        '--kubeconfig',
+        kubeconfig,
+        '--metrics-addr',
+        `127.0.0.1:${port}`,
+        '--api-timeout',
+        '2s',
+        '--log-level',
+        'debug',
+      ],
+      { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, NODE_NAME: '' } },
+    );
     let log = '';
-    agent.stderr!.on('data', (d: Buffer) => { log += d.toString(); });
+    agent.stderr!.on('data', (d: Buffer) => {
+      log += d.toString();
+    });
     const exited = new Promise<number | null>((r) => agent.once('exit', (code) => r(code)));
-    t.teardown(() => { if (agent.exitCode === null) agent.kill('SIGKILL'); });
+    t.teardown(() => {
+      if (agent.exitCode === null) agent.kill('SIGKILL');
+    });
     const retries = (re: RegExp): number => log.split('\n').filter((l) => l.includes('list/watch failed; retrying') && re.test(l)).length;
-    await until('the pod list was retried twice with a log line naming the deadline', () =>
-      retries(/"what":"pods of node silent-node".*GET \/api\/v1\/pods.*no complete answer from the API server within 2 s/) >= 2, 60_000);
+    await until(
+      'the pod list was retried twice with a log line naming the deadline',
+      () => retries(/"what":"pods of node silent-node".*GET \/api\/v1\/pods.*no complete answer from the API server within 2 s/) >= 2,
+      60_000,
+    );
     t.equal((await get(port, '/readyz')).status, 503, 'unready while the endpoint is silent');
     t.equal((await get(port, '/healthz')).status, 200, 'alive: its loops retry');
     front.forwardTo(apiserver);
@@ -72,7 +105,9 @@ if (cp) {
     front.forwardTo(apiserver);
     const errors: string[] = [];
     const caches = cachesFromApi(viaFront(cp.kc, frontPort).kc, {
-      apiTimeoutMs: 2000, watchDeadlines: { connectMs: 2000, idleMs: 3000 }, backoff: { initialMs: 100, maxMs: 1000 },
+      apiTimeoutMs: 2000,
+      watchDeadlines: { connectMs: 2000, idleMs: 3000 },
+      backoff: { initialMs: 100, maxMs: 1000 },
       observer: { onError: (resource, err) => errors.push(`${resource}: ${(err as Error).message}`) },
     });
     caches.start();
@@ -82,8 +117,14 @@ if (cp) {
     await until('a namespace created now is cached (the watch works)', () => caches.namespaces.get('before-silence'), 30_000);
 
     front.freeze();
-    await until('every resource noticed the silence and retried', () =>
-      CACHED_RESOURCES.every((r) => errors.some((e) => e.startsWith(`${r}: `) && /no event or bookmark within 3 s|no answer|no complete answer/.test(e))), 60_000);
+    await until(
+      'every resource noticed the silence and retried',
+      () =>
+        CACHED_RESOURCES.every((r) =>
+          errors.some((e) => e.startsWith(`${r}: `) && /no event or bookmark within 3 s|no answer|no complete answer/.test(e)),
+        ),
+      60_000,
+    );
     t.equal((await kubeRequest(cp.kc, 'POST', '/api/v1/namespaces', { body: { metadata: { name: 'during-silence' } } })).status, 201);
     t.same(caches.stalled(30_000), [], 'alive while retrying');
 

@@ -24,23 +24,43 @@ export function makePodNetnsBatch(t: Test, n: number): { paths: string[]; names:
   const node = makeNetns(t, 'bnode');
   const names = Array.from({ length: n }, (_, i) => `ovrt-${process.pid}-b${i}`);
   t.teardown(() => {
-    try { batch(names.map((x) => `netns del ${x}`)); } catch { /* some already gone: delete one by one */
-      for (const x of names) { try { batch([`netns del ${x}`]); } catch { /* gone */ } }
+    try {
+      batch(names.map((x) => `netns del ${x}`));
+    } catch {
+      /* some already gone: delete one by one */
+      for (const x of names) {
+        try {
+          batch([`netns del ${x}`]);
+        } catch {
+          /* gone */
+        }
+      }
     }
   });
-  batch(names.flatMap((x, i) => [
-    `netns add ${x}`,
-    `link add eth0 netns ${x} type veth peer name b${i}e0 netns ${node.name}`,
-    `link add eth1 netns ${x} type veth peer name b${i}e1 netns ${node.name}`,
-  ]));
-  batch(names.flatMap((_, i) => [`link set b${i}e0 up`, `link set b${i}e1 up`]), node.name);
+  batch(
+    names.flatMap((x, i) => [
+      `netns add ${x}`,
+      `link add eth0 netns ${x} type veth peer name b${i}e0 netns ${node.name}`,
+      `link add eth1 netns ${x} type veth peer name b${i}e1 netns ${node.name}`,
+    ]),
+  );
+  batch(
+    names.flatMap((_, i) => [`link set b${i}e0 up`, `link set b${i}e1 up`]),
+    node.name,
+  );
   for (const x of names) {
-    batch([
-      'link set lo up',
-      'addr add 10.244.1.5/32 dev eth0', 'link set eth0 up',
-      'route add 169.254.1.1 dev eth0 scope link', 'route add default via 169.254.1.1 dev eth0',
-      'addr add 10.124.2.5/24 dev eth1', 'link set eth1 up',
-    ], x);
+    batch(
+      [
+        'link set lo up',
+        'addr add 10.244.1.5/32 dev eth0',
+        'link set eth0 up',
+        'route add 169.254.1.1 dev eth0 scope link',
+        'route add default via 169.254.1.1 dev eth0',
+        'addr add 10.124.2.5/24 dev eth1',
+        'link set eth1 up',
+      ],
+      x,
+    );
   }
   return { paths: names.map((x) => `/var/run/netns/${x}`), names, node };
 }

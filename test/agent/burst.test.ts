@@ -31,25 +31,33 @@ t.test('a burst of 200 pods on one node', async (t) => {
   t0 = Date.now();
   pods.forEach((p, i) => writeCacheFile(rig.cacheDir, p, paths[i]!));
   const hash = planHash(plan);
-  const applied = (): number => pods.filter((p) => {
-    const s = decodeInjectorStatus(rig.api.pods.get(p.metadata!.uid!)?.metadata?.annotations?.[STATUS_ANNOTATION]);
-    return s?.plan === hash && s.applied === 6 && s.skipped.length === 0;
-  }).length;
+  const applied = (): number =>
+    pods.filter((p) => {
+      const s = decodeInjectorStatus(rig.api.pods.get(p.metadata!.uid!)?.metadata?.annotations?.[STATUS_ANNOTATION]);
+      return s?.plan === hash && s.applied === 6 && s.skipped.length === 0;
+    }).length;
   await until('every pod reports its plan in place', () => applied() === N, 120_000);
   const burstMs = Date.now() - t0;
   const lat = await rig.registry.getSingleMetric('ovnkube_route_injector_injection_latency_seconds')!.get();
   const count = lat.values.find((v) => (v as { metricName?: string }).metricName?.endsWith('_count'))?.value ?? 0;
   const sum = lat.values.find((v) => (v as { metricName?: string }).metricName?.endsWith('_sum'))?.value ?? 0;
-  t.comment(`burst: ${N} pods in place ${burstMs} ms after their cache files were written; mean injection latency ${Math.round((sum / count) * 1000)} ms; at most ${rig.agent.maxParallelSeen} netns set up at once`);
+  t.comment(
+    `burst: ${N} pods in place ${burstMs} ms after their cache files were written; mean injection latency ${Math.round((sum / count) * 1000)} ms; at most ${rig.agent.maxParallelSeen} netns set up at once`,
+  );
   t.equal(count, N, 'one injection latency per pod');
   t.ok(rig.agent.maxParallelSeen <= MAX_PARALLEL, `concurrency bounded (${rig.agent.maxParallelSeen} <= ${MAX_PARALLEL})`);
   t.ok(rig.agent.maxParallelSeen > 1, 'pods were set up in parallel');
 
   const wrong = names.filter((n) => {
-    const dsts = ownedRoutes(n).map((r) => r.dst).sort();
-    return JSON.stringify(dsts) !== JSON.stringify(['10.124.0.0/16', '10.86.205.109', '10.86.69.17', '172.16.10.0/24', '192.168.2.0/24', 'default']);
+    const dsts = ownedRoutes(n)
+      .map((r) => r.dst)
+      .sort();
+    return (
+      JSON.stringify(dsts) !==
+      JSON.stringify(['10.124.0.0/16', '10.86.205.109', '10.86.69.17', '172.16.10.0/24', '192.168.2.0/24', 'default'])
+    );
   });
-  t.same(wrong, [], 'every netns holds exactly its plan\'s routes, none twice');
+  t.same(wrong, [], "every netns holds exactly its plan's routes, none twice");
   t.equal(stateFiles(rig.stateDir).length, N, 'one saved default route per pod');
   t.equal(await rig.metric('ovnkube_route_injector_netns_kept'), N);
 
@@ -60,5 +68,8 @@ t.test('a burst of 200 pods on one node', async (t) => {
   t.same(stateFiles(rig.stateDir), [], 'all state removed');
   t.equal(await rig.metric('ovnkube_route_injector_netns_kept'), 0, 'no keeper left');
   // Released keepers must not leave an apply's socket open (close() aborts an apply in flight).
-  t.ok(openFds() <= fds + 2, `no sockets or fds left open (${openFds()} now, ${fds} before; opened since: ${fdsOpenedSince(fdsBefore).join(', ') || 'none'})`);
+  t.ok(
+    openFds() <= fds + 2,
+    `no sockets or fds left open (${openFds()} now, ${fds} before; opened since: ${fdsOpenedSince(fdsBefore).join(', ') || 'none'})`,
+  );
 });

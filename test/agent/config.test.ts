@@ -8,21 +8,46 @@ const base = ['--node-name', 'node-1', '--plan-key', '/keys/a'];
 t.test('defaults', async (t) => {
   const c = parseAgentConfig(base, {});
   t.same(c, {
-    nodeName: 'node-1', planKeys: ['/keys/a'], cniCacheDir: '/var/lib/cni/results', netnsDir: '/var/run/netns', procRoot: '/proc',
-    stateDir: '/var/lib/ovnkube-route', netnsAnnotation: undefined, resyncPeriodMs: 60_000, metricsAddr: { host: '0.0.0.0', port: 9479 },
-    maxParallel: 8, kubeconfig: undefined, logLevel: 'info', apiTimeoutMs: 60_000, watchIdleMs: 300_000,
+    nodeName: 'node-1',
+    planKeys: ['/keys/a'],
+    cniCacheDir: '/var/lib/cni/results',
+    netnsDir: '/var/run/netns',
+    procRoot: '/proc',
+    stateDir: '/var/lib/ovnkube-route',
+    netnsAnnotation: undefined,
+    resyncPeriodMs: 60_000,
+    metricsAddr: { host: '0.0.0.0', port: 9479 },
+    maxParallel: 8,
+    kubeconfig: undefined,
+    logLevel: 'info',
+    apiTimeoutMs: 60_000,
+    watchIdleMs: 300_000,
     cni: { socket: undefined, timeoutMs: 2500, missedDir: '/run/ovnkube-route/cni-missed', binDir: undefined, confDir: undefined },
   });
 });
 
 t.test('environment, flags win, repeated keys', async (t) => {
   const env = {
-    NODE_NAME: 'from-env', OVNKUBE_ROUTE_PLAN_KEYS: '/k/1, /k/2', OVNKUBE_ROUTE_RESYNC_PERIOD: '5m', OVNKUBE_ROUTE_METRICS_ADDR: 'off',
-    OVNKUBE_ROUTE_NETNS_ANNOTATION: 'example.com/netns', KUBECONFIG: '/kc',
+    NODE_NAME: 'from-env',
+    OVNKUBE_ROUTE_PLAN_KEYS: '/k/1, /k/2',
+    OVNKUBE_ROUTE_RESYNC_PERIOD: '5m',
+    OVNKUBE_ROUTE_METRICS_ADDR: 'off',
+    OVNKUBE_ROUTE_NETNS_ANNOTATION: 'example.com/netns',
+    KUBECONFIG: '/kc',
   };
   const c = parseAgentConfig([], env);
-  t.match(c, { nodeName: 'from-env', planKeys: ['/k/1', '/k/2'], resyncPeriodMs: 300_000, metricsAddr: undefined, netnsAnnotation: 'example.com/netns', kubeconfig: '/kc' });
-  const f = parseAgentConfig(['--node-name', 'flag', '--plan-key', '/a', '--plan-key', '/b', '--metrics-addr', '[::1]:9000', '--state-dir', '/s/'], env);
+  t.match(c, {
+    nodeName: 'from-env',
+    planKeys: ['/k/1', '/k/2'],
+    resyncPeriodMs: 300_000,
+    metricsAddr: undefined,
+    netnsAnnotation: 'example.com/netns',
+    kubeconfig: '/kc',
+  });
+  const f = parseAgentConfig(
+    ['--node-name', 'flag', '--plan-key', '/a', '--plan-key', '/b', '--metrics-addr', '[::1]:9000', '--state-dir', '/s/'],
+    env,
+  );
   t.match(f, { nodeName: 'flag', planKeys: ['/a', '/b'], metricsAddr: { host: '::1', port: 9000 }, stateDir: '/s' });
 });
 
@@ -49,8 +74,22 @@ t.test('errors name the flag and what was expected', async (t) => {
 t.test('durations', async (t) => {
   // Go-style durations, as the webhook's flags (core/flags.ts): a unit is required.
   t.equal(parseAgentConfig([...base, '--resync-period', '10s'], {}).resyncPeriodMs, 10_000);
-  t.throws(() => parseAgentConfig([...base, '--resync-period', '10'], {}), /--resync-period: expected a duration/, 'a bare number is refused');
-  t.same(['500ms', '30s', '30', '5m', '1h', '1.5s', 'x', '5 m', ''].map(parseDuration), [500, 30_000, NaN, 300_000, 3_600_000, 1500, NaN, NaN, NaN]);
+  t.throws(
+    () => parseAgentConfig([...base, '--resync-period', '10'], {}),
+    /--resync-period: expected a duration/,
+    'a bare number is refused',
+  );
+  t.same(['500ms', '30s', '30', '5m', '1h', '1.5s', 'x', '5 m', ''].map(parseDuration), [
+    500,
+    30_000,
+    NaN,
+    300_000,
+    3_600_000,
+    1500,
+    NaN,
+    NaN,
+    NaN,
+  ]);
 });
 
 t.test('--help names every flag and its variable', async (t) => {

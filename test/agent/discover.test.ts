@@ -37,13 +37,17 @@ t.test('finding netns', async (t) => {
       const l = ownedLines(routeLines(ns));
       return l.length === WANT.length && l;
     });
-    t.same(lines, WANT, 'exactly the plan\'s routes, marked proto 111');
-    t.same(routeLines(ns), MISSION_TABLE, 'the whole table is the mission\'s target table; the CNI routes are untouched');
-    const status = await until('status reported', () => decodeInjectorStatus(rig.api.pods.get(pod.metadata!.uid!)?.metadata?.annotations?.[STATUS_ANNOTATION]));
+    t.same(lines, WANT, "exactly the plan's routes, marked proto 111");
+    t.same(routeLines(ns), MISSION_TABLE, "the whole table is the mission's target table; the CNI routes are untouched");
+    const status = await until('status reported', () =>
+      decodeInjectorStatus(rig.api.pods.get(pod.metadata!.uid!)?.metadata?.annotations?.[STATUS_ANNOTATION]),
+    );
     t.match(status, { plan: planHash(MISSION_PLAN), applied: 5, skipped: [], node: 'node-1' });
     t.equal(await rig.metric('ovnkube_route_injector_injection_latency_seconds'), 1, 'one injection latency observed');
-    const sum = (await rig.registry.getSingleMetric('ovnkube_route_injector_injection_latency_seconds')!.get()).values
-      .find((v) => (v as { metricName?: string }).metricName?.endsWith('_sum'))?.value ?? 0;
+    const sum =
+      (await rig.registry.getSingleMetric('ovnkube_route_injector_injection_latency_seconds')!.get()).values.find((v) =>
+        (v as { metricName?: string }).metricName?.endsWith('_sum'),
+      )?.value ?? 0;
     t.comment(`injection latency of one pod (cache file seen -> 5 routes in place): ${Math.round(sum * 1000)} ms`);
     t.equal(await rig.metric('ovnkube_route_injector_routes_applied_total'), 5, '5 routes applied');
     t.equal(await rig.metric('ovnkube_route_injector_pods_waiting_for_netns'), 0, 'no longer waiting');
@@ -94,7 +98,10 @@ t.test('finding netns', async (t) => {
     const text = cacheFileText(obj, ns.path);
     const file = join(rig.cacheDir, `cni-loopback-${obj.metadata!.uid}-lo`);
     writeFileSync(file, text.slice(0, 100));
-    await until('the partial file was seen and did not parse', async () => (await rig.metric('ovnkube_route_injector_failures_total', { reason: 'cni-cache-unparsable' })) >= 1);
+    await until(
+      'the partial file was seen and did not parse',
+      async () => (await rig.metric('ovnkube_route_injector_failures_total', { reason: 'cni-cache-unparsable' })) >= 1,
+    );
     t.same(ownedLines(routeLines(ns)), [], 'nothing written from half a file');
     writeFileSync(file, text);
     await until('plan routes in the netns', () => ownedLines(routeLines(ns)).length === WANT.length);
@@ -104,7 +111,11 @@ t.test('finding netns', async (t) => {
   // Issue #16, defect 5: this was warned about on every dir event and every resync.
   t.test('a regular file in the netns dir is refused once, however often it is looked at', async (t) => {
     const warnings: string[] = [];
-    const rig = await startRig(t, { log: memoryLogger('debug', (l) => { if (l.level === 'warn') warnings.push(`${l.msg} ${JSON.stringify(l)}`); }) });
+    const rig = await startRig(t, {
+      log: memoryLogger('debug', (l) => {
+        if (l.level === 'warn') warnings.push(`${l.msg} ${JSON.stringify(l)}`);
+      }),
+    });
     const name = `ovrt-plain-${process.pid}-${Date.now()}`;
     const plain = join('/var/run/netns', name);
     mkdirSync('/var/run/netns', { recursive: true });
@@ -141,15 +152,18 @@ t.test('finding netns', async (t) => {
       await rig.index.rescan();
       rig.apply(stale);
       rig.apply(owner);
-      await until('the owner\'s plan is in the netns', () => ownedLines(routeLines(ns)).length === WANT.length, 20_000);
-      t.same(ownedLines(routeLines(ns)), WANT, 'exactly the owner\'s plan; nothing of the stale pod\'s');
+      await until("the owner's plan is in the netns", () => ownedLines(routeLines(ns)).length === WANT.length, 20_000);
+      t.same(ownedLines(routeLines(ns)), WANT, "exactly the owner's plan; nothing of the stale pod's");
       const ev = rig.api.eventsOf(stale.metadata!.uid!, 'NetnsRefused');
       t.equal(ev.length, 1, 'the stale pod is refused');
-      t.match(ev[0]!.message, /is named by this pod's CNI cache file .* and by that of default\/owner .*; it holds none of this pod's IPs \(10\.244\.9\.9\): not this pod's netns, refusing it/);
+      t.match(
+        ev[0]!.message,
+        /is named by this pod's CNI cache file .* and by that of default\/owner .*; it holds none of this pod's IPs \(10\.244\.9\.9\): not this pod's netns, refusing it/,
+      );
       t.equal(rig.api.eventsOf(owner.metadata!.uid!, 'NetnsRefused').length, 0);
     });
 
-    await t.test('both pods\' IPs in the netns: ambiguous, refused for both, reported and counted', async (t) => {
+    await t.test("both pods' IPs in the netns: ambiguous, refused for both, reported and counted", async (t) => {
       const rig = await startRig(t);
       const { pod: ns } = makePod(t);
       const a = makePodObject({ name: 'twin-a', plan: MISSION_PLAN, key: rig.key, podIPs: ['10.244.1.5'] });
@@ -159,8 +173,17 @@ t.test('finding netns', async (t) => {
       await rig.index.rescan();
       rig.apply(a);
       rig.apply(b);
-      await until('both refused', () => rig.api.eventsOf(a.metadata!.uid!, 'NetnsRefused').length === 1 && rig.api.eventsOf(b.metadata!.uid!, 'NetnsRefused').length === 1, 20_000);
-      t.match(rig.api.eventsOf(a.metadata!.uid!, 'NetnsRefused')[0]!.message, /it holds the IPs of this pod and of default\/twin-b: ambiguous, refusing it for all of them/);
+      await until(
+        'both refused',
+        () =>
+          rig.api.eventsOf(a.metadata!.uid!, 'NetnsRefused').length === 1 &&
+          rig.api.eventsOf(b.metadata!.uid!, 'NetnsRefused').length === 1,
+        20_000,
+      );
+      t.match(
+        rig.api.eventsOf(a.metadata!.uid!, 'NetnsRefused')[0]!.message,
+        /it holds the IPs of this pod and of default\/twin-b: ambiguous, refusing it for all of them/,
+      );
       await rig.agent.settled();
       t.same(ownedLines(routeLines(ns)), [], 'nothing written into the contested netns');
       t.equal(await rig.metric('ovnkube_route_injector_failures_total', { reason: 'netns-ambiguous' }), 2);
@@ -182,9 +205,9 @@ t.test('finding netns', async (t) => {
       rig.apply(moved);
       rig.apply(owner);
       rig.agent.podsSynced(); // the pod list is in: "gone" is not on the node
-      await until('the owner\'s plan is in its netns', () => ownedLines(routeLines(ns)).length === WANT.length, 20_000);
+      await until("the owner's plan is in its netns", () => ownedLines(routeLines(ns)).length === WANT.length, 20_000);
       t.same(ownedLines(routeLines(ns)), WANT);
-      await until('the moved pod\'s plan is in its newest netns', () => ownedLines(routeLines(ns2)).length === 1, 20_000);
+      await until("the moved pod's plan is in its newest netns", () => ownedLines(routeLines(ns2)).length === 1, 20_000);
       t.equal(rig.api.eventsOf(owner.metadata!.uid!, 'NetnsRefused').length, 0);
     });
 
@@ -203,7 +226,7 @@ t.test('finding netns', async (t) => {
       t.same(ownedLines(routeLines(ns)), [], 'nothing written while the owner has no IP');
       t.equal(rig.api.eventsOf(owner.metadata!.uid!, 'NetnsRefused').length, 0, 'the owner waits, it is not refused');
       rig.apply({ ...owner, status: { phase: 'Running', podIP: '10.244.1.5', podIPs: [{ ip: '10.244.1.5' }] } });
-      await until('the owner\'s plan is in the netns once its IP is known', () => ownedLines(routeLines(ns)).length === WANT.length, 20_000);
+      await until("the owner's plan is in the netns once its IP is known", () => ownedLines(routeLines(ns)).length === WANT.length, 20_000);
       t.same(ownedLines(routeLines(ns)), WANT);
     });
   });
@@ -214,18 +237,32 @@ t.test('finding netns', async (t) => {
     hostAlias.del();
     // A name in the netns dir that is the host's own netns (a bind mount of this process's netns).
     ip('netns', 'attach', hostAlias.name, String(process.pid));
-    t.teardown(() => { try { ip('netns', 'del', hostAlias.name); } catch { /* gone */ } });
+    t.teardown(() => {
+      try {
+        ip('netns', 'del', hostAlias.name);
+      } catch {
+        /* gone */
+      }
+    });
     const before = execFileSync('ip', ['-j', 'route', 'show', 'table', 'main'], { encoding: 'utf8' });
     const hostPod = rig.apply(makePodObject({ name: 'hostns', plan: MISSION_PLAN, key: rig.key }));
     writeCacheFile(rig.cacheDir, hostPod, hostAlias.path);
     const procPod = rig.apply(makePodObject({ name: 'procns', plan: MISSION_PLAN, key: rig.key }));
     writeCacheFile(rig.cacheDir, procPod, '/proc/1/ns/net');
-    await until('both refused', () => rig.api.eventsOf(hostPod.metadata!.uid!, 'NetnsRefused').length === 1
-      && rig.api.eventsOf(procPod.metadata!.uid!, 'NetnsRefused').length === 1);
+    await until(
+      'both refused',
+      () =>
+        rig.api.eventsOf(hostPod.metadata!.uid!, 'NetnsRefused').length === 1 &&
+        rig.api.eventsOf(procPod.metadata!.uid!, 'NetnsRefused').length === 1,
+    );
     t.match(rig.api.eventsOf(hostPod.metadata!.uid!, 'NetnsRefused')[0]!.message, /host network namespace/);
     t.match(rig.api.eventsOf(procPod.metadata!.uid!, 'NetnsRefused')[0]!.message, /outside the netns dir|does not resolve to a file/);
     t.equal(await rig.metric('ovnkube_route_injector_failures_total', { reason: 'netns-refused' }), 2);
-    t.equal(execFileSync('ip', ['-j', 'route', 'show', 'table', 'main'], { encoding: 'utf8' }), before, 'the host routing table is unchanged');
+    t.equal(
+      execFileSync('ip', ['-j', 'route', 'show', 'table', 'main'], { encoding: 'utf8' }),
+      before,
+      'the host routing table is unchanged',
+    );
     const st = decodeInjectorStatus(rig.api.pods.get(hostPod.metadata!.uid!)?.metadata?.annotations?.[STATUS_ANNOTATION]);
     t.match(st, { plan: '', applied: 0, skipped: [{ dst: '*', reason: 'netns-refused' }] }, 'the refusal is in the status report');
   });
@@ -238,7 +275,9 @@ t.test('finding netns', async (t) => {
     other.ip('addr', 'del', '10.244.1.5/32', 'dev', 'eth0');
     other.ip('addr', 'add', '10.244.9.9/32', 'dev', 'eth0');
     // A pod whose author points the annotation at someone else's netns.
-    const thief = rig.apply(makePodObject({ name: 'thief', plan: MISSION_PLAN, key: rig.key, annotations: { [KEY]: other.path }, podIPs: ['10.244.1.5'] }));
+    const thief = rig.apply(
+      makePodObject({ name: 'thief', plan: MISSION_PLAN, key: rig.key, annotations: { [KEY]: other.path }, podIPs: ['10.244.1.5'] }),
+    );
     // A pod without an IP yet waits; then the kubelet reports it and the check passes.
     const good = rig.apply(makePodObject({ name: 'good', plan: MISSION_PLAN, key: rig.key, annotations: { [KEY]: ns.path } }));
     await until('thief refused', () => rig.api.eventsOf(thief.metadata!.uid!, 'NetnsRefused').length === 1);

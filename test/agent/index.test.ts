@@ -17,7 +17,10 @@ function setup(t: Test, dir?: string) {
   const changes: PodRef[][] = [];
   const errors: string[] = [];
   const index = new CniCacheIndex(cache === root ? root : join(root, cache), {
-    log: silentLogger, rescanMs: 0, onChange: (r) => changes.push(r), onParseError: (f) => errors.push(f),
+    log: silentLogger,
+    rescanMs: 0,
+    onChange: (r) => changes.push(r),
+    onParseError: (f) => errors.push(f),
   });
   t.teardown(() => index.close());
   return { root, dir: cache === root ? root : join(root, cache), index, changes, errors };
@@ -32,7 +35,10 @@ t.test('files appear, change and go', async (t) => {
   const file = writeCacheFile(dir, pod, '/var/run/netns/one', { network: 'k8s-pod-network', ifName: 'eth0' });
   utimesSync(file, new Date(), new Date(Date.now() + 5000));
   await until('newest sandbox wins', () => index.lookup('default', 'p')?.sandbox === '/var/run/netns/one');
-  t.ok(changes.flat().some((r) => r.name === 'p' && r.uid === pod.metadata!.uid), 'the change names the pod');
+  t.ok(
+    changes.flat().some((r) => r.name === 'p' && r.uid === pod.metadata!.uid),
+    'the change names the pod',
+  );
   t.equal(index.lookup('default', 'p', 'another-uid'), null, 'another pod of the same name does not match');
   t.equal(index.lookup('other', 'p'), null);
   unlinkSync(file);
@@ -67,11 +73,15 @@ t.test('half-written files, foreign files, a dir created later', async (t) => {
   await until('garbage counted', () => errors.length === 2);
   t.equal(index.size, 1, 'only the pod sandbox is indexed');
   rmSync(dir, { recursive: true });
-  await until('dir gone: entries dropped once it is back and rescanned', async () => {
-    if (!index.watching) mkdirSync(dir, { recursive: true });
-    await index.rescan();
-    return index.size === 0;
-  }, 10_000);
+  await until(
+    'dir gone: entries dropped once it is back and rescanned',
+    async () => {
+      if (!index.watching) mkdirSync(dir, { recursive: true });
+      await index.rescan();
+      return index.size === 0;
+    },
+    10_000,
+  );
   t.ok(root, 'done');
 });
 
@@ -81,7 +91,9 @@ t.test('a cache file over the size cap is refused unread, reported once per cont
   t.teardown(() => rmSync(root, { recursive: true, force: true }));
   const warnings: string[] = [];
   const tooLarge: [string, number][] = [];
-  const log = memoryLogger('debug', (l) => { if (l.level === 'warn') warnings.push(`${l.msg} ${JSON.stringify(l)}`); });
+  const log = memoryLogger('debug', (l) => {
+    if (l.level === 'warn') warnings.push(`${l.msg} ${JSON.stringify(l)}`);
+  });
   const index = new CniCacheIndex(root, { log, rescanMs: 0, onChange: () => {}, onTooLarge: (f, n) => tooLarge.push([f, n]) });
   t.teardown(() => index.close());
   await index.start();
@@ -112,8 +124,19 @@ t.test('an inotify queue overflow is detected, logged, counted, and rescanned at
   let overflows = 0;
   let rescans = 0;
   const names = new Set<string>();
-  const log = memoryLogger('debug', (l) => { if (l.level === 'warn') warnings.push(l.msg); });
-  const w = new DirWatcher(root, { log, onNames: (n) => n.forEach((x) => names.add(x)), onOverflow: () => { overflows++; }, onRewatch: () => { rescans++; } });
+  const log = memoryLogger('debug', (l) => {
+    if (l.level === 'warn') warnings.push(l.msg);
+  });
+  const w = new DirWatcher(root, {
+    log,
+    onNames: (n) => n.forEach((x) => names.add(x)),
+    onOverflow: () => {
+      overflows++;
+    },
+    onRewatch: () => {
+      rescans++;
+    },
+  });
   t.ok(w.start(), 'watching');
   t.teardown(() => w.close());
   writeFileSync(join(root, 'first'), 'x');

@@ -11,8 +11,12 @@ function get(port: number, path: string, method = 'GET'): Promise<{ status: numb
   return new Promise((resolve, reject) => {
     const req = request({ host: '127.0.0.1', port, path, method }, (res) => {
       let body = '';
-      res.on('data', (d: Buffer) => { body += d.toString(); });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, ...(res.headers['content-type'] ? { type: res.headers['content-type'] } : {}) }));
+      res.on('data', (d: Buffer) => {
+        body += d.toString();
+      });
+      res.on('end', () =>
+        resolve({ status: res.statusCode ?? 0, body, ...(res.headers['content-type'] ? { type: res.headers['content-type'] } : {}) }),
+      );
     });
     req.on('error', reject);
     req.end();
@@ -41,7 +45,8 @@ t.test('metrics listener', async (t) => {
     'ovnkube_route_injector_pods_tracked 3',
     'ovnkube_route_injector_routes_restored_total{kind="drift"} 0',
     'ovnkube_route_injector_routes_applied_total 0',
-  ]) t.ok(metrics.body.includes(line), line);
+  ])
+    t.ok(metrics.body.includes(line), line);
   t.equal((await get(port, '/healthz')).status, 200);
   t.equal((await get(port, '/readyz')).status, 503, 'not ready before the pod list is in');
   ready = true;
@@ -58,7 +63,9 @@ t.test('ovnkube-route agent: --help and bad flags', async (t) => {
   const missing = runCli(['agent'], { env: { NODE_NAME: '' } });
   t.equal(missing.code, 2, 'usage error');
   t.match(missing.stderr, /--node-name \(or \$NODE_NAME\) is required/);
-  const badKey = runCli(['agent', '--node-name', 'n1', '--plan-key', '/nonexistent/plan.key', '--metrics-addr', 'off'], { env: { NODE_NAME: '' } });
+  const badKey = runCli(['agent', '--node-name', 'n1', '--plan-key', '/nonexistent/plan.key', '--metrics-addr', 'off'], {
+    env: { NODE_NAME: '' },
+  });
   t.equal(badKey.code, 1, 'a key file that cannot be read stops the start');
   t.match(badKey.stderr, /plan key \/nonexistent\/plan\.key: cannot read/);
 });

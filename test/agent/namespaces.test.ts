@@ -16,7 +16,8 @@ const OURS_DEFAULT = 'default via 10.124.2.1 dev eth1 proto 111';
 const ORIGINAL_DEFAULT = 'default via 169.254.1.1 dev eth0';
 const DISABLED = { [INJECT_LABEL]: 'disabled' };
 
-const statusOf = (rig: Rig, pod: Pod) => decodeInjectorStatus(rig.api.pods.get(pod.metadata!.uid!)?.metadata?.annotations?.[STATUS_ANNOTATION]);
+const statusOf = (rig: Rig, pod: Pod) =>
+  decodeInjectorStatus(rig.api.pods.get(pod.metadata!.uid!)?.metadata?.annotations?.[STATUS_ANNOTATION]);
 const uidOf = (pod: Pod): string => pod.metadata!.uid!;
 
 t.test('namespace opt-out', async (t) => {
@@ -32,10 +33,10 @@ t.test('namespace opt-out', async (t) => {
     await until('the copier was looked at', () => rig.agent.view(uidOf(pod))?.reason === 'namespace-opted-out');
     await until('and reported: no plan in force', () => statusOf(rig, pod)?.plan === '');
     await rig.agent.settled();
-    t.same(ownedLines(routeLines(ns)), [], 'no routes of ours in the copier\'s netns');
-    t.ok(routeLines(ns).includes(ORIGINAL_DEFAULT), 'its default route is the CNI\'s');
+    t.same(ownedLines(routeLines(ns)), [], "no routes of ours in the copier's netns");
+    t.ok(routeLines(ns).includes(ORIGINAL_DEFAULT), "its default route is the CNI's");
     t.same(rig.api.eventsOf(uidOf(pod)), [], 'no PlanRejected: the plan verifies, it is the namespace that opts out');
-    t.equal(stateFiles(rig.stateDir).length, 1, 'only the control pod\'s original default is saved');
+    t.equal(stateFiles(rig.stateDir).length, 1, "only the control pod's original default is saved");
   });
 
   t.test('flipping the namespace to disabled removes the routes; flipping back re-applies them', async (t) => {
@@ -43,7 +44,7 @@ t.test('namespace opt-out', async (t) => {
     const { ns, pod } = rig.sandbox({ name: 'web', namespace: 'apps', plan: WITH_DEFAULT });
     const { ns: other } = rig.sandbox({ name: 'other', plan: MISSION_PLAN });
     await until('plan in place', () => routeLines(ns).includes(OURS_DEFAULT) && ownedLines(routeLines(ns)).length === 6);
-    await until('the other namespace\'s pod has its plan', () => ownedLines(routeLines(other)).length === 5);
+    await until("the other namespace's pod has its plan", () => ownedLines(routeLines(other)).length === 5);
     t.equal(stateFiles(rig.stateDir).length, 1, 'original default saved');
 
     rig.namespace('apps', { team: 'x' }); // a label that does not matter: nothing changes
@@ -56,7 +57,7 @@ t.test('namespace opt-out', async (t) => {
     await until('the empty plan reported', () => statusOf(rig, pod)?.plan === '');
     await rig.agent.settled();
     t.same(stateFiles(rig.stateDir), [], 'nothing saved any more');
-    t.match(rig.agent.view(uidOf(pod)), { reason: 'namespace-opted-out', kept: false }, 'reason recorded; the empty plan\'s keeper retired');
+    t.match(rig.agent.view(uidOf(pod)), { reason: 'namespace-opted-out', kept: false }, "reason recorded; the empty plan's keeper retired");
     t.ok(rig.api.pods.get(uidOf(pod))?.metadata?.annotations?.[PLAN_ANNOTATION], 'although the pod still carries its plan');
     t.equal(ownedLines(routeLines(other)).length, 5, 'pods of other namespaces keep their routes');
     t.equal(await rig.metric('ovnkube_route_injector_routes_restored_total', { kind: 'default' }), 1, 'counted as a default restore');
@@ -81,21 +82,35 @@ t.test('namespace opt-out', async (t) => {
 
     // The next agent starts while "default" has meanwhile been opted out, and a new pod with
     // a plan arrives; its namespace list is late.
-    const second = await startRig(t, { cacheDir: first.cacheDir, stateDir: first.stateDir, keys: [first.key], namespacesListed: false, namespaces: {} });
+    const second = await startRig(t, {
+      cacheDir: first.cacheDir,
+      stateDir: first.stateDir,
+      keys: [first.key],
+      namespacesListed: false,
+      namespaces: {},
+    });
     second.apply(first.api.pods.get(uidOf(kept))!);
     const fresh = second.apply(makePodObject({ name: 'fresh', plan: MISSION_PLAN, key: first.key }));
     writeCacheFile(second.cacheDir, fresh, ns2.path);
     second.agent.podsSynced();
-    await until('both pods looked at', () => second.agent.view(uidOf(kept))?.reason === 'namespaces-unsynced' && second.agent.view(uidOf(fresh))?.reason === 'namespaces-unsynced');
+    await until(
+      'both pods looked at',
+      () =>
+        second.agent.view(uidOf(kept))?.reason === 'namespaces-unsynced' &&
+        second.agent.view(uidOf(fresh))?.reason === 'namespaces-unsynced',
+    );
     await second.agent.settled();
-    t.same(routeLines(ns), before, 'the kept pod\'s routes are left exactly as they were (nothing removed)');
-    t.same(ownedLines(routeLines(ns2)), [], 'the new pod\'s plan is not applied');
+    t.same(routeLines(ns), before, "the kept pod's routes are left exactly as they were (nothing removed)");
+    t.same(ownedLines(routeLines(ns2)), [], "the new pod's plan is not applied");
     t.same(second.api.writes, [], 'nothing reported yet');
     t.equal(stateFiles(second.stateDir).length, 1, 'the saved default stays');
 
     second.namespace('default', DISABLED);
     second.agent.namespacesSynced();
-    await until('the opted-out namespace\'s routes are removed', () => ownedLines(routeLines(ns)).length === 0 && routeLines(ns).includes(ORIGINAL_DEFAULT));
+    await until(
+      "the opted-out namespace's routes are removed",
+      () => ownedLines(routeLines(ns)).length === 0 && routeLines(ns).includes(ORIGINAL_DEFAULT),
+    );
     await until('the saved default is gone', () => stateFiles(second.stateDir).length === 0);
     t.equal(second.agent.view(uidOf(fresh))?.reason, 'namespace-opted-out');
     t.same(ownedLines(routeLines(ns2)), [], 'the new pod never got routes');

@@ -9,9 +9,12 @@ import { addEth1, routeLines } from '../util/netns.js';
 import { rootUnavailable, tierGate } from '../util/tier.js';
 import { MISSION_PLAN, ownedLines, startRig, stateFiles, testKey, until, type Rig } from './rig.js';
 
-const statusOf = (rig: Rig, pod: Pod) => decodeInjectorStatus(rig.api.pods.get(pod.metadata!.uid!)?.metadata?.annotations?.[STATUS_ANNOTATION]);
-const conditionOf = (rig: Rig, pod: Pod) => ((rig.api.pods.get(pod.metadata!.uid!)?.status as { conditions?: { type: string; status: string; reason: string }[] })?.conditions ?? [])
-  .find((c) => c.type === READY_CONDITION);
+const statusOf = (rig: Rig, pod: Pod) =>
+  decodeInjectorStatus(rig.api.pods.get(pod.metadata!.uid!)?.metadata?.annotations?.[STATUS_ANNOTATION]);
+const conditionOf = (rig: Rig, pod: Pod) =>
+  (
+    (rig.api.pods.get(pod.metadata!.uid!)?.status as { conditions?: { type: string; status: string; reason: string }[] })?.conditions ?? []
+  ).find((c) => c.type === READY_CONDITION);
 const withPlan = (pod: Pod, value: string | undefined): Pod => {
   const p = structuredClone(pod);
   if (value === undefined) delete p.metadata!.annotations![PLAN_ANNOTATION];
@@ -29,7 +32,11 @@ t.test('plans', async (t) => {
       ['unsigned', (ns) => encodePlan(MISSION_PLAN, { namespace: ns }), 'unsigned'],
       ['signed with a key we do not hold', (ns) => encodePlan(MISSION_PLAN, { namespace: ns, key: other }), 'unknown-key'],
       ['signed for another namespace', () => encodePlan(MISSION_PLAN, { namespace: 'kube-system', key: rig.key }), 'bad-signature'],
-      ['a routes list edited after signing', (ns) => encodePlan(MISSION_PLAN, { namespace: ns, key: rig.key }).replace('172.16.10.0/24', '172.16.99.0/24'), 'bad-signature'],
+      [
+        'a routes list edited after signing',
+        (ns) => encodePlan(MISSION_PLAN, { namespace: ns, key: rig.key }).replace('172.16.10.0/24', '172.16.99.0/24'),
+        'bad-signature',
+      ],
       ['not JSON', () => '{"v":1,', 'malformed-json'],
     ];
     for (const [what, value, code] of cases) {
@@ -39,7 +46,11 @@ t.test('plans', async (t) => {
       t.match(statusOf(rig, pod), { plan: '', applied: 0, skipped: [{ dst: '*', reason: 'plan-rejected' }] }, `${what}: reported`);
       await rig.agent.settled();
       t.same(ownedLines(routeLines(ns)), [], `${what}: no routes written`);
-      t.equal(await rig.metric('ovnkube_route_injector_plans_rejected_total', { code }), code === 'bad-signature' && what.startsWith('a routes') ? 2 : 1, `${what}: counted`);
+      t.equal(
+        await rig.metric('ovnkube_route_injector_plans_rejected_total', { code }),
+        code === 'bad-signature' && what.startsWith('a routes') ? 2 : 1,
+        `${what}: counted`,
+      );
     }
   });
 
@@ -52,8 +63,15 @@ t.test('plans', async (t) => {
     await until('refused', () => rig.api.eventsOf(pod.metadata!.uid!, 'PlanRejected').length === 1);
     await rig.agent.settled();
     t.equal(ownedLines(routeLines(ns)).length, 5, 'the routes of the verified plan stay');
-    t.notOk(routeLines(ns).some((l) => l.startsWith('10.0.0.0/8')), 'nothing of the forged plan');
-    t.match(statusOf(rig, pod), { plan: planHash(MISSION_PLAN), skipped: [{ reason: 'plan-rejected' }] }, 'status: old plan in force, refusal listed');
+    t.notOk(
+      routeLines(ns).some((l) => l.startsWith('10.0.0.0/8')),
+      'nothing of the forged plan',
+    );
+    t.match(
+      statusOf(rig, pod),
+      { plan: planHash(MISSION_PLAN), skipped: [{ reason: 'plan-rejected' }] },
+      'status: old plan in force, refusal listed',
+    );
     ns.ip('route', 'del', '172.16.10.0/24');
     await until('drift repaired under the last verified plan', () => routeLines(ns).includes('172.16.10.0/24 dev eth1 proto 111'));
     t.pass('the keeper still keeps the verified plan');
@@ -73,17 +91,28 @@ t.test('plans', async (t) => {
       ],
     };
     rig.apply(withPlan(rig.api.pods.get(pod.metadata!.uid!)!, encodePlan(next, { namespace: 'default', key: rig.key })));
-    const want = ['10.86.69.17 dev eth1 proto 111', '172.16.10.0/24 dev eth1 proto 111', '172.16.20.0/24 via 10.124.2.1 dev eth1 proto 111'];
+    const want = [
+      '10.86.69.17 dev eth1 proto 111',
+      '172.16.10.0/24 dev eth1 proto 111',
+      '172.16.20.0/24 via 10.124.2.1 dev eth1 proto 111',
+    ];
     await until('new plan in place', () => JSON.stringify(ownedLines(routeLines(ns))) === JSON.stringify(want));
-    t.ok(routeLines(ns).includes('198.51.100.0/24 dev eth0 proto kernel') || routeLines(ns).some((l) => l.startsWith('198.51.100.0/24 dev eth0')), 'the foreign route is still there');
+    t.ok(
+      routeLines(ns).includes('198.51.100.0/24 dev eth0 proto kernel') ||
+        routeLines(ns).some((l) => l.startsWith('198.51.100.0/24 dev eth0')),
+      'the foreign route is still there',
+    );
     await until('status names the new plan', () => statusOf(rig, pod)?.plan === planHash(next));
     t.equal(await rig.metric('ovnkube_route_injector_routes_removed_total'), 3, '3 stale routes removed');
     rig.apply(withPlan(rig.api.pods.get(pod.metadata!.uid!)!, undefined));
     await until('no plan: routes of ours gone', () => ownedLines(routeLines(ns)).length === 0);
     await until('status says no plan', () => statusOf(rig, pod)?.plan === '');
-    t.ok(routeLines(ns).some((l) => l.startsWith('198.51.100.0/24')), 'the foreign route survives the empty plan');
+    t.ok(
+      routeLines(ns).some((l) => l.startsWith('198.51.100.0/24')),
+      'the foreign route survives the empty plan',
+    );
     await rig.agent.settled();
-    t.equal(rig.agent.view(pod.metadata!.uid!)?.kept, false, 'the empty plan\'s keeper retired');
+    t.equal(rig.agent.view(pod.metadata!.uid!)?.kept, false, "the empty plan's keeper retired");
   });
 
   t.test('opted-out and hostNetwork pods get no routes', async (t) => {
@@ -98,7 +127,11 @@ t.test('plans', async (t) => {
     const { ns: hostLike, pod: hn } = rig.sandbox({ name: 'hostnet', plan: MISSION_PLAN, hostNetwork: true });
     await rig.agent.settled(); // the pod was synced (its view below says it was looked at)
     t.same(ownedLines(routeLines(hostLike)), [], 'hostNetwork pod: nothing written');
-    t.same(rig.agent.view(hn.metadata!.uid!), { uid: hn.metadata!.uid, kept: false, reason: 'host-network' }, 'hostNetwork pod: its netns is not even looked up');
+    t.same(
+      rig.agent.view(hn.metadata!.uid!),
+      { uid: hn.metadata!.uid, kept: false, reason: 'host-network' },
+      'hostNetwork pod: its netns is not even looked up',
+    );
   });
 
   t.test('readiness condition and a device that appears later', async (t) => {
@@ -128,7 +161,10 @@ t.test('plans', async (t) => {
     ns.ip('route', 'del', '10.86.69.17/32');
     await until('restored', () => routeLines(ns).includes('10.86.69.17 dev eth0 proto 111'));
     // The kernel shows the route back before the apply has finished and reported.
-    await until('one drift repair counted', async () => (await rig.metric('ovnkube_route_injector_routes_restored_total', { kind: 'drift' })) === 1);
+    await until(
+      'one drift repair counted',
+      async () => (await rig.metric('ovnkube_route_injector_routes_restored_total', { kind: 'drift' })) === 1,
+    );
     t.equal(await rig.metric('ovnkube_route_injector_routes_applied_total'), 5, 'a repair is not counted as a plan apply');
   });
 
@@ -149,10 +185,19 @@ t.test('plans', async (t) => {
   t.test('a foreign route that takes precedence over ours: status and ready condition say collision; gone: applied again', async (t) => {
     const rig = await startRig(t);
     const { ns, pod } = rig.sandbox({ name: 'overridden', plan: MISSION_PLAN, readinessGate: true });
-    await until('applied', () => statusOf(rig, pod)?.applied === MISSION_PLAN.routes.length && statusOf(rig, pod)?.skipped.length === 0, 20_000);
+    await until(
+      'applied',
+      () => statusOf(rig, pod)?.applied === MISSION_PLAN.routes.length && statusOf(rig, pod)?.skipped.length === 0,
+      20_000,
+    );
     ns.ip('route', 'prepend', '172.16.10.0/24', 'dev', 'eth0');
     const st = await until('collision reported', () => statusOf(rig, pod)?.skipped.find((s) => s.reason === 'collision'), 20_000);
-    t.match(st, { dst: '172.16.10.0/24', dev: 'eth1', reason: 'collision', detail: /traffic to 172\.16\.10\.0 takes 172\.16\.10\.0\/24 dev eth0/ });
+    t.match(st, {
+      dst: '172.16.10.0/24',
+      dev: 'eth1',
+      reason: 'collision',
+      detail: /traffic to 172\.16\.10\.0 takes 172\.16\.10\.0\/24 dev eth0/,
+    });
     t.equal(statusOf(rig, pod)?.applied, MISSION_PLAN.routes.length - 1);
     await until('ready condition False', () => conditionOf(rig, pod)?.status === 'False', 20_000);
     ns.ip('route', 'del', '172.16.10.0/24', 'dev', 'eth0');
@@ -160,21 +205,37 @@ t.test('plans', async (t) => {
     await until('ready condition True', () => conditionOf(rig, pod)?.status === 'True', 20_000);
   });
   // The rig's keepers have no periodic resync (resyncMs 0): the route event alone must do it.
-  t.test('a more specific foreign route inside ours is seen from its route event: status, Event, metric; gone: applied again', async (t) => {
-    const rig = await startRig(t);
-    const { ns, pod } = rig.sandbox({ name: 'narrower', plan: MISSION_PLAN, readinessGate: true });
-    const uid = pod.metadata!.uid!;
-    await until('applied', () => statusOf(rig, pod)?.applied === MISSION_PLAN.routes.length && statusOf(rig, pod)?.skipped.length === 0, 20_000);
-    const before = await rig.metric('ovnkube_route_injector_routes_skipped_total', { reason: 'collision' });
-    ns.ip('route', 'add', '172.16.10.128/25', 'dev', 'eth0');
-    const st = await until('collision reported', () => statusOf(rig, pod)?.skipped.find((s) => s.reason === 'collision'), 20_000);
-    t.match(st, { dst: '172.16.10.0/24', dev: 'eth1', reason: 'collision', detail: /more specific route: 172\.16\.10\.128\/25 dev eth0/ });
-    await until('ready condition False', () => conditionOf(rig, pod)?.status === 'False', 20_000);
-    await until('a RoutesSkipped Event names it', () => rig.api.eventsOf(uid, 'RoutesSkipped').find((e) => /172\.16\.10\.0\/24 dev eth1: collision/.test(e.message)), 20_000);
-    t.equal(await rig.metric('ovnkube_route_injector_routes_skipped_total', { reason: 'collision' }), before + 1, 'counted once');
-    t.ok(routeLines(ns).includes('172.16.10.0/24 dev eth1 proto 111'), 'ours stays in the table, not forced');
-    ns.ip('route', 'del', '172.16.10.128/25', 'dev', 'eth0');
-    await until('applied again once the foreign route is gone', () => statusOf(rig, pod)?.skipped.length === 0, 20_000);
-    await until('ready condition True', () => conditionOf(rig, pod)?.status === 'True', 20_000);
-  });
+  t.test(
+    'a more specific foreign route inside ours is seen from its route event: status, Event, metric; gone: applied again',
+    async (t) => {
+      const rig = await startRig(t);
+      const { ns, pod } = rig.sandbox({ name: 'narrower', plan: MISSION_PLAN, readinessGate: true });
+      const uid = pod.metadata!.uid!;
+      await until(
+        'applied',
+        () => statusOf(rig, pod)?.applied === MISSION_PLAN.routes.length && statusOf(rig, pod)?.skipped.length === 0,
+        20_000,
+      );
+      const before = await rig.metric('ovnkube_route_injector_routes_skipped_total', { reason: 'collision' });
+      ns.ip('route', 'add', '172.16.10.128/25', 'dev', 'eth0');
+      const st = await until('collision reported', () => statusOf(rig, pod)?.skipped.find((s) => s.reason === 'collision'), 20_000);
+      t.match(st, {
+        dst: '172.16.10.0/24',
+        dev: 'eth1',
+        reason: 'collision',
+        detail: /more specific route: 172\.16\.10\.128\/25 dev eth0/,
+      });
+      await until('ready condition False', () => conditionOf(rig, pod)?.status === 'False', 20_000);
+      await until(
+        'a RoutesSkipped Event names it',
+        () => rig.api.eventsOf(uid, 'RoutesSkipped').find((e) => /172\.16\.10\.0\/24 dev eth1: collision/.test(e.message)),
+        20_000,
+      );
+      t.equal(await rig.metric('ovnkube_route_injector_routes_skipped_total', { reason: 'collision' }), before + 1, 'counted once');
+      t.ok(routeLines(ns).includes('172.16.10.0/24 dev eth1 proto 111'), 'ours stays in the table, not forced');
+      ns.ip('route', 'del', '172.16.10.128/25', 'dev', 'eth0');
+      await until('applied again once the foreign route is gone', () => statusOf(rig, pod)?.skipped.length === 0, 20_000);
+      await until('ready condition True', () => conditionOf(rig, pod)?.status === 'True', 20_000);
+    },
+  );
 });

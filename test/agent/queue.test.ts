@@ -7,7 +7,12 @@ import { WorkQueue, type WorkQueueOptions } from '../../platform/queue.js';
 import { ManualClock } from '../util/clock.js';
 
 /** The agent's construction: started at once, no retry policy. */
-function agentQueue(concurrency: number, handler: (k: string) => Promise<void>, onError: (k: string, e: unknown) => void, more: Partial<WorkQueueOptions> = {}): WorkQueue {
+function agentQueue(
+  concurrency: number,
+  handler: (k: string) => Promise<void>,
+  onError: (k: string, e: unknown) => void,
+  more: Partial<WorkQueueOptions> = {},
+): WorkQueue {
   const q = new WorkQueue({ concurrency, handler, onError, ...more });
   q.start();
   return q;
@@ -21,15 +26,19 @@ t.test('at most `concurrency` keys at once, each key never twice at once', async
   const running = new Set<string>();
   const runs: string[] = [];
   const gates: (() => void)[] = [];
-  const q = agentQueue(3, async (k) => {
-    t.notOk(running.has(k), `${k} is not already running`);
-    running.add(k);
-    max = Math.max(max, ++active);
-    runs.push(k);
-    await new Promise<void>((r) => gates.push(r));
-    active--;
-    running.delete(k);
-  }, (k, e) => t.fail(`${k}: ${String(e)}`));
+  const q = agentQueue(
+    3,
+    async (k) => {
+      t.notOk(running.has(k), `${k} is not already running`);
+      running.add(k);
+      max = Math.max(max, ++active);
+      runs.push(k);
+      await new Promise<void>((r) => gates.push(r));
+      active--;
+      running.delete(k);
+    },
+    (k, e) => t.fail(`${k}: ${String(e)}`),
+  );
   for (let i = 0; i < 10; i++) q.add(`k${i}`);
   q.add('k0'); // running: runs again afterwards
   q.add('k5'); // queued: no second entry
@@ -52,10 +61,15 @@ t.test('a failing key is reported and the others go on; addAfter delays', async 
   const done: string[] = [];
   const errors: string[] = [];
   const clock = new ManualClock();
-  const q = agentQueue(1, async (k) => {
-    if (k === 'bad') throw new Error('boom');
-    done.push(k);
-  }, (k, e) => errors.push(`${k}: ${(e as Error).message}`), { clock });
+  const q = agentQueue(
+    1,
+    async (k) => {
+      if (k === 'bad') throw new Error('boom');
+      done.push(k);
+    },
+    (k, e) => errors.push(`${k}: ${(e as Error).message}`),
+    { clock },
+  );
   q.add('bad');
   q.add('good');
   await q.idle();
@@ -74,5 +88,13 @@ t.test('a failing key is reported and the others go on; addAfter delays', async 
   q.add('after-stop');
   await q.idle();
   t.same(done, ['good', 'later'], 'nothing runs after stop');
-  t.throws(() => agentQueue(0, async () => {}, () => {}), /concurrency must be an integer >= 1/);
+  t.throws(
+    () =>
+      agentQueue(
+        0,
+        async () => {},
+        () => {},
+      ),
+    /concurrency must be an integer >= 1/,
+  );
 });

@@ -28,7 +28,7 @@ async function everyTurnUntil(what: string, cond: () => boolean, ms = 10_000): P
 t.test('release and stop racing applies', async (t) => {
   if (!tierGate(t, 'netns', rootUnavailable())) return;
 
-  t.test('a pod deleted while its keeper repairs drift: the repair\'s socket is closed by the release itself', async (t) => {
+  t.test("a pod deleted while its keeper repairs drift: the repair's socket is closed by the release itself", async (t) => {
     const rig = await startRig(t, { keeper: { debounceMs: 10 } });
     const { pod: ns } = makePod(t);
     const before = fdTable();

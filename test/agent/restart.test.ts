@@ -23,9 +23,15 @@ t.test('restart', async (t) => {
     const leaving = first.apply(makePodObject({ name: 'leaving', plan: WITH_DEFAULT, key: first.key }));
     writeCacheFile(first.cacheDir, pod, ns.path);
     writeCacheFile(first.cacheDir, leaving, ns2.path);
-    await until('both plans in place', () => routeLines(ns).includes('default via 10.124.2.1 dev eth1 proto 111')
-      && routeLines(ns2).includes('default via 10.124.2.1 dev eth1 proto 111'));
-    await until('the first agent reported', () => first.api.pods.get(pod.metadata!.uid!)?.metadata?.annotations?.[STATUS_ANNOTATION]?.includes('"applied":6'));
+    await until(
+      'both plans in place',
+      () =>
+        routeLines(ns).includes('default via 10.124.2.1 dev eth1 proto 111') &&
+        routeLines(ns2).includes('default via 10.124.2.1 dev eth1 proto 111'),
+    );
+    await until('the first agent reported', () =>
+      first.api.pods.get(pod.metadata!.uid!)?.metadata?.annotations?.[STATUS_ANNOTATION]?.includes('"applied":6'),
+    );
     const before = routeLines(ns);
     t.equal(stateFiles(first.stateDir).length, 2, 'two original default routes saved');
     first.stop();
@@ -39,7 +45,9 @@ t.test('restart', async (t) => {
     await second.agent.settled();
     t.same(second.api.writes, [], 'the status report the first agent wrote is still true: not rewritten');
     t.same(routeLines(ns), before, 'the table is exactly as before the restart');
-    const owned = ipRoutes(ns).filter((r) => r.protocol === '111').map((r) => r.dst);
+    const owned = ipRoutes(ns)
+      .filter((r) => r.protocol === '111')
+      .map((r) => r.dst);
     t.equal(new Set(owned).size, owned.length, 'no duplicate routes');
     t.equal(await second.metric('ovnkube_route_injector_routes_applied_total'), 0, 'nothing needed writing');
 
@@ -47,7 +55,10 @@ t.test('restart', async (t) => {
     noDefault.metadata!.annotations![PLAN_ANNOTATION] = encodePlan(MISSION_PLAN, { namespace: 'default', key: first.key });
     second.apply(noDefault);
     await until('the original default route is back', () => routeLines(ns).includes('default via 169.254.1.1 dev eth0'));
-    t.notOk(routeLines(ns).some((l) => l.startsWith('default via 10.124.2.1')), 'ours is gone');
+    t.notOk(
+      routeLines(ns).some((l) => l.startsWith('default via 10.124.2.1')),
+      'ours is gone',
+    );
     // The kernel shows the original back before the apply has finished and reported.
     await until('the apply reported', () => second.agent.view(pod.metadata!.uid!)?.planHash === planHash(MISSION_PLAN));
     t.equal(await second.metric('ovnkube_route_injector_routes_restored_total', { kind: 'default' }), 1, 'counted as a default restore');
@@ -69,10 +80,19 @@ t.test('restart', async (t) => {
       }
     });
     t.teardown(() => sub.close());
-    const ownedCount = (): number => { try { return ownedLines(routeLines(ns)).length; } catch { return -1; } };
+    const ownedCount = (): number => {
+      try {
+        return ownedLines(routeLines(ns)).length;
+      } catch {
+        return -1;
+      }
+    };
     const pod = rig.apply(makePodObject({ name: 'vanish', plan, key: rig.key }));
     writeCacheFile(rig.cacheDir, pod, ns.path);
-    await until('the netns vanished and was let go', async () => (await rig.metric('ovnkube_route_injector_failures_total', { reason: 'netns-gone' })) >= 1);
+    await until(
+      'the netns vanished and was let go',
+      async () => (await rig.metric('ovnkube_route_injector_failures_total', { reason: 'netns-gone' })) >= 1,
+    );
     sub.close();
     t.ok(deletedAt >= 0 && deletedAt < 401, `deleted while the apply ran (${deletedAt} routes of 401 were in)`);
     await rig.agent.settled();

@@ -150,10 +150,23 @@ export async function startRig(t: Test, o: RigOptions = {}): Promise<Rig> {
   const api = new MemoryApi();
   const reporter = new Reporter(api, nodeName, metrics, log);
   let agent: Agent | undefined;
-  const index = new CniCacheIndex(cacheDir, { log, rescanMs: 0, onChange: (refs) => agent?.sandboxesChanged(refs), onParseError: () => metrics.failure('cni-cache-unparsable') });
+  const index = new CniCacheIndex(cacheDir, {
+    log,
+    rescanMs: 0,
+    onChange: (refs) => agent?.sandboxesChanged(refs),
+    onParseError: () => metrics.failure('cni-cache-unparsable'),
+  });
   agent = new Agent({
-    nodeName, keys: () => keys, policy: { netnsDir: '/var/run/netns' }, index, netnsAnnotation: o.netnsAnnotation,
-    state: new AgentState(stateDir), reporter, metrics, log, maxParallel: o.maxParallel ?? 4,
+    nodeName,
+    keys: () => keys,
+    policy: { netnsDir: '/var/run/netns' },
+    index,
+    netnsAnnotation: o.netnsAnnotation,
+    state: new AgentState(stateDir),
+    reporter,
+    metrics,
+    log,
+    maxParallel: o.maxParallel ?? 4,
     keeper: { resyncMs: 0, debounceMs: 20, ...o.keeper },
   });
   const a = agent;
@@ -187,7 +200,18 @@ export async function startRig(t: Test, o: RigOptions = {}): Promise<Rig> {
     return stored;
   };
   return {
-    agent: a, api, reporter, index, registry, key, cacheDir, stateDir, nodeName, stop, apply, namespace,
+    agent: a,
+    api,
+    reporter,
+    index,
+    registry,
+    key,
+    cacheDir,
+    stateDir,
+    nodeName,
+    stop,
+    apply,
+    namespace,
     remove(pod) {
       const stored = api.pods.get(pod.metadata!.uid!) ?? pod;
       api.pods.delete(pod.metadata!.uid!);
@@ -203,8 +227,13 @@ export async function startRig(t: Test, o: RigOptions = {}): Promise<Rig> {
       const m = registry.getSingleMetric(name);
       if (!m) throw new Error(`no metric ${name}`);
       const v = await m.get();
-      return v.values.filter((x) => Object.entries(labels).every(([k, want]) => String(x.labels[k]) === want)
-        && !(x as { metricName?: string }).metricName?.endsWith('_bucket') && !(x as { metricName?: string }).metricName?.endsWith('_sum'))
+      return v.values
+        .filter(
+          (x) =>
+            Object.entries(labels).every(([k, want]) => String(x.labels[k]) === want) &&
+            !(x as { metricName?: string }).metricName?.endsWith('_bucket') &&
+            !(x as { metricName?: string }).metricName?.endsWith('_sum'),
+        )
         .reduce((s, x) => s + x.value, 0);
     },
   };
@@ -212,8 +241,17 @@ export async function startRig(t: Test, o: RigOptions = {}): Promise<Rig> {
 
 /** A pod of node-1 with a fresh UID; `plan` is signed for its namespace with `key` (as the webhook does). */
 export interface PodObjectOptions {
-  name: string; namespace?: string; plan?: Plan; key?: PlanKey; planValue?: string; labels?: Record<string, string>;
-  annotations?: Record<string, string>; hostNetwork?: boolean; readinessGate?: boolean; podIPs?: string[]; uid?: string;
+  name: string;
+  namespace?: string;
+  plan?: Plan;
+  key?: PlanKey;
+  planValue?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+  hostNetwork?: boolean;
+  readinessGate?: boolean;
+  podIPs?: string[];
+  uid?: string;
 }
 
 export function makePodObject(o: PodObjectOptions): Pod {
@@ -222,10 +260,12 @@ export function makePodObject(o: PodObjectOptions): Pod {
   if (o.planValue !== undefined) annotations[PLAN_ANNOTATION] = o.planValue;
   else if (o.plan) annotations[PLAN_ANNOTATION] = encodePlan(o.plan, { namespace, ...(o.key ? { key: o.key } : {}) });
   return {
-    apiVersion: 'v1', kind: 'Pod',
+    apiVersion: 'v1',
+    kind: 'Pod',
     metadata: { name: o.name, namespace, uid: o.uid ?? randomUUID(), labels: { ...o.labels }, annotations },
     spec: {
-      nodeName: 'node-1', containers: [{ name: 'c', image: 'x' }],
+      nodeName: 'node-1',
+      containers: [{ name: 'c', image: 'x' }],
       ...(o.hostNetwork ? { hostNetwork: true } : {}),
       ...(o.readinessGate ? { readinessGates: [{ conditionType: 'routes.k8s.ovn.org/ready' }] } : {}),
     },
@@ -246,17 +286,29 @@ export function sandboxIdOf(pod: Pod, sandbox: string): string {
  * on the real node (test/injector/fixtures/containerd-1.6): compact JSON, the sandbox ID as
  * containerId, and the top-level `netns` key of current libcni only when asked (`netnsKey`).
  */
-export function cacheFileText(pod: Pod, sandbox: string, o: { network?: string; ifName?: string; containerId?: string; netnsKey?: boolean } = {}): string {
+export function cacheFileText(
+  pod: Pod,
+  sandbox: string,
+  o: { network?: string; ifName?: string; containerId?: string; netnsKey?: boolean } = {},
+): string {
   const cid = o.containerId ?? sandboxIdOf(pod, sandbox);
   return JSON.stringify({
-    kind: 'cniCacheV1', containerId: cid, config: 'e30=', ifName: o.ifName ?? 'lo', networkName: o.network ?? 'cni-loopback',
+    kind: 'cniCacheV1',
+    containerId: cid,
+    config: 'e30=',
+    ifName: o.ifName ?? 'lo',
+    networkName: o.network ?? 'cni-loopback',
     cniArgs: [
-      ['K8S_POD_NAME', pod.metadata!.name], ['K8S_POD_INFRA_CONTAINER_ID', cid], ['K8S_POD_UID', pod.metadata!.uid],
-      ['IgnoreUnknown', '1'], ['K8S_POD_NAMESPACE', pod.metadata!.namespace],
+      ['K8S_POD_NAME', pod.metadata!.name],
+      ['K8S_POD_INFRA_CONTAINER_ID', cid],
+      ['K8S_POD_UID', pod.metadata!.uid],
+      ['IgnoreUnknown', '1'],
+      ['K8S_POD_NAMESPACE', pod.metadata!.namespace],
     ],
     capabilityArgs: {},
     result: {
-      cniVersion: '0.3.1', dns: {},
+      cniVersion: '0.3.1',
+      dns: {},
       interfaces: [{ mac: '00:00:00:00:00:00', name: o.ifName ?? 'lo', sandbox }],
       ips: [{ address: '127.0.0.1/8', interface: 0, version: '' }],
     },
@@ -268,7 +320,12 @@ export function cacheFileText(pod: Pod, sandbox: string, o: { network?: string; 
  * Write a pod's cache file into `dir` as libcni does: `<network>-<sandbox ID>-<ifname>`, mode
  * 0600, written in place (or renamed into place with `atomic`). Returns its path.
  */
-export function writeCacheFile(dir: string, pod: Pod, sandbox: string, o: { network?: string; ifName?: string; atomic?: boolean; netnsKey?: boolean } = {}): string {
+export function writeCacheFile(
+  dir: string,
+  pod: Pod,
+  sandbox: string,
+  o: { network?: string; ifName?: string; atomic?: boolean; netnsKey?: boolean } = {},
+): string {
   const file = join(dir, `${o.network ?? 'cni-loopback'}-${sandboxIdOf(pod, sandbox)}-${o.ifName ?? 'lo'}`);
   const text = cacheFileText(pod, sandbox, o);
   if (o.atomic) {

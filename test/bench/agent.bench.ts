@@ -37,15 +37,30 @@ const CHANGES = 3;
 /** A fake tap Test: collects teardowns, run in reverse by `cleanup`. */
 function fakeTest(): { t: Test; cleanup: () => void } {
   const fns: (() => unknown)[] = [];
-  const t = { teardown: (fn: () => unknown) => { fns.push(fn); } } as unknown as Test;
-  return { t, cleanup: () => { for (const f of fns.reverse()) { try { f(); } catch { /* best effort */ } } } };
+  const t = {
+    teardown: (fn: () => unknown) => {
+      fns.push(fn);
+    },
+  } as unknown as Test;
+  return {
+    t,
+    cleanup: () => {
+      for (const f of fns.reverse()) {
+        try {
+          f();
+        } catch {
+          /* best effort */
+        }
+      }
+    },
+  };
 }
 
 /** The plan: ROUTES CIDRs (2 of 3 link routes on eth1, the rest via the OVN gateway), plus `extra` change CIDRs. */
 function planWith(extra: number): Plan {
-  const routes = Array.from({ length: ROUTES }, (_, i) => (i % 3 === 2
-    ? { dst: `172.20.${i}.0/24`, dev: 'eth1', via: '10.124.2.1' }
-    : { dst: `172.20.${i}.0/24`, dev: 'eth1' }));
+  const routes = Array.from({ length: ROUTES }, (_, i) =>
+    i % 3 === 2 ? { dst: `172.20.${i}.0/24`, dev: 'eth1', via: '10.124.2.1' } : { dst: `172.20.${i}.0/24`, dev: 'eth1' },
+  );
   if (extra) routes.push({ dst: `172.21.${extra}.0/24`, dev: 'eth1' });
   return { v: 1, routes: routes.sort((a, b) => a.dst.localeCompare(b.dst, 'en', { numeric: true })) };
 }
@@ -53,7 +68,9 @@ function planWith(extra: number): Plan {
 /** CPU of this process (µs), and of its reaped children (µs, 10 ms resolution). */
 function cpuNow(): { self: number; children: number } {
   const u = process.cpuUsage();
-  const f = readFileSync('/proc/self/stat', 'utf8').slice(readFileSync('/proc/self/stat', 'utf8').lastIndexOf(')') + 2).split(' ');
+  const f = readFileSync('/proc/self/stat', 'utf8')
+    .slice(readFileSync('/proc/self/stat', 'utf8').lastIndexOf(')') + 2)
+    .split(' ');
   const hz = 100; // USER_HZ
   return { self: u.user + u.system, children: ((Number(f[13]) + Number(f[14])) * 1e6) / hz };
 }
@@ -61,20 +78,32 @@ async function cpuOf(fn: () => Promise<unknown> | unknown): Promise<number> {
   const a = cpuNow();
   await fn();
   const b = cpuNow();
-  return (b.self - a.self) + (b.children - a.children);
+  return b.self - a.self + (b.children - a.children);
 }
 
 const ip = (...args: string[]): string => execFileSync('ip', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 
-interface Row { n: number; what: string; agentUs: number; floorUs: number; ipBatchUs: number }
+interface Row {
+  n: number;
+  what: string;
+  agentUs: number;
+  floorUs: number;
+  ipBatchUs: number;
+}
 
 /** Writes of a plan's routes through a bare client (the netlink floor): open, write, close. */
 async function bareWrite(path: string, eth1: number, routes: Plan['routes']): Promise<void> {
   const c = RtnlClient.open(path);
   try {
-    await Promise.all(routes.map((r) => c.addRoute(r.via
-      ? { dst: r.dst, oif: eth1, via: r.via, scope: RT_SCOPE_UNIVERSE, protocol: RTPROT_OVNKUBE_ROUTE }
-      : { dst: r.dst, oif: eth1, scope: RT_SCOPE_LINK, protocol: RTPROT_OVNKUBE_ROUTE })));
+    await Promise.all(
+      routes.map((r) =>
+        c.addRoute(
+          r.via
+            ? { dst: r.dst, oif: eth1, via: r.via, scope: RT_SCOPE_UNIVERSE, protocol: RTPROT_OVNKUBE_ROUTE }
+            : { dst: r.dst, oif: eth1, scope: RT_SCOPE_LINK, protocol: RTPROT_OVNKUBE_ROUTE },
+        ),
+      ),
+    );
   } finally {
     c.close();
   }
@@ -92,7 +121,11 @@ async function warmup(path: string, eth1: number): Promise<void> {
   for (let i = 0; i < 20; i++) {
     await bareWrite(path, eth1, [{ dst: '172.23.0.0/24', dev: 'eth1' }]);
     const c = RtnlClient.open(path);
-    try { await c.deleteRoute({ dst: '172.23.0.0/24' }); } finally { c.close(); }
+    try {
+      await c.deleteRoute({ dst: '172.23.0.0/24' });
+    } finally {
+      c.close();
+    }
   }
 }
 
@@ -103,28 +136,47 @@ async function measureN(n: number, tmp: string): Promise<Row[]> {
     // eth1's ifindex per pod (the floor is given it; the agent looks it up itself).
     const eth1 = names.map((x) => (JSON.parse(ip('-n', x, '-j', 'link', 'show', 'eth1')) as { ifindex: number }[])[0]!.ifindex);
     const base = planWith(0).routes;
-    const flush = (): void => { for (const x of names) ip('-n', x, 'route', 'flush', 'proto', String(RTPROT_OVNKUBE_ROUTE)); };
+    const flush = (): void => {
+      for (const x of names) ip('-n', x, 'route', 'flush', 'proto', String(RTPROT_OVNKUBE_ROUTE));
+    };
     const batchFile = (routes: Plan['routes'], name: string): string => {
       const f = join(tmp, name);
-      writeFileSync(f, routes.map((r) => `route add ${r.dst}${r.via ? ` via ${r.via}` : ''} dev eth1 proto ${RTPROT_OVNKUBE_ROUTE}`).join('\n') + '\n');
+      writeFileSync(
+        f,
+        routes.map((r) => `route add ${r.dst}${r.via ? ` via ${r.via}` : ''} dev eth1 proto ${RTPROT_OVNKUBE_ROUTE}`).join('\n') + '\n',
+      );
       return f;
     };
     const startFile = batchFile(base, 'start.batch');
     await warmup(paths[0]!, eth1[0]!);
 
     // Baselines: start (ROUTES writes per pod) and change (1 write per pod), bare netlink and ip -batch.
-    const floorStart = await cpuOf(async () => { for (let i = 0; i < n; i++) await bareWrite(paths[i]!, eth1[i]!, base); });
+    const floorStart = await cpuOf(async () => {
+      for (let i = 0; i < n; i++) await bareWrite(paths[i]!, eth1[i]!, base);
+    });
     let floorChange = Infinity;
     for (let k = 1; k <= CHANGES; k++) {
       const add = [{ dst: `172.22.${k}.0/24`, dev: 'eth1' }];
-      floorChange = Math.min(floorChange, await cpuOf(async () => { for (let i = 0; i < n; i++) await bareWrite(paths[i]!, eth1[i]!, add); }));
+      floorChange = Math.min(
+        floorChange,
+        await cpuOf(async () => {
+          for (let i = 0; i < n; i++) await bareWrite(paths[i]!, eth1[i]!, add);
+        }),
+      );
     }
     flush();
-    const ipStart = await cpuOf(() => { for (const x of names) ip('-n', x, '-batch', startFile); });
+    const ipStart = await cpuOf(() => {
+      for (const x of names) ip('-n', x, '-batch', startFile);
+    });
     let ipChange = Infinity;
     for (let k = 1; k <= CHANGES; k++) {
       const f = batchFile([{ dst: `172.22.${k}.0/24`, dev: 'eth1' }], `change-${k}.batch`);
-      ipChange = Math.min(ipChange, await cpuOf(() => { for (const x of names) ip('-n', x, '-batch', f); }));
+      ipChange = Math.min(
+        ipChange,
+        await cpuOf(() => {
+          for (const x of names) ip('-n', x, '-batch', f);
+        }),
+      );
     }
     flush();
 
@@ -148,12 +200,24 @@ async function measureN(n: number, tmp: string): Promise<Row[]> {
       if (done === n) wake?.();
     };
     const allInPlace = (plan: Plan): { expect: () => void; wait: () => Promise<void> } => ({
-      expect: () => { want = planHash(plan); wantRoutes = plan.routes.length; done = 0; reported.clear(); },
+      expect: () => {
+        want = planHash(plan);
+        wantRoutes = plan.routes.length;
+        done = 0;
+        reported.clear();
+      },
       // (A ref'd timer keeps the loop alive: the rig's watchers are unref'd, as in the agent.)
-      wait: () => (done === n ? Promise.resolve() : new Promise<void>((r) => {
-        const keep = setInterval(() => {}, 1000);
-        wake = () => { clearInterval(keep); wake = null; r(); };
-      })),
+      wait: () =>
+        done === n
+          ? Promise.resolve()
+          : new Promise<void>((r) => {
+              const keep = setInterval(() => {}, 1000);
+              wake = () => {
+                clearInterval(keep);
+                wake = null;
+                r();
+              };
+            }),
     });
     const plan0 = planWith(0);
     // Pod objects (with their signed plans: the webhook's work) are made before measuring.
@@ -165,7 +229,10 @@ async function measureN(n: number, tmp: string): Promise<Row[]> {
       rig = await startRig(t, { maxParallel: 4, keeper: { resyncMs: 0, debounceMs: 50 } });
       const api = rig.api;
       const deliver = api.onUpdate;
-      api.onUpdate = (p) => { deliver(p); watch(p); };
+      api.onUpdate = (p) => {
+        deliver(p);
+        watch(p);
+      };
       const pods = objs.map((o) => rig!.apply(withPlan(o, plan0, rig!.key)));
       pods.forEach((p, i) => writeCacheFile(rig!.cacheDir, p, paths[i]!));
       await w0.wait();
@@ -178,12 +245,15 @@ async function measureN(n: number, tmp: string): Promise<Row[]> {
       const next = [...rig!.api.pods.values()].map((p) => withPlan(p, plan, rig!.key));
       const w = allInPlace(plan);
       w.expect();
-      agentChange = Math.min(agentChange, await cpuOf(async () => {
-        for (const p of next) rig!.apply(p);
-        await w.wait();
-        await rig!.agent.settled();
-        await new Promise((r) => setTimeout(r, 150)); // the keepers' debounced echo applies (50 ms) belong to the change
-      }));
+      agentChange = Math.min(
+        agentChange,
+        await cpuOf(async () => {
+          for (const p of next) rig!.apply(p);
+          await w.wait();
+          await rig!.agent.settled();
+          await new Promise((r) => setTimeout(r, 150)); // the keepers' debounced echo applies (50 ms) belong to the change
+        }),
+      );
     }
     rig?.stop();
     return [
@@ -204,25 +274,61 @@ export async function run(): Promise<BenchRow[] | { skipped: string }> {
     const rows: Row[] = [];
     // A small untimed round first, so the first measured size does not pay the JIT's warm-up.
     await measureN(10, tmp);
-    for (const n of sizes) rows.push(...await measureN(n, tmp));
+    for (const n of sizes) rows.push(...(await measureN(n, tmp)));
     const ms = (us: number): string => `${(us / 1000).toFixed(2)} ms CPU/pod`;
     const out: BenchRow[] = [];
     const json: unknown[] = [];
     for (const r of rows) {
-      out.push({ bench: `agent: ${r.what}, N=${r.n}`, value: `agent: ${ms(r.agentUs)}`, baseline: `bare netlink client: ${ms(r.floorUs)}`, ratio: `${(r.agentUs / r.floorUs).toFixed(2)}x` });
-      out.push({ bench: `agent: ${r.what}, N=${r.n}`, value: `agent: ${ms(r.agentUs)}`, baseline: `ip -n NS -batch: ${ms(r.ipBatchUs)}`, ratio: `${(r.agentUs / r.ipBatchUs).toFixed(2)}x` });
-      json.push({ bench: `agent ${r.what}`, n: r.n, unit: 'µs CPU per pod', agent: Math.round(r.agentUs), ratio: +(r.agentUs / r.floorUs).toFixed(2), baseline: 'bare netlink client (RtnlClient open + same route writes + close), same run', baselineValue: Math.round(r.floorUs), ratioVsIpBatch: +(r.agentUs / r.ipBatchUs).toFixed(2), ipBatch: Math.round(r.ipBatchUs) });
+      out.push({
+        bench: `agent: ${r.what}, N=${r.n}`,
+        value: `agent: ${ms(r.agentUs)}`,
+        baseline: `bare netlink client: ${ms(r.floorUs)}`,
+        ratio: `${(r.agentUs / r.floorUs).toFixed(2)}x`,
+      });
+      out.push({
+        bench: `agent: ${r.what}, N=${r.n}`,
+        value: `agent: ${ms(r.agentUs)}`,
+        baseline: `ip -n NS -batch: ${ms(r.ipBatchUs)}`,
+        ratio: `${(r.agentUs / r.ipBatchUs).toFixed(2)}x`,
+      });
+      json.push({
+        bench: `agent ${r.what}`,
+        n: r.n,
+        unit: 'µs CPU per pod',
+        agent: Math.round(r.agentUs),
+        ratio: +(r.agentUs / r.floorUs).toFixed(2),
+        baseline: 'bare netlink client (RtnlClient open + same route writes + close), same run',
+        baselineValue: Math.round(r.floorUs),
+        ratioVsIpBatch: +(r.agentUs / r.ipBatchUs).toFixed(2),
+        ipBatch: Math.round(r.ipBatchUs),
+      });
     }
     for (const what of ['start', 'plan change']) {
       const small = rows.find((r) => r.what === what && r.n === Math.min(...sizes));
       const big = rows.find((r) => r.what === what && r.n === Math.max(...sizes));
       if (!small || !big || small === big) continue;
-      out.push({ bench: `agent: ${what} scaling, N=${big.n} vs N=${small.n}`, value: `N=${big.n}: ${ms(big.agentUs)}`, baseline: `N=${small.n}: ${ms(small.agentUs)}`, ratio: `${(big.agentUs / small.agentUs).toFixed(2)}x` });
-      json.push({ bench: `agent ${what} scaling`, n: big.n, unit: 'µs CPU per pod', agent: Math.round(big.agentUs), ratio: +(big.agentUs / small.agentUs).toFixed(2), baseline: `the agent at N=${small.n}, same run`, baselineValue: Math.round(small.agentUs) });
+      out.push({
+        bench: `agent: ${what} scaling, N=${big.n} vs N=${small.n}`,
+        value: `N=${big.n}: ${ms(big.agentUs)}`,
+        baseline: `N=${small.n}: ${ms(small.agentUs)}`,
+        ratio: `${(big.agentUs / small.agentUs).toFixed(2)}x`,
+      });
+      json.push({
+        bench: `agent ${what} scaling`,
+        n: big.n,
+        unit: 'µs CPU per pod',
+        agent: Math.round(big.agentUs),
+        ratio: +(big.agentUs / small.agentUs).toFixed(2),
+        baseline: `the agent at N=${small.n}, same run`,
+        baselineValue: Math.round(small.agentUs),
+      });
     }
     const resDir = join(here, '..', '..', '..', 'test', 'bench', 'results');
     mkdirSync(resDir, { recursive: true });
-    writeFileSync(join(resDir, 'agent.json'), JSON.stringify({ date: new Date().toISOString(), sizes, routesPerPod: ROUTES, rows: json }, null, 2) + '\n');
+    writeFileSync(
+      join(resDir, 'agent.json'),
+      JSON.stringify({ date: new Date().toISOString(), sizes, routesPerPod: ROUTES, rows: json }, null, 2) + '\n',
+    );
     return out;
   } finally {
     rmSync(tmp, { recursive: true, force: true });

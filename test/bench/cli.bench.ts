@@ -25,7 +25,10 @@ function once(args: string[]): number {
   if (r.status !== 0) throw new Error(`${args.join(' ')} exited ${r.status}: ${r.stderr}`);
   return ms;
 }
-const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)]!; };
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+};
 
 export async function run(): Promise<BenchRow[]> {
   const tmp = mkdtempSync(join(tmpdir(), 'ovr-cli-bench-'));
@@ -43,7 +46,9 @@ export async function run(): Promise<BenchRow[]> {
       ['--help', ['--help']],
       ['convert', ['convert', '-f', join(repo, 'examples', 'cr-config.json')]],
       ['plan', ['plan', '-f', join(repo, 'examples', 'demo-bundle.yaml'), '--all']],
-      root ? ['inject (real netns)', ['inject', '--netns', `/var/run/netns/${ns}`, '--plan', planFile, '--state-dir', join(tmp, 'state')]] : ['inject --help', ['inject', '--help']],
+      root
+        ? ['inject (real netns)', ['inject', '--netns', `/var/run/netns/${ns}`, '--plan', planFile, '--state-dir', join(tmp, 'state')]]
+        : ['inject --help', ['inject', '--help']],
       root ? ['routes (real netns)', ['routes', '--netns', `/var/run/netns/${ns}`]] : ['routes --help', ['routes', '--help']],
     ];
     const base: number[] = [];
@@ -59,15 +64,33 @@ export async function run(): Promise<BenchRow[]> {
     const json: unknown[] = [];
     cases.forEach(([name], i) => {
       const m = median(times[i]!);
-      rows.push({ bench: `cli: ovnkube-route ${name}`, value: `${m.toFixed(0)} ms wall (median of ${ROUNDS})`, baseline: `node -e 0: ${b.toFixed(0)} ms`, ratio: `${(m / b).toFixed(2)}x` });
-      json.push({ bench: `cli ${name}`, unit: 'ms wall, median', value: +m.toFixed(1), ratio: +(m / b).toFixed(2), baseline: 'node -e 0, same run, interleaved', baselineValue: +b.toFixed(1) });
+      rows.push({
+        bench: `cli: ovnkube-route ${name}`,
+        value: `${m.toFixed(0)} ms wall (median of ${ROUNDS})`,
+        baseline: `node -e 0: ${b.toFixed(0)} ms`,
+        ratio: `${(m / b).toFixed(2)}x`,
+      });
+      json.push({
+        bench: `cli ${name}`,
+        unit: 'ms wall, median',
+        value: +m.toFixed(1),
+        ratio: +(m / b).toFixed(2),
+        baseline: 'node -e 0, same run, interleaved',
+        baselineValue: +b.toFixed(1),
+      });
     });
     const resDir = join(repo, 'test', 'bench', 'results');
     mkdirSync(resDir, { recursive: true });
     writeFileSync(join(resDir, 'cli.json'), JSON.stringify({ date: new Date().toISOString(), rounds: ROUNDS, rows: json }, null, 2) + '\n');
     return rows;
   } finally {
-    if (root) { try { execFileSync('ip', ['netns', 'del', ns]); } catch { /* gone */ } }
+    if (root) {
+      try {
+        execFileSync('ip', ['netns', 'del', ns]);
+      } catch {
+        /* gone */
+      }
+    }
     rmSync(tmp, { recursive: true, force: true });
   }
 }

@@ -12,21 +12,42 @@ import { ratioRow, time, type BenchRow } from './measure.js';
 
 export function runCoreBench(): BenchRow[] {
   const services = new Map<string, Service>();
-  for (let i = 0; i < 20; i++) services.set(`default/svc-${i}`, { metadata: { namespace: 'default', name: `svc-${i}` }, spec: { clusterIP: `10.86.0.${i + 1}`, clusterIPs: [`10.86.0.${i + 1}`] } });
+  for (let i = 0; i < 20; i++)
+    services.set(`default/svc-${i}`, {
+      metadata: { namespace: 'default', name: `svc-${i}` },
+      spec: { clusterIP: `10.86.0.${i + 1}`, clusterIPs: [`10.86.0.${i + 1}`] },
+    });
   const routes: Route[] = Array.from({ length: 50 }, (_, r) => ({
     metadata: { name: `route-${r}` },
     spec: {
       priority: r % 3,
       route: Array.from({ length: 4 }, (_, k) => ({ dst: `172.${16 + (r % 8)}.${k * 16}.0/20`, dev: r % 2 ? 'eth1' : 'eth0' })),
       svc: [{ namespace: 'default', name: `svc-${r % 20}`, dev: 'eth1' }],
-      include: [{ namespaces: ['default', 'prod-*'], podSelector: { matchLabels: { app: 'web' } } }, { owners: [{ kind: 'Deployment', name: `web-${r}` }] }],
+      include: [
+        { namespaces: ['default', 'prod-*'], podSelector: { matchLabels: { app: 'web' } } },
+        { owners: [{ kind: 'Deployment', name: `web-${r}` }] },
+      ],
       exclude: [{ namespaces: ['kube-system'] }],
     },
   }));
-  const pod: Pod = { metadata: { namespace: 'default', name: 'web-7d4f-abcde', labels: { app: 'web', 'pod-template-hash': '7d4f' }, ownerReferences: [{ kind: 'ReplicaSet', name: 'web-7d4f', controller: true }] }, spec: { containers: [{ name: 'web', image: 'nginx' }] } };
+  const pod: Pod = {
+    metadata: {
+      namespace: 'default',
+      name: 'web-7d4f-abcde',
+      labels: { app: 'web', 'pod-template-hash': '7d4f' },
+      ownerReferences: [{ kind: 'ReplicaSet', name: 'web-7d4f', controller: true }],
+    },
+    spec: { containers: [{ name: 'web', image: 'nginx' }] },
+  };
   const ctx: ResolveContext = {
-    routes, namespace: { metadata: { name: 'default', labels: {} } }, service: (ns, n) => services.get(`${ns}/${n}`),
-    owners: [{ kind: 'ReplicaSet', namespace: 'default', name: 'web-7d4f' }, { kind: 'Deployment', namespace: 'default', name: 'web' }], mode: 'default',
+    routes,
+    namespace: { metadata: { name: 'default', labels: {} } },
+    service: (ns, n) => services.get(`${ns}/${n}`),
+    owners: [
+      { kind: 'ReplicaSet', namespace: 'default', name: 'web-7d4f' },
+      { kind: 'Deployment', namespace: 'default', name: 'web' },
+    ],
+    mode: 'default',
   };
   const podJson = JSON.stringify(pod);
   const rows: BenchRow[] = [];
@@ -38,7 +59,19 @@ export function runCoreBench(): BenchRow[] {
   const plan: Plan = { v: 1, routes: Array.from({ length: 64 }, (_, i) => ({ dst: `10.${i}.0.0/16`, dev: 'eth1', via: '10.124.2.1' })) };
   const value = encodePlan(plan, { key, namespace: 'default' });
   const hmacBase = time('bare HMAC-SHA256 of the value', 20_000, () => createHmac('sha256', key.secret).update(value).digest());
-  rows.push(ratioRow('core: encode+sign a 64-route plan', time('encodePlan', 5_000, () => encodePlan(plan, { key, namespace: 'default' })), hmacBase));
-  rows.push(ratioRow('core: decode+verify a 64-route plan', time('decodePlan', 5_000, () => decodePlan(value, { namespace: 'default', keys: [key], requireSignature: true })), hmacBase));
+  rows.push(
+    ratioRow(
+      'core: encode+sign a 64-route plan',
+      time('encodePlan', 5_000, () => encodePlan(plan, { key, namespace: 'default' })),
+      hmacBase,
+    ),
+  );
+  rows.push(
+    ratioRow(
+      'core: decode+verify a 64-route plan',
+      time('decodePlan', 5_000, () => decodePlan(value, { namespace: 'default', keys: [key], requireSignature: true })),
+      hmacBase,
+    ),
+  );
   return rows;
 }

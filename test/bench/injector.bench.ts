@@ -53,13 +53,19 @@ export async function run(): Promise<BenchRow[] | { skipped: string }> {
     const spawn = await timeAsync('spawn ip -n NS route show', 30, async () => ip('-n', name, 'route', 'show'));
     const client = await timeAsync('RtnlClient open+listRoutes+close', 300, async () => {
       const c = RtnlClient.open(path);
-      try { await c.listRoutes(); } finally { c.close(); }
+      try {
+        await c.listRoutes();
+      } finally {
+        c.close();
+      }
     });
-    rows.push(ratioRow('injector: read one netns\'s routes', client, spawn));
+    rows.push(ratioRow("injector: read one netns's routes", client, spawn));
 
     const N = 2000;
     const dsts = Array.from({ length: N }, (_, i) => `10.${100 + Math.floor(i / 256)}.${i % 256}.0/24`);
-    const flush = (): void => { ip('-n', name, 'route', 'flush', 'proto', String(RTPROT_OVNKUBE_ROUTE)); };
+    const flush = (): void => {
+      ip('-n', name, 'route', 'flush', 'proto', String(RTPROT_OVNKUBE_ROUTE));
+    };
     const batchFile = join(tmp, 'routes.batch');
     writeFileSync(batchFile, dsts.map((d) => `route add ${d} dev eth1 proto ${RTPROT_OVNKUBE_ROUTE}`).join('\n') + '\n');
     const batch = await timeBatch(`ip -batch, ${N} route adds`, N, flush, () => ip('-n', name, '-batch', batchFile));
@@ -67,7 +73,8 @@ export async function run(): Promise<BenchRow[] | { skipped: string }> {
     try {
       const oif = (await c.listLinks()).find((l) => l.name === 'eth1')!.index;
       const ours = await timeBatch(`RtnlClient, ${N} route adds`, N, flush, () =>
-        Promise.all(dsts.map((dst) => c.addRoute({ dst, oif, scope: RT_SCOPE_LINK, protocol: RTPROT_OVNKUBE_ROUTE }))));
+        Promise.all(dsts.map((dst) => c.addRoute({ dst, oif, scope: RT_SCOPE_LINK, protocol: RTPROT_OVNKUBE_ROUTE }))),
+      );
       const row = ratioRow('injector: route adds', ours, batch);
       row.value += ` (${Math.round(1e9 / ours.nsPerOp)} adds/s)`;
       row.baseline += ` (${Math.round(1e9 / batch.nsPerOp)} adds/s)`;

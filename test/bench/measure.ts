@@ -4,7 +4,11 @@
  */
 import { performance } from 'node:perf_hooks';
 
-export interface Timing { name: string; ops: number; nsPerOp: number }
+export interface Timing {
+  name: string;
+  ops: number;
+  nsPerOp: number;
+}
 
 /** Run fn `ops` times per round, several rounds, and keep the fastest round (least noise). */
 export function time(name: string, ops: number, fn: (i: number) => unknown, rounds = 5): Timing {
@@ -30,10 +34,16 @@ export async function timeAsync(name: string, ops: number, fn: (i: number) => Pr
   return { name, ops, nsPerOp: (best * 1e6) / ops };
 }
 
-export interface BenchRow { bench: string; value: string; baseline: string; ratio: string }
+export interface BenchRow {
+  bench: string;
+  value: string;
+  baseline: string;
+  ratio: string;
+}
 
 /** A row comparing a measurement with its same-run baseline. */
 export function ratioRow(bench: string, m: Timing, base: Timing): BenchRow {
-  const fmt = (t: Timing) => `${t.name}: ${t.nsPerOp >= 1e6 ? (t.nsPerOp / 1e6).toFixed(2) + ' ms' : t.nsPerOp >= 1e3 ? (t.nsPerOp / 1e3).toFixed(1) + ' µs' : t.nsPerOp.toFixed(0) + ' ns'}/op`;
+  const fmt = (t: Timing) =>
+    `${t.name}: ${t.nsPerOp >= 1e6 ? (t.nsPerOp / 1e6).toFixed(2) + ' ms' : t.nsPerOp >= 1e3 ? (t.nsPerOp / 1e3).toFixed(1) + ' µs' : t.nsPerOp.toFixed(0) + ' ns'}/op`;
   return { bench, value: fmt(m), baseline: fmt(base), ratio: `${(m.nsPerOp / base.nsPerOp).toFixed(2)}x` };
 }

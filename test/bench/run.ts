@@ -21,23 +21,31 @@ async function main(): Promise<void> {
     const p = join(here, f);
     if (!existsSync(p)) continue;
     const mod = (await import(p)) as { run?: () => Promise<BenchRow[] | { skipped: string }> };
-    if (typeof mod.run !== 'function') { notRun.push(`${f}: exports no run()`); continue; }
+    if (typeof mod.run !== 'function') {
+      notRun.push(`${f}: exports no run()`);
+      continue;
+    }
     try {
       const r = await mod.run();
-      if (Array.isArray(r)) rows.push(...r); else notRun.push(`${f}: ${r.skipped}`);
+      if (Array.isArray(r)) rows.push(...r);
+      else notRun.push(`${f}: ${r.skipped}`);
     } catch (e) {
       notRun.push(`${f}: failed: ${(e as Error).message}`);
     }
   }
   const w = (k: keyof BenchRow) => Math.max(k.length, ...rows.map((r) => r[k].length));
-  const line = (r: BenchRow) => `${r.bench.padEnd(w('bench'))}  ${r.ratio.padStart(w('ratio'))}  ${r.value.padEnd(w('value'))}  ${r.baseline}`;
+  const line = (r: BenchRow) =>
+    `${r.bench.padEnd(w('bench'))}  ${r.ratio.padStart(w('ratio'))}  ${r.value.padEnd(w('value'))}  ${r.baseline}`;
   console.log(line({ bench: 'bench', ratio: 'ratio', value: 'value', baseline: 'baseline (same run)' }));
   for (const r of rows) console.log(line(r));
   if (notRun.length) console.log(`\nNOT RUN:\n${notRun.map((s) => `  ${s}`).join('\n')}`);
   // Every row (ratio and the baseline it is against) as JSON, beside the per-area files.
   const resDir = join(here, '..', '..', '..', 'test', 'bench', 'results');
   mkdirSync(resDir, { recursive: true });
-  writeFileSync(join(resDir, 'latest.json'), JSON.stringify({ date: new Date().toISOString(), node: process.version, rows, notRun }, null, 2) + '\n');
+  writeFileSync(
+    join(resDir, 'latest.json'),
+    JSON.stringify({ date: new Date().toISOString(), node: process.version, rows, notRun }, null, 2) + '\n',
+  );
   process.exitCode = notRun.some((s) => s.includes('failed')) ? 1 : 0;
 }
 

@@ -22,7 +22,16 @@ import { makePod } from '../util/netns.js';
 import { repoRoot } from '../util/fixtures.js';
 import { rootUnavailable } from '../util/tier.js';
 import { writeCacheFile } from '../agent/rig.js';
-import { applyRoute, createNamespace, installAddon, planRoutes, podBody, registerWebhook, startWebhook, until } from '../webhook-e2e/helpers.js';
+import {
+  applyRoute,
+  createNamespace,
+  installAddon,
+  planRoutes,
+  podBody,
+  registerWebhook,
+  startWebhook,
+  until,
+} from '../webhook-e2e/helpers.js';
 import { AgentProc, agentEnv, Cleanups, kubeRequest, podPath, routedExactly, slope, type Sandbox } from '../faults/agent-proc.js';
 
 function arg(name: string, def: number): number {
@@ -55,9 +64,15 @@ async function main(): Promise<number> {
   const minutes = arg('minutes', 5);
   const pods = arg('pods', 8);
   const why = rootUnavailable();
-  if (why) { console.error(`soak: not run: ${why}`); return 3; }
+  if (why) {
+    console.error(`soak: not run: ${why}`);
+    return 3;
+  }
   const bins = await findBinaries({ allowBuild: false });
-  if (!bins.dir) { console.error(`soak: not run: no control plane binaries (${bins.reason}); run node scripts/controlplane/ensure.mjs`); return 3; }
+  if (!bins.dir) {
+    console.error(`soak: not run: no control plane binaries (${bins.reason}); run node scripts/controlplane/ensure.mjs`);
+    return 3;
+  }
   const c = new Cleanups();
   const t = c as unknown as Test;
   const log = (s: string) => console.error(`[soak ${new Date().toISOString().slice(11, 19)}] ${s}`);
@@ -101,7 +116,12 @@ async function main(): Promise<number> {
       try {
         await until(what, () => boxes.every(routedExactly), 60_000, 20);
       } catch (e) {
-        failures.push(`${(e as Error).message}: wrong: ${boxes.filter((b) => !routedExactly(b)).map((b) => b.name).join(', ')}`);
+        failures.push(
+          `${(e as Error).message}: wrong: ${boxes
+            .filter((b) => !routedExactly(b))
+            .map((b) => b.name)
+            .join(', ')}`,
+        );
       }
       return Date.now() - t0;
     };
@@ -113,7 +133,8 @@ async function main(): Promise<number> {
     const samples: { tMin: number; agent: { fds: number; rssKb: number }; webhook: { fds: number; rssKb: number } }[] = [];
     const editMs: number[] = [];
     const podMs: number[] = [];
-    const sample = () => samples.push({ tMin: (Date.now() - started) / 60_000, agent: procStat(agent.pid), webhook: procStat(wh.child.pid!) });
+    const sample = () =>
+      samples.push({ tMin: (Date.now() - started) / 60_000, agent: procStat(agent.pid), webhook: procStat(wh.child.pid!) });
     sample();
     let rounds = 0;
     while (Date.now() < end && failures.length < 5) {
@@ -134,34 +155,77 @@ async function main(): Promise<number> {
       live.push(fresh);
       podMs.push(await converge(`new pod ${fresh.name} routed`, [fresh]));
       try {
-        await until('the agent let go of the deleted pod', async () => await agent.metric('ovnkube_route_injector_netns_kept') === live.length, 30_000, 20);
+        await until(
+          'the agent let go of the deleted pod',
+          async () => (await agent.metric('ovnkube_route_injector_netns_kept')) === live.length,
+          30_000,
+          20,
+        );
       } catch (e) {
         failures.push((e as Error).message);
       }
       sample();
-      if (rounds % 20 === 0) log(`${rounds} rounds, ${edit} Route edits, ${serial} pods so far; agent ${samples.at(-1)!.agent.fds} fds ${samples.at(-1)!.agent.rssKb} KiB`);
+      if (rounds % 20 === 0)
+        log(
+          `${rounds} rounds, ${edit} Route edits, ${serial} pods so far; agent ${samples.at(-1)!.agent.fds} fds ${samples.at(-1)!.agent.rssKb} KiB`,
+        );
     }
     const final = await converge('every pod routed at the end', live);
     void final;
     const ts = samples.map((s) => s.tMin);
     const warm = samples.filter((s) => s.tMin >= Math.min(1, minutes / 5));
-    const fit = (f: (s: typeof samples[number]) => number) => slope(warm.map((s) => s.tMin), warm.map(f));
-    const pct = (xs: number[], p: number) => { const s = [...xs].sort((a, b) => a - b); return s.length ? s[Math.min(s.length - 1, Math.floor(p * s.length))]! : NaN; };
+    const fit = (f: (s: (typeof samples)[number]) => number) =>
+      slope(
+        warm.map((s) => s.tMin),
+        warm.map(f),
+      );
+    const pct = (xs: number[], p: number) => {
+      const s = [...xs].sort((a, b) => a - b);
+      return s.length ? s[Math.min(s.length - 1, Math.floor(p * s.length))]! : NaN;
+    };
     const summary = {
-      date: new Date().toISOString(), node: process.version, minutes: Number(((Date.now() - started) / 60_000).toFixed(2)), livePods: pods,
-      rounds, routeEdits: edit, podsCreated: serial, podsDeleted: serial - live.length,
+      date: new Date().toISOString(),
+      node: process.version,
+      minutes: Number(((Date.now() - started) / 60_000).toFixed(2)),
+      livePods: pods,
+      rounds,
+      routeEdits: edit,
+      podsCreated: serial,
+      podsDeleted: serial - live.length,
       failures,
       convergeMs: {
         routeEdit: { p50: pct(editMs, 0.5), p95: pct(editMs, 0.95), max: Math.max(...editMs) },
         newPod: { p50: pct(podMs, 0.5), p95: pct(podMs, 0.95), max: Math.max(...podMs) },
       },
       agent: {
-        fds: { first: samples[0]!.agent.fds, last: samples.at(-1)!.agent.fds, max: Math.max(...samples.map((s) => s.agent.fds)), slopePerMin: fit((s) => s.agent.fds) },
-        rssKb: { first: samples[0]!.agent.rssKb, last: samples.at(-1)!.agent.rssKb, min: Math.min(...samples.map((s) => s.agent.rssKb)), max: Math.max(...samples.map((s) => s.agent.rssKb)), slopePerMin: fit((s) => s.agent.rssKb) },
+        fds: {
+          first: samples[0]!.agent.fds,
+          last: samples.at(-1)!.agent.fds,
+          max: Math.max(...samples.map((s) => s.agent.fds)),
+          slopePerMin: fit((s) => s.agent.fds),
+        },
+        rssKb: {
+          first: samples[0]!.agent.rssKb,
+          last: samples.at(-1)!.agent.rssKb,
+          min: Math.min(...samples.map((s) => s.agent.rssKb)),
+          max: Math.max(...samples.map((s) => s.agent.rssKb)),
+          slopePerMin: fit((s) => s.agent.rssKb),
+        },
       },
       webhook: {
-        fds: { first: samples[0]!.webhook.fds, last: samples.at(-1)!.webhook.fds, max: Math.max(...samples.map((s) => s.webhook.fds)), slopePerMin: fit((s) => s.webhook.fds) },
-        rssKb: { first: samples[0]!.webhook.rssKb, last: samples.at(-1)!.webhook.rssKb, min: Math.min(...samples.map((s) => s.webhook.rssKb)), max: Math.max(...samples.map((s) => s.webhook.rssKb)), slopePerMin: fit((s) => s.webhook.rssKb) },
+        fds: {
+          first: samples[0]!.webhook.fds,
+          last: samples.at(-1)!.webhook.fds,
+          max: Math.max(...samples.map((s) => s.webhook.fds)),
+          slopePerMin: fit((s) => s.webhook.fds),
+        },
+        rssKb: {
+          first: samples[0]!.webhook.rssKb,
+          last: samples.at(-1)!.webhook.rssKb,
+          min: Math.min(...samples.map((s) => s.webhook.rssKb)),
+          max: Math.max(...samples.map((s) => s.webhook.rssKb)),
+          slopePerMin: fit((s) => s.webhook.rssKb),
+        },
       },
       samples: samples.map((s) => [Number(s.tMin.toFixed(3)), s.agent.fds, s.agent.rssKb, s.webhook.fds, s.webhook.rssKb]),
       samplesColumns: ['minute', 'agentFds', 'agentRssKb', 'webhookFds', 'webhookRssKb'],
@@ -169,7 +233,7 @@ async function main(): Promise<number> {
     void ts;
     // RSS is a sawtooth (V8 collects lazily): its floor, the lowest sample of each third of
     // the run, says more about growth than single samples do.
-    const floors = (f: (s: typeof samples[number]) => number): number[] => {
+    const floors = (f: (s: (typeof samples)[number]) => number): number[] => {
       const third = Math.max(1, Math.floor(samples.length / 3));
       return [0, 1, 2].map((k) => Math.min(...samples.slice(k * third, k === 2 ? samples.length : (k + 1) * third).map(f)));
     };
@@ -187,13 +251,31 @@ async function main(): Promise<number> {
       ['duration', `${summary.minutes} min, ${rounds} rounds`],
       ['Route edits / pods created / deleted', `${edit} / ${serial} / ${serial - live.length} (${pods} live)`],
       ['pods left wrong, timeouts', failures.length ? failures.join('; ') : 'none'],
-      ['Route edit -> every pod routed (ms)', `p50 ${summary.convergeMs.routeEdit.p50}, p95 ${summary.convergeMs.routeEdit.p95}, max ${summary.convergeMs.routeEdit.max}`],
-      ['new pod -> routed (ms)', `p50 ${summary.convergeMs.newPod.p50}, p95 ${summary.convergeMs.newPod.p95}, max ${summary.convergeMs.newPod.max}`],
-      ['agent fds first/last/max, slope', `${summary.agent.fds.first}/${summary.agent.fds.last}/${summary.agent.fds.max}, ${summary.agent.fds.slopePerMin.toFixed(3)}/min`],
-      ['agent RSS KiB first/last/min/max, slope', `${summary.agent.rssKb.first}/${summary.agent.rssKb.last}/${summary.agent.rssKb.min}/${summary.agent.rssKb.max}, ${summary.agent.rssKb.slopePerMin.toFixed(0)} KiB/min`],
+      [
+        'Route edit -> every pod routed (ms)',
+        `p50 ${summary.convergeMs.routeEdit.p50}, p95 ${summary.convergeMs.routeEdit.p95}, max ${summary.convergeMs.routeEdit.max}`,
+      ],
+      [
+        'new pod -> routed (ms)',
+        `p50 ${summary.convergeMs.newPod.p50}, p95 ${summary.convergeMs.newPod.p95}, max ${summary.convergeMs.newPod.max}`,
+      ],
+      [
+        'agent fds first/last/max, slope',
+        `${summary.agent.fds.first}/${summary.agent.fds.last}/${summary.agent.fds.max}, ${summary.agent.fds.slopePerMin.toFixed(3)}/min`,
+      ],
+      [
+        'agent RSS KiB first/last/min/max, slope',
+        `${summary.agent.rssKb.first}/${summary.agent.rssKb.last}/${summary.agent.rssKb.min}/${summary.agent.rssKb.max}, ${summary.agent.rssKb.slopePerMin.toFixed(0)} KiB/min`,
+      ],
       ['agent RSS floor per third (KiB)', agentFloors.join(' / ')],
-      ['webhook fds first/last/max, slope', `${summary.webhook.fds.first}/${summary.webhook.fds.last}/${summary.webhook.fds.max}, ${summary.webhook.fds.slopePerMin.toFixed(3)}/min`],
-      ['webhook RSS KiB first/last/min/max, slope', `${summary.webhook.rssKb.first}/${summary.webhook.rssKb.last}/${summary.webhook.rssKb.min}/${summary.webhook.rssKb.max}, ${summary.webhook.rssKb.slopePerMin.toFixed(0)} KiB/min`],
+      [
+        'webhook fds first/last/max, slope',
+        `${summary.webhook.fds.first}/${summary.webhook.fds.last}/${summary.webhook.fds.max}, ${summary.webhook.fds.slopePerMin.toFixed(3)}/min`,
+      ],
+      [
+        'webhook RSS KiB first/last/min/max, slope',
+        `${summary.webhook.rssKb.first}/${summary.webhook.rssKb.last}/${summary.webhook.rssKb.min}/${summary.webhook.rssKb.max}, ${summary.webhook.rssKb.slopePerMin.toFixed(0)} KiB/min`,
+      ],
     ];
     const w = Math.max(...rows.map((r) => r[0].length));
     rows.push(['webhook RSS floor per third (KiB)', webhookFloors.join(' / ')]);
@@ -205,4 +287,10 @@ async function main(): Promise<number> {
   }
 }
 
-main().then((code) => process.exit(code), (e) => { console.error(`soak: failed: ${(e as Error).stack ?? e}`); process.exit(1); });
+main().then(
+  (code) => process.exit(code),
+  (e) => {
+    console.error(`soak: failed: ${(e as Error).stack ?? e}`);
+    process.exit(1);
+  },
+);

@@ -27,7 +27,10 @@ export async function run(): Promise<BenchRow[]> {
       metadata: { name: `r${i}`, resourceVersion: '1', generation: 1 },
       spec: {
         priority: i % 3,
-        include: i < 5 ? [{ podSelector: { matchLabels: { app: 'web' } } }] : [{ namespaces: [`team-${i}`], podSelector: { matchLabels: { app: 'web' } } }],
+        include:
+          i < 5
+            ? [{ podSelector: { matchLabels: { app: 'web' } } }]
+            : [{ namespaces: [`team-${i}`], podSelector: { matchLabels: { app: 'web' } } }],
         route: [{ dst: `10.${i % 200}.${Math.floor(i / 200)}.0/24`, dev: i % 2 ? 'eth1' : 'eth0' }],
       },
     }));
@@ -38,14 +41,35 @@ export async function run(): Promise<BenchRow[]> {
       const r = resolvePlan(pod, resolveContext(pod, caches, 'default'));
       return r.kind === 'plan' ? encodePlan(r.plan, { key, namespace: 'team-7' }) : r;
     });
-    const indexed = time(`desiredPlan (namespace index), ${n} Routes`, 2000, () => desiredPlan(pod, caches, { mode: 'default', keys: [key] }));
+    const indexed = time(`desiredPlan (namespace index), ${n} Routes`, 2000, () =>
+      desiredPlan(pod, caches, { mode: 'default', keys: [key] }),
+    );
     perOp[n] = indexed.nsPerOp;
     rows.push(ratioRow(`webhook: plan of one pod among ${n} Routes`, indexed, full));
-    json.push({ bench: `webhook desiredPlan, ${n} Routes`, unit: 'ns/op', value: Math.round(indexed.nsPerOp), ratio: +(indexed.nsPerOp / full.nsPerOp).toFixed(2), baseline: `resolvePlan over all ${n} Routes + encodePlan, same run`, baselineValue: Math.round(full.nsPerOp) });
+    json.push({
+      bench: `webhook desiredPlan, ${n} Routes`,
+      unit: 'ns/op',
+      value: Math.round(indexed.nsPerOp),
+      ratio: +(indexed.nsPerOp / full.nsPerOp).toFixed(2),
+      baseline: `resolvePlan over all ${n} Routes + encodePlan, same run`,
+      baselineValue: Math.round(full.nsPerOp),
+    });
   }
   const scale = perOp[500]! / perOp[50]!;
-  rows.push({ bench: 'webhook: plan of one pod, 500 vs 50 Routes', value: `500 Routes: ${(perOp[500]! / 1000).toFixed(1)} µs/op`, baseline: `50 Routes: ${(perOp[50]! / 1000).toFixed(1)} µs/op`, ratio: `${scale.toFixed(2)}x` });
-  json.push({ bench: 'webhook desiredPlan scaling', unit: 'ns/op', value: Math.round(perOp[500]!), ratio: +scale.toFixed(2), baseline: 'desiredPlan with 50 Routes, same run', baselineValue: Math.round(perOp[50]!) });
+  rows.push({
+    bench: 'webhook: plan of one pod, 500 vs 50 Routes',
+    value: `500 Routes: ${(perOp[500]! / 1000).toFixed(1)} µs/op`,
+    baseline: `50 Routes: ${(perOp[50]! / 1000).toFixed(1)} µs/op`,
+    ratio: `${scale.toFixed(2)}x`,
+  });
+  json.push({
+    bench: 'webhook desiredPlan scaling',
+    unit: 'ns/op',
+    value: Math.round(perOp[500]!),
+    ratio: +scale.toFixed(2),
+    baseline: 'desiredPlan with 50 Routes, same run',
+    baselineValue: Math.round(perOp[50]!),
+  });
   const resDir = join(here, '..', '..', '..', 'test', 'bench', 'results');
   mkdirSync(resDir, { recursive: true });
   writeFileSync(join(resDir, 'webhook.json'), JSON.stringify({ date: new Date().toISOString(), rows: json }, null, 2) + '\n');

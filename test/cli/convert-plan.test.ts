@@ -20,8 +20,18 @@ const TABLE_ROWS = [
   { dst: '192.168.2.0/24', dev: 'eth0' },
 ];
 const SERVICES = [
-  { apiVersion: 'v1', kind: 'Service', metadata: { namespace: 'kube-system', name: 'nginx1' }, spec: { clusterIP: '10.86.69.17', clusterIPs: ['10.86.69.17'] } },
-  { apiVersion: 'v1', kind: 'Service', metadata: { namespace: 'default', name: 'nginx' }, spec: { clusterIP: '10.86.205.109', clusterIPs: ['10.86.205.109'] } },
+  {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { namespace: 'kube-system', name: 'nginx1' },
+    spec: { clusterIP: '10.86.69.17', clusterIPs: ['10.86.69.17'] },
+  },
+  {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { namespace: 'default', name: 'nginx' },
+    spec: { clusterIP: '10.86.205.109', clusterIPs: ['10.86.205.109'] },
+  },
   { apiVersion: 'v1', kind: 'Pod', metadata: { namespace: 'default', name: 'web' }, spec: {} },
 ];
 
@@ -72,24 +82,71 @@ t.test('convert: cr-config in JSON and YAML reproduce the table rows', async (t)
 });
 
 t.test('convert: bad files exit non-zero, print nothing on stdout, explain on stderr', async (t) => {
-  const write = (name: string, text: string) => { const p = join(tmp, name); writeFileSync(p, text); return p; };
+  const write = (name: string, text: string) => {
+    const p = join(tmp, name);
+    writeFileSync(p, text);
+    return p;
+  };
   const cases: [string, string[], number, RegExp][] = [
     ['missing file', ['convert', '-f', join(tmp, 'nope.json')], 1, /nope\.json: cannot read: no such file/],
     ['no -f', ['convert'], 2, /-f FILE is required/],
     ['bad -o', ['convert', '-f', example('cr-config.json'), '-o', 'xml'], 2, /-o must be yaml or json/],
     ['bad --name', ['convert', '-f', example('cr-config.json'), '--name', 'Bad_Name'], 2, /not a valid Route name/],
-    ['host bits', ['convert', '-f', write('hb.yaml', '- svc: default/a\n  dev: eth0\n- route: 10.0.0.5/24\n  dev: eth1\n')], 1, /hb\.yaml: entry 1 \(line 3\): field "route": .*host bits set: did you mean 10\.0\.0\.0\/24\?/],
-    ['bad dev', ['convert', '-f', write('dev.json', '[{"svc":"default/a","dev":"eth0"},\n{"route":"10.0.0.0/8","dev":"this-is-too-long0"}]')], 1, /dev\.json: entry 1 \(line 2\): field "dev": must be a Linux interface name/],
-    ['syntax', ['convert', '-f', write('syn.json', '[{"route": "10.0.0.0/8" "dev": "eth0"}]')], 1, /syn\.json: line 1, column \d+: not valid JSON/],
+    [
+      'host bits',
+      ['convert', '-f', write('hb.yaml', '- svc: default/a\n  dev: eth0\n- route: 10.0.0.5/24\n  dev: eth1\n')],
+      1,
+      /hb\.yaml: entry 1 \(line 3\): field "route": .*host bits set: did you mean 10\.0\.0\.0\/24\?/,
+    ],
+    [
+      'bad dev',
+      ['convert', '-f', write('dev.json', '[{"svc":"default/a","dev":"eth0"},\n{"route":"10.0.0.0/8","dev":"this-is-too-long0"}]')],
+      1,
+      /dev\.json: entry 1 \(line 2\): field "dev": must be a Linux interface name/,
+    ],
+    [
+      'syntax',
+      ['convert', '-f', write('syn.json', '[{"route": "10.0.0.0/8" "dev": "eth0"}]')],
+      1,
+      /syn\.json: line 1, column \d+: not valid JSON/,
+    ],
     // Issue #16, defect 8: these crashed with a TypeError stack trace (normalised before validated).
-    ['route as an object', ['convert', '-f', write('ro.yaml', 'apiVersion: k8s.ovn.org/v1\nkind: Route\nmetadata: {name: ro}\nspec:\n  route: {dst: 10.0.0.0/8, dev: eth1}\n')], 1,
-      /^ovnkube-route convert: \S*ro\.yaml: spec\.route \(line 5\): must be array \(Route "ro"\)\n$/],
-    ['bare string rule', ['convert', '-f', write('bs.yaml', 'apiVersion: k8s.ovn.org/v1\nkind: Route\nmetadata: {name: bs}\nspec: {route: ["10.0.0.0/8"], svc: {name: x}}\n')], 1,
-      /^(?=[\s\S]*bs\.yaml: spec\.svc \(line 4\): must be array \(Route "bs"\))(?=[\s\S]*bs\.yaml: spec\.route\[0\] \(line 4\): must be object \(Route "bs"\))(?![\s\S]*dst must be)/],
-    ['defaultRoute a string', ['convert', '-f', write('ds.yaml', 'apiVersion: k8s.ovn.org/v1\nkind: Route\nmetadata: {name: ds}\nspec: {defaultRoute: eth0}\n')], 1,
-      /ds\.yaml: spec\.defaultRoute \(line 4\): must be object \(Route "ds"\)/],
-    ['metadata typo', ['convert', '-f', write('mt.yaml', 'apiVersion: k8s.ovn.org/v1\nkind: Route\nmetadata:\n  name: mt\n  label: {app: web}\nspec: {}\n')], 1,
-      /mt\.yaml: metadata\.label \(line 5\): unknown field \(Route "mt"\)/],
+    [
+      'route as an object',
+      [
+        'convert',
+        '-f',
+        write('ro.yaml', 'apiVersion: k8s.ovn.org/v1\nkind: Route\nmetadata: {name: ro}\nspec:\n  route: {dst: 10.0.0.0/8, dev: eth1}\n'),
+      ],
+      1,
+      /^ovnkube-route convert: \S*ro\.yaml: spec\.route \(line 5\): must be array \(Route "ro"\)\n$/,
+    ],
+    [
+      'bare string rule',
+      [
+        'convert',
+        '-f',
+        write('bs.yaml', 'apiVersion: k8s.ovn.org/v1\nkind: Route\nmetadata: {name: bs}\nspec: {route: ["10.0.0.0/8"], svc: {name: x}}\n'),
+      ],
+      1,
+      /^(?=[\s\S]*bs\.yaml: spec\.svc \(line 4\): must be array \(Route "bs"\))(?=[\s\S]*bs\.yaml: spec\.route\[0\] \(line 4\): must be object \(Route "bs"\))(?![\s\S]*dst must be)/,
+    ],
+    [
+      'defaultRoute a string',
+      ['convert', '-f', write('ds.yaml', 'apiVersion: k8s.ovn.org/v1\nkind: Route\nmetadata: {name: ds}\nspec: {defaultRoute: eth0}\n')],
+      1,
+      /ds\.yaml: spec\.defaultRoute \(line 4\): must be object \(Route "ds"\)/,
+    ],
+    [
+      'metadata typo',
+      [
+        'convert',
+        '-f',
+        write('mt.yaml', 'apiVersion: k8s.ovn.org/v1\nkind: Route\nmetadata:\n  name: mt\n  label: {app: web}\nspec: {}\n'),
+      ],
+      1,
+      /mt\.yaml: metadata\.label \(line 5\): unknown field \(Route "mt"\)/,
+    ],
   ];
   for (const [name, args, code, want] of cases) {
     const r = runCli(args);
@@ -102,7 +159,10 @@ t.test('convert: bad files exit non-zero, print nothing on stdout, explain on st
 
 t.test('convert: nulls are dropped as the API server drops them', async (t) => {
   const p = join(tmp, 'nulls.yaml');
-  writeFileSync(p, 'apiVersion: k8s.ovn.org/v1\nkind: Route\nmetadata: {name: n}\nspec:\n  priority: null\n  svc: null\n  route: [{dst: 10.0.0.0/8, dev: eth1, via: null}]\n');
+  writeFileSync(
+    p,
+    'apiVersion: k8s.ovn.org/v1\nkind: Route\nmetadata: {name: n}\nspec:\n  priority: null\n  svc: null\n  route: [{dst: 10.0.0.0/8, dev: eth1, via: null}]\n',
+  );
   const r = runCli(['convert', '-f', p, '-o', 'json']);
   t.equal(r.code, 0, r.stderr);
   t.same(JSON.parse(r.stdout).spec, { route: [{ dst: '10.0.0.0/8', dev: 'eth1' }] });
@@ -112,11 +172,23 @@ t.test('plan: the example bundle, --all, signing and skips', async (t) => {
   const all = runCli(['plan', '-f', example('demo-bundle.yaml'), '--all']);
   t.equal(all.code, 0, all.stderr);
   const out = JSON.parse(all.stdout);
-  t.same(Object.keys(out), ['batch/nightly-report-2890-x7k2p', 'default/web-7d4f9-abcde', 'kube-system/node-exporter-q8w2z', 'legacy/old-app']);
+  t.same(Object.keys(out), [
+    'batch/nightly-report-2890-x7k2p',
+    'default/web-7d4f9-abcde',
+    'kube-system/node-exporter-q8w2z',
+    'legacy/old-app',
+  ]);
   t.same(out['default/web-7d4f9-abcde'], { v: 1, routes: TABLE_ROWS });
-  t.same(out['batch/nightly-report-2890-x7k2p'], { v: 1, routes: [], default: { dev: 'eth1', via: 'gateway' } }, 'CronJob owner through Job; via gateway kept for the agent');
+  t.same(
+    out['batch/nightly-report-2890-x7k2p'],
+    { v: 1, routes: [], default: { dev: 'eth1', via: 'gateway' } },
+    'CronJob owner through Job; via gateway kept for the agent',
+  );
   // Safe defaults: both Routes of the bundle are worth a warning, each printed once.
-  t.match(all.stderr, /warning: Route batch-default-ovn: DefaultRouteMovesServices: spec\.defaultRoute moves the pod's default route to eth1/);
+  t.match(
+    all.stderr,
+    /warning: Route batch-default-ovn: DefaultRouteMovesServices: spec\.defaultRoute moves the pod's default route to eth1/,
+  );
   t.match(all.stderr, /warning: Route target: GatewayNotPerNode: spec\.route\[0\]\.via 10\.124\.2\.1 is one gateway address/);
   t.equal(all.stderr.match(/GatewayNotPerNode/g)?.length, 1, 'once per Route, not per pod');
   t.match(out['kube-system/node-exporter-q8w2z'].skipped, /host network/);
@@ -128,7 +200,11 @@ t.test('plan: the example bundle, --all, signing and skips', async (t) => {
   t.equal(signed.code, 0, signed.stderr);
   const key = parsePlanKey(readFileSync(keyFile, 'utf8'));
   const value = signed.stdout.trim();
-  t.same(decodePlan(value, { namespace: 'default', keys: [key], requireSignature: true }), { ok: true, plan: { v: 1, routes: TABLE_ROWS }, signed: true, keyId: key.id }, 'the printed line is the annotation value, signed');
+  t.same(
+    decodePlan(value, { namespace: 'default', keys: [key], requireSignature: true }),
+    { ok: true, plan: { v: 1, routes: TABLE_ROWS }, signed: true, keyId: key.id },
+    'the printed line is the annotation value, signed',
+  );
   t.equal(decodePlan(value, { namespace: 'batch', keys: [key], requireSignature: true }).ok, false, 'bound to the namespace');
 
   const optIn = runCli(['plan', '-f', example('demo-bundle.yaml'), '--pod', 'default/web-7d4f9-abcde', '--mode', 'opt-in']);
@@ -137,12 +213,20 @@ t.test('plan: the example bundle, --all, signing and skips', async (t) => {
 
 t.test('plan: bad input', async (t) => {
   const badRoute = join(tmp, 'bad-route.yaml');
-  writeFileSync(badRoute, 'apiVersion: k8s.ovn.org/v1\nkind: Route\nmetadata: {name: r}\nspec: {route: [{dst: 10.0.0.0/8, dev: eth1, via: "fd00::1"}]}\n');
+  writeFileSync(
+    badRoute,
+    'apiVersion: k8s.ovn.org/v1\nkind: Route\nmetadata: {name: r}\nspec: {route: [{dst: 10.0.0.0/8, dev: eth1, via: "fd00::1"}]}\n',
+  );
   const cases: [string, string[], number, RegExp][] = [
     ['neither --pod nor --all', ['plan', '-f', example('demo-bundle.yaml')], 2, /exactly one of --pod/],
     ['both', ['plan', '-f', example('demo-bundle.yaml'), '--all', '--pod', 'a/b'], 2, /exactly one of --pod/],
     ['bad --pod', ['plan', '-f', example('demo-bundle.yaml'), '--pod', 'web'], 2, /NAMESPACE\/NAME/],
-    ['unknown pod', ['plan', '-f', example('demo-bundle.yaml'), '--pod', 'default/nope'], 1, /no Pod default\/nope in the file \(4 pods found\)/],
+    [
+      'unknown pod',
+      ['plan', '-f', example('demo-bundle.yaml'), '--pod', 'default/nope'],
+      1,
+      /no Pod default\/nope in the file \(4 pods found\)/,
+    ],
     ['invalid Route in bundle', ['plan', '-f', badRoute, '--all'], 1, /Route r: spec\.route\[0\]: via must be of the same address family/],
     ['bad key', ['plan', '-f', example('demo-bundle.yaml'), '--all', '--key', example('cr-config.json')], 1, /not base64/],
     ['bad mode', ['plan', '-f', example('demo-bundle.yaml'), '--all', '--mode', 'sometimes'], 2, /--mode must be default or opt-in/],

@@ -16,7 +16,10 @@ import { repoRoot } from '../util/fixtures.js';
 
 const docsDir = join(repoRoot, 'docs');
 const page = (name: string): string => readFileSync(join(docsDir, name), 'utf8');
-const allDocs = readdirSync(docsDir).filter((f) => f.endsWith('.md')).map(page).join('\n');
+const allDocs = readdirSync(docsDir)
+  .filter((f) => f.endsWith('.md'))
+  .map(page)
+  .join('\n');
 
 /** The flags a command's --help lists. */
 function flagsOf(command: string): string[] {

@@ -13,26 +13,55 @@ import { repoRoot } from '../util/fixtures.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'ovnkube-route-errors-'));
 t.teardown(() => rmSync(tmp, { recursive: true, force: true }));
-const file = (name: string, text: string) => { const p = join(tmp, name); writeFileSync(p, text); return p; };
+const file = (name: string, text: string) => {
+  const p = join(tmp, name);
+  writeFileSync(p, text);
+  return p;
+};
 
 const badYaml = file('bad.yaml', 'garbage: [\n');
 // An API server that refuses connections: port 1 on loopback.
-const deadKc = file('dead.kubeconfig', [
-  'apiVersion: v1', 'kind: Config', 'clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]',
-  'users: [{name: u, user: {token: x}}]', 'contexts: [{name: c, context: {cluster: c, user: u, namespace: app}}]', 'current-context: c', '',
-].join('\n'));
-const tabRoute = file('tab.yaml', 'apiVersion: k8s.ovn.org/v1\nkind: Route\nmetadata:\n  name: x\nspec:\n  route:\n\t- {dst: 172.16.0.0/16, dev: eth1}\n');
-const typoRoute = file('typo.yaml', 'apiVersion: k8s.ovn.org/v1\nkind: Route\nmetadata:\n  name: x\nspec:\n  rotue:\n    - {dst: 172.16.0.0/16, dev: eth1}\n');
-const typoRule = file('typo-rule.yaml', 'apiVersion: k8s.ovn.org/v1\nkind: Route\nmetadata:\n  name: x\nspec:\n  route:\n    - {dst: 172.16.0.0/16, dve: eth1}\n');
+const deadKc = file(
+  'dead.kubeconfig',
+  [
+    'apiVersion: v1',
+    'kind: Config',
+    'clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]',
+    'users: [{name: u, user: {token: x}}]',
+    'contexts: [{name: c, context: {cluster: c, user: u, namespace: app}}]',
+    'current-context: c',
+    '',
+  ].join('\n'),
+);
+const tabRoute = file(
+  'tab.yaml',
+  'apiVersion: k8s.ovn.org/v1\nkind: Route\nmetadata:\n  name: x\nspec:\n  route:\n\t- {dst: 172.16.0.0/16, dev: eth1}\n',
+);
+const typoRoute = file(
+  'typo.yaml',
+  'apiVersion: k8s.ovn.org/v1\nkind: Route\nmetadata:\n  name: x\nspec:\n  rotue:\n    - {dst: 172.16.0.0/16, dev: eth1}\n',
+);
+const typoRule = file(
+  'typo-rule.yaml',
+  'apiVersion: k8s.ovn.org/v1\nkind: Route\nmetadata:\n  name: x\nspec:\n  route:\n    - {dst: 172.16.0.0/16, dve: eth1}\n',
+);
 const typoEntry = file('cr-config.json', '[{"svc": "default/nginx1", "dev": "eth0"}, {"rotue": "172.16.0.0/16", "dev": "eth1"}]');
-const typoBundle = file('bundle.yaml', 'apiVersion: k8s.ovn.org/v1\nkind: Route\nmetadata: {name: x}\nspec:\n  svc: [{namespace: a, name: b, dev: eth1}]\n  incldue: [{namespaces: [a]}]\n---\napiVersion: v1\nkind: Pod\nmetadata: {namespace: a, name: p}\n');
+const typoBundle = file(
+  'bundle.yaml',
+  'apiVersion: k8s.ovn.org/v1\nkind: Route\nmetadata: {name: x}\nspec:\n  svc: [{namespace: a, name: b, dev: eth1}]\n  incldue: [{namespaces: [a]}]\n---\napiVersion: v1\nkind: Pod\nmetadata: {namespace: a, name: p}\n',
+);
 const noHome = { HOME: tmp, KUBECONFIG: '', KUBERNETES_SERVICE_HOST: '' };
 
 // [command, args, expected exit code, stderr pattern]
 const cases: [string, string[], number, RegExp][] = [
   ['agent', [], 2, /--node-name \(or \$NODE_NAME\) is required/],
   ['agent', ['--node-name', 'n1', '--plan-key', '/nope'], 1, /plan key \/nope: cannot read/],
-  ['agent', ['--node-name', 'n1', '--plan-key', '/nope', '--rt-protos-dir', 'relative'], 2, /--rt-protos-dir: expected an absolute path, got "relative"/],
+  [
+    'agent',
+    ['--node-name', 'n1', '--plan-key', '/nope', '--rt-protos-dir', 'relative'],
+    2,
+    /--rt-protos-dir: expected an absolute path, got "relative"/,
+  ],
   ['agent', ['--nod-name', 'n1'], 2, /did you mean '--node-name'/],
   ['convert', ['-f', '/nope.yaml'], 1, /\/nope\.yaml: cannot read: no such file/],
   ['convert', ['-f', badYaml], 1, /bad\.yaml: line 2, column 1: not valid YAML/],
@@ -45,7 +74,12 @@ const cases: [string, string[], number, RegExp][] = [
   ['explain', ['--pod', 'a/b/c', '--kubeconfig', deadKc], 2, /--pod expects NAMESPACE\/NAME or NAME/],
   ['explain', ['--pod', 'a/b', '--kubeconfig', '/nope'], 1, /--kubeconfig \/nope: no such file/],
   ['explain', ['--pod', 'a/b', '--kubeconfig', badYaml], 1, /kubeconfig .*bad\.yaml: cannot load/],
-  ['explain', ['--pod', 'a/b', '--kubeconfig', deadKc], 1, /cannot reach the API server https:\/\/127\.0\.0\.1:1 \(context "c" of .*dead\.kubeconfig\): .*ECONNREFUSED/],
+  [
+    'explain',
+    ['--pod', 'a/b', '--kubeconfig', deadKc],
+    1,
+    /cannot reach the API server https:\/\/127\.0\.0\.1:1 \(context "c" of .*dead\.kubeconfig\): .*ECONNREFUSED/,
+  ],
   ['explain', ['--pod', 'a/b', '--kubeconfig', deadKc, '--context', 'prod'], 1, /--context prod: no such context in .* \(contexts: c\)/],
   ['explain', ['--pod', 'a/b'], 1, /no kubeconfig: give --kubeconfig FILE, or set KUBECONFIG, or create ~\/\.kube\/config/],
   ['explain', ['--pod', 'a/b', '--kubconfig', deadKc], 2, /did you mean '--kubeconfig'\?/],
@@ -77,10 +111,15 @@ t.test('bad input: a clear message, the right exit code, nothing on stdout, no s
   // main()'s error handling would show there. The rest call main() in this process: the same
   // handling, without a process start each (slow on a loaded machine).
   const firsts = new Set(commands.map((c) => cases.findIndex((x) => x[0] === c.name)));
-  const spawned = await pool(cases.filter((_, i) => firsts.has(i)), 4, ([cmd, args]) => runCliAsync([cmd, ...args], { env: noHome }));
+  const spawned = await pool(
+    cases.filter((_, i) => firsts.has(i)),
+    4,
+    ([cmd, args]) => runCliAsync([cmd, ...args], { env: noHome }),
+  );
   const results: Awaited<ReturnType<typeof runCliAsync>>[] = [];
   let k = 0;
-  for (const [i, [cmd, args]] of cases.entries()) results.push(firsts.has(i) ? spawned[k++]! : await runCliInProcess([cmd, ...args], { env: noHome }));
+  for (const [i, [cmd, args]] of cases.entries())
+    results.push(firsts.has(i) ? spawned[k++]! : await runCliInProcess([cmd, ...args], { env: noHome }));
   t.equal(k, commands.length, 'one real process per command');
   for (const [i, [cmd, args, code, msg]] of cases.entries()) {
     const r = results[i]!;
@@ -102,7 +141,11 @@ t.test('an unexpected error is one line, with its stack only on request', async 
 
 t.test('the kubectl plugin: named and installed as kubectl expects, dispatching to the CLI', async (t) => {
   const pkg = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { bin: Record<string, string> };
-  t.equal(pkg.bin['kubectl-ovnkube_route'], 'dist/bin/kubectl-ovnkube_route.js', 'package.json bin installs it (kubectl ovnkube-route -> kubectl-ovnkube_route)');
+  t.equal(
+    pkg.bin['kubectl-ovnkube_route'],
+    'dist/bin/kubectl-ovnkube_route.js',
+    'package.json bin installs it (kubectl ovnkube-route -> kubectl-ovnkube_route)',
+  );
   const exe = join(repoRoot, pkg.bin['kubectl-ovnkube_route']!);
   accessSync(exe, constants.X_OK);
   t.match(readFileSync(exe, 'utf8'), /^#!\/usr\/bin\/env node\n/, 'a node shebang');
@@ -111,7 +154,8 @@ t.test('the kubectl plugin: named and installed as kubectl expects, dispatching 
   rmSync(binDir, { recursive: true, force: true });
   spawnSync('mkdir', ['-p', binDir]);
   symlinkSync(exe, join(binDir, 'kubectl-ovnkube_route'));
-  const run = (cmd: string, args: string[]) => spawnSync(cmd, args, { encoding: 'utf8', env: { ...process.env, PATH: `${binDir}:${process.env.PATH ?? ''}` }, timeout: 60_000 });
+  const run = (cmd: string, args: string[]) =>
+    spawnSync(cmd, args, { encoding: 'utf8', env: { ...process.env, PATH: `${binDir}:${process.env.PATH ?? ''}` }, timeout: 60_000 });
   const v = run('kubectl-ovnkube_route', ['version', '-o', 'json']);
   t.equal(v.status, 0, v.stderr);
   t.equal(JSON.parse(v.stdout).routeAPI, 'k8s.ovn.org/v1');
@@ -122,7 +166,10 @@ t.test('the kubectl plugin: named and installed as kubectl expects, dispatching 
   t.match(bad.stderr, /kubectl ovnkube-route: unknown command "explian"; did you mean "explain"\?/);
   // Through kubectl itself, when it is installed here.
   const kubectl = spawnSync('kubectl', ['version', '--client'], { encoding: 'utf8' });
-  if (kubectl.status !== 0) { t.comment('kubectl not installed: the plugin was run directly only'); return; }
+  if (kubectl.status !== 0) {
+    t.comment('kubectl not installed: the plugin was run directly only');
+    return;
+  }
   const list = run('kubectl', ['plugin', 'list']);
   t.match(list.stdout, /kubectl-ovnkube_route/, 'kubectl plugin list finds it');
   const via = run('kubectl', ['ovnkube-route', 'version', '-o', 'json']);

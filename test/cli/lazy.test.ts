@@ -15,13 +15,22 @@ t.teardown(() => rmSync(tmp, { recursive: true, force: true }));
 // module.registerHooks (Node >= 22.15): synchronous hooks on the main thread, so every line is
 // written before the process exits (register()'s off-thread hooks could lose the last ones).
 const reg = join(tmp, 'register.mjs');
-writeFileSync(reg, "import { registerHooks } from 'node:module';\n"
-  + 'registerHooks({ load(url, context, next) { process.stderr.write(`LOADED ${url}\\n`); return next(url, context); } });\n');
+writeFileSync(
+  reg,
+  "import { registerHooks } from 'node:module';\n" +
+    'registerHooks({ load(url, context, next) { process.stderr.write(`LOADED ${url}\\n`); return next(url, context); } });\n',
+);
 
 /** Modules (URLs) a CLI run loads. */
 function loaded(args: string[]): { code: number | null; urls: string[] } {
   const r = spawnSync(process.execPath, ['--import', reg, cliPath, ...args], { cwd: repoRoot, encoding: 'utf8', timeout: 120_000 });
-  return { code: r.status, urls: r.stderr.split('\n').filter((l) => l.startsWith('LOADED ')).map((l) => l.slice(7)) };
+  return {
+    code: r.status,
+    urls: r.stderr
+      .split('\n')
+      .filter((l) => l.startsWith('LOADED '))
+      .map((l) => l.slice(7)),
+  };
 }
 
 // ajv's compiler is heavy; the build-time validators require only its tiny runtime helpers
@@ -29,7 +38,10 @@ function loaded(args: string[]): { code: number | null; urls: string[] } {
 const HEAVY = /\/node_modules\/(@kubernetes\/client-node\/|fastify\/|prom-client\/|ajv\/(?!dist\/runtime\/))/;
 
 t.test('every command of the lazy table loads, with the summary the top-level help shows', async (t) => {
-  t.same(commands.map((c) => c.name), ['agent', 'convert', 'explain', 'inject', 'plan', 'routes', 'version', 'webhook']);
+  t.same(
+    commands.map((c) => c.name),
+    ['agent', 'convert', 'explain', 'inject', 'plan', 'routes', 'version', 'webhook'],
+  );
   for (const c of commands) {
     const cmd = await c.load();
     t.equal(cmd.name, c.name, `${c.name} loads its own module`);
@@ -50,11 +62,21 @@ t.test('--help and the offline commands load none of the heavy packages', async 
   for (const [what, args] of runs) {
     const r = loaded(args);
     t.equal(r.code, 0, `${what} exits 0`);
-    t.ok(r.urls.some((u) => u.endsWith('/bin/main.js')), `${what}: the hook saw the CLI load`);
-    t.same(r.urls.filter((u) => HEAVY.test(u)), [], `${what}: no Kubernetes client, fastify, prom-client or ajv`);
+    t.ok(
+      r.urls.some((u) => u.endsWith('/bin/main.js')),
+      `${what}: the hook saw the CLI load`,
+    );
+    t.same(
+      r.urls.filter((u) => HEAVY.test(u)),
+      [],
+      `${what}: no Kubernetes client, fastify, prom-client or ajv`,
+    );
   }
   const convert = loaded(['convert', '-f', join(repoRoot, 'examples', 'cr-config.json')]);
-  t.notOk(convert.urls.some((u) => /\/bin\/commands\/(agent|webhook|inject|routes|plan)\.js$/.test(u)), 'convert loads no other command');
+  t.notOk(
+    convert.urls.some((u) => /\/bin\/commands\/(agent|webhook|inject|routes|plan)\.js$/.test(u)),
+    'convert loads no other command',
+  );
 });
 
 t.test('yaml comes from the one-file bundle the build makes, and behaves as the package', async (t) => {
@@ -62,16 +84,37 @@ t.test('yaml comes from the one-file bundle the build makes, and behaves as the 
   const { yaml } = await import('../../core/yaml-lib.js');
   const req = createRequire(import.meta.url);
   const cached = Object.keys(req.cache);
-  t.ok(cached.some((f) => f.endsWith('/dist/vendor/yaml.cjs')), 'dist/vendor/yaml.cjs was loaded');
+  t.ok(
+    cached.some((f) => f.endsWith('/dist/vendor/yaml.cjs')),
+    'dist/vendor/yaml.cjs was loaded',
+  );
   // In a fresh process (tap itself loads the yaml package into this one):
   const lib = pathToFileURL(join(repoRoot, 'dist', 'core', 'yaml-lib.js')).href;
-  const probe = spawnSync(process.execPath, ['--input-type=module', '-e',
-    `import { createRequire } from 'node:module'; await import(${JSON.stringify(lib)}); console.log(JSON.stringify(Object.keys(createRequire(import.meta.url).cache)))`], { encoding: 'utf8' });
+  const probe = spawnSync(
+    process.execPath,
+    [
+      '--input-type=module',
+      '-e',
+      `import { createRequire } from 'node:module'; await import(${JSON.stringify(lib)}); console.log(JSON.stringify(Object.keys(createRequire(import.meta.url).cache)))`,
+    ],
+    { encoding: 'utf8' },
+  );
   const files = JSON.parse(probe.stdout) as string[];
-  t.ok(files.some((f) => f.endsWith('/dist/vendor/yaml.cjs')), 'a fresh process loads the bundle');
-  t.notOk(files.some((f) => f.includes('/node_modules/yaml/')), 'and none of the package\'s 72 files');
+  t.ok(
+    files.some((f) => f.endsWith('/dist/vendor/yaml.cjs')),
+    'a fresh process loads the bundle',
+  );
+  t.notOk(
+    files.some((f) => f.includes('/node_modules/yaml/')),
+    "and none of the package's 72 files",
+  );
   const real = req('yaml') as typeof yaml;
-  const doc = { apiVersion: 'k8s.ovn.org/v1', kind: 'Route', metadata: { name: 'x' }, spec: { route: [{ dst: '10.0.0.0/8', dev: 'eth1' }] } };
+  const doc = {
+    apiVersion: 'k8s.ovn.org/v1',
+    kind: 'Route',
+    metadata: { name: 'x' },
+    spec: { route: [{ dst: '10.0.0.0/8', dev: 'eth1' }] },
+  };
   t.equal(yaml.stringify(doc), real.stringify(doc), 'same stringify output');
   t.same(yaml.parse('a: [1, {b: c}]\n'), real.parse('a: [1, {b: c}]\n'), 'same parse');
 });

@@ -32,42 +32,100 @@ t.test('iproute2 output: destinations, gateways, devices, protocols, metrics, ty
 
 t.test('busybox output: no protocols (unknown), multicast left out', async (t) => {
   const b4 = parseIpRoute(out('busybox-4.txt'), 4, { busybox: true });
-  t.same(b4.map((r) => [r.dst, r.via ?? '', r.priority]), [['0.0.0.0/0', '10.124.2.1', 0], ['10.96.0.10/32', '', 0], ['10.124.2.0/24', '', 0], ['172.16.0.0/16', '10.124.2.1', 5], ['192.0.2.0/24', '', 0]]);
-  t.ok(b4.every((r) => r.protocol === PROTO_UNKNOWN), 'protocol unknown');
-  t.same(parseIpRoute(out('busybox-6.txt'), 6, { busybox: true }).map((r) => r.dst), ['fd00::/64', 'fd10::/64', 'fe80::/64']);
+  t.same(
+    b4.map((r) => [r.dst, r.via ?? '', r.priority]),
+    [
+      ['0.0.0.0/0', '10.124.2.1', 0],
+      ['10.96.0.10/32', '', 0],
+      ['10.124.2.0/24', '', 0],
+      ['172.16.0.0/16', '10.124.2.1', 5],
+      ['192.0.2.0/24', '', 0],
+    ],
+  );
+  t.ok(
+    b4.every((r) => r.protocol === PROTO_UNKNOWN),
+    'protocol unknown',
+  );
+  t.same(
+    parseIpRoute(out('busybox-6.txt'), 6, { busybox: true }).map((r) => r.dst),
+    ['fd00::/64', 'fd10::/64', 'fe80::/64'],
+  );
 });
 
 t.test('/proc/net/route and /proc/net/ipv6_route', async (t) => {
-  t.same(parseProcRoute(out('proc-net-route.txt')).map((r) => [r.dst, r.via ?? '', r.dev ?? '', r.priority]), [
-    ['0.0.0.0/0', '10.124.2.1', 'd0', 0], ['10.96.0.10/32', '', 'd0', 0], ['10.124.2.0/24', '', 'd0', 0], ['172.16.0.0/16', '10.124.2.1', 'd0', 5], ['192.0.2.0/24', '', '', 0],
-  ]);
-  t.same(parseProcIPv6Route(out('proc-net-ipv6_route.txt')).map((r) => [r.dst, r.via ?? '', r.dev ?? '', r.priority]), [
-    ['fd00::/64', '', 'd0', 256], ['fd10::/64', 'fd00::1', 'd0', 1024], ['fe80::/64', '', 'd0', 256],
-  ], 'what ip -6 route show table main lists: local routes (RTF_LOCAL), multicast and routes not up left out');
+  t.same(
+    parseProcRoute(out('proc-net-route.txt')).map((r) => [r.dst, r.via ?? '', r.dev ?? '', r.priority]),
+    [
+      ['0.0.0.0/0', '10.124.2.1', 'd0', 0],
+      ['10.96.0.10/32', '', 'd0', 0],
+      ['10.124.2.0/24', '', 'd0', 0],
+      ['172.16.0.0/16', '10.124.2.1', 'd0', 5],
+      ['192.0.2.0/24', '', '', 0],
+    ],
+  );
+  t.same(
+    parseProcIPv6Route(out('proc-net-ipv6_route.txt')).map((r) => [r.dst, r.via ?? '', r.dev ?? '', r.priority]),
+    [
+      ['fd00::/64', '', 'd0', 256],
+      ['fd10::/64', 'fd00::1', 'd0', 1024],
+      ['fe80::/64', '', 'd0', 256],
+    ],
+    'what ip -6 route show table main lists: local routes (RTF_LOCAL), multicast and routes not up left out',
+  );
 });
 
-t.test('printed in the node\'s route -n form', async (t) => {
-  t.equal(formatRouteTable4(parseIpRoute(out('iproute2-4.txt'), 4), 111), [
-    'Kernel IP routing table',
-    'Destination     Gateway         Genmask         Flags Metric Iface  Proto  Owner',
-    '0.0.0.0         10.124.2.1      0.0.0.0         UG    0      d0     boot',
-    '10.96.0.10      0.0.0.0         255.255.255.255 UH    0      d0     111    ovnkube-route',
-    '10.124.2.0      0.0.0.0         255.255.255.0   U     0      d0     kernel',
-    '172.16.0.0      10.124.2.1      255.255.0.0     UG    5      d0     111    ovnkube-route',
-    '192.0.2.0       0.0.0.0         255.255.255.0   !     0      *      boot',
-  ].join('\n') + '\n');
-  t.match(formatRouteTable4(parseProcRoute(out('proc-net-route.txt')), 111), /10\.96\.0\.10 +0\.0\.0\.0 +255\.255\.255\.255 UH +0 +d0 +\?\n/, 'unknown protocol shown as ?');
+t.test("printed in the node's route -n form", async (t) => {
+  t.equal(
+    formatRouteTable4(parseIpRoute(out('iproute2-4.txt'), 4), 111),
+    [
+      'Kernel IP routing table',
+      'Destination     Gateway         Genmask         Flags Metric Iface  Proto  Owner',
+      '0.0.0.0         10.124.2.1      0.0.0.0         UG    0      d0     boot',
+      '10.96.0.10      0.0.0.0         255.255.255.255 UH    0      d0     111    ovnkube-route',
+      '10.124.2.0      0.0.0.0         255.255.255.0   U     0      d0     kernel',
+      '172.16.0.0      10.124.2.1      255.255.0.0     UG    5      d0     111    ovnkube-route',
+      '192.0.2.0       0.0.0.0         255.255.255.0   !     0      *      boot',
+    ].join('\n') + '\n',
+  );
+  t.match(
+    formatRouteTable4(parseProcRoute(out('proc-net-route.txt')), 111),
+    /10\.96\.0\.10 +0\.0\.0\.0 +255\.255\.255\.255 UH +0 +d0 +\?\n/,
+    'unknown protocol shown as ?',
+  );
   t.match(formatRouteTable6(parseIpRoute(out('iproute2-6.txt'), 6), 111), /fd10::\/64 +fd00::1 +UG +1024 +d0 +111 +ovnkube-route/);
 });
 
 t.test('the agent report: the plan in force less what it skipped; owners inferred only for exact matches', async (t) => {
-  const plan: Plan = { v: 1, routes: [{ dst: '10.96.0.10/32', dev: 'd0' }, { dst: '172.16.0.0/16', dev: 'd0', via: '10.124.2.1' }, { dst: '172.17.0.0/16', dev: 'eth1' }] };
+  const plan: Plan = {
+    v: 1,
+    routes: [
+      { dst: '10.96.0.10/32', dev: 'd0' },
+      { dst: '172.16.0.0/16', dev: 'd0', via: '10.124.2.1' },
+      { dst: '172.17.0.0/16', dev: 'eth1' },
+    ],
+  };
   const podWith = (status: string | undefined, p: Plan = plan): Pod => ({
-    metadata: { namespace: 'app', name: 'web', annotations: { [PLAN_ANNOTATION]: encodePlan(p, { namespace: 'app' }), ...(status ? { [STATUS_ANNOTATION]: status } : {}) } },
+    metadata: {
+      namespace: 'app',
+      name: 'web',
+      annotations: { [PLAN_ANNOTATION]: encodePlan(p, { namespace: 'app' }), ...(status ? { [STATUS_ANNOTATION]: status } : {}) },
+    },
   });
-  const st = encodeInjectorStatus({ plan: planHash(plan), applied: 2, skipped: [{ dst: '172.17.0.0/16', dev: 'eth1', reason: 'missing-dev' }], node: 'n1', time: '2026-01-01T00:00:00.000Z' });
+  const st = encodeInjectorStatus({
+    plan: planHash(plan),
+    applied: 2,
+    skipped: [{ dst: '172.17.0.0/16', dev: 'eth1', reason: 'missing-dev' }],
+    node: 'n1',
+    time: '2026-01-01T00:00:00.000Z',
+  });
   const rep = reportedRoutes(podWith(st));
-  t.same(rep.routes.map((r) => [r.dst, r.dev, r.via ?? '', r.protocol]), [['10.96.0.10/32', 'd0', '', 111], ['172.16.0.0/16', 'd0', '10.124.2.1', 111]]);
+  t.same(
+    rep.routes.map((r) => [r.dst, r.dev, r.via ?? '', r.protocol]),
+    [
+      ['10.96.0.10/32', 'd0', '', 111],
+      ['172.16.0.0/16', 'd0', '10.124.2.1', 111],
+    ],
+  );
   t.match(rep.note, /node n1 reported at 2026-01-01T00:00:00.000Z: 2 applied, 1 skipped/);
   t.same(reportedRoutes(podWith(undefined)).routes, []);
   t.match(reportedRoutes(podWith(undefined)).note, /no agent report/);
@@ -77,5 +135,8 @@ t.test('the agent report: the plan in force less what it skipped; owners inferre
 
   const routes = parseIpRoute(out('busybox-4.txt'), 4, { busybox: true });
   t.equal(inferOwners(routes, podWith(st)), 2);
-  t.same(routes.filter((r) => r.protocol === 111).map((r) => r.dst), ['10.96.0.10/32', '172.16.0.0/16']);
+  t.same(
+    routes.filter((r) => r.protocol === 111).map((r) => r.dst),
+    ['10.96.0.10/32', '172.16.0.0/16'],
+  );
 });

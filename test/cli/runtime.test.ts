@@ -7,7 +7,8 @@ import t from 'tap';
 import { repoRoot } from '../util/fixtures.js';
 
 const pkg = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as {
-  engines: { node: string }; devDependencies: Record<string, string>;
+  engines: { node: string };
+  devDependencies: Record<string, string>;
 };
 
 t.test('this test process runs on Node 24 or newer', async (t) => {

@@ -11,9 +11,18 @@ const pkg = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as 
 t.test('version: text and JSON, with the package version and the runtime', async (t) => {
   const text = runCli(['version']);
   t.equal(text.code, 0, text.stderr);
-  t.equal(text.stdout, `ovnkube-route ${pkg.version} (node ${process.version}, ${process.platform}/${process.arch}; Route API k8s.ovn.org/v1, plan annotation v1)\n`);
+  t.equal(
+    text.stdout,
+    `ovnkube-route ${pkg.version} (node ${process.version}, ${process.platform}/${process.arch}; Route API k8s.ovn.org/v1, plan annotation v1)\n`,
+  );
   const json = runCli(['version', '-o', 'json']);
-  t.same(JSON.parse(json.stdout), { version: pkg.version, node: process.version, platform: `${process.platform}/${process.arch}`, routeAPI: 'k8s.ovn.org/v1', planAnnotation: 'v1' });
+  t.same(JSON.parse(json.stdout), {
+    version: pkg.version,
+    node: process.version,
+    platform: `${process.platform}/${process.arch}`,
+    routeAPI: 'k8s.ovn.org/v1',
+    planAnnotation: 'v1',
+  });
   const bad = runCli(['version', '-o', 'yaml']);
   t.equal(bad.code, 2);
   t.match(bad.stderr, /-o\/--output: expected text or json, got "yaml"/);
@@ -22,8 +31,15 @@ t.test('version: text and JSON, with the package version and the runtime', async
 
 t.test('a misspelled command gets a suggestion; a foreign word does not', async (t) => {
   const cases: Array<[string, string | undefined]> = [
-    ['rotues', 'routes'], ['plna', 'plan'], ['injcet', 'inject'], ['webook', 'webhook'], ['Agent', 'agent'], ['verison', 'version'],
-    ['apply', undefined], ['get', undefined], ['x', undefined],
+    ['rotues', 'routes'],
+    ['plna', 'plan'],
+    ['injcet', 'inject'],
+    ['webook', 'webhook'],
+    ['Agent', 'agent'],
+    ['verison', 'version'],
+    ['apply', undefined],
+    ['get', undefined],
+    ['x', undefined],
   ];
   for (const [typed, want] of cases) t.equal(didYouMean(typed), want, `${typed} -> ${want ?? 'no suggestion'}`);
   const r = runCli(['rotues']);

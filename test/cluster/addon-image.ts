@@ -89,14 +89,19 @@ function sharedLibs(files: string[]): Map<string, string> {
 /** The production dependency folders (absolute), from npm's own view of node_modules. */
 function productionPackages(root: string): string[] {
   const out = execFileSync('npm', ['ls', '--omit=dev', '--all', '--parseable'], { cwd: root, encoding: 'utf8', maxBuffer: 16 << 20 });
-  return out.split('\n').map((l) => l.trim()).filter((l) => l && l !== root && l.includes('node_modules'));
+  return out
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && l !== root && l.includes('node_modules'));
 }
 
 const JUNK = /(\.d\.ts|\.d\.mts|\.d\.cts|\.map|\.md|\.markdown|\.ts|\.tsbuildinfo)$/i;
 
 /** Build the image from the project at `root` (dist/ and the addon built, node_modules installed). */
 export function buildAddonImage(root: string): AddonImage {
-  const nodeBin = existsSync(join(root, 'node_modules', 'node', 'bin', 'node')) ? join(root, 'node_modules', 'node', 'bin', 'node') : process.execPath;
+  const nodeBin = existsSync(join(root, 'node_modules', 'node', 'bin', 'node'))
+    ? join(root, 'node_modules', 'node', 'bin', 'node')
+    : process.execPath;
   const nodeVersion = execFileSync(nodeBin, ['--version'], { encoding: 'utf8' }).trim();
   const addon = join(root, 'injector', 'native', 'build', 'Release', 'setns.node');
   for (const need of [join(root, 'dist', 'bin', 'ovnkube-route.js'), addon]) {
@@ -108,7 +113,12 @@ export function buildAddonImage(root: string): AddonImage {
   const runtime: Entry[] = [
     { path: 'usr/local/bin/node', type: 'file', mode: 0o755, data: readFileSync(nodeBin) },
     ...[...sharedLibs(elves)].map(([path, host]): Entry => ({ path, type: 'file', mode: 0o755, data: readFileSync(host) })),
-    { path: 'etc/passwd', type: 'file', mode: 0o644, data: Buffer.from('root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n') },
+    {
+      path: 'etc/passwd',
+      type: 'file',
+      mode: 0o644,
+      data: Buffer.from('root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n'),
+    },
     { path: 'etc/group', type: 'file', mode: 0o644, data: Buffer.from('root:x:0:\nnonroot:x:65532:\n') },
     { path: 'tmp', type: 'dir', mode: 0o1777 },
     { path: 'home/nonroot', type: 'dir', mode: 0o755 },
@@ -123,16 +133,28 @@ export function buildAddonImage(root: string): AddonImage {
   for (const pkg of productionPackages(root)) {
     const rel = relative(root, pkg);
     if (/(^|\/)node_modules\/@types\//.test(rel)) continue;
-    app.push(...tree(pkg, join('app', rel), (r, isDir) => {
-      if (isDir) return r === 'node_modules' || r.endsWith('/node_modules') || r === '.bin' || (r.startsWith('prebuilds/') && r !== `prebuilds/linux-${process.arch}`) || r === 'src' && rel.endsWith('netlink');
-      return JUNK.test(r) && !/^license/i.test(r.split('/').pop()!);
-    }));
+    app.push(
+      ...tree(pkg, join('app', rel), (r, isDir) => {
+        if (isDir)
+          return (
+            r === 'node_modules' ||
+            r.endsWith('/node_modules') ||
+            r === '.bin' ||
+            (r.startsWith('prebuilds/') && r !== `prebuilds/linux-${process.arch}`) ||
+            (r === 'src' && rel.endsWith('netlink'))
+          );
+        return JUNK.test(r) && !/^license/i.test(r.split('/').pop()!);
+      }),
+    );
   }
   const layers: AddonImage['layers'] = [];
   const blobs: Array<{ digest: string; data: Buffer }> = [];
   const descs: object[] = [];
   const diffIds: string[] = [];
-  for (const [name, entries] of [['runtime', runtime], ['app', app]] as const) {
+  for (const [name, entries] of [
+    ['runtime', runtime],
+    ['app', app],
+  ] as const) {
     const raw = tar(withParents(entries));
     const gz = gzipSync(raw, { level: 6 });
     const digest = `sha256:${sha(gz)}`;
@@ -141,36 +163,56 @@ export function buildAddonImage(root: string): AddonImage {
     descs.push({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest, size: gz.length });
     layers.push({ name, compressed: gz.length, uncompressed: raw.length, files: entries.filter((e) => e.type === 'file').length });
   }
-  const config = Buffer.from(JSON.stringify({
-    architecture: 'amd64', os: 'linux',
-    config: {
-      User: '65532:65532', WorkingDir: '/app',
-      Env: ['PATH=/usr/local/bin:/usr/bin:/bin', 'NODE_ENV=production'],
-      Entrypoint: ['/usr/local/bin/node', '/app/dist/bin/ovnkube-route.js'],
-      Labels: { 'org.opencontainers.image.title': 'ovnkube-route', 'org.opencontainers.image.version': '0.1.0', 'io.ovnkube-route.node': nodeVersion },
-    },
-    rootfs: { type: 'layers', diff_ids: diffIds },
-  }));
+  const config = Buffer.from(
+    JSON.stringify({
+      architecture: 'amd64',
+      os: 'linux',
+      config: {
+        User: '65532:65532',
+        WorkingDir: '/app',
+        Env: ['PATH=/usr/local/bin:/usr/bin:/bin', 'NODE_ENV=production'],
+        Entrypoint: ['/usr/local/bin/node', '/app/dist/bin/ovnkube-route.js'],
+        Labels: {
+          'org.opencontainers.image.title': 'ovnkube-route',
+          'org.opencontainers.image.version': '0.1.0',
+          'io.ovnkube-route.node': nodeVersion,
+        },
+      },
+      rootfs: { type: 'layers', diff_ids: diffIds },
+    }),
+  );
   const configDigest = `sha256:${sha(config)}`;
-  const manifest = Buffer.from(JSON.stringify({
-    schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json',
-    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: configDigest, size: config.length },
-    layers: descs,
-  }));
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: configDigest, size: config.length },
+      layers: descs,
+    }),
+  );
   const digest = `sha256:${sha(manifest)}`;
-  const index = Buffer.from(JSON.stringify({
-    schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json',
-    manifests: [{
-      mediaType: 'application/vnd.oci.image.manifest.v1+json', digest, size: manifest.length,
-      platform: { architecture: 'amd64', os: 'linux' },
-      annotations: { 'io.containerd.image.name': ADDON_IMAGE_REF, 'org.opencontainers.image.ref.name': '0.1.0' },
-    }],
-  }));
+  const index = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.index.v1+json',
+      manifests: [
+        {
+          mediaType: 'application/vnd.oci.image.manifest.v1+json',
+          digest,
+          size: manifest.length,
+          platform: { architecture: 'amd64', os: 'linux' },
+          annotations: { 'io.containerd.image.name': ADDON_IMAGE_REF, 'org.opencontainers.image.ref.name': '0.1.0' },
+        },
+      ],
+    }),
+  );
   const blob = (d: string, data: Buffer): Entry => ({ path: `blobs/sha256/${d.slice(7)}`, type: 'file', mode: 0o644, data });
   const tarball = tar([
     { path: 'blobs', type: 'dir', mode: 0o755 },
     { path: 'blobs/sha256', type: 'dir', mode: 0o755 },
-    ...[...blobs.map((b) => blob(b.digest, b.data)), blob(configDigest, config), blob(digest, manifest)].sort((a, b) => a.path.localeCompare(b.path)),
+    ...[...blobs.map((b) => blob(b.digest, b.data)), blob(configDigest, config), blob(digest, manifest)].sort((a, b) =>
+      a.path.localeCompare(b.path),
+    ),
     { path: 'index.json', type: 'file', mode: 0o644, data: index },
     { path: 'oci-layout', type: 'file', mode: 0o644, data: Buffer.from('{"imageLayoutVersion":"1.0.0"}') },
   ]);

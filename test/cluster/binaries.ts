@@ -3,8 +3,7 @@ import { fileURLToPath } from 'node:url';
 
 /** Where kube-apiserver and etcd were found, or why they are not available. */
 export type BinariesResult =
-  | { dir: string; source: string; reason?: undefined; fatal?: undefined }
-  | { dir: null; reason: string; fatal?: boolean };
+  { dir: string; source: string; reason?: undefined; fatal?: undefined } | { dir: null; reason: string; fatal?: boolean };
 
 /** The repository root, from dist/test/cluster/ (where this file runs compiled). */
 export const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
@@ -17,14 +16,21 @@ const ensureScript = fileURLToPath(new URL('../../../scripts/controlplane/ensure
  * build is made here and now, which takes many minutes the first time; its progress goes
  * to `log`. Resolves with the reason instead of rejecting when they cannot be had.
  */
-export function findBinaries(opts: { allowBuild: boolean; set?: 'controlplane' | 'node' | 'cluster'; env?: NodeJS.ProcessEnv; log?: (line: string) => void }): Promise<BinariesResult> {
+export function findBinaries(opts: {
+  allowBuild: boolean;
+  set?: 'controlplane' | 'node' | 'cluster';
+  env?: NodeJS.ProcessEnv;
+  log?: (line: string) => void;
+}): Promise<BinariesResult> {
   const args = [ensureScript, '--json', '--set', opts.set ?? 'controlplane'];
   if (!opts.allowBuild) args.push('--no-build');
   return new Promise((resolve) => {
     const child = spawn(process.execPath, args, { env: opts.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
-    child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
     child.stderr.on('data', (d: Buffer) => {
       err += d.toString();
       if (opts.log) for (const l of d.toString().split('\n')) if (l.trim()) opts.log(l);

@@ -68,7 +68,8 @@ const ip = (args: string[]) => spawnSync('ip', args, { encoding: 'utf8' });
 function must(cmd: string, args: string[], what: string): string {
   const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 120_000 });
   if (r.error) throw new Error(`${what}: cannot run ${cmd}: ${r.error.message}`, { cause: r.error });
-  if (r.status !== 0) throw new Error(`${what}: ${cmd} ${args.join(' ')} exited with ${r.status}: ${(r.stderr || r.stdout).trim().slice(-2000)}`);
+  if (r.status !== 0)
+    throw new Error(`${what}: ${cmd} ${args.join(' ')} exited with ${r.status}: ${(r.stderr || r.stdout).trim().slice(-2000)}`);
   return r.stdout;
 }
 
@@ -100,7 +101,8 @@ async function until(what: string, cond: () => Promise<boolean> | boolean, ms: n
   const deadline = Date.now() + ms;
   for (;;) {
     if (await cond()) return;
-    if (Date.now() > deadline) throw new Error(`${what}: not after ${ms / 1000} s${proc ? `; last lines of ${proc.logPath}:\n${logTail(proc.logPath, 30)}` : ''}`);
+    if (Date.now() > deadline)
+      throw new Error(`${what}: not after ${ms / 1000} s${proc ? `; last lines of ${proc.logPath}:\n${logTail(proc.logPath, 30)}` : ''}`);
     await new Promise((r) => setTimeout(r, 300));
   }
 }
@@ -130,47 +132,79 @@ export async function startCluster(bins: { cp: string; node: string; cluster: st
   const created: string[] = [];
   let stopped: Promise<void> | null = null;
   let psaDir: string | undefined;
-  const stop = () => stopped ??= (async () => {
-    // The controllers first (or they would re-create the pods the node's drain deletes), and
-    // kube-proxy (its rules go with --cleanup, run by the node's teardown).
-    for (const p of [...procs].reverse()) await stopGroup(p.pid, p.child, 10_000);
-    if (node) await node.stop();
-    else {
-      for (const m of mounted.reverse()) spawnSync('umount', [m]);
-      for (const d of created.reverse()) { try { rmdirSync(d); } catch { /* not empty or gone */ } }
-      ip(['link', 'del', CLUSTER_LINK]);
-    }
-    if (cp) await cp.stop();
-    if (psaDir) rmSync(psaDir, { recursive: true, force: true });
-  })();
+  const stop = () =>
+    (stopped ??= (async () => {
+      // The controllers first (or they would re-create the pods the node's drain deletes), and
+      // kube-proxy (its rules go with --cleanup, run by the node's teardown).
+      for (const p of [...procs].reverse()) await stopGroup(p.pid, p.child, 10_000);
+      if (node) await node.stop();
+      else {
+        for (const m of mounted.reverse()) spawnSync('umount', [m]);
+        for (const d of created.reverse()) {
+          try {
+            rmdirSync(d);
+          } catch {
+            /* not empty or gone */
+          }
+        }
+        ip(['link', 'del', CLUSTER_LINK]);
+      }
+      if (cp) await cp.stop();
+      if (psaDir) rmSync(psaDir, { recursive: true, force: true });
+    })());
   try {
     // Pod Security as many production clusters have it: `baseline` enforced wherever a
     // namespace does not say otherwise, so an add-on whose namespace lacks the labels its
     // pods need is refused here as it would be there.
     psaDir = mkdtempSync(join(tmpdir(), 'ovnkube-route-psa-'));
     const psa = join(psaDir, 'admission.yaml');
-    writeFileSync(psa, stringify({
-      apiVersion: 'apiserver.config.k8s.io/v1', kind: 'AdmissionConfiguration',
-      plugins: [{
-        name: 'PodSecurity',
-        configuration: {
-          apiVersion: 'pod-security.admission.config.k8s.io/v1', kind: 'PodSecurityConfiguration',
-          defaults: { enforce: 'baseline', 'enforce-version': 'latest', warn: 'baseline', 'warn-version': 'latest', audit: 'baseline', 'audit-version': 'latest' },
-          exemptions: { usernames: [], runtimeClasses: [], namespaces: [] },
-        },
-      }],
-    }));
+    writeFileSync(
+      psa,
+      stringify({
+        apiVersion: 'apiserver.config.k8s.io/v1',
+        kind: 'AdmissionConfiguration',
+        plugins: [
+          {
+            name: 'PodSecurity',
+            configuration: {
+              apiVersion: 'pod-security.admission.config.k8s.io/v1',
+              kind: 'PodSecurityConfiguration',
+              defaults: {
+                enforce: 'baseline',
+                'enforce-version': 'latest',
+                warn: 'baseline',
+                'warn-version': 'latest',
+                audit: 'baseline',
+                'audit-version': 'latest',
+              },
+              exemptions: { usernames: [], runtimeClasses: [], namespaces: [] },
+            },
+          },
+        ],
+      }),
+    );
     cp = await startControlPlane({
-      binDir: bins.cp, log, readyTimeoutMs: timeout, apiserverArgs: [`--admission-control-config-file=${psa}`],
+      binDir: bins.cp,
+      log,
+      readyTimeoutMs: timeout,
+      apiserverArgs: [`--admission-control-config-file=${psa}`],
       cluster: { address: CLUSTER_API_ADDRESS, serviceCidr: CLUSTER_SERVICE_CIDR },
     });
     node = await startNode(cp, { binDir: bins.node, log, readyTimeoutMs: timeout });
     // From here on the node's teardown (and a crash's reaper) undoes the host changes.
     recordNodeCleanup(['ip', 'link', 'del', CLUSTER_LINK]);
-    for (const [dir, own] of [[HOST_CNI_DIRS.bin, join(node.dir, 'cni', 'bin')], [HOST_CNI_DIRS.conf, join(node.dir, 'cni', 'net.d')]] as const) {
-      if (existsSync(dir) && readdirSync(dir).length > 0) throw new Error(`${dir} exists on this host and is not empty: the local cluster will not mount over it`);
+    for (const [dir, own] of [
+      [HOST_CNI_DIRS.bin, join(node.dir, 'cni', 'bin')],
+      [HOST_CNI_DIRS.conf, join(node.dir, 'cni', 'net.d')],
+    ] as const) {
+      if (existsSync(dir) && readdirSync(dir).length > 0)
+        throw new Error(`${dir} exists on this host and is not empty: the local cluster will not mount over it`);
       for (const d of [dir.split('/').slice(0, 2).join('/'), dir.split('/').slice(0, 3).join('/'), dir]) {
-        if (!existsSync(d)) { mkdirSync(d); created.push(d); recordNodeCleanup(['rmdir', d]); }
+        if (!existsSync(d)) {
+          mkdirSync(d);
+          created.push(d);
+          recordNodeCleanup(['rmdir', d]);
+        }
       }
       must('mount', ['--bind', own, dir], `bind ${own} to ${dir}`);
       mounted.push(dir);
@@ -179,34 +213,63 @@ export async function startCluster(bins: { cp: string; node: string; cluster: st
     const pki = cp.pki;
     const kubeconfig = cp.kubeconfigPath;
     const [kcmPort, schedPort, proxyHealth, proxyMetrics] = (await freePorts(4)) as [number, number, number, number];
-    const common = [`--kubeconfig=${kubeconfig}`, `--authentication-kubeconfig=${kubeconfig}`, `--authorization-kubeconfig=${kubeconfig}`,
-      '--bind-address=127.0.0.1', '--leader-elect=false', '--v=1'];
-    const kcm = startServer(cp.dir, 'kube-controller-manager', join(bins.cluster, 'kube-controller-manager'), [
-      ...common, `--secure-port=${kcmPort}`, `--cert-dir=${join(cp.dir, 'kcm-certs')}`,
-      `--service-account-private-key-file=${pki.saKey}`, `--root-ca-file=${pki.caCert}`,
-      '--use-service-account-credentials=true', '--cluster-name=ovnkube-route-local',
-      `--service-cluster-ip-range=${CLUSTER_SERVICE_CIDR}`,
-      `--cluster-signing-cert-file=${pki.caCert}`, `--cluster-signing-key-file=${pki.caKey}`,
-    ], false);
+    const common = [
+      `--kubeconfig=${kubeconfig}`,
+      `--authentication-kubeconfig=${kubeconfig}`,
+      `--authorization-kubeconfig=${kubeconfig}`,
+      '--bind-address=127.0.0.1',
+      '--leader-elect=false',
+      '--v=1',
+    ];
+    const kcm = startServer(
+      cp.dir,
+      'kube-controller-manager',
+      join(bins.cluster, 'kube-controller-manager'),
+      [
+        ...common,
+        `--secure-port=${kcmPort}`,
+        `--cert-dir=${join(cp.dir, 'kcm-certs')}`,
+        `--service-account-private-key-file=${pki.saKey}`,
+        `--root-ca-file=${pki.caCert}`,
+        '--use-service-account-credentials=true',
+        '--cluster-name=ovnkube-route-local',
+        `--service-cluster-ip-range=${CLUSTER_SERVICE_CIDR}`,
+        `--cluster-signing-cert-file=${pki.caCert}`,
+        `--cluster-signing-key-file=${pki.caKey}`,
+      ],
+      false,
+    );
     procs.push(kcm);
-    const sched = startServer(cp.dir, 'kube-scheduler', join(bins.cluster, 'kube-scheduler'), [
-      ...common, `--secure-port=${schedPort}`, `--cert-dir=${join(cp.dir, 'scheduler-certs')}`,
-    ], false);
+    const sched = startServer(
+      cp.dir,
+      'kube-scheduler',
+      join(bins.cluster, 'kube-scheduler'),
+      [...common, `--secure-port=${schedPort}`, `--cert-dir=${join(cp.dir, 'scheduler-certs')}`],
+      false,
+    );
     procs.push(sched);
     const proxyConfig = join(cp.dir, 'kube-proxy.yaml');
-    writeFileSync(proxyConfig, stringify({
-      apiVersion: 'kubeproxy.config.k8s.io/v1alpha1', kind: 'KubeProxyConfiguration',
-      mode: 'iptables', hostnameOverride: node.name,
-      clientConnection: { kubeconfig },
-      bindAddress: '127.0.0.1', healthzBindAddress: `127.0.0.1:${proxyHealth}`, metricsBindAddress: `127.0.0.1:${proxyMetrics}`,
-      // NodePorts on the API address only: never on the machine's own NICs, and no
-      // route_localnet (which 127.0.0.1 NodePorts would turn on).
-      nodePortAddresses: [`${CLUSTER_API_ADDRESS}/32`],
-      clusterCIDR: '10.85.0.0/24', detectLocalMode: 'ClusterCIDR',
-      // Leave the host's conntrack sysctls as they are.
-      conntrack: { maxPerCore: 0, min: 0, tcpEstablishedTimeout: '0s', tcpCloseWaitTimeout: '0s' },
-      iptables: { masqueradeAll: false, syncPeriod: '30s', minSyncPeriod: '0s' },
-    }));
+    writeFileSync(
+      proxyConfig,
+      stringify({
+        apiVersion: 'kubeproxy.config.k8s.io/v1alpha1',
+        kind: 'KubeProxyConfiguration',
+        mode: 'iptables',
+        hostnameOverride: node.name,
+        clientConnection: { kubeconfig },
+        bindAddress: '127.0.0.1',
+        healthzBindAddress: `127.0.0.1:${proxyHealth}`,
+        metricsBindAddress: `127.0.0.1:${proxyMetrics}`,
+        // NodePorts on the API address only: never on the machine's own NICs, and no
+        // route_localnet (which 127.0.0.1 NodePorts would turn on).
+        nodePortAddresses: [`${CLUSTER_API_ADDRESS}/32`],
+        clusterCIDR: '10.85.0.0/24',
+        detectLocalMode: 'ClusterCIDR',
+        // Leave the host's conntrack sysctls as they are.
+        conntrack: { maxPerCore: 0, min: 0, tcpEstablishedTimeout: '0s', tcpCloseWaitTimeout: '0s' },
+        iptables: { masqueradeAll: false, syncPeriod: '30s', minSyncPeriod: '0s' },
+      }),
+    );
     recordNodeCleanup([join(bins.cluster, 'kube-proxy'), '--cleanup']);
     const proxy = startServer(cp.dir, 'kube-proxy', join(bins.cluster, 'kube-proxy'), [`--config=${proxyConfig}`, '--v=1'], false);
     procs.push(proxy);
@@ -219,30 +282,65 @@ export async function startCluster(bins: { cp: string; node: string; cluster: st
     log(`kube-controller-manager, kube-scheduler and kube-proxy starting (logs in ${cp.dir})`);
 
     const kc = cp.kc;
-    await until('the default ServiceAccount (kube-controller-manager)', async () =>
-      (await kubeRequest(kc, 'GET', '/api/v1/namespaces/default/serviceaccounts/default')).status === 200, timeout, kcm);
+    await until(
+      'the default ServiceAccount (kube-controller-manager)',
+      async () => (await kubeRequest(kc, 'GET', '/api/v1/namespaces/default/serviceaccounts/default')).status === 200,
+      timeout,
+      kcm,
+    );
     const svcIP = firstServiceIP(CLUSTER_SERVICE_CIDR);
-    await until('the kubernetes Service endpoints', async () => {
-      const r = await kubeRequest(kc, 'GET', '/apis/discovery.k8s.io/v1/namespaces/default/endpointslices', { query: { labelSelector: 'kubernetes.io/service-name=kubernetes' } });
-      return (r.body?.items ?? []).some((s: { endpoints?: Array<{ addresses: string[] }> }) => s.endpoints?.some((e) => e.addresses.includes(CLUSTER_API_ADDRESS)));
-    }, timeout, kcm);
-    await until(`kube-proxy's rules for the kubernetes Service (${svcIP})`, () =>
-      spawnSync('iptables', ['-w', '-t', 'nat', '-S', 'KUBE-SERVICES'], { encoding: 'utf8' }).stdout.includes(`${svcIP}/32`), timeout, proxy);
-    for (const [p, port] of [[sched, schedPort], [kcm, kcmPort]] as const) {
+    await until(
+      'the kubernetes Service endpoints',
+      async () => {
+        const r = await kubeRequest(kc, 'GET', '/apis/discovery.k8s.io/v1/namespaces/default/endpointslices', {
+          query: { labelSelector: 'kubernetes.io/service-name=kubernetes' },
+        });
+        return (r.body?.items ?? []).some((s: { endpoints?: Array<{ addresses: string[] }> }) =>
+          s.endpoints?.some((e) => e.addresses.includes(CLUSTER_API_ADDRESS)),
+        );
+      },
+      timeout,
+      kcm,
+    );
+    await until(
+      `kube-proxy's rules for the kubernetes Service (${svcIP})`,
+      () => spawnSync('iptables', ['-w', '-t', 'nat', '-S', 'KUBE-SERVICES'], { encoding: 'utf8' }).stdout.includes(`${svcIP}/32`),
+      timeout,
+      proxy,
+    );
+    for (const [p, port] of [
+      [sched, schedPort],
+      [kcm, kcmPort],
+    ] as const) {
       await until(`${p.name} healthy`, () => healthz(port), timeout, p);
     }
     log(`cluster ready: API ${cp.server} (kubernetes Service ${svcIP}), node ${node.name}`);
     const tool = (bin: string) => (args: string[], input?: string) => {
       const r = spawnSync(join(bins.cluster, bin), args, {
-        encoding: 'utf8', input, timeout: 180_000,
-        env: { ...process.env, KUBECONFIG: kubeconfig, HELM_CACHE_HOME: join(cp!.dir, 'helm-cache'), HELM_CONFIG_HOME: join(cp!.dir, 'helm-config'), HELM_DATA_HOME: join(cp!.dir, 'helm-data') },
+        encoding: 'utf8',
+        input,
+        timeout: 180_000,
+        env: {
+          ...process.env,
+          KUBECONFIG: kubeconfig,
+          HELM_CACHE_HOME: join(cp!.dir, 'helm-cache'),
+          HELM_CONFIG_HOME: join(cp!.dir, 'helm-config'),
+          HELM_DATA_HOME: join(cp!.dir, 'helm-data'),
+        },
       });
       return { status: r.status, stdout: r.stdout ?? '', stderr: (r.stderr ?? '') + (r.error ? r.error.message : '') };
     };
     const socket = node.socket;
     return {
-      cp, node, binDir: bins.cluster, kubectl: tool('kubectl'), helm: tool('helm'), stop,
-      importImage: (tarball) => { must('ctr', ['--address', socket, '-n', 'k8s.io', 'images', 'import', '--no-unpack=false', tarball], `import ${tarball}`); },
+      cp,
+      node,
+      binDir: bins.cluster,
+      kubectl: tool('kubectl'),
+      helm: tool('helm'),
+      stop,
+      importImage: (tarball) => {
+        must('ctr', ['--address', socket, '-n', 'k8s.io', 'images', 'import', '--no-unpack=false', tarball], `import ${tarball}`);
+      },
     };
   } catch (e) {
     await stop();

@@ -65,7 +65,11 @@ const SERVICE_CIDR = '10.96.0.0/16';
 /** The first address of an IPv4 CIDR: the ClusterIP of the `kubernetes` Service. */
 export function firstServiceIP(cidr: string): string {
   const [net] = cidr.split('/');
-  const n = net!.split('.').map(Number).reduce((a, b) => a * 256 + b, 0) + 1;
+  const n =
+    net!
+      .split('.')
+      .map(Number)
+      .reduce((a, b) => a * 256 + b, 0) + 1;
   return [24, 16, 8, 0].map((s) => Math.floor(n / 2 ** s) % 256).join('.');
 }
 
@@ -77,7 +81,9 @@ function httpsStatus(url: string, pki: ControlPlanePKI, cert: string, key: strin
   return new Promise((resolve) => {
     const req = request(url, { ca: readFileSync(pki.caCert), cert: readFileSync(cert), key: readFileSync(key), timeout: 5000 }, (res) => {
       let body = '';
-      res.on('data', (d: Buffer) => { body += d.toString(); });
+      res.on('data', (d: Buffer) => {
+        body += d.toString();
+      });
       res.on('end', () => resolve(res.statusCode === 200 ? 'ok' : `HTTP ${res.statusCode}: ${body.slice(0, 500)}`));
     });
     req.on('timeout', () => req.destroy(new Error('timed out')));
@@ -87,9 +93,18 @@ function httpsStatus(url: string, pki: ControlPlanePKI, cert: string, key: strin
 }
 
 /** Poll `url` until it answers 200, the process ends, or the time is up. */
-async function waitReady(proc: ServerProcess, url: string, pki: ControlPlanePKI, cert: string, key: string, timeoutMs: number): Promise<void> {
+async function waitReady(
+  proc: ServerProcess,
+  url: string,
+  pki: ControlPlanePKI,
+  cert: string,
+  key: string,
+  timeoutMs: number,
+): Promise<void> {
   let ended: string | null = null;
-  void proc.exited.then((how) => { ended = how; });
+  void proc.exited.then((how) => {
+    ended = how;
+  });
   const deadline = Date.now() + timeoutMs;
   let last = 'no answer yet';
   for (;;) {
@@ -97,7 +112,9 @@ async function waitReady(proc: ServerProcess, url: string, pki: ControlPlanePKI,
     last = await httpsStatus(url, pki, cert, key);
     if (last === 'ok') return;
     if (Date.now() > deadline) {
-      throw new Error(`${proc.name} not ready at ${url} after ${timeoutMs / 1000} s (last: ${last}); last lines of ${proc.logPath}:\n${logTail(proc.logPath)}`);
+      throw new Error(
+        `${proc.name} not ready at ${url} after ${timeoutMs / 1000} s (last: ${last}); last lines of ${proc.logPath}:\n${logTail(proc.logPath)}`,
+      );
     }
     await new Promise((r) => setTimeout(r, 250));
   }
@@ -106,27 +123,51 @@ async function waitReady(proc: ServerProcess, url: string, pki: ControlPlanePKI,
 function etcdArgs(dir: string, pki: ControlPlanePKI, client: number, peer: number): string[] {
   const peerURL = `https://127.0.0.1:${peer}`;
   return [
-    '--name=default', `--data-dir=${join(dir, 'etcd-data')}`,
-    `--listen-client-urls=https://127.0.0.1:${client}`, `--advertise-client-urls=https://127.0.0.1:${client}`,
-    `--listen-peer-urls=${peerURL}`, `--initial-advertise-peer-urls=${peerURL}`, `--initial-cluster=default=${peerURL}`,
-    `--cert-file=${pki.etcdCert}`, `--key-file=${pki.etcdKey}`, `--trusted-ca-file=${pki.caCert}`, '--client-cert-auth',
-    `--peer-cert-file=${pki.etcdCert}`, `--peer-key-file=${pki.etcdKey}`, `--peer-trusted-ca-file=${pki.caCert}`, '--peer-client-cert-auth',
+    '--name=default',
+    `--data-dir=${join(dir, 'etcd-data')}`,
+    `--listen-client-urls=https://127.0.0.1:${client}`,
+    `--advertise-client-urls=https://127.0.0.1:${client}`,
+    `--listen-peer-urls=${peerURL}`,
+    `--initial-advertise-peer-urls=${peerURL}`,
+    `--initial-cluster=default=${peerURL}`,
+    `--cert-file=${pki.etcdCert}`,
+    `--key-file=${pki.etcdKey}`,
+    `--trusted-ca-file=${pki.caCert}`,
+    '--client-cert-auth',
+    `--peer-cert-file=${pki.etcdCert}`,
+    `--peer-key-file=${pki.etcdKey}`,
+    `--peer-trusted-ca-file=${pki.caCert}`,
+    '--peer-client-cert-auth',
     // The data is thrown away with the test: skip fsync, which dominates etcd latency on slow disks.
-    '--unsafe-no-fsync', '--log-level=warn',
+    '--unsafe-no-fsync',
+    '--log-level=warn',
   ];
 }
 
-function apiserverArgs(dir: string, pki: ControlPlanePKI, port: number, etcd: number, extra: string[],
-  cluster?: ControlPlaneOptions['cluster']): string[] {
+function apiserverArgs(
+  dir: string,
+  pki: ControlPlanePKI,
+  port: number,
+  etcd: number,
+  extra: string[],
+  cluster?: ControlPlaneOptions['cluster'],
+): string[] {
   const addr = cluster?.address ?? '127.0.0.1';
   return [
-    `--bind-address=${addr}`, `--advertise-address=${addr}`, `--secure-port=${port}`,
+    `--bind-address=${addr}`,
+    `--advertise-address=${addr}`,
+    `--secure-port=${port}`,
     `--cert-dir=${join(dir, 'apiserver-certs')}`,
-    `--tls-cert-file=${pki.apiserverCert}`, `--tls-private-key-file=${pki.apiserverKey}`, `--client-ca-file=${pki.caCert}`,
+    `--tls-cert-file=${pki.apiserverCert}`,
+    `--tls-private-key-file=${pki.apiserverKey}`,
+    `--client-ca-file=${pki.caCert}`,
     `--etcd-servers=https://127.0.0.1:${etcd}`,
-    `--etcd-cafile=${pki.caCert}`, `--etcd-certfile=${pki.etcdClientCert}`, `--etcd-keyfile=${pki.etcdClientKey}`,
+    `--etcd-cafile=${pki.caCert}`,
+    `--etcd-certfile=${pki.etcdClientCert}`,
+    `--etcd-keyfile=${pki.etcdClientKey}`,
     `--service-account-issuer=${SERVICE_ACCOUNT_ISSUER}`,
-    `--service-account-key-file=${pki.saPub}`, `--service-account-signing-key-file=${pki.saKey}`,
+    `--service-account-key-file=${pki.saPub}`,
+    `--service-account-signing-key-file=${pki.saKey}`,
     `--service-cluster-ip-range=${cluster?.serviceCidr ?? SERVICE_CIDR}`,
     '--authorization-mode=Node,RBAC',
     '--enable-admission-plugins=MutatingAdmissionWebhook,ValidatingAdmissionWebhook',
@@ -142,7 +183,8 @@ function apiserverArgs(dir: string, pki: ControlPlanePKI, port: number, etcd: nu
     '--profiling=false',
     // For exec and logs through a kubelet of the local node (node.ts): the admin identity,
     // and the node's Hostname address: the node is named localhost (kubelet refuses a loopback node IP).
-    `--kubelet-client-certificate=${pki.adminCert}`, `--kubelet-client-key=${pki.adminKey}`,
+    `--kubelet-client-certificate=${pki.adminCert}`,
+    `--kubelet-client-key=${pki.adminKey}`,
     '--kubelet-preferred-address-types=Hostname',
     ...extra,
   ];
@@ -151,7 +193,9 @@ function apiserverArgs(dir: string, pki: ControlPlanePKI, port: number, etcd: nu
 function writeKubeconfig(path: string, server: string, pki: ControlPlanePKI): void {
   const b64 = (p: string) => readFileSync(p).toString('base64');
   const doc = {
-    apiVersion: 'v1', kind: 'Config', 'current-context': 'ovnkube-route-test',
+    apiVersion: 'v1',
+    kind: 'Config',
+    'current-context': 'ovnkube-route-test',
     clusters: [{ name: 'ovnkube-route-test', cluster: { server, 'certificate-authority-data': b64(pki.caCert) } }],
     users: [{ name: 'admin', user: { 'client-certificate-data': b64(pki.adminCert), 'client-key-data': b64(pki.adminKey) } }],
     contexts: [{ name: 'ovnkube-route-test', context: { cluster: 'ovnkube-route-test', user: 'admin' } }],
@@ -179,21 +223,29 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
   const keep = opts.keep ?? false;
   const reaper = keep ? -1 : startReaper(dir);
   const procs: ServerProcess[] = [];
-  const emergency = () => killNow(procs.map((p) => p.pid), reaper, dir);
+  const emergency = () =>
+    killNow(
+      procs.map((p) => p.pid),
+      reaper,
+      dir,
+    );
   if (!keep) {
     running.add(emergency);
     if (!exitHandlerInstalled) {
       exitHandlerInstalled = true;
-      process.on('exit', () => { for (const f of running) f(); });
+      process.on('exit', () => {
+        for (const f of running) f();
+      });
     }
   }
   let stopped: Promise<void> | null = null;
-  const stop = () => stopped ??= (async () => {
-    for (const p of [...procs].reverse()) await stopGroup(p.pid, p.child);
-    if (!keep) killNow([], reaper, dir);
-    // Only now: should this process die mid-stop, the exit handler still finishes the job.
-    running.delete(emergency);
-  })();
+  const stop = () =>
+    (stopped ??= (async () => {
+      for (const p of [...procs].reverse()) await stopGroup(p.pid, p.child);
+      if (!keep) killNow([], reaper, dir);
+      // Only now: should this process die mid-stop, the exit handler still finishes the job.
+      running.delete(emergency);
+    })());
   const timeout = opts.readyTimeoutMs ?? 180_000;
   try {
     const pki = await makePKI(dir, opts.cluster ? [`IP:${opts.cluster.address}`, `IP:${firstServiceIP(opts.cluster.serviceCidr)}`] : []);
@@ -203,8 +255,13 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
       rmSync(join(dir, 'etcd-data'), { recursive: true, force: true });
       const etcd = startServer(dir, 'etcd', join(binDir, 'etcd'), etcdArgs(dir, pki, etcdPort, peerPort), keep);
       procs.push(etcd);
-      const api = startServer(dir, 'kube-apiserver', join(binDir, 'kube-apiserver'),
-        apiserverArgs(dir, pki, apiPort, etcdPort, opts.apiserverArgs ?? [], opts.cluster), keep);
+      const api = startServer(
+        dir,
+        'kube-apiserver',
+        join(binDir, 'kube-apiserver'),
+        apiserverArgs(dir, pki, apiPort, etcdPort, opts.apiserverArgs ?? [], opts.cluster),
+        keep,
+      );
       procs.push(api);
       const server = `https://${opts.cluster?.address ?? '127.0.0.1'}:${apiPort}`;
       try {
@@ -234,16 +291,30 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
       };
       const startApiserver = async (): Promise<void> => {
         if (current) return;
-        const p = startServer(dir, 'kube-apiserver', join(binDir, 'kube-apiserver'),
-          apiserverArgs(dir, pki, apiPort, etcdPort, opts.apiserverArgs ?? []), keep);
+        const p = startServer(
+          dir,
+          'kube-apiserver',
+          join(binDir, 'kube-apiserver'),
+          apiserverArgs(dir, pki, apiPort, etcdPort, opts.apiserverArgs ?? []),
+          keep,
+        );
         procs.push(p);
         current = p;
         pids.apiserver = p.pid;
         await waitReady(p, `${server}/readyz`, pki, pki.adminCert, pki.adminKey, timeout);
       };
       return {
-        server, kubeconfigPath, kc, dir, pki, caPem: readFileSync(pki.caCert, 'utf8'),
-        serviceAccountIssuer: SERVICE_ACCOUNT_ISSUER, pids, stop, stopApiserver, startApiserver,
+        server,
+        kubeconfigPath,
+        kc,
+        dir,
+        pki,
+        caPem: readFileSync(pki.caCert, 'utf8'),
+        serviceAccountIssuer: SERVICE_ACCOUNT_ISSUER,
+        pids,
+        stop,
+        stopApiserver,
+        startApiserver,
       };
     }
   } catch (e) {

@@ -21,10 +21,16 @@ export function kubeConfigWithToken(cp: Pick<ControlPlane, 'server' | 'caPem'>, 
  * API (signed by the control plane's service-account key), so RBAC is checked exactly as for
  * a pod running under that account. The ServiceAccount must exist.
  */
-export async function serviceAccountKubeConfig(cp: Pick<ControlPlane, 'server' | 'caPem' | 'kc'>, namespace: string, name: string,
-  expirationSeconds = 3600): Promise<KubeConfig> {
-  const res = await kubeRequest(cp.kc, 'POST', `/api/v1/namespaces/${namespace}/serviceaccounts/${name}/token`,
-    { body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest', spec: { expirationSeconds } } });
-  if (res.status !== 201) throw new Error(`TokenRequest for ServiceAccount ${namespace}/${name}: HTTP ${res.status}: ${res.body?.message ?? ''}`);
+export async function serviceAccountKubeConfig(
+  cp: Pick<ControlPlane, 'server' | 'caPem' | 'kc'>,
+  namespace: string,
+  name: string,
+  expirationSeconds = 3600,
+): Promise<KubeConfig> {
+  const res = await kubeRequest(cp.kc, 'POST', `/api/v1/namespaces/${namespace}/serviceaccounts/${name}/token`, {
+    body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest', spec: { expirationSeconds } },
+  });
+  if (res.status !== 201)
+    throw new Error(`TokenRequest for ServiceAccount ${namespace}/${name}: HTTP ${res.status}: ${res.body?.message ?? ''}`);
   return kubeConfigWithToken(cp, String(res.body.status.token));
 }

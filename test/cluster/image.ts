@@ -16,7 +16,13 @@ export const BUSYBOX = '/bin/busybox';
 const APPLETS = ['cat', 'echo', 'ip', 'ls', 'nc', 'ping', 'route', 'sh', 'sleep', 'true', 'wget'];
 
 /** One tar entry (owned by root, mtime 0). */
-export interface Entry { path: string; type: 'file' | 'dir' | 'symlink'; mode: number; data?: Buffer; link?: string }
+export interface Entry {
+  path: string;
+  type: 'file' | 'dir' | 'symlink';
+  mode: number;
+  data?: Buffer;
+  link?: string;
+}
 
 function octal(n: number, width: number): string {
   return n.toString(8).padStart(width - 1, '0') + '\0';
@@ -32,7 +38,12 @@ function tarEntry(e: Entry): Buffer {
   if (Buffer.byteLength(name) > 100) pax.push(paxRecord('path', name));
   if (e.link && Buffer.byteLength(e.link) > 100) pax.push(paxRecord('linkpath', e.link));
   const prefix = pax.length
-    ? tarEntry({ path: `PaxHeaders/${createHash('sha256').update(name).digest('hex').slice(0, 32)}`, type: 'file', mode: 0o644, data: Buffer.from(pax.join('')) })
+    ? tarEntry({
+        path: `PaxHeaders/${createHash('sha256').update(name).digest('hex').slice(0, 32)}`,
+        type: 'file',
+        mode: 0o644,
+        data: Buffer.from(pax.join('')),
+      })
     : Buffer.alloc(0);
   if (pax.length) prefix.write('x', 156);
   if (pax.length) fixChecksum(prefix);
@@ -87,7 +98,9 @@ export function buildNodeImage(busybox = BUSYBOX): { tarball: Buffer; digest: st
   try {
     bin = readFileSync(busybox);
   } catch (e) {
-    throw new Error(`the node image needs a static busybox at ${busybox} (apt-get install busybox-static): ${(e as Error).message}`, { cause: e });
+    throw new Error(`the node image needs a static busybox at ${busybox} (apt-get install busybox-static): ${(e as Error).message}`, {
+      cause: e,
+    });
   }
   const layerEntries: Entry[] = [
     { path: 'bin', type: 'dir', mode: 0o755 },
@@ -97,26 +110,39 @@ export function buildNodeImage(busybox = BUSYBOX): { tarball: Buffer; digest: st
   ];
   const layer = tar(layerEntries);
   const layerDigest = `sha256:${sha(layer)}`;
-  const config = Buffer.from(JSON.stringify({
-    architecture: 'amd64', os: 'linux',
-    config: { Env: ['PATH=/bin'], Cmd: ['sleep', '2147483647'], WorkingDir: '/' },
-    rootfs: { type: 'layers', diff_ids: [layerDigest] },
-  }));
+  const config = Buffer.from(
+    JSON.stringify({
+      architecture: 'amd64',
+      os: 'linux',
+      config: { Env: ['PATH=/bin'], Cmd: ['sleep', '2147483647'], WorkingDir: '/' },
+      rootfs: { type: 'layers', diff_ids: [layerDigest] },
+    }),
+  );
   const configDigest = `sha256:${sha(config)}`;
-  const manifest = Buffer.from(JSON.stringify({
-    schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json',
-    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: configDigest, size: config.length },
-    layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: layerDigest, size: layer.length }],
-  }));
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: configDigest, size: config.length },
+      layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: layerDigest, size: layer.length }],
+    }),
+  );
   const manifestDigest = `sha256:${sha(manifest)}`;
-  const index = Buffer.from(JSON.stringify({
-    schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json',
-    manifests: [{
-      mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: manifestDigest, size: manifest.length,
-      platform: { architecture: 'amd64', os: 'linux' },
-      annotations: { 'io.containerd.image.name': NODE_IMAGE, 'org.opencontainers.image.ref.name': NODE_IMAGE.split(':')[1] },
-    }],
-  }));
+  const index = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.index.v1+json',
+      manifests: [
+        {
+          mediaType: 'application/vnd.oci.image.manifest.v1+json',
+          digest: manifestDigest,
+          size: manifest.length,
+          platform: { architecture: 'amd64', os: 'linux' },
+          annotations: { 'io.containerd.image.name': NODE_IMAGE, 'org.opencontainers.image.ref.name': NODE_IMAGE.split(':')[1] },
+        },
+      ],
+    }),
+  );
   const blob = (digest: string, data: Buffer): Entry => ({ path: `blobs/sha256/${digest.slice(7)}`, type: 'file', mode: 0o644, data });
   const tarball = tar([
     { path: 'blobs', type: 'dir', mode: 0o755 },

@@ -3,5 +3,13 @@ export { startControlPlane, SERVICE_ACCOUNT_ISSUER, type ControlPlane, type Cont
 export { withControlPlane, E2E_TIER } from './tap.js';
 export { findBinaries, repoRoot, type BinariesResult } from './binaries.js';
 export { makePKI, issueCert, type ControlPlanePKI } from './pki.js';
-export { applyManifests, kubeRequest, loadYamlDocuments, waitForCRDEstablished, type ApplyResult, type KubeResponse, type ManifestObject } from './k8s.js';
+export {
+  applyManifests,
+  kubeRequest,
+  loadYamlDocuments,
+  waitForCRDEstablished,
+  type ApplyResult,
+  type KubeResponse,
+  type ManifestObject,
+} from './k8s.js';
 export { until, kubeConfigWithToken, serviceAccountKubeConfig } from './helpers.js';

@@ -21,8 +21,12 @@ export interface KubeResponse {
  * One request to the API server as the kubeconfig's user, with no client library in
  * between, so tests see exactly what the server answered (status code and Status message).
  */
-export async function kubeRequest(kc: KubeConfig, method: string, path: string,
-  opts: { query?: Record<string, string>; body?: unknown; contentType?: string; headers?: Record<string, string> } = {}): Promise<KubeResponse> {
+export async function kubeRequest(
+  kc: KubeConfig,
+  method: string,
+  path: string,
+  opts: { query?: Record<string, string>; body?: unknown; contentType?: string; headers?: Record<string, string> } = {},
+): Promise<KubeResponse> {
   const cluster = kc.getCurrentCluster();
   if (!cluster) throw new Error('kubeconfig has no current cluster');
   const url = new URL(cluster.server.replace(/\/$/, '') + path);
@@ -31,7 +35,11 @@ export async function kubeRequest(kc: KubeConfig, method: string, path: string,
   await kc.applyToHTTPSOptions(reqOpts);
   const payload = opts.body === undefined ? undefined : JSON.stringify(opts.body);
   if (payload !== undefined) {
-    reqOpts.headers = { ...reqOpts.headers, 'Content-Type': opts.contentType ?? 'application/json', 'Content-Length': Buffer.byteLength(payload) };
+    reqOpts.headers = {
+      ...reqOpts.headers,
+      'Content-Type': opts.contentType ?? 'application/json',
+      'Content-Length': Buffer.byteLength(payload),
+    };
   }
   return new Promise((resolve, reject) => {
     const req = request(url, reqOpts, (res) => {
@@ -40,7 +48,11 @@ export async function kubeRequest(kc: KubeConfig, method: string, path: string,
       res.on('end', () => {
         const text = Buffer.concat(chunks).toString('utf8');
         let body: unknown = text;
-        try { body = JSON.parse(text); } catch { /* not JSON: keep the text */ }
+        try {
+          body = JSON.parse(text);
+        } catch {
+          /* not JSON: keep the text */
+        }
         resolve({ status: res.statusCode ?? 0, body });
       });
     });
@@ -68,7 +80,10 @@ export function loadYamlDocuments(path: string): ManifestObject[] {
   return out;
 }
 
-interface ResourceInfo { name: string; namespaced: boolean }
+interface ResourceInfo {
+  name: string;
+  namespaced: boolean;
+}
 /** kind -> resource, per apiVersion, from the server's discovery documents. */
 export type DiscoveryCache = Map<string, Map<string, ResourceInfo>>;
 
@@ -111,18 +126,28 @@ export interface ApplyResult {
  * (`dryRun: 'All'`: every admission and validation stage runs, nothing is stored).
  * One object's failure never stops the others: every result is returned.
  */
-export async function applyManifests(kc: KubeConfig, objects: ManifestObject[],
-  opts: { dryRun?: boolean; fieldManager?: string } = {}): Promise<ApplyResult[]> {
+export async function applyManifests(
+  kc: KubeConfig,
+  objects: ManifestObject[],
+  opts: { dryRun?: boolean; fieldManager?: string } = {},
+): Promise<ApplyResult[]> {
   const cache: DiscoveryCache = new Map();
   const results: ApplyResult[] = [];
   for (const obj of objects) {
     const label = `${obj.kind ?? '?'} ${obj.metadata?.namespace ? obj.metadata.namespace + '/' : ''}${obj.metadata?.name ?? '?'}`;
     try {
       if (!obj.apiVersion || !obj.kind || !obj.metadata?.name) throw new Error('needs apiVersion, kind and metadata.name');
-      const query: Record<string, string> = { fieldManager: opts.fieldManager ?? 'ovnkube-route-e2e', fieldValidation: 'Strict', force: 'true' };
+      const query: Record<string, string> = {
+        fieldManager: opts.fieldManager ?? 'ovnkube-route-e2e',
+        fieldValidation: 'Strict',
+        force: 'true',
+      };
       if (opts.dryRun) query.dryRun = 'All';
-      const res = await kubeRequest(kc, 'PATCH', await objectPath(kc, obj, cache),
-        { query, body: obj, contentType: 'application/apply-patch+yaml' });
+      const res = await kubeRequest(kc, 'PATCH', await objectPath(kc, obj, cache), {
+        query,
+        body: obj,
+        contentType: 'application/apply-patch+yaml',
+      });
       const ok = res.status === 200 || res.status === 201;
       results.push({ object: label, ok, status: res.status, message: ok ? '' : (res.body?.message ?? String(res.body)) });
     } catch (e) {
@@ -144,7 +169,10 @@ export async function waitForCRDEstablished(kc: KubeConfig, name: string, timeou
   while (Date.now() < deadline) {
     const res = await kubeRequest(kc, 'GET', `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${name}`);
     const conds = (res.body?.status?.conditions ?? []) as { type: string; status: string; message?: string }[];
-    if (conds.some((c) => c.type === 'Established' && c.status === 'True')) { crd = res.body; break; }
+    if (conds.some((c) => c.type === 'Established' && c.status === 'True')) {
+      crd = res.body;
+      break;
+    }
     last = res.status === 200 ? JSON.stringify(conds) : `HTTP ${res.status}`;
     await new Promise((r) => setTimeout(r, 200));
   }

@@ -15,8 +15,20 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import {
-  chmodSync, closeSync, copyFileSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync,
-  symlinkSync, unlinkSync, writeFileSync,
+  chmodSync,
+  closeSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmdirSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  unlinkSync,
+  writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -50,7 +62,9 @@ export const CNI_CACHE_DIR = '/var/lib/cni/results';
 const MULTUS_CACHE_DIR = '/var/lib/cni/multus';
 
 /** What the node needs of its control plane. */
-export type ClusterAccess = Pick<ControlPlane, 'server' | 'caPem' | 'kc'> & { pki: Pick<ControlPlane['pki'], 'caCert' | 'caKey' | 'adminCert' | 'adminKey'> };
+export type ClusterAccess = Pick<ControlPlane, 'server' | 'caPem' | 'kc'> & {
+  pki: Pick<ControlPlane['pki'], 'caCert' | 'caKey' | 'adminCert' | 'adminKey'>;
+};
 
 export interface NodeOptions {
   /** Folder holding kubelet and multus (scripts/controlplane/ensure.mjs --set node). */
@@ -98,7 +112,8 @@ const run = (cmd: string, args: string[], input?: string) => spawnSync(cmd, args
 function must(cmd: string, args: string[], what: string): string {
   const r = run(cmd, args);
   if (r.error) throw new Error(`${what}: cannot run ${cmd}: ${r.error.message}`, { cause: r.error });
-  if (r.status !== 0) throw new Error(`${what}: ${cmd} ${args.join(' ')} exited with ${r.status}: ${(r.stderr || r.stdout).trim().slice(-2000)}`);
+  if (r.status !== 0)
+    throw new Error(`${what}: ${cmd} ${args.join(' ')} exited with ${r.status}: ${(r.stderr || r.stdout).trim().slice(-2000)}`);
   return r.stdout;
 }
 
@@ -190,7 +205,11 @@ function procCmdlines(): Array<{ pid: number; argv: string[] }> {
 }
 
 function killPid(pid: number): void {
-  try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    /* gone */
+  }
 }
 
 /** Every process in the kubepods cgroup tree (pods' containers), from the pids controller. */
@@ -214,12 +233,24 @@ function removeKubepodsCgroups(): string[] {
   const left: string[] = [];
   const rm = (d: string) => {
     let entries;
-    try { entries = readdirSync(d, { withFileTypes: true }); } catch { return; }
+    try {
+      entries = readdirSync(d, { withFileTypes: true });
+    } catch {
+      return;
+    }
     for (const e of entries) if (e.isDirectory()) rm(join(d, e.name));
-    try { rmdirSync(d); } catch (e) { if ((e as NodeJS.ErrnoException).code !== 'ENOENT') left.push(d); }
+    try {
+      rmdirSync(d);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') left.push(d);
+    }
   };
   let controllers: string[] = [];
-  try { controllers = readdirSync('/sys/fs/cgroup'); } catch { /* none */ }
+  try {
+    controllers = readdirSync('/sys/fs/cgroup');
+  } catch {
+    /* none */
+  }
   for (const c of controllers) rm(join('/sys/fs/cgroup', c, 'kubepods'));
   return left;
 }
@@ -235,7 +266,11 @@ function sandboxIds(dir: string): Set<string> {
 
 function unmountNetns(path: string): void {
   spawnSync('umount', [path]);
-  try { unlinkSync(path); } catch { /* gone */ }
+  try {
+    unlinkSync(path);
+  } catch {
+    /* gone */
+  }
 }
 
 /** Remove the CNI cache files (and their netns) of `ids` that CNI DEL did not remove. */
@@ -243,7 +278,11 @@ function removeSandboxLeftovers(ids: Set<string>): number {
   let n = 0;
   for (const d of [CNI_CACHE_DIR, join(MULTUS_CACHE_DIR, 'results'), MULTUS_CACHE_DIR]) {
     let files: string[] = [];
-    try { files = readdirSync(d); } catch { continue; }
+    try {
+      files = readdirSync(d);
+    } catch {
+      continue;
+    }
     for (const f of files) {
       const id = [...ids].find((i) => f.includes(i));
       if (!id) continue;
@@ -294,7 +333,9 @@ function installGuard(): void {
 }
 
 function removeGuard(): void {
-  while (spawnSync('iptables', ['-w', '-D', 'FORWARD', '-j', 'OVNKR-NODE-GUARD']).status === 0) { /* every copy */ }
+  while (spawnSync('iptables', ['-w', '-D', 'FORWARD', '-j', 'OVNKR-NODE-GUARD']).status === 0) {
+    /* every copy */
+  }
   spawnSync('iptables', ['-w', '-F', 'OVNKR-NODE-GUARD']);
   spawnSync('iptables', ['-w', '-X', 'OVNKR-NODE-GUARD']);
 }
@@ -311,7 +352,11 @@ export function reapNode(log: (l: string) => void = () => {}): string[] {
   if (state) {
     for (const [name, pid] of Object.entries(state.pids)) {
       if (pid > 0 && pid !== process.pid && alive(pid)) {
-        try { process.kill(-pid, 'SIGKILL'); } catch { killPid(pid); }
+        try {
+          process.kill(-pid, 'SIGKILL');
+        } catch {
+          killPid(pid);
+        }
         did.push(`killed ${name} (pid ${pid})`);
       }
     }
@@ -439,21 +484,35 @@ function cniConfigs(dir: string, multusKubeconfig: string): { multus: object; et
   const ipamDir = join(dir, 'ipam');
   return {
     multus: {
-      cniVersion: '0.3.1', name: 'multus-cni-network', type: 'multus',
+      cniVersion: '0.3.1',
+      name: 'multus-cni-network',
+      type: 'multus',
       kubeconfig: multusKubeconfig,
       // A single-plugin .conf: with a .conflist here, multus v4.2.2 drops plugin fields on DEL.
       clusterNetwork: join(dir, 'cni', 'multus.d', '10-calico-like.conf'),
-      binDir: join(dir, 'cni', 'bin'), cniDir: MULTUS_CACHE_DIR,
-      logFile: join(dir, 'multus.log'), logLevel: 'verbose',
+      binDir: join(dir, 'cni', 'bin'),
+      cniDir: MULTUS_CACHE_DIR,
+      logFile: join(dir, 'multus.log'),
+      logLevel: 'verbose',
     },
     eth0: {
-      cniVersion: '0.3.1', name: 'calico-like', type: 'calico-like', mtu: 1500, ipMasq: false,
+      cniVersion: '0.3.1',
+      name: 'calico-like',
+      type: 'calico-like',
+      mtu: 1500,
+      ipMasq: false,
       ipam: { type: 'host-local', dataDir: ipamDir, ranges: [[{ subnet: NODE_NETS.eth0.subnet, gateway: NODE_NETS.eth0.gateway }]] },
     },
     eth1: {
-      cniVersion: '0.3.1', name: ETH1_NETWORK, type: 'bridge', bridge: ETH1_BRIDGE, isGateway: false, ipMasq: false,
+      cniVersion: '0.3.1',
+      name: ETH1_NETWORK,
+      type: 'bridge',
+      bridge: ETH1_BRIDGE,
+      isGateway: false,
+      ipMasq: false,
       ipam: {
-        type: 'host-local', dataDir: ipamDir,
+        type: 'host-local',
+        dataDir: ipamDir,
         ranges: [[{ subnet: NODE_NETS.eth1.subnet, gateway: NODE_NETS.eth1.gateway, rangeStart: '10.124.2.10', rangeEnd: '10.124.2.250' }]],
         routes: [{ dst: NODE_NETS.eth1.cluster, gw: NODE_NETS.eth1.gateway }],
       },
@@ -462,12 +521,18 @@ function cniConfigs(dir: string, multusKubeconfig: string): { multus: object; et
 }
 
 function kubeconfigFile(path: string, server: string, caPem: string, user: Record<string, string>): string {
-  writeFileSync(path, stringify({
-    apiVersion: 'v1', kind: 'Config', 'current-context': 'node',
-    clusters: [{ name: 'local', cluster: { server, 'certificate-authority-data': Buffer.from(caPem).toString('base64') } }],
-    users: [{ name: 'u', user }],
-    contexts: [{ name: 'node', context: { cluster: 'local', user: 'u' } }],
-  }), { mode: 0o600 });
+  writeFileSync(
+    path,
+    stringify({
+      apiVersion: 'v1',
+      kind: 'Config',
+      'current-context': 'node',
+      clusters: [{ name: 'local', cluster: { server, 'certificate-authority-data': Buffer.from(caPem).toString('base64') } }],
+      users: [{ name: 'u', user }],
+      contexts: [{ name: 'node', context: { cluster: 'local', user: 'u' } }],
+    }),
+    { mode: 0o600 },
+  );
   return path;
 }
 
@@ -483,18 +548,24 @@ function nadCrd(binDir: string): object {
 
 async function waitNodeReady(cp: ClusterAccess, name: string, kubelet: ServerProcess, timeoutMs: number): Promise<void> {
   let ended: string | null = null;
-  void kubelet.exited.then((how) => { ended = how; });
+  void kubelet.exited.then((how) => {
+    ended = how;
+  });
   const deadline = Date.now() + timeoutMs;
   let last = 'not registered';
   for (;;) {
-    if (ended) throw new Error(`kubelet ${ended} before the node was Ready; last lines of ${kubelet.logPath}:\n${logTail(kubelet.logPath, 40)}`);
+    if (ended)
+      throw new Error(`kubelet ${ended} before the node was Ready; last lines of ${kubelet.logPath}:\n${logTail(kubelet.logPath, 40)}`);
     const res = await kubeRequest(cp.kc, 'GET', `/api/v1/nodes/${name}`).catch((e: Error) => ({ status: 0, body: { message: e.message } }));
     if (res.status === 200) {
       const ready = (res.body.status?.conditions ?? []).find((c: { type: string }) => c.type === 'Ready');
       if (ready?.status === 'True') return;
       last = ready ? `Ready=${ready.status}: ${ready.reason}: ${ready.message}` : 'no Ready condition yet';
     }
-    if (Date.now() > deadline) throw new Error(`node ${name} not Ready after ${timeoutMs / 1000} s (${last}); last lines of ${kubelet.logPath}:\n${logTail(kubelet.logPath, 40)}`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `node ${name} not Ready after ${timeoutMs / 1000} s (${last}); last lines of ${kubelet.logPath}:\n${logTail(kubelet.logPath, 40)}`,
+      );
     await sleep(500);
   }
 }
@@ -512,7 +583,8 @@ export async function startNode(cp: ClusterAccess, opts: NodeOptions): Promise<R
   const why = nodeUnavailable();
   if (why) throw new Error(`cannot start a node: ${why}`);
   for (const b of ['kubelet', 'multus', 'multus-daemonset.yml']) {
-    if (!existsSync(join(opts.binDir, b))) throw new Error(`${opts.binDir} lacks ${b} (scripts/controlplane/ensure.mjs --set node builds it)`);
+    if (!existsSync(join(opts.binDir, b)))
+      throw new Error(`${opts.binDir} lacks ${b} (scripts/controlplane/ensure.mjs --set node builds it)`);
   }
   await takeLock(log, 15 * 60_000);
   if (readState()) {
@@ -524,7 +596,11 @@ export async function startNode(cp: ClusterAccess, opts: NodeOptions): Promise<R
   const dir = join(tmpdir(), `ovnkube-route-node-${process.pid}-${Date.now().toString(36)}`);
   const socket = join(dir, 'containerd', 'containerd.sock');
   const state: NodeState = {
-    dir, name, pids: {}, socket, owner: process.pid,
+    dir,
+    name,
+    pids: {},
+    socket,
+    owner: process.pid,
     ipForward: readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim(),
   };
   const save = () => {
@@ -545,10 +621,11 @@ export async function startNode(cp: ClusterAccess, opts: NodeOptions): Promise<R
   }
   const procs: ServerProcess[] = [];
   let stopped: Promise<void> | null = null;
-  const stop = () => stopped ??= (async () => {
-    if (reaper > 0) killPid(reaper);
-    await stopNode(cp, log, procs);
-  })();
+  const stop = () =>
+    (stopped ??= (async () => {
+      if (reaper > 0) killPid(reaper);
+      await stopNode(cp, log, procs);
+    })());
   try {
     // Folders and files.
     for (const d of ['containerd', 'cni/bin', 'cni/net.d', 'cni/multus.d', 'kubelet/root', 'kubelet/pki', 'kubelet/pod-logs', 'ipam']) {
@@ -559,8 +636,10 @@ export async function startNode(cp: ClusterAccess, opts: NodeOptions): Promise<R
     copyFileSync(join(opts.binDir, 'multus'), join(dir, 'cni', 'bin', 'multus'));
     writeFileSync(join(dir, 'cni', 'bin', 'calico-like'), calicoLikePlugin());
     chmodSync(join(dir, 'cni', 'bin', 'calico-like'), 0o755);
-    const multusKubeconfig = kubeconfigFile(join(dir, 'multus.kubeconfig'), cp.server, cp.caPem,
-      { 'client-certificate-data': b64file(cp.pki.adminCert), 'client-key-data': b64file(cp.pki.adminKey) });
+    const multusKubeconfig = kubeconfigFile(join(dir, 'multus.kubeconfig'), cp.server, cp.caPem, {
+      'client-certificate-data': b64file(cp.pki.adminCert),
+      'client-key-data': b64file(cp.pki.adminKey),
+    });
     const conf = cniConfigs(dir, multusKubeconfig);
     writeFileSync(join(dir, 'cni', 'multus.d', '10-calico-like.conf'), JSON.stringify(conf.eth0, null, 2));
     writeFileSync(join(dir, 'cni', 'net.d', '00-multus.conf'), JSON.stringify(conf.multus, null, 2));
@@ -572,7 +651,13 @@ export async function startNode(cp: ClusterAccess, opts: NodeOptions): Promise<R
 
     // containerd, and the node image.
     const startContainerd = async (): Promise<ServerProcess> => {
-      const c = startServer(dir, 'containerd', which('containerd')!, ['--config', join(dir, 'containerd', 'config.toml')], opts.keep ?? false);
+      const c = startServer(
+        dir,
+        'containerd',
+        which('containerd')!,
+        ['--config', join(dir, 'containerd', 'config.toml')],
+        opts.keep ?? false,
+      );
       procs.push(c);
       state.pids.containerd = c.pid;
       save();
@@ -604,40 +689,70 @@ export async function startNode(cp: ClusterAccess, opts: NodeOptions): Promise<R
     for (const r of await applyManifests(cp.kc, [nadCrd(opts.binDir) as never])) if (!r.ok) throw new Error(`${r.object}: ${r.message}`);
     await waitForCRDEstablished(cp.kc, 'network-attachment-definitions.k8s.cni.cncf.io');
     const nad = {
-      apiVersion: 'k8s.cni.cncf.io/v1', kind: 'NetworkAttachmentDefinition',
-      metadata: { name: ETH1_NETWORK, namespace: 'default' }, spec: { config: JSON.stringify(conf.eth1) },
+      apiVersion: 'k8s.cni.cncf.io/v1',
+      kind: 'NetworkAttachmentDefinition',
+      metadata: { name: ETH1_NETWORK, namespace: 'default' },
+      spec: { config: JSON.stringify(conf.eth1) },
     };
     for (const r of await applyManifests(cp.kc, [nad as never])) if (!r.ok) throw new Error(`${r.object}: ${r.message}`);
 
     // kubelet.
     const [port, healthz] = (await freePorts(2)) as [number, number];
     const pki = join(dir, 'kubelet', 'pki');
-    const [nodeCert, nodeKey] = await issueCert(cp.pki, pki, 'node-client', `/O=system:nodes/CN=system:node:${name}`, ['extendedKeyUsage=clientAuth']);
-    const kubeletKubeconfig = kubeconfigFile(join(dir, 'kubelet', 'kubeconfig'), cp.server, cp.caPem,
-      { 'client-certificate-data': b64file(nodeCert), 'client-key-data': b64file(nodeKey) });
+    const [nodeCert, nodeKey] = await issueCert(cp.pki, pki, 'node-client', `/O=system:nodes/CN=system:node:${name}`, [
+      'extendedKeyUsage=clientAuth',
+    ]);
+    const kubeletKubeconfig = kubeconfigFile(join(dir, 'kubelet', 'kubeconfig'), cp.server, cp.caPem, {
+      'client-certificate-data': b64file(nodeCert),
+      'client-key-data': b64file(nodeKey),
+    });
     const kubeletConfig = {
-      apiVersion: 'kubelet.config.k8s.io/v1beta1', kind: 'KubeletConfiguration',
-      address: '127.0.0.1', port, readOnlyPort: 0, healthzBindAddress: '127.0.0.1', healthzPort: healthz,
+      apiVersion: 'kubelet.config.k8s.io/v1beta1',
+      kind: 'KubeletConfiguration',
+      address: '127.0.0.1',
+      port,
+      readOnlyPort: 0,
+      healthzBindAddress: '127.0.0.1',
+      healthzPort: healthz,
       authentication: { anonymous: { enabled: false }, webhook: { enabled: true }, x509: { clientCAFile: cp.pki.caCert } },
       authorization: { mode: 'Webhook' },
       containerRuntimeEndpoint: `unix://${socket}`,
       // The host is cgroup v1 (hybrid): kubelet 1.36 refuses it unless told; no systemd here.
-      cgroupDriver: 'cgroupfs', failCgroupV1: false,
+      cgroupDriver: 'cgroupfs',
+      failCgroupV1: false,
       // No CAP_SYS_RESOURCE in this VM's bounding set (see containerd's restrict_oom_score_adj).
       oomScoreAdj: 0,
-      failSwapOn: false, resolvConf: '', podLogsDir: join(dir, 'kubelet', 'pod-logs'),
-      staticPodPath: '', registerNode: true, rotateCertificates: false, serverTLSBootstrap: false,
+      failSwapOn: false,
+      resolvConf: '',
+      podLogsDir: join(dir, 'kubelet', 'pod-logs'),
+      staticPodPath: '',
+      registerNode: true,
+      rotateCertificates: false,
+      serverTLSBootstrap: false,
       // A test node on a shared disk: never evict or collect images for disk pressure.
       evictionHard: { 'memory.available': '50Mi', 'nodefs.available': '0%', 'imagefs.available': '0%', 'nodefs.inodesFree': '0%' },
-      imageGCHighThresholdPercent: 100, imageGCLowThresholdPercent: 99,
-      syncFrequency: '10s', nodeStatusUpdateFrequency: '5s', maxPods: 250, serializeImagePulls: false,
+      imageGCHighThresholdPercent: 100,
+      imageGCLowThresholdPercent: 99,
+      syncFrequency: '10s',
+      nodeStatusUpdateFrequency: '5s',
+      maxPods: 250,
+      serializeImagePulls: false,
     };
     writeFileSync(join(dir, 'kubelet', 'config.yaml'), stringify(kubeletConfig));
-    const kubelet = startServer(dir, 'kubelet', join(opts.binDir, 'kubelet'), [
-      `--config=${join(dir, 'kubelet', 'config.yaml')}`, `--kubeconfig=${kubeletKubeconfig}`,
-      `--root-dir=${join(dir, 'kubelet', 'root')}`, `--cert-dir=${pki}`,
-      `--hostname-override=${name}`, '--v=1',
-    ], opts.keep ?? false);
+    const kubelet = startServer(
+      dir,
+      'kubelet',
+      join(opts.binDir, 'kubelet'),
+      [
+        `--config=${join(dir, 'kubelet', 'config.yaml')}`,
+        `--kubeconfig=${kubeletKubeconfig}`,
+        `--root-dir=${join(dir, 'kubelet', 'root')}`,
+        `--cert-dir=${pki}`,
+        `--hostname-override=${name}`,
+        '--v=1',
+      ],
+      opts.keep ?? false,
+    );
     procs.push(kubelet);
     state.pids.kubelet = kubelet.pid;
     save();
@@ -652,7 +767,17 @@ export async function startNode(cp: ClusterAccess, opts: NodeOptions): Promise<R
       procs.splice(procs.indexOf(containerd), 1);
       containerd = await startContainerd();
     };
-    return { name, dir, socket, get pids() { return { ...state.pids }; }, ipForwardBefore: state.ipForward, stop, restartContainerd };
+    return {
+      name,
+      dir,
+      socket,
+      get pids() {
+        return { ...state.pids };
+      },
+      ipForwardBefore: state.ipForward,
+      stop,
+      restartContainerd,
+    };
   } catch (e) {
     await stop();
     throw e;
@@ -694,7 +819,9 @@ async function drainPods(cp: ClusterAccess, name: string, state: NodeState, log:
   const list = await kubeRequest(cp.kc, 'GET', '/api/v1/pods', { query: { fieldSelector: `spec.nodeName=${name}` } });
   const pods = (list.body?.items ?? []) as Array<{ metadata: { namespace: string; name: string } }>;
   for (const p of pods) {
-    await kubeRequest(cp.kc, 'DELETE', `/api/v1/namespaces/${p.metadata.namespace}/pods/${p.metadata.name}`, { query: { gracePeriodSeconds: '1' } });
+    await kubeRequest(cp.kc, 'DELETE', `/api/v1/namespaces/${p.metadata.namespace}/pods/${p.metadata.name}`, {
+      query: { gracePeriodSeconds: '1' },
+    });
   }
   const deadline = Date.now() + 90_000;
   for (;;) {
@@ -714,6 +841,10 @@ async function drainPods(cp: ClusterAccess, name: string, state: NodeState, log:
 export function cacheFilesOf(dir: string): string[] {
   const ids = sandboxIds(dir);
   let files: string[] = [];
-  try { files = readdirSync(CNI_CACHE_DIR); } catch { return []; }
+  try {
+    files = readdirSync(CNI_CACHE_DIR);
+  } catch {
+    return [];
+  }
   return files.filter((f) => [...ids].some((i) => f.includes(i))).map((f) => join(CNI_CACHE_DIR, f));
 }

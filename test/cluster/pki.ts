@@ -30,7 +30,8 @@ async function openssl(args: string[]): Promise<void> {
     await run('openssl', args, { timeout: 30_000 });
   } catch (e) {
     const err = e as NodeJS.ErrnoException & { stderr?: string };
-    if (err.code === 'ENOENT') throw new Error('the openssl command is needed to make the control plane certificates (apt-get install openssl)');
+    if (err.code === 'ENOENT')
+      throw new Error('the openssl command is needed to make the control plane certificates (apt-get install openssl)');
     throw new Error(`openssl ${args.slice(0, 2).join(' ')} failed: ${err.stderr?.trim() || err.message}`);
   }
 }
@@ -40,14 +41,36 @@ async function openssl(args: string[]): Promise<void> {
  * given subject and extra X.509v3 extensions (e.g. 'subjectAltName=IP:127.0.0.1'). Tests
  * use it for webhook serving certs the apiserver trusts through `caBundle: caPem`.
  */
-export async function issueCert(pki: Pick<ControlPlanePKI, 'caCert' | 'caKey'>, dir: string, name: string, subj: string,
-  ext: string[]): Promise<[cert: string, key: string]> {
+export async function issueCert(
+  pki: Pick<ControlPlanePKI, 'caCert' | 'caKey'>,
+  dir: string,
+  name: string,
+  subj: string,
+  ext: string[],
+): Promise<[cert: string, key: string]> {
   const cert = join(dir, `${name}.crt`);
   const key = join(dir, `${name}.key`);
-  await openssl(['req', '-x509', '-CA', pki.caCert, '-CAkey', pki.caKey, ...KEY, ...DAYS,
-    '-keyout', key, '-out', cert, '-subj', subj,
-    '-addext', 'basicConstraints=critical,CA:FALSE', '-addext', 'keyUsage=critical,digitalSignature,keyEncipherment',
-    ...ext.flatMap((e) => ['-addext', e])]);
+  await openssl([
+    'req',
+    '-x509',
+    '-CA',
+    pki.caCert,
+    '-CAkey',
+    pki.caKey,
+    ...KEY,
+    ...DAYS,
+    '-keyout',
+    key,
+    '-out',
+    cert,
+    '-subj',
+    subj,
+    '-addext',
+    'basicConstraints=critical,CA:FALSE',
+    '-addext',
+    'keyUsage=critical,digitalSignature,keyEncipherment',
+    ...ext.flatMap((e) => ['-addext', e]),
+  ]);
   return [cert, key];
 }
 
@@ -59,29 +82,54 @@ export async function issueCert(pki: Pick<ControlPlanePKI, 'caCert' | 'caKey'>, 
 export async function makePKI(dir: string, extraApiserverSans: string[] = []): Promise<ControlPlanePKI> {
   const caCert = join(dir, 'ca.crt');
   const caKey = join(dir, 'ca.key');
-  await openssl(['req', '-x509', ...KEY, ...DAYS, '-keyout', caKey, '-out', caCert,
-    '-subj', '/CN=ovnkube-route test control plane CA',
-    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign']);
+  await openssl([
+    'req',
+    '-x509',
+    ...KEY,
+    ...DAYS,
+    '-keyout',
+    caKey,
+    '-out',
+    caCert,
+    '-subj',
+    '/CN=ovnkube-route test control plane CA',
+    '-addext',
+    'basicConstraints=critical,CA:TRUE',
+    '-addext',
+    'keyUsage=critical,keyCertSign,cRLSign',
+  ]);
   const loopback = 'subjectAltName=IP:127.0.0.1,DNS:localhost';
   const ca = { caCert, caKey };
   const leaf = (name: string, subj: string, ext: string[]) => issueCert(ca, dir, name, subj, ext);
   const saKey = join(dir, 'sa.key');
   const saPub = join(dir, 'sa.pub');
-  const [[apiserverCert, apiserverKey], [etcdCert, etcdKey], [etcdClientCert, etcdClientKey], [adminCert, adminKey]] =
-    await Promise.all([
-      leaf('apiserver', '/CN=kube-apiserver', [
-        `${loopback},DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local`
-          + extraApiserverSans.map((s) => `,${s}`).join(''), 'extendedKeyUsage=serverAuth']),
-      // etcd presents this one to clients and to itself as a peer.
-      leaf('etcd', '/CN=etcd', [loopback, 'extendedKeyUsage=serverAuth,clientAuth']),
-      leaf('etcd-client', '/CN=kube-apiserver-etcd-client', ['extendedKeyUsage=clientAuth']),
-      // system:masters is bound to cluster-admin by the RBAC bootstrap policy.
-      leaf('admin', '/O=system:masters/CN=ovnkube-route-admin', ['extendedKeyUsage=clientAuth']),
-      openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', saKey])
-        .then(() => openssl(['pkey', '-in', saKey, '-pubout', '-out', saPub])),
-    ]);
+  const [[apiserverCert, apiserverKey], [etcdCert, etcdKey], [etcdClientCert, etcdClientKey], [adminCert, adminKey]] = await Promise.all([
+    leaf('apiserver', '/CN=kube-apiserver', [
+      `${loopback},DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local` +
+        extraApiserverSans.map((s) => `,${s}`).join(''),
+      'extendedKeyUsage=serverAuth',
+    ]),
+    // etcd presents this one to clients and to itself as a peer.
+    leaf('etcd', '/CN=etcd', [loopback, 'extendedKeyUsage=serverAuth,clientAuth']),
+    leaf('etcd-client', '/CN=kube-apiserver-etcd-client', ['extendedKeyUsage=clientAuth']),
+    // system:masters is bound to cluster-admin by the RBAC bootstrap policy.
+    leaf('admin', '/O=system:masters/CN=ovnkube-route-admin', ['extendedKeyUsage=clientAuth']),
+    openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', saKey]).then(() =>
+      openssl(['pkey', '-in', saKey, '-pubout', '-out', saPub]),
+    ),
+  ]);
   return {
-    caCert, caKey, apiserverCert, apiserverKey, etcdCert, etcdKey,
-    etcdClientCert, etcdClientKey, adminCert, adminKey, saKey, saPub,
+    caCert,
+    caKey,
+    apiserverCert,
+    apiserverKey,
+    etcdCert,
+    etcdKey,
+    etcdClientCert,
+    etcdClientKey,
+    adminCert,
+    adminKey,
+    saKey,
+    saPub,
   };
 }

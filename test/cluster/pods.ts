@@ -26,18 +26,30 @@ export const SLEEP_SCRIPT = "trap 'exit 0' TERM; while :; do sleep 1; done";
 export function nodePod(name: string, node: string, o: NodePodOptions = {}): Pod {
   const annotations = { ...(o.eth1 === false || o.hostNetwork ? {} : { [NETWORKS_ANNOTATION]: ETH1_SELECTION }), ...o.annotations };
   return {
-    apiVersion: 'v1', kind: 'Pod',
+    apiVersion: 'v1',
+    kind: 'Pod',
     metadata: { name, ...(o.labels ? { labels: o.labels } : {}), ...(Object.keys(annotations).length ? { annotations } : {}) },
     spec: {
-      nodeName: node, automountServiceAccountToken: false, enableServiceLinks: false, dnsPolicy: 'Default',
-      terminationGracePeriodSeconds: 2, ...(o.hostNetwork ? { hostNetwork: true } : {}),
+      nodeName: node,
+      automountServiceAccountToken: false,
+      enableServiceLinks: false,
+      dnsPolicy: 'Default',
+      terminationGracePeriodSeconds: 2,
+      ...(o.hostNetwork ? { hostNetwork: true } : {}),
       containers: [{ name: 'c', image: NODE_IMAGE, imagePullPolicy: 'Never', command: ['sh', '-c', o.script ?? SLEEP_SCRIPT] }],
     },
   };
 }
 
 /** Poll the pod until `cond` holds (returns the pod) or fail with its last status after `ms`. */
-export async function waitPod(kc: KubeConfig, ns: string, name: string, what: string, cond: (p: Pod) => boolean, ms = 90_000): Promise<Pod> {
+export async function waitPod(
+  kc: KubeConfig,
+  ns: string,
+  name: string,
+  what: string,
+  cond: (p: Pod) => boolean,
+  ms = 90_000,
+): Promise<Pod> {
   const deadline = Date.now() + ms;
   let last: Pod | undefined;
   for (;;) {
@@ -46,7 +58,10 @@ export async function waitPod(kc: KubeConfig, ns: string, name: string, what: st
       last = res.body as Pod;
       if (cond(last)) return last;
     }
-    if (Date.now() > deadline) throw new Error(`pod ${ns}/${name}: not ${what} after ${ms / 1000} s; status: ${JSON.stringify(last?.status ?? res.body).slice(0, 1500)}`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `pod ${ns}/${name}: not ${what} after ${ms / 1000} s; status: ${JSON.stringify(last?.status ?? res.body).slice(0, 1500)}`,
+      );
     await new Promise((r) => setTimeout(r, 250));
   }
 }
@@ -76,18 +91,31 @@ class Collect extends Writable {
  * Run `command` in a pod's container through the API server (exec over WebSocket, as kubectl
  * does) and resolve with its output and status. Rejects when no status arrives in `ms`.
  */
-export async function podExec(kc: KubeConfig, ns: string, pod: string, container: string, command: string[], ms = 30_000):
-Promise<{ stdout: string; stderr: string; status: string; message?: string }> {
+export async function podExec(
+  kc: KubeConfig,
+  ns: string,
+  pod: string,
+  container: string,
+  command: string[],
+  ms = 30_000,
+): Promise<{ stdout: string; stderr: string; status: string; message?: string }> {
   const out = new Collect();
   const err = new Collect();
   let timer: NodeJS.Timeout | undefined;
   const status = await Promise.race([
     new Promise<V1Status>((resolve, reject) => {
       new Exec(kc).exec(ns, pod, container, command, out, err, null, false, resolve).then((ws) => {
-        ws.on('close', () => setTimeout(() => reject(new Error(`exec ${command.join(' ')} in ${ns}/${pod}: closed with no status; stderr: ${err.text}`)), 2000));
+        ws.on('close', () =>
+          setTimeout(
+            () => reject(new Error(`exec ${command.join(' ')} in ${ns}/${pod}: closed with no status; stderr: ${err.text}`)),
+            2000,
+          ),
+        );
       }, reject);
     }),
-    new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`exec ${command.join(' ')} in ${ns}/${pod}: no status in ${ms / 1000} s`)), ms); }),
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`exec ${command.join(' ')} in ${ns}/${pod}: no status in ${ms / 1000} s`)), ms);
+    }),
   ]).finally(() => clearTimeout(timer));
   return { stdout: out.text, stderr: err.text, status: status.status ?? '', ...(status.message ? { message: status.message } : {}) };
 }

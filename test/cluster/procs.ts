@@ -78,11 +78,18 @@ export function alive(pid: number): boolean {
 export async function stopGroup(pid: number, child: ChildProcess | null, graceMs = 10_000): Promise<void> {
   if (pid <= 0) return;
   const gone = child
-    ? new Promise<void>((r) => { if (child.exitCode !== null || child.signalCode !== null) r(); else child.once('exit', () => r()); })
-    : (async () => { while (alive(pid)) await new Promise((r) => setTimeout(r, 100)); })();
+    ? new Promise<void>((r) => {
+        if (child.exitCode !== null || child.signalCode !== null) r();
+        else child.once('exit', () => r());
+      })
+    : (async () => {
+        while (alive(pid)) await new Promise((r) => setTimeout(r, 100));
+      })();
   if (!signalGroup(pid, 'SIGTERM')) return;
   let timer: NodeJS.Timeout | undefined;
-  const timedOut = new Promise<boolean>((r) => { timer = setTimeout(() => r(true), graceMs); });
+  const timedOut = new Promise<boolean>((r) => {
+    timer = setTimeout(() => r(true), graceMs);
+  });
   if (await Promise.race([gone.then(() => false), timedOut])) {
     signalGroup(pid, 'SIGKILL');
     await gone;

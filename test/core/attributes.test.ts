@@ -11,7 +11,11 @@ const route = (name: string, spec: RouteSpec): Route => ({ apiVersion: 'k8s.ovn.
 const POD: Pod = { kind: 'Pod', metadata: { namespace: 'default', name: 'web' }, spec: {} };
 const SVCS: Service[] = [
   { kind: 'Service', metadata: { namespace: 'default', name: 'v4' }, spec: { clusterIP: '10.86.205.109', clusterIPs: ['10.86.205.109'] } },
-  { kind: 'Service', metadata: { namespace: 'default', name: 'dual' }, spec: { clusterIP: '10.86.0.20', clusterIPs: ['10.86.0.20', 'fd00:86::20'] } },
+  {
+    kind: 'Service',
+    metadata: { namespace: 'default', name: 'dual' },
+    spec: { clusterIP: '10.86.0.20', clusterIPs: ['10.86.0.20', 'fd00:86::20'] },
+  },
 ];
 const ctx = (routes: Route[]): ResolveContext => ({
   routes,
@@ -22,7 +26,14 @@ const ctx = (routes: Route[]): ResolveContext => ({
 });
 
 t.test('resolve: attributes reach the plan, canonical', async (t) => {
-  const cases: { name: string; routes: Route[]; routesOut?: Plan['routes']; def?: Plan['default']; invalid?: RegExp; unresolved?: RegExp }[] = [
+  const cases: {
+    name: string;
+    routes: Route[];
+    routesOut?: Plan['routes'];
+    def?: Plan['default'];
+    invalid?: RegExp;
+    unresolved?: RegExp;
+  }[] = [
     {
       name: 'CIDR rule with every attribute (src made canonical)',
       routes: [route('a', { route: [{ dst: '172.16.10.0/24', dev: 'eth1', advmss: 1360, mtu: 1400, metric: 100, src: '10.124.2.5' }] })],
@@ -69,13 +80,27 @@ t.test('resolve: attributes reach the plan, canonical', async (t) => {
     },
     {
       name: 'a src that is not an IP (the API server refuses it) makes the rule invalid',
-      routes: [route('a', { route: [{ dst: '172.16.10.0/24', dev: 'eth1', src: 'eth1' }, { dst: '172.16.11.0/24', dev: 'eth1' }] })],
+      routes: [
+        route('a', {
+          route: [
+            { dst: '172.16.10.0/24', dev: 'eth1', src: 'eth1' },
+            { dst: '172.16.11.0/24', dev: 'eth1' },
+          ],
+        }),
+      ],
       routesOut: [{ dst: '172.16.11.0/24', dev: 'eth1' }],
       invalid: /spec\.route\[0\]\.src/,
     },
     {
       name: 'a src of the other family makes the rule invalid',
-      routes: [route('a', { route: [{ dst: '172.16.10.0/24', dev: 'eth1', src: 'fd00::5' }, { dst: '172.16.11.0/24', dev: 'eth1' }] })],
+      routes: [
+        route('a', {
+          route: [
+            { dst: '172.16.10.0/24', dev: 'eth1', src: 'fd00::5' },
+            { dst: '172.16.11.0/24', dev: 'eth1' },
+          ],
+        }),
+      ],
       routesOut: [{ dst: '172.16.11.0/24', dev: 'eth1' }],
       invalid: /spec\.route\[0\]: src fd00::5 is IPv6 but the route is IPv4/,
     },
@@ -88,7 +113,11 @@ t.test('resolve: attributes reach the plan, canonical', async (t) => {
     t.same(r.plan.default, c.def, `${c.name}: default`);
     // Canonical key order: the plan's JSON lists attributes as src, metric, mtu, advmss.
     const json = JSON.stringify(r.plan.routes);
-    t.equal(json, canonicalPlanJSON(r.plan).replace(/^\{"v":1,"routes":(.*?)(,"default":.*)?\}$/, '$1'), `${c.name}: routes in canonical order`);
+    t.equal(
+      json,
+      canonicalPlanJSON(r.plan).replace(/^\{"v":1,"routes":(.*?)(,"default":.*)?\}$/, '$1'),
+      `${c.name}: routes in canonical order`,
+    );
     if (c.invalid) t.match(r.invalid.map((i) => `${i.field}: ${i.error}`).join('\n'), c.invalid, `${c.name}: reported invalid`);
     else t.same(r.invalid, [], `${c.name}: nothing invalid`);
     if (c.unresolved) t.match(r.unresolved.map((u) => u.reason).join('\n'), c.unresolved, `${c.name}: reported unresolved`);
@@ -100,9 +129,15 @@ t.test('resolve: Routes that differ only in an attribute conflict, and the winne
   const a = route('a', { route: [{ dst: '172.16.10.0/24', dev: 'eth1', mtu: 1400 }] });
   const b = route('b', { priority: 5, route: [{ dst: '172.16.10.0/24', dev: 'eth1', mtu: 9000 }] });
   const same = route('c', { route: [{ dst: '172.16.10.0/24', dev: 'eth1', mtu: 1400 }] });
-  for (const order of [[a, b], [b, a]]) {
+  for (const order of [
+    [a, b],
+    [b, a],
+  ]) {
     const r = resolvePlan(POD, ctx(order));
-    if (r.kind !== 'plan') { t.fail('a plan'); continue; }
+    if (r.kind !== 'plan') {
+      t.fail('a plan');
+      continue;
+    }
     t.same(r.plan.routes, [{ dst: '172.16.10.0/24', dev: 'eth1', mtu: 9000 }], 'the higher priority wins');
     t.equal(r.conflicts.length, 1, 'one conflict');
     t.match(r.conflicts[0]!.message, /Route a .* wants eth1 mtu 1400, Route b .* wins with eth1 mtu 9000/);
@@ -119,7 +154,11 @@ t.test('plan codec: attributes round-trip signed; wrong ones are refused', async
     default: { dev: 'eth1', mtu: 1450, via: '10.124.2.1' },
   };
   const enc = encodePlan(plan, { key, namespace: 'default' });
-  t.match(enc, /^\{"v":1,"routes":\[\{"dst":"172\.16\.10\.0\/24","dev":"eth1","via":"10\.124\.2\.1","src":"10\.124\.2\.5","metric":100,"mtu":1400,"advmss":1360\}\],"default":\{"dev":"eth1","via":"10\.124\.2\.1","mtu":1450\},"sig":/, 'canonical order');
+  t.match(
+    enc,
+    /^\{"v":1,"routes":\[\{"dst":"172\.16\.10\.0\/24","dev":"eth1","via":"10\.124\.2\.1","src":"10\.124\.2\.5","metric":100,"mtu":1400,"advmss":1360\}\],"default":\{"dev":"eth1","via":"10\.124\.2\.1","mtu":1450\},"sig":/,
+    'canonical order',
+  );
   const dec = decodePlan(enc, { namespace: 'default', keys: [key], requireSignature: true });
   t.ok(dec.ok, 'decodes and verifies');
   if (dec.ok) t.equal(planHash(dec.plan), planHash(plan), 'same plan back');
@@ -128,11 +167,22 @@ t.test('plan codec: attributes round-trip signed; wrong ones are refused', async
   const bad = decodePlan(tampered, { namespace: 'default', keys: [key], requireSignature: true });
   t.same(bad.ok ? 'ok' : bad.code, 'bad-signature', 'a changed attribute does not verify');
   // A plan without attributes encodes exactly as before they existed.
-  t.equal(canonicalPlanJSON({ v: 1, routes: [{ dst: '10.0.0.0/8', dev: 'eth1' }] }), '{"v":1,"routes":[{"dst":"10.0.0.0/8","dev":"eth1"}]}');
+  t.equal(
+    canonicalPlanJSON({ v: 1, routes: [{ dst: '10.0.0.0/8', dev: 'eth1' }] }),
+    '{"v":1,"routes":[{"dst":"10.0.0.0/8","dev":"eth1"}]}',
+  );
 
   const refused: [string, string, RegExp][] = [
-    ['src not canonical', '{"v":1,"routes":[{"dst":"fd00::/64","dev":"eth1","src":"fd00:0::5"}]}', /routes\[0\]\.src: "fd00:0::5" is not canonical/],
-    ['src of the other family', '{"v":1,"routes":[{"dst":"10.0.0.0/8","dev":"eth1","src":"fd00::5"}]}', /routes\[0\]\.src: fd00::5 is IPv6 but the route is IPv4/],
+    [
+      'src not canonical',
+      '{"v":1,"routes":[{"dst":"fd00::/64","dev":"eth1","src":"fd00:0::5"}]}',
+      /routes\[0\]\.src: "fd00:0::5" is not canonical/,
+    ],
+    [
+      'src of the other family',
+      '{"v":1,"routes":[{"dst":"10.0.0.0/8","dev":"eth1","src":"fd00::5"}]}',
+      /routes\[0\]\.src: fd00::5 is IPv6 but the route is IPv4/,
+    ],
     ['src not an IP', '{"v":1,"routes":[{"dst":"10.0.0.0/8","dev":"eth1","src":"x"}]}', /routes\[0\]\.src/],
     ['IPv6 mtu under 1280', '{"v":1,"routes":[{"dst":"fd00::/64","dev":"eth1","mtu":1200}]}', /routes\[0\]\.mtu: 1200 is below/],
     ['metric out of range', '{"v":1,"routes":[{"dst":"10.0.0.0/8","dev":"eth1","metric":4294967296}]}', /metric/],
@@ -140,27 +190,48 @@ t.test('plan codec: attributes round-trip signed; wrong ones are refused', async
     ['advmss too small', '{"v":1,"routes":[{"dst":"10.0.0.0/8","dev":"eth1","advmss":10}]}', /advmss/],
     ['mtu as text', '{"v":1,"routes":[{"dst":"10.0.0.0/8","dev":"eth1","mtu":"1400"}]}', /mtu/],
     ['unknown attribute', '{"v":1,"routes":[{"dst":"10.0.0.0/8","dev":"eth1","window":10}]}', /additional properties/],
-    ['default src of the other family than via', '{"v":1,"routes":[],"default":{"dev":"eth1","via":"10.0.0.1","src":"fd00::5"}}', /default\.src: fd00::5 is IPv6 but the route is IPv4/],
-    ['IPv6 default (by src) with mtu under 1280', '{"v":1,"routes":[],"default":{"dev":"eth1","src":"fd00::5","mtu":1000}}', /default\.mtu/],
+    [
+      'default src of the other family than via',
+      '{"v":1,"routes":[],"default":{"dev":"eth1","via":"10.0.0.1","src":"fd00::5"}}',
+      /default\.src: fd00::5 is IPv6 but the route is IPv4/,
+    ],
+    [
+      'IPv6 default (by src) with mtu under 1280',
+      '{"v":1,"routes":[],"default":{"dev":"eth1","src":"fd00::5","mtu":1000}}',
+      /default\.mtu/,
+    ],
   ];
   for (const [name, value, msg] of refused) {
     const r = decodePlan(value, { namespace: 'default', keys: [], requireSignature: false });
     t.notOk(r.ok, `${name}: refused`);
     if (!r.ok) t.match(r.error, msg, `${name}: ${r.error}`);
     if (name === 'unknown attribute') {
-      t.equal(encodePlan(JSON.parse(value) as Plan, { namespace: 'default' }), '{"v":1,"routes":[{"dst":"10.0.0.0/8","dev":"eth1"}]}', `${name}: never encoded (canonical JSON has known fields only)`);
+      t.equal(
+        encodePlan(JSON.parse(value) as Plan, { namespace: 'default' }),
+        '{"v":1,"routes":[{"dst":"10.0.0.0/8","dev":"eth1"}]}',
+        `${name}: never encoded (canonical JSON has known fields only)`,
+      );
     } else t.throws(() => encodePlan(JSON.parse(value) as Plan, { namespace: 'default' }), `${name}: not encoded either`);
   }
 });
 
 t.test('convert: attributes in configuration entries', async (t) => {
   const good: [string, string, RouteSpec][] = [
-    ['numbers and a src with spaces', '[{"route": "172.16.0.0/16", "dev": "eth1", "mtu": 1400, "advmss": 1360, "metric": 5, "src": " 10.124.2.5 "}]',
-      { route: [{ dst: '172.16.0.0/16', dev: 'eth1', src: '10.124.2.5', metric: 5, mtu: 1400, advmss: 1360 }] }],
-    ['quoted numbers are accepted', '- {route: default, dev: eth1, via: 10.124.2.1, mtu: "1450"}\n',
-      { defaultRoute: { dev: 'eth1', via: '10.124.2.1', mtu: 1450 } }],
-    ['a Service entry', '[{"svc": "default/nginx", "dev": "eth1", "metric": 0}]',
-      { svc: [{ namespace: 'default', name: 'nginx', dev: 'eth1', metric: 0 }] }],
+    [
+      'numbers and a src with spaces',
+      '[{"route": "172.16.0.0/16", "dev": "eth1", "mtu": 1400, "advmss": 1360, "metric": 5, "src": " 10.124.2.5 "}]',
+      { route: [{ dst: '172.16.0.0/16', dev: 'eth1', src: '10.124.2.5', metric: 5, mtu: 1400, advmss: 1360 }] },
+    ],
+    [
+      'quoted numbers are accepted',
+      '- {route: default, dev: eth1, via: 10.124.2.1, mtu: "1450"}\n',
+      { defaultRoute: { dev: 'eth1', via: '10.124.2.1', mtu: 1450 } },
+    ],
+    [
+      'a Service entry',
+      '[{"svc": "default/nginx", "dev": "eth1", "metric": 0}]',
+      { svc: [{ namespace: 'default', name: 'nginx', dev: 'eth1', metric: 0 }] },
+    ],
   ];
   for (const [name, text, spec] of good) {
     const r = convertConfig(text, name.includes('quoted') ? 'cr.yaml' : 'cr.json');
@@ -170,11 +241,23 @@ t.test('convert: attributes in configuration entries', async (t) => {
     ['mtu as words', '[{"route": "172.16.0.0/16", "dev": "eth1", "mtu": "large"}]', /entry 0 .*field "mtu": expected a whole number/],
     ['mtu fraction', '[{"route": "172.16.0.0/16", "dev": "eth1", "mtu": 1400.5}]', /field "mtu": expected a whole number/],
     ['mtu too small', '[{"route": "172.16.0.0/16", "dev": "eth1", "mtu": 10}]', /entry 0 .*field "mtu": must be >= 68/],
-    ['IPv6 mtu too small', '[{"route": "fd00::/64", "dev": "eth1", "mtu": 1000}]', /field "mtu": mtu of an IPv6 route must be at least 1280/],
+    [
+      'IPv6 mtu too small',
+      '[{"route": "fd00::/64", "dev": "eth1", "mtu": 1000}]',
+      /field "mtu": mtu of an IPv6 route must be at least 1280/,
+    ],
     ['src not an IP', '[{"route": "172.16.0.0/16", "dev": "eth1", "src": "eth1"}]', /field "src": expected a source IP address/],
-    ['src of the other family', '[{"route": "172.16.0.0/16", "dev": "eth1", "src": "fd00::5"}]', /field "src": src must be of the same address family as dst/],
+    [
+      'src of the other family',
+      '[{"route": "172.16.0.0/16", "dev": "eth1", "src": "fd00::5"}]',
+      /field "src": src must be of the same address family as dst/,
+    ],
     ['metric negative', '[{"route": "172.16.0.0/16", "dev": "eth1", "metric": -1}]', /field "metric"/],
-    ['unknown key names the attributes', '[{"route": "172.16.0.0/16", "dev": "eth1", "window": 4}]', /"window": unknown field; .*"src", "metric", "mtu" and "advmss"/],
+    [
+      'unknown key names the attributes',
+      '[{"route": "172.16.0.0/16", "dev": "eth1", "window": 4}]',
+      /"window": unknown field; .*"src", "metric", "mtu" and "advmss"/,
+    ],
   ];
   for (const [name, text, msg] of bad) {
     t.throws(() => convertConfig(text, 'cr.json'), msg, name);

@@ -7,17 +7,24 @@ import { routeCases } from '../util/fixtures.js';
 const ok = (text: string, file = 'cr-config.json') => convertConfig(text, file);
 
 t.test('entries become a Route, trimmed and canonical', async (t) => {
-  const r = ok(JSON.stringify([
-    { svc: ' default/nginx1 ', dev: 'eth0' },
-    { route: '172.16.0.0/16 ', dev: 'eth1', via: ' 10.124.2.1' },
-    { route: 'FD00::/8', dev: 'eth1' },
-    { route: 'default', dev: 'eth0', via: '169.254.1.1' },
-  ]));
+  const r = ok(
+    JSON.stringify([
+      { svc: ' default/nginx1 ', dev: 'eth0' },
+      { route: '172.16.0.0/16 ', dev: 'eth1', via: ' 10.124.2.1' },
+      { route: 'FD00::/8', dev: 'eth1' },
+      { route: 'default', dev: 'eth0', via: '169.254.1.1' },
+    ]),
+  );
   t.same(r, {
-    apiVersion: 'k8s.ovn.org/v1', kind: 'Route', metadata: { name: 'cr-config' },
+    apiVersion: 'k8s.ovn.org/v1',
+    kind: 'Route',
+    metadata: { name: 'cr-config' },
     spec: {
       svc: [{ namespace: 'default', name: 'nginx1', dev: 'eth0' }],
-      route: [{ dst: '172.16.0.0/16', dev: 'eth1', via: '10.124.2.1' }, { dst: 'fd00::/8', dev: 'eth1' }],
+      route: [
+        { dst: '172.16.0.0/16', dev: 'eth1', via: '10.124.2.1' },
+        { dst: 'fd00::/8', dev: 'eth1' },
+      ],
       defaultRoute: { dev: 'eth0', via: '169.254.1.1' },
     },
   });
@@ -27,10 +34,30 @@ t.test('entries become a Route, trimmed and canonical', async (t) => {
 
 t.test('bad entries: file, entry, line, field and what was expected', async (t) => {
   const cases: [string, string, string, RegExp][] = [
-    ['host bits', 'c.json', '[\n {"svc":"default/a","dev":"eth0"},\n {"route":"10.0.0.5/24","dev":"eth1"}\n]', /^c\.json: entry 1 \(line 3\): field "route": expected a CIDR .*did you mean 10\.0\.0\.0\/24\?/],
-    ['missing dev', 'c.yaml', '- svc: default/a\n  dev: eth0\n- route: 10.0.0.0/8\n', /^c\.yaml: entry 1 \(line 3\): field "dev": required/],
-    ['bad via', 'c.yaml', '- route: 10.0.0.0/8\n  dev: eth1\n  via: 10.0.0.256\n', /entry 0 \(line 1\): field "via": expected a gateway IP address/],
-    ['family mismatch', 'c.yaml', '- route: 10.0.0.0/8\n  dev: eth1\n  via: fd00::1\n', /entry 0 \(line 1\): field "via": via must be of the same address family as dst/],
+    [
+      'host bits',
+      'c.json',
+      '[\n {"svc":"default/a","dev":"eth0"},\n {"route":"10.0.0.5/24","dev":"eth1"}\n]',
+      /^c\.json: entry 1 \(line 3\): field "route": expected a CIDR .*did you mean 10\.0\.0\.0\/24\?/,
+    ],
+    [
+      'missing dev',
+      'c.yaml',
+      '- svc: default/a\n  dev: eth0\n- route: 10.0.0.0/8\n',
+      /^c\.yaml: entry 1 \(line 3\): field "dev": required/,
+    ],
+    [
+      'bad via',
+      'c.yaml',
+      '- route: 10.0.0.0/8\n  dev: eth1\n  via: 10.0.0.256\n',
+      /entry 0 \(line 1\): field "via": expected a gateway IP address/,
+    ],
+    [
+      'family mismatch',
+      'c.yaml',
+      '- route: 10.0.0.0/8\n  dev: eth1\n  via: fd00::1\n',
+      /entry 0 \(line 1\): field "via": via must be of the same address family as dst/,
+    ],
     ['bad dev', 'c.json', '[{"route":"10.0.0.0/8","dev":"eth 1"}]', /entry 0 \(line 1\): field "dev": must be a Linux interface name/],
     ['svc without namespace', 'c.json', '[{"svc":"nginx1","dev":"eth0"}]', /field "svc": expected "<namespace>\/<name>"/],
     ['svc bad name', 'c.json', '[{"svc":"default/Nginx","dev":"eth0"}]', /name "Nginx" is not a valid Service name/],
@@ -44,8 +71,18 @@ t.test('bad entries: file, entry, line, field and what was expected', async (t) 
     ['JSON syntax', 'c.json', '[\n{"route": "10.0.0.0/8",, "dev":"eth0"}]', /^c\.json: line 2, column \d+: not valid JSON/],
     ['YAML syntax', 'c.yaml', '- route: [10.0.0.0/8\n', /^c\.yaml: line \d+, column \d+: not valid YAML/],
     ['not a list', 'c.yaml', 'route: 10.0.0.0/8\n', /expected a list of entries/],
-    ['too many routes', 'c.json', JSON.stringify(Array.from({ length: 257 }, (_, i) => ({ route: `10.${i >> 8}.${i & 255}.0/24`, dev: 'eth1' }))), /c\.json: spec\.route: must NOT have more than 256 items/],
-    ['Route with bad field', 'r.yaml', 'apiVersion: k8s.ovn.org/v1\nkind: Route\nmetadata: {name: r}\nspec:\n  route:\n    - {dst: "10.0.0.5/24", dev: eth1}\n', /^r\.yaml: spec\.route\[0\] \(line 6\): dst has host bits set/],
+    [
+      'too many routes',
+      'c.json',
+      JSON.stringify(Array.from({ length: 257 }, (_, i) => ({ route: `10.${i >> 8}.${i & 255}.0/24`, dev: 'eth1' }))),
+      /c\.json: spec\.route: must NOT have more than 256 items/,
+    ],
+    [
+      'Route with bad field',
+      'r.yaml',
+      'apiVersion: k8s.ovn.org/v1\nkind: Route\nmetadata: {name: r}\nspec:\n  route:\n    - {dst: "10.0.0.5/24", dev: eth1}\n',
+      /^r\.yaml: spec\.route\[0\] \(line 6\): dst has host bits set/,
+    ],
     ['Route with wrong apiVersion', 'r.yaml', 'apiVersion: v1\nkind: Route\nspec: {}\n', /apiVersion: expected "k8s\.ovn\.org\/v1"/],
   ];
   for (const [name, file, text, want] of cases) {
@@ -54,12 +91,23 @@ t.test('bad entries: file, entry, line, field and what was expected', async (t) 
 });
 
 t.test('a full Route is normalised', async (t) => {
-  const r = convertConfig([
-    'apiVersion: k8s.ovn.org/v1', 'kind: Route',
-    'metadata: {name: r, uid: 123, resourceVersion: "9", creationTimestamp: "2026-01-01T00:00:00Z"}',
-    'spec:', '  route: [{dst: "FD00:10::0/64 ", dev: " eth1", via: "FD00:10::1"}]', 'status: {status: Active}',
-  ].join('\n'), 'r.yaml');
-  t.same(r, { apiVersion: 'k8s.ovn.org/v1', kind: 'Route', metadata: { name: 'r' }, spec: { route: [{ dst: 'fd00:10::/64', dev: 'eth1', via: 'fd00:10::1' }] } });
+  const r = convertConfig(
+    [
+      'apiVersion: k8s.ovn.org/v1',
+      'kind: Route',
+      'metadata: {name: r, uid: 123, resourceVersion: "9", creationTimestamp: "2026-01-01T00:00:00Z"}',
+      'spec:',
+      '  route: [{dst: "FD00:10::0/64 ", dev: " eth1", via: "FD00:10::1"}]',
+      'status: {status: Active}',
+    ].join('\n'),
+    'r.yaml',
+  );
+  t.same(r, {
+    apiVersion: 'k8s.ovn.org/v1',
+    kind: 'Route',
+    metadata: { name: 'r' },
+    spec: { route: [{ dst: 'fd00:10::/64', dev: 'eth1', via: 'fd00:10::1' }] },
+  });
 });
 
 // Issue #16, defect 8: `convert` must refuse offline exactly what the API server refuses
@@ -94,6 +142,9 @@ t.test('convert accepts every shared good Route, nulls dropped as the API server
 });
 
 t.test('null in a config-file entry is an absent field', async (t) => {
-  const r = convertConfig('[{"route": "10.0.0.0/8", "dev": "eth1", "via": null}, {"svc": "default/a", "dev": "eth0", "via": null}]', 'c.json');
+  const r = convertConfig(
+    '[{"route": "10.0.0.0/8", "dev": "eth1", "via": null}, {"svc": "default/a", "dev": "eth0", "via": null}]',
+    'c.json',
+  );
   t.same(r.spec, { route: [{ dst: '10.0.0.0/8', dev: 'eth1' }], svc: [{ namespace: 'default', name: 'a', dev: 'eth0' }] });
 });

@@ -7,19 +7,34 @@ const pod = (ns: string, name: string, labels: Record<string, string> = {}, gene
   metadata: { namespace: ns, ...(name ? { name } : {}), ...(generateName ? { generateName } : {}), labels },
 });
 const subj = (p: Pod, nsLabels: Record<string, string> = {}, owners: OwnerRef[] = []): Subject => ({
-  pod: p, namespace: { metadata: { name: p.metadata?.namespace ?? '', labels: nsLabels } }, owners,
+  pod: p,
+  namespace: { metadata: { name: p.metadata?.namespace ?? '', labels: nsLabels } },
+  owners,
 });
 
 t.test('globs', async (t) => {
   const cases: [string, string, boolean][] = [
-    ['default', 'default', true], ['default', 'defaults', false], ['prod-*', 'prod-eu', true],
-    ['prod-*', 'prod-', true], ['*-db', 'orders-db', true], ['a*b*c', 'axxbyyc', true], ['a*b*c', 'axxbyy', false],
-    ['*', 'anything', true], ['web.*', 'web.1', true], ['web.*', 'webx1', false], // "." is literal
+    ['default', 'default', true],
+    ['default', 'defaults', false],
+    ['prod-*', 'prod-eu', true],
+    ['prod-*', 'prod-', true],
+    ['*-db', 'orders-db', true],
+    ['a*b*c', 'axxbyyc', true],
+    ['a*b*c', 'axxbyy', false],
+    ['*', 'anything', true],
+    ['web.*', 'web.1', true],
+    ['web.*', 'webx1', false], // "." is literal
   ];
   for (const [p, v, want] of cases) t.equal(globMatch(p, v), want, `${p} ~ ${v}`);
   const pre: [string, string, string][] = [
-    ['web-*', 'web-7d4f-', 'yes'], ['web*', 'web-', 'yes'], ['db-*', 'web-7d4f-', 'no'], ['web-7d4f-abcde', 'web-7d4f-', 'unknown'],
-    ['web-*-x', 'web-7d4f-', 'unknown'], ['w*', 'web-', 'yes'], ['web-7d4f-1-*', 'web-7d4f-', 'unknown'], ['web-7x*', 'web-7d4f-', 'no'],
+    ['web-*', 'web-7d4f-', 'yes'],
+    ['web*', 'web-', 'yes'],
+    ['db-*', 'web-7d4f-', 'no'],
+    ['web-7d4f-abcde', 'web-7d4f-', 'unknown'],
+    ['web-*-x', 'web-7d4f-', 'unknown'],
+    ['w*', 'web-', 'yes'],
+    ['web-7d4f-1-*', 'web-7d4f-', 'unknown'],
+    ['web-7x*', 'web-7d4f-', 'no'],
   ];
   for (const [p, g, want] of pre) t.equal(globMatchPrefix(p, g), want, `${p} vs generateName ${g}`);
 });
@@ -47,7 +62,9 @@ t.test('label selectors', async (t) => {
 
 t.test('every term field, alone and combined', async (t) => {
   const web = subj(pod('prod-eu', 'web-1', { app: 'web' }), { team: 'a' }, [
-    { kind: 'ReplicaSet', namespace: 'prod-eu', name: 'web-7d4f' }, { kind: 'Deployment', namespace: 'prod-eu', name: 'web' }]);
+    { kind: 'ReplicaSet', namespace: 'prod-eu', name: 'web-7d4f' },
+    { kind: 'Deployment', namespace: 'prod-eu', name: 'web' },
+  ]);
   const cases: [string, PodSelectorTerm, 'yes' | 'no', RegExp?][] = [
     ['namespaces hit', { namespaces: ['default', 'prod-*'] }, 'yes'],
     ['namespaces miss', { namespaces: ['default'] }, 'no', /namespace "prod-eu" is not in namespaces \[default\]/],
@@ -57,14 +74,34 @@ t.test('every term field, alone and combined', async (t) => {
     ['pods wildcard namespace', { pods: ['*/web-1'] }, 'yes'],
     ['pods miss', { pods: ['prod-eu/db-*', 'default/web-1'] }, 'no', /is not in pods/],
     ['podSelector hit', { podSelector: { matchLabels: { app: 'web' } } }, 'yes'],
-    ['podSelector miss', { podSelector: { matchExpressions: [{ key: 'app', operator: 'In', values: ['db'] }] } }, 'no', /podSelector \{app in \(db\)\}/],
+    [
+      'podSelector miss',
+      { podSelector: { matchExpressions: [{ key: 'app', operator: 'In', values: ['db'] }] } },
+      'no',
+      /podSelector \{app in \(db\)\}/,
+    ],
     ['owners Deployment through ReplicaSet', { owners: [{ kind: 'Deployment', name: 'web' }] }, 'yes'],
     ['owners ReplicaSet glob', { owners: [{ kind: 'ReplicaSet', name: 'web-*' }] }, 'yes'],
     ['owners namespace given', { owners: [{ kind: 'Deployment', namespace: 'prod-*', name: 'web' }] }, 'yes'],
     ['owners namespace differs', { owners: [{ kind: 'Deployment', namespace: 'default', name: 'web' }] }, 'no', /match none of owners/],
     ['owners kind differs', { owners: [{ kind: 'StatefulSet', name: 'web' }] }, 'no', /Deployment\/web/],
-    ['all fields match', { namespaces: ['prod-*'], namespaceSelector: { matchLabels: { team: 'a' } }, pods: ['*/web-*'], podSelector: { matchLabels: { app: 'web' } }, owners: [{ kind: 'Deployment', name: 'web' }] }, 'yes'],
-    ['all but one field match', { namespaces: ['prod-*'], podSelector: { matchLabels: { app: 'web' } }, owners: [{ kind: 'DaemonSet', name: 'web' }] }, 'no', /owners/],
+    [
+      'all fields match',
+      {
+        namespaces: ['prod-*'],
+        namespaceSelector: { matchLabels: { team: 'a' } },
+        pods: ['*/web-*'],
+        podSelector: { matchLabels: { app: 'web' } },
+        owners: [{ kind: 'Deployment', name: 'web' }],
+      },
+      'yes',
+    ],
+    [
+      'all but one field match',
+      { namespaces: ['prod-*'], podSelector: { matchLabels: { app: 'web' } }, owners: [{ kind: 'DaemonSet', name: 'web' }] },
+      'no',
+      /owners/,
+    ],
   ];
   for (const [name, term, want, reason] of cases) {
     const v = termMatches(term, web);
@@ -99,6 +136,14 @@ t.test('generateName pods: name filters are tri-state', async (t) => {
   t.equal(routeSelects([{ pods: ['default/web-7d4f-xyz12'] }], undefined, s).match, 'unknown', 'exact name unknown');
   t.equal(routeSelects(undefined, [{ pods: ['default/web-7d4f-xyz12'] }], s).match, 'unknown', 'exclude undecided defers');
   t.equal(routeSelects(undefined, [{ pods: ['default/web-*'] }], s).match, 'no', 'exclude by prefix');
-  t.equal(routeSelects([{ pods: ['default/web-7d4f-xyz12'] }, { namespaces: ['default'] }], undefined, s).match, 'yes', 'another include term decides');
-  t.equal(routeSelects([{ pods: ['default/web-7d4f-xyz12'] }], [{ namespaces: ['default'] }], s).match, 'no', 'exclude decides even when include is unknown');
+  t.equal(
+    routeSelects([{ pods: ['default/web-7d4f-xyz12'] }, { namespaces: ['default'] }], undefined, s).match,
+    'yes',
+    'another include term decides',
+  );
+  t.equal(
+    routeSelects([{ pods: ['default/web-7d4f-xyz12'] }], [{ namespaces: ['default'] }], s).match,
+    'no',
+    'exclude decides even when include is unknown',
+  );
 });

@@ -64,8 +64,10 @@ t.test('CIDR parsing, trimming and host bits', async (t) => {
 
 t.test('CIDR order: IPv4 first, then address, then prefix', async (t) => {
   const list = ['fd00::/64', '10.124.0.0/16', '10.124.0.0/24', '10.86.69.17/32', '::/0', '192.168.2.0/24'];
-  const sorted = list.map((s) => ({ s, c: (parseCIDR(s) as { ok: true; value: Parameters<typeof compareCIDR>[0] }).value }))
-    .sort((a, b) => compareCIDR(a.c, b.c)).map((x) => x.s);
+  const sorted = list
+    .map((s) => ({ s, c: (parseCIDR(s) as { ok: true; value: Parameters<typeof compareCIDR>[0] }).value }))
+    .sort((a, b) => compareCIDR(a.c, b.c))
+    .map((x) => x.s);
   t.same(sorted, ['10.86.69.17/32', '10.124.0.0/16', '10.124.0.0/24', '192.168.2.0/24', '::/0', 'fd00::/64']);
 });
 
@@ -87,7 +89,10 @@ t.test('cidrWithin: every address of the first is in the second', async (t) => {
   for (const [inner, outer, want] of cases) {
     const i = parseCIDR(inner);
     const o = parseCIDR(outer);
-    if (!i.ok || !o.ok) { t.fail(`bad case ${inner} ${outer}`); continue; }
+    if (!i.ok || !o.ok) {
+      t.fail(`bad case ${inner} ${outer}`);
+      continue;
+    }
     t.equal(cidrWithin(i.value, o.value), want, `${inner} within ${outer}: ${want}`);
   }
 });

@@ -32,7 +32,8 @@ const topDir = (file: string, spec: string): string | null => {
 };
 
 // core/ is pure: no file system, network, processes or clients. node:crypto is computation.
-const IO_MODULES = /^(node:)?(fs|fs\/promises|net|tls|http|https|http2|child_process|dgram|dns|worker_threads|cluster)$|^@kubernetes\/|^fastify|^netlink$/;
+const IO_MODULES =
+  /^(node:)?(fs|fs\/promises|net|tls|http|https|http2|child_process|dgram|dns|worker_threads|cluster)$|^@kubernetes\/|^fastify|^netlink$/;
 
 t.test('imports run one way: bin -> webhook, injector -> platform -> core; never the reverse or sideways', async (t) => {
   // platform/: Kubernetes client plumbing both processes share (deadlines, watchdogs,
@@ -49,7 +50,10 @@ t.test('imports run one way: bin -> webhook, injector -> platform -> core; never
     for (const file of sources(dir)) {
       for (const spec of imports(file)) {
         const top = topDir(file, spec);
-        if (top !== null) t.ok(allowed.includes(top), `${relative(repoRoot, file)} imports ${spec} (${top}/ is off limits for ${dir}/)`, { diagnostic: false });
+        if (top !== null)
+          t.ok(allowed.includes(top), `${relative(repoRoot, file)} imports ${spec} (${top}/ is off limits for ${dir}/)`, {
+            diagnostic: false,
+          });
         if (dir === 'core') t.notMatch(spec, IO_MODULES, `${relative(repoRoot, file)} imports ${spec}: core/ does no I/O`);
         checked++;
       }
@@ -98,7 +102,9 @@ t.test('inside injector/ and webhook/, sub-folders import one way; admission and
         if (!spec.startsWith('.')) continue;
         const to = areaOf(join(file, '..', spec));
         if (to === null) continue;
-        t.ok(rules[from]!.includes(to), `${relative(repoRoot, file)} imports ${spec} (${proc}/${to}/ is off limits for ${proc}/${from}/)`, { diagnostic: false });
+        t.ok(rules[from]!.includes(to), `${relative(repoRoot, file)} imports ${spec} (${proc}/${to}/ is off limits for ${proc}/${from}/)`, {
+          diagnostic: false,
+        });
         checked++;
       }
     }

@@ -1,13 +1,26 @@
 import { randomBytes } from 'node:crypto';
 import t from 'tap';
-import { MAX_PLAN_BYTES, MAX_PLAN_ROUTES, PlanEncodeError, decodePlan, encodePlan, parsePlanKey, planHash, planKeyFromSecret } from '../../core/plan-codec.js';
+import {
+  MAX_PLAN_BYTES,
+  MAX_PLAN_ROUTES,
+  PlanEncodeError,
+  decodePlan,
+  encodePlan,
+  parsePlanKey,
+  planHash,
+  planKeyFromSecret,
+} from '../../core/plan-codec.js';
 import type { Plan } from '../../core/types.js';
 
 const key = planKeyFromSecret(randomBytes(32));
 const other = planKeyFromSecret(randomBytes(32));
 const plan: Plan = {
   v: 1,
-  routes: [{ dst: '10.86.69.17/32', dev: 'eth0' }, { dst: '10.124.0.0/16', dev: 'eth1', via: '10.124.2.1' }, { dst: 'fd00:10::/64', dev: 'eth1', via: 'fd00:10::1' }],
+  routes: [
+    { dst: '10.86.69.17/32', dev: 'eth0' },
+    { dst: '10.124.0.0/16', dev: 'eth1', via: '10.124.2.1' },
+    { dst: 'fd00:10::/64', dev: 'eth1', via: 'fd00:10::1' },
+  ],
   default: { dev: 'eth0', via: '169.254.1.1' },
 };
 
@@ -42,8 +55,18 @@ t.test('tampered, forged and misplaced plans are refused', async (t) => {
     ['non-canonical dst', '{"v":1,"routes":[{"dst":"10.0.0.0/8 ","dev":"eth1"}]}', { ...opts, requireSignature: false }, 'invalid'],
     ['host bits', '{"v":1,"routes":[{"dst":"10.0.0.1/8","dev":"eth1"}]}', { ...opts, requireSignature: false }, 'invalid'],
     ['bad dev', '{"v":1,"routes":[{"dst":"10.0.0.0/8","dev":"eth/1"}]}', { ...opts, requireSignature: false }, 'invalid'],
-    ['family mismatch', '{"v":1,"routes":[{"dst":"10.0.0.0/8","dev":"eth1","via":"fd00::1"}]}', { ...opts, requireSignature: false }, 'invalid'],
-    ['duplicate dst', '{"v":1,"routes":[{"dst":"10.0.0.0/8","dev":"eth1"},{"dst":"10.0.0.0/8","dev":"eth0"}]}', { ...opts, requireSignature: false }, 'invalid'],
+    [
+      'family mismatch',
+      '{"v":1,"routes":[{"dst":"10.0.0.0/8","dev":"eth1","via":"fd00::1"}]}',
+      { ...opts, requireSignature: false },
+      'invalid',
+    ],
+    [
+      'duplicate dst',
+      '{"v":1,"routes":[{"dst":"10.0.0.0/8","dev":"eth1"},{"dst":"10.0.0.0/8","dev":"eth0"}]}',
+      { ...opts, requireSignature: false },
+      'invalid',
+    ],
     ['oversized', `{"v":1,"routes":[],"pad":"${'x'.repeat(MAX_PLAN_BYTES)}"}`, opts, 'too-large'],
   ];
   for (const [name, value, o, code] of cases) {
@@ -56,12 +79,22 @@ t.test('tampered, forged and misplaced plans are refused', async (t) => {
 });
 
 t.test('bounds: never a truncated plan', async (t) => {
-  const many = (n: number): Plan => ({ v: 1, routes: Array.from({ length: n }, (_, i) => ({ dst: `10.${i >> 8}.${i & 255}.0/24`, dev: 'eth1' })) });
+  const many = (n: number): Plan => ({
+    v: 1,
+    routes: Array.from({ length: n }, (_, i) => ({ dst: `10.${i >> 8}.${i & 255}.0/24`, dev: 'eth1' })),
+  });
   t.doesNotThrow(() => encodePlan(many(MAX_PLAN_ROUTES), { key, namespace: 'default' }), `${MAX_PLAN_ROUTES} routes fit`);
   t.ok(Buffer.byteLength(encodePlan(many(MAX_PLAN_ROUTES), { key, namespace: 'default' })) <= MAX_PLAN_BYTES);
   t.throws(() => encodePlan(many(MAX_PLAN_ROUTES + 1), { namespace: 'default' }), PlanEncodeError);
   t.throws(() => encodePlan(many(MAX_PLAN_ROUTES + 1), { namespace: 'default' }), /513 routes; at most 512/);
-  const long: Plan = { v: 1, routes: Array.from({ length: 500 }, (_, i) => ({ dst: `fd00:${i.toString(16)}:1234:5678:9abc:def0:1234:0/112`, dev: 'eth1', via: `fd00:${i.toString(16)}:1234:5678:9abc:def0:1234:1` })) };
+  const long: Plan = {
+    v: 1,
+    routes: Array.from({ length: 500 }, (_, i) => ({
+      dst: `fd00:${i.toString(16)}:1234:5678:9abc:def0:1234:0/112`,
+      dev: 'eth1',
+      via: `fd00:${i.toString(16)}:1234:5678:9abc:def0:1234:1`,
+    })),
+  };
   t.throws(() => encodePlan(long, { namespace: 'default' }), /bytes .*at most 32768 bytes/);
   t.throws(() => encodePlan({ v: 1, routes: [{ dst: '10.0.0.1/8', dev: 'eth1' }] }, { namespace: 'd' }), /not valid/, 'encoder checks too');
 });
@@ -74,13 +107,22 @@ t.test('plan keys', async (t) => {
   t.throws(() => parsePlanKey('not base64 !'), /not base64/);
 });
 
-t.test('the plan schema compiled at build time agrees with the codec\'s constants', async (t) => {
+t.test("the plan schema compiled at build time agrees with the codec's constants", async (t) => {
   const { readFileSync } = await import('node:fs');
   const { repoRoot } = await import('../util/fixtures.js');
   const { PLAN_VERSION } = await import('../../core/plan-codec.js');
-  const schema = JSON.parse(readFileSync(`${repoRoot}/core/plan-schema.json`, 'utf8')) as { properties: { v: { const: number }; routes: { maxItems: number } } };
+  const schema = JSON.parse(readFileSync(`${repoRoot}/core/plan-schema.json`, 'utf8')) as {
+    properties: { v: { const: number }; routes: { maxItems: number } };
+  };
   t.equal(schema.properties.v.const, PLAN_VERSION, 'v');
   t.equal(schema.properties.routes.maxItems, MAX_PLAN_ROUTES, 'maxItems');
-  t.match(decodePlan('{"v":1,"routes":[{"dst":"10.0.0.0/8","dev":"eth1","x":1}]}', { namespace: 'default', keys: [], requireSignature: false }), { ok: false, code: 'invalid', error: 'plan annotation /routes/0 must NOT have additional properties' });
-  t.match(decodePlan('{"v":1,"routes":[{"dst":"10.0.0.0/8","dev":"a/b"}]}', { namespace: 'default', keys: [], requireSignature: false }), { ok: false, code: 'invalid', error: /plan annotation \/routes\/0\/dev must match pattern/ });
+  t.match(
+    decodePlan('{"v":1,"routes":[{"dst":"10.0.0.0/8","dev":"eth1","x":1}]}', { namespace: 'default', keys: [], requireSignature: false }),
+    { ok: false, code: 'invalid', error: 'plan annotation /routes/0 must NOT have additional properties' },
+  );
+  t.match(decodePlan('{"v":1,"routes":[{"dst":"10.0.0.0/8","dev":"a/b"}]}', { namespace: 'default', keys: [], requireSignature: false }), {
+    ok: false,
+    code: 'invalid',
+    error: /plan annotation \/routes\/0\/dev must match pattern/,
+  });
 });

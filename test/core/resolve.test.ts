@@ -7,10 +7,16 @@ import type { KubeObject, Pod, Route, RouteSpec, Service } from '../../core/type
 
 const route = (name: string, spec: RouteSpec): Route => ({ apiVersion: 'k8s.ovn.org/v1', kind: 'Route', metadata: { name }, spec });
 const svc = (ns: string, name: string, spec: Service['spec']): Service => ({ kind: 'Service', metadata: { namespace: ns, name }, spec });
-const pod = (ns: string, name: string, extra: Partial<Pod['metadata']> = {}, spec: Pod['spec'] = {}): Pod =>
-  ({ kind: 'Pod', metadata: { namespace: ns, name, ...extra }, spec });
+const pod = (ns: string, name: string, extra: Partial<Pod['metadata']> = {}, spec: Pod['spec'] = {}): Pod => ({
+  kind: 'Pod',
+  metadata: { namespace: ns, name, ...extra },
+  spec,
+});
 
-function ctx(routes: Route[], opts: { services?: Service[]; nsLabels?: Record<string, string>; mode?: InjectMode; owners?: ResolveContext['owners'] } = {}): ResolveContext {
+function ctx(
+  routes: Route[],
+  opts: { services?: Service[]; nsLabels?: Record<string, string>; mode?: InjectMode; owners?: ResolveContext['owners'] } = {},
+): ResolveContext {
   const byKey = new Map((opts.services ?? []).map((s) => [`${s.metadata?.namespace}/${s.metadata?.name}`, s]));
   return {
     routes,
@@ -22,8 +28,15 @@ function ctx(routes: Route[], opts: { services?: Service[]; nsLabels?: Record<st
 }
 
 const TARGET = route('target', {
-  svc: [{ namespace: 'kube-system', name: 'nginx1', dev: 'eth0' }, { namespace: 'default', name: 'nginx', dev: 'eth1' }],
-  route: [{ dst: '10.124.0.0/16', dev: 'eth1', via: '10.124.2.1' }, { dst: '172.16.10.0/24', dev: 'eth1' }, { dst: '192.168.2.0/24', dev: 'eth0' }],
+  svc: [
+    { namespace: 'kube-system', name: 'nginx1', dev: 'eth0' },
+    { namespace: 'default', name: 'nginx', dev: 'eth1' },
+  ],
+  route: [
+    { dst: '10.124.0.0/16', dev: 'eth1', via: '10.124.2.1' },
+    { dst: '172.16.10.0/24', dev: 'eth1' },
+    { dst: '192.168.2.0/24', dev: 'eth0' },
+  ],
 });
 const TARGET_SVCS = [
   svc('kube-system', 'nginx1', { clusterIP: '10.86.69.17', clusterIPs: ['10.86.69.17'] }),
@@ -51,11 +64,29 @@ t.test('labels and modes', async (t) => {
   const cases: [string, Pod, Record<string, string>, InjectMode, string][] = [
     ['default mode, no labels', pod('default', 'a'), {}, 'default', 'plan'],
     ['hostNetwork', pod('default', 'a', {}, { hostNetwork: true }), {}, 'default', 'host-network'],
-    ['hostNetwork even when enabled', pod('default', 'a', { labels: { [L]: 'enabled' } }, { hostNetwork: true }), {}, 'opt-in', 'host-network'],
+    [
+      'hostNetwork even when enabled',
+      pod('default', 'a', { labels: { [L]: 'enabled' } }, { hostNetwork: true }),
+      {},
+      'opt-in',
+      'host-network',
+    ],
     ['pod disabled', pod('default', 'a', { labels: { [L]: 'disabled' } }), {}, 'default', 'opted-out'],
     ['namespace disabled', pod('default', 'a'), { [L]: 'disabled' }, 'default', 'opted-out'],
-    ['namespace disabled beats pod enabled', pod('default', 'a', { labels: { [L]: 'enabled' } }), { [L]: 'disabled' }, 'opt-in', 'opted-out'],
-    ['pod disabled beats namespace enabled', pod('default', 'a', { labels: { [L]: 'disabled' } }), { [L]: 'enabled' }, 'opt-in', 'opted-out'],
+    [
+      'namespace disabled beats pod enabled',
+      pod('default', 'a', { labels: { [L]: 'enabled' } }),
+      { [L]: 'disabled' },
+      'opt-in',
+      'opted-out',
+    ],
+    [
+      'pod disabled beats namespace enabled',
+      pod('default', 'a', { labels: { [L]: 'disabled' } }),
+      { [L]: 'enabled' },
+      'opt-in',
+      'opted-out',
+    ],
     ['opt-in without labels', pod('default', 'a'), {}, 'opt-in', 'not-opted-in'],
     ['opt-in, pod enabled', pod('default', 'a', { labels: { [L]: 'enabled' } }), {}, 'opt-in', 'plan'],
     ['opt-in, namespace enabled', pod('default', 'a'), { [L]: 'enabled' }, 'opt-in', 'plan'],
@@ -70,15 +101,27 @@ t.test('labels and modes', async (t) => {
 
 t.test('owners through ReplicaSet -> Deployment and Job -> CronJob', async (t) => {
   const objs: KubeObject[] = [
-    { kind: 'ReplicaSet', metadata: { namespace: 'default', name: 'web-7d4f', ownerReferences: [{ kind: 'Deployment', name: 'web', controller: true }] } },
-    { kind: 'Job', metadata: { namespace: 'batch', name: 'nightly-2890', ownerReferences: [{ kind: 'CronJob', name: 'nightly', controller: true }] } },
+    {
+      kind: 'ReplicaSet',
+      metadata: { namespace: 'default', name: 'web-7d4f', ownerReferences: [{ kind: 'Deployment', name: 'web', controller: true }] },
+    },
+    {
+      kind: 'Job',
+      metadata: { namespace: 'batch', name: 'nightly-2890', ownerReferences: [{ kind: 'CronJob', name: 'nightly', controller: true }] },
+    },
   ];
   const idx = new ObjectIndex().add(objs);
   const rsPod = pod('default', 'web-7d4f-abc', { ownerReferences: [{ kind: 'ReplicaSet', name: 'web-7d4f', controller: true }] });
   const jobPod = pod('batch', 'nightly-2890-x', { ownerReferences: [{ kind: 'Job', name: 'nightly-2890', controller: true }] });
   const dsPod = pod('default', 'agent-x', { ownerReferences: [{ kind: 'DaemonSet', name: 'agent', controller: true }] });
-  t.same(ownerChain(rsPod, idx.lookup), [{ kind: 'ReplicaSet', namespace: 'default', name: 'web-7d4f' }, { kind: 'Deployment', namespace: 'default', name: 'web' }]);
-  t.same(ownerChain(jobPod, idx.lookup), [{ kind: 'Job', namespace: 'batch', name: 'nightly-2890' }, { kind: 'CronJob', namespace: 'batch', name: 'nightly' }]);
+  t.same(ownerChain(rsPod, idx.lookup), [
+    { kind: 'ReplicaSet', namespace: 'default', name: 'web-7d4f' },
+    { kind: 'Deployment', namespace: 'default', name: 'web' },
+  ]);
+  t.same(ownerChain(jobPod, idx.lookup), [
+    { kind: 'Job', namespace: 'batch', name: 'nightly-2890' },
+    { kind: 'CronJob', namespace: 'batch', name: 'nightly' },
+  ]);
   t.same(ownerChain(dsPod, idx.lookup), [{ kind: 'DaemonSet', namespace: 'default', name: 'agent' }], 'unknown owner objects still count');
   t.same(ownerChain(pod('default', 'bare'), idx.lookup), []);
   const cases: [string, Pod, string, string, boolean][] = [
@@ -91,7 +134,10 @@ t.test('owners through ReplicaSet -> Deployment and Job -> CronJob', async (t) =
     ['bare pod', pod('default', 'bare'), 'Deployment', '*', false],
   ];
   for (const [name, p, kind, n, want] of cases) {
-    const R = route('r', { route: [{ dst: '172.16.10.0/24', dev: 'eth1' }], include: [{ owners: [{ kind: kind as 'Deployment', name: n }] }] });
+    const R = route('r', {
+      route: [{ dst: '172.16.10.0/24', dev: 'eth1' }],
+      include: [{ owners: [{ kind: kind as 'Deployment', name: n }] }],
+    });
     idx.routes.splice(0, idx.routes.length, R);
     t.equal(idx.resolve(p, 'default').kind, want ? 'plan' : 'skipped', name);
   }
@@ -112,17 +158,29 @@ t.test('conflicts and priority', async (t) => {
   ];
   for (const [name, routes, dev, losers] of cases) {
     const r = resolvePlan(pod('default', 'p'), ctx(routes));
-    if (r.kind !== 'plan') { t.fail(name); continue; }
+    if (r.kind !== 'plan') {
+      t.fail(name);
+      continue;
+    }
     t.equal(r.plan.routes.length, 1, `${name}: one route per destination`);
     t.equal(r.plan.routes[0]?.dev, dev, name);
     t.same(r.conflicts.map((x) => x.route).sort(), losers, `${name}: losers`);
     for (const x of r.conflicts) t.match(x.message, /wants .* wins with/, `${name}: explained`);
   }
-  const svcVsCidr = [route('a', { svc: [{ namespace: 'default', name: 's', dev: 'eth1' }] }), route('b', { route: [{ dst: '10.86.1.1/32', dev: 'eth0' }] })];
+  const svcVsCidr = [
+    route('a', { svc: [{ namespace: 'default', name: 's', dev: 'eth1' }] }),
+    route('b', { route: [{ dst: '10.86.1.1/32', dev: 'eth0' }] }),
+  ];
   const r = resolvePlan(pod('default', 'p'), ctx(svcVsCidr, { services: [svc('default', 's', { clusterIP: '10.86.1.1' })] }));
   t.equal(r.kind === 'plan' && r.plan.routes[0]?.dev, 'eth1', 'a Service /32 and a CIDR /32 conflict like any two rules');
   t.equal(r.conflicts.length, 1);
-  const defaults = resolvePlan(pod('default', 'p'), ctx([route('x', { defaultRoute: { dev: 'eth1', via: '10.124.2.1' } }), route('y', { priority: 1, defaultRoute: { dev: 'eth0', via: '169.254.1.1' } })]));
+  const defaults = resolvePlan(
+    pod('default', 'p'),
+    ctx([
+      route('x', { defaultRoute: { dev: 'eth1', via: '10.124.2.1' } }),
+      route('y', { priority: 1, defaultRoute: { dev: 'eth0', via: '169.254.1.1' } }),
+    ]),
+  );
   t.same(defaults.kind === 'plan' && defaults.plan.default, { dev: 'eth0', via: '169.254.1.1' }, 'two default routes: priority decides');
   t.equal(defaults.conflicts[0]?.dst, '0.0.0.0/0');
 });
@@ -161,16 +219,29 @@ t.test('Services: dual-stack, IPv6, headless, ExternalName, missing, family of v
 });
 
 t.test('IPv6 CIDRs, link scope and gateways', async (t) => {
-  const r = resolvePlan(pod('default', 'p'), ctx([route('v6', {
-    route: [{ dst: 'FD00:10:0::/64', dev: 'eth1', via: 'FD00:10::1' }, { dst: '2001:db8::/32', dev: 'eth0' }, { dst: '10.0.0.0/8', dev: 'eth1' }],
-    defaultRoute: { dev: 'eth1', via: 'fe80::1' },
-  })]));
+  const r = resolvePlan(
+    pod('default', 'p'),
+    ctx([
+      route('v6', {
+        route: [
+          { dst: 'FD00:10:0::/64', dev: 'eth1', via: 'FD00:10::1' },
+          { dst: '2001:db8::/32', dev: 'eth0' },
+          { dst: '10.0.0.0/8', dev: 'eth1' },
+        ],
+        defaultRoute: { dev: 'eth1', via: 'fe80::1' },
+      }),
+    ]),
+  );
   if (r.kind !== 'plan') return t.fail('expected a plan');
-  t.same(r.plan.routes, [
-    { dst: '10.0.0.0/8', dev: 'eth1' },
-    { dst: '2001:db8::/32', dev: 'eth0' },
-    { dst: 'fd00:10::/64', dev: 'eth1', via: 'fd00:10::1' },
-  ], 'canonical, IPv4 first, no via means link scope');
+  t.same(
+    r.plan.routes,
+    [
+      { dst: '10.0.0.0/8', dev: 'eth1' },
+      { dst: '2001:db8::/32', dev: 'eth0' },
+      { dst: 'fd00:10::/64', dev: 'eth1', via: 'fd00:10::1' },
+    ],
+    'canonical, IPv4 first, no via means link scope',
+  );
   t.same(r.plan.default, { dev: 'eth1', via: 'fe80::1' });
 });
 
@@ -178,13 +249,21 @@ t.test('skips are explained', async (t) => {
   const none = resolvePlan(pod('default', 'p'), ctx([]));
   t.equal(none.kind === 'skipped' && none.code, 'no-route');
   t.match(none.kind === 'skipped' ? none.reason : '', /no Route exists/);
-  const notSel = resolvePlan(pod('default', 'p'), ctx([route('prod-only', { route: [{ dst: '10.0.0.0/8', dev: 'eth1' }], include: [{ namespaces: ['prod'] }] })]));
-  t.match(notSel.kind === 'skipped' ? notSel.reason : '', /prod-only: not included: include\[0\]: namespace "default" is not in namespaces \[prod\]/);
+  const notSel = resolvePlan(
+    pod('default', 'p'),
+    ctx([route('prod-only', { route: [{ dst: '10.0.0.0/8', dev: 'eth1' }], include: [{ namespaces: ['prod'] }] })]),
+  );
+  t.match(
+    notSel.kind === 'skipped' ? notSel.reason : '',
+    /prod-only: not included: include\[0\]: namespace "default" is not in namespaces \[prod\]/,
+  );
   const unresolved = resolvePlan(pod('default', 'p'), ctx([route('s', { svc: [{ namespace: 'default', name: 'gone', dev: 'eth1' }] })]));
   t.match(unresolved.kind === 'skipped' ? unresolved.reason : '', /select the pod but yield no route/);
   t.equal(unresolved.unresolved.length, 1);
-  const gen = resolvePlan({ metadata: { namespace: 'default', generateName: 'web-7d4f-' } },
-    ctx([route('one', { route: [{ dst: '10.0.0.0/8', dev: 'eth1' }], include: [{ pods: ['default/web-7d4f-zzzzz'] }] })]));
+  const gen = resolvePlan(
+    { metadata: { namespace: 'default', generateName: 'web-7d4f-' } },
+    ctx([route('one', { route: [{ dst: '10.0.0.0/8', dev: 'eth1' }], include: [{ pods: ['default/web-7d4f-zzzzz'] }] })]),
+  );
   t.equal(gen.kind === 'skipped' && gen.code, 'name-unknown');
   t.same(gen.deferred, ['one']);
 });
@@ -192,7 +271,12 @@ t.test('skips are explained', async (t) => {
 t.test('deterministic: any input order gives a byte-identical plan', async (t) => {
   const routes = [
     TARGET,
-    route('zz', { route: [{ dst: '172.16.10.0/24', dev: 'eth0' }, { dst: 'fd00::/8', dev: 'eth1' }] }),
+    route('zz', {
+      route: [
+        { dst: '172.16.10.0/24', dev: 'eth0' },
+        { dst: 'fd00::/8', dev: 'eth1' },
+      ],
+    }),
     route('aa', { priority: -1, route: [{ dst: '192.168.2.0/24', dev: 'eth1' }], defaultRoute: { dev: 'eth0', via: '169.254.1.1' } }),
     route('mm', { defaultRoute: { dev: 'eth1', via: '10.124.2.1' }, route: [{ dst: '10.0.0.0/8', dev: 'eth1' }] }),
   ];
@@ -203,7 +287,7 @@ t.test('deterministic: any input order gives a byte-identical plan', async (t) =
   };
   const want = encode(routes);
   let seed = 7;
-  const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  const rand = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
   for (let i = 0; i < 25; i++) {
     const shuffled = [...routes].sort(() => rand() - 0.5);
     t.equal(encode(shuffled), want, `permutation ${shuffled.map((r) => r.metadata?.name).join(',')}`);

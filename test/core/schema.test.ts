@@ -41,8 +41,11 @@ t.test('every CEL rule in the CRD has a TypeScript twin, and every twin a rule',
   // The validator is generated at build time (scripts/build.mjs, ajv standalone): it carries
   // every rule of the CRD, and refuses to load when one has no twin.
   t.same([...celRules].sort(), [...rules].sort(), 'the generated validator checks every CEL rule of the CRD');
-  t.throws(() => requireTwins([...celRules, 'self.size() > 99']), /CEL rule has no TypeScript twin in core\/cel-rules.ts: self.size\(\) > 99/,
-    'a rule without a twin stops the validator from loading');
+  t.throws(
+    () => requireTwins([...celRules, 'self.size() > 99']),
+    /CEL rule has no TypeScript twin in core\/cel-rules.ts: self.size\(\) > 99/,
+    'a rule without a twin stops the validator from loading',
+  );
 });
 
 t.test('unknown fields are refused like the API server strict field validation', async (t) => {
@@ -54,11 +57,17 @@ t.test('unknown fields are refused like the API server strict field validation',
     [{ svc: [{ namespace: 'a', nmae: 'b', dev: 'eth0' }] }, 'spec.svc[0].nmae', 'unknown field; did you mean "name"?'],
     [{ incldue: [] }, 'spec.incldue', 'unknown field; did you mean "include"?'],
     [{ include: [{ podselector: {} }] }, 'spec.include[0].podselector', 'unknown field; did you mean "podSelector"?'],
-    [{ defaultRoute: { dev: 'eth0', gateway: '1.2.3.4' } }, 'spec.defaultRoute.gateway', 'unknown field (known fields: dev, via, src, metric, mtu, advmss)'],
+    [
+      { defaultRoute: { dev: 'eth0', gateway: '1.2.3.4' } },
+      'spec.defaultRoute.gateway',
+      'unknown field (known fields: dev, via, src, metric, mtu, advmss)',
+    ],
   ];
   for (const [spec, path, message] of cases) {
     const e = validateRoute({ apiVersion: 'k8s.ovn.org/v1', kind: 'Route', metadata: { name: 'x' }, spec }).find((x) => x.path === path);
     t.equal(e?.message, message, path);
   }
-  t.same(validateRoute({ apiVersion: 'k8s.ovn.org/v1', kind: 'Route', metadata: { name: 'x' } }), [{ path: 'spec', message: 'Required value' }]);
+  t.same(validateRoute({ apiVersion: 'k8s.ovn.org/v1', kind: 'Route', metadata: { name: 'x' } }), [
+    { path: 'spec', message: 'Required value' },
+  ]);
 });

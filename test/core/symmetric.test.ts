@@ -13,7 +13,11 @@ import { runCli } from '../util/cli.js';
 const route = (name: string, spec: RouteSpec): Route => ({ apiVersion: 'k8s.ovn.org/v1', kind: 'Route', metadata: { name }, spec });
 const POD: Pod = { kind: 'Pod', metadata: { namespace: 'default', name: 'web' }, spec: {} };
 const ctx = (routes: Route[]): ResolveContext => ({
-  routes, namespace: { metadata: { name: 'default' } }, service: () => undefined, owners: [], mode: 'default',
+  routes,
+  namespace: { metadata: { name: 'default' } },
+  service: () => undefined,
+  owners: [],
+  mode: 'default',
 });
 const KEY = planKeyFromSecret(Buffer.alloc(32, 7));
 
@@ -23,22 +27,47 @@ t.test('resolve: the union of the selecting Routes, sorted', async (t) => {
     { name: 'one device', routes: [route('a', { symmetric: ['eth1'], route: [{ dst: '10.0.0.0/8', dev: 'eth1' }] })], symmetric: ['eth1'] },
     { name: 'symmetric alone makes a plan', routes: [route('a', { symmetric: ['eth1'] })], symmetric: ['eth1'] },
     { name: 'sorted', routes: [route('a', { symmetric: ['net2', 'eth1'] })], symmetric: ['eth1', 'net2'] },
-    { name: 'two Routes add up, no duplicate', routes: [route('b', { symmetric: ['eth1', 'net3'] }), route('a', { symmetric: ['eth1'] })], symmetric: ['eth1', 'net3'] },
-    { name: 'a not selecting Route does not count', routes: [route('a', { symmetric: ['eth1'] }), route('b', { symmetric: ['net9'], include: [{ namespaces: ['other'] }] })], symmetric: ['eth1'] },
+    {
+      name: 'two Routes add up, no duplicate',
+      routes: [route('b', { symmetric: ['eth1', 'net3'] }), route('a', { symmetric: ['eth1'] })],
+      symmetric: ['eth1', 'net3'],
+    },
+    {
+      name: 'a not selecting Route does not count',
+      routes: [route('a', { symmetric: ['eth1'] }), route('b', { symmetric: ['net9'], include: [{ namespaces: ['other'] }] })],
+      symmetric: ['eth1'],
+    },
     { name: 'an empty list is no plan', routes: [route('a', { symmetric: [] })], skipped: true },
-    { name: 'a bad name is reported, the rest kept', routes: [route('a', { symmetric: ['..', 'eth1'] })], symmetric: ['eth1'], invalid: ['spec.symmetric[0]'] },
+    {
+      name: 'a bad name is reported, the rest kept',
+      routes: [route('a', { symmetric: ['..', 'eth1'] })],
+      symmetric: ['eth1'],
+      invalid: ['spec.symmetric[0]'],
+    },
   ];
   for (const c of cases) {
     const r = resolvePlan(POD, ctx(c.routes));
-    if (c.skipped) { t.equal(r.kind, 'skipped', `${c.name}: skipped`); continue; }
-    if (r.kind !== 'plan') { t.fail(`${c.name}: expected a plan, got ${r.reason}`); continue; }
+    if (c.skipped) {
+      t.equal(r.kind, 'skipped', `${c.name}: skipped`);
+      continue;
+    }
+    if (r.kind !== 'plan') {
+      t.fail(`${c.name}: expected a plan, got ${r.reason}`);
+      continue;
+    }
     t.same(r.plan.symmetric, c.symmetric, `${c.name}: symmetric`);
     t.equal('symmetric' in r.plan, c.symmetric !== undefined, `${c.name}: field present only when asked`);
-    t.same(r.invalid.map((i) => i.field), c.invalid ?? [], `${c.name}: invalid`);
+    t.same(
+      r.invalid.map((i) => i.field),
+      c.invalid ?? [],
+      `${c.name}: invalid`,
+    );
   }
   // Input order does not matter.
-  const a = route('a', { symmetric: ['net3', 'eth1'] }); const b = route('b', { symmetric: ['eth2'] });
-  const x = resolvePlan(POD, ctx([a, b])); const y = resolvePlan(POD, ctx([b, a]));
+  const a = route('a', { symmetric: ['net3', 'eth1'] });
+  const b = route('b', { symmetric: ['eth2'] });
+  const x = resolvePlan(POD, ctx([a, b]));
+  const y = resolvePlan(POD, ctx([b, a]));
   t.equal(x.kind === 'plan' && canonicalPlanJSON(x.plan), y.kind === 'plan' && canonicalPlanJSON(y.plan), 'same plan in any order');
 });
 
@@ -49,7 +78,11 @@ t.test('codec: symmetric last, signed; without it byte-identical to before', asy
   t.equal(encodePlan(base, { namespace: 'default' }), before, 'no symmetric: unchanged bytes');
   t.equal(planHash(base), planHash(JSON.parse(before) as Plan), 'same hash');
   const withSym: Plan = { symmetric: ['eth1', 'net2'], ...base };
-  t.equal(encodePlan(withSym, { namespace: 'default' }), before.slice(0, -1) + ',"symmetric":["eth1","net2"]}', 'symmetric goes last whatever the key order');
+  t.equal(
+    encodePlan(withSym, { namespace: 'default' }),
+    before.slice(0, -1) + ',"symmetric":["eth1","net2"]}',
+    'symmetric goes last whatever the key order',
+  );
   t.not(planHash(withSym), planHash(base), 'symmetric is part of the hash');
   const signed = encodePlan(withSym, { key: KEY, namespace: 'default' });
   const d = decodePlan(signed, { namespace: 'default', keys: [KEY], requireSignature: true });
@@ -69,7 +102,11 @@ t.test('codec: symmetric last, signed; without it byte-identical to before', asy
   ];
   for (const [name, sym, re] of bad) {
     t.throws(() => encodePlan({ ...base, symmetric: sym as string[] }, { namespace: 'default' }), re, `encode refuses ${name}`);
-    const r = decodePlan(JSON.stringify({ ...JSON.parse(before) as object, symmetric: sym }), { namespace: 'default', keys: [], requireSignature: false });
+    const r = decodePlan(JSON.stringify({ ...(JSON.parse(before) as object), symmetric: sym }), {
+      namespace: 'default',
+      keys: [],
+      requireSignature: false,
+    });
     t.match(r.ok ? 'ok' : r.error, re, `decode refuses ${name}`);
   }
 });
@@ -78,10 +115,13 @@ t.test('plan -f: the plan the CLI prints carries symmetric', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'ovrt-sym-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const file = join(dir, 'bundle.yaml');
-  writeFileSync(file, [
-    'apiVersion: k8s.ovn.org/v1\nkind: Route\nmetadata: {name: answer-on-eth1}\nspec: {symmetric: [net2, eth1]}',
-    'apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: default}\nspec: {containers: [{name: c, image: busybox}]}',
-  ].join('\n---\n'));
+  writeFileSync(
+    file,
+    [
+      'apiVersion: k8s.ovn.org/v1\nkind: Route\nmetadata: {name: answer-on-eth1}\nspec: {symmetric: [net2, eth1]}',
+      'apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: default}\nspec: {containers: [{name: c, image: busybox}]}',
+    ].join('\n---\n'),
+  );
   const r = runCli(['plan', '-f', file, '--all']);
   t.equal(r.code, 0, r.stderr);
   t.same(JSON.parse(r.stdout), { 'default/web': { v: 1, routes: [], symmetric: ['eth1', 'net2'] } });

@@ -40,34 +40,72 @@ if (cp) {
     t.match(o, /a-svc +0 +yes +include\[1\] +included by include\[1\]: matches namespaces \[app\]/);
     t.match(o, /b-override +0 +yes +include\[0\] +included by include\[0\]: matches podSelector \{tier=web\}/);
     t.match(o, /c-excluded +0 +no +exclude\[0\] +excluded by exclude\[0\]: matches pods \[app\/web\] \(exclude wins over include\)/);
-    t.match(o, /d-elsewhere +0 +no +include \(no term matched\) +not included: include\[0\]: namespace "app" labels do not match namespaceSelector \{team=red\}/);
-    t.match(o, /Conflicts \(resolved\):\n  destination 172\.16\.10\.0\/24: Route b-override \(spec\.route\[0\], priority 0\) wants eth0, Route a-svc \(spec\.route\[0\], priority 0\) wins with eth1/);
+    t.match(
+      o,
+      /d-elsewhere +0 +no +include \(no term matched\) +not included: include\[0\]: namespace "app" labels do not match namespaceSelector \{team=red\}/,
+    );
+    t.match(
+      o,
+      /Conflicts \(resolved\):\n  destination 172\.16\.10\.0\/24: Route b-override \(spec\.route\[0\], priority 0\) wants eth0, Route a-svc \(spec\.route\[0\], priority 0\) wins with eth1/,
+    );
     t.match(o, /Route a-svc: Service app\/missing: Service not found/);
-    t.match(o, new RegExp(`Plan \\(resolved now, hash [0-9a-f]{16}\\):\\n  ${f.svcIP.replace(/\./g, '\\.')}/32 dev eth1 +from Route a-svc spec\\.svc\\[0\\] app/nginx\\n  172\\.16\\.10\\.0/24 dev eth1 +from Route a-svc spec\\.route\\[0\\]`));
-    t.match(o, new RegExp(`equals the plan resolved now\\n  signature: verified with key ${f.key.id} of Secret ovnkube-route/ovnkube-route-plan-key \\(plan\\.key\\)`));
-    t.match(o, /node node-x, written .*\n  plan in force: [0-9a-f]{16} \(= the annotation's plan\)\n  routes applied: 1, skipped: 1\n    172\.16\.10\.0\/24 dev eth1: missing-dev \(no interface eth1 in the netns\)\n  start: routes written during CNI ADD/);
-    t.match(o, /Events \(ovnkube-route\):\n  \S+  Warning RoutesSkipped \(ovnkube-route-injector, x2\): 172\.16\.10\.0\/24 dev eth1: missing-dev/);
-    t.notMatch(o, /BackOff/, 'other components\' Events are left out');
+    t.match(
+      o,
+      new RegExp(
+        `Plan \\(resolved now, hash [0-9a-f]{16}\\):\\n  ${f.svcIP.replace(/\./g, '\\.')}/32 dev eth1 +from Route a-svc spec\\.svc\\[0\\] app/nginx\\n  172\\.16\\.10\\.0/24 dev eth1 +from Route a-svc spec\\.route\\[0\\]`,
+      ),
+    );
+    t.match(
+      o,
+      new RegExp(
+        `equals the plan resolved now\\n  signature: verified with key ${f.key.id} of Secret ovnkube-route/ovnkube-route-plan-key \\(plan\\.key\\)`,
+      ),
+    );
+    t.match(
+      o,
+      /node node-x, written .*\n  plan in force: [0-9a-f]{16} \(= the annotation's plan\)\n  routes applied: 1, skipped: 1\n    172\.16\.10\.0\/24 dev eth1: missing-dev \(no interface eth1 in the netns\)\n  start: routes written during CNI ADD/,
+    );
+    t.match(
+      o,
+      /Events \(ovnkube-route\):\n  \S+  Warning RoutesSkipped \(ovnkube-route-injector, x2\): 172\.16\.10\.0\/24 dev eth1: missing-dev/,
+    );
+    t.notMatch(o, /BackOff/, "other components' Events are left out");
 
     const j = await cli(['explain', '--pod', `${NS}/web`, '--kubeconfig', kc, '-o', 'json']);
     t.equal(j.code, 0, j.stderr);
     const x = JSON.parse(j.stdout);
     t.same(x.plan, f.webPlan);
-    t.same(x.trace.routes.map((r: { route: string; selects: string; decidedBy: string }) => [r.route, r.selects, r.decidedBy]),
-      [['a-svc', 'yes', 'include[1]'], ['b-override', 'yes', 'include[0]'], ['c-excluded', 'no', 'exclude[0]'], ['d-elsewhere', 'no', 'include (no term matched)']]);
+    t.same(
+      x.trace.routes.map((r: { route: string; selects: string; decidedBy: string }) => [r.route, r.selects, r.decidedBy]),
+      [
+        ['a-svc', 'yes', 'include[1]'],
+        ['b-override', 'yes', 'include[0]'],
+        ['c-excluded', 'no', 'exclude[0]'],
+        ['d-elsewhere', 'no', 'include (no term matched)'],
+      ],
+    );
     t.match(x.annotation, { present: true, equalsResolved: true, signature: 'ok', keyId: f.key.id });
     t.match(x.agent, { applied: 1, matchesAnnotation: true, start: { mode: 'cni' } });
-    t.same(x.events.map((e: { reason: string }) => e.reason), ['RoutesSkipped']);
+    t.same(
+      x.events.map((e: { reason: string }) => e.reason),
+      ['RoutesSkipped'],
+    );
   });
 
   await t.test('explain: a stale annotation, a forged signature, a hostNetwork pod', async (t) => {
     const stale = await cli(['explain', '--pod', `${NS}/stale`, '--kubeconfig', kc]);
-    t.match(stale.stdout, /DIFFERS from the plan resolved now \(annotation hash [0-9a-f]{16}\)\n    - 172\.16\.10\.0\/24 dev eth0 +\(in the annotation, not resolved now\)/);
+    t.match(
+      stale.stdout,
+      /DIFFERS from the plan resolved now \(annotation hash [0-9a-f]{16}\)\n    - 172\.16\.10\.0\/24 dev eth0 +\(in the annotation, not resolved now\)/,
+    );
     t.match(stale.stdout, /\+ 192\.168\.2\.0\/24 dev eth0 +\(resolved now, not in the annotation\)/);
     const forged = await cli(['explain', '--pod', `${NS}/forged`, '--kubeconfig', kc]);
     t.match(forged.stdout, /signature: REFUSED: unknown-key: plan is signed with key [0-9a-f]{12}, which is not one of the accepted keys/);
     const host = await cli(['explain', '--pod', `${NS}/host`, '--kubeconfig', kc]);
-    t.match(host.stdout, /STOP +host-network +pod uses the host network \(hostNetwork: true\)\n\nRoutes \(4\) -- not used: a gate above stops the pod:/);
+    t.match(
+      host.stdout,
+      /STOP +host-network +pod uses the host network \(hostNetwork: true\)\n\nRoutes \(4\) -- not used: a gate above stops the pod:/,
+    );
     t.match(host.stdout, /Plan: none \(host-network: pod uses the host network/);
     t.match(host.stdout, /Annotation routes\.k8s\.ovn\.org\/plan:\n  absent \(as expected: no plan\)/);
     const gone = await cli(['explain', '--pod', `${NS}/nope`, '--kubeconfig', kc]);
@@ -75,19 +113,22 @@ if (cp) {
     t.match(gone.stderr, /pod app\/nope: not found \(context "ovnkube-route-test", server https:\/\/127\.0\.0\.1:\d+\)/);
   });
 
-  await t.test('kubeconfig as kubectl finds it: KUBECONFIG, --context, -n, the context\'s namespace', async (t) => {
+  await t.test("kubeconfig as kubectl finds it: KUBECONFIG, --context, -n, the context's namespace", async (t) => {
     // Two contexts: the current one points at a dead server, "live" at the test's (namespace app).
     const cfg = JSON.parse(cp.kc.exportConfig());
     const cluster = cfg.clusters[0];
     const user = cfg.users[0];
     cfg.clusters = [cluster, { name: 'dead', cluster: { server: 'https://127.0.0.1:1', 'insecure-skip-tls-verify': true } }];
-    cfg.contexts = [{ name: 'live', context: { cluster: cluster.name, user: user.name, namespace: NS } }, { name: 'dead', context: { cluster: 'dead', user: user.name } }];
+    cfg.contexts = [
+      { name: 'live', context: { cluster: cluster.name, user: user.name, namespace: NS } },
+      { name: 'dead', context: { cluster: 'dead', user: user.name } },
+    ];
     cfg['current-context'] = 'dead';
     const two = join(tmp, 'two.kubeconfig');
     writeFileSync(two, JSON.stringify(cfg));
     const viaEnv = spawned(['explain', '--pod', 'web', '--context', 'live', '-o', 'json'], { KUBECONFIG: `${join(tmp, 'absent')}:${two}` });
     t.equal(viaEnv.code, 0, viaEnv.stderr);
-    t.equal(JSON.parse(viaEnv.stdout).pod, 'app/web', 'KUBECONFIG list honoured, the context\'s namespace used for a bare name');
+    t.equal(JSON.parse(viaEnv.stdout).pod, 'app/web', "KUBECONFIG list honoured, the context's namespace used for a bare name");
     const dead = await cli(['explain', '--pod', 'web'], { KUBECONFIG: two });
     t.equal(dead.code, 1);
     t.match(dead.stderr, /cannot reach the API server https:\/\/127\.0\.0\.1:1 \(context "dead" of KUBECONFIG=/);
@@ -102,22 +143,44 @@ if (cp) {
   });
 
   await t.test('explain with less RBAC: says what it could not read', async (t) => {
-    t.equal((await kubeRequest(cp.kc, 'POST', '/api/v1/namespaces/default/serviceaccounts', { body: { metadata: { name: 'reader' } } })).status, 201);
-    await kubeRequest(cp.kc, 'POST', '/apis/rbac.authorization.k8s.io/v1/clusterroles', { body: { metadata: { name: 'route-reader' }, rules: [
-      { apiGroups: [''], resources: ['pods', 'namespaces', 'services', 'events'], verbs: ['get', 'list'] },
-      { apiGroups: ['k8s.ovn.org'], resources: ['routes'], verbs: ['get', 'list'] },
-    ] } });
-    await kubeRequest(cp.kc, 'POST', '/apis/rbac.authorization.k8s.io/v1/clusterrolebindings', { body: { metadata: { name: 'route-reader' },
-      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'route-reader' }, subjects: [{ kind: 'ServiceAccount', name: 'reader', namespace: 'default' }] } });
+    t.equal(
+      (await kubeRequest(cp.kc, 'POST', '/api/v1/namespaces/default/serviceaccounts', { body: { metadata: { name: 'reader' } } })).status,
+      201,
+    );
+    await kubeRequest(cp.kc, 'POST', '/apis/rbac.authorization.k8s.io/v1/clusterroles', {
+      body: {
+        metadata: { name: 'route-reader' },
+        rules: [
+          { apiGroups: [''], resources: ['pods', 'namespaces', 'services', 'events'], verbs: ['get', 'list'] },
+          { apiGroups: ['k8s.ovn.org'], resources: ['routes'], verbs: ['get', 'list'] },
+        ],
+      },
+    });
+    await kubeRequest(cp.kc, 'POST', '/apis/rbac.authorization.k8s.io/v1/clusterrolebindings', {
+      body: {
+        metadata: { name: 'route-reader' },
+        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'route-reader' },
+        subjects: [{ kind: 'ServiceAccount', name: 'reader', namespace: 'default' }],
+      },
+    });
     const path = join(tmp, 'reader.kubeconfig');
     writeFileSync(path, (await serviceAccountKubeConfig(cp, 'default', 'reader')).exportConfig());
     const r = await cli(['explain', '--pod', `${NS}/web`, '--kubeconfig', path]);
     t.equal(r.code, 0, r.stderr);
-    t.match(r.stdout, /signature: NOT CHECKED \(plan key not readable: Secret ovnkube-route\/ovnkube-route-plan-key: forbidden \(HTTP 403\)/);
-    t.match(r.stdout, /Mode: default \(default \(Deployment ovnkube-route\/ovnkube-route-webhook: forbidden \(HTTP 403\).*; give --mode\)\)/);
+    t.match(
+      r.stdout,
+      /signature: NOT CHECKED \(plan key not readable: Secret ovnkube-route\/ovnkube-route-plan-key: forbidden \(HTTP 403\)/,
+    );
+    t.match(
+      r.stdout,
+      /Mode: default \(default \(Deployment ovnkube-route\/ovnkube-route-webhook: forbidden \(HTTP 403\).*; give --mode\)\)/,
+    );
     t.match(r.stdout, /equals the plan resolved now/, 'the rest is still explained');
     const given = await cli(['explain', '--pod', `${NS}/web`, '--kubeconfig', path, '--mode', 'opt-in']);
-    t.match(given.stdout, /Mode: opt-in \(--mode\)\n[\s\S]*STOP +not-opted-in +opt-in mode: neither the pod nor its namespace is labelled routes\.k8s\.ovn\.org\/inject=enabled/);
+    t.match(
+      given.stdout,
+      /Mode: opt-in \(--mode\)\n[\s\S]*STOP +not-opted-in +opt-in mode: neither the pod nor its namespace is labelled routes\.k8s\.ovn\.org\/inject=enabled/,
+    );
   });
 
   await t.test('plan from the live cluster: one pod, signed, and --all as a table and JSON', async (t) => {
@@ -133,14 +196,28 @@ if (cp) {
     t.equal(signed.stdout.trim(), pod.body.metadata.annotations[PLAN_ANNOTATION], 'byte for byte what the webhook writes');
     const table = await cli(['plan', '--all', '--kubeconfig', kc]);
     t.equal(table.code, 0, table.stderr);
-    const lines = table.stdout.trim().split('\n').map((l) => l.split(/ {2,}/));
+    const lines = table.stdout
+      .trim()
+      .split('\n')
+      .map((l) => l.split(/ {2,}/));
     t.same(lines[0], ['POD', 'NODE', 'PLAN', 'ROUTES', 'ANNOTATION', 'SIGNED BY', 'AGENT']);
     const row = (p: string) => lines.find((l) => l[0] === p);
     t.match(row('app/web'), ['app/web', 'node-x', /^[0-9a-f]{16}$/, '2', '=', f.key.id, "annotation's plan: 1 applied, 1 skipped"]);
-    t.match(row('app/stale'), ['app/stale', 'node-x', /^[0-9a-f]{16}$/, '3', 'differs', f.key.id, "annotation's plan: 1 applied, 0 skipped"]);
+    t.match(row('app/stale'), [
+      'app/stale',
+      'node-x',
+      /^[0-9a-f]{16}$/,
+      '3',
+      'differs',
+      f.key.id,
+      "annotation's plan: 1 applied, 0 skipped",
+    ]);
     t.same(row('app/host'), ['app/host', 'node-x', 'skipped: host-network', '0', '-', '-', '-']);
-    t.not(row('app/forged')![5], f.key.id, 'the forged pod\'s key id is another');
-    t.ok(lines.some((l) => l[0]?.startsWith('ovnkube-route/') === false), 'pods of every namespace');
+    t.not(row('app/forged')![5], f.key.id, "the forged pod's key id is another");
+    t.ok(
+      lines.some((l) => l[0]?.startsWith('ovnkube-route/') === false),
+      'pods of every namespace',
+    );
     const json = await cli(['plan', '--all', '-n', NS, '--kubeconfig', kc, '-o', 'json']);
     const all = JSON.parse(json.stdout);
     t.same(Object.keys(all), ['app/forged', 'app/host', 'app/stale', 'app/web']);
@@ -148,11 +225,20 @@ if (cp) {
     t.same(all['app/host'], { skipped: 'pod uses the host network (hostNetwork: true)' });
   });
 
-  await t.test('routes --remote: a pod that is not running is read from the agent\'s report', async (t) => {
+  await t.test("routes --remote: a pod that is not running is read from the agent's report", async (t) => {
     const r = await cli(['routes', '--pod', `${NS}/web`, '--kubeconfig', kc, '--family', '4']);
     t.equal(r.code, 0, r.stderr);
-    t.match(r.stdout, /^pod app\/web \(agent report: not read from the pod \(pod is Pending: cannot exec\); only the routes of ovnkube-route the agent reports in force: node node-x reported at/);
-    t.match(r.stdout, new RegExp(`Kernel IP routing table\\nDestination +Gateway +Genmask +Flags Metric Iface +Proto +Owner\\n${f.svcIP.replace(/\./g, '\\.')} +0\\.0\\.0\\.0 +255\\.255\\.255\\.255 UH +0 +eth1 +111 +ovnkube-route\\n$`), 'the applied route only: the skipped one is not in place');
+    t.match(
+      r.stdout,
+      /^pod app\/web \(agent report: not read from the pod \(pod is Pending: cannot exec\); only the routes of ovnkube-route the agent reports in force: node node-x reported at/,
+    );
+    t.match(
+      r.stdout,
+      new RegExp(
+        `Kernel IP routing table\\nDestination +Gateway +Genmask +Flags Metric Iface +Proto +Owner\\n${f.svcIP.replace(/\./g, '\\.')} +0\\.0\\.0\\.0 +255\\.255\\.255\\.255 UH +0 +eth1 +111 +ovnkube-route\\n$`,
+      ),
+      'the applied route only: the skipped one is not in place',
+    );
     const exec = await cli(['routes', '--pod', `${NS}/web`, '--kubeconfig', kc, '--from', 'exec']);
     t.equal(exec.code, 1);
     t.match(exec.stderr, /pod app\/web: cannot read its routing table with exec: pod is Pending: cannot exec/);
@@ -164,8 +250,11 @@ if (cp) {
     symlinkSync(join(repoRoot, 'dist', 'bin', 'kubectl-ovnkube_route.js'), join(bin, 'kubectl-ovnkube_route'));
     const kubectl = spawnSync('kubectl', ['version', '--client'], { encoding: 'utf8' });
     const [cmd, pre] = kubectl.status === 0 ? ['kubectl', ['ovnkube-route']] : ['kubectl-ovnkube_route', []];
-    const r = spawnSync(cmd, [...pre, 'explain', '--pod', `${NS}/web`, '--kubeconfig', kc, '-o', 'json'],
-      { encoding: 'utf8', env: { ...process.env, PATH: `${bin}:${process.env.PATH ?? ''}` }, timeout: 60_000 });
+    const r = spawnSync(cmd, [...pre, 'explain', '--pod', `${NS}/web`, '--kubeconfig', kc, '-o', 'json'], {
+      encoding: 'utf8',
+      env: { ...process.env, PATH: `${bin}:${process.env.PATH ?? ''}` },
+      timeout: 60_000,
+    });
     t.equal(r.status, 0, r.stderr);
     t.same(JSON.parse(r.stdout).plan, f.webPlan, `${cmd} ${pre.join(' ')} explain`);
   });

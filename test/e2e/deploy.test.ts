@@ -25,7 +25,8 @@ function manifestFiles(dir: string): string[] {
 }
 const files = manifestFiles(deployDir);
 // Groups a plain kube-apiserver serves, plus ours; anything else needs someone else's CRDs.
-const isServedGroup = (apiVersion: string) => !apiVersion.includes('/') || /(\.k8s\.io|^apps|^batch|^policy|^autoscaling|^k8s\.ovn\.org)\//.test(apiVersion);
+const isServedGroup = (apiVersion: string) =>
+  !apiVersion.includes('/') || /(\.k8s\.io|^apps|^batch|^policy|^autoscaling|^k8s\.ovn\.org)\//.test(apiVersion);
 
 const cp = await withControlPlane(t);
 if (cp) {
@@ -34,7 +35,11 @@ if (cp) {
 
   await t.test('crds/ installs', async (t) => {
     const installed = await applyManifests(kc, crds);
-    t.ok(installed.every((r) => r.ok), 'crds/ installed', { results: installed });
+    t.ok(
+      installed.every((r) => r.ok),
+      'crds/ installed',
+      { results: installed },
+    );
     await waitForCRDEstablished(kc, 'routes.k8s.ovn.org');
   });
 
@@ -47,7 +52,11 @@ if (cp) {
     ];
     const results = await applyManifests(kc, broken, { dryRun: true });
     t.match(results[0], { ok: false, message: /automountServiceAcountToken: field not declared in schema/ }, 'a misspelt field is refused');
-    t.match(results[1], { ok: false, message: /spec\.template\.spec\.containers: Required value/ }, 'a DaemonSet without containers is refused');
+    t.match(
+      results[1],
+      { ok: false, message: /spec\.template\.spec\.containers: Required value/ },
+      'a DaemonSet without containers is refused',
+    );
     t.match(results[2], { ok: false, message: /host bits set/ }, 'a bad Route is refused by the CRD');
     t.match(results[3], { ok: false, message: /not served/ }, 'an unknown API is refused');
   });
@@ -65,8 +74,9 @@ if (cp) {
       if (!isServedGroup(o.apiVersion)) {
         const served = await kubeRequest(kc, 'GET', `/apis/${o.apiVersion}`);
         if (served.status === 404) {
-          t.pass(`${f}: ${o.kind} ${o.metadata?.name} not checked`,
-            { skip: `API ${o.apiVersion} is not served by this control plane (its CRDs are not installed)` });
+          t.pass(`${f}: ${o.kind} ${o.metadata?.name} not checked`, {
+            skip: `API ${o.apiVersion} is not served by this control plane (its CRDs are not installed)`,
+          });
           continue;
         }
       }

@@ -15,11 +15,14 @@ import { withControlPlane } from '../cluster/tap.js';
 import { kubeConfigWithToken, serviceAccountKubeConfig, until } from '../cluster/helpers.js';
 import { alive } from '../cluster/procs.js';
 
-const readBody = (req: IncomingMessage) => new Promise<any>((resolve) => {
-  let s = '';
-  req.on('data', (d: Buffer) => { s += d.toString(); });
-  req.on('end', () => resolve(JSON.parse(s)));
-});
+const readBody = (req: IncomingMessage) =>
+  new Promise<any>((resolve) => {
+    let s = '';
+    req.on('data', (d: Buffer) => {
+      s += d.toString();
+    });
+    req.on('end', () => resolve(JSON.parse(s)));
+  });
 
 const cp = await withControlPlane(t);
 if (cp) {
@@ -42,13 +45,17 @@ if (cp) {
 
   await t.test('service-account tokens are signed with our key and authenticate', async (t) => {
     t.equal((await kubeRequest(kc, 'POST', '/api/v1/namespaces', { body: { metadata: { name: 'harness' } } })).status, 201);
-    t.equal((await kubeRequest(kc, 'POST', '/api/v1/namespaces/harness/serviceaccounts', { body: { metadata: { name: 'probe' } } })).status, 201);
+    t.equal(
+      (await kubeRequest(kc, 'POST', '/api/v1/namespaces/harness/serviceaccounts', { body: { metadata: { name: 'probe' } } })).status,
+      201,
+    );
     const sa = await serviceAccountKubeConfig(cp, 'harness', 'probe');
     const token = String(sa.getCurrentUser()?.token);
     const claims = JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString());
     t.equal(claims.iss, SERVICE_ACCOUNT_ISSUER, 'issuer claim');
-    const who = await kubeRequest(sa, 'POST', '/apis/authentication.k8s.io/v1/selfsubjectreviews',
-      { body: { apiVersion: 'authentication.k8s.io/v1', kind: 'SelfSubjectReview' } });
+    const who = await kubeRequest(sa, 'POST', '/apis/authentication.k8s.io/v1/selfsubjectreviews', {
+      body: { apiVersion: 'authentication.k8s.io/v1', kind: 'SelfSubjectReview' },
+    });
     t.equal(who.body?.status?.userInfo?.username, 'system:serviceaccount:harness:probe', 'the token authenticates as the ServiceAccount');
   });
 
@@ -71,23 +78,48 @@ if (cp) {
       res.end(JSON.stringify({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response }));
     };
     const server = createServer({ cert: readFileSync(cert), key: readFileSync(key) }, (req, res) => {
-      handle(req, res).catch((e: unknown) => { res.statusCode = 500; res.end(String(e)); });
+      handle(req, res).catch((e: unknown) => {
+        res.statusCode = 500;
+        res.end(String(e));
+      });
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     t.teardown(() => new Promise<void>((r) => server.close(() => r())));
     const port = (server.address() as { port: number }).port;
     const hook = (kind: string, path: string) => ({
-      apiVersion: 'admissionregistration.k8s.io/v1', kind, metadata: { name: `harness-${path}` },
-      webhooks: [{
-        name: `${path}.harness.test`, sideEffects: 'None', admissionReviewVersions: ['v1'], failurePolicy: 'Fail', timeoutSeconds: 5,
-        clientConfig: { url: `https://127.0.0.1:${port}/${path}`, caBundle: Buffer.from(cp.caPem).toString('base64') },
-        namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'harness' } },
-        rules: [{ apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE'], resources: ['configmaps'] }],
-      }],
+      apiVersion: 'admissionregistration.k8s.io/v1',
+      kind,
+      metadata: { name: `harness-${path}` },
+      webhooks: [
+        {
+          name: `${path}.harness.test`,
+          sideEffects: 'None',
+          admissionReviewVersions: ['v1'],
+          failurePolicy: 'Fail',
+          timeoutSeconds: 5,
+          clientConfig: { url: `https://127.0.0.1:${port}/${path}`, caBundle: Buffer.from(cp.caPem).toString('base64') },
+          namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'harness' } },
+          rules: [{ apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE'], resources: ['configmaps'] }],
+        },
+      ],
     });
     const reg = 'admissionregistration.k8s.io/v1';
-    t.equal((await kubeRequest(kc, 'POST', `/apis/${reg}/validatingwebhookconfigurations`, { body: hook('ValidatingWebhookConfiguration', 'validate') })).status, 201);
-    t.equal((await kubeRequest(kc, 'POST', `/apis/${reg}/mutatingwebhookconfigurations`, { body: hook('MutatingWebhookConfiguration', 'mutate') })).status, 201);
+    t.equal(
+      (
+        await kubeRequest(kc, 'POST', `/apis/${reg}/validatingwebhookconfigurations`, {
+          body: hook('ValidatingWebhookConfiguration', 'validate'),
+        })
+      ).status,
+      201,
+    );
+    t.equal(
+      (
+        await kubeRequest(kc, 'POST', `/apis/${reg}/mutatingwebhookconfigurations`, {
+          body: hook('MutatingWebhookConfiguration', 'mutate'),
+        })
+      ).status,
+      201,
+    );
     const cms = '/api/v1/namespaces/harness/configmaps';
     // Registration reaches the admission chain through an informer: wait (with dry runs) until it has.
     let last: any;
@@ -126,7 +158,10 @@ t.test('a SIGKILLed owner leaves nothing behind either (watchdog)', async (t) =>
   const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
   const line = await new Promise<string>((resolve, reject) => {
     let out = '';
-    child.stdout.on('data', (d: Buffer) => { out += d.toString(); if (out.includes('\n')) resolve(out.split('\n')[0]!); });
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.includes('\n')) resolve(out.split('\n')[0]!);
+    });
     child.on('exit', (code) => reject(new Error(`the owner process exited with ${code} before its control plane was up`)));
   });
   const { dir, pids } = JSON.parse(line) as { dir: string; pids: { etcd: number; apiserver: number } };

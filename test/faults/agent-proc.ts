@@ -38,15 +38,23 @@ export async function kubeRequest(...args: Parameters<typeof kubeRequestOnce>): 
 }
 
 /** What makeNetns needs of a tap Test: somewhere to register cleanups (the soak has no tap). */
-export interface Teardowns { teardown(fn: () => unknown): void }
+export interface Teardowns {
+  teardown(fn: () => unknown): void;
+}
 
 /** A teardown list for code outside tap; run() calls them in reverse order. */
 export class Cleanups implements Teardowns {
   private readonly fns: (() => unknown)[] = [];
-  teardown(fn: () => unknown): void { this.fns.push(fn); }
+  teardown(fn: () => unknown): void {
+    this.fns.push(fn);
+  }
   async run(): Promise<void> {
     while (this.fns.length) {
-      try { await this.fns.pop()!(); } catch { /* best effort */ }
+      try {
+        await this.fns.pop()!();
+      } catch {
+        /* best effort */
+      }
     }
   }
 }
@@ -76,14 +84,22 @@ export function kubeconfigFor(kc: KubeConfig, server: string, file: string): str
   return file;
 }
 
-export async function agentEnv(t: Teardowns, cp: { kc: KubeConfig; server: string; caPem: string }, namespace: string, node: string): Promise<AgentEnv> {
+export async function agentEnv(
+  t: Teardowns,
+  cp: { kc: KubeConfig; server: string; caPem: string },
+  namespace: string,
+  node: string,
+): Promise<AgentEnv> {
   const dir = mkdtempSync(join(tmpdir(), `ovrt-${namespace}-`));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const cacheDir = join(dir, 'cni');
   const stateDir = join(dir, 'state');
   mkdirSync(cacheDir);
   mkdirSync(stateDir);
-  for (const [path, body] of [['/api/v1/namespaces', { metadata: { name: namespace } }], ['/api/v1/nodes', { metadata: { name: node } }]] as const) {
+  for (const [path, body] of [
+    ['/api/v1/namespaces', { metadata: { name: namespace } }],
+    ['/api/v1/nodes', { metadata: { name: node } }],
+  ] as const) {
     const res = await kubeRequest(cp.kc, 'POST', path, { body });
     if (res.status !== 201 && res.status !== 409) throw new Error(`POST ${path}: HTTP ${res.status} ${res.body?.message}`);
   }
@@ -91,8 +107,17 @@ export async function agentEnv(t: Teardowns, cp: { kc: KubeConfig; server: strin
   const keyFile = join(dir, 'plan.key');
   writeFileSync(keyFile, key.secret.toString('base64') + '\n', { mode: 0o600 });
   return {
-    kc: cp.kc, server: cp.server, caPem: cp.caPem, kubeconfig: kubeconfigFor(cp.kc, cp.server, join(dir, 'kubeconfig')),
-    dir, cacheDir, stateDir, key, keyFile, namespace, node,
+    kc: cp.kc,
+    server: cp.server,
+    caPem: cp.caPem,
+    kubeconfig: kubeconfigFor(cp.kc, cp.server, join(dir, 'kubeconfig')),
+    dir,
+    cacheDir,
+    stateDir,
+    key,
+    keyFile,
+    namespace,
+    node,
   };
 }
 
@@ -100,8 +125,14 @@ export async function agentEnv(t: Teardowns, cp: { kc: KubeConfig; server: strin
 export class AgentProc {
   log = '';
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  private constructor(readonly child: ChildProcess, readonly port: number) {
-    child.stderr!.on('data', (d: Buffer) => { this.log += d.toString(); if (this.log.length > 4 << 20) this.log = this.log.slice(-(2 << 20)); });
+  private constructor(
+    readonly child: ChildProcess,
+    readonly port: number,
+  ) {
+    child.stderr!.on('data', (d: Buffer) => {
+      this.log += d.toString();
+      if (this.log.length > 4 << 20) this.log = this.log.slice(-(2 << 20));
+    });
     this.exited = new Promise((r) => child.once('exit', (code, signal) => r({ code, signal })));
   }
 
@@ -110,16 +141,38 @@ export class AgentProc {
     // Without the test runner's NODE_OPTIONS (tap's loaders would run inside the agent and
     // inflate its memory): the agent as the DaemonSet runs it.
     const { NODE_OPTIONS: _omit, ...parentEnv } = process.env;
-    const child = spawn(process.execPath, [cliPath, 'agent', '--node-name', env.node, '--plan-key', env.keyFile, '--cni-cache-dir', env.cacheDir,
-      '--state-dir', env.stateDir, '--kubeconfig', o.kubeconfig ?? env.kubeconfig, '--metrics-addr', `127.0.0.1:${port}`, ...(o.args ?? [])],
-    { stdio: ['ignore', 'ignore', 'pipe'], env: { ...parentEnv, NODE_NAME: '' } });
+    const child = spawn(
+      process.execPath,
+      [
+        cliPath,
+        'agent',
+        '--node-name',
+        env.node,
+        '--plan-key',
+        env.keyFile,
+        '--cni-cache-dir',
+        env.cacheDir,
+        '--state-dir',
+        env.stateDir,
+        '--kubeconfig',
+        o.kubeconfig ?? env.kubeconfig,
+        '--metrics-addr',
+        `127.0.0.1:${port}`,
+        ...(o.args ?? []),
+      ],
+      { stdio: ['ignore', 'ignore', 'pipe'], env: { ...parentEnv, NODE_NAME: '' } },
+    );
     const a = new AgentProc(child, port);
     if (o.ready !== false) await until('the agent is ready', async () => (await a.get('/readyz')).status === 200, 90_000);
     return a;
   }
 
-  get pid(): number { return this.child.pid ?? -1; }
-  get running(): boolean { return this.child.exitCode === null && this.child.signalCode === null; }
+  get pid(): number {
+    return this.child.pid ?? -1;
+  }
+  get running(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
+  }
 
   async get(path: string): Promise<{ status: number; body: string }> {
     try {
@@ -135,12 +188,23 @@ export class AgentProc {
 
   /** Log lines (parsed JSON) whose msg is `msg`. */
   lines(msg: string): Record<string, unknown>[] {
-    return this.log.split('\n').filter((l) => l.includes(`"${msg}"`)).map((l) => { try { return JSON.parse(l) as Record<string, unknown>; } catch { return {}; } })
+    return this.log
+      .split('\n')
+      .filter((l) => l.includes(`"${msg}"`))
+      .map((l) => {
+        try {
+          return JSON.parse(l) as Record<string, unknown>;
+        } catch {
+          return {};
+        }
+      })
       .filter((o) => o.msg === msg);
   }
 
   /** Open fds of the agent process. */
-  fds(): number { return readdirSync(`/proc/${this.pid}/fd`).length; }
+  fds(): number {
+    return readdirSync(`/proc/${this.pid}/fd`).length;
+  }
 
   /** Resident set of the agent process, KiB. */
   rssKb(): number {
@@ -155,7 +219,14 @@ export class AgentProc {
 }
 
 /** A simulated sandbox: the pod object (with its signed plan), its netns, its cache file. */
-export interface Sandbox { name: string; pod: Pod; ns: TestNetns; node: TestNetns; plan: Plan; cacheFile: string }
+export interface Sandbox {
+  name: string;
+  pod: Pod;
+  ns: TestNetns;
+  node: TestNetns;
+  plan: Plan;
+  cacheFile: string;
+}
 
 export const podPath = (env: AgentEnv, name: string): string => `/api/v1/namespaces/${env.namespace}/pods/${name}`;
 
@@ -202,7 +273,8 @@ export async function statusOf(env: AgentEnv, name: string): Promise<InjectorSta
 /** The lines routeLines() prints for the routes of `plan` (ours, proto 111; its default route too), sorted likewise. */
 export function wantLines(plan: Plan): string[] {
   return [...plan.routes, ...(plan.default ? [{ dst: 'default', ...plan.default }] : [])]
-    .map((r) => `${r.dst.replace(/\/32$/, '')}${r.via ? ` via ${r.via}` : ''} dev ${r.dev} proto 111`).sort();
+    .map((r) => `${r.dst.replace(/\/32$/, '')}${r.via ? ` via ${r.via}` : ''} dev ${r.dev} proto 111`)
+    .sort();
 }
 
 /** Our routes in the netns (proto 111), as routeLines() prints them. */
@@ -221,8 +293,13 @@ export function routedExactly(s: Sandbox): boolean {
  */
 export function bigPlan(n: number, seed: number): Plan {
   const routes: Plan['routes'] = [{ dst: `172.${16 + (seed % 16)}.0.0/16`, dev: 'eth1', via: '10.124.2.1' }];
-  for (let i = 0; routes.length < n; i++) routes.push({ dst: `10.${200 + (seed % 50)}.${Math.floor(i / 250)}.${i % 250}/32`, dev: i % 2 ? 'eth1' : 'eth0' });
-  const key = (dst: string) => { const c = parseCIDR(dst); if (!c.ok) throw new Error(c.error); return c.value; };
+  for (let i = 0; routes.length < n; i++)
+    routes.push({ dst: `10.${200 + (seed % 50)}.${Math.floor(i / 250)}.${i % 250}/32`, dev: i % 2 ? 'eth1' : 'eth0' });
+  const key = (dst: string) => {
+    const c = parseCIDR(dst);
+    if (!c.ok) throw new Error(c.error);
+    return c.value;
+  };
   routes.sort((a, b) => compareCIDR(key(a.dst), key(b.dst)));
   return { v: 1, routes };
 }
@@ -235,6 +312,9 @@ export function slope(xs: number[], ys: number[]): number {
   const my = ys.reduce((a, b) => a + b, 0) / n;
   let num = 0;
   let den = 0;
-  for (let i = 0; i < n; i++) { num += (xs[i]! - mx) * (ys[i]! - my); den += (xs[i]! - mx) ** 2; }
+  for (let i = 0; i < n; i++) {
+    num += (xs[i]! - mx) * (ys[i]! - my);
+    den += (xs[i]! - mx) ** 2;
+  }
   return den === 0 ? 0 : num / den;
 }

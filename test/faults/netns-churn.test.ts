@@ -20,7 +20,14 @@ const CYCLES = 180;
 const PARALLEL = 6;
 const WARMUP = 40;
 // eth0 only (a sandbox without eth1 is one veth cheaper to make): four host routes, a CIDR.
-const PLAN: Plan = { v: 1, routes: [{ dst: '10.86.69.17/32', dev: 'eth0' }, { dst: '10.86.69.18/32', dev: 'eth0' }, { dst: '192.168.2.0/24', dev: 'eth0' }] };
+const PLAN: Plan = {
+  v: 1,
+  routes: [
+    { dst: '10.86.69.17/32', dev: 'eth0' },
+    { dst: '10.86.69.18/32', dev: 'eth0' },
+    { dst: '192.168.2.0/24', dev: 'eth0' },
+  ],
+};
 
 const cp = await withControlPlane(t);
 if (cp && tierGate(t, 'netns', rootUnavailable())) {
@@ -38,7 +45,11 @@ if (cp && tierGate(t, 'netns', rootUnavailable())) {
     };
     for (let c = 0; c < CYCLES; c += PARALLEL) {
       await Promise.all(Array.from({ length: Math.min(PARALLEL, CYCLES - c) }, (_, k) => one(c + k)));
-      await until('the agent let go of every deleted netns', async () => await agent.metric('ovnkube_route_injector_netns_kept') === 0, 60_000);
+      await until(
+        'the agent let go of every deleted netns',
+        async () => (await agent.metric('ovnkube_route_injector_netns_kept')) === 0,
+        60_000,
+      );
       samples.push({ cycle: done, fds: agent.fds(), rssKb: agent.rssKb() });
     }
     t.equal(done, CYCLES, 'every sandbox was routed and deleted');
@@ -46,17 +57,33 @@ if (cp && tierGate(t, 'netns', rootUnavailable())) {
     const after = samples.filter((s) => s.cycle >= WARMUP);
     const base = after[0]!;
     const last = samples[samples.length - 1]!;
-    const rssSlope = slope(after.map((s) => s.cycle), after.map((s) => s.rssKb));
-    const fdSlope = slope(after.map((s) => s.cycle), after.map((s) => s.fds));
+    const rssSlope = slope(
+      after.map((s) => s.cycle),
+      after.map((s) => s.rssKb),
+    );
+    const fdSlope = slope(
+      after.map((s) => s.cycle),
+      after.map((s) => s.fds),
+    );
     // RSS is a sawtooth (V8 collects lazily when memory is plentiful): a leak shows in its
     // lower envelope, the lowest sample of each third of the run after the warm-up.
     const third = Math.floor(after.length / 3);
     const floors = [0, 1, 2].map((k) => Math.min(...after.slice(k * third, k === 2 ? after.length : (k + 1) * third).map((s) => s.rssKb)));
-    t.comment(`samples (cycle fds rssKiB), every 20th: ${samples.filter((_, i) => i % 5 === 0 || i === samples.length - 1).map((s) => `${s.cycle} ${s.fds} ${s.rssKb}`).join(' | ')}`);
-    t.comment(`after warm-up: fds ${base.fds} -> ${last.fds} (slope ${fdSlope.toFixed(3)}/cycle); RSS ${base.rssKb} -> ${last.rssKb} KiB (slope ${rssSlope.toFixed(1)} KiB/cycle), lowest per third ${floors.join(', ')} KiB`);
+    t.comment(
+      `samples (cycle fds rssKiB), every 20th: ${samples
+        .filter((_, i) => i % 5 === 0 || i === samples.length - 1)
+        .map((s) => `${s.cycle} ${s.fds} ${s.rssKb}`)
+        .join(' | ')}`,
+    );
+    t.comment(
+      `after warm-up: fds ${base.fds} -> ${last.fds} (slope ${fdSlope.toFixed(3)}/cycle); RSS ${base.rssKb} -> ${last.rssKb} KiB (slope ${rssSlope.toFixed(1)} KiB/cycle), lowest per third ${floors.join(', ')} KiB`,
+    );
     t.ok(last.fds <= base.fds + 2, `fds back to their level: ${base.fds} after the warm-up, ${last.fds} at the end`);
     t.ok(Math.max(...after.map((s) => s.fds)) <= base.fds + PARALLEL * 8, 'fds bounded by the pods alive at once');
-    t.ok(floors[2]! <= floors[0]! + 16 * 1024, `RSS floor of the last third (${floors[2]} KiB) within 16 MiB of the first third's (${floors[0]} KiB)`);
+    t.ok(
+      floors[2]! <= floors[0]! + 16 * 1024,
+      `RSS floor of the last third (${floors[2]} KiB) within 16 MiB of the first third's (${floors[0]} KiB)`,
+    );
     t.same(await agent.stop('SIGTERM'), { code: 0, signal: null });
   });
 }

@@ -25,29 +25,65 @@ const cp = await withControlPlane(t);
 if (cp) {
   await t.test('a quiet watch with bookmarks outlives the idle watchdog; one without is ended by it', async (t) => {
     t.equal((await kubeRequest(cp.kc, 'POST', '/api/v1/namespaces', { body: { metadata: { name: 'quiet' } } })).status, 201);
-    t.equal((await kubeRequest(cp.kc, 'POST', '/api/v1/namespaces/quiet/configmaps', { body: { metadata: { name: 'one' }, data: { a: '1' } } })).status, 201);
+    t.equal(
+      (await kubeRequest(cp.kc, 'POST', '/api/v1/namespaces/quiet/configmaps', { body: { metadata: { name: 'one' }, data: { a: '1' } } }))
+        .status,
+      201,
+    );
     const list = await kubeRequest(cp.kc, 'GET', '/api/v1/namespaces/quiet/configmaps');
     const rv = (list.body as { metadata: { resourceVersion: string } }).metadata.resourceVersion;
     t.equal((await kubeRequest(cp.kc, 'POST', '/api/v1/namespaces', { body: { metadata: { name: 'busy' } } })).status, 201);
-    t.equal((await kubeRequest(cp.kc, 'POST', '/api/v1/namespaces/busy/configmaps', { body: { metadata: { name: 'tick' }, data: { n: 'start' } } })).status, 201);
+    t.equal(
+      (
+        await kubeRequest(cp.kc, 'POST', '/api/v1/namespaces/busy/configmaps', {
+          body: { metadata: { name: 'tick' }, data: { n: 'start' } },
+        })
+      ).status,
+      201,
+    );
     let ticks = 0;
     let ticking = true;
     const ticker = (async () => {
       while (ticking) {
-        await kubeRequest(cp.kc, 'PUT', '/api/v1/namespaces/busy/configmaps/tick', { body: { metadata: { name: 'tick' }, data: { n: String(ticks++) } } }).catch(() => {});
+        await kubeRequest(cp.kc, 'PUT', '/api/v1/namespaces/busy/configmaps/tick', {
+          body: { metadata: { name: 'tick' }, data: { n: String(ticks++) } },
+        }).catch(() => {});
         await new Promise((r) => setTimeout(r, 2000));
       }
     })();
-    t.teardown(async () => { ticking = false; await ticker; });
+    t.teardown(async () => {
+      ticking = false;
+      await ticker;
+    });
     const watch = new DeadlineWatch(cp.kc, { connectMs: 10_000, idleMs: IDLE_MS });
     const seen = { with: [] as string[], without: [] as string[] };
     const ended: { with?: unknown; without?: unknown } = {};
     const path = '/api/v1/namespaces/quiet/configmaps';
     const acs = [
-      await watch.watch(path, { resourceVersion: rv, timeoutSeconds: 900 }, (phase) => { seen.with.push(phase); }, (err) => { ended.with = err ?? 'closed'; }),
-      await watch.watch(path, { resourceVersion: rv, timeoutSeconds: 900, allowWatchBookmarks: false }, (phase) => { seen.without.push(phase); }, (err) => { ended.without = err ?? 'closed'; }),
+      await watch.watch(
+        path,
+        { resourceVersion: rv, timeoutSeconds: 900 },
+        (phase) => {
+          seen.with.push(phase);
+        },
+        (err) => {
+          ended.with = err ?? 'closed';
+        },
+      ),
+      await watch.watch(
+        path,
+        { resourceVersion: rv, timeoutSeconds: 900, allowWatchBookmarks: false },
+        (phase) => {
+          seen.without.push(phase);
+        },
+        (err) => {
+          ended.without = err ?? 'closed';
+        },
+      ),
     ];
-    t.teardown(() => { for (const ac of acs) ac.abort(); });
+    t.teardown(() => {
+      for (const ac of acs) ac.abort();
+    });
     const err = await until('the watch without bookmarks is ended by the watchdog', () => ended.without, IDLE_MS + 60_000);
     t.ok(err instanceof ApiTimeoutError, 'a watchdog deadline error');
     t.match((err as Error).message, /watch \/api\/v1\/namespaces\/quiet\/configmaps.*: no event or bookmark within 75 s/);

@@ -18,30 +18,65 @@ import { repoRoot } from '../util/fixtures.js';
 
 const review = readFileSync(join(repoRoot, 'test', 'webhook', 'fixtures', 'review-create-replicaset-pod.json'), 'utf8');
 
-interface Sent { finishAt: number; endAt: number; status: number; allowed: boolean; error?: string; peer?: string }
+interface Sent {
+  finishAt: number;
+  endAt: number;
+  status: number;
+  allowed: boolean;
+  error?: string;
+  peer?: string;
+}
 
 /** POST one review; resolves with what happened (never rejects). */
 function post(port: number, ca: Buffer, agent: https.Agent | false): Promise<Sent> {
   return new Promise((resolve) => {
     const rec: Sent = { finishAt: Infinity, endAt: 0, status: 0, allowed: false };
-    const req = https.request({ host: '127.0.0.1', port, path: '/mutate', method: 'POST', ca, agent, headers: { 'content-type': 'application/json' }, timeout: 30_000 }, (res) => {
-      const sock = res.socket as TLSSocket;
-      const cert = sock.getPeerCertificate?.();
-      if (cert?.fingerprint256) rec.peer = cert.fingerprint256;
-      let b = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => { b += d; });
-      res.on('end', () => {
-        rec.endAt = Date.now();
-        rec.status = res.statusCode ?? 0;
-        try { rec.allowed = (JSON.parse(b) as { response?: { allowed?: boolean } }).response?.allowed === true; } catch { /* not a review */ }
-        resolve(rec);
-      });
-      res.on('error', (e) => { rec.endAt = Date.now(); rec.error = e.message; resolve(rec); });
+    const req = https.request(
+      {
+        host: '127.0.0.1',
+        port,
+        path: '/mutate',
+        method: 'POST',
+        ca,
+        agent,
+        headers: { 'content-type': 'application/json' },
+        timeout: 30_000,
+      },
+      (res) => {
+        const sock = res.socket as TLSSocket;
+        const cert = sock.getPeerCertificate?.();
+        if (cert?.fingerprint256) rec.peer = cert.fingerprint256;
+        let b = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => {
+          b += d;
+        });
+        res.on('end', () => {
+          rec.endAt = Date.now();
+          rec.status = res.statusCode ?? 0;
+          try {
+            rec.allowed = (JSON.parse(b) as { response?: { allowed?: boolean } }).response?.allowed === true;
+          } catch {
+            /* not a review */
+          }
+          resolve(rec);
+        });
+        res.on('error', (e) => {
+          rec.endAt = Date.now();
+          rec.error = e.message;
+          resolve(rec);
+        });
+      },
+    );
+    req.on('finish', () => {
+      rec.finishAt = Date.now();
     });
-    req.on('finish', () => { rec.finishAt = Date.now(); });
     req.on('timeout', () => req.destroy(new Error('no answer in 30 s')));
-    req.on('error', (e) => { rec.endAt = Date.now(); rec.error = (e as NodeJS.ErrnoException).code ?? e.message; resolve(rec); });
+    req.on('error', (e) => {
+      rec.endAt = Date.now();
+      rec.error = (e as NodeJS.ErrnoException).code ?? e.message;
+      resolve(rec);
+    });
     req.end(review);
   });
 }
@@ -53,7 +88,14 @@ function load(port: number, ca: Buffer, workers: number, agent: https.Agent | fa
   const loops = Array.from({ length: workers }, async () => {
     while (!stopped) records.push(await post(port, ca, agent));
   });
-  return { records, stop: async () => { stopped = true; await Promise.all(loops); return records; } };
+  return {
+    records,
+    stop: async () => {
+      stopped = true;
+      await Promise.all(loops);
+      return records;
+    },
+  };
 }
 
 const cp = await withControlPlane(t);
@@ -81,8 +123,14 @@ if (cp) {
     const bad = before.filter((r) => r.status !== 200 || !r.allowed);
     const inFlight = before.filter((r) => r.endAt >= killAt);
     const after = all.filter((r) => r.finishAt >= killAt);
-    t.comment(`${all.length} reviews: ${before.length} sent before SIGTERM (${inFlight.length} of them answered after it), ${after.length} after it (${after.filter((r) => r.status === 200).length} answered)`);
-    t.same(bad.map((r) => r.error ?? `HTTP ${r.status}`), [], 'no review sent before SIGTERM failed');
+    t.comment(
+      `${all.length} reviews: ${before.length} sent before SIGTERM (${inFlight.length} of them answered after it), ${after.length} after it (${after.filter((r) => r.status === 200).length} answered)`,
+    );
+    t.same(
+      bad.map((r) => r.error ?? `HTTP ${r.status}`),
+      [],
+      'no review sent before SIGTERM failed',
+    );
     t.ok(before.length >= 500, 'a real load');
   });
 
@@ -102,9 +150,16 @@ if (cp) {
     const bad = all.filter((r) => r.error || r.status !== 200 || !r.allowed);
     const seen = new Set(all.map((r) => r.peer));
     t.comment(`${all.length} reviews, each on a new TLS connection, across ${served.length} certificates`);
-    t.same(bad.map((r) => r.error ?? `HTTP ${r.status}`), [], 'no handshake and no review failed');
-    t.ok(served.every((fp) => seen.has(fp)), 'every certificate was served in turn');
+    t.same(
+      bad.map((r) => r.error ?? `HTTP ${r.status}`),
+      [],
+      'no handshake and no review failed',
+    );
+    t.ok(
+      served.every((fp) => seen.has(fp)),
+      'every certificate was served in turn',
+    );
     t.equal(new Set(served).size, 6, 'six different certificates');
-    t.ok(await wh.metric('ovnkube_route_webhook_cert_reloads_total', { result: 'success' }) >= 5, 'reloads counted');
+    t.ok((await wh.metric('ovnkube_route_webhook_cert_reloads_total', { result: 'success' })) >= 5, 'reloads counted');
   });
 }

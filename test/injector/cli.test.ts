@@ -34,7 +34,10 @@ t.test('--help is true to the flags', async (t) => {
     t.equal(h.code, 0);
     t.match(h.stdout, new RegExp(`^Usage: ovnkube-route ${cmd} `));
   }
-  t.match(runCli(['inject', '--help']).stdout, /--netns PATH[\s\S]*--plan FILE[\s\S]*--key FILE[\s\S]*--namespace NS[\s\S]*--netns-dir DIR[\s\S]*--state-dir DIR/);
+  t.match(
+    runCli(['inject', '--help']).stdout,
+    /--netns PATH[\s\S]*--plan FILE[\s\S]*--key FILE[\s\S]*--namespace NS[\s\S]*--netns-dir DIR[\s\S]*--state-dir DIR/,
+  );
   t.match(runCli(['routes', '--help']).stdout, /--netns PATH[\s\S]*--pod NS\/NAME[\s\S]*--cni-cache-dir DIR/);
   t.equal(runCli(['inject', '--plan', '-']).code, 2, 'missing --netns is a usage error');
   t.equal(runCli(['routes', '--netns', '/x', '--pod', 'a/b']).code, 2, '--netns and --pod together is a usage error');
@@ -52,8 +55,13 @@ t.test('plan | inject reproduces the target table; a second run changes nothing'
   t.match(first.stdout, /^added +10\.124\.0\.0\/16 via 10\.124\.2\.1 dev eth1$/m);
   t.match(first.stdout, /5 added, 0 replaced, 0 restored, 0 removed, 0 unchanged, 0 skipped\n$/);
   t.same(routeLines(pod), [
-    `10.124.0.0/16 via 10.124.2.1 dev eth1 proto ${P}`, '10.124.2.0/24 dev eth1 proto kernel', `10.86.205.109 dev eth1 proto ${P}`,
-    `10.86.69.17 dev eth0 proto ${P}`, '169.254.1.1 dev eth0', `172.16.10.0/24 dev eth1 proto ${P}`, `192.168.2.0/24 dev eth0 proto ${P}`,
+    `10.124.0.0/16 via 10.124.2.1 dev eth1 proto ${P}`,
+    '10.124.2.0/24 dev eth1 proto kernel',
+    `10.86.205.109 dev eth1 proto ${P}`,
+    `10.86.69.17 dev eth0 proto ${P}`,
+    '169.254.1.1 dev eth0',
+    `172.16.10.0/24 dev eth1 proto ${P}`,
+    `192.168.2.0/24 dev eth0 proto ${P}`,
     'default via 169.254.1.1 dev eth0',
   ]);
   const second = runCli(['inject', '--netns', pod.path, '--plan', '-', '--state-dir', state], { input: plan });
@@ -79,7 +87,12 @@ t.test('signatures: a forged plan is refused; a signed plan needs the key and na
   const base = ['inject', '--netns', pod.path, '--plan', '-', '--state-dir', join(tmp, 'state-2')];
   const before = routeLines(pod);
   const cases: [string, string[], string, RegExp][] = [
-    ['forged', ['--key', keyFile, '--namespace', 'default'], forged, /refused: plan signature does not verify for namespace "default" \(bad-signature\)/],
+    [
+      'forged',
+      ['--key', keyFile, '--namespace', 'default'],
+      forged,
+      /refused: plan signature does not verify for namespace "default" \(bad-signature\)/,
+    ],
     ['other namespace', ['--key', keyFile, '--namespace', 'kube-system'], signed, /bad-signature/],
     ['other key', ['--key', otherKeyFile, '--namespace', 'default'], signed, /unknown-key/],
     ['no key', [], signed, /carries a signature; give --key FILE/],
@@ -134,10 +147,16 @@ t.test('default route via --state-dir: saved, replaced, restored by a plan witho
 t.test('skipped routes are listed and exit 3', async (t) => {
   if (!tierGate(t, 'netns', rootUnavailable())) return;
   const { pod } = makePod(t, { eth1: false });
-  const r = runCli(['inject', '--netns', pod.path, '--plan', '-', '--state-dir', join(tmp, 'state-4'), '-o', 'json'], { input: planOf('default/web-7d4f9-abcde') });
+  const r = runCli(['inject', '--netns', pod.path, '--plan', '-', '--state-dir', join(tmp, 'state-4'), '-o', 'json'], {
+    input: planOf('default/web-7d4f9-abcde'),
+  });
   t.equal(r.code, 3);
   const res = JSON.parse(r.stdout) as { skipped: { dst: string; reason: string }[]; added: unknown[] };
-  t.same(res.skipped.map((s) => `${s.dst} ${s.reason}`).sort(), ['10.124.0.0/16 dev-missing', '10.86.205.109/32 dev-missing', '172.16.10.0/24 dev-missing']);
+  t.same(res.skipped.map((s) => `${s.dst} ${s.reason}`).sort(), [
+    '10.124.0.0/16 dev-missing',
+    '10.86.205.109/32 dev-missing',
+    '172.16.10.0/24 dev-missing',
+  ]);
   t.equal(res.added.length, 2);
 });
 
@@ -150,11 +169,27 @@ t.test('routes --pod finds the netns through the CNI result cache', async (t) =>
   const cache = mkdtempSync(join(tmpdir(), 'ovr-cni-cache-'));
   t.teardown(() => rmSync(cache, { recursive: true, force: true }));
   const cid = randomBytes(32).toString('hex');
-  writeFileSync(join(cache, `cni-loopback-${cid}-lo`), JSON.stringify({
-    kind: 'cniCacheV1', containerId: cid, ifName: 'lo', networkName: 'cni-loopback',
-    cniArgs: [['K8S_POD_NAMESPACE', 'default'], ['K8S_POD_NAME', 'web-7d4f9-abcde'], ['K8S_POD_INFRA_CONTAINER_ID', cid], ['K8S_POD_UID', '174eecc3-58fa-42d1-8501-7f9004a28b76'], ['IgnoreUnknown', '1']],
-    result: { cniVersion: '0.3.1', interfaces: [{ mac: '00:00:00:00:00:00', name: 'lo', sandbox: pod.path }], ips: [{ address: '127.0.0.1/8', interface: 0 }] },
-  }));
+  writeFileSync(
+    join(cache, `cni-loopback-${cid}-lo`),
+    JSON.stringify({
+      kind: 'cniCacheV1',
+      containerId: cid,
+      ifName: 'lo',
+      networkName: 'cni-loopback',
+      cniArgs: [
+        ['K8S_POD_NAMESPACE', 'default'],
+        ['K8S_POD_NAME', 'web-7d4f9-abcde'],
+        ['K8S_POD_INFRA_CONTAINER_ID', cid],
+        ['K8S_POD_UID', '174eecc3-58fa-42d1-8501-7f9004a28b76'],
+        ['IgnoreUnknown', '1'],
+      ],
+      result: {
+        cniVersion: '0.3.1',
+        interfaces: [{ mac: '00:00:00:00:00:00', name: 'lo', sandbox: pod.path }],
+        ips: [{ address: '127.0.0.1/8', interface: 0 }],
+      },
+    }),
+  );
   runCli(['inject', '--netns', pod.path, '--plan', '-', '--state-dir', join(tmp, 'state-5')], { input: planOf('default/web-7d4f9-abcde') });
   const byPod = runCli(['routes', '--pod', 'default/web-7d4f9-abcde', '--cni-cache-dir', cache]);
   t.equal(byPod.code, 0, byPod.stderr);

@@ -16,29 +16,63 @@ const tmp = (t: Test): string => {
   return d;
 };
 
-const PREV = { cniVersion: '0.3.1', interfaces: [{ name: 'eth0', sandbox: '/var/run/netns/cni-x' }], ips: [{ address: '10.85.0.7/24', interface: 0 }], dns: {} };
+const PREV = {
+  cniVersion: '0.3.1',
+  interfaces: [{ name: 'eth0', sandbox: '/var/run/netns/cni-x' }],
+  ips: [{ address: '10.85.0.7/24', interface: 0 }],
+  dns: {},
+};
 
 /** Run the plugin as a runtime does (async: the socket server answers from this process). */
-function runPlugin(command: string, conf: object, env: Record<string, string> = {}): Promise<{ status: number | null; stdout: string; stderr: string }> {
+function runPlugin(
+  command: string,
+  conf: object,
+  env: Record<string, string> = {},
+): Promise<{ status: number | null; stdout: string; stderr: string }> {
   const child = spawn(CNI_PLUGIN_BINARY, [], {
     stdio: ['pipe', 'pipe', 'pipe'],
     env: {
-      CNI_COMMAND: command, CNI_CONTAINERID: 'abc123', CNI_NETNS: '/var/run/netns/cni-x', CNI_IFNAME: 'eth0',
-      CNI_ARGS: 'IgnoreUnknown=1;K8S_POD_NAMESPACE=apps;K8S_POD_NAME=web;K8S_POD_INFRA_CONTAINER_ID=abc123;K8S_POD_UID=uid-1', CNI_PATH: '/opt/cni/bin', ...env,
+      CNI_COMMAND: command,
+      CNI_CONTAINERID: 'abc123',
+      CNI_NETNS: '/var/run/netns/cni-x',
+      CNI_IFNAME: 'eth0',
+      CNI_ARGS: 'IgnoreUnknown=1;K8S_POD_NAMESPACE=apps;K8S_POD_NAME=web;K8S_POD_INFRA_CONTAINER_ID=abc123;K8S_POD_UID=uid-1',
+      CNI_PATH: '/opt/cni/bin',
+      ...env,
     },
   });
   let stdout = '';
   let stderr = '';
-  child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
-  child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+  child.stdout.on('data', (d: Buffer) => {
+    stdout += d.toString();
+  });
+  child.stderr.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
   child.stdin.on('error', () => {}); // VERSION exits without reading its input
   child.stdin.end(JSON.stringify(conf));
   return new Promise((resolve) => child.on('close', (status) => resolve({ status, stdout, stderr })));
 }
 
 t.test('parseCniRequest', async (t) => {
-  const good = { v: 1, command: 'ADD', containerId: 'abc123', netns: '/var/run/netns/cni-x', ifName: 'eth0', namespace: 'apps', name: 'web', uid: 'u' };
-  t.same(parseCniRequest(JSON.stringify(good)), { containerId: 'abc123', netns: '/var/run/netns/cni-x', ifName: 'eth0', namespace: 'apps', name: 'web', uid: 'u' });
+  const good = {
+    v: 1,
+    command: 'ADD',
+    containerId: 'abc123',
+    netns: '/var/run/netns/cni-x',
+    ifName: 'eth0',
+    namespace: 'apps',
+    name: 'web',
+    uid: 'u',
+  };
+  t.same(parseCniRequest(JSON.stringify(good)), {
+    containerId: 'abc123',
+    netns: '/var/run/netns/cni-x',
+    ifName: 'eth0',
+    namespace: 'apps',
+    name: 'web',
+    uid: 'u',
+  });
   const cases: Array<[string, string, RegExp]> = [
     ['not JSON', '{', /not JSON/],
     ['an array', '[]', /expected a JSON object/],
@@ -52,18 +86,33 @@ t.test('parseCniRequest', async (t) => {
   for (const [name, line, want] of cases) t.match(parseCniRequest(line), want, name);
 });
 
-t.test('the plugin against the agent\'s socket', async (t) => {
+t.test("the plugin against the agent's socket", async (t) => {
   t.ok(existsSync(CNI_PLUGIN_BINARY), `built by scripts/build.mjs: ${CNI_PLUGIN_BINARY}`);
   const dir = tmp(t);
   const socket = join(dir, 'run', 'cni.sock');
   const missedDir = join(dir, 'missed');
   const seen: CniRequest[] = [];
   let reply: (req: CniRequest) => Promise<CniAnswer> = async () => ({ ok: true, plan: 'h', applied: 5, skipped: 0 });
-  const server = new CniServer({ path: socket, log: silentLogger, handle: (req) => { seen.push(req); return reply(req); } });
+  const server = new CniServer({
+    path: socket,
+    log: silentLogger,
+    handle: (req) => {
+      seen.push(req);
+      return reply(req);
+    },
+  });
   await server.start();
   t.teardown(() => server.close());
   t.equal(readdirSync(join(dir, 'run')).length, 1, 'the socket is there');
-  const conf = { cniVersion: '0.3.1', name: 'multus-cni-network', type: 'ovnkube-route-cni', socket, missedDir, timeoutMs: 30_000, prevResult: PREV };
+  const conf = {
+    cniVersion: '0.3.1',
+    name: 'multus-cni-network',
+    type: 'ovnkube-route-cni',
+    socket,
+    missedDir,
+    timeoutMs: 30_000,
+    prevResult: PREV,
+  };
 
   t.test('VERSION', async (t) => {
     const r = await runPlugin('VERSION', {});
@@ -75,7 +124,11 @@ t.test('the plugin against the agent\'s socket', async (t) => {
     const r = await runPlugin('ADD', conf);
     t.equal(r.status, 0, 'success', { stderr: r.stderr });
     t.same(JSON.parse(r.stdout), PREV, 'prevResult passed on');
-    t.same(seen.pop(), { containerId: 'abc123', netns: '/var/run/netns/cni-x', ifName: 'eth0', namespace: 'apps', name: 'web', uid: 'uid-1' }, 'the request names the sandbox and the pod');
+    t.same(
+      seen.pop(),
+      { containerId: 'abc123', netns: '/var/run/netns/cni-x', ifName: 'eth0', namespace: 'apps', name: 'web', uid: 'uid-1' },
+      'the request names the sandbox and the pod',
+    );
     t.notOk(existsSync(join(missedDir, 'abc123')), 'no fail-open marker');
     t.equal(r.stderr, '', 'nothing to say', { stderr: r.stderr });
   });
@@ -91,7 +144,10 @@ t.test('the plugin against the agent\'s socket', async (t) => {
 
   t.test('ADD: no answer within the deadline fails open, with a marker', async (t) => {
     let release!: () => void;
-    reply = () => new Promise((r) => { release = () => r({ ok: true, plan: 'h', applied: 1, skipped: 0 }); });
+    reply = () =>
+      new Promise((r) => {
+        release = () => r({ ok: true, plan: 'h', applied: 1, skipped: 0 });
+      });
     const r = await runPlugin('ADD', { ...conf, timeoutMs: 300 });
     release();
     t.equal(r.status, 0, 'the pod starts');
@@ -113,7 +169,11 @@ t.test('the plugin against the agent\'s socket', async (t) => {
   t.test('ADD without a prevResult, and a runtime that is not Kubernetes', async (t) => {
     reply = async () => ({ ok: true, plan: 'h', applied: 1, skipped: 0 });
     const before = seen.length;
-    const r = await runPlugin('ADD', { cniVersion: '1.0.0', name: 'n', type: 'ovnkube-route-cni', socket }, { CNI_ARGS: 'IgnoreUnknown=1' });
+    const r = await runPlugin(
+      'ADD',
+      { cniVersion: '1.0.0', name: 'n', type: 'ovnkube-route-cni', socket },
+      { CNI_ARGS: 'IgnoreUnknown=1' },
+    );
     t.equal(r.status, 0);
     t.same(JSON.parse(r.stdout), { cniVersion: '1.0.0' });
     t.equal(seen.length, before, 'no pod: the agent is not asked');
@@ -124,7 +184,9 @@ t.test('the plugin against the agent\'s socket', async (t) => {
     const answer = await new Promise<string>((resolve) => {
       const c = createConnection(socket, () => c.write('{"v":1,"command":"ADD"}\n'));
       let b = '';
-      c.on('data', (d) => { b += d.toString(); });
+      c.on('data', (d) => {
+        b += d.toString();
+      });
       c.on('end', () => resolve(b));
     });
     t.match(JSON.parse(answer), { ok: false, reason: /bad request: containerId/ });
@@ -139,17 +201,30 @@ t.test('installing the plugin into a CNI conf dir, and taking it out', async (t)
   mkdirSync(confDir);
   const o = { binDir, confDir, socket: '/run/ovnkube-route/cni.sock', missedDir: '/run/ovnkube-route/cni-missed', timeoutMs: 3000 };
   t.throws(() => installCni(o), /no CNI network config in .*net\.d/, 'nothing to chain into');
-  const multus = { cniVersion: '0.3.1', name: 'multus-cni-network', type: 'multus', kubeconfig: '/etc/cni/net.d/multus.d/multus.kubeconfig' };
+  const multus = {
+    cniVersion: '0.3.1',
+    name: 'multus-cni-network',
+    type: 'multus',
+    kubeconfig: '/etc/cni/net.d/multus.d/multus.kubeconfig',
+  };
   writeFileSync(join(confDir, '00-multus.conf'), JSON.stringify(multus));
   writeFileSync(join(confDir, '10-other.conflist'), JSON.stringify({ cniVersion: '0.3.1', name: 'other', plugins: [{ type: 'bridge' }] }));
   const r = installCni(o);
   t.same(r, { confFile: join(confDir, '00-multus.conflist'), replaced: join(confDir, '00-multus.conf') });
   t.same(readdirSync(confDir).sort(), ['00-multus.conflist', '10-other.conflist'], 'the .conf became a .conflist of the same name');
   const list = JSON.parse(readFileSync(join(confDir, '00-multus.conflist'), 'utf8'));
-  t.same(list, {
-    cniVersion: '0.3.1', name: 'multus-cni-network',
-    plugins: [{ type: 'multus', kubeconfig: multus.kubeconfig }, { type: 'ovnkube-route-cni', socket: o.socket, missedDir: o.missedDir, timeoutMs: 3000, convertedFromConf: true }],
-  }, 'the original plugin first, ours chained after it');
+  t.same(
+    list,
+    {
+      cniVersion: '0.3.1',
+      name: 'multus-cni-network',
+      plugins: [
+        { type: 'multus', kubeconfig: multus.kubeconfig },
+        { type: 'ovnkube-route-cni', socket: o.socket, missedDir: o.missedDir, timeoutMs: 3000, convertedFromConf: true },
+      ],
+    },
+    'the original plugin first, ours chained after it',
+  );
   t.ok(existsSync(join(binDir, 'ovnkube-route-cni')), 'the binary is installed');
   installCni({ ...o, timeoutMs: 5000 });
   const again = JSON.parse(readFileSync(join(confDir, '00-multus.conflist'), 'utf8'));
@@ -163,9 +238,16 @@ t.test('installing the plugin into a CNI conf dir, and taking it out', async (t)
   // A conflist keeps being a conflist.
   rmSync(join(confDir, '00-multus.conf'));
   installCni(o);
-  t.same(JSON.parse(readFileSync(join(confDir, '10-other.conflist'), 'utf8')).plugins.map((p: { type: string }) => p.type), ['bridge', 'ovnkube-route-cni']);
+  t.same(
+    JSON.parse(readFileSync(join(confDir, '10-other.conflist'), 'utf8')).plugins.map((p: { type: string }) => p.type),
+    ['bridge', 'ovnkube-route-cni'],
+  );
   uninstallCni(o);
-  t.same(JSON.parse(readFileSync(join(confDir, '10-other.conflist'), 'utf8')), { cniVersion: '0.3.1', name: 'other', plugins: [{ type: 'bridge' }] });
+  t.same(JSON.parse(readFileSync(join(confDir, '10-other.conflist'), 'utf8')), {
+    cniVersion: '0.3.1',
+    name: 'other',
+    plugins: [{ type: 'bridge' }],
+  });
   writeFileSync(join(confDir, '05-broken.conf'), '{');
   t.throws(() => installCni(o), /05-broken\.conf: not JSON/, 'a broken conf is named');
 });

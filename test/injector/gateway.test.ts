@@ -14,7 +14,7 @@ const P = RTPROT_OVNKUBE_ROUTE;
 const PLAN: Plan = { v: 1, routes: [{ dst: '172.16.30.0/24', dev: 'eth1', via: 'gateway', mtu: 1400 }] };
 const shown = (ns: TestNetns, dst: string): string => ns.ip('route', 'show', 'table', 'main', 'exact', dst).trim().replace(/\s+/g, ' ');
 
-t.test('one plan, each pod its own node\'s gateway; none known is reported', async (t) => {
+t.test("one plan, each pod its own node's gateway; none known is reported", async (t) => {
   if (!tierGate(t, 'netns', rootUnavailable())) return;
   // Node A: eth1 on 10.124.2.0/24, the CNI's route 10.124.0.0/16 via 10.124.2.1.
   const a = makePod(t);
@@ -34,14 +34,21 @@ t.test('one plan, each pod its own node\'s gateway; none known is reported', asy
   t.notOk((await applyPlan(a.pod.path, PLAN)).changed, 'idempotent');
 
   const rc = await applyPlan(c.pod.path, PLAN);
-  t.same(rc.skipped.map((s) => `${s.dst} ${s.dev} via ${s.via}: ${s.reason}`), ['172.16.30.0/24 eth1 via gateway: no-gateway'], 'node C: reported');
+  t.same(
+    rc.skipped.map((s) => `${s.dst} ${s.dev} via ${s.via}: ${s.reason}`),
+    ['172.16.30.0/24 eth1 via gateway: no-gateway'],
+    'node C: reported',
+  );
   t.match(rc.skipped[0]?.detail, /no IPv4 route through a gateway on eth1/);
   t.equal(shown(c.pod, '172.16.30.0/24'), '', 'and nothing guessed');
 
   // The CNI's gateway changes on node A (e.g. the node's subnet moved): the route follows.
   a.pod.ip('route', 'replace', '10.124.0.0/16', 'via', '10.124.2.254', 'dev', 'eth1');
   const moved = await applyPlan(a.pod.path, PLAN, { reclaim: ra.owned });
-  t.same(moved.replaced.map((r) => `${r.dst} ${r.from.via} -> ${r.via}`), ['172.16.30.0/24 10.124.2.1 -> 10.124.2.254']);
+  t.same(
+    moved.replaced.map((r) => `${r.dst} ${r.from.via} -> ${r.via}`),
+    ['172.16.30.0/24 10.124.2.1 -> 10.124.2.254'],
+  );
   t.equal(shown(a.pod, '172.16.30.0/24'), `172.16.30.0/24 via 10.124.2.254 dev eth1 proto ${P} mtu 1400`);
 });
 
@@ -55,7 +62,10 @@ t.test('traffic to the destination really goes through the resolved gateway (tes
   const gwSide = gw.json<{ ifname: string }[]>('link', 'show', 'type', 'veth')[0]!.ifname;
   gw.ip('addr', 'add', '10.124.2.1/24', 'dev', gwSide);
   addVeth(sink, 'eth0', gw, ['172.16.30.9/24']);
-  const sinkSide = gw.json<{ ifname: string }[]>('link', 'show', 'type', 'veth').map((l) => l.ifname).find((n) => n !== gwSide)!;
+  const sinkSide = gw
+    .json<{ ifname: string }[]>('link', 'show', 'type', 'veth')
+    .map((l) => l.ifname)
+    .find((n) => n !== gwSide)!;
   gw.ip('addr', 'add', '172.16.30.1/24', 'dev', sinkSide);
   sink.ip('route', 'add', 'default', 'via', '172.16.30.1');
   execFileSync('ip', ['netns', 'exec', gw.name, 'sh', '-c', 'echo 1 > /proc/sys/net/ipv4/conf/all/forwarding']);
@@ -63,17 +73,39 @@ t.test('traffic to the destination really goes through the resolved gateway (tes
   const res = await applyPlan(pod.path, { v: 1, routes: [{ dst: '172.16.30.0/24', dev: 'eth1', via: 'gateway' }] });
   t.same(res.skipped, []);
   // A UDP datagram from the pod reaches the sink, forwarded by the gateway netns.
-  const recv = spawn('ip', ['netns', 'exec', sink.name, process.execPath, '-e', `
+  const recv = spawn(
+    'ip',
+    [
+      'netns',
+      'exec',
+      sink.name,
+      process.execPath,
+      '-e',
+      `
     const s = require('dgram').createSocket('udp4');
     s.on('message', (m, r) => { console.log(r.address + ' ' + m); process.exit(0); });
-    s.bind(5555, '172.16.30.9', () => console.log('ready'));`], { stdio: ['ignore', 'pipe', 'inherit'] });
-  t.teardown(() => { if (recv.exitCode === null) recv.kill(); });
+    s.bind(5555, '172.16.30.9', () => console.log('ready'));`,
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  t.teardown(() => {
+    if (recv.exitCode === null) recv.kill();
+  });
   let out = '';
-  recv.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+  recv.stdout!.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
   while (!out.includes('ready')) await once(recv.stdout!, 'data');
-  execFileSync('ip', ['netns', 'exec', pod.name, process.execPath, '-e', `
+  execFileSync('ip', [
+    'netns',
+    'exec',
+    pod.name,
+    process.execPath,
+    '-e',
+    `
     const s = require('dgram').createSocket('udp4');
-    s.send('hello', 5555, '172.16.30.9', () => s.close());`]);
+    s.send('hello', 5555, '172.16.30.9', () => s.close());`,
+  ]);
   await once(recv, 'exit');
   t.match(out, /10\.124\.2\.5 hello/, 'the sink got it from the pod, through the gateway netns');
   const fwd = gw.ip('-s', 'link', 'show', sinkSide);

@@ -64,7 +64,9 @@ t.test('close() from inside an apply, after its routes and before the default ro
   const reports: KeeperReport[] = [];
   let atClose: string[] | null = null;
   const k: RouteKeeper = new RouteKeeper(pod.path, WITH_DEFAULT, {
-    onReport: (r) => reports.push(r), debounceMs: 10, resyncMs: 50,
+    onReport: (r) => reports.push(r),
+    debounceMs: 10,
+    resyncMs: 50,
     // The engine saves the original default route right before replacing it: close there.
     saveDefault: () => {
       k.close();
@@ -72,7 +74,7 @@ t.test('close() from inside an apply, after its routes and before the default ro
     },
   });
   t.equal(await k.start(), null, 'the start that was closed mid-way resolves to null');
-  t.same(atClose, [], 'the apply\'s socket and the event socket were closed by close() itself, mid-apply');
+  t.same(atClose, [], "the apply's socket and the event socket were closed by close() itself, mid-apply");
   t.equal(ours(routeLines(pod)).length, 5, 'the routes written before close stay (close never touches routes)');
   t.ok(routeLines(pod).includes('default via 169.254.1.1 dev eth0'), 'the default route was not taken over after close');
   t.same(reports, [], 'nothing reported after close');
@@ -98,9 +100,12 @@ t.test('close() while an event-triggered apply (drift repair) is in flight', asy
   await everyTurnUntil('the repair apply opened its socket', () => fdsOpenedSince(quiet).length === 1);
   const n = reports.length;
   k.close();
-  t.same(fdsOpenedSince(before), [], 'the repair apply\'s socket and the event socket closed by close() itself');
+  t.same(fdsOpenedSince(before), [], "the repair apply's socket and the event socket closed by close() itself");
   t.equal(await k.setPlan(MISSION_PLAN), null, 'a closed keeper does nothing (this also waits for the aborted apply to end)');
-  t.notOk(routeLines(pod).some((l) => l.startsWith('172.16.10.0/24')), 'the aborted repair wrote nothing');
+  t.notOk(
+    routeLines(pod).some((l) => l.startsWith('172.16.10.0/24')),
+    'the aborted repair wrote nothing',
+  );
   t.same(reports.slice(n), [], 'nothing reported after close');
   t.same(fdsOpenedSince(before), []);
 });

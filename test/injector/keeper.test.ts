@@ -38,7 +38,10 @@ t.test('a dev missing at first is applied when it appears (link event)', async (
   const k = new RouteKeeper(p.pod.path, PLAN, { onReport: rec.onReport, debounceMs: 20, resyncMs: 0 });
   t.teardown(() => k.close());
   const first = await k.start();
-  t.same(first?.skipped.map((s) => s.reason), ['dev-missing', 'dev-missing', 'dev-missing']);
+  t.same(
+    first?.skipped.map((s) => s.reason),
+    ['dev-missing', 'dev-missing', 'dev-missing'],
+  );
   const mark = rec.reports.length;
   addEth1(p);
   const r = await rec.next((x) => x.kind === 'applied' && x.result.added.length > 0, mark);
@@ -65,8 +68,11 @@ t.test('drift: deleted and changed owned routes are restored', async (t) => {
   mark = rec.reports.length;
   pod.ip('route', 'change', '192.168.2.0/24', 'dev', 'eth1'); // rewrites the protocol to boot
   r = await rec.next((x) => x.kind === 'applied' && x.drift, mark);
-  t.same(r.kind === 'applied' && r.result.replaced.map((a) => `${a.dst} ${a.from.dev} -> ${a.dev}`), ['192.168.2.0/24 eth1 -> eth0'],
-    'a changed route of ours is put back, though its protocol was rewritten');
+  t.same(
+    r.kind === 'applied' && r.result.replaced.map((a) => `${a.dst} ${a.from.dev} -> ${a.dev}`),
+    ['192.168.2.0/24 eth1 -> eth0'],
+    'a changed route of ours is put back, though its protocol was rewritten',
+  );
   t.same(routeLines(pod), want);
 
   mark = rec.reports.length;
@@ -82,7 +88,12 @@ t.test('drift: a fighter makes the keeper back off, then it restores once the fi
   let restores = 0;
   const rec = recorder();
   const k = new RouteKeeper(pod.path, PLAN, {
-    debounceMs: 10, resyncMs: 0, maxRestores: 3, windowMs: 60_000, backoffInitialMs: 200, backoffMaxMs: 400,
+    debounceMs: 10,
+    resyncMs: 0,
+    maxRestores: 3,
+    windowMs: 60_000,
+    backoffInitialMs: 200,
+    backoffMaxMs: 400,
     onReport: (r) => {
       if (r.kind === 'applied' && r.drift) {
         restores++;
@@ -115,7 +126,11 @@ t.test('a netns deleted in the middle of an apply: typed error, no crash, no lea
     default: { dev: 'eth1', via: '10.124.2.1' },
   };
   // saveDefault runs mid-apply (after the routes, before the default route): delete the netns there.
-  const err = await applyPlan(pod.path, many, { saveDefault: () => { pod.del(); } }).catch((e: unknown) => e);
+  const err = await applyPlan(pod.path, many, {
+    saveDefault: () => {
+      pod.del();
+    },
+  }).catch((e: unknown) => e);
   t.ok(isNetnsError(err, 'gone'), `NetnsError gone: ${String(err)}`);
   t.match((err as Error).message, /vanished during the apply \(500 added/);
   t.equal(openFds(), fds, 'every fd closed (the socket kept the dying netns alive until then)');
@@ -137,7 +152,7 @@ t.test('a keeper whose netns vanishes reports gone and stops', async (t) => {
   t.equal(await k.setPlan(PLAN), null, 'a closed keeper does nothing');
 });
 
-t.test('the echoes of the keeper\'s own writes are no reason to apply again; drift still is', async (t) => {
+t.test("the echoes of the keeper's own writes are no reason to apply again; drift still is", async (t) => {
   if (!tierGate(t, 'netns', rootUnavailable())) return;
   const { pod } = makePod(t);
   const rec = recorder();
@@ -154,11 +169,14 @@ t.test('the echoes of the keeper\'s own writes are no reason to apply again; dri
   t.equal(first?.added.length, 5);
   await waitFor('the 5 route events of the start are recognised as echoes', () => k.echoesIgnored === 5);
   await k.setPlan({ ...PLAN, routes: [...PLAN.routes, { dst: '172.16.20.0/24', dev: 'eth1' }] });
-  await waitFor('the plan change\'s one write is recognised as an echo', () => k.echoesIgnored === 6);
+  await waitFor("the plan change's one write is recognised as an echo", () => k.echoesIgnored === 6);
   const mark = rec.reports.length;
   pod.ip('route', 'del', '172.16.20.0/24');
   const r = await rec.next((x) => x.kind === 'applied' && x.trigger === 'event', mark);
   t.same(r.kind === 'applied' && r.result.added.map((a) => a.dst), ['172.16.20.0/24'], 'a deletion by someone else is repaired');
-  t.same(rec.reports.map((x) => (x.kind === 'applied' ? `${x.trigger}${x.drift ? ' drift' : ''}` : x.kind)), ['start', 'plan', 'event drift'],
-    'no apply was made for the echoes of the keeper\'s own writes');
+  t.same(
+    rec.reports.map((x) => (x.kind === 'applied' ? `${x.trigger}${x.drift ? ' drift' : ''}` : x.kind)),
+    ['start', 'plan', 'event drift'],
+    "no apply was made for the echoes of the keeper's own writes",
+  );
 });

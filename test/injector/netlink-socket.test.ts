@@ -14,7 +14,15 @@ import { rootUnavailable, tierGate } from '../util/tier.js';
 /** Open `n` fds on /dev/null; closed in teardown. */
 function holdFds(t: Test, n: number): number[] {
   const held = Array.from({ length: n }, () => openSync('/dev/null', 'r'));
-  t.teardown(() => { for (const fd of held) { try { closeSync(fd); } catch { /* closed by the test */ } } });
+  t.teardown(() => {
+    for (const fd of held) {
+      try {
+        closeSync(fd);
+      } catch {
+        /* closed by the test */
+      }
+    }
+  });
   return held;
 }
 
@@ -37,7 +45,9 @@ t.test('sockets are found and hardened with thousands of fds open', async (t) =>
   const held = holdFds(t, 3000);
   const { AF_NETLINK, NETLINK_ROUTE } = netlinkConstants();
   // Holes in the middle of the table: each new socket must land in (and be found in) one.
-  for (const i of [100, 1500, 2999]) { closeSync(held[i]!); }
+  for (const i of [100, 1500, 2999]) {
+    closeSync(held[i]!);
+  }
   const before = openFds();
   const socks = [];
   for (let i = 0; i < 5; i++) {
@@ -51,7 +61,11 @@ t.test('sockets are found and hardened with thousands of fds open', async (t) =>
     t.equal(info.noEnobufs, 1, 'NETLINK_NO_ENOBUFS is set');
     t.ok(info.rcvbuf >= 1 << 20, `rcvbuf raised (${info.rcvbuf})`);
   }
-  t.same(socks.slice(0, 3).map((s) => socketFd(s)), [held[100], held[1500], held[2999]], 'the first three filled the holes');
+  t.same(
+    socks.slice(0, 3).map((s) => socketFd(s)),
+    [held[100], held[1500], held[2999]],
+    'the first three filled the holes',
+  );
   t.equal(new Set(socks.map((s) => socketFd(s))).size, socks.length, 'every socket has its own fd');
   for (const s of socks) s.socket.close();
   t.equal(openFds(), before, 'closing them leaves no fd');
@@ -59,7 +73,10 @@ t.test('sockets are found and hardened with thousands of fds open', async (t) =>
   // And a full client works with the fd table that large.
   const c = RtnlClient.open(pod.path);
   t.teardown(() => c.close());
-  t.ok((await c.listLinks()).some((l) => l.name === 'eth1'), 'a client made among 3000 fds talks to its netns');
+  t.ok(
+    (await c.listLinks()).some((l) => l.name === 'eth1'),
+    'a client made among 3000 fds talks to its netns',
+  );
 });
 
 t.test('a wrong guess is refused: the socket is closed and nothing is left open', async (t) => {
@@ -79,6 +96,6 @@ t.test('a wrong guess is refused: the socket is closed and nothing is left open'
   refuses('a file', file, /cannot harden the netlink socket: guessed fd \d+ is not a socket/);
   refuses('a free fd', 60_000, /cannot harden the netlink socket: guessed fd \d+ is not a socket/);
   refuses('another rtnetlink socket of ours', otherFd, /is another rtnetlink socket/);
-  t.equal(socketInfo(otherFd).sndbuf, otherSndbuf, 'the other socket\'s send buffer is as it was');
+  t.equal(socketInfo(otherFd).sndbuf, otherSndbuf, "the other socket's send buffer is as it was");
   t.equal(socketInfo(otherFd).noEnobufs, 1, 'and it is still hardened');
 });

@@ -16,11 +16,17 @@ t.test('links and routes of a pod netns', async (t) => {
   t.teardown(() => c.close());
   const links = await c.listLinks();
   t.same(links.map((l) => l.name).sort(), ['eth0', 'eth1', 'lo']);
-  t.ok(links.every((l) => l.up), 'all up');
+  t.ok(
+    links.every((l) => l.up),
+    'all up',
+  );
   const routes = await c.listRoutes({ family: 4 });
   const lines = routes.map((r) => `${r.dst}${r.via ? ` via ${r.via}` : ''} dev ${r.dev}`).sort();
-  t.same(lines, ['0.0.0.0/0 via 169.254.1.1 dev eth0', '10.124.2.0/24 dev eth1', '169.254.1.1/32 dev eth0'],
-    'the main table as ip route shows it (local table excluded)');
+  t.same(
+    lines,
+    ['0.0.0.0/0 via 169.254.1.1 dev eth0', '10.124.2.0/24 dev eth1', '169.254.1.1/32 dev eth0'],
+    'the main table as ip route shows it (local table excluded)',
+  );
   t.equal(routes.find((r) => r.dst === '10.124.2.0/24')?.protocol, 2, 'connected route is proto kernel');
 });
 
@@ -35,14 +41,24 @@ t.test('errno mapping', async (t) => {
   await t.rejects(c.addRoute(w), { name: 'NetlinkError', code: 'EEXIST' }, 'adding twice: EEXIST');
   await c.replaceRoute(w); // replace of the same is fine
   await t.rejects(c.deleteRoute({ dst: '172.16.99.0/24' }), { code: 'ESRCH' }, 'deleting a missing route: ESRCH');
-  await t.rejects(c.addRoute({ dst: '10.9.0.0/16', oif: eth1, via: '10.55.0.1', scope: RT_SCOPE_UNIVERSE, protocol: PROTO }),
-    { code: 'ENETUNREACH' }, 'gateway not on any link: ENETUNREACH');
+  await t.rejects(
+    c.addRoute({ dst: '10.9.0.0/16', oif: eth1, via: '10.55.0.1', scope: RT_SCOPE_UNIVERSE, protocol: PROTO }),
+    { code: 'ENETUNREACH' },
+    'gateway not on any link: ENETUNREACH',
+  );
   await t.rejects(c.addRoute({ ...w, dst: '172.16.11.0/24', oif: 9999 }), { code: 'ENODEV' }, 'no such ifindex: ENODEV');
   const err = await c.addRoute(w).catch((e: unknown) => e);
   t.ok(isNetlinkError(err, 'EEXIST'));
-  t.match((err as Error).message, /add route 172\.16\.10\.0\/24 .* in netns .*: EEXIST \(a route with this destination/, 'message names op, route, netns, meaning');
+  t.match(
+    (err as Error).message,
+    /add route 172\.16\.10\.0\/24 .* in netns .*: EEXIST \(a route with this destination/,
+    'message names op, route, netns, meaning',
+  );
   await c.deleteRoute({ dst: '172.16.10.0/24', protocol: PROTO });
-  t.notOk(ipRoutes(pod).some((r) => r.dst === '172.16.10.0/24'), 'deleted with scope NOWHERE (any)');
+  t.notOk(
+    ipRoutes(pod).some((r) => r.dst === '172.16.10.0/24'),
+    'deleted with scope NOWHERE (any)',
+  );
 });
 
 t.test('a burst of 3000 routes in one netns stays within the in-flight bound', async (t) => {
@@ -76,12 +92,15 @@ t.test('close() rejects what is pending and leaks no fd', async (t) => {
   const results = await Promise.allSettled(ps);
   const closed = results.filter((r) => r.status === 'rejected' && isNetlinkError(r.reason, 'ECLOSED')).length;
   t.ok(closed > 0, `${closed} of 50 requests rejected with ECLOSED, none hung`);
-  t.ok(results.every((r) => r.status === 'fulfilled' || isNetlinkError(r.reason)), 'every failure is a NetlinkError');
+  t.ok(
+    results.every((r) => r.status === 'fulfilled' || isNetlinkError(r.reason)),
+    'every failure is a NetlinkError',
+  );
   await t.rejects(c.listLinks(), { code: 'ECLOSED' });
   t.equal(openFds(), fds, 'socket fd closed');
 });
 
-t.test('request timeouts are the client\'s own timers: they fire, and close() leaves none armed', async (t) => {
+t.test("request timeouts are the client's own timers: they fire, and close() leaves none armed", async (t) => {
   if (!tierGate(t, 'netns', rootUnavailable())) return;
   const { pod } = makePod(t);
   const timers = (): number => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
@@ -125,7 +144,9 @@ t.test('link and route events of a netns', async (t) => {
     for (;;) {
       const hit = events.find(pred);
       if (hit) return hit;
-      await new Promise<void>((r) => { wake = r; });
+      await new Promise<void>((r) => {
+        wake = r;
+      });
     }
   };
   addVeth(pod, 'eth1', node, ['10.124.2.5/24']);
@@ -147,7 +168,10 @@ t.test('link and route events of a netns', async (t) => {
   await waitFor((e) => e.kind === 'route' && e.action === 'new' && e.route.dst === '172.16.99.0/24');
   sub.close();
   t.ok(sub.closed);
-  t.notOk(events.some((e) => e.kind === 'route' && e.route.dst === '10.66.0.0/16'), 'events of other netns never show up');
+  t.notOk(
+    events.some((e) => e.kind === 'route' && e.route.dst === '10.66.0.0/16'),
+    'events of other netns never show up',
+  );
 });
 
 t.test('an event storm overflowing the buffer drops events instead of aborting the process', async (t) => {
@@ -156,14 +180,23 @@ t.test('an event storm overflowing the buffer drops events instead of aborting t
   // package threw inside native code. Here the smallest buffer the kernel allows is used.
   const { pod } = makePod(t);
   let seen = 0;
-  const sub = subscribeNetns(pod.path, () => { seen++; }, { recvBufferSize: 1 });
+  const sub = subscribeNetns(
+    pod.path,
+    () => {
+      seen++;
+    },
+    { recvBufferSize: 1 },
+  );
   t.teardown(() => sub.close());
   const c = RtnlClient.open(pod.path);
   t.teardown(() => c.close());
   const eth1 = (await c.listLinks()).find((l) => l.name === 'eth1')!.index;
   const N = 3000;
-  await Promise.all(Array.from({ length: N }, (_, i) =>
-    c.addRoute({ dst: `10.${200 + Math.floor(i / 256)}.${i % 256}.0/24`, oif: eth1, scope: RT_SCOPE_LINK, protocol: PROTO })));
+  await Promise.all(
+    Array.from({ length: N }, (_, i) =>
+      c.addRoute({ dst: `10.${200 + Math.floor(i / 256)}.${i % 256}.0/24`, oif: eth1, scope: RT_SCOPE_LINK, protocol: PROTO }),
+    ),
+  );
   await new Promise((r) => setTimeout(r, 200));
   t.ok(seen < N, `the process is alive; ${seen} of ${N} events arrived, the rest were dropped`);
   t.equal(ipRoutes(pod).filter((r) => r.protocol === String(PROTO)).length, N, 'every route was written regardless');

@@ -28,7 +28,13 @@ t.test('withNetns', async (t) => {
 
   t.test('switches back and closes fds when fn throws', async (t) => {
     const fds = openFds();
-    t.throws(() => withNetns(ns.path, () => { throw new Error('boom'); }), /boom/);
+    t.throws(
+      () =>
+        withNetns(ns.path, () => {
+          throw new Error('boom');
+        }),
+      /boom/,
+    );
     t.equal(threadNs(), host);
     t.equal(openFds(), fds);
   });
@@ -46,7 +52,11 @@ t.test('withNetns', async (t) => {
     gone.del();
     const fds = openFds();
     let err: unknown;
-    try { withNetns(path, () => 1); } catch (e) { err = e; }
+    try {
+      withNetns(path, () => 1);
+    } catch (e) {
+      err = e;
+    }
     t.ok(isNetnsError(err, 'gone'), `NetnsError gone: ${String(err)}`);
     t.throws(() => netnsInode(path), { code: 'gone' });
     t.equal(openFds(), fds);
@@ -70,7 +80,10 @@ t.test('policy: netns dir and host refusal', async (t) => {
   t.test('a netns inside the dir is accepted, by realpath', async (t) => {
     const r = checkNetnsPath(ns.path, policy);
     t.equal(r.id.ino, netnsInode(ns.path).ino);
-    t.equal(withNetns(ns.path, () => threadNs(), { policy }), r.id.ino);
+    t.equal(
+      withNetns(ns.path, () => threadNs(), { policy }),
+      r.id.ino,
+    );
   });
 
   t.test('a path outside the dir is refused, also through a symlink', async (t) => {
@@ -78,9 +91,16 @@ t.test('policy: netns dir and host refusal', async (t) => {
     t.teardown(() => rmSync(dir, { recursive: true, force: true }));
     symlinkSync(ns.path, join(dir, 'link'));
     t.throws(() => checkNetnsPath(ns.path, { netnsDir: dir }), { code: 'outside-dir' }, 'real netns, other dir');
-    t.throws(() => withNetns(join(dir, 'link'), () => 1, { policy: { netnsDir: dir } }), { code: 'outside-dir' },
-      'a symlink inside the dir pointing out of it is judged by its target');
-    t.equal(checkNetnsPath(join(dir, 'link'), policy).realPath, realpathSync(ns.path), 'a symlink into the dir is judged by its target too');
+    t.throws(
+      () => withNetns(join(dir, 'link'), () => 1, { policy: { netnsDir: dir } }),
+      { code: 'outside-dir' },
+      'a symlink inside the dir pointing out of it is judged by its target',
+    );
+    t.equal(
+      checkNetnsPath(join(dir, 'link'), policy).realPath,
+      realpathSync(ns.path),
+      'a symlink into the dir is judged by its target too',
+    );
   });
 
   t.test('/proc ns links are refused', async (t) => {
@@ -94,9 +114,15 @@ t.test('policy: netns dir and host refusal', async (t) => {
     t.teardown(() => rmSync(proc, { recursive: true, force: true }));
     mkdirSync(join(proc, 'self', 'ns'), { recursive: true });
     symlinkSync(ns.path, join(proc, 'self', 'ns', 'net'));
-    t.same(hostNetnsInodes(proc).map((x) => x.ino), [netnsInode(ns.path).ino]);
+    t.same(
+      hostNetnsInodes(proc).map((x) => x.ino),
+      [netnsInode(ns.path).ino],
+    );
     t.throws(() => checkNetnsPath(ns.path, { ...policy, procRoot: proc }), { code: 'host-netns' });
     t.throws(() => withNetns(ns.path, () => 1, { policy: { ...policy, procRoot: proc } }), { code: 'host-netns' });
-    t.ok(hostNetnsInodes().some((x) => x.ino === threadNs()), 'the real /proc gives the real host netns');
+    t.ok(
+      hostNetnsInodes().some((x) => x.ino === threadNs()),
+      'the real /proc gives the real host netns',
+    );
   });
 });

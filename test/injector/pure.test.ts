@@ -13,25 +13,59 @@ import { formatRouteTable4, formatRouteTable6 } from '../../injector/routes/tabl
 import { repoRoot } from '../util/fixtures.js';
 
 const OURS = 111;
-const LINKS: LinkInfo[] = [{ index: 1, name: 'lo', up: true }, { index: 2, name: 'eth0', up: true }, { index: 3, name: 'eth1', up: true }];
+const LINKS: LinkInfo[] = [
+  { index: 1, name: 'lo', up: true },
+  { index: 2, name: 'eth0', up: true },
+  { index: 3, name: 'eth1', up: true },
+];
 const kr = (dst: string, dev: string, o: Partial<KernelRoute> = {}): KernelRoute => ({
-  family: dst.includes(':') ? 6 : 4, dst, table: 254, protocol: 3, scope: o.via ? 0 : 253, type: 'UNICAST', priority: 0, tos: 0,
-  oif: LINKS.find((l) => l.name === dev)?.index ?? 99, dev, ...o,
+  family: dst.includes(':') ? 6 : 4,
+  dst,
+  table: 254,
+  protocol: 3,
+  scope: o.via ? 0 : 253,
+  type: 'UNICAST',
+  priority: 0,
+  tos: 0,
+  oif: LINKS.find((l) => l.name === dev)?.index ?? 99,
+  dev,
+  ...o,
 });
-const CNI_TABLE = [kr('0.0.0.0/0', 'eth0', { via: '169.254.1.1', scope: 0 }), kr('169.254.1.1/32', 'eth0'), kr('10.124.2.0/24', 'eth1', { protocol: 2 })];
+const CNI_TABLE = [
+  kr('0.0.0.0/0', 'eth0', { via: '169.254.1.1', scope: 0 }),
+  kr('169.254.1.1/32', 'eth0'),
+  kr('10.124.2.0/24', 'eth1', { protocol: 2 }),
+];
 
 t.test('diffRoutes', async (t) => {
   const cases: { name: string; plan: Plan; table: KernelRoute[]; reclaim?: string[]; want: Record<string, string[]> }[] = [
     {
       name: 'empty table: everything added; the CNI default is not in play',
-      plan: { v: 1, routes: [{ dst: '172.16.10.0/24', dev: 'eth1' }, { dst: '10.0.0.0/8', dev: 'eth1', via: '10.124.2.1' }] },
+      plan: {
+        v: 1,
+        routes: [
+          { dst: '172.16.10.0/24', dev: 'eth1' },
+          { dst: '10.0.0.0/8', dev: 'eth1', via: '10.124.2.1' },
+        ],
+      },
       table: CNI_TABLE,
       want: { add: ['172.16.10.0/24', '10.0.0.0/8'], defaults: [] },
     },
     {
       name: 'owned equal: unchanged; owned different: replaced; owned stale: removed',
-      plan: { v: 1, routes: [{ dst: '172.16.10.0/24', dev: 'eth1' }, { dst: '172.16.11.0/24', dev: 'eth0' }] },
-      table: [...CNI_TABLE, kr('172.16.10.0/24', 'eth1', { protocol: OURS }), kr('172.16.11.0/24', 'eth1', { protocol: OURS }), kr('172.16.12.0/24', 'eth1', { protocol: OURS })],
+      plan: {
+        v: 1,
+        routes: [
+          { dst: '172.16.10.0/24', dev: 'eth1' },
+          { dst: '172.16.11.0/24', dev: 'eth0' },
+        ],
+      },
+      table: [
+        ...CNI_TABLE,
+        kr('172.16.10.0/24', 'eth1', { protocol: OURS }),
+        kr('172.16.11.0/24', 'eth1', { protocol: OURS }),
+        kr('172.16.12.0/24', 'eth1', { protocol: OURS }),
+      ],
       want: { unchanged: ['172.16.10.0/24'], replace: ['172.16.11.0/24'], remove: ['172.16.12.0/24'] },
     },
     {
@@ -42,7 +76,14 @@ t.test('diffRoutes', async (t) => {
     },
     {
       name: 'foreign equal: unchanged; foreign different: collision unless reclaimed',
-      plan: { v: 1, routes: [{ dst: '10.124.2.0/24', dev: 'eth1' }, { dst: '192.168.2.0/24', dev: 'eth0' }, { dst: '192.168.3.0/24', dev: 'eth0' }] },
+      plan: {
+        v: 1,
+        routes: [
+          { dst: '10.124.2.0/24', dev: 'eth1' },
+          { dst: '192.168.2.0/24', dev: 'eth0' },
+          { dst: '192.168.3.0/24', dev: 'eth0' },
+        ],
+      },
       table: [...CNI_TABLE, kr('192.168.2.0/24', 'eth1', { protocol: 4 }), kr('192.168.3.0/24', 'eth1', { protocol: 3 })],
       reclaim: ['192.168.3.0/24'],
       want: { unchanged: ['10.124.2.0/24'], skipped: ['192.168.2.0/24 collision'], replace: ['192.168.3.0/24'] },
@@ -74,7 +115,10 @@ t.test('diffRoutes', async (t) => {
     {
       name: 'default: no longer planned; restore from saved, or report when nothing was saved',
       plan: { v: 1, routes: [] },
-      table: [kr('0.0.0.0/0', 'eth1', { protocol: OURS, via: '10.124.2.1' }), kr('::/0', 'eth1', { protocol: OURS, via: 'fd00::1', priority: 1024 })],
+      table: [
+        kr('0.0.0.0/0', 'eth1', { protocol: OURS, via: '10.124.2.1' }),
+        kr('::/0', 'eth1', { protocol: OURS, via: 'fd00::1', priority: 1024 }),
+      ],
       want: { defaults: ['restore 4', 'skip default-not-restorable'] },
     },
   ];
@@ -82,29 +126,44 @@ t.test('diffRoutes', async (t) => {
     const saved = c.name.includes('restore from saved') ? [{ family: 4 as const, route: null }] : [];
     const d = diffRoutes({ plan: c.plan, table: c.table, links: LINKS, protocol: OURS, saved, reclaim: new Set(c.reclaim ?? []) });
     const got: Record<string, string[]> = {
-      add: d.add.map((x) => x.dst), replace: d.replace.map((x) => x.want.dst), remove: d.remove.map((x) => x.dst),
-      unchanged: d.unchanged.map((x) => x.dst), skipped: d.skipped.map((x) => `${x.dst} ${x.reason}`),
+      add: d.add.map((x) => x.dst),
+      replace: d.replace.map((x) => x.want.dst),
+      remove: d.remove.map((x) => x.dst),
+      unchanged: d.unchanged.map((x) => x.dst),
+      skipped: d.skipped.map((x) => `${x.dst} ${x.reason}`),
       defaults: d.defaults.map((a) =>
-        a.kind === 'take-over' ? `take-over ${a.want.dst} replacing metric ${a.replacing?.priority}`
-          : a.kind === 'unchanged' ? `unchanged ${a.want.dst}`
-            : a.kind === 'restore' ? `restore ${a.family}`
-              : a.kind === 'skip' ? `skip ${a.item.reason}` : a.kind),
+        a.kind === 'take-over'
+          ? `take-over ${a.want.dst} replacing metric ${a.replacing?.priority}`
+          : a.kind === 'unchanged'
+            ? `unchanged ${a.want.dst}`
+            : a.kind === 'restore'
+              ? `restore ${a.family}`
+              : a.kind === 'skip'
+                ? `skip ${a.item.reason}`
+                : a.kind,
+      ),
     };
     const want = { add: [], replace: [], remove: [], unchanged: [], skipped: [], defaults: [], ...c.want };
     t.same(got, want, c.name);
   }
 });
 
-t.test('CNI cache: the design document\'s example file', async (t) => {
+t.test("CNI cache: the design document's example file", async (t) => {
   // Copied from shared/seeds/000_*.txt (the jq output there, without its two # comments).
   const name = 'cni-loopback-501bfc5a143cef8f0ed14c68112bbb321eae430e2ff3ec40357e226608c1a5cd-lo';
   const r = parseCniCacheFile(name, readFileSync(join(repoRoot, 'test', 'injector', 'fixtures', name), 'utf8'));
   t.same(r, {
     ok: true,
     entry: {
-      file: name, podNamespace: 'kube-system', podName: 'calico-kube-controllers-7f7bf765bb-whl8g', sandbox: '/var/run/netns/cni-219052a8-dc07-14ad-2249-d380a989e501',
-      mtimeMs: 0, podUid: '174eecc3-58fa-42d1-8501-7f9004a28b76', containerId: '501bfc5a143cef8f0ed14c68112bbb321eae430e2ff3ec40357e226608c1a5cd',
-      networkName: 'cni-loopback', ifName: 'lo',
+      file: name,
+      podNamespace: 'kube-system',
+      podName: 'calico-kube-controllers-7f7bf765bb-whl8g',
+      sandbox: '/var/run/netns/cni-219052a8-dc07-14ad-2249-d380a989e501',
+      mtimeMs: 0,
+      podUid: '174eecc3-58fa-42d1-8501-7f9004a28b76',
+      containerId: '501bfc5a143cef8f0ed14c68112bbb321eae430e2ff3ec40357e226608c1a5cd',
+      networkName: 'cni-loopback',
+      ifName: 'lo',
     },
   });
 });
@@ -115,22 +174,54 @@ t.test('CNI cache: the files containerd 1.6 + Multus wrote on the real node', as
   const dir = join(repoRoot, 'test', 'injector', 'fixtures', 'containerd-1.6');
   const sandbox = '/var/run/netns/cni-4decf0cb-6543-1bf5-c088-d9ee13197244';
   const id = 'cf0381607f6f984bee1e388e57004f2af3679092d6f3218917fcf38639135125';
-  for (const [name, net, ifName] of [[`cni-loopback-${id}-lo`, 'cni-loopback', 'lo'], [`multus-cni-network-${id}-eth0`, 'multus-cni-network', 'eth0']] as const) {
+  for (const [name, net, ifName] of [
+    [`cni-loopback-${id}-lo`, 'cni-loopback', 'lo'],
+    [`multus-cni-network-${id}-eth0`, 'multus-cni-network', 'eth0'],
+  ] as const) {
     const r = parseCniCacheFile(name, readFileSync(join(dir, name), 'utf8'));
-    t.same(r, {
-      ok: true,
-      entry: { file: name, podNamespace: 'default', podName: 'p1', sandbox, mtimeMs: 0, podUid: '9f89fd31-6f16-4996-b584-3c5a5b4e3382', containerId: id, networkName: net, ifName },
-    }, name);
+    t.same(
+      r,
+      {
+        ok: true,
+        entry: {
+          file: name,
+          podNamespace: 'default',
+          podName: 'p1',
+          sandbox,
+          mtimeMs: 0,
+          podUid: '9f89fd31-6f16-4996-b584-3c5a5b4e3382',
+          containerId: id,
+          networkName: net,
+          ifName,
+        },
+      },
+      name,
+    );
   }
 });
 
 t.test('CNI cache: the top-level netns key of current libcni', async (t) => {
-  const args = [['K8S_POD_NAMESPACE', 'ns'], ['K8S_POD_NAME', 'p']];
+  const args = [
+    ['K8S_POD_NAMESPACE', 'ns'],
+    ['K8S_POD_NAME', 'p'],
+  ];
   const cases: [string, object, string | RegExp][] = [
-    ['netns key and a matching sandbox', { netns: '/var/run/netns/a', result: { interfaces: [{ name: 'lo', sandbox: '/var/run/netns/a' }] } }, '/var/run/netns/a'],
-    ['netns key only (a result with no interface in the netns)', { netns: '/var/run/netns/a', result: { interfaces: [{ name: 'cali1' }] } }, '/var/run/netns/a'],
+    [
+      'netns key and a matching sandbox',
+      { netns: '/var/run/netns/a', result: { interfaces: [{ name: 'lo', sandbox: '/var/run/netns/a' }] } },
+      '/var/run/netns/a',
+    ],
+    [
+      'netns key only (a result with no interface in the netns)',
+      { netns: '/var/run/netns/a', result: { interfaces: [{ name: 'cali1' }] } },
+      '/var/run/netns/a',
+    ],
     ['no netns key: interfaces[].sandbox', { result: { interfaces: [{ name: 'lo', sandbox: '/var/run/netns/b' }] } }, '/var/run/netns/b'],
-    ['netns key and sandbox disagree', { netns: '/var/run/netns/a', result: { interfaces: [{ sandbox: '/var/run/netns/b' }] } }, /netns \/var\/run\/netns\/a and result.interfaces\[\].sandbox \/var\/run\/netns\/b differ/],
+    [
+      'netns key and sandbox disagree',
+      { netns: '/var/run/netns/a', result: { interfaces: [{ sandbox: '/var/run/netns/b' }] } },
+      /netns \/var\/run\/netns\/a and result.interfaces\[\].sandbox \/var\/run\/netns\/b differ/,
+    ],
     ['neither', { result: { interfaces: [] } }, /no netns key and result.interfaces\[\] has no sandbox/],
   ];
   for (const [name, doc, want] of cases) {
@@ -145,16 +236,35 @@ t.test('CNI cache: bad files are errors naming file and field', async (t) => {
   const cases: [string, string, RegExp][] = [
     ['not json', '{', /f: not JSON/],
     ['array', '[]', /expected a JSON object/],
-    ['no pod args', JSON.stringify({ cniArgs: [['IgnoreUnknown', '1']], result: { interfaces: [{ sandbox: '/x' }] } }), /no K8S_POD_NAMESPACE/],
+    [
+      'no pod args',
+      JSON.stringify({ cniArgs: [['IgnoreUnknown', '1']], result: { interfaces: [{ sandbox: '/x' }] } }),
+      /no K8S_POD_NAMESPACE/,
+    ],
     ['no sandbox', JSON.stringify({ cniArgs: args(), result: { interfaces: [{ name: 'cali1234' }] } }), /no sandbox/],
-    ['two sandboxes', JSON.stringify({ cniArgs: args(), result: { interfaces: [{ sandbox: '/a' }, { sandbox: '/b' }] } }), /different sandboxes: \/a, \/b/],
+    [
+      'two sandboxes',
+      JSON.stringify({ cniArgs: args(), result: { interfaces: [{ sandbox: '/a' }, { sandbox: '/b' }] } }),
+      /different sandboxes: \/a, \/b/,
+    ],
   ];
   for (const [name, text, re] of cases) {
     const r = parseCniCacheFile('f', text);
     t.notOk(r.ok, name);
     if (!r.ok) t.match(r.error, re, name);
   }
-  const host = parseCniCacheFile('f', JSON.stringify({ cniArgs: args(), result: { interfaces: [{ name: 'cali1', mac: 'x' }, { name: 'eth0', sandbox: '/s' }] } }));
+  const host = parseCniCacheFile(
+    'f',
+    JSON.stringify({
+      cniArgs: args(),
+      result: {
+        interfaces: [
+          { name: 'cali1', mac: 'x' },
+          { name: 'eth0', sandbox: '/s' },
+        ],
+      },
+    }),
+  );
   t.ok(host.ok && host.entry.sandbox === '/s', 'host-side interfaces without sandbox are ignored');
 });
 
@@ -162,7 +272,18 @@ t.test('CNI cache: directory scan and the newest sandbox of a pod', async (t) =>
   const dir = mkdtempSync(join(tmpdir(), 'ovr-cni-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const file = (name: string, ns: string, pod: string, sandbox: string, mtime: number): void => {
-    writeFileSync(join(dir, name), JSON.stringify({ kind: 'cniCacheV1', cniArgs: [['K8S_POD_NAMESPACE', ns], ['K8S_POD_NAME', pod], ['K8S_POD_UID', `uid-${pod}`]], result: { interfaces: [{ name: 'lo', sandbox }] } }));
+    writeFileSync(
+      join(dir, name),
+      JSON.stringify({
+        kind: 'cniCacheV1',
+        cniArgs: [
+          ['K8S_POD_NAMESPACE', ns],
+          ['K8S_POD_NAME', pod],
+          ['K8S_POD_UID', `uid-${pod}`],
+        ],
+        result: { interfaces: [{ name: 'lo', sandbox }] },
+      }),
+    );
     utimesSync(join(dir, name), mtime, mtime);
   };
   file('cni-loopback-old-lo', 'default', 'web', '/var/run/netns/cni-old', 1000);
@@ -187,7 +308,10 @@ t.test('saved default routes: codec and store', async (t) => {
   t.same(parseSavedDefault(encodeSavedDefault(s), 'f'), s, 'round trip');
   t.same(parseSavedDefault(encodeSavedDefault({ family: 6, route: null }), 'f'), { family: 6, route: null });
   t.throws(() => parseSavedDefault('{"v":1,"family":5,"route":null}', 'x.json'), /x\.json: family must be 4 or 6/);
-  t.throws(() => parseSavedDefault('{"v":1,"family":4,"route":{"dev":"eth0","protocol":-1,"scope":0,"priority":0}}', 'x'), /route\.protocol must be/);
+  t.throws(
+    () => parseSavedDefault('{"v":1,"family":4,"route":{"dev":"eth0","protocol":-1,"scope":0,"priority":0}}', 'x'),
+    /route\.protocol must be/,
+  );
   t.throws(() => new SavedDefaultStore('/tmp', '../escape'), /must match/);
   const dir = mkdtempSync(join(tmpdir(), 'ovr-saved-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
@@ -208,16 +332,19 @@ t.test('route -n table', async (t) => {
     kr('10.9.0.0/16', 'eth0', { type: 'BLACKHOLE', protocol: 4 }),
     kr('fd00:86::/64', 'eth1', { protocol: OURS, priority: 1024 }),
   ];
-  t.equal(formatRouteTable4(routes, OURS), [
-    'Kernel IP routing table',
-    'Destination     Gateway         Genmask         Flags Metric Iface  Proto  Owner',
-    '0.0.0.0         169.254.1.1     0.0.0.0         UG    0      eth0   boot',
-    '10.9.0.0        0.0.0.0         255.255.0.0     !     0      eth0   static',
-    '10.86.69.17     0.0.0.0         255.255.255.255 UH    0      eth0   111    ovnkube-route',
-    '10.124.0.0      10.124.2.1      255.255.0.0     UG    0      eth1   111    ovnkube-route',
-    '10.124.2.0      0.0.0.0         255.255.255.0   U     0      eth1   kernel',
-    '169.254.1.1     0.0.0.0         255.255.255.255 UH    0      eth0   boot',
-    '',
-  ].join('\n'));
+  t.equal(
+    formatRouteTable4(routes, OURS),
+    [
+      'Kernel IP routing table',
+      'Destination     Gateway         Genmask         Flags Metric Iface  Proto  Owner',
+      '0.0.0.0         169.254.1.1     0.0.0.0         UG    0      eth0   boot',
+      '10.9.0.0        0.0.0.0         255.255.0.0     !     0      eth0   static',
+      '10.86.69.17     0.0.0.0         255.255.255.255 UH    0      eth0   111    ovnkube-route',
+      '10.124.0.0      10.124.2.1      255.255.0.0     UG    0      eth1   111    ovnkube-route',
+      '10.124.2.0      0.0.0.0         255.255.255.0   U     0      eth1   kernel',
+      '169.254.1.1     0.0.0.0         255.255.255.255 UH    0      eth0   boot',
+      '',
+    ].join('\n'),
+  );
   t.match(formatRouteTable6(routes, OURS), /fd00:86::\/64 +:: +U +1024 +eth1 +111 +ovnkube-route/);
 });

@@ -19,7 +19,11 @@ t.test('the file: written, left alone when right, rewritten when changed, dir cr
   t.same(first, { file: join(dir, RT_PROTOS_FILE), written: true });
   const text = readFileSync(first.file, 'utf8');
   const lines = text.split('\n').filter((l) => l && !l.startsWith('#'));
-  t.same(lines.map((l) => l.split(/\s+/)), [[String(RTPROT_OVNKUBE_ROUTE), 'ovnkube-route']], 'one "111 ovnkube-route" line, as iproute2 reads rt_protos');
+  t.same(
+    lines.map((l) => l.split(/\s+/)),
+    [[String(RTPROT_OVNKUBE_ROUTE), 'ovnkube-route']],
+    'one "111 ovnkube-route" line, as iproute2 reads rt_protos',
+  );
   t.equal(statSync(first.file).mode & 0o777, 0o644, 'world-readable, like the rest of /etc/iproute2');
   t.same(installRtProtos(dir), { file: first.file, written: false }, 'the same content is not rewritten');
   writeFileSync(first.file, '111 something-else\n');
@@ -38,6 +42,6 @@ t.test('the DaemonSet passes --rt-protos-dir on a hostPath mount of /etc/iproute
   t.ok(mount, 'that path is a mount');
   t.notOk(mount.readOnly, 'writable');
   const vol = ds.spec.template.spec.volumes.find((v: { name: string }) => v.name === mount.name);
-  t.same(vol.hostPath, { path: '/etc/iproute2/rt_protos.d', type: 'DirectoryOrCreate' }, 'the host\'s rt_protos.d');
+  t.same(vol.hostPath, { path: '/etc/iproute2/rt_protos.d', type: 'DirectoryOrCreate' }, "the host's rt_protos.d");
   t.equal(parseAgentConfig(['--node-name', 'n1', '--plan-key', '/k'], {}).rtProtosDir, undefined, 'off unless asked');
 });

@@ -26,13 +26,17 @@ if (tierGate(t, 'git checkout', isRepo ? null : `${repoRoot} is not a git work t
   });
 
   t.test('no tracked file is a key or certificate', async (t) => {
-    const files = git(['ls-files']).stdout.split('\n').filter((f) => /\.(key|pem|crt|csr|p12|pfx)$|(^|\/)plan\.key$|ca-bundle\.b64$/.test(f));
+    const files = git(['ls-files'])
+      .stdout.split('\n')
+      .filter((f) => /\.(key|pem|crt|csr|p12|pfx)$|(^|\/)plan\.key$|ca-bundle\.b64$/.test(f));
     t.same(files, [], 'git ls-files');
   });
 }
 
 t.test('.dockerignore keeps keys out of the build context', async (t) => {
-  const lines = readFileSync(join(repoRoot, '.dockerignore'), 'utf8').split('\n').map((l) => l.trim());
+  const lines = readFileSync(join(repoRoot, '.dockerignore'), 'utf8')
+    .split('\n')
+    .map((l) => l.trim());
   for (const p of ['certs/out', '**/*.key', '**/*.pem', '**/*.crt', '**/plan.key', '**/ca-bundle.b64', 'node_modules', '.git']) {
     t.ok(lines.includes(p), `.dockerignore has ${p}`);
   }

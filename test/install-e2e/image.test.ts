@@ -17,8 +17,10 @@ t.test('the same inputs give the same image, byte for byte', async (t) => {
   t.equal(again.digest, first.digest, `digest ${first.digest}`);
   t.ok(again.tarball.equals(first.tarball), 'the whole OCI layout tarball is identical');
   const mb = (n: number) => (n / 1e6).toFixed(1);
-  t.comment(`${ADDON_IMAGE_REF}: ${first.layers.map((l) => `${l.name} ${mb(l.compressed)} MB gzip (${mb(l.uncompressed)} MB unpacked)`).join(', ')}; `
-    + `tarball ${mb(first.tarball.length)} MB`);
+  t.comment(
+    `${ADDON_IMAGE_REF}: ${first.layers.map((l) => `${l.name} ${mb(l.compressed)} MB gzip (${mb(l.uncompressed)} MB unpacked)`).join(', ')}; ` +
+      `tarball ${mb(first.tarball.length)} MB`,
+  );
   t.match(first.nodeVersion, /^v24\./, 'it carries Node 24');
 });
 
@@ -46,15 +48,21 @@ t.test('the OCI layout: an index naming the image, a manifest, a config that run
     execFileSync('tar', ['xzf', join(dir, 'layer.tgz'), '-C', root]);
   }
   // A clean environment (`env -i`): tap adds NODE_OPTIONS naming its loaders, not in the image, to every child.
-  const run = (user: string, args: string[]) => spawnSync('/usr/bin/env', ['-i', 'PATH=/usr/local/bin', '/usr/sbin/chroot', `--userspec=${user}`, root, ...args],
-    { encoding: 'utf8', timeout: 60_000 });
+  const run = (user: string, args: string[]) =>
+    spawnSync('/usr/bin/env', ['-i', 'PATH=/usr/local/bin', '/usr/sbin/chroot', `--userspec=${user}`, root, ...args], {
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
   const v = run('65532:65532', ['/usr/local/bin/node', '/app/dist/bin/ovnkube-route.js', 'version']);
   t.equal(v.status, 0, 'the CLI runs in the image as 65532', { stderr: v.stderr });
   t.match(v.stdout, /^ovnkube-route 0\.1\.0 \(node v24\./, v.stdout.trim());
-  const addons = run('0:0', ['/usr/local/bin/node', '-e',
-    "const r=require('module').createRequire('/app/dist/injector/x.js');"
-    + "console.log(typeof r('../../injector/native/build/Release/setns.node').setns);"
-    + "import('/app/dist/injector/kernel/netlink-lite.js').then((m)=>console.log(typeof m.createRtNetlink))"]);
+  const addons = run('0:0', [
+    '/usr/local/bin/node',
+    '-e',
+    "const r=require('module').createRequire('/app/dist/injector/x.js');" +
+      "console.log(typeof r('../../injector/native/build/Release/setns.node').setns);" +
+      "import('/app/dist/injector/kernel/netlink-lite.js').then((m)=>console.log(typeof m.createRtNetlink))",
+  ]);
   t.equal(addons.status, 0, 'the native addons load', { stderr: addons.stderr });
   t.equal(addons.stdout, 'function\nfunction\n', 'setns.node and netlink are there');
   const none = run('0:0', ['/bin/sh', '-c', 'true']);

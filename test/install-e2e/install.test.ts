@@ -42,14 +42,23 @@ export function cleanAgentHostDirs(): void {
 }
 const APPS = 'install-apps';
 /** The CNI rows of a new pod (node.ts), what uninstall must leave: `dst[ via gw] dev`. */
-const CNI_ROWS = ['10.124.0.0/16 via 10.124.2.1 dev eth1', '10.124.2.0/24 dev eth1', '169.254.1.1 dev eth0', 'default via 169.254.1.1 dev eth0'];
+const CNI_ROWS = [
+  '10.124.0.0/16 via 10.124.2.1 dev eth1',
+  '10.124.2.0/24 dev eth1',
+  '169.254.1.1 dev eth0',
+  'default via 169.254.1.1 dev eth0',
+];
 
 /** `dst[ via gw] dev` of each line of busybox `ip route` inside a pod, sorted. */
 export function insideRoutes(text: string): string[] {
-  return text.split('\n').filter(Boolean).map((l) => {
-    const m = /^(\S+)(?: via (\S+))? dev (\S+)/.exec(l.trim());
-    return m ? `${m[1]}${m[2] ? ` via ${m[2]}` : ''} dev ${m[3]}` : `? ${l}`;
-  }).sort();
+  return text
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => {
+      const m = /^(\S+)(?: via (\S+))? dev (\S+)/.exec(l.trim());
+      return m ? `${m[1]}${m[2] ? ` via ${m[2]}` : ''} dev ${m[3]}` : `? ${l}`;
+    })
+    .sort();
 }
 
 export async function podRoutes(c: LocalCluster, ns: string, pod: string): Promise<{ rows: string[]; raw: string }> {
@@ -68,7 +77,8 @@ export async function until<T>(what: string, cond: () => Promise<T | undefined |
     } catch (e) {
       last = e;
     }
-    if (Date.now() > deadline) throw new Error(`${what}: not after ${ms / 1000} s${last ? ` (last error: ${(last as Error).message})` : ''}`);
+    if (Date.now() > deadline)
+      throw new Error(`${what}: not after ${ms / 1000} s${last ? ` (last error: ${(last as Error).message})` : ''}`);
     await new Promise((r) => setTimeout(r, 500));
   }
 }
@@ -89,8 +99,10 @@ export function importAddonImage(t: Test, c: LocalCluster, work: string): void {
   c.importImage(tarball);
   rmSync(tarball);
   const mb = (n: number) => (n / 1e6).toFixed(1);
-  t.comment(`image ${ADDON_IMAGE_REF} ${image.digest} (Node ${image.nodeVersion}) built in ${Date.now() - t0} ms: `
-    + image.layers.map((l) => `${l.name} ${mb(l.compressed)} MB gzip / ${mb(l.uncompressed)} MB, ${l.files} files`).join('; '));
+  t.comment(
+    `image ${ADDON_IMAGE_REF} ${image.digest} (Node ${image.nodeVersion}) built in ${Date.now() - t0} ms: ` +
+      image.layers.map((l) => `${l.name} ${mb(l.compressed)} MB gzip / ${mb(l.uncompressed)} MB, ${l.files} files`).join('; '),
+  );
 }
 
 /** certs/gen.sh into a folder outside the repository: CA, serving pair, plan key. */
@@ -109,37 +121,70 @@ export function appPod(name: string): Pod {
 }
 
 /** Pods' routes, a live edit, then uninstall; shared by the kubectl and the helm paths. */
-export async function exerciseAddon(t: Test, c: LocalCluster, uninstall: () => { status: number | null; stdout: string; stderr: string }): Promise<void> {
+export async function exerciseAddon(
+  t: Test,
+  c: LocalCluster,
+  uninstall: () => { status: number | null; stdout: string; stderr: string },
+): Promise<void> {
   const kc = c.cp.kc;
   kubectlOk(t, c, ['create', 'namespace', APPS]);
   const route = {
-    apiVersion: 'k8s.ovn.org/v1', kind: 'Route', metadata: { name: 'install-demo' },
+    apiVersion: 'k8s.ovn.org/v1',
+    kind: 'Route',
+    metadata: { name: 'install-demo' },
     spec: { route: [{ dst: '172.16.10.0/24', dev: 'eth1' }], svc: [], feature_gate: {}, defaultRoute: { dev: 'eth1', via: '10.124.2.1' } },
   };
   kubectlOk(t, c, ['apply', '-f', '-'], JSON.stringify(route));
   const created = await kubeRequest(kc, 'POST', `/api/v1/namespaces/${APPS}/pods`, { body: appPod('app') });
   t.equal(created.status, 201, 'the app pod is created');
-  t.ok(created.body?.metadata?.annotations?.[PLAN_ANNOTATION], 'admission stamped it: the API server called the webhook through its Service');
+  t.ok(
+    created.body?.metadata?.annotations?.[PLAN_ANNOTATION],
+    'admission stamped it: the API server called the webhook through its Service',
+  );
   const pod = await waitPod(kc, APPS, 'app', 'Running', podRunning, 120_000);
   t.equal(pod.spec?.nodeName, c.node.name, 'kube-scheduler placed it on the node');
-  const want = ['10.124.0.0/16 via 10.124.2.1 dev eth1', '10.124.2.0/24 dev eth1', '169.254.1.1 dev eth0', '172.16.10.0/24 dev eth1', 'default via 10.124.2.1 dev eth1'];
+  const want = [
+    '10.124.0.0/16 via 10.124.2.1 dev eth1',
+    '10.124.2.0/24 dev eth1',
+    '169.254.1.1 dev eth0',
+    '172.16.10.0/24 dev eth1',
+    'default via 10.124.2.1 dev eth1',
+  ];
   const applied = await until('the Route in the pod', async () => {
     const r = await podRoutes(c, APPS, 'app');
     return JSON.stringify(r.rows) === JSON.stringify(want) ? r : undefined;
   });
   t.same(applied.rows, want, 'inside the pod: the CIDR on eth1 and the default route replaced by eth1');
-  const status0 = JSON.parse((await kubeRequest(kc, 'GET', `/api/v1/namespaces/${APPS}/pods/app`)).body.metadata.annotations[STATUS_ANNOTATION]);
-  t.match(status0, { applied: 2, skipped: [], start: { mode: 'cni' } }, 'the agent wrote them during CNI ADD, through its chained CNI plugin');
-  t.equal(readdirSync(SAVED_DEFAULTS).filter((f) => f.endsWith('.default-v4.json')).length, 1,
-    'the agent saved the pod\'s original default route in its state dir (a hostPath)');
+  const status0 = JSON.parse(
+    (await kubeRequest(kc, 'GET', `/api/v1/namespaces/${APPS}/pods/app`)).body.metadata.annotations[STATUS_ANNOTATION],
+  );
+  t.match(
+    status0,
+    { applied: 2, skipped: [], start: { mode: 'cni' } },
+    'the agent wrote them during CNI ADD, through its chained CNI plugin',
+  );
+  t.equal(
+    readdirSync(SAVED_DEFAULTS).filter((f) => f.endsWith('.default-v4.json')).length,
+    1,
+    "the agent saved the pod's original default route in its state dir (a hostPath)",
+  );
 
-  kubectlOk(t, c, ['patch', 'route', 'install-demo', '--type=merge', '-p', JSON.stringify({ spec: { route: [{ dst: '172.16.10.0/24', dev: 'eth0' }] } })]);
+  kubectlOk(t, c, [
+    'patch',
+    'route',
+    'install-demo',
+    '--type=merge',
+    '-p',
+    JSON.stringify({ spec: { route: [{ dst: '172.16.10.0/24', dev: 'eth0' }] } }),
+  ]);
   const moved = await until('the live edit in the pod', async () => {
     const r = await podRoutes(c, APPS, 'app');
     return r.rows.includes('172.16.10.0/24 dev eth0') ? r : undefined;
   });
   t.notOk(moved.rows.includes('172.16.10.0/24 dev eth1'), 'a live Route edit moved the CIDR to eth0 in the running pod');
-  const status = JSON.parse((await kubeRequest(kc, 'GET', `/api/v1/namespaces/${APPS}/pods/app`)).body.metadata.annotations[STATUS_ANNOTATION]);
+  const status = JSON.parse(
+    (await kubeRequest(kc, 'GET', `/api/v1/namespaces/${APPS}/pods/app`)).body.metadata.annotations[STATUS_ANNOTATION],
+  );
   t.equal(status.node, c.node.name, 'the agent (a DaemonSet pod) reported on the pod');
 
   const u = uninstall();
@@ -149,12 +194,22 @@ export async function exerciseAddon(t: Test, c: LocalCluster, uninstall: () => {
   const left = await kubeRequest(kc, 'GET', `/api/v1/namespaces/${APPS}/pods/app`);
   t.notOk(left.body.metadata.annotations?.[PLAN_ANNOTATION], 'the pod carries no plan');
   await until('the add-on namespace gone', async () => (await kubeRequest(kc, 'GET', `/api/v1/namespaces/${NS}`)).status === 404);
-  t.equal((await kubeRequest(kc, 'GET', '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/ovnkube-route')).status, 404, 'no webhook configuration left');
-  const conf = readdirSync(HOST_CNI_DIRS.conf).map((f) => readFileSync(join(HOST_CNI_DIRS.conf, f), 'utf8')).join('\n');
-  t.notMatch(conf, /"type": *"ovnkube-route-cni"/, 'the agent took its CNI plugin out of the node\'s network config');
-  t.match(conf, /"type": *"multus"/, 'and left the node\'s own network config in place');
+  t.equal(
+    (await kubeRequest(kc, 'GET', '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/ovnkube-route')).status,
+    404,
+    'no webhook configuration left',
+  );
+  const conf = readdirSync(HOST_CNI_DIRS.conf)
+    .map((f) => readFileSync(join(HOST_CNI_DIRS.conf, f), 'utf8'))
+    .join('\n');
+  t.notMatch(conf, /"type": *"ovnkube-route-cni"/, "the agent took its CNI plugin out of the node's network config");
+  t.match(conf, /"type": *"multus"/, "and left the node's own network config in place");
   t.notOk(existsSync(join(HOST_CNI_DIRS.bin, 'ovnkube-route-cni')), 'and removed its CNI plugin binary');
-  t.same(existsSync(SAVED_DEFAULTS) ? readdirSync(SAVED_DEFAULTS) : [], [], 'no saved default route is left in the agent\'s state dir: every one was restored');
+  t.same(
+    existsSync(SAVED_DEFAULTS) ? readdirSync(SAVED_DEFAULTS) : [],
+    [],
+    "no saved default route is left in the agent's state dir: every one was restored",
+  );
   kubectlOk(t, c, ['delete', 'namespace', APPS, '--wait=true', '--timeout=120s']);
 }
 
@@ -165,7 +220,10 @@ if (tierGate(t, INSTALL_TIER, why) && !('reason' in bins)) {
   await t.test('kubectl apply -f deploy/, then helm install, on a whole local cluster', async (t) => {
     const work = mkdtempSync(join(tmpdir(), 'ovrt-install-e2e-'));
     const c = await startCluster(bins, { log: (l) => t.comment(l) });
-    t.teardown(async () => { await c.stop(); rmSync(work, { recursive: true, force: true }); });
+    t.teardown(async () => {
+      await c.stop();
+      rmSync(work, { recursive: true, force: true });
+    });
     cleanAgentHostDirs();
     importAddonImage(t, c, work);
     const certs = genCerts(t, work);
@@ -173,15 +231,51 @@ if (tierGate(t, INSTALL_TIER, why) && !('reason' in bins)) {
     // The README's steps (certs/gen.sh prints the same commands).
     kubectlOk(t, c, ['apply', '-f', join(repoRoot, 'crds')]);
     kubectlOk(t, c, ['apply', '-f', join(repoRoot, 'deploy', 'namespace.yaml')]);
-    const tls = kubectlOk(t, c, ['-n', NS, 'create', 'secret', 'tls', 'ovnkube-route-webhook-tls', `--cert=${certs}/tls.crt`, `--key=${certs}/tls.key`, '--dry-run=client', '-o', 'yaml']);
+    const tls = kubectlOk(t, c, [
+      '-n',
+      NS,
+      'create',
+      'secret',
+      'tls',
+      'ovnkube-route-webhook-tls',
+      `--cert=${certs}/tls.crt`,
+      `--key=${certs}/tls.key`,
+      '--dry-run=client',
+      '-o',
+      'yaml',
+    ]);
     kubectlOk(t, c, ['apply', '-f', '-'], tls);
-    const key = kubectlOk(t, c, ['-n', NS, 'create', 'secret', 'generic', 'ovnkube-route-plan-key', `--from-file=plan.key=${certs}/plan.key`, '--dry-run=client', '-o', 'yaml']);
+    const key = kubectlOk(t, c, [
+      '-n',
+      NS,
+      'create',
+      'secret',
+      'generic',
+      'ovnkube-route-plan-key',
+      `--from-file=plan.key=${certs}/plan.key`,
+      '--dry-run=client',
+      '-o',
+      'yaml',
+    ]);
     kubectlOk(t, c, ['apply', '-f', '-'], key);
     kubectlOk(t, c, ['apply', '-f', join(repoRoot, 'deploy')]);
     const bundle = readFileSync(join(certs, 'ca-bundle.b64'), 'utf8').trim();
-    kubectlOk(t, c, ['patch', 'mutatingwebhookconfiguration', 'ovnkube-route', '--type=json', '-p', JSON.stringify([{ op: 'add', path: '/webhooks/0/clientConfig/caBundle', value: bundle }])]);
+    kubectlOk(t, c, [
+      'patch',
+      'mutatingwebhookconfiguration',
+      'ovnkube-route',
+      '--type=json',
+      '-p',
+      JSON.stringify([{ op: 'add', path: '/webhooks/0/clientConfig/caBundle', value: bundle }]),
+    ]);
     const rollout = c.kubectl(['-n', NS, 'rollout', 'status', 'deployment/ovnkube-route-webhook', '--timeout=150s']);
-    const events = () => c.kubectl(['-n', NS, 'get', 'events', '--sort-by=.lastTimestamp']).stdout.split('\n').filter((l) => /Warning/.test(l)).join('\n').slice(-4000);
+    const events = () =>
+      c
+        .kubectl(['-n', NS, 'get', 'events', '--sort-by=.lastTimestamp'])
+        .stdout.split('\n')
+        .filter((l) => /Warning/.test(l))
+        .join('\n')
+        .slice(-4000);
     t.equal(rollout.status, 0, 'the webhook Deployment rolls out', { stderr: rollout.stderr, events: events() });
     const ds = c.kubectl(['-n', NS, 'rollout', 'status', 'daemonset/ovnkube-route-injector', '--timeout=150s']);
     t.equal(ds.status, 0, 'the agent DaemonSet rolls out', { stderr: ds.stderr, events: events() });
@@ -191,7 +285,9 @@ if (tierGate(t, INSTALL_TIER, why) && !('reason' in bins)) {
     t.equal(dset.status?.numberReady, 1, 'the agent runs on the node');
     const uninstall = () => {
       const r = spawnSync('bash', [join(repoRoot, 'scripts', 'uninstall.sh'), '--timeout', '120'], {
-        encoding: 'utf8', timeout: 300_000, env: { ...process.env, KUBECONFIG: c.cp.kubeconfigPath, KUBECTL: join(c.binDir, 'kubectl') },
+        encoding: 'utf8',
+        timeout: 300_000,
+        env: { ...process.env, KUBECONFIG: c.cp.kubeconfigPath, KUBECTL: join(c.binDir, 'kubectl') },
       });
       t.comment(r.stderr.trim());
       return { status: r.status, stdout: r.stdout, stderr: r.stderr };
@@ -200,7 +296,11 @@ if (tierGate(t, INSTALL_TIER, why) && !('reason' in bins)) {
 
     // The same, installed with the Helm chart on the same cluster (the uninstall above left
     // it clean: checked there).
-    const helmEnv = { HELM_CACHE_HOME: join(work, 'helm-cache'), HELM_CONFIG_HOME: join(work, 'helm-config'), HELM_DATA_HOME: join(work, 'helm-data') };
+    const helmEnv = {
+      HELM_CACHE_HOME: join(work, 'helm-cache'),
+      HELM_CONFIG_HOME: join(work, 'helm-config'),
+      HELM_DATA_HOME: join(work, 'helm-data'),
+    };
     kubectlOk(t, c, ['apply', '-f', join(repoRoot, 'deploy', 'namespace.yaml')]);
     const chart = join(repoRoot, 'deploy', 'helm', 'ovnkube-route');
     const inst = c.helm(['install', 'ovnkube-route', chart, '--namespace', NS, '--wait', '--timeout', '150s']);
@@ -211,8 +311,15 @@ if (tierGate(t, INSTALL_TIER, why) && !('reason' in bins)) {
     t.equal(hds.status, 0, 'helm: the agent DaemonSet is ready', { stderr: hds.stderr, events: events() });
     await exerciseAddon(t, c, () => {
       const r = spawnSync('bash', [join(repoRoot, 'scripts', 'uninstall.sh'), '--helm', 'ovnkube-route', '--timeout', '120'], {
-        encoding: 'utf8', timeout: 300_000,
-        env: { ...process.env, ...helmEnv, KUBECONFIG: c.cp.kubeconfigPath, KUBECTL: join(c.binDir, 'kubectl'), HELM: join(c.binDir, 'helm') },
+        encoding: 'utf8',
+        timeout: 300_000,
+        env: {
+          ...process.env,
+          ...helmEnv,
+          KUBECONFIG: c.cp.kubeconfigPath,
+          KUBECTL: join(c.binDir, 'kubectl'),
+          HELM: join(c.binDir, 'helm'),
+        },
       });
       t.comment(r.stderr.trim());
       return { status: r.status, stdout: r.stdout, stderr: r.stderr };

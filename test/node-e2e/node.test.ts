@@ -51,7 +51,8 @@ function podNetns(uid: string): TestNetns {
   const name = basename(path);
   // Read only: the netns belongs to the runtime (never deleted or written here).
   return {
-    name, path,
+    name,
+    path,
     ip: (...args) => ip('-n', name, ...args),
     json: <T>(...args: string[]) => JSON.parse(ip('-n', name, '-j', ...args) || '[]') as T,
     del: () => {},
@@ -60,10 +61,14 @@ function podNetns(uid: string): TestNetns {
 
 /** `dst dev` of each route line of busybox `ip route` (as printed inside the pod). */
 function insideRoutes(text: string): string[] {
-  return text.split('\n').filter(Boolean).map((l) => {
-    const m = /^(\S+)(?: via (\S+))? dev (\S+)/.exec(l.trim());
-    return m ? `${m[1]}${m[2] ? ` via ${m[2]}` : ''} dev ${m[3]}` : `? ${l}`;
-  }).sort();
+  return text
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => {
+      const m = /^(\S+)(?: via (\S+))? dev (\S+)/.exec(l.trim());
+      return m ? `${m[1]}${m[2] ? ` via ${m[2]}` : ''} dev ${m[3]}` : `? ${l}`;
+    })
+    .sort();
 }
 
 const cp = await withControlPlane(t);
@@ -86,7 +91,16 @@ async function realNode(t: Test, binDir: string): Promise<void> {
     await exited;
   };
   try {
-    await scenario(t, node, work, (a) => { agent = a; }, stopAgent, () => agent);
+    await scenario(
+      t,
+      node,
+      work,
+      (a) => {
+        agent = a;
+      },
+      stopAgent,
+      () => agent,
+    );
   } finally {
     await stopAgent();
     await node.stop();
@@ -99,13 +113,22 @@ async function realNode(t: Test, binDir: string): Promise<void> {
     // processes, its netns, cache files, mounts, the bridge and the cgroups behind.
     const crashed = await startNode(cp!, { binDir, keep: true, log: (l) => t.comment(l) });
     await createNamespace(cp!.kc, 'node-crash');
-    t.equal((await kubeRequest(cp!.kc, 'POST', '/api/v1/namespaces/node-crash/pods', { body: nodePod('victim', crashed.name) })).status, 201);
+    t.equal(
+      (await kubeRequest(cp!.kc, 'POST', '/api/v1/namespaces/node-crash/pods', { body: nodePod('victim', crashed.name) })).status,
+      201,
+    );
     const pod = await waitPod(cp!.kc, 'node-crash', 'victim', 'Running', podRunning);
     t.ok(cacheFilesOfPod(pod.metadata!.uid!).length > 0, 'the pod has its cache files');
     for (const name of ['kubelet', 'containerd']) process.kill(-crashed.pids[name]!, 'SIGKILL');
-    await until('kubelet and containerd are dead', () => !existsSync(`/proc/${crashed.pids.kubelet}/cmdline`) && !existsSync(`/proc/${crashed.pids.containerd}/cmdline`));
+    await until(
+      'kubelet and containerd are dead',
+      () => !existsSync(`/proc/${crashed.pids.kubelet}/cmdline`) && !existsSync(`/proc/${crashed.pids.containerd}/cmdline`),
+    );
     const logged: string[] = [];
-    await stopNode(null, (l) => { logged.push(l); t.comment(l); }); // what `npm run node:down` does with no API server
+    await stopNode(null, (l) => {
+      logged.push(l);
+      t.comment(l);
+    }); // what `npm run node:down` does with no API server
     t.match(logged.join('\n'), /killed shim/, 'the shims were found and killed');
     t.match(logged.join('\n'), /removed \d+ CNI cache files of sandboxes that got no CNI DEL/, 'the sandbox was cleaned without CNI DEL');
     await nothingLeft(t, crashed);
@@ -115,12 +138,23 @@ async function realNode(t: Test, binDir: string): Promise<void> {
 async function nothingLeft(t: Test, node: RealNode): Promise<void> {
   {
     t.notOk(existsSync(node.dir), `its folder ${node.dir} is gone`);
-    for (const [name, pid] of Object.entries(node.pids)) t.notOk(existsSync(`/proc/${pid}/cmdline`) && readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(node.dir), `${name} (pid ${pid}) is gone`);
-    t.same(readdirSync(CNI_CACHE_DIR).filter((f) => f.startsWith('cni-loopback-') || f.startsWith('multus-cni-network-')), [], 'no CNI cache file of its sandboxes');
+    for (const [name, pid] of Object.entries(node.pids))
+      t.notOk(
+        existsSync(`/proc/${pid}/cmdline`) && readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(node.dir),
+        `${name} (pid ${pid}) is gone`,
+      );
+    t.same(
+      readdirSync(CNI_CACHE_DIR).filter((f) => f.startsWith('cni-loopback-') || f.startsWith('multus-cni-network-')),
+      [],
+      'no CNI cache file of its sandboxes',
+    );
     t.notOk(existsSync(`/sys/class/net/${ETH1_BRIDGE}`), 'the eth1 bridge is gone');
     t.notOk(existsSync('/sys/fs/cgroup/pids/kubepods'), 'the kubepods cgroups are gone');
     t.notOk(readFileSync('/proc/self/mountinfo', 'utf8').includes(node.dir), 'nothing mounted under its folder');
-    t.notOk(readdirSync('/run/netns').some((n) => n.startsWith('cni-')), 'no pod netns left in /run/netns');
+    t.notOk(
+      readdirSync('/run/netns').some((n) => n.startsWith('cni-')),
+      'no pod netns left in /run/netns',
+    );
     if (existsSync('/run/ovnkube-route-node/state.json')) {
       // Another test run's node took the machine the moment ours let it go (its ptp plugin
       // sets ip_forward): what ours restored cannot be read now.
@@ -131,8 +165,14 @@ async function nothingLeft(t: Test, node: RealNode): Promise<void> {
   }
 }
 
-async function scenario(t: Test, node: RealNode, work: string, setAgent: (a: ChildProcess) => void, stopAgent: () => Promise<void>,
-  agentRef: () => ChildProcess | undefined): Promise<void> {
+async function scenario(
+  t: Test,
+  node: RealNode,
+  work: string,
+  setAgent: (a: ChildProcess) => void,
+  stopAgent: () => Promise<void>,
+  agentRef: () => ChildProcess | undefined,
+): Promise<void> {
   const { kc } = cp!;
   // The add-on: CRD, webhook + controller (registered), plan key.
   const addon = await installAddon(t, cp!);
@@ -142,15 +182,23 @@ async function scenario(t: Test, node: RealNode, work: string, setAgent: (a: Chi
 
   // The agent: deploy/'s injector identity and write policy; its token is bound to its own
   // pod on the node (hostNetwork, as the DaemonSet's), so it names the node.
-  const manifests = ['node-injector-rbac.yaml', 'node-injector-priorityclass.yaml', 'node-injector-policy.yaml']
-    .flatMap((f) => loadYamlDocuments(join(repoRoot, 'deploy', f)));
+  const manifests = ['node-injector-rbac.yaml', 'node-injector-priorityclass.yaml', 'node-injector-policy.yaml'].flatMap((f) =>
+    loadYamlDocuments(join(repoRoot, 'deploy', f)),
+  );
   for (const r of await applyManifests(kc, manifests)) t.ok(r.ok, `${r.object} applied`, { message: r.message });
   const selfBody = nodePod('injector-self', node.name, { hostNetwork: true });
   (selfBody.spec as Record<string, unknown>).serviceAccountName = 'ovnkube-route-injector';
   const selfRes = await kubeRequest(kc, 'POST', '/api/v1/namespaces/ovnkube-route/pods', { body: selfBody });
-  t.equal(selfRes.status, 201, 'the agent\'s own pod', { message: selfRes.body?.message });
+  t.equal(selfRes.status, 201, "the agent's own pod", { message: selfRes.body?.message });
   const tr = await kubeRequest(kc, 'POST', '/api/v1/namespaces/ovnkube-route/serviceaccounts/ovnkube-route-injector/token', {
-    body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest', spec: { expirationSeconds: 3600, boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: 'injector-self', uid: selfRes.body.metadata.uid } } },
+    body: {
+      apiVersion: 'authentication.k8s.io/v1',
+      kind: 'TokenRequest',
+      spec: {
+        expirationSeconds: 3600,
+        boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: 'injector-self', uid: selfRes.body.metadata.uid },
+      },
+    },
   });
   t.equal(tr.status, 201, 'pod-bound token');
   const kubeconfig = join(work, 'injector.kubeconfig');
@@ -165,12 +213,43 @@ async function scenario(t: Test, node: RealNode, work: string, setAgent: (a: Chi
   const startAgent = async (): Promise<void> => {
     port = await freePort();
     log = '';
-    const a = spawn(process.execPath, [cliPath, 'agent', '--node-name', node.name, '--plan-key', join(addon.certDir, 'plan.key'),
-      '--cni-cache-dir', CNI_CACHE_DIR, '--netns-dir', '/var/run/netns', '--state-dir', stateDir, '--kubeconfig', kubeconfig,
-      '--metrics-addr', `127.0.0.1:${port}`, '--resync-period', '10s', '--log-level', 'debug',
-      '--cni-socket', cniSocket, '--cni-missed-dir', missedDir, '--cni-bin-dir', join(node.dir, 'cni', 'bin'), '--cni-conf-dir', join(node.dir, 'cni', 'net.d')],
-    { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, NODE_NAME: '' } });
-    a.stderr!.on('data', (d: Buffer) => { log += d.toString(); });
+    const a = spawn(
+      process.execPath,
+      [
+        cliPath,
+        'agent',
+        '--node-name',
+        node.name,
+        '--plan-key',
+        join(addon.certDir, 'plan.key'),
+        '--cni-cache-dir',
+        CNI_CACHE_DIR,
+        '--netns-dir',
+        '/var/run/netns',
+        '--state-dir',
+        stateDir,
+        '--kubeconfig',
+        kubeconfig,
+        '--metrics-addr',
+        `127.0.0.1:${port}`,
+        '--resync-period',
+        '10s',
+        '--log-level',
+        'debug',
+        '--cni-socket',
+        cniSocket,
+        '--cni-missed-dir',
+        missedDir,
+        '--cni-bin-dir',
+        join(node.dir, 'cni', 'bin'),
+        '--cni-conf-dir',
+        join(node.dir, 'cni', 'net.d'),
+      ],
+      { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, NODE_NAME: '' } },
+    );
+    a.stderr!.on('data', (d: Buffer) => {
+      log += d.toString();
+    });
     setAgent(a);
     await until('the agent is ready', async () => (await httpGet(port, '/readyz')).status === 200, 60_000);
   };
@@ -179,7 +258,9 @@ async function scenario(t: Test, node: RealNode, work: string, setAgent: (a: Chi
 
   // The design document's world: two Services, the demo Route plus a CIDR via the OVN gateway.
   const service = async (ns: string, name: string): Promise<string> => {
-    const res = await kubeRequest(kc, 'POST', `/api/v1/namespaces/${ns}/services`, { body: { metadata: { name }, spec: { ports: [{ port: 80 }] } } });
+    const res = await kubeRequest(kc, 'POST', `/api/v1/namespaces/${ns}/services`, {
+      body: { metadata: { name }, spec: { ports: [{ port: 80 }] } },
+    });
     t.equal(res.status, 201, `Service ${ns}/${name}`, { message: res.body?.message });
     return String(res.body.spec.clusterIP);
   };
@@ -187,24 +268,49 @@ async function scenario(t: Test, node: RealNode, work: string, setAgent: (a: Chi
   const nginx1 = await service('kube-system', 'nginx1');
   await createNamespace(kc, APPS);
   await applyRoute(kc, 'demo', {
-    route: [{ dst: '172.16.10.0/24', dev: 'eth1' }, { dst: '192.168.2.0/24', dev: 'eth0' }, { dst: '172.16.20.0/24', dev: 'eth1', via: NODE_NETS.eth1.gateway }],
-    svc: [{ namespace: 'default', name: 'nginx', dev: 'eth1' }, { namespace: 'kube-system', name: 'nginx1', dev: 'eth0' }],
+    route: [
+      { dst: '172.16.10.0/24', dev: 'eth1' },
+      { dst: '192.168.2.0/24', dev: 'eth0' },
+      { dst: '172.16.20.0/24', dev: 'eth1', via: NODE_NETS.eth1.gateway },
+    ],
+    svc: [
+      { namespace: 'default', name: 'nginx', dev: 'eth1' },
+      { namespace: 'kube-system', name: 'nginx1', dev: 'eth0' },
+    ],
   });
   const ours = (svcEth: { nginx: string; nginx1: string }) => [
-    `${nginx} dev ${svcEth.nginx}`, `${nginx1} dev ${svcEth.nginx1}`,
-    '172.16.10.0/24 dev eth1', '172.16.20.0/24 via 10.124.2.1 dev eth1', '192.168.2.0/24 dev eth0',
+    `${nginx} dev ${svcEth.nginx}`,
+    `${nginx1} dev ${svcEth.nginx1}`,
+    '172.16.10.0/24 dev eth1',
+    '172.16.20.0/24 via 10.124.2.1 dev eth1',
+    '192.168.2.0/24 dev eth0',
   ];
-  const CNI_ROWS = ['10.124.0.0/16 via 10.124.2.1 dev eth1', '10.124.2.0/24 dev eth1', '169.254.1.1 dev eth0', 'default via 169.254.1.1 dev eth0'];
-  const containerState = (p: Pod) => JSON.stringify((p.status?.containerStatuses as Array<{ state?: unknown; restartCount?: number }>).map((c) => [c.state, c.restartCount]));
+  const CNI_ROWS = [
+    '10.124.0.0/16 via 10.124.2.1 dev eth1',
+    '10.124.2.0/24 dev eth1',
+    '169.254.1.1 dev eth0',
+    'default via 169.254.1.1 dev eth0',
+  ];
+  const containerState = (p: Pod) =>
+    JSON.stringify(
+      (p.status?.containerStatuses as Array<{ state?: unknown; restartCount?: number }>).map((c) => [c.state, c.restartCount]),
+    );
   const statusOf = (p: Pod) => decodeInjectorStatus(p.metadata?.annotations?.[STATUS_ANNOTATION]);
-  const proto = (lines: string[]) => lines.filter((l) => l.endsWith('proto 111')).map((l) => l.replace(/ proto 111$/, '')).sort();
+  const proto = (lines: string[]) =>
+    lines
+      .filter((l) => l.endsWith('proto 111'))
+      .map((l) => l.replace(/ proto 111$/, ''))
+      .sort();
 
   let web: Pod | undefined;
   await t.test('a pod created through the API is stamped, and its routes are in its netns before anyone looks', async (t) => {
     const res = await kubeRequest(kc, 'POST', `/api/v1/namespaces/${APPS}/pods`, { body: nodePod('web', node.name) });
     t.equal(res.status, 201, 'created', { message: res.body?.message });
-    t.same(planRoutes(res.body as Pod, addon.keys)?.sort(), [`${nginx}/32 eth1`, `${nginx1}/32 eth0`, '172.16.10.0/24 eth1', '172.16.20.0/24 eth1 via 10.124.2.1', '192.168.2.0/24 eth0'].sort(),
-      'the webhook stamped the signed plan at admission');
+    t.same(
+      planRoutes(res.body as Pod, addon.keys)?.sort(),
+      [`${nginx}/32 eth1`, `${nginx1}/32 eth0`, '172.16.10.0/24 eth1', '172.16.20.0/24 eth1 via 10.124.2.1', '192.168.2.0/24 eth0'].sort(),
+      'the webhook stamped the signed plan at admission',
+    );
     web = await waitPod(kc, APPS, 'web', 'Running', podRunning);
     const uid = web.metadata!.uid!;
     const want = ours({ nginx: 'eth1', nginx1: 'eth0' });
@@ -214,7 +320,7 @@ async function scenario(t: Test, node: RealNode, work: string, setAgent: (a: Chi
     });
     // netlink, in the netns the runtime made (found through the cache file containerd wrote).
     const ns = podNetns(uid);
-    t.same(proto(routeLines(ns)), [...want].sort(), 'ovnkube-route\'s rows, read with netlink in the pod netns');
+    t.same(proto(routeLines(ns)), [...want].sort(), "ovnkube-route's rows, read with netlink in the pod netns");
     // From inside the pod, through the API server, as a user would.
     const inside = await podExec(kc, APPS, 'web', 'c', ['ip', 'route']);
     t.equal(inside.status, 'Success', 'exec ip route', { stderr: inside.stderr });
@@ -226,15 +332,24 @@ async function scenario(t: Test, node: RealNode, work: string, setAgent: (a: Chi
   await t.test('the CNI cache files are what libcni writes, and discovery used them', async (t) => {
     const uid = web!.metadata!.uid!;
     const files = cacheFilesOfPod(uid);
-    t.same(files.map((f) => f.json.networkName).sort(), ['cni-loopback', 'multus-cni-network'], 'one file per network: loopback and multus');
+    t.same(
+      files.map((f) => f.json.networkName).sort(),
+      ['cni-loopback', 'multus-cni-network'],
+      'one file per network: loopback and multus',
+    );
     for (const f of files) {
       const sandbox = f.json.containerId as string;
       t.match(basename(f.file), new RegExp(`^${f.json.networkName}-${sandbox}-${f.json.ifName}$`), 'named <network>-<sandbox ID>-<ifname>');
       t.equal(statSync(f.file).mode & 0o777, 0o600, 'mode 0600');
       t.notOk(f.text.includes('\n'), 'compact JSON');
-      t.comment(`${basename(f.file)}: top-level netns key ${'netns' in f.json ? 'present' : 'absent'}; cniArgs order ${(f.json.cniArgs as string[][]).map(([k]) => k).join(',')}`);
+      t.comment(
+        `${basename(f.file)}: top-level netns key ${'netns' in f.json ? 'present' : 'absent'}; cniArgs order ${(f.json.cniArgs as string[][]).map(([k]) => k).join(',')}`,
+      );
     }
-    const found = log.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { msg?: string; source?: string })
+    const found = log
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as { msg?: string; source?: string })
       .filter((l) => l.msg === 'found pod netns');
     t.ok(found.length > 0 && found.every((l) => l.source === 'cni-cache'), 'the agent found the netns through the cache', { found });
   });
@@ -243,8 +358,15 @@ async function scenario(t: Test, node: RealNode, work: string, setAgent: (a: Chi
     const before = await waitPod(kc, APPS, 'web', 'read', () => true);
     const started = containerState(before);
     await applyRoute(kc, 'demo', {
-      route: [{ dst: '172.16.10.0/24', dev: 'eth1' }, { dst: '192.168.2.0/24', dev: 'eth0' }, { dst: '172.16.20.0/24', dev: 'eth1', via: NODE_NETS.eth1.gateway }],
-      svc: [{ namespace: 'default', name: 'nginx', dev: 'eth0' }, { namespace: 'kube-system', name: 'nginx1', dev: 'eth0' }],
+      route: [
+        { dst: '172.16.10.0/24', dev: 'eth1' },
+        { dst: '192.168.2.0/24', dev: 'eth0' },
+        { dst: '172.16.20.0/24', dev: 'eth1', via: NODE_NETS.eth1.gateway },
+      ],
+      svc: [
+        { namespace: 'default', name: 'nginx', dev: 'eth0' },
+        { namespace: 'kube-system', name: 'nginx1', dev: 'eth0' },
+      ],
     });
     const want = ours({ nginx: 'eth0', nginx1: 'eth0' }).sort();
     const ns = podNetns(web!.metadata!.uid!);
@@ -256,53 +378,99 @@ async function scenario(t: Test, node: RealNode, work: string, setAgent: (a: Chi
     t.equal(containerState(after), started, 'same container, same start, no restart');
   });
 
-  await t.test('route attributes (src, metric, mtu, advmss) and via gateway reach the running pod exactly, follow edits, and go with their Route', async (t) => {
-    const ns = podNetns(web!.metadata!.uid!);
-    // The pod's own eth1 address (IPAM gave it) is the only valid src on eth1.
-    const addrs = ns.json<{ addr_info: { family: string; local: string }[] }[]>('addr', 'show', 'dev', 'eth1');
-    const src = addrs[0]?.addr_info.find((a) => a.family === 'inet')?.local;
-    t.ok(src, `the pod's eth1 address: ${src}`);
-    const DST = '172.16.30.0/24';
-    const shown = (): string => ns.ip('route', 'show', 'table', 'main', 'exact', DST).trim().replace(/\s+/g, ' ');
-    const rule = { dst: DST, dev: 'eth1', via: NODE_NETS.eth1.gateway, src, metric: 100, mtu: 1400, advmss: 1200 };
-    // And `via: gateway`: the node agent finds this node's eth1 gateway in the pod's table.
-    const GW = '172.16.31.0/24';
-    await applyRoute(kc, 'attrs', { route: [rule, { dst: GW, dev: 'eth1', via: 'gateway' }] });
-    await until('via gateway resolved in the pod netns', () => ns.ip('route', 'show', 'exact', GW).trim().replace(/\s+/g, ' ') === `${GW} via ${NODE_NETS.eth1.gateway} dev eth1 proto 111`);
-    t.pass(`via gateway became ${NODE_NETS.eth1.gateway}, this node's eth1 gateway`);
-    t.match(planRoutes(await waitPod(kc, APPS, 'web', 'read', () => true), addon.keys)?.join('\n') ?? '', new RegExp(`${GW.replace(/\./g, '\\.')} eth1 via gateway`), 'the plan carries the keyword, not an address');
-    const want = (mtu: number) => `${DST} via ${NODE_NETS.eth1.gateway} dev eth1 proto 111 src ${src} metric 100 mtu ${mtu} advmss 1200`;
-    await until('the route with its attributes is in the pod netns', () => shown() === want(1400));
-    t.equal(shown(), want(1400), 'written exactly');
-    // The kernel's own lookup inside the pod, through the API server as a user would.
-    const get = await podExec(kc, APPS, 'web', 'c', ['ip', 'route', 'get', '172.16.30.9']);
-    t.match(get.stdout.replace(/\s+/g, ' '), new RegExp(`via ${NODE_NETS.eth1.gateway.replace(/\./g, '\\.')} dev eth1 src ${src!.replace(/\./g, '\\.')}`), 'traffic to it leaves eth1 from src', { stdout: get.stdout });
-    // An attribute edit is a live change too.
-    await applyRoute(kc, 'attrs', { route: [{ ...rule, mtu: 1450 }, { dst: GW, dev: 'eth1', via: 'gateway' }] });
-    await until('the mtu edit is in the pod netns', () => shown() === want(1450));
-    t.equal(shown(), want(1450), 'one route, the new mtu');
-    t.equal((await kubeRequest(kc, 'DELETE', '/apis/k8s.ovn.org/v1/routes/attrs')).status, 200, 'Route deleted');
-    await until('the routes left with their Route', () => shown() === '' && ns.ip('route', 'show', 'exact', GW).trim() === '');
-  });
+  await t.test(
+    'route attributes (src, metric, mtu, advmss) and via gateway reach the running pod exactly, follow edits, and go with their Route',
+    async (t) => {
+      const ns = podNetns(web!.metadata!.uid!);
+      // The pod's own eth1 address (IPAM gave it) is the only valid src on eth1.
+      const addrs = ns.json<{ addr_info: { family: string; local: string }[] }[]>('addr', 'show', 'dev', 'eth1');
+      const src = addrs[0]?.addr_info.find((a) => a.family === 'inet')?.local;
+      t.ok(src, `the pod's eth1 address: ${src}`);
+      const DST = '172.16.30.0/24';
+      const shown = (): string => ns.ip('route', 'show', 'table', 'main', 'exact', DST).trim().replace(/\s+/g, ' ');
+      const rule = { dst: DST, dev: 'eth1', via: NODE_NETS.eth1.gateway, src, metric: 100, mtu: 1400, advmss: 1200 };
+      // And `via: gateway`: the node agent finds this node's eth1 gateway in the pod's table.
+      const GW = '172.16.31.0/24';
+      await applyRoute(kc, 'attrs', { route: [rule, { dst: GW, dev: 'eth1', via: 'gateway' }] });
+      await until(
+        'via gateway resolved in the pod netns',
+        () => ns.ip('route', 'show', 'exact', GW).trim().replace(/\s+/g, ' ') === `${GW} via ${NODE_NETS.eth1.gateway} dev eth1 proto 111`,
+      );
+      t.pass(`via gateway became ${NODE_NETS.eth1.gateway}, this node's eth1 gateway`);
+      t.match(
+        planRoutes(await waitPod(kc, APPS, 'web', 'read', () => true), addon.keys)?.join('\n') ?? '',
+        new RegExp(`${GW.replace(/\./g, '\\.')} eth1 via gateway`),
+        'the plan carries the keyword, not an address',
+      );
+      const want = (mtu: number) => `${DST} via ${NODE_NETS.eth1.gateway} dev eth1 proto 111 src ${src} metric 100 mtu ${mtu} advmss 1200`;
+      await until('the route with its attributes is in the pod netns', () => shown() === want(1400));
+      t.equal(shown(), want(1400), 'written exactly');
+      // The kernel's own lookup inside the pod, through the API server as a user would.
+      const get = await podExec(kc, APPS, 'web', 'c', ['ip', 'route', 'get', '172.16.30.9']);
+      t.match(
+        get.stdout.replace(/\s+/g, ' '),
+        new RegExp(`via ${NODE_NETS.eth1.gateway.replace(/\./g, '\\.')} dev eth1 src ${src!.replace(/\./g, '\\.')}`),
+        'traffic to it leaves eth1 from src',
+        { stdout: get.stdout },
+      );
+      // An attribute edit is a live change too.
+      await applyRoute(kc, 'attrs', {
+        route: [
+          { ...rule, mtu: 1450 },
+          { dst: GW, dev: 'eth1', via: 'gateway' },
+        ],
+      });
+      await until('the mtu edit is in the pod netns', () => shown() === want(1450));
+      t.equal(shown(), want(1450), 'one route, the new mtu');
+      t.equal((await kubeRequest(kc, 'DELETE', '/apis/k8s.ovn.org/v1/routes/attrs')).status, 200, 'Route deleted');
+      await until('the routes left with their Route', () => shown() === '' && ns.ip('route', 'show', 'exact', GW).trim() === '');
+    },
+  );
 
-  await t.test('symmetric return paths: a ping to the pod\'s eth1 address from off its subnet is answered through eth1', async (t) => {
+  await t.test("symmetric return paths: a ping to the pod's eth1 address from off its subnet is answered through eth1", async (t) => {
     // Only netns the test makes: "gw" on the eth1 bridge holds eth1's gateway (10.124.2.1, which
     // nobody holds on this node) and the client address 172.16.70.9. Without the rule the
     // pod's reply follows its main table's default (eth0, to the host, which blackholes the
     // test range while the test runs: nothing leaves the machine); with it, eth1's table.
     const ns = podNetns(web!.metadata!.uid!);
-    const podIP = ns.json<{ addr_info: { family: string; local: string }[] }[]>('addr', 'show', 'dev', 'eth1')[0]?.addr_info.find((a) => a.family === 'inet')?.local;
+    const podIP = ns
+      .json<{ addr_info: { family: string; local: string }[] }[]>('addr', 'show', 'dev', 'eth1')[0]
+      ?.addr_info.find((a) => a.family === 'inet')?.local;
     t.ok(podIP, `the pod's eth1 address: ${podIP}`);
     ip('route', 'add', 'blackhole', '172.16.70.0/24');
-    t.teardown(() => { try { ip('route', 'del', 'blackhole', '172.16.70.0/24'); } catch { /* gone */ } });
+    t.teardown(() => {
+      try {
+        ip('route', 'del', 'blackhole', '172.16.70.0/24');
+      } catch {
+        /* gone */
+      }
+    });
     const gw = `ovrt-sym-${process.pid}`;
     const hostEnd = `ovrtsym${process.pid % 100000}`;
     ip('netns', 'add', gw);
-    t.teardown(() => { try { ip('netns', 'del', gw); } catch { /* gone */ } });
+    t.teardown(() => {
+      try {
+        ip('netns', 'del', gw);
+      } catch {
+        /* gone */
+      }
+    });
     ip('link', 'add', hostEnd, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', gw);
-    t.teardown(() => { try { ip('link', 'del', hostEnd); } catch { /* went with the netns */ } });
+    t.teardown(() => {
+      try {
+        ip('link', 'del', hostEnd);
+      } catch {
+        /* went with the netns */
+      }
+    });
     ip('link', 'set', hostEnd, 'master', ETH1_BRIDGE, 'up');
-    for (const args of [['addr', 'add', `${NODE_NETS.eth1.gateway}/24`, 'dev', 'eth0'], ['link', 'set', 'eth0', 'up'], ['link', 'set', 'lo', 'up'], ['addr', 'add', '172.16.70.9/32', 'dev', 'lo']]) ip('-n', gw, ...args);
+    for (const args of [
+      ['addr', 'add', `${NODE_NETS.eth1.gateway}/24`, 'dev', 'eth0'],
+      ['link', 'set', 'eth0', 'up'],
+      ['link', 'set', 'lo', 'up'],
+      ['addr', 'add', '172.16.70.9/32', 'dev', 'lo'],
+    ])
+      ip('-n', gw, ...args);
     const ping = (): string => {
       // ICMP echo from 172.16.70.9 (a raw socket, in the gw netns); the pod's kernel answers
       // from the address pinged. Retries for up to ~20 s, exits 0 on the first reply.
@@ -326,21 +494,33 @@ print('no reply'); sys.exit(1)`;
       const r = spawnSync('ip', ['netns', 'exec', gw, 'python3', '-c', py, podIP!, '172.16.70.9'], { encoding: 'utf8' });
       return (r.stdout ?? '') + (r.stderr ?? '');
     };
-    const lookup = async (): Promise<string> => (await podExec(kc, APPS, 'web', 'c', ['ip', 'route', 'get', '172.16.70.9', 'from', podIP!])).stdout.replace(/\s+/g, ' ');
+    const lookup = async (): Promise<string> =>
+      (await podExec(kc, APPS, 'web', 'c', ['ip', 'route', 'get', '172.16.70.9', 'from', podIP!])).stdout.replace(/\s+/g, ' ');
     t.match(await lookup(), / dev eth0 /, 'before: a reply from the eth1 address would leave by eth0 (the main table)');
 
     await applyRoute(kc, 'sym', { symmetric: ['eth1'] });
-    t.teardown(async () => { await kubeRequest(kc, 'DELETE', '/apis/k8s.ovn.org/v1/routes/sym'); });
+    t.teardown(async () => {
+      await kubeRequest(kc, 'DELETE', '/apis/k8s.ovn.org/v1/routes/sym');
+    });
     const table = 1001;
     const ruleLine = `from ${podIP} lookup ${table}`;
-    await until('the rule and the table are in the pod netns', () => ns.ip('rule', 'show').includes(ruleLine)
-      && / via 10\.124\.2\.1 dev eth1/.test(ns.ip('route', 'show', 'table', String(table))));
-    t.match(ns.ip('rule', 'show'), new RegExp(`1100:\\s+${ruleLine.replace(/\./g, '\\.')} proto (111|ovnkube-route)`), 'ip rule, marked as ours');
-    t.match(await lookup(), / via 10\.124\.2\.1 dev eth1 /, 'the pod\'s kernel: by eth1, through table 1001');
-    t.match(ping(), /reply from/, 'a ping from off eth1\'s subnet, answered through eth1');
+    await until(
+      'the rule and the table are in the pod netns',
+      () => ns.ip('rule', 'show').includes(ruleLine) && / via 10\.124\.2\.1 dev eth1/.test(ns.ip('route', 'show', 'table', String(table))),
+    );
+    t.match(
+      ns.ip('rule', 'show'),
+      new RegExp(`1100:\\s+${ruleLine.replace(/\./g, '\\.')} proto (111|ovnkube-route)`),
+      'ip rule, marked as ours',
+    );
+    t.match(await lookup(), / via 10\.124\.2\.1 dev eth1 /, "the pod's kernel: by eth1, through table 1001");
+    t.match(ping(), /reply from/, "a ping from off eth1's subnet, answered through eth1");
 
     t.equal((await kubeRequest(kc, 'DELETE', '/apis/k8s.ovn.org/v1/routes/sym')).status, 200, 'Route deleted');
-    await until('the rule and the table left with their Route', () => !ns.ip('rule', 'show').includes(ruleLine) && ns.ip('route', 'show', 'table', String(table)).trim() === '');
+    await until(
+      'the rule and the table left with their Route',
+      () => !ns.ip('rule', 'show').includes(ruleLine) && ns.ip('route', 'show', 'table', String(table)).trim() === '',
+    );
     t.match(await lookup(), / dev eth0 /, 'after: by eth0 again');
   });
 
@@ -354,10 +534,20 @@ print('no reply'); sys.exit(1)`;
       return st && st.skipped.length === 2 ? st : null;
     });
     t.equal(s.applied, 3, 'the three eth0 routes are in place');
-    t.same(s.skipped.map((x) => `${x.dst} ${x.dev} ${x.reason}`).sort(), ['172.16.10.0/24 eth1 dev-missing', '172.16.20.0/24 eth1 dev-missing'], 'the eth1 routes are skipped for the missing device');
-    t.same(proto(routeLines(podNetns(pod.metadata!.uid!))), [`${nginx} dev eth0`, `${nginx1} dev eth0`, '192.168.2.0/24 dev eth0'].sort(), 'only eth0 routes in the netns');
+    t.same(
+      s.skipped.map((x) => `${x.dst} ${x.dev} ${x.reason}`).sort(),
+      ['172.16.10.0/24 eth1 dev-missing', '172.16.20.0/24 eth1 dev-missing'],
+      'the eth1 routes are skipped for the missing device',
+    );
+    t.same(
+      proto(routeLines(podNetns(pod.metadata!.uid!))),
+      [`${nginx} dev eth0`, `${nginx1} dev eth0`, '192.168.2.0/24 dev eth0'].sort(),
+      'only eth0 routes in the netns',
+    );
     const ev = await until('a Normal RoutesSkipped Event', async () => {
-      const r = await kubeRequest(kc, 'GET', `/api/v1/namespaces/${APPS}/events`, { query: { fieldSelector: `involvedObject.uid=${pod.metadata!.uid},reason=RoutesSkipped` } });
+      const r = await kubeRequest(kc, 'GET', `/api/v1/namespaces/${APPS}/events`, {
+        query: { fieldSelector: `involvedObject.uid=${pod.metadata!.uid},reason=RoutesSkipped` },
+      });
       return (r.body?.items as Array<{ type: string; message: string }> | undefined)?.[0];
     });
     t.equal(ev.type, 'Normal', 'by design: the pod has no eth1');
@@ -369,7 +559,10 @@ print('no reply'); sys.exit(1)`;
     const web0 = proto(routeLines(podNetns(web!.metadata!.uid!)));
     await startAgent();
     await until('both pods kept again', async () => metricSum(await metrics(), 'ovnkube_route_injector_netns_kept') === 2);
-    await until('both applied once at start', async () => metricSum(await metrics(), 'ovnkube_route_injector_applies_total', { trigger: 'start' }) >= 2);
+    await until(
+      'both applied once at start',
+      async () => metricSum(await metrics(), 'ovnkube_route_injector_applies_total', { trigger: 'start' }) >= 2,
+    );
     const m = await metrics();
     t.equal(metricSum(m, 'ovnkube_route_injector_routes_applied_total'), 0, 'no route written');
     t.equal(metricSum(m, 'ovnkube_route_injector_routes_removed_total'), 0, 'no route removed');
@@ -389,22 +582,38 @@ print('no reply'); sys.exit(1)`;
       return true;
     });
     const saved = existsSync(join(stateDir, 'agent', 'defaults')) ? readdirSync(join(stateDir, 'agent', 'defaults')) : [];
-    t.same(saved.filter((f) => f.includes(uid)), [], 'no saved state of it');
+    t.same(
+      saved.filter((f) => f.includes(uid)),
+      [],
+      'no saved state of it',
+    );
   });
 
-  await t.test('the CNI plugin is chained after Multus in the node\'s CNI config', async (t) => {
+  await t.test("the CNI plugin is chained after Multus in the node's CNI config", async (t) => {
     const conf = JSON.parse(readFileSync(join(node.dir, 'cni', 'net.d', '00-multus.conflist'), 'utf8'));
-    t.same(conf.plugins.map((p: { type: string }) => p.type), ['multus', 'ovnkube-route-cni'], 'multus first, then ours');
+    t.same(
+      conf.plugins.map((p: { type: string }) => p.type),
+      ['multus', 'ovnkube-route-cni'],
+      'multus first, then ours',
+    );
     t.notOk(existsSync(join(node.dir, 'cni', 'net.d', '00-multus.conf')), 'the .conf became a .conflist');
     t.ok(existsSync(join(node.dir, 'cni', 'bin', 'ovnkube-route-cni')), 'the binary is in the CNI bin dir');
   });
 
   await t.test('normal starts, edits and deletions raised no warning and no failure', async (t) => {
     const r = await kubeRequest(kc, 'GET', `/api/v1/namespaces/${APPS}/events`, { query: { fieldSelector: 'type=Warning' } });
-    const ours = (r.body?.items as Array<{ reason: string; message: string; source?: { component?: string } }>).filter((e) => e.source?.component === 'ovnkube-route-injector');
-    t.same(ours.map((e) => `${e.reason}: ${e.message}`), [], 'no Warning Event from the agent');
+    const ours = (r.body?.items as Array<{ reason: string; message: string; source?: { component?: string } }>).filter(
+      (e) => e.source?.component === 'ovnkube-route-injector',
+    );
+    t.same(
+      ours.map((e) => `${e.reason}: ${e.message}`),
+      [],
+      'no Warning Event from the agent',
+    );
     const m = await metrics();
-    t.equal(metricSum(m, 'ovnkube_route_injector_failures_total'), 0, 'failures_total stays 0', { failures: m.split('\n').filter((l) => l.startsWith('ovnkube_route_injector_failures_total')) });
+    t.equal(metricSum(m, 'ovnkube_route_injector_failures_total'), 0, 'failures_total stays 0', {
+      failures: m.split('\n').filter((l) => l.startsWith('ovnkube_route_injector_failures_total')),
+    });
     t.notMatch(log, /"level":"(warn|error)"/, 'no warning in the agent log since its restart');
   });
 
@@ -413,15 +622,25 @@ print('no reply'); sys.exit(1)`;
   const FIRST = "ip route get 172.16.10.1; ip route get 192.168.2.1; trap 'exit 0' TERM; while :; do sleep 1; done";
   const firstLines = async (name: string): Promise<string[]> => {
     const res = await kubeRequest(kc, 'GET', `/api/v1/namespaces/${APPS}/pods/${name}/log`);
-    return String(res.status === 200 ? res.body : '').split('\n').filter((l) => /^\d/.test(l)).map((l) => l.replace(/\s+src.*$/, '').trim());
+    return String(res.status === 200 ? res.body : '')
+      .split('\n')
+      .filter((l) => /^\d/.test(l))
+      .map((l) => l.replace(/\s+src.*$/, '').trim());
   };
-  await t.test('routes are in place before the app container\'s first command', async (t) => {
+  await t.test("routes are in place before the app container's first command", async (t) => {
     for (const name of ['first-1', 'first-2', 'first-3']) {
-      t.equal((await kubeRequest(kc, 'POST', `/api/v1/namespaces/${APPS}/pods`, { body: nodePod(name, node.name, { script: FIRST }) })).status, 201, `${name} created`);
+      t.equal(
+        (await kubeRequest(kc, 'POST', `/api/v1/namespaces/${APPS}/pods`, { body: nodePod(name, node.name, { script: FIRST }) })).status,
+        201,
+        `${name} created`,
+      );
     }
     for (const name of ['first-1', 'first-2', 'first-3']) {
       await waitPod(kc, APPS, name, 'Running', podRunning);
-      const lines = await until(`${name} printed its routes`, async () => { const l = await firstLines(name); return l.length === 2 && l; });
+      const lines = await until(`${name} printed its routes`, async () => {
+        const l = await firstLines(name);
+        return l.length === 2 && l;
+      });
       t.same(lines, ['172.16.10.1 dev eth1', '192.168.2.1 dev eth0'], `${name}: the first packets already follow the plan`);
       const st = await until(`${name}: status reported`, async () => {
         const s2 = statusOf(await waitPod(kc, APPS, name, 'read', () => true));
@@ -434,13 +653,22 @@ print('no reply'); sys.exit(1)`;
     }
     // What the agent answered each CNI ADD: every route in place then, not only those whose
     // devices existed when the loopback cache file first led the agent to the netns.
-    const answers = log.split('\n').filter((l) => l.includes('"msg":"routes written during CNI ADD"')).map((l) => JSON.parse(l) as { pod: string; applied: number; skipped: number });
+    const answers = log
+      .split('\n')
+      .filter((l) => l.includes('"msg":"routes written during CNI ADD"'))
+      .map((l) => JSON.parse(l) as { pod: string; applied: number; skipped: number });
     for (const name of ['first-1', 'first-2', 'first-3']) {
-      t.match(answers.filter((a) => a.pod === `${APPS}/${name}`), [{ applied: 5, skipped: 0 }], `${name}: answered with all 5 routes in place`);
+      t.match(
+        answers.filter((a) => a.pod === `${APPS}/${name}`),
+        [{ applied: 5, skipped: 0 }],
+        `${name}: answered with all 5 routes in place`,
+      );
     }
     const m = await metrics();
     t.ok(metricSum(m, 'ovnkube_route_injector_cni_requests_total', { result: 'applied' }) >= 3, 'CNI requests answered applied');
-    t.comment(`CNI ADD answered in ${(metricSum(m, 'ovnkube_route_injector_cni_request_seconds_sum') / metricSum(m, 'ovnkube_route_injector_cni_request_seconds_count') * 1000).toFixed(1)} ms on average (a figure, not an assertion)`);
+    t.comment(
+      `CNI ADD answered in ${((metricSum(m, 'ovnkube_route_injector_cni_request_seconds_sum') / metricSum(m, 'ovnkube_route_injector_cni_request_seconds_count')) * 1000).toFixed(1)} ms on average (a figure, not an assertion)`,
+    );
   });
 
   await t.test('fail-open: with the agent down, pods start, and their routes arrive once it is back', async (t) => {
@@ -449,10 +677,19 @@ print('no reply'); sys.exit(1)`;
     const gone = new Promise<void>((r) => a!.once('exit', () => r()));
     a!.kill('SIGKILL');
     await gone;
-    t.equal((await kubeRequest(kc, 'POST', `/api/v1/namespaces/${APPS}/pods`, { body: nodePod('orphan', node.name, { script: FIRST }) })).status, 201);
+    t.equal(
+      (await kubeRequest(kc, 'POST', `/api/v1/namespaces/${APPS}/pods`, { body: nodePod('orphan', node.name, { script: FIRST }) })).status,
+      201,
+    );
     const pod = await waitPod(kc, APPS, 'orphan', 'Running', podRunning);
-    t.same(await until('orphan printed its routes', async () => { const l = await firstLines('orphan'); return l.length === 2 && l; }),
-      ['172.16.10.1 via 169.254.1.1 dev eth0', '192.168.2.1 via 169.254.1.1 dev eth0'], 'it started (on the CNI routes alone)');
+    t.same(
+      await until('orphan printed its routes', async () => {
+        const l = await firstLines('orphan');
+        return l.length === 2 && l;
+      }),
+      ['172.16.10.1 via 169.254.1.1 dev eth0', '192.168.2.1 via 169.254.1.1 dev eth0'],
+      'it started (on the CNI routes alone)',
+    );
     const sandboxId = cacheFilesOfPod(pod.metadata!.uid!).find((c) => c.json.networkName === 'cni-loopback')!.json.containerId as string;
     t.match(readFileSync(join(missedDir, sandboxId), 'utf8'), /agent unreachable/, 'the plugin left its fail-open marker');
     await startAgent();
@@ -460,7 +697,11 @@ print('no reply'); sys.exit(1)`;
       const s2 = statusOf(await waitPod(kc, APPS, 'orphan', 'read', () => true));
       return s2?.applied === 5 && s2.start ? s2 : null;
     });
-    t.match(st.start, { mode: 'after-start', reason: /could not reach the agent.*agent unreachable/ }, 'status: the routes came after the start, and why');
+    t.match(
+      st.start,
+      { mode: 'after-start', reason: /could not reach the agent.*agent unreachable/ },
+      'status: the routes came after the start, and why',
+    );
     t.same(proto(routeLines(podNetns(pod.metadata!.uid!))), ours({ nginx: 'eth0', nginx1: 'eth0' }).sort(), 'the routes are in place now');
     t.equal(metricSum(await metrics(), 'ovnkube_route_injector_cni_missed_total'), 1, 'counted');
     t.match(log, /"msg":"the pod started before its routes/, 'logged');
@@ -471,39 +712,76 @@ print('no reply'); sys.exit(1)`;
     const before = await waitPod(kc, APPS, 'solo', 'read', () => true);
     const routes = proto(routeLines(podNetns(before.metadata!.uid!)));
     await node.restartContainerd();
-    t.equal((await kubeRequest(kc, 'POST', `/api/v1/namespaces/${APPS}/pods`, { body: nodePod('after-restart', node.name, { script: FIRST }) })).status, 201);
+    t.equal(
+      (await kubeRequest(kc, 'POST', `/api/v1/namespaces/${APPS}/pods`, { body: nodePod('after-restart', node.name, { script: FIRST }) }))
+        .status,
+      201,
+    );
     await waitPod(kc, APPS, 'after-restart', 'Running', podRunning);
-    t.same(await until('after-restart printed its routes', async () => { const l = await firstLines('after-restart'); return l.length === 2 && l; }),
-      ['172.16.10.1 dev eth1', '192.168.2.1 dev eth0'], 'a pod started after the restart has its routes before its first command');
+    t.same(
+      await until('after-restart printed its routes', async () => {
+        const l = await firstLines('after-restart');
+        return l.length === 2 && l;
+      }),
+      ['172.16.10.1 dev eth1', '192.168.2.1 dev eth0'],
+      'a pod started after the restart has its routes before its first command',
+    );
     const after = await waitPod(kc, APPS, 'solo', 'read', () => true);
     t.equal(containerState(after), containerState(before), 'solo: same container, no restart');
     t.same(proto(routeLines(podNetns(before.metadata!.uid!))), routes, 'solo: its routes as they were');
   });
 
-  await t.test('a pod\'s sandbox recreated: the agent follows it to its new netns', async (t) => {
+  await t.test("a pod's sandbox recreated: the agent follows it to its new netns", async (t) => {
     const pod = await waitPod(kc, APPS, 'first-2', 'read', () => true);
     const uid = pod.metadata!.uid!;
     const oldNs = podNetns(uid);
     const oldSandbox = cacheFilesOfPod(uid).find((c) => c.json.networkName === 'cni-loopback')!.json.containerId as string;
     // The sandbox's own process (the pause image's sleep) dies: the kubelet makes a new sandbox.
-    const pause = ip('netns', 'pids', oldNs.name).split('\n').filter(Boolean).map(Number)
+    const pause = ip('netns', 'pids', oldNs.name)
+      .split('\n')
+      .filter(Boolean)
+      .map(Number)
       .find((pid) => readFileSync(`/proc/${pid}/cmdline`, 'utf8') === 'sleep\x002147483647\x00');
     t.ok(pause, 'found the sandbox process');
     process.kill(pause!, 'SIGKILL');
-    const newNs = await until('a new sandbox with its own netns', () => {
-      const lo = cacheFilesOfPod(uid).find((c) => c.json.networkName === 'cni-loopback' && c.json.containerId !== oldSandbox);
-      return lo ? podNetns(uid) : null;
-    }, 120_000);
+    const newNs = await until(
+      'a new sandbox with its own netns',
+      () => {
+        const lo = cacheFilesOfPod(uid).find((c) => c.json.networkName === 'cni-loopback' && c.json.containerId !== oldSandbox);
+        return lo ? podNetns(uid) : null;
+      },
+      120_000,
+    );
     t.not(newNs.path, oldNs.path, 'a new netns');
-    await waitPod(kc, APPS, 'first-2', 'Running again', (p) => podRunning(p) && (p.status?.containerStatuses as Array<{ restartCount: number; ready: boolean }>)[0]!.restartCount >= 1);
-    await until('the plan in the new netns', () => JSON.stringify(proto(routeLines(newNs))) === JSON.stringify(ours({ nginx: 'eth0', nginx1: 'eth0' }).sort()));
-    await until('the old sandbox is gone', () => !existsSync(oldNs.path) && cacheFilesOfPod(uid).every((c) => c.json.containerId !== oldSandbox));
+    await waitPod(
+      kc,
+      APPS,
+      'first-2',
+      'Running again',
+      (p) => podRunning(p) && (p.status?.containerStatuses as Array<{ restartCount: number; ready: boolean }>)[0]!.restartCount >= 1,
+    );
+    await until(
+      'the plan in the new netns',
+      () => JSON.stringify(proto(routeLines(newNs))) === JSON.stringify(ours({ nginx: 'eth0', nginx1: 'eth0' }).sort()),
+    );
+    await until(
+      'the old sandbox is gone',
+      () => !existsSync(oldNs.path) && cacheFilesOfPod(uid).every((c) => c.json.containerId !== oldSandbox),
+    );
     const st = await until('reported for the new sandbox', async () => {
       const s2 = statusOf(await waitPod(kc, APPS, 'first-2', 'read', () => true));
       return s2?.applied === 5 && s2.skipped.length === 0 && s2.start?.mode === 'cni' ? s2 : null;
     });
-    t.same(st.start, { mode: 'cni' }, 'the new sandbox\'s routes were written during its CNI ADD too');
-    const r = await kubeRequest(kc, 'GET', `/api/v1/namespaces/${APPS}/events`, { query: { fieldSelector: `involvedObject.uid=${uid},type=Warning` } });
-    t.same((r.body.items as Array<{ reason: string; source?: { component?: string } }>).filter((e) => e.source?.component === 'ovnkube-route-injector').map((e) => e.reason), [], 'no Warning Event from the agent');
+    t.same(st.start, { mode: 'cni' }, "the new sandbox's routes were written during its CNI ADD too");
+    const r = await kubeRequest(kc, 'GET', `/api/v1/namespaces/${APPS}/events`, {
+      query: { fieldSelector: `involvedObject.uid=${uid},type=Warning` },
+    });
+    t.same(
+      (r.body.items as Array<{ reason: string; source?: { component?: string } }>)
+        .filter((e) => e.source?.component === 'ovnkube-route-injector')
+        .map((e) => e.reason),
+      [],
+      'no Warning Event from the agent',
+    );
   });
 }

@@ -28,11 +28,23 @@ t.test('both processes raise coded errors that keep their cause', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'ovnkr-errors-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const missing = join(dir, 'plan.key');
-  const err = await loadPlanKeys([missing]).then(() => undefined, (e: unknown) => e);
+  const err = await loadPlanKeys([missing]).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   t.ok(err instanceof WebhookError && err instanceof CodedError, 'a WebhookError is a CodedError');
   t.match(err, { name: 'WebhookError', code: 'OVNKR_ERR_PLAN_KEY', message: new RegExp(`^cannot load the plan key: .*${missing}`) });
   t.match((err as Error).cause, { code: 'ENOENT' }, 'the file system error is the cause');
   const start = new AgentStartError('cannot listen on 0.0.0.0:1 for metrics: EACCES', new Error('EACCES'));
-  t.match(start, { name: 'AgentStartError', code: 'OVNKR_ERR_AGENT_START', message: 'cannot listen on 0.0.0.0:1 for metrics: EACCES', cause: { message: 'EACCES' } });
-  t.match(new AgentConfigError('--max-parallel: expected 1-256'), { name: 'AgentConfigError', code: 'OVNKR_ERR_AGENT_CONFIG', message: '--max-parallel: expected 1-256' });
+  t.match(start, {
+    name: 'AgentStartError',
+    code: 'OVNKR_ERR_AGENT_START',
+    message: 'cannot listen on 0.0.0.0:1 for metrics: EACCES',
+    cause: { message: 'EACCES' },
+  });
+  t.match(new AgentConfigError('--max-parallel: expected 1-256'), {
+    name: 'AgentConfigError',
+    code: 'OVNKR_ERR_AGENT_CONFIG',
+    message: '--max-parallel: expected 1-256',
+  });
 });

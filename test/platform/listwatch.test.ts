@@ -10,7 +10,11 @@ import { ListWatchLoop } from '../../platform/listwatch.js';
 import { backoffMs } from '../../platform/backoff.js';
 import { until } from '../cluster/helpers.js';
 
-interface Call { params: Record<string, unknown>; callback: (phase: string, obj: unknown) => void; done: (err: unknown) => void }
+interface Call {
+  params: Record<string, unknown>;
+  callback: (phase: string, obj: unknown) => void;
+  done: (err: unknown) => void;
+}
 
 function rig() {
   const calls: Call[] = [];
@@ -19,7 +23,16 @@ function rig() {
     watch: async (_path, params, callback, done) => {
       const ac = new AbortController();
       let ended = false;
-      const call: Call = { params, callback, done: (err) => { if (!ended) { ended = true; done(err); } } };
+      const call: Call = {
+        params,
+        callback,
+        done: (err) => {
+          if (!ended) {
+            ended = true;
+            done(err);
+          }
+        },
+      };
       ac.signal.addEventListener('abort', () => call.done(new Error('The user aborted a request.')));
       calls.push(call);
       return ac;
@@ -27,12 +40,25 @@ function rig() {
   };
   const loop = new ListWatchLoop<KubernetesObject>({
     path: '/api/v1/pods',
-    list: async () => { counts.lists++; return { items: [], metadata: { resourceVersion: String(10 + counts.lists) } }; },
+    list: async () => {
+      counts.lists++;
+      return { items: [], metadata: { resourceVersion: String(10 + counts.lists) } };
+    },
     watch,
     // A back-off of ten minutes: a re-watch that waits for it never comes within the test.
     backoff: { initialMs: 600_000, maxMs: 600_000 },
     random: () => 0.5,
-    handler: { added() {}, updated() {}, deleted() {}, synced: () => { counts.synced++; }, failed: () => { counts.failed++; } },
+    handler: {
+      added() {},
+      updated() {},
+      deleted() {},
+      synced: () => {
+        counts.synced++;
+      },
+      failed: () => {
+        counts.failed++;
+      },
+    },
   });
   return { calls, counts, loop };
 }
@@ -69,8 +95,23 @@ t.test('another ERROR event then an immediate end: the re-watch waits; stop() cu
 
 t.test('backoffMs: doubles from initial to max, +-jitter', async (t) => {
   const p = { initialMs: 100, maxMs: 1000 };
-  t.same([0, 1, 2, 3, 4, 10, 1e6].map((n) => backoffMs(n, p, () => 0.5)), [100, 200, 400, 800, 1000, 1000, 1000]);
-  t.equal(backoffMs(0, p, () => 0), 80, '-20 %');
-  t.equal(backoffMs(0, p, () => 1), 120, '+20 %');
-  t.equal(backoffMs(3, { ...p, jitter: 0 }, () => 0), 800, 'no jitter when asked');
+  t.same(
+    [0, 1, 2, 3, 4, 10, 1e6].map((n) => backoffMs(n, p, () => 0.5)),
+    [100, 200, 400, 800, 1000, 1000, 1000],
+  );
+  t.equal(
+    backoffMs(0, p, () => 0),
+    80,
+    '-20 %',
+  );
+  t.equal(
+    backoffMs(0, p, () => 1),
+    120,
+    '+20 %',
+  );
+  t.equal(
+    backoffMs(3, { ...p, jitter: 0 }, () => 0),
+    800,
+    'no jitter when asked',
+  );
 });

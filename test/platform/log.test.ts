@@ -13,8 +13,18 @@ import { clusterCaches, testKey } from '../webhook/helpers.js';
 function capture(): { stream: PassThrough; lines: () => Record<string, unknown>[]; text: () => string } {
   const stream = new PassThrough();
   let text = '';
-  stream.on('data', (d: Buffer) => { text += d.toString(); });
-  return { stream, text: () => text, lines: () => text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>) };
+  stream.on('data', (d: Buffer) => {
+    text += d.toString();
+  });
+  return {
+    stream,
+    text: () => text,
+    lines: () =>
+      text
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as Record<string, unknown>),
+  };
 }
 
 // The pattern test/node-e2e/node.test.ts uses to assert that the agent logged no warning.
@@ -53,12 +63,19 @@ t.test('the webhook (fastify) logs through the same logger, in the same shape', 
   const caches = clusterCaches();
   const c = capture();
   const app = buildApp({
-    admit: { caches, mode: 'default', keys: [testKey()] }, readiness: () => ({ ready: true, detail: '' }), registry: new Registry(), logger: createLogger(c.stream, 'info'),
+    admit: { caches, mode: 'default', keys: [testKey()] },
+    readiness: () => ({ ready: true, detail: '' }),
+    registry: new Registry(),
+    logger: createLogger(c.stream, 'info'),
   });
   t.teardown(() => app.close());
   const res = await app.inject({ method: 'POST', url: '/mutate', payload: { kind: 'NotAReview' } });
   t.equal(res.statusCode, 400);
   await new Promise((r) => setImmediate(r));
   const line = c.lines().find((l) => typeof l.code === 'string');
-  t.match(line, { level: 'info', reqId: /./, time: /^\d{4}-\d\d-\d\dT/, msg: /./ }, 'a label level and an ISO time, with fastify\'s request id');
+  t.match(
+    line,
+    { level: 'info', reqId: /./, time: /^\d{4}-\d\d-\d\dT/, msg: /./ },
+    "a label level and an ISO time, with fastify's request id",
+  );
 });

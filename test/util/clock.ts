@@ -22,9 +22,18 @@ export class ManualClock implements Clock {
 
   sleep(ms: number, signal?: AbortSignal): Promise<void> {
     return new Promise((resolve, reject) => {
-      if (signal?.aborted) { reject(signal.reason); return; }
-      const id = this.setTimeout(() => { signal?.removeEventListener('abort', onAbort); resolve(); }, ms);
-      const onAbort = () => { this.clearTimeout(id); reject(signal!.reason); };
+      if (signal?.aborted) {
+        reject(signal.reason);
+        return;
+      }
+      const id = this.setTimeout(() => {
+        signal?.removeEventListener('abort', onAbort);
+        resolve();
+      }, ms);
+      const onAbort = () => {
+        this.clearTimeout(id);
+        reject(signal!.reason);
+      };
       signal?.addEventListener('abort', onAbort, { once: true });
     });
   }

@@ -27,7 +27,9 @@ export class SwitchableFront {
     if (this.mode === 'silent') {
       // Read and drop what the client sends (so its close is seen), never answer.
       sock.resume();
-      sock.on('close', () => { this.silentClosed++; });
+      sock.on('close', () => {
+        this.silentClosed++;
+      });
       return;
     }
     const up = connect(this.target.port, this.target.host);
@@ -37,7 +39,9 @@ export class SwitchableFront {
     sock.on('close', () => up.destroy());
     sock.pipe(up).pipe(sock);
     this.pairs.add([sock, up]);
-    sock.on('close', () => { for (const p of this.pairs) if (p[0] === sock) this.pairs.delete(p); });
+    sock.on('close', () => {
+      for (const p of this.pairs) if (p[0] === sock) this.pairs.delete(p);
+    });
   });
   private readonly pairs = new Set<[Socket, Socket]>();
 
@@ -73,7 +77,10 @@ export class SwitchableFront {
   }
 }
 
-export interface FakeObject { metadata: { name: string; namespace?: string; resourceVersion?: string; uid?: string; [k: string]: unknown }; [k: string]: unknown }
+export interface FakeObject {
+  metadata: { name: string; namespace?: string; resourceVersion?: string; uid?: string; [k: string]: unknown };
+  [k: string]: unknown;
+}
 
 export class FakeApi {
   /** Objects by resource path (e.g. /api/v1/pods). Unknown paths list as empty. */

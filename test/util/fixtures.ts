@@ -22,7 +22,11 @@ export interface RouteCase {
 }
 
 interface RawCase {
-  name: string; why?: string; expectMessage?: string; expectStatus?: number; stored?: Record<string, unknown>;
+  name: string;
+  why?: string;
+  expectMessage?: string;
+  expectStatus?: number;
+  stored?: Record<string, unknown>;
   /** Extra metadata fields (typos included), besides the name. */
   metadata?: Record<string, unknown>;
   route?: Route & Record<string, unknown>;
@@ -37,9 +41,10 @@ export function routeCases(file: 'bad-routes.yaml' | 'good-routes.yaml'): RouteC
     let spec: unknown = c.route && 'spec' in c.route ? given : {};
     if (c.generate) {
       const n = c.generate.count;
-      spec = c.generate.field === 'route'
-        ? { route: Array.from({ length: n }, (_, i) => ({ dst: `10.${Math.floor(i / 256)}.${i % 256}.0/24`, dev: 'eth1' })) }
-        : { svc: Array.from({ length: n }, (_, i) => ({ namespace: 'default', name: `svc-${i}`, dev: 'eth1' })) };
+      spec =
+        c.generate.field === 'route'
+          ? { route: Array.from({ length: n }, (_, i) => ({ dst: `10.${Math.floor(i / 256)}.${i % 256}.0/24`, dev: 'eth1' })) }
+          : { svc: Array.from({ length: n }, (_, i) => ({ namespace: 'default', name: `svc-${i}`, dev: 'eth1' })) };
     }
     return { ...c, route: { ...top, apiVersion: 'k8s.ovn.org/v1', kind: 'Route', metadata: { name: c.name, ...metadata }, spec } as Route };
   });

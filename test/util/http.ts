@@ -7,14 +7,27 @@ import { createServer, type AddressInfo } from 'node:net';
 
 /** `n` distinct free ports on 127.0.0.1 (all listeners are held open together, then released). */
 export function freePorts(n: number): Promise<number[]> {
-  return Promise.all(Array.from({ length: n }, () => new Promise<ReturnType<typeof createServer>>((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => resolve(s));
-  }))).then((servers) => Promise.all(servers.map((s) => new Promise<number>((resolve) => {
-    const { port } = s.address() as AddressInfo;
-    s.close(() => resolve(port));
-  }))));
+  return Promise.all(
+    Array.from(
+      { length: n },
+      () =>
+        new Promise<ReturnType<typeof createServer>>((resolve, reject) => {
+          const s = createServer();
+          s.once('error', reject);
+          s.listen(0, '127.0.0.1', () => resolve(s));
+        }),
+    ),
+  ).then((servers) =>
+    Promise.all(
+      servers.map(
+        (s) =>
+          new Promise<number>((resolve) => {
+            const { port } = s.address() as AddressInfo;
+            s.close(() => resolve(port));
+          }),
+      ),
+    ),
+  );
 }
 
 /** One free port on 127.0.0.1. */
@@ -27,7 +40,9 @@ export function httpGet(port: number, path: string): Promise<{ status: number; b
   return new Promise((resolve) => {
     const req = request({ host: '127.0.0.1', port, path, timeout: 5000 }, (res) => {
       let body = '';
-      res.on('data', (d: Buffer) => { body += d.toString(); });
+      res.on('data', (d: Buffer) => {
+        body += d.toString();
+      });
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
     });
     req.on('error', () => resolve({ status: 0, body: '' }));

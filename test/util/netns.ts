@@ -49,7 +49,8 @@ let swept = false;
  */
 export function ip(...args: string[]): string {
   try {
-    return execFileSync('ip', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).replace(/\bproto ovnkube-route\b/g, 'proto 111')
+    return execFileSync('ip', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
+      .replace(/\bproto ovnkube-route\b/g, 'proto 111')
       .replace(/"protocol":"ovnkube-route"/g, '"protocol":"111"');
   } catch (e) {
     const err = e as { stderr?: string; message: string };
@@ -71,7 +72,15 @@ export interface TestNetns {
 }
 
 /** One route of `ip -j route`. */
-export interface IpRoute { dst: string; gateway?: string; dev?: string; protocol?: string; scope?: string; metric?: number; type?: string }
+export interface IpRoute {
+  dst: string;
+  gateway?: string;
+  dev?: string;
+  protocol?: string;
+  scope?: string;
+  metric?: number;
+  type?: string;
+}
 
 function sweepDead(): void {
   if (swept) return;
@@ -80,7 +89,11 @@ function sweepDead(): void {
   for (const n of readdirSync('/var/run/netns')) {
     const m = /^ovrt-(\d+)-/.exec(n);
     if (m && !existsSync(`/proc/${m[1]}`)) {
-      try { ip('netns', 'del', n); } catch { /* raced with another sweeper */ }
+      try {
+        ip('netns', 'del', n);
+      } catch {
+        /* raced with another sweeper */
+      }
     }
   }
 }
@@ -99,7 +112,11 @@ export function makeNetns(t: Test, label = 'ns'): TestNetns {
     del: () => {
       if (gone) return;
       gone = true;
-      try { ip('netns', 'del', name); } catch { /* already deleted by the test */ }
+      try {
+        ip('netns', 'del', name);
+      } catch {
+        /* already deleted by the test */
+      }
     },
   };
   t.teardown(() => ns.del());
@@ -123,7 +140,10 @@ export function addVeth(ns: TestNetns, ifname: string, peerNs: TestNetns, addrs:
 }
 
 /** A pod netns wired like the mission's target table, plus the "node" netns holding the peers. */
-export interface TestPod { pod: TestNetns; node: TestNetns }
+export interface TestPod {
+  pod: TestNetns;
+  node: TestNetns;
+}
 
 /**
  * Build a pod like the mission's: eth0 Calico-like (169.254.1.1 link-local gateway and the
@@ -151,7 +171,8 @@ export function addEth1(p: TestPod, ipv6 = false): void {
  * on the host, iproute2 names it "ovnkube-route" instead, whoever runs the tests.
  */
 export function ipRoutes(ns: TestNetns, family: 4 | 6 = 4): IpRoute[] {
-  return ns.json<IpRoute[]>(`-${family}`, 'route', 'show', 'table', 'main')
+  return ns
+    .json<IpRoute[]>(`-${family}`, 'route', 'show', 'table', 'main')
     .map((r) => (r.protocol === 'ovnkube-route' ? { ...r, protocol: '111' } : r));
 }
 

@@ -38,12 +38,20 @@ if (cp) {
   // The webhook's identity and RBAC, exactly as deploy/ declares them.
   const deployObjs = ['namespace.yaml', 'webhook-rbac.yaml'].flatMap((f) => loadYamlDocuments(join(repoRoot, 'deploy', f)));
   for (const r of await applyManifests(kc, deployObjs)) if (!r.ok) throw new Error(`${r.object}: ${r.message}`);
-  const token = (await ok('TokenRequest', kubeRequest(kc, 'POST', '/api/v1/namespaces/ovnkube-route/serviceaccounts/ovnkube-route-webhook/token',
-    { body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest', spec: { expirationSeconds: 3600 } } }))).status.token as string;
+  const token = (
+    await ok(
+      'TokenRequest',
+      kubeRequest(kc, 'POST', '/api/v1/namespaces/ovnkube-route/serviceaccounts/ovnkube-route-webhook/token', {
+        body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest', spec: { expirationSeconds: 3600 } },
+      }),
+    )
+  ).status.token as string;
   const asWebhook = new KubeConfig();
   asWebhook.loadFromOptions({
     clusters: [{ name: 'c', server: cp.server, caData: Buffer.from(cp.caPem).toString('base64') }],
-    users: [{ name: 'webhook', token }], contexts: [{ name: 'c', cluster: 'c', user: 'webhook' }], currentContext: 'c',
+    users: [{ name: 'webhook', token }],
+    contexts: [{ name: 'c', cluster: 'c', user: 'webhook' }],
+    currentContext: 'c',
   });
 
   const dir = mkdtempSync(join(tmpdir(), 'ovnkube-route-e2e-webhook-'));
@@ -58,14 +66,15 @@ if (cp) {
   const app = buildApp({
     admit: { caches, mode: 'default', keys },
     readiness: () => ({ ready: caches.isSynced(), detail: '' }),
-    registry, cacheGauges: caches,
+    registry,
+    cacheGauges: caches,
     https: { cert: readFileSync(join(dir, 'tls.crt')), key: readFileSync(join(dir, 'tls.key')) },
   });
   await app.listen({ host: '127.0.0.1', port: 0 });
   t.teardown(() => app.close());
   const port = (app.server.address() as AddressInfo).port;
 
-  await t.test('the caches sync under the webhook\'s own RBAC', async (t) => {
+  await t.test("the caches sync under the webhook's own RBAC", async (t) => {
     await caches.synced;
     t.ok(caches.isSynced(), 'all five informers listed and watch');
     t.equal(caches.namespaces.get('ovnkube-route')?.metadata?.labels?.['routes.k8s.ovn.org/inject'], 'disabled', 'namespaces are in');
@@ -77,40 +86,70 @@ if (cp) {
 
   // Everything after the first subtest runs in subtests: tap ends the root test once no
   // subtest is pending, so top-level work between subtests would race the teardown.
-  await t.test('setup: a namespace, a Service, a Route, and deploy/\'s webhook registration', async (t) => {
+  await t.test("setup: a namespace, a Service, a Route, and deploy/'s webhook registration", async (t) => {
     await ok('namespace', kubeRequest(kc, 'POST', '/api/v1/namespaces', { body: { metadata: { name: ns } } }));
-    await ok('opted-out namespace', kubeRequest(kc, 'POST', '/api/v1/namespaces', { body: { metadata: { name: 'e2e-legacy', labels: { 'routes.k8s.ovn.org/inject': 'disabled' } } } }));
+    await ok(
+      'opted-out namespace',
+      kubeRequest(kc, 'POST', '/api/v1/namespaces', {
+        body: { metadata: { name: 'e2e-legacy', labels: { 'routes.k8s.ovn.org/inject': 'disabled' } } },
+      }),
+    );
     svc = await ok('service', kubeRequest(kc, 'POST', `/api/v1/namespaces/${ns}/services`, { body: svcBody }));
-    await ok('route', kubeRequest(kc, 'POST', '/apis/k8s.ovn.org/v1/routes', {
-      body: { apiVersion: 'k8s.ovn.org/v1', kind: 'Route', metadata: { name: 'e2e-target' }, spec: {
-        svc: [{ namespace: ns, name: 'nginx', dev: 'eth1' }], route: [{ dst: '172.16.10.0/24', dev: 'eth1' }],
-      } },
-    }));
+    await ok(
+      'route',
+      kubeRequest(kc, 'POST', '/apis/k8s.ovn.org/v1/routes', {
+        body: {
+          apiVersion: 'k8s.ovn.org/v1',
+          kind: 'Route',
+          metadata: { name: 'e2e-target' },
+          spec: {
+            svc: [{ namespace: ns, name: 'nginx', dev: 'eth1' }],
+            route: [{ dst: '172.16.10.0/24', dev: 'eth1' }],
+          },
+        },
+      }),
+    );
     await until('the caches see the Route and the Service', () => !!caches.routes.get('e2e-target') && !!caches.service(ns, 'nginx'));
 
     // deploy/webhook-config.yaml, pointed at this process with the CA from certs/gen.sh.
-    const hookConfig = loadYamlDocuments(join(repoRoot, 'deploy', 'webhook-config.yaml'))[0] as ManifestObject & { webhooks: Record<string, unknown>[] };
-    hookConfig.webhooks[0]!.clientConfig = { url: `https://127.0.0.1:${port}/mutate`, caBundle: readFileSync(join(dir, 'ca-bundle.b64'), 'utf8') };
+    const hookConfig = loadYamlDocuments(join(repoRoot, 'deploy', 'webhook-config.yaml'))[0] as ManifestObject & {
+      webhooks: Record<string, unknown>[];
+    };
+    hookConfig.webhooks[0]!.clientConfig = {
+      url: `https://127.0.0.1:${port}/mutate`,
+      caBundle: readFileSync(join(dir, 'ca-bundle.b64'), 'utf8'),
+    };
     for (const r of await applyManifests(kc, [hookConfig])) if (!r.ok) throw new Error(`${r.object}: ${r.message}`);
     t.pass('registered');
   });
 
-  const pod = (name: string, extra: { labels?: Record<string, string>; annotations?: Record<string, string>; hostNetwork?: boolean; generateName?: boolean } = {}) => ({
-    apiVersion: 'v1', kind: 'Pod',
+  const pod = (
+    name: string,
+    extra: { labels?: Record<string, string>; annotations?: Record<string, string>; hostNetwork?: boolean; generateName?: boolean } = {},
+  ) => ({
+    apiVersion: 'v1',
+    kind: 'Pod',
     metadata: {
       ...(extra.generateName ? { generateName: `${name}-` } : { name }),
-      ...(extra.labels ? { labels: extra.labels } : {}), ...(extra.annotations ? { annotations: extra.annotations } : {}),
+      ...(extra.labels ? { labels: extra.labels } : {}),
+      ...(extra.annotations ? { annotations: extra.annotations } : {}),
     },
     spec: { containers: [{ name: 'c', image: 'busybox' }], ...(extra.hostNetwork ? { hostNetwork: true } : {}) },
   });
   const create = async (namespace: string, body: object, query?: Record<string, string>) =>
-    ok('create pod', kubeRequest(kc, 'POST', `/api/v1/namespaces/${namespace}/pods`, { body, ...(query ? { query } : {}) })) as Promise<Pod>;
+    ok(
+      'create pod',
+      kubeRequest(kc, 'POST', `/api/v1/namespaces/${namespace}/pods`, { body, ...(query ? { query } : {}) }),
+    ) as Promise<Pod>;
   const planOf = (p: Pod) => p.metadata?.annotations?.[PLAN_ANNOTATION];
   const routesOf = (p: Pod, namespace = ns) => {
     const d = decodePlan(planOf(p) ?? '', { namespace, keys, requireSignature: true });
     return d.ok ? d.plan.routes : d.error;
   };
-  const expectRoutes = (ip: string) => [{ dst: `${ip}/32`, dev: 'eth1' }, { dst: '172.16.10.0/24', dev: 'eth1' }];
+  const expectRoutes = (ip: string) => [
+    { dst: `${ip}/32`, dev: 'eth1' },
+    { dst: '172.16.10.0/24', dev: 'eth1' },
+  ];
 
   await t.test('the API server starts calling the webhook', async (t) => {
     // The registration reaches the API server's admission chain asynchronously.
@@ -120,8 +159,12 @@ if (cp) {
 
   await t.test('pods are stamped by the API server calling the webhook', async (t) => {
     const p = await create(ns, pod('web'));
-    t.same(routesOf(p), expectRoutes(svc.spec.clusterIP), 'the plan holds the Service\'s ClusterIP /32 and the CIDR, signed for the namespace');
-    const stored = await ok('get', kubeRequest(kc, 'GET', `/api/v1/namespaces/${ns}/pods/web`)) as Pod;
+    t.same(
+      routesOf(p),
+      expectRoutes(svc.spec.clusterIP),
+      "the plan holds the Service's ClusterIP /32 and the CIDR, signed for the namespace",
+    );
+    const stored = (await ok('get', kubeRequest(kc, 'GET', `/api/v1/namespaces/${ns}/pods/web`))) as Pod;
     t.equal(planOf(stored), planOf(p), 'and it is stored');
     const generated = await create(ns, pod('gen', { generateName: true }));
     t.match(generated.metadata?.name, /^gen-/, 'a generateName pod');
@@ -129,7 +172,10 @@ if (cp) {
   });
 
   await t.test('opted-out, hostNetwork and kube-system pods get no plan', async (t) => {
-    t.notOk(planOf(await create(ns, pod('optout', { labels: { 'routes.k8s.ovn.org/inject': 'disabled' } }))), 'pod labelled inject=disabled');
+    t.notOk(
+      planOf(await create(ns, pod('optout', { labels: { 'routes.k8s.ovn.org/inject': 'disabled' } }))),
+      'pod labelled inject=disabled',
+    );
     t.notOk(planOf(await create('e2e-legacy', pod('old'))), 'pod in a namespace labelled inject=disabled');
     t.notOk(planOf(await create(ns, pod('host', { hostNetwork: true }))), 'hostNetwork pod');
     t.notOk(planOf(await create('kube-system', pod('sys'))), 'kube-system pod');
@@ -139,11 +185,21 @@ if (cp) {
     const forged = JSON.stringify({ v: 1, routes: [{ dst: '0.0.0.0/0', dev: 'eth1' }] });
     const p = await create(ns, pod('forger', { annotations: { [PLAN_ANNOTATION]: forged } }));
     t.same(routesOf(p), expectRoutes(svc.spec.clusterIP), 'replaced at CREATE');
-    const patched = await ok('patch', kubeRequest(kc, 'PATCH', `/api/v1/namespaces/${ns}/pods/forger`,
-      { body: { metadata: { annotations: { [PLAN_ANNOTATION]: forged } } }, contentType: 'application/merge-patch+json' })) as Pod;
+    const patched = (await ok(
+      'patch',
+      kubeRequest(kc, 'PATCH', `/api/v1/namespaces/${ns}/pods/forger`, {
+        body: { metadata: { annotations: { [PLAN_ANNOTATION]: forged } } },
+        contentType: 'application/merge-patch+json',
+      }),
+    )) as Pod;
     t.same(routesOf(patched), expectRoutes(svc.spec.clusterIP), 'replaced at UPDATE');
-    const removed = await ok('patch', kubeRequest(kc, 'PATCH', `/api/v1/namespaces/${ns}/pods/forger`,
-      { body: { metadata: { annotations: { [PLAN_ANNOTATION]: null } } }, contentType: 'application/merge-patch+json' })) as Pod;
+    const removed = (await ok(
+      'patch',
+      kubeRequest(kc, 'PATCH', `/api/v1/namespaces/${ns}/pods/forger`, {
+        body: { metadata: { annotations: { [PLAN_ANNOTATION]: null } } },
+        contentType: 'application/merge-patch+json',
+      }),
+    )) as Pod;
     t.equal(planOf(removed), planOf(p), 'and removing it puts it back');
   });
 
@@ -155,24 +211,61 @@ if (cp) {
 
   await t.test('change hooks see Route edits, Service recreation and namespace label changes', async (t) => {
     const events: ChangeEvent<unknown>[] = [];
-    const offs = [caches.onRouteChange((e) => events.push(e)), caches.onServiceChange((e) => events.push(e)), caches.onNamespaceChange((e) => events.push(e))];
+    const offs = [
+      caches.onRouteChange((e) => events.push(e)),
+      caches.onServiceChange((e) => events.push(e)),
+      caches.onNamespaceChange((e) => events.push(e)),
+    ];
     t.teardown(() => offs.forEach((off) => off()));
-    await ok('route patch', kubeRequest(kc, 'PATCH', '/apis/k8s.ovn.org/v1/routes/e2e-target',
-      { body: { spec: { route: [{ dst: '172.16.20.0/24', dev: 'eth1' }] } }, contentType: 'application/merge-patch+json' }));
+    await ok(
+      'route patch',
+      kubeRequest(kc, 'PATCH', '/apis/k8s.ovn.org/v1/routes/e2e-target', {
+        body: { spec: { route: [{ dst: '172.16.20.0/24', dev: 'eth1' }] } },
+        contentType: 'application/merge-patch+json',
+      }),
+    );
     await ok('svc delete', kubeRequest(kc, 'DELETE', `/api/v1/namespaces/${ns}/services/nginx`));
     const oldIP = svc.spec.clusterIP as string;
     svc = await ok('svc recreate', kubeRequest(kc, 'POST', `/api/v1/namespaces/${ns}/services`, { body: svcBody }));
-    await ok('ns label', kubeRequest(kc, 'PATCH', `/api/v1/namespaces/${ns}`, { body: { metadata: { labels: { team: 'a' } } }, contentType: 'application/merge-patch+json' }));
-    await until('all four changes seen', () => caches.namespaces.get(ns)?.metadata?.labels?.team === 'a' && caches.service(ns, 'nginx')?.spec?.clusterIP === svc.spec.clusterIP);
+    await ok(
+      'ns label',
+      kubeRequest(kc, 'PATCH', `/api/v1/namespaces/${ns}`, {
+        body: { metadata: { labels: { team: 'a' } } },
+        contentType: 'application/merge-patch+json',
+      }),
+    );
+    await until(
+      'all four changes seen',
+      () =>
+        caches.namespaces.get(ns)?.metadata?.labels?.team === 'a' && caches.service(ns, 'nginx')?.spec?.clusterIP === svc.spec.clusterIP,
+    );
     const route = events.find((e) => e.resource === 'routes') as ChangeEvent<any> | undefined;
     t.equal(route?.type, 'update', 'Route: an update event');
-    t.same([route?.old?.spec?.route, route?.object?.spec?.route], [[{ dst: '172.16.10.0/24', dev: 'eth1' }], [{ dst: '172.16.20.0/24', dev: 'eth1' }]], 'Route: old and new spec');
+    t.same(
+      [route?.old?.spec?.route, route?.object?.spec?.route],
+      [[{ dst: '172.16.10.0/24', dev: 'eth1' }], [{ dst: '172.16.20.0/24', dev: 'eth1' }]],
+      'Route: old and new spec',
+    );
     const svcs = events.filter((e) => e.resource === 'services') as ChangeEvent<any>[];
-    t.same(svcs.map((e) => [e.type, e.object.spec?.clusterIP]), [['delete', oldIP], ['add', svc.spec.clusterIP]], 'Service: deleted, then added with its new ClusterIP');
+    t.same(
+      svcs.map((e) => [e.type, e.object.spec?.clusterIP]),
+      [
+        ['delete', oldIP],
+        ['add', svc.spec.clusterIP],
+      ],
+      'Service: deleted, then added with its new ClusterIP',
+    );
     const nsEv = events.find((e) => e.resource === 'namespaces') as ChangeEvent<any> | undefined;
     t.same([nsEv?.old?.metadata?.labels?.team, nsEv?.object?.metadata?.labels?.team], [undefined, 'a'], 'Namespace: old and new labels');
     const p = await create(ns, pod('after'));
-    t.same(routesOf(p), [{ dst: `${svc.spec.clusterIP}/32`, dev: 'eth1' }, { dst: '172.16.20.0/24', dev: 'eth1' }], 'new pods get the new ClusterIP and the edited CIDR');
+    t.same(
+      routesOf(p),
+      [
+        { dst: `${svc.spec.clusterIP}/32`, dev: 'eth1' },
+        { dst: '172.16.20.0/24', dev: 'eth1' },
+      ],
+      'new pods get the new ClusterIP and the edited CIDR',
+    );
   });
 
   await t.test('metrics reflect what happened', async (t) => {

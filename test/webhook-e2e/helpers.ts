@@ -27,26 +27,44 @@ export { until } from '../util/until.js';
 
 /** Fail with the server's message unless the status is one of `ok`. */
 export function expectStatus(res: KubeResponse, ok: number[], what: string): KubeResponse {
-  if (!ok.includes(res.status)) throw new Error(`${what}: HTTP ${res.status}: ${res.body?.message ?? JSON.stringify(res.body).slice(0, 300)}`);
+  if (!ok.includes(res.status))
+    throw new Error(`${what}: HTTP ${res.status}: ${res.body?.message ?? JSON.stringify(res.body).slice(0, 300)}`);
   return res;
 }
 
 /** A minimal pod (no scheduler or kubelet runs: it stays Pending, which is all we need). */
-export function podBody(name: string | { generateName: string }, opts: { labels?: Record<string, string>; annotations?: Record<string, string>; hostNetwork?: boolean } = {}): Pod {
+export function podBody(
+  name: string | { generateName: string },
+  opts: { labels?: Record<string, string>; annotations?: Record<string, string>; hostNetwork?: boolean } = {},
+): Pod {
   return {
-    apiVersion: 'v1', kind: 'Pod',
-    metadata: { ...(typeof name === 'string' ? { name } : name), ...(opts.labels ? { labels: opts.labels } : {}), ...(opts.annotations ? { annotations: opts.annotations } : {}) },
-    spec: { containers: [{ name: 'c', image: 'registry.invalid/none:1' }], nodeName: 'node-1', ...(opts.hostNetwork ? { hostNetwork: true } : {}) },
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: {
+      ...(typeof name === 'string' ? { name } : name),
+      ...(opts.labels ? { labels: opts.labels } : {}),
+      ...(opts.annotations ? { annotations: opts.annotations } : {}),
+    },
+    spec: {
+      containers: [{ name: 'c', image: 'registry.invalid/none:1' }],
+      nodeName: 'node-1',
+      ...(opts.hostNetwork ? { hostNetwork: true } : {}),
+    },
   };
 }
 
 /** Create a pod; resolves with the stored object (after admission). */
 export async function createPod(kc: KubeConfig, namespace: string, pod: Pod): Promise<Pod> {
-  return expectStatus(await kubeRequest(kc, 'POST', `/api/v1/namespaces/${namespace}/pods`, { body: pod }), [201], `create pod in ${namespace}`).body as Pod;
+  return expectStatus(
+    await kubeRequest(kc, 'POST', `/api/v1/namespaces/${namespace}/pods`, { body: pod }),
+    [201],
+    `create pod in ${namespace}`,
+  ).body as Pod;
 }
 
 export async function getPod(kc: KubeConfig, namespace: string, name: string): Promise<Pod> {
-  return expectStatus(await kubeRequest(kc, 'GET', `/api/v1/namespaces/${namespace}/pods/${name}`), [200], `get pod ${namespace}/${name}`).body as Pod;
+  return expectStatus(await kubeRequest(kc, 'GET', `/api/v1/namespaces/${namespace}/pods/${name}`), [200], `get pod ${namespace}/${name}`)
+    .body as Pod;
 }
 
 export const planAnnotation = (pod: Pod): string | undefined => pod.metadata?.annotations?.[PLAN_ANNOTATION];
@@ -64,14 +82,19 @@ export function planRoutes(pod: Pod, keys: PlanKey[]): string[] | null {
 }
 
 export async function createNamespace(kc: KubeConfig, name: string, labels: Record<string, string> = {}): Promise<void> {
-  expectStatus(await kubeRequest(kc, 'POST', '/api/v1/namespaces', { body: { metadata: { name, labels } } }), [201, 409], `create namespace ${name}`);
+  expectStatus(
+    await kubeRequest(kc, 'POST', '/api/v1/namespaces', { body: { metadata: { name, labels } } }),
+    [201, 409],
+    `create namespace ${name}`,
+  );
 }
 
 const ROUTES = '/apis/k8s.ovn.org/v1/routes';
 
 export async function applyRoute(kc: KubeConfig, name: string, spec: Record<string, unknown>): Promise<void> {
   const res = await kubeRequest(kc, 'PATCH', `${ROUTES}/${name}`, {
-    query: { fieldManager: 'e2e', force: 'true' }, contentType: 'application/apply-patch+yaml',
+    query: { fieldManager: 'e2e', force: 'true' },
+    contentType: 'application/apply-patch+yaml',
     body: { apiVersion: 'k8s.ovn.org/v1', kind: 'Route', metadata: { name }, spec },
   });
   expectStatus(res, [200, 201], `apply Route ${name}`);
@@ -89,16 +112,33 @@ export async function deleteRoute(kc: KubeConfig, name: string): Promise<void> {
  * Write a kubeconfig at `path` that authenticates as ServiceAccount `namespace/name` (a
  * TokenRequest token), so a process runs with exactly the RBAC deploy/ grants it.
  */
-export async function serviceAccountKubeconfig(kc: KubeConfig, server: string, caPem: string, namespace: string, name: string, path: string): Promise<string> {
-  const tr = expectStatus(await kubeRequest(kc, 'POST', `/api/v1/namespaces/${namespace}/serviceaccounts/${name}/token`, {
-    body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest', spec: { expirationSeconds: 3600 } },
-  }), [201], `token for ServiceAccount ${namespace}/${name}`);
-  writeFileSync(path, JSON.stringify({
-    apiVersion: 'v1', kind: 'Config', 'current-context': 'sa',
-    clusters: [{ name: 'c', cluster: { server, 'certificate-authority-data': Buffer.from(caPem).toString('base64') } }],
-    users: [{ name: 'sa', user: { token: tr.body.status.token } }],
-    contexts: [{ name: 'sa', context: { cluster: 'c', user: 'sa' } }],
-  }), { mode: 0o600 });
+export async function serviceAccountKubeconfig(
+  kc: KubeConfig,
+  server: string,
+  caPem: string,
+  namespace: string,
+  name: string,
+  path: string,
+): Promise<string> {
+  const tr = expectStatus(
+    await kubeRequest(kc, 'POST', `/api/v1/namespaces/${namespace}/serviceaccounts/${name}/token`, {
+      body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest', spec: { expirationSeconds: 3600 } },
+    }),
+    [201],
+    `token for ServiceAccount ${namespace}/${name}`,
+  );
+  writeFileSync(
+    path,
+    JSON.stringify({
+      apiVersion: 'v1',
+      kind: 'Config',
+      'current-context': 'sa',
+      clusters: [{ name: 'c', cluster: { server, 'certificate-authority-data': Buffer.from(caPem).toString('base64') } }],
+      users: [{ name: 'sa', user: { token: tr.body.status.token } }],
+      contexts: [{ name: 'sa', context: { cluster: 'c', user: 'sa' } }],
+    }),
+    { mode: 0o600 },
+  );
   return `system:serviceaccount:${namespace}:${name}`;
 }
 
@@ -121,7 +161,9 @@ export interface Addon {
  * API server reaches the test's process by URL); and a kubeconfig for the ServiceAccount.
  */
 export async function installAddon(t: Test, cp: ControlPlane): Promise<Addon> {
-  const manifests = ['crds/route.yaml', 'deploy/namespace.yaml', 'deploy/webhook-rbac.yaml'].flatMap((f) => loadYamlDocuments(join(repoRoot, f)));
+  const manifests = ['crds/route.yaml', 'deploy/namespace.yaml', 'deploy/webhook-rbac.yaml'].flatMap((f) =>
+    loadYamlDocuments(join(repoRoot, f)),
+  );
   for (const r of await applyManifests(cp.kc, manifests)) {
     if (!r.ok) throw new Error(`${r.object}: ${r.message}`);
   }
@@ -143,9 +185,16 @@ export async function registerWebhook(kc: KubeConfig, port: number, certDir: str
   for (const w of config.webhooks) {
     w.clientConfig = { url: `https://127.0.0.1:${port}/mutate`, caBundle: readFileSync(join(certDir, 'ca-bundle.b64'), 'utf8').trim() };
   }
-  const res = await kubeRequest(kc, 'PATCH', `/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/${config.metadata.name}`, {
-    query: { fieldManager: 'e2e', force: 'true' }, contentType: 'application/apply-patch+yaml', body: config,
-  });
+  const res = await kubeRequest(
+    kc,
+    'PATCH',
+    `/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/${config.metadata.name}`,
+    {
+      query: { fieldManager: 'e2e', force: 'true' },
+      contentType: 'application/apply-patch+yaml',
+      body: config,
+    },
+  );
   expectStatus(res, [200, 201], 'register the MutatingWebhookConfiguration');
   return config;
 }
@@ -165,36 +214,69 @@ export interface WebhookProcess {
 }
 
 /** Start `ovnkube-route webhook` with certs from `certDir`; resolves once it listens. */
-export async function startWebhook(opts: { kubeconfig: string; certDir: string; port?: number; args?: string[]; env?: NodeJS.ProcessEnv }): Promise<WebhookProcess> {
+export async function startWebhook(opts: {
+  kubeconfig: string;
+  certDir: string;
+  port?: number;
+  args?: string[];
+  env?: NodeJS.ProcessEnv;
+}): Promise<WebhookProcess> {
   const { certDir } = opts;
-  const child = spawn(process.execPath, [cliPath, 'webhook',
-    '--tls-cert', join(certDir, 'tls.crt'), '--tls-key', join(certDir, 'tls.key'), '--plan-key', join(certDir, 'plan.key'),
-    '--kubeconfig', opts.kubeconfig, '--listen-address', '127.0.0.1', '--port', String(opts.port ?? 0), ...(opts.args ?? [])],
-  { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...opts.env } });
+  const child = spawn(
+    process.execPath,
+    [
+      cliPath,
+      'webhook',
+      '--tls-cert',
+      join(certDir, 'tls.crt'),
+      '--tls-key',
+      join(certDir, 'tls.key'),
+      '--plan-key',
+      join(certDir, 'plan.key'),
+      '--kubeconfig',
+      opts.kubeconfig,
+      '--listen-address',
+      '127.0.0.1',
+      '--port',
+      String(opts.port ?? 0),
+      ...(opts.args ?? []),
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...opts.env } },
+  );
   const logs: Record<string, any>[] = [];
   const exited = once(child, 'exit').then(([code, sig]) => (sig as string | null) ?? (code as number));
   const port = await new Promise<number>((resolve, reject) => {
     createInterface(child.stderr!).on('line', (l) => {
       let o: Record<string, any>;
-      try { o = JSON.parse(l); } catch { o = { msg: l }; }
+      try {
+        o = JSON.parse(l);
+      } catch {
+        o = { msg: l };
+      }
       logs.push(o);
       if (o.msg === 'webhook listening') resolve(o.port);
     });
     void exited.then((how) => reject(new Error(`webhook exited (${how}) before listening: ${JSON.stringify(logs.slice(-5))}`)));
   });
   const ca = readFileSync(join(certDir, 'ca.crt'));
-  const get = (path: string) => new Promise<{ status: number; body: string }>((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, ca, agent: false, timeout: 10_000 }, (res) => {
-      let b = '';
-      res.on('data', (d: Buffer) => { b += d.toString(); });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: b }));
+  const get = (path: string) =>
+    new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = request({ host: '127.0.0.1', port, path, ca, agent: false, timeout: 10_000 }, (res) => {
+        let b = '';
+        res.on('data', (d: Buffer) => {
+          b += d.toString();
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: b }));
+      });
+      req.on('timeout', () => req.destroy(new Error(`GET ${path}: no answer in 10 s`)));
+      req.on('error', reject);
+      req.end();
     });
-    req.on('timeout', () => req.destroy(new Error(`GET ${path}: no answer in 10 s`)));
-    req.on('error', reject);
-    req.end();
-  });
   return {
-    child, port, logs, get,
+    child,
+    port,
+    logs,
+    get,
     async metric(name, labels = {}) {
       return metricSum((await get('/metrics')).body, name, labels);
     },

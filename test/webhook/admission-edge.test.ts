@@ -16,7 +16,12 @@ const key = testKey();
 const keys = [key];
 const registry = new Registry();
 const caches = clusterCaches();
-const app = buildApp({ admit: { caches, mode: 'default', keys }, readiness: () => ({ ready: caches.isSynced(), detail: 'x' }), registry, cacheGauges: caches });
+const app = buildApp({
+  admit: { caches, mode: 'default', keys },
+  readiness: () => ({ ready: caches.isSynced(), detail: 'x' }),
+  registry,
+  cacheGauges: caches,
+});
 t.teardown(() => app.close());
 
 async function post(review: unknown, on = app): Promise<AdmissionReview> {
@@ -28,8 +33,9 @@ const planOf = (p: Pod) => p.metadata?.annotations?.[PLAN_ANNOTATION];
 const removeOp = [{ op: 'remove', path: '/metadata/annotations/routes.k8s.ovn.org~1plan' }];
 
 t.test('before the caches sync, only signatures are enforced and /readyz says not ready', async (t) => {
-  const stores = Object.fromEntries(CACHED_RESOURCES.map((r) => [r, new ObjectStore<KubeObject>(r)])) as
-    ConstructorParameters<typeof ClusterCaches>[0];
+  const stores = Object.fromEntries(CACHED_RESOURCES.map((r) => [r, new ObjectStore<KubeObject>(r)])) as ConstructorParameters<
+    typeof ClusterCaches
+  >[0];
   const unsynced = new ClusterCaches(stores);
   const u = buildApp({
     admit: { caches: unsynced, mode: 'default', keys },
@@ -47,39 +53,86 @@ t.test('before the caches sync, only signatures are enforced and /readyz says no
   const create = (v: string | undefined) => reviewWith('review-create-replicaset-pod.json', (p) => annotate(p, PLAN_ANNOTATION, v));
   t.same(patchOps((await post(create(undefined), u)).response), [], 'CREATE without a plan: no patch (the controller stamps it later)');
   t.same(patchOps((await post(create(forged), u)).response), removeOp, 'CREATE with a forged plan: removed');
-  t.same(patchOps((await post(create(valid), u)).response), removeOp, 'CREATE with a valid-looking plan: removed (nothing is computed yet)');
+  t.same(
+    patchOps((await post(create(valid), u)).response),
+    removeOp,
+    'CREATE with a valid-looking plan: removed (nothing is computed yet)',
+  );
   const update = (now: string | undefined, before: string | undefined) =>
-    reviewWith('review-update-pod.json', (p) => annotate(p, PLAN_ANNOTATION, now), (o) => annotate(o, PLAN_ANNOTATION, before));
+    reviewWith(
+      'review-update-pod.json',
+      (p) => annotate(p, PLAN_ANNOTATION, now),
+      (o) => annotate(o, PLAN_ANNOTATION, before),
+    );
   t.same(patchOps((await post(update(valid, valid), u)).response), [], 'UPDATE keeping a verified plan: no patch');
-  t.same(patchOps((await post(update(forged, valid), u)).response),
-    [{ op: 'replace', path: '/metadata/annotations/routes.k8s.ovn.org~1plan', value: valid }], 'UPDATE writing a forged plan: the previous one is restored');
+  t.same(
+    patchOps((await post(update(forged, valid), u)).response),
+    [{ op: 'replace', path: '/metadata/annotations/routes.k8s.ovn.org~1plan', value: valid }],
+    'UPDATE writing a forged plan: the previous one is restored',
+  );
   t.same(patchOps((await post(update(forged, forged), u)).response), removeOp, 'UPDATE of a pod carrying a forged plan: removed');
 });
 
 t.test('the readiness gate is added on CREATE when the label asks for it and the pod gets a plan', async (t) => {
-  const gated = (p: Pod) => { p.metadata!.labels![READINESS_GATE_LABEL] = 'true'; };
+  const gated = (p: Pod) => {
+    p.metadata!.labels![READINESS_GATE_LABEL] = 'true';
+  };
   const review = reviewWith('review-create-replicaset-pod.json', gated);
   const answer = await post(review);
   const pod = applyResponse(review.request.object, answer);
   t.same(pod.spec?.readinessGates, [{ conditionType: READY_CONDITION }], 'gate added');
   t.ok(planOf(pod), 'plan stamped');
   t.same(patchOps((await post({ ...review, request: { ...review.request, object: pod } })).response), [], 'reinvocation: no patch');
-  const host = reviewWith('review-create-replicaset-pod.json', (p) => { gated(p); p.spec!.hostNetwork = true; });
+  const host = reviewWith('review-create-replicaset-pod.json', (p) => {
+    gated(p);
+    p.spec!.hostNetwork = true;
+  });
   t.same(patchOps((await post(host)).response), [], 'no gate for a pod that gets no plan (nothing would ever satisfy it)');
   const upd = reviewWith('review-update-pod.json', gated, () => {});
   t.notOk(applyResponse(upd.request.object, await post(upd)).spec?.readinessGates, 'no gate on UPDATE (readinessGates are immutable)');
-  const kept = reviewWith('review-create-replicaset-pod.json', (p) => { gated(p); p.spec!.readinessGates = [{ conditionType: 'example.com/other' }]; });
-  t.same(applyResponse(kept.request.object, await post(kept)).spec?.readinessGates,
-    [{ conditionType: 'example.com/other' }, { conditionType: READY_CONDITION }], 'existing gates kept, ours appended');
+  const kept = reviewWith('review-create-replicaset-pod.json', (p) => {
+    gated(p);
+    p.spec!.readinessGates = [{ conditionType: 'example.com/other' }];
+  });
+  t.same(
+    applyResponse(kept.request.object, await post(kept)).spec?.readinessGates,
+    [{ conditionType: 'example.com/other' }, { conditionType: READY_CONDITION }],
+    'existing gates kept, ours appended',
+  );
 });
 
 t.test('requests that are not pod CREATE/UPDATE are allowed untouched', async (t) => {
   const cases: [string, (r: ReturnType<typeof loadReview>) => void][] = [
-    ['a Deployment', (r) => { r.request.kind = { group: 'apps', version: 'v1', kind: 'Deployment' }; }],
-    ['no request.kind', (r) => { delete r.request.kind; }],
-    ['the pods/status subresource', (r) => { r.request.subResource = 'status'; }],
-    ['a DELETE', (r) => { r.request.operation = 'DELETE'; }],
-    ['a CONNECT', (r) => { r.request.operation = 'CONNECT'; }],
+    [
+      'a Deployment',
+      (r) => {
+        r.request.kind = { group: 'apps', version: 'v1', kind: 'Deployment' };
+      },
+    ],
+    [
+      'no request.kind',
+      (r) => {
+        delete r.request.kind;
+      },
+    ],
+    [
+      'the pods/status subresource',
+      (r) => {
+        r.request.subResource = 'status';
+      },
+    ],
+    [
+      'a DELETE',
+      (r) => {
+        r.request.operation = 'DELETE';
+      },
+    ],
+    [
+      'a CONNECT',
+      (r) => {
+        r.request.operation = 'CONNECT';
+      },
+    ],
   ];
   for (const [what, edit] of cases) {
     const r = reviewWith('review-create-replicaset-pod.json', (p) => annotate(p, PLAN_ANNOTATION, 'forged'));
@@ -93,23 +146,85 @@ t.test('requests that are not pod CREATE/UPDATE are allowed untouched', async (t
 
 t.test('malformed content inside a valid envelope fails open with a code and message', async (t) => {
   const cases: [string, (r: ReturnType<typeof loadReview>) => void, RegExp][] = [
-    ['no object', (r) => { delete r.request.object; }, /request\.object: expected the Pod object/],
-    ['object is a string', (r) => { r.request.object = 'pod'; }, /request\.object/],
-    ['metadata is an array', (r) => { (r.request.object as { metadata: unknown }).metadata = []; }, /metadata: expected an object/],
-    ['annotations is a string', (r) => { (r.request.object as Pod).metadata!.annotations = 'x' as never; }, /annotations: expected a map/],
-    ['no namespace anywhere', (r) => { delete r.request.namespace; delete (r.request.object as Pod).metadata!.namespace; }, /must name its namespace/],
+    [
+      'no object',
+      (r) => {
+        delete r.request.object;
+      },
+      /request\.object: expected the Pod object/,
+    ],
+    [
+      'object is a string',
+      (r) => {
+        r.request.object = 'pod';
+      },
+      /request\.object/,
+    ],
+    [
+      'metadata is an array',
+      (r) => {
+        (r.request.object as { metadata: unknown }).metadata = [];
+      },
+      /metadata: expected an object/,
+    ],
+    [
+      'annotations is a string',
+      (r) => {
+        (r.request.object as Pod).metadata!.annotations = 'x' as never;
+      },
+      /annotations: expected a map/,
+    ],
+    [
+      'no namespace anywhere',
+      (r) => {
+        delete r.request.namespace;
+        delete (r.request.object as Pod).metadata!.namespace;
+      },
+      /must name its namespace/,
+    ],
     // Issue #16, defect 9: these were answered as internal errors (code 500).
-    ['ownerReferences holds null', (r) => { (r.request.object as Pod).metadata!.ownerReferences = [null as never]; },
-      /^request\.object\.metadata\.ownerReferences\[0\]: expected an owner reference object \(kind, name, \.\.\.\), got null$/],
-    ['ownerReferences after a good one holds null', (r) => { (r.request.object as Pod).metadata!.ownerReferences!.push(null as never); },
-      /^request\.object\.metadata\.ownerReferences\[1\]: expected an owner reference object/],
-    ['ownerReferences is an object', (r) => { (r.request.object as Pod).metadata!.ownerReferences = { kind: 'ReplicaSet' } as never; },
-      /^request\.object\.metadata\.ownerReferences: expected a list of owner references/],
-    ['owner kind is a number', (r) => { (r.request.object as Pod).metadata!.ownerReferences = [{ kind: 7, name: 'x' } as never]; },
-      /^request\.object\.metadata\.ownerReferences\[0\]\.kind: expected a string, got 7$/],
-    ['labels is a list', (r) => { (r.request.object as Pod).metadata!.labels = ['app'] as never; }, /^request\.object\.metadata\.labels: expected a map of strings/],
-    ['a label value is null', (r) => { (r.request.object as Pod).metadata!.labels = { app: null } as never; },
-      /^request\.object\.metadata\.labels\["app"\]: expected a string value, got null$/],
+    [
+      'ownerReferences holds null',
+      (r) => {
+        (r.request.object as Pod).metadata!.ownerReferences = [null as never];
+      },
+      /^request\.object\.metadata\.ownerReferences\[0\]: expected an owner reference object \(kind, name, \.\.\.\), got null$/,
+    ],
+    [
+      'ownerReferences after a good one holds null',
+      (r) => {
+        (r.request.object as Pod).metadata!.ownerReferences!.push(null as never);
+      },
+      /^request\.object\.metadata\.ownerReferences\[1\]: expected an owner reference object/,
+    ],
+    [
+      'ownerReferences is an object',
+      (r) => {
+        (r.request.object as Pod).metadata!.ownerReferences = { kind: 'ReplicaSet' } as never;
+      },
+      /^request\.object\.metadata\.ownerReferences: expected a list of owner references/,
+    ],
+    [
+      'owner kind is a number',
+      (r) => {
+        (r.request.object as Pod).metadata!.ownerReferences = [{ kind: 7, name: 'x' } as never];
+      },
+      /^request\.object\.metadata\.ownerReferences\[0\]\.kind: expected a string, got 7$/,
+    ],
+    [
+      'labels is a list',
+      (r) => {
+        (r.request.object as Pod).metadata!.labels = ['app'] as never;
+      },
+      /^request\.object\.metadata\.labels: expected a map of strings/,
+    ],
+    [
+      'a label value is null',
+      (r) => {
+        (r.request.object as Pod).metadata!.labels = { app: null } as never;
+      },
+      /^request\.object\.metadata\.labels\["app"\]: expected a string value, got null$/,
+    ],
   ];
   for (const [what, edit, msg] of cases) {
     const r = loadReview('review-create-replicaset-pod.json');
@@ -132,7 +247,10 @@ t.test('a plan too large to encode is never truncated: the pod gets none', async
   const r = new Registry();
   const a = buildApp({ admit: { caches: c, mode: 'default', keys }, readiness: () => ({ ready: true, detail: '' }), registry: r });
   t.teardown(() => a.close());
-  const answer = await post(reviewWith('review-create-replicaset-pod.json', (p) => annotate(p, PLAN_ANNOTATION, 'forged')), a);
+  const answer = await post(
+    reviewWith('review-create-replicaset-pod.json', (p) => annotate(p, PLAN_ANNOTATION, 'forged')),
+    a,
+  );
   t.same(patchOps(answer.response), removeOp, 'no plan; the forged one removed');
   t.match(await r.metrics(), /ovnkube_route_webhook_plans_skipped_total\{reason="encode-error"\} 1/, 'counted as encode-error');
 });
@@ -144,7 +262,12 @@ t.test('envelope errors are 400s with a code and a message, and the app keeps se
     ['another version', { ...base, apiVersion: 'admission.k8s.io/v2' }, 'OVNKR_REVIEW_WRONG_VERSION', /expected "admission.k8s.io\/v1"/],
     ['the wrong kind', { ...base, kind: 'Pod' }, 'OVNKR_REVIEW_WRONG_KIND', /expected "AdmissionReview", got "Pod"/],
     ['no request', { apiVersion: base.apiVersion, kind: base.kind }, 'OVNKR_REVIEW_NO_REQUEST', /\.request: expected/],
-    ['a missing uid', { ...base, request: { ...base.request, uid: undefined } }, 'OVNKR_REVIEW_NO_UID', /\.request\.uid: expected a non-empty string/],
+    [
+      'a missing uid',
+      { ...base, request: { ...base.request, uid: undefined } },
+      'OVNKR_REVIEW_NO_UID',
+      /\.request\.uid: expected a non-empty string/,
+    ],
     ['an empty uid', { ...base, request: { ...base.request, uid: '' } }, 'OVNKR_REVIEW_NO_UID', /got ""/],
     ['an array', [base], 'OVNKR_REVIEW_NOT_OBJECT', /got an array/],
   ];
@@ -154,9 +277,14 @@ t.test('envelope errors are 400s with a code and a message, and the app keeps se
     t.equal(res.json().code, code, `${what}: code ${code}`);
     t.match(res.json().message, msg, `${what}: message`);
   }
-  const bad = await app.inject({ method: 'POST', url: '/mutate', headers: { 'content-type': 'application/json' }, payload: '{"kind":"AdmissionReview",' });
+  const bad = await app.inject({
+    method: 'POST',
+    url: '/mutate',
+    headers: { 'content-type': 'application/json' },
+    payload: '{"kind":"AdmissionReview",',
+  });
   t.equal(bad.statusCode, 400, 'malformed JSON: 400');
-  t.equal(bad.json().code, 'FST_ERR_CTP_INVALID_JSON_BODY', 'with fastify\'s code');
+  t.equal(bad.json().code, 'FST_ERR_CTP_INVALID_JSON_BODY', "with fastify's code");
   const text = await app.inject({ method: 'POST', url: '/mutate', headers: { 'content-type': 'text/plain' }, payload: 'hello' });
   t.equal(text.statusCode, 415, 'a text body: 415');
   const ok = await post(loadReview('review-create-replicaset-pod.json'));
@@ -174,7 +302,11 @@ t.test('/metrics reports requests by outcome, plans, and cache sizes', async (t)
   t.equal(value(/ovnkube_route_webhook_requests_total\{outcome="unsupported-media-type"\} (\d+)/), 1, 'the 415 counted');
   t.ok(value(/ovnkube_route_webhook_requests_total\{outcome="ignored"\} (\d+)/) >= 5, 'ignored requests counted');
   t.ok(value(/ovnkube_route_webhook_requests_total\{outcome="failed-open"\} (\d+)/) >= 5, 'failed-open requests counted');
-  t.match(m, /ovnkube_route_webhook_request_duration_seconds_bucket\{le="[0-9.e+-]+",outcome="patched"\} \d+/, 'latency histogram by outcome');
+  t.match(
+    m,
+    /ovnkube_route_webhook_request_duration_seconds_bucket\{le="[0-9.e+-]+",outcome="patched"\} \d+/,
+    'latency histogram by outcome',
+  );
   t.ok(value(/ovnkube_route_webhook_plans_stamped_total (\d+)/) >= 3, 'stamped plans counted');
   t.ok(value(/ovnkube_route_webhook_plans_skipped_total\{reason="host-network"\} (\d+)/) >= 1, 'skips counted by reason');
   t.equal(value(/ovnkube_route_cache_objects\{resource="routes"\} (\d+)/), 2, 'cache sizes: 2 routes');
@@ -184,11 +316,19 @@ t.test('/metrics reports requests by outcome, plans, and cache sizes', async (t)
 });
 
 t.test('buildApp validates its options and throws coded errors', async (t) => {
-  const good: AppOptions = { admit: { caches, mode: 'default', keys }, readiness: () => ({ ready: true, detail: '' }), registry: new Registry() };
+  const good: AppOptions = {
+    admit: { caches, mode: 'default', keys },
+    readiness: () => ({ ready: true, detail: '' }),
+    registry: new Registry(),
+  };
   const bad: [string, Partial<AppOptions>, RegExp][] = [
     ['a tiny body limit', { bodyLimit: 10 }, /bodyLimit must be >= 1024/],
     ['a fractional timeout', { requestTimeoutMs: 1.5 }, /requestTimeoutMs must be integer/],
-    ['headers timeout over request timeout', { headersTimeoutMs: 20_000, requestTimeoutMs: 10_000 }, /headersTimeoutMs \(20000\) must not exceed requestTimeoutMs/],
+    [
+      'headers timeout over request timeout',
+      { headersTimeoutMs: 20_000, requestTimeoutMs: 10_000 },
+      /headersTimeoutMs \(20000\) must not exceed requestTimeoutMs/,
+    ],
     ['no plan key', { admit: { caches, mode: 'default', keys: [] } }, /admit\.keys must hold at least one plan key/],
     ['an unknown mode', { admit: { caches, mode: 'sometimes' as never, keys } }, /admit\.mode must be "default" or "opt-in"/],
   ];
@@ -199,5 +339,5 @@ t.test('buildApp validates its options and throws coded errors', async (t) => {
   t.teardown(() => a.close());
   const res = await a.inject({ method: 'POST', url: '/mutate', payload: loadReview('review-create-replicaset-pod.json') as object });
   t.equal(res.statusCode, 413, 'the bodyLimit given is the one enforced');
-  t.equal(res.json().code, 'FST_ERR_CTP_BODY_TOO_LARGE', 'with fastify\'s code');
+  t.equal(res.json().code, 'FST_ERR_CTP_BODY_TOO_LARGE', "with fastify's code");
 });

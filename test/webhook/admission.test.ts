@@ -70,7 +70,11 @@ t.test('a pod created by a ReplicaSet (generateName, no name, no uid, no annotat
 });
 
 t.test('the annotation key is escaped as ~1 when the pod already has annotations', async (t) => {
-  const review = reviewWith('review-update-pod.json', () => {}, () => {});
+  const review = reviewWith(
+    'review-update-pod.json',
+    () => {},
+    () => {},
+  );
   const { answer, pod } = await admitTwice(t, review);
   const raw = Buffer.from(answer.response!.patch!, 'base64').toString();
   t.match(raw, '"path":"/metadata/annotations/routes.k8s.ovn.org~1plan"', 'the "/" of the key is ~1 in the JSON pointer');
@@ -85,14 +89,22 @@ const forgeries: [string, string, boolean][] = [
   ['our plan signed for another namespace', signedFor({ v: 1, routes: TARGET_ROUTES }, 'kube-system'), false],
   ['a plan with a tampered route', expected.replace('172.16.10.0/24', '172.16.11.0/24'), false],
   ['text that is no plan at all', 'route everything via eth1 please', false],
-  ['a validly signed plan copied from another pod of the namespace', signedFor({ v: 1, routes: [{ dst: '10.0.0.0/8', dev: 'eth1' }] }, 'default'), true],
+  [
+    'a validly signed plan copied from another pod of the namespace',
+    signedFor({ v: 1, routes: [{ dst: '10.0.0.0/8', dev: 'eth1' }] }, 'default'),
+    true,
+  ],
 ];
 
 t.test('a forged plan never survives CREATE', async (t) => {
   for (const [what, value, signed] of forgeries) {
     const review = reviewWith('review-create-replicaset-pod.json', (p) => annotate(p, PLAN_ANNOTATION, value));
     const { answer, pod } = await admitTwice(t, review);
-    t.same(patchOps(answer.response), [{ op: 'replace', path: '/metadata/annotations/routes.k8s.ovn.org~1plan', value: expected }], `${what}: replaced`);
+    t.same(
+      patchOps(answer.response),
+      [{ op: 'replace', path: '/metadata/annotations/routes.k8s.ovn.org~1plan', value: expected }],
+      `${what}: replaced`,
+    );
     t.equal(planIn(pod), expected, `${what}: the pod carries the computed plan`);
     t.equal(answer.response?.warnings?.length ?? 0, signed ? 0 : 1, `${what}: ${signed ? 'no warning' : 'the author is warned'}`);
   }
@@ -100,83 +112,192 @@ t.test('a forged plan never survives CREATE', async (t) => {
 
 t.test('UPDATE: the plan annotation cannot be altered after creation', async (t) => {
   for (const [what, value] of forgeries) {
-    const review = reviewWith('review-update-pod.json', (p) => annotate(p, PLAN_ANNOTATION, value), (o) => annotate(o, PLAN_ANNOTATION, expected));
+    const review = reviewWith(
+      'review-update-pod.json',
+      (p) => annotate(p, PLAN_ANNOTATION, value),
+      (o) => annotate(o, PLAN_ANNOTATION, expected),
+    );
     const { pod } = await admitTwice(t, review);
     t.equal(planIn(pod), expected, `${what} written by an update is replaced`);
   }
-  const removed = reviewWith('review-update-pod.json', () => {}, (o) => annotate(o, PLAN_ANNOTATION, expected));
+  const removed = reviewWith(
+    'review-update-pod.json',
+    () => {},
+    (o) => annotate(o, PLAN_ANNOTATION, expected),
+  );
   t.equal(planIn((await admitTwice(t, removed)).pod), expected, 'removing the plan by an update puts it back');
 
-  const labelOnly = reviewWith('review-update-pod.json', (p) => { annotate(p, PLAN_ANNOTATION, expected); p.metadata!.labels!.tier = 'front'; },
-    (o) => annotate(o, PLAN_ANNOTATION, expected));
+  const labelOnly = reviewWith(
+    'review-update-pod.json',
+    (p) => {
+      annotate(p, PLAN_ANNOTATION, expected);
+      p.metadata!.labels!.tier = 'front';
+    },
+    (o) => annotate(o, PLAN_ANNOTATION, expected),
+  );
   t.same(patchOps((await post(labelOnly)).response), [], 'an unrelated update of a stamped pod gets no patch');
 
-  const optOut = reviewWith('review-update-pod.json', (p) => { annotate(p, PLAN_ANNOTATION, expected); p.metadata!.labels![INJECT_LABEL] = 'disabled'; },
-    (o) => annotate(o, PLAN_ANNOTATION, expected));
-  t.same(patchOps((await admitTwice(t, optOut)).answer.response), [{ op: 'remove', path: '/metadata/annotations/routes.k8s.ovn.org~1plan' }],
-    'opting a running pod out removes its plan');
+  const optOut = reviewWith(
+    'review-update-pod.json',
+    (p) => {
+      annotate(p, PLAN_ANNOTATION, expected);
+      p.metadata!.labels![INJECT_LABEL] = 'disabled';
+    },
+    (o) => annotate(o, PLAN_ANNOTATION, expected),
+  );
+  t.same(
+    patchOps((await admitTwice(t, optOut)).answer.response),
+    [{ op: 'remove', path: '/metadata/annotations/routes.k8s.ovn.org~1plan' }],
+    'opting a running pod out removes its plan',
+  );
 });
 
 t.test('UPDATE by the trusted controller identity', async (t) => {
   const newer = signedFor({ v: 1, routes: [{ dst: '10.86.205.109/32', dev: 'eth1' }] }, 'default');
-  const asController = (value: string | undefined) => reviewWith('review-update-pod.json', (p, r) => {
-    r.request.userInfo = { username: CONTROLLER };
-    annotate(p, PLAN_ANNOTATION, value);
-  }, (o) => annotate(o, PLAN_ANNOTATION, expected));
+  const asController = (value: string | undefined) =>
+    reviewWith(
+      'review-update-pod.json',
+      (p, r) => {
+        r.request.userInfo = { username: CONTROLLER };
+        annotate(p, PLAN_ANNOTATION, value);
+      },
+      (o) => annotate(o, PLAN_ANNOTATION, expected),
+    );
   t.same(patchOps((await post(asController(newer))).response), [], 'a verified plan it writes is let through as-is');
   t.same(patchOps((await post(asController(undefined))).response), [], 'and so is its removal of a plan');
   const forged = await post(asController(forgeries[0]![1]));
-  t.same(patchOps(forged.response), [{ op: 'replace', path: '/metadata/annotations/routes.k8s.ovn.org~1plan', value: expected }],
-    'but an unverifiable value is replaced even from that identity');
-  const asAlice = reviewWith('review-update-pod.json', (p) => annotate(p, PLAN_ANNOTATION, newer), (o) => annotate(o, PLAN_ANNOTATION, expected));
-  t.same(patchOps((await post(asAlice)).response).map((o) => o.op), ['replace'], 'the same verified value from anyone else is replaced');
+  t.same(
+    patchOps(forged.response),
+    [{ op: 'replace', path: '/metadata/annotations/routes.k8s.ovn.org~1plan', value: expected }],
+    'but an unverifiable value is replaced even from that identity',
+  );
+  const asAlice = reviewWith(
+    'review-update-pod.json',
+    (p) => annotate(p, PLAN_ANNOTATION, newer),
+    (o) => annotate(o, PLAN_ANNOTATION, expected),
+  );
+  t.same(
+    patchOps((await post(asAlice)).response).map((o) => o.op),
+    ['replace'],
+    'the same verified value from anyone else is replaced',
+  );
   const caches = clusterCaches();
-  const blank = buildApp({ admit: { caches, mode: 'default', keys, trustedUsers: [''] }, readiness: () => ({ ready: true, detail: '' }), registry: new Registry() });
+  const blank = buildApp({
+    admit: { caches, mode: 'default', keys, trustedUsers: [''] },
+    readiness: () => ({ ready: true, detail: '' }),
+    registry: new Registry(),
+  });
   t.teardown(() => blank.close());
-  const anonymous = reviewWith('review-update-pod.json', (p, r) => { delete r.request.userInfo; annotate(p, PLAN_ANNOTATION, newer); },
-    (o) => annotate(o, PLAN_ANNOTATION, expected));
-  t.same(patchOps((await post(anonymous, blank)).response).map((o) => o.op), ['replace'], 'an empty trusted name never matches a request without a user');
+  const anonymous = reviewWith(
+    'review-update-pod.json',
+    (p, r) => {
+      delete r.request.userInfo;
+      annotate(p, PLAN_ANNOTATION, newer);
+    },
+    (o) => annotate(o, PLAN_ANNOTATION, expected),
+  );
+  t.same(
+    patchOps((await post(anonymous, blank)).response).map((o) => o.op),
+    ['replace'],
+    'an empty trusted name never matches a request without a user',
+  );
 });
 
 t.test('hostNetwork and opted-out pods get no patch, unless they carry a plan', async (t) => {
   const cases: [string, (p: Pod, r: ValidReview) => void][] = [
-    ['hostNetwork pod', (p) => { p.spec!.hostNetwork = true; }],
-    ['pod labelled inject=disabled', (p) => { p.metadata!.labels![INJECT_LABEL] = 'disabled'; }],
-    ['pod in a namespace labelled inject=disabled', (p, r) => { p.metadata!.namespace = 'legacy'; r.request.namespace = 'legacy'; }],
+    [
+      'hostNetwork pod',
+      (p) => {
+        p.spec!.hostNetwork = true;
+      },
+    ],
+    [
+      'pod labelled inject=disabled',
+      (p) => {
+        p.metadata!.labels![INJECT_LABEL] = 'disabled';
+      },
+    ],
+    [
+      'pod in a namespace labelled inject=disabled',
+      (p, r) => {
+        p.metadata!.namespace = 'legacy';
+        r.request.namespace = 'legacy';
+      },
+    ],
   ];
   for (const [what, edit] of cases) {
     const { answer } = await admitTwice(t, reviewWith('review-create-replicaset-pod.json', edit));
     t.same(patchOps(answer.response), [], `${what}: no patch`);
     t.notOk(answer.response?.patchType, `${what}: no patchType`);
-    const forged = await admitTwice(t, reviewWith('review-create-replicaset-pod.json', (p, r) => { edit(p, r); annotate(p, PLAN_ANNOTATION, expected); }));
-    t.same(patchOps(forged.answer.response), [{ op: 'remove', path: '/metadata/annotations/routes.k8s.ovn.org~1plan' }], `${what} with a plan: removed`);
+    const forged = await admitTwice(
+      t,
+      reviewWith('review-create-replicaset-pod.json', (p, r) => {
+        edit(p, r);
+        annotate(p, PLAN_ANNOTATION, expected);
+      }),
+    );
+    t.same(
+      patchOps(forged.answer.response),
+      [{ op: 'remove', path: '/metadata/annotations/routes.k8s.ovn.org~1plan' }],
+      `${what} with a plan: removed`,
+    );
   }
 });
 
 t.test('opt-in mode stamps only pods opted in by label', async (t) => {
   const optIn = makeApp('opt-in');
   t.teardown(() => optIn.close());
-  const plain = await post(reviewWith('review-create-replicaset-pod.json', () => {}), optIn);
+  const plain = await post(
+    reviewWith('review-create-replicaset-pod.json', () => {}),
+    optIn,
+  );
   t.same(patchOps(plain.response), [], 'a pod without the label: no patch');
-  const labelled = await admitTwice(t, reviewWith('review-create-replicaset-pod.json', (p) => { p.metadata!.labels![INJECT_LABEL] = 'enabled'; }), optIn);
+  const labelled = await admitTwice(
+    t,
+    reviewWith('review-create-replicaset-pod.json', (p) => {
+      p.metadata!.labels![INJECT_LABEL] = 'enabled';
+    }),
+    optIn,
+  );
   t.equal(planIn(labelled.pod), expected, 'a pod labelled inject=enabled: stamped');
-  const inTeam = await admitTwice(t, reviewWith('review-create-replicaset-pod.json', (p, r) => { p.metadata!.namespace = 'team-a'; r.request.namespace = 'team-a'; }), optIn);
-  t.equal(planIn(inTeam.pod), signedFor({ v: 1, routes: TARGET_ROUTES }, 'team-a'), 'a pod in a namespace labelled inject=enabled: stamped, signed for that namespace');
+  const inTeam = await admitTwice(
+    t,
+    reviewWith('review-create-replicaset-pod.json', (p, r) => {
+      p.metadata!.namespace = 'team-a';
+      r.request.namespace = 'team-a';
+    }),
+    optIn,
+  );
+  t.equal(
+    planIn(inTeam.pod),
+    signedFor({ v: 1, routes: TARGET_ROUTES }, 'team-a'),
+    'a pod in a namespace labelled inject=enabled: stamped, signed for that namespace',
+  );
 });
 
 t.test('dryRun requests get exactly the same answer', async (t) => {
   for (const edit of [() => {}, (p: Pod) => annotate(p, PLAN_ANNOTATION, forgeries[0]![1])]) {
     const real = await post(reviewWith('review-create-replicaset-pod.json', edit));
-    const dry = await post(reviewWith('review-create-replicaset-pod.json', (p, r) => { edit(p); r.request.dryRun = true; }));
+    const dry = await post(
+      reviewWith('review-create-replicaset-pod.json', (p, r) => {
+        edit(p);
+        r.request.dryRun = true;
+      }),
+    );
     t.same(dry, real, 'same response');
   }
 });
 
 t.test('a namespace missing from the pod object is taken from the request', async (t) => {
-  const review = reviewWith('review-create-replicaset-pod.json', (p) => { delete p.metadata!.namespace; });
+  const review = reviewWith('review-create-replicaset-pod.json', (p) => {
+    delete p.metadata!.namespace;
+  });
   const { answer, pod } = await admitTwice(t, review);
   t.equal(planIn(pod), expected, 'stamped and signed for request.namespace');
-  t.notOk(patchOps(answer.response).some((o) => o.path.includes('namespace')), 'the patch does not add metadata.namespace');
+  t.notOk(
+    patchOps(answer.response).some((o) => o.path.includes('namespace')),
+    'the patch does not add metadata.namespace',
+  );
 });
 
 t.test('a pod whose Routes depend on its final name is left to the controller', async (t) => {
@@ -191,8 +312,22 @@ t.test('a pod whose Routes depend on its final name is left to the controller', 
     registry: new Registry(),
   });
   t.teardown(() => byName.close());
-  const { answer } = await admitTwice(t, reviewWith('review-create-replicaset-pod.json', () => {}), byName);
+  const { answer } = await admitTwice(
+    t,
+    reviewWith('review-create-replicaset-pod.json', () => {}),
+    byName,
+  );
   t.same(patchOps(answer.response), [], 'no plan while the name is unknown');
-  const named = await admitTwice(t, reviewWith('review-create-replicaset-pod.json', (p) => { p.metadata!.name = 'web-7d4f9-abcde'; }), byName);
-  t.equal(planIn(named.pod), signedFor({ v: 1, routes: [{ dst: '172.16.10.0/24', dev: 'eth1' }] }, 'default'), 'stamped once the name is known');
+  const named = await admitTwice(
+    t,
+    reviewWith('review-create-replicaset-pod.json', (p) => {
+      p.metadata!.name = 'web-7d4f9-abcde';
+    }),
+    byName,
+  );
+  t.equal(
+    planIn(named.pod),
+    signedFor({ v: 1, routes: [{ dst: '172.16.10.0/24', dev: 'eth1' }] }, 'default'),
+    'stamped once the name is known',
+  );
 });

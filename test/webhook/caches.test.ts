@@ -11,8 +11,10 @@ import { Informer, type ListResult, type WatchLike } from '../../webhook/caches/
 import { ObjectStore, type ChangeEvent } from '../../webhook/caches/store.js';
 import { clusterObjects } from './helpers.js';
 
-const svc = (name: string, ip: string, rv: string, namespace = 'default'): Service =>
-  ({ metadata: { name, namespace, resourceVersion: rv }, spec: { clusterIP: ip } });
+const svc = (name: string, ip: string, rv: string, namespace = 'default'): Service => ({
+  metadata: { name, namespace, resourceVersion: rv },
+  spec: { clusterIP: ip },
+});
 
 t.test('ObjectStore: events carry old and new, equal resourceVersions are no change', async (t) => {
   const s = new ObjectStore<Service>('services');
@@ -23,28 +25,42 @@ t.test('ObjectStore: events carry old and new, equal resourceVersions are no cha
   s.upsert(svc('a', '10.0.0.2', '2'));
   s.remove(svc('a', '', '3'));
   s.remove(svc('a', '', '3'));
-  t.same(seen.map((e) => [e.type, e.old?.spec?.clusterIP, e.object.spec?.clusterIP, e.resource]), [
-    ['add', undefined, '10.0.0.1', 'services'],
-    ['update', '10.0.0.1', '10.0.0.2', 'services'],
-    ['delete', '10.0.0.2', '', 'services'],
-  ]);
+  t.same(
+    seen.map((e) => [e.type, e.old?.spec?.clusterIP, e.object.spec?.clusterIP, e.resource]),
+    [
+      ['add', undefined, '10.0.0.1', 'services'],
+      ['update', '10.0.0.1', '10.0.0.2', 'services'],
+      ['delete', '10.0.0.2', '', 'services'],
+    ],
+  );
   t.equal(s.size, 0);
   t.notOk(s.isSynced(), 'not synced until a full list');
   s.replace([svc('b', '10.0.0.3', '5'), svc('a', '10.0.0.4', '6', 'kube-system')]);
   t.ok(s.isSynced(), 'replace() marks it synced');
   await s.synced;
   s.replace([svc('b', '10.0.0.3', '5')]);
-  t.same(seen.slice(3).map((e) => `${e.type} ${e.object.metadata?.namespace}/${e.object.metadata?.name}`),
-    ['add default/b', 'add kube-system/a', 'delete kube-system/a'], 'relist: adds, then deletes what vanished, no event for the unchanged');
+  t.same(
+    seen.slice(3).map((e) => `${e.type} ${e.object.metadata?.namespace}/${e.object.metadata?.name}`),
+    ['add default/b', 'add kube-system/a', 'delete kube-system/a'],
+    'relist: adds, then deletes what vanished, no event for the unchanged',
+  );
 });
 
 t.test('ObjectStore: lists are sorted and reused until a change', async (t) => {
   const s = new ObjectStore<Service>('services');
   s.replace([svc('z', '1', '1', 'b'), svc('a', '2', '2', 'b'), svc('m', '3', '3', 'a')]);
   const l1 = s.list();
-  t.same(l1.map((o) => `${o.metadata?.namespace}/${o.metadata?.name}`), ['a/m', 'b/a', 'b/z'], 'by namespace, then name');
+  t.same(
+    l1.map((o) => `${o.metadata?.namespace}/${o.metadata?.name}`),
+    ['a/m', 'b/a', 'b/z'],
+    'by namespace, then name',
+  );
   t.equal(s.list(), l1, 'the same array while nothing changes');
-  t.same(s.list('b').map((o) => o.metadata?.name), ['a', 'z'], 'one namespace');
+  t.same(
+    s.list('b').map((o) => o.metadata?.name),
+    ['a', 'z'],
+    'one namespace',
+  );
   s.upsert(svc('c', '4', '4', 'a'));
   t.not(s.list(), l1, 'a new array after a change');
   t.equal(s.get('c', 'a')?.spec?.clusterIP, '4');
@@ -55,7 +71,9 @@ t.test('ObjectStore: a throwing subscriber is reported and does not stop the oth
   const reported: unknown[] = [];
   const s = new ObjectStore<Service>('services', (err) => reported.push(err));
   const got: string[] = [];
-  s.onChange(() => { throw new Error('subscriber bug'); });
+  s.onChange(() => {
+    throw new Error('subscriber bug');
+  });
   const off = s.onChange((e) => got.push(e.object.metadata!.name!));
   s.upsert(svc('a', '1', '1'));
   off();
@@ -77,7 +95,9 @@ t.test('ClusterCaches from plain objects: lookups and change hooks', async (t) =
   t.equal(c.lookupOwner('Deployment', 'default', 'web'), undefined, 'kinds without a cache end the chain');
   const events: string[] = [];
   c.onServiceChange((e) => events.push(`svc ${e.type} ${e.old?.spec?.clusterIP} -> ${e.object.spec?.clusterIP}`));
-  c.onNamespaceChange((e) => events.push(`ns ${e.type} ${JSON.stringify(e.old?.metadata?.labels)} -> ${JSON.stringify(e.object.metadata?.labels)}`));
+  c.onNamespaceChange((e) =>
+    events.push(`ns ${e.type} ${JSON.stringify(e.old?.metadata?.labels)} -> ${JSON.stringify(e.object.metadata?.labels)}`),
+  );
   const offRoutes = c.onRouteChange((e) => events.push(`route ${e.type} ${e.object.metadata?.name}`));
   c.store('services').upsert(svc('nginx', '10.86.0.99', '99'));
   c.store('namespaces').upsert({ metadata: { name: 'batch', labels: { x: 'y' } } });
@@ -95,14 +115,30 @@ t.test('ClusterCaches from plain objects: lookups and change hooks', async (t) =
 class ScriptedWatch implements WatchLike {
   private calls: Call[] = [];
   private waiting: ((c: Call) => void)[] = [];
-  async watch(path: string, params: Record<string, unknown>, callback: Call['callback'], done: (err: unknown) => void): Promise<AbortController> {
+  async watch(
+    path: string,
+    params: Record<string, unknown>,
+    callback: Call['callback'],
+    done: (err: unknown) => void,
+  ): Promise<AbortController> {
     const controller = new AbortController();
     let ended = false;
-    const call: Call = { path, params, callback, done: (err) => { if (!ended) { ended = true; done(err); } } };
+    const call: Call = {
+      path,
+      params,
+      callback,
+      done: (err) => {
+        if (!ended) {
+          ended = true;
+          done(err);
+        }
+      },
+    };
     // Like client-node's Watch: aborting the request ends the watch with an error.
     controller.signal.addEventListener('abort', () => call.done(new Error('The user aborted a request.')));
     const w = this.waiting.shift();
-    if (w) w(call); else this.calls.push(call);
+    if (w) w(call);
+    else this.calls.push(call);
     return controller;
   }
   next(): Promise<Call> {
@@ -110,14 +146,22 @@ class ScriptedWatch implements WatchLike {
     return c ? Promise.resolve(c) : new Promise((resolve) => this.waiting.push(resolve));
   }
 }
-interface Call { path: string; params: Record<string, unknown>; callback: (phase: string, obj: unknown) => void; done: (err: unknown) => void }
+interface Call {
+  path: string;
+  params: Record<string, unknown>;
+  callback: (phase: string, obj: unknown) => void;
+  done: (err: unknown) => void;
+}
 
 /** An API server's list endpoint, as far as the informer sees it. */
 function server(items: KubeObject[], rv: number) {
   const state = { items, rv, failNext: 0, lists: 0 };
   const list = async (): Promise<ListResult> => {
     state.lists++;
-    if (state.failNext > 0) { state.failNext--; throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:6443'), { code: 'ECONNREFUSED' }); }
+    if (state.failNext > 0) {
+      state.failNext--;
+      throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:6443'), { code: 'ECONNREFUSED' });
+    }
     return { items: structuredClone(state.items), metadata: { resourceVersion: String(state.rv) } };
   };
   return { state, list };
@@ -129,8 +173,12 @@ function informerFor(items: KubeObject[], rv: number, transform?: (o: KubeObject
   const api = server(items, rv);
   const errors: { err: unknown; retryInMs: number }[] = [];
   const inf = new Informer<KubeObject>({
-    store, path: '/api/v1/services', list: api.list, watch,
-    backoff: { initialMs: 5, maxMs: 40 }, random: () => 0.5,
+    store,
+    path: '/api/v1/services',
+    list: api.list,
+    watch,
+    backoff: { initialMs: 5, maxMs: 40 },
+    random: () => 0.5,
     observer: { onError: (_r, err, retryInMs) => errors.push({ err, retryInMs }) },
     ...(transform ? { transform } : {}),
   });
@@ -139,7 +187,7 @@ function informerFor(items: KubeObject[], rv: number, transform?: (o: KubeObject
   return { store, watch, api, errors, inf, events };
 }
 
-t.test('Informer: initial sync, then watch events from the list\'s resourceVersion', async (t) => {
+t.test("Informer: initial sync, then watch events from the list's resourceVersion", async (t) => {
   const { store, watch, inf, events } = informerFor([svc('a', '10.0.0.1', '3'), svc('b', '10.0.0.2', '4')], 10);
   t.teardown(() => inf.stop());
   inf.start();
@@ -147,7 +195,7 @@ t.test('Informer: initial sync, then watch events from the list\'s resourceVersi
   await store.synced;
   t.equal(store.size, 2, 'listed objects stored before synced');
   t.equal(call.path, '/api/v1/services');
-  t.equal(call.params.resourceVersion, '10', 'watch starts at the list\'s resourceVersion');
+  t.equal(call.params.resourceVersion, '10', "watch starts at the list's resourceVersion");
   t.equal(call.params.allowWatchBookmarks, true, 'bookmarks requested');
   t.equal(call.params.timeoutSeconds, 450, 'bounded, randomised server-side timeout (300 s x 1.5 here)');
   call.callback('ADDED', svc('c', '10.0.0.3', '11'));
@@ -172,7 +220,10 @@ t.test('Informer: 410 Gone relists, deleting what vanished meanwhile', async (t)
   t.equal(api.state.lists, 2, 'listed again');
   t.equal(second.params.resourceVersion, '31', 'and watches from the new list');
   t.same(events.slice(2), ['delete a (was rv 3)', 'add d'], 'the vanished object is deleted, the new one added');
-  t.same(store.list().map((o) => o.metadata?.name), ['b', 'd']);
+  t.same(
+    store.list().map((o) => o.metadata?.name),
+    ['b', 'd'],
+  );
 });
 
 t.test('Informer: errors restart it with growing backoff; stop() ends it for good', async (t) => {
@@ -182,7 +233,11 @@ t.test('Informer: errors restart it with growing backoff; stop() ends it for goo
   const call = await watch.next();
   await store.synced;
   t.equal(api.state.lists, 3, 'a failing list is retried until it succeeds');
-  t.same(errors.map((e) => e.retryInMs), [5, 10], 'backoff doubles');
+  t.same(
+    errors.map((e) => e.retryInMs),
+    [5, 10],
+    'backoff doubles',
+  );
   t.match(String(errors[0]?.err), /ECONNREFUSED/);
   call.done(Object.assign(new Error('Internal Server Error'), { statusCode: 500 }));
   const resumed = await watch.next();
@@ -198,11 +253,19 @@ t.test('Informer: errors restart it with growing backoff; stop() ends it for goo
 });
 
 t.test('Informer: the transform applies to listed and watched objects', async (t) => {
-  const rs = (name: string, rv: string) => ({
-    apiVersion: 'apps/v1', kind: 'ReplicaSet',
-    metadata: { name, namespace: 'default', resourceVersion: rv, managedFields: [{ manager: 'kube-controller-manager' }], ownerReferences: [{ kind: 'Deployment', name: 'web', controller: true }] },
-    spec: { template: { spec: { containers: [{ name: 'web', image: 'nginx' }] } } },
-  }) as KubeObject;
+  const rs = (name: string, rv: string) =>
+    ({
+      apiVersion: 'apps/v1',
+      kind: 'ReplicaSet',
+      metadata: {
+        name,
+        namespace: 'default',
+        resourceVersion: rv,
+        managedFields: [{ manager: 'kube-controller-manager' }],
+        ownerReferences: [{ kind: 'Deployment', name: 'web', controller: true }],
+      },
+      spec: { template: { spec: { containers: [{ name: 'web', image: 'nginx' }] } } },
+    }) as KubeObject;
   const { store, watch, inf } = informerFor([rs('web-1', '3')], 10, ownerMetadataOnly('ReplicaSet', 'apps/v1'));
   t.teardown(() => inf.stop());
   inf.start();
@@ -227,15 +290,26 @@ t.test('cachesFromApi against an address where nothing listens: not synced, retr
   });
   const failed = new Set<string>();
   let resolveAll!: () => void;
-  const allFailed = new Promise<void>((r) => { resolveAll = r; });
+  const allFailed = new Promise<void>((r) => {
+    resolveAll = r;
+  });
   const c = cachesFromApi(kc, {
     backoff: { initialMs: 10, maxMs: 20 },
-    observer: { onError: (resource, _e, wait) => { t.ok(wait >= 8, `${resource}: retry scheduled`); failed.add(resource); if (failed.size === 5) resolveAll(); } },
+    observer: {
+      onError: (resource, _e, wait) => {
+        t.ok(wait >= 8, `${resource}: retry scheduled`);
+        failed.add(resource);
+        if (failed.size === 5) resolveAll();
+      },
+    },
   });
   c.start();
   await allFailed;
   t.notOk(c.isSynced(), 'not synced');
   t.same(c.syncedByResource(), { routes: false, namespaces: false, services: false, replicasets: false, jobs: false });
-  t.ok(Object.values(c.stats()).every((s) => s && s.errors >= 1 && s.lists === 0), 'every informer counted its failure');
+  t.ok(
+    Object.values(c.stats()).every((s) => s && s.errors >= 1 && s.lists === 0),
+    'every informer counted its failure',
+  );
   await c.stop();
 });

@@ -24,8 +24,12 @@ t.test('a fresh run makes a CA, a serving pair for the Service names and a plan 
   t.notOk(leaf.ca, 'tls.crt is not');
   t.ok(leaf.checkIssued(ca) && leaf.verify(ca.publicKey), 'tls.crt is signed by ca.crt');
   t.ok(leaf.checkPrivateKey(createPrivateKey(read(dir, 'tls.key'))), 'tls.key belongs to tls.crt');
-  for (const name of ['ovnkube-route-webhook', 'ovnkube-route-webhook.ovnkube-route', 'ovnkube-route-webhook.ovnkube-route.svc',
-    'ovnkube-route-webhook.ovnkube-route.svc.cluster.local']) {
+  for (const name of [
+    'ovnkube-route-webhook',
+    'ovnkube-route-webhook.ovnkube-route',
+    'ovnkube-route-webhook.ovnkube-route.svc',
+    'ovnkube-route-webhook.ovnkube-route.svc.cluster.local',
+  ]) {
     t.equal(leaf.checkHost(name), name, `valid for ${name}`);
   }
   t.equal(leaf.checkHost('ovnkube-route-webhook.default.svc'), undefined, 'not for another namespace');
@@ -34,7 +38,11 @@ t.test('a fresh run makes a CA, a serving pair for the Service names and a plan 
   t.ok(new Date(leaf.validTo).getTime() > Date.now() + 300 * 86400_000, 'valid for about a year');
   const key = parsePlanKey(read(dir, 'plan.key').toString());
   t.equal(key.secret.length, 32, 'plan key: 32 random bytes, base64');
-  t.equal(Buffer.from(read(dir, 'ca-bundle.b64').toString(), 'base64').toString(), read(dir, 'ca.crt').toString(), 'ca-bundle.b64 is ca.crt in base64');
+  t.equal(
+    Buffer.from(read(dir, 'ca-bundle.b64').toString(), 'base64').toString(),
+    read(dir, 'ca.crt').toString(),
+    'ca-bundle.b64 is ca.crt in base64',
+  );
   for (const f of ['ca.key', 'tls.key', 'plan.key']) t.equal(mode(dir, f), '600', `${f} is mode 0600`);
   for (const f of ['ca.crt', 'tls.crt']) t.equal(mode(dir, f), '644', `${f} is mode 0644`);
   t.match(stdout, 'kubectl -n ovnkube-route create secret tls ovnkube-route-webhook-tls', 'prints how to create the serving Secret');
@@ -83,7 +91,10 @@ t.test('bad invocations are refused with exit code 2 and a message, writing noth
     ['a flag without its value', [join(root, 'a'), '--san'], /--san needs a value/],
   ];
   for (const [what, args, msg] of cases) {
-    const err = await run(genScript, args).then(() => null, (e: { code: number; stderr: string }) => e);
+    const err = await run(genScript, args).then(
+      () => null,
+      (e: { code: number; stderr: string }) => e,
+    );
     t.equal(err?.code, 2, `${what}: exit 2`);
     t.match(err?.stderr, msg, `${what}: says why`);
   }

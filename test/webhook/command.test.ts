@@ -24,21 +24,53 @@ const files = ['--tls-cert', join(dir, 'tls.crt'), '--tls-key', join(dir, 'tls.k
 
 t.test('flags and environment become one validated config', async (t) => {
   // t.has: the controller running in the same process adds its own settings to the config.
-  t.has(parseWebhookConfig(['--tls-cert', 'c', '--tls-key', 'k', '--plan-key', 'p'], {}), {
-    listenAddress: '0.0.0.0', port: 8443, tlsCert: 'c', tlsKey: 'k', planKeys: ['p'], mode: 'default',
-    kubeconfig: undefined, trustedUsers: [], logLevel: 'info',
-  }, 'defaults');
+  t.has(
+    parseWebhookConfig(['--tls-cert', 'c', '--tls-key', 'k', '--plan-key', 'p'], {}),
+    {
+      listenAddress: '0.0.0.0',
+      port: 8443,
+      tlsCert: 'c',
+      tlsKey: 'k',
+      planKeys: ['p'],
+      mode: 'default',
+      kubeconfig: undefined,
+      trustedUsers: [],
+      logLevel: 'info',
+    },
+    'defaults',
+  );
   const env = {
-    OVNKUBE_ROUTE_TLS_CERT: 'env-c', OVNKUBE_ROUTE_TLS_KEY: 'env-k', OVNKUBE_ROUTE_PLAN_KEYS: 'new.key, old.key',
-    OVNKUBE_ROUTE_MODE: 'opt-in', OVNKUBE_ROUTE_PORT: '9443', KUBECONFIG: '/kc', OVNKUBE_ROUTE_TRUSTED_USERS: 'a,b',
-    OVNKUBE_ROUTE_LISTEN_ADDRESS: '::1', OVNKUBE_ROUTE_LOG_LEVEL: 'debug',
+    OVNKUBE_ROUTE_TLS_CERT: 'env-c',
+    OVNKUBE_ROUTE_TLS_KEY: 'env-k',
+    OVNKUBE_ROUTE_PLAN_KEYS: 'new.key, old.key',
+    OVNKUBE_ROUTE_MODE: 'opt-in',
+    OVNKUBE_ROUTE_PORT: '9443',
+    KUBECONFIG: '/kc',
+    OVNKUBE_ROUTE_TRUSTED_USERS: 'a,b',
+    OVNKUBE_ROUTE_LISTEN_ADDRESS: '::1',
+    OVNKUBE_ROUTE_LOG_LEVEL: 'debug',
   };
-  t.has(parseWebhookConfig([], env), {
-    listenAddress: '::1', port: 9443, tlsCert: 'env-c', tlsKey: 'env-k', planKeys: ['new.key', 'old.key'], mode: 'opt-in',
-    kubeconfig: '/kc', trustedUsers: ['a', 'b'], logLevel: 'debug',
-  }, 'all from the environment, lists comma-separated');
+  t.has(
+    parseWebhookConfig([], env),
+    {
+      listenAddress: '::1',
+      port: 9443,
+      tlsCert: 'env-c',
+      tlsKey: 'env-k',
+      planKeys: ['new.key', 'old.key'],
+      mode: 'opt-in',
+      kubeconfig: '/kc',
+      trustedUsers: ['a', 'b'],
+      logLevel: 'debug',
+    },
+    'all from the environment, lists comma-separated',
+  );
   const c = parseWebhookConfig(['--port', '0', '--plan-key', 'x', '--plan-key', 'y', '--mode', 'default', '--trusted-user', 'me'], env);
-  t.same([c.port, c.planKeys, c.mode, c.trustedUsers, c.tlsCert], [0, ['x', 'y'], 'default', ['me'], 'env-c'], 'flags win; repeated flags are lists');
+  t.same(
+    [c.port, c.planKeys, c.mode, c.trustedUsers, c.tlsCert],
+    [0, ['x', 'y'], 'default', ['me'], 'env-c'],
+    'flags win; repeated flags are lists',
+  );
 });
 
 t.test('bad configuration is refused naming the flag or variable and what was expected', async (t) => {
@@ -81,7 +113,15 @@ t.test('the command: usage errors exit 2, unusable files exit 1 naming the file'
   const short = runCli(['webhook', ...files.slice(0, 4), '--plan-key', join(dir, 'short.key')]);
   t.equal(short.code, 1);
   t.match(short.stderr, /short\.key: plan key too short: 16 bytes, expected at least 32/);
-  const mismatched = runCli(['webhook', '--tls-cert', join(dir, 'tls.crt'), '--tls-key', join(dir, 'ca.key'), '--plan-key', join(dir, 'plan.key')]);
+  const mismatched = runCli([
+    'webhook',
+    '--tls-cert',
+    join(dir, 'tls.crt'),
+    '--tls-key',
+    join(dir, 'ca.key'),
+    '--plan-key',
+    join(dir, 'plan.key'),
+  ]);
   t.equal(mismatched.code, 1);
   t.match(mismatched.stderr, /ca\.key does not load with .*tls\.crt/);
   const noKubeconfig = runCli(['webhook', ...files, '--kubeconfig', join(dir, 'nope.kubeconfig')]);
@@ -94,35 +134,55 @@ t.test('the command: usage errors exit 2, unusable files exit 1 naming the file'
 t.test('the command serves over HTTPS, fails open before its caches sync, and exits cleanly on SIGTERM', async (t) => {
   // An API server address where nothing listens: the informers keep retrying.
   const kubeconfig = join(dir, 'kubeconfig');
-  writeFileSync(kubeconfig, JSON.stringify({
-    apiVersion: 'v1', kind: 'Config', 'current-context': 'c',
-    clusters: [{ name: 'none', cluster: { server: 'https://127.0.0.1:1', 'insecure-skip-tls-verify': true } }],
-    users: [{ name: 'u', user: { token: 'x' } }],
-    contexts: [{ name: 'c', context: { cluster: 'none', user: 'u' } }],
-  }));
-  const child = spawn(process.execPath, [cliPath, 'webhook', ...files, '--listen-address', '127.0.0.1', '--port', '0', '--kubeconfig', kubeconfig],
-    { stdio: ['ignore', 'pipe', 'pipe'] });
-  t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL'); });
+  writeFileSync(
+    kubeconfig,
+    JSON.stringify({
+      apiVersion: 'v1',
+      kind: 'Config',
+      'current-context': 'c',
+      clusters: [{ name: 'none', cluster: { server: 'https://127.0.0.1:1', 'insecure-skip-tls-verify': true } }],
+      users: [{ name: 'u', user: { token: 'x' } }],
+      contexts: [{ name: 'c', context: { cluster: 'none', user: 'u' } }],
+    }),
+  );
+  const child = spawn(
+    process.execPath,
+    [cliPath, 'webhook', ...files, '--listen-address', '127.0.0.1', '--port', '0', '--kubeconfig', kubeconfig],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  t.teardown(() => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
   const logs: { msg?: string; port?: number; resource?: string }[] = [];
   let stdout = '';
-  child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
+  child.stdout.on('data', (d: Buffer) => {
+    stdout += d.toString();
+  });
   const lines = createInterface(child.stderr);
-  const listening = new Promise<number>((resolve) => lines.on('line', (l) => {
-    const o = JSON.parse(l) as { msg?: string; port?: number };
-    logs.push(o);
-    if (o.msg === 'webhook listening') resolve(o.port!);
-  }));
+  const listening = new Promise<number>((resolve) =>
+    lines.on('line', (l) => {
+      const o = JSON.parse(l) as { msg?: string; port?: number };
+      logs.push(o);
+      if (o.msg === 'webhook listening') resolve(o.port!);
+    }),
+  );
   const port = await listening;
   const ca = readFileSync(join(dir, 'ca.crt'));
-  const get = (path: string, body?: string) => new Promise<{ status: number; body: string }>((resolve, reject) => {
-    const req = https.request({ host: '127.0.0.1', port, path, method: body ? 'POST' : 'GET', ca, agent: false, headers: { 'content-type': 'application/json' } }, (res) => {
-      let b = '';
-      res.on('data', (d: Buffer) => { b += d.toString(); });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: b }));
+  const get = (path: string, body?: string) =>
+    new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = https.request(
+        { host: '127.0.0.1', port, path, method: body ? 'POST' : 'GET', ca, agent: false, headers: { 'content-type': 'application/json' } },
+        (res) => {
+          let b = '';
+          res.on('data', (d: Buffer) => {
+            b += d.toString();
+          });
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: b }));
+        },
+      );
+      req.on('error', reject);
+      req.end(body);
     });
-    req.on('error', reject);
-    req.end(body);
-  });
   t.equal((await get('/healthz')).status, 200, '/healthz: alive');
   const ready = await get('/readyz');
   t.equal(ready.status, 503, '/readyz: not ready');
@@ -130,17 +190,27 @@ t.test('the command serves over HTTPS, fails open before its caches sync, and ex
   const forged = reviewWith('review-create-replicaset-pod.json', (p) => annotate(p, PLAN_ANNOTATION, '{"v":1,"routes":[]}'));
   const answer = JSON.parse((await get('/mutate', JSON.stringify(forged))).body) as AdmissionReview;
   t.equal(answer.response?.allowed, true, 'admission fails open');
-  t.same(patchOps(answer.response), [{ op: 'remove', path: '/metadata/annotations/routes.k8s.ovn.org~1plan' }], 'and still removes a forged plan');
+  t.same(
+    patchOps(answer.response),
+    [{ op: 'remove', path: '/metadata/annotations/routes.k8s.ovn.org~1plan' }],
+    'and still removes a forged plan',
+  );
   const metrics = (await get('/metrics')).body;
   t.match(metrics, /ovnkube_route_webhook_plans_skipped_total\{reason="unsynced"\} 1/);
   t.match(metrics, /ovnkube_route_cache_watch_errors_total\{resource="routes"\} [1-9]/, 'the failing informers are counted');
   t.match(metrics, /process_cpu_user_seconds_total/, 'process metrics on the process registry');
   t.match(metrics, /ovnkube_route_webhook_cert_expiry_timestamp_seconds \d/);
   child.kill('SIGTERM');
-  const [code] = await once(child, 'exit') as [number | null];
+  const [code] = (await once(child, 'exit')) as [number | null];
   t.equal(code, 0, 'exit 0 on SIGTERM');
-  t.ok(logs.some((l) => l.msg === 'shutting down'), 'logged the shutdown');
-  t.ok(logs.some((l) => l.msg?.includes('cache list/watch failed') && l.resource), 'logged the informer failures');
+  t.ok(
+    logs.some((l) => l.msg === 'shutting down'),
+    'logged the shutdown',
+  );
+  t.ok(
+    logs.some((l) => l.msg?.includes('cache list/watch failed') && l.resource),
+    'logged the informer failures',
+  );
   t.equal(stdout, '', 'logs go to stderr only');
 });
 
@@ -151,15 +221,39 @@ t.test('against a silent API endpoint: retries logged with the deadline, alive, 
   const apiPort = await front.listen();
   t.teardown(() => front.close());
   const kubeconfig = join(dir, 'silent.kubeconfig');
-  writeFileSync(kubeconfig, JSON.stringify({
-    apiVersion: 'v1', kind: 'Config', 'current-context': 'c',
-    clusters: [{ name: 'silent', cluster: { server: `http://127.0.0.1:${apiPort}`, 'insecure-skip-tls-verify': true } }],
-    users: [{ name: 'u', user: { token: 'x' } }],
-    contexts: [{ name: 'c', context: { cluster: 'silent', user: 'u' } }],
-  }));
-  const child = spawn(process.execPath, [cliPath, 'webhook', ...files, '--listen-address', '127.0.0.1', '--port', '0', '--kubeconfig', kubeconfig,
-    '--api-timeout', '1s', '--watch-idle-timeout', '2s'], { stdio: ['ignore', 'ignore', 'pipe'] });
-  t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL'); });
+  writeFileSync(
+    kubeconfig,
+    JSON.stringify({
+      apiVersion: 'v1',
+      kind: 'Config',
+      'current-context': 'c',
+      clusters: [{ name: 'silent', cluster: { server: `http://127.0.0.1:${apiPort}`, 'insecure-skip-tls-verify': true } }],
+      users: [{ name: 'u', user: { token: 'x' } }],
+      contexts: [{ name: 'c', context: { cluster: 'silent', user: 'u' } }],
+    }),
+  );
+  const child = spawn(
+    process.execPath,
+    [
+      cliPath,
+      'webhook',
+      ...files,
+      '--listen-address',
+      '127.0.0.1',
+      '--port',
+      '0',
+      '--kubeconfig',
+      kubeconfig,
+      '--api-timeout',
+      '1s',
+      '--watch-idle-timeout',
+      '2s',
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  t.teardown(() => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
   const logs: { msg?: string; port?: number; resource?: string; err?: string }[] = [];
   let stderr = '';
   const lines = createInterface(child.stderr);
@@ -171,28 +265,45 @@ t.test('against a silent API endpoint: retries logged with the deadline, alive, 
     if (o.msg === 'webhook listening') port = o.port!;
   });
   const ca = readFileSync(join(dir, 'ca.crt'));
-  const get = (path: string) => new Promise<{ status: number; body: string }>((resolve, reject) => {
-    const req = https.request({ host: '127.0.0.1', port, path, ca, agent: false }, (res) => {
-      let b = '';
-      res.on('data', (d: Buffer) => { b += d.toString(); });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: b }));
+  const get = (path: string) =>
+    new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = https.request({ host: '127.0.0.1', port, path, ca, agent: false }, (res) => {
+        let b = '';
+        res.on('data', (d: Buffer) => {
+          b += d.toString();
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: b }));
+      });
+      req.on('error', reject);
+      req.end();
     });
-    req.on('error', reject);
-    req.end();
-  });
   const { until } = await import('../agent/rig.js');
   await until('listening', () => port > 0, 30_000);
-  const retried = (resource: string): number => logs.filter((l) => l.msg === 'cache list/watch failed; retrying' && l.resource === resource
-    && /no complete answer from the API server within 1 s$/.test(l.err ?? '')).length;
-  await until('every cache retried twice, each logged with the request and its deadline', () =>
-    ['routes', 'namespaces', 'services', 'replicasets', 'jobs', 'pods'].every((r) => retried(r) >= 2), 60_000);
+  const retried = (resource: string): number =>
+    logs.filter(
+      (l) =>
+        l.msg === 'cache list/watch failed; retrying' &&
+        l.resource === resource &&
+        /no complete answer from the API server within 1 s$/.test(l.err ?? ''),
+    ).length;
+  await until(
+    'every cache retried twice, each logged with the request and its deadline',
+    () => ['routes', 'namespaces', 'services', 'replicasets', 'jobs', 'pods'].every((r) => retried(r) >= 2),
+    60_000,
+  );
   t.match(logs.find((l) => l.resource === 'routes' && l.err)?.err, /^GET \/apis\/k8s\.ovn\.org\/v1\/routes: no complete answer/);
-  t.ok(logs.some((l) => l.msg === 'leader election: Lease read/write failed; retrying' && /leases\/ovnkube-route-controller: no complete answer/.test(l.err ?? '')),
-    'the Lease calls time out too');
+  t.ok(
+    logs.some(
+      (l) =>
+        l.msg === 'leader election: Lease read/write failed; retrying' &&
+        /leases\/ovnkube-route-controller: no complete answer/.test(l.err ?? ''),
+    ),
+    'the Lease calls time out too',
+  );
   t.equal((await get('/healthz')).status, 200, '/healthz: alive (the loops retry)');
   t.equal((await get('/readyz')).status, 503, '/readyz: not ready');
   child.kill('SIGTERM');
-  const [code] = await once(child, 'exit') as [number | null];
+  const [code] = (await once(child, 'exit')) as [number | null];
   t.equal(code, 0, 'exit 0 on SIGTERM');
   t.notMatch(stderr, /shutdown did not finish/, 'no request left keeping the process alive');
 });

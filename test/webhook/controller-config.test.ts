@@ -8,21 +8,61 @@ import { CONTROLLER_FLAGS, parseDuration } from '../../webhook/controller/config
 const base = ['--tls-cert', 'c.pem', '--tls-key', 'k.pem', '--plan-key', 'p.key'];
 const parse = (argv: string[], env: Record<string, string> = {}) => parseWebhookConfig([...base, ...argv], env).controller;
 
-t.test('defaults are client-go\'s leader election timings and a moderate write rate', async (t) => {
+t.test("defaults are client-go's leader election timings and a moderate write rate", async (t) => {
   t.same(parse([]), {
-    enabled: true, leaseNamespace: 'ovnkube-route', leaseName: 'ovnkube-route-controller', leaderId: undefined,
-    leaseDurationMs: 15_000, renewDeadlineMs: 10_000, retryPeriodMs: 2_000,
-    patchQps: 20, patchBurst: 40, patchConcurrency: 4, resyncPeriodMs: 600_000,
+    enabled: true,
+    leaseNamespace: 'ovnkube-route',
+    leaseName: 'ovnkube-route-controller',
+    leaderId: undefined,
+    leaseDurationMs: 15_000,
+    renewDeadlineMs: 10_000,
+    retryPeriodMs: 2_000,
+    patchQps: 20,
+    patchBurst: 40,
+    patchConcurrency: 4,
+    resyncPeriodMs: 600_000,
   });
 });
 
 t.test('flags and environment variables (the flag wins)', async (t) => {
-  const c = parse(['--controller=false', '--lease-namespace', 'kube-system', '--lease-name', 'x.y', '--leader-id', 'pod-1',
-    '--lease-duration', '3s', '--renew-deadline', '2s', '--retry-period', '500ms', '--patch-qps', '2.5', '--patch-burst', '5',
-    '--patch-concurrency', '1', '--resync-period', '0'], { OVNKUBE_ROUTE_LEASE_NAMESPACE: 'ignored', OVNKUBE_ROUTE_PATCH_BURST: '99' });
+  const c = parse(
+    [
+      '--controller=false',
+      '--lease-namespace',
+      'kube-system',
+      '--lease-name',
+      'x.y',
+      '--leader-id',
+      'pod-1',
+      '--lease-duration',
+      '3s',
+      '--renew-deadline',
+      '2s',
+      '--retry-period',
+      '500ms',
+      '--patch-qps',
+      '2.5',
+      '--patch-burst',
+      '5',
+      '--patch-concurrency',
+      '1',
+      '--resync-period',
+      '0',
+    ],
+    { OVNKUBE_ROUTE_LEASE_NAMESPACE: 'ignored', OVNKUBE_ROUTE_PATCH_BURST: '99' },
+  );
   t.same(c, {
-    enabled: false, leaseNamespace: 'kube-system', leaseName: 'x.y', leaderId: 'pod-1',
-    leaseDurationMs: 3000, renewDeadlineMs: 2000, retryPeriodMs: 500, patchQps: 2.5, patchBurst: 5, patchConcurrency: 1, resyncPeriodMs: 0,
+    enabled: false,
+    leaseNamespace: 'kube-system',
+    leaseName: 'x.y',
+    leaderId: 'pod-1',
+    leaseDurationMs: 3000,
+    renewDeadlineMs: 2000,
+    retryPeriodMs: 500,
+    patchQps: 2.5,
+    patchBurst: 5,
+    patchConcurrency: 1,
+    resyncPeriodMs: 0,
   });
   const e = parse([], { OVNKUBE_ROUTE_CONTROLLER: 'false', OVNKUBE_ROUTE_LEADER_ID: 'from-env', OVNKUBE_ROUTE_PATCH_QPS: '7' });
   t.match(e, { enabled: false, leaderId: 'from-env', patchQps: 7 });
@@ -42,12 +82,23 @@ t.test('bad values are refused, naming the flag or variable and what was expecte
     [['--renew-deadline', '2s'], {}, /renew deadline \(2000 ms\) must be greater than 1.2 x the retry period \(2000 ms\)/],
     [['--lease-duration', '900ms', '--renew-deadline', '500ms', '--retry-period', '100ms'], {}, /lease duration must be at least 1 s/],
   ];
-  for (const [argv, env, re] of cases) t.throws(() => parse(argv, env), { code: 'OVNKR_ERR_CONFIG', message: re }, `${argv.join(' ')} ${JSON.stringify(env)}`);
+  for (const [argv, env, re] of cases)
+    t.throws(() => parse(argv, env), { code: 'OVNKR_ERR_CONFIG', message: re }, `${argv.join(' ')} ${JSON.stringify(env)}`);
 });
 
 t.test('parseDuration', async (t) => {
-  t.same(['500ms', '2s', '1.5s', '10m', '1h', '0', '5', 's', '-1s', '1d'].map(parseDuration),
-    [500, 2000, 1500, 600_000, 3_600_000, 0, NaN, NaN, NaN, NaN]);
+  t.same(['500ms', '2s', '1.5s', '10m', '1h', '0', '5', 's', '-1s', '1d'].map(parseDuration), [
+    500,
+    2000,
+    1500,
+    600_000,
+    3_600_000,
+    0,
+    NaN,
+    NaN,
+    NaN,
+    NaN,
+  ]);
 });
 
 t.test('--help lists every controller flag with its variable and default', async (t) => {

@@ -13,7 +13,10 @@ import { podStoreFromObjects, type CachedPod } from '../../webhook/caches/pods.j
 import type { ObjectStore } from '../../webhook/caches/store.js';
 
 const key = planKeyFromSecret(Buffer.alloc(32, 5));
-const route = (dst: string): Route => ({ metadata: { name: 'r', resourceVersion: dst, generation: 1 }, spec: { include: [{ namespaces: ['a'] }], route: [{ dst, dev: 'eth1' }] } });
+const route = (dst: string): Route => ({
+  metadata: { name: 'r', resourceVersion: dst, generation: 1 },
+  spec: { include: [{ namespaces: ['a'] }], route: [{ dst, dev: 'eth1' }] },
+});
 
 /** An API whose pod patches land in `pods` a tick later, as the watch would deliver them. */
 function echoingApi(pods: ObjectStore<CachedPod>): ControllerApi & { patches: string[] } {
@@ -29,29 +32,52 @@ function echoingApi(pods: ObjectStore<CachedPod>): ControllerApi & { patches: st
       setImmediate(() => pods.upsert(doc));
       return doc;
     },
-    async patchRouteStatus() { return {}; },
-    async createEvent() { return {}; },
+    async patchRouteStatus() {
+      return {};
+    },
+    async createEvent() {
+      return {};
+    },
   };
 }
 
 function setup(t: Test, n: number) {
   const caches = cachesFromObjects({ routes: [route('10.9.0.0/16')], namespaces: [{ metadata: { name: 'a' } }] });
-  const podObjs: Pod[] = Array.from({ length: n }, (_, i) => ({ metadata: { namespace: 'a', name: `p${i}`, uid: String(i), resourceVersion: '1' }, spec: {} }));
+  const podObjs: Pod[] = Array.from({ length: n }, (_, i) => ({
+    metadata: { namespace: 'a', name: `p${i}`, uid: String(i), resourceVersion: '1' },
+    spec: {},
+  }));
   const pods = podStoreFromObjects(podObjs);
   const api = echoingApi(pods);
   const c = new Controller({
-    caches, pods, api, mode: 'default', keys: [key], identity: 'test', patchQps: 1000, patchBurst: 1000, concurrency: 2, resyncPeriodMs: 0, statusDelayMs: 3_600_000,
+    caches,
+    pods,
+    api,
+    mode: 'default',
+    keys: [key],
+    identity: 'test',
+    patchQps: 1000,
+    patchBurst: 1000,
+    concurrency: 2,
+    resyncPeriodMs: 0,
+    statusDelayMs: 3_600_000,
   });
   const reconciles: string[] = [];
   const real = c.reconcile.bind(c);
-  c.reconcile = (k: string) => { reconciles.push(k); return real(k); };
+  c.reconcile = (k: string) => {
+    reconciles.push(k);
+    return real(k);
+  };
   t.teardown(() => c.stop());
   return { c, caches, pods, api, reconciles };
 }
 
 /** Let echoes (setImmediate) arrive and the queue drain. */
 async function settle(c: Controller): Promise<void> {
-  for (let i = 0; i < 5; i++) { await new Promise((r) => setImmediate(r)); await c.queue.idle(); }
+  for (let i = 0; i < 5; i++) {
+    await new Promise((r) => setImmediate(r));
+    await c.queue.idle();
+  }
 }
 
 t.test('the echo of our own patch is not reconciled again', async (t) => {
@@ -59,7 +85,10 @@ t.test('the echo of our own patch is not reconciled again', async (t) => {
   await c.start();
   await settle(c);
   t.equal(api.patches.length, 10, 'every pod patched once');
-  t.ok([...Array(10).keys()].every((i) => pods.get(`p${i}`, 'a')!.metadata.annotations?.[PLAN_ANNOTATION]), 'every pod carries a plan');
+  t.ok(
+    [...Array(10).keys()].every((i) => pods.get(`p${i}`, 'a')!.metadata.annotations?.[PLAN_ANNOTATION]),
+    'every pod carries a plan',
+  );
   t.equal(reconciles.length, 10, 'one reconcile per pod: the echoes were not queued');
   t.equal(c.echoesSkipped, 10, 'ten echoes recognised');
 });
@@ -83,9 +112,14 @@ t.test('an echo that also changes something else, or a world that moved, is reco
   // A write decided before a Route change is echoed after it: reconciled, not skipped.
   const slow = setup(t, 1);
   let release: () => void = () => {};
-  const gate = new Promise<void>((r) => { release = r; });
+  const gate = new Promise<void>((r) => {
+    release = r;
+  });
   const patchPod = slow.api.patchPod.bind(slow.api);
-  slow.api.patchPod = async (ns, name, ops) => { await gate; return patchPod(ns, name, ops); };
+  slow.api.patchPod = async (ns, name, ops) => {
+    await gate;
+    return patchPod(ns, name, ops);
+  };
   await slow.c.start();
   await new Promise((r) => setImmediate(r));
   (slow.caches.routes as ObjectStore<Route>).upsert(route('10.11.0.0/16'));
@@ -94,5 +128,9 @@ t.test('an echo that also changes something else, or a world that moved, is reco
   t.comment(`patches: ${slow.api.patches.length}`);
   t.ok(slow.api.patches.length >= 2, 'the stale plan was written, then the new one');
   t.equal(slow.c.echoesSkipped, 1, 'only the echo of the patch decided after the Route change was skipped');
-  t.equal(slow.pods.get('p0', 'a')!.metadata.annotations?.[PLAN_ANNOTATION]?.includes('10.11.0.0/16'), true, 'the pod ends with the new Route\'s plan');
+  t.equal(
+    slow.pods.get('p0', 'a')!.metadata.annotations?.[PLAN_ANNOTATION]?.includes('10.11.0.0/16'),
+    true,
+    "the pod ends with the new Route's plan",
+  );
 });

@@ -10,9 +10,14 @@ import { classifyApiError } from '../../platform/api-errors.js';
 import { podIsDone, slimPod, splitPodKey, podKey } from '../../webhook/caches/pods.js';
 
 const fullPod = (annotations?: Record<string, string>): Pod => ({
-  apiVersion: 'v1', kind: 'Pod',
+  apiVersion: 'v1',
+  kind: 'Pod',
   metadata: {
-    name: 'web-1', namespace: 'default', uid: 'u-1', resourceVersion: '41', labels: { app: 'web' },
+    name: 'web-1',
+    namespace: 'default',
+    uid: 'u-1',
+    resourceVersion: '41',
+    labels: { app: 'web' },
     ...(annotations ? { annotations } : {}),
     ownerReferences: [{ apiVersion: 'apps/v1', kind: 'ReplicaSet', name: 'web-7d4f9', uid: 'rs-1', controller: true }],
     managedFields: [{ manager: 'kubectl' }],
@@ -23,17 +28,31 @@ const fullPod = (annotations?: Record<string, string>): Pod => ({
 
 const apply = (doc: Pod, ops: fjp.Operation[]): Pod => fjp.applyPatch(structuredClone(doc), ops, true, false).newDocument;
 const testFails = (doc: Pod, ops: fjp.Operation[]): string => {
-  try { apply(doc, ops); return 'applied'; } catch (e) { return (e as { name?: string }).name ?? String(e); }
+  try {
+    apply(doc, ops);
+    return 'applied';
+  } catch (e) {
+    return (e as { name?: string }).name ?? String(e);
+  }
 };
 
 t.test('slimPod keeps what the controller reads, and says whether the pod has annotations', async (t) => {
-  const full = fullPod({ 'kubectl.kubernetes.io/last-applied-configuration': 'x'.repeat(5000), [PLAN_ANNOTATION]: 'p', [STATUS_ANNOTATION]: 's' });
+  const full = fullPod({
+    'kubectl.kubernetes.io/last-applied-configuration': 'x'.repeat(5000),
+    [PLAN_ANNOTATION]: 'p',
+    [STATUS_ANNOTATION]: 's',
+  });
   (full.metadata as Record<string, unknown>).deletionTimestamp = new Date('2026-01-01T00:00:00Z');
   const s = slimPod(full);
   t.same(s, {
-    apiVersion: 'v1', kind: 'Pod',
+    apiVersion: 'v1',
+    kind: 'Pod',
     metadata: {
-      name: 'web-1', namespace: 'default', uid: 'u-1', resourceVersion: '41', labels: { app: 'web' },
+      name: 'web-1',
+      namespace: 'default',
+      uid: 'u-1',
+      resourceVersion: '41',
+      labels: { app: 'web' },
       annotations: { [PLAN_ANNOTATION]: 'p', [STATUS_ANNOTATION]: 's' },
       ownerReferences: [{ kind: 'ReplicaSet', name: 'web-7d4f9', controller: true }],
       deletionTimestamp: '2026-01-01T00:00:00.000Z',
@@ -54,14 +73,22 @@ t.test('slimPod keeps what the controller reads, and says whether the pod has an
 t.test('set a plan on a pod with other annotations: added by key, guarded by resourceVersion', async (t) => {
   const full = fullPod({ 'example.com/keep': 'me' });
   const ops = planPatch(slimPod(full), 'PLAN');
-  t.same(ops, [
-    { op: 'test', path: '/metadata/uid', value: 'u-1' },
-    { op: 'test', path: '/metadata/resourceVersion', value: '41' },
-    { op: 'add', path: '/metadata/annotations/routes.k8s.ovn.org~1plan', value: 'PLAN' },
-  ], '`/` escaped as ~1');
+  t.same(
+    ops,
+    [
+      { op: 'test', path: '/metadata/uid', value: 'u-1' },
+      { op: 'test', path: '/metadata/resourceVersion', value: '41' },
+      { op: 'add', path: '/metadata/annotations/routes.k8s.ovn.org~1plan', value: 'PLAN' },
+    ],
+    '`/` escaped as ~1',
+  );
   const out = apply(full, ops!);
   t.same(out.metadata?.annotations, { 'example.com/keep': 'me', [PLAN_ANNOTATION]: 'PLAN' }, 'the other annotation survives');
-  t.equal(testFails({ ...full, metadata: { ...full.metadata, resourceVersion: '42' } }, ops!), 'TEST_OPERATION_FAILED', 'refused once the pod changed');
+  t.equal(
+    testFails({ ...full, metadata: { ...full.metadata, resourceVersion: '42' } }, ops!),
+    'TEST_OPERATION_FAILED',
+    'refused once the pod changed',
+  );
 });
 
 t.test('set a plan on a pod without annotations: the map is added, on that version only', async (t) => {
@@ -70,7 +97,10 @@ t.test('set a plan on a pod without annotations: the map is added, on that versi
   t.same(ops.slice(2), [{ op: 'add', path: '/metadata/annotations', value: { [PLAN_ANNOTATION]: 'PLAN' } }]);
   t.same(apply(full, ops).metadata?.annotations, { [PLAN_ANNOTATION]: 'PLAN' });
   // Someone annotated the pod meanwhile: replacing the map would drop theirs, so the guard refuses.
-  const later = { ...fullPod({ 'example.com/new': 'x' }), metadata: { ...fullPod({ 'example.com/new': 'x' }).metadata, resourceVersion: '42' } };
+  const later = {
+    ...fullPod({ 'example.com/new': 'x' }),
+    metadata: { ...fullPod({ 'example.com/new': 'x' }).metadata, resourceVersion: '42' },
+  };
   t.equal(testFails(later, ops), 'TEST_OPERATION_FAILED');
 });
 
@@ -107,7 +137,21 @@ t.test('classifyApiError', async (t) => {
     [api(404, 'pods "x" not found'), 'gone', 'not-found'],
     [api(409, 'the object has been modified'), 'retry', 'conflict'],
     // What kube-apiserver answers when a `test` fails (or a path is gone): a bare 422.
-    [{ code: 422, body: JSON.stringify({ kind: 'Status', status: 'Failure', message: 'the server rejected our request due to an error in our request', reason: 'Invalid', details: {}, code: 422 }) }, 'retry', 'conflict'],
+    [
+      {
+        code: 422,
+        body: JSON.stringify({
+          kind: 'Status',
+          status: 'Failure',
+          message: 'the server rejected our request due to an error in our request',
+          reason: 'Invalid',
+          details: {},
+          code: 422,
+        }),
+      },
+      'retry',
+      'conflict',
+    ],
     [api(422, 'metadata.annotations: Too long: must have at most 262144 bytes'), 'retry', 'invalid'],
     [api(429, 'too many requests'), 'retry', 'throttled'],
     [api(403, 'forbidden'), 'retry', 'forbidden'],
@@ -119,5 +163,9 @@ t.test('classifyApiError', async (t) => {
     const f = classifyApiError(err);
     t.match(f, { action, reason }, `${f.status} ${f.message}`);
   }
-  t.equal(classifyApiError(api(409, 'the object has been modified')).message, 'the object has been modified', 'message from the Status body');
+  t.equal(
+    classifyApiError(api(409, 'the object has been modified')).message,
+    'the object has been modified',
+    'message from the Status body',
+  );
 });

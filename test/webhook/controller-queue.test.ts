@@ -12,20 +12,34 @@ function gated() {
   const pending = new Map<string, ((r: WorkResult) => void)[]>();
   let active = 0;
   let maxActive = 0;
-  const handler = (key: string) => new Promise<WorkResult>((resolve) => {
-    calls.push(key);
-    active++;
-    maxActive = Math.max(maxActive, active);
-    const list = pending.get(key) ?? [];
-    list.push((r) => { active--; resolve(r); });
-    pending.set(key, list);
-  });
+  const handler = (key: string) =>
+    new Promise<WorkResult>((resolve) => {
+      calls.push(key);
+      active++;
+      maxActive = Math.max(maxActive, active);
+      const list = pending.get(key) ?? [];
+      list.push((r) => {
+        active--;
+        resolve(r);
+      });
+      pending.set(key, list);
+    });
   const release = (key: string, r: WorkResult = 'done') => {
     const fn = pending.get(key)?.shift();
     if (!fn) throw new Error(`${key} is not being processed`);
     fn(r);
   };
-  return { calls, handler, release, inFlight: () => [...pending].filter(([, l]) => l.length).map(([k]) => k).sort(), maxActive: () => maxActive };
+  return {
+    calls,
+    handler,
+    release,
+    inFlight: () =>
+      [...pending]
+        .filter(([, l]) => l.length)
+        .map(([k]) => k)
+        .sort(),
+    maxActive: () => maxActive,
+  };
 }
 
 const tick = () => sleep(5);
@@ -38,7 +52,8 @@ t.test('keys are deduplicated while they wait', async (t) => {
   q.start();
   await tick();
   t.same(g.inFlight(), ['a', 'b'], 'two at a time');
-  g.release('a'); g.release('b');
+  g.release('a');
+  g.release('b');
   await tick();
   g.release('c');
   await q.idle();
@@ -51,7 +66,8 @@ t.test('a key changed while processed runs once more afterwards, never concurren
   q.start();
   q.add('a');
   await tick();
-  q.add('a'); q.add('a');
+  q.add('a');
+  q.add('a');
   await tick();
   t.same(g.calls, ['a'], 'not started again while in flight');
   g.release('a');
@@ -69,7 +85,10 @@ t.test('concurrency is bounded', async (t) => {
   for (let i = 0; i < 20; i++) q.add(`k${i}`);
   for (let done = 0; done < 20;) {
     await tick();
-    for (const k of g.inFlight()) { g.release(k); done++; }
+    for (const k of g.inFlight()) {
+      g.release(k);
+      done++;
+    }
   }
   await q.idle();
   t.equal(g.maxActive(), 3);
@@ -106,7 +125,10 @@ t.test('failures are retried with backoff, then given up', async (t) => {
   t.equal(q.retrying, 0, 'nothing left to retry');
   t.equal(calls.filter((k) => k === 'flaky').length, 3, 'flaky: two failures, then success');
   t.equal(calls.filter((k) => k === 'never').length, 4, 'never: first try + 3 retries');
-  t.same(errors.filter(([k]) => k === 'never'), [['never', 'gave up on never after 3 retries', true]]);
+  t.same(
+    errors.filter(([k]) => k === 'never'),
+    [['never', 'gave up on never after 3 retries', true]],
+  );
   t.same(errors.filter(([k]) => k === 'boom')[0], ['boom', 'handler bug', false], 'a throw is reported and retried');
 });
 
@@ -114,10 +136,13 @@ t.test('stop() waits for work in flight and forgets the rest; start() again work
   const g = gated();
   const q = new WorkQueue({ handler: g.handler, concurrency: 1 });
   q.start();
-  q.add('a'); q.add('b');
+  q.add('a');
+  q.add('b');
   await tick();
   let stopped = false;
-  const stopping = q.stop().then(() => { stopped = true; });
+  const stopping = q.stop().then(() => {
+    stopped = true;
+  });
   await tick();
   t.notOk(stopped, 'still waiting for a');
   g.release('a');
@@ -140,13 +165,22 @@ t.test('retry delays double with jitter, per key; add() runs a key now and cance
   let fail = true;
   const calls: number[] = [];
   const q = new WorkQueue({
-    concurrency: 1, clock, random: () => 0.5, retry: { initialMs: 100, maxMs: 1000 },
-    handler: async () => { calls.push(clock.now()); return fail ? 'retry' : 'done'; },
+    concurrency: 1,
+    clock,
+    random: () => 0.5,
+    retry: { initialMs: 100, maxMs: 1000 },
+    handler: async () => {
+      calls.push(clock.now());
+      return fail ? 'retry' : 'done';
+    },
   });
   q.start();
   q.add('a');
   await q.idle();
-  for (const step of [99, 1, 199, 1, 399, 1]) { clock.advance(step); await q.idle(); }
+  for (const step of [99, 1, 199, 1, 399, 1]) {
+    clock.advance(step);
+    await q.idle();
+  }
   t.same(calls, [0, 100, 300, 700], 'retried after 100, 200, 400 ms');
   t.equal(q.retrying, 1, 'the next retry is pending');
   fail = false;
@@ -169,7 +203,9 @@ t.test('TokenBucket: burst at once, then qps, reservations in order (injected cl
   t.equal(b.waitMs(), 50, 'half refilled');
   now += 1000;
   t.equal(b.waitMs(), 0, 'refilled');
-  await b.take(); await b.take(); await b.take();
+  await b.take();
+  await b.take();
+  await b.take();
   t.equal(b.waitMs(), 100, 'never more than burst');
   // A reservation pushes the next waiter back.
   const ac = new AbortController();
@@ -186,7 +222,9 @@ t.test('TokenBucket: take() really waits when empty (real clock, no upper bound 
   const b = new TokenBucket(100, 1);
   await b.take();
   let resolved = false;
-  const p = b.take().then(() => { resolved = true; });
+  const p = b.take().then(() => {
+    resolved = true;
+  });
   await Promise.resolve();
   t.notOk(resolved, 'the second take is still waiting');
   await p;

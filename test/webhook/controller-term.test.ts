@@ -12,18 +12,35 @@ import { podStoreFromObjects, type CachedPod } from '../../webhook/caches/pods.j
 import { ObjectStore } from '../../webhook/caches/store.js';
 
 const key = planKeyFromSecret(Buffer.alloc(32, 3));
-const routes: Route[] = [{ metadata: { name: 'r', resourceVersion: '1', generation: 1 }, spec: { include: [{ namespaces: ['a'] }], route: [{ dst: '10.9.0.0/16', dev: 'eth1' }] } }];
+const routes: Route[] = [
+  {
+    metadata: { name: 'r', resourceVersion: '1', generation: 1 },
+    spec: { include: [{ namespaces: ['a'] }], route: [{ dst: '10.9.0.0/16', dev: 'eth1' }] },
+  },
+];
 const caches = cachesFromObjects({ routes, namespaces: [{ metadata: { name: 'a' } }, { metadata: { name: 'b' } }] });
 
 /** An API that records every call and refuses it: these tests expect none. */
 function noWrites(): ControllerApi & { calls: string[] } {
   const calls: string[] = [];
-  const refuse = (what: string) => async () => { calls.push(what); throw new Error(`unexpected API call: ${what}`); };
+  const refuse = (what: string) => async () => {
+    calls.push(what);
+    throw new Error(`unexpected API call: ${what}`);
+  };
   return { calls, patchPod: refuse('patchPod'), patchRouteStatus: refuse('patchRouteStatus'), createEvent: refuse('createEvent') };
 }
 
 const options = (pods: ObjectStore<CachedPod>, api: ControllerApi) => ({
-  caches, pods, api, mode: 'default' as const, keys: [key], identity: 'test', patchQps: 100, patchBurst: 10, concurrency: 2, resyncPeriodMs: 0,
+  caches,
+  pods,
+  api,
+  mode: 'default' as const,
+  keys: [key],
+  identity: 'test',
+  patchQps: 100,
+  patchBurst: 10,
+  concurrency: 2,
+  resyncPeriodMs: 0,
   // Longer than the test: no status flush (it would write) happens.
   statusDelayMs: 3_600_000,
 });

@@ -34,10 +34,13 @@ const serving = await loadServingCert(certFile, keyFile);
 const app = buildApp({
   admit: { caches, mode: 'default', keys },
   readiness: () => ({ ready: caches.isSynced(), detail: 'caches synced' }),
-  registry, metrics,
+  registry,
+  metrics,
   https: { cert: serving.cert, key: serving.key },
   // Short, so the slow-client tests end soon; the production defaults are in APP_DEFAULTS.
-  requestTimeoutMs: 2000, headersTimeoutMs: 1000, connectionsCheckingIntervalMs: 100,
+  requestTimeoutMs: 2000,
+  headersTimeoutMs: 1000,
+  connectionsCheckingIntervalMs: 100,
 });
 await app.listen({ host: '127.0.0.1', port: 0 });
 const port = (app.server.address() as AddressInfo).port;
@@ -48,32 +51,69 @@ const reloadErrors: Error[] = [];
 let onReload: (() => void) | undefined;
 let onReloadError: (() => void) | undefined;
 const watcher = watchServingCert({
-  server: app.server as unknown as { setSecureContext(o: object): void }, certFile, keyFile, current: serving,
+  server: app.server as unknown as { setSecureContext(o: object): void },
+  certFile,
+  keyFile,
+  current: serving,
   pollIntervalMs: 500,
-  onReload: (c) => { reloads.push(c); metrics.observeCertReload(true); onReload?.(); },
-  onError: (e) => { reloadErrors.push(e); metrics.observeCertReload(false); onReloadError?.(); },
+  onReload: (c) => {
+    reloads.push(c);
+    metrics.observeCertReload(true);
+    onReload?.();
+  },
+  onError: (e) => {
+    reloadErrors.push(e);
+    metrics.observeCertReload(false);
+    onReloadError?.();
+  },
 });
 t.teardown(() => watcher.close());
 
-interface Res { status: number; body: string; socket: TLSSocket; reused: boolean; protocol: string | null; peer: string }
-function request(opts: { path?: string; method?: string; body?: string | Buffer; headers?: Record<string, string>; agent?: https.Agent; servername?: string }): Promise<Res> {
+interface Res {
+  status: number;
+  body: string;
+  socket: TLSSocket;
+  reused: boolean;
+  protocol: string | null;
+  peer: string;
+}
+function request(opts: {
+  path?: string;
+  method?: string;
+  body?: string | Buffer;
+  headers?: Record<string, string>;
+  agent?: https.Agent;
+  servername?: string;
+}): Promise<Res> {
   return new Promise((resolve, reject) => {
-    const req = https.request({
-      host: '127.0.0.1', port, path: opts.path ?? '/mutate', method: opts.method ?? 'POST', ca,
-      agent: opts.agent ?? false, headers: { 'content-type': 'application/json', ...opts.headers },
-      ...(opts.servername ? { servername: opts.servername } : {}),
-    }, (res) => {
-      // Read the socket now: a kept-alive socket is detached from the response at its end.
-      const socket = res.socket as TLSSocket;
-      const protocol = socket.getProtocol();
-      const peer = socket.getPeerCertificate().fingerprint256;
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => { body += d; });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, socket, reused: req.reusedSocket, protocol, peer }));
-    });
+    const req = https.request(
+      {
+        host: '127.0.0.1',
+        port,
+        path: opts.path ?? '/mutate',
+        method: opts.method ?? 'POST',
+        ca,
+        agent: opts.agent ?? false,
+        headers: { 'content-type': 'application/json', ...opts.headers },
+        ...(opts.servername ? { servername: opts.servername } : {}),
+      },
+      (res) => {
+        // Read the socket now: a kept-alive socket is detached from the response at its end.
+        const socket = res.socket as TLSSocket;
+        const protocol = socket.getProtocol();
+        const peer = socket.getPeerCertificate().fingerprint256;
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => {
+          body += d;
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body, socket, reused: req.reusedSocket, protocol, peer }));
+      },
+    );
     // The server may answer (413) and close before the whole body is written.
-    req.on('error', (e: NodeJS.ErrnoException) => { if (e.code !== 'EPIPE' && e.code !== 'ECONNRESET') reject(e); });
+    req.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code !== 'EPIPE' && e.code !== 'ECONNRESET') reject(e);
+    });
     req.end(opts.body);
   });
 }
@@ -84,7 +124,7 @@ async function admitsNormally(t: Test, what: string): Promise<void> {
   t.ok(patchOps((JSON.parse(res.body) as AdmissionReview).response).length === 1, `${what}: and patched`);
 }
 
-t.test('admission over TLS, verified against the script\'s CA', async (t) => {
+t.test("admission over TLS, verified against the script's CA", async (t) => {
   const res = await request({ body: review() });
   t.equal(res.status, 200);
   t.ok(['TLSv1.2', 'TLSv1.3'].includes(res.protocol ?? ''), `negotiated ${res.protocol}`);
@@ -94,13 +134,16 @@ t.test('admission over TLS, verified against the script\'s CA', async (t) => {
   for (const name of ['ovnkube-route-webhook.ovnkube-route.svc', 'ovnkube-route-webhook.ovnkube-route.svc.cluster.local']) {
     t.equal((await request({ path: '/healthz', method: 'GET', servername: name })).status, 200, `the certificate is valid for ${name}`);
   }
-  await t.rejects(request({ path: '/healthz', method: 'GET', servername: 'other.ovnkube-route.svc' }), { code: 'ERR_TLS_CERT_ALTNAME_INVALID' },
-    'and verification is real: another name is refused');
+  await t.rejects(
+    request({ path: '/healthz', method: 'GET', servername: 'other.ovnkube-route.svc' }),
+    { code: 'ERR_TLS_CERT_ALTNAME_INVALID' },
+    'and verification is real: another name is refused',
+  );
 });
 
 t.test('TLS older than 1.2 is refused by the server', async (t) => {
   const s = tls.connect({ host: '127.0.0.1', port, ca, minVersion: 'TLSv1', maxVersion: 'TLSv1.1', ciphers: 'DEFAULT@SECLEVEL=0' });
-  const [err] = await once(s, 'error') as [NodeJS.ErrnoException];
+  const [err] = (await once(s, 'error')) as [NodeJS.ErrnoException];
   t.equal(err.code, 'ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION', 'the server answers with a protocol_version alert');
 });
 
@@ -126,7 +169,9 @@ t.test('bad input on the wire is a 400 with a message, and the server keeps serv
 t.test('oversized bodies get 413 and the server keeps serving', async (t) => {
   // Just past the 7 MiB limit: a real review with a huge annotation.
   const big = loadReview('review-create-replicaset-pod.json');
-  (big.request.object as { metadata: { annotations?: Record<string, string> } }).metadata.annotations = { big: 'x'.repeat(7 * 1024 * 1024 + 1) };
+  (big.request.object as { metadata: { annotations?: Record<string, string> } }).metadata.annotations = {
+    big: 'x'.repeat(7 * 1024 * 1024 + 1),
+  };
   const body = JSON.stringify(big);
   const sized = await request({ body });
   t.equal(sized.status, 413, 'with Content-Length: 413');
@@ -143,24 +188,40 @@ async function trickler(head: string, drip: string): Promise<{ data: () => strin
   await once(s, 'secureConnect');
   let data = '';
   s.setEncoding('utf8');
-  s.on('data', (d: string) => { data += d; });
+  s.on('data', (d: string) => {
+    data += d;
+  });
   s.on('error', () => {});
   const closed = once(s, 'close');
   s.write(head);
-  const timer = setInterval(() => { if (!s.destroyed) s.write(drip); }, 50);
+  const timer = setInterval(() => {
+    if (!s.destroyed) s.write(drip);
+  }, 50);
   void closed.then(() => clearInterval(timer));
   return { data: () => data, closed };
 }
 
 t.test('slow clients do not block others and are cut off by the request timeouts', async (t) => {
-  const slowBodies = await Promise.all(Array.from({ length: 10 }, () =>
-    trickler('POST /mutate HTTP/1.1\r\nHost: webhook\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{"kind":', ' ')));
+  const slowBodies = await Promise.all(
+    Array.from({ length: 10 }, () =>
+      trickler('POST /mutate HTTP/1.1\r\nHost: webhook\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{"kind":', ' '),
+    ),
+  );
   const slowHeaders = await Promise.all(Array.from({ length: 10 }, () => trickler('POST /mutate HTTP/1.1\r\nHost: webhook\r\n', 'X')));
   for (let i = 0; i < 3; i++) await admitsNormally(t, `with 20 slow clients connected (${i + 1})`);
-  t.ok([...slowBodies, ...slowHeaders].every((s) => s.data() === ''), 'the slow requests were still pending meanwhile');
+  t.ok(
+    [...slowBodies, ...slowHeaders].every((s) => s.data() === ''),
+    'the slow requests were still pending meanwhile',
+  );
   await Promise.all([...slowBodies, ...slowHeaders].map((s) => s.closed));
-  t.ok(slowBodies.every((s) => s.data().startsWith('HTTP/1.1 408')), 'a body that never completes: 408 and closed (requestTimeout)');
-  t.ok(slowHeaders.every((s) => s.data().startsWith('HTTP/1.1 408')), 'headers that never complete: 408 and closed (headersTimeout)');
+  t.ok(
+    slowBodies.every((s) => s.data().startsWith('HTTP/1.1 408')),
+    'a body that never completes: 408 and closed (requestTimeout)',
+  );
+  t.ok(
+    slowHeaders.every((s) => s.data().startsWith('HTTP/1.1 408')),
+    'headers that never complete: 408 and closed (headersTimeout)',
+  );
   await admitsNormally(t, 'after the slow clients were cut off');
 });
 
@@ -181,7 +242,9 @@ t.test('a new serving pair is loaded without dropping an open keep-alive connect
   const oldFp = first.peer;
   t.equal(oldFp, serving.fingerprint, 'the first connection sees the original certificate');
 
-  const reloaded = new Promise<void>((resolve) => { onReload = resolve; });
+  const reloaded = new Promise<void>((resolve) => {
+    onReload = resolve;
+  });
   await genCerts(dir, ['--san', 'IP:127.0.0.1']); // same CA, new serving key and certificate
   await reloaded;
   const newFp = new X509Certificate(readFileSync(certFile)).fingerprint256;
@@ -200,7 +263,9 @@ t.test('a new serving pair is loaded without dropping an open keep-alive connect
 
 t.test('a broken pair is refused and the current one stays in use', async (t) => {
   const inUse = reloads.at(-1)?.fingerprint ?? serving.fingerprint;
-  const failed = new Promise<void>((resolve) => { onReloadError = resolve; });
+  const failed = new Promise<void>((resolve) => {
+    onReloadError = resolve;
+  });
   const good = readFileSync(certFile);
   writeFileSync(certFile, 'not a certificate\n');
   await failed;

@@ -24,7 +24,10 @@ t.test('an API call to a silent endpoint fails with a deadline error naming the 
   const port = await front.listen();
   t.teardown(() => front.close());
   const core = apiClient(loopbackKubeConfig(port), CoreV1Api, 300);
-  const err = await core.listNamespace().then(() => undefined, (e: unknown) => e);
+  const err = await core.listNamespace().then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   t.ok(err instanceof ApiTimeoutError, `rejected with ApiTimeoutError (got ${String(err)})`);
   t.match((err as Error).message, /^GET \/api\/v1\/namespaces.*: no complete answer from the API server within 0\.3 s$/);
   t.equal(front.accepted, 1, 'the request reached the endpoint');
@@ -36,11 +39,17 @@ t.test('a watch of a silent endpoint ends with a deadline error; one answered bu
   const port = await front.listen();
   const api = new FakeApi();
   await api.listen();
-  t.teardown(async () => { await front.close(); await api.close(); });
+  t.teardown(async () => {
+    await front.close();
+    await api.close();
+  });
   const w = new DeadlineWatch(loopbackKubeConfig(port), { connectMs: 300, idleMs: 300 });
   const first = await new Promise<unknown>((resolve) => void w.watch('/api/v1/pods', {}, () => {}, resolve));
   t.ok(first instanceof ApiTimeoutError);
-  t.match((first as Error).message, /^watch \/api\/v1\/pods\?watch=true&allowWatchBookmarks=true: no answer from the API server within 0\.3 s$/);
+  t.match(
+    (first as Error).message,
+    /^watch \/api\/v1\/pods\?watch=true&allowWatchBookmarks=true: no answer from the API server within 0\.3 s$/,
+  );
 
   front.forwardTo({ host: '127.0.0.1', port: api.port });
   api.watchSilent = true;
@@ -51,7 +60,14 @@ t.test('a watch of a silent endpoint ends with a deadline error; one answered bu
   api.watchSilent = false;
   const events: string[] = [];
   let ended: unknown = 'not yet';
-  const ac = await w.watch('/api/v1/pods', {}, (type, obj) => events.push(`${type} ${(obj as KubeObject).metadata?.name}`), (e) => { ended = e; });
+  const ac = await w.watch(
+    '/api/v1/pods',
+    {},
+    (type, obj) => events.push(`${type} ${(obj as KubeObject).metadata?.name}`),
+    (e) => {
+      ended = e;
+    },
+  );
   await until('the watch is open', () => api.openWatches === 1, 10_000);
   api.emit('/api/v1/pods', 'ADDED', { metadata: { name: 'p1', namespace: 'ns' } });
   await until('the event arrived', () => events.length === 1, 10_000);
@@ -67,7 +83,14 @@ t.test('aborting a watch that has no answer yet closes its connection', async (t
   t.teardown(() => front.close());
   const w = new DeadlineWatch(loopbackKubeConfig(port), { connectMs: 60_000, idleMs: 60_000 });
   let ended = false;
-  const ac = await w.watch('/api/v1/pods', {}, () => {}, () => { ended = true; });
+  const ac = await w.watch(
+    '/api/v1/pods',
+    {},
+    () => {},
+    () => {
+      ended = true;
+    },
+  );
   await until('the endpoint accepted the watch', () => front.accepted === 1, 10_000);
   ac.abort();
   await until('the connection was closed by the client', () => front.silentClosed === 1, 10_000);
@@ -80,16 +103,24 @@ t.test('caches against a silent endpoint retry with a log line each, then sync o
   const api = new FakeApi();
   await api.listen();
   api.objects.set('/api/v1/namespaces', [{ metadata: { name: 'default', resourceVersion: '1' } }]);
-  t.teardown(async () => { await front.close(); await api.close(); });
+  t.teardown(async () => {
+    await front.close();
+    await api.close();
+  });
   const errors: string[] = [];
   const caches = cachesFromApi(loopbackKubeConfig(port), {
-    apiTimeoutMs: 300, watchDeadlines: { connectMs: 300, idleMs: 1000 }, backoff: { initialMs: 50, maxMs: 200 },
+    apiTimeoutMs: 300,
+    watchDeadlines: { connectMs: 300, idleMs: 1000 },
+    backoff: { initialMs: 50, maxMs: 200 },
     observer: { onError: (resource, err) => errors.push(`${resource}: ${(err as Error).message}`) },
   });
   caches.start();
   t.teardown(() => caches.stop());
   await until('every resource failed at least twice', () => CACHED_RESOURCES.every((r) => (caches.stats()[r]?.errors ?? 0) >= 2), 20_000);
-  t.ok(errors.some((e) => /^namespaces: GET \/api\/v1\/namespaces.*no complete answer from the API server within 0\.3 s$/.test(e)), 'the retry names the request and the deadline');
+  t.ok(
+    errors.some((e) => /^namespaces: GET \/api\/v1\/namespaces.*no complete answer from the API server within 0\.3 s$/.test(e)),
+    'the retry names the request and the deadline',
+  );
   t.notOk(caches.isSynced());
   t.same(caches.stalled(5_000), [], 'retrying loops are alive');
 
@@ -108,10 +139,14 @@ t.test('caches against a silent endpoint retry with a log line each, then sync o
   // With a 1 s idle bound the watches keep restarting, so one emit can fall between a close and
   // the reopen (the fake API sends only to open watches): emit until it arrives (ADDED again
   // is idempotent).
-  await until('an event after the restart is cached', () => {
-    api.emit('/api/v1/namespaces', 'ADDED', { metadata: { name: 'later' } });
-    return caches.namespaces.get('later');
-  }, 10_000);
+  await until(
+    'an event after the restart is cached',
+    () => {
+      api.emit('/api/v1/namespaces', 'ADDED', { metadata: { name: 'later' } });
+      return caches.namespaces.get('later');
+    },
+    10_000,
+  );
 });
 
 t.test('/healthz turns 503 when a list+watch loop stalls (no progress past the bound), 200 otherwise', async (t) => {
@@ -119,8 +154,16 @@ t.test('/healthz turns 503 when a list+watch loop stalls (no progress past the b
   // A watch without any deadline that never answers: the dead loop the deadlines prevent.
   const hung = { watch: async () => new AbortController() };
   const store = new ObjectStore<KubeObject>('routes');
-  const informer = new Informer<KubeObject>({ store, path: '/apis/x', list: async () => ({ items: [], metadata: { resourceVersion: '1' } }), watch: hung, now: () => now });
-  const stores = Object.fromEntries(CACHED_RESOURCES.map((r) => [r, r === 'routes' ? store : new ObjectStore<KubeObject>(r)])) as ConstructorParameters<typeof ClusterCaches>[0];
+  const informer = new Informer<KubeObject>({
+    store,
+    path: '/apis/x',
+    list: async () => ({ items: [], metadata: { resourceVersion: '1' } }),
+    watch: hung,
+    now: () => now,
+  });
+  const stores = Object.fromEntries(
+    CACHED_RESOURCES.map((r) => [r, r === 'routes' ? store : new ObjectStore<KubeObject>(r)]),
+  ) as ConstructorParameters<typeof ClusterCaches>[0];
   const caches = new ClusterCaches(stores, { routes: informer });
   caches.start();
   t.teardown(() => caches.stop());
@@ -149,16 +192,25 @@ t.test('leader election against a silent endpoint: Lease calls time out, are rep
   let led = false;
   const elector = new LeaderElector({
     api: apiClient(loopbackKubeConfig(port), CoordinationV1Api, 300),
-    namespace: 'ns', name: 'lease', identity: 'me',
-    leaseDurationMs: 3000, renewDeadlineMs: 2000, retryPeriodMs: 100,
-    onStartedLeading: () => { led = true; },
+    namespace: 'ns',
+    name: 'lease',
+    identity: 'me',
+    leaseDurationMs: 3000,
+    renewDeadlineMs: 2000,
+    retryPeriodMs: 100,
+    onStartedLeading: () => {
+      led = true;
+    },
     onStoppedLeading: () => {},
     onError: (e) => errors.push((e as Error).message),
   });
   const ac = new AbortController();
   const running = elector.run(ac.signal);
   await until('two Lease reads timed out and were reported', () => errors.length >= 2, 20_000);
-  t.match(errors[0], /^GET \/apis\/coordination\.k8s\.io\/v1\/namespaces\/ns\/leases\/lease: no complete answer from the API server within 0\.3 s$/);
+  t.match(
+    errors[0],
+    /^GET \/apis\/coordination\.k8s\.io\/v1\/namespaces\/ns\/leases\/lease: no complete answer from the API server within 0\.3 s$/,
+  );
   t.notOk(led, 'never leads without the API');
   ac.abort();
   await running;

@@ -20,16 +20,24 @@ const ca = readFileSync(join(dir, 'ca.crt'));
 
 let tlsConnections = 0;
 const requests: string[] = [];
-const server = https.createServer({ cert: readFileSync(join(dir, 'tls.crt')), key: readFileSync(join(dir, 'tls.key')), keepAliveTimeout: 60_000 }, (req, res) => {
-  requests.push(`${req.method} ${req.url}`);
-  const name = /\/namespaces\/([^/?]+)/.exec(req.url ?? '')?.[1] ?? 'x';
-  res.setHeader('content-type', 'application/json');
-  res.end(JSON.stringify({ apiVersion: 'v1', kind: 'Namespace', metadata: { name, labels: {} } }));
+const server = https.createServer(
+  { cert: readFileSync(join(dir, 'tls.crt')), key: readFileSync(join(dir, 'tls.key')), keepAliveTimeout: 60_000 },
+  (req, res) => {
+    requests.push(`${req.method} ${req.url}`);
+    const name = /\/namespaces\/([^/?]+)/.exec(req.url ?? '')?.[1] ?? 'x';
+    res.setHeader('content-type', 'application/json');
+    res.end(JSON.stringify({ apiVersion: 'v1', kind: 'Namespace', metadata: { name, labels: {} } }));
+  },
+);
+server.on('secureConnection', () => {
+  tlsConnections++;
 });
-server.on('secureConnection', () => { tlsConnections++; });
 server.listen(0, '127.0.0.1');
 await once(server, 'listening');
-t.teardown(() => { server.closeAllConnections(); server.close(); });
+t.teardown(() => {
+  server.closeAllConnections();
+  server.close();
+});
 const port = (server.address() as AddressInfo).port;
 
 function kubeConfig(): KubeConfig {

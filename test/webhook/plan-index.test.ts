@@ -29,7 +29,10 @@ const routes: Route[] = Array.from({ length: 110 }, (_, i) => ({
   metadata: { name: `r${i}`, resourceVersion: '1', generation: 1 },
   spec: { priority: i % 3, include: shapes[i % shapes.length], route: [{ dst: `10.${i % 40}.0.0/16`, dev: i % 2 ? 'eth1' : 'eth0' }] },
 }));
-const caches = cachesFromObjects({ routes, namespaces: NS.map((n, i) => ({ metadata: { name: n, labels: (i % 2 ? { team: 'a' } : {}) as Record<string, string> } })) });
+const caches = cachesFromObjects({
+  routes,
+  namespaces: NS.map((n, i) => ({ metadata: { name: n, labels: (i % 2 ? { team: 'a' } : {}) as Record<string, string> } })),
+});
 const pods: Pod[] = [];
 for (const ns of NS) {
   pods.push({ metadata: { namespace: ns, name: 'web-1', labels: { app: 'web' } }, spec: {} });
@@ -42,7 +45,11 @@ t.test('mayIncludeNamespace is false only for Routes that can select no pod of t
   t.equal(mayIncludeNamespace({ spec: { include: [] } }, 'x'), false, 'empty include: no pod');
   t.equal(mayIncludeNamespace({ spec: { include: [{ namespaces: ['prod-*'] }] } }, 'prod-a'), true);
   t.equal(mayIncludeNamespace({ spec: { include: [{ namespaces: ['prod-*'] }] } }, 'dev'), false);
-  t.equal(mayIncludeNamespace({ spec: { include: [{ pods: ['dev/x'] }, { podSelector: {} }] } }, 'prod-a'), true, 'a term without namespaces may match');
+  t.equal(
+    mayIncludeNamespace({ spec: { include: [{ pods: ['dev/x'] }, { podSelector: {} }] } }, 'prod-a'),
+    true,
+    'a term without namespaces may match',
+  );
   t.equal(mayIncludeNamespace({ spec: { include: [{ pods: ['dev/x'] }] } }, 'prod-a'), false);
 });
 
@@ -55,5 +62,9 @@ t.test('every pod resolves exactly as against all Routes', async (t) => {
     const only = routesForNamespace(caches.routes.list(), pod.metadata!.namespace!);
     t.ok(only.length < routes.length, `${what}: resolved against ${only.length} of ${routes.length} Routes`);
   }
-  t.equal(routesForNamespace(caches.routes.list(), 'dev'), routesForNamespace(caches.routes.list(), 'dev'), 'the index is reused while the Route list is');
+  t.equal(
+    routesForNamespace(caches.routes.list(), 'dev'),
+    routesForNamespace(caches.routes.list(), 'dev'),
+    'the index is reused while the Route list is',
+  );
 });

@@ -52,7 +52,10 @@ export interface AdmitDecision {
   message?: string;
 }
 
-export interface AdmitResult { review: AdmissionReview; decision: AdmitDecision }
+export interface AdmitResult {
+  review: AdmissionReview;
+  decision: AdmitDecision;
+}
 
 /** Label values that ask for the readiness gate. */
 const GATE_ON = new Set(['true', 'enabled']);
@@ -121,14 +124,16 @@ function metadataProblem(meta: Record<string, unknown> | undefined): string | un
     const m = meta[k];
     if (m === undefined) continue;
     if (!isObject(m)) return `${f}.${k}: expected a map of strings, got ${JSON.stringify(m)}`;
-    for (const [key, v] of Object.entries(m)) if (typeof v !== 'string') return `${f}.${k}[${JSON.stringify(key)}]: expected a string value, got ${JSON.stringify(v)}`;
+    for (const [key, v] of Object.entries(m))
+      if (typeof v !== 'string') return `${f}.${k}[${JSON.stringify(key)}]: expected a string value, got ${JSON.stringify(v)}`;
   }
   const refs = meta.ownerReferences;
   if (refs === undefined) return undefined;
   if (!Array.isArray(refs)) return `${f}.ownerReferences: expected a list of owner references, got ${JSON.stringify(refs)}`;
   for (const [i, r] of refs.entries()) {
     if (!isObject(r)) return `${f}.ownerReferences[${i}]: expected an owner reference object (kind, name, ...), got ${JSON.stringify(r)}`;
-    for (const k of ['kind', 'name']) if (typeof r[k] !== 'string') return `${f}.ownerReferences[${i}].${k}: expected a string, got ${JSON.stringify(r[k])}`;
+    for (const k of ['kind', 'name'])
+      if (typeof r[k] !== 'string') return `${f}.ownerReferences[${i}].${k}: expected a string, got ${JSON.stringify(r[k])}`;
   }
   return undefined;
 }
@@ -159,7 +164,10 @@ interface Verdict {
 function decode(req: AdmissionRequest): DecodedPod | AdmitResult {
   const k = req.kind;
   if (!k || k.group !== '' || k.kind !== 'Pod') {
-    return answer(req, { outcome: 'ignored', message: `not a core/v1 Pod (${k ? `${k.group}/${k.version} ${k.kind}` : 'no request.kind'}); nothing to do` });
+    return answer(req, {
+      outcome: 'ignored',
+      message: `not a core/v1 Pod (${k ? `${k.group}/${k.version} ${k.kind}` : 'no request.kind'}); nothing to do`,
+    });
   }
   if (req.subResource) return answer(req, { outcome: 'ignored', message: `pods/${req.subResource} is not handled` });
   const op = req.operation;
@@ -178,12 +186,14 @@ function decode(req: AdmissionRequest): DecodedPod | AdmitResult {
 /** The plan while the caches are not synced: only a verified previous plan survives. */
 function unsyncedPlan(d: DecodedPod, signed: (v: string | undefined) => v is string): Pick<Verdict, 'target' | 'decision'> {
   const previous = d.op === 'UPDATE' ? planOf(d.req.oldObject) : undefined;
-  const target = d.current !== undefined && d.current === previous && signed(d.current) ? d.current : signed(previous) ? previous : undefined;
+  const target =
+    d.current !== undefined && d.current === previous && signed(d.current) ? d.current : signed(previous) ? previous : undefined;
   return {
     target,
-    decision: target === undefined
-      ? { outcome: 'unchanged', plan: 'none', reason: 'unsynced', message: 'caches not synced yet; the controller stamps the pod later' }
-      : { outcome: 'unchanged', plan: 'kept', reason: 'unsynced-verified' },
+    decision:
+      target === undefined
+        ? { outcome: 'unchanged', plan: 'none', reason: 'unsynced', message: 'caches not synced yet; the controller stamps the pod later' }
+        : { outcome: 'unchanged', plan: 'kept', reason: 'unsynced-verified' },
   };
 }
 
@@ -209,7 +219,8 @@ function decide(d: DecodedPod, deps: AdmitDeps): Verdict {
   if (d.current !== undefined && d.current !== target) {
     const wasSigned = signed(d.current);
     decision.overwritten = { action: target === undefined ? 'removed' : 'replaced', signed: wasSigned };
-    if (!wasSigned) warnings.push(`${PLAN_ANNOTATION} is written by ovnkube-route only; the value given was ${decision.overwritten.action}`);
+    if (!wasSigned)
+      warnings.push(`${PLAN_ANNOTATION} is written by ovnkube-route only; the value given was ${decision.overwritten.action}`);
   }
   return { target, decision, warnings };
 }

@@ -35,12 +35,14 @@ export function createWebhookMetrics(registry: Registry, caches?: CacheGaugeSour
   const requests = new Counter({
     name: 'ovnkube_route_webhook_requests_total',
     help: 'Admission requests on /mutate, by outcome (patched, unchanged, ignored, failed-open, bad-request, too-large, unsupported-media-type).',
-    labelNames: ['outcome'], registers,
+    labelNames: ['outcome'],
+    registers,
   });
   const latency = new Histogram({
     name: 'ovnkube_route_webhook_request_duration_seconds',
     help: 'Time to answer an admission request on /mutate, by outcome.',
-    labelNames: ['outcome'], registers,
+    labelNames: ['outcome'],
+    registers,
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
   });
   const stamped = new Counter({
@@ -51,32 +53,38 @@ export function createWebhookMetrics(registry: Registry, caches?: CacheGaugeSour
   const skipped = new Counter({
     name: 'ovnkube_route_webhook_plans_skipped_total',
     help: 'Admitted pods that carry no plan, by reason (host-network, opted-out, not-opted-in, no-route, name-unknown, encode-error, unsynced).',
-    labelNames: ['reason'], registers,
+    labelNames: ['reason'],
+    registers,
   });
   const kept = new Counter({
     name: 'ovnkube_route_webhook_plans_kept_total',
     help: 'Pod updates whose verified plan was let stand, by reason (trusted-writer, unsynced-verified).',
-    labelNames: ['reason'], registers,
+    labelNames: ['reason'],
+    registers,
   });
   const overwritten = new Counter({
     name: 'ovnkube_route_webhook_plans_overwritten_total',
     help: 'Plan annotations the webhook did not compute that it replaced or removed; signed="false" means forged.',
-    labelNames: ['action', 'signed'], registers,
+    labelNames: ['action', 'signed'],
+    registers,
   });
   const cacheLists = new Counter({
     name: 'ovnkube_route_cache_lists_total',
     help: 'Full lists of an informer cache (initial sync and every relist, e.g. after 410 Gone).',
-    labelNames: ['resource'], registers,
+    labelNames: ['resource'],
+    registers,
   });
   const cacheErrors = new Counter({
     name: 'ovnkube_route_cache_watch_errors_total',
     help: 'Failed lists or watches of an informer cache; each is retried with backoff.',
-    labelNames: ['resource'], registers,
+    labelNames: ['resource'],
+    registers,
   });
   const certReloads = new Counter({
     name: 'ovnkube_route_webhook_cert_reloads_total',
     help: 'Serving certificate reloads, by result (success, error).',
-    labelNames: ['result'], registers,
+    labelNames: ['result'],
+    registers,
   });
   const certExpiry = new Gauge({
     name: 'ovnkube_route_webhook_cert_expiry_timestamp_seconds',
@@ -87,7 +95,8 @@ export function createWebhookMetrics(registry: Registry, caches?: CacheGaugeSour
     new Gauge({
       name: 'ovnkube_route_cache_objects',
       help: 'Objects held by each informer cache.',
-      labelNames: ['resource'], registers,
+      labelNames: ['resource'],
+      registers,
       collect() {
         for (const [resource, n] of Object.entries(caches.sizes())) this.set({ resource }, n);
       },
@@ -95,7 +104,8 @@ export function createWebhookMetrics(registry: Registry, caches?: CacheGaugeSour
     new Gauge({
       name: 'ovnkube_route_cache_synced',
       help: '1 once an informer cache has applied its first full list.',
-      labelNames: ['resource'], registers,
+      labelNames: ['resource'],
+      registers,
       collect() {
         for (const [resource, ok] of Object.entries(caches.syncedByResource())) this.set({ resource }, ok ? 1 : 0);
       },
@@ -112,9 +122,17 @@ export function createWebhookMetrics(registry: Registry, caches?: CacheGaugeSour
       else if (d.plan === 'kept' && d.reason) kept.inc({ reason: d.reason });
       if (d.overwritten) overwritten.inc({ action: d.overwritten.action, signed: String(d.overwritten.signed) });
     },
-    observeList(resource) { cacheLists.inc({ resource }); },
-    observeWatchError(resource) { cacheErrors.inc({ resource }); },
-    observeCertReload(ok) { certReloads.inc({ result: ok ? 'success' : 'error' }); },
-    observeCertInUse(notAfter) { certExpiry.set(notAfter); },
+    observeList(resource) {
+      cacheLists.inc({ resource });
+    },
+    observeWatchError(resource) {
+      cacheErrors.inc({ resource });
+    },
+    observeCertReload(ok) {
+      certReloads.inc({ result: ok ? 'success' : 'error' });
+    },
+    observeCertInUse(notAfter) {
+      certExpiry.set(notAfter);
+    },
   };
 }

@@ -8,12 +8,24 @@
 
 export const ADMISSION_API_VERSION = 'admission.k8s.io/v1';
 
-export interface GroupVersionKind { group: string; version: string; kind: string }
-export interface GroupVersionResource { group: string; version: string; resource: string }
+export interface GroupVersionKind {
+  group: string;
+  version: string;
+  kind: string;
+}
+export interface GroupVersionResource {
+  group: string;
+  version: string;
+  resource: string;
+}
 
 export type Operation = 'CREATE' | 'UPDATE' | 'DELETE' | 'CONNECT';
 
-export interface UserInfo { username?: string; uid?: string; groups?: string[] }
+export interface UserInfo {
+  username?: string;
+  uid?: string;
+  groups?: string[];
+}
 
 export interface AdmissionRequest {
   uid: string;
@@ -30,7 +42,11 @@ export interface AdmissionRequest {
   dryRun?: boolean;
 }
 
-export interface AdmissionStatus { code?: number; reason?: string; message?: string }
+export interface AdmissionStatus {
+  code?: number;
+  reason?: string;
+  message?: string;
+}
 
 export interface AdmissionResponse {
   uid: string;
@@ -77,26 +93,44 @@ const show = (v: unknown): string => JSON.stringify(v)?.slice(0, 80) ?? String(v
 /** Check the envelope of a parsed request body. Never throws. */
 export function parseReview(body: unknown): ParsedReview {
   if (!isObject(body)) {
-    return { ok: false, code: 'OVNKR_REVIEW_NOT_OBJECT', message: `request body: expected an AdmissionReview object, got ${Array.isArray(body) ? 'an array' : body === null ? 'null' : typeof body}` };
+    return {
+      ok: false,
+      code: 'OVNKR_REVIEW_NOT_OBJECT',
+      message: `request body: expected an AdmissionReview object, got ${Array.isArray(body) ? 'an array' : body === null ? 'null' : typeof body}`,
+    };
   }
   if (body.kind !== 'AdmissionReview') {
-    return { ok: false, code: 'OVNKR_REVIEW_WRONG_KIND', message: `request body .kind: expected "AdmissionReview", got ${show(body.kind)}` };
+    return {
+      ok: false,
+      code: 'OVNKR_REVIEW_WRONG_KIND',
+      message: `request body .kind: expected "AdmissionReview", got ${show(body.kind)}`,
+    };
   }
   if (body.apiVersion === 'admission.k8s.io/v1beta1') {
     return {
-      ok: false, code: 'OVNKR_REVIEW_V1BETA1',
-      message: 'request body .apiVersion: admission.k8s.io/v1beta1 is not supported; set admissionReviewVersions: ["v1"] in the MutatingWebhookConfiguration',
+      ok: false,
+      code: 'OVNKR_REVIEW_V1BETA1',
+      message:
+        'request body .apiVersion: admission.k8s.io/v1beta1 is not supported; set admissionReviewVersions: ["v1"] in the MutatingWebhookConfiguration',
     };
   }
   if (body.apiVersion !== ADMISSION_API_VERSION) {
-    return { ok: false, code: 'OVNKR_REVIEW_WRONG_VERSION', message: `request body .apiVersion: expected "${ADMISSION_API_VERSION}", got ${show(body.apiVersion)}` };
+    return {
+      ok: false,
+      code: 'OVNKR_REVIEW_WRONG_VERSION',
+      message: `request body .apiVersion: expected "${ADMISSION_API_VERSION}", got ${show(body.apiVersion)}`,
+    };
   }
   const req = body.request;
   if (!isObject(req)) {
     return { ok: false, code: 'OVNKR_REVIEW_NO_REQUEST', message: 'request body .request: expected an AdmissionRequest object' };
   }
   if (typeof req.uid !== 'string' || req.uid === '' || req.uid.length > MAX_UID) {
-    return { ok: false, code: 'OVNKR_REVIEW_NO_UID', message: `request body .request.uid: expected a non-empty string of at most ${MAX_UID} characters, got ${show(req.uid)}` };
+    return {
+      ok: false,
+      code: 'OVNKR_REVIEW_NO_UID',
+      message: `request body .request.uid: expected a non-empty string of at most ${MAX_UID} characters, got ${show(req.uid)}`,
+    };
   }
   return { ok: true, review: body as unknown as ValidReview };
 }

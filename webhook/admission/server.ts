@@ -84,14 +84,21 @@ type Tunables = { [K in keyof typeof APP_DEFAULTS]: number };
 function checkOptions(opts: AppOptions): Tunables {
   // Only the tunables that were given are validated; the rest take APP_DEFAULTS.
   const given = opts as unknown as Record<string, unknown>;
-  const numbers = Object.fromEntries(Object.keys(APP_DEFAULTS).filter((k) => given[k] !== undefined).map((k) => [k, given[k]]));
+  const numbers = Object.fromEntries(
+    Object.keys(APP_DEFAULTS)
+      .filter((k) => given[k] !== undefined)
+      .map((k) => [k, given[k]]),
+  );
   if (!validateOptions(numbers)) {
     const detail = validateOptions.errors!.map((e) => `${e.instancePath.slice(1)} ${e.message ?? ''}`).join('; ');
     throw new WebhookError('OVNKR_ERR_APP_OPTIONS', detail);
   }
   const merged: Tunables = { ...APP_DEFAULTS, ...numbers };
   if (merged.headersTimeoutMs > merged.requestTimeoutMs) {
-    throw new WebhookError('OVNKR_ERR_APP_OPTIONS', `headersTimeoutMs (${merged.headersTimeoutMs}) must not exceed requestTimeoutMs (${merged.requestTimeoutMs})`);
+    throw new WebhookError(
+      'OVNKR_ERR_APP_OPTIONS',
+      `headersTimeoutMs (${merged.headersTimeoutMs}) must not exceed requestTimeoutMs (${merged.requestTimeoutMs})`,
+    );
   }
   if (!opts.admit || !Array.isArray(opts.admit.keys) || opts.admit.keys.length === 0) {
     throw new WebhookError('OVNKR_ERR_APP_OPTIONS', 'admit.keys must hold at least one plan key (the first one signs)');
@@ -119,20 +126,20 @@ export function buildApp(opts: AppOptions): FastifyInstance {
     ...(opts.logger ? { loggerInstance: opts.logger } : { logger: false }),
   };
   const app: FastifyInstance = opts.https
-    ? Fastify({
-      ...server,
-      https: {
-        key: opts.https.key,
-        cert: opts.https.cert,
-        minVersion: 'TLSv1.2',
-        handshakeTimeout: o.handshakeTimeoutMs,
-        // http.Server options, which https.createServer takes too.
-        headersTimeout: o.headersTimeoutMs,
-        requestTimeout: o.requestTimeoutMs,
-        connectionsCheckingInterval: o.connectionsCheckingIntervalMs,
-      },
-    }) as unknown as FastifyInstance
-    : Fastify(server) as unknown as FastifyInstance;
+    ? (Fastify({
+        ...server,
+        https: {
+          key: opts.https.key,
+          cert: opts.https.cert,
+          minVersion: 'TLSv1.2',
+          handshakeTimeout: o.handshakeTimeoutMs,
+          // http.Server options, which https.createServer takes too.
+          headersTimeout: o.headersTimeoutMs,
+          requestTimeout: o.requestTimeoutMs,
+          connectionsCheckingInterval: o.connectionsCheckingIntervalMs,
+        },
+      }) as unknown as FastifyInstance)
+    : (Fastify(server) as unknown as FastifyInstance);
 
   const outcomes = new WeakMap<FastifyRequest, RequestOutcome>();
   // The API server sends application/json only; a text body is a 415, not something to parse.
@@ -165,7 +172,8 @@ export function buildApp(opts: AppOptions): FastifyInstance {
     metrics.observeDecision(decision);
     const r = parsed.review.request;
     const who = { uid: r.uid, namespace: r.namespace, name: r.name, operation: r.operation, dryRun: r.dryRun === true };
-    if (decision.overwritten || decision.outcome === 'failed-open') req.log.warn({ ...who, decision }, 'plan annotation corrected or admission failed open');
+    if (decision.overwritten || decision.outcome === 'failed-open')
+      req.log.warn({ ...who, decision }, 'plan annotation corrected or admission failed open');
     else req.log.debug({ ...who, decision }, 'admitted');
     return review;
   });
@@ -178,7 +186,10 @@ export function buildApp(opts: AppOptions): FastifyInstance {
 
   app.get('/readyz', async (_req, reply) => {
     const r = opts.readiness();
-    return reply.code(r.ready ? 200 : 503).type('text/plain').send(`${r.ready ? 'ok' : 'not ready'}: ${r.detail}\n`);
+    return reply
+      .code(r.ready ? 200 : 503)
+      .type('text/plain')
+      .send(`${r.ready ? 'ok' : 'not ready'}: ${r.detail}\n`);
   });
 
   app.get('/metrics', async (_req, reply) => reply.type(opts.registry.contentType).send(await opts.registry.metrics()));

@@ -89,7 +89,10 @@ export function watchServingCert(opts: CertWatchOptions): CertWatcher {
     } catch (e) {
       // Report a broken pair once, not on every poll; it is retried on the next change.
       const msg = (e as Error).message;
-      if (msg !== failed) { failed = msg; opts.onError?.(e as Error); }
+      if (msg !== failed) {
+        failed = msg;
+        opts.onError?.(e as Error);
+      }
       return false;
     }
     failed = '';
@@ -122,10 +125,14 @@ export function watchServingCert(opts: CertWatchOptions): CertWatcher {
   for (const dir of new Set([dirname(opts.certFile), dirname(opts.keyFile)])) {
     try {
       const w = watch(dir, { persistent: false }, schedule);
-      w.on('error', (e) => opts.onError?.(new WebhookError('OVNKR_ERR_TLS_FILES', `watching ${dir}: ${e.message}; relying on the periodic check`)));
+      w.on('error', (e) =>
+        opts.onError?.(new WebhookError('OVNKR_ERR_TLS_FILES', `watching ${dir}: ${e.message}; relying on the periodic check`)),
+      );
       watchers.push(w);
     } catch (e) {
-      opts.onError?.(new WebhookError('OVNKR_ERR_TLS_FILES', `${withCause(`cannot watch ${dir}`, e)}; relying on the periodic check`, { cause: e }));
+      opts.onError?.(
+        new WebhookError('OVNKR_ERR_TLS_FILES', `${withCause(`cannot watch ${dir}`, e)}; relying on the periodic check`, { cause: e }),
+      );
     }
   }
   const poll = setInterval(() => void check(), opts.pollIntervalMs ?? 30_000);

@@ -11,9 +11,7 @@
  * Memory: ReplicaSets and Jobs are kept as metadata only (owner chains need nothing
  * else, and their pod templates are large); managedFields are dropped everywhere.
  */
-import {
-  AppsV1Api, BatchV1Api, CoreV1Api, CustomObjectsApi, type KubeConfig,
-} from '@kubernetes/client-node';
+import { AppsV1Api, BatchV1Api, CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
 import { API_GROUP, API_VERSION, ROUTE_PLURAL, type KubeObject, type Namespace, type Route, type Service } from '../../core/types.js';
 import { Informer, type InformerObserver, type InformerStats, type ListResult, type WatchLike } from './informer.js';
 import { apiClient, DeadlineWatch, DEFAULT_API_TIMEOUT_MS, InFlight, type WatchDeadlines } from '../../platform/kube-client.js';
@@ -149,15 +147,20 @@ export class ClusterCaches {
 }
 
 function newStores(report?: HandlerErrorReporter): Record<CachedResource, ObjectStore<KubeObject>> {
-  return Object.fromEntries(CACHED_RESOURCES.map((r) => [r, new ObjectStore<KubeObject>(r, report)])) as
-    Record<CachedResource, ObjectStore<KubeObject>>;
+  return Object.fromEntries(CACHED_RESOURCES.map((r) => [r, new ObjectStore<KubeObject>(r, report)])) as Record<
+    CachedResource,
+    ObjectStore<KubeObject>
+  >;
 }
 
 /**
  * Caches filled from plain objects and already synced. The stores are real ObjectStores,
  * so a test can drive change events through `store(resource)`.
  */
-export function cachesFromObjects(objects: CacheObjects = {}, report?: HandlerErrorReporter): ClusterCaches & {
+export function cachesFromObjects(
+  objects: CacheObjects = {},
+  report?: HandlerErrorReporter,
+): ClusterCaches & {
   store(resource: CachedResource): ObjectStore<KubeObject>;
 } {
   const stores = newStores(report);
@@ -181,9 +184,13 @@ export function ownerMetadataOnly(kind: string, apiVersion: string): (obj: KubeO
   return (obj) => {
     const m = obj.metadata ?? {};
     return {
-      apiVersion, kind,
+      apiVersion,
+      kind,
       metadata: {
-        name: m.name, namespace: m.namespace, uid: m.uid, resourceVersion: m.resourceVersion,
+        name: m.name,
+        namespace: m.namespace,
+        uid: m.uid,
+        resourceVersion: m.resourceVersion,
         ...(m.labels ? { labels: m.labels } : {}),
         ...(m.ownerReferences ? { ownerReferences: m.ownerReferences } : {}),
       },
@@ -227,7 +234,11 @@ export function cachesFromApi(kc: KubeConfig, opts: ApiCacheOptions = {}): Clust
       transform: withoutManagedFields,
     },
     namespaces: { path: '/api/v1/namespaces', list: () => core.listNamespace() as Promise<ListResult>, transform: withoutManagedFields },
-    services: { path: '/api/v1/services', list: () => core.listServiceForAllNamespaces() as Promise<ListResult>, transform: withoutManagedFields },
+    services: {
+      path: '/api/v1/services',
+      list: () => core.listServiceForAllNamespaces() as Promise<ListResult>,
+      transform: withoutManagedFields,
+    },
     replicasets: {
       path: '/apis/apps/v1/replicasets',
       list: () => apps.listReplicaSetForAllNamespaces() as Promise<ListResult>,
@@ -239,11 +250,19 @@ export function cachesFromApi(kc: KubeConfig, opts: ApiCacheOptions = {}): Clust
       transform: ownerMetadataOnly('Job', 'batch/v1'),
     },
   };
-  const informers = Object.fromEntries(CACHED_RESOURCES.map((r) => [r, new Informer<KubeObject>({
-    store: stores[r], watch, inflight, ...lists[r],
-    ...(opts.observer ? { observer: opts.observer } : {}),
-    ...(opts.backoff ? { backoff: opts.backoff } : {}),
-    ...(opts.watchTimeoutSeconds ? { watchTimeoutSeconds: opts.watchTimeoutSeconds } : {}),
-  })]));
+  const informers = Object.fromEntries(
+    CACHED_RESOURCES.map((r) => [
+      r,
+      new Informer<KubeObject>({
+        store: stores[r],
+        watch,
+        inflight,
+        ...lists[r],
+        ...(opts.observer ? { observer: opts.observer } : {}),
+        ...(opts.backoff ? { backoff: opts.backoff } : {}),
+        ...(opts.watchTimeoutSeconds ? { watchTimeoutSeconds: opts.watchTimeoutSeconds } : {}),
+      }),
+    ]),
+  );
   return new ClusterCaches(stores, informers);
 }

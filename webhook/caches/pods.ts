@@ -90,7 +90,10 @@ export interface PodInformerOptions {
  * The pods of every namespace, list+watch against `kc`'s API server into a slim store.
  * Needs get/list/watch on pods cluster-wide. Call `informer.start()`, then await `store.synced`.
  */
-export function podsFromApi(kc: KubeConfig, opts: PodInformerOptions = {}): { store: ObjectStore<CachedPod>; informer: Informer<CachedPod> } {
+export function podsFromApi(
+  kc: KubeConfig,
+  opts: PodInformerOptions = {},
+): { store: ObjectStore<CachedPod>; informer: Informer<CachedPod> } {
   const inflight = new InFlight();
   const core = apiClient(kc, CoreV1Api, opts.apiTimeoutMs ?? DEFAULT_API_TIMEOUT_MS, inflight);
   const store = new ObjectStore<CachedPod>('pods', opts.report);

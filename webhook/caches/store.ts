@@ -68,8 +68,13 @@ export class ObjectStore<T extends KubeObject> implements ReadableStore<T> {
    * @param report where a throwing subscriber's error goes (default: ignored after the
    *   other subscribers ran, so one bad subscriber never stops the cache).
    */
-  constructor(readonly resource: string, private readonly report: HandlerErrorReporter = () => {}) {
-    this.synced = new Promise((resolve) => { this.resolveSynced = resolve; });
+  constructor(
+    readonly resource: string,
+    private readonly report: HandlerErrorReporter = () => {},
+  ) {
+    this.synced = new Promise((resolve) => {
+      this.resolveSynced = resolve;
+    });
   }
 
   get size(): number {
@@ -91,7 +96,9 @@ export class ObjectStore<T extends KubeObject> implements ReadableStore<T> {
 
   onChange(handler: ChangeHandler<T>): () => void {
     this.handlers.add(handler);
-    return () => { this.handlers.delete(handler); };
+    return () => {
+      this.handlers.delete(handler);
+    };
   }
 
   isSynced(): boolean {

@@ -25,18 +25,33 @@ export interface ControllerConfig {
 }
 
 /** One flag, in the shape of config.ts's FLAGS entries (all feed WebhookConfig.controller). */
-export interface ControllerFlag { key: 'controller'; env: string; value: string; default?: string; help: string }
+export interface ControllerFlag {
+  key: 'controller';
+  env: string;
+  value: string;
+  default?: string;
+  help: string;
+}
 
-const flag = (env: string, value: string, def: string | undefined, help: string): ControllerFlag =>
-  ({ key: 'controller', env: `OVNKUBE_ROUTE_${env}`, value, ...(def !== undefined ? { default: def } : {}), help });
+const flag = (env: string, value: string, def: string | undefined, help: string): ControllerFlag => ({
+  key: 'controller',
+  env: `OVNKUBE_ROUTE_${env}`,
+  value,
+  ...(def !== undefined ? { default: def } : {}),
+  help,
+});
 
 /** The controller's flags, merged into config.ts's FLAGS. */
 export const CONTROLLER_FLAGS: Record<string, ControllerFlag> = {
-  controller: flag('CONTROLLER', 'true|false', 'true',
-    'run the controller (leader-elected) that keeps pod plans and Route status true; the webhook serves either way'),
+  controller: flag(
+    'CONTROLLER',
+    'true|false',
+    'true',
+    'run the controller (leader-elected) that keeps pod plans and Route status true; the webhook serves either way',
+  ),
   'lease-namespace': flag('LEASE_NAMESPACE', 'NS', 'ovnkube-route', 'namespace of the leader-election Lease'),
   'lease-name': flag('LEASE_NAME', 'NAME', 'ovnkube-route-controller', 'name of the leader-election Lease'),
-  'leader-id': flag('LEADER_ID', 'ID', undefined, 'this replica\'s identity in the Lease (default: host name and a random suffix)'),
+  'leader-id': flag('LEADER_ID', 'ID', undefined, "this replica's identity in the Lease (default: host name and a random suffix)"),
   'lease-duration': flag('LEASE_DURATION', 'DURATION', '15s', 'how long followers wait after the last renewal before taking over'),
   'renew-deadline': flag('RENEW_DEADLINE', 'DURATION', '10s', 'the leader stops acting when it could not renew for this long'),
   'retry-period': flag('RETRY_PERIOD', 'DURATION', '2s', 'how often the Lease is renewed or tried'),
@@ -51,7 +66,9 @@ export { parseDuration };
 /** A flag's value and where it came from (`--name` or `$ENV`), as config.ts resolves it. */
 export type FlagReader = (name: string) => { value: string | undefined; from: string };
 
-const fail = (msg: string): never => { throw new WebhookError('OVNKR_ERR_CONFIG', msg); };
+const fail = (msg: string): never => {
+  throw new WebhookError('OVNKR_ERR_CONFIG', msg);
+};
 
 /** Validate the controller's flags into a ControllerConfig; errors name the flag and what was expected. */
 export function parseControllerConfig(read: FlagReader): ControllerConfig {
@@ -67,7 +84,8 @@ export function parseControllerConfig(read: FlagReader): ControllerConfig {
   const duration = (name: string, allowZero = false): number => {
     const { v, from } = text(name);
     const ms = parseDuration(v);
-    if (!Number.isFinite(ms) || (ms === 0 && !allowZero)) fail(`${from}: expected a ${allowZero ? '' : 'positive '}duration such as 500ms, 2s or 10m, got "${v}"`);
+    if (!Number.isFinite(ms) || (ms === 0 && !allowZero))
+      fail(`${from}: expected a ${allowZero ? '' : 'positive '}duration such as 500ms, 2s or 10m, got "${v}"`);
     return ms;
   };
   const number = (name: string, integer: boolean): number => {

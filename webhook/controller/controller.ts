@@ -21,10 +21,27 @@ import type { Operation } from 'fast-json-patch';
 import { decodeInjectorStatus } from '../../core/injector-status.js';
 import type { PlanKey } from '../../core/plan-codec.js';
 import type { InjectMode } from '../../core/resolve.js';
-import { API_GROUP, API_VERSION, PLAN_ANNOTATION, ROUTE_PLURAL, STATUS_ANNOTATION, type KubeObject, type Route, type Service } from '../../core/types.js';
+import {
+  API_GROUP,
+  API_VERSION,
+  PLAN_ANNOTATION,
+  ROUTE_PLURAL,
+  STATUS_ANNOTATION,
+  type KubeObject,
+  type Route,
+  type Service,
+} from '../../core/types.js';
 import type { ClusterCaches } from '../caches/caches.js';
 import {
-  isPlanEcho, namespaceChanged, ownerChanged, podChanged, podsOwnedBy, podsSelectedBy, routesReferencing, routeVersionsOf, serviceChanged,
+  isPlanEcho,
+  namespaceChanged,
+  ownerChanged,
+  podChanged,
+  podsOwnedBy,
+  podsSelectedBy,
+  routesReferencing,
+  routeVersionsOf,
+  serviceChanged,
 } from './map.js';
 import type { ControllerMetrics } from './metrics.js';
 import { apiClient, DEFAULT_API_TIMEOUT_MS } from '../../platform/kube-client.js';
@@ -56,9 +73,15 @@ export function controllerApi(kc: KubeConfig, timeoutMs: number = DEFAULT_API_TI
   const custom = apiClient(kc, CustomObjectsApi, timeoutMs);
   return {
     patchPod: (namespace, name, body) => core.patchNamespacedPod({ name, namespace, body, fieldManager: FIELD_MANAGER }),
-    patchRouteStatus: (name, body) => custom.patchClusterCustomObjectStatus({
-      group: API_GROUP, version: API_VERSION, plural: ROUTE_PLURAL, name, body, fieldManager: FIELD_MANAGER,
-    }),
+    patchRouteStatus: (name, body) =>
+      custom.patchClusterCustomObjectStatus({
+        group: API_GROUP,
+        version: API_VERSION,
+        plural: ROUTE_PLURAL,
+        name,
+        body,
+        fieldManager: FIELD_MANAGER,
+      }),
     createEvent: (namespace, body) => core.createNamespacedEvent({ namespace, body: body as never }),
   };
 }
@@ -84,7 +107,6 @@ export interface ControllerOptions {
   metrics?: ControllerMetrics;
   log?: Logger;
 }
-
 
 /** One leader term's worth of reconciling; start() and stop() may alternate. */
 export class Controller {
@@ -119,13 +141,15 @@ export class Controller {
       concurrency: opts.concurrency,
       handler: (key) => this.reconcile(key),
       retry: {},
-      onError: (key, err, dropped) => forPod(this.log, key).error({ err: (err as Error)?.message ?? String(err), dropped }, 'pod reconcile failed'),
+      onError: (key, err, dropped) =>
+        forPod(this.log, key).error({ err: (err as Error)?.message ?? String(err), dropped }, 'pod reconcile failed'),
     });
     this.events = new EventRecorder({
       create: opts.api.createEvent,
       instance: opts.identity,
       onRecorded: (reason) => opts.metrics?.observeEvent(reason),
-      onError: (err, route, reason) => forRoute(this.log, route).warn({ reason, err: classifyApiError(err).message }, 'could not record an Event on a Route'),
+      onError: (err, route, reason) =>
+        forRoute(this.log, route).warn({ reason, err: classifyApiError(err).message }, 'could not record an Event on a Route'),
     });
   }
 
@@ -146,7 +170,12 @@ export class Controller {
     this.unsubscribe = [
       caches.onRouteChange((ev) => this.onRoute(ev)),
       caches.onServiceChange((ev) => this.onService(ev)),
-      caches.onNamespaceChange((ev) => { if (namespaceChanged(ev)) { this.world++; this.addAll(pods.list(ev.object.metadata?.name ?? '').map(podKey)); } }),
+      caches.onNamespaceChange((ev) => {
+        if (namespaceChanged(ev)) {
+          this.world++;
+          this.addAll(pods.list(ev.object.metadata?.name ?? '').map(podKey));
+        }
+      }),
       caches.onReplicaSetChange((ev) => this.onOwner('ReplicaSet', ev)),
       caches.onJobChange((ev) => this.onOwner('Job', ev)),
       pods.onChange((ev) => this.onPod(ev)),
@@ -261,8 +290,10 @@ export class Controller {
     this.written.set(key, { value: desired, world: worldAtDecision });
     const action = desired === undefined ? 'remove' : 'set';
     this.opts.metrics?.observePatched(action, previous);
-    forPod(this.log, key)[previous === 'foreign' ? 'warn' : 'debug']({ action, previous, reason: decision.action === 'remove' ? decision.reason : undefined },
-      previous === 'foreign' ? 'replaced a plan annotation the system did not compute' : 'pod plan annotation updated');
+    forPod(this.log, key)[previous === 'foreign' ? 'warn' : 'debug'](
+      { action, previous, reason: decision.action === 'remove' ? decision.reason : undefined },
+      previous === 'foreign' ? 'replaced a plan annotation the system did not compute' : 'pod plan annotation updated',
+    );
     return done('patched', 'done');
   }
 
@@ -272,7 +303,13 @@ export class Controller {
       // Back off while writes fail; otherwise at most one batch every statusDelayMs.
       const base = this.opts.statusDelayMs ?? 1000;
       const delay = this.statusFailures ? backoffMs(this.statusFailures, { initialMs: base, maxMs: Math.min(60_000, base * 64) }) : base;
-      this.statusTimer = setTimeout(() => { this.statusTimer = undefined; this.flushing = this.flushStatus().finally(() => { this.flushing = undefined; this.markRoutes([]); }); }, delay);
+      this.statusTimer = setTimeout(() => {
+        this.statusTimer = undefined;
+        this.flushing = this.flushStatus().finally(() => {
+          this.flushing = undefined;
+          this.markRoutes([]);
+        });
+      }, delay);
       this.statusTimer.unref();
     }
   }
@@ -286,20 +323,31 @@ export class Controller {
       if (!this.running) return;
       const route = this.opts.caches.routes.get(name);
       if (!route) continue;
-      const { status, events } = routeStatus({ route, aggregate: this.index.aggregate(name), service: this.opts.caches.service, now: new Date() });
+      const { status, events } = routeStatus({
+        route,
+        aggregate: this.index.aggregate(name),
+        service: this.opts.caches.service,
+        now: new Date(),
+      });
       await this.events.record(route, events);
       if (statusEqual(route.status, status)) continue;
       await this.limiter.take();
       try {
         await this.opts.api.patchRouteStatus(name, statusPatch(route, status));
         this.opts.metrics?.observeStatusWrite('success');
-        forRoute(this.log, name).debug({ status: status.status, matchedPods: status.matchedPods, appliedPods: status.appliedPods }, 'Route status written');
+        forRoute(this.log, name).debug(
+          { status: status.status, matchedPods: status.matchedPods, appliedPods: status.appliedPods },
+          'Route status written',
+        );
       } catch (e) {
         const f = classifyApiError(e);
         if (f.action === 'gone') continue;
         // A conflict means the cache lags our last write or a spec edit: look again once it caught up.
         this.opts.metrics?.observeStatusWrite(f.reason === 'conflict' ? 'conflict' : 'error');
-        if (f.reason !== 'conflict') { failed = true; forRoute(this.log, name).warn({ status: f.status, err: f.message }, 'Route status write failed; retrying'); }
+        if (f.reason !== 'conflict') {
+          failed = true;
+          forRoute(this.log, name).warn({ status: f.status, err: f.message }, 'Route status write failed; retrying');
+        }
         this.dirtyRoutes.add(name);
       }
     }

@@ -22,12 +22,22 @@ export const EVENT_COMPONENT = 'ovnkube-route-controller';
 export type CreateEvent = (namespace: string, event: Record<string, unknown>) => Promise<unknown>;
 
 /** The core/v1 Event for `ev` on `route` (pure). */
-export function routeEventObject(route: Route, ev: RouteEvent, opts: { instance: string; now: Date; namespace?: string }): Record<string, unknown> {
+export function routeEventObject(
+  route: Route,
+  ev: RouteEvent,
+  opts: { instance: string; now: Date; namespace?: string },
+): Record<string, unknown> {
   const name = route.metadata?.name ?? '';
   const uid = route.metadata?.uid ?? '';
   const hash = createHash('sha256').update(`${uid}\n${ev.reason}\n${ev.message}`).digest('hex').slice(0, 16);
   return eventObject({
-    involved: { apiVersion: `${API_GROUP}/${API_VERSION}`, kind: 'Route', name, uid, resourceVersion: route.metadata?.resourceVersion as string },
+    involved: {
+      apiVersion: `${API_GROUP}/${API_VERSION}`,
+      kind: 'Route',
+      name,
+      uid,
+      resourceVersion: route.metadata?.resourceVersion as string,
+    },
     namespace: opts.namespace ?? CLUSTER_EVENTS_NAMESPACE,
     name: `${name.slice(0, 200)}.${hash}`,
     type: 'Warning',
@@ -59,7 +69,11 @@ export class EventRecorder {
   /** Record `events` on `route`; errors are reported and retried on the next call. Never throws. */
   async record(route: Route, events: RouteEvent[]): Promise<void> {
     for (const ev of events) {
-      const obj = routeEventObject(route, ev, { instance: this.opts.instance, now: (this.opts.now ?? (() => new Date()))(), namespace: this.opts.namespace });
+      const obj = routeEventObject(route, ev, {
+        instance: this.opts.instance,
+        now: (this.opts.now ?? (() => new Date()))(),
+        namespace: this.opts.namespace,
+      });
       const name = (obj.metadata as { name: string }).name;
       if (this.done.has(name)) continue;
       try {

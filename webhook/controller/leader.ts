@@ -56,8 +56,10 @@ const JITTER = 1.2;
 export function leaderTimingProblem(t: { leaseDurationMs: number; renewDeadlineMs: number; retryPeriodMs: number }): string | null {
   if (!(t.retryPeriodMs > 0)) return `retry period must be positive, got ${t.retryPeriodMs} ms`;
   if (t.leaseDurationMs < 1000) return `lease duration must be at least 1 s (the Lease stores whole seconds), got ${t.leaseDurationMs} ms`;
-  if (!(t.leaseDurationMs > t.renewDeadlineMs)) return `lease duration (${t.leaseDurationMs} ms) must be greater than the renew deadline (${t.renewDeadlineMs} ms)`;
-  if (!(t.renewDeadlineMs > JITTER * t.retryPeriodMs)) return `renew deadline (${t.renewDeadlineMs} ms) must be greater than ${JITTER} x the retry period (${t.retryPeriodMs} ms)`;
+  if (!(t.leaseDurationMs > t.renewDeadlineMs))
+    return `lease duration (${t.leaseDurationMs} ms) must be greater than the renew deadline (${t.renewDeadlineMs} ms)`;
+  if (!(t.renewDeadlineMs > JITTER * t.retryPeriodMs))
+    return `renew deadline (${t.renewDeadlineMs} ms) must be greater than ${JITTER} x the retry period (${t.retryPeriodMs} ms)`;
   return null;
 }
 
@@ -105,7 +107,11 @@ export class LeaderElector {
       } finally {
         this.leading = false;
         term.abort(new Error('leadership ended'));
-        try { await this.opts.onStoppedLeading(); } catch (e) { this.opts.onError?.(e); }
+        try {
+          await this.opts.onStoppedLeading();
+        } catch (e) {
+          this.opts.onError?.(e);
+        }
       }
       if (signal.aborted) await this.release();
     }
@@ -115,7 +121,11 @@ export class LeaderElector {
     while (!signal.aborted) {
       if (await this.tryAcquireOrRenew()) return true;
       const wait = this.t.retryPeriodMs * (1 + (JITTER - 1) * (this.opts.random ?? Math.random)());
-      try { await sleep(wait, signal); } catch { return false; }
+      try {
+        await sleep(wait, signal);
+      } catch {
+        return false;
+      }
     }
     return false;
   }
@@ -124,13 +134,15 @@ export class LeaderElector {
   private async renew(signal: AbortSignal): Promise<void> {
     let renewed = Date.now();
     while (!signal.aborted) {
-      try { await sleep(this.t.retryPeriodMs, signal); } catch { return; }
+      try {
+        await sleep(this.t.retryPeriodMs, signal);
+      } catch {
+        return;
+      }
       const left = renewed + this.t.renewDeadlineMs - Date.now();
       // A renewal that hangs must not keep us leading past the deadline.
-      const ok = left > 0 && await Promise.race([
-        this.tryAcquireOrRenew(),
-        new Promise<boolean>((r) => setTimeout(() => r(false), left).unref()),
-      ]);
+      const ok =
+        left > 0 && (await Promise.race([this.tryAcquireOrRenew(), new Promise<boolean>((r) => setTimeout(() => r(false), left).unref())]));
       if (ok) renewed = Date.now();
       else if (Date.now() - renewed >= this.t.renewDeadlineMs) return;
     }
@@ -152,13 +164,24 @@ export class LeaderElector {
     try {
       lease = await api.readNamespacedLease({ name, namespace });
     } catch (e) {
-      if (classifyApiError(e).status !== 404) { this.opts.onError?.(e); return false; }
+      if (classifyApiError(e).status !== 404) {
+        this.opts.onError?.(e);
+        return false;
+      }
       try {
         await api.createNamespacedLease({
           namespace,
           body: {
-            apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name, namespace },
-            spec: { holderIdentity: identity, leaseDurationSeconds: seconds, acquireTime: micro(now), renewTime: micro(now), leaseTransitions: 0 },
+            apiVersion: 'coordination.k8s.io/v1',
+            kind: 'Lease',
+            metadata: { name, namespace },
+            spec: {
+              holderIdentity: identity,
+              leaseDurationSeconds: seconds,
+              acquireTime: micro(now),
+              renewTime: micro(now),
+              leaseTransitions: 0,
+            },
           },
         });
       } catch (err) {
@@ -171,7 +194,13 @@ export class LeaderElector {
     }
     const spec = lease.spec ?? {};
     const holder = spec.holderIdentity ?? '';
-    const record = JSON.stringify([holder, String(spec.renewTime ?? ''), String(spec.acquireTime ?? ''), spec.leaseTransitions ?? 0, spec.leaseDurationSeconds ?? 0]);
+    const record = JSON.stringify([
+      holder,
+      String(spec.renewTime ?? ''),
+      String(spec.acquireTime ?? ''),
+      spec.leaseTransitions ?? 0,
+      spec.leaseDurationSeconds ?? 0,
+    ]);
     if (record !== this.observedRecord) {
       this.observedRecord = record;
       this.observedAt = now;
@@ -211,8 +240,12 @@ export class LeaderElector {
       if (lease.spec?.holderIdentity !== identity) return;
       const now = Date.now();
       await api.replaceNamespacedLease({
-        name, namespace,
-        body: { ...lease, spec: { ...lease.spec, holderIdentity: undefined, leaseDurationSeconds: 1, acquireTime: micro(now), renewTime: micro(now) } },
+        name,
+        namespace,
+        body: {
+          ...lease,
+          spec: { ...lease.spec, holderIdentity: undefined, leaseDurationSeconds: 1, acquireTime: micro(now), renewTime: micro(now) },
+        },
       });
       this.observe('');
     } catch (e) {

@@ -72,7 +72,8 @@ export function namespaceChanged(ev: ChangeEvent<Namespace>): boolean {
 
 /** Keys of the pods directly owned by `kind` `namespace/name`. */
 export function podsOwnedBy(pods: PodSource, kind: string, namespace: string, name: string): string[] {
-  return pods.list(namespace)
+  return pods
+    .list(namespace)
     .filter((p) => (p.metadata.ownerReferences ?? []).some((r) => r.kind === kind && r.name === name))
     .map(podKey);
 }

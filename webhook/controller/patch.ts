@@ -25,12 +25,10 @@ export function planPatch(pod: CachedPod, desired: string | undefined): Operatio
   const next: Record<string, string> = { ...annotations };
   if (desired === undefined) delete next[PLAN_ANNOTATION];
   else next[PLAN_ANNOTATION] = desired;
-  const ops = fjp.compare(
-    { metadata: annotations ? { annotations } : {} },
-    { metadata: { annotations: next } },
-  );
+  const ops = fjp.compare({ metadata: annotations ? { annotations } : {} }, { metadata: { annotations: next } });
   const guard: Operation[] = [{ op: 'test', path: '/metadata/uid', value: pod.metadata.uid }];
-  if (current !== undefined) guard.push({ op: 'test', path: `/metadata/annotations/${PLAN_ANNOTATION.replace(/~/g, '~0').replace(/\//g, '~1')}`, value: current });
+  if (current !== undefined)
+    guard.push({ op: 'test', path: `/metadata/annotations/${PLAN_ANNOTATION.replace(/~/g, '~0').replace(/\//g, '~1')}`, value: current });
   else guard.push({ op: 'test', path: '/metadata/resourceVersion', value: pod.metadata.resourceVersion });
   return [...guard, ...ops];
 }

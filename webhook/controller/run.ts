@@ -100,7 +100,9 @@ export function startController(opts: StartControllerOptions): RunningController
       // Also right while start() still waits for the caches to sync (it then never begins).
       await controller.stop();
     },
-    onNewLeader: (id) => { if (id !== identity) log.info({ leader: id }, 'another replica leads'); },
+    onNewLeader: (id) => {
+      if (id !== identity) log.info({ leader: id }, 'another replica leads');
+    },
     onError: (err) => log.warn({ err: (err as Error)?.message ?? String(err) }, 'leader election: Lease read/write failed; retrying'),
   });
   pods.informer.start();

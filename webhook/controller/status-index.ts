@@ -48,7 +48,8 @@ class RefSet<T> {
   private readonly m = new Map<string, { v: T; n: number }>();
   add(k: string, v: T): void {
     const e = this.m.get(k);
-    if (e) e.n++; else this.m.set(k, { v, n: 1 });
+    if (e) e.n++;
+    else this.m.set(k, { v, n: 1 });
   }
   delete(k: string): void {
     const e = this.m.get(k);
@@ -57,7 +58,9 @@ class RefSet<T> {
   values(): T[] {
     return [...this.m.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, e]) => e.v);
   }
-  get size(): number { return this.m.size; }
+  get size(): number {
+    return this.m.size;
+  }
 }
 
 interface Agg {
@@ -90,7 +93,10 @@ export class RouteIndex {
     if (JSON.stringify(old) === JSON.stringify(rec)) return new Set();
     const touched = new Set<string>();
     if (old) this.apply(old, -1, touched);
-    if (rec) { this.pods.set(key, rec); this.apply(rec, 1, touched); } else this.pods.delete(key);
+    if (rec) {
+      this.pods.set(key, rec);
+      this.apply(rec, 1, touched);
+    } else this.pods.delete(key);
     return touched;
   }
 
@@ -98,7 +104,13 @@ export class RouteIndex {
   aggregate(name: string): RouteAggregate {
     const a = this.routes.get(name);
     if (!a) return { matchedPods: 0, appliedPods: 0, conflicts: [], unresolved: [], invalid: [] };
-    return { matchedPods: a.matched, appliedPods: a.applied, conflicts: a.conflicts.values(), unresolved: a.unresolved.values(), invalid: a.invalid.values() };
+    return {
+      matchedPods: a.matched,
+      appliedPods: a.applied,
+      conflicts: a.conflicts.values(),
+      unresolved: a.unresolved.values(),
+      invalid: a.invalid.values(),
+    };
   }
 
   /** Forget everything (the controller lost leadership; a new term rebuilds it). */
@@ -109,7 +121,8 @@ export class RouteIndex {
 
   private agg(name: string): Agg {
     let a = this.routes.get(name);
-    if (!a) this.routes.set(name, (a = { matched: 0, applied: 0, conflicts: new RefSet(), unresolved: new RefSet(), invalid: new RefSet() }));
+    if (!a)
+      this.routes.set(name, (a = { matched: 0, applied: 0, conflicts: new RefSet(), unresolved: new RefSet(), invalid: new RefSet() }));
     return a;
   }
 
@@ -117,7 +130,8 @@ export class RouteIndex {
     const each = <T>(name: string, set: (a: Agg) => RefSet<T>, k: string, v: T) => {
       touched.add(name);
       const s = set(this.agg(name));
-      if (sign > 0) s.add(k, v); else s.delete(k);
+      if (sign > 0) s.add(k, v);
+      else s.delete(k);
     };
     for (const r of rec.routes) {
       touched.add(r);

@@ -39,7 +39,10 @@ export interface StatusInputs {
 }
 
 /** A rule of the Route that cannot be used, from the schema or from resolution. */
-export interface RuleProblem { field: string; error: string }
+export interface RuleProblem {
+  field: string;
+  error: string;
+}
 
 function truncate(s: string): string {
   return s.length > MAX_MESSAGE ? `${s.slice(0, MAX_MESSAGE - 20)}... (truncated)` : s;
@@ -52,21 +55,38 @@ function listed<T>(items: T[], show: (x: T) => string): string {
 
 /** Rules of `route` that cannot be used: CRD schema errors in spec, then resolution's findings. */
 export function invalidRules(route: Route, fromPods: InvalidRule[]): RuleProblem[] {
-  const schema = validateRoute({ apiVersion: `${API_GROUP}/${API_VERSION}`, kind: 'Route', metadata: { name: route.metadata?.name ?? '' }, spec: route.spec ?? {} })
-    .filter((e) => e.path.startsWith('spec')).map((e) => ({ field: e.path, error: e.message }));
+  const schema = validateRoute({
+    apiVersion: `${API_GROUP}/${API_VERSION}`,
+    kind: 'Route',
+    metadata: { name: route.metadata?.name ?? '' },
+    spec: route.spec ?? {},
+  })
+    .filter((e) => e.path.startsWith('spec'))
+    .map((e) => ({ field: e.path, error: e.message }));
   const seen = new Set(schema.map((p) => `${p.field}\u0000${p.error}`));
   const out = [...schema];
-  for (const i of fromPods) if (!seen.has(`${i.field}\u0000${i.error}`)) { seen.add(`${i.field}\u0000${i.error}`); out.push({ field: i.field, error: i.error }); }
+  for (const i of fromPods)
+    if (!seen.has(`${i.field}\u0000${i.error}`)) {
+      seen.add(`${i.field}\u0000${i.error}`);
+      out.push({ field: i.field, error: i.error });
+    }
   return out;
 }
 
 /** Service rules of `route` that yield no route: looked up now, plus what pods' resolutions met. */
-export function unresolvedServices(route: Route, fromPods: RouteAggregate['unresolved'], service: StatusInputs['service']): NonNullable<RouteStatus['unresolvedServices']> {
+export function unresolvedServices(
+  route: Route,
+  fromPods: RouteAggregate['unresolved'],
+  service: StatusInputs['service'],
+): NonNullable<RouteStatus['unresolvedServices']> {
   const out: NonNullable<RouteStatus['unresolvedServices']> = [];
   const seen = new Set<string>();
   const push = (namespace: string, name: string, reason: string) => {
     const k = `${namespace}/${name}\u0000${reason}`;
-    if (!seen.has(k)) { seen.add(k); out.push({ namespace, name, reason }); }
+    if (!seen.has(k)) {
+      seen.add(k);
+      out.push({ namespace, name, reason });
+    }
   };
   for (const s of route.spec?.svc ?? []) {
     const { reason } = serviceIPs(service(s.namespace, s.name));
@@ -76,12 +96,26 @@ export function unresolvedServices(route: Route, fromPods: RouteAggregate['unres
   return out;
 }
 
-function condition(type: string, status: RouteCondition['status'], reason: string, message: string, generation: number | undefined,
-  previous: RouteCondition[] | undefined, now: Date): RouteCondition {
+function condition(
+  type: string,
+  status: RouteCondition['status'],
+  reason: string,
+  message: string,
+  generation: number | undefined,
+  previous: RouteCondition[] | undefined,
+  now: Date,
+): RouteCondition {
   const prev = previous?.find((c) => c.type === type);
-  const lastTransitionTime = prev && prev.status === status && prev.lastTransitionTime
-    ? prev.lastTransitionTime : now.toISOString().replace(/\.\d{3}Z$/, 'Z');
-  return { type, status, reason, message: truncate(message), lastTransitionTime, ...(generation !== undefined ? { observedGeneration: generation } : {}) };
+  const lastTransitionTime =
+    prev && prev.status === status && prev.lastTransitionTime ? prev.lastTransitionTime : now.toISOString().replace(/\.\d{3}Z$/, 'Z');
+  return {
+    type,
+    status,
+    reason,
+    message: truncate(message),
+    lastTransitionTime,
+    ...(generation !== undefined ? { observedGeneration: generation } : {}),
+  };
 }
 
 /** The status Route `inputs.route` must carry now, and the Events it calls for. */
@@ -95,22 +129,66 @@ export function routeStatus(inputs: StatusInputs): { status: RouteStatus; events
   const prev = route.status?.conditions;
 
   const ready = invalid.length
-    ? condition(CONDITION_READY, 'False', 'InvalidRules', `${invalid.length} rule(s) cannot be used: ${listed(invalid, (p) => `${p.field}: ${p.error}`)}`, generation, prev, now)
-    : condition(CONDITION_READY, 'True', 'Resolved', 'every rule is valid and in effect for the pods the Route selects', generation, prev, now);
+    ? condition(
+        CONDITION_READY,
+        'False',
+        'InvalidRules',
+        `${invalid.length} rule(s) cannot be used: ${listed(invalid, (p) => `${p.field}: ${p.error}`)}`,
+        generation,
+        prev,
+        now,
+      )
+    : condition(
+        CONDITION_READY,
+        'True',
+        'Resolved',
+        'every rule is valid and in effect for the pods the Route selects',
+        generation,
+        prev,
+        now,
+      );
   const problems: string[] = [];
-  if (unresolved.length) problems.push(`${unresolved.length} Service rule(s) do not resolve: ${listed(unresolved, (u) => `${u.namespace}/${u.name}: ${u.reason}`)}`);
+  if (unresolved.length)
+    problems.push(
+      `${unresolved.length} Service rule(s) do not resolve: ${listed(unresolved, (u) => `${u.namespace}/${u.name}: ${u.reason}`)}`,
+    );
   if (lost.length) problems.push(`${lost.length} destination(s) go to another Route: ${listed(lost, (c) => c.message)}`);
-  const degradedReason = unresolved.length && lost.length ? 'UnresolvedServicesAndConflicts' : unresolved.length ? 'UnresolvedServices' : 'ConflictsLost';
+  const degradedReason =
+    unresolved.length && lost.length ? 'UnresolvedServicesAndConflicts' : unresolved.length ? 'UnresolvedServices' : 'ConflictsLost';
   const degraded = problems.length
     ? condition(CONDITION_DEGRADED, 'True', degradedReason, problems.join('. '), generation, prev, now)
-    : condition(CONDITION_DEGRADED, 'False', 'AsExpected', 'every Service rule resolves and no other Route overrides this one', generation, prev, now);
+    : condition(
+        CONDITION_DEGRADED,
+        'False',
+        'AsExpected',
+        'every Service rule resolves and no other Route overrides this one',
+        generation,
+        prev,
+        now,
+      );
 
   // Valid but probably not meant (core/warnings.ts): reported, without degrading the Route.
   const warnings = routeWarnings(route, inputs.service);
   const reasons = [...new Set(warnings.map((w) => w.reason))];
   const warning = warnings.length
-    ? condition(CONDITION_WARNINGS, 'True', reasons.length === 1 ? reasons[0]! : 'MultipleWarnings', listed(warnings, (w) => w.message), generation, prev, now)
-    : condition(CONDITION_WARNINGS, 'False', 'None', 'no default route that moves Service traffic, no literal gateway that differs between nodes', generation, prev, now);
+    ? condition(
+        CONDITION_WARNINGS,
+        'True',
+        reasons.length === 1 ? reasons[0]! : 'MultipleWarnings',
+        listed(warnings, (w) => w.message),
+        generation,
+        prev,
+        now,
+      )
+    : condition(
+        CONDITION_WARNINGS,
+        'False',
+        'None',
+        'no default route that moves Service traffic, no literal gateway that differs between nodes',
+        generation,
+        prev,
+        now,
+      );
 
   const status: RouteStatus = {
     status: invalid.length ? 'Invalid' : problems.length ? 'Degraded' : 'Active',
@@ -119,7 +197,9 @@ export function routeStatus(inputs: StatusInputs): { status: RouteStatus; events
     matchedPods: aggregate.matchedPods,
     appliedPods: aggregate.appliedPods,
     unresolvedServices: unresolved.slice(0, MAX_ITEMS),
-    conflicts: aggregate.conflicts.slice(0, MAX_ITEMS).map((c) => ({ dst: c.dst, route: c.route, winner: c.winner, message: truncate(c.message) })),
+    conflicts: aggregate.conflicts
+      .slice(0, MAX_ITEMS)
+      .map((c) => ({ dst: c.dst, route: c.route, winner: c.winner, message: truncate(c.message) })),
   };
   // Events: each invalid rule, and each destination this Route loses to another.
   const events = [
@@ -134,8 +214,11 @@ export function routeStatus(inputs: StatusInputs): { status: RouteStatus; events
 function stable(v: unknown): string {
   if (Array.isArray(v)) return `[${v.map(stable).join(',')}]`;
   if (v && typeof v === 'object') {
-    return `{${Object.keys(v).filter((k) => (v as Record<string, unknown>)[k] !== undefined).sort()
-      .map((k) => `${JSON.stringify(k)}:${stable((v as Record<string, unknown>)[k])}`).join(',')}}`;
+    return `{${Object.keys(v)
+      .filter((k) => (v as Record<string, unknown>)[k] !== undefined)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${stable((v as Record<string, unknown>)[k])}`)
+      .join(',')}}`;
   }
   return JSON.stringify(v);
 }
@@ -146,7 +229,10 @@ export function statusEqual(a: RouteStatus | undefined, b: RouteStatus | undefin
 }
 
 /** An Event to record on a Route. */
-export interface RouteEvent { reason: 'InvalidRule' | 'RouteConflict' | WarningReason; message: string }
+export interface RouteEvent {
+  reason: 'InvalidRule' | 'RouteConflict' | WarningReason;
+  message: string;
+}
 
 /**
  * The JSON Patch for routes/<name>/status that sets `status`, only if the Route is still at
@@ -159,4 +245,3 @@ export function statusPatch(route: Route, status: RouteStatus): Operation[] {
     { op: 'add', path: '/status', value: status },
   ];
 }
-
