@@ -1,4 +1,4 @@
-// Netns churn (issue #16): 180 sandboxes created, routed, and deleted, six at a time,
+// Netns churn (issue #16): 258 sandboxes created, routed, and deleted, six at a time,
 // through the real agent binary and a real kube-apiserver. Each one is waited for by
 // evidence (its routes exactly in place, then the agent's count of kept netns back down),
 // and the agent's own open fds and resident memory are sampled as it goes.
@@ -14,11 +14,16 @@ import { until } from '../agent/rig.js';
 import type { Plan } from '../../core/types.js';
 import { AgentProc, agentEnv, removeSandbox, routedExactly, sandbox, slope } from './agent-proc.js';
 
-// 180, not more: the file must finish well inside tap's 300 s on a loaded 2-core machine (300
-// cycles took up to 218 s there, and their fds and RSS floor were flat: docs/reliability.md).
-const CYCLES = 180;
+// The agent's RSS grows for about its first 100 sandboxes and then stays flat (measured: 314 ->
+// 371 MiB by cycle 96, then 371 -> 373 MiB by cycle 180; the same with MALLOC_ARENA_MAX=2, so
+// not malloc arenas; in other runs the climb lasted up to ~170 cycles): the heap reaching its
+// working size. A leak keeps growing after that, so the last third's floor is compared with
+// the middle third's (8 MiB over ~44 cycles: about the sensitivity of the former 16 MiB over
+// ~87), after a warm-up of 126 cycles. 258 cycles in all keeps the file well
+// inside tap's 300 s on a loaded 2-core machine (300 cycles took up to 218 s there).
+const CYCLES = 258;
 const PARALLEL = 6;
-const WARMUP = 40;
+const WARMUP = 126;
 // eth0 only (a sandbox without eth1 is one veth cheaper to make): four host routes, a CIDR.
 const PLAN: Plan = {
   v: 1,
@@ -81,8 +86,8 @@ if (cp && tierGate(t, 'netns', rootUnavailable())) {
     t.ok(last.fds <= base.fds + 2, `fds back to their level: ${base.fds} after the warm-up, ${last.fds} at the end`);
     t.ok(Math.max(...after.map((s) => s.fds)) <= base.fds + PARALLEL * 8, 'fds bounded by the pods alive at once');
     t.ok(
-      floors[2]! <= floors[0]! + 16 * 1024,
-      `RSS floor of the last third (${floors[2]} KiB) within 16 MiB of the first third's (${floors[0]} KiB)`,
+      floors[2]! <= floors[1]! + 8 * 1024,
+      `RSS floor of the last third (${floors[2]} KiB) within 8 MiB of the middle third's (${floors[1]} KiB): the growth has stopped`,
     );
     t.same(await agent.stop('SIGTERM'), { code: 0, signal: null });
   });
