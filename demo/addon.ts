@@ -21,7 +21,8 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import { kubeConfigWithToken } from '../test/cluster/helpers.js';
 import { applyManifests, kubeRequest, loadYamlDocuments, waitForCRDEstablished } from '../test/cluster/k8s.js';
 import { CNI_CACHE_DIR, type RealNode } from '../test/cluster/node.js';
-import { nodePod } from '../test/cluster/pods.js';
+import { agentKubeconfig } from '../test/cluster/pods.js';
+import { registerWebhook } from '../test/webhook-e2e/helpers.js';
 import { logTail, startServer, stopGroup, type ServerProcess } from '../test/cluster/procs.js';
 import type { ControlPlane } from '../test/cluster/controlplane.js';
 import { freePort, httpGet } from '../test/util/http.js';
@@ -153,43 +154,11 @@ export async function installAddon(
   );
   const ca = readFileSync(join(certDir, 'ca.crt'));
   await waitFor('the webhook is ready', webhook, async () => (await httpsStatus(webhookPort, '/readyz', ca)) === 200);
-  const [config] = loadYamlDocuments(join(repoRoot, 'deploy', 'webhook-config.yaml')) as any[];
-  for (const w of config.webhooks)
-    w.clientConfig = {
-      url: `https://127.0.0.1:${webhookPort}/mutate`,
-      caBundle: readFileSync(join(certDir, 'ca-bundle.b64'), 'utf8').trim(),
-    };
-  must(
-    await kubeRequest(kc, 'PATCH', `/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/${config.metadata.name}`, {
-      query: { fieldManager: 'ovnkube-route-demo', force: 'true' },
-      contentType: 'application/apply-patch+yaml',
-      body: config,
-    }),
-    [200, 201],
-    'register deploy/webhook-config.yaml',
-  );
+  const config = await registerWebhook(kc, webhookPort, certDir);
   progress(`webhook + controller ready on https://127.0.0.1:${webhookPort} (pid ${webhook.pid}), registered as ${config.metadata.name}`);
 
   // The agent as the injector ServiceAccount, its token bound to its own pod on the node.
-  const self = nodePod('ovnkube-route-agent-demo', node.name, { hostNetwork: true });
-  (self.spec as Record<string, unknown>).serviceAccountName = 'ovnkube-route-injector';
-  const selfPod = must(
-    await kubeRequest(kc, 'POST', '/api/v1/namespaces/ovnkube-route/pods', { body: self }),
-    [201],
-    "the agent's own pod",
-  );
-  const agentKubeconfig = join(work, 'agent.kubeconfig');
-  writeFileSync(
-    agentKubeconfig,
-    kubeConfigWithToken(
-      cp,
-      await token(kc, 'ovnkube-route', 'ovnkube-route-injector', {
-        name: String(selfPod.metadata.name),
-        uid: String(selfPod.metadata.uid),
-      }),
-    ).exportConfig(),
-    { mode: 0o600 },
-  );
+  const agentKc = await agentKubeconfig(cp, node.name, 'ovnkube-route-agent-demo', join(work, 'agent.kubeconfig'));
   const agentMetricsPort = await freePort();
   const stateDir = join(work, 'agent-state');
   mkdirSync(stateDir, { recursive: true });
@@ -205,7 +174,7 @@ export async function installAddon(
       '--plan-key',
       join(certDir, 'plan.key'),
       '--kubeconfig',
-      agentKubeconfig,
+      agentKc,
       '--cni-cache-dir',
       CNI_CACHE_DIR,
       '--netns-dir',

@@ -3,8 +3,10 @@
  * for it, and exec through the API server (the way a user reads a pod's routing table).
  */
 import { Exec, type KubeConfig, type V1Status } from '@kubernetes/client-node';
+import { writeFileSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import type { Pod } from '../../core/types.js';
+import { kubeConfigWithToken } from './helpers.js';
 import { NODE_IMAGE } from './image.js';
 import { kubeRequest } from './k8s.js';
 import { ETH1_SELECTION, NETWORKS_ANNOTATION } from './node.js';
@@ -118,4 +120,32 @@ export async function podExec(
     }),
   ]).finally(() => clearTimeout(timer));
   return { stdout: out.text, stderr: err.text, status: status.status ?? '', ...(status.message ? { message: status.message } : {}) };
+}
+
+/**
+ * The node agent's identity as the DaemonSet gives it: a hostNetwork pod `podName` on `node`
+ * running as ServiceAccount ovnkube-route/ovnkube-route-injector, and a token bound to that
+ * pod (so the agent's requests name its node), written as a kubeconfig at `path`. deploy/'s
+ * injector RBAC must be applied first.
+ */
+export async function agentKubeconfig(
+  cp: { server: string; caPem: string; kc: KubeConfig },
+  node: string,
+  podName: string,
+  path: string,
+): Promise<string> {
+  const body = nodePod(podName, node, { hostNetwork: true });
+  (body.spec as Record<string, unknown>).serviceAccountName = 'ovnkube-route-injector';
+  const pod = await kubeRequest(cp.kc, 'POST', '/api/v1/namespaces/ovnkube-route/pods', { body });
+  if (pod.status !== 201) throw new Error(`the agent's own pod ovnkube-route/${podName}: HTTP ${pod.status}: ${pod.body?.message ?? ''}`);
+  const tr = await kubeRequest(cp.kc, 'POST', '/api/v1/namespaces/ovnkube-route/serviceaccounts/ovnkube-route-injector/token', {
+    body: {
+      apiVersion: 'authentication.k8s.io/v1',
+      kind: 'TokenRequest',
+      spec: { expirationSeconds: 24 * 3600, boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: podName, uid: pod.body.metadata.uid } },
+    },
+  });
+  if (tr.status !== 201) throw new Error(`a pod-bound token for ovnkube-route-injector: HTTP ${tr.status}: ${tr.body?.message ?? ''}`);
+  writeFileSync(path, kubeConfigWithToken(cp, String(tr.body.status.token)).exportConfig(), { mode: 0o600 });
+  return path;
 }

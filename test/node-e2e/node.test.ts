@@ -16,7 +16,7 @@ import { findBinaries } from '../cluster/binaries.js';
 import { kubeConfigWithToken } from '../cluster/helpers.js';
 import { applyManifests, kubeRequest, loadYamlDocuments } from '../cluster/k8s.js';
 import { CNI_CACHE_DIR, ETH1_BRIDGE, NODE_NETS, nodeUnavailable, startNode, stopNode, type RealNode } from '../cluster/node.js';
-import { nodePod, podExec, podRunning, waitPod, waitPodGone } from '../cluster/pods.js';
+import { agentKubeconfig, nodePod, podExec, podRunning, waitPod, waitPodGone } from '../cluster/pods.js';
 import { withControlPlane } from '../cluster/tap.js';
 import { cliPath, repoRoot } from '../util/fixtures.js';
 import { ip, routeLines, type TestNetns } from '../util/netns.js';
@@ -186,23 +186,7 @@ async function scenario(
     loadYamlDocuments(join(repoRoot, 'deploy', f)),
   );
   for (const r of await applyManifests(kc, manifests)) t.ok(r.ok, `${r.object} applied`, { message: r.message });
-  const selfBody = nodePod('injector-self', node.name, { hostNetwork: true });
-  (selfBody.spec as Record<string, unknown>).serviceAccountName = 'ovnkube-route-injector';
-  const selfRes = await kubeRequest(kc, 'POST', '/api/v1/namespaces/ovnkube-route/pods', { body: selfBody });
-  t.equal(selfRes.status, 201, "the agent's own pod", { message: selfRes.body?.message });
-  const tr = await kubeRequest(kc, 'POST', '/api/v1/namespaces/ovnkube-route/serviceaccounts/ovnkube-route-injector/token', {
-    body: {
-      apiVersion: 'authentication.k8s.io/v1',
-      kind: 'TokenRequest',
-      spec: {
-        expirationSeconds: 3600,
-        boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: 'injector-self', uid: selfRes.body.metadata.uid },
-      },
-    },
-  });
-  t.equal(tr.status, 201, 'pod-bound token');
-  const kubeconfig = join(work, 'injector.kubeconfig');
-  writeFileSync(kubeconfig, kubeConfigWithToken(cp!, String(tr.body.status.token)).exportConfig(), { mode: 0o600 });
+  const kubeconfig = await agentKubeconfig(cp!, node.name, 'injector-self', join(work, 'injector.kubeconfig'));
   const stateDir = mkdtempSync(join(work, 'state-'));
   // CNI-time injection as deploy/ runs it: the agent serves the socket and chains the plugin
   // into the node's CNI config (its private dirs here, the host's in the DaemonSet).
