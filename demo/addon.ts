@@ -17,12 +17,11 @@ import { request } from 'node:https';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
-import type { KubeConfig } from '@kubernetes/client-node';
-import { kubeConfigWithToken } from '../test/cluster/helpers.js';
-import { applyManifests, kubeRequest, loadYamlDocuments, waitForCRDEstablished } from '../test/cluster/k8s.js';
+import { serviceAccountKubeConfig } from '../test/cluster/helpers.js';
+import { applyManifests, loadYamlDocuments, waitForCRDEstablished } from '../test/cluster/k8s.js';
 import { CNI_CACHE_DIR, type RealNode } from '../test/cluster/node.js';
 import { agentKubeconfig } from '../test/cluster/pods.js';
-import { registerWebhook } from '../test/webhook-e2e/helpers.js';
+import { registerWebhook, webhookArgs } from '../test/webhook-e2e/helpers.js';
 import { logTail, startServer, stopGroup, type ServerProcess } from '../test/cluster/procs.js';
 import type { ControlPlane } from '../test/cluster/controlplane.js';
 import { freePort, httpGet } from '../test/util/http.js';
@@ -37,12 +36,6 @@ export interface Addon {
   agentMetricsPort: number;
   webhookPort: number;
   stop(): Promise<void>;
-}
-
-function must(res: { status: number; body?: any }, ok: number[], what: string): any {
-  if (!ok.includes(res.status))
-    throw new Error(`${what}: HTTP ${res.status}: ${res.body?.message ?? JSON.stringify(res.body ?? '').slice(0, 300)}`);
-  return res.body;
 }
 
 async function waitFor(what: string, proc: ServerProcess, ok: () => Promise<boolean>, ms = 90_000): Promise<void> {
@@ -70,21 +63,6 @@ function httpsStatus(port: number, path: string, ca: Buffer): Promise<number> {
     req.on('error', () => resolve(0));
     req.end();
   });
-}
-
-async function token(kc: KubeConfig, ns: string, sa: string, boundPod?: { name: string; uid: string }): Promise<string> {
-  const body = must(
-    await kubeRequest(kc, 'POST', `/api/v1/namespaces/${ns}/serviceaccounts/${sa}/token`, {
-      body: {
-        apiVersion: 'authentication.k8s.io/v1',
-        kind: 'TokenRequest',
-        spec: { expirationSeconds: 24 * 3600, ...(boundPod ? { boundObjectRef: { apiVersion: 'v1', kind: 'Pod', ...boundPod } } : {}) },
-      },
-    }),
-    [201],
-    `a token for ServiceAccount ${ns}/${sa}`,
-  );
-  return String(body.status.token);
 }
 
 /** Install and start the add-on; `progress` gets one line per step. */
@@ -124,7 +102,7 @@ export async function installAddon(
 
   // The webhook + controller as deploy/'s ServiceAccount.
   const whKubeconfig = join(work, 'webhook.kubeconfig');
-  writeFileSync(whKubeconfig, kubeConfigWithToken(cp, await token(kc, 'ovnkube-route', 'ovnkube-route-webhook')).exportConfig(), {
+  writeFileSync(whKubeconfig, (await serviceAccountKubeConfig(cp, 'ovnkube-route', 'ovnkube-route-webhook', 24 * 3600)).exportConfig(), {
     mode: 0o600,
   });
   const webhookPort = await freePort();
@@ -134,19 +112,7 @@ export async function installAddon(
     process.execPath,
     [
       cliPath,
-      'webhook',
-      '--tls-cert',
-      join(certDir, 'tls.crt'),
-      '--tls-key',
-      join(certDir, 'tls.key'),
-      '--plan-key',
-      join(certDir, 'plan.key'),
-      '--kubeconfig',
-      whKubeconfig,
-      '--listen-address',
-      '127.0.0.1',
-      '--port',
-      String(webhookPort),
+      ...webhookArgs(certDir, whKubeconfig, webhookPort),
       '--trusted-user',
       'system:serviceaccount:ovnkube-route:ovnkube-route-webhook',
     ],

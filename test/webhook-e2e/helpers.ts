@@ -213,6 +213,25 @@ export interface WebhookProcess {
   stop(signal?: NodeJS.Signals): Promise<number | string>;
 }
 
+/** `webhook` and the flags that run it on 127.0.0.1:`port` with the certs/gen.sh output in `certDir`. */
+export function webhookArgs(certDir: string, kubeconfig: string, port: number): string[] {
+  return [
+    'webhook',
+    '--tls-cert',
+    join(certDir, 'tls.crt'),
+    '--tls-key',
+    join(certDir, 'tls.key'),
+    '--plan-key',
+    join(certDir, 'plan.key'),
+    '--kubeconfig',
+    kubeconfig,
+    '--listen-address',
+    '127.0.0.1',
+    '--port',
+    String(port),
+  ];
+}
+
 /** Start `ovnkube-route webhook` with certs from `certDir`; resolves once it listens. */
 export async function startWebhook(opts: {
   kubeconfig: string;
@@ -222,27 +241,10 @@ export async function startWebhook(opts: {
   env?: NodeJS.ProcessEnv;
 }): Promise<WebhookProcess> {
   const { certDir } = opts;
-  const child = spawn(
-    process.execPath,
-    [
-      cliPath,
-      'webhook',
-      '--tls-cert',
-      join(certDir, 'tls.crt'),
-      '--tls-key',
-      join(certDir, 'tls.key'),
-      '--plan-key',
-      join(certDir, 'plan.key'),
-      '--kubeconfig',
-      opts.kubeconfig,
-      '--listen-address',
-      '127.0.0.1',
-      '--port',
-      String(opts.port ?? 0),
-      ...(opts.args ?? []),
-    ],
-    { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...opts.env } },
-  );
+  const child = spawn(process.execPath, [cliPath, ...webhookArgs(certDir, opts.kubeconfig, opts.port ?? 0), ...(opts.args ?? [])], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    env: { ...process.env, ...opts.env },
+  });
   const logs: Record<string, any>[] = [];
   const exited = once(child, 'exit').then(([code, sig]) => (sig as string | null) ?? (code as number));
   const port = await new Promise<number>((resolve, reject) => {
