@@ -80,10 +80,28 @@ export interface NamespaceHandler {
   namespacesSynced(): void;
 }
 
+/** What both sources are: one retrying list+watch loop, started, stopped and watched for stalls. */
+abstract class ListWatchSource<T extends V1Pod | V1Namespace> {
+  protected abstract readonly lw: RetryingListWatch<T>;
+
+  start(): void {
+    this.lw.start();
+  }
+
+  stop(): Promise<void> {
+    return this.lw.stop();
+  }
+
+  /** Time since the list+watch loop last progressed (undefined: stopped). */
+  stalled(): { ms: number; last: string } | undefined {
+    return this.lw.stalled();
+  }
+}
+
 /** List+watch of the pods of one node. start() then stop(). */
-export class PodSource {
+export class PodSource extends ListWatchSource<V1Pod> {
   readonly what: string;
-  private readonly lw: RetryingListWatch<V1Pod>;
+  protected readonly lw: RetryingListWatch<V1Pod>;
 
   constructor(
     kc: KubeConfig,
@@ -92,6 +110,7 @@ export class PodSource {
     log: Logger,
     o: SourceOptions = {},
   ) {
+    super();
     const inflight = new InFlight();
     const core = apiClient(kc, CoreV1Api, o.apiTimeoutMs ?? DEFAULT_API_TIMEOUT_MS, inflight);
     const fieldSelector = `spec.nodeName=${nodeName}`;
@@ -112,19 +131,6 @@ export class PodSource {
       },
     });
   }
-
-  start(): void {
-    this.lw.start();
-  }
-
-  stop(): Promise<void> {
-    return this.lw.stop();
-  }
-
-  /** Time since the list+watch loop last progressed (undefined: stopped). */
-  stalled(): { ms: number; last: string } | undefined {
-    return this.lw.stalled();
-  }
 }
 
 /** A namespace reduced to what the agent reads: name, resourceVersion (for the watch), labels. */
@@ -138,11 +144,12 @@ export function namespaceLabelsOnly(ns: V1Namespace): V1Namespace {
 }
 
 /** List+watch of all namespaces (labels only). start() then stop(). */
-export class NamespaceSource {
+export class NamespaceSource extends ListWatchSource<V1Namespace> {
   readonly what = 'namespaces';
-  private readonly lw: RetryingListWatch<V1Namespace>;
+  protected readonly lw: RetryingListWatch<V1Namespace>;
 
   constructor(kc: KubeConfig, handler: NamespaceHandler, log: Logger, o: SourceOptions = {}) {
+    super();
     const inflight = new InFlight();
     const core = apiClient(kc, CoreV1Api, o.apiTimeoutMs ?? DEFAULT_API_TIMEOUT_MS, inflight);
     this.lw = new RetryingListWatch<V1Namespace>(kc, {
@@ -160,19 +167,6 @@ export class NamespaceSource {
         synced: () => handler.namespacesSynced(),
       },
     });
-  }
-
-  start(): void {
-    this.lw.start();
-  }
-
-  stop(): Promise<void> {
-    return this.lw.stop();
-  }
-
-  /** Time since the list+watch loop last progressed (undefined: stopped). */
-  stalled(): { ms: number; last: string } | undefined {
-    return this.lw.stalled();
   }
 }
 
