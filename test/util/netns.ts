@@ -165,15 +165,9 @@ export function addEth1(p: TestPod, ipv6 = false): void {
   addVeth(p.pod, 'eth1', p.node, ['10.124.2.5/24', ...(ipv6 ? ['fd00:124::5/64'] : [])]);
 }
 
-/**
- * The pod's main table via `ip -j route` (family 4 or 6). Our protocol is always shown as
- * its number, 111: once an agent has installed /etc/iproute2/rt_protos.d/ovnkube-route.conf
- * on the host, iproute2 names it "ovnkube-route" instead, whoever runs the tests.
- */
+/** The pod's main table via `ip -j route` (family 4 or 6); our protocol reads 111 (see ip()). */
 export function ipRoutes(ns: TestNetns, family: 4 | 6 = 4): IpRoute[] {
-  return ns
-    .json<IpRoute[]>(`-${family}`, 'route', 'show', 'table', 'main')
-    .map((r) => (r.protocol === 'ovnkube-route' ? { ...r, protocol: '111' } : r));
+  return ns.json<IpRoute[]>(`-${family}`, 'route', 'show', 'table', 'main');
 }
 
 /** Routes of `ip -j route` as compact strings "dst [via gw] dev d [proto p]" for readable assertions. */
