@@ -40,9 +40,18 @@ export interface AgentMetrics {
   /** A pod whose routes came after it started because the CNI plugin could not reach the agent. */
   cniMissed(): void;
   planRejected(code: string): void;
-  setPodsTracked(n: number): void;
-  setNetnsKept(n: number): void;
-  setPodsWaiting(n: number): void;
+  /**
+   * Where the pod gauges (tracked, kept, waiting for a netns) are counted, at scrape time:
+   * counting them on every event would cost O(pods) per event, O(N²) for a node-wide change.
+   */
+  countPods(source: () => PodCounts): void;
+}
+
+/** The agent's pods, as the gauges show them. */
+export interface PodCounts {
+  tracked: number;
+  kept: number;
+  waiting: number;
 }
 
 /** Register the agent's metrics on `registry`. Call once per registry. */
@@ -111,17 +120,23 @@ export function createAgentMetrics(registry: Registry): AgentMetrics {
     labelNames: ['code'],
     registers,
   });
-  const pods = new Gauge({ name: 'ovnkube_route_injector_pods_tracked', help: 'Pods of this node the agent tracks.', registers });
-  const kept = new Gauge({
-    name: 'ovnkube_route_injector_netns_kept',
-    help: 'Pod netns whose routes are being kept (one keeper each).',
-    registers,
-  });
-  const waiting = new Gauge({
-    name: 'ovnkube_route_injector_pods_waiting_for_netns',
-    help: 'Pods that should get routes but whose netns is not found (yet): no CNI cache file, no usable netns annotation. Stuck non-zero: check --cni-cache-dir.',
-    registers,
-  });
+  let counts: (() => PodCounts) | null = null;
+  const counted = (name: string, help: string, of: keyof PodCounts): Gauge =>
+    new Gauge({
+      name,
+      help,
+      registers,
+      collect() {
+        if (counts) this.set(counts()[of]);
+      },
+    });
+  counted('ovnkube_route_injector_pods_tracked', 'Pods of this node the agent tracks.', 'tracked');
+  counted('ovnkube_route_injector_netns_kept', 'Pod netns whose routes are being kept (one keeper each).', 'kept');
+  counted(
+    'ovnkube_route_injector_pods_waiting_for_netns',
+    'Pods that should get routes but whose netns is not found (yet): no CNI cache file, no usable netns annotation. Stuck non-zero: check --cni-cache-dir.',
+    'waiting',
+  );
   // Zero-initialise the labelled series so dashboards see them before the first event.
   for (const k of ['drift', 'default']) restored.inc({ kind: k }, 0);
   return {
@@ -147,9 +162,9 @@ export function createAgentMetrics(registry: Registry): AgentMetrics {
       rejected.inc({ code });
       failures.inc({ reason: 'plan-rejected' });
     },
-    setPodsTracked: (n) => pods.set(n),
-    setNetnsKept: (n) => kept.set(n),
-    setPodsWaiting: (n) => waiting.set(n),
+    countPods: (source) => {
+      counts = source;
+    },
   };
 }
 

@@ -39,7 +39,7 @@ import { WorkQueue } from '../../platform/queue.js';
 import { backoffMs } from '../../platform/backoff.js';
 import { PodSync, podSettling, type KeeperTuning, type PodRec } from './sync.js';
 import type { CniCacheIndex, PodRef } from '../discovery/discovery.js';
-import type { AgentMetrics } from '../metrics.js';
+import type { AgentMetrics, PodCounts } from '../metrics.js';
 import type { NetnsPolicy } from '../kernel/netns.js';
 import type { Reporter } from '../report/report.js';
 import type { AgentState } from '../routes/state.js';
@@ -129,12 +129,12 @@ export class Agent {
         return this.synced ? undefined : 'unknown';
       },
     };
+    opts.metrics.countPods(() => this.countPods());
     this.sync = new PodSync({
       ...opts,
       namespace: (name) => this.namespaces.info(name),
       locate: (pod) => this.locate(pod, locate),
       requeue: (uid) => this.queue.add(uid),
-      onKeptChange: () => this.gauges(),
       stopped: () => this.stopped,
       startOf: (uid, loc) => this.startOf(uid, loc),
       requeueAfter: (uid, ms) => this.queue.addAfter(uid, ms),
@@ -284,7 +284,6 @@ export class Agent {
     this.stopped = true;
     void this.queue.stop();
     for (const rec of this.pods.values()) this.sync.closeKeeper(rec);
-    this.gauges();
   }
 
   private namespaceChanged(ns: Namespace): void {
@@ -494,7 +493,6 @@ export class Agent {
     else this.pods.set(uid, { uid, pod, deleted: false, failures: 0 });
     for (const w of this.podWaiters.get(uid) ?? []) w();
     this.opts.reporter.observe(pod);
-    this.gauges();
     this.queue.add(uid);
     // New pod IPs are evidence for pods whose cache files name the same netns (agent-netns.ts):
     // look again at the pods that have no netns yet.
@@ -526,26 +524,20 @@ export class Agent {
       this.cniHints.delete(uid);
       this.opts.reporter.forget(uid);
       for (const v of this.verified) if (v.startsWith(`${uid} `)) this.verified.delete(v);
-      this.gauges();
       return;
     }
-    try {
-      await this.sync.sync(rec);
-    } finally {
-      this.gauges();
-    }
+    await this.sync.sync(rec);
     rec.failures = 0;
   }
 
-  private gauges(): void {
-    this.opts.metrics.setPodsTracked(this.pods.size);
+  /** The pod gauges' counts (read at scrape time). */
+  private countPods(): PodCounts {
     let kept = 0;
     let waiting = 0;
     for (const r of this.pods.values()) {
       if (r.keeper) kept++;
       if (!r.netns && r.waiting) waiting++;
     }
-    this.opts.metrics.setNetnsKept(kept);
-    this.opts.metrics.setPodsWaiting(waiting);
+    return { tracked: this.pods.size, kept, waiting };
   }
 }

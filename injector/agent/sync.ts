@@ -90,7 +90,6 @@ export interface PodSyncDeps {
    * will write its routes; 0: write them now.
    */
   holdForCni?: (uid: string, pod: Pod, loc: Extract<Located, { ok: true }>) => number;
-  onKeptChange: () => void;
   /** True once the agent stopped: no keeper may be started any more. */
   stopped: () => boolean;
   /** How long a skip must last before it is announced (Event, metric); default 3 s. */
@@ -335,7 +334,6 @@ export class PodSync {
     rec.keeper.close();
     rec.keeper = undefined;
     rec.kept = undefined;
-    this.d.onKeptChange();
   }
 
   private noNetns(rec: PodRec, loc: Extract<Located, { ok: false }>): void {
@@ -379,7 +377,6 @@ export class PodSync {
     });
     rec.keeper = keeper;
     rec.kept = target;
-    this.d.onKeptChange();
     try {
       await keeper.start();
       // stop() ran while this keeper was starting: it must not outlive the agent.
@@ -498,7 +495,6 @@ export class PodSync {
       case 'gone':
         metrics.failure('netns-gone');
         this.release(rec, r.error.message, true);
-        this.d.onKeptChange();
         this.d.requeue(rec.uid); // a new sandbox may be there already
         return;
     }

@@ -11,6 +11,10 @@ export type { Family };
 
 /** rtnetlink table id of the main table (`ip route` shows it by default). */
 export const RT_TABLE_MAIN = 254;
+/** The kernel's `local` table (local and broadcast addresses), looked up first. */
+export const RT_TABLE_LOCAL = 255;
+/** The kernel's `default` table, looked up after main. */
+export const RT_TABLE_DEFAULT = 253;
 /** Route scopes we use (linux/rtnetlink.h). */
 export const RT_SCOPE_UNIVERSE = 0;
 export const RT_SCOPE_LINK = 253;

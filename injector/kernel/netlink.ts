@@ -155,21 +155,21 @@ export class RtnlClient {
 
   /**
    * List the routes of one table (default main) of both families or one, with `dev`
-   * names filled in. Only unicast-table entries of that table are returned.
+   * names filled in. Only unicast-table entries of that table are returned. Both families
+   * come in one dump. `links`: the netns's links when the caller has just read them (saves
+   * a dump).
    */
-  async listRoutes(opts: { family?: Family; table?: number | 'any' } = {}): Promise<KernelRoute[]> {
+  async listRoutes(opts: { family?: Family; table?: number | 'any'; links?: readonly LinkInfo[] } = {}): Promise<KernelRoute[]> {
     const table = opts.table ?? RT_TABLE_MAIN;
-    const links = new Map((await this.listLinks()).map((l) => [l.index, l.name]));
-    const families: Family[] = opts.family ? [opts.family] : [4, 6];
+    const links = new Map((opts.links ?? (await this.listLinks())).map((l) => [l.index, l.name]));
+    const what = opts.family ? `IPv${opts.family} routes` : 'routes';
+    const msgs = await this.run(true, `list ${what}`, () => this.sock.getRoutes({ family: opts.family ? afOf(opts.family) : 0 }));
     const out: KernelRoute[] = [];
-    for (const f of families) {
-      const msgs = await this.run(true, `list IPv${f} routes`, () => this.sock.getRoutes({ family: afOf(f) }));
-      for (const m of msgs) {
-        const r = routeFromMessage(m);
-        if (!r || (table !== 'any' && r.table !== table)) continue;
-        if (r.oif !== undefined && links.has(r.oif)) r.dev = links.get(r.oif);
-        out.push(r);
-      }
+    for (const m of msgs) {
+      const r = routeFromMessage(m);
+      if (!r || (table !== 'any' && r.table !== table)) continue;
+      if (r.oif !== undefined && links.has(r.oif)) r.dev = links.get(r.oif);
+      out.push(r);
     }
     return out;
   }
@@ -178,8 +178,10 @@ export class RtnlClient {
    * The route of the main FIB that the kernel uses for traffic to `addr` (RTM_GETROUTE with
    * RTM_F_FIB_MATCH, as `ip route get fibmatch ADDR`): the table entry itself, with its dst,
    * protocol and metric. null when nothing routes `addr` (ENETUNREACH and the like).
+   * `known`: the netns's links when the caller has just read them (names the route's dev
+   * without another dump).
    */
-  async effectiveRoute(addr: string): Promise<KernelRoute | null> {
+  async effectiveRoute(addr: string, known?: readonly LinkInfo[]): Promise<KernelRoute | null> {
     const a = ipToBytes(addr);
     const data: netlink.rt.Route = { family: afOf(a.family), dstLen: a.family === 4 ? 32 : 128, flags: { fibMatch: true } };
     let msgs: netlink.rt.RouteMessage[];
@@ -189,7 +191,7 @@ export class RtnlClient {
       if (isNetlinkError(e, 'ENETUNREACH') || isNetlinkError(e, 'EHOSTUNREACH') || isNetlinkError(e, 'ESRCH')) return null;
       throw e;
     }
-    const links = msgs.length ? new Map((await this.listLinks()).map((l) => [l.index, l.name])) : new Map<number, string>();
+    const links = msgs.length ? new Map((known ?? (await this.listLinks())).map((l) => [l.index, l.name])) : new Map<number, string>();
     for (const m of msgs) {
       const r = routeFromMessage(m);
       if (!r) continue;

@@ -189,6 +189,19 @@ export function hostNetnsInodes(procRoot = '/proc'): NetnsId[] {
 }
 
 /**
+ * hostNetnsInodes, read once per proc root: the host's namespaces are the process's own
+ * and PID 1's, which do not change while it runs (withNetns moves one thread for the span
+ * of a call; /proc/self names the process). Every netns check of every pod sync and apply
+ * asks, so two stats each time added up. Re-read while empty (an unreadable proc root).
+ */
+const hostIdsByRoot = new Map<string, NetnsId[]>();
+function hostIds(procRoot = '/proc'): NetnsId[] {
+  let ids = hostIdsByRoot.get(procRoot);
+  if (!ids?.length) hostIdsByRoot.set(procRoot, (ids = hostNetnsInodes(procRoot)));
+  return ids;
+}
+
+/**
  * Check a path against the policy without entering it: realpath inside netnsDir, a
  * namespace file (nsfs), not the host netns. Returns the realpath and identity. Throws
  * NetnsError ('gone', 'outside-dir', 'not-netns', 'host-netns').
@@ -257,7 +270,7 @@ function openChecked(path: string, policy: NetnsPolicy): { fd: number; realPath:
         `netns ${path} is not a network namespace (a ${st.isFile() ? 'regular file' : 'file'} not on nsfs); refusing it`,
       );
     }
-    for (const host of hostNetnsInodes(policy.procRoot)) {
+    for (const host of hostIds(policy.procRoot)) {
       if (host.dev === st.dev && host.ino === st.ino) {
         throw new NetnsError('host-netns', path, `netns ${path} is the host network namespace (inode ${st.ino}); refusing it`);
       }

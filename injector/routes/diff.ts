@@ -28,7 +28,18 @@
  */
 import { cidrWithin, parsePrefix, type CIDR } from '../../core/ip.js';
 import { GATEWAY_VIA, type Plan, type PlanRoute } from '../../core/types.js';
-import { familyOf, RT_SCOPE_LINK, RT_SCOPE_UNIVERSE, type Family, type KernelRoute, type LinkInfo } from '../kernel/netlink-codec.js';
+import {
+  familyOf,
+  RT_SCOPE_LINK,
+  RT_SCOPE_UNIVERSE,
+  RT_TABLE_DEFAULT,
+  RT_TABLE_LOCAL,
+  RT_TABLE_MAIN,
+  type Family,
+  type KernelRoute,
+  type KernelRule,
+  type LinkInfo,
+} from '../kernel/netlink-codec.js';
 
 /** A plan route resolved against the netns's links. */
 export interface DesiredRoute {
@@ -413,9 +424,18 @@ function defaultAction(
 /** Route types that carry no traffic of a pod out of a device (the local table's kinds). */
 const NOT_FORWARDING = new Set(['LOCAL', 'BROADCAST', 'ANYCAST', 'MULTICAST']);
 
+/** Parsed destinations (the same few strings recur in every pod's table and plan). Bounded. */
+const prefixes = new Map<string, CIDR | null>();
+const PREFIXES_MAX = 4096;
+
 const prefixOf = (dst: string): CIDR | null => {
+  let c = prefixes.get(dst);
+  if (c !== undefined) return c;
   const p = parsePrefix(dst);
-  return p.ok ? p.value : null;
+  c = p.ok ? Object.freeze(p.value) : null;
+  if (prefixes.size >= PREFIXES_MAX) prefixes.clear();
+  prefixes.set(dst, c);
+  return c;
 };
 
 /**
@@ -447,5 +467,48 @@ export function moreSpecificOverrides(want: PlanRoute, table: readonly KernelRou
     const c = prefixOf(k.dst);
     if (!c || c.bits <= outer.bits || !cidrWithin(c, outer)) return false;
     return k.type !== 'UNICAST' || k.multipath === true || k.dev !== want.dev;
+  });
+}
+
+/** FR_ACT_TO_TBL: a rule that looks a table up. */
+const FR_ACT_TO_TBL = 1;
+
+/** One of the rules every netns starts with (`ip rule show`: 0 local, 32766 main, 32767 default). */
+function isKernelRule(r: KernelRule): boolean {
+  if (r.action !== FR_ACT_TO_TBL || r.src !== undefined || r.dst !== undefined || r.extra) return false;
+  return (
+    (r.priority === 0 && r.table === RT_TABLE_LOCAL) ||
+    (r.priority === 32766 && r.table === RT_TABLE_MAIN) ||
+    (r.priority === 32767 && r.table === RT_TABLE_DEFAULT)
+  );
+}
+
+/**
+ * Whether the dumps alone prove that the kernel's lookup of the first address of
+ * `want.dst` (what the apply's effective-route check asks it) lands on our route, so the
+ * lookup can be skipped:
+ * - the only rules are the kernel's own and ours (ours select by source address, which a
+ *   lookup without one never matches), so main is reached after local and nothing else;
+ * - nothing in the local table contains the address;
+ * - no main-table route other than ours at `want.dst` contains it at a prefix as long as
+ *   ours or longer (a shorter one never wins; an equal one may, by metric or order).
+ * `all`: the routes of every table read before the apply's writes; `ours`: whether our route
+ * to `want.dst` is in place now. Anything else: false, ask the kernel.
+ */
+export function lookupProvablyOurs(want: PlanRoute, all: readonly KernelRoute[], rules: readonly KernelRule[], protocol: number): boolean {
+  const outer = prefixOf(want.dst);
+  if (!outer) return false;
+  if (rules.some((r) => !isKernelRule(r) && !(r.protocol === protocol && r.src !== undefined && r.dst === undefined && !r.extra))) {
+    return false;
+  }
+  const addr: CIDR = { ...outer, bits: outer.family === 4 ? 32 : 128 };
+  return !all.some((k) => {
+    if (k.family !== outer.family) return false;
+    if (k.table !== RT_TABLE_LOCAL && k.table !== RT_TABLE_MAIN) return false;
+    if (k.table === RT_TABLE_MAIN && k.protocol === protocol && k.dst === want.dst) return false;
+    const c = prefixOf(k.dst);
+    if (!c) return true; // unreadable: ask the kernel
+    if (!cidrWithin(addr, c)) return false;
+    return k.table === RT_TABLE_LOCAL || c.bits >= outer.bits;
   });
 }

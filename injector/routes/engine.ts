@@ -10,7 +10,15 @@
 import type { Plan } from '../../core/types.js';
 import { isNetlinkError, RtnlClient, type RtnlClientOptions } from '../kernel/netlink.js';
 import { netnsInode, NetnsError } from '../kernel/netns.js';
-import { RT_SCOPE_NOWHERE, RT_TABLE_MAIN, type Family, type KernelRoute, type RouteWrite } from '../kernel/netlink-codec.js';
+import {
+  RT_SCOPE_NOWHERE,
+  RT_TABLE_MAIN,
+  type Family,
+  type KernelRoute,
+  type KernelRule,
+  type LinkInfo,
+  type RouteWrite,
+} from '../kernel/netlink-codec.js';
 import { applySymmetric, type SymmetricResult } from './symmetric.js';
 import {
   defaultDst,
@@ -18,6 +26,7 @@ import {
   diffRoutes,
   itemOf,
   itemOfDesired,
+  lookupProvablyOurs,
   moreSpecificOverrides,
   resolveGateways,
   type DefaultAction,
@@ -131,8 +140,11 @@ function fatal(e: unknown): boolean {
  */
 export async function applyPlanWith(client: RtnlClient, plan: Plan, opts: ApplyOptions = {}): Promise<ApplyResult> {
   const protocol = opts.protocol ?? RTPROT_OVNKUBE_ROUTE;
-  // One dump of every table: main for the plan, the others for the symmetric return paths.
-  const [links, all] = [await client.listLinks(), await client.listRoutes({ table: 'any' })];
+  // One dump each: links; the routes of every table (main for the plan, the others for the
+  // symmetric return paths and the effective-route check); the rules of both families.
+  const links = await client.listLinks();
+  const all = await client.listRoutes({ table: 'any', links });
+  const rules = await client.listRules();
   const table = all.filter((k) => k.table === RT_TABLE_MAIN);
   const symmetric = plan.symmetric ?? [];
   // `via: gateway` becomes this pod's gateway of that dev, read from the same dump.
@@ -200,11 +212,11 @@ export async function applyPlanWith(client: RtnlClient, plan: Plan, opts: ApplyO
   }
   const ctx: DefaultContext = { client, protocol, links, opts, res, attempt };
   for (const action of diff.defaults) await applyDefault(action, ctx);
-  await checkEffective(client, plan, res, table, protocol);
+  await checkEffective(client, plan, res, { all, table, rules, links }, protocol);
   // Symmetric return paths (a table per device + `ip rule from` its addresses): written, or
   // removed when the plan no longer lists the device. The device's gateway is found in the
   // main table read above, as for `via: gateway`.
-  const sym = await applySymmetric(client, symmetric, links, table, all, protocol);
+  const sym = await applySymmetric(client, symmetric, { links, main: table, others: all, rules }, protocol);
   res.symmetric = sym;
   res.skipped.push(...sym.skipped);
   res.owned.push(...res.added.map((x) => x.dst), ...res.replaced.map((x) => x.dst));
@@ -222,14 +234,18 @@ export async function applyPlanWith(client: RtnlClient, plan: Plan, opts: ApplyO
  * device anywhere inside its destination) leaves ours in
  * the table but not in effect: that route is reported as skipped, reason 'collision', and
  * left alone (ours stays, so it is in effect again once the foreign route goes).
+ * The lookup is skipped where the dumps read before the writes prove its answer is ours
+ * (lookupProvablyOurs: only the kernel's rules, nothing else at or inside the destination):
+ * a pod with nothing foreign in the way costs no request per route.
  */
 async function checkEffective(
   client: RtnlClient,
   plan: Plan,
   res: ApplyResult,
-  table: readonly KernelRoute[],
+  read: { all: readonly KernelRoute[]; table: readonly KernelRoute[]; rules: readonly KernelRule[]; links: readonly LinkInfo[] },
   protocol: number,
 ): Promise<void> {
+  const { table } = read;
   const inPlace = new Set([...res.added, ...res.replaced, ...res.unchanged].map((x) => x.dst));
   const skipped = new Set(res.skipped.map((x) => x.dst));
   await Promise.all(
@@ -252,9 +268,10 @@ async function checkEffective(
           });
           return;
         }
+        if (lookupProvablyOurs(r, read.all, read.rules, protocol)) return;
         let eff;
         try {
-          eff = await client.effectiveRoute(addr);
+          eff = await client.effectiveRoute(addr, read.links);
         } catch (e) {
           if (fatal(e)) throw e;
           return; // a failed lookup says nothing either way

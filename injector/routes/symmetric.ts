@@ -289,15 +289,13 @@ const fatal = (e: unknown): boolean => isNetlinkError(e, 'ECLOSED') || !isNetlin
 export async function applySymmetric(
   client: RtnlClient,
   devices: readonly string[],
-  links: readonly LinkInfo[],
-  main: readonly KernelRoute[],
-  others: readonly KernelRoute[],
+  read: { links: readonly LinkInfo[]; main: readonly KernelRoute[]; others: readonly KernelRoute[]; rules: readonly KernelRule[] },
   protocol: number,
 ): Promise<SymmetricResult> {
-  // `others`: the routes of every table but main, from the engine's one dump of all tables.
-  // Addresses only when a device asks; the rules of both families in one dump.
+  // From the engine's dumps: `others`, the routes of every table (main's are ignored here);
+  // the rules of both families. Addresses only when a device asks.
+  const { links, main, others, rules } = read;
   const addrs = devices.length ? await client.listAddresses() : [];
-  const rules = await client.listRules();
   const owned = others.filter((k) => k.table !== RT_TABLE_MAIN && k.protocol === protocol);
   const d = planSymmetric(devices, links, addrs, main, owned, rules, protocol);
   const res: SymmetricResult = { added: [], removed: [], unchanged: d.unchanged, skipped: [...d.skipped], tables: d.tables };

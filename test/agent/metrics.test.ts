@@ -29,7 +29,7 @@ t.test('metrics listener', async (t) => {
   m.failure('netns-refused');
   m.planRejected('bad-signature');
   m.observeInjectionLatency(0.042);
-  m.setPodsTracked(3);
+  m.countPods(() => ({ tracked: 3, kept: 0, waiting: 0 }));
   let ready = false;
   const server = await serveMetrics(registry, { host: '127.0.0.1', port: 0 }, () => ready);
   t.teardown(() => new Promise<void>((r) => server.close(() => r())));
