@@ -1,7 +1,12 @@
 #!/usr/bin/env node
 // `npm run cluster:down`: stop the control plane that `npm run cluster:up` left running
 // (SIGTERM to each process group, SIGKILL after 10 s) and remove its folder; a node of
-// `npm run node:up` is stopped first (node-down.mjs).
+// `npm run node:up` is stopped first (node-down.mjs). After `cluster:up -- --with-addon`,
+// kube-controller-manager, kube-scheduler and kube-proxy go first (their pid files are in the
+// folder; without them nothing re-creates the pods the node's drain deletes), then the node
+// with the add-on's pods and every host change the cluster recorded with it (kube-proxy's
+// rules, the CNI bind mounts, the API address link, the agent's host folders and its
+// rt_protos file), then the control plane.
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -23,9 +28,9 @@ const signal = (pid, sig) => {
     /* already gone */
   }
 };
-// Processes a `npm run demo -- --keep` started beside the servers (the add-on's webhook and
-// agent, pid files in the folder) go first: the agent takes its CNI plugin out of the node's
-// chain when it stops.
+// Processes started beside the servers go first: those of `npm run demo -- --keep` (the
+// add-on's webhook and agent: the agent takes its CNI plugin out of the node's chain when it
+// stops) and the controllers, scheduler and kube-proxy of `cluster:up -- --with-addon`.
 const alive = (pid) => {
   try {
     return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('ovnkube-route');

@@ -276,14 +276,29 @@ export class Controller {
     const previous = current === undefined ? 'none' : isSystemSigned(current, namespace, this.opts.keys) ? 'ours' : 'foreign';
     await this.limiter.take();
     if (!this.running) return done('skipped', 'done');
+    let stored: unknown;
     try {
-      await this.opts.api.patchPod(namespace, name, ops);
+      stored = await this.opts.api.patchPod(namespace, name, ops);
     } catch (e) {
       const f = classifyApiError(e);
       if (f.action === 'gone') return done('gone', 'done');
       this.opts.metrics?.observePatchFailure(f.reason);
       const level = f.reason === 'conflict' ? 'debug' : 'warn';
       forPod(this.log, key)[level]({ status: f.status, reason: f.reason, err: f.message }, 'pod patch failed; retrying');
+      return done('error', 'retry');
+    }
+    // What the API server stored can differ from what we sent: admission runs on our UPDATE
+    // too, and a replica that does not know our signing key (one of the previous ReplicaSet
+    // while a key rotation rolls out) re-signs the plan with its own. When that is the
+    // pod's value already, the server stores no change and sends no watch event: nothing
+    // would bring the pod back. Retry (with back-off) until a replica keeps our plan.
+    const kept = storedPlan(stored);
+    if (kept !== NOT_A_POD && kept !== desired) {
+      this.opts.metrics?.observePatchFailure('rewritten');
+      forPod(this.log, key).info(
+        { stored: kept === undefined ? 'none' : 'other' },
+        'admission stored another plan than the patch wrote (a replica with other keys?); retrying',
+      );
       return done('error', 'retry');
     }
     // Unless the world moved while the patch was in flight, its echo needs no reconcile.
@@ -353,4 +368,14 @@ export class Controller {
     }
     this.statusFailures = failed ? this.statusFailures + 1 : 0;
   }
+}
+
+const NOT_A_POD = Symbol('not a pod');
+
+/** The plan annotation of a patch's answer (the pod as stored), or NOT_A_POD when it is not a pod. */
+function storedPlan(stored: unknown): string | undefined | typeof NOT_A_POD {
+  if (typeof stored !== 'object' || stored === null) return NOT_A_POD;
+  const meta = (stored as { metadata?: { annotations?: Record<string, string> } }).metadata;
+  if (typeof meta !== 'object' || meta === null) return NOT_A_POD;
+  return meta.annotations?.[PLAN_ANNOTATION];
 }
