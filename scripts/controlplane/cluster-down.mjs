@@ -49,8 +49,19 @@ for (const f of existsSync(dir)
   if (alive(pid)) signal(pid, 'SIGKILL');
   log(`stopped ${f.replace(/\.pid$/, '')} (pid ${pid})`);
 }
-// A node of `npm run node:up` goes next, while the API server can still drain its pods.
-if (existsSync('/run/ovnkube-route-node/state.json')) {
+// A node of `npm run node:up` goes next, while the API server can still drain its pods; only
+// this cluster's node: the machine's one node may belong to another checkout's cluster
+// (`npm run node:down` stops whichever node runs).
+const nodeServer = (() => {
+  try {
+    return JSON.parse(readFileSync('/run/ovnkube-route-node/state.json', 'utf8')).server;
+  } catch {
+    return undefined;
+  }
+})();
+if (nodeServer && state?.server && nodeServer !== state.server) {
+  log(`leaving the node of another cluster (${nodeServer}) alone: this cluster is ${state.server}`);
+} else if (existsSync('/run/ovnkube-route-node/state.json')) {
   const r = spawnSync(process.execPath, [join(dirname(fileURLToPath(import.meta.url)), 'node-down.mjs')], { stdio: 'inherit' });
   if (r.status !== 0) log('node:down failed; stopping the control plane anyway');
 }
