@@ -272,8 +272,7 @@ export class Controller {
     this.markRoutes(this.index.set(key, podRecord(decision, decodeInjectorStatus(pod.metadata.annotations?.[STATUS_ANNOTATION]))));
     const ops = planPatch(pod, desired);
     if (!ops) return done('unchanged', 'done');
-    const current = pod.metadata.annotations?.[PLAN_ANNOTATION];
-    const previous = current === undefined ? 'none' : isSystemSigned(current, namespace, this.opts.keys) ? 'ours' : 'foreign';
+    const previous = this.previousPlan(pod.metadata.annotations?.[PLAN_ANNOTATION], namespace);
     await this.limiter.take();
     if (!this.running) return done('skipped', 'done');
     let stored: unknown;
@@ -287,20 +286,7 @@ export class Controller {
       forPod(this.log, key)[level]({ status: f.status, reason: f.reason, err: f.message }, 'pod patch failed; retrying');
       return done('error', 'retry');
     }
-    // What the API server stored can differ from what we sent: admission runs on our UPDATE
-    // too, and a replica that does not know our signing key (one of the previous ReplicaSet
-    // while a key rotation rolls out) re-signs the plan with its own. When that is the
-    // pod's value already, the server stores no change and sends no watch event: nothing
-    // would bring the pod back. Retry (with back-off) until a replica keeps our plan.
-    const kept = storedPlan(stored);
-    if (kept !== NOT_A_POD && kept !== desired) {
-      this.opts.metrics?.observePatchFailure('rewritten');
-      forPod(this.log, key).info(
-        { stored: kept === undefined ? 'none' : 'other' },
-        'admission stored another plan than the patch wrote (a replica with other keys?); retrying',
-      );
-      return done('error', 'retry');
-    }
+    if (this.rewrittenByAdmission(key, stored, desired)) return done('error', 'retry');
     // Unless the world moved while the patch was in flight, its echo needs no reconcile.
     this.written.set(key, { value: desired, world: worldAtDecision });
     const action = desired === undefined ? 'remove' : 'set';
@@ -310,6 +296,30 @@ export class Controller {
       previous === 'foreign' ? 'replaced a plan annotation the system did not compute' : 'pod plan annotation updated',
     );
     return done('patched', 'done');
+  }
+
+  /** What the pod carried before our patch: no plan, a plan we signed, or someone else's. */
+  private previousPlan(current: string | undefined, namespace: string): 'none' | 'ours' | 'foreign' {
+    if (current === undefined) return 'none';
+    return isSystemSigned(current, namespace, this.opts.keys) ? 'ours' : 'foreign';
+  }
+
+  /**
+   * What the API server stored can differ from what we sent: admission runs on our UPDATE
+   * too, and a replica that does not know our signing key (one of the previous ReplicaSet
+   * while a key rotation rolls out) re-signs the plan with its own. When that is the pod's
+   * value already, the server stores no change and sends no watch event: nothing would bring
+   * the pod back. True (retry with back-off, until a replica keeps our plan) in that case.
+   */
+  private rewrittenByAdmission(key: string, stored: unknown, desired: string | undefined): boolean {
+    const kept = storedPlan(stored);
+    if (kept === NOT_A_POD || kept === desired) return false;
+    this.opts.metrics?.observePatchFailure('rewritten');
+    forPod(this.log, key).info(
+      { stored: kept === undefined ? 'none' : 'other' },
+      'admission stored another plan than the patch wrote (a replica with other keys?); retrying',
+    );
+    return true;
   }
 
   private markRoutes(names: Iterable<string>): void {
