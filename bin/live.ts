@@ -144,7 +144,12 @@ export async function liveMode(c: Cluster, given: string | undefined, systemNs: 
 
 export interface KeySetting {
   keys: PlanKey[];
+  /** The Secret and its entries, e.g. `Secret ns/name (plan-next.key, plan.key)`. */
   from: string;
+  /** The Secret alone, e.g. `Secret ns/name`. */
+  secret?: string;
+  /** The Secret entries holding each key id (a rotation keeps several entries). */
+  entries?: Record<string, string[]>;
   error?: string;
 }
 
@@ -160,10 +165,13 @@ export async function liveKeys(c: Cluster, systemNs: string): Promise<KeySetting
     );
     if (!s) return { keys: [], from: where, error: `${where} not found` };
     const keys: PlanKey[] = [];
+    const entries: Record<string, string[]> = {};
     const bad: string[] = [];
     for (const [k, v] of Object.entries(s.data ?? {}).sort()) {
       try {
-        keys.push(parsePlanKey(Buffer.from(v, 'base64').toString('utf8')));
+        const key = parsePlanKey(Buffer.from(v, 'base64').toString('utf8'));
+        if (!entries[key.id]) keys.push(key);
+        (entries[key.id] ??= []).push(k);
       } catch (e) {
         bad.push(`${k}: ${(e as Error).message}`);
       }
@@ -174,6 +182,8 @@ export async function liveKeys(c: Cluster, systemNs: string): Promise<KeySetting
       from: `${where} (${Object.keys(s.data ?? {})
         .sort()
         .join(', ')})`,
+      secret: where,
+      entries,
     };
   } catch (e) {
     return { keys: [], from: where, error: (e as Error).message };

@@ -186,7 +186,11 @@ export function reportedRoutes(pod: Pod): { routes: KernelRoute[]; note: string 
         : 'the agent reports no plan in force',
     };
   }
-  const skipped = new Set(st.skipped.map((s) => s.dst));
+  // A `*` plan-rejected entry says the annotation's latest signature was refused, not that
+  // the plan in force was taken away: the agent keeps its last verified plan (st.plan, the
+  // same plan as the annotation's here, e.g. re-signed with a key the agent lacks) in place.
+  const rejected = st.skipped.find((s) => s.dst === '*' && s.reason === 'plan-rejected');
+  const skipped = new Set(st.skipped.filter((s) => s !== rejected).map((s) => s.dst));
   const routes: KernelRoute[] = [];
   const add = (dst: string, dev: string, via?: string): void => {
     if (skipped.has(dst) || skipped.has('*')) return;
@@ -206,7 +210,13 @@ export function reportedRoutes(pod: Pod): { routes: KernelRoute[]; note: string 
   };
   for (const r of plan.routes) add(r.dst, r.dev, r.via);
   if (plan.default) add(plan.default.via?.includes(':') ? '::/0' : '0.0.0.0/0', plan.default.dev, plan.default.via);
-  return { routes, note: `node ${st.node} reported at ${st.time}: ${st.applied} applied, ${st.skipped.length} skipped` };
+  const skips = st.skipped.length - (rejected ? 1 : 0);
+  return {
+    routes,
+    note:
+      `node ${st.node} reported at ${st.time}: ${st.applied} applied, ${skips} skipped` +
+      (rejected ? `; the annotation's signature was refused (${rejected.detail ?? 'plan-rejected'}), the same plan stays in force` : ''),
+  };
 }
 
 /**

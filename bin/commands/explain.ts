@@ -73,7 +73,7 @@ export interface Explanation {
     keyId?: string;
     error?: string;
   };
-  keys: { from: string; ids: string[]; error?: string };
+  keys: { from: string; ids: string[]; secret?: string; entries?: Record<string, string[]>; error?: string };
   agent?: InjectorStatus & { matchesAnnotation: boolean; secondsAfterCreation?: number };
   ready?: { status: string; reason?: string; message?: string };
   events: EventSummary[];
@@ -169,7 +169,13 @@ export async function explainPod(
     trace,
     ...(plan ? { plan, planHash: planHash(plan) } : {}),
     annotation,
-    keys: { from: keys.from, ids: keys.keys.map((k: PlanKey) => k.id), ...(keys.error ? { error: keys.error } : {}) },
+    keys: {
+      from: keys.from,
+      ids: keys.keys.map((k: PlanKey) => k.id),
+      ...(keys.secret ? { secret: keys.secret } : {}),
+      ...(keys.entries ? { entries: keys.entries } : {}),
+      ...(keys.error ? { error: keys.error } : {}),
+    },
     ...(agent ? { agent } : {}),
     ...(cond
       ? {
@@ -270,7 +276,7 @@ export function formatExplanation(x: Explanation): string {
     out.push(
       `  signature: ${
         a.signature === 'ok'
-          ? `verified with key ${a.keyId} of ${x.keys.from}`
+          ? `verified with key ${a.keyId} of ${keyEntry(x.keys, a.keyId)}`
           : a.signature === 'unchecked'
             ? `NOT CHECKED (${a.error})`
             : `REFUSED: ${a.error}`
@@ -332,3 +338,17 @@ export const explainCommand: Command = {
     return 0;
   },
 };
+
+/**
+ * Where the key that verified is: the Secret and the entry holding it (`Secret ns/name
+ * (plan.key)`), with the other entries named while a rotation keeps several.
+ */
+function keyEntry(keys: Explanation['keys'], id: string | undefined): string {
+  const mine = id !== undefined ? keys.entries?.[id] : undefined;
+  if (!keys.secret || !mine) return keys.from;
+  const others = Object.entries(keys.entries ?? {})
+    .filter(([k]) => k !== id)
+    .flatMap(([, names]) => names)
+    .sort();
+  return `${keys.secret} (${mine.join(', ')}${others.length ? `; the Secret also holds ${others.join(', ')}` : ''})`;
+}

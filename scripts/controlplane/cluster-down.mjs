@@ -1,7 +1,12 @@
 #!/usr/bin/env node
 // `npm run cluster:down`: stop the control plane that `npm run cluster:up` left running
 // (SIGTERM to each process group, SIGKILL after 10 s) and remove its folder; a node of
-// `npm run node:up` is stopped first (node-down.mjs).
+// `npm run node:up` is stopped first (node-down.mjs). After `cluster:up -- --with-addon`,
+// kube-controller-manager, kube-scheduler and kube-proxy go first (their pid files are in the
+// folder; without them nothing re-creates the pods the node's drain deletes), then the node
+// with the add-on's pods and every host change the cluster recorded with it (kube-proxy's
+// rules, the CNI bind mounts, the API address link, the agent's host folders and its
+// rt_protos file), then the control plane.
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -23,9 +28,9 @@ const signal = (pid, sig) => {
     /* already gone */
   }
 };
-// Processes a `npm run demo -- --keep` started beside the servers (the add-on's webhook and
-// agent, pid files in the folder) go first: the agent takes its CNI plugin out of the node's
-// chain when it stops.
+// Processes started beside the servers go first: those of `npm run demo -- --keep` (the
+// add-on's webhook and agent: the agent takes its CNI plugin out of the node's chain when it
+// stops) and the controllers, scheduler and kube-proxy of `cluster:up -- --with-addon`.
 const alive = (pid) => {
   try {
     return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('ovnkube-route');
@@ -44,8 +49,19 @@ for (const f of existsSync(dir)
   if (alive(pid)) signal(pid, 'SIGKILL');
   log(`stopped ${f.replace(/\.pid$/, '')} (pid ${pid})`);
 }
-// A node of `npm run node:up` goes next, while the API server can still drain its pods.
-if (existsSync('/run/ovnkube-route-node/state.json')) {
+// A node of `npm run node:up` goes next, while the API server can still drain its pods; only
+// this cluster's node: the machine's one node may belong to another checkout's cluster
+// (`npm run node:down` stops whichever node runs).
+const nodeServer = (() => {
+  try {
+    return JSON.parse(readFileSync('/run/ovnkube-route-node/state.json', 'utf8')).server;
+  } catch {
+    return undefined;
+  }
+})();
+if (nodeServer && state?.server && nodeServer !== state.server) {
+  log(`leaving the node of another cluster (${nodeServer}) alone: this cluster is ${state.server}`);
+} else if (existsSync('/run/ovnkube-route-node/state.json')) {
   const r = spawnSync(process.execPath, [join(dirname(fileURLToPath(import.meta.url)), 'node-down.mjs')], { stdio: 'inherit' });
   if (r.status !== 0) log('node:down failed; stopping the control plane anyway');
 }

@@ -133,8 +133,41 @@ t.test('the agent report: the plan in force less what it skipped; owners inferre
   t.same(other.routes, [], 'a report of another plan lists nothing');
   t.match(other.note, /not the pod's current annotation/);
 
+  // Key rotation in the wrong order: the same plan re-signed with a key the agent lacks. The
+  // agent refuses the annotation and keeps the plan in force: its routes are still ours.
+  const rejected = encodeInjectorStatus({
+    plan: planHash(plan),
+    applied: 2,
+    skipped: [
+      {
+        dst: '*',
+        reason: 'plan-rejected',
+        detail: 'unknown-key: plan is signed with key a4514ead4aaf, which is not one of the accepted keys',
+      },
+      { dst: '172.17.0.0/16', dev: 'eth1', reason: 'missing-dev' },
+    ],
+    node: 'n1',
+    time: '2026-01-01T00:00:00.000Z',
+  });
+  const rep2 = reportedRoutes(podWith(rejected));
+  t.same(
+    rep2.routes.map((r) => r.dst),
+    ['10.96.0.10/32', '172.16.0.0/16'],
+    'a refused re-signature leaves the plan in force listed',
+  );
+  t.match(rep2.note, /2 applied, 1 skipped; the annotation's signature was refused \(unknown-key: .*\), the same plan stays in force/);
+  const broken = encodeInjectorStatus({
+    plan: '',
+    applied: 0,
+    skipped: [{ dst: '*', reason: 'netns-refused', detail: 'x' }],
+    node: 'n1',
+    time: 't',
+  });
+  t.same(reportedRoutes(podWith(broken)).routes, [], 'no plan in force (netns refused): nothing listed');
+
   const routes = parseIpRoute(out('busybox-4.txt'), 4, { busybox: true });
-  t.equal(inferOwners(routes, podWith(st)), 2);
+  t.equal(inferOwners(routes, podWith(rejected)), 2, 'owners are inferred while a re-signature is refused');
+  t.equal(inferOwners(parseIpRoute(out('busybox-4.txt'), 4, { busybox: true }), podWith(st)), 2);
   t.same(
     routes.filter((r) => r.protocol === 111).map((r) => r.dst),
     ['10.96.0.10/32', '172.16.0.0/16'],

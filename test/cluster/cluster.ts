@@ -61,6 +61,14 @@ export interface LocalCluster {
 export interface ClusterOptions {
   log?: (line: string) => void;
   readyTimeoutMs?: number;
+  /**
+   * Leave every process running when this process exits (`npm run cluster:up -- --with-addon`):
+   * no watchdogs; the control plane's folder is `dir` and the node holds the lock by its
+   * kubelet's pid. `cluster:down` (scripts/controlplane/cluster-down.mjs) removes it all.
+   */
+  keep?: boolean;
+  /** The control plane's folder (its pid files, logs, kubeconfig); with `keep`, required. */
+  dir?: string;
 }
 
 const ip = (args: string[]) => spawnSync('ip', args, { encoding: 'utf8' });
@@ -116,6 +124,8 @@ async function until(what: string, cond: () => Promise<boolean> | boolean, ms: n
 export async function startCluster(bins: { cp: string; node: string; cluster: string }, opts: ClusterOptions = {}): Promise<LocalCluster> {
   const log = opts.log ?? (() => {});
   const timeout = opts.readyTimeoutMs ?? 180_000;
+  const keep = opts.keep ?? false;
+  if (keep && !opts.dir) throw new Error('startCluster: keep needs a dir (where cluster:down finds the pid files)');
   await takeNodeLock(log, 15 * 60_000);
   // A link left by a crashed run (its node state, if any, is reaped by startNode).
   if (ip(['link', 'show', CLUSTER_LINK]).status === 0) ip(['link', 'del', CLUSTER_LINK]);
@@ -156,7 +166,11 @@ export async function startCluster(bins: { cp: string; node: string; cluster: st
     // Pod Security as many production clusters have it: `baseline` enforced wherever a
     // namespace does not say otherwise, so an add-on whose namespace lacks the labels its
     // pods need is refused here as it would be there.
-    psaDir = mkdtempSync(join(tmpdir(), 'ovnkube-route-psa-'));
+    if (opts.dir) {
+      // Inside the control plane's folder, which goes with it.
+      psaDir = join(opts.dir, 'psa');
+      mkdirSync(psaDir, { recursive: true });
+    } else psaDir = mkdtempSync(join(tmpdir(), 'ovnkube-route-psa-'));
     const psa = join(psaDir, 'admission.yaml');
     writeFileSync(
       psa,
@@ -185,12 +199,14 @@ export async function startCluster(bins: { cp: string; node: string; cluster: st
     );
     cp = await startControlPlane({
       binDir: bins.cp,
+      keep,
+      ...(opts.dir ? { dir: opts.dir } : {}),
       log,
       readyTimeoutMs: timeout,
       apiserverArgs: [`--admission-control-config-file=${psa}`],
       cluster: { address: CLUSTER_API_ADDRESS, serviceCidr: CLUSTER_SERVICE_CIDR },
     });
-    node = await startNode(cp, { binDir: bins.node, log, readyTimeoutMs: timeout });
+    node = await startNode(cp, { binDir: bins.node, keep, log, readyTimeoutMs: timeout });
     // From here on the node's teardown (and a crash's reaper) undoes the host changes.
     recordNodeCleanup(['ip', 'link', 'del', CLUSTER_LINK]);
     for (const [dir, own] of [
@@ -237,7 +253,7 @@ export async function startCluster(bins: { cp: string; node: string; cluster: st
         `--cluster-signing-cert-file=${pki.caCert}`,
         `--cluster-signing-key-file=${pki.caKey}`,
       ],
-      false,
+      keep,
     );
     procs.push(kcm);
     const sched = startServer(
@@ -245,7 +261,7 @@ export async function startCluster(bins: { cp: string; node: string; cluster: st
       'kube-scheduler',
       join(bins.cluster, 'kube-scheduler'),
       [...common, `--secure-port=${schedPort}`, `--cert-dir=${join(cp.dir, 'scheduler-certs')}`],
-      false,
+      keep,
     );
     procs.push(sched);
     const proxyConfig = join(cp.dir, 'kube-proxy.yaml');
@@ -271,7 +287,7 @@ export async function startCluster(bins: { cp: string; node: string; cluster: st
       }),
     );
     recordNodeCleanup([join(bins.cluster, 'kube-proxy'), '--cleanup']);
-    const proxy = startServer(cp.dir, 'kube-proxy', join(bins.cluster, 'kube-proxy'), [`--config=${proxyConfig}`, '--v=1'], false);
+    const proxy = startServer(cp.dir, 'kube-proxy', join(bins.cluster, 'kube-proxy'), [`--config=${proxyConfig}`, '--v=1'], keep);
     procs.push(proxy);
     // After a crash, the node's reaper runs these (newest first) before kube-proxy --cleanup:
     // each component is killed if that pid is still that component, so kube-proxy cannot put

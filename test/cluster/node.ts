@@ -89,6 +89,8 @@ export interface NodeState {
   socket: string;
   ipForward: string;
   owner: number;
+  /** The API server the node registered with: `cluster:down` stops only its own cluster's node. */
+  server?: string;
   /** Commands that undo what was set up beside the node (cluster.ts), run by reapNode. */
   cleanup?: string[][];
 }
@@ -417,6 +419,29 @@ export function recordNodeCleanup(cmd: string[]): boolean {
   return true;
 }
 
+// ---- kubelet's iptables chains ----
+
+const KUBELET_CHAINS = ['KUBE-KUBELET-CANARY', 'KUBE-FIREWALL', 'KUBE-IPTABLES-HINT'];
+
+/** Whether any table of either family has one of kubelet's chains. */
+function kubeletChainsPresent(): boolean {
+  return ['iptables', 'ip6tables'].some((bin) =>
+    ['filter', 'nat', 'mangle'].some((table) => {
+      const r = spawnSync(bin, ['-w', '-t', table, '-S'], { encoding: 'utf8' });
+      return r.status === 0 && KUBELET_CHAINS.some((c) => r.stdout.includes(`-N ${c}\n`));
+    }),
+  );
+}
+
+/** Unhook and delete kubelet's chains in both families (missing ones are no error). */
+const KUBELET_CHAINS_CLEANUP = `for bin in iptables ip6tables; do
+  command -v $bin >/dev/null || continue
+  for hook in INPUT OUTPUT; do while $bin -w -t filter -D $hook -j KUBE-FIREWALL 2>/dev/null; do :; done; done
+  for t in filter nat mangle; do for c in ${KUBELET_CHAINS.join(' ')}; do
+    $bin -w -t $t -F $c 2>/dev/null; $bin -w -t $t -X $c 2>/dev/null
+  done; done
+done; true`;
+
 // ---- configuration files ----
 
 function containerdConfig(dir: string): string {
@@ -601,6 +626,7 @@ export async function startNode(cp: ClusterAccess, opts: NodeOptions): Promise<R
     pids: {},
     socket,
     owner: process.pid,
+    server: cp.server,
     ipForward: readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim(),
   };
   const save = () => {
@@ -648,6 +674,15 @@ export async function startNode(cp: ClusterAccess, opts: NodeOptions): Promise<R
     spawnSync('ip', ['netns', 'add', 'ovnkube-route-node-probe']);
     spawnSync('ip', ['netns', 'del', 'ovnkube-route-node-probe']);
     installGuard();
+
+    // kubelet's own iptables chains (its canaries, KUBE-FIREWALL hooked into INPUT and OUTPUT,
+    // KUBE-IPTABLES-HINT), in both families: kubelet leaves them when it stops, and
+    // `kube-proxy --cleanup` does not remove them. Removed at teardown unless the host had
+    // any of them before (a host with a kubelet of its own).
+    if (!kubeletChainsPresent()) {
+      state.cleanup = [...(state.cleanup ?? []), ['sh', '-c', KUBELET_CHAINS_CLEANUP]];
+      save();
+    }
 
     // containerd, and the node image.
     const startContainerd = async (): Promise<ServerProcess> => {

@@ -258,4 +258,35 @@ if (cp) {
     t.equal(r.status, 0, r.stderr);
     t.same(JSON.parse(r.stdout).plan, f.webPlan, `${cmd} ${pre.join(' ')} explain`);
   });
+
+  await t.test('explain during a key rotation names the Secret entry that holds the verifying key', async (t) => {
+    // docs/troubleshooting.md, key rotation step 1: a second entry next to plan.key. Before,
+    // explain listed every entry, as if the key were in each ("(plan-next.key, plan.key)").
+    const path = '/api/v1/namespaces/ovnkube-route/secrets/ovnkube-route-plan-key';
+    const next = Buffer.from(Buffer.alloc(32, 9).toString('base64') + '\n').toString('base64');
+    const add = await kubeRequest(cp.kc, 'PATCH', path, {
+      body: [{ op: 'add', path: '/data/plan-next.key', value: next }],
+      contentType: 'application/json-patch+json',
+    });
+    t.equal(add.status, 200, 'plan-next.key added to the Secret');
+    try {
+      const r = await cli(['explain', '--pod', `${NS}/web`, '--kubeconfig', kc]);
+      t.equal(r.code, 0, r.stderr);
+      t.match(
+        r.stdout,
+        new RegExp(
+          `signature: verified with key ${f.key.id} of Secret ovnkube-route/ovnkube-route-plan-key \\(plan\\.key; the Secret also holds plan-next\\.key\\)`,
+        ),
+      );
+      const j = JSON.parse((await cli(['explain', '--pod', `${NS}/web`, '--kubeconfig', kc, '-o', 'json'])).stdout);
+      t.same(j.keys.entries[f.key.id], ['plan.key'], 'JSON: the entries holding each key id');
+      t.equal(Object.keys(j.keys.entries).length, 2, 'two keys');
+    } finally {
+      const rm = await kubeRequest(cp.kc, 'PATCH', path, {
+        body: [{ op: 'remove', path: '/data/plan-next.key' }],
+        contentType: 'application/json-patch+json',
+      });
+      t.equal(rm.status, 200, 'plan-next.key removed again');
+    }
+  });
 }

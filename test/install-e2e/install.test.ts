@@ -12,15 +12,15 @@
 //   scripts/uninstall.sh then puts every pod back to exactly its CNI routes (the replaced
 //   default route restored) and removes the add-on.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { PLAN_ANNOTATION, STATUS_ANNOTATION, type Pod } from '../../core/types.js';
-import { ADDON_IMAGE_REF, buildAddonImage } from '../cluster/addon-image.js';
+import { cleanAgentHostDirs, installFromDeploy } from '../cluster/addon-install.js';
 import { clusterBinaries, HOST_CNI_DIRS, startCluster, type LocalCluster } from '../cluster/cluster.js';
 import { kubeRequest } from '../cluster/k8s.js';
-import { nodeUnavailable, recordNodeCleanup } from '../cluster/node.js';
+import { nodeUnavailable } from '../cluster/node.js';
 import { nodePod, podExec, podRunning, waitPod } from '../cluster/pods.js';
 import { repoRoot } from '../util/fixtures.js';
 import { tierGate } from '../util/tier.js';
@@ -29,17 +29,6 @@ import { INSTALL_TIER } from './tier.js';
 const NS = 'ovnkube-route';
 /** Where the agent (state dir /var/lib/ovnkube-route, a hostPath) keeps the original default routes it replaced. */
 const SAVED_DEFAULTS = '/var/lib/ovnkube-route/agent/defaults';
-/** Host folders the DaemonSet's hostPaths (DirectoryOrCreate) make on the node. */
-const AGENT_HOST_DIRS = ['/var/lib/ovnkube-route', '/run/ovnkube-route'];
-const RT_PROTOS_FILE = '/etc/iproute2/rt_protos.d/ovnkube-route.conf';
-
-/** Remove, with the cluster (also after a crash), the agent's host folders that this run creates. */
-export function cleanAgentHostDirs(): void {
-  for (const d of AGENT_HOST_DIRS) if (!existsSync(d)) recordNodeCleanup(['rm', '-rf', d]);
-  // The DaemonSet names proto 111 for the host's iproute2 (--rt-protos-dir): a file of the
-  // machine's /etc that a test must not leave behind (other tests read `ip` output).
-  if (!existsSync(RT_PROTOS_FILE)) recordNodeCleanup(['rm', '-f', RT_PROTOS_FILE]);
-}
 const APPS = 'install-apps';
 /** The CNI rows of a new pod (node.ts), what uninstall must leave: `dst[ via gw] dev`. */
 const CNI_ROWS = [
@@ -88,29 +77,6 @@ export function kubectlOk(t: Test, c: LocalCluster, args: string[], input?: stri
   const r = c.kubectl(args, input);
   t.equal(r.status, 0, `kubectl ${args.join(' ')}`, r.status === 0 ? {} : { stderr: r.stderr.slice(-3000), stdout: r.stdout.slice(-1000) });
   return r.stdout;
-}
-
-/** Build the image and import it into the node. */
-export function importAddonImage(t: Test, c: LocalCluster, work: string): void {
-  const t0 = Date.now();
-  const image = buildAddonImage(repoRoot);
-  const tarball = join(work, 'ovnkube-route-image.tar');
-  writeFileSync(tarball, image.tarball);
-  c.importImage(tarball);
-  rmSync(tarball);
-  const mb = (n: number) => (n / 1e6).toFixed(1);
-  t.comment(
-    `image ${ADDON_IMAGE_REF} ${image.digest} (Node ${image.nodeVersion}) built in ${Date.now() - t0} ms: ` +
-      image.layers.map((l) => `${l.name} ${mb(l.compressed)} MB gzip / ${mb(l.uncompressed)} MB, ${l.files} files`).join('; '),
-  );
-}
-
-/** certs/gen.sh into a folder outside the repository: CA, serving pair, plan key. */
-export function genCerts(t: Test, work: string): string {
-  const out = join(work, 'certs');
-  const r = spawnSync('bash', [join(repoRoot, 'certs', 'gen.sh'), out], { encoding: 'utf8' });
-  t.equal(r.status, 0, 'certs/gen.sh', { stderr: r.stderr });
-  return out;
 }
 
 /** The app pod: scheduled by kube-scheduler (no nodeName), eth0 and eth1. */
@@ -225,50 +191,10 @@ if (tierGate(t, INSTALL_TIER, why) && !('reason' in bins)) {
       rmSync(work, { recursive: true, force: true });
     });
     cleanAgentHostDirs();
-    importAddonImage(t, c, work);
-    const certs = genCerts(t, work);
+    // The README's steps (certs/gen.sh prints the same commands), both rollouts included.
+    const installed = installFromDeploy(c, repoRoot, work, (l) => t.comment(l));
+    t.ok(existsSync(join(installed.certs, 'plan.key')), 'certs/gen.sh wrote the plan key outside the repository');
     t.notOk(existsSync(join(repoRoot, 'certs', 'out')), 'no key is written into the repository');
-    // The README's steps (certs/gen.sh prints the same commands).
-    kubectlOk(t, c, ['apply', '-f', join(repoRoot, 'crds')]);
-    kubectlOk(t, c, ['apply', '-f', join(repoRoot, 'deploy', 'namespace.yaml')]);
-    const tls = kubectlOk(t, c, [
-      '-n',
-      NS,
-      'create',
-      'secret',
-      'tls',
-      'ovnkube-route-webhook-tls',
-      `--cert=${certs}/tls.crt`,
-      `--key=${certs}/tls.key`,
-      '--dry-run=client',
-      '-o',
-      'yaml',
-    ]);
-    kubectlOk(t, c, ['apply', '-f', '-'], tls);
-    const key = kubectlOk(t, c, [
-      '-n',
-      NS,
-      'create',
-      'secret',
-      'generic',
-      'ovnkube-route-plan-key',
-      `--from-file=plan.key=${certs}/plan.key`,
-      '--dry-run=client',
-      '-o',
-      'yaml',
-    ]);
-    kubectlOk(t, c, ['apply', '-f', '-'], key);
-    kubectlOk(t, c, ['apply', '-f', join(repoRoot, 'deploy')]);
-    const bundle = readFileSync(join(certs, 'ca-bundle.b64'), 'utf8').trim();
-    kubectlOk(t, c, [
-      'patch',
-      'mutatingwebhookconfiguration',
-      'ovnkube-route',
-      '--type=json',
-      '-p',
-      JSON.stringify([{ op: 'add', path: '/webhooks/0/clientConfig/caBundle', value: bundle }]),
-    ]);
-    const rollout = c.kubectl(['-n', NS, 'rollout', 'status', 'deployment/ovnkube-route-webhook', '--timeout=150s']);
     const events = () =>
       c
         .kubectl(['-n', NS, 'get', 'events', '--sort-by=.lastTimestamp'])
@@ -276,9 +202,6 @@ if (tierGate(t, INSTALL_TIER, why) && !('reason' in bins)) {
         .filter((l) => /Warning/.test(l))
         .join('\n')
         .slice(-4000);
-    t.equal(rollout.status, 0, 'the webhook Deployment rolls out', { stderr: rollout.stderr, events: events() });
-    const ds = c.kubectl(['-n', NS, 'rollout', 'status', 'daemonset/ovnkube-route-injector', '--timeout=150s']);
-    t.equal(ds.status, 0, 'the agent DaemonSet rolls out', { stderr: ds.stderr, events: events() });
     const dep = (await kubeRequest(c.cp.kc, 'GET', `/apis/apps/v1/namespaces/${NS}/deployments/ovnkube-route-webhook`)).body;
     t.equal(dep.status?.readyReplicas, 2, 'two webhook replicas are ready');
     const dset = (await kubeRequest(c.cp.kc, 'GET', `/apis/apps/v1/namespaces/${NS}/daemonsets/ovnkube-route-injector`)).body;

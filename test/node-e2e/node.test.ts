@@ -156,6 +156,21 @@ async function nothingLeft(t: Test, node: RealNode): Promise<void> {
       'no pod netns left in /run/netns',
     );
     if (existsSync('/run/ovnkube-route-node/state.json')) {
+      // Another test run's node took the machine the moment ours let it go: its kubelet has
+      // made its chains again, and ip_forward is its own.
+      t.comment('another node runs on this machine now: its kubelet chains are its own');
+    } else {
+      const chains = ['iptables', 'ip6tables'].flatMap((bin) =>
+        ['filter', 'nat', 'mangle'].flatMap((table) =>
+          (spawnSync(bin, ['-w', '-t', table, '-S'], { encoding: 'utf8' }).stdout ?? '')
+            .split('\n')
+            .filter((l) => /^-N KUBE-(KUBELET-CANARY|FIREWALL|IPTABLES-HINT)$/.test(l))
+            .map((l) => `${bin} ${table} ${l.slice(3)}`),
+        ),
+      );
+      t.same(chains, [], "no iptables chain of kubelet's is left (canaries, KUBE-FIREWALL, KUBE-IPTABLES-HINT)");
+    }
+    if (existsSync('/run/ovnkube-route-node/state.json')) {
       // Another test run's node took the machine the moment ours let it go (its ptp plugin
       // sets ip_forward): what ours restored cannot be read now.
       t.comment('another node runs on this machine now: ip_forward and the node state are its own');

@@ -5,10 +5,11 @@
 // as a watch would (the real API server is exercised in test/webhook-e2e/).
 import fjp from 'fast-json-patch';
 import t, { type Test } from 'tap';
-import { planKeyFromSecret } from '../../core/plan-codec.js';
+import { decodePlan, encodePlan, planKeyFromSecret } from '../../core/plan-codec.js';
 import { PLAN_ANNOTATION, type Pod, type Route } from '../../core/types.js';
 import { cachesFromObjects } from '../../webhook/caches/caches.js';
 import { Controller, type ControllerApi } from '../../webhook/controller/controller.js';
+import type { ControllerMetrics } from '../../webhook/controller/metrics.js';
 import { podStoreFromObjects, type CachedPod } from '../../webhook/caches/pods.js';
 import type { ObjectStore } from '../../webhook/caches/store.js';
 
@@ -133,4 +134,60 @@ t.test('an echo that also changes something else, or a world that moved, is reco
     true,
     "the pod ends with the new Route's plan",
   );
+});
+
+t.test('a patch that admission stored as another plan is retried: no echo would bring the pod back', async (t) => {
+  // Key rotation, step 3: this replica signs with `next` and still accepts `key`. Its patch is
+  // admitted by a replica of the previous ReplicaSet that knows only `key`: that replica
+  // re-signs the same plan with `key`, which is the pod's value already, so the API server
+  // stores no change, answers with the pod as it was, and sends no watch event.
+  const next = planKeyFromSecret(Buffer.alloc(32, 6));
+  const caches = cachesFromObjects({ routes: [route('10.9.0.0/16')], namespaces: [{ metadata: { name: 'a' } }] });
+  const oldPlan = encodePlan({ v: 1, routes: [{ dst: '10.9.0.0/16', dev: 'eth1' }] }, { key, namespace: 'a' });
+  const pods = podStoreFromObjects([
+    { metadata: { namespace: 'a', name: 'p0', uid: '0', resourceVersion: '1', annotations: { [PLAN_ANNOTATION]: oldPlan } }, spec: {} },
+  ]);
+  const api = echoingApi(pods);
+  const patchPod = api.patchPod.bind(api);
+  let rewritten = 0;
+  api.patchPod = async (ns, name, ops) => {
+    if (rewritten < 2) {
+      rewritten++;
+      api.patches.push(`${ns}/${name} (rewritten by admission)`);
+      return structuredClone(pods.get(name, ns)!);
+    }
+    return patchPod(ns, name, ops);
+  };
+  const failures: string[] = [];
+  const c = new Controller({
+    caches,
+    pods,
+    api,
+    mode: 'default',
+    keys: [next, key],
+    identity: 'test',
+    patchQps: 1000,
+    patchBurst: 1000,
+    concurrency: 1,
+    resyncPeriodMs: 0,
+    statusDelayMs: 3_600_000,
+    metrics: {
+      observePatchFailure: (r: string) => failures.push(r),
+      observeReconcile: () => {},
+      observePatched: () => {},
+      observeStatusWrite: () => {},
+      observeEvent: () => {},
+      observeLeadership: () => {},
+    } satisfies ControllerMetrics,
+  });
+  t.teardown(() => c.stop());
+  await c.start();
+  const signedBy = (k: typeof key) =>
+    decodePlan(pods.get('p0', 'a')!.metadata.annotations![PLAN_ANNOTATION]!, { namespace: 'a', keys: [k], requireSignature: true }).ok;
+  const deadline = Date.now() + 30_000;
+  while (!signedBy(next) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  t.comment(api.patches.join(', '));
+  t.ok(signedBy(next), "the pod ends signed with the controller's signing key");
+  t.equal(rewritten, 2, 'after two patches that admission rewrote');
+  t.same(failures, ['rewritten', 'rewritten'], 'each counted as a patch failure of reason rewritten');
 });

@@ -70,6 +70,18 @@ t.test("the selectors leave out kube-system, the add-on's namespace, and opted-o
   t.notOk(labelSelectorMatches(nsSel, addonNs.metadata.labels), 'the namespace as declared in deploy/namespace.yaml is left out');
 });
 
+t.test("the add-on's namespace: Pod Security warns and audits at the level it enforces", async (t) => {
+  const labels = find(mine, 'Namespace', 'ovnkube-route').metadata.labels ?? {};
+  const psa = 'pod-security.kubernetes.io';
+  t.equal(labels[`${psa}/enforce`], 'privileged', 'the injector needs privileged');
+  // A mode the namespace leaves out takes the cluster's default: with a `baseline` warning
+  // default, every change of the DaemonSet printed a PodSecurity warning (troubleshooting.md).
+  for (const mode of ['warn', 'audit']) {
+    t.equal(labels[`${psa}/${mode}`], labels[`${psa}/enforce`], `${mode} is the enforced level`);
+    t.equal(labels[`${psa}/${mode}-version`], labels[`${psa}/enforce-version`], `${mode}-version is the enforced version`);
+  }
+});
+
 t.test('the cert-manager variant is the same webhook plus CA injection', async (t) => {
   const cm = load('cert-manager/webhook-config.yaml')[0]!;
   const { annotations, ...meta } = cm.metadata;

@@ -272,12 +272,12 @@ export class Controller {
     this.markRoutes(this.index.set(key, podRecord(decision, decodeInjectorStatus(pod.metadata.annotations?.[STATUS_ANNOTATION]))));
     const ops = planPatch(pod, desired);
     if (!ops) return done('unchanged', 'done');
-    const current = pod.metadata.annotations?.[PLAN_ANNOTATION];
-    const previous = current === undefined ? 'none' : isSystemSigned(current, namespace, this.opts.keys) ? 'ours' : 'foreign';
+    const previous = this.previousPlan(pod.metadata.annotations?.[PLAN_ANNOTATION], namespace);
     await this.limiter.take();
     if (!this.running) return done('skipped', 'done');
+    let stored: unknown;
     try {
-      await this.opts.api.patchPod(namespace, name, ops);
+      stored = await this.opts.api.patchPod(namespace, name, ops);
     } catch (e) {
       const f = classifyApiError(e);
       if (f.action === 'gone') return done('gone', 'done');
@@ -286,6 +286,7 @@ export class Controller {
       forPod(this.log, key)[level]({ status: f.status, reason: f.reason, err: f.message }, 'pod patch failed; retrying');
       return done('error', 'retry');
     }
+    if (this.rewrittenByAdmission(key, stored, desired)) return done('error', 'retry');
     // Unless the world moved while the patch was in flight, its echo needs no reconcile.
     this.written.set(key, { value: desired, world: worldAtDecision });
     const action = desired === undefined ? 'remove' : 'set';
@@ -295,6 +296,30 @@ export class Controller {
       previous === 'foreign' ? 'replaced a plan annotation the system did not compute' : 'pod plan annotation updated',
     );
     return done('patched', 'done');
+  }
+
+  /** What the pod carried before our patch: no plan, a plan we signed, or someone else's. */
+  private previousPlan(current: string | undefined, namespace: string): 'none' | 'ours' | 'foreign' {
+    if (current === undefined) return 'none';
+    return isSystemSigned(current, namespace, this.opts.keys) ? 'ours' : 'foreign';
+  }
+
+  /**
+   * What the API server stored can differ from what we sent: admission runs on our UPDATE
+   * too, and a replica that does not know our signing key (one of the previous ReplicaSet
+   * while a key rotation rolls out) re-signs the plan with its own. When that is the pod's
+   * value already, the server stores no change and sends no watch event: nothing would bring
+   * the pod back. True (retry with back-off, until a replica keeps our plan) in that case.
+   */
+  private rewrittenByAdmission(key: string, stored: unknown, desired: string | undefined): boolean {
+    const kept = storedPlan(stored);
+    if (kept === NOT_A_POD || kept === desired) return false;
+    this.opts.metrics?.observePatchFailure('rewritten');
+    forPod(this.log, key).info(
+      { stored: kept === undefined ? 'none' : 'other' },
+      'admission stored another plan than the patch wrote (a replica with other keys?); retrying',
+    );
+    return true;
   }
 
   private markRoutes(names: Iterable<string>): void {
@@ -353,4 +378,14 @@ export class Controller {
     }
     this.statusFailures = failed ? this.statusFailures + 1 : 0;
   }
+}
+
+const NOT_A_POD = Symbol('not a pod');
+
+/** The plan annotation of a patch's answer (the pod as stored), or NOT_A_POD when it is not a pod. */
+function storedPlan(stored: unknown): string | undefined | typeof NOT_A_POD {
+  if (typeof stored !== 'object' || stored === null) return NOT_A_POD;
+  const meta = (stored as { metadata?: { annotations?: Record<string, string> } }).metadata;
+  if (typeof meta !== 'object' || meta === null) return NOT_A_POD;
+  return meta.annotations?.[PLAN_ANNOTATION];
 }

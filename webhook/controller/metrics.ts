@@ -38,7 +38,7 @@ export function createControllerMetrics(registry: Registry, source: ControllerGa
   });
   const failures = new Counter({
     name: 'ovnkube_route_controller_patch_failures_total',
-    help: 'Failed pod patches, by reason (conflict, throttled, forbidden, invalid, server, network); each is retried with backoff.',
+    help: 'Failed pod patches, by reason (conflict, throttled, forbidden, invalid, server, network, rewritten: admission stored another plan); each is retried with backoff.',
     labelNames: ['reason'],
     registers,
   });
