@@ -4,11 +4,14 @@
  * owner objects they refer to, and pod CREATE AdmissionReviews as the API server sends them
  * (generateName, no name and no uid in the pod, the ReplicaSet controller as the user).
  *
- * The Route mix (by i % 20):
- * - 0: cluster-wide (no include), excluding kube-system and dev namespaces: CIDRs and a Service
- * - 1, 2: namespaceSelector (team label) and a podSelector with matchExpressions
- * - 3: podSelector only (tier=frontend, any namespace), a default route via the gateway
- * - 4..19: naming one namespace, with a podSelector, an owner or a pod-name glob, 1-3 CIDRs
+ * The Route mix, so that what one pod is resolved against stays about the same size as the
+ * cluster grows (a plan of 5-15 routes at 50 Routes and at 500) while the Routes to look at grow:
+ * - route-0000..0002: cluster-wide (no include), excluding kube-system and dev namespaces:
+ *   CIDRs via the OVN gateway and a Service
+ * - route-0003, 0004: podSelector only (tier=frontend, any namespace), a default route
+ * - every 10th after those: namespaceSelector on a team label (one team per 10 namespaces, at
+ *   least 8) with a podSelector of matchExpressions: a CIDR and a Service
+ * - the rest: naming one namespace, with a podSelector, an owner or a pod-name glob, 1-3 CIDRs
  *   and 1-2 Services (some in other namespaces, some that do not exist), priorities 0-2
  * CIDRs overlap between Routes (some with different devices), so conflicts are resolved too.
  */
@@ -19,7 +22,8 @@ import type { CacheObjects } from '../../webhook/caches/caches.js';
 export const namespaceCount = (n: number): number => Math.max(10, Math.floor(n / 2));
 
 const nsName = (k: number): string => `team-${k}`;
-const TEAMS = 8;
+/** Teams (the namespaceSelector label): one per 10 namespaces, at least 8. */
+const teamCount = (nsCount: number): number => Math.max(8, Math.ceil(nsCount / 10));
 const ENVS = ['prod', 'staging', 'dev'] as const;
 const APPS = ['web', 'api', 'worker'] as const;
 
@@ -34,7 +38,7 @@ function namespacedObjects(nsCount: number): Required<Omit<CacheObjects, 'routes
   }
   for (let k = 0; k < nsCount; k++) {
     const ns = nsName(k);
-    const labels: Record<string, string> = { 'kubernetes.io/metadata.name': ns, team: `t${k % TEAMS}`, env: ENVS[k % 3]! };
+    const labels: Record<string, string> = { 'kubernetes.io/metadata.name': ns, team: `t${k % teamCount(nsCount)}`, env: ENVS[k % 3]! };
     if (k % 23 === 22) labels['routes.k8s.ovn.org/inject'] = 'disabled';
     namespaces.push({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns, labels, resourceVersion: String(100 + k) } });
     for (const [j, svc] of ['web', 'api', 'db', 'cache'].entries()) {
@@ -76,14 +80,13 @@ function routeAt(i: number, nsCount: number): Route {
   const dev = i % 2 ? 'eth1' : 'eth0';
   const metadata = { name: `route-${String(i).padStart(4, '0')}`, resourceVersion: String(1000 + i), generation: 1 };
   const cidr = (j: number) => `172.${16 + (i % 16)}.${(i * 3 + j) % 256}.0/24`;
-  const kind = i % 20;
-  if (kind === 0) {
+  if (i < 3) {
     return {
       metadata,
       spec: {
         priority: 0,
         route: [
-          { dst: `10.124.${i % 256}.0/24`, dev: 'eth1', via: '10.124.2.1' },
+          { dst: `10.124.${i}.0/24`, dev: 'eth1', via: '10.124.2.1' },
           { dst: '192.168.2.0/24', dev: 'eth0' },
         ],
         svc: [{ namespace: 'kube-system', name: 'dns', dev: 'eth0' }],
@@ -91,30 +94,30 @@ function routeAt(i: number, nsCount: number): Route {
       },
     };
   }
-  if (kind === 1 || kind === 2) {
+  if (i < 5) {
+    return {
+      metadata,
+      spec: {
+        priority: 0,
+        include: [{ podSelector: { matchLabels: { tier: 'frontend' } } }],
+        ...(i === 3 ? { defaultRoute: { dev: 'eth1', via: 'gateway' } } : {}),
+        route: [{ dst: `10.200.${i}.0/24`, dev: 'eth1' }],
+      },
+    };
+  }
+  if (i % 10 === 0) {
     return {
       metadata,
       spec: {
         priority: 1,
         include: [
           {
-            namespaceSelector: { matchLabels: { team: `t${i % TEAMS}` } },
+            namespaceSelector: { matchLabels: { team: `t${(i / 10) % teamCount(nsCount)}` } },
             podSelector: { matchExpressions: [{ key: 'app', operator: 'In', values: ['web', 'api'] }] },
           },
         ],
         route: [{ dst: cidr(0), dev }],
         svc: [{ namespace: nsName(i % nsCount), name: 'db', dev: 'eth1' }],
-      },
-    };
-  }
-  if (kind === 3) {
-    return {
-      metadata,
-      spec: {
-        priority: 0,
-        include: [{ podSelector: { matchLabels: { tier: 'frontend' } } }],
-        defaultRoute: { dev: 'eth1', via: 'gateway' },
-        route: [{ dst: `10.200.${i % 256}.0/24`, dev: 'eth1' }],
       },
     };
   }
