@@ -101,3 +101,29 @@ t.test('a namespace label change is followed: the index is made again for the ne
   t.same(d.resolution, resolvePlan(pod, resolveContext(pod, local, 'default')), 'same resolution as against all Routes');
   t.not(d.action === 'set' && d.value, planBefore.action === 'set' && planBefore.value, 'the plan changed with the label');
 });
+
+t.test('a pod no Route selects: the reason names every Route, also those the index left out', async (t) => {
+  const few: Route[] = [
+    { metadata: { name: 'r-a' }, spec: { include: [{ namespaces: ['prod-a'] }], route: [{ dst: '10.1.0.0/16', dev: 'eth1' }] } },
+    {
+      metadata: { name: 'r-b' },
+      spec: { include: [{ namespaceSelector: { matchLabels: { team: 'b' } } }], route: [{ dst: '10.2.0.0/16', dev: 'eth1' }] },
+    },
+    { metadata: { name: 'r-c' }, spec: { include: [{ podSelector: { matchLabels: { app: 'db' } } }], route: [{ dst: '10.3.0.0/16', dev: 'eth1' }] } },
+  ];
+  const local = cachesFromObjects({ routes: few, namespaces: [{ metadata: { name: 'dev', labels: { team: 'a' } } }] });
+  const pod: Pod = { metadata: { namespace: 'dev', generateName: 'web-', labels: { app: 'web' } }, spec: {} };
+  t.same(
+    routesForNamespace(local.routes.list(), 'dev', local.namespaces.get('dev')).map((r) => r.metadata?.name),
+    ['r-c'],
+    'the index keeps only the Route that may select pods of dev',
+  );
+  const full = resolvePlan(pod, resolveContext(pod, local, 'default'));
+  const d = desiredPlan(pod, local, { mode: 'default', keys: [key] });
+  t.equal(d.action === 'remove' && d.reason, 'no-route');
+  t.equal(full.kind === 'skipped' && d.action === 'remove' && d.message, full.kind === 'skipped' && full.reason, 'the reason over all Routes');
+  t.match(d.action === 'remove' && d.message, /r-a: not included: include\[0\]: namespace "dev" is not in namespaces \[prod-a\]/);
+  t.match(d.action === 'remove' && d.message, /r-b: not included: include\[0\]: namespace "dev" labels do not match namespaceSelector \{team=b\}/);
+  t.match(JSON.stringify(d), /r-a: not included/, 'a log line of the decision carries it');
+  t.same(d.resolution, full, 'the same resolution as against all Routes');
+});
