@@ -167,7 +167,16 @@ interface Run {
   cpuPerReq: number;
 }
 
-async function drive(s: Server, ca: Buffer, bodies: Buffer[], c: number, warmMs: number, runMs: number): Promise<Run> {
+/** How one run drives a server: c requests in flight, the reviews sent in turn. */
+interface Load {
+  ca: Buffer;
+  bodies: Buffer[];
+  c: number;
+  warmMs: number;
+  runMs: number;
+}
+
+async function drive(s: Server, { ca, bodies, c, warmMs, runMs }: Load): Promise<Run> {
   const agent = new https.Agent({ keepAlive: true, maxSockets: c });
   const cpu0 = await serverCpu(s);
   const t0 = performance.now();
@@ -197,7 +206,11 @@ async function drive(s: Server, ca: Buffer, bodies: Buffer[], c: number, warmMs:
 }
 
 const pct = (sorted: number[], p: number): number => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
-const median = (xs: number[]): number => pct([...xs].sort((a, b) => a - b), 50);
+const median = (xs: number[]): number =>
+  pct(
+    [...xs].sort((a, b) => a - b),
+    50,
+  );
 
 /**
  * Check that the webhook does the work being measured: every review answered 200, allowed,
@@ -233,6 +246,15 @@ interface Agg {
   cpu: number[];
   rps: number[];
   p50: number[];
+}
+
+function record(a: Agg, run: Run): void {
+  for (const x of run.lat) a.lat.push(x);
+  a.reqs += run.lat.length;
+  a.ms += (run.lat.length * 1000) / run.rps;
+  a.cpu.push(run.cpuPerReq);
+  a.rps.push(run.rps);
+  a.p50.push(median(run.lat));
 }
 
 const fmtMs = (x: number): string => (x < 10 ? x.toFixed(2) : x.toFixed(1));
@@ -271,27 +293,26 @@ async function httpsRows(): Promise<{ rows: BenchRow[]; json: unknown[] }> {
     bodiesOf[floor.name] = bodiesOf[webhooks[0]!.name]!;
     const all = [floor, ...webhooks];
     // Warm every server's JIT before measuring.
-    for (const s of all) await drive(s, ca, bodiesOf[s.name]!, 16, 0, 1000);
+    for (const s of all) await drive(s, { ca, bodies: bodiesOf[s.name]!, c: 16, warmMs: 0, runMs: 1000 });
     const cs = [1, 16, 64];
     const agg: Record<string, Agg> = {};
     const key = (s: Server, c: number) => `${s.name}@${c}`;
     for (const s of all) for (const c of cs) agg[key(s, c)] = { lat: [], reqs: 0, ms: 0, cpu: [], rps: [], p50: [] };
     for (let r = 0; r < rounds; r++) {
       for (const c of cs) {
+        // Back to back within a round, in an order that rotates between rounds.
         const order = all.map((_, i) => all[(i + r + c) % all.length]!);
-        for (const s of order) {
-          const run = await drive(s, ca, bodiesOf[s.name]!, c, warmMs, runMs);
-          const a = agg[key(s, c)]!;
-          for (const x of run.lat) a.lat.push(x);
-          a.reqs += run.lat.length;
-          a.ms += (run.lat.length * 1000) / run.rps;
-          a.cpu.push(run.cpuPerReq);
-          a.rps.push(run.rps);
-          a.p50.push(median(run.lat));
-        }
+        for (const s of order) record(agg[key(s, c)]!, await drive(s, { ca, bodies: bodiesOf[s.name]!, c, warmMs, runMs }));
       }
     }
-    return report(agg, cs, floor, webhooks, stampedOf, rounds, runMs);
+    return report({
+      agg,
+      cs,
+      floor,
+      webhooks,
+      stampedOf,
+      method: `${rounds} interleaved rounds of ${runMs} ms per server and concurrency; servers in their own processes`,
+    });
   } finally {
     for (const s of servers) await stopServer(s);
     closeSync(logFd);
@@ -308,15 +329,17 @@ async function httpsRows(): Promise<{ rows: BenchRow[]; json: unknown[] }> {
   }
 }
 
-function report(
-  agg: Record<string, Agg>,
-  cs: number[],
-  floor: Server,
-  webhooks: Server[],
-  stampedOf: Record<string, string>,
-  rounds: number,
-  runMs: number,
-): { rows: BenchRow[]; json: unknown[] } {
+/** What the rounds measured, per server and concurrency (`name@c`). */
+interface Measured {
+  agg: Record<string, Agg>;
+  cs: number[];
+  floor: Server;
+  webhooks: Server[];
+  stampedOf: Record<string, string>;
+  method: string;
+}
+
+function report({ agg, cs, floor, webhooks, stampedOf, method }: Measured): { rows: BenchRow[]; json: unknown[] } {
   const rows: BenchRow[] = [];
   const json: unknown[] = [];
   const stat = (a: Agg) => {
@@ -324,7 +347,6 @@ function report(
     return { p50: pct(sorted, 50), p99: pct(sorted, 99), rps: (a.reqs * 1000) / a.ms, cpu: median(a.cpu) };
   };
   const floorName = 'bare fastify HTTPS floor (same serving pair, same reviews, constant allowed response of the same size), same run';
-  const method = `${rounds} interleaved rounds of ${runMs} ms per server and concurrency; servers in their own processes`;
   const perN: Record<string, ReturnType<typeof stat>> = {};
   for (const c of cs) {
     const fa = agg[`${floor.name}@${c}`]!;

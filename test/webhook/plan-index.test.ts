@@ -109,7 +109,10 @@ t.test('a pod no Route selects: the reason names every Route, also those the ind
       metadata: { name: 'r-b' },
       spec: { include: [{ namespaceSelector: { matchLabels: { team: 'b' } } }], route: [{ dst: '10.2.0.0/16', dev: 'eth1' }] },
     },
-    { metadata: { name: 'r-c' }, spec: { include: [{ podSelector: { matchLabels: { app: 'db' } } }], route: [{ dst: '10.3.0.0/16', dev: 'eth1' }] } },
+    {
+      metadata: { name: 'r-c' },
+      spec: { include: [{ podSelector: { matchLabels: { app: 'db' } } }], route: [{ dst: '10.3.0.0/16', dev: 'eth1' }] },
+    },
   ];
   const local = cachesFromObjects({ routes: few, namespaces: [{ metadata: { name: 'dev', labels: { team: 'a' } } }] });
   const pod: Pod = { metadata: { namespace: 'dev', generateName: 'web-', labels: { app: 'web' } }, spec: {} };
@@ -121,9 +124,16 @@ t.test('a pod no Route selects: the reason names every Route, also those the ind
   const full = resolvePlan(pod, resolveContext(pod, local, 'default'));
   const d = desiredPlan(pod, local, { mode: 'default', keys: [key] });
   t.equal(d.action === 'remove' && d.reason, 'no-route');
-  t.equal(full.kind === 'skipped' && d.action === 'remove' && d.message, full.kind === 'skipped' && full.reason, 'the reason over all Routes');
+  t.equal(
+    full.kind === 'skipped' && d.action === 'remove' && d.message,
+    full.kind === 'skipped' && full.reason,
+    'the reason over all Routes',
+  );
   t.match(d.action === 'remove' && d.message, /r-a: not included: include\[0\]: namespace "dev" is not in namespaces \[prod-a\]/);
-  t.match(d.action === 'remove' && d.message, /r-b: not included: include\[0\]: namespace "dev" labels do not match namespaceSelector \{team=b\}/);
+  t.match(
+    d.action === 'remove' && d.message,
+    /r-b: not included: include\[0\]: namespace "dev" labels do not match namespaceSelector \{team=b\}/,
+  );
   t.match(JSON.stringify(d), /r-a: not included/, 'a log line of the decision carries it');
   t.same(d.resolution, full, 'the same resolution as against all Routes');
 });
