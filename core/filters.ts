@@ -70,22 +70,27 @@ function anyTri(values: Tri[]): Tri {
   return values.includes('unknown') ? 'unknown' : 'no';
 }
 
-/** Whether a pod matches one include/exclude term: every field given must match. */
-export function termMatches(term: PodSelectorTerm, s: Subject): Verdict {
+/**
+ * Whether a pod matches one include/exclude term: every field given must match. With `why`
+ * false the verdict is the same but carries no reason (plan resolution's hot path asks for
+ * reasons only when it reports them).
+ */
+export function termMatches(term: PodSelectorTerm, s: Subject, why = true): Verdict {
   const ns = s.pod.metadata?.namespace ?? '';
+  const not = (match: Tri, reason: () => string): Verdict => ({ match, reason: why ? reason() : '' });
   const verdicts: Verdict[] = [];
   if (term.namespaces) {
     verdicts.push(
       term.namespaces.some((p) => globMatch(p, ns))
         ? YES
-        : { match: 'no', reason: `namespace "${ns}" is not in namespaces [${term.namespaces.join(', ')}]` },
+        : not('no', () => `namespace "${ns}" is not in namespaces [${term.namespaces!.join(', ')}]`),
     );
   }
   if (term.namespaceSelector) {
     verdicts.push(
       labelSelectorMatches(term.namespaceSelector, s.namespace?.metadata?.labels)
         ? YES
-        : { match: 'no', reason: `namespace "${ns}" labels do not match namespaceSelector {${describeSelector(term.namespaceSelector)}}` },
+        : not('no', () => `namespace "${ns}" labels do not match namespaceSelector {${describeSelector(term.namespaceSelector!)}}`),
     );
   }
   if (term.pods) {
@@ -98,20 +103,18 @@ export function termMatches(term: PodSelectorTerm, s: Subject): Verdict {
     verdicts.push(
       t === 'yes'
         ? YES
-        : {
-            match: t,
-            reason:
-              t === 'no'
-                ? `pod ${podRef(s.pod)} is not in pods [${term.pods.join(', ')}]`
-                : `pod name not known yet (generateName "${s.pod.metadata?.generateName ?? ''}"), pods [${term.pods.join(', ')}] decided once the pod exists`,
-          },
+        : not(t, () =>
+            t === 'no'
+              ? `pod ${podRef(s.pod)} is not in pods [${term.pods!.join(', ')}]`
+              : `pod name not known yet (generateName "${s.pod.metadata?.generateName ?? ''}"), pods [${term.pods!.join(', ')}] decided once the pod exists`,
+          ),
     );
   }
   if (term.podSelector) {
     verdicts.push(
       labelSelectorMatches(term.podSelector, s.pod.metadata?.labels)
         ? YES
-        : { match: 'no', reason: `pod labels do not match podSelector {${describeSelector(term.podSelector)}}` },
+        : not('no', () => `pod labels do not match podSelector {${describeSelector(term.podSelector!)}}`),
     );
   }
   if (term.owners) {
@@ -123,10 +126,11 @@ export function termMatches(term: PodSelectorTerm, s: Subject): Verdict {
     verdicts.push(
       ok
         ? YES
-        : {
-            match: 'no',
-            reason: `pod's owners [${s.owners.map((w) => `${w.kind}/${w.name}`).join(', ') || 'none'}] match none of owners [${term.owners.map((o) => `${o.kind}/${o.namespace ? o.namespace + '/' : ''}${o.name}`).join(', ')}]`,
-          },
+        : not(
+            'no',
+            () =>
+              `pod's owners [${s.owners.map((w) => `${w.kind}/${w.name}`).join(', ') || 'none'}] match none of owners [${term.owners!.map((o) => `${o.kind}/${o.namespace ? o.namespace + '/' : ''}${o.name}`).join(', ')}]`,
+          ),
     );
   }
   const no = verdicts.find((v) => v.match === 'no');
@@ -136,25 +140,31 @@ export function termMatches(term: PodSelectorTerm, s: Subject): Verdict {
 
 /**
  * Whether a Route's include/exclude select the pod. No include selects every pod; a pod
- * matches a list when any term matches; exclude wins over include.
+ * matches a list when any term matches; exclude wins over include. With `why` false the
+ * verdict carries no reason (see termMatches).
  */
-export function routeSelects(include: PodSelectorTerm[] | undefined, exclude: PodSelectorTerm[] | undefined, s: Subject): Verdict {
+export function routeSelects(
+  include: PodSelectorTerm[] | undefined,
+  exclude: PodSelectorTerm[] | undefined,
+  s: Subject,
+  why = true,
+): Verdict {
   let inc: Verdict = YES;
   if (include) {
-    const vs = include.map((t) => termMatches(t, s));
+    const vs = include.map((t) => termMatches(t, s, why));
     const hit = vs.find((v) => v.match === 'yes');
     if (hit) inc = hit;
     else
       inc = vs.find((v) => v.match === 'unknown') ?? {
         match: 'no',
-        reason: `not included: ${vs.map((v, i) => `include[${i}]: ${v.reason}`).join('; ') || 'include is empty'}`,
+        reason: why ? `not included: ${vs.map((v, i) => `include[${i}]: ${v.reason}`).join('; ') || 'include is empty'}` : '',
       };
   }
   if (inc.match === 'no') return inc;
   for (const [i, t] of (exclude ?? []).entries()) {
-    const v = termMatches(t, s);
-    if (v.match === 'yes') return { match: 'no', reason: `excluded by exclude[${i}]` };
-    if (v.match === 'unknown') return { match: 'unknown', reason: `exclude[${i}]: ${v.reason}` };
+    const v = termMatches(t, s, why);
+    if (v.match === 'yes') return { match: 'no', reason: why ? `excluded by exclude[${i}]` : '' };
+    if (v.match === 'unknown') return { match: 'unknown', reason: why ? `exclude[${i}]: ${v.reason}` : '' };
   }
   return inc;
 }
@@ -165,8 +175,16 @@ export function routeSelects(include: PodSelectorTerm[] | undefined, exclude: Po
  * of every `pods` entry) none of which matches `ns`. Such a Route is a sure 'no' for every pod
  * of `ns` (termMatches gives 'no' for a term whose namespace part fails), so plan resolution
  * may leave it out (webhook/plan.ts indexes Routes by namespace with it).
+ *
+ * With `namespace` (the namespace's labels as the pods' resolution sees them: `labels`
+ * undefined when the Namespace is not known), a term whose namespaceSelector does not match
+ * them is ruled out too, for the same reason.
  */
-export function mayIncludeNamespace(route: { spec?: { include?: PodSelectorTerm[] } }, ns: string): boolean {
+export function mayIncludeNamespace(
+  route: { spec?: { include?: PodSelectorTerm[] } },
+  ns: string,
+  namespace?: { labels: Record<string, string> | undefined },
+): boolean {
   const include = route.spec?.include;
   if (!include) return true;
   return include.some((t) => {
@@ -179,6 +197,7 @@ export function mayIncludeNamespace(route: { spec?: { include?: PodSelectorTerm[
       })
     )
       return false;
+    if (namespace && t.namespaceSelector && !labelSelectorMatches(t.namespaceSelector, namespace.labels)) return false;
     return true;
   });
 }

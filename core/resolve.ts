@@ -383,16 +383,17 @@ export function resolvePlan(pod: Pod, ctx: ResolveContext, opts: { origins?: boo
   };
   const contributing: string[] = [];
   const deferred: string[] = [];
-  const notSelected: string[] = [];
+  // Routes that do not select the pod; why is worked out only when the skip reason lists them.
+  const notSelected: Route[] = [];
   const routes = [...ctx.routes].sort((a, b) => (routeName(a) < routeName(b) ? -1 : routeName(a) > routeName(b) ? 1 : 0));
   for (const r of routes) {
-    const v = routeSelects(r.spec?.include, r.spec?.exclude, subject);
+    const v = routeSelects(r.spec?.include, r.spec?.exclude, subject, false);
     if (v.match === 'unknown') {
       deferred.push(routeName(r));
       continue;
     }
     if (v.match === 'no') {
-      notSelected.push(`${routeName(r)}: ${v.reason}`);
+      notSelected.push(r);
       continue;
     }
     contributing.push(routeName(r));
@@ -433,7 +434,7 @@ export function resolvePlan(pod: Pod, ctx: ResolveContext, opts: { origins?: boo
       ? `Routes [${contributing.join(', ')}] select the pod but yield no route (see unresolved/invalid)`
       : ctx.routes.length === 0
         ? 'no Route exists'
-        : `no Route selects the pod (${notSelected.join('; ')})`;
+        : `no Route selects the pod (${notSelected.map((r) => `${routeName(r)}: ${routeSelects(r.spec?.include, r.spec?.exclude, subject).reason}`).join('; ')})`;
     return { kind: 'skipped', code: 'no-route', reason: why, ...rest };
   }
   if (opts.origins) {

@@ -27,38 +27,42 @@ export type PlanDecision =
   | { action: 'remove'; reason: NoPlanReason; message: string; resolution?: Resolution };
 
 /**
- * Routes that may select pods of a namespace (mayIncludeNamespace), per Route list: the
- * cache's list() returns the same array until a Route changes, so the index lives as long
- * as that array. With many Routes each naming its namespaces, a pod is resolved against the
- * few that can concern it instead of all of them.
+ * Routes that may select pods of a namespace (mayIncludeNamespace, by the namespace's name and
+ * labels), per Route list: the cache's list() returns the same array until a Route changes, so
+ * the index lives as long as that array. An entry is kept with the Namespace object it was made
+ * for; the cache replaces that object when the namespace changes (a label), and the entry is
+ * then made again. With many Routes each naming its namespaces or selecting namespaces by
+ * label, a pod is resolved against the few that can concern it instead of all of them.
  */
-const byNamespace = new WeakMap<readonly Route[], Map<string, Route[]>>();
+const byNamespace = new WeakMap<readonly Route[], Map<string, { namespace: Namespace | undefined; routes: Route[] }>>();
 
-/** The Routes of `all` that may select a pod of `ns`. */
-export function routesForNamespace(all: readonly Route[], ns: string): Route[] {
+/** The Routes of `all` that may select a pod of `ns`, whose Namespace object is `namespace` (undefined: not known). */
+export function routesForNamespace(all: readonly Route[], ns: string, namespace: Namespace | undefined): Route[] {
   let idx = byNamespace.get(all);
   if (!idx) byNamespace.set(all, (idx = new Map()));
-  let out = idx.get(ns);
-  if (!out) {
-    out = all.filter((r) => mayIncludeNamespace(r, ns));
+  let hit = idx.get(ns);
+  if (!hit || hit.namespace !== namespace) {
+    const labels = { labels: namespace?.metadata?.labels };
+    hit = { namespace, routes: all.filter((r) => mayIncludeNamespace(r, ns, labels)) };
     if (idx.size >= 4096) idx.clear(); // bounded: namespaces come and go
-    idx.set(ns, out);
+    idx.set(ns, hit);
   }
-  return out;
+  return hit.routes;
 }
 
 /**
  * Build core's ResolveContext for `pod` (whose metadata.namespace must be set) from the caches.
- * With `indexed`, only the Routes that may select the pod's namespace are given (the
+ * With `indexed`, only the Routes that may select pods of the pod's namespace are given (the
  * resolution is the same except for the wording of a 'no-route' skip, see desiredPlan).
  */
 export function resolveContext(pod: Pod, sources: PlanSources, mode: InjectMode, indexed = false): ResolveContext {
   const ns = pod.metadata?.namespace ?? '';
   const all = sources.routes.list();
+  const namespace = sources.namespaces.get(ns);
   return {
     // resolvePlan copies before sorting, so the cache's shared arrays are safe to pass.
-    routes: (indexed ? routesForNamespace(all, ns) : all) as Route[],
-    namespace: sources.namespaces.get(ns),
+    routes: (indexed ? routesForNamespace(all, ns, namespace) : all) as Route[],
+    namespace,
     service: sources.service,
     owners: ownerChain(pod, sources.lookupOwner),
     mode,
@@ -72,12 +76,24 @@ export function resolveContext(pod: Pod, sources: PlanSources, mode: InjectMode,
  */
 export function desiredPlan(pod: Pod, sources: PlanSources, opts: { mode: InjectMode; keys: readonly PlanKey[] }): PlanDecision {
   const namespace = pod.metadata?.namespace ?? '';
-  let resolution = resolvePlan(pod, resolveContext(pod, sources, opts.mode, true));
-  // A 'no-route' skip lists why each Route does not select the pod: say it about all of them.
-  if (resolution.kind === 'skipped' && resolution.code === 'no-route')
-    resolution = resolvePlan(pod, resolveContext(pod, sources, opts.mode));
+  const resolution = resolvePlan(pod, resolveContext(pod, sources, opts.mode, true));
   if (resolution.kind === 'skipped') {
-    return { action: 'remove', reason: resolution.code, message: resolution.reason, resolution };
+    // A 'no-route' skip lists why each Route does not select the pod: say it about all of
+    // them. That takes resolving over every Route, so it is done only when the reason is read
+    // (a log line), over the caches' content of now; nothing else differs (the Routes the
+    // index left out are sure not to select the pod).
+    if (resolution.code === 'no-route') {
+      const everyRoute = resolveContext(pod, sources, opts.mode);
+      withFullReason(resolution, () => resolvePlan(pod, everyRoute));
+    }
+    return {
+      action: 'remove',
+      reason: resolution.code,
+      get message() {
+        return resolution.reason;
+      },
+      resolution,
+    };
   }
   try {
     return { action: 'set', value: encodePlan(resolution.plan, { key: opts.keys[0], namespace }), resolution };
@@ -85,6 +101,23 @@ export function desiredPlan(pod: Pod, sources: PlanSources, opts: { mode: Inject
     if (!(e instanceof PlanEncodeError)) throw e;
     return { action: 'remove', reason: 'encode-error', message: e.message, resolution };
   }
+}
+
+/** Make `skip.reason` the reason of `full()`, worked out once, when first read. */
+function withFullReason(skip: Extract<Resolution, { kind: 'skipped' }>, full: () => Resolution): void {
+  const own = skip.reason;
+  let reason: string | undefined;
+  Object.defineProperty(skip, 'reason', {
+    enumerable: true,
+    configurable: true,
+    get: () => {
+      if (reason === undefined) {
+        const r = full();
+        reason = r.kind === 'skipped' ? r.reason : own;
+      }
+      return reason;
+    },
+  });
 }
 
 /** True when `value` is a plan signed by one of `keys` for `namespace` (i.e. the system wrote it). */

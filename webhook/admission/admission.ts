@@ -204,7 +204,18 @@ function computedPlan(d: DecodedPod, deps: AdmitDeps): Pick<Verdict, 'target' | 
   const want = desiredPlan(subject, deps.caches, { mode: deps.mode, keys: deps.keys });
   return want.action === 'set'
     ? { target: want.value, decision: { outcome: 'unchanged', plan: 'stamped' } }
-    : { target: undefined, decision: { outcome: 'unchanged', plan: 'none', reason: want.reason, message: want.message } };
+    : {
+        target: undefined,
+        decision: {
+          outcome: 'unchanged',
+          plan: 'none',
+          reason: want.reason,
+          // Read when logged: a 'no-route' message is worked out only then (desiredPlan).
+          get message() {
+            return want.message;
+          },
+        },
+      };
 }
 
 /** 2. Decide: the trust policy, the unsynced policy, or the computed plan; what it overwrites. */
