@@ -12,7 +12,7 @@
  *   node's key ring, signature required). One that fails is refused, never applied.
  */
 import { decodePlan, planHash, type DecodeErrorCode, type PlanKey } from '../core/plan-codec.js';
-import { INJECT_LABEL, PLAN_ANNOTATION, READY_CONDITION, type Plan, type Pod } from '../core/types.js';
+import { INJECT_LABEL, PLAN_ANNOTATION, READY_CONDITION, STATUS_ANNOTATION, type Plan, type Pod } from '../core/types.js';
 
 export type PodIntent =
   | { kind: 'ignore'; reason: 'host-network' | 'terminated' | 'no-uid' }
@@ -92,4 +92,21 @@ export function podIPs(pod: Pod): string[] {
 /** "namespace/name" of a pod, for logs and messages. */
 export function podKey(pod: Pod): string {
   return `${pod.metadata?.namespace ?? ''}/${pod.metadata?.name ?? ''}`;
+}
+
+/**
+ * What of a pod the agent's decision depends on, as one string: the pod less what the
+ * agent writes itself (its status annotation and ready condition) and the API's
+ * bookkeeping (resourceVersion, managedFields). Two versions with equal strings get the
+ * same decision, so the echo of the agent's own status write needs no sync, only the
+ * status compared again.
+ */
+export function syncInputs(pod: Pod): string {
+  const { resourceVersion: _rv, managedFields: _mf, annotations, ...meta } = (pod.metadata ?? {}) as Record<string, unknown> & {
+    annotations?: Record<string, string>;
+  };
+  const { [STATUS_ANNOTATION]: _status, ...ann } = annotations ?? {};
+  const st = (pod.status ?? {}) as { conditions?: { type?: string }[] };
+  const conditions = st.conditions?.filter((c) => c?.type !== READY_CONDITION);
+  return JSON.stringify([meta, ann, pod.spec, { ...st, conditions }]);
 }

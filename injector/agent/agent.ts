@@ -34,7 +34,7 @@ import type { CniAnswer, CniRequest } from '../cni/server.js';
 import type { StartReport } from '../../core/injector-status.js';
 import { readFileSync, realpathSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { podIPs, podKey } from '../pod.js';
+import { podIPs, podKey, syncInputs } from '../pod.js';
 import { WorkQueue } from '../../platform/queue.js';
 import { backoffMs } from '../../platform/backoff.js';
 import { PodSync, podSettling, type KeeperTuning, type PodRec } from './sync.js';
@@ -489,14 +489,27 @@ export class Agent {
     this.byName.set(k, uid);
     const rec = this.pods.get(uid);
     const ipsBefore = rec ? podIPs(rec.pod).join(',') : '';
+    const inputs = syncInputs(pod);
     if (rec) rec.pod = pod;
     else this.pods.set(uid, { uid, pod, deleted: false, failures: 0 });
     for (const w of this.podWaiters.get(uid) ?? []) w();
+    if (rec && !rec.deleted && rec.inputs === inputs) {
+      // Only what the agent writes changed (mostly the echo of its own status write): the
+      // decision stands; the status is compared again (and rewritten if someone changed it).
+      this.opts.reporter.recheck(pod);
+      return;
+    }
+    this.pods.get(uid)!.inputs = inputs;
     this.opts.reporter.observe(pod);
     this.queue.add(uid);
     // New pod IPs are evidence for pods whose cache files name the same netns (agent-netns.ts):
     // look again at the pods that have no netns yet.
     if (podIPs(pod).join(',') !== ipsBefore) for (const [u, r] of this.pods) if (!r.netns && u !== uid) this.queue.add(u);
+  }
+
+  /** Pod syncs run so far (diagnostics, tests). */
+  get syncRuns(): number {
+    return this.runSeq;
   }
 
   private async run(uid: string): Promise<void> {

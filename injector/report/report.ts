@@ -129,6 +129,17 @@ export class Reporter {
     });
   }
 
+  /**
+   * A newer version of the pod that changed nothing but what the agent writes (the echo of
+   * its own write, or someone else's change of it): compare the last outcome with it again,
+   * and write it back where it differs.
+   */
+  recheck(pod: Pod): void {
+    this.observe(pod);
+    const s = this.slots.get(pod.metadata?.uid ?? '');
+    if (s?.outcome) this.kick(s);
+  }
+
   /** Forget a deleted pod (pending retries are dropped). */
   forget(uid: string): void {
     const s = this.slots.get(uid);
@@ -144,6 +155,7 @@ export class Reporter {
   }
 
   private wake(): void {
+    if (!this.waiters.length) return; // (every write ends here: no walk over every pod unless someone waits)
     if ([...this.slots.values()].some((s) => s.running || s.dirty || s.retry)) return;
     for (const w of this.waiters.splice(0)) w();
   }

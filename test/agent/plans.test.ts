@@ -168,6 +168,31 @@ t.test('plans', async (t) => {
     t.equal(await rig.metric('ovnkube_route_injector_routes_applied_total'), 5, 'a repair is not counted as a plan apply');
   });
 
+  t.test('an update of only what the agent writes needs no sync; a status changed by someone else is written back', async (t) => {
+    const rig = await startRig(t);
+    const { pod } = rig.sandbox({ name: 'echo', plan: MISSION_PLAN });
+    const applied = (): boolean => statusOf(rig, pod)?.plan === planHash(MISSION_PLAN) && statusOf(rig, pod)?.applied === 5;
+    await until('status says applied', applied);
+    await rig.agent.settled();
+    const runs = rig.agent.syncRuns;
+    const writes = rig.api.writes.length;
+    // Someone else overwrites the status annotation: the pod is otherwise the same.
+    const stored = rig.api.pods.get(pod.metadata!.uid!)!;
+    const forged = structuredClone(stored);
+    forged.metadata!.annotations![STATUS_ANNOTATION] = JSON.stringify({ v: 1, plan: '', applied: 99, skipped: [], node: rig.nodeName, time: '2026-01-01T00:00:00Z' });
+    rig.apply(forged);
+    await until('the status is written back', applied);
+    await rig.agent.settled();
+    t.equal(rig.api.writes.length, writes + 1, 'one write: the status back');
+    t.equal(rig.agent.syncRuns, runs, 'no sync for the change, nor for the echo of the write');
+    // Anything else about the pod is a sync.
+    const relabelled = structuredClone(rig.api.pods.get(pod.metadata!.uid!)!);
+    relabelled.metadata!.labels = { ...relabelled.metadata!.labels, tier: 'web' };
+    rig.apply(relabelled);
+    await rig.agent.settled();
+    t.ok(rig.agent.syncRuns > runs, 'a label change is synced');
+  });
+
   t.test('pod deletion: keeper stopped, state removed', async (t) => {
     const rig = await startRig(t);
     const plan: Plan = { ...MISSION_PLAN, default: { dev: 'eth1', via: '10.124.2.1' } };
