@@ -16,23 +16,8 @@ import type { KubeConfig, V1Status } from '@kubernetes/client-node';
 import { API_GROUP, API_VERSION, ROUTE_PLURAL, type KubeObject, type Pod } from '../core/types.js';
 import { InputError, UsageError } from './cli.js';
 
-/** The flags every live-cluster command takes (parseArgs options). */
-export const KUBE_FLAGS = {
-  kubeconfig: { type: 'string' },
-  context: { type: 'string' },
-  namespace: { type: 'string', short: 'n' },
-} as const;
-
-/** --help lines for KUBE_FLAGS. */
-export const KUBE_FLAGS_HELP = `      --kubeconfig FILE     kubeconfig to use (default: $KUBECONFIG, else ~/.kube/config, else in-cluster)
-      --context NAME        kubeconfig context to use (default: its current-context)
-  -n, --namespace NS        namespace of --pod NAME (default: the context's namespace, else "default")`;
-
-export interface KubeFlags {
-  kubeconfig?: string | undefined;
-  context?: string | undefined;
-  namespace?: string | undefined;
-}
+export { KUBE_FLAGS, KUBE_FLAGS_HELP, type KubeFlags } from './kube-flags.js';
+import type { KubeFlags } from './kube-flags.js';
 
 /** An answer of the API server that is not 2xx. */
 export class ApiError extends InputError {

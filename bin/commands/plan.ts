@@ -8,8 +8,7 @@ import { routeWarnings } from '../../core/warnings.js';
 import { InputFileError } from '../../core/yaml-docs.js';
 import { InputError, parseFlags, UsageError, type Command } from '../cli.js';
 import { readInput } from '../io.js';
-import { getPod, KUBE_FLAGS, KUBE_FLAGS_HELP, loadCluster, podRefOf } from '../kube.js';
-import { liveIndexForAll, liveIndexForPod, liveMode, SYSTEM_NAMESPACE } from '../live.js';
+import { KUBE_FLAGS, KUBE_FLAGS_HELP } from '../kube-flags.js';
 
 const help = `Usage: ovnkube-route plan -f OBJECTS.yaml (--pod NAMESPACE/NAME | --all) [--key FILE] [--mode default|opt-in] [-o json|table]
        ovnkube-route plan [--kubeconfig FILE] [--context NAME] [-n NS] (--pod REF | --all) [--key FILE]
@@ -147,6 +146,11 @@ export const planCommand: Command = {
     let pods: Pod[];
     let mode: InjectMode = (values.mode as InjectMode | undefined) ?? 'default';
     if (live) {
+      // The cluster code (node:https, the client) only for a live run: offline start-up stays small.
+      const [{ getPod, loadCluster, podRefOf }, { liveIndexForAll, liveIndexForPod, liveMode, SYSTEM_NAMESPACE }] = await Promise.all([
+        import('../kube.js'),
+        import('../live.js'),
+      ]);
       const c = await loadCluster(values);
       const warn = (m: string) => io.stderr.write(`warning: ${m}\n`);
       if (values.all) {

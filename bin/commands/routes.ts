@@ -5,8 +5,7 @@ import { RTPROT_OVNKUBE_ROUTE } from '../../injector/routes/engine.js';
 import { formatRouteTable4, formatRouteTable6 } from '../../injector/routes/table.js';
 import type { KernelRoute, KernelRule } from '../../injector/kernel/netlink-codec.js';
 import { InputError, parseFlags, UsageError, type Command } from '../cli.js';
-import { getPod, KUBE_FLAGS, KUBE_FLAGS_HELP, loadCluster, podRefOf } from '../kube.js';
-import { remoteTable } from '../remote-routes.js';
+import { KUBE_FLAGS, KUBE_FLAGS_HELP } from '../kube-flags.js';
 
 const help = `Usage: ovnkube-route routes (--netns PATH | --pod NAMESPACE/NAME) [--family 4|6|all]
                             [--netns-dir DIR] [--cni-cache-dir DIR] [-o text|json]
@@ -79,6 +78,8 @@ export const routesCommand: Command = {
       const from = values.from ?? 'auto';
       if (from !== 'auto' && from !== 'exec' && from !== 'report')
         throw new UsageError(`--from: expected auto, exec or report, got "${from}"`);
+      // The cluster code only for a read through the API server (the node's own read stays small).
+      const [{ getPod, loadCluster, podRefOf }, { remoteTable }] = await Promise.all([import('../kube.js'), import('../remote-routes.js')]);
       const c = await loadCluster(values);
       const ref = podRefOf(values.pod, c);
       const pod = await getPod(c, ref.namespace, ref.name);
