@@ -186,6 +186,40 @@ export function routeFromMessage(m: netlink.rt.RouteMessage): KernelRoute | null
   return route;
 }
 
+/** RTM_NEWLINK: the type of each message of a link dump. */
+export const RTM_NEWLINK = 16;
+/** RTM_GETLINK: asks for links (with NLM_F_DUMP: every link). */
+export const RTM_GETLINK = 18;
+const IFLA_IFNAME = 3;
+const IFF_UP = 0x1;
+/** nla_type bits that are flags, not the type (NLA_F_NESTED, NLA_F_NET_BYTEORDER). */
+const NLA_TYPE_MASK = 0x3fff;
+
+/**
+ * A link from the payload of an RTM_NEWLINK message (struct ifinfomsg, then attributes):
+ * index, name (IFLA_IFNAME) and IFF_UP, and nothing else. The package's parser decodes
+ * every attribute of every link (statistics, queues, XDP, ...) to give the same three
+ * fields: the largest single cost of an apply. null when the payload is too short.
+ */
+export function linkFromIfinfo(data: Buffer): LinkInfo | null {
+  if (data.length < 16) return null;
+  const index = HOST_LE ? data.readInt32LE(4) : data.readInt32BE(4);
+  const flags = HOST_LE ? data.readUInt32LE(8) : data.readUInt32BE(8);
+  let name: string | undefined;
+  for (let off = 16; off + 4 <= data.length;) {
+    const len = HOST_LE ? data.readUInt16LE(off) : data.readUInt16BE(off);
+    const type = (HOST_LE ? data.readUInt16LE(off + 2) : data.readUInt16BE(off + 2)) & NLA_TYPE_MASK;
+    if (len < 4 || off + len > data.length) break;
+    if (type === IFLA_IFNAME) {
+      const nul = data.indexOf(0, off + 4);
+      name = data.toString('utf8', off + 4, nul >= 0 && nul < off + len ? nul : off + len);
+      break;
+    }
+    off += (len + 3) & ~3;
+  }
+  return { index, name: name ?? `if${index}`, up: (flags & IFF_UP) !== 0 };
+}
+
 /** Normalize a parsed link message. */
 export function linkFromMessage(m: netlink.rt.LinkMessage): LinkInfo {
   return { index: m.data.index ?? 0, name: m.attrs.ifname ?? `if${m.data.index ?? 0}`, up: Boolean(m.data.flags?.up) };

@@ -26,7 +26,9 @@ import {
   addrFromMessage,
   afOf,
   ipToBytes,
-  linkFromMessage,
+  linkFromIfinfo,
+  RTM_GETLINK,
+  RTM_NEWLINK,
   routeFromMessage,
   routeKeyToMessage,
   routeWriteToMessage,
@@ -76,6 +78,9 @@ export class NetlinkError extends Error {
 export function isNetlinkError(e: unknown, code?: NetlinkErrorCode): e is NetlinkError {
   return e instanceof NetlinkError && (code === undefined || e.code === code);
 }
+
+/** NLM_F_DUMP (NLM_F_ROOT | NLM_F_MATCH): every object of the kind asked. */
+const NLM_F_DUMP = 0x300;
 
 /** Default bound of requests in flight per socket; ACKs of that many fit the receive buffer easily. */
 export const DEFAULT_MAX_IN_FLIGHT = 64;
@@ -149,8 +154,15 @@ export class RtnlClient {
 
   /** List the links of the netns. */
   async listLinks(): Promise<LinkInfo[]> {
-    const msgs = await this.run(true, 'list links', () => this.sock.getLinks());
-    return msgs.map(linkFromMessage);
+    // A raw dump read with linkFromIfinfo: index, name and IFF_UP, not every attribute.
+    const ifinfomsg = Buffer.alloc(16); // AF_UNSPEC, no filter: every link
+    const [msgs] = await this.run(true, 'list links', () => this.sock.socket.request(RTM_GETLINK, ifinfomsg, { flags: NLM_F_DUMP }));
+    const out: LinkInfo[] = [];
+    for (const m of msgs) {
+      const l = m.type === RTM_NEWLINK ? linkFromIfinfo(m.data) : null;
+      if (l) out.push(l);
+    }
+    return out;
   }
 
   /**

@@ -30,6 +30,22 @@ t.test('links and routes of a pod netns', async (t) => {
   t.equal(routes.find((r) => r.dst === '10.124.2.0/24')?.protocol, 2, 'connected route is proto kernel');
 });
 
+t.test('links read from the raw dump agree with ip link: index, name, up', async (t) => {
+  if (!tierGate(t, 'netns', rootUnavailable())) return;
+  const { pod } = makePod(t);
+  // A down link, and one whose name is as long as a name may be (15 bytes, no NUL to spare in ip's view).
+  pod.ip('link', 'add', 'down0', 'type', 'veth', 'peer', 'name', 'longname-012345');
+  pod.ip('link', 'set', 'longname-012345', 'up');
+  const c = RtnlClient.open(pod.path);
+  t.teardown(() => c.close());
+  const ours = (await c.listLinks()).map((l) => `${l.index} ${l.name} ${l.up ? 'up' : 'down'}`).sort();
+  const ip = (JSON.parse(pod.ip('-j', 'link', 'show')) as { ifindex: number; ifname: string; flags: string[] }[])
+    .map((l) => `${l.ifindex} ${l.ifname} ${l.flags.includes('UP') ? 'up' : 'down'}`)
+    .sort();
+  t.same(ours, ip);
+  t.ok(ours.some((l) => l.endsWith('down0 down')) && ours.some((l) => l.endsWith('longname-012345 up')));
+});
+
 t.test('errno mapping', async (t) => {
   if (!tierGate(t, 'netns', rootUnavailable())) return;
   const { pod } = makePod(t);
