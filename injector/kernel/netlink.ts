@@ -28,7 +28,10 @@ import {
   ipToBytes,
   linkFromIfinfo,
   RTM_GETLINK,
+  RTM_GETROUTE,
   RTM_NEWLINK,
+  RTM_NEWROUTE,
+  routeFromRtmsg,
   routeFromMessage,
   routeKeyToMessage,
   routeWriteToMessage,
@@ -175,10 +178,13 @@ export class RtnlClient {
     const table = opts.table ?? RT_TABLE_MAIN;
     const links = new Map((opts.links ?? (await this.listLinks())).map((l) => [l.index, l.name]));
     const what = opts.family ? `IPv${opts.family} routes` : 'routes';
-    const msgs = await this.run(true, `list ${what}`, () => this.sock.getRoutes({ family: opts.family ? afOf(opts.family) : 0 }));
+    // A raw dump read with routeFromRtmsg (what we use of each route, not every attribute).
+    const rtmsg = Buffer.alloc(12); // struct rtmsg: the family, nothing else filtered
+    rtmsg[0] = opts.family ? afOf(opts.family) : 0;
+    const [msgs] = await this.run(true, `list ${what}`, () => this.sock.socket.request(RTM_GETROUTE, rtmsg, { flags: NLM_F_DUMP }));
     const out: KernelRoute[] = [];
     for (const m of msgs) {
-      const r = routeFromMessage(m);
+      const r = m.type === RTM_NEWROUTE ? routeFromRtmsg(m.data) : null;
       if (!r || (table !== 'any' && r.table !== table)) continue;
       if (r.oif !== undefined && links.has(r.oif)) r.dev = links.get(r.oif);
       out.push(r);

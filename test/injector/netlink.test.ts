@@ -2,7 +2,15 @@
 // in-flight bound under a burst, close() with requests pending, and netns events.
 import t from 'tap';
 import { isNetlinkError, RtnlClient } from '../../injector/kernel/netlink.js';
-import { RT_SCOPE_LINK, RT_SCOPE_UNIVERSE } from '../../injector/kernel/netlink-codec.js';
+import type * as netlink from 'netlink';
+import {
+  AF_INET,
+  AF_INET6,
+  routeFromMessage,
+  RT_SCOPE_LINK,
+  RT_SCOPE_UNIVERSE,
+  type KernelRoute,
+} from '../../injector/kernel/netlink-codec.js';
 import { subscribeNetns, type NetnsEvent } from '../../injector/kernel/netlink-events.js';
 import { addVeth, ipRoutes, makeNetns, makePod, openFds } from '../util/netns.js';
 import { rootUnavailable, tierGate } from '../util/tier.js';
@@ -44,6 +52,41 @@ t.test('links read from the raw dump agree with ip link: index, name, up', async
     .sort();
   t.same(ours, ip);
   t.ok(ours.some((l) => l.endsWith('down0 down')) && ours.some((l) => l.endsWith('longname-012345 up')));
+});
+
+t.test('routes read from the raw dump equal the package parse of the same tables', async (t) => {
+  if (!tierGate(t, 'netns', rootUnavailable())) return;
+  const { pod } = makePod(t);
+  // Every kind of entry the engine and the CLI read: local/broadcast/multicast (local table),
+  // IPv6, reject types, gateway + metric, prefsrc, mtu/advmss, multipath, another table, tos.
+  pod.ip('-6', 'addr', 'add', 'fd00:124:2::5/64', 'dev', 'eth1', 'nodad');
+  pod.ip('route', 'add', 'blackhole', '172.31.1.0/24', 'proto', '111');
+  pod.ip('route', 'add', 'unreachable', '172.31.2.0/24', 'metric', '7');
+  pod.ip('route', 'add', '172.31.3.0/24', 'via', '10.124.2.1', 'dev', 'eth1', 'metric', '300', 'src', '10.124.2.5', 'proto', '111');
+  pod.ip('route', 'add', '172.31.4.0/24', 'dev', 'eth1', 'mtu', '1400', 'advmss', '1360', 'proto', '111');
+  pod.ip('route', 'add', '172.31.5.0/24', 'nexthop', 'via', '10.124.2.1', 'dev', 'eth1', 'nexthop', 'via', '169.254.1.1', 'dev', 'eth0');
+  pod.ip('route', 'add', '172.31.6.0/24', 'dev', 'eth1', 'table', '1001', 'proto', '111');
+  pod.ip('route', 'add', '172.31.7.0/24', 'tos', '0x10', 'dev', 'eth1');
+  pod.ip('-6', 'route', 'add', 'fd00:99::/64', 'via', 'fd00:124:2::1', 'dev', 'eth1', 'metric', '100', 'proto', '111');
+  const c = RtnlClient.open(pod.path);
+  t.teardown(() => c.close());
+  const links = await c.listLinks();
+  const raw = await c.listRoutes({ table: 'any', links });
+  const sock = (c as unknown as { sock: { getRoutes(d: object): Promise<netlink.rt.RouteMessage[]> } }).sock;
+  const names = new Map(links.map((l) => [l.index, l.name]));
+  const reference: KernelRoute[] = [];
+  for (const family of [AF_INET, AF_INET6]) {
+    for (const m of await sock.getRoutes({ family })) {
+      const r = routeFromMessage(m);
+      if (!r) continue;
+      if (r.oif !== undefined && names.has(r.oif)) r.dev = names.get(r.oif);
+      reference.push(r);
+    }
+  }
+  const key = (r: KernelRoute): string => JSON.stringify(r);
+  t.ok(raw.length >= 20, `a full dump (${raw.length} routes)`);
+  t.same(raw.map(key).sort(), reference.map(key).sort(), 'the same routes, the same fields, the same key order');
+  t.ok(raw.some((r) => r.multipath) && raw.some((r) => r.mtu === 1400 && r.advmss === 1360) && raw.some((r) => r.tos === 16));
 });
 
 t.test('errno mapping', async (t) => {
