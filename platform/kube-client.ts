@@ -148,6 +148,71 @@ export function apiClient<T>(
   );
 }
 
+/** A non-2xx answer of `patchObject`: the HTTP status and the body (a Status, as text), as api-errors.ts reads them. */
+export class ApiStatusError extends Error {
+  override name = 'ApiStatusError';
+  constructor(
+    readonly statusCode: number,
+    readonly body: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * One JSON Patch of the object at `path` (with `query`), on `kc`'s connections (shared
+ * keep-alive ones once platform/kube-connections.ts is installed), within `timeoutMs` for the
+ * whole answer. The answer's object is read and dropped, never parsed: the writer has no use
+ * for it, and client-node's deserialisation of a whole Pod into its models cost more CPU than
+ * the rest of a controller's reconcile. A non-2xx answer rejects with ApiStatusError.
+ */
+export async function patchObject(
+  kc: KubeConfig,
+  path: string,
+  ops: readonly unknown[],
+  opts: { query?: Record<string, string>; timeoutMs?: number } = {},
+): Promise<void> {
+  const cluster = kc.getCurrentCluster();
+  if (!cluster) throw new Error('kubeconfig has no current cluster');
+  const url = new URL(cluster.server.replace(/\/$/, '') + path);
+  for (const [k, v] of Object.entries(opts.query ?? {})) url.searchParams.set(k, v);
+  const body = JSON.stringify(ops);
+  const reqOpts: https.RequestOptions = {
+    method: 'PATCH',
+    headers: { Accept: 'application/json', 'Content-Type': 'application/json-patch+json', 'Content-Length': Buffer.byteLength(body) },
+  };
+  await kc.applyToHTTPSOptions(reqOpts);
+  const timeoutMs = opts.timeoutMs ?? DEFAULT_API_TIMEOUT_MS;
+  const where = `PATCH ${url.pathname}`;
+  await new Promise<void>((resolve, reject) => {
+    const lib = url.protocol === 'http:' ? http : https;
+    const req = lib.request(url, reqOpts, (res) => {
+      const code = res.statusCode ?? 0;
+      if (code >= 200 && code < 300) {
+        res.on('end', () => resolve());
+        res.on('error', reject);
+        res.resume();
+        return;
+      }
+      const chunks: Buffer[] = [];
+      res.on('data', (d: Buffer) => chunks.push(d));
+      res.on('error', reject);
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        reject(new ApiStatusError(code, text, `${where}: HTTP ${code}`));
+      });
+    });
+    const timer = setTimeout(
+      () => req.destroy(new ApiTimeoutError(`${where}: no complete answer from the API server within ${seconds(timeoutMs)}`)),
+      timeoutMs,
+    );
+    req.on('close', () => clearTimeout(timer));
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
 /** The one method of client-node's Watch that ListWatch calls. */
 export interface WatchFn {
   watch(
