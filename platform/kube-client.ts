@@ -160,6 +160,25 @@ export class ApiStatusError extends Error {
   }
 }
 
+/** How long patchObject reuses a KubeConfig's connection options before asking it again. */
+const OPTIONS_TTL_MS = 10_000;
+const appliedOptions = new WeakMap<KubeConfig, { at: number; opts: https.RequestOptions }>();
+
+/**
+ * `kc.applyToHTTPSOptions()` (TLS material, the Authorization header, the agent), at most once
+ * per OPTIONS_TTL_MS: it goes through every authenticator and re-reads CA and key files on each
+ * call, which was a tenth of the controller's CPU per patch. A rotated token or certificate is
+ * picked up within that time (client-node itself re-reads a token file once a minute).
+ */
+async function connectionOptions(kc: KubeConfig): Promise<https.RequestOptions> {
+  const cached = appliedOptions.get(kc);
+  if (cached && Date.now() - cached.at < OPTIONS_TTL_MS) return cached.opts;
+  const opts: https.RequestOptions = {};
+  await kc.applyToHTTPSOptions(opts);
+  appliedOptions.set(kc, { at: Date.now(), opts });
+  return opts;
+}
+
 /**
  * One JSON Patch of the object at `path` (with `query`), on `kc`'s connections (shared
  * keep-alive ones once platform/kube-connections.ts is installed), within `timeoutMs` for the
@@ -178,11 +197,17 @@ export async function patchObject(
   const url = new URL(cluster.server.replace(/\/$/, '') + path);
   for (const [k, v] of Object.entries(opts.query ?? {})) url.searchParams.set(k, v);
   const body = JSON.stringify(ops);
+  const base = await connectionOptions(kc);
   const reqOpts: https.RequestOptions = {
+    ...base,
     method: 'PATCH',
-    headers: { Accept: 'application/json', 'Content-Type': 'application/json-patch+json', 'Content-Length': Buffer.byteLength(body) },
+    headers: {
+      ...base.headers,
+      Accept: 'application/json',
+      'Content-Type': 'application/json-patch+json',
+      'Content-Length': Buffer.byteLength(body),
+    },
   };
-  await kc.applyToHTTPSOptions(reqOpts);
   const timeoutMs = opts.timeoutMs ?? DEFAULT_API_TIMEOUT_MS;
   const where = `PATCH ${url.pathname}`;
   await new Promise<void>((resolve, reject) => {

@@ -7,7 +7,7 @@
  *
  * Baselines, in the same run on the same API server and the same pods, timed the same way
  * (from the first request until the watch shows all N pods changed):
- *  - the plain loop: a bare Node loop (this process) patching one annotation of the same size
+ *  - the plain loop: a bare Node loop (a process of its own, as the controller has) patching one annotation of the same size
  *    on the same N pods, with the controller's concurrency and token bucket (platform/queue.ts's
  *    TokenBucket, the controller's own), as the controller's ServiceAccount (same API Priority
  *    and Fairness flow, same treatment by the webhook configuration), over the same shared
@@ -25,6 +25,8 @@
  * OVRT_BENCH_CONTROLLER_PROF=DIR: CPU profiles of the webhook process (node --cpu-prof).
  * Results: test/bench/results/controller.json (every row with its ratio and baseline named).
  */
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { request, type RequestOptions } from 'node:https';
 import { dirname, join } from 'node:path';
@@ -41,7 +43,15 @@ import { startControlPlane, type ControlPlane } from '../cluster/controlplane.js
 import { kubeRequest } from '../cluster/k8s.js';
 import { metricSum } from '../util/http.js';
 import { until } from '../util/until.js';
-import { applyRoute, createNamespace, expectStatus, installAddon, registerWebhook, startWebhook, type WebhookProcess } from '../webhook-e2e/helpers.js';
+import {
+  applyRoute,
+  createNamespace,
+  expectStatus,
+  installAddon,
+  registerWebhook,
+  startWebhook,
+  type WebhookProcess,
+} from '../webhook-e2e/helpers.js';
 import type { BenchRow } from './measure.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -114,13 +124,25 @@ class PodWatch {
   private req: ReturnType<typeof request> | undefined;
   failed: Error | undefined;
 
+  private rv = '';
+  private kc: KubeConfig | undefined;
+  private stopped = false;
+  /** Watches resumed after the API server ended one (tests of the harness, the log). */
+  resumed = 0;
+
+  /** Watch from now (a first watch lists every pod as ADDED), resuming where an ended watch stopped. */
   async start(kc: KubeConfig): Promise<void> {
+    this.kc = kc;
     const { url, opts } = await httpsOptions(kc, 'GET', `/api/v1/namespaces/${NS}/pods`);
     url.searchParams.set('watch', '1');
-    url.searchParams.set('allowWatchBookmarks', 'false');
+    url.searchParams.set('allowWatchBookmarks', 'true');
+    if (this.rv) url.searchParams.set('resourceVersion', this.rv);
     await new Promise<void>((resolve, reject) => {
       this.req = request(url, opts, (res) => {
-        if (res.statusCode !== 200) reject(new Error(`watch pods: HTTP ${res.statusCode}`));
+        if (res.statusCode !== 200) {
+          reject(new Error(`watch pods: HTTP ${res.statusCode}`));
+          return;
+        }
         resolve();
         let buf = '';
         res.setEncoding('utf8');
@@ -133,27 +155,41 @@ class PodWatch {
             if (line) this.onEvent(JSON.parse(line) as { type: string; object: any });
           }
         });
-        res.on('end', () => {
-          this.failed ??= new Error('the pod watch ended');
-          this.wake?.();
-        });
+        res.on('end', () => this.resume(new Error('the pod watch ended')));
+        res.on('error', (e) => this.resume(e));
       });
       this.req.on('error', (e) => {
-        this.failed ??= e;
-        this.wake?.();
         reject(e);
+        this.resume(e);
       });
       this.req.end();
     });
   }
 
+  /** The API server may end a watch (its timeout, an overload): watch again from the last version seen. */
+  private resume(why: Error): void {
+    if (this.stopped || !this.kc) return;
+    this.req?.destroy();
+    this.req = undefined;
+    if (this.resumed++ > 20 || !this.rv) {
+      this.failed ??= why;
+      this.wake?.();
+      return;
+    }
+    setTimeout(() => {
+      this.start(this.kc!).catch((e: Error) => this.resume(e));
+    }, 200);
+  }
+
   stop(): void {
+    this.stopped = true;
     this.req?.destroy();
   }
 
   private onEvent(ev: { type: string; object: any }): void {
     const m = ev.object?.metadata;
-    if (!m?.name) return;
+    if (typeof m?.resourceVersion === 'string') this.rv = m.resourceVersion;
+    if (ev.type === 'BOOKMARK' || ev.type === 'ERROR' || !m?.name) return;
     if (ev.type === 'DELETED') {
       this.pods.delete(m.name);
       this.ok.delete(m.name);
@@ -216,8 +252,26 @@ async function pool<T>(items: readonly T[], concurrency: number, fn: (item: T) =
   );
 }
 
-/** One JSON Patch of a pod over the kubeconfig's shared keep-alive connections, shaped as the controller's: a uid guard and one annotation. */
+/**
+ * One JSON Patch of a pod, shaped as the controller's (a uid guard and one annotation), retried
+ * as the controller retries (200 ms doubling) when the API server sheds load (429, 5xx) or a
+ * connection fails.
+ */
 async function patchPod(kc: KubeConfig, name: string, uid: string, value: string): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await patchPodOnce(kc, name, uid, value);
+      return;
+    } catch (e) {
+      const code = (e as { statusCode?: number }).statusCode ?? 0;
+      if (attempt >= 10 || (code !== 0 && code !== 429 && code < 500)) throw e;
+      await new Promise((r) => setTimeout(r, Math.min(200 * 2 ** attempt, 5000)));
+    }
+  }
+}
+
+/** One JSON Patch of a pod over the kubeconfig's shared keep-alive connections. */
+async function patchPodOnce(kc: KubeConfig, name: string, uid: string, value: string): Promise<void> {
   const { url, opts } = await httpsOptions(kc, 'PATCH', `/api/v1/namespaces/${NS}/pods/${name}`);
   url.searchParams.set('fieldManager', 'bench-loop');
   const body = JSON.stringify([
@@ -228,13 +282,19 @@ async function patchPod(kc: KubeConfig, name: string, uid: string, value: string
   await new Promise<void>((resolve, reject) => {
     const req = request(url, opts, (res) => {
       res.resume();
-      res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`patch pod ${name}: HTTP ${res.statusCode}`))));
+      res.on('end', () =>
+        res.statusCode === 200
+          ? resolve()
+          : reject(Object.assign(new Error(`patch pod ${name}: HTTP ${res.statusCode}`), { statusCode: res.statusCode })),
+      );
     });
     req.setTimeout(60_000, () => req.destroy(new Error(`patch pod ${name}: no answer in 60 s`)));
     req.on('error', reject);
     req.end(body);
   });
 }
+
+const monoUs = (): number => Number(process.hrtime.bigint() / 1000n);
 
 /** CPU seconds (user + system) of a process, from /proc. */
 function cpuSeconds(pid: number): number {
@@ -249,6 +309,7 @@ interface Scrape {
   reconciles: number;
   reconcileSeconds: number;
   patched: number;
+  patchFailures: number;
   cpu: number;
   lagP99: number;
 }
@@ -261,6 +322,7 @@ async function scrape(wh: WebhookProcess): Promise<Scrape> {
     reconciles: metricSum(body, 'ovnkube_route_controller_reconcile_duration_seconds_count'),
     reconcileSeconds: metricSum(body, 'ovnkube_route_controller_reconcile_duration_seconds_sum'),
     patched: metricSum(body, 'ovnkube_route_controller_pods_patched_total'),
+    patchFailures: metricSum(body, 'ovnkube_route_controller_patch_failures_total'),
     cpu: cpuSeconds(wh.child.pid!),
     // prom-client's event-loop delay histogram restarts at every scrape: this is the p99 since the last one.
     lagP99: metricSum(body, 'nodejs_eventloop_lag_p99_seconds'),
@@ -275,6 +337,7 @@ interface Phase {
   reconcileMeanMs?: number;
   reconciles?: number;
   patched?: number;
+  patchFailures?: number;
   cpuSeconds?: number;
   lagP99Ms?: number;
 }
@@ -314,9 +377,6 @@ async function measureSize(n: number, configs: Limits[], reps: number, binDir: s
   t.teardown(() => wh?.stop());
   try {
     const addon = await installAddon(t, cp);
-    const sa = new KubeConfig();
-    sa.loadFromFile(addon.kubeconfig);
-    shareConnections(sa);
     const routesTo = planRoutesTo(addon.keys);
     let edit = 0;
     const cidr = (k: number): string => `172.17.${k}.0/24`;
@@ -353,17 +413,27 @@ async function measureSize(n: number, configs: Limits[], reps: number, binDir: s
     const planLength = (): number => [...watch.pods.values()][0]!.plan!.length;
     let payloadRound = 0;
     /** A plain or raw loop: patch every pod's payload annotation, timed until the watch shows them all. */
-    const loop = async (concurrency: number, bucket: TokenBucket | undefined): Promise<Phase> => {
+    const podsFile = join(addon.certDir, 'bench-pods.json');
+    const loop = async (concurrency: number, bucket: { qps: number; burst: number } | undefined): Promise<Phase> => {
       const value = `${++payloadRound}-`.padEnd(planLength() + 8, 'x');
-      const pods = [...watch.pods].map(([name, p]) => ({ name, uid: p.uid }));
+      writeFileSync(podsFile, JSON.stringify([...watch.pods].map(([name, p]) => ({ name, uid: p.uid }))));
+      // In a process of its own, as the controller is (this one is busy with the watch).
+      const child = spawn(
+        process.execPath,
+        [fileURLToPath(import.meta.url), '--loop', JSON.stringify({ kubeconfig: addon.kubeconfig, podsFile, concurrency, bucket, value })],
+        { stdio: ['pipe', 'pipe', 'inherit'] },
+      );
+      const exited = once(child, 'exit').then(([code]) => {
+        if (code !== 0) throw new Error(`the loop process exited with ${String(code)}`);
+      });
+      await Promise.race([once(child.stdout!, 'data'), exited]);
       const t0 = performance.now();
       const done = watch.waitFor(n, (p) => p.payload === value, 'loop', 600_000);
-      await pool(pods, concurrency, async (p) => {
-        await bucket?.take();
-        await patchPod(sa, p.name, p.uid, value);
-      });
-      await done;
-      return { seconds: (performance.now() - t0) / 1000 };
+      child.stdin!.end('go\n');
+      await Promise.race([done, exited.then(() => done)]);
+      const seconds = (performance.now() - t0) / 1000;
+      await exited;
+      return { seconds };
     };
     const settle = async (w: WebhookProcess): Promise<void> => {
       // Settled: this process leads, has reconciled every pod once since it started, and its queue is empty.
@@ -383,6 +453,8 @@ async function measureSize(n: number, configs: Limits[], reps: number, binDir: s
     };
 
     const result: SizeResult = { n, raw: { seconds: Infinity }, configs: [] };
+    const phases: { pid: number; config: string; n: number; fromUs: number; toUs: number }[] = [];
+    if (prof) t.teardown(() => writeFileSync(join(prof, `phases-${n}.json`), JSON.stringify(phases)));
     for (const [ci, limits] of configs.entries()) {
       if (ci > 0) {
         await wh.stop();
@@ -398,6 +470,8 @@ async function measureSize(n: number, configs: Limits[], reps: number, binDir: s
         await applyRoute(cp.kc, ROUTE, spec(k));
         await watch.waitFor(n, (p) => routesTo(p.plan, cidr(k)), `Route edit ${k} reaches every pod`, 900_000);
         const seconds = (performance.now() - t0) / 1000;
+        // The phase on the monotonic clock the CPU profile's timestamps use (µs), to cut it out.
+        if (prof) phases.push({ pid: wh.child.pid!, config: limits.name, n, fromUs: monoUs() - seconds * 1e6, toUs: monoUs() });
         const after = await scrape(wh);
         const admissions = after.admissions - before.admissions;
         const reconciles = after.reconciles - before.reconciles;
@@ -408,6 +482,7 @@ async function measureSize(n: number, configs: Limits[], reps: number, binDir: s
           reconciles,
           reconcileMeanMs: reconciles ? ((after.reconcileSeconds - before.reconcileSeconds) / reconciles) * 1000 : 0,
           patched: after.patched - before.patched,
+          patchFailures: after.patchFailures - before.patchFailures,
           cpuSeconds: after.cpu - before.cpu,
           lagP99Ms: after.lagP99 * 1000,
         };
@@ -415,7 +490,7 @@ async function measureSize(n: number, configs: Limits[], reps: number, binDir: s
         if (seconds < controller.seconds) controller = c;
         // Let the controller finish (status writes) before the loop runs.
         await settle(wh);
-        const p = await loop(limits.concurrency, new TokenBucket(limits.qps, limits.burst));
+        const p = await loop(limits.concurrency, { qps: limits.qps, burst: limits.burst });
         log(`${limits.name}: plain loop ${fmtS(p.seconds)}`);
         if (p.seconds < plain.seconds) plain = p;
         // The raw loop in every round, beside the others: the machine's load drifts.
@@ -468,10 +543,13 @@ function rowsOf(results: SizeResult[]): { rows: BenchRow[]; json: Record<string,
 /** Run the controller benchmarks; `{skipped}` when the control plane's binaries are not built. */
 export async function run(): Promise<BenchRow[] | { skipped: string }> {
   const bins = await findBinaries({ allowBuild: false });
-  if (!bins.dir) return { skipped: `controller on the real API server: binaries not built (${bins.reason}); run npm test -- test/e2e once` };
+  if (!bins.dir)
+    return { skipped: `controller on the real API server: binaries not built (${bins.reason}); run npm test -- test/e2e once` };
   const sizes = (process.env.OVRT_BENCH_CONTROLLER_SIZES ?? '200,1000,3000').split(',').map(Number);
   if (sizes.some((s) => !Number.isInteger(s) || s < 1))
-    throw new Error(`OVRT_BENCH_CONTROLLER_SIZES: expected pod counts such as 200,1000,3000, got "${process.env.OVRT_BENCH_CONTROLLER_SIZES}"`);
+    throw new Error(
+      `OVRT_BENCH_CONTROLLER_SIZES: expected pod counts such as 200,1000,3000, got "${process.env.OVRT_BENCH_CONTROLLER_SIZES}"`,
+    );
   const configs = parseConfigs(process.env.OVRT_BENCH_CONTROLLER_CONFIGS ?? 'before,defaults');
   const prof = process.env.OVRT_BENCH_CONTROLLER_PROF;
   if (prof) mkdirSync(prof, { recursive: true });
@@ -490,8 +568,38 @@ export async function run(): Promise<BenchRow[] | { skipped: string }> {
   return rows;
 }
 
-// `node dist/test/bench/controller.bench.js`: this bench alone.
+/** `--loop ARGS`: one plain or raw loop, started by a line on stdin (see measureSize). */
+async function loopProcess(spec: string): Promise<void> {
+  const a = JSON.parse(spec) as {
+    kubeconfig: string;
+    podsFile: string;
+    concurrency: number;
+    bucket?: { qps: number; burst: number };
+    value: string;
+  };
+  const kc = new KubeConfig();
+  kc.loadFromFile(a.kubeconfig);
+  shareConnections(kc);
+  const pods = JSON.parse(readFileSync(a.podsFile, 'utf8')) as { name: string; uid: string }[];
+  const bucket = a.bucket ? new TokenBucket(a.bucket.qps, a.bucket.burst) : undefined;
+  process.stdout.write('ready\n');
+  await once(process.stdin, 'data');
+  await pool(pods, a.concurrency, async (p) => {
+    await bucket?.take();
+    await patchPod(kc, p.name, p.uid, a.value);
+  });
+}
+
+// `node dist/test/bench/controller.bench.js`: this bench alone (and the loops' processes).
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  const rows = await run();
-  console.log(JSON.stringify(rows, null, 2));
+  if (process.argv[2] === '--loop') {
+    await loopProcess(process.argv[3]!);
+    process.exit(0);
+  }
+  try {
+    console.log(JSON.stringify(await run(), null, 2));
+  } catch (e) {
+    console.error(`controller bench failed: ${(e as Error).stack ?? String(e)}`);
+    process.exitCode = 1;
+  }
 }
