@@ -22,12 +22,17 @@
  * (`before`: the flags of issue 12, --patch-qps 20 --patch-burst 40 --patch-concurrency 4;
  * `defaults`: this build's defaults; or `qps/burst/concurrency`, e.g. 50/100/8);
  * OVRT_BENCH_CONTROLLER_REPS (default 2 below N=3000, 1 from it: the best is kept);
+ * `base` or `base:qps/burst/concurrency`: an earlier build of this project in
+ * OVRT_BENCH_CONTROLLER_BASE (a folder holding its dist/ and deploy/), with the issue-12 flags
+ * or the ones given, to compare code before and after;
  * OVRT_BENCH_CONTROLLER_PROF=DIR: CPU profiles of the webhook process (node --cpu-prof).
- * Results: test/bench/results/controller.json (every row with its ratio and baseline named).
+ * Results: test/bench/results/controller.json, or OVRT_BENCH_CONTROLLER_OUT (a file name there):
+ * every row with its ratio and baseline named, and per phase the CPU seconds of the webhook
+ * process and of kube-apiserver + etcd.
  */
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { request, type RequestOptions } from 'node:https';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -63,6 +68,8 @@ const RAW_CONCURRENCY = 32;
 /** A controller flag set. */
 interface Limits {
   name: string;
+  /** An earlier build's tree (OVRT_BENCH_CONTROLLER_BASE) to run instead of this one. */
+  base?: string;
   qps: number;
   burst: number;
   concurrency: number;
@@ -74,6 +81,14 @@ function parseConfigs(spec: string): Limits[] {
   return spec.split(',').map((s) => {
     const c = s.trim();
     if (c === 'before') return { name: 'issue-12 flags 20/40/4', qps: 20, burst: 40, concurrency: 4 };
+    if (c === 'base' || c.startsWith('base:')) {
+      const base = process.env.OVRT_BENCH_CONTROLLER_BASE;
+      if (!base) throw new Error('OVRT_BENCH_CONTROLLER_CONFIGS: "base" needs OVRT_BENCH_CONTROLLER_BASE, the folder of an earlier build');
+      const [qps, burst, concurrency] = (c === 'base' ? '20/40/4' : c.slice(5)).split('/').map(Number);
+      if (!qps || !burst || !concurrency)
+        throw new Error(`OVRT_BENCH_CONTROLLER_CONFIGS: expected base or base:qps/burst/concurrency, got "${c}"`);
+      return { name: `issue-12 code, flags ${qps}/${burst}/${concurrency}`, qps, burst, concurrency, base };
+    }
     if (c === 'defaults') {
       const [qps, burst, concurrency] = [defaultOf('patch-qps'), defaultOf('patch-burst'), defaultOf('patch-concurrency')];
       return { name: `defaults ${qps}/${burst}/${concurrency}`, qps, burst, concurrency };
@@ -340,12 +355,21 @@ interface Phase {
   patchFailures?: number;
   cpuSeconds?: number;
   lagP99Ms?: number;
+  /** CPU seconds of kube-apiserver and etcd during the phase. */
+  apiserverCpuSeconds?: number;
+  etcdCpuSeconds?: number;
 }
 
 interface SizeResult {
   n: number;
-  raw: Phase;
-  configs: { limits: Limits; controller: Phase; plain: Phase }[];
+  /** Per configuration: the best of its rounds for each, and every round's seconds. */
+  configs: {
+    limits: Limits;
+    controller: Phase;
+    plain: Phase;
+    raw: Phase;
+    samples: { controller: number[]; plain: number[]; raw: number[] };
+  }[];
 }
 
 const fmtS = (s: number): string => `${s.toFixed(1)} s`;
@@ -361,8 +385,16 @@ async function startConfigured(
     ...['--patch-qps', String(limits.qps), '--patch-burst', String(limits.burst), '--patch-concurrency', String(limits.concurrency)],
   ];
   const env = prof ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${prof}` } : undefined;
-  const wh = await startWebhook({ kubeconfig: addon.kubeconfig, certDir: addon.certDir, args, ...(env ? { env } : {}) });
-  await registerWebhook(cp.kc, wh.port, addon.certDir);
+  // `base:` configurations run an earlier build of this project (its CLI and its deploy/webhook-config.yaml).
+  const cli = limits.base ? join(limits.base, 'dist', 'bin', 'ovnkube-route.js') : undefined;
+  const wh = await startWebhook({
+    kubeconfig: addon.kubeconfig,
+    certDir: addon.certDir,
+    args,
+    ...(env ? { env } : {}),
+    ...(cli ? { cli } : {}),
+  });
+  await registerWebhook(cp.kc, wh.port, addon.certDir, limits.base);
   return wh;
 }
 
@@ -371,6 +403,7 @@ async function measureSize(n: number, configs: Limits[], reps: number, binDir: s
   const { t, cleanup } = fakeTest();
   const cp = await startControlPlane({ binDir });
   t.teardown(() => cp.stop());
+  const serverCpu = () => ({ apiserver: cpuSeconds(cp.pids.apiserver), etcd: cpuSeconds(cp.pids.etcd) });
   const watch = new PodWatch();
   t.teardown(() => watch.stop());
   let wh: WebhookProcess | undefined;
@@ -428,12 +461,14 @@ async function measureSize(n: number, configs: Limits[], reps: number, binDir: s
       });
       await Promise.race([once(child.stdout!, 'data'), exited]);
       const t0 = performance.now();
+      const server0 = serverCpu();
       const done = watch.waitFor(n, (p) => p.payload === value, 'loop', 600_000);
       child.stdin!.end('go\n');
       await Promise.race([done, exited.then(() => done)]);
       const seconds = (performance.now() - t0) / 1000;
+      const server1 = serverCpu();
       await exited;
-      return { seconds };
+      return { seconds, apiserverCpuSeconds: server1.apiserver - server0.apiserver, etcdCpuSeconds: server1.etcd - server0.etcd };
     };
     const settle = async (w: WebhookProcess): Promise<void> => {
       // Settled: this process leads, has reconciled every pod once since it started, and its queue is empty.
@@ -452,7 +487,7 @@ async function measureSize(n: number, configs: Limits[], reps: number, binDir: s
       );
     };
 
-    const result: SizeResult = { n, raw: { seconds: Infinity }, configs: [] };
+    const result: SizeResult = { n, configs: [] };
     const phases: { pid: number; config: string; n: number; fromUs: number; toUs: number }[] = [];
     if (prof) t.teardown(() => writeFileSync(join(prof, `phases-${n}.json`), JSON.stringify(phases)));
     for (const [ci, limits] of configs.entries()) {
@@ -463,8 +498,11 @@ async function measureSize(n: number, configs: Limits[], reps: number, binDir: s
       await settle(wh);
       let controller: Phase = { seconds: Infinity };
       let plain: Phase = { seconds: Infinity };
+      let raw: Phase = { seconds: Infinity };
+      const samples = { controller: [] as number[], plain: [] as number[], raw: [] as number[] };
       for (let r = 0; r < reps; r++) {
         const before = await scrape(wh);
+        const server0 = serverCpu();
         const k = ++edit;
         const t0 = performance.now();
         await applyRoute(cp.kc, ROUTE, spec(k));
@@ -472,6 +510,7 @@ async function measureSize(n: number, configs: Limits[], reps: number, binDir: s
         const seconds = (performance.now() - t0) / 1000;
         // The phase on the monotonic clock the CPU profile's timestamps use (µs), to cut it out.
         if (prof) phases.push({ pid: wh.child.pid!, config: limits.name, n, fromUs: monoUs() - seconds * 1e6, toUs: monoUs() });
+        const server1 = serverCpu();
         const after = await scrape(wh);
         const admissions = after.admissions - before.admissions;
         const reconciles = after.reconciles - before.reconciles;
@@ -485,20 +524,26 @@ async function measureSize(n: number, configs: Limits[], reps: number, binDir: s
           patchFailures: after.patchFailures - before.patchFailures,
           cpuSeconds: after.cpu - before.cpu,
           lagP99Ms: after.lagP99 * 1000,
+          apiserverCpuSeconds: server1.apiserver - server0.apiserver,
+          etcdCpuSeconds: server1.etcd - server0.etcd,
         };
         log(`${limits.name}: controller ${fmtS(seconds)} ${JSON.stringify(c)}`);
+        samples.controller.push(Number(seconds.toFixed(2)));
         if (seconds < controller.seconds) controller = c;
         // Let the controller finish (status writes) before the loop runs.
         await settle(wh);
         const p = await loop(limits.concurrency, { qps: limits.qps, burst: limits.burst });
         log(`${limits.name}: plain loop ${fmtS(p.seconds)}`);
+        samples.plain.push(Number(p.seconds.toFixed(2)));
         if (p.seconds < plain.seconds) plain = p;
-        // The raw loop in every round, beside the others: the machine's load drifts.
-        const raw = await loop(RAW_CONCURRENCY, undefined);
-        log(`raw loop ${fmtS(raw.seconds)}`);
-        if (raw.seconds < result.raw.seconds) result.raw = raw;
+        // The raw loop in every round, beside the others (the machine's load drifts), and
+        // compared per configuration: as many samples as the controller's.
+        const w = await loop(RAW_CONCURRENCY, undefined);
+        log(`raw loop ${fmtS(w.seconds)}`);
+        samples.raw.push(Number(w.seconds.toFixed(2)));
+        if (w.seconds < raw.seconds) raw = w;
       }
-      result.configs.push({ limits, controller, plain });
+      result.configs.push({ limits, controller, plain, raw, samples });
     }
     return result;
   } finally {
@@ -510,17 +555,17 @@ function rowsOf(results: SizeResult[]): { rows: BenchRow[]; json: Record<string,
   const rows: BenchRow[] = [];
   const json: Record<string, unknown>[] = [];
   for (const r of results) {
-    const rawName = `raw loop (concurrency ${RAW_CONCURRENCY}, no token bucket), same run: ${fmtS(r.raw.seconds)}`;
     for (const c of r.configs) {
       const l = c.limits;
-      const plainName = `plain loop (concurrency ${l.concurrency}, token bucket ${l.qps} qps / burst ${l.burst}), same run: ${fmtS(c.plain.seconds)}`;
+      const rawName = `raw loop (concurrency ${RAW_CONCURRENCY}, no token bucket), same rounds: ${fmtS(c.raw.seconds)}`;
+      const plainName = `plain loop (concurrency ${l.concurrency}, token bucket ${l.qps} qps / burst ${l.burst}), same rounds: ${fmtS(c.plain.seconds)}`;
       const bench = `controller: one Route edit reaching ${r.n} pods, ${l.name}`;
       const detail = `${fmtS(c.controller.seconds)} (${(r.n / c.controller.seconds).toFixed(0)} pods/s; own admissions ${c.controller.admissions}, mean reconcile ${c.controller.reconcileMeanMs?.toFixed(1)} ms, lag p99 ${c.controller.lagP99Ms?.toFixed(0)} ms)`;
       rows.push({ bench, value: detail, baseline: plainName, ratio: `${(c.controller.seconds / c.plain.seconds).toFixed(2)}x` });
-      rows.push({ bench, value: detail, baseline: rawName, ratio: `${(c.controller.seconds / r.raw.seconds).toFixed(2)}x` });
+      rows.push({ bench, value: detail, baseline: rawName, ratio: `${(c.controller.seconds / c.raw.seconds).toFixed(2)}x` });
       for (const [base, name, secs] of [
         ['plain', plainName, c.plain.seconds],
-        ['raw', rawName, r.raw.seconds],
+        ['raw', rawName, c.raw.seconds],
       ] as const) {
         json.push({
           bench,
@@ -533,6 +578,8 @@ function rowsOf(results: SizeResult[]): { rows: BenchRow[]; json: Record<string,
           baselineKind: base,
           baselineValue: Number(secs.toFixed(2)),
           controller: c.controller,
+          baselinePhase: base === 'plain' ? c.plain : c.raw,
+          samples: c.samples,
         });
       }
     }
@@ -561,10 +608,15 @@ export async function run(): Promise<BenchRow[] | { skipped: string }> {
   const { rows, json } = rowsOf(results);
   const resDir = join(here, '..', '..', '..', 'test', 'bench', 'results');
   mkdirSync(resDir, { recursive: true });
-  writeFileSync(
-    join(resDir, 'controller.json'),
-    JSON.stringify({ date: new Date().toISOString(), node: process.version, sizes, rows: json }, null, 2) + '\n',
-  );
+  const out = join(resDir, process.env.OVRT_BENCH_CONTROLLER_OUT ?? 'controller.json');
+  // OVRT_BENCH_CONTROLLER_APPEND=1: add this run's rows to the file's (each row names its run's date).
+  const date = new Date().toISOString();
+  const dated = json.map((r) => ({ ...r, date }));
+  const earlier =
+    process.env.OVRT_BENCH_CONTROLLER_APPEND === '1' && existsSync(out)
+      ? (JSON.parse(readFileSync(out, 'utf8')) as { rows: Record<string, unknown>[] }).rows.map((r) => ({ date: undefined, ...r }))
+      : [];
+  writeFileSync(out, JSON.stringify({ date, node: process.version, sizes, rows: [...earlier, ...dated] }, null, 2) + '\n');
   return rows;
 }
 
