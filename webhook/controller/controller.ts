@@ -291,7 +291,7 @@ export class Controller {
     try {
       await this.opts.api.patchPod(namespace, name, ops);
     } catch (e) {
-      if (this.written.get(key)?.value === desired) this.written.delete(key);
+      this.forgetWritten(key, desired);
       const f = classifyApiError(e);
       if (f.action === 'gone') return done('gone', 'done');
       this.opts.metrics?.observePatchFailure(f.reason);
@@ -306,6 +306,11 @@ export class Controller {
       previous === 'foreign' ? 'replaced a plan annotation the system did not compute' : 'pod plan annotation updated',
     );
     return done('patched', 'done');
+  }
+
+  /** A patch that failed has no echo: forget what it would have written (unless a newer patch replaced it). */
+  private forgetWritten(key: string, value: string | undefined): void {
+    if (this.written.get(key)?.value === value) this.written.delete(key);
   }
 
   private markRoutes(names: Iterable<string>): void {
