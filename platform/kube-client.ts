@@ -148,6 +148,105 @@ export function apiClient<T>(
   );
 }
 
+/** A non-2xx answer of `patchObject`: the HTTP status and the body (a Status, as text), as api-errors.ts reads them. */
+export class ApiStatusError extends Error {
+  override name = 'ApiStatusError';
+  constructor(
+    readonly statusCode: number,
+    readonly body: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** How long patchObject reuses a KubeConfig's connection options before asking it again. */
+const OPTIONS_TTL_MS = 10_000;
+const appliedOptions = new WeakMap<KubeConfig, { at: number; opts: https.RequestOptions }>();
+
+/**
+ * `kc.applyToHTTPSOptions()` (TLS material, the Authorization header, the agent), at most once
+ * per OPTIONS_TTL_MS: it goes through every authenticator and re-reads CA and key files on each
+ * call, which was a tenth of the controller's CPU per patch. A rotated token or certificate is
+ * picked up within that time (client-node itself re-reads a token file once a minute).
+ */
+async function connectionOptions(kc: KubeConfig): Promise<https.RequestOptions> {
+  const cached = appliedOptions.get(kc);
+  if (cached && Date.now() - cached.at < OPTIONS_TTL_MS) return cached.opts;
+  const opts: https.RequestOptions = {};
+  await kc.applyToHTTPSOptions(opts);
+  appliedOptions.set(kc, { at: Date.now(), opts });
+  return opts;
+}
+
+/**
+ * One JSON Patch of the object at `path` (with `query`), on `kc`'s connections (shared
+ * keep-alive ones once platform/kube-connections.ts is installed), within `timeoutMs` for the
+ * whole answer. The answer's object is read and dropped, never parsed: the writer has no use
+ * for it, and client-node's deserialisation of a whole Pod into its models cost more CPU than
+ * the rest of a controller's reconcile. A non-2xx answer rejects with ApiStatusError.
+ */
+export async function patchObject(
+  kc: KubeConfig,
+  path: string,
+  ops: readonly unknown[],
+  opts: { query?: Record<string, string>; timeoutMs?: number } = {},
+): Promise<unknown> {
+  const cluster = kc.getCurrentCluster();
+  if (!cluster) throw new Error('kubeconfig has no current cluster');
+  const url = new URL(cluster.server.replace(/\/$/, '') + path);
+  for (const [k, v] of Object.entries(opts.query ?? {})) url.searchParams.set(k, v);
+  const body = JSON.stringify(ops);
+  const base = await connectionOptions(kc);
+  const reqOpts: https.RequestOptions = {
+    ...base,
+    method: 'PATCH',
+    headers: {
+      ...base.headers,
+      Accept: 'application/json',
+      'Content-Type': 'application/json-patch+json',
+      'Content-Length': Buffer.byteLength(body),
+    },
+  };
+  const timeoutMs = opts.timeoutMs ?? DEFAULT_API_TIMEOUT_MS;
+  const where = `PATCH ${url.pathname}`;
+  return new Promise<unknown>((resolve, reject) => {
+    const lib = url.protocol === 'http:' ? http : https;
+    const req = lib.request(url, reqOpts, (res) => {
+      const code = res.statusCode ?? 0;
+      if (code >= 200 && code < 300) {
+        // The object as stored, as plain JSON (undefined when the body is not JSON): a
+        // caller may check what admission kept, without client-node's model parsing.
+        const body: Buffer[] = [];
+        res.on('data', (d: Buffer) => body.push(d));
+        res.on('end', () => {
+          try {
+            resolve(JSON.parse(Buffer.concat(body).toString('utf8')) as unknown);
+          } catch {
+            resolve(undefined);
+          }
+        });
+        res.on('error', reject);
+        return;
+      }
+      const chunks: Buffer[] = [];
+      res.on('data', (d: Buffer) => chunks.push(d));
+      res.on('error', reject);
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        reject(new ApiStatusError(code, text, `${where}: HTTP ${code}`));
+      });
+    });
+    const timer = setTimeout(
+      () => req.destroy(new ApiTimeoutError(`${where}: no complete answer from the API server within ${seconds(timeoutMs)}`)),
+      timeoutMs,
+    );
+    req.on('close', () => clearTimeout(timer));
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
 /** The one method of client-node's Watch that ListWatch calls. */
 export interface WatchFn {
   watch(

@@ -12,7 +12,7 @@ import { runCoreBench } from './core.bench.js';
 const here = dirname(fileURLToPath(import.meta.url));
 
 /** Optional benchmark modules (by other areas), each exporting `run(): Promise<BenchRow[]>`. */
-const OPTIONAL = ['injector.bench.js', 'webhook.bench.js', 'agent.bench.js', 'cli.bench.js', 'cni.bench.js'];
+const OPTIONAL = ['injector.bench.js', 'webhook.bench.js', 'agent.bench.js', 'cli.bench.js', 'cni.bench.js', 'controller.bench.js'];
 
 async function main(): Promise<void> {
   const rows: BenchRow[] = [...runCoreBench()];

@@ -251,6 +251,11 @@ if (tierGate(t, 'helm (built from the Go module proxy)', bins.dir === null ? bin
       'kube-system',
       'net-tools',
     ]);
+    t.same(
+      find(other, 'MutatingWebhookConfiguration')!.webhooks![0].matchConditions,
+      [{ name: 'not-the-controller', expression: 'request.userInfo.username != "system:serviceaccount:net-tools:ovnkube-route-webhook"' }],
+      "only the release namespace's controller skips the webhook",
+    );
     t.notOk(find(render(['injector.validatingAdmissionPolicy=false']), 'ValidatingAdmissionPolicy'), 'the policy can be left out (< 1.30)');
   });
 

@@ -177,11 +177,11 @@ export async function installAddon(t: Test, cp: ControlPlane): Promise<Addon> {
 }
 
 /**
- * Register deploy/webhook-config.yaml as it is, except clientConfig: the URL of the test's
+ * Register deploy/webhook-config.yaml (of `root`, default this tree) as it is, except clientConfig: the URL of the test's
  * process (https://127.0.0.1:<port>/mutate) and the CA bundle of the certs/ folder.
  */
-export async function registerWebhook(kc: KubeConfig, port: number, certDir: string): Promise<any> {
-  const [config] = loadYamlDocuments(join(repoRoot, 'deploy', 'webhook-config.yaml')) as any[];
+export async function registerWebhook(kc: KubeConfig, port: number, certDir: string, root: string = repoRoot): Promise<any> {
+  const [config] = loadYamlDocuments(join(root, 'deploy', 'webhook-config.yaml')) as any[];
   for (const w of config.webhooks) {
     w.clientConfig = { url: `https://127.0.0.1:${port}/mutate`, caBundle: readFileSync(join(certDir, 'ca-bundle.b64'), 'utf8').trim() };
   }
@@ -239,12 +239,18 @@ export async function startWebhook(opts: {
   port?: number;
   args?: string[];
   env?: NodeJS.ProcessEnv;
+  /** Another build's CLI (benchmarks compare with an earlier commit); default this tree's. */
+  cli?: string;
 }): Promise<WebhookProcess> {
   const { certDir } = opts;
-  const child = spawn(process.execPath, [cliPath, ...webhookArgs(certDir, opts.kubeconfig, opts.port ?? 0), ...(opts.args ?? [])], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-    env: { ...process.env, ...opts.env },
-  });
+  const child = spawn(
+    process.execPath,
+    [opts.cli ?? cliPath, ...webhookArgs(certDir, opts.kubeconfig, opts.port ?? 0), ...(opts.args ?? [])],
+    {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: { ...process.env, ...opts.env },
+    },
+  );
   const logs: Record<string, any>[] = [];
   const exited = once(child, 'exit').then(([code, sig]) => (sig as string | null) ?? (code as number));
   const port = await new Promise<number>((resolve, reject) => {

@@ -192,7 +192,9 @@ if (cp) {
     );
   });
 
-  await step('editing a Route re-stamps existing pods', async (t) => {
+  await step("editing a Route re-stamps existing pods, and the controller's patches are not admitted again", async (t) => {
+    const admitted = await wh.metric('ovnkube_route_webhook_requests_total');
+    const patched = await wh.metric('ovnkube_route_controller_pods_patched_total');
     await applyRoute(kc, 'main', { ...mainSpec, route: [...mainSpec.route, { dst: '172.16.20.0/24', dev: 'eth0' }] });
     for (const name of mainPods) {
       const routes = await until(`${name} gets 172.16.20.0/24`, async () => {
@@ -201,6 +203,12 @@ if (cp) {
       });
       t.same(routes, [`${serviceIP}/32 eth1`, '172.16.10.0/24 eth1', '172.16.20.0/24 eth0'], `${name}: whole plan, sorted by destination`);
     }
+    // The API server asks the webhook before it stores a patch, so once the patched pods are
+    // seen, an admission of those patches would have been counted: deploy/webhook-config.yaml's
+    // matchConditions leave out the controller's ServiceAccount (everyone else is admitted:
+    // the forged-plan step above).
+    t.ok((await wh.metric('ovnkube_route_controller_pods_patched_total')) >= patched + mainPods.length, 'the controller patched them');
+    t.equal(await wh.metric('ovnkube_route_webhook_requests_total'), admitted, 'with no admission request for its own patches');
     const r = await until('observedGeneration follows', async () => {
       const r = await getRoute(kc, 'main');
       return r.status?.observedGeneration === r.metadata.generation ? r : null;

@@ -8,7 +8,7 @@ import { CONTROLLER_FLAGS, parseDuration } from '../../webhook/controller/config
 const base = ['--tls-cert', 'c.pem', '--tls-key', 'k.pem', '--plan-key', 'p.key'];
 const parse = (argv: string[], env: Record<string, string> = {}) => parseWebhookConfig([...base, ...argv], env).controller;
 
-t.test("defaults are client-go's leader election timings and a moderate write rate", async (t) => {
+t.test("defaults are client-go's leader election timings, 32 pods at once and a token bucket that only stops a runaway", async (t) => {
   t.same(parse([]), {
     enabled: true,
     leaseNamespace: 'ovnkube-route',
@@ -17,9 +17,9 @@ t.test("defaults are client-go's leader election timings and a moderate write ra
     leaseDurationMs: 15_000,
     renewDeadlineMs: 10_000,
     retryPeriodMs: 2_000,
-    patchQps: 20,
-    patchBurst: 40,
-    patchConcurrency: 4,
+    patchQps: 500,
+    patchBurst: 1000,
+    patchConcurrency: 32,
     resyncPeriodMs: 600_000,
   });
 });

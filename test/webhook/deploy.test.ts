@@ -82,6 +82,19 @@ t.test("the add-on's namespace: Pod Security warns and audits at the level it en
   }
 });
 
+t.test("only the controller's own ServiceAccount skips the webhook (matchConditions)", async (t) => {
+  const sa = `system:serviceaccount:${deployment.metadata.namespace}:${pod.serviceAccountName}`;
+  t.same(
+    hook.matchConditions,
+    [{ name: 'not-the-controller', expression: `request.userInfo.username != "${sa}"` }],
+    "the one condition names the Deployment's ServiceAccount, exactly",
+  );
+  t.ok(
+    find(mine, 'ServiceAccount', pod.serviceAccountName),
+    'that ServiceAccount is the one deploy/webhook-rbac.yaml declares (no other identity is excluded)',
+  );
+});
+
 t.test('the cert-manager variant is the same webhook plus CA injection', async (t) => {
   const cm = load('cert-manager/webhook-config.yaml')[0]!;
   const { annotations, ...meta } = cm.metadata;

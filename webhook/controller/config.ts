@@ -55,9 +55,14 @@ export const CONTROLLER_FLAGS: Record<string, ControllerFlag> = {
   'lease-duration': flag('LEASE_DURATION', 'DURATION', '15s', 'how long followers wait after the last renewal before taking over'),
   'renew-deadline': flag('RENEW_DEADLINE', 'DURATION', '10s', 'the leader stops acting when it could not renew for this long'),
   'retry-period': flag('RETRY_PERIOD', 'DURATION', '2s', 'how often the Lease is renewed or tried'),
-  'patch-qps': flag('PATCH_QPS', 'N', '20', 'API writes (pod patches, Route status) per second, sustained'),
-  'patch-burst': flag('PATCH_BURST', 'N', '40', 'API writes allowed at once above the sustained rate'),
-  'patch-concurrency': flag('PATCH_CONCURRENCY', 'N', '4', 'pods reconciled at the same time'),
+  // Sizing (docs/webhook.md, "Convergence speed and its defaults"): the pace is set by
+  // --patch-concurrency, a closed loop (writes in flight never exceed it, so the rate follows
+  // the API server's latency) well inside one fair share of API Priority and Fairness'
+  // workload-low level; the token bucket is a safety net against a runaway loop, set above
+  // what one API server sustains for pod patches so that it does not pace a Route edit.
+  'patch-qps': flag('PATCH_QPS', 'N', '500', 'API writes (pod patches, Route status) per second, sustained'),
+  'patch-burst': flag('PATCH_BURST', 'N', '1000', 'API writes allowed at once above the sustained rate'),
+  'patch-concurrency': flag('PATCH_CONCURRENCY', 'N', '32', 'pods reconciled (API writes in flight) at the same time'),
   'resync-period': flag('RESYNC_PERIOD', 'DURATION', '10m', 're-check every pod and Route this often (0 disables)'),
 };
 

@@ -44,7 +44,7 @@ import {
   serviceChanged,
 } from './map.js';
 import type { ControllerMetrics } from './metrics.js';
-import { apiClient, DEFAULT_API_TIMEOUT_MS } from '../../platform/kube-client.js';
+import { apiClient, DEFAULT_API_TIMEOUT_MS, patchObject } from '../../platform/kube-client.js';
 import { forPod, forRoute, silentLogger, type Logger } from '../../platform/log.js';
 import { planPatch } from './patch.js';
 import { classifyApiError } from '../../platform/api-errors.js';
@@ -72,7 +72,13 @@ export function controllerApi(kc: KubeConfig, timeoutMs: number = DEFAULT_API_TI
   const core = apiClient(kc, CoreV1Api, timeoutMs);
   const custom = apiClient(kc, CustomObjectsApi, timeoutMs);
   return {
-    patchPod: (namespace, name, body) => core.patchNamespacedPod({ name, namespace, body, fieldManager: FIELD_MANAGER }),
+    // Raw: the patched Pod that comes back is not needed, and client-node's parsing of it
+    // into its models cost more CPU than the rest of the reconcile (docs/webhook.md).
+    patchPod: (namespace, name, body) =>
+      patchObject(kc, `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(name)}`, body, {
+        query: { fieldManager: FIELD_MANAGER },
+        timeoutMs,
+      }),
     patchRouteStatus: (name, body) =>
       custom.patchClusterCustomObjectStatus({
         group: API_GROUP,
@@ -221,8 +227,11 @@ export class Controller {
 
   private onRoute(ev: ChangeEvent<Route>): void {
     const { caches, pods } = this.opts;
-    this.world++;
-    this.addAll(podsSelectedBy(routeVersionsOf(ev), pods, caches));
+    const versions = routeVersionsOf(ev);
+    // A status-only update (our own status writes, every second while pods converge) changes
+    // no plan: it must not make the echoes of the patches in flight look stale.
+    if (versions.length) this.world++;
+    this.addAll(podsSelectedBy(versions, pods, caches));
     // Also for status-only updates: a status someone else wrote is put right.
     if (ev.type !== 'delete') this.markRoutes([ev.object.metadata?.name ?? '']);
   }
@@ -276,9 +285,13 @@ export class Controller {
     await this.limiter.take();
     if (!this.running) return done('skipped', 'done');
     let stored: unknown;
+    // Recorded before the patch is sent: the watch may deliver its echo before the patch's
+    // own answer has been read. Unless the world moves meanwhile, that echo needs no reconcile.
+    this.written.set(key, { value: desired, world: worldAtDecision });
     try {
       stored = await this.opts.api.patchPod(namespace, name, ops);
     } catch (e) {
+      this.forgetWritten(key, desired);
       const f = classifyApiError(e);
       if (f.action === 'gone') return done('gone', 'done');
       this.opts.metrics?.observePatchFailure(f.reason);
@@ -286,9 +299,10 @@ export class Controller {
       forPod(this.log, key)[level]({ status: f.status, reason: f.reason, err: f.message }, 'pod patch failed; retrying');
       return done('error', 'retry');
     }
-    if (this.rewrittenByAdmission(key, stored, desired)) return done('error', 'retry');
-    // Unless the world moved while the patch was in flight, its echo needs no reconcile.
-    this.written.set(key, { value: desired, world: worldAtDecision });
+    if (this.rewrittenByAdmission(key, stored, desired)) {
+      this.forgetWritten(key, desired);
+      return done('error', 'retry');
+    }
     const action = desired === undefined ? 'remove' : 'set';
     this.opts.metrics?.observePatched(action, previous);
     forPod(this.log, key)[previous === 'foreign' ? 'warn' : 'debug'](
@@ -320,6 +334,11 @@ export class Controller {
       'admission stored another plan than the patch wrote (a replica with other keys?); retrying',
     );
     return true;
+  }
+
+  /** A patch that failed has no echo: forget what it would have written (unless a newer patch replaced it). */
+  private forgetWritten(key: string, value: string | undefined): void {
+    if (this.written.get(key)?.value === value) this.written.delete(key);
   }
 
   private markRoutes(names: Iterable<string>): void {
