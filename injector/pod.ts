@@ -102,7 +102,12 @@ export function podKey(pod: Pod): string {
  * status compared again.
  */
 export function syncInputs(pod: Pod): string {
-  const { resourceVersion: _rv, managedFields: _mf, annotations, ...meta } = (pod.metadata ?? {}) as Record<string, unknown> & {
+  const {
+    resourceVersion: _rv,
+    managedFields: _mf,
+    annotations,
+    ...meta
+  } = (pod.metadata ?? {}) as Record<string, unknown> & {
     annotations?: Record<string, string>;
   };
   const { [STATUS_ANNOTATION]: _status, ...ann } = annotations ?? {};

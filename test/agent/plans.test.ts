@@ -179,7 +179,14 @@ t.test('plans', async (t) => {
     // Someone else overwrites the status annotation: the pod is otherwise the same.
     const stored = rig.api.pods.get(pod.metadata!.uid!)!;
     const forged = structuredClone(stored);
-    forged.metadata!.annotations![STATUS_ANNOTATION] = JSON.stringify({ v: 1, plan: '', applied: 99, skipped: [], node: rig.nodeName, time: '2026-01-01T00:00:00Z' });
+    forged.metadata!.annotations![STATUS_ANNOTATION] = JSON.stringify({
+      v: 1,
+      plan: '',
+      applied: 99,
+      skipped: [],
+      node: rig.nodeName,
+      time: '2026-01-01T00:00:00Z',
+    });
     rig.apply(forged);
     await until('the status is written back', applied);
     await rig.agent.settled();
