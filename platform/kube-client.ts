@@ -182,9 +182,9 @@ async function connectionOptions(kc: KubeConfig): Promise<https.RequestOptions> 
 /**
  * One JSON Patch of the object at `path` (with `query`), on `kc`'s connections (shared
  * keep-alive ones once platform/kube-connections.ts is installed), within `timeoutMs` for the
- * whole answer. The answer's object is read and dropped, never parsed: the writer has no use
- * for it, and client-node's deserialisation of a whole Pod into its models cost more CPU than
- * the rest of a controller's reconcile. A non-2xx answer rejects with ApiStatusError.
+ * whole answer. Resolves with the stored object as plain JSON (the controller checks which plan
+ * admission kept), never put through client-node's deserialisation into its models, which cost
+ * more CPU than the rest of a controller's reconcile. A non-2xx answer rejects with ApiStatusError.
  */
 export async function patchObject(
   kc: KubeConfig,
