@@ -239,9 +239,11 @@ export async function startWebhook(opts: {
   port?: number;
   args?: string[];
   env?: NodeJS.ProcessEnv;
+  /** Node flags before the script (the soak's `--inspect=...`). */
+  nodeArgs?: string[];
 }): Promise<WebhookProcess> {
   const { certDir } = opts;
-  const child = spawn(process.execPath, [cliPath, ...webhookArgs(certDir, opts.kubeconfig, opts.port ?? 0), ...(opts.args ?? [])], {
+  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), cliPath, ...webhookArgs(certDir, opts.kubeconfig, opts.port ?? 0), ...(opts.args ?? [])], {
     stdio: ['ignore', 'ignore', 'pipe'],
     env: { ...process.env, ...opts.env },
   });
