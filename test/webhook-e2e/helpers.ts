@@ -243,10 +243,14 @@ export async function startWebhook(opts: {
   nodeArgs?: string[];
 }): Promise<WebhookProcess> {
   const { certDir } = opts;
-  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), cliPath, ...webhookArgs(certDir, opts.kubeconfig, opts.port ?? 0), ...(opts.args ?? [])], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-    env: { ...process.env, ...opts.env },
-  });
+  const child = spawn(
+    process.execPath,
+    [...(opts.nodeArgs ?? []), cliPath, ...webhookArgs(certDir, opts.kubeconfig, opts.port ?? 0), ...(opts.args ?? [])],
+    {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: { ...process.env, ...opts.env },
+    },
+  );
   const logs: Record<string, any>[] = [];
   const exited = once(child, 'exit').then(([code, sig]) => (sig as string | null) ?? (code as number));
   const port = await new Promise<number>((resolve, reject) => {
