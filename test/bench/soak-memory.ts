@@ -8,13 +8,13 @@ import { slope } from '../faults/agent-proc.js';
 
 /**
  * How much the median live heap (heapUsed + external after a full GC) of the last third may
- * exceed the middle third's: the larger of 2 MiB and 5% (2.5 MiB for the webhook's ~49 MiB).
+ * exceed the middle third's: the larger of 2 MiB and 5% (2.6 MiB for the webhook's ~51 MiB).
  * Measured (10 min, 1089 rounds): the medians per third moved by at most 0.3 MiB and single
  * samples by ±0.5 MiB around them, so the bound is ~8 times the noise. A leak of rate L moves
  * the medians of two consecutive thirds apart by L × M/3 for an M-minute run; the webhook's
  * RSS floor rose at ~2.1 MiB/min in the 15-minute run that raised the question, which would
  * move them by 3.5 MiB in a 5-minute run and 7 MiB in a 10-minute one: caught. The bound
- * catches any leak above 3 × 2.5 / M MiB/min (0.75 MiB/min for M = 10, 0.25 for M = 30).
+ * catches any leak above about 3 × 2.5 / M MiB/min (0.75 MiB/min for M = 10, 0.25 for M = 30).
  */
 export const HEAP_TOLERANCE = { bytes: 2 << 20, ratio: 0.05 };
 

@@ -178,7 +178,9 @@ async function main(): Promise<number> {
     let lateCounts: Counts | undefined;
     const heapDiff = process.argv.includes('--heap-diff');
     const memorySample = async () => {
-      if (leakKib) await whIns.evaluate(`(globalThis.__soakLeak ??= []).push('x'.repeat(${leakKib * 1024 - 16}) + Math.random())`);
+      // An array of K × 128 distinct doubles: K KiB of live heap (a repeated string would
+      // not do: V8 builds it as a rope of log(n) pieces).
+      if (leakKib) await whIns.evaluate(`(globalThis.__soakLeak ??= []).push(Array.from({ length: ${leakKib * 128} }, Math.random))`);
       if (Date.now() - lastHeap >= HEAP_EVERY_MS) await heapSample();
       if (heapDiff && !earlyCounts && Date.now() - started >= (minutes * 60_000) / 3) {
         log('heap snapshot of the webhook (early)');
