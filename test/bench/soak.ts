@@ -8,9 +8,16 @@
  *     and every pod must end with exactly the routes the Route asks for;
  *   - one pod is deleted and a new one created: the new pod must be routed exactly, and the
  *     agent must let go of the old netns.
- * The agent's and the webhook's open fds and RSS are sampled every round; a least-squares
- * slope is fitted. Prints a summary table and writes test/bench/results/soak.json. Exit 1
- * when a pod was ever left wrong, a step timed out, or the agent's fds grew.
+ * The agent's and the webhook's open fds and RSS are sampled every round; every 10 s both
+ * are also asked, over the V8 inspector (they run with --inspect on loopback here only), to
+ * collect garbage and report process.memoryUsage(): the live heap, which unlike RSS does not
+ * grow with V8's heap sizing. A least-squares slope is fitted to each. Prints a summary table
+ * and writes test/bench/results/soak.json. Exit 1 when a pod was ever left wrong, a step
+ * timed out, either process's fds grew, or either's live heap (heapUsed + external, median of
+ * the last third of the run against the middle third) grew by more than HEAP_TOLERANCE.
+ * `--heap-diff` also takes two heap snapshots of the webhook (at a third of the run and at
+ * the end) and prints the growth by constructor. `--leak-kib K` plants a leak of K KiB per
+ * round in the webhook, to check that the assertion catches one.
  */
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -32,6 +39,8 @@ import {
   startWebhook,
   until,
 } from '../webhook-e2e/helpers.js';
+import { Inspector, inspectArgs } from '../util/inspector.js';
+import { assessHeap, mib, printHeapDiff, type Counts, type HeapSample } from './soak-memory.js';
 import { AgentProc, agentEnv, Cleanups, kubeRequest, podPath, routedExactly, slope, type Sandbox } from '../faults/agent-proc.js';
 
 function arg(name: string, def: number): number {
@@ -55,6 +64,8 @@ function rules(k: number): Plan['routes'] {
   ];
 }
 
+const HEAP_EVERY_MS = 10_000;
+
 const procStat = (pid: number): { fds: number; rssKb: number } => ({
   fds: readdirSync(`/proc/${pid}/fd`).length,
   rssKb: Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? NaN),
@@ -63,6 +74,10 @@ const procStat = (pid: number): { fds: number; rssKb: number } => ({
 async function main(): Promise<number> {
   const minutes = arg('minutes', 5);
   const pods = arg('pods', 8);
+  // `--leak-kib K`: a check of the soak itself. Every round, K KiB are made reachable from a
+  // global inside the running webhook (over the inspector; nothing in the product changes):
+  // a leak of known size, which the live-heap assertion must report.
+  const leakKib = process.argv.includes('--leak-kib') ? arg('leak-kib', 1) : 0;
   const why = rootUnavailable();
   if (why) {
     console.error(`soak: not run: ${why}`);
@@ -80,7 +95,15 @@ async function main(): Promise<number> {
     const cp = await startControlPlane({ binDir: bins.dir });
     c.teardown(() => cp.stop());
     const addon = await installAddon(t, cp);
-    const wh = await startWebhook({ kubeconfig: addon.kubeconfig, certDir: addon.certDir, args: ['--trusted-user', addon.user] });
+    // Both children open the V8 inspector on loopback (only here, not in `npm test`) so the
+    // soak can force a GC and read the live heap: see test/util/inspector.ts.
+    const whInspect = await inspectArgs();
+    const wh = await startWebhook({
+      kubeconfig: addon.kubeconfig,
+      certDir: addon.certDir,
+      args: ['--trusted-user', addon.user],
+      nodeArgs: whInspect.args,
+    });
     c.teardown(() => wh.stop('SIGKILL'));
     await registerWebhook(cp.kc, wh.port, addon.certDir);
     const env = await agentEnv(c, cp, 'soak', 'soak-node');
@@ -94,8 +117,13 @@ async function main(): Promise<number> {
       const res = await kubeRequest(cp.kc, 'POST', '/api/v1/namespaces/soak/pods', { body: podBody('probe'), query: { dryRun: 'All' } });
       return planRoutes(res.body as Pod, addon.keys)?.length === plan.routes.length;
     });
-    const agent = await AgentProc.start(env, { args: ['--log-level', 'warn'] });
+    const agentInspect = await inspectArgs();
+    const agent = await AgentProc.start(env, { args: ['--log-level', 'warn'], nodeArgs: agentInspect.args });
     c.teardown(() => agent.stop('SIGKILL'));
+    const whIns = await Inspector.connect(whInspect.port, 'the webhook');
+    c.teardown(() => whIns.close());
+    const agentIns = await Inspector.connect(agentInspect.port, 'the agent');
+    c.teardown(() => agentIns.close());
 
     let serial = 0;
     const live: Sandbox[] = [];
@@ -135,7 +163,32 @@ async function main(): Promise<number> {
     const podMs: number[] = [];
     const sample = () =>
       samples.push({ tMin: (Date.now() - started) / 60_000, agent: procStat(agent.pid), webhook: procStat(wh.child.pid!) });
+    // The live heap after a forced full GC, every HEAP_EVERY_MS (a full GC of each process
+    // per round would slow the rounds down): the figure that tells a leak from V8 sizing.
+    const heaps: HeapSample[] = [];
+    let lastHeap = 0;
+    const heapSample = async () => {
+      lastHeap = Date.now();
+      const [a, w] = await Promise.all([agentIns.liveMemory(), whIns.liveMemory()]);
+      heaps.push({ tMin: (Date.now() - started) / 60_000, agent: a, webhook: w });
+    };
+    // Optional (`--heap-diff`): heap snapshots of the webhook at the end of the first third
+    // and at the end, diffed by constructor; printed, and kept in soak.json.
+    let earlyCounts: Counts | undefined;
+    let lateCounts: Counts | undefined;
+    const heapDiff = process.argv.includes('--heap-diff');
+    const memorySample = async () => {
+      // An array of K × 128 distinct doubles: K KiB of live heap (a repeated string would
+      // not do: V8 builds it as a rope of log(n) pieces).
+      if (leakKib) await whIns.evaluate(`(globalThis.__soakLeak ??= []).push(Array.from({ length: ${leakKib * 128} }, Math.random))`);
+      if (Date.now() - lastHeap >= HEAP_EVERY_MS) await heapSample();
+      if (heapDiff && !earlyCounts && Date.now() - started >= (minutes * 60_000) / 3) {
+        log('heap snapshot of the webhook (early)');
+        earlyCounts = await whIns.heapCounts();
+      }
+    };
     sample();
+    await heapSample();
     let rounds = 0;
     while (Date.now() < end && failures.length < 5) {
       rounds++;
@@ -165,6 +218,7 @@ async function main(): Promise<number> {
         failures.push((e as Error).message);
       }
       sample();
+      await memorySample();
       if (rounds % 20 === 0)
         log(
           `${rounds} rounds, ${edit} Route edits, ${serial} pods so far; agent ${samples.at(-1)!.agent.fds} fds ${samples.at(-1)!.agent.rssKb} KiB`,
@@ -172,6 +226,8 @@ async function main(): Promise<number> {
     }
     const final = await converge('every pod routed at the end', live);
     void final;
+    await heapSample();
+    if (heapDiff) lateCounts = await whIns.heapCounts();
     const ts = samples.map((s) => s.tMin);
     const warm = samples.filter((s) => s.tMin >= Math.min(1, minutes / 5));
     const fit = (f: (s: (typeof samples)[number]) => number) =>
@@ -241,16 +297,36 @@ async function main(): Promise<number> {
     const webhookFloors = floors((s) => s.webhook.rssKb);
     Object.assign(summary.agent.rssKb, { floorsPerThird: agentFloors });
     Object.assign(summary.webhook.rssKb, { floorsPerThird: webhookFloors });
-    // fds must not climb: the agent's last sample at most 2 above its first after the warm-up.
-    const fdBase = (warm[0] ?? samples[0]!).agent.fds;
-    if (summary.agent.fds.last > fdBase + 2) failures.push(`agent fds grew: ${fdBase} -> ${summary.agent.fds.last}`);
+    const liveHeap = assessHeap(heaps, minutes, failures);
+    Object.assign(summary, {
+      liveHeap,
+      heapSamples: heaps.map((h) => [
+        Number(h.tMin.toFixed(3)),
+        h.agent.heapUsed,
+        h.agent.external,
+        h.agent.rss,
+        h.webhook.heapUsed,
+        h.webhook.external,
+        h.webhook.rss,
+      ]),
+      heapSamplesColumns: ['minute', 'agentHeapUsed', 'agentExternal', 'agentRss', 'webhookHeapUsed', 'webhookExternal', 'webhookRss'],
+    });
+    if (earlyCounts && lateCounts) Object.assign(summary, { webhookHeapDiff: printHeapDiff(earlyCounts, lateCounts) });
+    // fds must not climb: the agent's last sample at most 2 above its first after the warm-up;
+    // the webhook's at most 4 above, as the API server's keep-alive connections to it may come
+    // and go (51 to 52 after the warm-up in a 10-minute run); a leak per round or per pod
+    // would add hundreds.
+    const base = warm[0] ?? samples[0]!;
+    const last = samples.at(-1)!;
+    if (last.agent.fds > base.agent.fds + 2) failures.push(`agent fds grew: ${base.agent.fds} -> ${last.agent.fds}`);
+    if (last.webhook.fds > base.webhook.fds + 4) failures.push(`webhook fds grew: ${base.webhook.fds} -> ${last.webhook.fds}`);
     const resDir = join(repoRoot, 'test', 'bench', 'results');
     mkdirSync(resDir, { recursive: true });
     writeFileSync(join(resDir, 'soak.json'), JSON.stringify(summary, null, 2) + '\n');
     const rows: [string, string][] = [
       ['duration', `${summary.minutes} min, ${rounds} rounds`],
       ['Route edits / pods created / deleted', `${edit} / ${serial} / ${serial - live.length} (${pods} live)`],
-      ['pods left wrong, timeouts', failures.length ? failures.join('; ') : 'none'],
+      ['failures (pods wrong, timeouts, growth)', failures.length ? failures.join('; ') : 'none'],
       [
         'Route edit -> every pod routed (ms)',
         `p50 ${summary.convergeMs.routeEdit.p50}, p95 ${summary.convergeMs.routeEdit.p95}, max ${summary.convergeMs.routeEdit.max}`,
@@ -277,8 +353,19 @@ async function main(): Promise<number> {
         `${summary.webhook.rssKb.first}/${summary.webhook.rssKb.last}/${summary.webhook.rssKb.min}/${summary.webhook.rssKb.max}, ${summary.webhook.rssKb.slopePerMin.toFixed(0)} KiB/min`,
       ],
     ];
-    const w = Math.max(...rows.map((r) => r[0].length));
     rows.push(['webhook RSS floor per third (KiB)', webhookFloors.join(' / ')]);
+    for (const who of ['agent', 'webhook'] as const) {
+      const l = liveHeap[who];
+      rows.push([
+        `${who} post-GC heapUsed per third (MiB)`,
+        `${l.heapUsedMedianPerThird.map(mib).join(' / ')}, slope ${(l.heapUsedSlopePerMin / 1024).toFixed(0)} KiB/min`,
+      ]);
+      rows.push([
+        `${who} post-GC external per third (MiB)`,
+        `${l.externalMedianPerThird.map(mib).join(' / ')}, slope ${(l.externalSlopePerMin / 1024).toFixed(0)} KiB/min`,
+      ]);
+    }
+    const w = Math.max(...rows.map((r) => r[0].length));
     console.log(rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`).join('\n'));
     console.log(`\nwritten: test/bench/results/soak.json`);
     return failures.length ? 1 : 0;

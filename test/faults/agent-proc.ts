@@ -136,7 +136,10 @@ export class AgentProc {
     this.exited = new Promise((r) => child.once('exit', (code, signal) => r({ code, signal })));
   }
 
-  static async start(env: AgentEnv, o: { kubeconfig?: string; args?: string[]; ready?: boolean } = {}): Promise<AgentProc> {
+  static async start(
+    env: AgentEnv,
+    o: { kubeconfig?: string; args?: string[]; ready?: boolean; nodeArgs?: string[] } = {},
+  ): Promise<AgentProc> {
     const port = await freePort();
     // Without the test runner's NODE_OPTIONS (tap's loaders would run inside the agent and
     // inflate its memory): the agent as the DaemonSet runs it.
@@ -144,6 +147,7 @@ export class AgentProc {
     const child = spawn(
       process.execPath,
       [
+        ...(o.nodeArgs ?? []),
         cliPath,
         'agent',
         '--node-name',

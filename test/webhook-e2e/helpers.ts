@@ -241,11 +241,13 @@ export async function startWebhook(opts: {
   env?: NodeJS.ProcessEnv;
   /** Another build's CLI (benchmarks compare with an earlier commit); default this tree's. */
   cli?: string;
+  /** Node flags before the script (the soak's `--inspect=...`). */
+  nodeArgs?: string[];
 }): Promise<WebhookProcess> {
   const { certDir } = opts;
   const child = spawn(
     process.execPath,
-    [opts.cli ?? cliPath, ...webhookArgs(certDir, opts.kubeconfig, opts.port ?? 0), ...(opts.args ?? [])],
+    [...(opts.nodeArgs ?? []), opts.cli ?? cliPath, ...webhookArgs(certDir, opts.kubeconfig, opts.port ?? 0), ...(opts.args ?? [])],
     {
       stdio: ['ignore', 'ignore', 'pipe'],
       env: { ...process.env, ...opts.env },
