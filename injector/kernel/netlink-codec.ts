@@ -145,10 +145,14 @@ function enumName(value: unknown, table: Record<string, string | number>): strin
 
 const HOST_LE = endianness() === 'LE';
 
+/** Netlink integers are in the host's byte order. */
+const readU16 = (b: Buffer, off: number): number => (HOST_LE ? b.readUInt16LE(off) : b.readUInt16BE(off));
+const readU32 = (b: Buffer, off: number): number => (HOST_LE ? b.readUInt32LE(off) : b.readUInt32BE(off));
+
 /** A u32 metric value (host byte order, as the kernel writes RTA_METRICS entries). */
 function u32Of(b: Buffer | undefined): number | undefined {
   if (!b || b.length < 4) return undefined;
-  return HOST_LE ? b.readUInt32LE(0) : b.readUInt32BE(0);
+  return readU32(b, 0);
 }
 
 function u32Bytes(v: number): Buffer {
@@ -196,6 +200,19 @@ const IFF_UP = 0x1;
 const NLA_TYPE_MASK = 0x3fff;
 
 /**
+ * Each attribute (struct nlattr) in b[start, end): its type (flag bits masked), where its
+ * value starts and how long it is. Stops at a malformed one, or when `each` returns true.
+ */
+function walkAttrs(b: Buffer, start: number, end: number, each: (type: number, value: number, len: number) => boolean | void): void {
+  for (let off = start; off + 4 <= end;) {
+    const len = readU16(b, off);
+    if (len < 4 || off + len > end) return;
+    if (each(readU16(b, off + 2) & NLA_TYPE_MASK, off + 4, len - 4) === true) return;
+    off += (len + 3) & ~3;
+  }
+}
+
+/**
  * A link from the payload of an RTM_NEWLINK message (struct ifinfomsg, then attributes):
  * index, name (IFLA_IFNAME) and IFF_UP, and nothing else. The package's parser decodes
  * every attribute of every link (statistics, queues, XDP, ...) to give the same three
@@ -204,19 +221,14 @@ const NLA_TYPE_MASK = 0x3fff;
 export function linkFromIfinfo(data: Buffer): LinkInfo | null {
   if (data.length < 16) return null;
   const index = HOST_LE ? data.readInt32LE(4) : data.readInt32BE(4);
-  const flags = HOST_LE ? data.readUInt32LE(8) : data.readUInt32BE(8);
+  const flags = readU32(data, 8);
   let name: string | undefined;
-  for (let off = 16; off + 4 <= data.length;) {
-    const len = HOST_LE ? data.readUInt16LE(off) : data.readUInt16BE(off);
-    const type = (HOST_LE ? data.readUInt16LE(off + 2) : data.readUInt16BE(off + 2)) & NLA_TYPE_MASK;
-    if (len < 4 || off + len > data.length) break;
-    if (type === IFLA_IFNAME) {
-      const nul = data.indexOf(0, off + 4);
-      name = data.toString('utf8', off + 4, nul >= 0 && nul < off + len ? nul : off + len);
-      break;
-    }
-    off += (len + 3) & ~3;
-  }
+  walkAttrs(data, 16, data.length, (type, v, n) => {
+    if (type !== IFLA_IFNAME) return false;
+    const nul = data.indexOf(0, v);
+    name = data.toString('utf8', v, nul >= 0 && nul < v + n ? nul : v + n);
+    return true;
+  });
   return { index, name: name ?? `if${index}`, up: (flags & IFF_UP) !== 0 };
 }
 
@@ -253,8 +265,6 @@ export function routeFromRtmsg(data: Buffer): KernelRoute | null {
   const family: Family | null = af === AF_INET ? 4 : af === AF_INET6 ? 6 : null;
   if (family === null) return null;
   const alen = family === 4 ? 4 : 16;
-  const u32 = (off: number): number => (HOST_LE ? data.readUInt32LE(off) : data.readUInt32BE(off));
-  const u16 = (off: number): number => (HOST_LE ? data.readUInt16LE(off) : data.readUInt16BE(off));
   const bits = data[1]!;
   let dst: string | undefined;
   let table = data[4]!;
@@ -265,12 +275,8 @@ export function routeFromRtmsg(data: Buffer): KernelRoute | null {
   let multipath = false;
   let mtu: number | undefined;
   let advmss: number | undefined;
-  for (let off = 12; off + 4 <= data.length;) {
-    const len = u16(off);
-    const type = u16(off + 2) & NLA_TYPE_MASK;
-    if (len < 4 || off + len > data.length) break;
-    const v = off + 4;
-    const n = len - 4;
+  const u32 = (off: number): number => readU32(data, off);
+  walkAttrs(data, 12, data.length, (type, v, n) => {
     switch (type) {
       case RTA_DST:
         if (n >= alen) dst = addrText(data, v, family);
@@ -294,18 +300,13 @@ export function routeFromRtmsg(data: Buffer): KernelRoute | null {
         multipath = true;
         break;
       case RTA_METRICS:
-        for (let m = v; m + 4 <= v + n;) {
-          const ml = u16(m);
-          const mt = u16(m + 2) & NLA_TYPE_MASK;
-          if (ml < 4 || m + ml > v + n) break;
-          if (ml >= 8 && mt === RTAX_MTU) mtu = u32(m + 4);
-          if (ml >= 8 && mt === RTAX_ADVMSS) advmss = u32(m + 4);
-          m += (ml + 3) & ~3;
-        }
+        walkAttrs(data, v, v + n, (mt, mv, mn) => {
+          if (mn >= 4 && mt === RTAX_MTU) mtu = u32(mv);
+          if (mn >= 4 && mt === RTAX_ADVMSS) advmss = u32(mv);
+        });
         break;
     }
-    off += (len + 3) & ~3;
-  }
+  });
   // The same keys in the same order as routeFromMessage (JSON output stays as it was).
   const route: KernelRoute = {
     family,
