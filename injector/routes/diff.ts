@@ -35,6 +35,7 @@ import {
   RT_TABLE_DEFAULT,
   RT_TABLE_LOCAL,
   RT_TABLE_MAIN,
+  FR_ACT_TO_TBL,
   type Family,
   type KernelRoute,
   type KernelRule,
@@ -470,9 +471,6 @@ export function moreSpecificOverrides(want: PlanRoute, table: readonly KernelRou
   });
 }
 
-/** FR_ACT_TO_TBL: a rule that looks a table up. */
-const FR_ACT_TO_TBL = 1;
-
 /** One of the rules every netns starts with (`ip rule show`: 0 local, 32766 main, 32767 default). */
 function isKernelRule(r: KernelRule): boolean {
   if (r.action !== FR_ACT_TO_TBL || r.src !== undefined || r.dst !== undefined || r.extra) return false;
@@ -483,24 +481,33 @@ function isKernelRule(r: KernelRule): boolean {
   );
 }
 
+/** `from SRC lookup TABLE` and nothing else: the shape of the rules our symmetric return paths write. */
+export function isSourceLookupRule(r: KernelRule): boolean {
+  return r.src !== undefined && r.action === FR_ACT_TO_TBL && !r.extra && r.dst === undefined;
+}
+
+/**
+ * Whether a lookup without a source address reaches the main table right after local, and
+ * nothing else: the only rules are the kernel's own and ours (ours select by source address,
+ * which such a lookup never matches). Depends on the rules alone: asked once per apply.
+ */
+export function rulesLeaveMainFirst(rules: readonly KernelRule[], protocol: number): boolean {
+  return rules.every((r) => isKernelRule(r) || (r.protocol === protocol && isSourceLookupRule(r)));
+}
+
 /**
  * Whether the dumps alone prove that the kernel's lookup of the first address of
  * `want.dst` (what the apply's effective-route check asks it) lands on our route, so the
- * lookup can be skipped:
- * - the only rules are the kernel's own and ours (ours select by source address, which a
- *   lookup without one never matches), so main is reached after local and nothing else;
+ * lookup can be skipped, given that the rules leave main first (rulesLeaveMainFirst):
  * - nothing in the local table contains the address;
  * - no main-table route other than ours at `want.dst` contains it at a prefix as long as
  *   ours or longer (a shorter one never wins; an equal one may, by metric or order).
- * `all`: the routes of every table read before the apply's writes; `ours`: whether our route
- * to `want.dst` is in place now. Anything else: false, ask the kernel.
+ * `all`: the routes of every table read before the apply's writes. Anything else: false,
+ * ask the kernel.
  */
-export function lookupProvablyOurs(want: PlanRoute, all: readonly KernelRoute[], rules: readonly KernelRule[], protocol: number): boolean {
+export function lookupProvablyOurs(want: PlanRoute, all: readonly KernelRoute[], protocol: number): boolean {
   const outer = prefixOf(want.dst);
   if (!outer) return false;
-  if (rules.some((r) => !isKernelRule(r) && !(r.protocol === protocol && r.src !== undefined && r.dst === undefined && !r.extra))) {
-    return false;
-  }
   const addr: CIDR = { ...outer, bits: outer.family === 4 ? 32 : 128 };
   return !all.some((k) => {
     if (k.family !== outer.family) return false;

@@ -28,6 +28,7 @@ import {
   itemOfDesired,
   lookupProvablyOurs,
   moreSpecificOverrides,
+  rulesLeaveMainFirst,
   resolveGateways,
   type DefaultAction,
   type DesiredRoute,
@@ -235,7 +236,8 @@ export async function applyPlanWith(client: RtnlClient, plan: Plan, opts: ApplyO
  * the table but not in effect: that route is reported as skipped, reason 'collision', and
  * left alone (ours stays, so it is in effect again once the foreign route goes).
  * The lookup is skipped where the dumps read before the writes prove its answer is ours
- * (lookupProvablyOurs: only the kernel's rules, nothing else at or inside the destination):
+ * (rulesLeaveMainFirst and lookupProvablyOurs: only the kernel's rules and ours, nothing else
+ * at or inside the destination):
  * a pod with nothing foreign in the way costs no request per route.
  */
 async function checkEffective(
@@ -246,6 +248,7 @@ async function checkEffective(
   protocol: number,
 ): Promise<void> {
   const { table } = read;
+  const rulesPlain = rulesLeaveMainFirst(read.rules, protocol);
   const inPlace = new Set([...res.added, ...res.replaced, ...res.unchanged].map((x) => x.dst));
   const skipped = new Set(res.skipped.map((x) => x.dst));
   await Promise.all(
@@ -268,7 +271,7 @@ async function checkEffective(
           });
           return;
         }
-        if (lookupProvablyOurs(r, read.all, read.rules, protocol)) return;
+        if (rulesPlain && lookupProvablyOurs(r, read.all, protocol)) return;
         let eff;
         try {
           eff = await client.effectiveRoute(addr, read.links);

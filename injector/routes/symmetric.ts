@@ -15,7 +15,6 @@ import { createHash } from 'node:crypto';
 import { formatCIDR, parseIP, type Family } from '../../core/ip.js';
 import { isNetlinkError, type RtnlClient } from '../kernel/netlink.js';
 import {
-  FR_ACT_TO_TBL,
   RT_SCOPE_LINK,
   RT_SCOPE_NOWHERE,
   RT_SCOPE_UNIVERSE,
@@ -26,7 +25,7 @@ import {
   type LinkInfo,
   type RuleWrite,
 } from '../kernel/netlink-codec.js';
-import { defaultDst, gatewayOf, type SkippedItem, type SkipReason } from './diff.js';
+import { defaultDst, gatewayOf, isSourceLookupRule, type SkippedItem, type SkipReason } from './diff.js';
 
 /**
  * Preference of our `ip rule`s: after the `local` rule (0), before `main` (32766) and
@@ -239,10 +238,7 @@ export function planSymmetric(
   const haveRules = rules.filter((r) => r.protocol === protocol);
   const seen = new Set<string>();
   for (const r of haveRules) {
-    const k =
-      r.src !== undefined && r.action === FR_ACT_TO_TBL && !r.extra && r.dst === undefined
-        ? ruleKey(r.family, r.src, r.table, r.priority)
-        : null;
+    const k = isSourceLookupRule(r) ? ruleKey(r.family, r.src!, r.table, r.priority) : null;
     if (k !== null && wantRules.has(k) && !seen.has(k)) {
       seen.add(k);
       const w = wantRules.get(k)!;
