@@ -487,19 +487,21 @@ export class Agent {
       if (old) this.podDeleted(old.pod);
     }
     this.byName.set(k, uid);
-    const rec = this.pods.get(uid);
-    const ipsBefore = rec ? podIPs(rec.pod).join(',') : '';
+    const known = this.pods.get(uid);
+    const ipsBefore = known ? podIPs(known.pod).join(',') : '';
     const inputs = syncInputs(pod);
-    if (rec) rec.pod = pod;
-    else this.pods.set(uid, { uid, pod, deleted: false, failures: 0 });
+    // Only what the agent writes changed (mostly the echo of its own status write): the
+    // decision stands; the status is compared again (and rewritten if someone changed it).
+    const sameInputs = known !== undefined && !known.deleted && known.inputs === inputs;
+    const rec = known ?? { uid, pod, deleted: false, failures: 0 };
+    rec.pod = pod;
+    rec.inputs = inputs;
+    this.pods.set(uid, rec);
     for (const w of this.podWaiters.get(uid) ?? []) w();
-    if (rec && !rec.deleted && rec.inputs === inputs) {
-      // Only what the agent writes changed (mostly the echo of its own status write): the
-      // decision stands; the status is compared again (and rewritten if someone changed it).
+    if (sameInputs) {
       this.opts.reporter.recheck(pod);
       return;
     }
-    this.pods.get(uid)!.inputs = inputs;
     this.opts.reporter.observe(pod);
     this.queue.add(uid);
     // New pod IPs are evidence for pods whose cache files name the same netns (agent-netns.ts):
