@@ -264,6 +264,37 @@ export function decodePlan(value: string, opts: DecodeOptions): DecodeResult {
 }
 
 /**
+ * decodePlan of a plan that must be signed (requireSignature), remembered by key ring, then by
+ * namespace and value. decodePlan is pure, and the same plan is asked about again and again:
+ * the injector on every update of a pod, the controller for each pod it patches, and the pods
+ * of one workload carry the very same value. A new ring (keys reloaded) is a new map. Bounded:
+ * the oldest entries go first. The plans are frozen: one object is shared by every caller.
+ */
+export function decodeSignedPlan(value: string, namespace: string, keys: readonly PlanKey[]): DecodeResult {
+  let byValue = signedDecisions.get(keys);
+  if (!byValue) signedDecisions.set(keys, (byValue = new Map()));
+  const k = `${namespace}\n${value}`;
+  const hit = byValue.get(k);
+  if (hit) return hit;
+  const d = decodePlan(value, { namespace, keys: [...keys], requireSignature: true });
+  if (d.ok) deepFreeze(d.plan);
+  if (byValue.size >= SIGNED_DECISIONS_MAX) byValue.delete(byValue.keys().next().value!);
+  byValue.set(k, d);
+  return d;
+}
+
+const signedDecisions = new WeakMap<readonly PlanKey[], Map<string, DecodeResult>>();
+const SIGNED_DECISIONS_MAX = 4096;
+
+function deepFreeze<T>(o: T): T {
+  if (o && typeof o === 'object' && !Object.isFrozen(o)) {
+    Object.freeze(o);
+    for (const v of Object.values(o)) deepFreeze(v);
+  }
+  return o;
+}
+
+/**
  * What a plan annotation says, without verifying its signature (for display: explain, plan
  * --all, routes from the agent's report). Never use the result to apply routes.
  */

@@ -11,7 +11,7 @@
  * - A plan annotation is decoded and verified (signature bound to the pod's namespace, the
  *   node's key ring, signature required). One that fails is refused, never applied.
  */
-import { decodePlan, planHash, type DecodeErrorCode, type PlanKey } from '../core/plan-codec.js';
+import { decodeSignedPlan, planHash, type DecodeErrorCode, type PlanKey } from '../core/plan-codec.js';
 import { INJECT_LABEL, PLAN_ANNOTATION, READY_CONDITION, STATUS_ANNOTATION, type Plan, type Pod } from '../core/types.js';
 
 export type PodIntent =
@@ -37,42 +37,10 @@ export function podIntent(pod: Pod, keys: readonly PlanKey[]): PodIntent {
   if (pod.metadata.labels?.[INJECT_LABEL] === 'disabled') return { kind: 'none', reason: 'opted-out' };
   const value = pod.metadata.annotations?.[PLAN_ANNOTATION];
   if (value === undefined) return { kind: 'none', reason: 'no-plan' };
-  return verified(value, pod.metadata.namespace ?? '', keys);
-}
-
-type Verified = Extract<PodIntent, { kind: 'plan' | 'rejected' }>;
-
-/**
- * Decisions of decodePlan by key ring, then by namespace and value. decodePlan is pure, and
- * a pod's plan is looked at again on every update of the pod (the echo of the agent's own
- * status write included): the same value, namespace and ring give the same answer, so the
- * signature is checked once. A new ring (keys reloaded) is a new map. Bounded: the oldest
- * entries go first. The plans are frozen: one object is shared by every look.
- */
-const decisions = new WeakMap<readonly PlanKey[], Map<string, Verified>>();
-const DECISIONS_MAX = 4096;
-
-function verified(value: string, namespace: string, keys: readonly PlanKey[]): Verified {
-  let byValue = decisions.get(keys);
-  if (!byValue) decisions.set(keys, (byValue = new Map()));
-  const k = `${namespace}\n${value}`;
-  const hit = byValue.get(k);
-  if (hit) return hit;
-  const d = decodePlan(value, { namespace, keys: [...keys], requireSignature: true });
-  const out: Verified = d.ok
-    ? { kind: 'plan', plan: deepFreeze(d.plan), hash: planHash(d.plan), value }
-    : { kind: 'rejected', code: d.code, error: d.error, value };
-  if (byValue.size >= DECISIONS_MAX) byValue.delete(byValue.keys().next().value!);
-  byValue.set(k, out);
-  return out;
-}
-
-function deepFreeze<T>(o: T): T {
-  if (o && typeof o === 'object' && !Object.isFrozen(o)) {
-    Object.freeze(o);
-    for (const v of Object.values(o)) deepFreeze(v);
-  }
-  return o;
+  // Verified once per value, namespace and key ring (the agent looks at a pod on every update).
+  const d = decodeSignedPlan(value, pod.metadata.namespace ?? '', keys);
+  if (!d.ok) return { kind: 'rejected', code: d.code, error: d.error, value };
+  return { kind: 'plan', plan: d.plan, hash: planHash(d.plan), value };
 }
 
 /** Whether the pod asks for the routes.k8s.ovn.org/ready readiness gate. */

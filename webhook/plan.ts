@@ -7,7 +7,7 @@
  */
 import { mayIncludeNamespace } from '../core/filters.js';
 import { ownerChain, type OwnerLookup } from '../core/owners.js';
-import { decodePlan, encodePlan, PlanEncodeError, type PlanKey } from '../core/plan-codec.js';
+import { decodeSignedPlan, encodePlan, PlanEncodeError, type PlanKey } from '../core/plan-codec.js';
 import { resolvePlan, type InjectMode, type Resolution, type ResolveContext } from '../core/resolve.js';
 import type { Namespace, Pod, Route, Service } from '../core/types.js';
 
@@ -120,22 +120,7 @@ function withFullReason(skip: Extract<Resolution, { kind: 'skipped' }>, full: ()
   });
 }
 
-/**
- * Verdicts of isSystemSigned, per key set: the pods of a namespace mostly carry the very same
- * value, and the controller asks about each pod it patches. Bounded: cleared when full.
- */
-const signedMemo = new WeakMap<readonly PlanKey[], Map<string, boolean>>();
-
 /** True when `value` is a plan signed by one of `keys` for `namespace` (i.e. the system wrote it). */
 export function isSystemSigned(value: string, namespace: string, keys: readonly PlanKey[]): boolean {
-  let memo = signedMemo.get(keys);
-  if (!memo) signedMemo.set(keys, (memo = new Map()));
-  const k = `${namespace}\0${value}`;
-  let ok = memo.get(k);
-  if (ok === undefined) {
-    ok = decodePlan(value, { namespace, keys: [...keys], requireSignature: true }).ok;
-    if (memo.size >= 1024) memo.clear();
-    memo.set(k, ok);
-  }
-  return ok;
+  return decodeSignedPlan(value, namespace, keys).ok;
 }
