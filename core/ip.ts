@@ -134,7 +134,9 @@ export function maskCIDR(c: CIDR): CIDR {
  */
 export function cidrWithin(inner: CIDR, outer: CIDR): boolean {
   if (inner.family !== outer.family || inner.bits < outer.bits) return false;
-  return maskCIDR({ ...inner, bits: outer.bits }).value === maskCIDR(outer).value;
+  // Equal in the outer prefix's leading bits (the host bits shifted out, nothing allocated).
+  const shift = BigInt((outer.family === 4 ? 32 : 128) - outer.bits);
+  return inner.value >> shift === outer.value >> shift;
 }
 
 /** Parse a CIDR (trimmed); host bits set is an error naming the network it should be. */

@@ -94,8 +94,11 @@ function canonicalBody(plan: Plan): Plan {
 
 /** Short content hash of a plan (ignores the signature); used to report what was applied. */
 export function planHash(plan: Plan): string {
-  return createHash('sha256').update(canonicalPlanJSON(plan)).digest('hex').slice(0, 16);
+  return frozenHashes.get(plan) ?? createHash('sha256').update(canonicalPlanJSON(plan)).digest('hex').slice(0, 16);
 }
+
+/** The hash of each plan decodeSignedPlan deep-froze (it cannot change), computed once per plan object. */
+const frozenHashes = new WeakMap<Plan, string>();
 
 /**
  * The KeyObject of each secret, made once: createHmac() with a Buffer imports the key anew on
@@ -277,7 +280,10 @@ export function decodeSignedPlan(value: string, namespace: string, keys: readonl
   const hit = byValue.get(k);
   if (hit) return hit;
   const d = decodePlan(value, { namespace, keys: [...keys], requireSignature: true });
-  if (d.ok) deepFreeze(d.plan);
+  if (d.ok) {
+    deepFreeze(d.plan);
+    frozenHashes.set(d.plan, planHash(d.plan));
+  }
   if (byValue.size >= SIGNED_DECISIONS_MAX) byValue.delete(byValue.keys().next().value!);
   byValue.set(k, d);
   return d;

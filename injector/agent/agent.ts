@@ -92,6 +92,8 @@ export interface PodView {
   netns?: string;
   source?: string;
   kept: boolean;
+  /** The keeper is applying right now (tests: an apply seen in flight). */
+  applying?: boolean;
   planHash?: string;
   /** Why the pod has no plan of its own in force: no-plan, opted-out, namespace-opted-out, namespaces-unsynced, ... */
   reason?: string;
@@ -268,6 +270,7 @@ export class Agent {
     return {
       uid,
       kept: !!r.keeper,
+      ...(r.keeper?.applying ? { applying: true } : {}),
       ...(r.netns ? { netns: r.netns.realPath, source: r.netns.source } : {}),
       ...(r.inForce ? { planHash: r.inForce.hash } : {}),
       ...(r.reason ? { reason: r.reason } : {}),

@@ -232,6 +232,11 @@ export function linkFromIfinfo(data: Buffer): LinkInfo | null {
   return { index, name: name ?? `if${index}`, up: (flags & IFF_UP) !== 0 };
 }
 
+/** The link index of an RTM_NEWADDR/DELADDR payload (struct ifaddrmsg: family, prefixlen, flags, scope, u32 index); null when short. */
+export function addrIndexFromIfaddr(data: Buffer): number | null {
+  return data.length < 8 ? null : readU32(data, 4);
+}
+
 /** RTM_NEWROUTE: the type of each message of a route dump. */
 export const RTM_NEWROUTE = 24;
 /** RTM_GETROUTE: asks for routes (with NLM_F_DUMP: every route of the family asked). */

@@ -70,6 +70,7 @@ interface SetnsAddon {
   inotifyDrain(fd: number): boolean;
   lowestFreeFd(): number;
   socketInfo(fd: number): SocketInfo;
+  socketQueue(fd: number): SocketQueue;
   CLONE_NEWNET: number;
   AF_NETLINK: number;
   NETLINK_ROUTE: number;
@@ -141,6 +142,17 @@ export function lowestFreeFd(): number {
 /** SO_DOMAIN, SO_PROTOCOL, buffer sizes and NETLINK_NO_ENOBUFS of a socket fd (throws ENOTSOCK/EBADF otherwise). */
 export function socketInfo(fd: number): SocketInfo {
   return native().socketInfo(fd);
+}
+
+/** A socket's receive queue (SO_MEMINFO): bytes not read yet, and messages the kernel dropped. */
+export interface SocketQueue {
+  rmem: number;
+  drops: number;
+}
+
+/** The receive queue of socket `fd` (one getsockopt): see SocketQueue. Throws EBADF/ENOTSOCK. */
+export function socketQueue(fd: number): SocketQueue {
+  return native().socketQueue(fd);
 }
 
 /** The kernel's AF_NETLINK and NETLINK_ROUTE numbers. */

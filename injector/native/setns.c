@@ -29,6 +29,12 @@
  *   socketInfo(fd: number): { domain, protocol, sndbuf, rcvbuf, noEnobufs }
  *       SO_DOMAIN, SO_PROTOCOL, SO_SNDBUF, SO_RCVBUF and (netlink only, else -1)
  *       NETLINK_NO_ENOBUFS of a socket fd; throws ENOTSOCK / EBADF for anything else.
+ *   socketQueue(fd: number): { rmem: number, drops: number }
+ *       SO_MEMINFO of a socket: the bytes waiting in its receive queue (SK_MEMINFO_RMEM_ALLOC)
+ *       and the count of messages the kernel dropped for it (SK_MEMINFO_DROPS). With
+ *       NETLINK_NO_ENOBUFS an overflowing event socket drops events silently, but the kernel
+ *       still counts each drop here: one syscall tells whether events were lost, and whether
+ *       some are still unread.
  *   CLONE_NEWNET, AF_NETLINK, NETLINK_ROUTE: number
  */
 #define _GNU_SOURCE
@@ -43,6 +49,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <linux/netlink.h>
+#include <linux/sock_diag.h>
 #include <node_api.h>
 
 static napi_value throw_errno(napi_env env, int err, const char *syscall) {
@@ -221,6 +228,31 @@ static napi_value js_socket_info(napi_env env, napi_callback_info info) {
   return out;
 }
 
+#ifndef SO_MEMINFO
+#define SO_MEMINFO 55
+#endif
+
+static napi_value js_socket_queue(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  int32_t fd;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 1 ||
+      napi_get_value_int32(env, argv[0], &fd) != napi_ok) {
+    napi_throw_type_error(env, NULL, "socketQueue(fd) expects an integer");
+    return NULL;
+  }
+  uint32_t mem[SK_MEMINFO_VARS];
+  memset(mem, 0, sizeof mem);
+  socklen_t len = sizeof mem;
+  if (getsockopt(fd, SOL_SOCKET, SO_MEMINFO, mem, &len) != 0) return throw_errno(env, errno, "getsockopt(SO_MEMINFO)");
+  if (len < sizeof(uint32_t) * (SK_MEMINFO_DROPS + 1)) return throw_errno(env, EINVAL, "getsockopt(SO_MEMINFO): short answer");
+  napi_value out, v;
+  napi_create_object(env, &out);
+  napi_create_uint32(env, mem[SK_MEMINFO_RMEM_ALLOC], &v); napi_set_named_property(env, out, "rmem", v);
+  napi_create_uint32(env, mem[SK_MEMINFO_DROPS], &v); napi_set_named_property(env, out, "drops", v);
+  return out;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_value fn, flag;
   napi_create_function(env, "setns", NAPI_AUTO_LENGTH, js_setns, NULL, &fn);
@@ -237,6 +269,8 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_set_named_property(env, exports, "lowestFreeFd", fn);
   napi_create_function(env, "socketInfo", NAPI_AUTO_LENGTH, js_socket_info, NULL, &fn);
   napi_set_named_property(env, exports, "socketInfo", fn);
+  napi_create_function(env, "socketQueue", NAPI_AUTO_LENGTH, js_socket_queue, NULL, &fn);
+  napi_set_named_property(env, exports, "socketQueue", fn);
   napi_create_int32(env, CLONE_NEWNET, &flag);
   napi_set_named_property(env, exports, "CLONE_NEWNET", flag);
   napi_create_int32(env, AF_NETLINK, &flag);

@@ -145,7 +145,7 @@ export function defaultFamily(d: { via?: string; src?: string }): Family {
  * shortest prefix, then the lowest metric, then the smallest address, so the choice is
  * stable. undefined when the table has none.
  */
-export function gatewayOf(table: KernelRoute[], oif: number, family: Family, protocol: number): string | undefined {
+export function gatewayOf(table: readonly KernelRoute[], oif: number, family: Family, protocol: number): string | undefined {
   const cands = table.filter(
     (k) => k.family === family && k.oif === oif && k.via !== undefined && k.protocol !== protocol && k.type === 'UNICAST' && !k.multipath,
   );
@@ -161,8 +161,8 @@ export function gatewayOf(table: KernelRoute[], oif: number, family: Family, pro
  */
 export function resolveGateways(
   plan: Plan,
-  table: KernelRoute[],
-  links: LinkInfo[],
+  table: readonly KernelRoute[],
+  links: readonly LinkInfo[],
   protocol: number,
 ): { plan: Plan; skipped: SkippedItem[]; resolved: { dst: string; dev: string; via: string }[] } {
   const byName = new Map(links.map((l) => [l.name, l.index]));
@@ -286,8 +286,8 @@ export function describeRoute(k: KernelRoute): string {
 export interface DiffInput {
   plan: Plan;
   /** Main table routes of both families, as RtnlClient.listRoutes returns them. */
-  table: KernelRoute[];
-  links: LinkInfo[];
+  table: readonly KernelRoute[];
+  links: readonly LinkInfo[];
   /** The route protocol that marks our routes. */
   protocol: number;
   /** The default routes saved by earlier applies (at most one per family). */
@@ -515,7 +515,7 @@ export function lookupProvablyOurs(want: PlanRoute, all: readonly KernelRoute[],
     if (k.table === RT_TABLE_MAIN && k.protocol === protocol && k.dst === want.dst) return false;
     const c = prefixOf(k.dst);
     if (!c) return true; // unreadable: ask the kernel
-    if (!cidrWithin(addr, c)) return false;
-    return k.table === RT_TABLE_LOCAL || c.bits >= outer.bits;
+    if (k.table === RT_TABLE_MAIN && c.bits < outer.bits) return false; // shorter: never wins
+    return cidrWithin(addr, c);
   });
 }

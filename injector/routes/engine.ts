@@ -9,7 +9,7 @@
  */
 import type { Plan } from '../../core/types.js';
 import { isNetlinkError, RtnlClient, type RtnlClientOptions } from '../kernel/netlink.js';
-import { netnsInode, NetnsError } from '../kernel/netns.js';
+import { netnsInode, NetnsError, type NetnsId } from '../kernel/netns.js';
 import {
   RT_SCOPE_NOWHERE,
   RT_TABLE_MAIN,
@@ -88,6 +88,22 @@ export interface ApplyOptions {
    * protocol), so it is replaced instead of being reported as a collision.
    */
   reclaim?: Iterable<string>;
+  /**
+   * What the netns holds now, when the caller knows it for certain (RouteKeeper: the last
+   * apply's reads plus the kernel's own announcements of its writes since, and nothing else
+   * announced, dropped or unread): the apply reads nothing before writing. Absent: links,
+   * routes and rules are dumped.
+   */
+  view?: KernelView;
+  /** Called with what the apply read (or was given) before its writes. */
+  onRead?: (view: KernelView) => void;
+}
+
+/** A netns's links, routes of every table, and rules, as one apply reads them. */
+export interface KernelView {
+  links: readonly LinkInfo[];
+  routes: readonly KernelRoute[];
+  rules: readonly KernelRule[];
 }
 
 /** The write for `d`: its own metric when the plan gives one, else `priority` (an existing route's). */
@@ -143,9 +159,15 @@ export async function applyPlanWith(client: RtnlClient, plan: Plan, opts: ApplyO
   const protocol = opts.protocol ?? RTPROT_OVNKUBE_ROUTE;
   // One dump each: links; the routes of every table (main for the plan, the others for the
   // symmetric return paths and the effective-route check); the rules of both families.
-  const links = await client.listLinks();
-  const all = await client.listRoutes({ table: 'any', links });
-  const rules = await client.listRules();
+  // Or none, when the caller knows them (opts.view).
+  let links: readonly LinkInfo[], all: readonly KernelRoute[], rules: readonly KernelRule[];
+  if (opts.view) ({ links, routes: all, rules } = opts.view);
+  else {
+    links = await client.listLinks();
+    all = await client.listRoutes({ table: 'any', links });
+    rules = await client.listRules();
+  }
+  opts.onRead?.({ links, routes: all, rules });
   const table = all.filter((k) => k.table === RT_TABLE_MAIN);
   const symmetric = plan.symmetric ?? [];
   // `via: gateway` becomes this pod's gateway of that dev, read from the same dump.
@@ -314,7 +336,7 @@ type Attempt = (item: RouteItem, op: () => Promise<void>, ok: () => void) => Pro
 interface DefaultContext {
   client: RtnlClient;
   protocol: number;
-  links: { name: string; index: number }[];
+  links: readonly { name: string; index: number }[];
   opts: ApplyOptions;
   /** The result being built. */
   res: ApplyResult;
@@ -461,6 +483,12 @@ export interface ApplyPlanOptions extends ApplyOptions, RtnlClientOptions {
    * written stay. RouteKeeper.close() uses it.
    */
   signal?: AbortSignal;
+  /**
+   * A client the caller keeps open across applies (RouteKeeper), with the identity the
+   * netns path had when it was opened: used instead of opening one, and not closed at the
+   * end (an abort still closes it). The netns check compares the path with that identity.
+   */
+  client?: { client: RtnlClient; netns: NetnsId };
 }
 
 /**
@@ -473,8 +501,8 @@ export interface ApplyPlanOptions extends ApplyOptions, RtnlClientOptions {
 export async function applyPlan(path: string, plan: Plan, opts: ApplyPlanOptions = {}): Promise<ApplyResult> {
   const { signal } = opts;
   signal?.throwIfAborted();
-  const before = netnsInode(path);
-  const client = RtnlClient.open(path, opts);
+  const before = opts.client?.netns ?? netnsInode(path);
+  const client = opts.client?.client ?? RtnlClient.open(path, opts);
   const abort = (): void => client.close();
   signal?.addEventListener('abort', abort, { once: true });
   // The engine awaits these between writes: once aborted they must not run (state written
@@ -515,7 +543,7 @@ export async function applyPlan(path: string, plan: Plan, opts: ApplyPlanOptions
     return res;
   } finally {
     signal?.removeEventListener('abort', abort);
-    client.close();
+    if (!opts.client) client.close();
   }
 }
 

@@ -20,12 +20,13 @@
  * behind and nothing of its keeper runs after it was let go.
  */
 import { GATEWAY_VIA, type Plan } from '../../core/types.js';
-import { isNetnsError, type NetnsError } from '../kernel/netns.js';
+import { isNetnsError, netnsInode, type NetnsError, type NetnsId } from '../kernel/netns.js';
 import { subscribeNetns, type NetnsEvent, type NetnsSubscription } from '../kernel/netlink-events.js';
-import { applyPlan, RTPROT_OVNKUBE_ROUTE, type ApplyPlanOptions, type ApplyResult, type SavedDefault } from './engine.js';
+import { RtnlClient } from '../kernel/netlink.js';
+import { RT_TABLE_MAIN, type KernelRoute, type KernelRule, type LinkInfo } from '../kernel/netlink-codec.js';
+import { applyPlan, RTPROT_OVNKUBE_ROUTE, type ApplyPlanOptions, type ApplyResult, type KernelView, type SavedDefault } from './engine.js';
 import { defaultDst, mayOverride } from './diff.js';
 import type { SymmetricItem } from './symmetric.js';
-import { RT_TABLE_MAIN } from '../kernel/netlink-codec.js';
 import { backoffMs } from '../../platform/backoff.js';
 
 /** Why an apply ran. */
@@ -91,6 +92,47 @@ function echoKey(ev: NetnsEvent): string | null {
   return `${ev.action} ${ev.route.family} ${ev.route.dst}`;
 }
 
+/**
+ * Where a route sits in its table: what an exclusive add refuses to share and a replace
+ * replaces. Several routes may share it (IPv6 routes of one prefix and metric on several
+ * devices, as every link's fe80::/64; IPv4 routes added with append).
+ */
+function routeKey(r: KernelRoute): string {
+  return `${r.family} ${r.table} ${r.dst} ${r.tos} ${r.priority}`;
+}
+
+/** The same route (its slot and its nexthop). */
+function sameRoute(a: KernelRoute, b: KernelRoute): boolean {
+  return routeKey(a) === routeKey(b) && a.oif === b.oif && a.via === b.via && a.type === b.type;
+}
+
+/** Two rules are the same rule. */
+function sameRule(a: KernelRule, b: KernelRule): boolean {
+  return (
+    a.family === b.family &&
+    a.priority === b.priority &&
+    a.table === b.table &&
+    a.protocol === b.protocol &&
+    a.action === b.action &&
+    a.src === b.src &&
+    a.dst === b.dst &&
+    a.extra === b.extra
+  );
+}
+
+/**
+ * What the keeper knows the netns holds: an apply's reads, then the kernel's announcements
+ * of that apply's own writes. Valid only while every event since was such an echo, none was
+ * dropped (`drops`: the event socket's drop count when it was read) and none is unread.
+ */
+interface TableMirror {
+  links: readonly LinkInfo[];
+  /** By routeKey, in the order read (a dump lists the routes of one slot in the kernel's order). */
+  routes: Map<string, KernelRoute[]>;
+  rules: KernelRule[];
+  drops: number;
+}
+
 /** Keeps one netns's routes equal to a plan. Create, then start(). */
 export class RouteKeeper {
   private plan: Plan;
@@ -121,6 +163,12 @@ export class RouteKeeper {
   private expectUntil = 0;
   /** Events recognised as echoes of our own writes (not re-applied; tests, diagnostics). */
   echoesIgnored = 0;
+  /** Applies that read nothing before writing, trusting the mirror (tests, diagnostics). */
+  mirroredApplies = 0;
+  /** The client every apply of this keeper uses (opened at the first, closed with the keeper), and the netns's identity then. */
+  private client: { client: RtnlClient; netns: NetnsId } | null = null;
+  /** The table as the last apply left it, kept current by its echoes; null once anything else happened. Routes of one destination are given in the kernel's order (by metric), as a dump lists them. */
+  private mirror: TableMirror | null = null;
 
   constructor(
     readonly path: string,
@@ -159,6 +207,21 @@ export class RouteKeeper {
     return this.applyNow('resync');
   }
 
+  /**
+   * The mirror as a plan change would be given it now (routes in the kernel's order), or null
+   * when the next plan change will read the netns. Tests and diagnostics; does not end it.
+   */
+  get mirrorView(): KernelView | null {
+    const m = this.mirror;
+    if (!m || this.expected.size > 0) return null;
+    return { links: m.links, routes: [...m.routes.values()].flat().sort((a, b) => a.priority - b.priority), rules: [...m.rules] };
+  }
+
+  /** True while an apply runs (tests: an apply seen in flight). */
+  get applying(): boolean {
+    return this.running !== null;
+  }
+
   /** The last apply's result. */
   get lastResult(): ApplyResult | null {
     return this.last;
@@ -179,18 +242,78 @@ export class RouteKeeper {
     if (this.resyncTimer) clearInterval(this.resyncTimer);
     this.inFlight?.abort();
     this.sub?.close();
+    this.dropClient();
+  }
+
+  private dropClient(): void {
+    this.client?.client.close();
+    this.client = null;
+    this.mirror = null;
+  }
+
+  /**
+   * The mirror, when a plan change may trust it instead of reading the netns: the echoes of
+   * the last apply's writes have all come (each applied to it), and the event socket has
+   * nothing unread and dropped nothing since the mirror's reads. Else null (and forgotten).
+   */
+  private trustedView(drops: number, rmem: number): KernelView | null {
+    const m = this.mirror;
+    if (!m) return null;
+    if (drops !== m.drops || rmem !== 0 || this.expected.size > 0) {
+      this.mirror = null;
+      return null;
+    }
+    return this.mirrorView;
+  }
+
+  /** Bring the mirror up to date with an echo of our own write (or forget it when that cannot be done exactly). */
+  private mirrorEcho(ev: NetnsEvent): void {
+    const m = this.mirror;
+    if (!m) return;
+    if (ev.kind === 'route') {
+      const r = ev.route;
+      const k = routeKey(r);
+      const at = m.routes.get(k) ?? [];
+      if (r.multipath) this.mirror = null;
+      else if (ev.action === 'new') {
+        // Our adds are exclusive (an empty slot) and our replaces take the one route of the
+        // slot; a slot of several routes is not ours to guess at.
+        if (at.length > 1) this.mirror = null;
+        else {
+          const dev = r.oif === undefined ? undefined : m.links.find((l) => l.index === r.oif)?.name;
+          m.routes.set(k, [dev === undefined ? r : { ...r, dev }]);
+        }
+      } else {
+        const left = at.filter((x) => !sameRoute(x, r));
+        if (left.length !== at.length - 1) this.mirror = null;
+        else if (left.length) m.routes.set(k, left);
+        else m.routes.delete(k);
+      }
+    } else if (ev.kind === 'rule') {
+      if (ev.action === 'new') m.rules.push(ev.rule);
+      else {
+        const i = m.rules.findIndex((x) => sameRule(x, ev.rule));
+        if (i < 0) this.mirror = null;
+        else m.rules.splice(i, 1);
+      }
+    } else this.mirror = null;
   }
 
   private onEvent(ev: NetnsEvent): void {
-    if (this.closed || !this.relevant(ev)) return;
+    if (this.closed) return;
     // The echo of a write of ours is no reason to look again: the apply that made it read
     // the table and left it as the plan says. Anything else (drift, a link, an overflow) is.
+    // Any event but an echo also ends the mirror: the next apply reads the netns again.
     if (this.during) {
       this.during.push(ev);
       return;
     }
-    if (this.consumeEcho(ev)) return;
-    this.trigger('event', this.opts.debounceMs ?? 50);
+    if (this.consumeEcho(ev)) {
+      this.mirrorEcho(ev);
+      return;
+    }
+    this.mirror = null;
+    if (this.relevant(ev)) this.trigger('event', this.opts.debounceMs ?? 50);
   }
 
   /** True (and counted) when `ev` is an expected echo of the last apply's writes. */
@@ -232,7 +355,13 @@ export class RouteKeeper {
     }
     this.expectUntil = Date.now() + ECHO_WINDOW_MS;
     let unexplained = false;
-    for (const ev of seen) if (!this.consumeEcho(ev)) unexplained = true;
+    for (const ev of seen) {
+      if (this.consumeEcho(ev)) this.mirrorEcho(ev);
+      else {
+        this.mirror = null;
+        if (this.relevant(ev)) unexplained = true;
+      }
+    }
     if (unexplained && !this.closed) this.trigger('event', this.opts.debounceMs ?? 50);
   }
 
@@ -240,6 +369,9 @@ export class RouteKeeper {
   private relevant(ev: NetnsEvent): boolean {
     // Links come and go; overflow means we missed events; a rule event is rare, and may be
     // one of our symmetric return paths' rules going (or a foreign one in their way).
+    // An address only ends the mirror (the routes using it as their source may go with it);
+    // the plan does not depend on it.
+    if (ev.kind === 'addr') return false;
     if (ev.kind !== 'route') return true;
     const r = ev.route;
     // Outside main, only the routes of our own tables (symmetric return paths) matter.
@@ -293,8 +425,32 @@ export class RouteKeeper {
     this.during = [];
     this.running = (async () => {
       try {
+        // One client for the keeper's life (a socket per apply cost as much as the writes).
+        if (!this.client) {
+          const netns = netnsInode(this.path);
+          this.client = { client: RtnlClient.open(this.path, this.opts), netns };
+        }
+        // A plan change trusts the mirror when nothing but our own echoes happened since it
+        // was read; events, resyncs and starts read the netns.
+        const q = this.sub?.queue();
+        const view = q && trigger === 'plan' ? this.trustedView(q.drops, q.rmem) : null;
+        if (view) this.mirroredApplies++;
+        this.mirror = null;
         result = await applyPlan(this.path, plan, {
           ...this.opts,
+          client: this.client,
+          ...(view ? { view } : {}),
+          onRead: (v) => {
+            if (!q) return;
+            const routes = new Map<string, KernelRoute[]>();
+            for (const r of v.routes) {
+              const k = routeKey(r);
+              const at = routes.get(k);
+              if (at) at.push(r);
+              else routes.set(k, [r]);
+            }
+            this.mirror = { links: v.links, routes, rules: [...v.rules], drops: q.drops };
+          },
           signal: abort.signal,
           savedDefault: this.saved,
           reclaim: this.owned,
@@ -317,6 +473,8 @@ export class RouteKeeper {
         this.opts.onReport({ kind: 'applied', trigger, result, drift, plan });
         this.account(drift);
       } catch (e) {
+        // Whatever failed, the next apply starts afresh: a new client, a fresh read.
+        this.dropClient();
         if (this.closed) return; // aborted by close(), or failed after it: the owner let go
         if (isNetnsError(e, 'gone')) {
           this.close();

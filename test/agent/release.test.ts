@@ -35,14 +35,14 @@ t.test('release and stop racing applies', async (t) => {
     const pod = rig.apply(makePodObject({ name: 'churn', plan: WITH_DEFAULT, key: rig.key }));
     writeCacheFile(rig.cacheDir, pod, ns.path);
     await until('plan in place', () => ownedLines(routeLines(ns)).length === 6);
-    // Quiet: only the keeper's event socket is open (the start's echo re-apply is over).
-    await until('only the event socket is open', () => fdsOpenedSince(before).length === 1);
+    // Quiet: no apply in flight; the keeper holds its event socket and its client.
+    const uid = pod.metadata!.uid!;
+    await until('no apply in flight', () => rig.agent.view(uid)?.applying !== true);
     t.equal(stateFiles(rig.stateDir).length, 1, 'the original default route is saved');
-    const quiet = fdTable();
     ns.ip('route', 'del', '172.16.10.0/24'); // drift: the keeper re-applies after its debounce
-    await everyTurnUntil('the repair apply opened its socket', () => fdsOpenedSince(quiet).length === 1);
+    await everyTurnUntil('the repair apply is in flight', () => rig.agent.view(uid)?.applying === true);
     const during = fdsOpenedSince(before);
-    t.equal(during.length, 2, `event socket + repair socket: ${during.join(', ')}`);
+    t.equal(during.length, 2, `event socket + the keeper's client: ${during.join(', ')}`);
     rig.remove(pod); // the release runs synchronously in here (a deleted pod's sync never awaits)
     t.same(fdsOpenedSince(before), [], 'no fd of the released pod is left open');
     t.equal(rig.agent.size, 0, 'released');
@@ -58,12 +58,12 @@ t.test('release and stop racing applies', async (t) => {
     const before = fdTable();
     const pod = rig.apply(makePodObject({ name: 'starting', plan: WITH_DEFAULT, key: rig.key }));
     writeCacheFile(rig.cacheDir, pod, ns.path);
-    // kept is set right before the keeper starts: its event socket and apply socket are open.
+    // kept is set right before the keeper starts: its event socket and its client are open.
     await everyTurnUntil('the keeper is starting', () => rig.agent.view(pod.metadata!.uid!)?.kept === true);
     // (The CNI cache index may still hold a cache file open for reading: not the agent's.)
     const agentFds = (): string[] => fdsOpenedSince(before).filter((x) => !x.includes(rig.cacheDir));
     const during = agentFds();
-    t.equal(during.length, 2, `event socket + first apply's socket: ${during.join(', ')}`);
+    t.equal(during.length, 2, `event socket + the keeper's client: ${during.join(', ')}`);
     rig.agent.stop();
     t.same(agentFds(), [], 'stop() closed them itself');
     await rig.agent.settled(); // the sync that started the keeper has returned

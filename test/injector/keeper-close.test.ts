@@ -48,7 +48,7 @@ t.test('close() while the first apply is in flight: every fd closed by close() i
   const k = new RouteKeeper(pod.path, WITH_DEFAULT, { onReport: (r) => reports.push(r), debounceMs: 10, resyncMs: 50 });
   const started = k.start(); // runs up to its first netlink request: event socket and apply socket open
   const open = fdsOpenedSince(before);
-  t.equal(open.length, 2, `the event socket and the apply's socket are open while it runs: ${open.join(', ')}`);
+  t.equal(open.length, 2, `the event socket and the keeper's client are open while it runs: ${open.join(', ')}`);
   k.close();
   t.same(fdsOpenedSince(before), [], 'both closed at once, not when the apply would have ended');
   t.equal(await started, null, 'the aborted start resolves to null');
@@ -94,13 +94,13 @@ t.test('close() while an event-triggered apply (drift repair) is in flight', asy
   // any link event of the fresh veths may add one more: let them pass.
   await k.setPlan(MISSION_PLAN);
   await everyTurnUntil('the echo apply ran', () => reports.length >= 2);
-  await everyTurnUntil('only the event socket is open', () => fdsOpenedSince(before).length === 1);
-  const quiet = fdTable();
+  await everyTurnUntil('no apply in flight', () => !k.applying);
+  t.equal(fdsOpenedSince(before).length, 2, "between applies: the event socket and the keeper's client");
   pod.ip('route', 'del', '172.16.10.0/24'); // drift: the keeper re-applies after the debounce
-  await everyTurnUntil('the repair apply opened its socket', () => fdsOpenedSince(quiet).length === 1);
+  await everyTurnUntil('the repair apply is in flight', () => k.applying);
   const n = reports.length;
   k.close();
-  t.same(fdsOpenedSince(before), [], "the repair apply's socket and the event socket closed by close() itself");
+  t.same(fdsOpenedSince(before), [], "the repair apply's client and the event socket closed by close() itself");
   t.equal(await k.setPlan(MISSION_PLAN), null, 'a closed keeper does nothing (this also waits for the aborted apply to end)');
   t.notOk(
     routeLines(pod).some((l) => l.startsWith('172.16.10.0/24')),

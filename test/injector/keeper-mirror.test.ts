@@ -1,0 +1,150 @@
+// The keeper's mirror, on the real kernel: a plan change that follows only the keeper's own
+// writes reads nothing from the netns (no dumps); the mirror it trusts is the last apply's
+// reads kept current by the kernel's announcements of that apply's writes. These tests show
+// that the mirror equals a fresh dump (IPv4 and IPv6, added, removed and replaced routes,
+// the default route taken over), that anything other than an echo ends it (a foreign route,
+// an event not read yet), and that the event socket reports drops and unread events.
+import { execFileSync } from 'node:child_process';
+import t from 'tap';
+import type { Plan } from '../../core/types.js';
+import { subscribeNetns } from '../../injector/kernel/netlink-events.js';
+import { RtnlClient } from '../../injector/kernel/netlink.js';
+import { applyPlan, type KernelView } from '../../injector/routes/engine.js';
+import { RouteKeeper } from '../../injector/routes/keeper.js';
+import { makePod, MISSION_PLAN, routeLines } from '../util/netns.js';
+import { rootUnavailable, tierGate } from '../util/tier.js';
+import { until } from '../util/until.js';
+
+const ours = (lines: string[]): string[] => lines.filter((l) => l.endsWith('proto 111'));
+
+/** What a fresh dump of the netns says, in a comparable form (as the mirror gives it). */
+async function dumped(path: string): Promise<{ routes: string[]; rules: string[]; links: string[] }> {
+  const c = RtnlClient.open(path);
+  try {
+    const links = await c.listLinks();
+    const routes = await c.listRoutes({ table: 'any', links });
+    const rules = await c.listRules();
+    return comparable({ links, routes, rules });
+  } finally {
+    c.close();
+  }
+}
+function comparable(v: KernelView): { routes: string[]; rules: string[]; links: string[] } {
+  return {
+    routes: v.routes.map((r) => JSON.stringify(r, Object.keys(r).sort())).sort(),
+    rules: v.rules.map((r) => JSON.stringify(r, Object.keys(r).sort())).sort(),
+    links: v.links.map((l) => JSON.stringify(l)).sort(),
+  };
+}
+
+/** Wait until the keeper's mirror is complete (every echo of its last apply came). */
+async function mirrorReady(k: RouteKeeper): Promise<KernelView> {
+  return until('the echoes of the last apply came and the mirror is complete', () => k.mirrorView);
+}
+
+const V6: Plan = {
+  v: 1,
+  routes: [...MISSION_PLAN.routes, { dst: 'fd00:200::/64', dev: 'eth1' }, { dst: 'fd00:201::/64', dev: 'eth1', via: 'fd00:124::1' }],
+  default: { dev: 'eth1', via: '10.124.2.1' },
+};
+
+t.test('a plan change after only our own writes reads nothing, and the mirror equals a fresh dump', async (t) => {
+  if (!tierGate(t, 'netns', rootUnavailable())) return;
+  const { pod } = makePod(t, { ipv6: true });
+  // The kernel adds each link's IPv6 link-local routes on its own once the link is up: let it
+  // finish, so that the only changes from here on are the keeper's (mirror and dump compared).
+  await until("the kernel's link-local routes of eth0 and eth1 are in", () => {
+    const all = pod.ip('-6', 'route', 'show', 'table', 'all');
+    return ['eth0', 'eth1'].every((d) => all.includes(`fe80::/64 dev ${d}`) && all.includes(`ff00::/8 dev ${d}`));
+  });
+  const k = new RouteKeeper(pod.path, V6, { onReport: () => {}, debounceMs: 10, resyncMs: 0 });
+  t.teardown(() => k.close());
+  const first = await k.start();
+  t.same(first?.skipped, [], 'the start wrote everything');
+  t.equal(k.mirroredApplies, 0, 'a start reads the netns');
+  t.same(comparable(await mirrorReady(k)), await dumped(pod.path), 'after the start (adds, the default taken over): mirror = dump');
+
+  // Change: one route removed, one added per family, one replaced (another device), default kept.
+  const next: Plan = {
+    ...V6,
+    routes: [
+      ...V6.routes.filter((r) => r.dst !== '192.168.2.0/24' && r.dst !== 'fd00:200::/64' && r.dst !== '172.16.10.0/24'),
+      { dst: '172.16.10.0/24', dev: 'eth0' },
+      { dst: '172.30.0.0/16', dev: 'eth1' },
+      { dst: 'fd00:202::/64', dev: 'eth1' },
+    ],
+  };
+  const r = await k.setPlan(next);
+  t.equal(k.mirroredApplies, 1, 'the plan change trusted the mirror');
+  t.same(r?.skipped, [], 'nothing skipped');
+  t.same(r?.added.map((x) => x.dst).sort(), ['172.30.0.0/16', 'fd00:202::/64']);
+  t.same(r?.removed.map((x) => x.dst).sort(), ['192.168.2.0/24', 'fd00:200::/64']);
+  t.same(
+    r?.replaced.map((x) => x.dst),
+    ['172.16.10.0/24'],
+  );
+  t.ok(ours(routeLines(pod)).includes('172.16.10.0/24 dev eth0 proto 111'), 'the replace is in the kernel');
+  t.same(comparable(await mirrorReady(k)), await dumped(pod.path), 'after the change: mirror = dump');
+  // A dump-based apply of the same plan finds nothing to do: the mirror-based one was exact.
+  const check = await applyPlan(pod.path, next);
+  t.equal(check.changed, false, 'a fresh apply from a dump changes nothing');
+
+  // Back to the first plan, through the mirror again.
+  await k.setPlan(V6);
+  t.equal(k.mirroredApplies, 2, 'the second change trusted the mirror too');
+  t.same(comparable(await mirrorReady(k)), await dumped(pod.path), 'after the second change: mirror = dump');
+  t.equal((await applyPlan(pod.path, V6)).changed, false, 'and the kernel holds the plan exactly');
+});
+
+t.test('anything but our own echoes ends the mirror: the next plan change reads the netns', async (t) => {
+  if (!tierGate(t, 'netns', rootUnavailable())) return;
+  const { pod } = makePod(t);
+  const k = new RouteKeeper(pod.path, MISSION_PLAN, { onReport: () => {}, debounceMs: 10, resyncMs: 0 });
+  t.teardown(() => k.close());
+  await k.start();
+  await mirrorReady(k);
+
+  // A foreign route nowhere near the plan (no reason to re-apply), seen as an event.
+  pod.ip('route', 'add', '192.0.2.0/24', 'dev', 'eth0');
+  await until('the foreign route event ended the mirror', () => k.mirrorView === null);
+  const plan2: Plan = { ...MISSION_PLAN, routes: [...MISSION_PLAN.routes, { dst: '172.31.0.0/16', dev: 'eth1' }] };
+  const r = await k.setPlan(plan2);
+  t.equal(k.mirroredApplies, 0, 'the change after a foreign event read the netns');
+  t.same(
+    r?.added.map((x) => x.dst),
+    ['172.31.0.0/16'],
+  );
+  t.same(comparable(await mirrorReady(k)), await dumped(pod.path), 'its reads (with the foreign route) are the new mirror');
+
+  // An event the keeper has not read yet: made while this code holds the event loop, then a
+  // plan change at once (its check of the socket runs before its first await). It must not
+  // trust the mirror: the foreign route sits where the plan now wants ours.
+  const plan3: Plan = { ...plan2, routes: [...plan2.routes, { dst: '198.51.100.0/24', dev: 'eth1' }] };
+  execFileSync('ip', ['-n', pod.name, 'route', 'add', '198.51.100.0/24', 'dev', 'eth0']);
+  const r3 = await k.setPlan(plan3);
+  t.equal(k.mirroredApplies, 0, 'an unread event in the socket: the change read the netns');
+  t.same(
+    r3?.skipped.map((s) => [s.dst, s.reason]),
+    [['198.51.100.0/24', 'collision']],
+    'so it saw the foreign route at the new destination (the mirror would have added ours)',
+  );
+  t.ok(routeLines(pod).includes('198.51.100.0/24 dev eth0'), 'the foreign route is left alone');
+});
+
+t.test('the event socket counts what the kernel dropped and what is not read yet', async (t) => {
+  if (!tierGate(t, 'netns', rootUnavailable())) return;
+  const { pod } = makePod(t);
+  let seen = 0;
+  // The smallest receive buffer the kernel allows: a burst made while the event loop is held overflows it.
+  const sub = subscribeNetns(pod.path, () => seen++, { recvBufferSize: 1 });
+  t.teardown(() => sub.close());
+  t.same(sub.queue(), { rmem: 0, drops: 0 }, 'nothing yet');
+  const batch = Array.from({ length: 200 }, (_, i) => `route add 192.0.2.${i}/32 dev eth0`).join('\n') + '\n';
+  execFileSync('ip', ['-n', pod.name, '-batch', '-'], { input: batch });
+  const q = sub.queue();
+  t.ok(q.rmem > 0, `events wait unread while the loop is held (${q.rmem} bytes)`);
+  t.ok(q.drops > 0, `the overflow is counted (${q.drops} dropped)`);
+  await until('the queued events are read', () => sub.queue().rmem === 0 && seen > 0);
+  t.ok(seen < 200, `fewer than the 200 events were delivered (${seen}): the rest were dropped`);
+  t.equal(sub.queue().drops, q.drops, 'the drop count stays (it counts since the socket opened)');
+});
