@@ -18,6 +18,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Session } from 'node:inspector/promises';
 import type { Test } from 'tap';
 import { decodeInjectorStatus } from '../../core/injector-status.js';
 import { encodePlan, planHash, type PlanKey } from '../../core/plan-codec.js';
@@ -26,7 +27,7 @@ import { RtnlClient } from '../../injector/kernel/netlink.js';
 import { RT_SCOPE_LINK, RT_SCOPE_UNIVERSE } from '../../injector/kernel/netlink-codec.js';
 import { RTPROT_OVNKUBE_ROUTE } from '../../injector/routes/engine.js';
 import { makePodNetnsBatch } from '../agent/batch-netns.js';
-import { makePodObject, startRig, writeCacheFile } from '../agent/rig.js';
+import { makePodObject, startRig, testKey, writeCacheFile } from '../agent/rig.js';
 import type { BenchRow } from './measure.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -79,6 +80,28 @@ async function cpuOf(fn: () => Promise<unknown> | unknown): Promise<number> {
   await fn();
   const b = cpuNow();
   return b.self - a.self + (b.children - a.children);
+}
+
+/**
+ * OVRT_BENCH_AGENT_PROF=DIR: a CPU profile of each measured agent phase (in-process
+ * inspector), written as DIR/agent-<phase>-N<n>.cpuprofile; the figures then include the
+ * profiler's overhead.
+ */
+async function profiled<T>(name: string, fn: () => Promise<T>): Promise<T> {
+  const dir = process.env.OVRT_BENCH_AGENT_PROF;
+  if (!dir) return fn();
+  const s = new Session();
+  s.connect();
+  await s.post('Profiler.enable');
+  await s.post('Profiler.start');
+  try {
+    return await fn();
+  } finally {
+    const { profile } = await s.post('Profiler.stop');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, `agent-${name}.cpuprofile`), JSON.stringify(profile));
+    s.disconnect();
+  }
 }
 
 const ip = (...args: string[]): string => execFileSync('ip', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
@@ -220,25 +243,29 @@ async function measureN(n: number, tmp: string): Promise<Row[]> {
             }),
     });
     const plan0 = planWith(0);
-    // Pod objects (with their signed plans: the webhook's work) are made before measuring.
-    const objs = paths.map((_, i) => makePodObject({ name: `bench-${i}`, plan: plan0 }));
+    // Pod objects with their signed plans (the webhook's work) are made before measuring,
+    // with the key the agent is then given.
+    const key = testKey();
+    const objs = paths.map((_, i) => withPlan(makePodObject({ name: `bench-${i}`, plan: plan0 }), plan0, key));
     const w0 = allInPlace(plan0);
     w0.expect();
     await warmup(paths[0]!, eth1[0]!);
-    const agentStart = await cpuOf(async () => {
-      rig = await startRig(t, { maxParallel: 4, keeper: { resyncMs: 0, debounceMs: 50 } });
-      const api = rig.api;
-      const deliver = api.onUpdate;
-      api.onUpdate = (p) => {
-        deliver(p);
-        watch(p);
-      };
-      const pods = objs.map((o) => rig!.apply(withPlan(o, plan0, rig!.key)));
-      pods.forEach((p, i) => writeCacheFile(rig!.cacheDir, p, paths[i]!));
-      await w0.wait();
-      await rig.agent.settled();
-      await new Promise((r) => setTimeout(r, 150)); // the keepers' debounced echo applies (50 ms) belong to the start
-    });
+    const agentStart = await profiled(`start-N${n}`, () =>
+      cpuOf(async () => {
+        rig = await startRig(t, { keys: [key], maxParallel: 4, keeper: { resyncMs: 0, debounceMs: 50 } });
+        const api = rig.api;
+        const deliver = api.onUpdate;
+        api.onUpdate = (p) => {
+          deliver(p);
+          watch(p);
+        };
+        const pods = objs.map((o) => rig!.apply(o));
+        pods.forEach((p, i) => writeCacheFile(rig!.cacheDir, p, paths[i]!));
+        await w0.wait();
+        await rig.agent.settled();
+        await new Promise((r) => setTimeout(r, 150)); // the keepers' debounced echo applies (50 ms) belong to the start
+      }),
+    );
     let agentChange = Infinity;
     for (let k = 1; k <= CHANGES; k++) {
       const plan = planWith(k);
@@ -247,12 +274,14 @@ async function measureN(n: number, tmp: string): Promise<Row[]> {
       w.expect();
       agentChange = Math.min(
         agentChange,
-        await cpuOf(async () => {
-          for (const p of next) rig!.apply(p);
-          await w.wait();
-          await rig!.agent.settled();
-          await new Promise((r) => setTimeout(r, 150)); // the keepers' debounced echo applies (50 ms) belong to the change
-        }),
+        await profiled(`change${k}-N${n}`, () =>
+          cpuOf(async () => {
+            for (const p of next) rig!.apply(p);
+            await w.wait();
+            await rig!.agent.settled();
+            await new Promise((r) => setTimeout(r, 150)); // the keepers' debounced echo applies (50 ms) belong to the change
+          }),
+        ),
       );
     }
     rig?.stop();
