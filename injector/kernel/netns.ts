@@ -230,7 +230,7 @@ export function checkNetnsPath(path: string, policy: NetnsPolicy): { realPath: s
 
 function realpathOf(path: string): string {
   try {
-    return realpathSync(path);
+    return realpathSync.native(path);
   } catch (e) {
     try {
       lstatSync(path);

@@ -504,18 +504,47 @@ export function rulesLeaveMainFirst(rules: readonly KernelRule[], protocol: numb
  *   ours or longer (a shorter one never wins; an equal one may, by metric or order).
  * `all`: the routes of every table read before the apply's writes. Anything else: false,
  * ask the kernel.
+ *
+ * Made once per apply: the routes of local and main are indexed by prefix length and
+ * network, so each plan route costs a lookup per prefix length present, not a comparison
+ * with every route of the netns.
  */
-export function lookupProvablyOurs(want: PlanRoute, all: readonly KernelRoute[], protocol: number): boolean {
-  const outer = prefixOf(want.dst);
-  if (!outer) return false;
-  const addr: CIDR = { ...outer, bits: outer.family === 4 ? 32 : 128 };
-  return !all.some((k) => {
-    if (k.family !== outer.family) return false;
-    if (k.table !== RT_TABLE_LOCAL && k.table !== RT_TABLE_MAIN) return false;
-    if (k.table === RT_TABLE_MAIN && k.protocol === protocol && k.dst === want.dst) return false;
+export function lookupProof(all: readonly KernelRoute[], protocol: number): (want: PlanRoute) => boolean {
+  type ByLength = Map<number, Map<bigint, KernelRoute[]>>;
+  const index = {
+    4: { local: new Map() as ByLength, main: new Map() as ByLength, unreadable: false },
+    6: { local: new Map() as ByLength, main: new Map() as ByLength, unreadable: false },
+  };
+  const width = (f: Family): bigint => (f === 4 ? 32n : 128n);
+  for (const k of all) {
+    if (k.table !== RT_TABLE_LOCAL && k.table !== RT_TABLE_MAIN) continue;
+    const fam = index[k.family];
     const c = prefixOf(k.dst);
-    if (!c) return true; // unreadable: ask the kernel
-    if (k.table === RT_TABLE_MAIN && c.bits < outer.bits) return false; // shorter: never wins
-    return cidrWithin(addr, c);
-  });
+    if (!c) {
+      fam.unreadable = true; // unreadable: ask the kernel
+      continue;
+    }
+    const byLength = k.table === RT_TABLE_LOCAL ? fam.local : fam.main;
+    let byNet = byLength.get(c.bits);
+    if (!byNet) byLength.set(c.bits, (byNet = new Map()));
+    const net = c.value >> (width(k.family) - BigInt(c.bits));
+    const at = byNet.get(net);
+    if (at) at.push(k);
+    else byNet.set(net, [k]);
+  }
+  return (want) => {
+    const outer = prefixOf(want.dst);
+    if (!outer) return false;
+    const fam = index[outer.family];
+    if (fam.unreadable) return false;
+    const w = width(outer.family);
+    // The first address of want.dst is inside a prefix of length L when their leading L bits agree.
+    for (const [bits, byNet] of fam.local) if (byNet.has(outer.value >> (w - BigInt(bits)))) return false;
+    for (const [bits, byNet] of fam.main) {
+      if (bits < outer.bits) continue; // shorter: never wins
+      const at = byNet.get(outer.value >> (w - BigInt(bits)));
+      if (at?.some((k) => !(k.protocol === protocol && k.dst === want.dst))) return false;
+    }
+    return true;
+  };
 }

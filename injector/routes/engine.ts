@@ -26,7 +26,7 @@ import {
   diffRoutes,
   itemOf,
   itemOfDesired,
-  lookupProvablyOurs,
+  lookupProof,
   moreSpecificOverrides,
   rulesLeaveMainFirst,
   resolveGateways,
@@ -258,7 +258,7 @@ export async function applyPlanWith(client: RtnlClient, plan: Plan, opts: ApplyO
  * the table but not in effect: that route is reported as skipped, reason 'collision', and
  * left alone (ours stays, so it is in effect again once the foreign route goes).
  * The lookup is skipped where the dumps read before the writes prove its answer is ours
- * (rulesLeaveMainFirst and lookupProvablyOurs: only the kernel's rules and ours, nothing else
+ * (rulesLeaveMainFirst and lookupProof: only the kernel's rules and ours, nothing else
  * at or inside the destination):
  * a pod with nothing foreign in the way costs no request per route.
  */
@@ -271,6 +271,7 @@ async function checkEffective(
 ): Promise<void> {
   const { table } = read;
   const rulesPlain = rulesLeaveMainFirst(read.rules, protocol);
+  const provablyOurs = rulesPlain ? lookupProof(read.all, protocol) : () => false;
   const inPlace = new Set([...res.added, ...res.replaced, ...res.unchanged].map((x) => x.dst));
   const skipped = new Set(res.skipped.map((x) => x.dst));
   await Promise.all(
@@ -293,7 +294,7 @@ async function checkEffective(
           });
           return;
         }
-        if (rulesPlain && lookupProvablyOurs(r, read.all, protocol)) return;
+        if (provablyOurs(r)) return;
         let eff;
         try {
           eff = await client.effectiveRoute(addr, read.links);

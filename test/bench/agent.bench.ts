@@ -1,12 +1,12 @@
 /**
  * Node agent benchmarks (root only): CPU per pod for
- *  - agent start: N pods (each a netns with eth0/eth1) appear, the agent writes a 20-route plan
- *    into each;
- *  - a node-wide one-CIDR plan change: every pod's plan gains one CIDR (21 routes), the agent
- *    writes the difference,
+ *  - agent start: the agent starts on a node with N pods (each a netns with eth0/eth1, its CNI
+ *    cache file written before), and writes a 20-route plan into each;
+ *  - a node-wide one-CIDR plan change: every pod's plan gains one CIDR (21 routes; from the
+ *    second change on, in place of the previous one), the agent writes the difference,
  * at N = 50, 200, 500 pods (the agent keeps one event socket per pod: the fd table grows with N),
  * each against baselines measured in the same run on the same netns:
- *  - the bare netlink floor: a bare RtnlClient per pod (open, write the same routes, close);
+ *  - the bare netlink floor: a bare RtnlClient per pod (open, make the same writes, close);
  *  - `ip -n NS -batch FILE` per pod (CPU of the ip processes plus spawning them).
  * CPU is process.cpuUsage() (user + system, the kernel's netlink work included) plus, for ip,
  * the reaped children's time (/proc/self/stat cutime + cstime). Plan changes are measured 3 times
@@ -114,19 +114,20 @@ interface Row {
   ipBatchUs: number;
 }
 
-/** Writes of a plan's routes through a bare client (the netlink floor): open, write, close. */
-async function bareWrite(path: string, eth1: number, routes: Plan['routes']): Promise<void> {
+/** Writes of a plan's routes (and a delete) through a bare client (the netlink floor): open, write, close. */
+async function bareWrite(path: string, eth1: number, routes: Plan['routes'], del?: string): Promise<void> {
   const c = RtnlClient.open(path);
   try {
-    await Promise.all(
-      routes.map((r) =>
+    await Promise.all([
+      ...(del ? [c.deleteRoute({ dst: del })] : []),
+      ...routes.map((r) =>
         c.addRoute(
           r.via
             ? { dst: r.dst, oif: eth1, via: r.via, scope: RT_SCOPE_UNIVERSE, protocol: RTPROT_OVNKUBE_ROUTE }
             : { dst: r.dst, oif: eth1, scope: RT_SCOPE_LINK, protocol: RTPROT_OVNKUBE_ROUTE },
         ),
       ),
-    );
+    ]);
   } finally {
     c.close();
   }
@@ -177,13 +178,16 @@ async function measureN(n: number, tmp: string): Promise<Row[]> {
     const floorStart = await cpuOf(async () => {
       for (let i = 0; i < n; i++) await bareWrite(paths[i]!, eth1[i]!, base);
     });
+    // The same writes as the agent's changes: change k adds the k-th CIDR and (k > 1) deletes
+    // the one before it.
     let floorChange = Infinity;
     for (let k = 1; k <= CHANGES; k++) {
       const add = [{ dst: `172.22.${k}.0/24`, dev: 'eth1' }];
+      const del = k > 1 ? `172.22.${k - 1}.0/24` : undefined;
       floorChange = Math.min(
         floorChange,
         await cpuOf(async () => {
-          for (let i = 0; i < n; i++) await bareWrite(paths[i]!, eth1[i]!, add);
+          for (let i = 0; i < n; i++) await bareWrite(paths[i]!, eth1[i]!, add, del);
         }),
       );
     }
@@ -247,20 +251,24 @@ async function measureN(n: number, tmp: string): Promise<Row[]> {
     // with the key the agent is then given.
     const key = testKey();
     const objs = paths.map((_, i) => withPlan(makePodObject({ name: `bench-${i}`, plan: plan0 }), plan0, key));
+    // The agent starts on a node whose N sandboxes exist (as after an upgrade or a restart of
+    // the DaemonSet): their CNI cache files, the runtime's work, are written before measuring.
+    const cacheDir = mkdtempSync(join(tmpdir(), 'ovr-agent-bench-cni-'));
+    t.teardown(() => rmSync(cacheDir, { recursive: true, force: true }));
+    objs.forEach((o, i) => writeCacheFile(cacheDir, o, paths[i]!));
     const w0 = allInPlace(plan0);
     w0.expect();
     await warmup(paths[0]!, eth1[0]!);
     const agentStart = await profiled(`start-N${n}`, () =>
       cpuOf(async () => {
-        rig = await startRig(t, { keys: [key], maxParallel: 4, keeper: { resyncMs: 0, debounceMs: 50 } });
+        rig = await startRig(t, { cacheDir, keys: [key], maxParallel: 4, keeper: { resyncMs: 0, debounceMs: 50 } });
         const api = rig.api;
         const deliver = api.onUpdate;
         api.onUpdate = (p) => {
           deliver(p);
           watch(p);
         };
-        const pods = objs.map((o) => rig!.apply(o));
-        pods.forEach((p, i) => writeCacheFile(rig!.cacheDir, p, paths[i]!));
+        for (const o of objs) rig.apply(o);
         await w0.wait();
         await rig.agent.settled();
         await new Promise((r) => setTimeout(r, 150)); // the keepers' debounced echo applies (50 ms) belong to the start

@@ -146,5 +146,5 @@ t.test('the event socket counts what the kernel dropped and what is not read yet
   t.ok(q.drops > 0, `the overflow is counted (${q.drops} dropped)`);
   await until('the queued events are read', () => sub.queue().rmem === 0 && seen > 0);
   t.ok(seen < 200, `fewer than the 200 events were delivered (${seen}): the rest were dropped`);
-  t.equal(sub.queue().drops, q.drops, 'the drop count stays (it counts since the socket opened)');
+  t.ok(sub.queue().drops >= q.drops, 'reading does not reset the drop count (it counts since the socket opened)');
 });
