@@ -69,13 +69,17 @@ export async function bundleCli(root) {
           // which is called on the first property read: a builtin is loaded when code uses it
           // (node:crypto, some 40 internal modules, only when a hash is computed), and only
           // the properties used are read. The property names are those of the builtin in the
-          // Node that builds.
-          b.onResolve({ filter: /^node:/ }, (a) => ({ path: a.path, namespace: 'builtin' }));
+          // Node that builds. Each importing file gets its own copy of the shim (the path
+          // names the importer), which esbuild then puts in the importer's chunk: one shared
+          // shim per builtin would be a chunk of its own for each set of commands using it.
+          const shim = (name, importer) => ({ path: `${name}#${toPosix(relative(root, importer))}`, namespace: 'builtin' });
+          b.onResolve({ filter: /^node:/ }, (a) => shim(a.path, a.importer));
           b.onLoad({ filter: /.*/, namespace: 'builtin' }, (a) => {
-            const keys = Object.getOwnPropertyNames(process.getBuiltinModule(a.path)).filter((k) => k !== '__esModule');
+            const name = a.path.slice(0, a.path.indexOf('#'));
+            const keys = Object.getOwnPropertyNames(process.getBuiltinModule(name)).filter((k) => k !== '__esModule');
             return {
               contents:
-                `let m;\nconst get = () => (m ??= process.getBuiltinModule(${JSON.stringify(a.path)}));\n` +
+                `let m;\nconst get = () => (m ??= process.getBuiltinModule(${JSON.stringify(name)}));\n` +
                 'const o = {};\n' +
                 `for (const k of ${JSON.stringify(keys)}) Object.defineProperty(o, k, { get: () => get()[k], enumerable: true });\n` +
                 'module.exports = o;\n',
@@ -84,7 +88,7 @@ export async function bundleCli(root) {
           });
           // The same for the bundled CommonJS packages' require('util') and the like.
           b.onResolve({ filter: /^[a-z_]+(\/[a-z_]+)?$/ }, (a) =>
-            builtinModules.includes(a.path) ? { path: `node:${a.path}`, namespace: 'builtin' } : undefined,
+            builtinModules.includes(a.path) ? shim(`node:${a.path}`, a.importer) : undefined,
           );
           b.onResolve({ filter: /^[^./]/ }, (a) => {
             const pkg = a.path.startsWith('@') ? a.path.split('/').slice(0, 2).join('/') : a.path.split('/')[0];
@@ -116,10 +120,14 @@ export async function bundleCli(root) {
   const inputs = {};
   for (const file of Object.keys(result.metafile.inputs).sort()) {
     if (file.includes('node_modules/') || file.includes(':')) continue;
-    inputs[file] = createHash('sha256').update(readFileSync(join(root, file))).digest('hex');
+    inputs[file] = createHash('sha256')
+      .update(readFileSync(join(root, file)))
+      .digest('hex');
   }
   // This script shapes the output too.
-  inputs['scripts/bundle-cli.mjs'] = createHash('sha256').update(readFileSync(join(root, 'scripts', 'bundle-cli.mjs'))).digest('hex');
+  inputs['scripts/bundle-cli.mjs'] = createHash('sha256')
+    .update(readFileSync(join(root, 'scripts', 'bundle-cli.mjs')))
+    .digest('hex');
   // Each output file (relative to dist/bin) with the project sources it holds.
   const outputs = {};
   for (const [f, o] of Object.entries(result.metafile.outputs)) {
