@@ -100,6 +100,21 @@ export async function bundleCli(root) {
           b.onResolve({ filter: /^\.\/raw$/ }, (a) =>
             /[\\/]node_modules[\\/]netlink[\\/]dist$/.test(a.resolveDir) ? { path: 'netlink/dist/raw.js', external: true } : undefined,
           );
+          // netlink's rt/structs.js loads ifla.js (150 KB: the attributes of every kind of
+          // link) only for two functions that parse and format link attributes; the bundle
+          // loads it on their first use.
+          const IFLA = 'const ifla = __importStar(require("./ifla"));';
+          b.onLoad({ filter: /[\\/]node_modules[\\/]netlink[\\/]dist[\\/]rt[\\/]structs\.js$/ }, (a) => {
+            const src = readFileSync(a.path, 'utf8');
+            if (!src.includes(IFLA)) return { contents: src, loader: 'js', warnings: [{ text: `${a.path}: no "${IFLA}" to make lazy` }] };
+            return {
+              contents: src.replace(
+                IFLA,
+                'let iflaMod;\nconst ifla = new Proxy({}, { get: (_, k) => (iflaMod ??= __importStar(require("./ifla")))[k] });',
+              ),
+              loader: 'js',
+            };
+          });
           b.onLoad({ filter: /\.ts$/ }, (a) => {
             let src = readFileSync(a.path, 'utf8');
             const rel = toPosix(relative(root, a.path)).replace(/\.ts$/, '.js');
