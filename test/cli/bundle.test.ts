@@ -39,6 +39,11 @@ t.test('both executables are the bundle, and every file of the bundle is there',
     t.ok(existsSync(join(binDir, f)), `${f} exists`);
     t.ok(existsSync(join(binDir, f + '.map')), `${f}.map exists`);
   }
+  // Every file parses as a module (the agent's and webhook's chunks are not run by the tests here).
+  for (const f of Object.keys(outputs)) {
+    const r = spawnSync(process.execPath, ['--check', join(binDir, f)], { encoding: 'utf8', timeout: 60_000 });
+    t.equal(r.status, 0, `${f} parses${r.stderr ? `: ${r.stderr.split('\n').slice(0, 4).join(' ')}` : ''}`);
+  }
   // Every command module is in the bundle (lazy: each is a chunk of its own or shares one).
   const sources = new Set(Object.values(outputs).flat());
   for (const c of commands) t.ok(sources.has(`bin/commands/${c.name}.ts`), `bin/commands/${c.name}.ts is bundled`);
