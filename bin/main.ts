@@ -2,16 +2,20 @@
  * The `ovnkube-route` CLI: dispatches to one module per command (bin/commands/). Each
  * command's --help is its own `help` text, so what --help says is what the command parses.
  */
-import { getCompileCacheDir } from 'node:module';
-import { setFlagsFromString } from 'node:v8';
 import { closest, InputError, UsageError, type Command, type CommandIO } from './cli.js';
 
 /**
  * The commands, loaded lazily: a command's module (and what it imports: the Kubernetes client,
  * fastify, netlink...) is imported only when that command runs, so `--help` and the offline
  * commands start quickly. The summaries live here for the top-level --help;
- * test/cli checks they equal each module's own. `eager`: the short-lived offline commands,
- * whose code V8 compiles in full as it loads (see loadCommand).
+ * test/cli checks they equal each module's own. `eager`: the short-lived offline commands.
+ * Node's compile cache (enableCompileCache in the entry points) keeps the code V8 compiled as
+ * a file loaded, and V8 compiles a function only when it is first called, so every run of
+ * `convert` or `plan` compiled yaml's parser and the Route validator (one 300 KB function)
+ * anew. The bundle (scripts/bundle-cli.mjs, which reads these flags) gives the files these
+ * commands load V8's explicit compile hint (the magic comment allFunctionsCalledOnLoad): their code is
+ * compiled as it loads, so the cache holds it. Not agent, webhook and explain: long-lived, or
+ * loading the Kubernetes client and fastify.
  */
 export const commands: { name: string; summary: string; eager?: true; load: () => Promise<Command> }[] = [
   {
@@ -85,27 +89,6 @@ function topHelp(prog = 'ovnkube-route'): string {
   );
 }
 
-/**
- * Load a command's module. Node's compile cache (enableCompileCache in the entry points) keeps
- * the code V8 compiled when a file was loaded, and V8 compiles a function only when it is first
- * called: so every run of `convert` or `plan` compiled yaml's parser and the Route validator
- * (one 300 KB function) anew. For the `eager` commands V8 compiles all of their code as it
- * loads (--no-lazy, only while their files load), so the cache holds it and a run after the
- * first compiles none of it. Not for agent, webhook and explain: they load the Kubernetes client
- * and fastify (their start is not the CLI's), and not when the compile cache is off. (For inject
- * and routes, whose netlink code is mostly unused, the larger cache still costs less than the
- * lazy compiles: a few ms less CPU per run, measured.)
- */
-async function loadCommand(entry: (typeof commands)[number]): Promise<Command> {
-  if (!entry.eager || getCompileCacheDir() === undefined) return entry.load();
-  setFlagsFromString('--no-lazy');
-  try {
-    return await entry.load();
-  } finally {
-    setFlagsFromString('--lazy');
-  }
-}
-
 /** Run the CLI with argv (without node and script); resolves to the exit code. */
 export async function main(argv: string[], io: CommandIO, prog = 'ovnkube-route'): Promise<number> {
   const [name, ...rest] = argv;
@@ -119,7 +102,7 @@ export async function main(argv: string[], io: CommandIO, prog = 'ovnkube-route'
     io.stderr.write(`${prog}: unknown command "${name}"${guess ? `; did you mean "${guess}"?` : ''}\n\n${topHelp(prog)}`);
     return 2;
   }
-  const cmd = await loadCommand(entry);
+  const cmd = await entry.load();
   if (rest.includes('--help') || rest.includes('-h')) {
     io.stdout.write(cmd.help.endsWith('\n') ? cmd.help : cmd.help + '\n');
     return 0;

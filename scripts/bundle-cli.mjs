@@ -53,7 +53,9 @@ export async function bundleCli(root) {
     logLevel: 'warning',
     // Bundled CommonJS (netlink) calls require() for Node's own modules and netlink's raw.js.
     banner: {
+      // The first line is a slot for V8's compile hint (see below): same line count either way.
       js:
+        '//\n' +
         `${BUNDLE_MARKER}\n` +
         "import { createRequire as __ovrtCreateRequire } from 'node:module';\n" +
         'const require = __ovrtCreateRequire(import.meta.url);',
@@ -133,6 +135,35 @@ export async function bundleCli(root) {
       },
     ],
   });
+  // V8's explicit compile hint for the files the offline commands load (`eager: true` in
+  // bin/main.ts): `//# allFunctionsCalledOnLoad` at the top of a file makes V8 compile all of
+  // its functions as it loads, so Node's compile cache holds them and a later run compiles
+  // none (yaml's parser, the Route validator). Only those files: the agent and the webhook keep
+  // V8's lazy compilation. It replaces the banner's empty first line (the maps stay right).
+  const mainSrc = readFileSync(join(root, 'bin', 'main.ts'), 'utf8');
+  const eager = [...mainSrc.matchAll(/eager: true,\s*load: async \(\) => \(await import\('\.\/commands\/([a-z-]+)\.js'\)\)/g)].map(
+    (m) => `bin/commands/${m[1]}.ts`,
+  );
+  if (!eager.length) throw new Error('bundle-cli: no `eager: true` command found in bin/main.ts (its shape changed?)');
+  const outs = result.metafile.outputs;
+  const byEntry = new Map(Object.entries(outs).flatMap(([f, o]) => (o.entryPoint ? [[o.entryPoint, f]] : [])));
+  const hinted = new Set();
+  const visit = (f) => {
+    if (hinted.has(f)) return;
+    hinted.add(f);
+    for (const i of outs[f].imports) if (i.kind === 'import-statement' && outs[i.path]) visit(i.path);
+  };
+  for (const e of eager) {
+    if (!byEntry.has(e)) throw new Error(`bundle-cli: no chunk for the eager command ${e}`);
+    visit(byEntry.get(e));
+  }
+  for (const f of hinted) {
+    const file = join(root, f);
+    const src = readFileSync(file, 'utf8');
+    if (!src.startsWith(`//\n${BUNDLE_MARKER}\n`)) throw new Error(`bundle-cli: ${f} does not start with the banner`);
+    writeFileSync(file, '//# allFunctionsCalledOnLoad' + src.slice(2));
+  }
+
   // What the bundle was made from, for the staleness test.
   const inputs = {};
   for (const file of Object.keys(result.metafile.inputs).sort()) {

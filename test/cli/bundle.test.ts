@@ -30,7 +30,7 @@ t.test('both executables are the bundle, and every file of the bundle is there',
   for (const exe of ['ovnkube-route.js', 'kubectl-ovnkube_route.js']) {
     const text = readFileSync(join(binDir, exe), 'utf8');
     t.equal(text.split('\n')[0], '#!/usr/bin/env node', `${exe}: shebang first`);
-    t.equal(text.split('\n')[1], MARKER, `${exe}: made by scripts/bundle-cli.mjs, not tsc`);
+    t.equal(text.split('\n')[2], MARKER, `${exe}: made by scripts/bundle-cli.mjs, not tsc`);
     t.notMatch(text, /from ["']\.\/main\.js["']|import\(["']\.\/main\.js["']\)/, `${exe}: does not load tsc's bin/main.js`);
   }
   const { outputs } = record();
@@ -47,6 +47,26 @@ t.test('both executables are the bundle, and every file of the bundle is there',
   // Every command module is in the bundle (lazy: each is a chunk of its own or shares one).
   const sources = new Set(Object.values(outputs).flat());
   for (const c of commands) t.ok(sources.has(`bin/commands/${c.name}.ts`), `bin/commands/${c.name}.ts is bundled`);
+});
+
+t.test("V8's compile hint is on the files of the offline commands, and only theirs", async (t) => {
+  const { outputs } = record();
+  const fileOf = (src: string): string => {
+    const f = Object.entries(outputs).find(([, ins]) => ins.includes(src))?.[0];
+    if (!f) throw new Error(`${src} is in no file of the bundle`);
+    return f;
+  };
+  const firstLine = (f: string): string => readFileSync(join(binDir, f), 'utf8').split('\n')[0]!;
+  for (const c of commands) {
+    const f = fileOf(`bin/commands/${c.name}.ts`);
+    const eager = (c as { eager?: true }).eager === true;
+    t.equal(
+      firstLine(f) === '//# allFunctionsCalledOnLoad',
+      eager,
+      `${c.name} (${f}): ${eager ? 'hinted' : 'lazy, as V8 compiles by default'}`,
+    );
+  }
+  t.equal(firstLine(fileOf('core/yaml-lib.ts')), '//# allFunctionsCalledOnLoad', 'yaml (loaded by convert and plan) is hinted');
 });
 
 t.test('the bundle was made from the sources as they are now', async (t) => {
