@@ -6,6 +6,17 @@ import { enableCompileCache } from 'node:module';
 // NODE_DISABLE_COMPILE_CACHE=1): a run after the first skips compiling what it loads,
 // the largest part of this CLI's start-up.
 enableCompileCache();
+// The built CLI is a bundle (scripts/bundle-cli.mjs): with OVNKUBE_ROUTE_DEBUG=1 its stack
+// traces name the TypeScript sources, through the bundle's source maps.
+if (process.env.OVNKUBE_ROUTE_DEBUG === '1') process.setSourceMapsEnabled(true);
 const { main } = await import('./main.js');
 
-process.exitCode = await main(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin });
+// stdin is a getter: process.stdin builds its stream (and loads some 25 internal modules) on first
+// use, which only `-f -` and `--plan -` make.
+process.exitCode = await main(process.argv.slice(2), {
+  stdout: process.stdout,
+  stderr: process.stderr,
+  get stdin() {
+    return process.stdin;
+  },
+});

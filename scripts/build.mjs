@@ -180,10 +180,6 @@ const pruneStale = (dir) => {
   }
 };
 pruneStale(join(root, 'dist'));
-for (const exe of ['ovnkube-route.js', 'kubectl-ovnkube_route.js']) {
-  const cli = join(root, 'dist', 'bin', exe);
-  if (existsSync(cli)) chmodSync(cli, 0o755);
-}
 log('compiled TypeScript to dist/');
 
 // 2b. dist/vendor/yaml.cjs: the yaml package in one file (scripts/bundle-cjs.mjs), loaded by
@@ -195,6 +191,16 @@ log('compiled TypeScript to dist/');
   mkdirSync(join(root, 'dist', 'vendor'), { recursive: true });
   const n = bundleCjs(entry, join(root, 'dist', 'vendor', 'yaml.cjs'));
   log(`bundled yaml (${n} modules) into dist/vendor/yaml.cjs`);
+}
+
+// 2c. The CLI as an esbuild bundle (scripts/bundle-cli.mjs): dist/bin/ovnkube-route.js and
+//     dist/bin/kubectl-ovnkube_route.js, with their lazily loaded commands in dist/bin/cli-chunk-*.js,
+//     in place of tsc's modules (those stay in dist/ for the tests that import them).
+{
+  const { bundleCli } = await import('./bundle-cli.mjs');
+  const n = await bundleCli(root);
+  for (const exe of ['ovnkube-route.js', 'kubectl-ovnkube_route.js']) chmodSync(join(root, 'dist', 'bin', exe), 0o755);
+  log(`bundled the CLI into dist/bin (${n} files)`);
 }
 
 // 3. The setns addon, built against the headers of the Node it runs on. The project's Node is

@@ -36,7 +36,7 @@ export const convertCommand: Command = {
     if (values.name !== undefined && !/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/.test(values.name)) {
       throw new UsageError(`--name "${values.name}" is not a valid Route name (lowercase DNS-1123 subdomain)`);
     }
-    const text = await readInput(values.file, io.stdin);
+    const text = await readInput(values.file, io);
     let route;
     try {
       route = convertConfig(text, values.file === '-' ? '<stdin>' : values.file, values.name ? { name: values.name } : {});

@@ -111,7 +111,7 @@ export const injectCommand: Command = {
     if (!values.plan) throw new UsageError('--plan FILE|- is required');
     if (values.output !== 'text' && values.output !== 'json') throw new UsageError(`--output must be text or json, got "${values.output}"`);
     const keys = values.key ? [await readKey(values.key)] : [];
-    const text = (await readInput(values.plan, io.stdin)).trim();
+    const text = (await readInput(values.plan, io)).trim();
     const source = values.plan === '-' ? '<stdin>' : values.plan;
     const signed = hasSignature(text);
     if (signed && !keys.length)

@@ -168,7 +168,7 @@ export const planCommand: Command = {
     } else {
       const file = values.file === '-' ? '<stdin>' : values.file!;
       try {
-        idx = loadObjects(await readInput(values.file!, io.stdin), file);
+        idx = loadObjects(await readInput(values.file!, io), file);
       } catch (e) {
         if (e instanceof InputFileError) throw new InputError(e.message);
         throw e;

@@ -2,7 +2,7 @@
 // the Kubernetes client, fastify, prom-client or ajv (validators are compiled at build time).
 // Checked by the modules a real CLI process loads (an ESM load hook), never by timing.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -63,7 +63,7 @@ t.test('--help and the offline commands load none of the heavy packages', async 
     const r = loaded(args);
     t.equal(r.code, 0, `${what} exits 0`);
     t.ok(
-      r.urls.some((u) => u.endsWith('/bin/main.js')),
+      r.urls.some((u) => u.endsWith('/dist/bin/ovnkube-route.js')),
       `${what}: the hook saw the CLI load`,
     );
     t.same(
@@ -72,10 +72,29 @@ t.test('--help and the offline commands load none of the heavy packages', async 
       `${what}: no Kubernetes client, fastify, prom-client or ajv`,
     );
   }
-  const convert = loaded(['convert', '-f', join(repoRoot, 'examples', 'cr-config.json')]);
-  t.notOk(
-    convert.urls.some((u) => /\/bin\/commands\/(agent|webhook|inject|routes|plan)\.js$/.test(u)),
+  // The CLI is a bundle (scripts/bundle-cli.mjs): the sources a run loaded are those of the
+  // bundle files it loaded, as the build recorded them.
+  const { outputs } = JSON.parse(readFileSync(join(repoRoot, 'dist', 'bin', 'cli-bundle.json'), 'utf8')) as {
+    outputs: Record<string, string[]>;
+  };
+  const sources = (urls: string[]): string[] =>
+    urls.flatMap((u) => {
+      const m = /\/dist\/bin\/([^/]+\.js)$/.exec(u);
+      return m ? (outputs[m[1]!] ?? []) : [];
+    });
+  const convert = sources(loaded(['convert', '-f', join(repoRoot, 'examples', 'cr-config.json')]).urls);
+  t.ok(convert.includes('bin/commands/convert.ts'), 'convert loads its own command');
+  t.same(
+    convert.filter((f) => /^bin\/commands\/(?!convert\.ts)/.test(f)),
+    [],
     'convert loads no other command',
+  );
+  const help = sources(loaded(['--help']).urls);
+  t.ok(help.includes('bin/main.ts'), '--help loads main');
+  t.same(
+    help.filter((f) => f.startsWith('bin/commands/')),
+    [],
+    '--help loads no command',
   );
 });
 
