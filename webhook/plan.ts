@@ -158,16 +158,21 @@ export type VersionedSources = PlanSources & { version(): number };
  * change of a Route, Namespace, Service, ReplicaSet or Job changes the version, and the memo
  * starts again empty; so does a new signing key (keys[0]) or mode. The pods of one workload
  * (same namespace, generateName, labels and owner) are admitted with one resolution and one
- * signature between two changes. Bounded: the oldest entries go first.
+ * signature between two changes. Bounded in entries and in bytes (keys and plan values; the
+ * oldest entries go first), and a pod whose inputs alone are larger than PLAN_MEMO_KEY_MAX
+ * (labels are not limited in number) is resolved without it.
  */
 interface PlanMemo {
   version: number;
   signer: PlanKey;
   mode: InjectMode;
-  answers: Map<string, PlanAnswer>;
+  answers: Map<string, { answer: PlanAnswer; bytes: number }>;
+  bytes: number;
 }
 const memos = new WeakMap<VersionedSources, PlanMemo>();
 export const PLAN_MEMO_SIZE = 2048;
+export const PLAN_MEMO_BYTES = 4 * 1024 * 1024;
+export const PLAN_MEMO_KEY_MAX = 8 * 1024;
 
 /**
  * desiredPlan of `pod` in `namespace` (the pod's own namespace field may be missing, as in a
@@ -181,20 +186,30 @@ export function memoizedPlan(
 ): PlanAnswer {
   const subject = resolutionSubject(pod, namespace);
   const key = JSON.stringify(subject);
+  if (key.length > PLAN_MEMO_KEY_MAX) return answerOf(desiredPlan(subject, sources, opts));
   const version = sources.version();
   const signer = opts.keys[0]!;
   let memo = memos.get(sources);
   if (!memo || memo.version !== version || memo.signer !== signer || memo.mode !== opts.mode) {
-    memo = { version, signer, mode: opts.mode, answers: new Map() };
+    memo = { version, signer, mode: opts.mode, answers: new Map(), bytes: 0 };
     memos.set(sources, memo);
   }
-  let answer = memo.answers.get(key);
-  if (answer === undefined) {
-    const d = desiredPlan(subject, sources, opts);
-    // Keep only what admission reads (not the resolution's lists).
-    answer = d.action === 'set' ? { action: 'set', value: d.value } : d;
-    if (memo.answers.size >= PLAN_MEMO_SIZE) memo.answers.delete(memo.answers.keys().next().value!);
-    memo.answers.set(key, answer);
+  const hit = memo.answers.get(key);
+  if (hit) return hit.answer;
+  const answer = answerOf(desiredPlan(subject, sources, opts));
+  // UTF-16 code units, 2 bytes each; the plan value is the only large part of an answer.
+  const bytes = 2 * (key.length + (answer.action === 'set' ? answer.value.length : 0));
+  memo.answers.set(key, { answer, bytes });
+  memo.bytes += bytes;
+  for (const [k, e] of memo.answers) {
+    if (memo.answers.size <= PLAN_MEMO_SIZE && memo.bytes <= PLAN_MEMO_BYTES) break;
+    memo.answers.delete(k);
+    memo.bytes -= e.bytes;
   }
   return answer;
+}
+
+/** Only what admission reads of a decision (not the resolution's lists, for a set plan). */
+function answerOf(d: PlanDecision): PlanAnswer {
+  return d.action === 'set' ? { action: 'set', value: d.value } : d;
 }

@@ -69,21 +69,24 @@ function pod(order: string[], metadata: unknown, spec: unknown): Pod {
 t.test('planPatch gives compare() operations for every shape', async (t) => {
   let cases = 0;
   let two = 0;
-  for (const order of orders)
-    for (const metadata of metadatas)
-      for (const spec of specs)
-        for (const value of [undefined, 'new', '{"v":1}'])
-          for (const gate of [false, true]) {
-            const p = pod(order, metadata, spec);
-            const before = JSON.stringify(p);
-            const want = fjp.compare(p, decided(p, value, gate));
-            const got = planPatch(p, value, gate);
-            const what = `keys ${order.join(',')}, metadata ${JSON.stringify(metadata)}, spec ${JSON.stringify(spec)}, value ${String(value)}, gate ${gate}`;
-            if (JSON.stringify(got) !== JSON.stringify(want)) t.same(got, want, what);
-            t.equal(JSON.stringify(p), before, `${what}: the pod is left as it was`) || t.fail(what);
-            cases++;
-            if (want.length === 2) two++;
-          }
+  const shapes = orders.flatMap((order) =>
+    metadatas.flatMap((metadata) =>
+      specs.flatMap((spec) =>
+        [undefined, 'new', '{"v":1}'].flatMap((value) => [false, true].map((gate) => ({ order, metadata, spec, value, gate }))),
+      ),
+    ),
+  );
+  for (const { order, metadata, spec, value, gate } of shapes) {
+    const p = pod(order, metadata, spec);
+    const before = JSON.stringify(p);
+    const want = fjp.compare(p, decided(p, value, gate));
+    const got = planPatch(p, value, gate);
+    const what = `keys ${order.join(',')}, metadata ${JSON.stringify(metadata)}, spec ${JSON.stringify(spec)}, value ${String(value)}, gate ${gate}`;
+    if (JSON.stringify(got) !== JSON.stringify(want)) t.same(got, want, what);
+    if (JSON.stringify(p) !== before) t.fail(`${what}: the pod was changed`);
+    cases++;
+    if (want.length === 2) two++;
+  }
   t.equal(cases, 3 * metadatas.length * specs.length * 3 * 2);
   t.ok(two > 50, `the order of two operations is checked (${two} cases)`);
 });

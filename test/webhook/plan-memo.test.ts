@@ -8,7 +8,7 @@ import { PLAN_ANNOTATION, type KubeObject, type Namespace, type Pod, type Route,
 import { admit, type AdmitDeps } from '../../webhook/admission/admission.js';
 import type { ValidReview } from '../../webhook/admission/review.js';
 import { cachesFromObjects } from '../../webhook/caches/caches.js';
-import { desiredPlan, memoizedPlan, PLAN_MEMO_SIZE, resolutionSubject } from '../../webhook/plan.js';
+import { desiredPlan, memoizedPlan, PLAN_MEMO_BYTES, PLAN_MEMO_KEY_MAX, PLAN_MEMO_SIZE, resolutionSubject } from '../../webhook/plan.js';
 import { applyResponse, patchOps, testKey } from './helpers.js';
 
 const route = (name: string, rv: string, spec: Route['spec']): Route => ({ metadata: { name, resourceVersion: rv }, spec });
@@ -195,6 +195,19 @@ t.test('the memo is bounded; the plan annotation of a review is not an input', a
   const b = memoizedPlan(first, 'default', caches, opts);
   t.not(b, a, 'the oldest entry was dropped once the memo was full');
   t.same(b, a, 'and computed again to the same answer');
+
+  // Bounded in bytes too: pods with large labels fill the budget long before the entry count.
+  const big = (i: number) => review({ n: String(i), pad: 'x'.repeat(PLAN_MEMO_KEY_MAX / 2) }).request.object as Pod;
+  const firstBig = memoizedPlan(big(0), 'default', caches, opts);
+  t.equal(memoizedPlan(big(0), 'default', caches, opts), firstBig, 'a large pod is remembered');
+  const fit = Math.ceil(PLAN_MEMO_BYTES / PLAN_MEMO_KEY_MAX);
+  t.ok(fit < PLAN_MEMO_SIZE / 2, `about ${fit} such pods fill the byte budget`);
+  for (let i = 1; i <= fit; i++) memoizedPlan(big(i), 'default', caches, opts);
+  t.not(memoizedPlan(big(0), 'default', caches, opts), firstBig, 'dropped once the bytes were used up');
+  const huge = () => review({ pad: 'x'.repeat(PLAN_MEMO_KEY_MAX) }).request.object as Pod;
+  const h = memoizedPlan(huge(), 'default', caches, opts);
+  t.not(memoizedPlan(huge(), 'default', caches, opts), h, 'inputs larger than the key bound are not remembered');
+  t.same(memoizedPlan(huge(), 'default', caches, opts), h, 'but answered the same');
   const forged = review(web);
   (forged.request.object as Pod).metadata!.annotations = { [PLAN_ANNOTATION]: '{"v":1,"routes":[]}' };
   const ops = patchOps(admit(forged, { caches, ...opts }).review.response);
