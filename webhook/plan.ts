@@ -124,3 +124,92 @@ function withFullReason(skip: Extract<Resolution, { kind: 'skipped' }>, full: ()
 export function isSystemSigned(value: string, namespace: string, keys: readonly PlanKey[]): boolean {
   return decodeSignedPlan(value, namespace, keys).ok;
 }
+
+/** What admission needs of a PlanDecision: the value to set, or why none and its message. */
+export type PlanAnswer = { action: 'set'; value: string } | { action: 'remove'; reason: NoPlanReason; readonly message: string };
+
+/**
+ * Everything of a pod that plan resolution reads (core/filters.ts, core/owners.ts): its
+ * namespace, name and generateName (name-based terms, and the wording of reasons), labels
+ * (selectors, the opt-out and opt-in labels), ownerReferences (owner chains) and whether it
+ * uses the host network. Resolving this projection gives the pod's own resolution; a field
+ * that resolution comes to read must be added here, or the memo below would not see it.
+ */
+export function resolutionSubject(pod: Pod, namespace: string): Pod {
+  const m = pod.metadata ?? {};
+  return {
+    metadata: {
+      namespace,
+      ...(m.name !== undefined ? { name: m.name } : {}),
+      ...(m.generateName !== undefined ? { generateName: m.generateName } : {}),
+      ...(m.labels !== undefined ? { labels: m.labels } : {}),
+      ...(m.ownerReferences !== undefined ? { ownerReferences: m.ownerReferences } : {}),
+    },
+    spec: pod.spec?.hostNetwork === true ? { hostNetwork: true } : {},
+  };
+}
+
+/** Sources whose content has a version (ClusterCaches.version()): equal versions, same content. */
+export type VersionedSources = PlanSources & { version(): number };
+
+/**
+ * The plan memo of admission: the answers of desiredPlan, by the JSON of the pod's
+ * resolutionSubject, for one version of the sources, one signing key and one mode. Any
+ * change of a Route, Namespace, Service, ReplicaSet or Job changes the version, and the memo
+ * starts again empty; so does a new signing key (keys[0]) or mode. The pods of one workload
+ * (same namespace, generateName, labels and owner) are admitted with one resolution and one
+ * signature between two changes. Bounded in entries and in bytes (keys and plan values; the
+ * oldest entries go first), and a pod whose inputs alone are larger than PLAN_MEMO_KEY_MAX
+ * (labels are not limited in number) is resolved without it.
+ */
+interface PlanMemo {
+  version: number;
+  signer: PlanKey;
+  mode: InjectMode;
+  answers: Map<string, { answer: PlanAnswer; bytes: number }>;
+  bytes: number;
+}
+const memos = new WeakMap<VersionedSources, PlanMemo>();
+export const PLAN_MEMO_SIZE = 2048;
+export const PLAN_MEMO_BYTES = 4 * 1024 * 1024;
+export const PLAN_MEMO_KEY_MAX = 8 * 1024;
+
+/**
+ * desiredPlan of `pod` in `namespace` (the pod's own namespace field may be missing, as in a
+ * CREATE review), remembered as described at PlanMemo. The answer is shared: never mutate it.
+ */
+export function memoizedPlan(
+  pod: Pod,
+  namespace: string,
+  sources: VersionedSources,
+  opts: { mode: InjectMode; keys: readonly PlanKey[] },
+): PlanAnswer {
+  const subject = resolutionSubject(pod, namespace);
+  const key = JSON.stringify(subject);
+  if (key.length > PLAN_MEMO_KEY_MAX) return answerOf(desiredPlan(subject, sources, opts));
+  const version = sources.version();
+  const signer = opts.keys[0]!;
+  let memo = memos.get(sources);
+  if (!memo || memo.version !== version || memo.signer !== signer || memo.mode !== opts.mode) {
+    memo = { version, signer, mode: opts.mode, answers: new Map(), bytes: 0 };
+    memos.set(sources, memo);
+  }
+  const hit = memo.answers.get(key);
+  if (hit) return hit.answer;
+  const answer = answerOf(desiredPlan(subject, sources, opts));
+  // UTF-16 code units, 2 bytes each; the plan value is the only large part of an answer.
+  const bytes = 2 * (key.length + (answer.action === 'set' ? answer.value.length : 0));
+  memo.answers.set(key, { answer, bytes });
+  memo.bytes += bytes;
+  for (const [k, e] of memo.answers) {
+    if (memo.answers.size <= PLAN_MEMO_SIZE && memo.bytes <= PLAN_MEMO_BYTES) break;
+    memo.answers.delete(k);
+    memo.bytes -= e.bytes;
+  }
+  return answer;
+}
+
+/** Only what admission reads of a decision (not the resolution's lists, for a set plan). */
+function answerOf(d: PlanDecision): PlanAnswer {
+  return d.action === 'set' ? { action: 'set', value: d.value } : d;
+}

@@ -161,8 +161,10 @@ export function benchWorld(n: number): Required<CacheObjects> {
  * Pod CREATE reviews as the API server sends them: `count` of them, cycling through the
  * namespaces of a world of n Routes and through Deployment pods (web, api, worker), CronJob
  * pods and bare pods, with a readiness-gate label on some. Each review has its own uid.
+ * With `distinct`, each pod also has a label of its own (`bench-pod: <r>`), so no two pods
+ * have the same resolution inputs (the webhook's plan memo never answers twice).
  */
-export function podReviews(n: number, count: number): Buffer[] {
+export function podReviews(n: number, count: number, distinct = false): Buffer[] {
   const nsCount = namespaceCount(n);
   const out: Buffer[] = [];
   for (let r = 0; r < count; r++) {
@@ -184,6 +186,7 @@ export function podReviews(n: number, count: number): Buffer[] {
           ? { 'batch.kubernetes.io/job-name': 'nightly-28901440', 'job-name': 'nightly-28901440' }
           : { app: 'debug' };
     if (r % 4 === 0) labels['routes.k8s.ovn.org/readiness-gate'] = 'true';
+    if (distinct) labels['bench-pod'] = String(r);
     const generateName = shape < 3 ? `${rs}-` : shape === 3 ? 'nightly-28901440-' : 'debug-';
     const review = {
       kind: 'AdmissionReview',

@@ -20,7 +20,9 @@
  *    Also measured: each server's CPU time per review (process.cpuUsage over the run).
  *
  * Environment: WEBHOOK_BENCH_ROUNDS (default 4), WEBHOOK_BENCH_RUN_MS (measured time per run,
- * default 1500), WEBHOOK_BENCH_PROF=DIR (the webhook servers run with --cpu-prof into DIR).
+ * default 1500), WEBHOOK_BENCH_PROF=DIR (the webhook servers run with --cpu-prof into DIR),
+ * WEBHOOK_BENCH_DISTINCT=1 (4096 reviews, each pod with a label of its own: the cost of a
+ * review that the webhook's plan memo cannot answer).
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -34,7 +36,7 @@ import { encodePlan, planKeyFromSecret } from '../../core/plan-codec.js';
 import { resolvePlan } from '../../core/resolve.js';
 import { PLAN_ANNOTATION, type Pod, type Route } from '../../core/types.js';
 import { cachesFromObjects } from '../../webhook/caches/caches.js';
-import { desiredPlan, resolveContext } from '../../webhook/plan.js';
+import { desiredPlan, PLAN_MEMO_SIZE, resolveContext } from '../../webhook/plan.js';
 import { genCerts } from '../webhook/helpers.js';
 import { ratioRow, time, type BenchRow } from './measure.js';
 import { podReviews } from './webhook-world.js';
@@ -265,6 +267,7 @@ async function httpsRows(): Promise<{ rows: BenchRow[]; json: unknown[] }> {
   const runMs = Number(process.env.WEBHOOK_BENCH_RUN_MS ?? 1500);
   const warmMs = 300;
   const prof = process.env.WEBHOOK_BENCH_PROF;
+  const distinct = process.env.WEBHOOK_BENCH_DISTINCT === '1';
   const dir = mkdtempSync(join(tmpdir(), 'ovnkube-route-whbench-'));
   const logFd = openSync(join(dir, 'servers.log'), 'a');
   const servers: Server[] = [];
@@ -281,7 +284,8 @@ async function httpsRows(): Promise<{ rows: BenchRow[]; json: unknown[] }> {
       const s = await startServer(`webhook-${n}`, ['webhook', String(n), dir], logFd, profArgv);
       servers.push(s);
       webhooks.push(s);
-      bodiesOf[s.name] = podReviews(n, 512);
+      // Distinct: more pods than the plan memo holds (PLAN_MEMO_SIZE), each with inputs of its own.
+      bodiesOf[s.name] = distinct ? podReviews(n, 2 * PLAN_MEMO_SIZE, true) : podReviews(n, 512);
       const check = await sanity(s, ca, bodiesOf[s.name]!.slice(0, 40));
       stampedOf[s.name] = `${check.stamped} of 40 sampled pods stamped`;
       if (n === sizes[0]) sample = check.sample;
@@ -311,7 +315,7 @@ async function httpsRows(): Promise<{ rows: BenchRow[]; json: unknown[] }> {
       floor,
       webhooks,
       stampedOf,
-      method: `${rounds} interleaved rounds of ${runMs} ms per server and concurrency; servers in their own processes`,
+      method: `${rounds} interleaved rounds of ${runMs} ms per server and concurrency; servers in their own processes${distinct ? '; every pod with resolution inputs of its own (no plan memo hits)' : ''}`,
     });
   } finally {
     for (const s of servers) await stopServer(s);
@@ -468,7 +472,7 @@ export async function run(): Promise<BenchRow[]> {
   const resDir = join(here, '..', '..', '..', 'test', 'bench', 'results');
   mkdirSync(resDir, { recursive: true });
   writeFileSync(
-    join(resDir, 'webhook.json'),
+    join(resDir, process.env.WEBHOOK_BENCH_DISTINCT === '1' ? 'webhook-distinct.json' : 'webhook.json'),
     JSON.stringify({ date: new Date().toISOString(), ...(skipped ? { notRun: [skipped] } : {}), rows: json }, null, 2) + '\n',
   );
   if (skipped) throw new Error(skipped);

@@ -10,6 +10,7 @@ import { buildApp, type AppOptions } from '../../webhook/admission/server.js';
 import { CACHED_RESOURCES, ClusterCaches, cachesFromObjects } from '../../webhook/caches/caches.js';
 import type { AdmissionReview } from '../../webhook/admission/review.js';
 import { ObjectStore } from '../../webhook/caches/store.js';
+import { memoryLogger } from '../../platform/log.js';
 import { annotate, applyResponse, clusterCaches, clusterObjects, loadReview, patchOps, reviewWith, testKey } from './helpers.js';
 
 const key = testKey();
@@ -340,4 +341,40 @@ t.test('buildApp validates its options and throws coded errors', async (t) => {
   const res = await a.inject({ method: 'POST', url: '/mutate', payload: loadReview('review-create-replicaset-pod.json') as object });
   t.equal(res.statusCode, 413, 'the bodyLimit given is the one enforced');
   t.equal(res.json().code, 'FST_ERR_CTP_BODY_TOO_LARGE', "with fastify's code");
+});
+
+t.test('decisions are logged: a replaced plan at warn with the request, every admission at debug', async (t) => {
+  const forged = JSON.stringify({ v: 1, routes: [{ dst: '0.0.0.0/0', dev: 'eth1' }] });
+  const create = (v: string | undefined) => reviewWith('review-create-replicaset-pod.json', (p) => annotate(p, PLAN_ANNOTATION, v));
+  for (const level of ['info', 'debug'] as const) {
+    const logger = memoryLogger(level);
+    const a = buildApp({
+      admit: { caches, mode: 'default', keys },
+      readiness: () => ({ ready: true, detail: '' }),
+      registry: new Registry(),
+      logger,
+    });
+    t.teardown(() => a.close());
+    const clean = create(undefined);
+    await post(clean, a);
+    await post(create(forged), a);
+    const admitted = logger.lines.filter((l) => l.msg === 'admitted');
+    const warned = logger.lines.filter((l) => l.msg === 'plan annotation corrected or admission failed open');
+    t.equal(warned.length, 1, `${level}: the replaced plan is a warning`);
+    t.match(warned[0], {
+      level: 'warn',
+      uid: String,
+      namespace: 'default',
+      operation: 'CREATE',
+      dryRun: false,
+      decision: { overwritten: { action: 'replaced', signed: false } },
+    });
+    if (level === 'info') t.equal(admitted.length, 0, 'info: no line per admission');
+    else
+      t.match(
+        admitted,
+        [{ level: 'debug', uid: clean.request.uid, operation: 'CREATE', decision: { outcome: 'patched', plan: 'stamped' } }],
+        'debug: a line per admission',
+      );
+  }
 });

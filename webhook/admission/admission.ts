@@ -24,13 +24,13 @@ import fjp from 'fast-json-patch';
 import type { PlanKey } from '../../core/plan-codec.js';
 import type { InjectMode } from '../../core/resolve.js';
 import { PLAN_ANNOTATION, READINESS_GATE_LABEL, READY_CONDITION, type Pod } from '../../core/types.js';
-import { desiredPlan, isSystemSigned, type NoPlanReason, type PlanSources } from '../plan.js';
+import { isSystemSigned, memoizedPlan, type NoPlanReason, type VersionedSources } from '../plan.js';
 import { ADMISSION_API_VERSION, type AdmissionRequest, type AdmissionResponse, type AdmissionReview, type ValidReview } from './review.js';
 
 /** What admit() needs; nothing here does I/O. */
 export interface AdmitDeps {
-  /** Cache reads for resolution, plus whether the caches have synced. */
-  caches: PlanSources & { isSynced(): boolean };
+  /** Cache reads for resolution and their version (the plan memo), plus whether the caches have synced. */
+  caches: VersionedSources & { isSynced(): boolean };
   mode: InjectMode;
   /** keys[0] signs; every key verifies (rotation). At least one. */
   keys: readonly PlanKey[];
@@ -89,11 +89,9 @@ function withPlan(pod: Pod, value: string | undefined): Pod {
   return { ...pod, metadata: { ...pod.metadata, annotations: next } };
 }
 
-/** Add the readiness gate the pod's label asks for, if it is not there yet (CREATE only: gates are immutable). */
+/** The pod with the readiness gate appended to spec.readinessGates (a shallow copy). */
 function withReadinessGate(pod: Pod): Pod {
-  if (!GATE_ON.has(pod.metadata?.labels?.[READINESS_GATE_LABEL] ?? '')) return pod;
-  const gates = Array.isArray(pod.spec?.readinessGates) ? (pod.spec.readinessGates as { conditionType?: string }[]) : [];
-  if (gates.some((g) => g?.conditionType === READY_CONDITION)) return pod;
+  const gates = Array.isArray(pod.spec?.readinessGates) ? (pod.spec.readinessGates as unknown[]) : [];
   return { ...pod, spec: { ...pod.spec, readinessGates: [...gates, { conditionType: READY_CONDITION }] } };
 }
 
@@ -199,9 +197,8 @@ function unsyncedPlan(d: DecodedPod, signed: (v: string | undefined) => v is str
 
 /** The plan computed from the caches. */
 function computedPlan(d: DecodedPod, deps: AdmitDeps): Pick<Verdict, 'target' | 'decision'> {
-  // Resolve with the namespace filled in (CREATE objects may lack it), but patch the original.
-  const subject: Pod = { ...(d.pod as Pod), metadata: { ...(d.meta as Pod['metadata']), namespace: d.namespace } };
-  const want = desiredPlan(subject, deps.caches, { mode: deps.mode, keys: deps.keys });
+  // Resolved with the namespace filled in (CREATE objects may lack it); the original is patched.
+  const want = memoizedPlan(d.pod as Pod, d.namespace, deps.caches, { mode: deps.mode, keys: deps.keys });
   return want.action === 'set'
     ? { target: want.value, decision: { outcome: 'unchanged', plan: 'stamped' } }
     : {
@@ -236,13 +233,71 @@ function decide(d: DecodedPod, deps: AdmitDeps): Verdict {
   return { target, decision, warnings };
 }
 
+/** The pod's label asks for the readiness gate and the pod does not have it yet (CREATE only: gates are immutable). */
+function wantsReadinessGate(pod: Pod): boolean {
+  if (!GATE_ON.has(pod.metadata?.labels?.[READINESS_GATE_LABEL] ?? '')) return false;
+  const gates = Array.isArray(pod.spec?.readinessGates) ? (pod.spec.readinessGates as { conditionType?: string }[]) : [];
+  return !gates.some((g) => g?.conditionType === READY_CONDITION);
+}
+
+/** The plan annotation's key as a JSON Pointer token (RFC 6901: "~" as "~0", "/" as "~1"). */
+const PLAN_TOKEN = PLAN_ANNOTATION.replace(/~/g, '~0').replace(/\//g, '~1');
+
+/**
+ * The JSON Patch from `pod` to `pod` with the plan annotation set to `value` (removed when
+ * undefined) and, with `gate`, the readiness gate added (withPlan, withReadinessGate): the
+ * very operations, in the same order, that fast-json-patch's compare() gives for the two
+ * objects, without walking and cloning the whole pod (test/webhook/admission-patch.test.ts
+ * compares both on every shape). A spec, or readinessGates, that is not what the API server
+ * sends (not an object, not a list) is left to compare().
+ */
+export function planPatch(pod: Pod, value: string | undefined, gate: boolean): fjp.Operation[] {
+  const spec = pod.spec as unknown;
+  const gates = isObject(spec) ? spec.readinessGates : undefined;
+  const odd = gate && (spec !== undefined ? !isObject(spec) || (gates !== undefined && !Array.isArray(gates)) : 'spec' in pod);
+  if (odd || ('metadata' in pod && !isObject(pod.metadata))) {
+    let mutated = withPlan(pod, value);
+    if (gate) mutated = withReadinessGate(mutated);
+    return fjp.compare(pod, mutated);
+  }
+  const meta = annotationOp(pod, value);
+  const specOp = gate ? gateOp(spec, gates) : undefined;
+  if (!meta || !specOp) return meta ? [meta] : specOp ? [specOp] : [];
+  // compare() visits the keys the pod has from last to first, then adds the keys it lacks
+  // (metadata before spec, as withPlan and withReadinessGate append them).
+  const keys = Object.keys(pod);
+  const mi = pod.metadata ? keys.indexOf('metadata') : -1;
+  const si = spec !== undefined ? keys.indexOf('spec') : -1;
+  return si >= 0 && (mi < 0 || si > mi) ? [specOp, meta] : [meta, specOp];
+}
+
+/** planPatch's operation under metadata: the plan annotation set to `value`, or removed. */
+function annotationOp(pod: Pod, value: string | undefined): fjp.Operation | undefined {
+  const annotations = pod.metadata?.annotations;
+  const current = annotations?.[PLAN_ANNOTATION];
+  const path = `/metadata/annotations/${PLAN_TOKEN}`;
+  if (value === undefined) return current === undefined ? undefined : { op: 'remove', path };
+  if (current === value) return undefined;
+  if (current !== undefined) return { op: 'replace', path, value };
+  if (annotations) return { op: 'add', path, value };
+  if (pod.metadata) return { op: 'add', path: '/metadata/annotations', value: { [PLAN_ANNOTATION]: value } };
+  return { op: 'add', path: '/metadata', value: { annotations: { [PLAN_ANNOTATION]: value } } };
+}
+
+/** planPatch's operation under spec: the readiness gate added (spec an object or absent, readinessGates a list or absent). */
+function gateOp(spec: unknown, gates: unknown): fjp.Operation {
+  const g = { conditionType: READY_CONDITION };
+  if (spec === undefined) return { op: 'add', path: '/spec', value: { readinessGates: [g] } };
+  if (Array.isArray(gates)) return { op: 'add', path: `/spec/readinessGates/${gates.length}`, value: g };
+  return { op: 'add', path: '/spec/readinessGates', value: [g] };
+}
+
 /** 3. Patch: the JSON Patch from the pod as sent to the pod as decided (none when equal). */
 function patch(d: DecodedPod, v: Verdict): AdmitResult {
   const { req, op, pod } = d;
   if (v.asIs) return answer(req, v.decision);
-  let mutated = withPlan(pod as Pod, v.target);
-  if (op === 'CREATE' && v.decision.plan === 'stamped') mutated = withReadinessGate(mutated);
-  const ops = fjp.compare(pod, mutated);
+  const gate = op === 'CREATE' && v.decision.plan === 'stamped' && wantsReadinessGate(pod as Pod);
+  const ops = planPatch(pod as Pod, v.target, gate);
   const warnings = v.warnings.length ? { warnings: v.warnings } : {};
   if (ops.length === 0) return answer(req, v.decision, warnings);
   v.decision.outcome = 'patched';

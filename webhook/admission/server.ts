@@ -8,7 +8,7 @@
  * 400 from parseReview(); everything else is answered inside an AdmissionReview.
  */
 import { Ajv } from 'ajv';
-import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../../platform/log.js';
 import { admit, type AdmitDeps } from './admission.js';
@@ -111,6 +111,10 @@ function checkOptions(opts: AppOptions): Tunables {
   return merged;
 }
 
+/** Whether a request's logger writes debug lines (pino's isLevelEnabled; fastify's null logger has none). */
+const debugOn = (log: FastifyBaseLogger): boolean =>
+  (log as { isLevelEnabled?: (l: string) => boolean }).isLevelEnabled?.('debug') === true;
+
 const HTTP_OUTCOMES: Record<number, RequestOutcome> = { 413: 'too-large', 415: 'unsupported-media-type' };
 
 /** Build the webhook app (not listening). Throws WebhookError OVNKR_ERR_APP_OPTIONS on bad options. */
@@ -155,10 +159,13 @@ export function buildApp(opts: AppOptions): FastifyInstance {
     void reply.code(status).send({ code: err.code ?? 'OVNKR_ERR_INTERNAL', message: status === 500 ? 'internal error' : err.message });
   });
 
-  app.addHook('onResponse', async (req, reply) => {
-    if (req.routeOptions.url !== '/mutate') return;
-    const outcome = outcomes.get(req) ?? HTTP_OUTCOMES[reply.statusCode] ?? (reply.statusCode < 500 ? 'bad-request' : 'failed-open');
-    metrics.observeRequest(outcome, reply.elapsedTime / 1000);
+  // A callback hook, not an async one: no promise per request.
+  app.addHook('onResponse', (req, reply, done) => {
+    if (req.routeOptions.url === '/mutate') {
+      const outcome = outcomes.get(req) ?? HTTP_OUTCOMES[reply.statusCode] ?? (reply.statusCode < 500 ? 'bad-request' : 'failed-open');
+      metrics.observeRequest(outcome, reply.elapsedTime / 1000);
+    }
+    done();
   });
 
   app.post('/mutate', async (req, reply) => {
@@ -170,11 +177,14 @@ export function buildApp(opts: AppOptions): FastifyInstance {
     const { review, decision } = admit(parsed.review, opts.admit);
     outcomes.set(req, decision.outcome);
     metrics.observeDecision(decision);
-    const r = parsed.review.request;
-    const who = { uid: r.uid, namespace: r.namespace, name: r.name, operation: r.operation, dryRun: r.dryRun === true };
-    if (decision.overwritten || decision.outcome === 'failed-open')
-      req.log.warn({ ...who, decision }, 'plan annotation corrected or admission failed open');
-    else req.log.debug({ ...who, decision }, 'admitted');
+    const warn = decision.overwritten !== undefined || decision.outcome === 'failed-open';
+    // The fields of the line are gathered only for a line that is written (debug is off in production).
+    if (warn || debugOn(req.log)) {
+      const r = parsed.review.request;
+      const fields = { uid: r.uid, namespace: r.namespace, name: r.name, operation: r.operation, dryRun: r.dryRun === true, decision };
+      if (warn) req.log.warn(fields, 'plan annotation corrected or admission failed open');
+      else req.log.debug(fields, 'admitted');
+    }
     return review;
   });
 

@@ -44,6 +44,7 @@ export class ClusterCaches {
   readonly synced: Promise<void>;
   private readonly stores: Record<CachedResource, ObjectStore<KubeObject>>;
   private readonly informers: Partial<Record<CachedResource, Informer<KubeObject>>>;
+  private allSynced = false;
 
   /**
    * Prefer the factories (`cachesFromApi`, `cachesFromObjects`). `informers` feed the
@@ -75,7 +76,21 @@ export class ClusterCaches {
 
   /** True once every store has applied its first full list (what /readyz reports). */
   isSynced(): boolean {
-    return CACHED_RESOURCES.every((r) => this.stores[r].isSynced());
+    // Asked on every admission request; a store never becomes unsynced again.
+    if (!this.allSynced) this.allSynced = CACHED_RESOURCES.every((r) => this.stores[r].isSynced());
+    return this.allSynced;
+  }
+
+  /**
+   * A number that changes whenever the content of any store changes (the sum of their change
+   * counts, webhook/caches/store.ts): equal versions mean the same Routes, Namespaces,
+   * Services, ReplicaSets and Jobs, so what was computed from them still holds (the plan memo
+   * of webhook/plan.ts relies on it).
+   */
+  version(): number {
+    let v = 0;
+    for (const r of CACHED_RESOURCES) v += this.stores[r].changes;
+    return v;
   }
 
   /** Per-resource synced flags, for metrics and /readyz's message. */

@@ -59,6 +59,7 @@ export class ObjectStore<T extends KubeObject> implements ReadableStore<T> {
   private readonly handlers = new Set<ChangeHandler<T>>();
   private all: readonly T[] | undefined;
   private count = 0;
+  private changeCount = 0;
   private syncedFlag = false;
   private resolveSynced!: () => void;
   readonly synced: Promise<void>;
@@ -79,6 +80,14 @@ export class ObjectStore<T extends KubeObject> implements ReadableStore<T> {
 
   get size(): number {
     return this.count;
+  }
+
+  /**
+   * How many changes (adds, updates, deletes) the store has taken so far. Grows with every
+   * change, before its subscribers hear of it, so equal counts mean the same content.
+   */
+  get changes(): number {
+    return this.changeCount;
   }
 
   get(name: string, namespace?: string): T | undefined {
@@ -128,6 +137,7 @@ export class ObjectStore<T extends KubeObject> implements ReadableStore<T> {
     if (old && rv !== undefined && old.metadata?.resourceVersion === rv) return;
     m.set(name, obj);
     this.all = undefined;
+    this.changeCount++;
     if (!old) this.count++;
     this.emit({ type: old ? 'update' : 'add', object: obj, old, resource: this.resource });
   }
@@ -143,6 +153,7 @@ export class ObjectStore<T extends KubeObject> implements ReadableStore<T> {
     m.delete(name);
     if (m.size === 0) this.byNamespace.delete(ns);
     this.all = undefined;
+    this.changeCount++;
     this.count--;
     this.emit({ type: 'delete', object: obj, old, resource: this.resource });
   }
