@@ -7,6 +7,13 @@
  * 'collision' at once, and the traffic is in our routes again once it goes).
  * A periodic full resync catches whatever events were missed.
  *
+ * It holds one RtnlClient for its life (a socket per apply cost as much as the writes) and a
+ * mirror of the netns's table: the last apply's reads, updated by the kernel's announcements
+ * (echoes) of that apply's writes. A plan change is written from the mirror, reading nothing,
+ * only when every echo came and nothing else did: any other event, a drop the kernel counted
+ * on the event socket, or an event still unread ends it, and the apply reads the netns. Starts,
+ * event-triggered applies and resyncs always read it.
+ *
  * It must not fight forever: an apply triggered by events or resync that had to repair
  * something of ours (isDrift) counts as a restore; more than `maxRestores` restores within `windowMs` puts
  * the keeper in back-off (reported): event-triggered applies wait `backoffInitialMs`,
