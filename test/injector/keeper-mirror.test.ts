@@ -96,6 +96,27 @@ t.test('a plan change after only our own writes reads nothing, and the mirror eq
   t.equal((await applyPlan(pod.path, V6)).changed, false, 'and the kernel holds the plan exactly');
 });
 
+t.test('symmetric return paths (rules, a table of their own) through the mirror', async (t) => {
+  if (!tierGate(t, 'netns', rootUnavailable())) return;
+  const { pod } = makePod(t);
+  const sym: Plan = { ...MISSION_PLAN, symmetric: ['eth1'] };
+  const k = new RouteKeeper(pod.path, sym, { onReport: () => {}, debounceMs: 10, resyncMs: 0 });
+  t.teardown(() => k.close());
+  const first = await k.start();
+  t.ok((first?.symmetric?.added.length ?? 0) >= 2, 'the start wrote the rule and the table');
+  t.same(comparable(await mirrorReady(k)), await dumped(pod.path), 'after the start: mirror = dump (rules and table included)');
+  // Without the symmetric paths: the rule and the table's routes go, through the mirror.
+  const r = await k.setPlan(MISSION_PLAN);
+  t.equal(k.mirroredApplies, 1, 'the change trusted the mirror');
+  t.ok((r?.symmetric?.removed.length ?? 0) >= 2, 'the rule and the table removed');
+  t.same(comparable(await mirrorReady(k)), await dumped(pod.path), 'after removing them: mirror = dump');
+  // And back.
+  await k.setPlan(sym);
+  t.equal(k.mirroredApplies, 2, 'the change back trusted the mirror');
+  t.same(comparable(await mirrorReady(k)), await dumped(pod.path), 'after writing them again: mirror = dump');
+  t.equal((await applyPlan(pod.path, sym)).changed, false, 'a fresh apply from a dump changes nothing');
+});
+
 t.test('anything but our own echoes ends the mirror: the next plan change reads the netns', async (t) => {
   if (!tierGate(t, 'netns', rootUnavailable())) return;
   const { pod } = makePod(t);
