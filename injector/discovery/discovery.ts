@@ -18,7 +18,7 @@
  * every start; it is reported once per content (warning and `onTooLarge`).
  */
 import { constants as fsConstants } from 'node:fs';
-import { open, readdir, stat } from 'node:fs/promises';
+import { open, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseCniCacheFile, type CniCacheEntry } from './cni-cache.js';
 import type { Logger } from '../../platform/log.js';

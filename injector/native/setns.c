@@ -151,15 +151,21 @@ static napi_value js_inotify_open(napi_env env, napi_callback_info info) {
   return out;
 }
 
-static napi_value js_inotify_drain(napi_env env, napi_callback_info info) {
+/* The one integer argument (an fd) of a call; false (a TypeError thrown) when it is not that. */
+static bool fd_arg(napi_env env, napi_callback_info info, const char *usage, int32_t *fd) {
   size_t argc = 1;
   napi_value argv[1];
-  int32_t fd;
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 1 ||
-      napi_get_value_int32(env, argv[0], &fd) != napi_ok) {
-    napi_throw_type_error(env, NULL, "inotifyDrain(fd) expects an integer");
-    return NULL;
+      napi_get_value_int32(env, argv[0], fd) != napi_ok) {
+    napi_throw_type_error(env, NULL, usage);
+    return false;
   }
+  return true;
+}
+
+static napi_value js_inotify_drain(napi_env env, napi_callback_info info) {
+  int32_t fd;
+  if (!fd_arg(env, info, "inotifyDrain(fd) expects an integer", &fd)) return NULL;
   char buf[65536] __attribute__((aligned(__alignof__(struct inotify_event))));
   bool overflow = false;
   for (;;) {
@@ -202,14 +208,8 @@ static int sockopt_int(int fd, int level, int name, int *out) {
 }
 
 static napi_value js_socket_info(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
   int32_t fd;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 1 ||
-      napi_get_value_int32(env, argv[0], &fd) != napi_ok) {
-    napi_throw_type_error(env, NULL, "socketInfo(fd) expects an integer");
-    return NULL;
-  }
+  if (!fd_arg(env, info, "socketInfo(fd) expects an integer", &fd)) return NULL;
   int domain, protocol, sndbuf, rcvbuf, noenobufs = -1;
   if (sockopt_int(fd, SOL_SOCKET, SO_DOMAIN, &domain) != 0) return throw_errno(env, errno, "getsockopt(SO_DOMAIN)");
   if (sockopt_int(fd, SOL_SOCKET, SO_PROTOCOL, &protocol) != 0) return throw_errno(env, errno, "getsockopt(SO_PROTOCOL)");
@@ -233,14 +233,8 @@ static napi_value js_socket_info(napi_env env, napi_callback_info info) {
 #endif
 
 static napi_value js_socket_queue(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
   int32_t fd;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 1 ||
-      napi_get_value_int32(env, argv[0], &fd) != napi_ok) {
-    napi_throw_type_error(env, NULL, "socketQueue(fd) expects an integer");
-    return NULL;
-  }
+  if (!fd_arg(env, info, "socketQueue(fd) expects an integer", &fd)) return NULL;
   uint32_t mem[SK_MEMINFO_VARS];
   memset(mem, 0, sizeof mem);
   socklen_t len = sizeof mem;

@@ -4,13 +4,13 @@
 // the bundle was made, or when the bundle does not run.
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { commands } from '../../bin/main.js';
 import { cliPath, repoRoot } from '../util/fixtures.js';
+import { loadHook, loadedUrls } from '../util/load-hook.js';
 
 const binDir = join(repoRoot, 'dist', 'bin');
 const MARKER = '// ovnkube-route CLI bundle (scripts/bundle-cli.mjs)';
@@ -83,14 +83,7 @@ t.test('the bundle was made from the sources as they are now', async (t) => {
 });
 
 t.test('--help runs from the bundle files only', async (t) => {
-  const tmp = mkdtempSync(join(tmpdir(), 'ovnkube-route-bundle-'));
-  t.teardown(() => rmSync(tmp, { recursive: true, force: true }));
-  const reg = join(tmp, 'register.mjs');
-  writeFileSync(
-    reg,
-    "import { registerHooks } from 'node:module';\n" +
-      'registerHooks({ load(url, context, next) { process.stderr.write(`LOADED ${url}\\n`); return next(url, context); } });\n',
-  );
+  const reg = loadHook(t);
   const { outputs } = record();
   for (const [exe, prog] of [
     [cliPath, 'ovnkube-route'],
@@ -100,10 +93,9 @@ t.test('--help runs from the bundle files only', async (t) => {
     t.equal(r.status, 0, `${prog} --help exits 0`);
     t.match(r.stdout, `Usage: ${prog} <command> [flags]`, `${prog} --help prints the usage`);
     for (const c of commands) t.match(r.stdout, `  ${c.name} `, `${prog} --help lists ${c.name}`);
-    const files = r.stderr
-      .split('\n')
-      .filter((l) => l.startsWith('LOADED file:'))
-      .map((l) => fileURLToPath(l.slice(7)));
+    const files = loadedUrls(r.stderr)
+      .filter((u) => u.startsWith('file:'))
+      .map((u) => fileURLToPath(u));
     t.ok(files.length > 0, `${prog}: the hook saw the modules load`);
     t.same(
       files.filter((f) => !(f.startsWith(binDir + '/') && f.slice(binDir.length + 1) in outputs)),

@@ -2,35 +2,20 @@
 // the Kubernetes client, fastify, prom-client or ajv (validators are compiled at build time).
 // Checked by the modules a real CLI process loads (an ESM load hook), never by timing.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import t from 'tap';
 import { commands } from '../../bin/main.js';
 import { cliPath, repoRoot } from '../util/fixtures.js';
+import { loadHook, loadedUrls } from '../util/load-hook.js';
 
-const tmp = mkdtempSync(join(tmpdir(), 'ovnkube-route-lazy-'));
-t.teardown(() => rmSync(tmp, { recursive: true, force: true }));
-// module.registerHooks (Node >= 22.15): synchronous hooks on the main thread, so every line is
-// written before the process exits (register()'s off-thread hooks could lose the last ones).
-const reg = join(tmp, 'register.mjs');
-writeFileSync(
-  reg,
-  "import { registerHooks } from 'node:module';\n" +
-    'registerHooks({ load(url, context, next) { process.stderr.write(`LOADED ${url}\\n`); return next(url, context); } });\n',
-);
+const reg = loadHook(t);
 
 /** Modules (URLs) a CLI run loads. */
 function loaded(args: string[]): { code: number | null; urls: string[] } {
   const r = spawnSync(process.execPath, ['--import', reg, cliPath, ...args], { cwd: repoRoot, encoding: 'utf8', timeout: 120_000 });
-  return {
-    code: r.status,
-    urls: r.stderr
-      .split('\n')
-      .filter((l) => l.startsWith('LOADED '))
-      .map((l) => l.slice(7)),
-  };
+  return { code: r.status, urls: loadedUrls(r.stderr) };
 }
 
 // ajv's compiler is heavy; the build-time validators require only its tiny runtime helpers
