@@ -5,6 +5,7 @@
  * test/faults/ and the soak (test/bench/soak.ts). Not a test file.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { nodeCommand } from '../util/node-child.js';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -141,18 +142,11 @@ export class AgentProc {
     o: { kubeconfig?: string; args?: string[]; ready?: boolean; nodeArgs?: string[] } = {},
   ): Promise<AgentProc> {
     const port = await freePort();
-    // Without the test runner's NODE_OPTIONS: the agent as the DaemonSet runs it. Leaving it
-    // out of `env` is not enough: tap's process tracking wraps child_process and puts its
-    // loader back into NODE_OPTIONS, and that loader turns on source maps, which parse every
-    // source map of @kubernetes/client-node into the heap (measured: 180 MiB of heap in use
-    // and 350 MiB RSS, against 35 MiB without). So `env -u` removes it after the wrapper.
+    // Without the test runner's loader (node-child.ts): the agent as the DaemonSet runs it
+    // (with it, source maps put 180 MiB in the agent's heap and 350 MiB in its RSS).
     const { NODE_OPTIONS: _omit, ...parentEnv } = process.env;
     const child = spawn(
-      'env',
-      [
-        '-u',
-        'NODE_OPTIONS',
-        process.execPath,
+      ...nodeCommand([
         ...(o.nodeArgs ?? []),
         cliPath,
         'agent',
@@ -169,7 +163,7 @@ export class AgentProc {
         '--metrics-addr',
         `127.0.0.1:${port}`,
         ...(o.args ?? []),
-      ],
+      ]),
       { stdio: ['ignore', 'ignore', 'pipe'], env: { ...parentEnv, NODE_NAME: '' } },
     );
     const a = new AgentProc(child, port);

@@ -1,6 +1,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { Writable } from 'node:stream';
 import { cliPath, repoRoot } from './fixtures.js';
+import { nodeCommand } from './node-child.js';
 
 export interface CliResult {
   code: number;
@@ -8,9 +9,9 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Run the real built CLI (dist/bin/ovnkube-route.js) as a child process. */
+/** Run the real built CLI (dist/bin/ovnkube-route.js) as a child process (without the test runner's loader: node-child.ts). */
 export function runCli(args: string[], opts: { input?: string; env?: NodeJS.ProcessEnv } = {}): CliResult {
-  const r = spawnSync(process.execPath, [cliPath, ...args], {
+  const r = spawnSync(...nodeCommand([cliPath, ...args]), {
     cwd: repoRoot,
     input: opts.input ?? '',
     env: { ...process.env, ...opts.env },
@@ -23,7 +24,7 @@ export function runCli(args: string[], opts: { input?: string; env?: NodeJS.Proc
 /** Run the real built CLI as a child process, asynchronously (so several can run at once). */
 export function runCliAsync(args: string[], opts: { env?: NodeJS.ProcessEnv } = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [cliPath, ...args], {
+    const child = spawn(...nodeCommand([cliPath, ...args]), {
       cwd: repoRoot,
       env: { ...process.env, ...opts.env },
       stdio: ['ignore', 'pipe', 'pipe'],

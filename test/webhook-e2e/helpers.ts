@@ -17,6 +17,7 @@ import { PLAN_ANNOTATION, type Pod } from '../../core/types.js';
 import type { Test } from 'tap';
 import type { ControlPlane } from '../cluster/controlplane.js';
 import { applyManifests, kubeRequest, loadYamlDocuments, waitForCRDEstablished, type KubeResponse } from '../cluster/k8s.js';
+import { nodeCommand } from '../util/node-child.js';
 import { cliPath, repoRoot } from '../util/fixtures.js';
 import { genCerts } from '../webhook/helpers.js';
 import { metricSum } from '../util/http.js';
@@ -245,9 +246,14 @@ export async function startWebhook(opts: {
   nodeArgs?: string[];
 }): Promise<WebhookProcess> {
   const { certDir } = opts;
+  // Without the test runner's loader (node-child.ts): the webhook as its Deployment runs it.
   const child = spawn(
-    process.execPath,
-    [...(opts.nodeArgs ?? []), opts.cli ?? cliPath, ...webhookArgs(certDir, opts.kubeconfig, opts.port ?? 0), ...(opts.args ?? [])],
+    ...nodeCommand([
+      ...(opts.nodeArgs ?? []),
+      opts.cli ?? cliPath,
+      ...webhookArgs(certDir, opts.kubeconfig, opts.port ?? 0),
+      ...(opts.args ?? []),
+    ]),
     {
       stdio: ['ignore', 'ignore', 'pipe'],
       env: { ...process.env, ...opts.env },
