@@ -71,6 +71,8 @@ export const DEFAULT_MAX_FILE_BYTES = 1024 * 1024;
 export class CniCacheIndex {
   private readonly byFile = new Map<string, IndexedEntry>();
   private readonly byPod = new Map<string, Set<string>>();
+  /** sandbox (netns path) -> files naming it: entriesNaming runs for every pod located, so it must not walk every file. */
+  private readonly bySandbox = new Map<string, Set<string>>();
   /** Files whose last read failed to parse: file -> "mtime:size" of that content. */
   private readonly badContent = new Map<string, string>();
   private readonly watcher: DirWatcher;
@@ -163,7 +165,7 @@ export class CniCacheIndex {
 
   /** Every entry naming `sandbox` (several pods' files naming one netns is a conflict to decide). */
   entriesNaming(sandbox: string): IndexedEntry[] {
-    return [...this.byFile.values()].filter((e) => e.sandbox === sandbox);
+    return [...(this.bySandbox.get(sandbox) ?? [])].map((f) => this.byFile.get(f)!);
   }
 
   /** Read the whole dir again and reconcile the index with it (files gone, changed, new). */
@@ -231,6 +233,9 @@ export class CniCacheIndex {
       const set = this.byPod.get(key) ?? new Set<string>();
       set.add(name);
       this.byPod.set(key, set);
+      const sb = this.bySandbox.get(entry.sandbox) ?? new Set<string>();
+      sb.add(name);
+      this.bySandbox.set(entry.sandbox, sb);
       note(entry);
     }
     if (changed.size && !this.closed) this.opts.onChange([...changed.values()]);
@@ -242,6 +247,9 @@ export class CniCacheIndex {
     const set = this.byPod.get(key);
     set?.delete(e.file);
     if (set && set.size === 0) this.byPod.delete(key);
+    const sb = this.bySandbox.get(e.sandbox);
+    sb?.delete(e.file);
+    if (sb && sb.size === 0) this.bySandbox.delete(e.sandbox);
   }
 
   /** Log a refusal of `name` once per `content` (as every other refusal is logged). */

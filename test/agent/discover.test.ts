@@ -189,6 +189,32 @@ t.test('finding netns', async (t) => {
       t.equal(await rig.metric('ovnkube_route_injector_failures_total', { reason: 'netns-ambiguous' }), 2);
     });
 
+    await t.test("the index's files per netns follow files written and removed", async (t) => {
+      const rig = await startRig(t);
+      const { pod: ns } = makePod(t);
+      const { pod: other } = makePod(t);
+      const a = makePodObject({ name: 'idx-a', plan: MISSION_PLAN, key: rig.key });
+      const b = makePodObject({ name: 'idx-b', plan: MISSION_PLAN, key: rig.key });
+      const naming = (path: string): string[] =>
+        rig.index
+          .entriesNaming(path)
+          .map((e) => e.podName)
+          .sort();
+      const fa = writeCacheFile(rig.cacheDir, a, ns.path);
+      const fb = writeCacheFile(rig.cacheDir, b, ns.path);
+      const fo = writeCacheFile(rig.cacheDir, b, other.path);
+      await rig.index.rescan();
+      t.same(naming(ns.path), ['idx-a', 'idx-b'], 'both files naming the netns');
+      t.same(naming(other.path), ['idx-b'], 'and the other netns by its own file');
+      rmSync(fb);
+      await rig.index.rescan();
+      t.same(naming(ns.path), ['idx-a'], 'a removed file no longer names it');
+      rmSync(fa);
+      rmSync(fo);
+      await rig.index.rescan();
+      t.same([naming(ns.path), naming(other.path)], [[], []], 'none once every file is gone');
+    });
+
     await t.test('stale rival files are ignored without IP evidence: newer sandbox of its pod, or no such pod', async (t) => {
       const rig = await startRig(t);
       const { pod: ns } = makePod(t);
