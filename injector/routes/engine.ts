@@ -95,7 +95,7 @@ export interface ApplyOptions {
    * routes and rules are dumped.
    */
   view?: KernelView;
-  /** Called with what the apply read (or was given) before its writes. */
+  /** Called with what the apply read before its writes (not when it was given a view). */
   onRead?: (view: KernelView) => void;
 }
 
@@ -166,8 +166,8 @@ export async function applyPlanWith(client: RtnlClient, plan: Plan, opts: ApplyO
     links = await client.listLinks();
     all = await client.listRoutes({ table: 'any', links });
     rules = await client.listRules();
+    opts.onRead?.({ links, routes: all, rules });
   }
-  opts.onRead?.({ links, routes: all, rules });
   const table = all.filter((k) => k.table === RT_TABLE_MAIN);
   const symmetric = plan.symmetric ?? [];
   // `via: gateway` becomes this pod's gateway of that dev, read from the same dump.

@@ -441,8 +441,10 @@ export class RouteKeeper {
         // was read; events, resyncs and starts read the netns.
         const q = this.sub?.queue();
         const view = q && trigger === 'plan' ? this.trustedView(q.drops, q.rmem) : null;
+        // A mirrored apply keeps the mirror (its writes' echoes update it); one that reads
+        // makes a new one from its reads (onRead).
         if (view) this.mirroredApplies++;
-        this.mirror = null;
+        else this.mirror = null;
         result = await applyPlan(this.path, plan, {
           ...this.opts,
           client: this.client,
