@@ -214,27 +214,19 @@ export async function patchObject(
     const lib = url.protocol === 'http:' ? http : https;
     const req = lib.request(url, reqOpts, (res) => {
       const code = res.statusCode ?? 0;
-      if (code >= 200 && code < 300) {
-        // The object as stored, as plain JSON (undefined when the body is not JSON): a
-        // caller may check what admission kept, without client-node's model parsing.
-        const body: Buffer[] = [];
-        res.on('data', (d: Buffer) => body.push(d));
-        res.on('end', () => {
-          try {
-            resolve(JSON.parse(Buffer.concat(body).toString('utf8')) as unknown);
-          } catch {
-            resolve(undefined);
-          }
-        });
-        res.on('error', reject);
-        return;
-      }
       const chunks: Buffer[] = [];
       res.on('data', (d: Buffer) => chunks.push(d));
       res.on('error', reject);
       res.on('end', () => {
         const text = Buffer.concat(chunks).toString('utf8');
-        reject(new ApiStatusError(code, text, `${where}: HTTP ${code}`));
+        if (code < 200 || code >= 300) return reject(new ApiStatusError(code, text, `${where}: HTTP ${code}`));
+        // The object as stored, as plain JSON (undefined when the body is not JSON): a
+        // caller may check what admission kept, without client-node's model parsing.
+        try {
+          resolve(JSON.parse(text) as unknown);
+        } catch {
+          resolve(undefined);
+        }
       });
     });
     const timer = setTimeout(

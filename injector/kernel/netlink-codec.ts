@@ -332,11 +332,6 @@ export function routeFromRtmsg(data: Buffer): KernelRoute | null {
   return route;
 }
 
-/** Normalize a parsed link message. */
-export function linkFromMessage(m: netlink.rt.LinkMessage): LinkInfo {
-  return { index: m.data.index ?? 0, name: m.attrs.ifname ?? `if${m.data.index ?? 0}`, up: Boolean(m.data.flags?.up) };
-}
-
 /** Header + attributes of an RTM_NEWROUTE for `w`. */
 export function routeWriteToMessage(w: RouteWrite): { data: netlink.rt.Route; attrs: netlink.rt.RouteAttrs } {
   const d = cidrToBytes(w.dst);
