@@ -5,7 +5,7 @@
 // the default route taken over), that anything other than an echo ends it (a foreign route,
 // an event not read yet), and that the event socket reports drops and unread events.
 import { execFileSync } from 'node:child_process';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import type { Plan } from '../../core/types.js';
 import { subscribeNetns } from '../../injector/kernel/netlink-events.js';
 import { RtnlClient } from '../../injector/kernel/netlink.js';
@@ -42,6 +42,11 @@ async function mirrorReady(k: RouteKeeper): Promise<KernelView> {
   return until('the echoes of the last apply came and the mirror is complete', () => k.mirrorView);
 }
 
+/** Once the mirror is complete, it equals a fresh dump of the netns. */
+async function mirrorIsDump(t: Test, k: RouteKeeper, path: string, what: string): Promise<void> {
+  t.same(comparable(await mirrorReady(k)), await dumped(path), what);
+}
+
 const V6: Plan = {
   v: 1,
   routes: [...MISSION_PLAN.routes, { dst: 'fd00:200::/64', dev: 'eth1' }, { dst: 'fd00:201::/64', dev: 'eth1', via: 'fd00:124::1' }],
@@ -62,7 +67,7 @@ t.test('a plan change after only our own writes reads nothing, and the mirror eq
   const first = await k.start();
   t.same(first?.skipped, [], 'the start wrote everything');
   t.equal(k.mirroredApplies, 0, 'a start reads the netns');
-  t.same(comparable(await mirrorReady(k)), await dumped(pod.path), 'after the start (adds, the default taken over): mirror = dump');
+  await mirrorIsDump(t, k, pod.path, 'after the start (adds, the default taken over): mirror = dump');
 
   // Change: one route removed, one added per family, one replaced (another device), default kept.
   const next: Plan = {
@@ -84,7 +89,7 @@ t.test('a plan change after only our own writes reads nothing, and the mirror eq
     ['172.16.10.0/24'],
   );
   t.ok(ours(routeLines(pod)).includes('172.16.10.0/24 dev eth0 proto 111'), 'the replace is in the kernel');
-  t.same(comparable(await mirrorReady(k)), await dumped(pod.path), 'after the change: mirror = dump');
+  await mirrorIsDump(t, k, pod.path, 'after the change: mirror = dump');
   // A dump-based apply of the same plan finds nothing to do: the mirror-based one was exact.
   const check = await applyPlan(pod.path, next);
   t.equal(check.changed, false, 'a fresh apply from a dump changes nothing');
@@ -92,7 +97,7 @@ t.test('a plan change after only our own writes reads nothing, and the mirror eq
   // Back to the first plan, through the mirror again.
   await k.setPlan(V6);
   t.equal(k.mirroredApplies, 2, 'the second change trusted the mirror too');
-  t.same(comparable(await mirrorReady(k)), await dumped(pod.path), 'after the second change: mirror = dump');
+  await mirrorIsDump(t, k, pod.path, 'after the second change: mirror = dump');
   t.equal((await applyPlan(pod.path, V6)).changed, false, 'and the kernel holds the plan exactly');
 });
 
@@ -104,16 +109,16 @@ t.test('symmetric return paths (rules, a table of their own) through the mirror'
   t.teardown(() => k.close());
   const first = await k.start();
   t.ok((first?.symmetric?.added.length ?? 0) >= 2, 'the start wrote the rule and the table');
-  t.same(comparable(await mirrorReady(k)), await dumped(pod.path), 'after the start: mirror = dump (rules and table included)');
+  await mirrorIsDump(t, k, pod.path, 'after the start: mirror = dump (rules and table included)');
   // Without the symmetric paths: the rule and the table's routes go, through the mirror.
   const r = await k.setPlan(MISSION_PLAN);
   t.equal(k.mirroredApplies, 1, 'the change trusted the mirror');
   t.ok((r?.symmetric?.removed.length ?? 0) >= 2, 'the rule and the table removed');
-  t.same(comparable(await mirrorReady(k)), await dumped(pod.path), 'after removing them: mirror = dump');
+  await mirrorIsDump(t, k, pod.path, 'after removing them: mirror = dump');
   // And back.
   await k.setPlan(sym);
   t.equal(k.mirroredApplies, 2, 'the change back trusted the mirror');
-  t.same(comparable(await mirrorReady(k)), await dumped(pod.path), 'after writing them again: mirror = dump');
+  await mirrorIsDump(t, k, pod.path, 'after writing them again: mirror = dump');
   t.equal((await applyPlan(pod.path, sym)).changed, false, 'a fresh apply from a dump changes nothing');
 });
 
@@ -135,7 +140,7 @@ t.test('anything but our own echoes ends the mirror: the next plan change reads 
     r?.added.map((x) => x.dst),
     ['172.31.0.0/16'],
   );
-  t.same(comparable(await mirrorReady(k)), await dumped(pod.path), 'its reads (with the foreign route) are the new mirror');
+  await mirrorIsDump(t, k, pod.path, 'its reads (with the foreign route) are the new mirror');
 
   // An event the keeper has not read yet: made while this code holds the event loop, then a
   // plan change at once (its check of the socket runs before its first await). It must not
