@@ -88,6 +88,7 @@ async function cpuOf(fn: () => Promise<unknown> | unknown): Promise<number> {
  * profiler's overhead.
  */
 async function profiled<T>(name: string, fn: () => Promise<T>): Promise<T> {
+  if (process.env.OVRT_BENCH_AGENT_MARKS) return marked(name, fn);
   const dir = process.env.OVRT_BENCH_AGENT_PROF;
   if (!dir) return fn();
   const s = new Session();
@@ -101,6 +102,21 @@ async function profiled<T>(name: string, fn: () => Promise<T>): Promise<T> {
     mkdirSync(dir, { recursive: true });
     writeFileSync(join(dir, `agent-${name}.cpuprofile`), JSON.stringify(profile));
     s.disconnect();
+  }
+}
+
+/**
+ * OVRT_BENCH_AGENT_MARKS=1: each measured agent phase prints its start and end on stderr as
+ * CLOCK_MONOTONIC seconds, for a system profile of the phase alone
+ * (`perf record -k CLOCK_MONOTONIC ...`, then `perf report --time START,END`).
+ */
+async function marked<T>(name: string, fn: () => Promise<T>): Promise<T> {
+  const now = (): string => (Number(process.hrtime.bigint()) / 1e9).toFixed(6);
+  const start = now();
+  try {
+    return await fn();
+  } finally {
+    process.stderr.write(`phase ${name} ${start},${now()}\n`);
   }
 }
 
