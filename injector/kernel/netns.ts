@@ -219,13 +219,18 @@ function hostIds(procRoot = '/proc'): NetnsId[] {
  * NetnsError ('gone', 'outside-dir', 'not-netns', 'host-netns').
  */
 export function checkNetnsPath(path: string, policy: NetnsPolicy): { realPath: string; id: NetnsId } {
-  const fd = openChecked(path, policy);
+  // Nothing is entered, so a stat of the resolved path tells what an open and fstat would.
+  const real = realInDir(path, policy);
+  let st;
   try {
-    const st = fstatSync(fd.fd);
-    return { realPath: fd.realPath, id: { dev: st.dev, ino: st.ino } };
-  } finally {
-    closeSync(fd.fd);
+    st = statSync(real);
+  } catch (e) {
+    const code = errCode(e);
+    if (code === 'ENOENT' || code === 'ENOTDIR') throw new NetnsError('gone', path, `netns ${path} does not exist (any more)`, code);
+    throw new NetnsError('not-netns', path, withCause(`cannot stat netns ${path}`, e), code, e);
   }
+  verifyNamespace(st, path, policy);
+  return { realPath: real, id: { dev: st.dev, ino: st.ino } };
 }
 
 function realpathOf(path: string): string {
@@ -261,32 +266,57 @@ function nsfsDevice(): number | undefined {
 }
 
 /**
+ * The netns dir's realpath, resolved once per dir: it is the node's /run/netns, a hostPath
+ * mount of the agent's pod, and does not move while the agent runs. Every check of every
+ * pod sync resolves a path against it.
+ */
+const dirReal = new Map<string, string>();
+function netnsDirReal(netnsDir: string): string {
+  let dir = dirReal.get(netnsDir);
+  if (dir === undefined) {
+    dir = realpathOf(netnsDir);
+    dirReal.set(netnsDir, dir);
+  }
+  return dir;
+}
+
+/** The realpath of `path`, which must be inside the netns dir (else NetnsError 'outside-dir'). */
+function realInDir(path: string, policy: NetnsPolicy): string {
+  const dir = netnsDirReal(policy.netnsDir);
+  const real = realpathOf(path);
+  if (!real.startsWith(dir.endsWith(sep) ? dir : dir + sep)) {
+    throw new NetnsError('outside-dir', path, `netns ${path} (realpath ${real}) is outside the netns dir ${dir}; refusing it`);
+  }
+  return real;
+}
+
+/** Refuse a file that is not a namespace (not on nsfs), or that is the host's netns. */
+function verifyNamespace(st: { dev: number; ino: number; isFile(): boolean }, path: string, policy: NetnsPolicy): void {
+  const nsfs = nsfsDevice();
+  if (nsfs !== undefined && st.dev !== nsfs) {
+    throw new NetnsError(
+      'not-netns',
+      path,
+      `netns ${path} is not a network namespace (a ${st.isFile() ? 'regular file' : 'file'} not on nsfs); refusing it`,
+    );
+  }
+  for (const host of hostIds(policy.procRoot)) {
+    if (host.dev === st.dev && host.ino === st.ino) {
+      throw new NetnsError('host-netns', path, `netns ${path} is the host network namespace (inode ${st.ino}); refusing it`);
+    }
+  }
+}
+
+/**
  * Open `path` after the dir check, then check the opened fd is a namespace (on nsfs: a
  * regular file left in the netns dir is refused here, before anything tries to enter it,
  * so it is refused once like every other bad path) and not the host netns.
  */
 function openChecked(path: string, policy: NetnsPolicy): { fd: number; realPath: string } {
-  const dir = realpathOf(policy.netnsDir);
-  const real = realpathOf(path);
-  if (!real.startsWith(dir.endsWith(sep) ? dir : dir + sep)) {
-    throw new NetnsError('outside-dir', path, `netns ${path} (realpath ${real}) is outside the netns dir ${dir}; refusing it`);
-  }
+  const real = realInDir(path, policy);
   const fd = openNetns(real);
   try {
-    const st = fstatSync(fd);
-    const nsfs = nsfsDevice();
-    if (nsfs !== undefined && st.dev !== nsfs) {
-      throw new NetnsError(
-        'not-netns',
-        path,
-        `netns ${path} is not a network namespace (a ${st.isFile() ? 'regular file' : 'file'} not on nsfs); refusing it`,
-      );
-    }
-    for (const host of hostIds(policy.procRoot)) {
-      if (host.dev === st.dev && host.ino === st.ino) {
-        throw new NetnsError('host-netns', path, `netns ${path} is the host network namespace (inode ${st.ino}); refusing it`);
-      }
-    }
+    verifyNamespace(fstatSync(fd), path, policy);
     return { fd, realPath: real };
   } catch (e) {
     closeSync(fd);

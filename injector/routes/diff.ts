@@ -458,17 +458,28 @@ export function mayOverride(dst: string, planDsts: readonly string[]): boolean {
  * route `want` that take part of its traffic out of another device, or drop it (blackhole,
  * unreachable, prohibit, throw): part of our destination does not go where the plan says.
  * One to the same device (the connected subnet inside a wider gateway route, as in the
- * mission's table) steers nothing away and is not listed.
+ * mission's table) steers nothing away and is not listed. Returns the question for one
+ * `want`, with the table read once.
  */
-export function moreSpecificOverrides(want: PlanRoute, table: readonly KernelRoute[], protocol: number): KernelRoute[] {
-  const outer = prefixOf(want.dst);
-  if (!outer) return [];
-  return table.filter((k) => {
-    if (k.protocol === protocol || NOT_FORWARDING.has(k.type)) return false;
+export function moreSpecificOverrides(table: readonly KernelRoute[], protocol: number): (want: PlanRoute) => KernelRoute[] {
+  // The candidates once per table (an apply asks for every plan route): foreign, forwarding, readable.
+  const foreign: { k: KernelRoute; c: CIDR }[] = [];
+  for (const k of table) {
+    if (k.protocol === protocol || NOT_FORWARDING.has(k.type)) continue;
     const c = prefixOf(k.dst);
-    if (!c || c.bits <= outer.bits || !cidrWithin(c, outer)) return false;
-    return k.type !== 'UNICAST' || k.multipath === true || k.dev !== want.dev;
-  });
+    if (c) foreign.push({ k, c });
+  }
+  return (want) => {
+    if (!foreign.length) return [];
+    const outer = prefixOf(want.dst);
+    if (!outer) return [];
+    const out: KernelRoute[] = [];
+    for (const { k, c } of foreign) {
+      if (c.bits <= outer.bits || !cidrWithin(c, outer)) continue;
+      if (k.type !== 'UNICAST' || k.multipath === true || k.dev !== want.dev) out.push(k);
+    }
+    return out;
+  };
 }
 
 /** One of the rules every netns starts with (`ip rule show`: 0 local, 32766 main, 32767 default). */

@@ -7,7 +7,7 @@
  * then the default route. Writes of one phase run concurrently, bounded by RtnlClient.
  * One failing route never stops the others: it is reported in `skipped` with its reason.
  */
-import type { Plan } from '../../core/types.js';
+import type { Plan, PlanRoute } from '../../core/types.js';
 import { isNetlinkError, RtnlClient, type RtnlClientOptions } from '../kernel/netlink.js';
 import { netnsInode, NetnsError, type NetnsId } from '../kernel/netns.js';
 import {
@@ -269,52 +269,57 @@ async function checkEffective(
   read: { all: readonly KernelRoute[]; table: readonly KernelRoute[]; rules: readonly KernelRule[]; links: readonly LinkInfo[] },
   protocol: number,
 ): Promise<void> {
-  const { table } = read;
-  const rulesPlain = rulesLeaveMainFirst(read.rules, protocol);
-  const provablyOurs = rulesPlain ? lookupProof(read.all, protocol) : () => false;
   const inPlace = new Set([...res.added, ...res.replaced, ...res.unchanged].map((x) => x.dst));
   const skipped = new Set(res.skipped.map((x) => x.dst));
+  const check = plan.routes.filter((r) => inPlace.has(r.dst) && !skipped.has(r.dst) && !r.dst.endsWith('/0'));
+  if (!check.length) return;
+  const overrides = moreSpecificOverrides(read.table, protocol);
+  let provablyOurs: ((want: PlanRoute) => boolean) | undefined;
+  // Decided from the table read before the writes where it can be (in plan order); the rest
+  // ask the kernel, all at once.
+  const ask: PlanRoute[] = [];
+  for (const r of check) {
+    // Part of the destination taken by a more specific foreign route to another device
+    // (our writes never touch foreign routes, so the table read before them still holds).
+    const inside = overrides(r);
+    if (inside.length) {
+      res.skipped.push({
+        family: r.dst.includes(':') ? 6 : 4,
+        dst: r.dst,
+        dev: r.dev,
+        ...(r.via ? { via: r.via } : {}),
+        reason: 'collision',
+        detail: `our route is in the table but part of its traffic takes a more specific route: ${inside.slice(0, 4).map(describeRoute).join('; ')}${inside.length > 4 ? `; and ${inside.length - 4} more` : ''}`,
+      });
+      continue;
+    }
+    provablyOurs ??= rulesLeaveMainFirst(read.rules, protocol) ? lookupProof(read.all, protocol) : () => false;
+    if (!provablyOurs(r)) ask.push(r);
+  }
+  if (!ask.length) return;
   await Promise.all(
-    plan.routes
-      .filter((r) => inPlace.has(r.dst) && !skipped.has(r.dst) && !r.dst.endsWith('/0'))
-      .map(async (r) => {
-        const addr = r.dst.slice(0, r.dst.indexOf('/'));
-        const family = r.dst.includes(':') ? 6 : 4;
-        // Part of the destination taken by a more specific foreign route to another device
-        // (our writes never touch foreign routes, so the table read before them still holds).
-        const inside = moreSpecificOverrides(r, table, protocol);
-        if (inside.length) {
-          res.skipped.push({
-            family,
-            dst: r.dst,
-            dev: r.dev,
-            ...(r.via ? { via: r.via } : {}),
-            reason: 'collision',
-            detail: `our route is in the table but part of its traffic takes a more specific route: ${inside.slice(0, 4).map(describeRoute).join('; ')}${inside.length > 4 ? `; and ${inside.length - 4} more` : ''}`,
-          });
-          return;
-        }
-        if (provablyOurs(r)) return;
-        let eff;
-        try {
-          eff = await client.effectiveRoute(addr, read.links);
-        } catch (e) {
-          if (fatal(e)) throw e;
-          return; // a failed lookup says nothing either way
-        }
-        if (eff && eff.dst === r.dst && eff.dev === r.dev && eff.via === r.via) return;
-        const what = eff
-          ? `${eff.dst}${eff.via ? ` via ${eff.via}` : ''}${eff.dev ? ` dev ${eff.dev}` : ''} proto ${eff.protocol} metric ${eff.priority}`
-          : 'no route';
-        res.skipped.push({
-          family,
-          dst: r.dst,
-          dev: r.dev,
-          ...(r.via ? { via: r.via } : {}),
-          reason: 'collision',
-          detail: `our route is in the table but traffic to ${addr} takes ${what}`,
-        });
-      }),
+    ask.map(async (r) => {
+      const addr = r.dst.slice(0, r.dst.indexOf('/'));
+      let eff;
+      try {
+        eff = await client.effectiveRoute(addr, read.links);
+      } catch (e) {
+        if (fatal(e)) throw e;
+        return; // a failed lookup says nothing either way
+      }
+      if (eff && eff.dst === r.dst && eff.dev === r.dev && eff.via === r.via) return;
+      const what = eff
+        ? `${eff.dst}${eff.via ? ` via ${eff.via}` : ''}${eff.dev ? ` dev ${eff.dev}` : ''} proto ${eff.protocol} metric ${eff.priority}`
+        : 'no route';
+      res.skipped.push({
+        family: r.dst.includes(':') ? 6 : 4,
+        dst: r.dst,
+        dev: r.dev,
+        ...(r.via ? { via: r.via } : {}),
+        reason: 'collision',
+        detail: `our route is in the table but traffic to ${addr} takes ${what}`,
+      });
+    }),
   );
 }
 
