@@ -7,7 +7,7 @@
  * The key names the pod sandbox; the agent uses what identifies it best (e.g. the pod UID),
  * the CLI uses the netns file name plus its inode.
  */
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { Family } from '../kernel/netlink-codec.js';
 import type { SavedDefault } from './diff.js';
@@ -107,6 +107,9 @@ export class SavedDefaultStore {
     const out: SavedDefault[] = [];
     for (const f of [4, 6] as Family[]) {
       let text: string;
+      // Most sandboxes have nothing saved: ask with a stat that does not throw (an
+      // exception per absent file was most of an agent start's cost here).
+      if (!statSync(this.file(f), { throwIfNoEntry: false })) continue;
       try {
         text = readFileSync(this.file(f), 'utf8');
       } catch (e) {
