@@ -367,13 +367,40 @@ function decide(cands: Candidate[], key: (c: Candidate) => string, conflicts: Co
 }
 
 /** Resolve the plan for one pod. */
-export function resolvePlan(pod: Pod, ctx: ResolveContext, opts: { origins?: boolean } = {}): Resolution {
+/**
+ * Which Routes select the pod (the first half of resolvePlan): a skip decided by the pod
+ * alone (hostNetwork, opt-out, mode), or the Routes that select it (sorted by name), those
+ * that depend on its final name, and those that do not select it. The plan of a pod that
+ * is not skipped depends on nothing of the pod beyond this: `selected` and the context.
+ */
+export function selectRoutes(
+  pod: Pod,
+  ctx: ResolveContext,
+): { kind: 'skipped'; code: SkipCode; reason: string } | { kind: 'selected'; selected: Route[]; deferred: string[]; notSelected: Route[] } {
   const subject: Subject = { pod, namespace: ctx.namespace, owners: ctx.owners };
-  const empty = { conflicts: [], unresolved: [], invalid: [], deferred: [] };
   for (const { code, check } of podChain) {
     const reason = check(subject, ctx.mode);
-    if (reason) return { kind: 'skipped', code, reason, ...empty };
+    if (reason) return { kind: 'skipped', code, reason };
   }
+  const selected: Route[] = [];
+  const deferred: string[] = [];
+  // Routes that do not select the pod; why is worked out only when the skip reason lists them.
+  const notSelected: Route[] = [];
+  const routes = [...ctx.routes].sort((a, b) => (routeName(a) < routeName(b) ? -1 : routeName(a) > routeName(b) ? 1 : 0));
+  for (const r of routes) {
+    const v = routeSelects(r.spec?.include, r.spec?.exclude, subject, false);
+    if (v.match === 'unknown') deferred.push(routeName(r));
+    else if (v.match === 'no') notSelected.push(r);
+    else selected.push(r);
+  }
+  return { kind: 'selected', selected, deferred, notSelected };
+}
+
+export function resolvePlan(pod: Pod, ctx: ResolveContext, opts: { origins?: boolean } = {}): Resolution {
+  const empty = { conflicts: [], unresolved: [], invalid: [], deferred: [] };
+  const sel = selectRoutes(pod, ctx);
+  if (sel.kind === 'skipped') return { ...sel, ...empty };
+  const { deferred, notSelected } = sel;
   const out = {
     cands: [] as Candidate[],
     defaults: [] as Candidate[],
@@ -381,24 +408,8 @@ export function resolvePlan(pod: Pod, ctx: ResolveContext, opts: { origins?: boo
     unresolved: [] as UnresolvedService[],
     invalid: [] as InvalidRule[],
   };
-  const contributing: string[] = [];
-  const deferred: string[] = [];
-  // Routes that do not select the pod; why is worked out only when the skip reason lists them.
-  const notSelected: Route[] = [];
-  const routes = [...ctx.routes].sort((a, b) => (routeName(a) < routeName(b) ? -1 : routeName(a) > routeName(b) ? 1 : 0));
-  for (const r of routes) {
-    const v = routeSelects(r.spec?.include, r.spec?.exclude, subject, false);
-    if (v.match === 'unknown') {
-      deferred.push(routeName(r));
-      continue;
-    }
-    if (v.match === 'no') {
-      notSelected.push(r);
-      continue;
-    }
-    contributing.push(routeName(r));
-    gatherCandidates(r, ctx, out);
-  }
+  const contributing = sel.selected.map(routeName);
+  for (const r of sel.selected) gatherCandidates(r, ctx, out);
   const conflicts: Conflict[] = [];
   const winners = decide(
     out.cands,
@@ -434,7 +445,7 @@ export function resolvePlan(pod: Pod, ctx: ResolveContext, opts: { origins?: boo
       ? `Routes [${contributing.join(', ')}] select the pod but yield no route (see unresolved/invalid)`
       : ctx.routes.length === 0
         ? 'no Route exists'
-        : `no Route selects the pod (${notSelected.map((r) => `${routeName(r)}: ${routeSelects(r.spec?.include, r.spec?.exclude, subject).reason}`).join('; ')})`;
+        : `no Route selects the pod (${notSelected.map((r) => `${routeName(r)}: ${routeSelects(r.spec?.include, r.spec?.exclude, { pod, namespace: ctx.namespace, owners: ctx.owners }).reason}`).join('; ')})`;
     return { kind: 'skipped', code: 'no-route', reason: why, ...rest };
   }
   if (opts.origins) {

@@ -8,7 +8,7 @@
 import { mayIncludeNamespace } from '../core/filters.js';
 import { ownerChain, type OwnerLookup } from '../core/owners.js';
 import { decodeSignedPlan, encodePlan, PlanEncodeError, type PlanKey } from '../core/plan-codec.js';
-import { resolvePlan, type InjectMode, type Resolution, type ResolveContext } from '../core/resolve.js';
+import { resolvePlan, selectRoutes, type InjectMode, type Resolution, type ResolveContext } from '../core/resolve.js';
 import type { Namespace, Pod, Route, Service } from '../core/types.js';
 
 /** The cache reads plan resolution needs (ClusterCaches provides them). */
@@ -158,7 +158,8 @@ export type VersionedSources = PlanSources & { version(): number };
  * change of a Route, Namespace, Service, ReplicaSet or Job changes the version, and the memo
  * starts again empty; so does a new signing key (keys[0]) or mode. The pods of one workload
  * (same namespace, generateName, labels and owner) are admitted with one resolution and one
- * signature between two changes. Bounded in entries and in bytes (keys and plan values; the
+ * signature between two changes; pods with inputs of their own that the same Routes select
+ * in one namespace (a StatefulSet's) share one signature, after a selection of their own. Bounded in entries and in bytes (keys and plan values; the
  * oldest entries go first), and a pod whose inputs alone are larger than PLAN_MEMO_KEY_MAX
  * (labels are not limited in number) is resolved without it.
  */
@@ -196,7 +197,26 @@ export function memoizedPlan(
   }
   const hit = memo.answers.get(key);
   if (hit) return hit.answer;
-  const answer = answerOf(desiredPlan(subject, sources, opts));
+  // Inputs of its own (a StatefulSet pod's name label, a bare pod's name) mostly still meet
+  // Routes that other pods met: the plan of a pod that is not skipped is decided by the
+  // Routes selecting it alone (selectRoutes), and signed for its namespace only. So those
+  // share one answer too, kept under the namespace and the selecting Routes' names (names
+  // identify Routes within one version of the caches).
+  const sel = selectRoutes(subject, resolveContext(subject, sources, opts.mode, true));
+  const shared =
+    sel.kind === 'selected' && sel.selected.length
+      ? `\u0000${namespace}\u0000${sel.selected.map((r) => r.metadata?.name ?? '').join('\u0000')}`
+      : null;
+  const met = shared === null ? undefined : memo.answers.get(shared);
+  const answer = met?.answer ?? answerOf(desiredPlan(subject, sources, opts));
+  // Only a plan is shared: a skip's reason names the pod.
+  if (shared !== null && !met && answer.action === 'set') remember(memo, shared, answer);
+  remember(memo, key, answer);
+  return answer;
+}
+
+/** Keep `answer` under `key` (a pod's inputs, or a shared Route selection), within the memo's bounds (oldest first out). */
+function remember(memo: PlanMemo, key: string, answer: PlanAnswer): void {
   // UTF-16 code units, 2 bytes each; the plan value is the only large part of an answer.
   const bytes = 2 * (key.length + (answer.action === 'set' ? answer.value.length : 0));
   memo.answers.set(key, { answer, bytes });
@@ -206,7 +226,6 @@ export function memoizedPlan(
     memo.answers.delete(k);
     memo.bytes -= e.bytes;
   }
-  return answer;
 }
 
 /** Only what admission reads of a decision (not the resolution's lists, for a set plan). */

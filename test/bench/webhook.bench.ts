@@ -21,8 +21,10 @@
  *
  * Environment: WEBHOOK_BENCH_ROUNDS (default 4), WEBHOOK_BENCH_RUN_MS (measured time per run,
  * default 1500), WEBHOOK_BENCH_PROF=DIR (the webhook servers run with --cpu-prof into DIR),
- * WEBHOOK_BENCH_DISTINCT=1 (4096 reviews, each pod with a label of its own: the cost of a
- * review that the webhook's plan memo cannot answer).
+ * WEBHOOK_BENCH_DISTINCT=1 (4096 reviews, each pod with a label of its own, as a StatefulSet's
+ * pods are: no review is answered by its inputs; the pods still meet the Routes of their
+ * namespace, so after the first pod of a namespace and Route selection the signed plan is
+ * shared, and each review costs its own Route selection).
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -315,7 +317,7 @@ async function httpsRows(): Promise<{ rows: BenchRow[]; json: unknown[] }> {
       floor,
       webhooks,
       stampedOf,
-      method: `${rounds} interleaved rounds of ${runMs} ms per server and concurrency; servers in their own processes${distinct ? '; every pod with resolution inputs of its own (no plan memo hits)' : ''}`,
+      method: `${rounds} interleaved rounds of ${runMs} ms per server and concurrency; servers in their own processes${distinct ? '; every pod with resolution inputs of its own (no memo hit by inputs; the signed plan shared per namespace and Route selection)' : ''}`,
     });
   } finally {
     for (const s of servers) await stopServer(s);

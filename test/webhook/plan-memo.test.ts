@@ -214,3 +214,68 @@ t.test('the memo is bounded; the plan annotation of a review is not an input', a
   t.equal(ops.length, 1);
   t.equal(ops[0]!.op, 'replace', 'a forged plan is replaced by the computed one');
 });
+
+t.test('pods with inputs of their own that the same Routes select share one plan, per namespace', async (t) => {
+  const caches = cachesFromObjects({
+    routes: [
+      route('front', '1', {
+        include: [{ podSelector: { matchLabels: { tier: 'frontend' } } }],
+        route: [{ dst: '172.16.9.0/24', dev: 'eth1' }],
+      }),
+      route('db', '1', {
+        include: [{ namespaces: ['a'], podSelector: { matchLabels: { role: 'db' } } }],
+        route: [{ dst: '172.16.8.0/24', dev: 'eth0' }],
+      }),
+    ],
+    namespaces: [ns('a', '1', {}), ns('b', '1', {})],
+    services: [],
+    replicaSets: [],
+    jobs: [],
+  });
+  const key = testKey();
+  const opts = { mode: 'default' as const, keys: [key] };
+  // StatefulSet pods: a name and a pod-name label of their own, so no two share their inputs.
+  let n = 0;
+  const pod = (namespace: string, labels: Record<string, string>): Pod => {
+    const name = `web-${n++}`;
+    return { metadata: { name, namespace, labels: { ...labels, 'statefulset.kubernetes.io/pod-name': name } }, spec: {} };
+  };
+  const answer = (p: Pod) => {
+    const m = memoizedPlan(p, p.metadata!.namespace!, caches, opts);
+    const fresh = desiredPlan(p, caches, opts);
+    t.same(
+      m.action === 'set' ? m.value : m.reason,
+      fresh.action === 'set' ? fresh.value : fresh.reason,
+      `${p.metadata!.namespace}/${p.metadata!.name}: as desiredPlan computes afresh`,
+    );
+    return m;
+  };
+  const dsts = (a: ReturnType<typeof answer>, namespace: string): string[] => {
+    if (a.action !== 'set') return [];
+    const d = decodePlan(a.value, { namespace, keys: [key], requireSignature: true });
+    if (!d.ok) throw new Error(d.error);
+    return d.plan.routes.map((r) => r.dst);
+  };
+  const first = answer(pod('a', { tier: 'frontend' }));
+  t.same(dsts(first, 'a'), ['172.16.9.0/24']);
+  t.equal(answer(pod('a', { tier: 'frontend' })), first, 'another pod of its own, selected by the same Route: the same answer');
+  const both = answer(pod('a', { tier: 'frontend', role: 'db' }));
+  t.same(dsts(both, 'a'), ['172.16.8.0/24', '172.16.9.0/24'], 'selected by both Routes: its own plan');
+  t.equal(answer(pod('a', { tier: 'frontend', role: 'db' })), both, 'and shared in turn');
+  const inB = answer(pod('b', { tier: 'frontend' }));
+  t.not(inB, first, 'the same Route in another namespace: another answer');
+  t.same(dsts(inB, 'b'), ['172.16.9.0/24'], 'signed for that namespace');
+  t.same(dsts(answer(pod('b', { tier: 'frontend', role: 'db' })), 'b'), ['172.16.9.0/24'], 'the db Route is for namespace a only');
+  const out = answer(pod('a', { tier: 'frontend', 'routes.k8s.ovn.org/inject': 'disabled' }));
+  t.equal(out.action === 'remove' && out.reason, 'opted-out', 'a pod that opted out is skipped before any Route is shared');
+  const none = answer(pod('a', { tier: 'backend' }));
+  t.equal(none.action === 'remove' && none.reason, 'no-route', 'no Route: a skip, whose reason names the pod');
+  caches.store('routes').upsert(
+    route('front', '2', {
+      include: [{ podSelector: { matchLabels: { tier: 'frontend' } } }],
+      route: [{ dst: '172.16.7.0/24', dev: 'eth1' }],
+    }),
+  );
+  const edited = answer(pod('a', { tier: 'frontend' }));
+  t.same(dsts(edited, 'a'), ['172.16.7.0/24'], 'after the Route is edited, the shared plan is the new one');
+});
