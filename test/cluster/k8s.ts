@@ -178,12 +178,20 @@ export async function waitForCRDEstablished(kc: KubeConfig, name: string, timeou
   }
   if (!crd) throw new Error(`CRD ${name} not Established after ${timeoutMs / 1000} s (last: ${last})`);
   const versions = (crd.spec.versions as { name: string; served: boolean }[]).filter((v) => v.served);
-  for (const v of versions) {
+  // Served both ways a client lists: a page (read from etcd) and a whole list, which the
+  // API server answers from its watch cache, 429 "storage is (re)initializing" until it is built.
+  const asks = versions.flatMap((v) => {
     const path = `/apis/${crd.spec.group}/${v.name}/${crd.spec.names.plural}`;
+    return [
+      { path, query: { limit: '1' } as Record<string, string> },
+      { path, query: {} },
+    ];
+  });
+  for (const { path, query } of asks) {
     for (;;) {
-      const res = await kubeRequest(kc, 'GET', path, { query: { limit: '1' } });
+      const res = await kubeRequest(kc, 'GET', path, { query });
       if (res.status === 200) break;
-      last = `GET ${path}: HTTP ${res.status} ${res.body?.message ?? ''}`;
+      last = `GET ${path}${query.limit ? '?limit=1' : ''}: HTTP ${res.status} ${res.body?.message ?? ''}`;
       if (Date.now() > deadline) throw new Error(`CRD ${name} Established but not served after ${timeoutMs / 1000} s (last: ${last})`);
       await new Promise((r) => setTimeout(r, 200));
     }
