@@ -273,6 +273,16 @@ async function checkEffective(
   const skipped = new Set(res.skipped.map((x) => x.dst));
   const check = plan.routes.filter((r) => inPlace.has(r.dst) && !skipped.has(r.dst) && !r.dst.endsWith('/0'));
   if (!check.length) return;
+  const collision = (r: PlanRoute, detail: string): void => {
+    res.skipped.push({
+      family: r.dst.includes(':') ? 6 : 4,
+      dst: r.dst,
+      dev: r.dev,
+      ...(r.via ? { via: r.via } : {}),
+      reason: 'collision',
+      detail,
+    });
+  };
   const overrides = moreSpecificOverrides(read.table, protocol);
   let provablyOurs: ((want: PlanRoute) => boolean) | undefined;
   // Decided from the table read before the writes where it can be (in plan order); the rest
@@ -283,14 +293,10 @@ async function checkEffective(
     // (our writes never touch foreign routes, so the table read before them still holds).
     const inside = overrides(r);
     if (inside.length) {
-      res.skipped.push({
-        family: r.dst.includes(':') ? 6 : 4,
-        dst: r.dst,
-        dev: r.dev,
-        ...(r.via ? { via: r.via } : {}),
-        reason: 'collision',
-        detail: `our route is in the table but part of its traffic takes a more specific route: ${inside.slice(0, 4).map(describeRoute).join('; ')}${inside.length > 4 ? `; and ${inside.length - 4} more` : ''}`,
-      });
+      collision(
+        r,
+        `our route is in the table but part of its traffic takes a more specific route: ${inside.slice(0, 4).map(describeRoute).join('; ')}${inside.length > 4 ? `; and ${inside.length - 4} more` : ''}`,
+      );
       continue;
     }
     provablyOurs ??= rulesLeaveMainFirst(read.rules, protocol) ? lookupProof(read.all, protocol) : () => false;
@@ -311,14 +317,7 @@ async function checkEffective(
       const what = eff
         ? `${eff.dst}${eff.via ? ` via ${eff.via}` : ''}${eff.dev ? ` dev ${eff.dev}` : ''} proto ${eff.protocol} metric ${eff.priority}`
         : 'no route';
-      res.skipped.push({
-        family: r.dst.includes(':') ? 6 : 4,
-        dst: r.dst,
-        dev: r.dev,
-        ...(r.via ? { via: r.via } : {}),
-        reason: 'collision',
-        detail: `our route is in the table but traffic to ${addr} takes ${what}`,
-      });
+      collision(r, `our route is in the table but traffic to ${addr} takes ${what}`);
     }),
   );
 }
