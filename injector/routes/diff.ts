@@ -521,12 +521,16 @@ export function rulesLeaveMainFirst(rules: readonly KernelRule[], protocol: numb
  * with every route of the netns.
  */
 export function lookupProof(all: readonly KernelRoute[], protocol: number): (want: PlanRoute) => boolean {
-  type ByLength = Map<number, Map<bigint, KernelRoute[]>>;
+  // The prefixes of each table by length, each length with its networks. IPv4 networks are
+  // numbers (no BigInt to allocate per comparison: every apply asks for every plan route).
+  interface Level {
+    bits: number;
+    nets: Map<number | bigint, KernelRoute[]>;
+  }
   const index = {
-    4: { local: new Map() as ByLength, main: new Map() as ByLength, unreadable: false },
-    6: { local: new Map() as ByLength, main: new Map() as ByLength, unreadable: false },
+    4: { local: [] as Level[], main: [] as Level[], unreadable: false },
+    6: { local: [] as Level[], main: [] as Level[], unreadable: false },
   };
-  const width = (f: Family): bigint => (f === 4 ? 32n : 128n);
   for (const k of all) {
     if (k.table !== RT_TABLE_LOCAL && k.table !== RT_TABLE_MAIN) continue;
     const fam = index[k.family];
@@ -535,27 +539,32 @@ export function lookupProof(all: readonly KernelRoute[], protocol: number): (wan
       fam.unreadable = true; // unreadable: ask the kernel
       continue;
     }
-    const byLength = k.table === RT_TABLE_LOCAL ? fam.local : fam.main;
-    let byNet = byLength.get(c.bits);
-    if (!byNet) byLength.set(c.bits, (byNet = new Map()));
-    const net = c.value >> (width(k.family) - BigInt(c.bits));
-    const at = byNet.get(net);
+    const levels = k.table === RT_TABLE_LOCAL ? fam.local : fam.main;
+    let level = levels.find((l) => l.bits === c.bits);
+    if (!level) levels.push((level = { bits: c.bits, nets: new Map() }));
+    const net = networkAt(c, c.bits);
+    const at = level.nets.get(net);
     if (at) at.push(k);
-    else byNet.set(net, [k]);
+    else level.nets.set(net, [k]);
   }
   return (want) => {
     const outer = prefixOf(want.dst);
     if (!outer) return false;
     const fam = index[outer.family];
     if (fam.unreadable) return false;
-    const w = width(outer.family);
     // The first address of want.dst is inside a prefix of length L when their leading L bits agree.
-    for (const [bits, byNet] of fam.local) if (byNet.has(outer.value >> (w - BigInt(bits)))) return false;
-    for (const [bits, byNet] of fam.main) {
-      if (bits < outer.bits) continue; // shorter: never wins
-      const at = byNet.get(outer.value >> (w - BigInt(bits)));
+    for (const l of fam.local) if (l.nets.has(networkAt(outer, l.bits))) return false;
+    for (const l of fam.main) {
+      if (l.bits < outer.bits) continue; // shorter: never wins
+      const at = l.nets.get(networkAt(outer, l.bits));
       if (at?.some((k) => !(k.protocol === protocol && k.dst === want.dst))) return false;
     }
     return true;
   };
+}
+
+/** The leading `bits` bits of `c`'s first address (a number for IPv4, a bigint for IPv6). */
+function networkAt(c: CIDR, bits: number): number | bigint {
+  if (c.family === 4) return Math.floor(Number(c.value) / 2 ** (32 - bits));
+  return c.value >> BigInt(128 - bits);
 }
