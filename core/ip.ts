@@ -134,9 +134,17 @@ export function maskCIDR(c: CIDR): CIDR {
  */
 export function cidrWithin(inner: CIDR, outer: CIDR): boolean {
   if (inner.family !== outer.family || inner.bits < outer.bits) return false;
-  // Equal in the outer prefix's leading bits (the host bits shifted out, nothing allocated).
-  const shift = BigInt((outer.family === 4 ? 32 : 128) - outer.bits);
-  return inner.value >> shift === outer.value >> shift;
+  // Equal in the outer prefix's leading bits.
+  return networkAt(inner, outer.bits) === networkAt(outer, outer.bits);
+}
+
+/**
+ * The leading `bits` bits of `c`'s first address: a number for IPv4 (nothing allocated, as
+ * BigInt arithmetic would), a bigint for IPv6. Equal values, same network of that length.
+ */
+export function networkAt(c: CIDR | IP, bits: number): number | bigint {
+  if (c.family === 4) return Math.floor(Number(c.value) / 2 ** (32 - bits));
+  return c.value >> BigInt(128 - bits);
 }
 
 /** Parse a CIDR (trimmed); host bits set is an error naming the network it should be. */

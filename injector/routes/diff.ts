@@ -26,7 +26,7 @@
  * existing route keeps its own). The metric is part of a route's identity in the kernel, so
  * changing it is an add at the new metric and a delete of the old route (`swap` in routes.ts).
  */
-import { cidrWithin, parsePrefix, type CIDR } from '../../core/ip.js';
+import { cidrWithin, networkAt, parsePrefix, type CIDR } from '../../core/ip.js';
 import { GATEWAY_VIA, type Plan, type PlanRoute } from '../../core/types.js';
 import {
   familyOf,
@@ -561,10 +561,4 @@ export function lookupProof(all: readonly KernelRoute[], protocol: number): (wan
     }
     return true;
   };
-}
-
-/** The leading `bits` bits of `c`'s first address (a number for IPv4, a bigint for IPv6). */
-function networkAt(c: CIDR, bits: number): number | bigint {
-  if (c.family === 4) return Math.floor(Number(c.value) / 2 ** (32 - bits));
-  return c.value >> BigInt(128 - bits);
 }

@@ -85,6 +85,13 @@ t.test('cidrWithin: every address of the first is in the second', async (t) => {
     ['fd00:98::/80', 'fd00:99::/64', false],
     ['fd00:99::/64', '172.16.10.0/24', false], // another family
     ['::/0', '0.0.0.0/0', false],
+    // The ends of the IPv4 space (the arithmetic there is in numbers, not BigInts).
+    ['255.255.255.255/32', '255.255.255.0/24', true],
+    ['255.255.255.255/32', '128.0.0.0/1', true],
+    ['127.255.255.255/32', '128.0.0.0/1', false],
+    ['0.0.0.0/32', '0.0.0.0/1', true],
+    ['255.255.255.254/31', '255.255.255.255/32', false],
+    ['ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128', 'ffff::/16', true],
   ];
   for (const [inner, outer, want] of cases) {
     const i = parseCIDR(inner);
