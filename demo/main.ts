@@ -9,7 +9,6 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { basename, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { decodeInjectorStatus, type InjectorStatus } from '../core/injector-status.js';
