@@ -3,6 +3,7 @@
  * command's --help is its own `help` text, so what --help says is what the command parses.
  */
 import { closest, InputError, UsageError, type Command, type CommandIO } from './cli.js';
+import { setCodeCacheTag } from './code-cache.js';
 
 /**
  * The commands, loaded lazily: a command's module (and what it imports: the Kubernetes client,
@@ -102,8 +103,12 @@ export async function main(argv: string[], io: CommandIO, prog = 'ovnkube-route'
     io.stderr.write(`${prog}: unknown command "${name}"${guess ? `; did you mean "${guess}"?` : ''}\n\n${topHelp(prog)}`);
     return 2;
   }
+  const help = rest.includes('--help') || rest.includes('-h');
+  // The code cache of the bundle's islands is per command (bin/code-cache.ts): --help compiles
+  // next to nothing of them, so its cache is its own.
+  setCodeCacheTag(help ? `${name}-help` : name);
   const cmd = await entry.load();
-  if (rest.includes('--help') || rest.includes('-h')) {
+  if (help) {
     io.stdout.write(cmd.help.endsWith('\n') ? cmd.help : cmd.help + '\n');
     return 0;
   }

@@ -1,0 +1,93 @@
+/**
+ * The built CLI's "islands" (scripts/bundle-cli.mjs): the large libraries the short commands
+ * load (yaml, the Route validator, netlink's rtnetlink code) are CommonJS files of their own,
+ * dist/bin/island-<name>.cjs, which the bundle loads through loadIsland() instead of as ES
+ * module chunks, so that their V8 code cache holds the code a run compiled.
+ *
+ * Why: Node's compile cache (module.enableCompileCache, used by the entry points) stores V8's
+ * code cache of a file as it was right after compiling it, i.e. its top level only; V8
+ * compiles a function when it is first called, so every run of `convert` compiled yaml's
+ * parser and the Route validator (one 300 KB function) again: most of the command's time. A
+ * vm.Script can make its code cache after it ran (Script#createCachedData), and then the cache
+ * holds every function compiled so far. loadIsland does that at the exit of a run that found no
+ * usable cache; later runs deserialize the compiled functions instead of compiling them.
+ *
+ * The cache files live in Node's compile cache directory (module.getCompileCacheDir(), whose
+ * name carries the Node version, arch and V8 flags), named after the island, the sha256 of its
+ * file made at build time, its length and the command that ran (each command compiles different
+ * functions; setCodeCacheTag). V8 itself rejects a cache made by another V8 or with other flags,
+ * and a rejected cache is made again. No compile cache (NODE_DISABLE_COMPILE_CACHE=1, or not
+ * enabled) means no island cache either. The cache is written by the first run of a command that
+ * exits 0 and found none (or a rejected one), and kept. Nothing here changes V8's flags.
+ */
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { createRequire, getCompileCacheDir } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Script } from 'node:vm';
+
+let tag = 'default';
+
+/** Names the cache files of the islands loaded after this call (bin/main.ts: the command's name). */
+export function setCodeCacheTag(name: string): void {
+  tag = name.replace(/[^a-z0-9-]/gi, '_');
+}
+
+const loaded = new Map<string, unknown>();
+/** An island's `await import('<package>')`: a script has no import() of its own. */
+const hostImport = (specifier: string): Promise<unknown> => import(specifier);
+
+/**
+ * The exports of dist/bin/island-<name>.cjs, built as `module.exports = [...]`; `hash` is the
+ * sha256 of the file the bundler wrote (it names the cache file). Loaded once per process.
+ */
+export function loadIsland(name: string, hash: string, modules: Record<string, unknown> = {}): unknown {
+  const done = loaded.get(name);
+  if (done) return done;
+  // import.meta.url is that of dist/bin/code-cache.js: the islands are next to it.
+  const file = fileURLToPath(new URL(`./island-${name}.cjs`, import.meta.url));
+  const source = readFileSync(file, 'utf8');
+  const dir = getCompileCacheDir();
+  const cacheFile = dir ? join(dir, `ovnkube-route-${name}-${hash.slice(0, 16)}-${source.length}-${tag}`) : undefined;
+  let cachedData: Buffer | undefined;
+  if (cacheFile) {
+    try {
+      cachedData = readFileSync(cacheFile);
+    } catch {
+      // No cache yet (or unreadable): compile, and write one at exit.
+    }
+  }
+  // The wrapper of Node's CommonJS loader; the line break keeps a last-line comment closed.
+  const script = new Script(`(function (exports, require, module, __filename, __dirname, __ovrtHost) {${source}\n})`, {
+    filename: file,
+    cachedData,
+  });
+  const module = { exports: {} as unknown };
+  (script.runInThisContext() as (...a: unknown[]) => void).call(
+    module.exports,
+    module.exports,
+    createRequire(file),
+    module,
+    file,
+    dirname(file),
+    { modules, import: hostImport },
+  );
+  if (cacheFile && (!cachedData || script.cachedDataRejected)) {
+    // At exit the functions this run called are compiled, and the cache holds them. Written to
+    // a file of this process, then renamed: a concurrent run reads a whole cache or none.
+    process.once('exit', (code) => {
+      // Only a run that succeeded: one that stopped at a usage or input error compiled only
+      // part of what the command uses, and the cache it made would be kept.
+      if (code !== 0) return;
+      try {
+        const tmp = `${cacheFile}.${process.pid}`;
+        writeFileSync(tmp, script.createCachedData());
+        renameSync(tmp, cacheFile);
+      } catch {
+        // A read-only or full cache directory only costs the next run its compile time.
+      }
+    });
+  }
+  loaded.set(name, module.exports);
+  return module.exports;
+}
