@@ -17,16 +17,19 @@
  * file made at build time, its length and the command that ran (each command compiles different
  * functions; setCodeCacheTag). V8 itself rejects a cache made by another V8 or with other flags,
  * and a rejected cache is made again. No compile cache (NODE_DISABLE_COMPILE_CACHE=1, or not
- * enabled) means no island cache either. The cache is written by the first run of a command that
+ * enabled) means no island cache either. NODE_DEBUG=ovnkube-route says what each load found. The cache is written by the first run of a command that
  * exits 0 and found none (or a rejected one), and kept. Nothing here changes V8's flags.
  */
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { createRequire, getCompileCacheDir } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { debuglog } from 'node:util';
 import { Script } from 'node:vm';
 
 let tag = 'default';
+/** NODE_DEBUG=ovnkube-route: one line per island loaded, with what became of its cache. */
+const debug = debuglog('ovnkube-route');
 
 /** Names the cache files of the islands loaded after this call (bin/main.ts: the command's name). */
 export function setCodeCacheTag(name: string): void {
@@ -72,7 +75,9 @@ export function loadIsland(name: string, hash: string, modules: Record<string, u
     dirname(file),
     { modules, import: hostImport },
   );
-  if (cacheFile && (!cachedData || script.cachedDataRejected)) {
+  const cache = !cacheFile ? 'off' : !cachedData ? 'none' : script.cachedDataRejected ? 'rejected' : 'accepted';
+  debug('island %s: code cache %s (%s)', `island-${name}.cjs`, cache, cacheFile ?? 'no compile cache directory');
+  if (cacheFile && (cache === 'none' || cache === 'rejected')) {
     // At exit the functions this run called are compiled, and the cache holds them. Written to
     // a file of this process, then renamed: a concurrent run reads a whole cache or none.
     process.once('exit', (code) => {

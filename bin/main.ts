@@ -9,16 +9,10 @@ import { setCodeCacheTag } from './code-cache.js';
  * The commands, loaded lazily: a command's module (and what it imports: the Kubernetes client,
  * fastify, netlink...) is imported only when that command runs, so `--help` and the offline
  * commands start quickly. The summaries live here for the top-level --help;
- * test/cli checks they equal each module's own. `eager`: the short-lived offline commands.
- * Node's compile cache (enableCompileCache in the entry points) keeps the code V8 compiled as
- * a file loaded, and V8 compiles a function only when it is first called, so every run of
- * `convert` or `plan` compiled yaml's parser and the Route validator (one 300 KB function)
- * anew. The bundle (scripts/bundle-cli.mjs, which reads these flags) gives the files these
- * commands load V8's explicit compile hint (the magic comment allFunctionsCalledOnLoad): their code is
- * compiled as it loads, so the cache holds it. Not agent, webhook and explain: long-lived, or
- * loading the Kubernetes client and fastify.
+ * test/cli checks they equal each module's own. In the built CLI the offline commands (convert,
+ * plan, inject, routes) are code-cached islands (scripts/bundle-cli.mjs, bin/code-cache.ts).
  */
-export const commands: { name: string; summary: string; eager?: true; load: () => Promise<Command> }[] = [
+export const commands: { name: string; summary: string; load: () => Promise<Command> }[] = [
   {
     name: 'agent',
     summary: "run the node injector: write each pod's plan routes into its netns and keep them there",
@@ -27,7 +21,6 @@ export const commands: { name: string; summary: string; eager?: true; load: () =
   {
     name: 'convert',
     summary: 'convert a cr-config.json/yaml route list into a Route object',
-    eager: true,
     load: async () => (await import('./commands/convert.js')).convertCommand,
   },
   {
@@ -38,25 +31,21 @@ export const commands: { name: string; summary: string; eager?: true; load: () =
   {
     name: 'inject',
     summary: 'apply a route plan to one netns and print what changed',
-    eager: true,
     load: async () => (await import('./commands/inject.js')).injectCommand,
   },
   {
     name: 'plan',
     summary: "resolve pods' route plans offline from a file of Kubernetes objects",
-    eager: true,
     load: async () => (await import('./commands/plan.js')).planCommand,
   },
   {
     name: 'routes',
     summary: "print a pod netns's routing table like route -n, marking the routes ovnkube-route owns",
-    eager: true,
     load: async () => (await import('./commands/routes.js')).routesCommand,
   },
   {
     name: 'version',
     summary: 'print the version of ovnkube-route, its Node.js runtime and the API versions it speaks',
-    eager: true,
     load: async () => (await import('./commands/version.js')).versionCommand,
   },
   {
