@@ -22,10 +22,10 @@
 import { createHash } from 'node:crypto';
 import { readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { builtinModules } from 'node:module';
-import { join, relative } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 
 /** Packages bundled into the CLI (everything else is external). */
-const BUNDLED = new Set(['yaml', 'netlink', 'ajv']);
+const BUNDLED = new Set(['yaml', 'netlink', 'node-gyp-build', 'ajv']);
 /** The marker test/cli/bundle.test.ts looks for at the top of the entry files. */
 export const BUNDLE_MARKER = '// ovnkube-route CLI bundle (scripts/bundle-cli.mjs)';
 const toPosix = (p) => p.split('\\').join('/');
@@ -181,11 +181,26 @@ function plugin(root, island, islandHashes = {}, islandExports = {}) {
         if (!BUNDLED.has(pkg) || (pkg === 'ajv' && !a.path.startsWith('ajv/dist/runtime/'))) return { path: a.path, external: true };
         return undefined;
       });
-      // netlink's raw.js loads the native binding relative to its own folder: keep it a
-      // file of the installed package.
+      // netlink's raw.js finds its native binding (node-gyp-build) from its own folder. In an
+      // island it is bundled, with node-gyp-build, and given the package's folder as the build
+      // found it from dist/bin (the image keeps dist/ and node_modules/ side by side), else as
+      // Node resolves it: requiring the installed raw.js cost ~3 ms of CommonJS loading per run.
+      // Elsewhere (no netlink outside the islands today) it stays a file of the package.
       b.onResolve({ filter: /^\.\/raw$/ }, (a) =>
-        /[\\/]node_modules[\\/]netlink[\\/]dist$/.test(a.resolveDir) ? { path: 'netlink/dist/raw.js', external: true } : undefined,
+        !island && /[\\/]node_modules[\\/]netlink[\\/]dist$/.test(a.resolveDir) ? { path: 'netlink/dist/raw.js', external: true } : undefined,
       );
+      b.onResolve({ filter: /^netlink\/package\.json$/ }, (a) => (a.kind === 'require-resolve' ? { path: a.path, external: true } : undefined));
+      const NGB = "require('node-gyp-build')(__dirname + '/..')";
+      b.onLoad({ filter: /[\\/]node_modules[\\/]netlink[\\/]dist[\\/]raw\.js$/ }, (a) => {
+        const src = readFileSync(a.path, 'utf8');
+        if (!src.includes(NGB)) throw new Error(`bundle-cli: ${a.path}: no "${NGB}" (netlink changed?)`);
+        const rel = toPosix(relative(join(root, 'dist', 'bin'), dirname(dirname(a.path))));
+        const dir =
+          "(() => { const path = require('node:path'); const fs = require('node:fs'); " +
+          `const d = path.join(__dirname, ${JSON.stringify(rel)}); ` +
+          "return fs.existsSync(path.join(d, 'package.json')) ? d : path.dirname(require.resolve('netlink/package.json')); })()";
+        return { contents: src.replace(NGB, `require('node-gyp-build')(${dir})`), loader: 'js' };
+      });
       // netlink's rt/structs.js loads ifla.js (150 KB: the attributes of every kind of
       // link) only for two functions that parse and format link attributes; the bundle
       // loads it on their first use.
