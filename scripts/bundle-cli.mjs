@@ -257,12 +257,12 @@ export async function bundleCli(root) {
     sourcesContent: false,
     metafile: true,
     logLevel: 'warning',
-    // Bundled CommonJS (netlink) calls require() for Node's own modules and netlink's raw.js.
+    // A require() for bundled CommonJS code (esbuild's __require). Taken from
+    // process.getBuiltinModule: `import ... from 'node:module'` in each file had Node build the
+    // ES module facade of node:module, which reads all its exports (and loads its source map
+    // support).
     banner: {
-      js:
-        `${BUNDLE_MARKER}\n` +
-        "import { createRequire as __ovrtCreateRequire } from 'node:module';\n" +
-        'const require = __ovrtCreateRequire(import.meta.url);',
+      js: `${BUNDLE_MARKER}\n` + "const require = process.getBuiltinModule('node:module').createRequire(import.meta.url);",
     },
     plugins: [plugin(root, false, islandHashes, islandExports)],
   });
