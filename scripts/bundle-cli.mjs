@@ -201,6 +201,23 @@ function plugin(root, island, islandHashes = {}, islandExports = {}) {
           "return fs.existsSync(path.join(d, 'package.json')) ? d : path.dirname(require.resolve('netlink/package.json')); })()";
         return { contents: src.replace(NGB, `require('node-gyp-build')(${dir})`), loader: 'js' };
       });
+      // yaml's parser and composer read process.env.LOG_TOKENS / LOG_STREAM (its debug
+      // switches) for every token: ~1 µs each through Node's environment interceptor, 2-3 ms
+      // of parsing the 90 lines of examples/demo-bundle.yaml. The bundle reads each once, as
+      // the module loads (a process that sets them after that no longer gets yaml's token log).
+      b.onLoad({ filter: /[\\/]node_modules[\\/]yaml[\\/]dist[\\/](parse[\\/]parser|compose[\\/]composer)\.js$/ }, (a) => {
+        const src = readFileSync(a.path, 'utf8');
+        const m = /node_process\.env\.(LOG_TOKENS|LOG_STREAM)\b/.exec(src);
+        const decl = "var node_process = require('process');\n";
+        if (!m || !src.includes(decl)) throw new Error(`bundle-cli: ${a.path}: no ${decl.trim()} / node_process.env.LOG_* (yaml changed?)`);
+        return {
+          contents: src
+            .replace(decl, `${decl}const __ovrt${m[1]} = node_process.env.${m[1]};\n`)
+            .replaceAll(`node_process.env.${m[1]}`, `__ovrt${m[1]}`)
+            .replace(`const __ovrt${m[1]} = __ovrt${m[1]};`, `const __ovrt${m[1]} = node_process.env.${m[1]};`),
+          loader: 'js',
+        };
+      });
       // netlink's rt/structs.js loads ifla.js (150 KB: the attributes of every kind of
       // link) only for two functions that parse and format link attributes; the bundle
       // loads it on their first use.
