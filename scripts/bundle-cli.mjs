@@ -71,7 +71,15 @@ async function buildIslands(root, build, outdir) {
   for (const { name, specs } of ISLANDS) {
     // The export names of each project module (TypeScript) the island stands for.
     for (const spec of specs.filter((x) => x.endsWith('.ts'))) {
-      const r = await build({ absWorkingDir: root, entryPoints: [spec], bundle: false, write: false, format: 'esm', metafile: true, logLevel: 'silent' });
+      const r = await build({
+        absWorkingDir: root,
+        entryPoints: [spec],
+        bundle: false,
+        write: false,
+        format: 'esm',
+        metafile: true,
+        logLevel: 'silent',
+      });
       exports[spec] = Object.values(r.metafile.outputs)[0].exports;
     }
     const out = join(outdir, `island-${name}.cjs`);
@@ -168,7 +176,9 @@ function plugin(root, island, islandHashes = {}, islandExports = {}) {
           // importers take it as CommonJS, as before.
           const names = islandExports[a.path];
           const contents = names
-            ? head + `const m = ${load};\n` + names.map((n) => (n === 'default' ? 'export default m.default;\n' : `export const ${n} = m.${n};\n`)).join('')
+            ? head +
+              `const m = ${load};\n` +
+              names.map((n) => (n === 'default' ? 'export default m.default;\n' : `export const ${n} = m.${n};\n`)).join('')
             : `const { loadIsland } = require(${JSON.stringify(join(root, 'bin', 'code-cache.ts'))});\n` +
               `module.exports = loadIsland(${JSON.stringify(name)}, ${JSON.stringify(islandHashes[name])})[${index}];\n`;
           return { contents, loader: 'js', resolveDir: root };
@@ -187,9 +197,13 @@ function plugin(root, island, islandHashes = {}, islandExports = {}) {
       // Node resolves it: requiring the installed raw.js cost ~3 ms of CommonJS loading per run.
       // Elsewhere (no netlink outside the islands today) it stays a file of the package.
       b.onResolve({ filter: /^\.\/raw$/ }, (a) =>
-        !island && /[\\/]node_modules[\\/]netlink[\\/]dist$/.test(a.resolveDir) ? { path: 'netlink/dist/raw.js', external: true } : undefined,
+        !island && /[\\/]node_modules[\\/]netlink[\\/]dist$/.test(a.resolveDir)
+          ? { path: 'netlink/dist/raw.js', external: true }
+          : undefined,
       );
-      b.onResolve({ filter: /^netlink\/package\.json$/ }, (a) => (a.kind === 'require-resolve' ? { path: a.path, external: true } : undefined));
+      b.onResolve({ filter: /^netlink\/package\.json$/ }, (a) =>
+        a.kind === 'require-resolve' ? { path: a.path, external: true } : undefined,
+      );
       const NGB = "require('node-gyp-build')(__dirname + '/..')";
       b.onLoad({ filter: /[\\/]node_modules[\\/]netlink[\\/]dist[\\/]raw\.js$/ }, (a) => {
         const src = readFileSync(a.path, 'utf8');
@@ -245,7 +259,10 @@ function plugin(root, island, islandHashes = {}, islandExports = {}) {
         if (island) src = src.replace(/\bawait import\((['"])([^.'"][^'"]*)\1\)/g, 'await __ovrtHost.import($1$2$1)');
         if (src.includes('import.meta.url')) {
           src = src.replace(DROP_REQUIRE, '');
-          src = src.replaceAll('import.meta.url', `new URL(${JSON.stringify('../' + rel)}, ${island ? '__ovrtIslandUrl' : 'import.meta.url'}).href`);
+          src = src.replaceAll(
+            'import.meta.url',
+            `new URL(${JSON.stringify('../' + rel)}, ${island ? '__ovrtIslandUrl' : 'import.meta.url'}).href`,
+          );
         }
         return { contents: src, loader: 'ts' };
       });

@@ -46,7 +46,10 @@ t.test('both executables are the bundle, and every file of the bundle is there',
   // source map crashes when source maps are on, as under tap).
   for (const f of Object.keys(outputs).filter((f) => f.endsWith('.cjs'))) {
     const src = readFileSync(join(binDir, f), 'utf8');
-    t.doesNotThrow(() => new Script(`(function (exports, require, module, __filename, __dirname, __ovrtHost) {${src}\n})`, { filename: f }), `${f} parses`);
+    t.doesNotThrow(
+      () => new Script(`(function (exports, require, module, __filename, __dirname, __ovrtHost) {${src}\n})`, { filename: f }),
+      `${f} parses`,
+    );
   }
   for (const f of Object.keys(outputs).filter((f) => !f.endsWith('.cjs'))) {
     const r = spawnSync(process.execPath, ['--check', join(binDir, f)], { encoding: 'utf8', timeout: 60_000 });
@@ -67,7 +70,11 @@ t.test('the offline commands are islands of their own, the others are not', asyn
       .filter(([, ins]) => ins.includes(`bin/commands/${c.name}.ts`))
       .map(([f]) => f);
     if (ISLAND_COMMANDS.includes(c.name)) t.same(files, [`island-${c.name}.cjs`], `${c.name} is in its island only`);
-    else t.ok(files.length === 1 && files[0]!.endsWith('.js') && !files[0]!.startsWith('island-'), `${c.name} is an ES module chunk (${files.join(', ')})`);
+    else
+      t.ok(
+        files.length === 1 && files[0]!.endsWith('.js') && !files[0]!.startsWith('island-'),
+        `${c.name} is an ES module chunk (${files.join(', ')})`,
+      );
   }
   // bin/main.ts catches the commands' UsageError and InputError by class: one bin/cli.ts.
   t.same(
@@ -84,7 +91,8 @@ t.test("an island's code cache is made after a successful run, then used", async
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const env: NodeJS.ProcessEnv = { ...process.env, NODE_COMPILE_CACHE: dir, NODE_DEBUG: 'ovnkube-route' };
   delete env.NODE_DISABLE_COMPILE_CACHE;
-  const run = (...args: string[]) => spawnSync(process.execPath, [cliPath, ...args], { cwd: repoRoot, encoding: 'utf8', env, timeout: 120_000 });
+  const run = (...args: string[]) =>
+    spawnSync(process.execPath, [cliPath, ...args], { cwd: repoRoot, encoding: 'utf8', env, timeout: 120_000 });
   // Node's cache directory is one subdirectory per Node version, arch and V8 flags.
   const caches = (): Map<string, { size: number; ino: number; text: Buffer }> => {
     const m = new Map<string, { size: number; ino: number; text: Buffer }>();

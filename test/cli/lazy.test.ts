@@ -21,7 +21,9 @@ function loaded(args: string[]): { code: number | null; urls: string[] } {
     timeout: 120_000,
   });
   // The bundle's islands (bin/code-cache.ts) are scripts, which no module hook sees: they say so.
-  const islands = [...r.stderr.matchAll(/^OVNKUBE-ROUTE \d+: island (island-[a-z-]+\.cjs):/gm)].map((m) => pathToFileURL(join(repoRoot, 'dist', 'bin', m[1]!)).href);
+  const islands = [...r.stderr.matchAll(/^OVNKUBE-ROUTE \d+: island (island-[a-z-]+\.cjs):/gm)].map(
+    (m) => pathToFileURL(join(repoRoot, 'dist', 'bin', m[1]!)).href,
+  );
   return { code: r.status, urls: [...loadedUrls(r.stderr), ...islands] };
 }
 
