@@ -15,7 +15,7 @@
  * The cache files live in Node's compile cache directory (module.getCompileCacheDir(), whose
  * name carries the Node version, arch and V8 flags), named after the island, the sha256 of its
  * file made at build time, its length and the command that ran (each command compiles different
- * functions; setCodeCacheTag). V8 itself rejects a cache made by another V8 or with other flags,
+ * functions; cacheTag). V8 itself rejects a cache made by another V8 or with other flags,
  * and a rejected cache is made again. No compile cache (NODE_DISABLE_COMPILE_CACHE=1, or not
  * enabled) means no island cache either. NODE_DEBUG=ovnkube-route says what each load found. The cache is written by the first run of a command that
  * exits 0 and found none (or a rejected one), and kept. Nothing here changes V8's flags.
@@ -27,16 +27,19 @@ import { fileURLToPath } from 'node:url';
 import { debuglog } from 'node:util';
 import { Script } from 'node:vm';
 
-let tag = 'default';
 /** NODE_DEBUG=ovnkube-route: one line per island loaded, with what became of its cache. */
 const debug = debuglog('ovnkube-route');
 
-/** Names the cache files of the islands loaded after this call (bin/main.ts: the command's name). */
-export function setCodeCacheTag(name: string): void {
-  tag = name.replace(/[^a-z0-9-]/gi, '_');
-}
-
 const loaded = new Map<string, unknown>();
+
+/**
+ * The command this process runs, from its arguments (islands are loaded by the built CLI only):
+ * each command compiles different functions, and --help next to none, so each has its cache.
+ */
+function cacheTag(): string {
+  const [name = '', ...rest] = process.argv.slice(2);
+  return name.replace(/[^a-z0-9-]/gi, '_') + (rest.includes('--help') || rest.includes('-h') ? '-help' : '');
+}
 /** An island's `await import('<package>')`: a script has no import() of its own. */
 const hostImport = (specifier: string): Promise<unknown> => import(specifier);
 
@@ -51,7 +54,7 @@ export function loadIsland(name: string, hash: string, modules: Record<string, u
   const file = fileURLToPath(new URL(`./island-${name}.cjs`, import.meta.url));
   const source = readFileSync(file, 'utf8');
   const dir = getCompileCacheDir();
-  const cacheFile = dir ? join(dir, `ovnkube-route-${name}-${hash.slice(0, 16)}-${source.length}-${tag}`) : undefined;
+  const cacheFile = dir ? join(dir, `ovnkube-route-${name}-${hash.slice(0, 16)}-${source.length}-${cacheTag()}`) : undefined;
   let cachedData: Buffer | undefined;
   if (cacheFile) {
     try {

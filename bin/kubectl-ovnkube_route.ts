@@ -13,7 +13,7 @@ enableCompileCache();
 // The built CLI is a bundle (scripts/bundle-cli.mjs): with OVNKUBE_ROUTE_DEBUG=1 its stack
 // traces name the TypeScript sources, through the bundle's source maps.
 if (process.env.OVNKUBE_ROUTE_DEBUG === '1') process.setSourceMapsEnabled(true);
-const [{ main }, { fdWriter }] = await Promise.all([import('./main.js'), import('./stdio.js')]);
+const { main, fdWriter } = await import('./main.js');
 
 const argv = process.argv.slice(2);
 // As in bin/ovnkube-route.ts: the long-running commands log through the process streams.

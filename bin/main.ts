@@ -3,7 +3,7 @@
  * command's --help is its own `help` text, so what --help says is what the command parses.
  */
 import { closest, InputError, UsageError, type Command, type CommandIO } from './cli.js';
-import { setCodeCacheTag } from './code-cache.js';
+import { writeSync } from 'node:fs';
 
 /**
  * The commands, loaded lazily: a command's module (and what it imports: the Kubernetes client,
@@ -92,12 +92,8 @@ export async function main(argv: string[], io: CommandIO, prog = 'ovnkube-route'
     io.stderr.write(`${prog}: unknown command "${name}"${guess ? `; did you mean "${guess}"?` : ''}\n\n${topHelp(prog)}`);
     return 2;
   }
-  const help = rest.includes('--help') || rest.includes('-h');
-  // The code cache of the bundle's islands is per command (bin/code-cache.ts): --help compiles
-  // next to nothing of them, so its cache is its own.
-  setCodeCacheTag(help ? `${name}-help` : name);
   const cmd = await entry.load();
-  if (help) {
+  if (rest.includes('--help') || rest.includes('-h')) {
     io.stdout.write(cmd.help.endsWith('\n') ? cmd.help : cmd.help + '\n');
     return 0;
   }
@@ -130,4 +126,45 @@ export function errorLine(e: unknown): string {
     .join(' ')
     .trim();
   return `${first}${code && !first.includes(code) ? ` (${code})` : ''} (set OVNKUBE_ROUTE_DEBUG=1 for details)`;
+}
+
+/**
+ * stdout and stderr for the CLI's short commands, written straight to the file descriptor
+ * (fs.writeSync). process.stdout and process.stderr are built on first use, and building one
+ * loads Node's stream modules (and `net` for a pipe): a few ms of a command that prints a page.
+ * Node writes to files and pipes synchronously on Linux too, so the bytes and their order are
+ * the same. On any error (EAGAIN from a descriptor someone made non-blocking, EPIPE, EBADF...)
+ * the rest of that write and every later one go through the process stream, which handles
+ * them as it always did; anything else asked of the writer (on, once, fd, isTTY...) is the
+ * process stream's too. The long-running commands (agent, webhook) get the process streams
+ * themselves (bin/ovnkube-route.ts). Here rather than in a file of its own: one file fewer for
+ * the bundle's entry points to load.
+ */
+export function fdWriter(fd: 1 | 2, stream: () => NodeJS.WritableStream): NodeJS.WritableStream {
+  let fallback: NodeJS.WritableStream | undefined;
+  const write = (chunk: string | Uint8Array, ...rest: unknown[]): boolean => {
+    if (!fallback) {
+      if (rest.length === 0) {
+        const buf = typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : chunk;
+        let off = 0;
+        try {
+          while (off < buf.length) off += writeSync(fd, buf, off);
+          return true;
+        } catch {
+          chunk = buf.subarray(off);
+        }
+      }
+      // An encoding or callback argument, or an error: the process stream from here on.
+      fallback = stream();
+    }
+    return (fallback.write as (c: string | Uint8Array, ...r: unknown[]) => boolean)(chunk, ...rest);
+  };
+  return new Proxy({} as NodeJS.WritableStream, {
+    get: (_, key) => {
+      if (key === 'write') return write;
+      const s = fallback ?? stream();
+      const v: unknown = Reflect.get(s, key);
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(s) : v;
+    },
+  });
 }

@@ -162,6 +162,17 @@ function plugin(root, island, islandHashes = {}, islandExports = {}) {
           const file = toPosix(relative(root, join(a.resolveDir, a.path))).replace(/\.js$/, '.ts');
           return ISLAND_OF.has(file) ? { path: file, namespace: 'island' } : undefined;
         });
+        // Each stub has its own copy of bin/code-cache.ts: shared, it would be a chunk of its
+        // own, one more file for every command to load (an island is loaded by one stub only).
+        b.onResolve({ filter: /^ovrt-code-cache:/ }, (a) => ({ path: a.path.slice('ovrt-code-cache:'.length), namespace: 'code-cache' }));
+        b.onLoad({ filter: /.*/, namespace: 'code-cache' }, () => ({
+          contents: readFileSync(join(root, 'bin', 'code-cache.ts'), 'utf8').replaceAll(
+            'import.meta.url',
+            `new URL(${JSON.stringify('../bin/code-cache.js')}, import.meta.url).href`,
+          ),
+          loader: 'ts',
+          resolveDir: join(root, 'bin'),
+        }));
         b.onLoad({ filter: /.*/, namespace: 'island' }, (a) => {
           const [name, index] = ISLAND_OF.get(a.path);
           const load =
@@ -169,7 +180,7 @@ function plugin(root, island, islandHashes = {}, islandExports = {}) {
             HOST_SHARED.map((m) => `  ${JSON.stringify(m)}: ${hostName(m)},\n`).join('') +
             `})[${index}]`;
           const head =
-            `import { loadIsland } from ${JSON.stringify(join(root, 'bin', 'code-cache.ts'))};\n` +
+            `import { loadIsland } from ${JSON.stringify(`ovrt-code-cache:${name}`)};\n` +
             HOST_SHARED.map((m) => `import * as ${hostName(m)} from ${JSON.stringify(join(root, m))};\n`).join('');
           // A project module: an ES module with its export names (a chunk of its own must
           // have them: import() of a CommonJS stub would only have a default). A package: its
@@ -179,7 +190,7 @@ function plugin(root, island, islandHashes = {}, islandExports = {}) {
             ? head +
               `const m = ${load};\n` +
               names.map((n) => (n === 'default' ? 'export default m.default;\n' : `export const ${n} = m.${n};\n`)).join('')
-            : `const { loadIsland } = require(${JSON.stringify(join(root, 'bin', 'code-cache.ts'))});\n` +
+            : `const { loadIsland } = require(${JSON.stringify(`ovrt-code-cache:${name}`)});\n` +
               `module.exports = loadIsland(${JSON.stringify(name)}, ${JSON.stringify(islandHashes[name])})[${index}];\n`;
           return { contents, loader: 'js', resolveDir: root };
         });
@@ -309,7 +320,11 @@ export async function bundleCli(root) {
       .update(readFileSync(join(root, file)))
       .digest('hex');
   }
-  // This script shapes the output too.
+  // The islands' stubs hold copies of bin/code-cache.ts (see the plugin), and this script
+  // shapes the output too.
+  inputs['bin/code-cache.ts'] = createHash('sha256')
+    .update(readFileSync(join(root, 'bin', 'code-cache.ts')))
+    .digest('hex');
   inputs['scripts/bundle-cli.mjs'] = createHash('sha256')
     .update(readFileSync(join(root, 'scripts', 'bundle-cli.mjs')))
     .digest('hex');

@@ -1,4 +1,4 @@
-// bin/stdio.ts: the short commands write stdout and stderr straight to the file descriptors;
+// fdWriter (bin/main.ts): the short commands write stdout and stderr straight to the file descriptors;
 // the bytes and their order must be those of the process streams, and any write the
 // descriptor refuses goes to the process stream instead.
 import { spawnSync } from 'node:child_process';
@@ -7,11 +7,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import t from 'tap';
-import { fdWriter } from '../../bin/stdio.js';
+import { fdWriter } from '../../bin/main.js';
 import { repoRoot } from '../util/fixtures.js';
 
 t.test('writes reach the descriptor in order with the process stream, text and bytes alike', async (t) => {
-  const mod = pathToFileURL(join(repoRoot, 'dist', 'bin', 'stdio.js')).href;
+  const mod = pathToFileURL(join(repoRoot, 'dist', 'bin', 'main.js')).href;
   const script =
     `const { fdWriter } = await import(${JSON.stringify(mod)});\n` +
     'const out = fdWriter(1, () => process.stdout);\n' +
