@@ -18,9 +18,10 @@
  * functions; cacheTag). V8 itself rejects a cache made by another V8 or with other flags,
  * and a rejected cache is made again. No compile cache (NODE_DISABLE_COMPILE_CACHE=1, or not
  * enabled) means no island cache either. NODE_DEBUG=ovnkube-route says what each load found. The cache is written by the first run of a command that
- * exits 0 and found none (or a rejected one), and kept. Nothing here changes V8's flags.
+ * exits 0 and found none (or a rejected one), and kept; that run removes the island's caches of
+ * earlier builds. Nothing here changes V8's flags.
  */
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire, getCompileCacheDir } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -91,6 +92,12 @@ export function loadIsland(name: string, hash: string, modules: Record<string, u
         const tmp = `${cacheFile}.${process.pid}`;
         writeFileSync(tmp, script.createCachedData());
         renameSync(tmp, cacheFile);
+        // The caches of this island's earlier builds (another hash) are of no use any more.
+        const ours = new RegExp(`^ovnkube-route-${name}-([0-9a-f]{16})-`);
+        for (const f of readdirSync(dir!)) {
+          const h = ours.exec(f)?.[1];
+          if (h !== undefined && h !== hash.slice(0, 16)) rmSync(join(dir!, f), { force: true });
+        }
       } catch {
         // A read-only or full cache directory only costs the next run its compile time.
       }
