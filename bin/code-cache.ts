@@ -1,8 +1,9 @@
 /**
- * The built CLI's "islands" (scripts/bundle-cli.mjs): the large libraries the short commands
- * load (yaml, the Route validator, netlink's rtnetlink code) are CommonJS files of their own,
- * dist/bin/island-<name>.cjs, which the bundle loads through loadIsland() instead of as ES
- * module chunks, so that their V8 code cache holds the code a run compiled.
+ * The built CLI's "islands" (scripts/bundle-cli.mjs): the offline commands (convert, plan,
+ * inject, routes, each with all it imports) and the large libraries (yaml, the Route validator,
+ * netlink's rtnetlink code) are CommonJS files of their own, dist/bin/island-<name>.cjs, which
+ * the bundle loads through loadIsland() instead of as ES module chunks, so that their V8 code
+ * cache holds the code a run compiled.
  *
  * Why: Node's compile cache (module.enableCompileCache, used by the entry points) stores V8's
  * code cache of a file as it was right after compiling it, i.e. its top level only; V8
@@ -15,11 +16,14 @@
  * The cache files live in Node's compile cache directory (module.getCompileCacheDir(), whose
  * name carries the Node version, arch and V8 flags), named after the island, the sha256 of its
  * file made at build time, its length and the command that ran (each command compiles different
- * functions; cacheTag). V8 itself rejects a cache made by another V8 or with other flags,
- * and a rejected cache is made again. No compile cache (NODE_DISABLE_COMPILE_CACHE=1, or not
- * enabled) means no island cache either. NODE_DEBUG=ovnkube-route says what each load found. The cache is written by the first run of a command that
- * exits 0 and found none (or a rejected one), and kept; that run removes the island's caches of
- * earlier builds. Nothing here changes V8's flags.
+ * functions; cacheTag). The cache is written by the first run of a command that exits 0 and
+ * found none (or a rejected one), and kept; that run removes the island's caches of earlier
+ * builds. V8 rejects a cache made by another V8 or with other flags, and a rejected cache is
+ * made again. V8 checks a cache's version, flags, source length and size, but not a checksum of
+ * its content (only in debug builds; Node's own cache adds a crc32, whose zlib costs ~2.5 ms to
+ * load): the files are written whole (to a file of this process, then renamed) and owner-only.
+ * No compile cache (NODE_DISABLE_COMPILE_CACHE=1, or not enabled) means no island cache either.
+ * NODE_DEBUG=ovnkube-route says what each load found. Nothing here changes V8's flags.
  */
 import { readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire, getCompileCacheDir } from 'node:module';
@@ -90,7 +94,8 @@ export function loadIsland(name: string, hash: string, modules: Record<string, u
       if (code !== 0) return;
       try {
         const tmp = `${cacheFile}.${process.pid}`;
-        writeFileSync(tmp, script.createCachedData());
+        // Owner-only, as Node writes its own cache files: a cache is code this CLI will run.
+        writeFileSync(tmp, script.createCachedData(), { mode: 0o600 });
         renameSync(tmp, cacheFile);
         // The caches of this island's earlier builds (another hash) are of no use any more.
         const ours = new RegExp(`^ovnkube-route-${name}-([0-9a-f]{16})-`);
