@@ -14,14 +14,15 @@
  * usable cache; later runs deserialize the compiled functions instead of compiling them.
  *
  * The cache files live in Node's compile cache directory (module.getCompileCacheDir(), whose
- * name carries the Node version, arch and V8 flags), named after the island, the sha256 of its
- * file made at build time, its length and the command that ran (each command compiles different
- * functions; cacheTag). The cache is written by the first run of a command that exits 0 and
- * found none (or a rejected one), and kept; that run removes the island's caches of earlier
- * builds. V8 rejects a cache made by another V8 or with other flags, and a rejected cache is
- * made again. V8 checks a cache's version, flags, source length and size, but not a checksum of
- * its content (only in debug builds; Node's own cache adds a crc32, whose zlib costs ~2.5 ms to
- * load): the files are written whole (to a file of this process, then renamed) and owner-only.
+ * name carries the Node version, arch and V8 flags), named after the island, its path, the
+ * sha256 of its file made at build time, its length and the command that ran (each command
+ * compiles different functions; cacheTag). The cache is written by the first run of a command
+ * that exits 0 and found none (or a rejected one), and kept; that run removes the caches of
+ * earlier builds of the island at the same path. V8 rejects a cache made by another V8 or with
+ * other flags, and a rejected cache is made again. V8 checks a cache's version, flags, source
+ * length and size, but not a checksum of its content (only in debug builds; Node's own cache
+ * adds a crc32, whose zlib costs ~2.5 ms to load): the files are written whole (to a file of
+ * this process, then renamed) and owner-only.
  * No compile cache (NODE_DISABLE_COMPILE_CACHE=1, or not enabled) means no island cache either.
  * NODE_DEBUG=ovnkube-route says what each load found. Nothing here changes V8's flags.
  */
@@ -36,6 +37,13 @@ import { Script } from 'node:vm';
 const debug = debuglog('ovnkube-route');
 
 const loaded = new Map<string, unknown>();
+
+/** 8 hex digits of FNV-1a over a path (no node:crypto for this: it loads ~40 modules). */
+function pathHash(path: string): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < path.length; i++) h = Math.imul(h ^ path.charCodeAt(i), 0x01000193);
+  return (h >>> 0).toString(16).padStart(8, '0');
+}
 
 /**
  * The command this process runs, from its arguments (islands are loaded by the built CLI only):
@@ -59,7 +67,10 @@ export function loadIsland(name: string, hash: string, modules: Record<string, u
   const file = fileURLToPath(new URL(`./island-${name}.cjs`, import.meta.url));
   const source = readFileSync(file, 'utf8');
   const dir = getCompileCacheDir();
-  const cacheFile = dir ? join(dir, `ovnkube-route-${name}-${hash.slice(0, 16)}-${source.length}-${cacheTag()}`) : undefined;
+  // Named after the island's path too: builds in other folders (worktrees, CI) share the
+  // directory, and each keeps its caches.
+  const place = `ovnkube-route-${name}-${pathHash(file)}-`;
+  const cacheFile = dir ? join(dir, `${place}${hash.slice(0, 16)}-${source.length}-${cacheTag()}`) : undefined;
   let cachedData: Buffer | undefined;
   if (cacheFile) {
     try {
@@ -97,10 +108,10 @@ export function loadIsland(name: string, hash: string, modules: Record<string, u
         // Owner-only, as Node writes its own cache files: a cache is code this CLI will run.
         writeFileSync(tmp, script.createCachedData(), { mode: 0o600 });
         renameSync(tmp, cacheFile);
-        // The caches of this island's earlier builds (another hash) are of no use any more.
-        const ours = new RegExp(`^ovnkube-route-${name}-([0-9a-f]{16})-`);
+        // The caches of earlier builds of this island, in this folder (another hash), are of no
+        // use any more.
         for (const f of readdirSync(dir!)) {
-          const h = ours.exec(f)?.[1];
+          const h = f.startsWith(place) ? /^([0-9a-f]{16})-/.exec(f.slice(place.length))?.[1] : undefined;
           if (h !== undefined && h !== hash.slice(0, 16)) rmSync(join(dir!, f), { force: true });
         }
       } catch {

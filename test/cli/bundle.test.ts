@@ -111,23 +111,31 @@ t.test("an island's code cache is made after a successful run, then used", async
   t.equal(bad.status, 1, 'a failed convert exits 1');
   t.same([...caches().keys()], [], 'a failed run writes no island cache (it compiled only part of the command)');
 
-  // Caches of an earlier build of the convert island go when a new one is written; another
-  // island's stay.
-  const sub = readdirSync(dir)[0];
-  t.ok(sub, "the failed run made Node's cache directory");
-  const stale = join(dir, sub!, 'ovnkube-route-convert-0123456789abcdef-1-convert');
-  const other = join(dir, sub!, 'ovnkube-route-plan-0123456789abcdef-1-plan');
-  writeFileSync(stale, 'old');
-  writeFileSync(other, 'old');
-
   const help = run('convert', '--help');
   t.equal(help.status, 0, 'convert --help exits 0');
+  // Caches of an earlier build of the convert island at the same path go when a new one is
+  // written; those of another island, or of the island at another path, stay.
+  const sub = readdirSync(dir)[0]!;
+  const helpFile = readdirSync(join(dir, sub)).find((f) => f.endsWith('-convert-help'));
+  const place = /^(ovnkube-route-convert-[0-9a-f]{8}-)[0-9a-f]{16}-/.exec(helpFile ?? '')?.[1];
+  t.ok(place, `--help's cache is named after the island and its path (${helpFile})`);
+  const stale = join(dir, sub, `${place}0123456789abcdef-1-convert`);
+  const elsewhere = join(
+    dir,
+    sub,
+    `ovnkube-route-convert-${place?.slice(22, 30) === 'ffffffff' ? '00000000' : 'ffffffff'}-0123456789abcdef-1-convert`,
+  );
+  const other = join(dir, sub, 'ovnkube-route-plan-00000000-0123456789abcdef-1-plan');
+  for (const f of [stale, elsewhere, other]) writeFileSync(f, 'old');
+
   const first = run('convert', '-f', input);
   t.equal(first.status, 0, 'convert exits 0');
   t.match(first.stderr, /island island-convert\.cjs: code cache none /, 'the first run found no cache');
   t.notOk(existsSync(stale), "the convert island's cache of an earlier build was removed");
   t.ok(existsSync(other), "another island's cache was kept");
+  t.ok(existsSync(elsewhere), "the island's cache of a build at another path was kept");
   rmSync(other);
+  rmSync(elsewhere);
   const after1 = caches();
   const helpCache = [...after1].find(([f]) => /^ovnkube-route-convert-.*-convert-help$/.test(f))?.[1];
   const runCache = [...after1].find(([f]) => /^ovnkube-route-convert-.*-convert$/.test(f));
