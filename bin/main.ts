@@ -2,8 +2,8 @@
  * The `ovnkube-route` CLI: dispatches to one module per command (bin/commands/). Each
  * command's --help is its own `help` text, so what --help says is what the command parses.
  */
-import { closest, InputError, UsageError, type Command, type CommandIO } from './cli.js';
 import { writeSync } from 'node:fs';
+import { closest, InputError, UsageError, type Command, type CommandIO } from './cli.js';
 
 /**
  * The commands, loaded lazily: a command's module (and what it imports: the Kubernetes client,
