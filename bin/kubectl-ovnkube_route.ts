@@ -13,13 +13,16 @@ enableCompileCache();
 // The built CLI is a bundle (scripts/bundle-cli.mjs): with OVNKUBE_ROUTE_DEBUG=1 its stack
 // traces name the TypeScript sources, through the bundle's source maps.
 if (process.env.OVNKUBE_ROUTE_DEBUG === '1') process.setSourceMapsEnabled(true);
-const { main } = await import('./main.js');
+const { main, fdWriter } = await import('./main.js');
 
+const argv = process.argv.slice(2);
+// As in bin/ovnkube-route.ts: the long-running commands log through the process streams.
+const longRunning = argv[0] === 'agent' || argv[0] === 'webhook';
 process.exitCode = await main(
-  process.argv.slice(2),
+  argv,
   {
-    stdout: process.stdout,
-    stderr: process.stderr,
+    stdout: longRunning ? process.stdout : fdWriter(1, () => process.stdout),
+    stderr: longRunning ? process.stderr : fdWriter(2, () => process.stderr),
     // A getter: process.stdin builds its stream on first use (only `-f -` and `--plan -`).
     get stdin() {
       return process.stdin;

@@ -2,22 +2,17 @@
  * The `ovnkube-route` CLI: dispatches to one module per command (bin/commands/). Each
  * command's --help is its own `help` text, so what --help says is what the command parses.
  */
+import { writeSync } from 'node:fs';
 import { closest, InputError, UsageError, type Command, type CommandIO } from './cli.js';
 
 /**
  * The commands, loaded lazily: a command's module (and what it imports: the Kubernetes client,
  * fastify, netlink...) is imported only when that command runs, so `--help` and the offline
  * commands start quickly. The summaries live here for the top-level --help;
- * test/cli checks they equal each module's own. `eager`: the short-lived offline commands.
- * Node's compile cache (enableCompileCache in the entry points) keeps the code V8 compiled as
- * a file loaded, and V8 compiles a function only when it is first called, so every run of
- * `convert` or `plan` compiled yaml's parser and the Route validator (one 300 KB function)
- * anew. The bundle (scripts/bundle-cli.mjs, which reads these flags) gives the files these
- * commands load V8's explicit compile hint (the magic comment allFunctionsCalledOnLoad): their code is
- * compiled as it loads, so the cache holds it. Not agent, webhook and explain: long-lived, or
- * loading the Kubernetes client and fastify.
+ * test/cli checks they equal each module's own. In the built CLI the offline commands (convert,
+ * plan, inject, routes) are code-cached islands (scripts/bundle-cli.mjs, bin/code-cache.ts).
  */
-export const commands: { name: string; summary: string; eager?: true; load: () => Promise<Command> }[] = [
+export const commands: { name: string; summary: string; load: () => Promise<Command> }[] = [
   {
     name: 'agent',
     summary: "run the node injector: write each pod's plan routes into its netns and keep them there",
@@ -26,7 +21,6 @@ export const commands: { name: string; summary: string; eager?: true; load: () =
   {
     name: 'convert',
     summary: 'convert a cr-config.json/yaml route list into a Route object',
-    eager: true,
     load: async () => (await import('./commands/convert.js')).convertCommand,
   },
   {
@@ -37,25 +31,21 @@ export const commands: { name: string; summary: string; eager?: true; load: () =
   {
     name: 'inject',
     summary: 'apply a route plan to one netns and print what changed',
-    eager: true,
     load: async () => (await import('./commands/inject.js')).injectCommand,
   },
   {
     name: 'plan',
     summary: "resolve pods' route plans offline from a file of Kubernetes objects",
-    eager: true,
     load: async () => (await import('./commands/plan.js')).planCommand,
   },
   {
     name: 'routes',
     summary: "print a pod netns's routing table like route -n, marking the routes ovnkube-route owns",
-    eager: true,
     load: async () => (await import('./commands/routes.js')).routesCommand,
   },
   {
     name: 'version',
     summary: 'print the version of ovnkube-route, its Node.js runtime and the API versions it speaks',
-    eager: true,
     load: async () => (await import('./commands/version.js')).versionCommand,
   },
   {
@@ -136,4 +126,45 @@ export function errorLine(e: unknown): string {
     .join(' ')
     .trim();
   return `${first}${code && !first.includes(code) ? ` (${code})` : ''} (set OVNKUBE_ROUTE_DEBUG=1 for details)`;
+}
+
+/**
+ * stdout and stderr for the CLI's short commands, written straight to the file descriptor
+ * (fs.writeSync). process.stdout and process.stderr are built on first use, and building one
+ * loads Node's stream modules (and `net` for a pipe): a few ms of a command that prints a page.
+ * Node writes to files and pipes synchronously on Linux too, so the bytes and their order are
+ * the same. On any error (EAGAIN from a descriptor someone made non-blocking, EPIPE, EBADF...)
+ * the rest of that write and every later one go through the process stream, which handles
+ * them as it always did; anything else asked of the writer (on, once, fd, isTTY...) is the
+ * process stream's too. The long-running commands (agent, webhook) get the process streams
+ * themselves (bin/ovnkube-route.ts). Here rather than in a file of its own: one file fewer for
+ * the bundle's entry points to load.
+ */
+export function fdWriter(fd: 1 | 2, stream: () => NodeJS.WritableStream): NodeJS.WritableStream {
+  let fallback: NodeJS.WritableStream | undefined;
+  const write = (chunk: string | Uint8Array, ...rest: unknown[]): boolean => {
+    if (!fallback) {
+      if (rest.length === 0) {
+        const buf = typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : chunk;
+        let off = 0;
+        try {
+          while (off < buf.length) off += writeSync(fd, buf, off);
+          return true;
+        } catch {
+          chunk = buf.subarray(off);
+        }
+      }
+      // An encoding or callback argument, or an error: the process stream from here on.
+      fallback = stream();
+    }
+    return (fallback.write as (c: string | Uint8Array, ...r: unknown[]) => boolean)(chunk, ...rest);
+  };
+  return new Proxy({} as NodeJS.WritableStream, {
+    get: (_, key) => {
+      if (key === 'write') return write;
+      const s = fallback ?? stream();
+      const v: unknown = Reflect.get(s, key);
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(s) : v;
+    },
+  });
 }

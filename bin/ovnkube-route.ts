@@ -9,13 +9,17 @@ enableCompileCache();
 // The built CLI is a bundle (scripts/bundle-cli.mjs): with OVNKUBE_ROUTE_DEBUG=1 its stack
 // traces name the TypeScript sources, through the bundle's source maps.
 if (process.env.OVNKUBE_ROUTE_DEBUG === '1') process.setSourceMapsEnabled(true);
-const { main } = await import('./main.js');
+const { main, fdWriter } = await import('./main.js');
 
+const argv = process.argv.slice(2);
+// The long-running commands log through the process streams; the others write to the file
+// descriptors (fdWriter in bin/main.ts: building process.stdout or .stderr costs a few ms of start-up).
+const longRunning = argv[0] === 'agent' || argv[0] === 'webhook';
 // stdin is a getter: process.stdin builds its stream (and loads some 25 internal modules) on first
 // use, which only `-f -` and `--plan -` make.
-process.exitCode = await main(process.argv.slice(2), {
-  stdout: process.stdout,
-  stderr: process.stderr,
+process.exitCode = await main(argv, {
+  stdout: longRunning ? process.stdout : fdWriter(1, () => process.stdout),
+  stderr: longRunning ? process.stderr : fdWriter(2, () => process.stderr),
   get stdin() {
     return process.stdin;
   },

@@ -4,9 +4,11 @@
 // the bundle was made, or when the bundle does not run.
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Script } from 'node:vm';
 import t from 'tap';
 import { commands } from '../../bin/main.js';
 import { cliPath, repoRoot } from '../util/fixtures.js';
@@ -30,7 +32,7 @@ t.test('both executables are the bundle, and every file of the bundle is there',
   for (const exe of ['ovnkube-route.js', 'kubectl-ovnkube_route.js']) {
     const text = readFileSync(join(binDir, exe), 'utf8');
     t.equal(text.split('\n')[0], '#!/usr/bin/env node', `${exe}: shebang first`);
-    t.equal(text.split('\n')[2], MARKER, `${exe}: made by scripts/bundle-cli.mjs, not tsc`);
+    t.equal(text.split('\n')[1], MARKER, `${exe}: made by scripts/bundle-cli.mjs, not tsc`);
     t.notMatch(text, /from ["']\.\/main\.js["']|import\(["']\.\/main\.js["']\)/, `${exe}: does not load tsc's bin/main.js`);
   }
   const { outputs } = record();
@@ -40,7 +42,16 @@ t.test('both executables are the bundle, and every file of the bundle is there',
     t.ok(existsSync(join(binDir, f + '.map')), `${f}.map exists`);
   }
   // Every file parses as a module (the agent's and webhook's chunks are not run by the tests here).
-  for (const f of Object.keys(outputs)) {
+  // An island is compiled as bin/code-cache.ts does (`node --check` of a CommonJS file with a
+  // source map crashes when source maps are on, as under tap).
+  for (const f of Object.keys(outputs).filter((f) => f.endsWith('.cjs'))) {
+    const src = readFileSync(join(binDir, f), 'utf8');
+    t.doesNotThrow(
+      () => new Script(`(function (exports, require, module, __filename, __dirname, __ovrtHost) {${src}\n})`, { filename: f }),
+      `${f} parses`,
+    );
+  }
+  for (const f of Object.keys(outputs).filter((f) => !f.endsWith('.cjs'))) {
     const r = spawnSync(process.execPath, ['--check', join(binDir, f)], { encoding: 'utf8', timeout: 60_000 });
     t.equal(r.status, 0, `${f} parses${r.stderr ? `: ${r.stderr.split('\n').slice(0, 4).join(' ')}` : ''}`);
   }
@@ -49,24 +60,120 @@ t.test('both executables are the bundle, and every file of the bundle is there',
   for (const c of commands) t.ok(sources.has(`bin/commands/${c.name}.ts`), `bin/commands/${c.name}.ts is bundled`);
 });
 
-t.test("V8's compile hint is on the files of the offline commands, and only theirs", async (t) => {
+/** The offline commands: each is an island (bin/code-cache.ts), the rest are ES module chunks. */
+const ISLAND_COMMANDS = ['convert', 'plan', 'inject', 'routes'];
+
+t.test('the offline commands are islands of their own, the others are not', async (t) => {
   const { outputs } = record();
-  const fileOf = (src: string): string => {
-    const f = Object.entries(outputs).find(([, ins]) => ins.includes(src))?.[0];
-    if (!f) throw new Error(`${src} is in no file of the bundle`);
-    return f;
-  };
-  const firstLine = (f: string): string => readFileSync(join(binDir, f), 'utf8').split('\n')[0]!;
   for (const c of commands) {
-    const f = fileOf(`bin/commands/${c.name}.ts`);
-    const eager = (c as { eager?: true }).eager === true;
-    t.equal(
-      firstLine(f) === '//# allFunctionsCalledOnLoad',
-      eager,
-      `${c.name} (${f}): ${eager ? 'hinted' : 'lazy, as V8 compiles by default'}`,
-    );
+    const files = Object.entries(outputs)
+      .filter(([, ins]) => ins.includes(`bin/commands/${c.name}.ts`))
+      .map(([f]) => f);
+    if (ISLAND_COMMANDS.includes(c.name)) t.same(files, [`island-${c.name}.cjs`], `${c.name} is in its island only`);
+    else
+      t.ok(
+        files.length === 1 && files[0]!.endsWith('.js') && !files[0]!.startsWith('island-'),
+        `${c.name} is an ES module chunk (${files.join(', ')})`,
+      );
   }
-  t.equal(firstLine(fileOf('core/yaml-lib.ts')), '//# allFunctionsCalledOnLoad', 'yaml (loaded by convert and plan) is hinted');
+  // bin/main.ts catches the commands' UsageError and InputError by class: one bin/cli.ts.
+  t.same(
+    Object.entries(outputs)
+      .filter(([, ins]) => ins.includes('bin/cli.ts'))
+      .map(([f]) => f.startsWith('island-')),
+    [false],
+    'bin/cli.ts is in one file, not in an island',
+  );
+});
+
+t.test("an island's code cache is made after a successful run, then used", async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ovr-code-cache-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const env: NodeJS.ProcessEnv = { ...process.env, NODE_COMPILE_CACHE: dir, NODE_DEBUG: 'ovnkube-route' };
+  delete env.NODE_DISABLE_COMPILE_CACHE;
+  const run = (...args: string[]) =>
+    spawnSync(process.execPath, [cliPath, ...args], { cwd: repoRoot, encoding: 'utf8', env, timeout: 120_000 });
+  // Node's cache directory is one subdirectory per Node version, arch and V8 flags.
+  const caches = (): Map<string, { size: number; ino: number; text: Buffer }> => {
+    const m = new Map<string, { size: number; ino: number; text: Buffer }>();
+    for (const sub of existsSync(dir) ? readdirSync(dir) : []) {
+      for (const f of readdirSync(join(dir, sub))) {
+        if (!f.startsWith('ovnkube-route-')) continue;
+        const p = join(dir, sub, f);
+        m.set(f, { size: statSync(p).size, ino: statSync(p).ino, text: readFileSync(p) });
+      }
+    }
+    return m;
+  };
+  const input = join(repoRoot, 'examples', 'cr-config.json');
+
+  const bad = run('convert', '-f', join(dir, 'missing.json'));
+  t.equal(bad.status, 1, 'a failed convert exits 1');
+  t.same([...caches().keys()], [], 'a failed run writes no island cache (it compiled only part of the command)');
+
+  const help = run('convert', '--help');
+  t.equal(help.status, 0, 'convert --help exits 0');
+  // Caches of an earlier build of the convert island at the same path go when a new one is
+  // written; those of another island, or of the island at another path, stay.
+  const sub = readdirSync(dir)[0]!;
+  const helpFile = readdirSync(join(dir, sub)).find((f) => f.endsWith('-convert-help'));
+  const place = /^(ovnkube-route-convert-[0-9a-f]{8}-)[0-9a-f]{16}-/.exec(helpFile ?? '')?.[1];
+  t.ok(place, `--help's cache is named after the island and its path (${helpFile})`);
+  const stale = join(dir, sub, `${place}0123456789abcdef-1-convert`);
+  const elsewhere = join(
+    dir,
+    sub,
+    `ovnkube-route-convert-${place?.slice(22, 30) === 'ffffffff' ? '00000000' : 'ffffffff'}-0123456789abcdef-1-convert`,
+  );
+  const other = join(dir, sub, 'ovnkube-route-plan-00000000-0123456789abcdef-1-plan');
+  for (const f of [stale, elsewhere, other]) writeFileSync(f, 'old');
+
+  const first = run('convert', '-f', input);
+  t.equal(first.status, 0, 'convert exits 0');
+  t.match(first.stderr, /island island-convert\.cjs: code cache none /, 'the first run found no cache');
+  t.notOk(existsSync(stale), "the convert island's cache of an earlier build was removed");
+  t.ok(existsSync(other), "another island's cache was kept");
+  t.ok(existsSync(elsewhere), "the island's cache of a build at another path was kept");
+  rmSync(other);
+  rmSync(elsewhere);
+  const after1 = caches();
+  const helpCache = [...after1].find(([f]) => /^ovnkube-route-convert-.*-convert-help$/.test(f))?.[1];
+  const runCache = [...after1].find(([f]) => /^ovnkube-route-convert-.*-convert$/.test(f));
+  t.ok(helpCache, 'convert --help made a cache of its own');
+  t.ok(runCache, 'convert made its cache');
+  if (!helpCache || !runCache) return;
+  // Made after the run: it holds the functions convert compiled (yaml's parser, the validator),
+  // which --help never calls.
+  t.ok(runCache[1].size > helpCache.size * 2, `the run's cache (${runCache[1].size} B) holds more than --help's (${helpCache.size} B)`);
+
+  const second = run('convert', '-f', input);
+  t.equal(second.status, 0, 'convert exits 0 with the cache');
+  t.equal(second.stdout, first.stdout, 'and prints the same Route');
+  t.match(second.stderr, /island island-convert\.cjs: code cache accepted /, 'V8 accepted the cache');
+  const kept = caches().get(runCache[0])!;
+  t.ok(kept.ino === runCache[1].ino && kept.text.equals(runCache[1].text), 'V8 took the cache: it was not made again');
+
+  // A cache V8 rejects (here: garbage) is made again, and the output does not change.
+  const garbage = Buffer.alloc(runCache[1].size, 7);
+  writeFileSync(join(dir, readdirSync(dir)[0]!, runCache[0]), garbage);
+  const third = run('convert', '-f', input);
+  t.equal(third.status, 0, 'convert exits 0 with a bad cache');
+  t.equal(third.stdout, first.stdout, 'and prints the same Route');
+  t.match(third.stderr, /island island-convert\.cjs: code cache rejected /, 'V8 rejected the garbage');
+  t.notOk(caches().get(runCache[0])!.text.equals(garbage), 'the rejected cache was made again');
+
+  // No compile cache, no island cache.
+  const off = mkdtempSync(join(tmpdir(), 'ovr-code-cache-off-'));
+  t.teardown(() => rmSync(off, { recursive: true, force: true }));
+  const r = spawnSync(process.execPath, [cliPath, 'convert', '-f', input], {
+    cwd: repoRoot,
+    encoding: 'utf8',
+    env: { ...process.env, NODE_COMPILE_CACHE: off, NODE_DISABLE_COMPILE_CACHE: '1' },
+    timeout: 120_000,
+  });
+  t.equal(r.status, 0, 'convert exits 0 without a compile cache');
+  t.equal(r.stdout, first.stdout, 'and prints the same Route');
+  t.same(readdirSync(off), [], 'NODE_DISABLE_COMPILE_CACHE=1: nothing written');
 });
 
 t.test('the bundle was made from the sources as they are now', async (t) => {
