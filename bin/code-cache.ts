@@ -14,7 +14,8 @@
  * usable cache; later runs deserialize the compiled functions instead of compiling them.
  *
  * The cache files live in Node's compile cache directory (module.getCompileCacheDir(), whose
- * name carries the Node version, arch and V8 flags), named after the island, its path, the
+ * name carries the Node version, arch and V8 flags; used only when no other account can write
+ * into it, see bin/compile-cache.ts), named after the island, its path, the
  * sha256 of its file made at build time, its length and the command that ran (each command
  * compiles different functions; cacheTag). The cache is written by the first run of a command
  * that exits 0 and found none (or a rejected one), and kept; that run removes the caches of
@@ -31,6 +32,7 @@ import { createRequire, getCompileCacheDir } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { debuglog } from 'node:util';
+import { notPrivate } from './compile-cache.js';
 import { Script } from 'node:vm';
 
 /** NODE_DEBUG=ovnkube-route: one line per island loaded, with what became of its cache. */
@@ -66,7 +68,9 @@ export function loadIsland(name: string, hash: string, modules: Record<string, u
   // import.meta.url is that of dist/bin/code-cache.js: the islands are next to it.
   const file = fileURLToPath(new URL(`./island-${name}.cjs`, import.meta.url));
   const source = readFileSync(file, 'utf8');
-  const dir = getCompileCacheDir();
+  // Only a folder no other account can write into (a cache is code this CLI runs).
+  const compileDir = getCompileCacheDir();
+  const dir = compileDir !== undefined && notPrivate(compileDir) === null ? compileDir : undefined;
   // Named after the island's path too: builds in other folders (worktrees, CI) share the
   // directory, and each keeps its caches.
   const place = `ovnkube-route-${name}-${pathHash(file)}-`;

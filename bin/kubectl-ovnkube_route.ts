@@ -4,12 +4,12 @@
 // runs this file with `explain --pod ns/web`. It is the same CLI (bin/main.ts); kubectl's
 // own global flags are not passed to plugins, so give --kubeconfig/--context/-n after the
 // command, or set KUBECONFIG.
-import { enableCompileCache } from 'node:module';
+import { enablePrivateCompileCache } from './compile-cache.js';
 
-// V8's code cache on disk (Node's default dir, or $NODE_COMPILE_CACHE; off with
-// NODE_DISABLE_COMPILE_CACHE=1): a run after the first skips compiling what it loads,
-// the largest part of this CLI's start-up.
-enableCompileCache();
+// V8's code cache on disk, in a folder only this user can write (bin/compile-cache.ts:
+// ~/.cache/ovnkube-route, or $NODE_COMPILE_CACHE; off with NODE_DISABLE_COMPILE_CACHE=1): a
+// run after the first skips compiling what it loads, the largest part of this CLI's start-up.
+enablePrivateCompileCache();
 // The built CLI is a bundle (scripts/bundle-cli.mjs): with OVNKUBE_ROUTE_DEBUG=1 its stack
 // traces name the TypeScript sources, through the bundle's source maps.
 if (process.env.OVNKUBE_ROUTE_DEBUG === '1') process.setSourceMapsEnabled(true);
