@@ -148,13 +148,18 @@ export function apiClient<T>(
   );
 }
 
-/** A non-2xx answer of `patchObject`: the HTTP status and the body (a Status, as text), as api-errors.ts reads them. */
+/**
+ * A non-2xx answer of `patchObject`: the HTTP status, the body (a Status, as text) and the
+ * response headers (a 429's Retry-After), as api-errors.ts reads them (client-node's
+ * ApiException has the same `headers`).
+ */
 export class ApiStatusError extends Error {
   override name = 'ApiStatusError';
   constructor(
     readonly statusCode: number,
     readonly body: string,
     message: string,
+    readonly headers: Record<string, string> = {},
   ) {
     super(message);
   }
@@ -219,7 +224,12 @@ export async function patchObject(
       res.on('error', reject);
       res.on('end', () => {
         const text = Buffer.concat(chunks).toString('utf8');
-        if (code < 200 || code >= 300) return reject(new ApiStatusError(code, text, `${where}: HTTP ${code}`));
+        if (code < 200 || code >= 300) {
+          const retryAfter = res.headers['retry-after'];
+          return reject(
+            new ApiStatusError(code, text, `${where}: HTTP ${code}`, typeof retryAfter === 'string' ? { 'retry-after': retryAfter } : {}),
+          );
+        }
         // The object as stored, as plain JSON (undefined when the body is not JSON): a
         // caller may check what admission kept, without client-node's model parsing.
         try {

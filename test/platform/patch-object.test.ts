@@ -81,6 +81,17 @@ t.test('a refused patch rejects with the status and the Status message, classifi
   t.match(classifyApiError(gone), { action: 'gone', status: 404, message: 'pods "gone" not found' });
 });
 
+t.test("a 429 keeps the server's Retry-After: the controller waits that long (controller-throttle.test.ts)", async (t) => {
+  const { kc } = await server((_req, res) => {
+    res.writeHead(429, { 'content-type': 'application/json', 'retry-after': '2' });
+    res.end(JSON.stringify({ kind: 'Status', code: 429, message: 'Too many requests, please try again later.' }));
+  });
+  const err = await patchObject(kc, '/api/v1/namespaces/ns/pods/p', ops).catch((e: unknown) => e);
+  t.type(err, ApiStatusError);
+  t.same((err as ApiStatusError).headers, { 'retry-after': '2' });
+  t.match(classifyApiError(err), { action: 'retry', reason: 'throttled', status: 429, retryAfterMs: 2000 });
+});
+
 t.test('a server that never answers: ApiTimeoutError at the deadline, classified as a network failure', async (t) => {
   const { kc, seen } = await server(() => {
     /* never answer */

@@ -49,7 +49,7 @@ import { forPod, forRoute, silentLogger, type Logger } from '../../platform/log.
 import { planPatch } from './patch.js';
 import { classifyApiError } from '../../platform/api-errors.js';
 import { backoffMs } from '../../platform/backoff.js';
-import { TokenBucket, WorkQueue, type WorkResult } from '../../platform/queue.js';
+import { TokenBucket, WorkQueue, type Clock, type WorkResult } from '../../platform/queue.js';
 import { EventRecorder, type CreateEvent } from './events.js';
 import { desiredPlan, isSystemSigned } from '../plan.js';
 import { podIsDone, podKey, splitPodKey, type CachedPod } from '../caches/pods.js';
@@ -112,6 +112,8 @@ export interface ControllerOptions {
   statusDelayMs?: number;
   metrics?: ControllerMetrics;
   log?: Logger;
+  /** Time of the token bucket and the work queue (tests inject a manual one). */
+  clock?: Clock;
 }
 
 /** One leader term's worth of reconciling; start() and stop() may alternate. */
@@ -142,8 +144,9 @@ export class Controller {
 
   constructor(private readonly opts: ControllerOptions) {
     this.log = opts.log ?? silentLogger;
-    this.limiter = new TokenBucket(opts.patchQps, opts.patchBurst);
+    this.limiter = new TokenBucket(opts.patchQps, opts.patchBurst, opts.clock);
     this.queue = new WorkQueue({
+      ...(opts.clock ? { clock: opts.clock } : {}),
       concurrency: opts.concurrency,
       handler: (key) => this.reconcile(key),
       retry: {},
@@ -230,8 +233,16 @@ export class Controller {
     const versions = routeVersionsOf(ev);
     // A status-only update (our own status writes, every second while pods converge) changes
     // no plan: it must not make the echoes of the patches in flight look stale.
-    if (versions.length) this.world++;
-    this.addAll(podsSelectedBy(versions, pods, caches));
+    if (versions.length) {
+      this.world++;
+      const t0 = performance.now();
+      const keys = podsSelectedBy(versions, pods, caches);
+      this.addAll(keys);
+      forRoute(this.log, ev.object.metadata?.name ?? '').debug(
+        { event: ev.type, pods: keys.length, selectMs: Math.round((performance.now() - t0) * 10) / 10 },
+        'Route changed: pods queued',
+      );
+    }
     // Also for status-only updates: a status someone else wrote is put right.
     if (ev.type !== 'delete') this.markRoutes([ev.object.metadata?.name ?? '']);
   }
@@ -296,8 +307,16 @@ export class Controller {
       if (f.action === 'gone') return done('gone', 'done');
       this.opts.metrics?.observePatchFailure(f.reason);
       const level = f.reason === 'conflict' ? 'debug' : 'warn';
-      forPod(this.log, key)[level]({ status: f.status, reason: f.reason, err: f.message }, 'pod patch failed; retrying');
-      return done('error', 'retry');
+      forPod(this.log, key)[level](
+        { status: f.status, reason: f.reason, err: f.message, retryAfterMs: f.retryAfterMs },
+        'pod patch failed; retrying',
+      );
+      if (f.retryAfterMs === undefined) return done('error', 'retry');
+      // The server said when (API Priority and Fairness: our flow's queue is full): no patch
+      // of ours goes before then, not only this pod's; the workers wait at the bucket instead
+      // of each drawing its own 429. This pod comes back after Retry-After (plus 0-20 %).
+      this.limiter.pause(f.retryAfterMs);
+      return done('error', { retryAfterMs: f.retryAfterMs });
     }
     if (this.rewrittenByAdmission(key, stored, desired)) {
       this.forgetWritten(key, desired);
@@ -388,6 +407,7 @@ export class Controller {
         if (f.action === 'gone') continue;
         // A conflict means the cache lags our last write or a spec edit: look again once it caught up.
         this.opts.metrics?.observeStatusWrite(f.reason === 'conflict' ? 'conflict' : 'error');
+        if (f.retryAfterMs !== undefined) this.limiter.pause(f.retryAfterMs);
         if (f.reason !== 'conflict') {
           failed = true;
           forRoute(this.log, name).warn({ status: f.status, err: f.message }, 'Route status write failed; retrying');
