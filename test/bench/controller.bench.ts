@@ -10,7 +10,8 @@
  *  - the plain loop: a bare Node loop (a process of its own, as the controller has) patching one annotation of the same size
  *    on the same N pods, with the controller's concurrency and token bucket (platform/queue.ts's
  *    TokenBucket, the controller's own), as the controller's ServiceAccount (same API Priority
- *    and Fairness flow, same treatment by the webhook configuration), over the same shared
+ *    and Fairness flow, same treatment by the webhook configuration), with the controller's
+ *    own request function (platform/kube-client.ts's patchObject) over the same shared
  *    keep-alive connections (platform/kube-connections.ts);
  *  - the raw loop: the same with concurrency 32 and no token bucket.
  *
@@ -49,6 +50,7 @@ import { KubeConfig } from '@kubernetes/client-node';
 import type { Test } from 'tap';
 import { decodePlan, type PlanKey } from '../../core/plan-codec.js';
 import { PLAN_ANNOTATION } from '../../core/types.js';
+import { patchObject } from '../../platform/kube-client.js';
 import { shareConnections } from '../../platform/kube-connections.js';
 import { TokenBucket } from '../../platform/queue.js';
 import { CONTROLLER_FLAGS } from '../../webhook/controller/config.js';
@@ -303,28 +305,21 @@ async function patchPod(kc: KubeConfig, name: string, uid: string, value: string
   }
 }
 
-/** One JSON Patch of a pod over the kubeconfig's shared keep-alive connections. */
+/**
+ * One JSON Patch of a pod, sent by platform/kube-client.ts's patchObject: the controller's own
+ * request path (shared keep-alive connections, connection options reused), so that the loops
+ * and the controller differ only in what the controller does around its requests.
+ */
 async function patchPodOnce(kc: KubeConfig, name: string, uid: string, value: string): Promise<void> {
-  const { url, opts } = await httpsOptions(kc, 'PATCH', `/api/v1/namespaces/${NS}/pods/${name}`);
-  url.searchParams.set('fieldManager', 'bench-loop');
-  const body = JSON.stringify([
-    { op: 'test', path: '/metadata/uid', value: uid },
-    { op: 'add', path: `/metadata/annotations/${PAYLOAD.replace(/\//g, '~1')}`, value },
-  ]);
-  opts.headers = { ...opts.headers, 'Content-Type': 'application/json-patch+json', 'Content-Length': Buffer.byteLength(body) };
-  await new Promise<void>((resolve, reject) => {
-    const req = request(url, opts, (res) => {
-      res.resume();
-      res.on('end', () =>
-        res.statusCode === 200
-          ? resolve()
-          : reject(Object.assign(new Error(`patch pod ${name}: HTTP ${res.statusCode}`), { statusCode: res.statusCode })),
-      );
-    });
-    req.setTimeout(60_000, () => req.destroy(new Error(`patch pod ${name}: no answer in 60 s`)));
-    req.on('error', reject);
-    req.end(body);
-  });
+  await patchObject(
+    kc,
+    `/api/v1/namespaces/${NS}/pods/${name}`,
+    [
+      { op: 'test', path: '/metadata/uid', value: uid },
+      { op: 'add', path: `/metadata/annotations/${PAYLOAD.replace(/\//g, '~1')}`, value },
+    ],
+    { query: { fieldManager: 'bench-loop' }, timeoutMs: 60_000 },
+  );
 }
 
 const monoUs = (): number => Number(process.hrtime.bigint() / 1000n);
@@ -398,10 +393,15 @@ function marksOf(logs: Record<string, any>[], editAt: number, watch: PodWatch): 
   const at = (pred: (o: Record<string, any>) => boolean): number[] =>
     logs.filter((o) => typeof o.time === 'string' && pred(o)).map((o) => Date.parse(o.time as string) - editAt);
   const patched = at((o) => o.msg === 'pod plan annotation updated');
+  const routeLogs = logs.filter((o) => o.msg === 'Route changed: pods queued');
   const routeSeen = at((o) => o.msg === 'Route changed: pods queued');
   const status = at((o) => o.msg === 'Route status written');
   const out: Record<string, number> = {};
-  if (routeSeen.length) out.routeEventSeen = routeSeen[0]!;
+  if (routeSeen.length) {
+    out.routeEventSeen = routeSeen[0]!;
+    // The selection of the pods the edit affects, before the first of them is queued.
+    out.selectMs = Number(routeLogs[0]!.selectMs);
+  }
   if (patched.length) {
     out.firstPatchAnswered = patched[0]!;
     out.lastPatchAnswered = patched[patched.length - 1]!;
