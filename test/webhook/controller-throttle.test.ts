@@ -3,9 +3,10 @@
 // patch was refused: no patch of ours goes before then (its workers wait at the token bucket
 // instead of each drawing a 429 of its own), and the refused pod comes back after Retry-After
 // plus at most 20 % (spread, so throttled pods do not all return in the same millisecond).
-// Without a Retry-After, a refused pod has its own back-off and the others go on. Time is a
-// ManualClock: nothing here waits for real time. (The header's parsing and patchObject
-// carrying it: test/platform/patch-object.test.ts.)
+// Without a Retry-After, a failure of the whole server (5xx, no answer, 429) pauses every
+// write on one back-off that grows only once per pause, and a pod's own failure (invalid,
+// forbidden, conflict) pauses nobody else. Time is a ManualClock: nothing here waits for real
+// time. (The header's parsing and patchObject carrying it: test/platform/patch-object.test.ts.)
 import t, { type Test } from 'tap';
 import { planKeyFromSecret } from '../../core/plan-codec.js';
 import type { Pod, Route } from '../../core/types.js';
@@ -30,10 +31,16 @@ async function flush(): Promise<void> {
 }
 
 /**
- * A controller over pods p0..p(n-1) with concurrency 1, whose API refuses the first patch of
- * p0 with `refusal`; every patch is recorded with the clock's time.
+ * A controller over pods p0..p(n-1) with `concurrency` (default 1), whose API refuses the
+ * first patch of p0 with `refusal`, or any patch for which `refuse(pod, now)` gives an error;
+ * every patch is recorded with the clock's time.
  */
-function setup(t: Test, n: number, refusal: () => Error) {
+function setup(
+  t: Test,
+  n: number,
+  refusal: () => Error,
+  opts: { concurrency?: number; refuse?: (pod: string, now: number) => Error | undefined } = {},
+) {
   const clock = new ManualClock();
   const caches = cachesFromObjects({ routes: [route], namespaces: [{ metadata: { name: 'a' } }] });
   const podObjs: Pod[] = Array.from({ length: n }, (_, i) => ({
@@ -45,6 +52,12 @@ function setup(t: Test, n: number, refusal: () => Error) {
   let refused = false;
   const api: ControllerApi = {
     async patchPod(_ns, name) {
+      if (opts.refuse) {
+        const err = opts.refuse(name, clock.now());
+        sent.push({ pod: name, at: clock.now(), refused: !!err });
+        if (err) throw err;
+        return undefined;
+      }
       const first = name === 'p0' && !refused;
       sent.push({ pod: name, at: clock.now(), refused: first });
       if (first) {
@@ -70,7 +83,7 @@ function setup(t: Test, n: number, refusal: () => Error) {
     identity: 'test',
     patchQps: 1000,
     patchBurst: 1000,
-    concurrency: 1,
+    concurrency: opts.concurrency ?? 1,
     resyncPeriodMs: 0,
     statusDelayMs: 3_600_000,
     clock,
@@ -124,8 +137,60 @@ t.test('a 429 with Retry-After holds every patch until then; the refused pod ret
   t.equal(c.queue.retrying, 0, 'nothing left to retry');
 });
 
-t.test('a 429 without Retry-After: the refused pod backs off alone, the others go on', async (t) => {
+t.test('a 429 without Retry-After: every write pauses on the back-off (200 ms +-20 %), then all go', async (t) => {
   const { c, clock, sent } = setup(t, 3, () => throttled());
+  await c.start();
+  await flush();
+  t.same(
+    sent.map((s) => s.pod),
+    ['p0'],
+    'p1 and p2 wait too: the server throttles all of us',
+  );
+  clock.advance(160);
+  await flush();
+  t.equal(sent.length, 1, 'not before the shortest back-off');
+  clock.advance(100);
+  await flush();
+  t.same(
+    sent.slice(1, 3).map((s) => s.pod),
+    ['p1', 'p2'],
+    'then the others go',
+  );
+  clock.advance(300);
+  await flush();
+  t.ok(
+    sent.some((s) => s.pod === 'p0' && !s.refused),
+    'and p0 is retried on its own back-off',
+  );
+});
+
+t.test('the API server down: all writes pause on one back-off, not every pod on its own; the first success ends it', async (t) => {
+  // No answer at all until t = 3000 ms (connection refused), 4 workers, 40 pods.
+  const down = () => Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:6443'), { code: 'ECONNREFUSED' });
+  const { c, clock, sent } = setup(t, 40, down, { concurrency: 4, refuse: (_pod, now) => (now < 3000 ? down() : undefined) });
+  await c.start();
+  await flush();
+  t.equal(sent.length, 4, 'the 4 patches in flight fail; no worker takes another pod before the back-off');
+  for (let i = 0; i < 60; i++) {
+    clock.advance(100);
+    await flush();
+  }
+  const during = sent.filter((s) => s.refused);
+  t.comment(`attempts while down: ${during.length} at ${[...new Set(during.map((s) => s.at))].join(', ')} ms`);
+  // Pauses of 200, 400, 800, 1600 ms (+-20 %): at most 4 attempts per window, 5 windows.
+  t.ok(during.length <= 20, `${during.length} attempts in 3 s of outage (the 40 pods each on their own back-off: 100+)`);
+  const patched = new Set(sent.filter((s) => !s.refused).map((s) => s.pod));
+  t.equal(patched.size, 40, 'every pod patched once the server is back');
+  t.ok(
+    sent.filter((s) => !s.refused).every((s) => s.at < 3000 + 1600 * 1.2 + 1000),
+    'within the last back-off (and the per-pod retries) of the recovery',
+  );
+});
+
+t.test("a pod's own failure (invalid, forbidden, conflict) pauses nobody else", async (t) => {
+  const invalid = () =>
+    new ApiStatusError(422, JSON.stringify({ kind: 'Status', code: 422, message: 'metadata.annotations: Too long' }), 'HTTP 422');
+  const { c, sent } = setup(t, 4, invalid);
   await c.start();
   await flush();
   t.same(
@@ -134,14 +199,9 @@ t.test('a 429 without Retry-After: the refused pod backs off alone, the others g
       ['p0', 0],
       ['p1', 0],
       ['p2', 0],
+      ['p3', 0],
     ],
-    'p1 and p2 are not held',
-  );
-  clock.advance(300);
-  await flush();
-  t.ok(
-    sent.some((s) => s.pod === 'p0' && !s.refused && s.at > 0),
-    'p0 retried after its own back-off',
+    'p1..p3 go at once after p0 is refused',
   );
 });
 

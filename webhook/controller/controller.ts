@@ -49,7 +49,7 @@ import { forPod, forRoute, silentLogger, type Logger } from '../../platform/log.
 import { planPatch } from './patch.js';
 import { classifyApiError } from '../../platform/api-errors.js';
 import { backoffMs } from '../../platform/backoff.js';
-import { TokenBucket, WorkQueue, type Clock, type WorkResult } from '../../platform/queue.js';
+import { realClock, TokenBucket, WorkQueue, type Clock, type WorkResult } from '../../platform/queue.js';
 import { EventRecorder, type CreateEvent } from './events.js';
 import { desiredPlan, isSystemSigned } from '../plan.js';
 import { podIsDone, podKey, splitPodKey, type CachedPod } from '../caches/pods.js';
@@ -132,6 +132,14 @@ export class Controller {
   private resyncTimer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> | undefined;
   private statusFailures = 0;
+  private readonly clock: Clock;
+  /**
+   * The API server failing as a whole (5xx, no answer, a 429 without Retry-After): how many
+   * times in a row the controller paused all its writes for it, and when it last did. Reset
+   * by any patch that succeeds (see serverTrouble).
+   */
+  private troubleLevel = 0;
+  private troubleSince = Number.NEGATIVE_INFINITY;
   /**
    * Bumped by every cache event that can change a pod's desired plan (Routes, Services,
    * namespaces, owners): a plan written at an older world may be stale by its echo.
@@ -144,7 +152,8 @@ export class Controller {
 
   constructor(private readonly opts: ControllerOptions) {
     this.log = opts.log ?? silentLogger;
-    this.limiter = new TokenBucket(opts.patchQps, opts.patchBurst, opts.clock);
+    this.clock = opts.clock ?? realClock;
+    this.limiter = new TokenBucket(opts.patchQps, opts.patchBurst, this.clock);
     this.queue = new WorkQueue({
       ...(opts.clock ? { clock: opts.clock } : {}),
       concurrency: opts.concurrency,
@@ -299,8 +308,10 @@ export class Controller {
     // Recorded before the patch is sent: the watch may deliver its echo before the patch's
     // own answer has been read. Unless the world moves meanwhile, that echo needs no reconcile.
     this.written.set(key, { value: desired, world: worldAtDecision });
+    const sentAt = this.clock.now();
     try {
       stored = await this.opts.api.patchPod(namespace, name, ops);
+      this.troubleLevel = 0;
     } catch (e) {
       this.forgetWritten(key, desired);
       const f = classifyApiError(e);
@@ -311,7 +322,10 @@ export class Controller {
         { status: f.status, reason: f.reason, err: f.message, retryAfterMs: f.retryAfterMs },
         'pod patch failed; retrying',
       );
-      if (f.retryAfterMs === undefined) return done('error', 'retry');
+      if (f.retryAfterMs === undefined) {
+        if (f.reason === 'server' || f.reason === 'network' || f.reason === 'throttled') this.serverTrouble(sentAt);
+        return done('error', 'retry');
+      }
       // The server said when (API Priority and Fairness: our flow's queue is full): no patch
       // of ours goes before then, not only this pod's; the workers wait at the bucket instead
       // of each drawing its own 429. This pod comes back after Retry-After (plus 0-20 %).
@@ -329,6 +343,21 @@ export class Controller {
       previous === 'foreign' ? 'replaced a plan annotation the system did not compute' : 'pod plan annotation updated',
     );
     return done('patched', 'done');
+  }
+
+  /**
+   * A patch failed the way the whole API server fails (5xx, no answer, 429 without
+   * Retry-After): hold every write of ours for a back-off (200 ms doubling to 5 s, +-20 %),
+   * instead of letting the workers run through the whole queue, each key failing and coming
+   * back on its own back-off (a 3000-pod edit during an outage would otherwise be attempts
+   * at the token bucket's full rate). A failure of a patch sent before the last pause began
+   * is the same trouble, seen by another worker: it does not lengthen the pause. The first
+   * patch that succeeds ends it.
+   */
+  private serverTrouble(sentAt: number): void {
+    if (sentAt <= this.troubleSince) return;
+    this.troubleSince = this.clock.now();
+    this.limiter.pause(backoffMs(this.troubleLevel++, { initialMs: 200, maxMs: 5000 }));
   }
 
   /** What the pod carried before our patch: no plan, a plan we signed, or someone else's. */
