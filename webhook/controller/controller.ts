@@ -314,23 +314,8 @@ export class Controller {
       this.troubleLevel = 0;
     } catch (e) {
       this.forgetWritten(key, desired);
-      const f = classifyApiError(e);
-      if (f.action === 'gone') return done('gone', 'done');
-      this.opts.metrics?.observePatchFailure(f.reason);
-      const level = f.reason === 'conflict' ? 'debug' : 'warn';
-      forPod(this.log, key)[level](
-        { status: f.status, reason: f.reason, err: f.message, retryAfterMs: f.retryAfterMs },
-        'pod patch failed; retrying',
-      );
-      if (f.retryAfterMs === undefined) {
-        if (f.reason === 'server' || f.reason === 'network' || f.reason === 'throttled') this.serverTrouble(sentAt);
-        return done('error', 'retry');
-      }
-      // The server said when (API Priority and Fairness: our flow's queue is full): no patch
-      // of ours goes before then, not only this pod's; the workers wait at the bucket instead
-      // of each drawing its own 429. This pod comes back after Retry-After (plus 0-20 %).
-      this.limiter.pause(f.retryAfterMs);
-      return done('error', { retryAfterMs: f.retryAfterMs });
+      const retry = this.patchFailed(key, e, sentAt);
+      return retry === 'gone' ? done('gone', 'done') : done('error', retry);
     }
     if (this.rewrittenByAdmission(key, stored, desired)) {
       this.forgetWritten(key, desired);
@@ -343,6 +328,27 @@ export class Controller {
       previous === 'foreign' ? 'replaced a plan annotation the system did not compute' : 'pod plan annotation updated',
     );
     return done('patched', 'done');
+  }
+
+  /** Count and log a failed patch; when to retry it ('gone': the pod no longer exists). */
+  private patchFailed(key: string, e: unknown, sentAt: number): WorkResult | 'gone' {
+    const f = classifyApiError(e);
+    if (f.action === 'gone') return 'gone';
+    this.opts.metrics?.observePatchFailure(f.reason);
+    const level = f.reason === 'conflict' ? 'debug' : 'warn';
+    forPod(this.log, key)[level](
+      { status: f.status, reason: f.reason, err: f.message, retryAfterMs: f.retryAfterMs },
+      'pod patch failed; retrying',
+    );
+    if (f.retryAfterMs === undefined) {
+      if (f.reason === 'server' || f.reason === 'network' || f.reason === 'throttled') this.serverTrouble(sentAt);
+      return 'retry';
+    }
+    // The server said when (API Priority and Fairness: our flow's queue is full): no patch
+    // of ours goes before then, not only this pod's; the workers wait at the bucket instead
+    // of each drawing its own 429. This pod comes back after Retry-After (plus 0-20 %).
+    this.limiter.pause(f.retryAfterMs);
+    return { retryAfterMs: f.retryAfterMs };
   }
 
   /**
