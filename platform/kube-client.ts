@@ -167,21 +167,32 @@ export class ApiStatusError extends Error {
 
 /** How long patchObject reuses a KubeConfig's connection options before asking it again. */
 const OPTIONS_TTL_MS = 10_000;
-const appliedOptions = new WeakMap<KubeConfig, { at: number; opts: https.RequestOptions }>();
+const appliedOptions = new WeakMap<KubeConfig, { at: number; opts: Promise<https.RequestOptions> }>();
 
 /**
  * `kc.applyToHTTPSOptions()` (TLS material, the Authorization header, the agent), at most once
  * per OPTIONS_TTL_MS: it goes through every authenticator and re-reads CA and key files on each
  * call, which was a tenth of the controller's CPU per patch. A rotated token or certificate is
- * picked up within that time (client-node itself re-reads a token file once a minute).
+ * picked up within that time (client-node itself re-reads a token file once a minute). The
+ * promise is what is kept, so the 32 patches a Route edit starts at once after a quiet spell
+ * wait for one such call instead of making 32; a call that fails is not kept.
  */
-async function connectionOptions(kc: KubeConfig): Promise<https.RequestOptions> {
+function connectionOptions(kc: KubeConfig): Promise<https.RequestOptions> {
   const cached = appliedOptions.get(kc);
   if (cached && Date.now() - cached.at < OPTIONS_TTL_MS) return cached.opts;
-  const opts: https.RequestOptions = {};
-  await kc.applyToHTTPSOptions(opts);
-  appliedOptions.set(kc, { at: Date.now(), opts });
-  return opts;
+  const entry = {
+    at: Date.now(),
+    opts: (async () => {
+      const opts: https.RequestOptions = {};
+      await kc.applyToHTTPSOptions(opts);
+      return opts;
+    })(),
+  };
+  appliedOptions.set(kc, entry);
+  entry.opts.catch(() => {
+    if (appliedOptions.get(kc) === entry) appliedOptions.delete(kc);
+  });
+  return entry.opts;
 }
 
 /**
