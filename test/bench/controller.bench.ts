@@ -29,8 +29,9 @@
  * OVRT_BENCH_CONTROLLER_PROF=DIR: CPU profiles of the webhook process (node --cpu-prof), with
  * each edit's window on their clock in DIR/phases-N.json;
  * OVRT_BENCH_CONTROLLER_MARKS=1: the webhook logs at debug level, and each edit's row gets its
- * phases in ms from the edit (marksOf: the Route event the controller saw, its first and last
- * patch answered, its status writes, the first and last pod the bench's watch saw changed).
+ * phases in ms from the edit (marksOf: the API server's answer to the edit, the Route event the
+ * controller saw, its first patch sent, its first and last patch answered, its status writes,
+ * the first and last pod the bench's watch saw changed).
  * Each round runs the edit and the two loops in another order (rotated), so whatever one step
  * leaves behind on the API server falls on each in turn.
  * Results: test/bench/results/controller.json, or OVRT_BENCH_CONTROLLER_OUT (a file name there):
@@ -396,12 +397,14 @@ function marksOf(logs: Record<string, any>[], editAt: number, watch: PodWatch): 
   const routeLogs = logs.filter((o) => o.msg === 'Route changed: pods queued');
   const routeSeen = at((o) => o.msg === 'Route changed: pods queued');
   const status = at((o) => o.msg === 'Route status written');
+  const sent = at((o) => o.msg === 'first pod patch after a Route change sent');
   const out: Record<string, number> = {};
   if (routeSeen.length) {
     out.routeEventSeen = routeSeen[0]!;
     // The selection of the pods the edit affects, before the first of them is queued.
     out.selectMs = Number(routeLogs[0]!.selectMs);
   }
+  if (sent.length) out.firstPatchSent = sent[0]!;
   if (patched.length) {
     out.firstPatchAnswered = patched[0]!;
     out.lastPatchAnswered = patched[patched.length - 1]!;
@@ -608,6 +611,7 @@ async function measureSize(n: number, configs: Limits[], reps: number, binDir: s
         const load = loadavg()[0]!;
         const t0 = performance.now();
         await applyRoute(cp.kc, ROUTE, spec(k));
+        const editAnswered = Date.now() - editAt;
         await watch.waitFor(n, (p) => routesTo(p.plan, cidr(k)), `Route edit ${k} reaches every pod`, 900_000);
         const seconds = (performance.now() - t0) / 1000;
         // The phase on the monotonic clock the CPU profile's timestamps use (µs), to cut it out.
@@ -632,7 +636,7 @@ async function measureSize(n: number, configs: Limits[], reps: number, binDir: s
           ...apfDelta(apf0, apf1),
           loadAverage: load,
         };
-        if (process.env.OVRT_BENCH_CONTROLLER_MARKS === '1') c.marks = marksOf(w.logs.slice(logsFrom), editAt, watch);
+        if (process.env.OVRT_BENCH_CONTROLLER_MARKS === '1') c.marks = { editAnswered, ...marksOf(w.logs.slice(logsFrom), editAt, watch) };
         log(`${limits.name}: controller ${fmtS(seconds)} ${JSON.stringify(c)}`);
         samples.controller.push(Number(seconds.toFixed(2)));
         if (seconds < controller.seconds) controller = c;

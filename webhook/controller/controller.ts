@@ -147,6 +147,8 @@ export class Controller {
   private world = 0;
   /** Plans we patched, by pod key, until the watch echoes them (see onPod). */
   private readonly written = new Map<string, { value: string | undefined; world: number }>();
+  /** When the last Route change that queued pods arrived, until its first patch is sent (debug log). */
+  private routeChangedAt: number | undefined;
   /** Echoes of our own patches recognised and not reconciled again (tests, diagnostics). */
   echoesSkipped = 0;
 
@@ -246,6 +248,7 @@ export class Controller {
       this.world++;
       const t0 = performance.now();
       const keys = podsSelectedBy(versions, pods, caches);
+      if (keys.length) this.routeChangedAt = t0;
       this.addAll(keys);
       forRoute(this.log, ev.object.metadata?.name ?? '').debug(
         { event: ev.type, pods: keys.length, selectMs: Math.round((performance.now() - t0) * 10) / 10 },
@@ -309,6 +312,10 @@ export class Controller {
     // own answer has been read. Unless the world moves meanwhile, that echo needs no reconcile.
     this.written.set(key, { value: desired, world: worldAtDecision });
     const sentAt = this.clock.now();
+    if (this.routeChangedAt !== undefined) {
+      this.log.debug({ ms: Math.round((performance.now() - this.routeChangedAt) * 10) / 10 }, 'first pod patch after a Route change sent');
+      this.routeChangedAt = undefined;
+    }
     try {
       stored = await this.opts.api.patchPod(namespace, name, ops);
       this.troubleLevel = 0;
