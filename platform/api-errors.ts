@@ -18,6 +18,37 @@ export interface ApiFailure {
   reason: 'not-found' | 'conflict' | 'throttled' | 'forbidden' | 'invalid' | 'server' | 'network';
   status: number;
   message: string;
+  /**
+   * How long the server asked us to wait before trying again (its Retry-After header, in ms):
+   * API Priority and Fairness answers 429 with one when our flow's queue is full, and a
+   * server shutting down answers 503 with one. Undefined when it named none.
+   */
+  retryAfterMs?: number;
+}
+
+/** The longest Retry-After honoured as given (a larger one, or a date far ahead, is capped). */
+export const MAX_RETRY_AFTER_MS = 60_000;
+
+/**
+ * The Retry-After of an error's response headers (client-node's ApiException and
+ * kube-client.ts's ApiStatusError both carry `headers`), in ms: delay-seconds or an
+ * HTTP-date, capped at MAX_RETRY_AFTER_MS; undefined when absent or unreadable.
+ */
+export function retryAfterMsOf(err: unknown, now: number = Date.now()): number | undefined {
+  const headers = (err as { headers?: unknown })?.headers;
+  if (!headers || typeof headers !== 'object') return undefined;
+  let raw: unknown;
+  for (const [k, v] of Object.entries(headers)) if (k.toLowerCase() === 'retry-after') raw = v;
+  if (typeof raw !== 'string' || !raw.trim()) return undefined;
+  const text = raw.trim();
+  let ms: number;
+  if (/^\d+$/.test(text)) ms = Number(text) * 1000;
+  else {
+    const at = Date.parse(text);
+    if (Number.isNaN(at)) return undefined;
+    ms = Math.max(0, at - now);
+  }
+  return Math.min(ms, MAX_RETRY_AFTER_MS);
 }
 
 /** The message of an API error's body (a JSON Status, as text or parsed). */
@@ -53,9 +84,14 @@ export function classifyApiError(err: unknown): ApiFailure {
   if (status === 404) return { action: 'gone', reason: 'not-found', status, message };
   if (status === 409 || (status === 422 && message === PATCH_NOT_APPLICABLE))
     return { action: 'retry', reason: 'conflict', status, message };
-  if (status === 429) return { action: 'retry', reason: 'throttled', status, message };
+  if (status === 429) return withRetryAfter({ action: 'retry', reason: 'throttled', status, message }, err);
   if (status === 401 || status === 403) return { action: 'retry', reason: 'forbidden', status, message };
   if (status >= 400 && status < 500) return { action: 'retry', reason: 'invalid', status, message };
-  if (status >= 500) return { action: 'retry', reason: 'server', status, message };
+  if (status >= 500) return withRetryAfter({ action: 'retry', reason: 'server', status, message }, err);
   return { action: 'retry', reason: 'network', status, message };
+}
+
+function withRetryAfter(f: ApiFailure, err: unknown): ApiFailure {
+  const ms = retryAfterMsOf(err);
+  return ms === undefined ? f : { ...f, retryAfterMs: ms };
 }

@@ -148,13 +148,18 @@ export function apiClient<T>(
   );
 }
 
-/** A non-2xx answer of `patchObject`: the HTTP status and the body (a Status, as text), as api-errors.ts reads them. */
+/**
+ * A non-2xx answer of `patchObject`: the HTTP status, the body (a Status, as text) and the
+ * response headers (a 429's Retry-After), as api-errors.ts reads them (client-node's
+ * ApiException has the same `headers`).
+ */
 export class ApiStatusError extends Error {
   override name = 'ApiStatusError';
   constructor(
     readonly statusCode: number,
     readonly body: string,
     message: string,
+    readonly headers: Record<string, string> = {},
   ) {
     super(message);
   }
@@ -162,21 +167,32 @@ export class ApiStatusError extends Error {
 
 /** How long patchObject reuses a KubeConfig's connection options before asking it again. */
 const OPTIONS_TTL_MS = 10_000;
-const appliedOptions = new WeakMap<KubeConfig, { at: number; opts: https.RequestOptions }>();
+const appliedOptions = new WeakMap<KubeConfig, { at: number; opts: Promise<https.RequestOptions> }>();
 
 /**
  * `kc.applyToHTTPSOptions()` (TLS material, the Authorization header, the agent), at most once
  * per OPTIONS_TTL_MS: it goes through every authenticator and re-reads CA and key files on each
  * call, which was a tenth of the controller's CPU per patch. A rotated token or certificate is
- * picked up within that time (client-node itself re-reads a token file once a minute).
+ * picked up within that time (client-node itself re-reads a token file once a minute). The
+ * promise is what is kept, so the 32 patches a Route edit starts at once after a quiet spell
+ * wait for one such call instead of making 32; a call that fails is not kept.
  */
-async function connectionOptions(kc: KubeConfig): Promise<https.RequestOptions> {
+function connectionOptions(kc: KubeConfig): Promise<https.RequestOptions> {
   const cached = appliedOptions.get(kc);
   if (cached && Date.now() - cached.at < OPTIONS_TTL_MS) return cached.opts;
-  const opts: https.RequestOptions = {};
-  await kc.applyToHTTPSOptions(opts);
-  appliedOptions.set(kc, { at: Date.now(), opts });
-  return opts;
+  const entry = {
+    at: Date.now(),
+    opts: (async () => {
+      const opts: https.RequestOptions = {};
+      await kc.applyToHTTPSOptions(opts);
+      return opts;
+    })(),
+  };
+  appliedOptions.set(kc, entry);
+  entry.opts.catch(() => {
+    if (appliedOptions.get(kc) === entry) appliedOptions.delete(kc);
+  });
+  return entry.opts;
 }
 
 /**
@@ -219,7 +235,12 @@ export async function patchObject(
       res.on('error', reject);
       res.on('end', () => {
         const text = Buffer.concat(chunks).toString('utf8');
-        if (code < 200 || code >= 300) return reject(new ApiStatusError(code, text, `${where}: HTTP ${code}`));
+        if (code < 200 || code >= 300) {
+          const retryAfter = res.headers['retry-after'];
+          return reject(
+            new ApiStatusError(code, text, `${where}: HTTP ${code}`, typeof retryAfter === 'string' ? { 'retry-after': retryAfter } : {}),
+          );
+        }
         // The object as stored, as plain JSON (undefined when the body is not JSON): a
         // caller may check what admission kept, without client-node's model parsing.
         try {

@@ -10,14 +10,20 @@
  *   (the key runs now anyway).
  * - With `retry`, a key whose handler returns 'retry' or throws is retried after a jittered
  *   exponential delay (backoff.ts, per key), forgotten on success, and dropped after
- *   `maxRetries`. Without it, a throw goes to onError and the caller decides.
+ *   `maxRetries`; one that returns `{retryAfterMs}` is retried after that delay instead.
+ *   Without `retry`, a throw goes to onError and the caller decides.
  * - Time comes from a Clock: tests inject a manual one and need no real timers.
  */
 import { setTimeout as sleepMs } from 'node:timers/promises';
 import { backoffMs } from './backoff.js';
 
-/** What processing a key came to. */
-export type WorkResult = 'done' | 'retry';
+/**
+ * What processing a key came to: done, retry with the key's back-off, or retry no sooner
+ * than `retryAfterMs` (the server said when: a 429's Retry-After). The latter is counted as a
+ * failure like 'retry' and waits Retry-After plus 0-20 % (never less), so keys throttled
+ * together do not all come back in the same millisecond.
+ */
+export type WorkResult = 'done' | 'retry' | { retryAfterMs: number };
 
 /** Time as the queue and the bucket see it. */
 export interface Clock {
@@ -211,7 +217,13 @@ export class WorkQueue {
         this.failures.set(key, n);
         // A change that arrived meanwhile is processed at once; the retry only if nothing did.
         if (!this.dirty.has(key)) {
-          this.addAfter(key, backoffMs(n - 1, { initialMs: retry.initialMs ?? 200, maxMs: retry.maxMs ?? 60_000 }, this.opts.random));
+          const random = this.opts.random ?? Math.random;
+          this.addAfter(
+            key,
+            typeof result === 'object'
+              ? Math.round(result.retryAfterMs * (1 + 0.2 * random()))
+              : backoffMs(n - 1, { initialMs: retry.initialMs ?? 200, maxMs: retry.maxMs ?? 60_000 }, random),
+          );
         }
       }
     }
@@ -224,10 +236,13 @@ export class WorkQueue {
 /**
  * Token bucket: `burst` tokens at most, refilled at `qps` per second. `take()` reserves a
  * token and waits until it is due, so waiters are served in order (like Go's rate.Limiter).
+ * `pause(ms)`: no take() returns before then (the server asked every client of ours to wait:
+ * a 429's Retry-After), whatever tokens are free.
  */
 export class TokenBucket {
   private tokens: number;
   private last: number;
+  private resumeAt = 0;
   private readonly clock: Clock;
 
   constructor(
@@ -242,22 +257,32 @@ export class TokenBucket {
     this.last = this.clock.now();
   }
 
-  /** Milliseconds the next take() would wait (0 when a token is free). */
+  /** Milliseconds the next take() would wait (0 when a token is free and no pause holds). */
   waitMs(): number {
     this.refill();
-    return this.tokens >= 1 ? 0 : Math.ceil(((1 - this.tokens) / this.qps) * 1000);
+    const paused = Math.max(0, this.resumeAt - this.clock.now());
+    return Math.max(paused, this.tokens >= 1 ? 0 : Math.ceil(((1 - this.tokens) / this.qps) * 1000));
+  }
+
+  /** Hold every take() for at least `ms` from now (a longer pause already set is kept). */
+  pause(ms: number): void {
+    this.resumeAt = Math.max(this.resumeAt, this.clock.now() + ms);
   }
 
   /** Take one token, waiting for it if none is free. Rejects (and gives it back) if `signal` aborts. */
   async take(signal?: AbortSignal): Promise<void> {
     this.refill();
     this.tokens -= 1;
-    if (this.tokens >= 0) return;
-    try {
-      await this.clock.sleep(Math.ceil((-this.tokens / this.qps) * 1000), signal);
-    } catch (e) {
-      this.tokens += 1;
-      throw e;
+    let wait = Math.max(this.resumeAt - this.clock.now(), this.tokens >= 0 ? 0 : Math.ceil((-this.tokens / this.qps) * 1000));
+    while (wait > 0) {
+      try {
+        await this.clock.sleep(wait, signal);
+      } catch (e) {
+        this.tokens += 1;
+        throw e;
+      }
+      // The token is due now; a pause set while this take() slept holds it too.
+      wait = this.resumeAt - this.clock.now();
     }
   }
 

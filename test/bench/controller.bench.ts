@@ -10,7 +10,8 @@
  *  - the plain loop: a bare Node loop (a process of its own, as the controller has) patching one annotation of the same size
  *    on the same N pods, with the controller's concurrency and token bucket (platform/queue.ts's
  *    TokenBucket, the controller's own), as the controller's ServiceAccount (same API Priority
- *    and Fairness flow, same treatment by the webhook configuration), over the same shared
+ *    and Fairness flow, same treatment by the webhook configuration), with the controller's
+ *    own request function (platform/kube-client.ts's patchObject) over the same shared
  *    keep-alive connections (platform/kube-connections.ts);
  *  - the raw loop: the same with concurrency 32 and no token bucket.
  *
@@ -25,21 +26,32 @@
  * `base` or `base:qps/burst/concurrency`: an earlier build of this project in
  * OVRT_BENCH_CONTROLLER_BASE (a folder holding its dist/ and deploy/), with the issue-12 flags
  * or the ones given, to compare code before and after;
- * OVRT_BENCH_CONTROLLER_PROF=DIR: CPU profiles of the webhook process (node --cpu-prof).
+ * OVRT_BENCH_CONTROLLER_PROF=DIR: CPU profiles of the webhook process (node --cpu-prof), with
+ * each edit's window on their clock in DIR/phases-N.json;
+ * OVRT_BENCH_CONTROLLER_MARKS=1: the webhook logs at debug level, and each edit's row gets its
+ * phases in ms from the edit (marksOf: the API server's answer to the edit, the Route event the
+ * controller saw, its first patch sent, its first and last patch answered, its status writes,
+ * the first and last pod the bench's watch saw changed).
+ * Each round runs the edit and the two loops in another order (rotated), so whatever one step
+ * leaves behind on the API server falls on each in turn.
  * Results: test/bench/results/controller.json, or OVRT_BENCH_CONTROLLER_OUT (a file name there):
- * every row with its ratio and baseline named, and per phase the CPU seconds of the webhook
- * process and of kube-apiserver + etcd.
+ * every row with its ratio and baseline named (best of the rounds, and the ratio of the
+ * medians), and per phase the CPU seconds of the webhook process (or the loop's process), of
+ * kube-apiserver and etcd, API Priority and Fairness's refusals and mean queue wait for
+ * workload-low, and the machine's load average.
  */
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { request, type RequestOptions } from 'node:https';
+import { loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { KubeConfig } from '@kubernetes/client-node';
 import type { Test } from 'tap';
 import { decodePlan, type PlanKey } from '../../core/plan-codec.js';
 import { PLAN_ANNOTATION } from '../../core/types.js';
+import { patchObject } from '../../platform/kube-client.js';
 import { shareConnections } from '../../platform/kube-connections.js';
 import { TokenBucket } from '../../platform/queue.js';
 import { CONTROLLER_FLAGS } from '../../webhook/controller/config.js';
@@ -136,6 +148,9 @@ class PodWatch {
   private ok = new Set<string>();
   private wake: (() => void) | undefined;
   private want = 0;
+  /** Date.now() of the first and the last pod event that made `pred` hold, in the last waitFor. */
+  firstOkAt = 0;
+  lastOkAt = 0;
   private req: ReturnType<typeof request> | undefined;
   failed: Error | undefined;
 
@@ -214,8 +229,13 @@ class PodWatch {
     const p = { uid: m.uid as string, plan: a[PLAN_ANNOTATION] as string | undefined, payload: a[PAYLOAD] as string | undefined };
     this.pods.set(m.name, p);
     if (!this.pred) return;
-    if (this.pred(p)) this.ok.add(m.name);
-    else this.ok.delete(m.name);
+    if (this.pred(p)) {
+      if (!this.ok.has(m.name)) {
+        this.lastOkAt = Date.now();
+        this.firstOkAt ||= this.lastOkAt;
+      }
+      this.ok.add(m.name);
+    } else this.ok.delete(m.name);
     if (this.ok.size >= this.want) this.wake?.();
   }
 
@@ -223,6 +243,7 @@ class PodWatch {
   async waitFor(n: number, pred: (p: { plan?: string; payload?: string }) => boolean, what: string, ms: number): Promise<void> {
     this.pred = pred;
     this.want = n;
+    this.firstOkAt = this.lastOkAt = 0;
     this.ok = new Set([...this.pods].filter(([, p]) => pred(p)).map(([k]) => k));
     try {
       if (this.ok.size >= n) return;
@@ -285,28 +306,21 @@ async function patchPod(kc: KubeConfig, name: string, uid: string, value: string
   }
 }
 
-/** One JSON Patch of a pod over the kubeconfig's shared keep-alive connections. */
+/**
+ * One JSON Patch of a pod, sent by platform/kube-client.ts's patchObject: the controller's own
+ * request path (shared keep-alive connections, connection options reused), so that the loops
+ * and the controller differ only in what the controller does around its requests.
+ */
 async function patchPodOnce(kc: KubeConfig, name: string, uid: string, value: string): Promise<void> {
-  const { url, opts } = await httpsOptions(kc, 'PATCH', `/api/v1/namespaces/${NS}/pods/${name}`);
-  url.searchParams.set('fieldManager', 'bench-loop');
-  const body = JSON.stringify([
-    { op: 'test', path: '/metadata/uid', value: uid },
-    { op: 'add', path: `/metadata/annotations/${PAYLOAD.replace(/\//g, '~1')}`, value },
-  ]);
-  opts.headers = { ...opts.headers, 'Content-Type': 'application/json-patch+json', 'Content-Length': Buffer.byteLength(body) };
-  await new Promise<void>((resolve, reject) => {
-    const req = request(url, opts, (res) => {
-      res.resume();
-      res.on('end', () =>
-        res.statusCode === 200
-          ? resolve()
-          : reject(Object.assign(new Error(`patch pod ${name}: HTTP ${res.statusCode}`), { statusCode: res.statusCode })),
-      );
-    });
-    req.setTimeout(60_000, () => req.destroy(new Error(`patch pod ${name}: no answer in 60 s`)));
-    req.on('error', reject);
-    req.end(body);
-  });
+  await patchObject(
+    kc,
+    `/api/v1/namespaces/${NS}/pods/${name}`,
+    [
+      { op: 'test', path: '/metadata/uid', value: uid },
+      { op: 'add', path: `/metadata/annotations/${PAYLOAD.replace(/\//g, '~1')}`, value },
+    ],
+    { query: { fieldManager: 'bench-loop' }, timeoutMs: 60_000 },
+  );
 }
 
 const monoUs = (): number => Number(process.hrtime.bigint() / 1000n);
@@ -358,6 +372,51 @@ interface Phase {
   /** CPU seconds of kube-apiserver and etcd during the phase. */
   apiserverCpuSeconds?: number;
   etcdCpuSeconds?: number;
+  /**
+   * API Priority and Fairness during the phase, from kube-apiserver's metrics: requests it
+   * refused (429) and the mean time a request of priority level workload-low (ours, and the
+   * loops') waited in its queues before being served.
+   */
+  apfRejected?: number;
+  apfWaitMeanMs?: number;
+  /** The machine's 1-minute load average when the phase began. */
+  loadAverage?: number;
+  /** OVRT_BENCH_CONTROLLER_MARKS=1: ms from the edit to each phase (marksOf). */
+  marks?: Record<string, number>;
+}
+
+/**
+ * The phases of one edit, in ms from the moment the bench sent it: from the webhook's debug
+ * log (the Route event the controller saw, its first and last patch answered, its status
+ * writes) and from the bench's watch (the first and the last pod seen with the new plan).
+ */
+function marksOf(logs: Record<string, any>[], editAt: number, watch: PodWatch): Record<string, number> {
+  const at = (pred: (o: Record<string, any>) => boolean): number[] =>
+    logs.filter((o) => typeof o.time === 'string' && pred(o)).map((o) => Date.parse(o.time as string) - editAt);
+  const patched = at((o) => o.msg === 'pod plan annotation updated');
+  const routeLogs = logs.filter((o) => o.msg === 'Route changed: pods queued');
+  const routeSeen = at((o) => o.msg === 'Route changed: pods queued');
+  const status = at((o) => o.msg === 'Route status written');
+  const sent = at((o) => o.msg === 'first pod patch after a Route change sent');
+  const out: Record<string, number> = {};
+  if (routeSeen.length) {
+    out.routeEventSeen = routeSeen[0]!;
+    // The selection of the pods the edit affects, before the first of them is queued.
+    out.selectMs = Number(routeLogs[0]!.selectMs);
+  }
+  if (sent.length) out.firstPatchSent = sent[0]!;
+  if (patched.length) {
+    out.firstPatchAnswered = patched[0]!;
+    out.lastPatchAnswered = patched[patched.length - 1]!;
+    out.patchesLogged = patched.length;
+  }
+  if (status.length) {
+    out.firstStatusWrite = status[0]!;
+    out.statusWrites = status.length;
+  }
+  out.firstPodSeen = watch.firstOkAt - editAt;
+  out.lastPodSeen = watch.lastOkAt - editAt;
+  return out;
 }
 
 interface SizeResult {
@@ -372,6 +431,11 @@ interface SizeResult {
   }[];
 }
 
+const median = (xs: number[]): number => {
+  const v = [...xs].sort((a, b) => a - b);
+  return v.length % 2 ? v[(v.length - 1) / 2]! : (v[v.length / 2 - 1]! + v[v.length / 2]!) / 2;
+};
+
 const fmtS = (s: number): string => `${s.toFixed(1)} s`;
 
 async function startConfigured(
@@ -383,15 +447,18 @@ async function startConfigured(
   const args = [
     ...['--lease-duration', '4s', '--renew-deadline', '3s', '--retry-period', '500ms', '--trusted-user', addon.user],
     ...['--patch-qps', String(limits.qps), '--patch-burst', String(limits.burst), '--patch-concurrency', String(limits.concurrency)],
+    // OVRT_BENCH_CONTROLLER_MARKS=1: debug logs, read back as the phases of each edit (marksOf).
+    ...(process.env.OVRT_BENCH_CONTROLLER_MARKS === '1' ? ['--log-level', 'debug'] : []),
   ];
-  const env = prof ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${prof}` } : undefined;
+  // Node flags, not NODE_OPTIONS: startWebhook runs the process without the caller's NODE_OPTIONS.
+  const nodeArgs = prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`] : undefined;
   // `base:` configurations run an earlier build of this project (its CLI and its deploy/webhook-config.yaml).
   const cli = limits.base ? join(limits.base, 'dist', 'bin', 'ovnkube-route.js') : undefined;
   const wh = await startWebhook({
     kubeconfig: addon.kubeconfig,
     certDir: addon.certDir,
     args,
-    ...(env ? { env } : {}),
+    ...(nodeArgs ? { nodeArgs } : {}),
     ...(cli ? { cli } : {}),
   });
   await registerWebhook(cp.kc, wh.port, addon.certDir, limits.base);
@@ -404,6 +471,19 @@ async function measureSize(n: number, configs: Limits[], reps: number, binDir: s
   const cp = await startControlPlane({ binDir });
   t.teardown(() => cp.stop());
   const serverCpu = () => ({ apiserver: cpuSeconds(cp.pids.apiserver), etcd: cpuSeconds(cp.pids.etcd) });
+  const apf = async (): Promise<{ rejected: number; waitSum: number; waitCount: number }> => {
+    const text = String((await kubeRequest(cp.kc, 'GET', '/metrics', { headers: { Accept: 'text/plain' } })).body);
+    const low = { priority_level: 'workload-low' };
+    return {
+      rejected: metricSum(text, 'apiserver_flowcontrol_rejected_requests_total'),
+      waitSum: metricSum(text, 'apiserver_flowcontrol_request_wait_duration_seconds_sum', low),
+      waitCount: metricSum(text, 'apiserver_flowcontrol_request_wait_duration_seconds_count', low),
+    };
+  };
+  const apfDelta = (a: Awaited<ReturnType<typeof apf>>, b: Awaited<ReturnType<typeof apf>>) => ({
+    apfRejected: b.rejected - a.rejected,
+    apfWaitMeanMs: b.waitCount > a.waitCount ? Number((((b.waitSum - a.waitSum) / (b.waitCount - a.waitCount)) * 1000).toFixed(2)) : 0,
+  });
   const watch = new PodWatch();
   t.teardown(() => watch.stop());
   let wh: WebhookProcess | undefined;
@@ -459,7 +539,17 @@ async function measureSize(n: number, configs: Limits[], reps: number, binDir: s
       const exited = once(child, 'exit').then(([code]) => {
         if (code !== 0) throw new Error(`the loop process exited with ${String(code)}`);
       });
-      await Promise.race([once(child.stdout!, 'data'), exited]);
+      let out = '';
+      child.stdout!.setEncoding('utf8');
+      const ready = new Promise<void>((resolve) =>
+        child.stdout!.on('data', (d: string) => {
+          out += d;
+          if (out.includes('ready\n')) resolve();
+        }),
+      );
+      await Promise.race([ready, exited]);
+      const load = loadavg()[0]!;
+      const apf0 = await apf();
       const t0 = performance.now();
       const server0 = serverCpu();
       const done = watch.waitFor(n, (p) => p.payload === value, 'loop', 600_000);
@@ -468,7 +558,17 @@ async function measureSize(n: number, configs: Limits[], reps: number, binDir: s
       const seconds = (performance.now() - t0) / 1000;
       const server1 = serverCpu();
       await exited;
-      return { seconds, apiserverCpuSeconds: server1.apiserver - server0.apiserver, etcdCpuSeconds: server1.etcd - server0.etcd };
+      const apf1 = await apf();
+      // The loop process's own CPU from 'go' to its last answer (its last line).
+      const cpu = (JSON.parse(out.trim().split('\n').pop()!) as { cpuSeconds: number }).cpuSeconds;
+      return {
+        seconds,
+        cpuSeconds: cpu,
+        apiserverCpuSeconds: server1.apiserver - server0.apiserver,
+        etcdCpuSeconds: server1.etcd - server0.etcd,
+        ...apfDelta(apf0, apf1),
+        loadAverage: load,
+      };
     };
     const settle = async (w: WebhookProcess): Promise<void> => {
       // Settled: this process leads, has reconciled every pod once since it started, and its queue is empty.
@@ -500,18 +600,25 @@ async function measureSize(n: number, configs: Limits[], reps: number, binDir: s
       let plain: Phase = { seconds: Infinity };
       let raw: Phase = { seconds: Infinity };
       const samples = { controller: [] as number[], plain: [] as number[], raw: [] as number[] };
-      for (let r = 0; r < reps; r++) {
-        const before = await scrape(wh);
+      const editStep = async (): Promise<void> => {
+        const w = wh!;
+        const before = await scrape(w);
+        const apf0 = await apf();
         const server0 = serverCpu();
         const k = ++edit;
+        const logsFrom = w.logs.length;
+        const editAt = Date.now();
+        const load = loadavg()[0]!;
         const t0 = performance.now();
         await applyRoute(cp.kc, ROUTE, spec(k));
+        const editAnswered = Date.now() - editAt;
         await watch.waitFor(n, (p) => routesTo(p.plan, cidr(k)), `Route edit ${k} reaches every pod`, 900_000);
         const seconds = (performance.now() - t0) / 1000;
         // The phase on the monotonic clock the CPU profile's timestamps use (µs), to cut it out.
-        if (prof) phases.push({ pid: wh.child.pid!, config: limits.name, n, fromUs: monoUs() - seconds * 1e6, toUs: monoUs() });
+        if (prof) phases.push({ pid: w.child.pid!, config: limits.name, n, fromUs: monoUs() - seconds * 1e6, toUs: monoUs() });
         const server1 = serverCpu();
-        const after = await scrape(wh);
+        const after = await scrape(w);
+        const apf1 = await apf();
         const admissions = after.admissions - before.admissions;
         const reconciles = after.reconciles - before.reconciles;
         const c: Phase = {
@@ -526,22 +633,36 @@ async function measureSize(n: number, configs: Limits[], reps: number, binDir: s
           lagP99Ms: after.lagP99 * 1000,
           apiserverCpuSeconds: server1.apiserver - server0.apiserver,
           etcdCpuSeconds: server1.etcd - server0.etcd,
+          ...apfDelta(apf0, apf1),
+          loadAverage: load,
         };
+        if (process.env.OVRT_BENCH_CONTROLLER_MARKS === '1') c.marks = { editAnswered, ...marksOf(w.logs.slice(logsFrom), editAt, watch) };
         log(`${limits.name}: controller ${fmtS(seconds)} ${JSON.stringify(c)}`);
         samples.controller.push(Number(seconds.toFixed(2)));
         if (seconds < controller.seconds) controller = c;
-        // Let the controller finish (status writes) before the loop runs.
-        await settle(wh);
+        // Let the controller finish (status writes) before a loop runs.
+        await settle(w);
+      };
+      const plainStep = async (): Promise<void> => {
         const p = await loop(limits.concurrency, { qps: limits.qps, burst: limits.burst });
-        log(`${limits.name}: plain loop ${fmtS(p.seconds)}`);
+        log(`${limits.name}: plain loop ${fmtS(p.seconds)} ${JSON.stringify(p)}`);
         samples.plain.push(Number(p.seconds.toFixed(2)));
         if (p.seconds < plain.seconds) plain = p;
-        // The raw loop in every round, beside the others (the machine's load drifts), and
-        // compared per configuration: as many samples as the controller's.
+      };
+      // The raw loop in every round, beside the others (the machine's load drifts), and
+      // compared per configuration: as many samples as the controller's.
+      const rawStep = async (): Promise<void> => {
         const w = await loop(RAW_CONCURRENCY, undefined);
-        log(`raw loop ${fmtS(w.seconds)}`);
+        log(`raw loop ${fmtS(w.seconds)} ${JSON.stringify(w)}`);
         samples.raw.push(Number(w.seconds.toFixed(2)));
         if (w.seconds < raw.seconds) raw = w;
+      };
+      for (let r = 0; r < reps; r++) {
+        // Each round in another order (edit, plain, raw; plain, raw, edit; raw, edit, plain):
+        // whatever the step before leaves behind (the API server's garbage, etcd's compaction
+        // of the versions just written) falls on each of the three in turn.
+        const steps = [editStep, plainStep, rawStep];
+        for (let i = 0; i < 3; i++) await steps[(i + r) % 3]!();
       }
       result.configs.push({ limits, controller, plain, raw, samples });
     }
@@ -580,6 +701,9 @@ function rowsOf(results: SizeResult[]): { rows: BenchRow[]; json: Record<string,
           controller: c.controller,
           baselinePhase: base === 'plain' ? c.plain : c.raw,
           samples: c.samples,
+          // The medians of the rounds too: with the machine's load drifting, the best of each
+          // series may come from different moments.
+          medianRatio: Number((median(c.samples.controller) / median(base === 'plain' ? c.samples.plain : c.samples.raw)).toFixed(2)),
         });
       }
     }
@@ -636,10 +760,13 @@ async function loopProcess(spec: string): Promise<void> {
   const bucket = a.bucket ? new TokenBucket(a.bucket.qps, a.bucket.burst) : undefined;
   process.stdout.write('ready\n');
   await once(process.stdin, 'data');
+  const cpu0 = process.cpuUsage();
   await pool(pods, a.concurrency, async (p) => {
     await bucket?.take();
     await patchPod(kc, p.name, p.uid, a.value);
   });
+  const cpu = process.cpuUsage(cpu0);
+  process.stdout.write(`${JSON.stringify({ cpuSeconds: Number(((cpu.user + cpu.system) / 1e6).toFixed(2)) })}\n`);
 }
 
 // `node dist/test/bench/controller.bench.js`: this bench alone (and the loops' processes).

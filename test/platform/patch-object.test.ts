@@ -81,6 +81,37 @@ t.test('a refused patch rejects with the status and the Status message, classifi
   t.match(classifyApiError(gone), { action: 'gone', status: 404, message: 'pods "gone" not found' });
 });
 
+t.test('patches started together ask the KubeConfig for its connection options once; a failed ask is not kept', async (t) => {
+  const { kc, seen } = await server((_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end('{}');
+  });
+  const real = kc.applyToHTTPSOptions.bind(kc);
+  let asked = 0;
+  let fail = true;
+  kc.applyToHTTPSOptions = async (opts) => {
+    asked++;
+    if (fail) throw new Error('token file unreadable');
+    return real(opts);
+  };
+  await t.rejects(patchObject(kc, '/api/v1/namespaces/ns/pods/p', ops), /token file unreadable/);
+  fail = false;
+  await Promise.all(Array.from({ length: 10 }, (_, i) => patchObject(kc, `/api/v1/namespaces/ns/pods/p${i}`, ops)));
+  t.equal(seen.length, 10, 'every patch sent');
+  t.equal(asked, 2, 'the failed ask, then one for the 10 patches');
+});
+
+t.test("a 429 keeps the server's Retry-After: the controller waits that long (controller-throttle.test.ts)", async (t) => {
+  const { kc } = await server((_req, res) => {
+    res.writeHead(429, { 'content-type': 'application/json', 'retry-after': '2' });
+    res.end(JSON.stringify({ kind: 'Status', code: 429, message: 'Too many requests, please try again later.' }));
+  });
+  const err = await patchObject(kc, '/api/v1/namespaces/ns/pods/p', ops).catch((e: unknown) => e);
+  t.type(err, ApiStatusError);
+  t.same((err as ApiStatusError).headers, { 'retry-after': '2' });
+  t.match(classifyApiError(err), { action: 'retry', reason: 'throttled', status: 429, retryAfterMs: 2000 });
+});
+
 t.test('a server that never answers: ApiTimeoutError at the deadline, classified as a network failure', async (t) => {
   const { kc, seen } = await server(() => {
     /* never answer */

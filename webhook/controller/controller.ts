@@ -49,7 +49,7 @@ import { forPod, forRoute, silentLogger, type Logger } from '../../platform/log.
 import { planPatch } from './patch.js';
 import { classifyApiError } from '../../platform/api-errors.js';
 import { backoffMs } from '../../platform/backoff.js';
-import { TokenBucket, WorkQueue, type WorkResult } from '../../platform/queue.js';
+import { realClock, TokenBucket, WorkQueue, type Clock, type WorkResult } from '../../platform/queue.js';
 import { EventRecorder, type CreateEvent } from './events.js';
 import { desiredPlan, isSystemSigned } from '../plan.js';
 import { podIsDone, podKey, splitPodKey, type CachedPod } from '../caches/pods.js';
@@ -112,6 +112,8 @@ export interface ControllerOptions {
   statusDelayMs?: number;
   metrics?: ControllerMetrics;
   log?: Logger;
+  /** Time of the token bucket and the work queue (tests inject a manual one). */
+  clock?: Clock;
 }
 
 /** One leader term's worth of reconciling; start() and stop() may alternate. */
@@ -130,6 +132,14 @@ export class Controller {
   private resyncTimer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> | undefined;
   private statusFailures = 0;
+  private readonly clock: Clock;
+  /**
+   * The API server failing as a whole (5xx, no answer, a 429 without Retry-After): how many
+   * times in a row the controller paused all its writes for it, and when it last did. Reset
+   * by any patch that succeeds (see serverTrouble).
+   */
+  private troubleLevel = 0;
+  private troubleSince = Number.NEGATIVE_INFINITY;
   /**
    * Bumped by every cache event that can change a pod's desired plan (Routes, Services,
    * namespaces, owners): a plan written at an older world may be stale by its echo.
@@ -137,13 +147,17 @@ export class Controller {
   private world = 0;
   /** Plans we patched, by pod key, until the watch echoes them (see onPod). */
   private readonly written = new Map<string, { value: string | undefined; world: number }>();
+  /** When the last Route change that queued pods arrived, until its first patch is sent (debug log). */
+  private routeChangedAt: number | undefined;
   /** Echoes of our own patches recognised and not reconciled again (tests, diagnostics). */
   echoesSkipped = 0;
 
   constructor(private readonly opts: ControllerOptions) {
     this.log = opts.log ?? silentLogger;
-    this.limiter = new TokenBucket(opts.patchQps, opts.patchBurst);
+    this.clock = opts.clock ?? realClock;
+    this.limiter = new TokenBucket(opts.patchQps, opts.patchBurst, this.clock);
     this.queue = new WorkQueue({
+      ...(opts.clock ? { clock: opts.clock } : {}),
       concurrency: opts.concurrency,
       handler: (key) => this.reconcile(key),
       retry: {},
@@ -230,8 +244,17 @@ export class Controller {
     const versions = routeVersionsOf(ev);
     // A status-only update (our own status writes, every second while pods converge) changes
     // no plan: it must not make the echoes of the patches in flight look stale.
-    if (versions.length) this.world++;
-    this.addAll(podsSelectedBy(versions, pods, caches));
+    if (versions.length) {
+      this.world++;
+      const t0 = performance.now();
+      const keys = podsSelectedBy(versions, pods, caches);
+      if (keys.length) this.routeChangedAt = t0;
+      this.addAll(keys);
+      forRoute(this.log, ev.object.metadata?.name ?? '').debug(
+        { event: ev.type, pods: keys.length, selectMs: Math.round((performance.now() - t0) * 10) / 10 },
+        'Route changed: pods queued',
+      );
+    }
     // Also for status-only updates: a status someone else wrote is put right.
     if (ev.type !== 'delete') this.markRoutes([ev.object.metadata?.name ?? '']);
   }
@@ -288,16 +311,18 @@ export class Controller {
     // Recorded before the patch is sent: the watch may deliver its echo before the patch's
     // own answer has been read. Unless the world moves meanwhile, that echo needs no reconcile.
     this.written.set(key, { value: desired, world: worldAtDecision });
+    const sentAt = this.clock.now();
+    if (this.routeChangedAt !== undefined) {
+      this.log.debug({ ms: Math.round((performance.now() - this.routeChangedAt) * 10) / 10 }, 'first pod patch after a Route change sent');
+      this.routeChangedAt = undefined;
+    }
     try {
       stored = await this.opts.api.patchPod(namespace, name, ops);
+      this.troubleLevel = 0;
     } catch (e) {
       this.forgetWritten(key, desired);
-      const f = classifyApiError(e);
-      if (f.action === 'gone') return done('gone', 'done');
-      this.opts.metrics?.observePatchFailure(f.reason);
-      const level = f.reason === 'conflict' ? 'debug' : 'warn';
-      forPod(this.log, key)[level]({ status: f.status, reason: f.reason, err: f.message }, 'pod patch failed; retrying');
-      return done('error', 'retry');
+      const retry = this.patchFailed(key, e, sentAt);
+      return retry === 'gone' ? done('gone', 'done') : done('error', retry);
     }
     if (this.rewrittenByAdmission(key, stored, desired)) {
       this.forgetWritten(key, desired);
@@ -310,6 +335,42 @@ export class Controller {
       previous === 'foreign' ? 'replaced a plan annotation the system did not compute' : 'pod plan annotation updated',
     );
     return done('patched', 'done');
+  }
+
+  /** Count and log a failed patch; when to retry it ('gone': the pod no longer exists). */
+  private patchFailed(key: string, e: unknown, sentAt: number): WorkResult | 'gone' {
+    const f = classifyApiError(e);
+    if (f.action === 'gone') return 'gone';
+    this.opts.metrics?.observePatchFailure(f.reason);
+    const level = f.reason === 'conflict' ? 'debug' : 'warn';
+    forPod(this.log, key)[level](
+      { status: f.status, reason: f.reason, err: f.message, retryAfterMs: f.retryAfterMs },
+      'pod patch failed; retrying',
+    );
+    if (f.retryAfterMs === undefined) {
+      if (f.reason === 'server' || f.reason === 'network' || f.reason === 'throttled') this.serverTrouble(sentAt);
+      return 'retry';
+    }
+    // The server said when (API Priority and Fairness: our flow's queue is full): no patch
+    // of ours goes before then, not only this pod's; the workers wait at the bucket instead
+    // of each drawing its own 429. This pod comes back after Retry-After (plus 0-20 %).
+    this.limiter.pause(f.retryAfterMs);
+    return { retryAfterMs: f.retryAfterMs };
+  }
+
+  /**
+   * A patch failed the way the whole API server fails (5xx, no answer, 429 without
+   * Retry-After): hold every write of ours for a back-off (200 ms doubling to 5 s, +-20 %),
+   * instead of letting the workers run through the whole queue, each key failing and coming
+   * back on its own back-off (a 3000-pod edit during an outage would otherwise be attempts
+   * at the token bucket's full rate). A failure of a patch sent before the last pause began
+   * is the same trouble, seen by another worker: it does not lengthen the pause. The first
+   * patch that succeeds ends it.
+   */
+  private serverTrouble(sentAt: number): void {
+    if (sentAt <= this.troubleSince) return;
+    this.troubleSince = this.clock.now();
+    this.limiter.pause(backoffMs(this.troubleLevel++, { initialMs: 200, maxMs: 5000 }));
   }
 
   /** What the pod carried before our patch: no plan, a plan we signed, or someone else's. */
@@ -388,6 +449,7 @@ export class Controller {
         if (f.action === 'gone') continue;
         // A conflict means the cache lags our last write or a spec edit: look again once it caught up.
         this.opts.metrics?.observeStatusWrite(f.reason === 'conflict' ? 'conflict' : 'error');
+        if (f.retryAfterMs !== undefined) this.limiter.pause(f.retryAfterMs);
         if (f.reason !== 'conflict') {
           failed = true;
           forRoute(this.log, name).warn({ status: f.status, err: f.message }, 'Route status write failed; retrying');
