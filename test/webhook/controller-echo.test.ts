@@ -9,7 +9,7 @@ import { decodePlan, encodePlan, planKeyFromSecret } from '../../core/plan-codec
 import { PLAN_ANNOTATION, type Pod, type Route } from '../../core/types.js';
 import { cachesFromObjects } from '../../webhook/caches/caches.js';
 import { Controller, type ControllerApi } from '../../webhook/controller/controller.js';
-import type { ControllerMetrics } from '../../webhook/controller/metrics.js';
+import { failureMetrics } from './helpers.js';
 import { podStoreFromObjects, type CachedPod } from '../../webhook/caches/pods.js';
 import type { ObjectStore } from '../../webhook/caches/store.js';
 
@@ -171,14 +171,7 @@ t.test('a patch that admission stored as another plan is retried: no echo would 
     concurrency: 1,
     resyncPeriodMs: 0,
     statusDelayMs: 3_600_000,
-    metrics: {
-      observePatchFailure: (r: string) => failures.push(r),
-      observeReconcile: () => {},
-      observePatched: () => {},
-      observeStatusWrite: () => {},
-      observeEvent: () => {},
-      observeLeadership: () => {},
-    } satisfies ControllerMetrics,
+    metrics: failureMetrics(failures),
   });
   t.teardown(() => c.stop());
   await c.start();

@@ -16,7 +16,7 @@ import { TokenBucket, WorkQueue } from '../../platform/queue.js';
 import { cachesFromObjects } from '../../webhook/caches/caches.js';
 import { podStoreFromObjects } from '../../webhook/caches/pods.js';
 import { Controller, type ControllerApi } from '../../webhook/controller/controller.js';
-import type { ControllerMetrics } from '../../webhook/controller/metrics.js';
+import { failureMetrics } from './helpers.js';
 import { ManualClock } from '../util/clock.js';
 
 const key = planKeyFromSecret(Buffer.alloc(32, 7));
@@ -87,14 +87,7 @@ function setup(
     resyncPeriodMs: 0,
     statusDelayMs: 3_600_000,
     clock,
-    metrics: {
-      observePatchFailure: (r: string) => failures.push(r),
-      observeReconcile: () => {},
-      observePatched: () => {},
-      observeStatusWrite: () => {},
-      observeEvent: () => {},
-      observeLeadership: () => {},
-    } satisfies ControllerMetrics,
+    metrics: failureMetrics(failures),
   });
   t.teardown(() => c.stop());
   return { c, clock, sent, failures };

@@ -10,6 +10,7 @@ import { planKeyFromSecret, type PlanKey } from '../../core/plan-codec.js';
 import type { KubeObject, Namespace, Pod, Route, Service } from '../../core/types.js';
 import { cachesFromObjects, type CacheObjects } from '../../webhook/caches/caches.js';
 import type { AdmissionResponse, AdmissionReview, ValidReview } from '../../webhook/admission/review.js';
+import type { ControllerMetrics } from '../../webhook/controller/metrics.js';
 import { repoRoot } from '../util/fixtures.js';
 
 export const webhookFixture = (name: string): string => resolve(repoRoot, 'test', 'webhook', 'fixtures', name);
@@ -85,4 +86,16 @@ const run = promisify(execFile);
 /** Run certs/gen.sh into `dir` with extra flags; resolves with stdout and stderr. */
 export async function genCerts(dir: string, flags: string[] = []): Promise<{ stdout: string; stderr: string }> {
   return run(genScript, [dir, ...flags], { timeout: 60_000 });
+}
+
+/** Controller metrics that record only the reasons of failed patches (into `failures`). */
+export function failureMetrics(failures: string[]): ControllerMetrics {
+  return {
+    observePatchFailure: (r: string) => failures.push(r),
+    observeReconcile: () => {},
+    observePatched: () => {},
+    observeStatusWrite: () => {},
+    observeEvent: () => {},
+    observeLeadership: () => {},
+  };
 }
