@@ -9,7 +9,7 @@ import { decodePlan, encodePlan, planKeyFromSecret } from '../../core/plan-codec
 import { PLAN_ANNOTATION, type Pod, type Route } from '../../core/types.js';
 import { cachesFromObjects } from '../../webhook/caches/caches.js';
 import { Controller, type ControllerApi } from '../../webhook/controller/controller.js';
-import { failureMetrics } from './helpers.js';
+import { failureMetrics, numberedPods, TEST_CONTROLLER } from './helpers.js';
 import { podStoreFromObjects, type CachedPod } from '../../webhook/caches/pods.js';
 import type { ObjectStore } from '../../webhook/caches/store.js';
 
@@ -44,24 +44,15 @@ function echoingApi(pods: ObjectStore<CachedPod>): ControllerApi & { patches: st
 
 function setup(t: Test, n: number) {
   const caches = cachesFromObjects({ routes: [route('10.9.0.0/16')], namespaces: [{ metadata: { name: 'a' } }] });
-  const podObjs: Pod[] = Array.from({ length: n }, (_, i) => ({
-    metadata: { namespace: 'a', name: `p${i}`, uid: String(i), resourceVersion: '1' },
-    spec: {},
-  }));
-  const pods = podStoreFromObjects(podObjs);
+  const pods = podStoreFromObjects(numberedPods(n));
   const api = echoingApi(pods);
   const c = new Controller({
     caches,
     pods,
     api,
-    mode: 'default',
+    ...TEST_CONTROLLER,
     keys: [key],
-    identity: 'test',
-    patchQps: 1000,
-    patchBurst: 1000,
     concurrency: 2,
-    resyncPeriodMs: 0,
-    statusDelayMs: 3_600_000,
   });
   const reconciles: string[] = [];
   const real = c.reconcile.bind(c);
@@ -163,14 +154,9 @@ t.test('a patch that admission stored as another plan is retried: no echo would 
     caches,
     pods,
     api,
-    mode: 'default',
+    ...TEST_CONTROLLER,
     keys: [next, key],
-    identity: 'test',
-    patchQps: 1000,
-    patchBurst: 1000,
     concurrency: 1,
-    resyncPeriodMs: 0,
-    statusDelayMs: 3_600_000,
     metrics: failureMetrics(failures),
   });
   t.teardown(() => c.stop());

@@ -16,7 +16,7 @@ import { TokenBucket, WorkQueue } from '../../platform/queue.js';
 import { cachesFromObjects } from '../../webhook/caches/caches.js';
 import { podStoreFromObjects } from '../../webhook/caches/pods.js';
 import { Controller, type ControllerApi } from '../../webhook/controller/controller.js';
-import { failureMetrics } from './helpers.js';
+import { failureMetrics, numberedPods, TEST_CONTROLLER } from './helpers.js';
 import { ManualClock } from '../util/clock.js';
 
 const key = planKeyFromSecret(Buffer.alloc(32, 7));
@@ -43,11 +43,7 @@ function setup(
 ) {
   const clock = new ManualClock();
   const caches = cachesFromObjects({ routes: [route], namespaces: [{ metadata: { name: 'a' } }] });
-  const podObjs: Pod[] = Array.from({ length: n }, (_, i) => ({
-    metadata: { namespace: 'a', name: `p${i}`, uid: String(i), resourceVersion: '1' },
-    spec: {},
-  }));
-  const pods = podStoreFromObjects(podObjs);
+  const pods = podStoreFromObjects(numberedPods(n));
   const sent: { pod: string; at: number; refused: boolean }[] = [];
   let refused = false;
   const api: ControllerApi = {
@@ -78,14 +74,9 @@ function setup(
     caches,
     pods,
     api,
-    mode: 'default',
+    ...TEST_CONTROLLER,
     keys: [key],
-    identity: 'test',
-    patchQps: 1000,
-    patchBurst: 1000,
     concurrency: opts.concurrency ?? 1,
-    resyncPeriodMs: 0,
-    statusDelayMs: 3_600_000,
     clock,
     metrics: failureMetrics(failures),
   });

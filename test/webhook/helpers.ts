@@ -99,3 +99,24 @@ export function failureMetrics(failures: string[]): ControllerMetrics {
     observeLeadership: () => {},
   };
 }
+
+/**
+ * Controller options of the unit tests that build a Controller directly: the default mode, no
+ * resync, no periodic status flush, and limits far above what a test sends.
+ */
+export const TEST_CONTROLLER = {
+  mode: 'default',
+  identity: 'test',
+  patchQps: 1000,
+  patchBurst: 1000,
+  resyncPeriodMs: 0,
+  statusDelayMs: 3_600_000,
+} as const;
+
+/** `n` pods p0, p1... of namespace `a`, UID their index (the controller tests' world). */
+export function numberedPods(n: number): Pod[] {
+  return Array.from({ length: n }, (_, i) => ({
+    metadata: { namespace: 'a', name: `p${i}`, uid: String(i), resourceVersion: '1' },
+    spec: {},
+  }));
+}
