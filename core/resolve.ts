@@ -373,10 +373,10 @@ function decide(cands: Candidate[], key: (c: Candidate) => string, conflicts: Co
  * that depend on its final name, and those that do not select it. The plan of a pod that
  * is not skipped depends on nothing of the pod beyond this: `selected` and the context.
  */
-export function selectRoutes(
-  pod: Pod,
-  ctx: ResolveContext,
-): { kind: 'skipped'; code: SkipCode; reason: string } | { kind: 'selected'; selected: Route[]; deferred: string[]; notSelected: Route[] } {
+export type Selection =
+  { kind: 'skipped'; code: SkipCode; reason: string } | { kind: 'selected'; selected: Route[]; deferred: string[]; notSelected: Route[] };
+
+export function selectRoutes(pod: Pod, ctx: ResolveContext): Selection {
   const subject: Subject = { pod, namespace: ctx.namespace, owners: ctx.owners };
   for (const { code, check } of podChain) {
     const reason = check(subject, ctx.mode);
@@ -396,9 +396,10 @@ export function selectRoutes(
   return { kind: 'selected', selected, deferred, notSelected };
 }
 
-export function resolvePlan(pod: Pod, ctx: ResolveContext, opts: { origins?: boolean } = {}): Resolution {
+export function resolvePlan(pod: Pod, ctx: ResolveContext, opts: { origins?: boolean; selection?: Selection } = {}): Resolution {
   const empty = { conflicts: [], unresolved: [], invalid: [], deferred: [] };
-  const sel = selectRoutes(pod, ctx);
+  // `selection`: selectRoutes(pod, ctx), when the caller has just made it.
+  const sel = opts.selection ?? selectRoutes(pod, ctx);
   if (sel.kind === 'skipped') return { ...sel, ...empty };
   const { deferred, notSelected } = sel;
   const out = {

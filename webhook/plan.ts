@@ -8,7 +8,7 @@
 import { mayIncludeNamespace } from '../core/filters.js';
 import { ownerChain, type OwnerLookup } from '../core/owners.js';
 import { decodeSignedPlan, encodePlan, PlanEncodeError, type PlanKey } from '../core/plan-codec.js';
-import { resolvePlan, selectRoutes, type InjectMode, type Resolution, type ResolveContext } from '../core/resolve.js';
+import { resolvePlan, selectRoutes, type InjectMode, type Resolution, type ResolveContext, type Selection } from '../core/resolve.js';
 import type { Namespace, Pod, Route, Service } from '../core/types.js';
 
 /** The cache reads plan resolution needs (ClusterCaches provides them). */
@@ -74,9 +74,16 @@ export function resolveContext(pod: Pod, sources: PlanSources, mode: InjectMode,
  * namespace), or why it must carry none. Never throws: a plan too large to encode is
  * `remove` with reason `encode-error` (a plan is never truncated).
  */
-export function desiredPlan(pod: Pod, sources: PlanSources, opts: { mode: InjectMode; keys: readonly PlanKey[] }): PlanDecision {
+export function desiredPlan(
+  pod: Pod,
+  sources: PlanSources,
+  opts: { mode: InjectMode; keys: readonly PlanKey[]; selected?: { ctx: ResolveContext; selection: Selection } },
+): PlanDecision {
   const namespace = pod.metadata?.namespace ?? '';
-  const resolution = resolvePlan(pod, resolveContext(pod, sources, opts.mode, true));
+  // `selected`: the indexed context of `pod` and its selectRoutes, when the caller has just made them.
+  const resolution = opts.selected
+    ? resolvePlan(pod, opts.selected.ctx, { selection: opts.selected.selection })
+    : resolvePlan(pod, resolveContext(pod, sources, opts.mode, true));
   if (resolution.kind === 'skipped') {
     // A 'no-route' skip lists why each Route does not select the pod: say it about all of
     // them. That takes resolving over every Route, so it is done only when the reason is read
@@ -202,13 +209,14 @@ export function memoizedPlan(
   // Routes selecting it alone (selectRoutes), and signed for its namespace only. So those
   // share one answer too, kept under the namespace and the selecting Routes' names (names
   // identify Routes within one version of the caches).
-  const sel = selectRoutes(subject, resolveContext(subject, sources, opts.mode, true));
+  const ctx = resolveContext(subject, sources, opts.mode, true);
+  const sel = selectRoutes(subject, ctx);
   const shared =
     sel.kind === 'selected' && sel.selected.length
       ? `\u0000${namespace}\u0000${sel.selected.map((r) => r.metadata?.name ?? '').join('\u0000')}`
       : null;
   const met = shared === null ? undefined : memo.answers.get(shared);
-  const answer = met?.answer ?? answerOf(desiredPlan(subject, sources, opts));
+  const answer = met?.answer ?? answerOf(desiredPlan(subject, sources, { ...opts, selected: { ctx, selection: sel } }));
   // Only a plan is shared: a skip's reason names the pod.
   if (shared !== null && !met && answer.action === 'set') remember(memo, shared, answer);
   remember(memo, key, answer);
