@@ -6,9 +6,12 @@
 //   deleted pod is closed);
 // - memory: sampled after every six cycles, from the agent's own gauges (prom-client's heap
 //   in use + external memory) and RSS less V8's heap size (what lives outside V8's heap). Both
-//   are sawtooths (V8 collects lazily), so single samples say little; a leak lifts their
-//   floor (the lowest sample of each third of the run), which must not climb.
+//   are sawtooths (V8 collects lazily), so single samples say little; a leak lifts the
+//   heap's floor (the lowest sample of each third of the run) or the native part's median,
+//   which must not climb; RSS as a whole stays within the DaemonSet's memory limit.
+import { readFile } from 'node:fs/promises';
 import t from 'tap';
+import { parseAllDocuments } from 'yaml';
 import { withControlPlane } from '../cluster/tap.js';
 import { rootUnavailable, tierGate } from '../util/tier.js';
 import { until } from '../agent/rig.js';
@@ -34,6 +37,19 @@ const PLAN: Plan = {
     { dst: '192.168.2.0/24', dev: 'eth0' },
   ],
 };
+
+// The agent container's memory limit, from the manifest the DaemonSet is installed from.
+const DAEMONSET_MEMORY_LIMIT_KIB = await daemonSetMemoryLimitKib();
+
+async function daemonSetMemoryLimitKib(): Promise<number> {
+  const file = new URL('../../../deploy/node-injector-daemonset.yaml', import.meta.url);
+  const docs = parseAllDocuments(await readFile(file, 'utf8')).map((d) => d.toJS() as Record<string, any>);
+  const ds = docs.find((d) => d?.kind === 'DaemonSet');
+  const limit: unknown = ds?.spec?.template?.spec?.containers?.[0]?.resources?.limits?.memory;
+  const m = typeof limit === 'string' ? /^(\d+)Mi$/.exec(limit) : null;
+  if (!m) throw new Error(`${file.pathname}: DaemonSet containers[0].resources.limits.memory is ${String(limit)}, expected <n>Mi`);
+  return Number(m[1]) * 1024;
+}
 
 const cp = await withControlPlane(t);
 if (cp && tierGate(t, 'netns', rootUnavailable())) {
@@ -123,9 +139,14 @@ if (cp && tierGate(t, 'netns', rootUnavailable())) {
       heapFloors[2]! <= heapFloors[1]! + 8 * 1024,
       `heap+external floor of the last third (${heapFloors[2]} KiB) within 8 MiB of the middle third's (${heapFloors[1]} KiB): nothing of the deleted pods is kept`,
     );
+    // RSS itself is the two parts above plus the heap V8 has committed but not filled, which
+    // V8 grows and shrinks by its own rules (bounded by the old-space limit): a fresh-clone run
+    // saw its floor climb 9 MiB between thirds (heap+external and the native median flat, V8's
+    // heap size 46 -> 55 MiB). So RSS is held to what the DaemonSet grants, not to a floor.
+    const peakRssKb = Math.max(...samples.map((s) => s.rssKb));
     t.ok(
-      floors[2]! <= floors[1]! + 8 * 1024,
-      `RSS floor of the last third (${floors[2]} KiB) within 8 MiB of the middle third's (${floors[1]} KiB)`,
+      peakRssKb <= DAEMONSET_MEMORY_LIMIT_KIB,
+      `peak RSS (${peakRssKb} KiB) within the DaemonSet's memory limit (${DAEMONSET_MEMORY_LIMIT_KIB} KiB)`,
     );
     // Memory outside V8's heap (malloc, sockets' buffers, code): RSS less the heap's size.
     t.ok(
