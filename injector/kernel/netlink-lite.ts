@@ -12,3 +12,5 @@ const require = createRequire(import.meta.url);
 export const { createRtNetlink } = require('netlink/dist/rt/rt.js') as Pick<typeof Netlink, 'createRtNetlink'>;
 export const rt = require('netlink/dist/rt/structs.js') as typeof Netlink.rt;
 export const { FlagsNew } = require('netlink/dist/constants.js') as Pick<typeof Netlink, 'FlagsNew'>;
+/** The package's attribute writer, for its message formatters (rt.format*Message). */
+export const { AttrStream } = require('netlink/dist/structs.js') as Pick<typeof Netlink, 'AttrStream'>;

@@ -71,6 +71,8 @@ interface SetnsAddon {
   lowestFreeFd(): number;
   socketInfo(fd: number): SocketInfo;
   socketQueue(fd: number): SocketQueue;
+  rtnlOpen(rcvbuf: number): number;
+  rtnlTalk(fd: number, request: Buffer, count: number, firstSeq: number, timeoutMs: number): Buffer;
   CLONE_NEWNET: number;
   AF_NETLINK: number;
   NETLINK_ROUTE: number;
@@ -153,6 +155,25 @@ export interface SocketQueue {
 /** The receive queue of socket `fd` (one getsockopt): see SocketQueue. Throws EBADF/ENOTSOCK. */
 export function socketQueue(fd: number): SocketQueue {
   return native().socketQueue(fd);
+}
+
+/**
+ * A NETLINK_ROUTE socket of the calling thread's netns, for RtnlClient: its fd (close it with
+ * fs.closeSync). NETLINK_CAP_ACK and NETLINK_EXT_ACK are set, and a receive buffer of `rcvbuf`
+ * bytes when > 0. Call it inside withNetns to get one of a pod's netns.
+ */
+export function rtnlOpen(rcvbuf: number): number {
+  return native().rtnlOpen(rcvbuf);
+}
+
+/**
+ * One exchange on an rtnlOpen socket: `count` requests (sequence numbers firstSeq on) sent in
+ * one sendmsg, and every reply until each has ended, concatenated (see setns.c). Synchronous:
+ * rtnetlink answers inside sendmsg; it waits (poll) at most `timeoutMs` for anything late,
+ * then throws ETIMEDOUT. Throws the errno (ENOBUFS, EBADF, ...) as `code`.
+ */
+export function rtnlTalk(fd: number, request: Buffer, count: number, firstSeq: number, timeoutMs: number): Buffer {
+  return native().rtnlTalk(fd, request, count, firstSeq, timeoutMs);
 }
 
 /** The kernel's AF_NETLINK and NETLINK_ROUTE numbers. */

@@ -35,11 +35,18 @@
  *       NETLINK_NO_ENOBUFS an overflowing event socket drops events silently, but the kernel
  *       still counts each drop here: one syscall tells whether events were lost, and whether
  *       some are still unread.
+ *   rtnlOpen(rcvbuf: number): number
+ *   rtnlTalk(fd: number, request: Buffer, count: number, firstSeq: number, timeoutMs: number): Buffer
+ *       the RtnlClient's own rtnetlink socket (injector/kernel/netlink.ts), and one exchange on
+ *       it: a batch of requests sent in one sendmsg and every reply read back, without the
+ *       event loop (rtnetlink answers a request inside sendmsg). See the functions below.
  *   CLONE_NEWNET, AF_NETLINK, NETLINK_ROUTE: number
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
 #include <sys/inotify.h>
 #include <stdbool.h>
 #include <sched.h>
@@ -68,6 +75,11 @@ static napi_value throw_errno(napi_env env, int err, const char *syscall) {
     case EACCES: name = "EACCES"; break;
     case ENOTDIR: name = "ENOTDIR"; break;
     case ENOENT: name = "ENOENT"; break;
+    case ETIMEDOUT: name = "ETIMEDOUT"; break;
+    case ENOBUFS: name = "ENOBUFS"; break;
+    case EMSGSIZE: name = "EMSGSIZE"; break;
+    case EAFNOSUPPORT: name = "EAFNOSUPPORT"; break;
+    case EPROTONOSUPPORT: name = "EPROTONOSUPPORT"; break;
     default: break;
   }
   snprintf(msg, sizeof msg, "%s failed: %s (%s)", syscall, strerror(err), name);
@@ -247,6 +259,114 @@ static napi_value js_socket_queue(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/*
+ * rtnlOpen(rcvbuf): a NETLINK_ROUTE socket of the calling thread's netns (call inside
+ * withNetns), CLOEXEC, bound by the kernel, with NETLINK_CAP_ACK (an ACK does not copy the
+ * request back) and NETLINK_EXT_ACK (an error says why); SO_RCVBUF(FORCE) when rcvbuf > 0.
+ */
+static napi_value js_rtnl_open(napi_env env, napi_callback_info info) {
+  int32_t rcvbuf;
+  if (!fd_arg(env, info, "rtnlOpen(rcvbuf) expects an integer", &rcvbuf)) return NULL;
+  int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+  if (fd < 0) return throw_errno(env, errno, "socket(AF_NETLINK)");
+  struct sockaddr_nl sa;
+  memset(&sa, 0, sizeof sa);
+  sa.nl_family = AF_NETLINK;
+  int one = 1;
+  const char *what = NULL;
+  if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0) what = "bind";
+  else if (setsockopt(fd, SOL_NETLINK, NETLINK_CAP_ACK, &one, sizeof one) != 0) what = "setsockopt(NETLINK_CAP_ACK)";
+  else if (setsockopt(fd, SOL_NETLINK, NETLINK_EXT_ACK, &one, sizeof one) != 0) what = "setsockopt(NETLINK_EXT_ACK)";
+  else if (rcvbuf > 0 && setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) != 0 &&
+           setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf) != 0) what = "setsockopt(SO_RCVBUF)";
+  if (what) {
+    int err = errno;
+    close(fd);
+    return throw_errno(env, err, what);
+  }
+  napi_value out;
+  napi_create_int32(env, fd, &out);
+  return out;
+}
+
+/*
+ * rtnlTalk(fd, request: Buffer, count: number, firstSeq: number, timeoutMs: number): Buffer
+ * Send `request` (`count` netlink messages numbered firstSeq, firstSeq + 1, ...) in one
+ * sendmsg, then read replies until each of them has ended (an NLMSG_ERROR, i.e. an ACK or
+ * an error, or an NLMSG_DONE, of its sequence number), and return every reply read,
+ * concatenated. rtnetlink handles a request inside
+ * sendmsg, so its replies are queued when sendmsg returns (a dump's next part is made as the
+ * previous one is read); poll() waits for the rare rest, at most timeoutMs (then ETIMEDOUT).
+ */
+static napi_value js_rtnl_talk(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  void *req = NULL;
+  size_t reqlen = 0;
+  int32_t fd, count, timeout_ms;
+  uint32_t first_seq;
+  bool isbuf = false;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 5 ||
+      napi_get_value_int32(env, argv[0], &fd) != napi_ok || napi_is_buffer(env, argv[1], &isbuf) != napi_ok || !isbuf ||
+      napi_get_buffer_info(env, argv[1], &req, &reqlen) != napi_ok || napi_get_value_int32(env, argv[2], &count) != napi_ok ||
+      napi_get_value_uint32(env, argv[3], &first_seq) != napi_ok || napi_get_value_int32(env, argv[4], &timeout_ms) != napi_ok ||
+      count < 1) {
+    napi_throw_type_error(env, NULL, "rtnlTalk(fd, request, count, firstSeq, timeoutMs) expects an integer, a Buffer and three integers");
+    return NULL;
+  }
+  struct sockaddr_nl kernel;
+  memset(&kernel, 0, sizeof kernel);
+  kernel.nl_family = AF_NETLINK;
+  struct iovec iov = {req, reqlen};
+  struct msghdr mh;
+  memset(&mh, 0, sizeof mh);
+  mh.msg_name = &kernel;
+  mh.msg_namelen = sizeof kernel;
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  ssize_t n;
+  do n = sendmsg(fd, &mh, 0);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) return throw_errno(env, errno, "sendmsg(netlink)");
+  size_t cap = 65536, len = 0;
+  char *out = malloc(cap);
+  if (!out) return throw_errno(env, ENOMEM, "rtnlTalk");
+  int32_t seen = 0;
+  while (seen < count) {
+    if (cap - len < 32768) {
+      char *grown = realloc(out, cap * 2);
+      if (!grown) { free(out); return throw_errno(env, ENOMEM, "rtnlTalk"); }
+      out = grown;
+      cap *= 2;
+    }
+    do n = recv(fd, out + len, cap - len, MSG_DONTWAIT | MSG_TRUNC);
+    while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      struct pollfd p = {fd, POLLIN, 0};
+      int r;
+      do r = poll(&p, 1, timeout_ms);
+      while (r < 0 && errno == EINTR);
+      if (r == 0) { free(out); return throw_errno(env, ETIMEDOUT, "rtnlTalk"); }
+      if (r < 0) { int err = errno; free(out); return throw_errno(env, err, "poll(netlink)"); }
+      continue;
+    }
+    if (n < 0) { int err = errno; free(out); return throw_errno(env, err, "recv(netlink)"); }
+    if ((size_t)n > cap - len) { free(out); return throw_errno(env, EMSGSIZE, "recv(netlink)"); }
+    for (size_t off = len; off + sizeof(struct nlmsghdr) <= len + (size_t)n;) {
+      struct nlmsghdr *h = (struct nlmsghdr *)(out + off);
+      if (h->nlmsg_len < sizeof *h || off + h->nlmsg_len > len + (size_t)n) break;
+      if ((h->nlmsg_type == NLMSG_ERROR || h->nlmsg_type == NLMSG_DONE) && h->nlmsg_seq - first_seq < (uint32_t)count) seen++;
+      off += NLMSG_ALIGN(h->nlmsg_len);
+    }
+    len += (size_t)n;
+  }
+  napi_value buf;
+  void *data;
+  if (napi_create_buffer_copy(env, len, out, &data, &buf) != napi_ok) { free(out); return NULL; }
+  free(out);
+  return buf;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_value fn, flag;
   napi_create_function(env, "setns", NAPI_AUTO_LENGTH, js_setns, NULL, &fn);
@@ -265,6 +385,10 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_set_named_property(env, exports, "socketInfo", fn);
   napi_create_function(env, "socketQueue", NAPI_AUTO_LENGTH, js_socket_queue, NULL, &fn);
   napi_set_named_property(env, exports, "socketQueue", fn);
+  napi_create_function(env, "rtnlOpen", NAPI_AUTO_LENGTH, js_rtnl_open, NULL, &fn);
+  napi_set_named_property(env, exports, "rtnlOpen", fn);
+  napi_create_function(env, "rtnlTalk", NAPI_AUTO_LENGTH, js_rtnl_talk, NULL, &fn);
+  napi_set_named_property(env, exports, "rtnlTalk", fn);
   napi_create_int32(env, CLONE_NEWNET, &flag);
   napi_set_named_property(env, exports, "CLONE_NEWNET", flag);
   napi_create_int32(env, AF_NETLINK, &flag);

@@ -226,7 +226,8 @@ export class RouteKeeper {
 
   /** True while an apply runs (tests: an apply seen in flight). */
   get applying(): boolean {
-    return this.running !== null;
+    // From the apply's first step on (`running` is set once its first request is queued).
+    return this.inFlight !== null;
   }
 
   /** The last apply's result. */

@@ -3,27 +3,13 @@
 // have ended: an agent with pod churn must not carry sockets of pods it let go, nor write to
 // their netns afterwards. (This is the burst test's "8 fds left open": the last wave of
 // pods still had their echo re-apply running when they were released.)
-import { setImmediate as nextTurn } from 'node:timers/promises';
 import t from 'tap';
 import type { Plan } from '../../core/types.js';
-import { fdsOpenedSince, fdTable, makePod, routeLines } from '../util/netns.js';
+import { fdsOpenedSince, fdTable, makePod, onFirstCall, routeLines } from '../util/netns.js';
 import { rootUnavailable, tierGate } from '../util/tier.js';
 import { makePodObject, MISSION_PLAN, ownedLines, startRig, stateFiles, until, writeCacheFile } from './rig.js';
 
 const WITH_DEFAULT: Plan = { ...MISSION_PLAN, default: { dev: 'eth1', via: '10.124.2.1' } };
-
-/**
- * Check `cond` once per event-loop turn (after the poll phase) until it holds. An apply
- * needs a turn per netlink dump (four before its first write), so an apply seen starting
- * here is still in flight.
- */
-async function everyTurnUntil(what: string, cond: () => boolean, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`${what}: still not so after ${ms} ms`);
-    await nextTurn();
-  }
-}
 
 t.test('release and stop racing applies', async (t) => {
   if (!tierGate(t, 'netns', rootUnavailable())) return;
@@ -39,12 +25,22 @@ t.test('release and stop racing applies', async (t) => {
     const uid = pod.metadata!.uid!;
     await until('no apply in flight', () => rig.agent.view(uid)?.applying !== true);
     t.equal(stateFiles(rig.stateDir).length, 1, 'the original default route is saved');
+    // The repair's first request (its dump of the links) is the moment: the pod is deleted
+    // there, with the repair in flight (see onFirstCall).
+    let during: string[] | null = null;
+    let after: string[] = [];
+    let applying = false;
+    onFirstCall(t, 'listLinks', () => {
+      during = fdsOpenedSince(before);
+      applying = rig.agent.view(uid)?.applying === true;
+      rig.remove(pod); // the release runs synchronously in here (a deleted pod's sync never awaits)
+      after = fdsOpenedSince(before);
+    });
     ns.ip('route', 'del', '172.16.10.0/24'); // drift: the keeper re-applies after its debounce
-    await everyTurnUntil('the repair apply is in flight', () => rig.agent.view(uid)?.applying === true);
-    const during = fdsOpenedSince(before);
-    t.equal(during.length, 2, `event socket + the keeper's client: ${during.join(', ')}`);
-    rig.remove(pod); // the release runs synchronously in here (a deleted pod's sync never awaits)
-    t.same(fdsOpenedSince(before), [], 'no fd of the released pod is left open');
+    await until('the repair apply began', () => during !== null);
+    t.equal(during!.length, 2, `event socket + the keeper's client: ${during!.join(', ')}`);
+    t.ok(applying, 'the agent saw the repair in flight');
+    t.same(after, [], 'no fd of the released pod is left open');
     t.equal(rig.agent.size, 0, 'released');
     t.same(stateFiles(rig.stateDir), [], 'state removed');
     await rig.agent.settled();
@@ -56,16 +52,22 @@ t.test('release and stop racing applies', async (t) => {
     const rig = await startRig(t);
     const { pod: ns } = makePod(t);
     const before = fdTable();
-    const pod = rig.apply(makePodObject({ name: 'starting', plan: WITH_DEFAULT, key: rig.key }));
-    writeCacheFile(rig.cacheDir, pod, ns.path);
-    // kept is set right before the keeper starts: its event socket and its client are open.
-    await everyTurnUntil('the keeper is starting', () => rig.agent.view(pod.metadata!.uid!)?.kept === true);
     // (The CNI cache index may still hold a cache file open for reading: not the agent's.)
     const agentFds = (): string[] => fdsOpenedSince(before).filter((x) => !x.includes(rig.cacheDir));
-    const during = agentFds();
-    t.equal(during.length, 2, `event socket + the keeper's client: ${during.join(', ')}`);
-    rig.agent.stop();
-    t.same(agentFds(), [], 'stop() closed them itself');
+    // The first apply's first request (its dump of the links): its event socket and its client
+    // are open, nothing is written yet. The agent stops there.
+    let during: string[] | null = null;
+    let after: string[] = [];
+    onFirstCall(t, 'listLinks', () => {
+      during = agentFds();
+      rig.agent.stop();
+      after = agentFds();
+    });
+    const pod = rig.apply(makePodObject({ name: 'starting', plan: WITH_DEFAULT, key: rig.key }));
+    writeCacheFile(rig.cacheDir, pod, ns.path);
+    await until('the first apply began', () => during !== null);
+    t.equal(during!.length, 2, `event socket + the keeper's client: ${during!.join(', ')}`);
+    t.same(after, [], 'stop() closed them itself');
     await rig.agent.settled(); // the sync that started the keeper has returned
     t.same(ownedLines(routeLines(ns)), [], 'nothing written after stop');
     t.same(agentFds(), []);

@@ -6,7 +6,10 @@
  *    second change on, in place of the previous one), the agent writes the difference,
  * at N = 50, 200, 500 pods (the agent keeps one event socket per pod: the fd table grows with N),
  * each against baselines measured in the same run on the same netns:
- *  - the bare netlink floor: a bare RtnlClient per pod (open, make the same writes, close);
+ *  - the bare netlink floor: a bare RtnlClient per pod (open, make the same writes, close), our
+ *    own transport (a socket of the native addon, batched synchronous exchanges);
+ *  - a bare client of the `netlink` package (its socket, the same writes, close): the floor the
+ *    issue's goals were set against, and the agent's transport before RtnlClient got its own;
  *  - `ip -n NS -batch FILE` per pod (CPU of the ip processes plus spawning them).
  * CPU is process.cpuUsage() (user + system, the kernel's netlink work included) plus, for ip,
  * the reaped children's time (/proc/self/stat cutime + cstime). The agent runs in this process
@@ -29,7 +32,9 @@ import { decodeInjectorStatus } from '../../core/injector-status.js';
 import { encodePlan, planHash, type PlanKey } from '../../core/plan-codec.js';
 import { PLAN_ANNOTATION, STATUS_ANNOTATION, type Plan, type Pod } from '../../core/types.js';
 import { RtnlClient } from '../../injector/kernel/netlink.js';
-import { RT_SCOPE_LINK, RT_SCOPE_UNIVERSE } from '../../injector/kernel/netlink-codec.js';
+import { routeKeyToMessage, routeWriteToMessage, RT_SCOPE_LINK, RT_SCOPE_UNIVERSE } from '../../injector/kernel/netlink-codec.js';
+import { FlagsNew } from '../../injector/kernel/netlink-lite.js';
+import { createRtnlSocket } from '../../injector/kernel/netlink-socket.js';
 import { RTPROT_OVNKUBE_ROUTE } from '../../injector/routes/engine.js';
 import { makePodNetnsBatch } from '../agent/batch-netns.js';
 import { makePodObject, startRig, testKey, writeCacheFile, type MemoryApi } from '../agent/rig.js';
@@ -193,7 +198,10 @@ interface Row {
   /** The agent's CPU, less the API stand-in's (`apiUs`, subtracted). */
   agentUs: number;
   apiUs: number;
+  /** The bare RtnlClient (our native transport). */
   floorUs: number;
+  /** A bare client of the `netlink` package. */
+  packageUs: number;
   ipBatchUs: number;
 }
 
@@ -216,6 +224,30 @@ async function bareWrite(path: string, eth1: number, routes: Plan['routes'], del
   }
 }
 
+/**
+ * The same writes through a bare client of the `netlink` package (its own socket, opened in
+ * the netns, hardened as the agent's event sockets are; open, write, close): the floor the
+ * agent's goals were set against, and the agent's transport until RtnlClient got its own.
+ */
+async function bareWritePackage(path: string, eth1: number, routes: Plan['routes'], del?: string): Promise<void> {
+  const sock = createRtnlSocket(path);
+  try {
+    await Promise.all([
+      ...(del ? [sock.delRoute(routeKeyToMessage({ dst: del }).data, routeKeyToMessage({ dst: del }).attrs)] : []),
+      ...routes.map((r) => {
+        const { data, attrs } = routeWriteToMessage(
+          r.via
+            ? { dst: r.dst, oif: eth1, via: r.via, scope: RT_SCOPE_UNIVERSE, protocol: RTPROT_OVNKUBE_ROUTE }
+            : { dst: r.dst, oif: eth1, scope: RT_SCOPE_LINK, protocol: RTPROT_OVNKUBE_ROUTE },
+        );
+        return sock.newRoute(data, attrs, { flags: FlagsNew.CREATE | FlagsNew.EXCL });
+      }),
+    ]);
+  } finally {
+    sock.socket.close();
+  }
+}
+
 /** A copy of `pod` whose plan annotation is `plan` signed with `key` (as the webhook/controller would write it). */
 function withPlan(pod: Pod, plan: Plan, key: PlanKey): Pod {
   const p = structuredClone(pod);
@@ -223,16 +255,14 @@ function withPlan(pod: Pod, plan: Plan, key: PlanKey): Pod {
   return p;
 }
 
-/** JIT-warm the bare client before the first baseline (writes one route, then removes it). */
+/** JIT-warm the bare clients before the first baseline (each writes one route, then it is removed). */
 async function warmup(path: string, eth1: number): Promise<void> {
+  const one = [{ dst: '172.23.0.0/24', dev: 'eth1' }];
   for (let i = 0; i < 20; i++) {
-    await bareWrite(path, eth1, [{ dst: '172.23.0.0/24', dev: 'eth1' }]);
-    const c = RtnlClient.open(path);
-    try {
-      await c.deleteRoute({ dst: '172.23.0.0/24' });
-    } finally {
-      c.close();
-    }
+    await bareWritePackage(path, eth1, one);
+    await bareWrite(path, eth1, [], '172.23.0.0/24');
+    await bareWrite(path, eth1, one);
+    await bareWrite(path, eth1, [], '172.23.0.0/24');
   }
 }
 
@@ -271,6 +301,22 @@ async function measureN(n: number, tmp: string): Promise<Row[]> {
         floorChange,
         await cpuOf(async () => {
           for (let i = 0; i < n; i++) await bareWrite(paths[i]!, eth1[i]!, add, del);
+        }),
+      );
+    }
+    flush();
+    // The same writes through a bare client of the `netlink` package.
+    const pkgStart = await cpuOf(async () => {
+      for (let i = 0; i < n; i++) await bareWritePackage(paths[i]!, eth1[i]!, base);
+    });
+    let pkgChange = Infinity;
+    for (let k = 1; k <= CHANGES; k++) {
+      const add = [{ dst: `172.22.${k}.0/24`, dev: 'eth1' }];
+      const del = k > 1 ? `172.22.${k - 1}.0/24` : undefined;
+      pkgChange = Math.min(
+        pkgChange,
+        await cpuOf(async () => {
+          for (let i = 0; i < n; i++) await bareWritePackage(paths[i]!, eth1[i]!, add, del);
         }),
       );
     }
@@ -378,13 +424,22 @@ async function measureN(n: number, tmp: string): Promise<Row[]> {
     }
     rig?.stop();
     return [
-      { n, what: 'start', agentUs: agentStart.agent / n, apiUs: agentStart.api / n, floorUs: floorStart / n, ipBatchUs: ipStart / n },
+      {
+        n,
+        what: 'start',
+        agentUs: agentStart.agent / n,
+        apiUs: agentStart.api / n,
+        floorUs: floorStart / n,
+        packageUs: pkgStart / n,
+        ipBatchUs: ipStart / n,
+      },
       {
         n,
         what: 'plan change',
         agentUs: agentChange.agent / n,
         apiUs: agentChange.api / n,
         floorUs: floorChange / n,
+        packageUs: pkgChange / n,
         ipBatchUs: ipChange / n,
       },
     ];
@@ -410,8 +465,14 @@ export async function run(): Promise<BenchRow[] | { skipped: string }> {
       out.push({
         bench: `agent: ${r.what}, N=${r.n}`,
         value: `agent: ${ms(r.agentUs)} (API stand-in's ${ms(r.apiUs)} not counted)`,
-        baseline: `bare netlink client: ${ms(r.floorUs)}`,
+        baseline: `bare RtnlClient (native transport): ${ms(r.floorUs)}`,
         ratio: `${(r.agentUs / r.floorUs).toFixed(2)}x`,
+      });
+      out.push({
+        bench: `agent: ${r.what}, N=${r.n}`,
+        value: `agent: ${ms(r.agentUs)}`,
+        baseline: `bare netlink package client: ${ms(r.packageUs)}`,
+        ratio: `${(r.agentUs / r.packageUs).toFixed(2)}x`,
       });
       out.push({
         bench: `agent: ${r.what}, N=${r.n}`,
@@ -426,8 +487,11 @@ export async function run(): Promise<BenchRow[] | { skipped: string }> {
         agent: Math.round(r.agentUs),
         apiStandInSubtracted: Math.round(r.apiUs),
         ratio: +(r.agentUs / r.floorUs).toFixed(2),
-        baseline: 'bare netlink client (RtnlClient open + same route writes + close), same run',
+        baseline: 'bare RtnlClient, our native transport (open + same route writes + close), same run',
         baselineValue: Math.round(r.floorUs),
+        ratioVsPackageClient: +(r.agentUs / r.packageUs).toFixed(2),
+        packageClient: Math.round(r.packageUs),
+        packageClientBaseline: "bare client of the netlink package (its socket + the same writes + close), same run: the issue's floor",
         ratioVsIpBatch: +(r.agentUs / r.ipBatchUs).toFixed(2),
         ipBatch: Math.round(r.ipBatchUs),
       });

@@ -8,17 +8,13 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 import t from 'tap';
 import type { Plan } from '../../core/types.js';
 import { RouteKeeper, type KeeperReport } from '../../injector/routes/keeper.js';
-import { fdsOpenedSince, fdTable, makePod, MISSION_PLAN, routeLines } from '../util/netns.js';
+import { fdsOpenedSince, fdTable, makePod, MISSION_PLAN, onFirstCall, routeLines } from '../util/netns.js';
 import { rootUnavailable, tierGate } from '../util/tier.js';
 
 const WITH_DEFAULT: Plan = { ...MISSION_PLAN, default: { dev: 'eth1', via: '10.124.2.1' } };
 const ours = (lines: string[]): string[] => lines.filter((l) => l.endsWith('proto 111'));
 
-/**
- * Check `cond` once per event-loop turn (after the poll phase, setImmediate) until it holds.
- * An apply needs at least one turn per netlink dump (four before its first write), so a
- * socket an apply opened is seen here while that apply is still in flight.
- */
+/** Check `cond` once per event-loop turn (after the poll phase, setImmediate) until it holds. */
 async function everyTurnUntil(what: string, cond: () => boolean, ms = 10_000): Promise<void> {
   const deadline = Date.now() + ms;
   while (!cond()) {
@@ -96,11 +92,19 @@ t.test('close() while an event-triggered apply (drift repair) is in flight', asy
   await everyTurnUntil('the echo apply ran', () => reports.length >= 2);
   await everyTurnUntil('no apply in flight', () => !k.applying);
   t.equal(fdsOpenedSince(before).length, 2, "between applies: the event socket and the keeper's client");
+  // The repair's first request is its dump of the links: close() there, with the apply in
+  // flight. (Each exchange with the kernel is synchronous and an apply runs through promise
+  // reactions alone, so no turn of the event loop sees it in flight: the hook is the way in.)
+  let n = -1;
+  let atClose: string[] = [];
+  onFirstCall(t, 'listLinks', () => {
+    n = reports.length;
+    k.close();
+    atClose = fdsOpenedSince(before);
+  });
   pod.ip('route', 'del', '172.16.10.0/24'); // drift: the keeper re-applies after the debounce
-  await everyTurnUntil('the repair apply is in flight', () => k.applying);
-  const n = reports.length;
-  k.close();
-  t.same(fdsOpenedSince(before), [], "the repair apply's client and the event socket closed by close() itself");
+  await everyTurnUntil('the repair apply began', () => n >= 0);
+  t.same(atClose, [], "the repair apply's client and the event socket closed by close() itself");
   t.equal(await k.setPlan(MISSION_PLAN), null, 'a closed keeper does nothing (this also waits for the aborted apply to end)');
   t.notOk(
     routeLines(pod).some((l) => l.startsWith('172.16.10.0/24')),

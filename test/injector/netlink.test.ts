@@ -1,5 +1,7 @@
-// The one netlink wrapper on the real kernel: links, routes, typed errno errors, the
-// in-flight bound under a burst, close() with requests pending, and netns events.
+// The one netlink wrapper on the real kernel: links, routes, typed errno errors (with the
+// kernel's own words), requests batched within the in-flight bound, exchanges that never hang,
+// close() with requests pending, and netns events.
+import { closeSync } from 'node:fs';
 import t from 'tap';
 import { isNetlinkError, RtnlClient } from '../../injector/kernel/netlink.js';
 import type * as netlink from 'netlink';
@@ -12,6 +14,8 @@ import {
   type KernelRoute,
 } from '../../injector/kernel/netlink-codec.js';
 import { subscribeNetns, type NetnsEvent } from '../../injector/kernel/netlink-events.js';
+import { createRtnlSocket } from '../../injector/kernel/netlink-socket.js';
+import { rtnlOpen, rtnlTalk, withNetns } from '../../injector/kernel/netns.js';
 import { addVeth, ipRoutes, makeNetns, makePod, openFds } from '../util/netns.js';
 import { rootUnavailable, tierGate } from '../util/tier.js';
 
@@ -72,12 +76,14 @@ t.test('routes read from the raw dump equal the package parse of the same tables
   t.teardown(() => c.close());
   const links = await c.listLinks();
   const raw = await c.listRoutes({ table: 'any', links });
-  const sock = (c as unknown as { sock: { getRoutes(d: object): Promise<netlink.rt.RouteMessage[]> } }).sock;
+  // The reference: the `netlink` package's own socket and parser, in the same netns.
+  const sock = createRtnlSocket(pod.path);
+  t.teardown(() => sock.socket.close());
   const names = new Map(links.map((l) => [l.index, l.name]));
   const reference: KernelRoute[] = [];
   for (const family of [AF_INET, AF_INET6]) {
     for (const m of await sock.getRoutes({ family })) {
-      const r = routeFromMessage(m);
+      const r = routeFromMessage(m as netlink.rt.RouteMessage);
       if (!r) continue;
       if (r.oif !== undefined && names.has(r.oif)) r.dev = names.get(r.oif);
       reference.push(r);
@@ -159,34 +165,92 @@ t.test('close() rejects what is pending and leaks no fd', async (t) => {
   t.equal(openFds(), fds, 'socket fd closed');
 });
 
-t.test("request timeouts are the client's own timers: they fire, and close() leaves none armed", async (t) => {
+t.test('requests made together go out together, each with its own answer', async (t) => {
   if (!tierGate(t, 'netns', rootUnavailable())) return;
   const { pod } = makePod(t);
-  const timers = (): number => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
-  const sent = async (c: RtnlClient): Promise<void> => {
-    while (c.stats.requests === 0) await null; // run() sends after one queue step
-  };
+  const c = RtnlClient.open(pod.path, { maxInFlight: 8 });
+  t.teardown(() => c.close());
+  const eth1 = (await c.listLinks()).find((l) => l.name === 'eth1')!.index;
+  const before = { ...c.stats };
+  // 20 writes in one go, one of them failing (its destination twice): 20 requests in 3 exchanges.
+  const dsts = Array.from({ length: 19 }, (_, i) => `10.66.${i}.0/24`);
+  const results = await Promise.allSettled(
+    [...dsts, '10.66.3.0/24'].map((dst) => c.addRoute({ dst, oif: eth1, scope: RT_SCOPE_LINK, protocol: PROTO })),
+  );
+  t.equal(c.stats.requests - before.requests, 20, '20 requests');
+  t.equal(c.stats.exchanges - before.exchanges, 3, 'in 3 exchanges with the kernel (8 + 8 + 4)');
+  t.equal(c.stats.maxInFlightSeen, 8, 'none larger than maxInFlight');
+  t.same(
+    results.map((r) => r.status),
+    [...dsts.map(() => 'fulfilled'), 'rejected'],
+    'each request has its own answer, in the order made',
+  );
+  t.ok(isNetlinkError((results[19] as PromiseRejectedResult).reason, 'EEXIST'), 'the repeated one: EEXIST');
+  t.same(
+    ipRoutes(pod)
+      .filter((r) => r.protocol === String(PROTO))
+      .map((r) => r.dst)
+      .sort(),
+    [...dsts].sort(),
+    'the failure stopped nothing after it',
+  );
+  // A dump made with writes is an exchange of its own, after them.
+  const [, listed] = await Promise.all([
+    c.deleteRoute({ dst: '10.66.0.0/24', protocol: PROTO }),
+    c.listRoutes({ family: 4, links: await c.listLinks() }),
+  ]);
+  t.notOk(
+    listed.some((r) => r.dst === '10.66.0.0/24'),
+    'the dump saw the delete made before it',
+  );
+  t.equal(process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length, 0, 'and no request armed a timer');
+});
 
-  // A request pending at close(): the package never settles it, so its own `timeout` option
-  // would keep a timer (and the closed socket) alive for the whole timeout.
-  const base = timers();
+t.test("the kernel's own explanation of an error is kept", async (t) => {
+  if (!tierGate(t, 'netns', rootUnavailable())) return;
+  const { pod } = makePod(t);
   const c = RtnlClient.open(pod.path);
-  const pending = c.listLinks().catch((e: unknown) => e);
-  await sent(c);
-  t.equal(timers(), base + 1, 'one timeout armed while the dump is pending');
-  c.close();
-  t.ok(isNetlinkError(await pending, 'ECLOSED'), 'rejected by close()');
-  t.equal(timers(), base, 'no timer left armed after close()');
+  t.teardown(() => c.close());
+  const eth1 = (await c.listLinks()).find((l) => l.name === 'eth1')!.index;
+  const err = await c
+    .addRoute({ dst: '10.9.0.0/16', oif: eth1, via: '10.55.0.1', scope: RT_SCOPE_UNIVERSE, protocol: PROTO })
+    .catch((e: unknown) => e);
+  t.ok(isNetlinkError(err, 'ENETUNREACH'), String(err));
+  t.match((err as { kernel?: string }).kernel, /gateway/i, `the extended ACK: ${(err as { kernel?: string }).kernel}`);
+  t.match((err as Error).message, /ENETUNREACH \(the gateway is not reachable from that device\); the kernel says: .*gateway/i);
+});
 
-  // The timeout still fires: its timer is due before the reply is read (libuv runs due
-  // timers before polling for I/O), forced by holding the thread past it.
-  const slow = RtnlClient.open(pod.path, { timeoutMs: 1 });
-  t.teardown(() => slow.close());
-  const late = slow.listLinks().catch((e: unknown) => e);
-  await sent(slow);
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
-  t.ok(isNetlinkError(await late, 'ETIMEDOUT'), `timed out: ${String(await late)}`);
-  t.equal(timers(), base, 'and its timer is gone');
+t.test('an exchange never hangs: ETIMEDOUT past its bound, ENOBUFS at once on an overflow', async (t) => {
+  if (!tierGate(t, 'netns', rootUnavailable())) return;
+  const { pod } = makePod(t);
+  const fd = withNetns(pod.path, () => rtnlOpen(0));
+  t.teardown(() => closeSync(fd));
+  // One request sent, two answers awaited: the second never comes.
+  const getlink = Buffer.alloc(32);
+  getlink.writeUInt32LE(32, 0);
+  getlink.writeUInt16LE(18, 4); // RTM_GETLINK
+  getlink.writeUInt16LE(0x301, 6); // REQUEST | DUMP
+  getlink.writeUInt32LE(7, 8);
+  t.throws(() => rtnlTalk(fd, getlink, 2, 7, 50), { code: 'ETIMEDOUT' }, 'a missing answer: ETIMEDOUT after the bound');
+  // The dump's parts that were read are gone with it; the socket still works.
+  getlink.writeUInt32LE(9, 8);
+  const again = rtnlTalk(fd, getlink, 1, 9, 1000);
+  t.ok(again.length > 0, 'the next exchange is answered');
+
+  // A receive buffer far too small for a batch's ACKs: the read fails at once.
+  const tiny = withNetns(pod.path, () => rtnlOpen(1)); // the kernel's smallest receive buffer
+  t.teardown(() => closeSync(tiny));
+  const msgs: Buffer[] = [];
+  for (let i = 0; i < 128; i++) {
+    const m = Buffer.alloc(16 + 12);
+    m.writeUInt32LE(28, 0);
+    m.writeUInt16LE(26, 4); // RTM_GETROUTE, a lookup: its answer is a whole route message
+    m.writeUInt16LE(0x5, 6); // REQUEST | ACK
+    m.writeUInt32LE(100 + i, 8);
+    m[16] = 2; // AF_INET
+    msgs.push(m);
+  }
+  t.throws(() => rtnlTalk(tiny, Buffer.concat(msgs), 128, 100, 10_000), { code: 'ENOBUFS' }, 'ENOBUFS, not a wait for the bound');
 });
 
 t.test('link and route events of a netns', async (t) => {

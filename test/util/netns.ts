@@ -13,6 +13,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readlinkSync } from 'node:fs';
 import type { Test } from 'tap';
 import type { Plan } from '../../core/types.js';
+import { RtnlClient } from '../../injector/kernel/netlink.js';
 import { RTPROT_OVNKUBE_ROUTE as P } from '../../injector/routes/engine.js';
 
 /** The design document's demo Route as a plan, its Services resolved to the target table's IPs. */
@@ -196,6 +197,26 @@ export function fdTable(): string[] {
     }
   }
   return out;
+}
+
+/**
+ * Run `fn` at the next call of RtnlClient#`method` by anyone, right before that call (then the
+ * method is as it was; also put back at the test's end). A way into an apply at a known point:
+ * each exchange with the kernel is synchronous and an apply runs through promise reactions
+ * alone, so no turn of the event loop sees one in flight.
+ */
+export function onFirstCall(t: Test, method: 'listLinks' | 'addRoute', fn: () => void): void {
+  const proto = RtnlClient.prototype as unknown as Record<string, (...a: unknown[]) => unknown>;
+  const original = proto[method]!;
+  const restore = (): void => {
+    proto[method] = original;
+  };
+  proto[method] = function (this: RtnlClient, ...a: unknown[]) {
+    restore();
+    fn();
+    return original.apply(this, a);
+  };
+  t.teardown(restore);
 }
 
 /** fdTable() entries that are not in `before` (what was opened since, and is still open). */
