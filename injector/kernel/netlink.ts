@@ -182,7 +182,7 @@ function routePayload(data: netlink.rt.Route, attrs: netlink.rt.RouteAttrs): Uin
 /** The kernel's own words for an error (the extended ACK's message attribute), if it gave any. */
 function extAckMessage(m: Buffer, flags: number, at: number): string | undefined {
   if (!(flags & NLM_F_ACK_TLVS)) return undefined;
-  for (let off = at; off + 4 <= m.length; ) {
+  for (let off = at; off + 4 <= m.length;) {
     const len = m.readUInt16LE(off);
     const type = m.readUInt16LE(off + 2) & 0x3fff;
     if (len < 4 || off + len > m.length) return undefined;
@@ -358,7 +358,12 @@ export class RtnlClient {
   /** Delete the route matching `k` (scope defaults to RT_SCOPE_NOWHERE = any); ESRCH when none. */
   async deleteRoute(k: RouteKey): Promise<void> {
     const { data, attrs } = routeKeyToMessage(k);
-    await this.send(RTM_DELROUTE, false, routePayload(data, attrs), `delete route ${k.dst}${k.protocol !== undefined ? ` proto ${k.protocol}` : ''}`);
+    await this.send(
+      RTM_DELROUTE,
+      false,
+      routePayload(data, attrs),
+      `delete route ${k.dst}${k.protocol !== undefined ? ` proto ${k.protocol}` : ''}`,
+    );
   }
 
   /**
@@ -412,7 +417,7 @@ export class RtnlClient {
     }
     const first = batch[0]!.seq;
     const settled = new Set<Pending>();
-    for (let off = 0; off + HEADER <= replies.length; ) {
+    for (let off = 0; off + HEADER <= replies.length;) {
       const len = replies.readUInt32LE(off);
       if (len < HEADER || off + len > replies.length) break;
       const type = replies.readUInt16LE(off + 4);
@@ -424,7 +429,10 @@ export class RtnlClient {
           const errno = len >= HEADER + 4 ? -replies.readInt32LE(off + HEADER) : 0;
           if (errno > 0) {
             // After the error: the request's header (all of it, with NETLINK_CAP_ACK), then the extended ACK.
-            const at = type === NLMSG_ERROR ? off + HEADER + 4 + (flags & NLM_F_CAPPED ? HEADER : replies.readUInt32LE(off + HEADER + 4)) : off + HEADER + 4;
+            const at =
+              type === NLMSG_ERROR
+                ? off + HEADER + 4 + (flags & NLM_F_CAPPED ? HEADER : replies.readUInt32LE(off + HEADER + 4))
+                : off + HEADER + 4;
             const kernel = extAckMessage(replies.subarray(0, off + len), flags, at);
             p.reject(new NetlinkError(ERRNO_NAMES.get(errno) ?? `errno ${errno}`, p.op, this.netns, kernel));
           } else p.resolve(p.replies);
