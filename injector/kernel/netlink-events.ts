@@ -7,17 +7,19 @@
  * announces no route event for those).
  *
  * Events come on a socket of their own, created inside withNetns like every socket of
- * ours: on the request socket they would be mistaken for parts of a dump. The socket is
- * hardened (netlink-socket.ts): if a storm overflows its buffer, events are dropped
- * silently rather than aborting the process, so a subscriber must also resync periodically
- * (RouteKeeper does); `queue()` tells whether that happened (the kernel counts every
- * message it dropped for the socket) and whether events are still waiting to be read.
- * 'overflow' reports any other socket error or an unparsable event.
+ * ours: on the request socket they would be mistaken for answers. It is the native addon's
+ * (nlSubscribe), made with its options set: NETLINK_NO_ENOBUFS, so a storm that overflows its
+ * buffer drops events silently instead of failing the socket, and a subscriber must also
+ * resync periodically (RouteKeeper does); `queue()` tells whether that happened (the kernel
+ * counts every message it dropped for the socket) and whether events are still waiting to be
+ * read. Whenever the socket is readable, everything queued is read at once and handed over in
+ * one call (the `netlink` package's socket read each message twice, a peek for its size and
+ * then the read, and delivered each by its own callback). 'overflow' reports any other socket
+ * error or an unparsable event.
  */
 import type * as netlink from 'netlink';
 import { rt } from './netlink-lite.js';
-import { socketQueue, type NetnsPolicy, type SocketQueue } from './netns.js';
-import { createRtnlSocket, socketFd } from './netlink-socket.js';
+import { nlSubscribe, socketQueue, withNetns, type NetnsPolicy, type SocketQueue } from './netns.js';
 import {
   addrIndexFromIfaddr,
   linkFromIfinfo,
@@ -60,69 +62,72 @@ export interface SubscribeOptions {
  * the event loop alive until closed. Throws NetnsError when the path is gone or refused.
  */
 export function subscribeNetns(path: string, onEvent: (ev: NetnsEvent) => void, opts: SubscribeOptions = {}): NetnsSubscription {
-  const sock = createRtnlSocket(path, {
-    ref: true,
-    rcvbuf: opts.recvBufferSize ?? 4 << 20,
-    ...(opts.policy ? { policy: opts.policy } : {}),
-  });
   let closed = false;
-  const raw = sock.socket;
-  // Must always have an 'error' listener: otherwise the package throws from native code and aborts.
-  raw.socket.on('error', (e: NodeJS.ErrnoException) => {
-    if (!closed) onEvent({ kind: 'overflow', error: e.code ?? e.message });
-  });
-  try {
-    sock.addMembership(rt.MulticastGroups.LINK);
-    sock.addMembership(rt.MulticastGroups.IPV4_IFADDR);
-    sock.addMembership(rt.MulticastGroups.IPV6_IFADDR);
-    sock.addMembership(rt.MulticastGroups.IPV4_ROUTE);
-    sock.addMembership(rt.MulticastGroups.IPV6_ROUTE);
-    // Policy rules too: the symmetric return paths' `ip rule`s are kept like our routes.
-    sock.addMembership(rt.MulticastGroups.IPV4_RULE);
-    sock.addMembership(rt.MulticastGroups.IPV6_RULE);
-  } catch (e) {
-    raw.close();
-    throw e;
-  }
-  // Raw messages keep their type (NEW vs DEL), which the parsed 'message' event drops.
-  raw.on('message', (msgs) => {
+  const G = rt.MulticastGroups;
+  // Policy rules too: the symmetric return paths' `ip rule`s are kept like our routes.
+  const groups = [G.LINK, G.IPV4_IFADDR, G.IPV6_IFADDR, G.IPV4_ROUTE, G.IPV6_ROUTE, G.IPV4_RULE, G.IPV6_RULE];
+  const onMessages = (buf: Buffer | null, error?: string): void => {
     if (closed) return;
-    for (const m of msgs) {
-      let ev: NetnsEvent | null = null;
-      try {
-        // Links and routes are read from the raw payload (the fields we use), as in dumps.
-        if (m.type === rt.MessageType.NEWLINK || m.type === rt.MessageType.DELLINK) {
-          const link = linkFromIfinfo(m.data);
-          if (!link) throw new Error(`short link message (${m.data.length} bytes)`);
-          ev = { kind: 'link', action: m.type === rt.MessageType.NEWLINK ? 'new' : 'del', link };
-        } else if (m.type === rt.MessageType.NEWROUTE || m.type === rt.MessageType.DELROUTE) {
-          const route = routeFromRtmsg(m.data);
-          if (route) ev = { kind: 'route', action: m.type === rt.MessageType.NEWROUTE ? 'new' : 'del', route };
-        } else if (m.type === rt.MessageType.NEWADDR || m.type === rt.MessageType.DELADDR) {
-          const index = addrIndexFromIfaddr(m.data);
-          if (index === null) throw new Error(`short address message (${m.data.length} bytes)`);
-          ev = { kind: 'addr', action: m.type === rt.MessageType.NEWADDR ? 'new' : 'del', family: m.data[0]!, index };
-        } else if (m.type === rt.MessageType.NEWRULE || m.type === rt.MessageType.DELRULE) {
-          const rule = ruleFromMessage(rt.parseMessage(m.type, m.data) as netlink.rt.RuleMessage);
-          if (rule) ev = { kind: 'rule', action: m.type === rt.MessageType.NEWRULE ? 'new' : 'del', rule };
-        }
-      } catch (e) {
-        ev = { kind: 'overflow', error: `unparsable event: ${(e as Error).message}` };
-      }
-      if (ev) onEvent(ev);
+    if (!buf) {
+      onEvent({ kind: 'overflow', error: error ?? 'EIO' });
+      return;
     }
-  });
+    for (let off = 0; off + 16 <= buf.length;) {
+      const len = buf.readUInt32LE(off);
+      if (len < 16 || off + len > buf.length) {
+        onEvent({ kind: 'overflow', error: `unparsable event: a message of ${len} bytes at ${off} of ${buf.length}` });
+        return;
+      }
+      const ev = eventOf(buf.readUInt16LE(off + 4), buf.subarray(off + 16, off + len));
+      if (ev) onEvent(ev);
+      if (closed) return; // the subscriber let go in its handler
+      off += (len + 3) & ~3;
+    }
+  };
+  const sub = withNetns(
+    path,
+    () => nlSubscribe(groups, opts.recvBufferSize ?? 4 << 20, onMessages),
+    opts.policy ? { policy: opts.policy } : {},
+  );
   return {
     close() {
       if (closed) return;
       closed = true;
-      raw.close();
+      sub.close();
     },
     get closed() {
       return closed;
     },
     queue() {
-      return socketQueue(socketFd(sock)!);
+      return socketQueue(sub.fd);
     },
   };
+}
+
+/** One message of the event socket as an event (null: not one we follow); links and routes read from the raw payload, as in dumps. */
+function eventOf(type: number, data: Buffer): NetnsEvent | null {
+  const T = rt.MessageType;
+  try {
+    if (type === T.NEWLINK || type === T.DELLINK) {
+      const link = linkFromIfinfo(data);
+      if (!link) throw new Error(`short link message (${data.length} bytes)`);
+      return { kind: 'link', action: type === T.NEWLINK ? 'new' : 'del', link };
+    }
+    if (type === T.NEWROUTE || type === T.DELROUTE) {
+      const route = routeFromRtmsg(data);
+      return route ? { kind: 'route', action: type === T.NEWROUTE ? 'new' : 'del', route } : null;
+    }
+    if (type === T.NEWADDR || type === T.DELADDR) {
+      const index = addrIndexFromIfaddr(data);
+      if (index === null) throw new Error(`short address message (${data.length} bytes)`);
+      return { kind: 'addr', action: type === T.NEWADDR ? 'new' : 'del', family: data[0]!, index };
+    }
+    if (type === T.NEWRULE || type === T.DELRULE) {
+      const rule = ruleFromMessage(rt.parseMessage(type, data) as netlink.rt.RuleMessage);
+      return rule ? { kind: 'rule', action: type === T.NEWRULE ? 'new' : 'del', rule } : null;
+    }
+  } catch (e) {
+    return { kind: 'overflow', error: `unparsable event: ${(e as Error).message}` };
+  }
+  return null;
 }

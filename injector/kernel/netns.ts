@@ -73,6 +73,9 @@ interface SetnsAddon {
   socketQueue(fd: number): SocketQueue;
   rtnlOpen(rcvbuf: number): number;
   rtnlTalk(fd: number, request: Buffer, count: number, firstSeq: number, timeoutMs: number): Buffer;
+  nlSubscribe(groups: number[], rcvbuf: number, onMessages: (buf: Buffer | null, error?: string) => void): object;
+  nlSubscriptionFd(sub: object): number;
+  nlUnsubscribe(sub: object): void;
   CLONE_NEWNET: number;
   AF_NETLINK: number;
   NETLINK_ROUTE: number;
@@ -174,6 +177,30 @@ export function rtnlOpen(rcvbuf: number): number {
  */
 export function rtnlTalk(fd: number, request: Buffer, count: number, firstSeq: number, timeoutMs: number): Buffer {
   return native().rtnlTalk(fd, request, count, firstSeq, timeoutMs);
+}
+
+/** An event socket made by nlSubscribe: its fd, and close() (idempotent, at once). */
+export interface NetlinkSubscription {
+  readonly fd: number;
+  close(): void;
+}
+
+/**
+ * A NETLINK_ROUTE event socket of the calling thread's netns (call inside withNetns) joined to
+ * `groups`, with NETLINK_NO_ENOBUFS and a receive buffer of `rcvbuf` bytes set at creation,
+ * watched on the event loop (keeping it alive until closed): `onMessages` gets every message
+ * queued when the socket was readable, concatenated, in one call, or (null, errno name) after a
+ * read error. See setns.c.
+ */
+export function nlSubscribe(
+  groups: number[],
+  rcvbuf: number,
+  onMessages: (buf: Buffer | null, error?: string) => void,
+): NetlinkSubscription {
+  const a = native();
+  const sub = a.nlSubscribe(groups, rcvbuf, onMessages);
+  const fd = a.nlSubscriptionFd(sub);
+  return { fd, close: () => a.nlUnsubscribe(sub) };
 }
 
 /** The kernel's AF_NETLINK and NETLINK_ROUTE numbers. */

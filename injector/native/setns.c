@@ -40,6 +40,9 @@
  *       the RtnlClient's own rtnetlink socket (injector/kernel/netlink.ts), and one exchange on
  *       it: a batch of requests sent in one sendmsg and every reply read back, without the
  *       event loop (rtnetlink answers a request inside sendmsg). See the functions below.
+ *   nlSubscribe(groups, rcvbuf, onMessages), nlSubscriptionFd(sub), nlUnsubscribe(sub)
+ *       an event socket of a netns with its options set at creation, watched on the event
+ *       loop, every queued message handed to JavaScript in one call (netlink-events.ts).
  *   CLONE_NEWNET, AF_NETLINK, NETLINK_ROUTE: number
  */
 #define _GNU_SOURCE
@@ -58,6 +61,7 @@
 #include <linux/netlink.h>
 #include <linux/sock_diag.h>
 #include <node_api.h>
+#include <uv.h>
 
 static napi_value throw_errno(napi_env env, int err, const char *syscall) {
   char msg[160];
@@ -367,6 +371,201 @@ static napi_value js_rtnl_talk(napi_env env, napi_callback_info info) {
   return buf;
 }
 
+/*
+ * nlSubscribe(groups: number[], rcvbuf: number, onMessages: (buf: Buffer | null, error?: string) => void): object
+ * An event socket: a NETLINK_ROUTE socket of the calling thread's netns (call inside
+ * withNetns) joined to `groups` (RTNLGRP_*), non-blocking, CLOEXEC, with NETLINK_NO_ENOBUFS
+ * (an overflow drops events, which the kernel counts: socketQueue) and a receive buffer of
+ * `rcvbuf` bytes, all set before it is returned. It is watched on the event loop (libuv poll,
+ * keeping the loop alive); whenever it is readable, everything queued is read (up to 256 KiB
+ * per turn) and handed to onMessages in one call, the messages concatenated. A read error
+ * other than EAGAIN is handed as its errno name (the socket stays watched).
+ * nlSubscriptionFd(sub): its fd (for socketQueue). nlUnsubscribe(sub): stop watching and close
+ * the fd, at once; idempotent.
+ */
+typedef struct {
+  uv_poll_t poll;
+  napi_env env;
+  napi_ref callback;
+  napi_ref self;
+  napi_async_context context;
+  int fd;
+  bool closed;
+} nl_sub;
+
+static void nl_sub_freed(uv_handle_t *h) {
+  nl_sub *sub = (nl_sub *)h->data;
+  /* Here, not in nlUnsubscribe: that may run inside this subscription's own callback. */
+  napi_async_destroy(sub->env, sub->context);
+  napi_delete_reference(sub->env, sub->callback);
+  napi_delete_reference(sub->env, sub->self);
+  free(sub);
+}
+
+static void nl_sub_deliver(nl_sub *sub, napi_value *argv, size_t argc) {
+  napi_env env = sub->env;
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+  napi_value cb, recv, result;
+  if (napi_get_reference_value(env, sub->callback, &cb) == napi_ok && napi_get_reference_value(env, sub->self, &recv) == napi_ok) {
+    if (napi_make_callback(env, sub->context, recv, cb, argc, argv, &result) == napi_pending_exception) {
+      napi_value err;
+      napi_get_and_clear_last_exception(env, &err);
+      napi_fatal_exception(env, err);
+    }
+  }
+  napi_close_handle_scope(env, scope);
+}
+
+static void nl_sub_readable(uv_poll_t *h, int status, int events) {
+  (void)events;
+  nl_sub *sub = (nl_sub *)h->data;
+  if (sub->closed) return;
+  napi_env env = sub->env;
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+  if (status < 0) {
+    napi_value argv[2];
+    napi_get_null(env, &argv[0]);
+    napi_create_string_utf8(env, uv_err_name(status), NAPI_AUTO_LENGTH, &argv[1]);
+    nl_sub_deliver(sub, argv, 2);
+    napi_close_handle_scope(env, scope);
+    return;
+  }
+  static char buf[262144];
+  size_t len = 0;
+  int err = 0;
+  while (sizeof buf - len >= 65536) {
+    ssize_t n = recv(sub->fd, buf + len, sizeof buf - len, MSG_DONTWAIT);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) err = errno;
+      break;
+    }
+    if (n == 0) break;
+    len += (size_t)n;
+  }
+  if (len > 0) {
+    napi_value argv[1];
+    void *data;
+    if (napi_create_buffer_copy(env, len, buf, &data, &argv[0]) == napi_ok) nl_sub_deliver(sub, argv, 1);
+  }
+  if (err && !sub->closed) {
+    napi_value argv[2];
+    napi_get_null(env, &argv[0]);
+    const char *name = err == ENOBUFS ? "ENOBUFS" : err == EBADF ? "EBADF" : strerror(err);
+    napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &argv[1]);
+    nl_sub_deliver(sub, argv, 2);
+  }
+  napi_close_handle_scope(env, scope);
+}
+
+static napi_value js_nl_subscribe(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  int32_t rcvbuf;
+  bool isarr = false;
+  napi_valuetype t;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 3 || napi_is_array(env, argv[0], &isarr) != napi_ok ||
+      !isarr || napi_get_value_int32(env, argv[1], &rcvbuf) != napi_ok || napi_typeof(env, argv[2], &t) != napi_ok || t != napi_function) {
+    napi_throw_type_error(env, NULL, "nlSubscribe(groups, rcvbuf, onMessages) expects an array of integers, an integer and a function");
+    return NULL;
+  }
+  uint32_t ngroups = 0;
+  napi_get_array_length(env, argv[0], &ngroups);
+  int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_ROUTE);
+  if (fd < 0) return throw_errno(env, errno, "socket(AF_NETLINK)");
+  struct sockaddr_nl sa;
+  memset(&sa, 0, sizeof sa);
+  sa.nl_family = AF_NETLINK;
+  int one = 1;
+  const char *what = NULL;
+  if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0) what = "bind";
+  else if (setsockopt(fd, SOL_NETLINK, NETLINK_NO_ENOBUFS, &one, sizeof one) != 0) what = "setsockopt(NETLINK_NO_ENOBUFS)";
+  else if (rcvbuf > 0 && setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) != 0 &&
+           setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf) != 0) what = "setsockopt(SO_RCVBUF)";
+  for (uint32_t i = 0; !what && i < ngroups; i++) {
+    napi_value v;
+    int32_t g;
+    if (napi_get_element(env, argv[0], i, &v) != napi_ok || napi_get_value_int32(env, v, &g) != napi_ok || g <= 0) {
+      close(fd);
+      napi_throw_type_error(env, NULL, "nlSubscribe: groups must be positive integers");
+      return NULL;
+    }
+    if (setsockopt(fd, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &g, sizeof g) != 0) what = "setsockopt(NETLINK_ADD_MEMBERSHIP)";
+  }
+  if (what) {
+    int err = errno;
+    close(fd);
+    return throw_errno(env, err, what);
+  }
+  uv_loop_t *loop;
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok) {
+    close(fd);
+    napi_throw_error(env, NULL, "nlSubscribe: no event loop");
+    return NULL;
+  }
+  nl_sub *sub = calloc(1, sizeof *sub);
+  if (!sub) {
+    close(fd);
+    return throw_errno(env, ENOMEM, "nlSubscribe");
+  }
+  sub->env = env;
+  sub->fd = fd;
+  sub->poll.data = sub;
+  napi_value self, name;
+  napi_create_object(env, &self);
+  napi_create_string_utf8(env, "ovnkube-route:netlink-events", NAPI_AUTO_LENGTH, &name);
+  int uerr = uv_poll_init(loop, &sub->poll, fd);
+  if (uerr == 0) uerr = uv_poll_start(&sub->poll, UV_READABLE, nl_sub_readable);
+  if (uerr != 0) {
+    close(fd);
+    free(sub);
+    napi_throw_error(env, uv_err_name(uerr), "nlSubscribe: uv_poll failed");
+    return NULL;
+  }
+  napi_create_reference(env, argv[2], 1, &sub->callback);
+  napi_create_reference(env, self, 1, &sub->self);
+  napi_async_init(env, self, name, &sub->context);
+  napi_wrap(env, self, sub, NULL, NULL, NULL);
+  return self;
+}
+
+static nl_sub *sub_arg(napi_env env, napi_callback_info info, const char *usage) {
+  size_t argc = 1;
+  napi_value argv[1];
+  void *p = NULL;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 1 || napi_unwrap(env, argv[0], &p) != napi_ok || !p) {
+    napi_throw_type_error(env, NULL, usage);
+    return NULL;
+  }
+  return (nl_sub *)p;
+}
+
+static napi_value js_nl_subscription_fd(napi_env env, napi_callback_info info) {
+  nl_sub *sub = sub_arg(env, info, "nlSubscriptionFd(sub) expects a subscription");
+  if (!sub) return NULL;
+  napi_value out;
+  napi_create_int32(env, sub->closed ? -1 : sub->fd, &out);
+  return out;
+}
+
+static napi_value js_nl_unsubscribe(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  void *p = NULL;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 1 || napi_remove_wrap(env, argv[0], &p) != napi_ok || !p) {
+    return NULL; /* closed already (or not a subscription): nothing to do */
+  }
+  nl_sub *sub = (nl_sub *)p;
+  sub->closed = true;
+  /* uv_close takes the fd out of the loop's epoll set at once; then the fd can go, at once too.
+   * The struct is freed once libuv is done with the handle. */
+  uv_close((uv_handle_t *)&sub->poll, nl_sub_freed);
+  close(sub->fd);
+  return NULL;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_value fn, flag;
   napi_create_function(env, "setns", NAPI_AUTO_LENGTH, js_setns, NULL, &fn);
@@ -389,6 +588,12 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_set_named_property(env, exports, "rtnlOpen", fn);
   napi_create_function(env, "rtnlTalk", NAPI_AUTO_LENGTH, js_rtnl_talk, NULL, &fn);
   napi_set_named_property(env, exports, "rtnlTalk", fn);
+  napi_create_function(env, "nlSubscribe", NAPI_AUTO_LENGTH, js_nl_subscribe, NULL, &fn);
+  napi_set_named_property(env, exports, "nlSubscribe", fn);
+  napi_create_function(env, "nlSubscriptionFd", NAPI_AUTO_LENGTH, js_nl_subscription_fd, NULL, &fn);
+  napi_set_named_property(env, exports, "nlSubscriptionFd", fn);
+  napi_create_function(env, "nlUnsubscribe", NAPI_AUTO_LENGTH, js_nl_unsubscribe, NULL, &fn);
+  napi_set_named_property(env, exports, "nlUnsubscribe", fn);
   napi_create_int32(env, CLONE_NEWNET, &flag);
   napi_set_named_property(env, exports, "CLONE_NEWNET", flag);
   napi_create_int32(env, AF_NETLINK, &flag);
