@@ -43,6 +43,8 @@ export type NetnsEvent =
 export interface NetnsSubscription {
   close(): void;
   readonly closed: boolean;
+  /** The event socket's fd (diagnostics and tests). */
+  readonly fd: number;
   /**
    * The socket's receive queue now: bytes of events not delivered yet, and how many events
    * the kernel dropped for it since it was opened (an overflow). One getsockopt.
@@ -98,6 +100,7 @@ export function subscribeNetns(path: string, onEvent: (ev: NetnsEvent) => void, 
     get closed() {
       return closed;
     },
+    fd: sub.fd,
     queue() {
       return socketQueue(sub.fd);
     },

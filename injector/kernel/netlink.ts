@@ -249,6 +249,11 @@ export class RtnlClient {
     return this.closed;
   }
 
+  /** The socket's fd (diagnostics and tests; -1 once closed). */
+  get socketFd(): number {
+    return this.closed ? -1 : this.fd;
+  }
+
   /** List the links of the netns. */
   async listLinks(): Promise<LinkInfo[]> {
     // A raw dump read with linkFromIfinfo: index, name and IFF_UP, not every attribute.

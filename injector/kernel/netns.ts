@@ -65,10 +65,8 @@ export const DEFAULT_NETNS_DIR = '/var/run/netns';
 interface SetnsAddon {
   setns(fd: number, nstype: number): void;
   gettid(): number;
-  netlinkHarden(fd: number, rcvbuf: number): void;
   inotifyOpen(dir: string): number;
   inotifyDrain(fd: number): boolean;
-  lowestFreeFd(): number;
   socketInfo(fd: number): SocketInfo;
   socketQueue(fd: number): SocketQueue;
   rtnlOpen(rcvbuf: number): number;
@@ -113,14 +111,6 @@ export function gettid(): number {
 }
 
 /**
- * Set NETLINK_NO_ENOBUFS (and a receive buffer of `rcvbuf` bytes when > 0) on a netlink
- * socket fd. See injector/kernel/netlink-socket.ts for why. Throws if `fd` is not a netlink socket.
- */
-export function hardenNetlinkFd(fd: number, rcvbuf: number): void {
-  native().netlinkHarden(fd, rcvbuf);
-}
-
-/**
  * An inotify queue of `dir` that only tells whether events were lost (IN_Q_OVERFLOW),
  * which fs.watch never says (libuv drops the event). See injector/native/setns.c.
  */
@@ -134,14 +124,6 @@ export function inotifyOverflowSentinel(dir: string): { drain(): boolean; close(
       open = false;
     },
   };
-}
-
-/**
- * The fd number the process's next socket or open will get: the kernel always hands out the
- * lowest free fd. O(1) (an fcntl(F_DUPFD) and a close in the addon), whatever the fd count.
- */
-export function lowestFreeFd(): number {
-  return native().lowestFreeFd();
 }
 
 /** SO_DOMAIN, SO_PROTOCOL, buffer sizes and NETLINK_NO_ENOBUFS of a socket fd (throws ENOTSOCK/EBADF otherwise). */

@@ -8,12 +8,6 @@
  *
  *   setns(fd: number, nstype: number): void   throws Error with .code = "EINVAL" etc.
  *   gettid(): number                          the calling thread's kernel id (for tests/logs)
- *   netlinkHarden(fd: number, rcvbuf: number): void
- *       on a netlink socket: NETLINK_NO_ENOBUFS, and SO_RCVBUFFORCE (SO_RCVBUF without
- *       CAP_NET_ADMIN) when rcvbuf > 0. Why: when a netlink socket's receive buffer
- *       overflows the kernel flags it with ENOBUFS, epoll reports an error, and the `netlink`
- *       package then aborts the whole process (it builds its error from a NULL string).
- *       With NO_ENOBUFS an overflow only drops messages, which the caller's resync repairs.
  *   inotifyOpen(dir: string): number
  *       a non-blocking inotify fd watching `dir` with the mask libuv's fs.watch uses. libuv
  *       drops IN_Q_OVERFLOW (its wd is -1, which matches no watcher), so fs.watch cannot
@@ -22,10 +16,6 @@
  *       fs.closeSync.
  *   inotifyDrain(fd: number): boolean
  *       read the fd until it is empty; true when an IN_Q_OVERFLOW was among the events.
- *   lowestFreeFd(): number
- *       the fd number the next socket(2)/open(2) of this process will get (the kernel always
- *       hands out the lowest free fd): found in O(1) by duplicating an fd and closing the
- *       copy, never by listing /proc/self/fd.
  *   socketInfo(fd: number): { domain, protocol, sndbuf, rcvbuf, noEnobufs }
  *       SO_DOMAIN, SO_PROTOCOL, SO_SNDBUF, SO_RCVBUF and (netlink only, else -1)
  *       NETLINK_NO_ENOBUFS of a socket fd; throws ENOTSOCK / EBADF for anything else.
@@ -120,30 +110,6 @@ static napi_value js_gettid(napi_env env, napi_callback_info info) {
   return out;
 }
 
-static napi_value js_netlink_harden(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  int32_t fd, rcvbuf;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 2 ||
-      napi_get_value_int32(env, argv[0], &fd) != napi_ok ||
-      napi_get_value_int32(env, argv[1], &rcvbuf) != napi_ok) {
-    napi_throw_type_error(env, NULL, "netlinkHarden(fd, rcvbuf) expects two integers");
-    return NULL;
-  }
-  struct sockaddr_nl sa;
-  socklen_t len = sizeof sa;
-  memset(&sa, 0, sizeof sa);
-  if (getsockname(fd, (struct sockaddr *)&sa, &len) != 0) return throw_errno(env, errno, "getsockname");
-  if (sa.nl_family != AF_NETLINK) return throw_errno(env, ENOTSOCK, "netlinkHarden");
-  int one = 1;
-  if (setsockopt(fd, SOL_NETLINK, NETLINK_NO_ENOBUFS, &one, sizeof one) != 0) return throw_errno(env, errno, "setsockopt(NETLINK_NO_ENOBUFS)");
-  if (rcvbuf > 0 && setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) != 0 &&
-      setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf) != 0) {
-    return throw_errno(env, errno, "setsockopt(SO_RCVBUF)");
-  }
-  return NULL;
-}
-
 static napi_value js_inotify_open(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
@@ -200,20 +166,6 @@ static napi_value js_inotify_drain(napi_env env, napi_callback_info info) {
   }
   napi_value out;
   napi_get_boolean(env, overflow, &out);
-  return out;
-}
-
-static napi_value js_lowest_free_fd(napi_env env, napi_callback_info info) {
-  (void)info;
-  /* F_DUPFD with a minimum of 0 returns the lowest free fd, exactly as socket(2) would. Any open
-   * fd will do as the source; if 0..2 are all closed (a daemon), open one instead. */
-  int fd = -1;
-  for (int src = 0; src <= 2 && fd < 0; src++) fd = fcntl(src, F_DUPFD_CLOEXEC, 0);
-  if (fd < 0) fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return throw_errno(env, errno, "lowestFreeFd");
-  close(fd);
-  napi_value out;
-  napi_create_int32(env, fd, &out);
   return out;
 }
 
@@ -572,14 +524,10 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_set_named_property(env, exports, "setns", fn);
   napi_create_function(env, "gettid", NAPI_AUTO_LENGTH, js_gettid, NULL, &fn);
   napi_set_named_property(env, exports, "gettid", fn);
-  napi_create_function(env, "netlinkHarden", NAPI_AUTO_LENGTH, js_netlink_harden, NULL, &fn);
-  napi_set_named_property(env, exports, "netlinkHarden", fn);
   napi_create_function(env, "inotifyOpen", NAPI_AUTO_LENGTH, js_inotify_open, NULL, &fn);
   napi_set_named_property(env, exports, "inotifyOpen", fn);
   napi_create_function(env, "inotifyDrain", NAPI_AUTO_LENGTH, js_inotify_drain, NULL, &fn);
   napi_set_named_property(env, exports, "inotifyDrain", fn);
-  napi_create_function(env, "lowestFreeFd", NAPI_AUTO_LENGTH, js_lowest_free_fd, NULL, &fn);
-  napi_set_named_property(env, exports, "lowestFreeFd", fn);
   napi_create_function(env, "socketInfo", NAPI_AUTO_LENGTH, js_socket_info, NULL, &fn);
   napi_set_named_property(env, exports, "socketInfo", fn);
   napi_create_function(env, "socketQueue", NAPI_AUTO_LENGTH, js_socket_queue, NULL, &fn);

@@ -33,8 +33,8 @@ import { encodePlan, planHash, type PlanKey } from '../../core/plan-codec.js';
 import { PLAN_ANNOTATION, STATUS_ANNOTATION, type Plan, type Pod } from '../../core/types.js';
 import { RtnlClient } from '../../injector/kernel/netlink.js';
 import { routeKeyToMessage, routeWriteToMessage, RT_SCOPE_LINK, RT_SCOPE_UNIVERSE } from '../../injector/kernel/netlink-codec.js';
-import { FlagsNew } from '../../injector/kernel/netlink-lite.js';
-import { createRtnlSocket } from '../../injector/kernel/netlink-socket.js';
+import { createRtNetlink, FlagsNew } from '../../injector/kernel/netlink-lite.js';
+import { withNetns } from '../../injector/kernel/netns.js';
 import { RTPROT_OVNKUBE_ROUTE } from '../../injector/routes/engine.js';
 import { makePodNetnsBatch } from '../agent/batch-netns.js';
 import { makePodObject, startRig, testKey, writeCacheFile, type MemoryApi } from '../agent/rig.js';
@@ -226,11 +226,11 @@ async function bareWrite(path: string, eth1: number, routes: Plan['routes'], del
 
 /**
  * The same writes through a bare client of the `netlink` package (its own socket, opened in
- * the netns, hardened as the agent's event sockets are; open, write, close): the floor the
- * agent's goals were set against, and the agent's transport until RtnlClient got its own.
+ * the netns; open, write, close): the floor the agent's goals were set against, and the
+ * agent's transport until RtnlClient got its own.
  */
 async function bareWritePackage(path: string, eth1: number, routes: Plan['routes'], del?: string): Promise<void> {
-  const sock = createRtnlSocket(path);
+  const sock = withNetns(path, () => createRtNetlink());
   try {
     await Promise.all([
       ...(del ? [sock.delRoute(routeKeyToMessage({ dst: del }).data, routeKeyToMessage({ dst: del }).attrs)] : []),

@@ -14,7 +14,7 @@ import {
   type KernelRoute,
 } from '../../injector/kernel/netlink-codec.js';
 import { subscribeNetns, type NetnsEvent } from '../../injector/kernel/netlink-events.js';
-import { createRtnlSocket } from '../../injector/kernel/netlink-socket.js';
+import { createRtNetlink } from '../../injector/kernel/netlink-lite.js';
 import { rtnlOpen, rtnlTalk, withNetns } from '../../injector/kernel/netns.js';
 import { addVeth, ipRoutes, makeNetns, makePod, openFds } from '../util/netns.js';
 import { rootUnavailable, tierGate } from '../util/tier.js';
@@ -78,7 +78,7 @@ t.test('routes read from the raw dump equal the package parse of the same tables
   const links = await c.listLinks();
   const raw = await c.listRoutes({ table: 'any', links });
   // The reference: the `netlink` package's own socket and parser, in the same netns.
-  const sock = createRtnlSocket(pod.path);
+  const sock = withNetns(pod.path, () => createRtNetlink());
   t.teardown(() => sock.socket.close());
   const names = new Map(links.map((l) => [l.index, l.name]));
   const reference: KernelRoute[] = [];
