@@ -367,6 +367,89 @@ export function routeWriteToMessage(w: RouteWrite): { data: netlink.rt.Route; at
   return { data, attrs };
 }
 
+/** Attribute numbers of a route message (linux/rtnetlink.h), in the order the package knows them. */
+const ROUTE_ATTR: Record<string, number> = { dst: 1, oif: 4, gateway: 5, priority: 6, prefsrc: 7, metrics: 8, table: 15 };
+const METRIC_ATTR: Record<string, number> = { mtu: 2, advmss: 8 };
+
+/**
+ * The payload of a route message (struct rtmsg, then the attributes) made by routeWriteToMessage
+ * or routeKeyToMessage, written into one buffer after `headroom` free bytes (for the netlink
+ * header). Byte for byte what the `netlink` package's formatter (rt.formatRouteMessage) writes
+ * for the same objects (test/injector/route-encode.test.ts), without its buffer per attribute
+ * and closures: an agent start writes thousands of these. Only the fields those two functions
+ * set are known; anything else throws.
+ */
+export function encodeRouteMessage(data: netlink.rt.Route, attrs: netlink.rt.RouteAttrs, headroom = 0): Buffer {
+  if (data.flags !== undefined) throw new Error('encodeRouteMessage: rtm_flags are not encoded here');
+  const a = attrs as Record<string, unknown>;
+  let len = headroom + 12;
+  for (const k in a) {
+    const v = a[k];
+    if (v === undefined) continue;
+    if (ROUTE_ATTR[k] === undefined) throw new Error(`encodeRouteMessage: unknown attribute "${k}"`);
+    len = align4(len) + 4 + attrLength(k, v);
+  }
+  // (Pooled, as small buffers are, and zeroed: the padding and the fields not set stay 0.)
+  const b = Buffer.allocUnsafe(len).fill(0);
+  let off = headroom;
+  b[off] = data.family ?? 0;
+  b[off + 1] = data.dstLen ?? 0;
+  b[off + 2] = data.srcLen ?? 0;
+  b[off + 3] = data.tos ?? 0;
+  b[off + 4] = data.table ?? 0;
+  b[off + 5] = (data.protocol as number | undefined) ?? 0;
+  b[off + 6] = (data.scope as number | undefined) ?? 0;
+  b[off + 7] = (data.type as number | undefined) ?? 0;
+  off += 12;
+  for (const k in a) {
+    const v = a[k];
+    if (v === undefined) continue;
+    off = align4(off);
+    const start = off;
+    b.writeUInt16LE(ROUTE_ATTR[k]!, off + 2);
+    off += 4;
+    if (k === 'metrics') {
+      const m = v as Record<string, Uint8Array | undefined>;
+      for (const mk in m) {
+        const mv = m[mk];
+        if (mv === undefined) continue;
+        if (METRIC_ATTR[mk] === undefined) throw new Error(`encodeRouteMessage: unknown metric "${mk}"`);
+        off = align4(off);
+        b.writeUInt16LE(4 + mv.length, off);
+        b.writeUInt16LE(METRIC_ATTR[mk]!, off + 2);
+        b.set(mv, off + 4);
+        off += 4 + mv.length;
+      }
+    } else if (typeof v === 'number') {
+      writeU32Host(b, v, off);
+      off += 4;
+    } else {
+      b.set(v as Uint8Array, off);
+      off += (v as Uint8Array).length;
+    }
+    b.writeUInt16LE(off - start, start);
+  }
+  return b;
+}
+
+const align4 = (n: number): number => (n + 3) & ~3;
+
+/** Length of an attribute's payload (without its header). */
+function attrLength(k: string, v: unknown): number {
+  if (k === 'metrics') {
+    const m = v as Record<string, Uint8Array | undefined>;
+    let n = 0;
+    for (const mk in m) if (m[mk] !== undefined) n = align4(n) + 4 + m[mk].length;
+    return n;
+  }
+  return typeof v === 'number' ? 4 : (v as Uint8Array).length;
+}
+
+function writeU32Host(b: Buffer, v: number, off: number): void {
+  if (HOST_LE) b.writeUInt32LE(v >>> 0, off);
+  else b.writeUInt32BE(v >>> 0, off);
+}
+
 /** Header + attributes of an RTM_DELROUTE for `k`. */
 export function routeKeyToMessage(k: RouteKey): { data: netlink.rt.Route; attrs: netlink.rt.RouteAttrs } {
   const d = cidrToBytes(k.dst);

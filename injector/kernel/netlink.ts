@@ -27,6 +27,7 @@ import { rtnlOpen, rtnlTalk, withNetns, type NetnsPolicy } from './netns.js';
 import {
   addrFromMessage,
   afOf,
+  encodeRouteMessage,
   ipToBytes,
   linkFromIfinfo,
   RTM_GETLINK,
@@ -154,16 +155,11 @@ interface Pending {
 /** errno number -> name (EEXIST, ...), from Node's table. */
 const ERRNO_NAMES = new Map<number, string>(Object.entries(osConstants.errno).map(([name, n]) => [n, name]));
 
-/** A netlink message: header, then the payload (buffers, as the package's formatters emit them). */
-function frame(type: number, flags: number, seq: number, payload: readonly Uint8Array[]): Buffer {
+/** A message with HEADER bytes free at its start for the netlink header (send writes it), then `payload`. */
+function framed(payload: readonly Uint8Array[]): Buffer {
   let len = HEADER;
   for (const b of payload) len += b.length;
-  const m = Buffer.allocUnsafe(len);
-  m.writeUInt32LE(len, 0);
-  m.writeUInt16LE(type, 4);
-  m.writeUInt16LE(flags, 6);
-  m.writeUInt32LE(seq, 8);
-  m.writeUInt32LE(0, 12);
+  const m = Buffer.alloc(len);
   let off = HEADER;
   for (const b of payload) {
     m.set(b, off);
@@ -172,11 +168,11 @@ function frame(type: number, flags: number, seq: number, payload: readonly Uint8
   return m;
 }
 
-/** The payload of a route message (the package's formatter: its attribute encoding). */
-function routePayload(data: netlink.rt.Route, attrs: netlink.rt.RouteAttrs): Uint8Array[] {
+/** A route message for the package's formatter (what encodeRouteMessage does not encode: rtm_flags). */
+function routeFramed(data: netlink.rt.Route, attrs: netlink.rt.RouteAttrs): Buffer {
   const out = new AttrStream();
   rt.formatRouteMessage({ kind: 'route', data, attrs }, out);
-  return out.bufs;
+  return framed(out.bufs);
 }
 
 /** The kernel's own words for an error (the extended ACK's message attribute), if it gave any. */
@@ -258,7 +254,7 @@ export class RtnlClient {
   async listLinks(): Promise<LinkInfo[]> {
     // A raw dump read with linkFromIfinfo: index, name and IFF_UP, not every attribute.
     const ifinfomsg = Buffer.alloc(16); // AF_UNSPEC, no filter: every link
-    const msgs = await this.send(RTM_GETLINK, true, [ifinfomsg], 'list links');
+    const msgs = await this.send(RTM_GETLINK, true, framed([ifinfomsg]), 'list links');
     const out: LinkInfo[] = [];
     for (const m of msgs) {
       const l = m.type === RTM_NEWLINK ? linkFromIfinfo(m.data) : null;
@@ -280,7 +276,7 @@ export class RtnlClient {
     // A raw dump read with routeFromRtmsg (what we use of each route, not every attribute).
     const rtmsg = Buffer.alloc(12); // struct rtmsg: the family, nothing else filtered
     rtmsg[0] = opts.family ? afOf(opts.family) : 0;
-    const msgs = await this.send(RTM_GETROUTE, true, [rtmsg], `list ${what}`);
+    const msgs = await this.send(RTM_GETROUTE, true, framed([rtmsg]), `list ${what}`);
     const out: KernelRoute[] = [];
     for (const m of msgs) {
       const r = m.type === RTM_NEWROUTE ? routeFromRtmsg(m.data) : null;
@@ -303,7 +299,7 @@ export class RtnlClient {
     const data: netlink.rt.Route = { family: afOf(a.family), dstLen: a.family === 4 ? 32 : 128, flags: { fibMatch: true } };
     let msgs: NlMessage[];
     try {
-      msgs = await this.send(RTM_GETROUTE, false, routePayload(data, { dst: a.bytes }), `look up the route to ${addr}`);
+      msgs = await this.send(RTM_GETROUTE, false, routeFramed(data, { dst: a.bytes }), `look up the route to ${addr}`);
     } catch (e) {
       if (isNetlinkError(e, 'ENETUNREACH') || isNetlinkError(e, 'EHOSTUNREACH') || isNetlinkError(e, 'ESRCH')) return null;
       throw e;
@@ -322,7 +318,7 @@ export class RtnlClient {
   /** List the addresses of every interface (both families). */
   async listAddresses(): Promise<KernelAddr[]> {
     const ifaddrmsg = Buffer.alloc(8); // AF_UNSPEC: both families
-    const msgs = await this.send(RTM_GETADDR, true, [ifaddrmsg], 'list addresses');
+    const msgs = await this.send(RTM_GETADDR, true, framed([ifaddrmsg]), 'list addresses');
     return msgs
       .map((m) => addrFromMessage(rt.parseMessage(m.type, m.data) as netlink.rt.AddressMessage))
       .filter((a): a is KernelAddr => a !== null);
@@ -332,7 +328,7 @@ export class RtnlClient {
   async listRules(family?: Family): Promise<KernelRule[]> {
     const hdr = Buffer.alloc(12); // struct fib_rule_hdr: the family, nothing else filtered
     hdr[0] = family ? afOf(family) : 0;
-    const msgs = await this.send(RTM_GETRULE, true, [hdr], `list ${family ? `IPv${family} ` : ''}rules`);
+    const msgs = await this.send(RTM_GETRULE, true, framed([hdr]), `list ${family ? `IPv${family} ` : ''}rules`);
     return msgs
       .map((m) => ruleFromMessage(rt.parseMessage(m.type, m.data) as netlink.rt.RuleMessage))
       .filter((r): r is KernelRule => r !== null);
@@ -340,24 +336,24 @@ export class RtnlClient {
 
   /** Add `from src lookup table pref priority proto protocol`; EEXIST when exactly that rule exists. */
   async addRule(w: RuleWrite): Promise<void> {
-    await this.send(RTM_NEWRULE, false, rulePayload(w), `add rule ${describeRule(w)}`, FlagsNew.CREATE | FlagsNew.EXCL);
+    await this.send(RTM_NEWRULE, false, ruleFramed(w), `add rule ${describeRule(w)}`, FlagsNew.CREATE | FlagsNew.EXCL);
   }
 
   /** Delete the rule matching every field of `w`; ENOENT/ESRCH when none. */
   async deleteRule(w: RuleWrite): Promise<void> {
-    await this.send(RTM_DELRULE, false, rulePayload(w), `delete rule ${describeRule(w)}`);
+    await this.send(RTM_DELRULE, false, ruleFramed(w), `delete rule ${describeRule(w)}`);
   }
 
   /** Add a route; fails with EEXIST when one with the same dst/metric exists. */
   async addRoute(w: RouteWrite): Promise<void> {
     const { data, attrs } = routeWriteToMessage(w);
-    await this.send(RTM_NEWROUTE, false, routePayload(data, attrs), `add route ${describe(w)}`, FlagsNew.CREATE | FlagsNew.EXCL);
+    await this.send(RTM_NEWROUTE, false, encodeRouteMessage(data, attrs, HEADER), `add route ${describe(w)}`, FlagsNew.CREATE | FlagsNew.EXCL);
   }
 
   /** Add or replace (atomically) the route with the same dst/metric. */
   async replaceRoute(w: RouteWrite): Promise<void> {
     const { data, attrs } = routeWriteToMessage(w);
-    await this.send(RTM_NEWROUTE, false, routePayload(data, attrs), `replace route ${describe(w)}`, FlagsNew.CREATE | FlagsNew.REPLACE);
+    await this.send(RTM_NEWROUTE, false, encodeRouteMessage(data, attrs, HEADER), `replace route ${describe(w)}`, FlagsNew.CREATE | FlagsNew.REPLACE);
   }
 
   /** Delete the route matching `k` (scope defaults to RT_SCOPE_NOWHERE = any); ESRCH when none. */
@@ -366,7 +362,7 @@ export class RtnlClient {
     await this.send(
       RTM_DELROUTE,
       false,
-      routePayload(data, attrs),
+      encodeRouteMessage(data, attrs, HEADER),
       `delete route ${k.dst}${k.protocol !== undefined ? ` proto ${k.protocol}` : ''}`,
     );
   }
@@ -376,11 +372,16 @@ export class RtnlClient {
    * makes together go in one exchange); resolves with its replies, rejects with a
    * NetlinkError. Synchronous up to the queueing: a caller's calls are queued in its order.
    */
-  private send(type: number, dump: boolean, payload: readonly Uint8Array[], op: string, flags = 0): Promise<NlMessage[]> {
+  private send(type: number, dump: boolean, msg: Buffer, op: string, flags = 0): Promise<NlMessage[]> {
     if (this.closed) return Promise.reject(new NetlinkError('ECLOSED', op, this.netns));
     const seq = this.seq;
     this.seq = (this.seq + 1) >>> 0; // uint32, wrapping (the addon and exchange() compare modulo 2^32)
-    const msg = frame(type, flags | NLM_F_REQUEST | (dump ? NLM_F_DUMP : NLM_F_ACK), seq, payload);
+    // The netlink header, in the HEADER bytes the message was made with free.
+    msg.writeUInt32LE(msg.length, 0);
+    msg.writeUInt16LE(type, 4);
+    msg.writeUInt16LE(flags | NLM_F_REQUEST | (dump ? NLM_F_DUMP : NLM_F_ACK), 6);
+    msg.writeUInt32LE(seq, 8);
+    msg.writeUInt32LE(0, 12);
     return new Promise((resolve, reject) => {
       this.queue.push({ seq, msg, dump, op, replies: [], resolve, reject });
       this.stats.inFlight = this.queue.length;
@@ -449,12 +450,12 @@ export class RtnlClient {
   }
 }
 
-/** The payload of a rule message (the package's formatter). */
-function rulePayload(w: RuleWrite): Uint8Array[] {
+/** A rule message (the package's formatter: rules are written rarely, symmetric return paths only). */
+function ruleFramed(w: RuleWrite): Buffer {
   const { data, attrs } = ruleWriteToMessage(w);
   const out = new AttrStream();
   rt.formatRuleMessage({ kind: 'rule', data, attrs }, out);
-  return out.bufs;
+  return framed(out.bufs);
 }
 
 function describeRule(w: RuleWrite): string {
