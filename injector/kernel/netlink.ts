@@ -347,13 +347,25 @@ export class RtnlClient {
   /** Add a route; fails with EEXIST when one with the same dst/metric exists. */
   async addRoute(w: RouteWrite): Promise<void> {
     const { data, attrs } = routeWriteToMessage(w);
-    await this.send(RTM_NEWROUTE, false, encodeRouteMessage(data, attrs, HEADER), `add route ${describe(w)}`, FlagsNew.CREATE | FlagsNew.EXCL);
+    await this.send(
+      RTM_NEWROUTE,
+      false,
+      encodeRouteMessage(data, attrs, HEADER),
+      `add route ${describe(w)}`,
+      FlagsNew.CREATE | FlagsNew.EXCL,
+    );
   }
 
   /** Add or replace (atomically) the route with the same dst/metric. */
   async replaceRoute(w: RouteWrite): Promise<void> {
     const { data, attrs } = routeWriteToMessage(w);
-    await this.send(RTM_NEWROUTE, false, encodeRouteMessage(data, attrs, HEADER), `replace route ${describe(w)}`, FlagsNew.CREATE | FlagsNew.REPLACE);
+    await this.send(
+      RTM_NEWROUTE,
+      false,
+      encodeRouteMessage(data, attrs, HEADER),
+      `replace route ${describe(w)}`,
+      FlagsNew.CREATE | FlagsNew.REPLACE,
+    );
   }
 
   /** Delete the route matching `k` (scope defaults to RT_SCOPE_NOWHERE = any); ESRCH when none. */
