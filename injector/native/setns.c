@@ -427,24 +427,35 @@ static napi_value js_nl_subscribe(napi_env env, napi_callback_info info) {
   napi_get_array_length(env, argv[0], &ngroups);
   int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_ROUTE);
   if (fd < 0) return throw_errno(env, errno, "socket(AF_NETLINK)");
-  struct sockaddr_nl sa;
-  memset(&sa, 0, sizeof sa);
-  sa.nl_family = AF_NETLINK;
-  int one = 1;
-  const char *what = NULL;
-  if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0) what = "bind";
-  else if (setsockopt(fd, SOL_NETLINK, NETLINK_NO_ENOBUFS, &one, sizeof one) != 0) what = "setsockopt(NETLINK_NO_ENOBUFS)";
-  else if (rcvbuf > 0 && setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) != 0 &&
-           setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf) != 0) what = "setsockopt(SO_RCVBUF)";
-  for (uint32_t i = 0; !what && i < ngroups; i++) {
+  /* Groups 1..32 are joined by bind, all at once: each NETLINK_ADD_MEMBERSHIP updates the
+   * kernel's listener tables, whose cost grows with the sockets of the protocol (one per pod
+   * here). Higher groups are joined one by one after the bind. */
+  int32_t groups[64];
+  uint32_t mask = 0;
+  if (ngroups > 64) ngroups = 64;
+  for (uint32_t i = 0; i < ngroups; i++) {
     napi_value v;
-    int32_t g;
-    if (napi_get_element(env, argv[0], i, &v) != napi_ok || napi_get_value_int32(env, v, &g) != napi_ok || g <= 0) {
+    if (napi_get_element(env, argv[0], i, &v) != napi_ok || napi_get_value_int32(env, v, &groups[i]) != napi_ok || groups[i] <= 0) {
       close(fd);
       napi_throw_type_error(env, NULL, "nlSubscribe: groups must be positive integers");
       return NULL;
     }
-    if (setsockopt(fd, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &g, sizeof g) != 0) what = "setsockopt(NETLINK_ADD_MEMBERSHIP)";
+    if (groups[i] <= 32) mask |= 1u << (groups[i] - 1);
+  }
+  struct sockaddr_nl sa;
+  memset(&sa, 0, sizeof sa);
+  sa.nl_family = AF_NETLINK;
+  sa.nl_groups = mask;
+  int one = 1;
+  const char *what = NULL;
+  if (setsockopt(fd, SOL_NETLINK, NETLINK_NO_ENOBUFS, &one, sizeof one) != 0) what = "setsockopt(NETLINK_NO_ENOBUFS)";
+  else if (rcvbuf > 0 && setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) != 0 &&
+           setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf) != 0) what = "setsockopt(SO_RCVBUF)";
+  else if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0) what = "bind";
+  for (uint32_t i = 0; !what && i < ngroups; i++) {
+    if (groups[i] > 32 && setsockopt(fd, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &groups[i], sizeof groups[i]) != 0) {
+      what = "setsockopt(NETLINK_ADD_MEMBERSHIP)";
+    }
   }
   if (what) {
     int err = errno;
