@@ -155,8 +155,22 @@ export function gatewayOf(table: readonly KernelRoute[], oif: number, family: Fa
 }
 
 /**
- * Replace every `via: gateway` of the plan by the gateway of its dev found in the table
- * (gatewayOf). A route whose gateway cannot be found is left out and reported skipped,
+ * The gateway of `dev` for `family` from the original default route ours replaced (saved
+ * when the plan took the default over), if that was a route through a gateway on `dev`. Once
+ * our default route is in place the table no longer shows the original, and it was the best
+ * candidate of all (a default route): without it, a plan that moves the default to eth1 and
+ * pins the Service CIDR to eth0 `via: gateway` (what the DefaultRouteMovesServices warning
+ * advises) lost its Service route at the next apply after the first (no-gateway).
+ */
+export function savedGatewayOf(saved: readonly SavedDefault[], dev: string, family: Family): string | undefined {
+  const s = saved.find((x) => x.family === family && x.route?.dev === dev && x.route.via !== undefined);
+  return s?.route?.via;
+}
+
+/**
+ * Replace every `via: gateway` of the plan by the gateway of its dev: that of the original
+ * default route ours replaced on that dev (`saved`, savedGatewayOf), else the one found in the
+ * table (gatewayOf). A route whose gateway cannot be found is left out and reported skipped,
  * reason 'no-gateway'; so is a default route. The result has only literal gateways.
  */
 export function resolveGateways(
@@ -164,6 +178,7 @@ export function resolveGateways(
   table: readonly KernelRoute[],
   links: readonly LinkInfo[],
   protocol: number,
+  saved: readonly SavedDefault[] = [],
 ): { plan: Plan; skipped: SkippedItem[]; resolved: { dst: string; dev: string; via: string }[] } {
   const byName = new Map(links.map((l) => [l.name, l.index]));
   const skipped: SkippedItem[] = [];
@@ -171,7 +186,7 @@ export function resolveGateways(
   const find = (dst: string, dev: string, family: Family): string | undefined => {
     const oif = byName.get(dev);
     if (oif === undefined) return GATEWAY_VIA; // dev-missing is reported by the diff as usual
-    const gw = gatewayOf(table, oif, family, protocol);
+    const gw = savedGatewayOf(saved, dev, family) ?? gatewayOf(table, oif, family, protocol);
     if (gw === undefined) {
       skipped.push({
         family,
@@ -339,6 +354,174 @@ export function diffRoutes({ plan, table, links, protocol, saved = [], reclaim =
   }
   for (const k of table) if (k.protocol === protocol && !claimed.has(k.dst)) diff.remove.push(k);
   return diff;
+}
+
+/** The last apply a plan change may be written against (its plan and its result). */
+export interface PreviousApply {
+  plan: Plan;
+  result: {
+    added: readonly RouteItem[];
+    replaced: readonly ReplacedItem[];
+    unchanged: readonly RouteItem[];
+    restored: readonly RouteItem[];
+    skipped: readonly SkippedItem[];
+    owned: readonly string[];
+    symmetric?: { added: readonly unknown[]; removed: readonly unknown[]; unchanged: readonly unknown[]; skipped: readonly unknown[] };
+  };
+}
+
+/** A plan change as its difference from the plan last applied (planDelta). */
+export interface PlanDelta {
+  add: DesiredRoute[];
+  /** Our routes of the destinations the plan no longer has. */
+  remove: KernelRoute[];
+  /** The routes staying in place, as the last apply reported them (plan order, the default last). */
+  unchanged: RouteItem[];
+  /** Destinations held by routes of ours that stay. */
+  ownedKept: string[];
+}
+
+/** The attributes of a plan route that say what is written (its identity for a plan change). */
+function routeSpec(r: Omit<PlanRoute, 'dst'> & { dst?: string }): string {
+  return `${r.dst ?? ''} ${r.dev} ${r.via ?? ''} ${r.src ?? ''} ${r.metric ?? ''} ${r.mtu ?? ''} ${r.advmss ?? ''}`;
+}
+
+/**
+ * A plan change that only adds and removes plain routes, as that difference instead of a
+ * comparison of the whole plan with the whole table (diffRoutes). `routes`: every table as the
+ * last apply left it, known for certain (RouteKeeper's mirror: nothing but that apply's own
+ * writes happened since). It is what diffRoutes would give (test/injector/plan-delta.test.ts),
+ * or null whenever that is not plain to see:
+ * - the last apply left something undone or restored (a skipped route, a restored default),
+ *   or either plan has symmetric return paths;
+ * - a destination in both plans with other attributes (a replace), another default route, a
+ *   destination twice in a plan, a plan route to a default destination;
+ * - an added route with `via: gateway`, on a device not in the netns, or where the main table
+ *   has any route of its destination (a collision, a reclaim);
+ * - a removed destination not held by exactly one route of ours;
+ * - an added or removed destination that contains or lies inside another plan route's.
+ */
+export function planDelta(
+  prev: PreviousApply,
+  plan: Plan,
+  routes: readonly KernelRoute[],
+  links: readonly LinkInfo[],
+  protocol: number,
+): PlanDelta | null {
+  if (!lastApplyComplete(prev) || !sameDefaults(prev.plan, plan)) return null;
+  const change = routeChanges(prev.plan, plan);
+  if (!change || (!change.adds.length && !change.removes.length)) return null; // nothing to write: the whole check is as cheap
+  const { adds, removes, dsts } = change;
+  const owned = new Set(prev.result.owned);
+  if (removes.some((dst) => !owned.has(dst))) return null;
+  // Nothing changed may overlap another plan route (its effective-route check could change).
+  if ([...adds.map((r) => r.dst), ...removes].some((dst) => overlapsAnother(dst, dsts))) return null;
+  const adding = new Set(adds.map((r) => r.dst));
+  const remove = ourRoutesAt(routes, adding, new Set(removes), protocol);
+  if (!remove || remove.length !== removes.length) return null;
+  const add: DesiredRoute[] = [];
+  for (const r of adds) {
+    const oif = r.via === GATEWAY_VIA ? undefined : links.find((l) => l.name === r.dev)?.index;
+    if (oif === undefined) return null;
+    add.push(desired(r, oif, false, familyOf(r.dst)));
+  }
+  const unchanged = itemsInPlace(prev.result, plan, adding);
+  if (!unchanged) return null;
+  const removing = new Set(removes);
+  return { add, remove, unchanged, ownedKept: prev.result.owned.filter((d) => !removing.has(d)) };
+}
+
+/** The last apply left nothing undone or restored, and neither plan has symmetric return paths. */
+function lastApplyComplete(prev: PreviousApply): boolean {
+  const r0 = prev.result;
+  const sym = r0.symmetric;
+  return (
+    !r0.skipped.length &&
+    !r0.restored.length &&
+    !(sym && (sym.added.length || sym.removed.length || sym.unchanged.length || sym.skipped.length)) &&
+    !prev.plan.symmetric?.length
+  );
+}
+
+/** Both plans have no default route, or the same one; and the new one no symmetric return paths. */
+function sameDefaults(p0: Plan, p1: Plan): boolean {
+  if (p1.symmetric?.length) return false;
+  if (!p0.default || !p1.default) return !p0.default && !p1.default;
+  return routeSpec(p0.default) === routeSpec(p1.default);
+}
+
+/**
+ * The destinations `p1` adds to `p0` and the ones it drops; null when a destination of both
+ * changes its attributes, or either plan lists one twice or a default destination.
+ */
+function routeChanges(p0: Plan, p1: Plan): { adds: PlanRoute[]; removes: string[]; dsts: Set<string> } | null {
+  const before = new Map<string, string>();
+  for (const r of p0.routes) {
+    if (before.has(r.dst) || r.dst === defaultDst(familyOf(r.dst))) return null;
+    before.set(r.dst, routeSpec(r));
+  }
+  const adds: PlanRoute[] = [];
+  const dsts = new Set<string>();
+  for (const r of p1.routes) {
+    if (dsts.has(r.dst) || r.dst === defaultDst(familyOf(r.dst))) return null;
+    dsts.add(r.dst);
+    const was = before.get(r.dst);
+    if (was === undefined) adds.push(r);
+    else if (was !== routeSpec(r)) return null;
+  }
+  const removes = [...before.keys()].filter((dst) => !dsts.has(dst));
+  return { adds, removes, dsts };
+}
+
+/** Whether `dst` contains, or lies inside, another of `dsts` (or cannot be read). */
+function overlapsAnother(dst: string, dsts: ReadonlySet<string>): boolean {
+  const c = prefixOf(dst);
+  if (!c) return true;
+  for (const other of dsts) {
+    if (other === dst) continue;
+    const o = prefixOf(other);
+    if (!o || (o.family === c.family && (cidrWithin(c, o) || cidrWithin(o, c)))) return true;
+  }
+  return false;
+}
+
+/** Our main-table routes at `removing`; null when the table has anything at `adding`, or anything foreign at `removing`. */
+function ourRoutesAt(
+  routes: readonly KernelRoute[],
+  adding: ReadonlySet<string>,
+  removing: ReadonlySet<string>,
+  protocol: number,
+): KernelRoute[] | null {
+  const out: KernelRoute[] = [];
+  for (const k of routes) {
+    if (k.table !== RT_TABLE_MAIN) continue;
+    if (adding.has(k.dst)) return null;
+    if (!removing.has(k.dst)) continue;
+    if (k.protocol !== protocol) return null;
+    out.push(k);
+  }
+  return out;
+}
+
+/** The routes of `plan` that stay, as the last apply reported them (plan order, the default last); null if one is missing. */
+function itemsInPlace(r0: PreviousApply['result'], plan: Plan, adding: ReadonlySet<string>): RouteItem[] | null {
+  const items = new Map<string, RouteItem>();
+  for (const it of r0.unchanged) items.set(it.dst, it);
+  for (const it of r0.added) items.set(it.dst, it);
+  for (const { from: _from, ...it } of r0.replaced) items.set(it.dst, it);
+  const out: RouteItem[] = [];
+  for (const r of plan.routes) {
+    if (adding.has(r.dst)) continue;
+    const it = items.get(r.dst);
+    if (!it) return null;
+    out.push(it);
+  }
+  if (plan.default) {
+    const it = items.get(defaultDst(defaultFamily(plan.default)));
+    if (!it) return null;
+    out.push(it);
+  }
+  return out;
 }
 
 function resolveOne(want: DesiredRoute, existing: KernelRoute[], protocol: number, diff: RouteDiff, reclaim: boolean): void {

@@ -28,10 +28,13 @@ import {
   itemOfDesired,
   lookupProof,
   moreSpecificOverrides,
+  planDelta,
   rulesLeaveMainFirst,
   resolveGateways,
   type DefaultAction,
   type DesiredRoute,
+  type PlanDelta,
+  type PreviousApply,
   type ReplacedItem,
   type RouteItem,
   type SavedDefault,
@@ -95,6 +98,13 @@ export interface ApplyOptions {
    * routes and rules are dumped.
    */
   view?: KernelView;
+  /**
+   * With `view`: the apply that left the netns as `view` says (its plan and result). A change
+   * that only adds or removes plain routes is then written as that difference (planDelta).
+   */
+  previous?: PreviousApply;
+  /** Called when the apply is written as such a difference (tests, diagnostics). */
+  onDelta?: () => void;
   /** Called with what the apply read before its writes (not when it was given a view). */
   onRead?: (view: KernelView) => void;
 }
@@ -155,8 +165,29 @@ function fatal(e: unknown): boolean {
  * (routes-diff.ts), executes it, and returns what changed. Idempotent. Throws only when
  * the client itself fails (closed, not a NetlinkError); per-route failures are `skipped`.
  */
+/** Run one write of an apply: done (`ok`), already gone (ESRCH), or skipped with its reason; fatal errors throw. */
+function attemptFor(res: ApplyResult): Attempt {
+  return async (item, op, ok) => {
+    try {
+      await op();
+      ok();
+    } catch (e) {
+      if (isNetlinkError(e, 'ESRCH')) return; // already gone: the goal is reached without us
+      if (fatal(e)) throw e;
+      res.skipped.push({ ...item, reason: skipReasonOf(e), detail: (e as Error).message });
+    }
+  };
+}
+
 export async function applyPlanWith(client: RtnlClient, plan: Plan, opts: ApplyOptions = {}): Promise<ApplyResult> {
   const protocol = opts.protocol ?? RTPROT_OVNKUBE_ROUTE;
+  if (opts.view && opts.previous) {
+    const delta = planDelta(opts.previous, plan, opts.view.routes, opts.view.links, protocol);
+    if (delta) {
+      opts.onDelta?.();
+      return applyDelta(client, plan, delta, opts.view, protocol);
+    }
+  }
   // One dump each: links; the routes of every table (main for the plan, the others for the
   // symmetric return paths and the effective-route check); the rules of both families.
   // Or none, when the caller knows them (opts.view).
@@ -171,7 +202,7 @@ export async function applyPlanWith(client: RtnlClient, plan: Plan, opts: ApplyO
   const table = all.filter((k) => k.table === RT_TABLE_MAIN);
   const symmetric = plan.symmetric ?? [];
   // `via: gateway` becomes this pod's gateway of that dev, read from the same dump.
-  const gw = resolveGateways(plan, table, links, protocol);
+  const gw = resolveGateways(plan, table, links, protocol, opts.savedDefault ?? []);
   plan = gw.plan;
   const diff = diffRoutes({ plan, table, links, protocol, saved: opts.savedDefault ?? [], reclaim: new Set(opts.reclaim ?? []) });
   const res: ApplyResult = {
@@ -185,16 +216,7 @@ export async function applyPlanWith(client: RtnlClient, plan: Plan, opts: ApplyO
     owned: [...diff.ownedKept],
     changed: false,
   };
-  const attempt = async (item: RouteItem, op: () => Promise<void>, ok: () => void): Promise<void> => {
-    try {
-      await op();
-      ok();
-    } catch (e) {
-      if (isNetlinkError(e, 'ESRCH')) return; // already gone: the goal is reached without us
-      if (fatal(e)) throw e;
-      res.skipped.push({ ...item, reason: skipReasonOf(e), detail: (e as Error).message });
-    }
-  };
+  const attempt = attemptFor(res);
   await Promise.all(
     diff.remove.map((k) =>
       attempt(
@@ -239,13 +261,67 @@ export async function applyPlanWith(client: RtnlClient, plan: Plan, opts: ApplyO
   // Symmetric return paths (a table per device + `ip rule from` its addresses): written, or
   // removed when the plan no longer lists the device. The device's gateway is found in the
   // main table read above, as for `via: gateway`.
-  const sym = await applySymmetric(client, symmetric, { links, main: table, others: all, rules }, protocol);
+  const sym = await applySymmetric(client, symmetric, { links, main: table, others: all, rules, saved: opts.savedDefault ?? [] }, protocol);
   res.symmetric = sym;
   res.skipped.push(...sym.skipped);
   res.owned.push(...res.added.map((x) => x.dst), ...res.replaced.map((x) => x.dst));
   res.owned.sort();
   res.changed =
     res.added.length + res.removed.length + res.replaced.length + res.restored.length + sym.added.length + sym.removed.length > 0;
+  return res;
+}
+
+/**
+ * A plan change written as its difference (planDelta): our routes of the dropped destinations
+ * deleted, the new ones added and checked as a whole apply checks them; the rest reported in
+ * place as the last apply found them. The same writes in the same order, and the same result,
+ * as applyPlanWith's whole comparison (test/injector/plan-delta.test.ts).
+ */
+async function applyDelta(client: RtnlClient, plan: Plan, delta: PlanDelta, view: KernelView, protocol: number): Promise<ApplyResult> {
+  const res: ApplyResult = {
+    netns: client.netns,
+    added: [],
+    removed: [],
+    replaced: [],
+    restored: [],
+    unchanged: delta.unchanged,
+    skipped: [],
+    owned: delta.ownedKept,
+    symmetric: { added: [], removed: [], unchanged: [], skipped: [], tables: [] },
+    changed: false,
+  };
+  const attempt = attemptFor(res);
+  await Promise.all(
+    delta.remove.map((k) =>
+      attempt(
+        itemOf(k),
+        () => client.deleteRoute(keyOf(k)),
+        () => {
+          res.removed.push(itemOf(k));
+        },
+      ),
+    ),
+  );
+  await Promise.all(
+    delta.add.map((d) =>
+      attempt(
+        itemOfDesired(d),
+        () => client.addRoute(writeOf(d, protocol)),
+        () => {
+          res.added.push(itemOfDesired(d));
+        },
+      ),
+    ),
+  );
+  if (res.added.length) {
+    const added = new Set(res.added.map((x) => x.dst));
+    const table = view.routes.filter((k) => k.table === RT_TABLE_MAIN);
+    const routes = plan.routes.filter((r) => added.has(r.dst));
+    await checkEffective(client, { v: plan.v, routes }, res, { all: view.routes, table, rules: view.rules, links: view.links }, protocol);
+  }
+  res.owned.push(...res.added.map((x) => x.dst));
+  res.owned.sort();
+  res.changed = res.added.length + res.removed.length > 0;
   return res;
 }
 

@@ -160,6 +160,10 @@ export class RouteKeeper {
   private backoffs = 0;
   private closed = false;
   private last: ApplyResult | null = null;
+  /** The plan of the last apply (`last`): a mirrored plan change may be written as its difference. */
+  private lastPlan: Plan | null = null;
+  /** Plan changes written as their difference from the last apply (tests, diagnostics). */
+  deltaApplies = 0;
   private planDsts: string[] | null = null;
   /** Does the plan have a `via: gateway` (null: not looked yet)? */
   private gatewayVia: boolean | null = null;
@@ -449,7 +453,10 @@ export class RouteKeeper {
         result = await applyPlan(this.path, plan, {
           ...this.opts,
           client: this.client,
-          ...(view ? { view } : {}),
+          ...(view ? { view, ...(this.last && this.lastPlan ? { previous: { plan: this.lastPlan, result: this.last } } : {}) } : {}),
+          onDelta: () => {
+            this.deltaApplies++;
+          },
           onRead: (v) => {
             if (!q) return;
             const routes = new Map<string, KernelRoute[]>();
@@ -476,6 +483,7 @@ export class RouteKeeper {
         const ownedBefore = new Set(this.owned);
         const symmetricBefore = this.symmetricOwned;
         this.last = result;
+        this.lastPlan = plan;
         this.owned = result.owned;
         this.symmetricOwned = symmetricInPlace(result);
         if (this.closed) return; // closed after the apply's last write: nothing to report to

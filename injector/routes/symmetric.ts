@@ -25,7 +25,7 @@ import {
   type LinkInfo,
   type RuleWrite,
 } from '../kernel/netlink-codec.js';
-import { defaultDst, gatewayOf, isSourceLookupRule, type SkippedItem, type SkipReason } from './diff.js';
+import { defaultDst, gatewayOf, isSourceLookupRule, savedGatewayOf, type SavedDefault, type SkippedItem, type SkipReason } from './diff.js';
 
 /**
  * Preference of our `ip rule`s: after the `local` rule (0), before `main` (32766) and
@@ -100,6 +100,8 @@ export function planSymmetric(
   owned: readonly KernelRoute[],
   rules: readonly KernelRule[],
   protocol: number,
+  /** The original default routes ours replaced (a device's gateway when the table no longer shows it). */
+  saved: readonly SavedDefault[] = [],
 ): SymmetricDiff {
   const diff: SymmetricDiff = {
     addRoutes: [],
@@ -185,7 +187,7 @@ export function planSymmetric(
           protocol,
         });
       }
-      const gw = gatewayOf([...main], link.index, family, protocol);
+      const gw = savedGatewayOf(saved, dev, family) ?? gatewayOf([...main], link.index, family, protocol);
       if (gw === undefined) {
         diff.skipped.push(
           skip(
@@ -285,7 +287,13 @@ const fatal = (e: unknown): boolean => isNetlinkError(e, 'ECLOSED') || !isNetlin
 export async function applySymmetric(
   client: RtnlClient,
   devices: readonly string[],
-  read: { links: readonly LinkInfo[]; main: readonly KernelRoute[]; others: readonly KernelRoute[]; rules: readonly KernelRule[] },
+  read: {
+    links: readonly LinkInfo[];
+    main: readonly KernelRoute[];
+    others: readonly KernelRoute[];
+    rules: readonly KernelRule[];
+    saved?: readonly SavedDefault[];
+  },
   protocol: number,
 ): Promise<SymmetricResult> {
   // From the engine's dumps: `others`, the routes of every table (main's are ignored here);
@@ -293,7 +301,7 @@ export async function applySymmetric(
   const { links, main, others, rules } = read;
   const addrs = devices.length ? await client.listAddresses() : [];
   const owned = others.filter((k) => k.table !== RT_TABLE_MAIN && k.protocol === protocol);
-  const d = planSymmetric(devices, links, addrs, main, owned, rules, protocol);
+  const d = planSymmetric(devices, links, addrs, main, owned, rules, protocol, read.saved ?? []);
   const res: SymmetricResult = { added: [], removed: [], unchanged: d.unchanged, skipped: [...d.skipped], tables: d.tables };
   const attempt = async (item: SymmetricItem, op: () => Promise<void>, done: SymmetricItem[]): Promise<void> => {
     try {

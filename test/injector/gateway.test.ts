@@ -1,12 +1,13 @@
 // `via: gateway` on the real kernel (issue 14), in network namespaces the test made: one plan,
 // two "nodes" whose eth1 subnets have different gateways, each pod gets its own node's
 // gateway; a pod whose eth1 has no gateway is reported (no-gateway), not given a guess; a
-// gateway the CNI changes is followed; and traffic really leaves through that gateway.
+// gateway the CNI changes is followed; a gateway of a device whose default route ours replaced
+// comes from the saved original at every later apply; and traffic really leaves through that gateway.
 import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import t from 'tap';
 import type { Plan } from '../../core/types.js';
-import { applyPlan, RTPROT_OVNKUBE_ROUTE } from '../../injector/routes/engine.js';
+import { applyPlan, RTPROT_OVNKUBE_ROUTE, type SavedDefault } from '../../injector/routes/engine.js';
 import { addVeth, makeNetns, makePod, type TestNetns } from '../util/netns.js';
 import { rootUnavailable, tierGate } from '../util/tier.js';
 
@@ -50,6 +51,47 @@ t.test("one plan, each pod its own node's gateway; none known is reported", asyn
     ['172.16.30.0/24 10.124.2.1 -> 10.124.2.254'],
   );
   t.equal(shown(a.pod, '172.16.30.0/24'), `172.16.30.0/24 via 10.124.2.254 dev eth1 proto ${P} mtu 1400`);
+});
+
+t.test('the default moved to eth1, eth0 pinned via gateway: still so at every later apply', async (t) => {
+  if (!tierGate(t, 'netns', rootUnavailable())) return;
+  // What the DefaultRouteMovesServices warning advises: the default to eth1, the Service CIDR
+  // (and eth0's return path) through eth0's gateway. Once ours replaced the CNI's default
+  // route, the table shows no gateway of eth0 any more: it comes from the saved original. (It
+  // did not: the second apply, any resync or restart, removed the Service route as no-gateway.)
+  const { pod } = makePod(t);
+  const plan: Plan = {
+    v: 1,
+    routes: [{ dst: '10.96.0.0/12', dev: 'eth0', via: 'gateway' }],
+    default: { dev: 'eth1', via: '10.124.2.1' },
+    symmetric: ['eth0'],
+  };
+  const saved: SavedDefault[] = [];
+  const opts = {
+    get savedDefault() {
+      return [...saved];
+    },
+    saveDefault: (s: SavedDefault) => {
+      saved.push(s);
+    },
+  };
+  const first = await applyPlan(pod.path, plan, opts);
+  t.same(first.skipped, [], 'the first apply writes everything');
+  t.equal(saved[0]?.route?.via, '169.254.1.1', "the CNI's default route was saved");
+  // (IPv4 only: the kernel adds IPv6 link-local routes on its own whenever it gets to them.)
+  const routes = (): string => pod.ip('-4', 'route', 'show', 'table', 'all');
+  const wanted = routes();
+  t.match(wanted, /10\.96\.0\.0\/12 via 169\.254\.1\.1 dev eth0 proto 111/);
+  t.match(wanted, /default via 10\.124\.2\.1 dev eth1 proto 111/);
+  for (let i = 2; i <= 3; i++) {
+    const again = await applyPlan(pod.path, plan, { ...opts, reclaim: first.owned });
+    t.same(
+      [again.skipped, again.removed, again.added, again.replaced],
+      [[], [], [], []],
+      `apply ${i}: nothing skipped, removed or rewritten`,
+    );
+    t.equal(routes(), wanted, `apply ${i}: the tables as the first left them`);
+  }
 });
 
 t.test('traffic to the destination really goes through the resolved gateway (test netns only)', async (t) => {

@@ -9,7 +9,7 @@ import t, { type Test } from 'tap';
 import type { Plan } from '../../core/types.js';
 import { subscribeNetns } from '../../injector/kernel/netlink-events.js';
 import { RtnlClient } from '../../injector/kernel/netlink.js';
-import { applyPlan, type KernelView } from '../../injector/routes/engine.js';
+import { applyPlan, type KernelView, type SavedDefault } from '../../injector/routes/engine.js';
 import { RouteKeeper } from '../../injector/routes/keeper.js';
 import { makePod, MISSION_PLAN, routeLines } from '../util/netns.js';
 import { rootUnavailable, tierGate } from '../util/tier.js';
@@ -99,6 +99,50 @@ t.test('a plan change after only our own writes reads nothing, and the mirror eq
   t.equal(k.mirroredApplies, 2, 'the second change trusted the mirror too');
   await mirrorIsDump(t, k, pod.path, 'after the second change: mirror = dump');
   t.equal((await applyPlan(pod.path, V6)).changed, false, 'and the kernel holds the plan exactly');
+});
+
+t.test('a change that only adds and removes routes is written as its difference, with the same result', async (t) => {
+  if (!tierGate(t, 'netns', rootUnavailable())) return;
+  // Pod A through a keeper (the mirror, then the difference); pod B, its twin, through whole
+  // applies that read the netns: the same writes must give the same result and tables.
+  const { pod: a } = makePod(t);
+  const { pod: b } = makePod(t);
+  const plan0: Plan = {
+    v: 1,
+    routes: [
+      { dst: '172.16.10.0/24', dev: 'eth1' },
+      { dst: '10.96.0.0/12', dev: 'eth0', via: 'gateway' },
+      { dst: '172.16.20.0/24', dev: 'eth1', via: '10.124.2.1', metric: 50 },
+    ],
+    default: { dev: 'eth1', via: '10.124.2.1' },
+  };
+  const next: Plan = {
+    ...plan0,
+    routes: [plan0.routes[1]!, plan0.routes[2]!, { dst: '172.16.30.0/24', dev: 'eth1', mtu: 1400 }, { dst: '172.16.31.0/24', dev: 'eth0' }],
+  };
+  const saved: SavedDefault[] = [];
+  const k = new RouteKeeper(a.path, plan0, { onReport: () => {}, debounceMs: 10, resyncMs: 0 });
+  t.teardown(() => k.close());
+  t.same((await k.start())?.skipped, [], 'the start wrote everything');
+  await mirrorReady(k);
+  const b0 = await applyPlan(b.path, plan0, { saveDefault: (s) => void saved.push(s) });
+  const viaDelta = await k.setPlan(next);
+  t.equal(k.deltaApplies, 1, 'the change was written as its difference');
+  const whole = await applyPlan(b.path, next, { savedDefault: saved, reclaim: b0.owned });
+  const comparable = (r: typeof whole | null | undefined): unknown => r && { ...r, netns: '' };
+  t.same(comparable(viaDelta), comparable(whole), 'the same result as a whole apply that read the netns');
+  t.same(ours(routeLines(a)), ours(routeLines(b)), 'the same routes in both netns');
+  await mirrorIsDump(t, k, a.path, 'and the mirror equals a fresh dump');
+  t.equal(
+    (await applyPlan(a.path, next, { savedDefault: k.savedDefaults, reclaim: viaDelta!.owned })).changed,
+    false,
+    'a fresh apply changes nothing',
+  );
+  // A change the difference cannot say (a route changes device): the whole comparison.
+  await mirrorReady(k);
+  await k.setPlan({ ...next, routes: [...next.routes.slice(0, 3), { dst: '172.16.31.0/24', dev: 'eth1' }] });
+  t.equal(k.deltaApplies, 1, 'a replace goes through the whole comparison');
+  t.equal(k.mirroredApplies, 2, 'from the mirror all the same');
 });
 
 t.test('symmetric return paths (rules, a table of their own) through the mirror', async (t) => {
