@@ -381,9 +381,9 @@ export interface PlanDelta {
   ownedKept: string[];
 }
 
-/** The attributes of a plan route that say what is written (its identity for a plan change). */
-function routeSpec(r: Omit<PlanRoute, 'dst'> & { dst?: string }): string {
-  return `${r.dst ?? ''} ${r.dev} ${r.via ?? ''} ${r.src ?? ''} ${r.metric ?? ''} ${r.mtu ?? ''} ${r.advmss ?? ''}`;
+/** Whether two plan routes (or defaults) say the same write: device, gateway, source, metric, MTU, advmss. */
+function sameRoute(a: Omit<PlanRoute, 'dst'>, b: Omit<PlanRoute, 'dst'>): boolean {
+  return a.dev === b.dev && a.via === b.via && a.src === b.src && a.metric === b.metric && a.mtu === b.mtu && a.advmss === b.advmss;
 }
 
 /**
@@ -447,7 +447,7 @@ function lastApplyComplete(prev: PreviousApply): boolean {
 function sameDefaults(p0: Plan, p1: Plan): boolean {
   if (p1.symmetric?.length) return false;
   if (!p0.default || !p1.default) return !p0.default && !p1.default;
-  return routeSpec(p0.default) === routeSpec(p1.default);
+  return sameRoute(p0.default, p1.default);
 }
 
 /**
@@ -455,10 +455,10 @@ function sameDefaults(p0: Plan, p1: Plan): boolean {
  * changes its attributes, or either plan lists one twice or a default destination.
  */
 function routeChanges(p0: Plan, p1: Plan): { adds: PlanRoute[]; removes: string[]; dsts: Set<string> } | null {
-  const before = new Map<string, string>();
+  const before = new Map<string, PlanRoute>();
   for (const r of p0.routes) {
     if (before.has(r.dst) || r.dst === defaultDst(familyOf(r.dst))) return null;
-    before.set(r.dst, routeSpec(r));
+    before.set(r.dst, r);
   }
   const adds: PlanRoute[] = [];
   const dsts = new Set<string>();
@@ -467,9 +467,10 @@ function routeChanges(p0: Plan, p1: Plan): { adds: PlanRoute[]; removes: string[
     dsts.add(r.dst);
     const was = before.get(r.dst);
     if (was === undefined) adds.push(r);
-    else if (was !== routeSpec(r)) return null;
+    else if (was !== r && !sameRoute(was, r)) return null;
   }
-  const removes = [...before.keys()].filter((dst) => !dsts.has(dst));
+  const removes: string[] = [];
+  if (before.size !== p1.routes.length - adds.length) for (const dst of before.keys()) if (!dsts.has(dst)) removes.push(dst);
   return { adds, removes, dsts };
 }
 
@@ -704,6 +705,37 @@ export function rulesLeaveMainFirst(rules: readonly KernelRule[], protocol: numb
  * with every route of the netns.
  */
 export function lookupProof(all: readonly KernelRoute[], protocol: number): (want: PlanRoute) => boolean {
+  // The first few questions scan the table (a plan change written as its difference asks for
+  // its new routes only); from the fourth on, the table is indexed once and each question costs
+  // a lookup per prefix length present. The same answers either way (lookup-proof.test.ts).
+  let asked = 0;
+  let indexed: ((want: PlanRoute) => boolean) | undefined;
+  return (want) => {
+    if (++asked <= 3) return scanProof(all, protocol, want);
+    indexed ??= indexedProof(all, protocol);
+    return indexed(want);
+  };
+}
+
+/** lookupProof for one route, by a scan of the table. */
+function scanProof(all: readonly KernelRoute[], protocol: number, want: PlanRoute): boolean {
+  const outer = prefixOf(want.dst);
+  if (!outer) return false;
+  for (const k of all) {
+    if ((k.table !== RT_TABLE_LOCAL && k.table !== RT_TABLE_MAIN) || k.family !== outer.family) continue;
+    const c = prefixOf(k.dst);
+    if (!c) return false; // unreadable: ask the kernel
+    // The first address of want.dst is inside k's prefix when their leading bits agree.
+    if (networkAt(outer, c.bits) !== networkAt(c, c.bits)) continue;
+    if (k.table === RT_TABLE_LOCAL) return false;
+    if (c.bits < outer.bits) continue; // shorter: never wins
+    if (!(k.protocol === protocol && k.dst === want.dst)) return false;
+  }
+  return true;
+}
+
+/** lookupProof with the table indexed by prefix length and network. */
+function indexedProof(all: readonly KernelRoute[], protocol: number): (want: PlanRoute) => boolean {
   // The prefixes of each table by length, each length with its networks. IPv4 networks are
   // numbers (no BigInt to allocate per comparison: every apply asks for every plan route).
   interface Level {
