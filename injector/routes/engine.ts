@@ -165,6 +165,32 @@ function fatal(e: unknown): boolean {
  * (routes-diff.ts), executes it, and returns what changed. Idempotent. Throws only when
  * the client itself fails (closed, not a NetlinkError); per-route failures are `skipped`.
  */
+/** Delete our routes `ks`, all at once, each recorded as removed once gone. */
+function removeRoutes(client: RtnlClient, ks: readonly KernelRoute[], attempt: Attempt, res: ApplyResult): Promise<void[]> {
+  return Promise.all(
+    ks.map((k) =>
+      attempt(
+        itemOf(k),
+        () => client.deleteRoute(keyOf(k)),
+        () => {
+          res.removed.push(itemOf(k));
+        },
+      ),
+    ),
+  );
+}
+
+/** Add the route `d`, recorded as added once written. */
+function addRoute(client: RtnlClient, d: DesiredRoute, protocol: number, attempt: Attempt, res: ApplyResult): Promise<void> {
+  return attempt(
+    itemOfDesired(d),
+    () => client.addRoute(writeOf(d, protocol)),
+    () => {
+      res.added.push(itemOfDesired(d));
+    },
+  );
+}
+
 /** Run one write of an apply: done (`ok`), already gone (ESRCH), or skipped with its reason; fatal errors throw. */
 function attemptFor(res: ApplyResult): Attempt {
   return async (item, op, ok) => {
@@ -217,30 +243,10 @@ export async function applyPlanWith(client: RtnlClient, plan: Plan, opts: ApplyO
     changed: false,
   };
   const attempt = attemptFor(res);
-  await Promise.all(
-    diff.remove.map((k) =>
-      attempt(
-        itemOf(k),
-        () => client.deleteRoute(keyOf(k)),
-        () => {
-          res.removed.push(itemOf(k));
-        },
-      ),
-    ),
-  );
+  await removeRoutes(client, diff.remove, attempt, res);
   for (const gateway of [false, true]) {
     const writes: Promise<void>[] = [];
-    for (const d of diff.add.filter((x) => (x.via !== undefined) === gateway)) {
-      writes.push(
-        attempt(
-          itemOfDesired(d),
-          () => client.addRoute(writeOf(d, protocol)),
-          () => {
-            res.added.push(itemOfDesired(d));
-          },
-        ),
-      );
-    }
+    for (const d of diff.add.filter((x) => (x.via !== undefined) === gateway)) writes.push(addRoute(client, d, protocol, attempt, res));
     for (const { want, have } of diff.replace.filter((x) => (x.want.via !== undefined) === gateway)) {
       const item = itemOfDesired(want);
       writes.push(
@@ -291,28 +297,8 @@ async function applyDelta(client: RtnlClient, plan: Plan, delta: PlanDelta, view
     changed: false,
   };
   const attempt = attemptFor(res);
-  await Promise.all(
-    delta.remove.map((k) =>
-      attempt(
-        itemOf(k),
-        () => client.deleteRoute(keyOf(k)),
-        () => {
-          res.removed.push(itemOf(k));
-        },
-      ),
-    ),
-  );
-  await Promise.all(
-    delta.add.map((d) =>
-      attempt(
-        itemOfDesired(d),
-        () => client.addRoute(writeOf(d, protocol)),
-        () => {
-          res.added.push(itemOfDesired(d));
-        },
-      ),
-    ),
-  );
+  await removeRoutes(client, delta.remove, attempt, res);
+  await Promise.all(delta.add.map((d) => addRoute(client, d, protocol, attempt, res)));
   if (res.added.length) {
     const added = new Set(res.added.map((x) => x.dst));
     const table = view.routes.filter((k) => k.table === RT_TABLE_MAIN);

@@ -2,35 +2,21 @@
 // table-tested without the kernel: the diff compares them exactly, the codec writes and
 // reads RTA_PREFSRC/RTA_PRIORITY/RTA_METRICS, the saved default keeps them, `routes` shows them.
 import t from 'tap';
+import { kernelRoute, LINKS } from '../util/kernel-routes.js';
 import type { Plan } from '../../core/types.js';
 import { createRequire } from 'node:module';
 import type * as Structs from 'netlink/dist/structs.js';
 import { rt } from '../../injector/kernel/netlink-lite.js';
-import { routeFromMessage, routeWriteToMessage, type KernelRoute, type LinkInfo } from '../../injector/kernel/netlink-codec.js';
+import { routeFromMessage, routeWriteToMessage, type KernelRoute } from '../../injector/kernel/netlink-codec.js';
 import { diffRoutes } from '../../injector/routes/diff.js';
 import { encodeSavedDefault, parseSavedDefault } from '../../injector/routes/saved.js';
 import { formatRouteTable4, formatRouteTable6 } from '../../injector/routes/table.js';
 
 const { AttrStream } = createRequire(import.meta.url)('netlink/dist/structs.js') as typeof Structs;
 const OURS = 111;
-const LINKS: LinkInfo[] = [
-  { index: 1, name: 'lo', up: true },
-  { index: 2, name: 'eth0', up: true },
-  { index: 3, name: 'eth1', up: true },
-];
-const kr = (dst: string, dev: string, o: Partial<KernelRoute> = {}): KernelRoute => ({
-  family: dst.includes(':') ? 6 : 4,
-  dst,
-  table: 254,
-  protocol: OURS,
-  scope: o.via || dst.includes(':') ? 0 : 253,
-  type: 'UNICAST',
-  priority: 0,
-  tos: 0,
-  oif: LINKS.find((l) => l.name === dev)?.index ?? 99,
-  dev,
-  ...o,
-});
+/** Ours by default, and scope universe for IPv6 as the kernel reports it. */
+const kr = (dst: string, dev: string, o: Partial<KernelRoute> = {}): KernelRoute =>
+  kernelRoute(dst, dev, { protocol: OURS, scope: o.via || dst.includes(':') ? 0 : 253, ...o });
 const P = (routes: Plan['routes'], def?: Plan['default']): Plan => (def ? { v: 1, routes, default: def } : { v: 1, routes });
 const D = '172.16.10.0/24';
 

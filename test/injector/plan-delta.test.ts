@@ -5,8 +5,9 @@
 // metrics, missing devices, a default route taken over), and on hand-written cases where it
 // must decline. On the real kernel: keeper-mirror.test.ts.
 import t from 'tap';
+import { kernelRoute, LINKS } from '../util/kernel-routes.js';
 import type { Plan, PlanRoute } from '../../core/types.js';
-import type { KernelRoute, LinkInfo } from '../../injector/kernel/netlink-codec.js';
+import type { KernelRoute } from '../../injector/kernel/netlink-codec.js';
 import {
   diffRoutes,
   itemOf,
@@ -22,24 +23,7 @@ import {
 } from '../../injector/routes/diff.js';
 
 const OURS = 111;
-const LINKS: LinkInfo[] = [
-  { index: 1, name: 'lo', up: true },
-  { index: 2, name: 'eth0', up: true },
-  { index: 3, name: 'eth1', up: true },
-];
-const kr = (dst: string, dev: string, o: Partial<KernelRoute> = {}): KernelRoute => ({
-  family: dst.includes(':') ? 6 : 4,
-  dst,
-  table: 254,
-  protocol: 3,
-  scope: o.via ? 0 : 253,
-  type: 'UNICAST',
-  priority: 0,
-  tos: 0,
-  oif: LINKS.find((l) => l.name === dev)?.index ?? 99,
-  dev,
-  ...o,
-});
+const kr = kernelRoute;
 const CNI: KernelRoute[] = [
   kr('0.0.0.0/0', 'eth0', { via: '169.254.1.1', scope: 0, protocol: 4 }),
   kr('169.254.1.1/32', 'eth0', { protocol: 4 }),

@@ -4,33 +4,17 @@ import { mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
+import { kernelRoute, LINKS } from '../util/kernel-routes.js';
 import type { Plan } from '../../core/types.js';
 import { findPodNetns, parseCniCacheFile, scanCniCacheDir } from '../../injector/discovery/cni-cache.js';
-import type { KernelRoute, LinkInfo } from '../../injector/kernel/netlink-codec.js';
+import type { KernelRoute } from '../../injector/kernel/netlink-codec.js';
 import { diffRoutes } from '../../injector/routes/diff.js';
 import { encodeSavedDefault, parseSavedDefault, SavedDefaultStore } from '../../injector/routes/saved.js';
 import { formatRouteTable4, formatRouteTable6 } from '../../injector/routes/table.js';
 import { repoRoot } from '../util/fixtures.js';
 
 const OURS = 111;
-const LINKS: LinkInfo[] = [
-  { index: 1, name: 'lo', up: true },
-  { index: 2, name: 'eth0', up: true },
-  { index: 3, name: 'eth1', up: true },
-];
-const kr = (dst: string, dev: string, o: Partial<KernelRoute> = {}): KernelRoute => ({
-  family: dst.includes(':') ? 6 : 4,
-  dst,
-  table: 254,
-  protocol: 3,
-  scope: o.via ? 0 : 253,
-  type: 'UNICAST',
-  priority: 0,
-  tos: 0,
-  oif: LINKS.find((l) => l.name === dev)?.index ?? 99,
-  dev,
-  ...o,
-});
+const kr = kernelRoute;
 const CNI_TABLE = [
   kr('0.0.0.0/0', 'eth0', { via: '169.254.1.1', scope: 0 }),
   kr('169.254.1.1/32', 'eth0'),
