@@ -180,15 +180,47 @@ function removeRoutes(client: RtnlClient, ks: readonly KernelRoute[], attempt: A
   );
 }
 
-/** Add the route `d`, recorded as added once written. */
-function addRoute(client: RtnlClient, d: DesiredRoute, protocol: number, attempt: Attempt, res: ApplyResult): Promise<void> {
-  return attempt(
-    itemOfDesired(d),
-    () => client.addRoute(writeOf(d, protocol)),
-    () => {
-      res.added.push(itemOfDesired(d));
-    },
-  );
+/**
+ * Add `adds` and swap `replaces` in, recording each: the routes without a gateway first, then
+ * those through one (a gateway may be reachable only through a route of the first group).
+ */
+async function writeRoutes(
+  client: RtnlClient,
+  adds: readonly DesiredRoute[],
+  replaces: readonly { want: DesiredRoute; have: KernelRoute }[],
+  protocol: number,
+  attempt: Attempt,
+  res: ApplyResult,
+): Promise<void> {
+  for (const gateway of [false, true]) {
+    const writes: Promise<void>[] = [];
+    for (const d of adds) {
+      if ((d.via !== undefined) !== gateway) continue;
+      writes.push(
+        attempt(
+          itemOfDesired(d),
+          () => client.addRoute(writeOf(d, protocol)),
+          () => {
+            res.added.push(itemOfDesired(d));
+          },
+        ),
+      );
+    }
+    for (const { want, have } of replaces) {
+      if ((want.via !== undefined) !== gateway) continue;
+      const item = itemOfDesired(want);
+      writes.push(
+        attempt(
+          item,
+          () => swap(client, want, have, protocol),
+          () => {
+            res.replaced.push({ ...item, from: { ...itemOf(have), protocol: have.protocol } });
+          },
+        ),
+      );
+    }
+    await Promise.all(writes);
+  }
 }
 
 /** Run one write of an apply: done (`ok`), already gone (ESRCH), or skipped with its reason; fatal errors throw. */
@@ -228,9 +260,10 @@ export async function applyPlanWith(client: RtnlClient, plan: Plan, opts: ApplyO
   const table = all.filter((k) => k.table === RT_TABLE_MAIN);
   const symmetric = plan.symmetric ?? [];
   // `via: gateway` becomes this pod's gateway of that dev, read from the same dump.
-  const gw = resolveGateways(plan, table, links, protocol, opts.savedDefault ?? []);
+  const saved = opts.savedDefault ?? [];
+  const gw = resolveGateways(plan, table, links, protocol, saved);
   plan = gw.plan;
-  const diff = diffRoutes({ plan, table, links, protocol, saved: opts.savedDefault ?? [], reclaim: new Set(opts.reclaim ?? []) });
+  const diff = diffRoutes({ plan, table, links, protocol, saved, reclaim: new Set(opts.reclaim ?? []) });
   const res: ApplyResult = {
     netns: client.netns,
     added: [],
@@ -244,30 +277,14 @@ export async function applyPlanWith(client: RtnlClient, plan: Plan, opts: ApplyO
   };
   const attempt = attemptFor(res);
   await removeRoutes(client, diff.remove, attempt, res);
-  for (const gateway of [false, true]) {
-    const writes: Promise<void>[] = [];
-    for (const d of diff.add.filter((x) => (x.via !== undefined) === gateway)) writes.push(addRoute(client, d, protocol, attempt, res));
-    for (const { want, have } of diff.replace.filter((x) => (x.want.via !== undefined) === gateway)) {
-      const item = itemOfDesired(want);
-      writes.push(
-        attempt(
-          item,
-          () => swap(client, want, have, protocol),
-          () => {
-            res.replaced.push({ ...item, from: { ...itemOf(have), protocol: have.protocol } });
-          },
-        ),
-      );
-    }
-    await Promise.all(writes);
-  }
+  await writeRoutes(client, diff.add, diff.replace, protocol, attempt, res);
   const ctx: DefaultContext = { client, protocol, links, opts, res, attempt };
   for (const action of diff.defaults) await applyDefault(action, ctx);
   await checkEffective(client, plan, res, { all, table, rules, links }, protocol);
   // Symmetric return paths (a table per device + `ip rule from` its addresses): written, or
   // removed when the plan no longer lists the device. The device's gateway is found in the
   // main table read above, as for `via: gateway`.
-  const sym = await applySymmetric(client, symmetric, { links, main: table, others: all, rules, saved: opts.savedDefault ?? [] }, protocol);
+  const sym = await applySymmetric(client, symmetric, { links, main: table, others: all, rules, saved }, protocol);
   res.symmetric = sym;
   res.skipped.push(...sym.skipped);
   res.owned.push(...res.added.map((x) => x.dst), ...res.replaced.map((x) => x.dst));
@@ -298,7 +315,7 @@ async function applyDelta(client: RtnlClient, plan: Plan, delta: PlanDelta, view
   };
   const attempt = attemptFor(res);
   await removeRoutes(client, delta.remove, attempt, res);
-  await Promise.all(delta.add.map((d) => addRoute(client, d, protocol, attempt, res)));
+  await writeRoutes(client, delta.add, [], protocol, attempt, res);
   if (res.added.length) {
     const added = new Set(res.added.map((x) => x.dst));
     const table = view.routes.filter((k) => k.table === RT_TABLE_MAIN);

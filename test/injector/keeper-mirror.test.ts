@@ -118,7 +118,16 @@ t.test('a change that only adds and removes routes is written as its difference,
   };
   const next: Plan = {
     ...plan0,
-    routes: [plan0.routes[1]!, plan0.routes[2]!, { dst: '172.16.30.0/24', dev: 'eth1', mtu: 1400 }, { dst: '172.16.31.0/24', dev: 'eth0' }],
+    routes: [
+      plan0.routes[1]!,
+      plan0.routes[2]!,
+      { dst: '172.16.30.0/24', dev: 'eth1', mtu: 1400 },
+      { dst: '172.16.31.0/24', dev: 'eth0' },
+      // A gateway reachable only through a route the same change adds, listed after it: the
+      // routes without a gateway are written first, as a whole apply writes them.
+      { dst: '172.16.40.0/24', dev: 'eth1', via: '10.50.0.1' },
+      { dst: '10.50.0.0/24', dev: 'eth1' },
+    ],
   };
   const saved: SavedDefault[] = [];
   const k = new RouteKeeper(a.path, plan0, { onReport: () => {}, debounceMs: 10, resyncMs: 0 });
