@@ -139,15 +139,30 @@ export function defaultFamily(d: { via?: string; src?: string }): Family {
 }
 
 /**
- * The gateway of `dev` for `family` in a pod's table, for `via: gateway`: the gateway of a
- * unicast route through a gateway on that device that ovnkube-route did not write (the
- * CNI's, written from that interface's CNI result). Preferred: the default route, then the
- * shortest prefix, then the lowest metric, then the smallest address, so the choice is
- * stable. undefined when the table has none.
+ * The gateway of `link` for `family` in a pod, for `via: gateway` and symmetric return paths:
+ * - the gateway of the original default route ours replaced on that device (`saved` when the
+ *   plan took the default over): once ours is in place the table no longer shows it, and it
+ *   was the best candidate of all (a default route). Without it a plan that moves the default
+ *   to eth1 and pins the Service CIDR to eth0 `via: gateway` (what the DefaultRouteMovesServices
+ *   warning advises) lost its Service route at the next apply after the first (no-gateway);
+ * - else the gateway of a unicast route through a gateway on that device that ovnkube-route
+ *   did not write (the CNI's, written from that interface's CNI result). Preferred: the default
+ *   route, then the shortest prefix, then the lowest metric, then the smallest address, so the
+ *   choice is stable.
+ * undefined when there is none.
  */
-export function gatewayOf(table: readonly KernelRoute[], oif: number, family: Family, protocol: number): string | undefined {
+export function gatewayOf(
+  table: readonly KernelRoute[],
+  link: { index: number; name: string },
+  family: Family,
+  protocol: number,
+  saved: readonly SavedDefault[] = [],
+): string | undefined {
+  const original = saved.find((x) => x.family === family && x.route?.dev === link.name && x.route.via !== undefined);
+  if (original) return original.route!.via;
   const cands = table.filter(
-    (k) => k.family === family && k.oif === oif && k.via !== undefined && k.protocol !== protocol && k.type === 'UNICAST' && !k.multipath,
+    (k) =>
+      k.family === family && k.oif === link.index && k.via !== undefined && k.protocol !== protocol && k.type === 'UNICAST' && !k.multipath,
   );
   const bits = (k: KernelRoute): number => Number(k.dst.slice(k.dst.indexOf('/') + 1));
   cands.sort((a, b) => bits(a) - bits(b) || a.priority - b.priority || (a.via! < b.via! ? -1 : a.via! > b.via! ? 1 : 0));
@@ -155,22 +170,8 @@ export function gatewayOf(table: readonly KernelRoute[], oif: number, family: Fa
 }
 
 /**
- * The gateway of `dev` for `family` from the original default route ours replaced (saved
- * when the plan took the default over), if that was a route through a gateway on `dev`. Once
- * our default route is in place the table no longer shows the original, and it was the best
- * candidate of all (a default route): without it, a plan that moves the default to eth1 and
- * pins the Service CIDR to eth0 `via: gateway` (what the DefaultRouteMovesServices warning
- * advises) lost its Service route at the next apply after the first (no-gateway).
- */
-export function savedGatewayOf(saved: readonly SavedDefault[], dev: string, family: Family): string | undefined {
-  const s = saved.find((x) => x.family === family && x.route?.dev === dev && x.route.via !== undefined);
-  return s?.route?.via;
-}
-
-/**
- * Replace every `via: gateway` of the plan by the gateway of its dev: that of the original
- * default route ours replaced on that dev (`saved`, savedGatewayOf), else the one found in the
- * table (gatewayOf). A route whose gateway cannot be found is left out and reported skipped,
+ * Replace every `via: gateway` of the plan by the gateway of its dev (gatewayOf: the original
+ * default route ours replaced there, `saved`, else the table's). A route whose gateway cannot be found is left out and reported skipped,
  * reason 'no-gateway'; so is a default route. The result has only literal gateways.
  */
 export function resolveGateways(
@@ -186,7 +187,7 @@ export function resolveGateways(
   const find = (dst: string, dev: string, family: Family): string | undefined => {
     const oif = byName.get(dev);
     if (oif === undefined) return GATEWAY_VIA; // dev-missing is reported by the diff as usual
-    const gw = savedGatewayOf(saved, dev, family) ?? gatewayOf(table, oif, family, protocol);
+    const gw = gatewayOf(table, { index: oif, name: dev }, family, protocol, saved);
     if (gw === undefined) {
       skipped.push({
         family,

@@ -25,7 +25,7 @@ import {
   type LinkInfo,
   type RuleWrite,
 } from '../kernel/netlink-codec.js';
-import { defaultDst, gatewayOf, isSourceLookupRule, savedGatewayOf, type SavedDefault, type SkippedItem, type SkipReason } from './diff.js';
+import { defaultDst, gatewayOf, isSourceLookupRule, type SavedDefault, type SkippedItem, type SkipReason } from './diff.js';
 
 /**
  * Preference of our `ip rule`s: after the `local` rule (0), before `main` (32766) and
@@ -187,7 +187,7 @@ export function planSymmetric(
           protocol,
         });
       }
-      const gw = savedGatewayOf(saved, dev, family) ?? gatewayOf([...main], link.index, family, protocol);
+      const gw = gatewayOf(main, link, family, protocol, saved);
       if (gw === undefined) {
         diff.skipped.push(
           skip(
