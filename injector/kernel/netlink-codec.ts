@@ -203,13 +203,33 @@ const NLA_TYPE_MASK = 0x3fff;
  * Each attribute (struct nlattr) in b[start, end): its type (flag bits masked), where its
  * value starts and how long it is. Stops at a malformed one, or when `each` returns true.
  */
-function walkAttrs(b: Buffer, start: number, end: number, each: (type: number, value: number, len: number) => boolean | void): void {
+export function walkAttrs(b: Buffer, start: number, end: number, each: (type: number, value: number, len: number) => boolean | void): void {
   for (let off = start; off + 4 <= end;) {
     const len = readU16(b, off);
     if (len < 4 || off + len > end) return;
     if (each(readU16(b, off + 2) & NLA_TYPE_MASK, off + 4, len - 4) === true) return;
     off += (len + 3) & ~3;
   }
+}
+
+/** Length of a netlink message header (struct nlmsghdr). */
+export const NLMSG_HEADER = 16;
+
+/**
+ * Each netlink message of `buf` (several concatenated, as one read or one exchange gives
+ * them): its type, flags, sequence number and payload (after the header). Stops when `each`
+ * returns true. Returns the offset of a malformed header that ended the walk early (the rest
+ * is not read), else -1.
+ */
+export function walkMessages(buf: Buffer, each: (type: number, flags: number, seq: number, payload: Buffer) => boolean | void): number {
+  for (let off = 0; off + NLMSG_HEADER <= buf.length;) {
+    const len = readU32(buf, off);
+    if (len < NLMSG_HEADER || off + len > buf.length) return off;
+    if (each(readU16(buf, off + 4), readU16(buf, off + 6), readU32(buf, off + 8), buf.subarray(off + NLMSG_HEADER, off + len)) === true)
+      return -1;
+    off += (len + 3) & ~3;
+  }
+  return -1;
 }
 
 /**

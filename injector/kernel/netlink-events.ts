@@ -25,6 +25,7 @@ import {
   linkFromIfinfo,
   routeFromRtmsg,
   ruleFromMessage,
+  walkMessages,
   type KernelRoute,
   type KernelRule,
   type LinkInfo,
@@ -74,16 +75,13 @@ export function subscribeNetns(path: string, onEvent: (ev: NetnsEvent) => void, 
       onEvent({ kind: 'overflow', error: error ?? 'EIO' });
       return;
     }
-    for (let off = 0; off + 16 <= buf.length;) {
-      const len = buf.readUInt32LE(off);
-      if (len < 16 || off + len > buf.length) {
-        onEvent({ kind: 'overflow', error: `unparsable event: a message of ${len} bytes at ${off} of ${buf.length}` });
-        return;
-      }
-      const ev = eventOf(buf.readUInt16LE(off + 4), buf.subarray(off + 16, off + len));
+    const bad = walkMessages(buf, (type, _flags, _seq, data) => {
+      const ev = eventOf(type, data);
       if (ev) onEvent(ev);
-      if (closed) return; // the subscriber let go in its handler
-      off += (len + 3) & ~3;
+      return closed; // the subscriber may let go in its handler
+    });
+    if (bad >= 0 && !closed) {
+      onEvent({ kind: 'overflow', error: `unparsable event: a message of ${buf.readUInt32LE(bad)} bytes at ${bad} of ${buf.length}` });
     }
   };
   const sub = withNetns(

@@ -16,8 +16,8 @@
  *   ENETUNREACH, ENODEV, ...) and the kernel's own explanation when it gives one (extended
  *   ACK). A request never hangs: a reply the kernel has not queued is waited for at most
  *   `timeoutMs` (ETIMEDOUT), and close() rejects the requests not sent yet.
- * - Event subscriptions keep the `netlink` package's socket (netlink-events.ts): they need
- *   the event loop to say when an event came.
+ * - Event subscriptions have a socket of their own too (netlink-events.ts, nlSubscribe),
+ *   watched on the event loop.
  */
 import { closeSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
@@ -28,6 +28,9 @@ import {
   addrFromMessage,
   afOf,
   encodeRouteMessage,
+  NLMSG_HEADER,
+  walkAttrs,
+  walkMessages,
   ipToBytes,
   linkFromIfinfo,
   RTM_GETLINK,
@@ -103,7 +106,6 @@ const RTM_DELRULE = 33;
 const RTM_GETRULE = 34;
 const RTM_GETADDR = 22;
 const RTM_DELROUTE = 25;
-const HEADER = 16;
 
 /** Default bound of requests sent in one batch (their ACKs fit the receive buffer many times over). */
 export const DEFAULT_MAX_IN_FLIGHT = 64;
@@ -155,12 +157,12 @@ interface Pending {
 /** errno number -> name (EEXIST, ...), from Node's table. */
 const ERRNO_NAMES = new Map<number, string>(Object.entries(osConstants.errno).map(([name, n]) => [n, name]));
 
-/** A message with HEADER bytes free at its start for the netlink header (send writes it), then `payload`. */
+/** A message with NLMSG_HEADER bytes free at its start for the netlink header (send writes it), then `payload`. */
 function framed(payload: readonly Uint8Array[]): Buffer {
-  let len = HEADER;
+  let len = NLMSG_HEADER;
   for (const b of payload) len += b.length;
   const m = Buffer.alloc(len);
-  let off = HEADER;
+  let off = NLMSG_HEADER;
   for (const b of payload) {
     m.set(b, off);
     off += b.length;
@@ -175,17 +177,19 @@ function routeFramed(data: netlink.rt.Route, attrs: netlink.rt.RouteAttrs): Buff
   return framed(out.bufs);
 }
 
-/** The kernel's own words for an error (the extended ACK's message attribute), if it gave any. */
-function extAckMessage(m: Buffer, flags: number, at: number): string | undefined {
+/**
+ * The kernel's own words for an error (the extended ACK's message attribute), if it gave any:
+ * `payload` is the NLMSG_ERROR's or NLMSG_DONE's, its attributes starting at `at`.
+ */
+function extAckMessage(payload: Buffer, flags: number, at: number): string | undefined {
   if (!(flags & NLM_F_ACK_TLVS)) return undefined;
-  for (let off = at; off + 4 <= m.length;) {
-    const len = m.readUInt16LE(off);
-    const type = m.readUInt16LE(off + 2) & 0x3fff;
-    if (len < 4 || off + len > m.length) return undefined;
-    if (type === NLMSGERR_ATTR_MSG) return m.toString('utf8', off + 4, off + len).replace(/\0+$/, '');
-    off += (len + 3) & ~3;
-  }
-  return undefined;
+  let text: string | undefined;
+  walkAttrs(payload, at, payload.length, (type, value, len) => {
+    if (type !== NLMSGERR_ATTR_MSG) return false;
+    text = payload.toString('utf8', value, value + len).replace(/\0+$/, '');
+    return true;
+  });
+  return text;
 }
 
 /**
@@ -193,10 +197,9 @@ function extAckMessage(m: Buffer, flags: number, at: number): string | undefined
  *
  * Its socket is its own (injector/native/setns.c: rtnlOpen), not the `netlink` package's:
  * rtnetlink answers a request inside sendmsg, so a batch of requests and every reply is one
- * synchronous exchange (rtnlTalk), without the event loop. The package's socket (still used for
- * event subscriptions, netlink-events.ts) costs several times more per request: it asks the
- * kernel for its own address on every send, completes each send through the event loop, and
- * reads every reply twice (a peek for its size, then the read).
+ * synchronous exchange (rtnlTalk), without the event loop. The package's socket cost several
+ * times more per request: it asks the kernel for its own address on every send, completes each
+ * send through the event loop, and reads every reply twice (a peek for its size, then the read).
  *
  * The requests a caller makes in one go (before it awaits) are sent together: each call queues
  * its message and the batch goes out in a microtask, up to `maxInFlight` messages per sendmsg
@@ -350,7 +353,7 @@ export class RtnlClient {
     await this.send(
       RTM_NEWROUTE,
       false,
-      encodeRouteMessage(data, attrs, HEADER),
+      encodeRouteMessage(data, attrs, NLMSG_HEADER),
       `add route ${describe(w)}`,
       FlagsNew.CREATE | FlagsNew.EXCL,
     );
@@ -362,7 +365,7 @@ export class RtnlClient {
     await this.send(
       RTM_NEWROUTE,
       false,
-      encodeRouteMessage(data, attrs, HEADER),
+      encodeRouteMessage(data, attrs, NLMSG_HEADER),
       `replace route ${describe(w)}`,
       FlagsNew.CREATE | FlagsNew.REPLACE,
     );
@@ -374,7 +377,7 @@ export class RtnlClient {
     await this.send(
       RTM_DELROUTE,
       false,
-      encodeRouteMessage(data, attrs, HEADER),
+      encodeRouteMessage(data, attrs, NLMSG_HEADER),
       `delete route ${k.dst}${k.protocol !== undefined ? ` proto ${k.protocol}` : ''}`,
     );
   }
@@ -388,7 +391,7 @@ export class RtnlClient {
     if (this.closed) return Promise.reject(new NetlinkError('ECLOSED', op, this.netns));
     const seq = this.seq;
     this.seq = (this.seq + 1) >>> 0; // uint32, wrapping (the addon and exchange() compare modulo 2^32)
-    // The netlink header, in the HEADER bytes the message was made with free.
+    // The netlink header, in the NLMSG_HEADER bytes the message was made with free.
     msg.writeUInt32LE(msg.length, 0);
     msg.writeUInt16LE(type, 4);
     msg.writeUInt16LE(flags | NLM_F_REQUEST | (dump ? NLM_F_DUMP : NLM_F_ACK), 6);
@@ -435,29 +438,23 @@ export class RtnlClient {
     }
     const first = batch[0]!.seq;
     const settled = new Set<Pending>();
-    for (let off = 0; off + HEADER <= replies.length;) {
-      const len = replies.readUInt32LE(off);
-      if (len < HEADER || off + len > replies.length) break;
-      const type = replies.readUInt16LE(off + 4);
-      const flags = replies.readUInt16LE(off + 6);
-      const p = batch[(replies.readUInt32LE(off + 8) - first) >>> 0];
-      if (p && !settled.has(p)) {
-        if (type === NLMSG_ERROR || type === NLMSG_DONE) {
-          settled.add(p);
-          const errno = len >= HEADER + 4 ? -replies.readInt32LE(off + HEADER) : 0;
-          if (errno > 0) {
-            // After the error: the request's header (all of it, with NETLINK_CAP_ACK), then the extended ACK.
-            const at =
-              type === NLMSG_ERROR
-                ? off + HEADER + 4 + (flags & NLM_F_CAPPED ? HEADER : replies.readUInt32LE(off + HEADER + 4))
-                : off + HEADER + 4;
-            const kernel = extAckMessage(replies.subarray(0, off + len), flags, at);
-            p.reject(new NetlinkError(ERRNO_NAMES.get(errno) ?? `errno ${errno}`, p.op, this.netns, kernel));
-          } else p.resolve(p.replies);
-        } else p.replies.push({ type, data: replies.subarray(off + HEADER, off + len) });
+    walkMessages(replies, (type, flags, seq, payload) => {
+      const p = batch[(seq - first) >>> 0];
+      if (!p || settled.has(p)) return;
+      if (type !== NLMSG_ERROR && type !== NLMSG_DONE) {
+        p.replies.push({ type, data: payload });
+        return;
       }
-      off += (len + 3) & ~3;
-    }
+      settled.add(p);
+      const errno = payload.length >= 4 ? -payload.readInt32LE(0) : 0;
+      if (errno <= 0) {
+        p.resolve(p.replies);
+        return;
+      }
+      // After the error: the request's header (the whole request without NETLINK_CAP_ACK), then the extended ACK.
+      const at = type === NLMSG_ERROR ? 4 + (flags & NLM_F_CAPPED ? NLMSG_HEADER : payload.readUInt32LE(4)) : 4;
+      p.reject(new NetlinkError(ERRNO_NAMES.get(errno) ?? `errno ${errno}`, p.op, this.netns, extAckMessage(payload, flags, at)));
+    });
     for (const p of batch) if (!settled.has(p)) p.reject(new NetlinkError('EIO', `${p.op} (no answer in the kernel's reply)`, this.netns));
   }
 }
