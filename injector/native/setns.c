@@ -215,6 +215,12 @@ static napi_value js_socket_queue(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/* A receive buffer of `rcvbuf` bytes (past the system's limit with CAP_NET_ADMIN); 0 when done or rcvbuf <= 0. */
+static int set_rcvbuf(int fd, int32_t rcvbuf) {
+  if (rcvbuf <= 0 || setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) == 0) return 0;
+  return setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+}
+
 /*
  * rtnlOpen(rcvbuf): a NETLINK_ROUTE socket of the calling thread's netns (call inside
  * withNetns), CLOEXEC, bound by the kernel, with NETLINK_CAP_ACK (an ACK does not copy the
@@ -233,8 +239,7 @@ static napi_value js_rtnl_open(napi_env env, napi_callback_info info) {
   if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0) what = "bind";
   else if (setsockopt(fd, SOL_NETLINK, NETLINK_CAP_ACK, &one, sizeof one) != 0) what = "setsockopt(NETLINK_CAP_ACK)";
   else if (setsockopt(fd, SOL_NETLINK, NETLINK_EXT_ACK, &one, sizeof one) != 0) what = "setsockopt(NETLINK_EXT_ACK)";
-  else if (rcvbuf > 0 && setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) != 0 &&
-           setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf) != 0) what = "setsockopt(SO_RCVBUF)";
+  else if (set_rcvbuf(fd, rcvbuf) != 0) what = "setsockopt(SO_RCVBUF)";
   if (what) {
     int err = errno;
     close(fd);
@@ -427,12 +432,15 @@ static napi_value js_nl_subscribe(napi_env env, napi_callback_info info) {
   napi_get_array_length(env, argv[0], &ngroups);
   int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_ROUTE);
   if (fd < 0) return throw_errno(env, errno, "socket(AF_NETLINK)");
-  /* Groups 1..32 are joined by bind, all at once: each NETLINK_ADD_MEMBERSHIP updates the
-   * kernel's listener tables, whose cost grows with the sockets of the protocol (one per pod
-   * here). Higher groups are joined one by one after the bind. */
+  /* Groups 1..32 are joined by the bind itself (its nl_groups mask), higher ones one by one
+   * after it. */
   int32_t groups[64];
   uint32_t mask = 0;
-  if (ngroups > 64) ngroups = 64;
+  if (ngroups > 64) {
+    close(fd);
+    napi_throw_type_error(env, NULL, "nlSubscribe: at most 64 groups");
+    return NULL;
+  }
   for (uint32_t i = 0; i < ngroups; i++) {
     napi_value v;
     if (napi_get_element(env, argv[0], i, &v) != napi_ok || napi_get_value_int32(env, v, &groups[i]) != napi_ok || groups[i] <= 0) {
@@ -449,8 +457,7 @@ static napi_value js_nl_subscribe(napi_env env, napi_callback_info info) {
   int one = 1;
   const char *what = NULL;
   if (setsockopt(fd, SOL_NETLINK, NETLINK_NO_ENOBUFS, &one, sizeof one) != 0) what = "setsockopt(NETLINK_NO_ENOBUFS)";
-  else if (rcvbuf > 0 && setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) != 0 &&
-           setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf) != 0) what = "setsockopt(SO_RCVBUF)";
+  else if (set_rcvbuf(fd, rcvbuf) != 0) what = "setsockopt(SO_RCVBUF)";
   else if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0) what = "bind";
   for (uint32_t i = 0; !what && i < ngroups; i++) {
     if (groups[i] > 32 && setsockopt(fd, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &groups[i], sizeof groups[i]) != 0) {
