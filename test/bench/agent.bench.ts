@@ -287,40 +287,29 @@ async function measureN(n: number, tmp: string): Promise<Row[]> {
     const startFile = batchFile(base, 'start.batch');
     await warmup(paths[0]!, eth1[0]!);
 
-    // Baselines: start (ROUTES writes per pod) and change (1 write per pod), bare netlink and ip -batch.
-    const floorStart = await cpuOf(async () => {
-      for (let i = 0; i < n; i++) await bareWrite(paths[i]!, eth1[i]!, base);
-    });
-    // The same writes as the agent's changes: change k adds the k-th CIDR and (k > 1) deletes
-    // the one before it.
-    let floorChange = Infinity;
-    for (let k = 1; k <= CHANGES; k++) {
-      const add = [{ dst: `172.22.${k}.0/24`, dev: 'eth1' }];
-      const del = k > 1 ? `172.22.${k - 1}.0/24` : undefined;
-      floorChange = Math.min(
-        floorChange,
-        await cpuOf(async () => {
-          for (let i = 0; i < n; i++) await bareWrite(paths[i]!, eth1[i]!, add, del);
-        }),
-      );
-    }
-    flush();
-    // The same writes through a bare client of the `netlink` package.
-    const pkgStart = await cpuOf(async () => {
-      for (let i = 0; i < n; i++) await bareWritePackage(paths[i]!, eth1[i]!, base);
-    });
-    let pkgChange = Infinity;
-    for (let k = 1; k <= CHANGES; k++) {
-      const add = [{ dst: `172.22.${k}.0/24`, dev: 'eth1' }];
-      const del = k > 1 ? `172.22.${k - 1}.0/24` : undefined;
-      pkgChange = Math.min(
-        pkgChange,
-        await cpuOf(async () => {
-          for (let i = 0; i < n; i++) await bareWritePackage(paths[i]!, eth1[i]!, add, del);
-        }),
-      );
-    }
-    flush();
+    // Baselines: start (ROUTES writes per pod) and change (1 write per pod), through a bare
+    // client (ours, then the netlink package's), and ip -batch. A change is the same writes as
+    // the agent's: change k adds the k-th CIDR and (k > 1) deletes the one before it.
+    const floorOf = async (write: typeof bareWrite): Promise<{ start: number; change: number }> => {
+      const start = await cpuOf(async () => {
+        for (let i = 0; i < n; i++) await write(paths[i]!, eth1[i]!, base);
+      });
+      let change = Infinity;
+      for (let k = 1; k <= CHANGES; k++) {
+        const add = [{ dst: `172.22.${k}.0/24`, dev: 'eth1' }];
+        const del = k > 1 ? `172.22.${k - 1}.0/24` : undefined;
+        change = Math.min(
+          change,
+          await cpuOf(async () => {
+            for (let i = 0; i < n; i++) await write(paths[i]!, eth1[i]!, add, del);
+          }),
+        );
+      }
+      flush();
+      return { start, change };
+    };
+    const { start: floorStart, change: floorChange } = await floorOf(bareWrite);
+    const { start: pkgStart, change: pkgChange } = await floorOf(bareWritePackage);
     const ipStart = await cpuOf(() => {
       for (const x of names) ip('-n', x, '-batch', startFile);
     });
