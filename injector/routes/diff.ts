@@ -409,16 +409,13 @@ export function planDelta(
   links: readonly LinkInfo[],
   protocol: number,
 ): PlanDelta | null {
-  if (!lastApplyComplete(prev) || !sameDefaults(prev.plan, plan)) return null;
-  const change = routeChanges(prev.plan, plan);
-  if (!change || (!change.adds.length && !change.removes.length)) return null; // nothing to write: the whole check is as cheap
-  const { adds, removes, dsts } = change;
+  if (!lastApplyComplete(prev)) return null;
+  const change = plainChange(prev.plan, plan);
+  if (!change) return null;
+  const { adds, removes, adding, removing } = change;
   const owned = new Set(prev.result.owned);
   if (removes.some((dst) => !owned.has(dst))) return null;
-  // Nothing changed may overlap another plan route (its effective-route check could change).
-  if ([...adds.map((r) => r.dst), ...removes].some((dst) => overlapsAnother(dst, dsts))) return null;
-  const adding = new Set(adds.map((r) => r.dst));
-  const remove = ourRoutesAt(routes, adding, new Set(removes), protocol);
+  const remove = ourRoutesAt(routes, adding, removing, protocol);
   if (!remove || remove.length !== removes.length) return null;
   const add: DesiredRoute[] = [];
   for (const r of adds) {
@@ -428,8 +425,48 @@ export function planDelta(
   }
   const unchanged = itemsInPlace(prev.result, plan, adding);
   if (!unchanged) return null;
-  const removing = new Set(removes);
   return { add, remove, unchanged, ownedKept: prev.result.owned.filter((d) => !removing.has(d)) };
+}
+
+/** What planDelta reads of the two plans alone: the destinations added and removed. */
+interface PlainChange {
+  adds: PlanRoute[];
+  removes: string[];
+  adding: ReadonlySet<string>;
+  removing: ReadonlySet<string>;
+}
+
+/**
+ * The change from `p0` to `p1` when it only adds and removes plain routes that overlap no
+ * other route of the plan, else null: the part of planDelta that depends on the plans alone.
+ * Remembered for frozen plans (decodeSignedPlan's: one object per plan value, shared by the
+ * pods that carry it), so that a node-wide change of one Route is judged once, not per pod.
+ */
+function plainChange(p0: Plan, p1: Plan): PlainChange | null {
+  const frozen = Object.isFrozen(p0) && Object.isFrozen(p1);
+  if (frozen) {
+    const hit = plainChanges.get(p0)?.get(p1);
+    if (hit !== undefined) return hit;
+  }
+  const answer = judgeChange(p0, p1);
+  if (frozen) {
+    let to = plainChanges.get(p0);
+    if (!to) plainChanges.set(p0, (to = new WeakMap()));
+    to.set(p1, answer);
+  }
+  return answer;
+}
+
+const plainChanges = new WeakMap<Plan, WeakMap<Plan, PlainChange | null>>();
+
+function judgeChange(p0: Plan, p1: Plan): PlainChange | null {
+  if (!sameDefaults(p0, p1)) return null;
+  const change = routeChanges(p0, p1);
+  if (!change || (!change.adds.length && !change.removes.length)) return null; // nothing to write: the whole check is as cheap
+  const { adds, removes, dsts } = change;
+  // Nothing changed may overlap another plan route (its effective-route check could change).
+  if ([...adds.map((r) => r.dst), ...removes].some((dst) => overlapsAnother(dst, dsts))) return null;
+  return { adds, removes, adding: new Set(adds.map((r) => r.dst)), removing: new Set(removes) };
 }
 
 /** The last apply left nothing undone or restored, and neither plan has symmetric return paths. */

@@ -108,6 +108,14 @@ const POOL = [
   'fd00:1::/48',
 ];
 
+function deepFreeze<T>(o: T): T {
+  if (o && typeof o === 'object') {
+    Object.freeze(o);
+    for (const v of Object.values(o)) deepFreeze(v);
+  }
+  return o;
+}
+
 function randomRoute(r: (n: number) => number, dst: string): PlanRoute {
   const six = dst.includes(':');
   const dev = r(16) === 0 ? 'eth9' : r(3) === 0 ? 'eth0' : 'eth1';
@@ -152,6 +160,15 @@ t.test('6000 random changes: planDelta is the whole comparison whenever it answe
     else if (!plan0.default && r(10) === 0) next.default = { dev: 'eth0', via: '169.254.1.1' };
 
     const d = planDelta(prev, next, after, LINKS, OURS);
+    // Frozen plans (the agent's: decodeSignedPlan's) have the plans' part of the answer
+    // remembered per pair: asked twice, the answer is that of unfrozen copies.
+    const f0 = deepFreeze(structuredClone(prev.plan));
+    const f1 = deepFreeze(structuredClone(next));
+    const again = [planDelta({ ...prev, plan: f0 }, f1, after, LINKS, OURS), planDelta({ ...prev, plan: f0 }, f1, after, LINKS, OURS)];
+    if (again.some((x) => JSON.stringify(x) !== JSON.stringify(d))) {
+      failures++;
+      if (failures <= 5) t.fail(`case ${i}: frozen plans answered otherwise`);
+    }
     if (!d) {
       declined++;
       continue;
@@ -251,4 +268,38 @@ t.test('it declines what only the whole comparison can say', async (t) => {
     ],
   ];
   for (const [what, plan, table, p] of cases) t.equal(planDelta(p ?? prev, plan, table ?? after, LINKS, OURS), null, what);
+
+  // One pair of frozen plans (its plans' part remembered) asked about with tables and last
+  // results that decide otherwise: each answer is that of its own table and result.
+  const p0 = deepFreeze(structuredClone(base));
+  const p1 = deepFreeze(change([...base.routes, { dst: '172.16.3.0/24', dev: 'eth0' }]));
+  const from = { ...prev, plan: p0 };
+  const skippedBefore: PreviousApply = {
+    ...from,
+    result: { ...prev.result, skipped: [{ family: 4 as const, dst: '172.16.9.0/24', reason: 'collision', detail: 'x' }] },
+  };
+  for (let round = 0; round < 2; round++) {
+    t.same(
+      planDelta(from, p1, after, LINKS, OURS)?.add.map((d) => d.dst),
+      ['172.16.3.0/24'],
+      `round ${round}: answered`,
+    );
+    t.equal(
+      planDelta(from, p1, [...after, kr('172.16.3.0/24', 'eth1', { protocol: 4 })], LINKS, OURS),
+      null,
+      `round ${round}: a foreign route at the added destination`,
+    );
+    t.equal(planDelta(skippedBefore, p1, after, LINKS, OURS), null, `round ${round}: the last apply skipped something`);
+    t.equal(
+      planDelta(
+        from,
+        p1,
+        after,
+        LINKS.filter((l) => l.name !== 'eth0'),
+        OURS,
+      ),
+      null,
+      `round ${round}: the added route's device is gone`,
+    );
+  }
 });
