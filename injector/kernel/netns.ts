@@ -13,7 +13,7 @@
  * <procRoot>/self/ns/net and <procRoot>/1/ns/net). The check is made on the opened fd, so
  * the namespace that is checked is the one that is entered.
  */
-import { closeSync, fstatSync, lstatSync, openSync, realpathSync, statSync } from 'node:fs';
+import { closeSync, fstatSync, lstatSync, openSync, realpathSync, statSync, type Stats } from 'node:fs';
 import { createRequire } from 'node:module';
 import { sep } from 'node:path';
 import { withCause } from '../../platform/errors.js';
@@ -249,6 +249,11 @@ function hostIds(procRoot = '/proc'): NetnsId[] {
  * NetnsError ('gone', 'outside-dir', 'not-netns', 'host-netns').
  */
 export function checkNetnsPath(path: string, policy: NetnsPolicy): { realPath: string; id: NetnsId } {
+  const direct = directEntry(path, policy);
+  if (direct) {
+    verifyNamespace(direct.st, path, policy);
+    return { realPath: direct.real, id: { dev: direct.st.dev, ino: direct.st.ino } };
+  }
   // Nothing is entered, so a stat of the resolved path tells what an open and fstat would.
   const real = realInDir(path, policy);
   let st;
@@ -308,6 +313,32 @@ function netnsDirReal(netnsDir: string): string {
     dirReal.set(netnsDir, dir);
   }
   return dir;
+}
+
+/**
+ * The realpath and lstat of `path` when it names an entry of the netns dir itself (the dir as
+ * the policy spells it, or its realpath, then one name) that is not a symlink: the realpath is
+ * then the dir's (resolved once) and that name, and the lstat says what a stat would (a
+ * bind-mounted namespace file is the mount's root either way). This is every path a runtime
+ * gives, and one lstat instead of a realpath (which resolves every component of the path)
+ * and a stat. Undefined for anything else, which the general way judges.
+ */
+function directEntry(path: string, policy: NetnsPolicy): { real: string; st: Stats } | undefined {
+  const slash = path.lastIndexOf('/');
+  if (slash <= 0) return undefined;
+  const name = path.slice(slash + 1);
+  if (name === '' || name === '.' || name === '..') return undefined;
+  const parent = path.slice(0, slash);
+  const dir = netnsDirReal(policy.netnsDir);
+  if (parent !== policy.netnsDir && parent !== dir) return undefined;
+  let st: Stats;
+  try {
+    st = lstatSync(path);
+  } catch {
+    return undefined; // gone, or not to be read: the general way says which
+  }
+  if (st.isSymbolicLink()) return undefined;
+  return { real: (dir.endsWith(sep) ? dir : dir + sep) + name, st };
 }
 
 /** The realpath of `path`, which must be inside the netns dir (else NetnsError 'outside-dir'). */

@@ -1,7 +1,7 @@
 // withNetns and the netns safety checks, on real namespaces.
 import { mkdirSync, mkdtempSync, realpathSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import t from 'tap';
 import { checkNetnsPath, gettid, hostNetnsInodes, isNetnsError, netnsInode, withNetns } from '../../injector/kernel/netns.js';
 import { makeNetns, openFds } from '../util/netns.js';
@@ -101,6 +101,31 @@ t.test('policy: netns dir and host refusal', async (t) => {
       realpathSync(ns.path),
       'a symlink into the dir is judged by its target too',
     );
+  });
+
+  t.test('an entry of the dir itself (one lstat) is judged as through its realpath', async (t) => {
+    const real = realpathSync(ns.path);
+    const name = basename(ns.path);
+    const viaReal = checkNetnsPath(join(realpathSync('/var/run/netns'), name), policy);
+    const viaPolicy = checkNetnsPath(join('/var/run/netns', name), policy);
+    t.same(viaPolicy, viaReal, 'the dir as the policy spells it, or its realpath');
+    t.equal(viaPolicy.realPath, real);
+    t.same(viaPolicy.id, netnsInode(ns.path));
+    // Entries of the dir that are not namespace files, or are symlinks: the answers of the
+    // general way (a symlink is judged by its target).
+    const dir = mkdtempSync(join(tmpdir(), 'ovr-netnsdir-'));
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+    writeFileSync(join(dir, 'plain'), '');
+    mkdirSync(join(dir, 'sub'));
+    symlinkSync(ns.path, join(dir, 'out'));
+    symlinkSync(join(dir, 'plain'), join(dir, 'in'));
+    const own = { netnsDir: dir };
+    t.throws(() => checkNetnsPath(join(dir, 'plain'), own), { code: 'not-netns' }, 'a regular file');
+    t.throws(() => checkNetnsPath(join(dir, 'sub'), own), { code: 'not-netns' }, 'a directory');
+    t.throws(() => checkNetnsPath(join(dir, 'missing'), own), { code: 'gone' }, 'nothing');
+    t.throws(() => checkNetnsPath(join(dir, 'out'), own), { code: 'outside-dir' }, 'a symlink out of the dir');
+    t.throws(() => checkNetnsPath(join(dir, 'in'), own), { code: 'not-netns' }, 'a symlink to a file of the dir');
+    t.throws(() => checkNetnsPath(join(dir, '..'), own), { code: 'outside-dir' }, '..');
   });
 
   t.test('/proc ns links are refused', async (t) => {
