@@ -20,7 +20,7 @@ import { statusCodeOf } from '../../platform/api-errors.js';
 import { backoffMs } from '../../platform/backoff.js';
 import { hasReadinessGate, podKey } from '../pod.js';
 import type { AgentMetrics } from '../metrics.js';
-import { readyCondition, statusBody, statusKey, type PodOutcome, type ReadyCondition } from './status.js';
+import { readyCondition, statusBody, statusKey, statusValue, type PodOutcome, type ReadyCondition } from './status.js';
 
 /** A pod as the API identifies it; the UID guards writes against a same-named successor. */
 export interface PodId {
@@ -50,6 +50,10 @@ interface Slot {
   dirty: boolean;
   wroteStatus?: string;
   wroteCond?: string;
+  /** The status annotation value last read from the pod, and its statusKey (undefined: none or unreadable). */
+  seen?: { value: string; key: string | undefined };
+  /** The outcome last written or compared, and its statusKey. */
+  wanted?: { outcome: PodOutcome; key: string };
   /** Writes failed in a row, and the delay before the next retry (backoff.ts). */
   failures: number;
   retryMs: number;
@@ -80,9 +84,8 @@ export class Reporter {
     if (s) {
       s.pod = pod;
       // Once the watch shows what we wrote, compare with the pod again (someone may change it later).
-      const ann = pod.metadata?.annotations ?? {};
-      const cur = decodeInjectorStatus(ann[STATUS_ANNOTATION]);
-      if (cur && s.wroteStatus === statusKey(cur, cur.node)) s.wroteStatus = undefined;
+      const has = this.hasKey(s, pod.metadata?.annotations?.[STATUS_ANNOTATION]);
+      if (has !== undefined && s.wroteStatus === has) s.wroteStatus = undefined;
       const c = ((pod.status as { conditions?: PodCondition[] } | undefined)?.conditions ?? []).find((x) => x?.type === READY_CONDITION);
       if (c && s.wroteCond === `${c.status}\n${c.reason}\n${c.message}`) s.wroteCond = undefined;
     } else
@@ -202,13 +205,12 @@ export class Reporter {
   /** The status annotation, when it differs from what the pod carries and from what we last wrote. */
   private async writeStatus(s: Slot, o: PodOutcome, pod: Pod): Promise<void> {
     const ann = pod.metadata?.annotations ?? {};
-    const body = statusBody(o);
-    const want = statusKey(body, this.node);
-    const current = decodeInjectorStatus(ann[STATUS_ANNOTATION]);
-    const has = current ? statusKey(current, current.node) : undefined;
     const relevant = ann[PLAN_ANNOTATION] !== undefined || ann[STATUS_ANNOTATION] !== undefined;
-    if (!relevant || want === has || want === s.wroteStatus) return;
-    const value = JSON.stringify({ ...JSON.parse(want), time: this.now().toISOString() });
+    if (!relevant) return;
+    if (s.wanted?.outcome !== o) s.wanted = { outcome: o, key: statusKey(statusBody(o), this.node) };
+    const want = s.wanted.key;
+    if (want === s.wroteStatus || want === this.hasKey(s, ann[STATUS_ANNOTATION])) return;
+    const value = statusValue(statusBody(o), this.node, this.now().toISOString());
     // Set before the write: the watch may show the result before the write returns.
     s.wroteStatus = want;
     try {
@@ -217,6 +219,16 @@ export class Reporter {
       s.wroteStatus = undefined;
       throw e;
     }
+  }
+
+  /** The statusKey of a status annotation value (remembered for the last value read: the watch shows each many times). */
+  private hasKey(s: Slot, value: string | undefined): string | undefined {
+    if (value === undefined) return undefined;
+    if (s.seen?.value !== value) {
+      const cur = decodeInjectorStatus(value);
+      s.seen = { value, key: cur ? statusKey(cur, cur.node) : undefined };
+    }
+    return s.seen.key;
   }
 
   /** The ready condition of the readiness gate, when it differs (its transition time kept when the status is the same). */

@@ -81,7 +81,12 @@ export function statusBody(o: PodOutcome): StatusBody {
 
 /** Encoded report value, with `time` left empty: equal bodies give equal keys. */
 export function statusKey(body: StatusBody, node: string): string {
-  return encodeInjectorStatus({ ...body, node, time: '' });
+  return statusValue(body, node, '');
+}
+
+/** The report annotation's value: the body, from `node`, at `time`. */
+export function statusValue(body: StatusBody, node: string, time: string): string {
+  return encodeInjectorStatus({ ...body, node, time });
 }
 
 function describeSkipped(s: SkippedReport[]): string {
