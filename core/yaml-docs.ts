@@ -1,11 +1,12 @@
 /**
  * YAML/JSON parsing that keeps line numbers, so errors can point at the entry a user wrote.
  * JSON is parsed by the same YAML 1.2 parser (JSON is a subset), so both formats get lines.
+ * Text in the plain subset core/yaml-fast.ts reads is read by it, and the package parses it
+ * only if a line number is asked for; the rest goes to the package at once.
  */
 import type { Document, LineCounter, Node } from 'yaml';
-import { yaml } from './yaml-lib.js';
-
-const { isMap, isSeq, parseAllDocuments } = yaml;
+import { parseSimpleYaml } from './yaml-fast.js';
+import { yamlLib } from './yaml-lib.js';
 
 /** Error in an input file, already phrased with file, entry, line and field. */
 export class InputFileError extends Error {
@@ -13,15 +14,34 @@ export class InputFileError extends Error {
 }
 
 export interface ParsedDoc {
-  doc: Document.Parsed;
+  /** The document as the package parsed it (parsed on first use when the fast path read the text). */
+  readonly doc: Document.Parsed;
   value: unknown;
-  lines: LineCounter;
+  readonly lines: LineCounter;
 }
 
 /** Parse every document of a YAML/JSON text; syntax errors name the file and line. */
 export function parseDocs(text: string, file: string): ParsedDoc[] {
+  const values = parseSimpleYaml(text);
+  if (!values) return parseWithPackage(text, file);
+  // The same documents, in the same order (test/core/yaml-fast.test.ts): the k-th is the k-th.
+  let full: ParsedDoc[] | undefined;
+  const parsed = (k: number): ParsedDoc => (full ??= parseWithPackage(text, file))[k]!;
+  return values.map((value, k) => ({
+    value,
+    get doc() {
+      return parsed(k).doc;
+    },
+    get lines() {
+      return parsed(k).lines;
+    },
+  }));
+}
+
+function parseWithPackage(text: string, file: string): ParsedDoc[] {
+  const yaml = yamlLib();
   const lines = new yaml.LineCounter();
-  const docs = parseAllDocuments(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  const docs = yaml.parseAllDocuments(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
   const list = Array.isArray(docs) ? docs : [docs];
   const out: ParsedDoc[] = [];
   for (const doc of list) {
@@ -53,6 +73,7 @@ export function tabIndentedLine(text: string): number | undefined {
 
 /** 1-based line where the n-th item of a top-level sequence (or the path's node) starts. */
 export function lineOf(d: ParsedDoc, path: (string | number)[]): number | undefined {
+  const { isMap, isSeq } = yamlLib();
   let node: unknown = d.doc.contents;
   for (const key of path) {
     if (isSeq(node) && typeof key === 'number') node = node.items[key];

@@ -18,4 +18,9 @@ function load(): typeof Yaml {
   }
 }
 
-export const yaml = load();
+let lib: typeof Yaml | undefined;
+
+/** The package, loaded at the first call (parseDocs needs it only for what core/yaml-fast.ts declines). */
+export function yamlLib(): typeof Yaml {
+  return (lib ??= load());
+}

@@ -262,8 +262,10 @@ function plugin(root, island, islandHashes = {}, islandExports = {}) {
         let src = readFileSync(a.path, 'utf8');
         const rel = toPosix(relative(root, a.path)).replace(/\.ts$/, '.js');
         if (rel === 'core/yaml-lib.js') {
-          // dist/vendor/yaml.cjs is for the unbundled modules: the bundle has yaml itself.
-          src = "import * as Yaml from 'yaml';\nexport const yaml = Yaml;\n";
+          // dist/vendor/yaml.cjs is for the unbundled modules: the bundle has yaml itself,
+          // evaluated at the first call (require() of a bundled CommonJS module is lazy), and
+          // not at all when core/yaml-fast.ts reads the input.
+          src = "let lib;\nexport function yamlLib() {\n  return (lib ??= require('yaml'));\n}\n";
         }
         // An island is a script, not a module: its import() of a package goes through the
         // bundle's (loadIsland's host.import); its import() of a project file is bundled.

@@ -1,6 +1,6 @@
 import { convertConfig } from '../../core/config.js';
 import { InputFileError } from '../../core/yaml-docs.js';
-import { yaml } from '../../core/yaml-lib.js';
+import { yamlLib } from '../../core/yaml-lib.js';
 import { InputError, parseFlags, UsageError, type Command } from '../cli.js';
 import { readInput } from '../io.js';
 
@@ -44,7 +44,7 @@ export const convertCommand: Command = {
       if (e instanceof InputFileError) throw new InputError(e.message);
       throw e;
     }
-    io.stdout.write(values.output === 'json' ? JSON.stringify(route, null, 2) + '\n' : yaml.stringify(route));
+    io.stdout.write(values.output === 'json' ? JSON.stringify(route, null, 2) + '\n' : yamlLib().stringify(route));
     return 0;
   },
 };

@@ -94,7 +94,7 @@ t.test('--help and the offline commands load none of the heavy packages', async 
 
 t.test('yaml comes from the one-file bundle the build makes, and behaves as the package', async (t) => {
   const { createRequire } = await import('node:module');
-  const { yaml } = await import('../../core/yaml-lib.js');
+  const yaml = (await import('../../core/yaml-lib.js')).yamlLib();
   const req = createRequire(import.meta.url);
   const cached = Object.keys(req.cache);
   t.ok(
@@ -108,7 +108,7 @@ t.test('yaml comes from the one-file bundle the build makes, and behaves as the 
     [
       '--input-type=module',
       '-e',
-      `import { createRequire } from 'node:module'; await import(${JSON.stringify(lib)}); console.log(JSON.stringify(Object.keys(createRequire(import.meta.url).cache)))`,
+      `import { createRequire } from 'node:module'; (await import(${JSON.stringify(lib)})).yamlLib(); console.log(JSON.stringify(Object.keys(createRequire(import.meta.url).cache)))`,
     ],
     { encoding: 'utf8' },
   );

@@ -6,6 +6,7 @@
 // must decline. On the real kernel: keeper-mirror.test.ts.
 import t from 'tap';
 import { kernelRoute, LINKS } from '../util/kernel-routes.js';
+import { rng } from '../util/rng.js';
 import type { Plan, PlanRoute } from '../../core/types.js';
 import type { KernelRoute } from '../../injector/kernel/netlink-codec.js';
 import {
@@ -85,15 +86,6 @@ function applyWhole(
       };
   }
   return { after, saved, prev: { plan, result: { added, replaced, unchanged, restored: [], skipped, owned: own.sort() } } };
-}
-
-/** A small random generator (repeatable). */
-function rng(seed: number): (n: number) => number {
-  let s = seed >>> 0;
-  return (n) => {
-    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
-    return (s >>> 8) % n;
-  };
 }
 
 const POOL = [
