@@ -20,7 +20,7 @@ import { statusCodeOf } from '../../platform/api-errors.js';
 import { backoffMs } from '../../platform/backoff.js';
 import { hasReadinessGate, podKey } from '../pod.js';
 import type { AgentMetrics } from '../metrics.js';
-import { readyCondition, statusBody, statusKey, statusValue, type PodOutcome, type ReadyCondition } from './status.js';
+import { readyCondition, statusBody, statusKey, statusValue, type PodOutcome, type ReadyCondition, type StatusBody } from './status.js';
 
 /** A pod as the API identifies it; the UID guards writes against a same-named successor. */
 export interface PodId {
@@ -52,8 +52,8 @@ interface Slot {
   wroteCond?: string;
   /** The status annotation value last read from the pod, and its statusKey (undefined: none or unreadable). */
   seen?: { value: string; key: string | undefined };
-  /** The outcome last written or compared, and its statusKey. */
-  wanted?: { outcome: PodOutcome; key: string };
+  /** The outcome last written or compared, its body and its statusKey. */
+  wanted?: { outcome: PodOutcome; body: StatusBody; key: string };
   /** Writes failed in a row, and the delay before the next retry (backoff.ts). */
   failures: number;
   retryMs: number;
@@ -207,10 +207,13 @@ export class Reporter {
     const ann = pod.metadata?.annotations ?? {};
     const relevant = ann[PLAN_ANNOTATION] !== undefined || ann[STATUS_ANNOTATION] !== undefined;
     if (!relevant) return;
-    if (s.wanted?.outcome !== o) s.wanted = { outcome: o, key: statusKey(statusBody(o), this.node) };
+    if (s.wanted?.outcome !== o) {
+      const body = statusBody(o);
+      s.wanted = { outcome: o, body, key: statusKey(body, this.node) };
+    }
     const want = s.wanted.key;
     if (want === s.wroteStatus || want === this.hasKey(s, ann[STATUS_ANNOTATION])) return;
-    const value = statusValue(statusBody(o), this.node, this.now().toISOString());
+    const value = statusValue(s.wanted.body, this.node, this.now().toISOString());
     // Set before the write: the watch may show the result before the write returns.
     s.wroteStatus = want;
     try {

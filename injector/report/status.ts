@@ -39,16 +39,22 @@ export interface ReadyCondition {
   message: string;
 }
 
-/** Destinations a plan asks for (its routes and its default route). */
-function plannedDsts(plan: Plan): Set<string> {
-  const out = new Set(plan.routes.map((r) => r.dst));
+/** Destinations a plan asks for (its routes and its default route); remembered for frozen plans (decodeSignedPlan's). */
+function plannedDsts(plan: Plan): ReadonlySet<string> {
+  let out = plannedOf.get(plan);
+  if (out) return out;
+  out = new Set(plan.routes.map((r) => r.dst));
   if (plan.default) out.add(defaultDst(defaultFamily(plan.default)));
+  if (Object.isFrozen(plan)) plannedOf.set(plan, out);
   return out;
 }
 
+const plannedOf = new WeakMap<Plan, Set<string>>();
+const NONE: ReadonlySet<string> = new Set();
+
 function fromInForce(f: InForce): StatusBody {
   const planned = plannedDsts(f.plan);
-  const notInPlace = new Set(f.result.skipped.filter((s) => planned.has(s.dst)).map((s) => s.dst));
+  const notInPlace = f.result.skipped.length ? new Set(f.result.skipped.filter((s) => planned.has(s.dst)).map((s) => s.dst)) : NONE;
   const skipped: SkippedReport[] = f.result.skipped.map((s) => ({
     dst: s.dst,
     ...(s.dev ? { dev: s.dev } : {}),
