@@ -264,17 +264,7 @@ export async function applyPlanWith(client: RtnlClient, plan: Plan, opts: ApplyO
   const gw = resolveGateways(plan, table, links, protocol, saved);
   plan = gw.plan;
   const diff = diffRoutes({ plan, table, links, protocol, saved, reclaim: new Set(opts.reclaim ?? []) });
-  const res: ApplyResult = {
-    netns: client.netns,
-    added: [],
-    removed: [],
-    replaced: [],
-    restored: [],
-    unchanged: diff.unchanged.map(itemOfDesired),
-    skipped: [...gw.skipped, ...diff.skipped],
-    owned: [...diff.ownedKept],
-    changed: false,
-  };
+  const res = newResult(client.netns, diff.unchanged.map(itemOfDesired), [...gw.skipped, ...diff.skipped], [...diff.ownedKept]);
   const attempt = attemptFor(res);
   await removeRoutes(client, diff.remove, attempt, res);
   await writeRoutes(client, diff.add, diff.replace, protocol, attempt, res);
@@ -287,10 +277,22 @@ export async function applyPlanWith(client: RtnlClient, plan: Plan, opts: ApplyO
   const sym = await applySymmetric(client, symmetric, { links, main: table, others: all, rules, saved }, protocol);
   res.symmetric = sym;
   res.skipped.push(...sym.skipped);
+  return settled(res);
+}
+
+/** The result of an apply that has written nothing yet: what is in place, skipped and ours so far. */
+function newResult(netns: string, unchanged: RouteItem[], skipped: SkippedItem[], owned: string[]): ApplyResult {
+  return { netns, added: [], removed: [], replaced: [], restored: [], unchanged, skipped, owned, changed: false };
+}
+
+/** Once every write is done: the destinations written become ours (sorted), and whether anything changed. */
+function settled(res: ApplyResult): ApplyResult {
   res.owned.push(...res.added.map((x) => x.dst), ...res.replaced.map((x) => x.dst));
   res.owned.sort();
+  const sym = res.symmetric;
   res.changed =
-    res.added.length + res.removed.length + res.replaced.length + res.restored.length + sym.added.length + sym.removed.length > 0;
+    res.added.length + res.removed.length + res.replaced.length + res.restored.length + (sym ? sym.added.length + sym.removed.length : 0) >
+    0;
   return res;
 }
 
@@ -301,18 +303,8 @@ export async function applyPlanWith(client: RtnlClient, plan: Plan, opts: ApplyO
  * as applyPlanWith's whole comparison (test/injector/plan-delta.test.ts).
  */
 async function applyDelta(client: RtnlClient, plan: Plan, delta: PlanDelta, view: KernelView, protocol: number): Promise<ApplyResult> {
-  const res: ApplyResult = {
-    netns: client.netns,
-    added: [],
-    removed: [],
-    replaced: [],
-    restored: [],
-    unchanged: delta.unchanged,
-    skipped: [],
-    owned: delta.ownedKept,
-    symmetric: { added: [], removed: [], unchanged: [], skipped: [], tables: [] },
-    changed: false,
-  };
+  const res = newResult(client.netns, delta.unchanged, [], delta.ownedKept);
+  res.symmetric = { added: [], removed: [], unchanged: [], skipped: [], tables: [] };
   const attempt = attemptFor(res);
   await removeRoutes(client, delta.remove, attempt, res);
   await writeRoutes(client, delta.add, [], protocol, attempt, res);
@@ -322,10 +314,7 @@ async function applyDelta(client: RtnlClient, plan: Plan, delta: PlanDelta, view
     const routes = plan.routes.filter((r) => added.has(r.dst));
     await checkEffective(client, { v: plan.v, routes }, res, { all: view.routes, table, rules: view.rules, links: view.links }, protocol);
   }
-  res.owned.push(...res.added.map((x) => x.dst));
-  res.owned.sort();
-  res.changed = res.added.length + res.removed.length > 0;
-  return res;
+  return settled(res); // (nothing replaced, restored or symmetric: added and removed decide)
 }
 
 /**
