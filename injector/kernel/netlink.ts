@@ -349,26 +349,18 @@ export class RtnlClient {
 
   /** Add a route; fails with EEXIST when one with the same dst/metric exists. */
   async addRoute(w: RouteWrite): Promise<void> {
-    const { data, attrs } = routeWriteToMessage(w);
-    await this.send(
-      RTM_NEWROUTE,
-      false,
-      encodeRouteMessage(data, attrs, NLMSG_HEADER),
-      `add route ${describe(w)}`,
-      FlagsNew.CREATE | FlagsNew.EXCL,
-    );
+    await this.newRoute(w, 'add', FlagsNew.CREATE | FlagsNew.EXCL);
   }
 
   /** Add or replace (atomically) the route with the same dst/metric. */
   async replaceRoute(w: RouteWrite): Promise<void> {
+    await this.newRoute(w, 'replace', FlagsNew.CREATE | FlagsNew.REPLACE);
+  }
+
+  /** One RTM_NEWROUTE of `w` with `flags` (add or replace). */
+  private async newRoute(w: RouteWrite, verb: 'add' | 'replace', flags: number): Promise<void> {
     const { data, attrs } = routeWriteToMessage(w);
-    await this.send(
-      RTM_NEWROUTE,
-      false,
-      encodeRouteMessage(data, attrs, NLMSG_HEADER),
-      `replace route ${describe(w)}`,
-      FlagsNew.CREATE | FlagsNew.REPLACE,
-    );
+    await this.send(RTM_NEWROUTE, false, encodeRouteMessage(data, attrs, NLMSG_HEADER), `${verb} route ${describe(w)}`, flags);
   }
 
   /** Delete the route matching `k` (scope defaults to RT_SCOPE_NOWHERE = any); ESRCH when none. */
