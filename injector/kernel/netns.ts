@@ -249,16 +249,12 @@ function hostIds(procRoot = '/proc'): NetnsId[] {
  * NetnsError ('gone', 'outside-dir', 'not-netns', 'host-netns').
  */
 export function checkNetnsPath(path: string, policy: NetnsPolicy): { realPath: string; id: NetnsId } {
-  const direct = directEntry(path, policy);
-  if (direct) {
-    verifyNamespace(direct.st, path, policy);
-    return { realPath: direct.real, id: { dev: direct.st.dev, ino: direct.st.ino } };
-  }
+  const resolved = realInDir(path, policy);
+  const real = resolved.real;
   // Nothing is entered, so a stat of the resolved path tells what an open and fstat would.
-  const real = realInDir(path, policy);
   let st;
   try {
-    st = statSync(real);
+    st = resolved.st ?? statSync(real);
   } catch (e) {
     const code = errCode(e);
     if (code === 'ENOENT' || code === 'ENOTDIR') throw new NetnsError('gone', path, `netns ${path} does not exist (any more)`, code);
@@ -343,14 +339,19 @@ function directEntry(path: string, policy: NetnsPolicy): { real: string; st: Sta
   return { real, st };
 }
 
-/** The realpath of `path`, which must be inside the netns dir (else NetnsError 'outside-dir'). */
-function realInDir(path: string, policy: NetnsPolicy): string {
+/**
+ * The realpath of `path`, which must be inside the netns dir (else NetnsError 'outside-dir'),
+ * and its lstat when an entry of the dir itself was recognised by it (directEntry).
+ */
+function realInDir(path: string, policy: NetnsPolicy): { real: string; st?: Stats } {
+  const direct = directEntry(path, policy);
+  if (direct) return direct;
   const dir = netnsDirReal(policy.netnsDir);
   const real = realpathOf(path);
   if (!real.startsWith(dir.endsWith(sep) ? dir : dir + sep)) {
     throw new NetnsError('outside-dir', path, `netns ${path} (realpath ${real}) is outside the netns dir ${dir}; refusing it`);
   }
-  return real;
+  return { real };
 }
 
 /** Refuse a file that is not a namespace (not on nsfs), or that is the host's netns. */
@@ -376,7 +377,7 @@ function verifyNamespace(st: { dev: number; ino: number; isFile(): boolean }, pa
  * so it is refused once like every other bad path) and not the host netns.
  */
 function openChecked(path: string, policy: NetnsPolicy): { fd: number; realPath: string } {
-  const real = realInDir(path, policy);
+  const { real } = realInDir(path, policy);
   const fd = openNetns(real);
   try {
     verifyNamespace(fstatSync(fd), path, policy);
