@@ -536,36 +536,42 @@ static napi_value js_nl_unsubscribe(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+static const struct {
+  const char *name;
+  napi_callback fn;
+} FUNCTIONS[] = {
+  {"setns", js_setns},
+  {"gettid", js_gettid},
+  {"inotifyOpen", js_inotify_open},
+  {"inotifyDrain", js_inotify_drain},
+  {"socketInfo", js_socket_info},
+  {"socketQueue", js_socket_queue},
+  {"rtnlOpen", js_rtnl_open},
+  {"rtnlTalk", js_rtnl_talk},
+  {"nlSubscribe", js_nl_subscribe},
+  {"nlSubscriptionFd", js_nl_subscription_fd},
+  {"nlUnsubscribe", js_nl_unsubscribe},
+};
+
+static const struct {
+  const char *name;
+  int32_t value;
+} CONSTANTS[] = {
+  {"CLONE_NEWNET", CLONE_NEWNET},
+  {"AF_NETLINK", AF_NETLINK},
+  {"NETLINK_ROUTE", NETLINK_ROUTE},
+};
+
 static napi_value init(napi_env env, napi_value exports) {
-  napi_value fn, flag;
-  napi_create_function(env, "setns", NAPI_AUTO_LENGTH, js_setns, NULL, &fn);
-  napi_set_named_property(env, exports, "setns", fn);
-  napi_create_function(env, "gettid", NAPI_AUTO_LENGTH, js_gettid, NULL, &fn);
-  napi_set_named_property(env, exports, "gettid", fn);
-  napi_create_function(env, "inotifyOpen", NAPI_AUTO_LENGTH, js_inotify_open, NULL, &fn);
-  napi_set_named_property(env, exports, "inotifyOpen", fn);
-  napi_create_function(env, "inotifyDrain", NAPI_AUTO_LENGTH, js_inotify_drain, NULL, &fn);
-  napi_set_named_property(env, exports, "inotifyDrain", fn);
-  napi_create_function(env, "socketInfo", NAPI_AUTO_LENGTH, js_socket_info, NULL, &fn);
-  napi_set_named_property(env, exports, "socketInfo", fn);
-  napi_create_function(env, "socketQueue", NAPI_AUTO_LENGTH, js_socket_queue, NULL, &fn);
-  napi_set_named_property(env, exports, "socketQueue", fn);
-  napi_create_function(env, "rtnlOpen", NAPI_AUTO_LENGTH, js_rtnl_open, NULL, &fn);
-  napi_set_named_property(env, exports, "rtnlOpen", fn);
-  napi_create_function(env, "rtnlTalk", NAPI_AUTO_LENGTH, js_rtnl_talk, NULL, &fn);
-  napi_set_named_property(env, exports, "rtnlTalk", fn);
-  napi_create_function(env, "nlSubscribe", NAPI_AUTO_LENGTH, js_nl_subscribe, NULL, &fn);
-  napi_set_named_property(env, exports, "nlSubscribe", fn);
-  napi_create_function(env, "nlSubscriptionFd", NAPI_AUTO_LENGTH, js_nl_subscription_fd, NULL, &fn);
-  napi_set_named_property(env, exports, "nlSubscriptionFd", fn);
-  napi_create_function(env, "nlUnsubscribe", NAPI_AUTO_LENGTH, js_nl_unsubscribe, NULL, &fn);
-  napi_set_named_property(env, exports, "nlUnsubscribe", fn);
-  napi_create_int32(env, CLONE_NEWNET, &flag);
-  napi_set_named_property(env, exports, "CLONE_NEWNET", flag);
-  napi_create_int32(env, AF_NETLINK, &flag);
-  napi_set_named_property(env, exports, "AF_NETLINK", flag);
-  napi_create_int32(env, NETLINK_ROUTE, &flag);
-  napi_set_named_property(env, exports, "NETLINK_ROUTE", flag);
+  napi_value v;
+  for (size_t i = 0; i < sizeof FUNCTIONS / sizeof FUNCTIONS[0]; i++) {
+    napi_create_function(env, FUNCTIONS[i].name, NAPI_AUTO_LENGTH, FUNCTIONS[i].fn, NULL, &v);
+    napi_set_named_property(env, exports, FUNCTIONS[i].name, v);
+  }
+  for (size_t i = 0; i < sizeof CONSTANTS / sizeof CONSTANTS[0]; i++) {
+    napi_create_int32(env, CONSTANTS[i].value, &v);
+    napi_set_named_property(env, exports, CONSTANTS[i].name, v);
+  }
   return exports;
 }
 
