@@ -26,6 +26,7 @@
  * with a clear error; a plan is never truncated.
  */
 import { createHash, createHmac, createSecretKey, timingSafeEqual, type KeyObject } from 'node:crypto';
+import { FifoMemo } from './fifo-memo.js';
 import { validate as validatePlan } from './generated/plan-validator.js';
 import { formatCIDR, formatIP, parseCIDR, parseIP } from './ip.js';
 import { GATEWAY_VIA, ROUTE_ATTR_KEYS, type Plan, type PlanRoute, type RouteAttrs } from './types.js';
@@ -275,7 +276,7 @@ export function decodePlan(value: string, opts: DecodeOptions): DecodeResult {
  */
 export function decodeSignedPlan(value: string, namespace: string, keys: readonly PlanKey[]): DecodeResult {
   let byValue = signedDecisions.get(keys);
-  if (!byValue) signedDecisions.set(keys, (byValue = new Map()));
+  if (!byValue) signedDecisions.set(keys, (byValue = new FifoMemo(SIGNED_DECISIONS_MAX)));
   const k = `${namespace}\n${value}`;
   const hit = byValue.get(k);
   if (hit) return hit;
@@ -284,12 +285,11 @@ export function decodeSignedPlan(value: string, namespace: string, keys: readonl
     deepFreeze(d.plan);
     frozenHashes.set(d.plan, planHash(d.plan));
   }
-  if (byValue.size >= SIGNED_DECISIONS_MAX) byValue.delete(byValue.keys().next().value!);
   byValue.set(k, d);
   return d;
 }
 
-const signedDecisions = new WeakMap<readonly PlanKey[], Map<string, DecodeResult>>();
+const signedDecisions = new WeakMap<readonly PlanKey[], FifoMemo<DecodeResult>>();
 const SIGNED_DECISIONS_MAX = 4096;
 
 function deepFreeze<T>(o: T): T {

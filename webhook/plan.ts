@@ -5,6 +5,7 @@
  * canonical and the HMAC deterministic), which is what makes reinvocation and
  * re-stamping idempotent.
  */
+import { FifoMemo } from '../core/fifo-memo.js';
 import { mayIncludeNamespace } from '../core/filters.js';
 import { ownerChain, type OwnerLookup } from '../core/owners.js';
 import { decodeSignedPlan, encodePlan, PlanEncodeError, type PlanKey } from '../core/plan-codec.js';
@@ -166,20 +167,27 @@ export type VersionedSources = PlanSources & { version(): number };
  * starts again empty; so does a new signing key (keys[0]) or mode. The pods of one workload
  * (same namespace, generateName, labels and owner) are admitted with one resolution and one
  * signature between two changes; pods with inputs of their own that the same Routes select
- * in one namespace (a StatefulSet's) share one signature, after a selection of their own. Bounded in entries and in bytes (keys and plan values; the
- * oldest entries go first), and a pod whose inputs alone are larger than PLAN_MEMO_KEY_MAX
- * (labels are not limited in number) is resolved without it.
+ * in one namespace (a StatefulSet's) share one signature, after a selection of their own.
+ * Those shared plans are kept apart from the answers by pod inputs, so that a stream of pods
+ * with inputs of their own (each remembered once, and never asked about again) does not push
+ * them out. Both are bounded in entries and in bytes (keys and plan values; the oldest entries
+ * go first), and a pod whose inputs alone are larger than PLAN_MEMO_KEY_MAX (labels are not
+ * limited in number) is resolved without it.
  */
 interface PlanMemo {
   version: number;
   signer: PlanKey;
   mode: InjectMode;
-  answers: Map<string, { answer: PlanAnswer; bytes: number }>;
-  bytes: number;
+  /** By the pod's inputs. */
+  answers: FifoMemo<PlanAnswer>;
+  /** By namespace and the names of the Routes selecting the pod (plans only). */
+  shared: FifoMemo<PlanAnswer>;
 }
 const memos = new WeakMap<VersionedSources, PlanMemo>();
 export const PLAN_MEMO_SIZE = 2048;
 export const PLAN_MEMO_BYTES = 4 * 1024 * 1024;
+export const PLAN_MEMO_SHARED_SIZE = 1024;
+export const PLAN_MEMO_SHARED_BYTES = 2 * 1024 * 1024;
 export const PLAN_MEMO_KEY_MAX = 8 * 1024;
 
 /**
@@ -199,11 +207,17 @@ export function memoizedPlan(
   const signer = opts.keys[0]!;
   let memo = memos.get(sources);
   if (!memo || memo.version !== version || memo.signer !== signer || memo.mode !== opts.mode) {
-    memo = { version, signer, mode: opts.mode, answers: new Map(), bytes: 0 };
+    memo = {
+      version,
+      signer,
+      mode: opts.mode,
+      answers: new FifoMemo(PLAN_MEMO_SIZE, PLAN_MEMO_BYTES),
+      shared: new FifoMemo(PLAN_MEMO_SHARED_SIZE, PLAN_MEMO_SHARED_BYTES),
+    };
     memos.set(sources, memo);
   }
   const hit = memo.answers.get(key);
-  if (hit) return hit.answer;
+  if (hit) return hit;
   // Inputs of its own (a StatefulSet pod's name label, a bare pod's name) mostly still meet
   // Routes that other pods met: the plan of a pod that is not skipped is decided by the
   // Routes selecting it alone (selectRoutes), and signed for its namespace only. So those
@@ -215,25 +229,18 @@ export function memoizedPlan(
     sel.kind === 'selected' && sel.selected.length
       ? `\u0000${namespace}\u0000${sel.selected.map((r) => r.metadata?.name ?? '').join('\u0000')}`
       : null;
-  const met = shared === null ? undefined : memo.answers.get(shared);
-  const answer = met?.answer ?? answerOf(desiredPlan(subject, sources, { ...opts, selected: { ctx, selection: sel } }));
+  const met = shared === null ? undefined : memo.shared.get(shared);
+  const answer = met ?? answerOf(desiredPlan(subject, sources, { ...opts, selected: { ctx, selection: sel } }));
   // Only a plan is shared: a skip's reason names the pod.
-  if (shared !== null && !met && answer.action === 'set') remember(memo, shared, answer);
-  remember(memo, key, answer);
+  if (shared !== null && !met && answer.action === 'set') remember(memo.shared, shared, answer);
+  remember(memo.answers, key, answer);
   return answer;
 }
 
-/** Keep `answer` under `key` (a pod's inputs, or a shared Route selection), within the memo's bounds (oldest first out). */
-function remember(memo: PlanMemo, key: string, answer: PlanAnswer): void {
+/** Keep `answer` under `key` in `store`, within its bounds (oldest first out). */
+function remember(store: FifoMemo<PlanAnswer>, key: string, answer: PlanAnswer): void {
   // UTF-16 code units, 2 bytes each; the plan value is the only large part of an answer.
-  const bytes = 2 * (key.length + (answer.action === 'set' ? answer.value.length : 0));
-  memo.answers.set(key, { answer, bytes });
-  memo.bytes += bytes;
-  for (const [k, e] of memo.answers) {
-    if (memo.answers.size <= PLAN_MEMO_SIZE && memo.bytes <= PLAN_MEMO_BYTES) break;
-    memo.answers.delete(k);
-    memo.bytes -= e.bytes;
-  }
+  store.set(key, answer, 2 * (key.length + (answer.action === 'set' ? answer.value.length : 0)));
 }
 
 /** Only what admission reads of a decision (not the resolution's lists, for a set plan). */

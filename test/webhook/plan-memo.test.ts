@@ -8,7 +8,15 @@ import { PLAN_ANNOTATION, type KubeObject, type Namespace, type Pod, type Route,
 import { admit, type AdmitDeps } from '../../webhook/admission/admission.js';
 import type { ValidReview } from '../../webhook/admission/review.js';
 import { cachesFromObjects } from '../../webhook/caches/caches.js';
-import { desiredPlan, memoizedPlan, PLAN_MEMO_BYTES, PLAN_MEMO_KEY_MAX, PLAN_MEMO_SIZE, resolutionSubject } from '../../webhook/plan.js';
+import {
+  desiredPlan,
+  memoizedPlan,
+  PLAN_MEMO_BYTES,
+  PLAN_MEMO_KEY_MAX,
+  PLAN_MEMO_SHARED_SIZE,
+  PLAN_MEMO_SIZE,
+  resolutionSubject,
+} from '../../webhook/plan.js';
 import { applyResponse, patchOps, testKey } from './helpers.js';
 
 const route = (name: string, rv: string, spec: Route['spec']): Route => ({ metadata: { name, resourceVersion: rv }, spec });
@@ -189,15 +197,19 @@ t.test('what the pod carries besides its resolution inputs does not matter; its 
 t.test('the memo is bounded; the plan annotation of a review is not an input', async (t) => {
   const caches = world();
   const opts = { mode: 'default' as const, keys: [testKey()] };
-  const first = review({ n: '0' }).request.object as Pod;
+  // Pods that opted out: a skip is remembered by the pod's inputs only (never shared), so the
+  // identity of the answer tells whether the entry was still held.
+  const OUT = { 'routes.k8s.ovn.org/inject': 'disabled' };
+  const first = review({ n: '0', ...OUT }).request.object as Pod;
   const a = memoizedPlan(first, 'default', caches, opts);
+  t.equal(a.action === 'remove' && a.reason, 'opted-out');
   for (let i = 1; i <= PLAN_MEMO_SIZE; i++) memoizedPlan(review({ n: String(i) }).request.object as Pod, 'default', caches, opts);
   const b = memoizedPlan(first, 'default', caches, opts);
   t.not(b, a, 'the oldest entry was dropped once the memo was full');
   t.same(b, a, 'and computed again to the same answer');
 
   // Bounded in bytes too: pods with large labels fill the budget long before the entry count.
-  const big = (i: number) => review({ n: String(i), pad: 'x'.repeat(PLAN_MEMO_KEY_MAX / 2) }).request.object as Pod;
+  const big = (i: number) => review({ n: String(i), pad: 'x'.repeat(PLAN_MEMO_KEY_MAX / 2), ...OUT }).request.object as Pod;
   const firstBig = memoizedPlan(big(0), 'default', caches, opts);
   t.equal(memoizedPlan(big(0), 'default', caches, opts), firstBig, 'a large pod is remembered');
   const fit = Math.ceil(PLAN_MEMO_BYTES / PLAN_MEMO_KEY_MAX);
@@ -278,4 +290,43 @@ t.test('pods with inputs of their own that the same Routes select share one plan
   );
   const edited = answer(pod('a', { tier: 'frontend' }));
   t.same(dsts(edited, 'a'), ['172.16.7.0/24'], 'after the Route is edited, the shared plan is the new one');
+});
+
+t.test('shared plans outlast a stream of pods with inputs of their own; they are bounded too', async (t) => {
+  // One Route selecting frontend pods in every namespace: one shared plan per namespace.
+  const namespaces = Array.from({ length: PLAN_MEMO_SHARED_SIZE + 1 }, (_, i) => ns(`n${i}`, '1', {}));
+  const caches = cachesFromObjects({
+    routes: [
+      route('front', '1', {
+        include: [{ podSelector: { matchLabels: { tier: 'frontend' } } }],
+        route: [{ dst: '172.16.9.0/24', dev: 'eth1' }],
+      }),
+    ],
+    namespaces,
+    services: [],
+    replicaSets: [],
+    jobs: [],
+  });
+  const opts = { mode: 'default' as const, keys: [testKey()] };
+  let n = 0;
+  const ask = (namespace: string): ReturnType<typeof memoizedPlan> => {
+    const name = `web-${n++}`; // a StatefulSet pod: inputs of its own
+    const pod: Pod = { metadata: { name, namespace, labels: { tier: 'frontend', 'statefulset.kubernetes.io/pod-name': name } }, spec: {} };
+    const a = memoizedPlan(pod, namespace, caches, opts);
+    const fresh = desiredPlan(pod, caches, opts);
+    if ((a.action === 'set' ? a.value : a.reason) !== (fresh.action === 'set' ? fresh.value : fresh.reason)) {
+      t.fail(`${namespace}/${name}: not as desiredPlan computes afresh`);
+    }
+    return a;
+  };
+  const first = ask('n0');
+  t.equal(first.action, 'set');
+  // More pods of their own than the memo of pod inputs holds, all in one other namespace.
+  for (let i = 0; i < PLAN_MEMO_SIZE + 10; i++) ask('n1');
+  t.equal(ask('n0'), first, 'n0 still shares its plan after more distinct pods than the memo of pod inputs holds');
+  // More shared plans than their bound: the oldest (n0's) goes, and is made again the same.
+  for (let i = 1; i <= PLAN_MEMO_SHARED_SIZE; i++) ask(`n${i}`);
+  const again = ask('n0');
+  t.not(again, first, 'the oldest shared plan was dropped once more namespaces shared plans than the bound');
+  t.same(again, first, 'and made again to the same answer');
 });
