@@ -127,8 +127,10 @@ export async function runAgent(config: AgentConfig, opts: RunAgentOptions): Prom
       throw new AgentStartError(withCause(`cannot listen on ${config.metricsAddr.host}:${config.metricsAddr.port} for metrics`, e), e);
     }
   }
+  // Names only: a netns file is created, then mounted (no event); nothing is written to it.
   const netnsWatch = new DirWatcher(config.netnsDir, {
     log,
+    content: false,
     onNames: (names) => a.netnsNamesChanged(names),
     onRewatch: () => a.resyncAll(),
     onOverflow: () => metrics.failure('inotify-overflow'),

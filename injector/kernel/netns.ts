@@ -65,15 +65,14 @@ export const DEFAULT_NETNS_DIR = '/var/run/netns';
 interface SetnsAddon {
   setns(fd: number, nstype: number): void;
   gettid(): number;
-  inotifyOpen(dir: string): number;
-  inotifyDrain(fd: number): boolean;
   socketInfo(fd: number): SocketInfo;
   socketQueue(fd: number): SocketQueue;
   rtnlOpen(rcvbuf: number): number;
   rtnlTalk(fd: number, request: Buffer, count: number, firstSeq: number, timeoutMs: number): Buffer;
   nlSubscribe(groups: number[], rcvbuf: number, onMessages: (buf: Buffer | null, error?: string) => void): object;
-  nlSubscriptionFd(sub: object): number;
-  nlUnsubscribe(sub: object): void;
+  inotifySubscribe(dir: string, content: boolean, onEvents: (buf: Buffer | null, error?: string) => void): object;
+  subscriptionFd(sub: object): number;
+  unsubscribe(sub: object): void;
   CLONE_NEWNET: number;
   AF_NETLINK: number;
   NETLINK_ROUTE: number;
@@ -110,20 +109,58 @@ export function gettid(): number {
   return native().gettid();
 }
 
+/** inotify's event bits (linux/inotify.h) that DirWatcher reads. */
+export const IN = {
+  MODIFY: 0x2,
+  ATTRIB: 0x4,
+  MOVED_FROM: 0x40,
+  MOVED_TO: 0x80,
+  CREATE: 0x100,
+  DELETE: 0x200,
+  DELETE_SELF: 0x400,
+  MOVE_SELF: 0x800,
+  UNMOUNT: 0x2000,
+  Q_OVERFLOW: 0x4000,
+  IGNORED: 0x8000,
+} as const;
+
+/** One inotify event: its mask, and the name in the directory (null: the directory itself, or an overflow). */
+export interface DirEvent {
+  mask: number;
+  name: string | null;
+}
+
+/** The events of a buffer of concatenated struct inotify_event (wd, mask, cookie, len, then len bytes of NUL-padded name). */
+export function parseInotifyEvents(buf: Buffer): DirEvent[] {
+  const out: DirEvent[] = [];
+  for (let o = 0; o + 16 <= buf.length;) {
+    const mask = buf.readUInt32LE(o + 4);
+    const len = buf.readUInt32LE(o + 12);
+    const end = Math.min(o + 16 + len, buf.length);
+    const nul = buf.indexOf(0, o + 16);
+    out.push({ mask, name: len === 0 ? null : buf.toString('utf8', o + 16, nul < 0 || nul > end ? end : nul) });
+    o = end;
+  }
+  return out;
+}
+
 /**
- * An inotify queue of `dir` that only tells whether events were lost (IN_Q_OVERFLOW),
- * which fs.watch never says (libuv drops the event). See injector/native/setns.c.
+ * An inotify queue of the directory `dir`, watched on the event loop (not keeping it alive):
+ * `onEvents` gets every event queued when it was readable, IN_Q_OVERFLOW included (fs.watch
+ * drops it), or (null, errno name) after a read error. Names created, deleted and moved, and
+ * the directory itself deleted or moved; with `content`, files written and attributes changed
+ * too (what fs.watch asks for), which makes the watch's setup walk every dentry of the
+ * directory, negative ones included: see setns.c. Throws (with .code) when `dir` cannot be
+ * watched (ENOENT, ENOTDIR, ...).
  */
-export function inotifyOverflowSentinel(dir: string): { drain(): boolean; close(): void } {
-  const fd = native().inotifyOpen(dir);
-  let open = true;
-  return {
-    drain: () => open && native().inotifyDrain(fd),
-    close: () => {
-      if (open) closeSync(fd);
-      open = false;
-    },
-  };
+export function inotifySubscribe(
+  dir: string,
+  content: boolean,
+  onEvents: (events: DirEvent[] | null, error?: string) => void,
+): { close(): void } {
+  const a = native();
+  const sub = a.inotifySubscribe(dir, content, (buf, error) => onEvents(buf ? parseInotifyEvents(buf) : null, error));
+  return { close: () => a.unsubscribe(sub) };
 }
 
 /** SO_DOMAIN, SO_PROTOCOL, buffer sizes and NETLINK_NO_ENOBUFS of a socket fd (throws ENOTSOCK/EBADF otherwise). */
@@ -181,8 +218,8 @@ export function nlSubscribe(
 ): NetlinkSubscription {
   const a = native();
   const sub = a.nlSubscribe(groups, rcvbuf, onMessages);
-  const fd = a.nlSubscriptionFd(sub);
-  return { fd, close: () => a.nlUnsubscribe(sub) };
+  const fd = a.subscriptionFd(sub);
+  return { fd, close: () => a.unsubscribe(sub) };
 }
 
 /** The kernel's AF_NETLINK and NETLINK_ROUTE numbers. */

@@ -171,7 +171,7 @@ export async function startRig(t: Test, o: RigOptions = {}): Promise<Rig> {
   });
   const a = agent;
   api.onUpdate = (p) => a.podUpdated(p);
-  const netnsWatch = new DirWatcher('/var/run/netns', { log, onNames: (n) => a.netnsNamesChanged(n) });
+  const netnsWatch = new DirWatcher('/var/run/netns', { log, content: false, onNames: (n) => a.netnsNamesChanged(n) });
   const nsSeen = new Set<string>();
   const namespace = (name: string, labels: Record<string, string> = {}): void => {
     const ns = { apiVersion: 'v1', kind: 'Namespace', metadata: { name, labels: { ...labels } } };
