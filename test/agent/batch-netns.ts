@@ -19,10 +19,10 @@ function batch(lines: string[], ns?: string): void {
   }
 }
 
-/** Create `n` pod netns (paths returned in order) plus their node netns. */
-export function makePodNetnsBatch(t: Test, n: number): { paths: string[]; names: string[]; node: TestNetns } {
+/** Create `n` pod netns (paths returned in order) plus their node netns; `tag` tells the sets of one process apart. */
+export function makePodNetnsBatch(t: Test, n: number, tag = 'b'): { paths: string[]; names: string[]; node: TestNetns } {
   const node = makeNetns(t, 'bnode');
-  const names = Array.from({ length: n }, (_, i) => `ovrt-${process.pid}-b${i}`);
+  const names = Array.from({ length: n }, (_, i) => `ovrt-${process.pid}-${tag}${i}`);
   t.teardown(() => {
     try {
       batch(names.map((x) => `netns del ${x}`));

@@ -5,7 +5,8 @@
  *  - a node-wide one-CIDR plan change: every pod's plan gains one CIDR (21 routes; from the
  *    second change on, in place of the previous one), the agent writes the difference,
  * at N = 50, 200, 500 pods (the agent keeps one event socket per pod: the fd table grows with N),
- * each against baselines measured in the same run on the same netns:
+ * each against baselines measured in the same run, on a second set of N netns of the same
+ * shape that the agent does not keep, while the agent's event sockets are open:
  *  - the bare netlink floor: a bare RtnlClient per pod (open, make the same writes, close), our
  *    own transport (a socket of the native addon, batched synchronous exchanges);
  *  - a bare client of the `netlink` package (its socket, the same writes, close): the floor the
@@ -17,10 +18,13 @@
  * own work (storing, cloning and patching pod objects: kube-apiserver's, in a cluster) is
  * measured around each of its calls and subtracted (ApiMeter), and shown in each row. The rig
  * hands the agent objects directly, so a real agent also pays JSON and HTTPS for its watch
- * events and status patches, which no figure here includes. Plan changes are measured 8 times
- * (best kept), the agent's and the floors' alike: the first changes also pay the JIT's compiles
- * of the change path (its CPU is the process's), which a running agent has long made. Exported as run() for test/bench/run.ts; results also go to
- * test/bench/results/agent.json.
+ * events and status patches, which no figure here includes. Plan changes are measured 12 times
+ * (best kept), the agent's and the two bare clients' alike, interleaved: round k measures each
+ * bare client's k-th change, then the agent's, so a burst of load elsewhere on the machine
+ * falls on both sides of a ratio. The first changes also pay the JIT's compiles of the change
+ * path (its CPU is the process's), which a running agent has long made. Starts are measured
+ * once (the floors' and ip's before the agent's). Exported as run() for test/bench/run.ts;
+ * results also go to test/bench/results/agent.json.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -44,7 +48,7 @@ import type { BenchRow } from './measure.js';
 const here = dirname(fileURLToPath(import.meta.url));
 const SIZES = [50, 200, 500];
 const ROUTES = 20;
-const CHANGES = 8;
+const CHANGES = 12;
 
 /** A fake tap Test: collects teardowns, run in reverse by `cleanup`. */
 function fakeTest(): { t: Test; cleanup: () => void } {
@@ -270,7 +274,14 @@ async function warmup(path: string, eth1: number): Promise<void> {
 async function measureN(n: number, tmp: string): Promise<Row[]> {
   const { t, cleanup } = fakeTest();
   try {
-    const { paths, names } = makePodNetnsBatch(t, n);
+    // The agent's pods, and a second set of N netns of the same shape for the baselines: the
+    // agent never keeps those, so the floors' plan changes can be measured between the
+    // agent's (below), under the same load of the machine and with the agent's event
+    // sockets open (the kernel offers every route write to each of them).
+    const { paths } = makePodNetnsBatch(t, n);
+    const floorSet = makePodNetnsBatch(t, n, 'f');
+    const fpaths = floorSet.paths;
+    const names = floorSet.names;
     // eth1's ifindex per pod (the floor is given it; the agent looks it up itself).
     const eth1 = names.map((x) => (JSON.parse(ip('-n', x, '-j', 'link', 'show', 'eth1')) as { ifindex: number }[])[0]!.ifindex);
     const base = planWith(0).routes;
@@ -286,31 +297,25 @@ async function measureN(n: number, tmp: string): Promise<Row[]> {
       return f;
     };
     const startFile = batchFile(base, 'start.batch');
-    await warmup(paths[0]!, eth1[0]!);
+    await warmup(fpaths[0]!, eth1[0]!);
 
-    // Baselines: start (ROUTES writes per pod) and change (1 write per pod), through a bare
-    // client (ours, then the netlink package's), and ip -batch. A change is the same writes as
-    // the agent's: change k adds the k-th CIDR and (k > 1) deletes the one before it.
-    const floorOf = async (write: typeof bareWrite): Promise<{ start: number; change: number }> => {
-      const start = await cpuOf(async () => {
-        for (let i = 0; i < n; i++) await write(paths[i]!, eth1[i]!, base);
+    // Baselines: start (ROUTES writes per pod) through a bare client (ours, then the netlink
+    // package's) and ip -batch, before the agent starts; a change is the same writes as the
+    // agent's: change k adds the k-th CIDR and (k > 1) deletes the one before it, each client
+    // in a range of its own (both stay on top of the package client's start).
+    const startOf = (write: typeof bareWrite): Promise<number> =>
+      cpuOf(async () => {
+        for (let i = 0; i < n; i++) await write(fpaths[i]!, eth1[i]!, base);
       });
-      let change = Infinity;
-      for (let k = 1; k <= CHANGES; k++) {
-        const add = [{ dst: `172.22.${k}.0/24`, dev: 'eth1' }];
-        const del = k > 1 ? `172.22.${k - 1}.0/24` : undefined;
-        change = Math.min(
-          change,
-          await cpuOf(async () => {
-            for (let i = 0; i < n; i++) await write(paths[i]!, eth1[i]!, add, del);
-          }),
-        );
-      }
-      flush();
-      return { start, change };
+    const changeOf = (write: typeof bareWrite, range: string, k: number): Promise<number> => {
+      const add = [{ dst: `${range}.${k}.0/24`, dev: 'eth1' }];
+      const del = k > 1 ? `${range}.${k - 1}.0/24` : undefined;
+      return cpuOf(async () => {
+        for (let i = 0; i < n; i++) await write(fpaths[i]!, eth1[i]!, add, del);
+      });
     };
-    const { start: floorStart, change: floorChange } = await floorOf(bareWrite);
-    const { start: pkgStart, change: pkgChange } = await floorOf(bareWritePackage);
+    const floorStart = await startOf(bareWrite);
+    flush();
     const ipStart = await cpuOf(() => {
       for (const x of names) ip('-n', x, '-batch', startFile);
     });
@@ -325,6 +330,9 @@ async function measureN(n: number, tmp: string): Promise<Row[]> {
       );
     }
     flush();
+    const pkgStart = await startOf(bareWritePackage);
+    let floorChange = Infinity;
+    let pkgChange = Infinity;
 
     // The agent: start with N pods, then CHANGES node-wide one-CIDR changes.
     let rig: Awaited<ReturnType<typeof startRig>> | undefined;
@@ -377,7 +385,7 @@ async function measureN(n: number, tmp: string): Promise<Row[]> {
     objs.forEach((o, i) => writeCacheFile(cacheDir, o, paths[i]!));
     const w0 = allInPlace(plan0);
     w0.expect();
-    await warmup(paths[0]!, eth1[0]!);
+    await warmup(fpaths[0]!, eth1[0]!);
     const meter = new ApiMeter();
     const agentStart = await profiled(`start-N${n}`, () =>
       agentCpuOf(meter, async () => {
@@ -398,6 +406,9 @@ async function measureN(n: number, tmp: string): Promise<Row[]> {
     );
     let agentChange = { agent: Infinity, api: 0 };
     for (let k = 1; k <= CHANGES; k++) {
+      // Round k: each floor's k-th change, then the agent's.
+      floorChange = Math.min(floorChange, await changeOf(bareWrite, '172.22', k));
+      pkgChange = Math.min(pkgChange, await changeOf(bareWritePackage, '172.24', k));
       const plan = planWith(k);
       const next = [...rig!.api.pods.values()].map((p) => withPlan(p, plan, rig!.key));
       const w = allInPlace(plan);
