@@ -63,23 +63,55 @@ export function podKey(pod: Pod): string {
 }
 
 /**
- * What of a pod the agent's decision depends on, as one string: the pod less what the
- * agent writes itself (its status annotation and ready condition) and the API's
- * bookkeeping (resourceVersion, managedFields). Two versions with equal strings get the
- * same decision, so the echo of the agent's own status write needs no sync, only the
- * status compared again.
+ * Whether two versions of a pod ask the same of the agent: equal but for what the agent writes
+ * itself (its status annotation and ready condition) and the API's bookkeeping
+ * (resourceVersion, managedFields). Then the decision stands, so the echo of the agent's own
+ * status write needs no sync, only the status compared again. Compared in place, stopping at
+ * the first difference (a JSON of each whole pod cost a string per update and kept one per pod);
+ * objects' key order does not matter, arrays' order does.
  */
-export function syncInputs(pod: Pod): string {
-  const {
-    resourceVersion: _rv,
-    managedFields: _mf,
-    annotations,
-    ...meta
-  } = (pod.metadata ?? {}) as Record<string, unknown> & {
-    annotations?: Record<string, string>;
-  };
-  const { [STATUS_ANNOTATION]: _status, ...ann } = annotations ?? {};
-  const st = (pod.status ?? {}) as { conditions?: { type?: string }[] };
-  const conditions = st.conditions?.filter((c) => c?.type !== READY_CONDITION);
-  return JSON.stringify([meta, ann, pod.spec, { ...st, conditions }]);
+export function sameSyncInputs(a: Pod, b: Pod): boolean {
+  if (a === b) return true;
+  const am = (a.metadata ?? {}) as Record<string, unknown>;
+  const bm = (b.metadata ?? {}) as Record<string, unknown>;
+  if (!sameExcept(am, bm, META_OWN)) return false;
+  if (!sameExcept((am.annotations ?? {}) as Record<string, unknown>, (bm.annotations ?? {}) as Record<string, unknown>, ANNOTATION_OWN)) {
+    return false;
+  }
+  if (!same(a.spec, b.spec)) return false;
+  const as = (a.status ?? {}) as Record<string, unknown>;
+  const bs = (b.status ?? {}) as Record<string, unknown>;
+  if (!sameExcept(as, bs, STATUS_OWN)) return false;
+  return same(othersConditions(as.conditions), othersConditions(bs.conditions));
 }
+
+/** Metadata fields written by the API or compared on their own (annotations). */
+const META_OWN = new Set(['resourceVersion', 'managedFields', 'annotations']);
+const ANNOTATION_OWN = new Set([STATUS_ANNOTATION]);
+const STATUS_OWN = new Set(['conditions']);
+
+/** The conditions less the agent's own ready condition (undefined stays undefined). */
+function othersConditions(c: unknown): unknown {
+  return Array.isArray(c) ? c.filter((x) => (x as { type?: string } | null)?.type !== READY_CONDITION) : c;
+}
+
+/** Objects equal in every key not in `skip` (a key absent and a key undefined are the same, as in JSON). */
+function sameExcept(a: Record<string, unknown>, b: Record<string, unknown>, skip: ReadonlySet<string>): boolean {
+  for (const k in a) if (!skip.has(k) && !same(a[k], b[k])) return false;
+  for (const k in b) if (!skip.has(k) && a[k] === undefined && b[k] !== undefined) return false;
+  return true;
+}
+
+/** Deep equality of JSON values (what the API sends); functions and the like are not expected. */
+function same(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  if (Array.isArray(a)) {
+    if (!Array.isArray(b) || a.length !== b.length) return false;
+    for (let i = 0; i < a.length; i++) if (!same(a[i], b[i])) return false;
+    return true;
+  }
+  if (Array.isArray(b)) return false;
+  return sameExcept(a as Record<string, unknown>, b as Record<string, unknown>, NONE);
+}
+const NONE: ReadonlySet<string> = new Set();

@@ -34,7 +34,7 @@ import type { CniAnswer, CniRequest } from '../cni/server.js';
 import type { StartReport } from '../../core/injector-status.js';
 import { readFileSync, realpathSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { podIPs, podKey, syncInputs } from '../pod.js';
+import { podIPs, podKey, sameSyncInputs } from '../pod.js';
 import { WorkQueue } from '../../platform/queue.js';
 import { backoffMs } from '../../platform/backoff.js';
 import { PodSync, podSettling, type KeeperTuning, type PodRec } from './sync.js';
@@ -492,13 +492,11 @@ export class Agent {
     this.byName.set(k, uid);
     const known = this.pods.get(uid);
     const ipsBefore = known ? podIPs(known.pod).join(',') : '';
-    const inputs = syncInputs(pod);
     // Only what the agent writes changed (mostly the echo of its own status write): the
     // decision stands; the status is compared again (and rewritten if someone changed it).
-    const sameInputs = known !== undefined && !known.deleted && known.inputs === inputs;
+    const sameInputs = known !== undefined && !known.deleted && sameSyncInputs(known.pod, pod);
     const rec = known ?? { uid, pod, deleted: false, failures: 0 };
     rec.pod = pod;
-    rec.inputs = inputs;
     this.pods.set(uid, rec);
     for (const w of this.podWaiters.get(uid) ?? []) w();
     if (sameInputs) {

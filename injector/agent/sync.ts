@@ -35,8 +35,6 @@ export interface PodRec {
   pod: Pod;
   deleted: boolean;
   failures: number;
-  /** syncInputs() of the pod last synced or queued (an update that keeps it needs no sync). */
-  inputs?: string;
   netns?: {
     path: string;
     realPath: string;
