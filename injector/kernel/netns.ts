@@ -109,7 +109,7 @@ export function gettid(): number {
   return native().gettid();
 }
 
-/** inotify's event bits (linux/inotify.h) that DirWatcher reads. */
+/** inotify's event bits (linux/inotify.h), as inotifySubscribe's events carry them. */
 export const IN = {
   MODIFY: 0x2,
   ATTRIB: 0x4,

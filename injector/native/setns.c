@@ -288,6 +288,7 @@ static napi_value js_rtnl_talk(napi_env env, napi_callback_info info) {
  * subscriptionFd(sub): its fd (for socketQueue). unsubscribe(sub): stop watching and close
  * the fd, at once; idempotent (for inotifySubscribe's too).
  */
+/* A watched fd, an event socket or an inotify queue: both are read and delivered the same way. */
 typedef struct {
   uv_poll_t poll;
   napi_env env;
@@ -296,10 +297,10 @@ typedef struct {
   napi_async_context context;
   int fd;
   bool closed;
-} nl_sub;
+} fd_sub;
 
-static void nl_sub_freed(uv_handle_t *h) {
-  nl_sub *sub = (nl_sub *)h->data;
+static void sub_freed(uv_handle_t *h) {
+  fd_sub *sub = (fd_sub *)h->data;
   /* Here, not in nlUnsubscribe: that may run inside this subscription's own callback. */
   napi_async_destroy(sub->env, sub->context);
   napi_delete_reference(sub->env, sub->callback);
@@ -307,7 +308,7 @@ static void nl_sub_freed(uv_handle_t *h) {
   free(sub);
 }
 
-static void nl_sub_deliver(nl_sub *sub, napi_value *argv, size_t argc) {
+static void sub_deliver(fd_sub *sub, napi_value *argv, size_t argc) {
   napi_env env = sub->env;
   napi_handle_scope scope;
   if (napi_open_handle_scope(env, &scope) != napi_ok) return;
@@ -322,9 +323,9 @@ static void nl_sub_deliver(nl_sub *sub, napi_value *argv, size_t argc) {
   napi_close_handle_scope(env, scope);
 }
 
-static void nl_sub_readable(uv_poll_t *h, int status, int events) {
+static void sub_readable(uv_poll_t *h, int status, int events) {
   (void)events;
-  nl_sub *sub = (nl_sub *)h->data;
+  fd_sub *sub = (fd_sub *)h->data;
   if (sub->closed) return;
   napi_env env = sub->env;
   napi_handle_scope scope;
@@ -333,7 +334,7 @@ static void nl_sub_readable(uv_poll_t *h, int status, int events) {
     napi_value argv[2];
     napi_get_null(env, &argv[0]);
     napi_create_string_utf8(env, uv_err_name(status), NAPI_AUTO_LENGTH, &argv[1]);
-    nl_sub_deliver(sub, argv, 2);
+    sub_deliver(sub, argv, 2);
     napi_close_handle_scope(env, scope);
     return;
   }
@@ -353,21 +354,21 @@ static void nl_sub_readable(uv_poll_t *h, int status, int events) {
   if (len > 0) {
     napi_value argv[1];
     void *data;
-    if (napi_create_buffer_copy(env, len, buf, &data, &argv[0]) == napi_ok) nl_sub_deliver(sub, argv, 1);
+    if (napi_create_buffer_copy(env, len, buf, &data, &argv[0]) == napi_ok) sub_deliver(sub, argv, 1);
   }
   if (err && !sub->closed) {
     napi_value argv[2];
     napi_get_null(env, &argv[0]);
     const char *name = err == ENOBUFS ? "ENOBUFS" : err == EBADF ? "EBADF" : err == EINVAL ? "EINVAL" : strerror(err);
     napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &argv[1]);
-    nl_sub_deliver(sub, argv, 2);
+    sub_deliver(sub, argv, 2);
   }
   napi_close_handle_scope(env, scope);
 }
 
 /*
  * Watch `fd` on the event loop (closed on failure): a subscription object whose fd is read
- * by nl_sub_readable and handed to `callback`. `ref`: whether it keeps the loop alive.
+ * by sub_readable and handed to `callback`. `ref`: whether it keeps the loop alive.
  */
 static napi_value watch_fd(napi_env env, int fd, napi_value callback, const char *what, const char *resource, bool ref) {
   uv_loop_t *loop;
@@ -378,7 +379,7 @@ static napi_value watch_fd(napi_env env, int fd, napi_value callback, const char
     napi_throw_error(env, NULL, msg);
     return NULL;
   }
-  nl_sub *sub = calloc(1, sizeof *sub);
+  fd_sub *sub = calloc(1, sizeof *sub);
   if (!sub) {
     close(fd);
     return throw_errno(env, ENOMEM, what);
@@ -390,7 +391,7 @@ static napi_value watch_fd(napi_env env, int fd, napi_value callback, const char
   napi_create_object(env, &self);
   napi_create_string_utf8(env, resource, NAPI_AUTO_LENGTH, &name);
   int uerr = uv_poll_init(loop, &sub->poll, fd);
-  if (uerr == 0) uerr = uv_poll_start(&sub->poll, UV_READABLE, nl_sub_readable);
+  if (uerr == 0) uerr = uv_poll_start(&sub->poll, UV_READABLE, sub_readable);
   if (uerr != 0) {
     close(fd);
     free(sub);
@@ -500,7 +501,7 @@ static napi_value js_inotify_subscribe(napi_env env, napi_callback_info info) {
   return watch_fd(env, fd, argv[2], "inotifySubscribe", "ovnkube-route:inotify", false);
 }
 
-static nl_sub *sub_arg(napi_env env, napi_callback_info info, const char *usage) {
+static fd_sub *sub_arg(napi_env env, napi_callback_info info, const char *usage) {
   size_t argc = 1;
   napi_value argv[1];
   void *p = NULL;
@@ -508,11 +509,11 @@ static nl_sub *sub_arg(napi_env env, napi_callback_info info, const char *usage)
     napi_throw_type_error(env, NULL, usage);
     return NULL;
   }
-  return (nl_sub *)p;
+  return (fd_sub *)p;
 }
 
 static napi_value js_subscription_fd(napi_env env, napi_callback_info info) {
-  nl_sub *sub = sub_arg(env, info, "subscriptionFd(sub) expects a subscription");
+  fd_sub *sub = sub_arg(env, info, "subscriptionFd(sub) expects a subscription");
   if (!sub) return NULL;
   napi_value out;
   napi_create_int32(env, sub->closed ? -1 : sub->fd, &out);
@@ -526,11 +527,11 @@ static napi_value js_unsubscribe(napi_env env, napi_callback_info info) {
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 1 || napi_remove_wrap(env, argv[0], &p) != napi_ok || !p) {
     return NULL; /* closed already (or not a subscription): nothing to do */
   }
-  nl_sub *sub = (nl_sub *)p;
+  fd_sub *sub = (fd_sub *)p;
   sub->closed = true;
   /* uv_close takes the fd out of the loop's epoll set at once; then the fd can go, at once too.
    * The struct is freed once libuv is done with the handle. */
-  uv_close((uv_handle_t *)&sub->poll, nl_sub_freed);
+  uv_close((uv_handle_t *)&sub->poll, sub_freed);
   close(sub->fd);
   return NULL;
 }
