@@ -393,7 +393,6 @@ async function measureN(n: number, tmp: string): Promise<Row[]> {
     objs.forEach((o, i) => writeCacheFile(cacheDir, o, paths[i]!));
     const w0 = allInPlace(plan0);
     w0.expect();
-    await warmup(fpaths[0]!, eth1[0]!);
     const meter = new ApiMeter();
     const agentStart = await profiled(`start-N${n}`, () =>
       agentCpuOf(meter, async () => {
