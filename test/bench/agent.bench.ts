@@ -22,7 +22,7 @@
  * is measured once and reported apart (no goal): it pays the JIT's compiles of the change path
  * (on V8's helper threads, whose CPU is the process's), a cost of the process, not of a pod,
  * made once in an agent's life. Then ceil(WARM_POD_CHANGES / N) untimed changes (at N=50 the
- * path is still being optimised 30 changes in), then 12 measured rounds (best kept), the
+ * path is still being optimised 30 changes in), then 24 measured rounds (best kept), the
  * agent's and the two bare clients' alike, interleaved: round k measures each bare client's
  * change, then the agent's, so a burst of load elsewhere on the machine falls on both sides of
  * a ratio. Starts are measured once (the floors' and ip's before the agent's). Exported as
@@ -50,7 +50,7 @@ import type { BenchRow } from './measure.js';
 const here = dirname(fileURLToPath(import.meta.url));
 const SIZES = [50, 200, 500];
 const ROUTES = 20;
-const CHANGES = 12;
+const CHANGES = 24;
 /** Untimed plan changes before the measured ones, in pod changes (ceil(WARM_POD_CHANGES / N) node-wide changes). */
 const WARM_POD_CHANGES = 2000;
 
