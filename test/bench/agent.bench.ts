@@ -476,47 +476,44 @@ async function measureN(n: number, tmp: string, warmPodChanges = WARM_POD_CHANGE
       if (c.agent < agentChange.agent) agentChange = c;
     }
     rig?.stop();
+    // A row: the agent's CPU (with the stand-in's, subtracted) and each baseline's, all in total over the N pods.
+    interface Figures {
+      agent: { agent: number; api: number };
+      floor: number;
+      pkg: number;
+      ipBatch?: number;
+    }
+    const row = (what: string, f: Figures, measured: string): Row => ({
+      n,
+      what,
+      agentUs: f.agent.agent / n,
+      apiUs: f.agent.api / n,
+      floorUs: f.floor / n,
+      packageUs: f.pkg / n,
+      ...(f.ipBatch !== undefined ? { ipBatchUs: f.ipBatch / n } : {}),
+      measured,
+    });
     return [
-      {
-        n,
-        what: 'start',
-        agentUs: agentStart.agent / n,
-        apiUs: agentStart.api / n,
-        floorUs: floorStart / n,
-        packageUs: pkgStart / n,
-        ipBatchUs: ipStart / n,
-        measured: `best of ${STARTS} rounds (each floor's start, then the agent's; ip's once, before them)`,
-      },
-      {
-        n,
-        what: 'first start',
-        agentUs: starts[0]!.agent.agent / n,
-        apiUs: starts[0]!.agent.api / n,
-        floorUs: starts[0]!.floor / n,
-        packageUs: starts[0]!.pkg / n,
-        measured:
-          'once: the first round of the starts (at the first size, the start path has run only the untimed N=10 round); no goal of its own',
-      },
-      {
-        n,
-        what: 'first plan change',
-        agentUs: first.agent / n,
-        apiUs: first.api / n,
-        floorUs: firstFloor / n,
-        packageUs: firstPkg / n,
-        measured:
-          'once: the first change after the start, before the untimed ones (at the first size, the change path has run only the untimed N=10 round); no goal',
-      },
-      {
-        n,
-        what: 'plan change',
-        agentUs: agentChange.agent / n,
-        apiUs: agentChange.api / n,
-        floorUs: floorChange / n,
-        packageUs: pkgChange / n,
-        ipBatchUs: ipChange / n,
-        measured: `best of ${CHANGES} rounds (each floor's change, then the agent's), after the first change and ${Math.ceil(warmPodChanges / n)} untimed ones`,
-      },
+      row(
+        'start',
+        { agent: agentStart, floor: floorStart, pkg: pkgStart, ipBatch: ipStart },
+        `best of ${STARTS} rounds (each floor's start, then the agent's; ip's once, before them)`,
+      ),
+      row(
+        'first start',
+        starts[0]!,
+        'once: the first round of the starts (at the first size, the start path has run only the untimed N=10 round); no goal of its own',
+      ),
+      row(
+        'first plan change',
+        { agent: first, floor: firstFloor, pkg: firstPkg },
+        'once: the first change after the start, before the untimed ones (at the first size, the change path has run only the untimed N=10 round); no goal',
+      ),
+      row(
+        'plan change',
+        { agent: agentChange, floor: floorChange, pkg: pkgChange, ipBatch: ipChange },
+        `best of ${CHANGES} rounds (each floor's change, then the agent's), after the first change and ${Math.ceil(warmPodChanges / n)} untimed ones`,
+      ),
     ];
   } finally {
     cleanup();
