@@ -225,7 +225,7 @@ interface Row {
   floorUs: number;
   /** A bare client of the `netlink` package. */
   packageUs: number;
-  /** (Not for the first change: ip's first change is no different from its others.) */
+  /** (Not for the first start or the first change: ip's are measured apart, once for a start, 4 times for a change.) */
   ipBatchUs?: number;
   /** How the figure was taken. */
   measured: string;
