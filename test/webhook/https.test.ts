@@ -182,22 +182,29 @@ t.test('oversized bodies get 413 and the server keeps serving', async (t) => {
   await admitsNormally(t, 'after a chunked oversized body');
 });
 
-/** A raw TLS client that sends `head` and then trickles a byte every 50 ms until closed. */
+/**
+ * A raw TLS client that sends `head` and then trickles a byte every 50 ms until the server
+ * answers or closes. `closed` resolves on 'close' whatever came before it: a drip already on
+ * its way when the server closed makes the server's kernel answer with a reset, an
+ * ECONNRESET here after the answer was read (events.once would reject on that 'error').
+ */
 async function trickler(head: string, drip: string): Promise<{ data: () => string; closed: Promise<unknown> }> {
   const s = tls.connect({ host: '127.0.0.1', port, ca });
   await once(s, 'secureConnect');
   let data = '';
   s.setEncoding('utf8');
-  s.on('data', (d: string) => {
-    data += d;
-  });
-  s.on('error', () => {});
-  const closed = once(s, 'close');
-  s.write(head);
+  const closed = new Promise<void>((resolve) => s.once('close', () => resolve()));
   const timer = setInterval(() => {
     if (!s.destroyed) s.write(drip);
   }, 50);
-  void closed.then(() => clearInterval(timer));
+  const stop = (): void => clearInterval(timer);
+  s.on('data', (d: string) => {
+    data += d;
+    stop(); // answered: nothing more to send
+  });
+  s.on('error', stop);
+  void closed.then(stop);
+  s.write(head);
   return { data: () => data, closed };
 }
 
