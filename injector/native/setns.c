@@ -301,7 +301,7 @@ typedef struct {
 
 static void sub_freed(uv_handle_t *h) {
   fd_sub *sub = (fd_sub *)h->data;
-  /* Here, not in nlUnsubscribe: that may run inside this subscription's own callback. */
+  /* Here, not in unsubscribe: that may run inside this subscription's own callback. */
   napi_async_destroy(sub->env, sub->context);
   napi_delete_reference(sub->env, sub->callback);
   napi_delete_reference(sub->env, sub->self);
